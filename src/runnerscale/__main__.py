@@ -1,0 +1,3 @@
+from runnerscale.cli import main
+
+main()

@@ -1,0 +1,217 @@
+"""What the autoscaler takes from a ``workflow_job`` webhook delivery, and how it trusts one.
+
+GitHub's payload is large and grows new fields over time; the autoscaler needs a dozen of them.
+So the models below name only those fields, ignore everything else, and still check the ones
+they name (types, required keys, the known ``action`` values), so a delivery either yields
+trustworthy facts or a :class:`WebhookPayloadError` that says what was wrong without echoing
+the (possibly huge, possibly hostile) payload back into logs.
+
+Signatures are GitHub's ``X-Hub-Signature-256``: an HMAC-SHA256 of the raw body keyed with the
+webhook secret. Signing and the constant-time comparison come from githubkit, the project's
+GitHub library; this module only adds the strict header checks around them.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Final, Literal
+
+from githubkit.webhooks import sign as _githubkit_sign
+from githubkit.webhooks import verify as _githubkit_verify
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+__all__ = [
+    "HEADER_DELIVERY",
+    "HEADER_EVENT",
+    "HEADER_HOOK_ID",
+    "HEADER_SIGNATURE_256",
+    "HEADER_SIGNATURE_SHA1",
+    "HEADER_TARGET_ID",
+    "HEADER_TARGET_TYPE",
+    "WORKFLOW_JOB_EVENT",
+    "AccountRef",
+    "InstallationRef",
+    "OrganizationRef",
+    "RepositoryRef",
+    "WebhookPayloadError",
+    "WorkflowJob",
+    "WorkflowJobAction",
+    "WorkflowJobEvent",
+    "WorkflowJobStatus",
+    "parse_workflow_job_event",
+    "sign",
+    "verify_signature",
+]
+
+# Delivery header names, spelled as GitHub's docs spell them (HTTP header names are
+# case-insensitive, so receivers should look them up case-insensitively anyway).
+HEADER_EVENT: Final = "X-GitHub-Event"
+HEADER_DELIVERY: Final = "X-GitHub-Delivery"
+HEADER_HOOK_ID: Final = "X-GitHub-Hook-ID"
+HEADER_TARGET_TYPE: Final = "X-GitHub-Hook-Installation-Target-Type"
+HEADER_TARGET_ID: Final = "X-GitHub-Hook-Installation-Target-ID"
+HEADER_SIGNATURE_256: Final = "X-Hub-Signature-256"
+#: Legacy SHA-1 signature; GitHub still sends it, the autoscaler never trusts it.
+HEADER_SIGNATURE_SHA1: Final = "X-Hub-Signature"
+
+#: The ``X-GitHub-Event`` value of the deliveries this module parses.
+WORKFLOW_JOB_EVENT: Final = "workflow_job"
+
+WorkflowJobAction = Literal["queued", "waiting", "in_progress", "completed"]
+WorkflowJobStatus = Literal["queued", "waiting", "in_progress", "completed"]
+
+_SIGNATURE_256 = re.compile(r"sha256=[0-9a-fA-F]{64}")
+_MAX_REPORTED_ERRORS = 5
+
+
+class WebhookPayloadError(ValueError):
+    """A webhook body that is not JSON or does not fit the expected event shape."""
+
+
+class _Model(BaseModel):
+    # Unknown fields are ignored so GitHub adding keys never breaks parsing; frozen because a
+    # parsed delivery is a fact, not something to edit.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class AccountRef(_Model):
+    """A user, bot or organisation as it appears in ``owner`` and ``sender``."""
+
+    login: str
+    id: int | None = None
+    type: str | None = None
+
+
+class OrganizationRef(_Model):
+    login: str
+    id: int | None = None
+
+
+class InstallationRef(_Model):
+    """The App installation the delivery was sent for (App webhooks only)."""
+
+    id: int
+
+
+class RepositoryRef(_Model):
+    id: int
+    name: str
+    full_name: str
+    owner: AccountRef
+
+
+class WorkflowJob(_Model):
+    """The job a delivery is about: what it needs (labels) and where it runs (runner fields).
+
+    The runner fields are usually null until the job is picked up, but GitHub's own examples
+    show them set on ``queued`` deliveries too, so nothing here relies on that.
+    """
+
+    id: int
+    run_id: int
+    run_attempt: int = 1
+    name: str
+    status: WorkflowJobStatus
+    #: Kept as a plain string: GitHub's list (``timed_out``, ``neutral``, ...) outgrows any enum.
+    conclusion: str | None = None
+    labels: list[str]
+    runner_id: int | None = None
+    runner_name: str | None = None
+    runner_group_id: int | None = None
+    runner_group_name: str | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    workflow_name: str | None = None
+    head_branch: str | None = None
+    html_url: str
+
+
+class WorkflowJobEvent(_Model):
+    """One ``workflow_job`` delivery.
+
+    ``action`` is the transition that triggered the delivery; it can differ from
+    ``workflow_job.status`` (GitHub sends ``action: queued`` with ``status: waiting`` for jobs
+    held by a deployment environment).
+    """
+
+    action: WorkflowJobAction
+    workflow_job: WorkflowJob
+    repository: RepositoryRef
+    organization: OrganizationRef | None = None
+    installation: InstallationRef | None = None
+    sender: AccountRef | None = None
+
+    @property
+    def owner(self) -> str:
+        """Login of the repository's owner (organisation or user)."""
+        return self.repository.owner.login
+
+    @property
+    def repo_name(self) -> str:
+        return self.repository.name
+
+    @property
+    def repo_full_name(self) -> str:
+        """``owner/name``."""
+        return self.repository.full_name
+
+    @property
+    def installation_id(self) -> int | None:
+        return None if self.installation is None else self.installation.id
+
+    @property
+    def organization_login(self) -> str | None:
+        return None if self.organization is None else self.organization.login
+
+    @property
+    def sender_login(self) -> str | None:
+        return None if self.sender is None else self.sender.login
+
+
+def parse_workflow_job_event(body: bytes | str) -> WorkflowJobEvent:
+    """Parse a ``workflow_job`` delivery body.
+
+    Raises :class:`WebhookPayloadError` naming the offending fields (never their values) when
+    the body is not JSON or lacks what the autoscaler relies on.
+    """
+    try:
+        return WorkflowJobEvent.model_validate_json(body)
+    except ValidationError as exc:
+        raise WebhookPayloadError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    for error in errors:
+        if error["type"] == "json_invalid":
+            return f"workflow_job payload is not valid JSON ({error['msg']})"
+    parts = [
+        f"{'.'.join(str(part) for part in error['loc']) or '<body>'}: {error['msg']}"
+        for error in errors[:_MAX_REPORTED_ERRORS]
+    ]
+    if len(errors) > _MAX_REPORTED_ERRORS:
+        parts.append(f"and {len(errors) - _MAX_REPORTED_ERRORS} more")
+    return "workflow_job payload does not fit the expected shape: " + "; ".join(parts)
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The ``X-Hub-Signature-256`` value GitHub sends for ``body``: ``sha256=<hex>``."""
+    return _githubkit_sign(secret, body, "sha256")
+
+
+def verify_signature(secret: str, body: bytes, signature_header: str | None) -> bool:
+    """Whether ``signature_header`` is a valid ``X-Hub-Signature-256`` for ``body``.
+
+    Constant-time in the signature (githubkit compares with :func:`hmac.compare_digest`).
+    Returns False, never raises, for a missing or malformed header, and for an empty secret:
+    an HMAC keyed with nothing authenticates nothing. Only SHA-256 is accepted; the legacy
+    SHA-1 ``X-Hub-Signature`` is not.
+    """
+    if not secret or signature_header is None:
+        return False
+    if _SIGNATURE_256.fullmatch(signature_header) is None:
+        return False
+    # The regex admits only ASCII, so compare_digest cannot raise on the string comparison.
+    return _githubkit_verify(secret, body, signature_header.lower())

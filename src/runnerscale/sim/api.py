@@ -1,0 +1,965 @@
+"""The simulated GitHub over HTTP: REST API, control API (``/_sim``) and runner protocol.
+
+Every REST operation goes through one pipeline, in GitHub's order: injected latency, then
+authentication (401 with GitHub's body), the caller's right to the resource, the secondary and
+primary rate limits (403/429, ``retry-after``), injected server errors, the operation itself,
+and finally ``ETag`` / ``If-None-Match`` (a 304 is free) and the ``x-ratelimit-*`` headers that
+every answer carries. Operations are named by their OpenAPI ``operationId``, which is also how
+``GET /_sim/stats`` counts them.
+
+The control API and the runner protocol are the simulator's own; ``docs/simulator.md``
+documents both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlencode
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from runnerscale.clock import Clock, iso8601
+from runnerscale.sim import shapes
+from runnerscale.sim.auth import Authenticator, Caller, CallerKind
+from runnerscale.sim.entities import Conclusion, Job, OwnerType, Runner
+from runnerscale.sim.faults import FaultPlan, Faults
+from runnerscale.sim.ratelimit import RateLimits
+from runnerscale.sim.webhooks import WebhookHub
+from runnerscale.sim.world import ApiError, JobSpec, World, not_found
+
+JSON = dict[str, Any]
+DEFAULT_PER_PAGE = 30
+MAX_PER_PAGE = 100
+MAX_LONG_POLL = 50.0
+DOCS = "https://docs.github.com/rest"
+
+#: Which credentials an operation accepts.
+AuthMode = Literal["token", "app", "installation", "any"]
+
+
+@dataclass
+class Reply:
+    """What an operation produced before the pipeline adds headers."""
+
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Stats:
+    requests: Counter[str] = field(default_factory=Counter)
+    not_modified: Counter[str] = field(default_factory=Counter)
+    statuses: defaultdict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
+
+    def public(self) -> JSON:
+        return {
+            "total": sum(self.requests.values()),
+            "not_modified": sum(self.not_modified.values()),
+            "operations": {
+                op: {
+                    "requests": count,
+                    "not_modified": self.not_modified[op],
+                    "statuses": {str(k): v for k, v in sorted(self.statuses[op].items())},
+                }
+                for op, count in sorted(self.requests.items())
+            },
+        }
+
+
+class Simulator:
+    """One simulated GitHub: the world plus everything that serves it."""
+
+    def __init__(
+        self,
+        world: World,
+        clock: Clock,
+        authenticator: Authenticator,
+        *,
+        api_url: str,
+        web_url: str | None = None,
+    ) -> None:
+        self.world = world
+        self.clock = clock
+        self.auth = authenticator
+        self.urls = shapes.Urls(api=api_url.rstrip("/"), web=(web_url or api_url).rstrip("/"))
+        self.faults = Faults()
+        self.rate_limits = RateLimits()
+        self.stats = Stats()
+        self.webhooks = WebhookHub(
+            world, self.faults, clock, web_url=self.urls.web, api_url=self.urls.api
+        )
+        self._changed = asyncio.Event()
+
+    def set_faults(self, plan: FaultPlan) -> None:
+        self.faults.replace(plan)
+        limits = plan.rate_limit
+        if limits.limit is not None:
+            self.rate_limits.set_limit(limits.limit)
+        if limits.exhaust_primary:
+            self.rate_limits.exhaust_all(self.clock.now())
+        self.rate_limits.secondary_until = self.clock.now() + limits.secondary_for
+        self.rate_limits.secondary_retry_after = limits.retry_after
+
+    def notify(self) -> None:
+        """Wake long-polling runners after a change."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_for_change(self, seconds: float) -> None:
+        event = self._changed
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), seconds)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def error_response(error: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
+    errors = error.errors
+    if errors is None:
+        body = shapes.error(error.message, DOCS)
+    elif all(isinstance(item, str) for item in errors):
+        texts = [item for item in errors if isinstance(item, str)]
+        body = shapes.validation_error_simple(error.message, texts, DOCS)
+    else:
+        records: list[JSON] = [dict(item) for item in errors if isinstance(item, dict)]
+        body = shapes.validation_error(error.message, records, DOCS)
+    return JSONResponse(body, status_code=error.status, headers=headers)
+
+
+async def read_json(request: Request, *, optional: bool = False) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        if optional:
+            return None
+        raise ApiError(400, "Problems parsing JSON")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "Problems parsing JSON") from None
+
+
+def int_param(request: Request, name: str) -> int:
+    try:
+        return int(request.path_params[name])
+    except ValueError:
+        raise not_found() from None
+
+
+def paginate(request: Request, items: list[Any]) -> tuple[list[Any], dict[str, str]]:
+    """Slice ``items`` by ``per_page`` (max 100) and ``page``, with GitHub's Link header."""
+
+    def number(name: str, default: int) -> int:
+        try:
+            return max(1, int(request.query_params.get(name, default)))
+        except ValueError:
+            return default
+
+    per_page = min(number("per_page", DEFAULT_PER_PAGE), MAX_PER_PAGE)
+    page = number("page", 1)
+    last = max(1, -(-len(items) // per_page))
+    chunk = items[(page - 1) * per_page : page * per_page]
+    params = dict(request.query_params)
+    base = str(request.url.replace(query=""))
+
+    def link(target: int, rel: str) -> str:
+        query = urlencode({**params, "per_page": per_page, "page": target})
+        return f'<{base}?{query}>; rel="{rel}"'
+
+    links = []
+    if page > 1:
+        links += [link(min(page - 1, last), "prev"), link(1, "first")]
+    if page < last:
+        links += [link(page + 1, "next"), link(last, "last")]
+    return chunk, ({"Link": ", ".join(links)} if links else {})
+
+
+def etag_for(body: bytes) -> str:
+    return f'W/"{hashlib.sha256(body).hexdigest()[:40]}"'
+
+
+def _dumps(body: Any) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+# ---------------------------------------------------------------------- the REST pipeline
+
+Handler = Callable[[Simulator, Request, Caller], Awaitable[Reply]]
+
+
+def _owner_of_request(request: Request) -> str | None:
+    params = request.path_params
+    return params.get("owner") or params.get("org")
+
+
+def _check_access(caller: Caller, mode: AuthMode, request: Request) -> None:
+    if mode == "any":
+        return
+    if caller.kind is CallerKind.ANONYMOUS:
+        raise ApiError(401, "Requires authentication")
+    if mode == "app":
+        if caller.kind is not CallerKind.APP:
+            raise ApiError(
+                401,
+                "A JSON web token could not be decoded"
+                if caller.kind is not CallerKind.INSTALLATION
+                else "This endpoint requires you to authenticate as a GitHub App (JWT).",
+            )
+        return
+    if caller.kind is CallerKind.APP:
+        raise ApiError(403, "This endpoint needs an installation access token, not the App's JWT.")
+    if mode == "installation" and caller.kind is not CallerKind.INSTALLATION:
+        raise ApiError(403, "You must use an installation access token to access this endpoint.")
+    owner = _owner_of_request(request)
+    if (
+        caller.kind is CallerKind.INSTALLATION
+        and owner is not None
+        and caller.owner_login is not None
+        and owner.lower() != caller.owner_login.lower()
+    ):
+        raise ApiError(403, "Resource not accessible by integration")
+
+
+def rest(
+    operation_id: str, handler: Handler, auth: AuthMode = "token"
+) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        sim: Simulator = request.app.state.sim
+        return await serve(sim, request, operation_id, handler, auth)
+
+    endpoint.__name__ = operation_id.replace("/", "_").replace("-", "_")
+    return endpoint
+
+
+async def serve(
+    sim: Simulator, request: Request, operation_id: str, handler: Handler, auth: AuthMode
+) -> Response:
+    now = sim.clock.now
+    sim.stats.requests[operation_id] += 1
+    faults = sim.faults.plan.for_operation(operation_id)
+    if faults.latency:
+        await sim.clock.sleep(faults.latency)
+    free = operation_id == "rate-limit/get"
+    rate_headers: dict[str, str] = {}
+    try:
+        caller = sim.auth.identify(request.headers.get("authorization"))
+        bucket = sim.rate_limits.bucket(caller.identity, "core", now())
+        rate_headers = bucket.headers("core")
+        _check_access(caller, auth, request)
+        if not free:
+            retry_after = sim.rate_limits.secondary_active(now())
+            if retry_after is not None:
+                limited = ApiError(
+                    sim.faults.plan.rate_limit.status,
+                    "You have exceeded a secondary rate limit. Please wait a few minutes "
+                    "before you try again.",
+                )
+                return _finish(
+                    sim,
+                    operation_id,
+                    error_response(limited, {**rate_headers, "retry-after": str(retry_after)}),
+                )
+        is_read = request.method in ("GET", "HEAD")
+        if not is_read and not free:
+            rate_headers = _charge(sim, caller)
+        if sim.faults.chance(faults.error_rate):
+            raise ApiError(faults.error_status, "Server Error")
+        reply = await handler(sim, request, caller)
+    except _RateLimitedError as error:
+        return _finish(sim, operation_id, error_response(error, error.headers))
+    except ApiError as error:
+        return _finish(sim, operation_id, error_response(error, rate_headers))
+    body = b"" if reply.body is None else _dumps(reply.body)
+    headers = dict(reply.headers)
+    if is_read and reply.status == 200:
+        etag = etag_for(body)
+        headers["ETag"] = etag
+        if etag in {tag.strip() for tag in request.headers.get("if-none-match", "").split(",")}:
+            sim.stats.not_modified[operation_id] += 1
+            return _finish(
+                sim, operation_id, Response(status_code=304, headers={**headers, **rate_headers})
+            )
+        if not free:
+            try:
+                rate_headers = _charge(sim, caller)
+            except _RateLimitedError as error:
+                return _finish(sim, operation_id, error_response(error, error.headers))
+    if reply.body is None:
+        response = Response(status_code=reply.status, headers={**headers, **rate_headers})
+    else:
+        response = Response(
+            body,
+            status_code=reply.status,
+            headers={**headers, **rate_headers},
+            media_type="application/json; charset=utf-8",
+        )
+    return _finish(sim, operation_id, response)
+
+
+def _charge(sim: Simulator, caller: Caller) -> dict[str, str]:
+    ok, bucket = sim.rate_limits.take(caller.identity, "core", sim.clock.now())
+    headers = bucket.headers("core")
+    if not ok:
+        who = (
+            f"installation ID {caller.installation_id}"
+            if caller.installation_id is not None
+            else "this credential"
+        )
+        error = ApiError(
+            sim.faults.plan.rate_limit.status,
+            f"API rate limit exceeded for {who}. If you reach out to GitHub Support for help, "
+            "please include the request ID.",
+        )
+        raise _RateLimitedError(error, headers)
+    return headers
+
+
+class _RateLimitedError(ApiError):
+    def __init__(self, error: ApiError, headers: dict[str, str]) -> None:
+        super().__init__(error.status, error.message)
+        self.headers = headers
+
+
+def _finish(sim: Simulator, operation_id: str, response: Response) -> Response:
+    sim.stats.statuses[operation_id][response.status_code] += 1
+    sim.notify()
+    return response
+
+
+# ---------------------------------------------------------------------- REST operations
+
+
+def _scope(sim: Simulator, request: Request) -> tuple[str, bool]:
+    params = request.path_params
+    if "org" in params:
+        return sim.world.scope_for_org(params["org"]), True
+    return sim.world.scope_for_repo(params["owner"], params["repo"]), False
+
+
+async def list_runners(sim: Simulator, request: Request, caller: Caller) -> Reply:
+    scope, _ = _scope(sim, request)
+    runners = sim.world.runners_in(scope)
+    name = request.query_params.get("name")
+    if name:
+        runners = [r for r in runners if r.name == name]
+    page, links = paginate(request, runners)
+    body = shapes.paginated("runners", [shapes.runner(r) for r in page], len(runners))
+    return Reply(200, body, links)
+
+
+def _runner(sim: Simulator, request: Request) -> Runner:
+    scope, _ = _scope(sim, request)
+    return sim.world.runner_in(scope, int_param(request, "runner_id"))
+
+
+async def get_runner(sim: Simulator, request: Request, caller: Caller) -> Reply:
+    return Reply(200, shapes.runner(_runner(sim, request)))
+
+
+async def delete_runner(sim: Simulator, request: Request, caller: Caller) -> Reply:
+    scope, _ = _scope(sim, request)
+    sim.world.delete_runner(scope, int_param(request, "runner_id"))
+    return Reply(204)
+
+
+def _labels_reply(runner: Runner) -> Reply:
+    labels = [shapes.runner_label(label) for label in runner.labels]
+    return Reply(200, shapes.paginated("labels", labels, len(labels)))
+
+
+async def list_labels(sim: Simulator, request: Request, caller: Caller) -> Reply:
+    return _labels_reply(_runner(sim, request))
+
+
+async def add_labels(sim: Simulator, request: Request, caller: Caller) -> Reply:
+    scope, _ = _scope(sim, request)
+    body = await read_json(request)
+    return _labels_reply(sim.world.add_labels(scope, int_param(request, "runner_id"), body))
+
+
+async def generate_jitconfig(sim: Simulator, request: Request, caller: Caller) -> Reply:
+    scope, org_level = _scope(sim, request)
+    body = await read_json(request)
+    runner, encoded = sim.world.generate_jitconfig(scope, body, org_level=org_level)
+    return Reply(201, {"runner": shapes.runner(runner), "encoded_jit_config": encoded})
+
+
+def _token_handler(kind: str) -> Handler:
+    async def handler(sim: Simulator, request: Request, caller: Caller) -> Reply:
+        scope, _ = _scope(sim, request)
+        return Reply(201, shapes.authentication_token(sim.world.create_token(scope, kind)))
+
+    return handler
+
+
+async def list_runner_groups(sim: Simulator, request: Request, caller: Caller) -> Reply:
+    org = request.path_params["org"]
+    groups = sim.world.groups_of(org)
+    page, links = paginate(request, groups)
+    body = shapes.paginated(
+        "runner_groups", [shapes.runner_group(g, org, sim.urls) for g in page], len(groups)
+    )
+    return Reply(200, body, links)
+
+
+async def list_org_repos(sim: Simulator, request: Request, caller: Caller) -> Reply:
+    owner = sim.world.org(request.path_params["org"])
+    repos = sim.world.repos_of(owner)
+    page, links = paginate(request, repos)
+    return Reply(200, [shapes.minimal_repository(r, sim.urls) for r in page], links)
+
+
+async def list_runs(sim: Simulator, request: Request, caller: Caller) -> Reply:
+    repo = sim.world.repo(request.path_params["owner"], request.path_params["repo"])
+    runs = sim.world.runs_of(repo, request.query_params.get("status") or None)
+    page, links = paginate(request, runs)
+    rendered = [shapes.workflow_run(run, *sim.world.run_status(run), sim.urls) for run in page]
+    return Reply(200, shapes.paginated("workflow_runs", rendered, len(runs)), links)
+
+
+async def list_run_jobs(sim: Simulator, request: Request, caller: Caller) -> Reply:
+    repo = sim.world.repo(request.path_params["owner"], request.path_params["repo"])
+    run = sim.world.run_in(repo, int_param(request, "run_id"))
+    jobs = sim.world.run_jobs(run)
+    if request.query_params.get("filter", "latest") == "latest":
+        jobs = [job for job in jobs if job.run_attempt == run.run_attempt]
+    page, links = paginate(request, jobs)
+    return Reply(
+        200, shapes.paginated("jobs", [shapes.job(j, sim.urls) for j in page], len(jobs)), links
+    )
+
+
+async def get_job(sim: Simulator, request: Request, caller: Caller) -> Reply:
+    repo = sim.world.repo(request.path_params["owner"], request.path_params["repo"])
+    return Reply(200, shapes.job(sim.world.job_in(repo, int_param(request, "job_id")), sim.urls))
+
+
+async def rerun_job(sim: Simulator, request: Request, caller: Caller) -> Reply:
+    repo = sim.world.repo(request.path_params["owner"], request.path_params["repo"])
+    await read_json(request, optional=True)
+    sim.world.rerun_job(sim.world.job_in(repo, int_param(request, "job_id")))
+    return Reply(201, {})
+
+
+async def cancel_run(sim: Simulator, request: Request, caller: Caller) -> Reply:
+    repo = sim.world.repo(request.path_params["owner"], request.path_params["repo"])
+    sim.world.cancel_run(sim.world.run_in(repo, int_param(request, "run_id")))
+    return Reply(202, {})
+
+
+def _installation_reply(sim: Simulator, installation_id: int) -> Reply:
+    installation = sim.world.installations[installation_id]
+    app_id = sim.auth.app_id or 0
+    return Reply(
+        200, shapes.installation(installation, app_id, sim.world.settings.app_slug, sim.urls)
+    )
+
+
+async def list_installations(sim: Simulator, request: Request, caller: Caller) -> Reply:
+    installations = sorted(sim.world.installations.values(), key=lambda i: i.id)
+    page, links = paginate(request, installations)
+    app_id = sim.auth.app_id or 0
+    slug = sim.world.settings.app_slug
+    return Reply(200, [shapes.installation(i, app_id, slug, sim.urls) for i in page], links)
+
+
+async def org_installation(sim: Simulator, request: Request, caller: Caller) -> Reply:
+    owner = sim.world.org(request.path_params["org"])
+    return _installation_reply(sim, sim.world.installation_for(owner).id)
+
+
+async def repo_installation(sim: Simulator, request: Request, caller: Caller) -> Reply:
+    repo = sim.world.repo(request.path_params["owner"], request.path_params["repo"])
+    return _installation_reply(sim, sim.world.installation_for(repo.owner).id)
+
+
+def installation_permissions(owner_type: OwnerType) -> dict[str, str]:
+    permissions = {"actions": "read", "administration": "write", "metadata": "read"}
+    if owner_type is OwnerType.ORGANIZATION:
+        permissions["organization_self_hosted_runners"] = "write"
+    return permissions
+
+
+async def create_installation_token(sim: Simulator, request: Request, caller: Caller) -> Reply:
+    installation_id = int_param(request, "installation_id")
+    await read_json(request, optional=True)
+    token = sim.world.issue_installation_token(installation_id)
+    owner = sim.world.installations[installation_id].owner
+    return Reply(201, shapes.installation_token(token, installation_permissions(owner.type)))
+
+
+async def installation_repositories(sim: Simulator, request: Request, caller: Caller) -> Reply:
+    assert caller.installation_id is not None
+    owner = sim.world.installations[caller.installation_id].owner
+    repos = sim.world.repos_of(owner)
+    page, links = paginate(request, repos)
+    body = shapes.paginated(
+        "repositories", [shapes.repository(r, sim.urls) for r in page], len(repos)
+    )
+    body["repository_selection"] = "all"
+    return Reply(200, body, links)
+
+
+async def rate_limit(sim: Simulator, request: Request, caller: Caller) -> Reply:
+    now = sim.clock.now()
+    resources = {}
+    for resource in ("core", "search", "graphql", "integration_manifest", "code_search"):
+        bucket = sim.rate_limits.bucket(caller.identity, resource, now)
+        resources[resource] = (bucket.limit, bucket.remaining, int(bucket.reset), bucket.used)
+    return Reply(200, shapes.rate_limit_overview(resources))
+
+
+REPO = "/repos/{owner}/{repo}"
+ORG = "/orgs/{org}"
+
+
+def _runner_routes(prefix: str, level: str) -> list[Route]:
+    def op(name: str) -> str:
+        return f"actions/{name}-{level}"
+
+    runners = f"{prefix}/actions/runners"
+    return [
+        Route(runners, rest(op("list-self-hosted-runners-for"), list_runners), methods=["GET"]),
+        Route(
+            f"{runners}/generate-jitconfig",
+            rest(op("generate-runner-jitconfig-for"), generate_jitconfig),
+            methods=["POST"],
+        ),
+        Route(
+            f"{runners}/registration-token",
+            rest(op("create-registration-token-for"), _token_handler("registration")),
+            methods=["POST"],
+        ),
+        Route(
+            f"{runners}/remove-token",
+            rest(op("create-remove-token-for"), _token_handler("remove")),
+            methods=["POST"],
+        ),
+        Route(
+            f"{runners}/{{runner_id}}",
+            rest(op("get-self-hosted-runner-for"), get_runner),
+            methods=["GET"],
+        ),
+        Route(
+            f"{runners}/{{runner_id}}",
+            rest(f"actions/delete-self-hosted-runner-from-{level}", delete_runner),
+            methods=["DELETE"],
+        ),
+        Route(
+            f"{runners}/{{runner_id}}/labels",
+            rest(op("list-labels-for-self-hosted-runner-for"), list_labels),
+            methods=["GET"],
+        ),
+        Route(
+            f"{runners}/{{runner_id}}/labels",
+            rest(op("add-custom-labels-to-self-hosted-runner-for"), add_labels),
+            methods=["POST"],
+        ),
+    ]
+
+
+def rest_routes() -> list[Route]:
+    return [
+        *_runner_routes(REPO, "repo"),
+        *_runner_routes(ORG, "org"),
+        Route(
+            f"{ORG}/actions/runner-groups",
+            rest("actions/list-self-hosted-runner-groups-for-org", list_runner_groups),
+            methods=["GET"],
+        ),
+        Route(f"{ORG}/repos", rest("repos/list-for-org", list_org_repos), methods=["GET"]),
+        Route(
+            f"{REPO}/actions/runs",
+            rest("actions/list-workflow-runs-for-repo", list_runs),
+            methods=["GET"],
+        ),
+        Route(
+            f"{REPO}/actions/runs/{{run_id}}/jobs",
+            rest("actions/list-jobs-for-workflow-run", list_run_jobs),
+            methods=["GET"],
+        ),
+        Route(
+            f"{REPO}/actions/runs/{{run_id}}/cancel",
+            rest("actions/cancel-workflow-run", cancel_run),
+            methods=["POST"],
+        ),
+        Route(
+            f"{REPO}/actions/jobs/{{job_id}}",
+            rest("actions/get-job-for-workflow-run", get_job),
+            methods=["GET"],
+        ),
+        Route(
+            f"{REPO}/actions/jobs/{{job_id}}/rerun",
+            rest("actions/re-run-job-for-workflow-run", rerun_job),
+            methods=["POST"],
+        ),
+        Route(
+            "/app/installations",
+            rest("apps/list-installations", list_installations, auth="app"),
+            methods=["GET"],
+        ),
+        Route(
+            "/app/installations/{installation_id}/access_tokens",
+            rest("apps/create-installation-access-token", create_installation_token, auth="app"),
+            methods=["POST"],
+        ),
+        Route(
+            f"{ORG}/installation",
+            rest("apps/get-org-installation", org_installation, auth="app"),
+            methods=["GET"],
+        ),
+        Route(
+            f"{REPO}/installation",
+            rest("apps/get-repo-installation", repo_installation, auth="app"),
+            methods=["GET"],
+        ),
+        Route(
+            "/installation/repositories",
+            rest(
+                "apps/list-repos-accessible-to-installation",
+                installation_repositories,
+                auth="installation",
+            ),
+            methods=["GET"],
+        ),
+        Route("/rate_limit", rest("rate-limit/get", rate_limit, auth="any"), methods=["GET"]),
+    ]
+
+
+# ---------------------------------------------------------------------- control API (/_sim)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class JobRequest(_Strict):
+    repo: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+    labels: list[str] = Field(min_length=1, max_length=100)
+    duration: float = Field(ge=0)
+    run_id: int | None = Field(None, ge=1)
+    name: str | None = Field(None, min_length=1)
+    conclusion: Literal["success", "failure", "cancelled", "skipped"] = "success"
+    environment: str | None = Field(
+        None, description="an environment the job waits on: it starts 'waiting' until approved"
+    )
+
+
+class RepoRequest(_Strict):
+    repo: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+    owner_type: Literal["Organization", "User"] = "Organization"
+
+
+class HookRequest(_Strict):
+    url: str = Field(pattern=r"^https?://")
+    secret: str | None = None
+
+
+class RunnerGroupRequest(_Strict):
+    org: str
+    name: str = Field(min_length=1)
+
+
+def _validation_failure(error: ValidationError) -> ApiError:
+    errors = [
+        {
+            "resource": "Request",
+            "field": ".".join(str(part) for part in item["loc"]) or "body",
+            "code": "invalid",
+            "message": item["msg"],
+        }
+        for item in error.errors()
+    ]
+    return ApiError(422, "Validation Failed", errors)
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+async def _parse_one_or_many(request: Request, model: type[ModelT]) -> tuple[list[ModelT], bool]:
+    body = await read_json(request)
+    many = isinstance(body, list)
+    items = body if many else [body]
+    try:
+        return [model.model_validate(item) for item in items], many
+    except ValidationError as error:
+        raise _validation_failure(error) from None
+
+
+def job_record(job: Job) -> JSON:
+    def when(epoch: float | None) -> str | None:
+        return iso8601(epoch) if epoch is not None else None
+
+    return {
+        "id": job.id,
+        "repo": job.repo.full_name,
+        "run_id": job.run.id,
+        "run_attempt": job.run_attempt,
+        "name": job.name,
+        "labels": job.labels,
+        "duration": job.duration,
+        "status": job.status.value,
+        "conclusion": job.conclusion.value if job.conclusion else None,
+        "runner_id": job.runner_id,
+        "runner_name": job.runner_name,
+        "created_at": when(job.created_at),
+        "started_at": when(job.started_at),
+        "completed_at": when(job.completed_at),
+        "failure_reason": job.failure_reason,
+        "environment": job.environment,
+    }
+
+
+def control(
+    handler: Callable[[Simulator, Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        sim: Simulator = request.app.state.sim
+        try:
+            response = await handler(sim, request)
+        except ApiError as error:
+            return error_response(error)
+        sim.notify()
+        return response
+
+    endpoint.__name__ = handler.__name__
+    return endpoint
+
+
+async def sim_create_jobs(sim: Simulator, request: Request) -> Response:
+    requests, many = await _parse_one_or_many(request, JobRequest)
+    specs = [
+        JobSpec(
+            repo=r.repo,
+            labels=tuple(r.labels),
+            duration=r.duration,
+            run_id=r.run_id,
+            name=r.name,
+            conclusion=Conclusion(r.conclusion),
+            environment=r.environment,
+        )
+        for r in requests
+    ]
+    jobs = sim.world.create_jobs(specs)
+    records = [job_record(job) for job in jobs]
+    return JSONResponse(records if many else records[0], status_code=201)
+
+
+async def sim_list_jobs(sim: Simulator, request: Request) -> Response:
+    jobs = sorted(sim.world.jobs.values(), key=lambda j: j.id)
+    status = request.query_params.get("status")
+    if status:
+        jobs = [job for job in jobs if job.status.value == status]
+    return JSONResponse([job_record(job) for job in jobs])
+
+
+async def sim_approve_job(sim: Simulator, request: Request) -> Response:
+    return JSONResponse(job_record(sim.world.approve(int_param(request, "job_id"))))
+
+
+async def sim_stats(sim: Simulator, request: Request) -> Response:
+    body = sim.stats.public()
+    body["webhooks"] = dict(Counter(d.status for d in sim.webhooks.log))
+    return JSONResponse(body)
+
+
+async def sim_get_faults(sim: Simulator, request: Request) -> Response:
+    return JSONResponse(sim.faults.plan.model_dump())
+
+
+async def sim_set_faults(sim: Simulator, request: Request) -> Response:
+    body = await read_json(request)
+    try:
+        plan = FaultPlan.model_validate(body)
+    except ValidationError as error:
+        raise _validation_failure(error) from None
+    sim.set_faults(plan)
+    return JSONResponse(plan.model_dump())
+
+
+async def sim_create_repos(sim: Simulator, request: Request) -> Response:
+    requests, many = await _parse_one_or_many(request, RepoRequest)
+    repos = [sim.world.ensure_repo(r.repo, OwnerType(r.owner_type)) for r in requests]
+    records = [
+        {"id": r.id, "full_name": r.full_name, "owner_type": r.owner.type.value} for r in repos
+    ]
+    return JSONResponse(records if many else records[0], status_code=201)
+
+
+async def sim_add_hook(sim: Simulator, request: Request) -> Response:
+    (hook_request,), _ = await _parse_one_or_many(request, HookRequest)
+    hook = sim.webhooks.add_hook(hook_request.url, hook_request.secret)
+    return JSONResponse(hook.public(), status_code=201)
+
+
+async def sim_list_hooks(sim: Simulator, request: Request) -> Response:
+    return JSONResponse([hook.public() for hook in sim.webhooks.hooks])
+
+
+async def sim_list_deliveries(sim: Simulator, request: Request) -> Response:
+    with_payload = request.query_params.get("payload") in ("1", "true")
+    return JSONResponse([d.public(with_payload=with_payload) for d in sim.webhooks.log])
+
+
+async def sim_redeliver(sim: Simulator, request: Request) -> Response:
+    try:
+        delivery = sim.webhooks.redeliver(int_param(request, "delivery_id"))
+    except KeyError:
+        raise not_found() from None
+    return JSONResponse(delivery.public(), status_code=202)
+
+
+async def sim_add_runner_group(sim: Simulator, request: Request) -> Response:
+    (group_request,), _ = await _parse_one_or_many(request, RunnerGroupRequest)
+    group = sim.world.add_runner_group(group_request.org, group_request.name)
+    return JSONResponse(
+        {"id": group.id, "name": group.name, "org": group_request.org}, status_code=201
+    )
+
+
+async def sim_list_runners(sim: Simulator, request: Request) -> Response:
+    runners = sorted(sim.world.runners.values(), key=lambda r: r.id)
+    return JSONResponse(
+        [{**shapes.runner(r), "scope": r.scope, "job_id": r.job_id} for r in runners]
+    )
+
+
+# ---------------------------------------------------------------------- runner protocol
+
+
+def _credential(request: Request) -> str:
+    scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not credential:
+        raise ApiError(401, "The runner must present its credential as a Bearer token.")
+    return credential.strip()
+
+
+def _job_message(job: Job) -> JSON:
+    return {
+        "id": job.id,
+        "name": job.name,
+        "repo": job.repo.full_name,
+        "run_id": job.run.id,
+        "labels": job.labels,
+        "duration": job.duration,
+        "conclusion": job.planned_conclusion.value,
+    }
+
+
+async def runner_connect(sim: Simulator, request: Request) -> Response:
+    runner = sim.world.runner_connect(_credential(request))
+    return JSONResponse({"runner_id": runner.id, "name": runner.name})
+
+
+async def runner_next_job(sim: Simulator, request: Request) -> Response:
+    credential = _credential(request)
+    try:
+        wait = min(float(request.query_params.get("wait", "0")), MAX_LONG_POLL)
+    except ValueError:
+        wait = 0.0
+    deadline = sim.clock.now() + wait
+    while True:
+        job = sim.world.runner_poll(credential)
+        if job is not None or sim.clock.now() >= deadline:
+            break
+        await sim.wait_for_change(min(1.0, deadline - sim.clock.now()))
+    return JSONResponse({"job": _job_message(job) if job is not None else None})
+
+
+async def runner_heartbeat(sim: Simulator, request: Request) -> Response:
+    cancelled = sim.world.runner_heartbeat(_credential(request), int_param(request, "job_id"))
+    return JSONResponse({"cancelled": cancelled})
+
+
+class CompleteRequest(_Strict):
+    conclusion: Literal["success", "failure", "cancelled", "skipped"]
+
+
+async def runner_complete(sim: Simulator, request: Request) -> Response:
+    body = await read_json(request)
+    try:
+        parsed = CompleteRequest.model_validate(body)
+    except ValidationError as error:
+        raise _validation_failure(error) from None
+    sim.world.runner_complete(
+        _credential(request), int_param(request, "job_id"), Conclusion(parsed.conclusion)
+    )
+    return Response(status_code=204)
+
+
+async def runner_disconnect(sim: Simulator, request: Request) -> Response:
+    sim.world.runner_disconnect(_credential(request))
+    return Response(status_code=204)
+
+
+class RegisterRequest(_Strict):
+    token: str
+    name: str = Field(min_length=1)
+    labels: list[str] = Field(min_length=1, max_length=100)
+    ephemeral: bool = False
+
+
+async def runner_register(sim: Simulator, request: Request) -> Response:
+    body = await read_json(request)
+    try:
+        parsed = RegisterRequest.model_validate(body)
+    except ValidationError as error:
+        raise _validation_failure(error) from None
+    runner, encoded = sim.world.register_with_token(
+        parsed.token, parsed.name, parsed.labels, ephemeral=parsed.ephemeral
+    )
+    return JSONResponse({"runner_id": runner.id, "encoded_config": encoded}, status_code=201)
+
+
+def control_routes() -> list[Route]:
+    return [
+        Route("/_sim/jobs", control(sim_create_jobs), methods=["POST"]),
+        Route("/_sim/jobs", control(sim_list_jobs), methods=["GET"]),
+        Route("/_sim/jobs/{job_id}/approve", control(sim_approve_job), methods=["POST"]),
+        Route("/_sim/stats", control(sim_stats), methods=["GET"]),
+        Route("/_sim/faults", control(sim_get_faults), methods=["GET"]),
+        Route("/_sim/faults", control(sim_set_faults), methods=["POST"]),
+        Route("/_sim/repos", control(sim_create_repos), methods=["POST"]),
+        Route("/_sim/hooks", control(sim_add_hook), methods=["POST"]),
+        Route("/_sim/hooks", control(sim_list_hooks), methods=["GET"]),
+        Route("/_sim/deliveries", control(sim_list_deliveries), methods=["GET"]),
+        Route("/_sim/deliveries/{delivery_id}/redeliver", control(sim_redeliver), methods=["POST"]),
+        Route("/_sim/runner-groups", control(sim_add_runner_group), methods=["POST"]),
+        Route("/_sim/runners", control(sim_list_runners), methods=["GET"]),
+        Route("/_sim/runner/register", control(runner_register), methods=["POST"]),
+        Route("/_sim/runner/connect", control(runner_connect), methods=["POST"]),
+        Route("/_sim/runner/job", control(runner_next_job), methods=["GET"]),
+        Route("/_sim/runner/jobs/{job_id}/heartbeat", control(runner_heartbeat), methods=["POST"]),
+        Route("/_sim/runner/jobs/{job_id}/complete", control(runner_complete), methods=["POST"]),
+        Route("/_sim/runner/disconnect", control(runner_disconnect), methods=["POST"]),
+    ]
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return error_response(not_found())
+
+
+async def _method_not_allowed(request: Request, exc: Exception) -> Response:
+    return error_response(ApiError(404, "Not Found"))
+
+
+def create_app(sim: Simulator) -> Starlette:
+    """The ASGI application serving ``sim``; run it with uvicorn or call it in-process."""
+    app = Starlette(
+        routes=[*rest_routes(), *control_routes()],
+        exception_handlers={404: _not_found, 405: _method_not_allowed},
+    )
+    app.state.sim = sim
+    return app

@@ -1,0 +1,140 @@
+"""Running the simulator as a real HTTP server (``runnerscale fake-github``, and tests).
+
+Three tasks share one event loop: uvicorn serving :func:`runnerscale.sim.api.create_app`, a
+ticker that applies the world's timeouts when they fall due, and the webhook sender that drains
+the delivery outbox over HTTP. :class:`SimulatorServer` owns all three as an async context
+manager, so a test gets a live simulator on a free loopback port and leaves nothing running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+import uvicorn
+
+from runnerscale.clock import Clock, SystemClock
+from runnerscale.sim.api import Simulator, create_app
+from runnerscale.sim.auth import Authenticator, load_app_public_key
+from runnerscale.sim.world import World, WorldSettings
+
+#: GitHub gives a webhook receiver 10 seconds to answer.
+WEBHOOK_TIMEOUT = 10.0
+#: The ticker never sleeps longer than this, so new deadlines are noticed promptly.
+MAX_TICK = 1.0
+
+
+@dataclass
+class SimulatorOptions:
+    host: str = "127.0.0.1"
+    port: int = 0
+    tokens: tuple[str, ...] = ()
+    app_id: int | None = None
+    app_key: Path | str | None = None
+    webhook_urls: tuple[str, ...] = ()
+    webhook_secret: str | None = None
+    seed: int = 0
+    world: WorldSettings = field(default_factory=WorldSettings)
+
+
+def build_simulator(options: SimulatorOptions, clock: Clock, api_url: str) -> Simulator:
+    """Assemble world, credentials and hooks; the in-process simulation uses this too."""
+    settings = dataclasses.replace(
+        options.world, server_url=api_url, app_id=options.app_id, seed=options.seed
+    )
+    world = World(clock, settings)
+    public_key = None
+    if options.app_key is not None:
+        key_source = Path(options.app_key) if isinstance(options.app_key, Path) else options.app_key
+        public_key = load_app_public_key(key_source)
+    authenticator = Authenticator(world, options.tokens, options.app_id, public_key)
+    simulator = Simulator(world, clock, authenticator, api_url=api_url)
+    for url in options.webhook_urls:
+        simulator.webhooks.add_hook(url, options.webhook_secret)
+    return simulator
+
+
+class SimulatorServer:
+    """A live simulator on a loopback port: ``async with SimulatorServer(opts) as server``."""
+
+    def __init__(self, options: SimulatorOptions, clock: Clock | None = None) -> None:
+        self.options = options
+        self.clock = clock or SystemClock()
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((options.host, options.port))
+        self.port: int = self._socket.getsockname()[1]
+        self.url = f"http://{options.host}:{self.port}"
+        self.simulator = build_simulator(options, self.clock, self.url)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._server: uvicorn.Server | None = None
+        self._http: httpx.AsyncClient | None = None
+
+    async def __aenter__(self) -> SimulatorServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        config = uvicorn.Config(
+            create_app(self.simulator),
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+        )
+        self._server = uvicorn.Server(config)
+        self._http = httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT)
+        self._tasks = [
+            asyncio.create_task(self._server.serve(sockets=[self._socket]), name="sim-http"),
+            asyncio.create_task(self._tick_forever(), name="sim-ticker"),
+            asyncio.create_task(self.simulator.webhooks.run(self._post), name="sim-webhooks"),
+        ]
+        while not self._server.started:
+            if self._tasks[0].done():
+                self._tasks[0].result()  # surfaces the bind or start-up error
+            await asyncio.sleep(0.01)
+
+    async def wait(self) -> None:
+        """Serve until the HTTP server stops (for the command line)."""
+        await self._tasks[0]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        for task in self._tasks[1:]:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+        self._socket.close()
+
+    async def _post(self, url: str, headers: dict[str, str], body: bytes) -> int:
+        assert self._http is not None
+        response = await self._http.post(url, headers=headers, content=body)
+        return response.status_code
+
+    async def _tick_forever(self) -> None:
+        world = self.simulator.world
+        while True:
+            world.tick()
+            self.simulator.notify()
+            deadline = world.next_deadline()
+            delay = MAX_TICK if deadline is None else deadline - self.clock.now()
+            await self.clock.sleep(min(MAX_TICK, max(0.05, delay)))

@@ -1,0 +1,1 @@
+"""Tests of the production GitHub layer (:mod:`runnerscale.github`)."""
