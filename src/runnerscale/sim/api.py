@@ -31,7 +31,7 @@ from starlette.routing import Route
 
 from runnerscale.clock import Clock, iso8601
 from runnerscale.sim import shapes
-from runnerscale.sim.auth import Authenticator, Caller, CallerKind
+from runnerscale.sim.auth import ANONYMOUS, Authenticator, Caller, CallerKind
 from runnerscale.sim.entities import Conclusion, Job, OwnerType, Runner
 from runnerscale.sim.faults import FaultPlan, Faults
 from runnerscale.sim.ratelimit import RateLimits
@@ -252,7 +252,8 @@ async def serve(
     if faults.latency:
         await sim.clock.sleep(faults.latency)
     free = operation_id == "rate-limit/get"
-    rate_headers: dict[str, str] = {}
+    # Until the caller is known, answers carry the anonymous budget, as GitHub's 401s do.
+    rate_headers = sim.rate_limits.bucket(ANONYMOUS.identity, "core", now()).headers("core")
     try:
         caller = sim.auth.identify(request.headers.get("authorization"))
         bucket = sim.rate_limits.bucket(caller.identity, "core", now())
@@ -875,6 +876,9 @@ async def runner_next_job(sim: Simulator, request: Request) -> Response:
         if job is not None or sim.clock.now() >= deadline:
             break
         await sim.wait_for_change(min(1.0, deadline - sim.clock.now()))
+        if await request.is_disconnected():
+            # The runner went away mid-poll: do not keep it looking alive.
+            return Response(status_code=204)
     return JSONResponse({"job": _job_message(job) if job is not None else None})
 
 

@@ -53,7 +53,8 @@ class RateLimits:
             limit = (
                 ANONYMOUS_LIMIT if identity.startswith("anonymous") else self.authenticated_limit
             )
-            bucket = Bucket(limit=limit, used=0, reset=now + WINDOW_SECONDS)
+            spent = limit if now < self._exhausted_until else 0
+            bucket = Bucket(limit=limit, used=spent, reset=now + WINDOW_SECONDS)
             self._buckets[key] = bucket
         return bucket
 
@@ -70,10 +71,7 @@ class RateLimits:
 
     def take(self, identity: str, resource: str, now: float) -> tuple[bool, Bucket]:
         """Charge one request; False (and nothing charged) when the budget is spent."""
-        fresh = (identity, resource) not in self._buckets
         bucket = self.bucket(identity, resource, now)
-        if fresh and now < self._exhausted_until:
-            bucket.used = bucket.limit
         if bucket.remaining == 0:
             return False, bucket
         bucket.used += 1

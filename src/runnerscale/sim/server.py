@@ -15,9 +15,11 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import httpx
 import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from runnerscale.clock import Clock, SystemClock
 from runnerscale.sim.api import Simulator, create_app
@@ -60,21 +62,84 @@ def build_simulator(options: SimulatorOptions, clock: Clock, api_url: str) -> Si
     return simulator
 
 
+class LoopbackServer:
+    """An ASGI app served by uvicorn on a socket bound up front, so its URL is known first."""
+
+    def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.app = app
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self._socket.bind((host, port))
+        except OSError:
+            self._socket.close()
+            raise
+        self.port: int = self._socket.getsockname()[1]
+        self.url = f"http://{host}:{self.port}"
+        self._server: uvicorn.Server | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        config = uvicorn.Config(
+            self.app, log_level="warning", lifespan="off", access_log=False, interface="asgi3"
+        )
+        self._server = uvicorn.Server(config)
+        self.task = asyncio.create_task(
+            self._server.serve(sockets=[self._socket]), name=f"http-{self.port}"
+        )
+        while not self._server.started:
+            if self.task.done():
+                self.task.result()  # surfaces the start-up error
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self.task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+            self.task = None
+        self.close()
+
+    def close(self) -> None:
+        """Release the socket (also when the server never started)."""
+        self._socket.close()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
 class SimulatorServer:
     """A live simulator on a loopback port: ``async with SimulatorServer(opts) as server``."""
 
     def __init__(self, options: SimulatorOptions, clock: Clock | None = None) -> None:
         self.options = options
         self.clock = clock or SystemClock()
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((options.host, options.port))
-        self.port: int = self._socket.getsockname()[1]
-        self.url = f"http://{options.host}:{self.port}"
-        self.simulator = build_simulator(options, self.clock, self.url)
+        self.simulator: Simulator
+        self._http_server = LoopbackServer(self._app, options.host, options.port)
+        self.port = self._http_server.port
+        self.url = self._http_server.url
+        try:
+            self.simulator = build_simulator(options, self.clock, self.url)
+        except BaseException:
+            self._http_server.close()
+            raise
+        self._asgi = create_app(self.simulator)
         self._tasks: list[asyncio.Task[None]] = []
-        self._server: uvicorn.Server | None = None
         self._http: httpx.AsyncClient | None = None
+
+    async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The server is bound before the simulator exists (the simulator needs the URL).
+        await self._asgi(scope, receive, send)
 
     async def __aenter__(self) -> SimulatorServer:
         await self.start()
@@ -89,41 +154,29 @@ class SimulatorServer:
         await self.stop()
 
     async def start(self) -> None:
-        config = uvicorn.Config(
-            create_app(self.simulator),
-            log_level="warning",
-            lifespan="off",
-            access_log=False,
-        )
-        self._server = uvicorn.Server(config)
         self._http = httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT)
+        await self._http_server.start()
         self._tasks = [
-            asyncio.create_task(self._server.serve(sockets=[self._socket]), name="sim-http"),
             asyncio.create_task(self._tick_forever(), name="sim-ticker"),
             asyncio.create_task(self.simulator.webhooks.run(self._post), name="sim-webhooks"),
         ]
-        while not self._server.started:
-            if self._tasks[0].done():
-                self._tasks[0].result()  # surfaces the bind or start-up error
-            await asyncio.sleep(0.01)
 
     async def wait(self) -> None:
         """Serve until the HTTP server stops (for the command line)."""
-        await self._tasks[0]
+        assert self._http_server.task is not None
+        await self._http_server.task
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        for task in self._tasks[1:]:
+        for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        await self._http_server.stop()
         if self._http is not None:
             await self._http.aclose()
             self._http = None
-        self._socket.close()
 
     async def _post(self, url: str, headers: dict[str, str], body: bytes) -> int:
         assert self._http is not None
