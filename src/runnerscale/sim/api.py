@@ -526,116 +526,90 @@ REPO = "/repos/{owner}/{repo}"
 ORG = "/orgs/{org}"
 
 
-def _runner_routes(prefix: str, level: str) -> list[Route]:
-    def op(name: str) -> str:
-        return f"actions/{name}-{level}"
+def _op(
+    method: str, path: str, operation_id: str, handler: Handler, auth: AuthMode = "token"
+) -> Route:
+    return Route(path, rest(operation_id, handler, auth), methods=[method])
 
+
+def _runner_routes(prefix: str, level: str) -> list[Route]:
+    """The self-hosted runner operations, identical at repository and organisation level."""
     runners = f"{prefix}/actions/runners"
+    one = f"{runners}/{{runner_id}}"
     return [
-        Route(runners, rest(op("list-self-hosted-runners-for"), list_runners), methods=["GET"]),
-        Route(
+        _op("GET", runners, f"actions/list-self-hosted-runners-for-{level}", list_runners),
+        _op(
+            "POST",
             f"{runners}/generate-jitconfig",
-            rest(op("generate-runner-jitconfig-for"), generate_jitconfig),
-            methods=["POST"],
+            f"actions/generate-runner-jitconfig-for-{level}",
+            generate_jitconfig,
         ),
-        Route(
+        _op(
+            "POST",
             f"{runners}/registration-token",
-            rest(op("create-registration-token-for"), _token_handler("registration")),
-            methods=["POST"],
+            f"actions/create-registration-token-for-{level}",
+            _token_handler("registration"),
         ),
-        Route(
+        _op(
+            "POST",
             f"{runners}/remove-token",
-            rest(op("create-remove-token-for"), _token_handler("remove")),
-            methods=["POST"],
+            f"actions/create-remove-token-for-{level}",
+            _token_handler("remove"),
         ),
-        Route(
-            f"{runners}/{{runner_id}}",
-            rest(op("get-self-hosted-runner-for"), get_runner),
-            methods=["GET"],
+        _op("GET", one, f"actions/get-self-hosted-runner-for-{level}", get_runner),
+        _op("DELETE", one, f"actions/delete-self-hosted-runner-from-{level}", delete_runner),
+        _op(
+            "GET",
+            f"{one}/labels",
+            f"actions/list-labels-for-self-hosted-runner-for-{level}",
+            list_labels,
         ),
-        Route(
-            f"{runners}/{{runner_id}}",
-            rest(f"actions/delete-self-hosted-runner-from-{level}", delete_runner),
-            methods=["DELETE"],
-        ),
-        Route(
-            f"{runners}/{{runner_id}}/labels",
-            rest(op("list-labels-for-self-hosted-runner-for"), list_labels),
-            methods=["GET"],
-        ),
-        Route(
-            f"{runners}/{{runner_id}}/labels",
-            rest(op("add-custom-labels-to-self-hosted-runner-for"), add_labels),
-            methods=["POST"],
+        _op(
+            "POST",
+            f"{one}/labels",
+            f"actions/add-custom-labels-to-self-hosted-runner-for-{level}",
+            add_labels,
         ),
     ]
 
 
 def rest_routes() -> list[Route]:
+    """Every operation of the OpenAPI subset, by its ``operationId``."""
+    runs = f"{REPO}/actions/runs"
+    jobs = f"{REPO}/actions/jobs"
     return [
         *_runner_routes(REPO, "repo"),
         *_runner_routes(ORG, "org"),
-        Route(
+        _op(
+            "GET",
             f"{ORG}/actions/runner-groups",
-            rest("actions/list-self-hosted-runner-groups-for-org", list_runner_groups),
-            methods=["GET"],
+            "actions/list-self-hosted-runner-groups-for-org",
+            list_runner_groups,
         ),
-        Route(f"{ORG}/repos", rest("repos/list-for-org", list_org_repos), methods=["GET"]),
-        Route(
-            f"{REPO}/actions/runs",
-            rest("actions/list-workflow-runs-for-repo", list_runs),
-            methods=["GET"],
-        ),
-        Route(
-            f"{REPO}/actions/runs/{{run_id}}/jobs",
-            rest("actions/list-jobs-for-workflow-run", list_run_jobs),
-            methods=["GET"],
-        ),
-        Route(
-            f"{REPO}/actions/runs/{{run_id}}/cancel",
-            rest("actions/cancel-workflow-run", cancel_run),
-            methods=["POST"],
-        ),
-        Route(
-            f"{REPO}/actions/jobs/{{job_id}}",
-            rest("actions/get-job-for-workflow-run", get_job),
-            methods=["GET"],
-        ),
-        Route(
-            f"{REPO}/actions/jobs/{{job_id}}/rerun",
-            rest("actions/re-run-job-for-workflow-run", rerun_job),
-            methods=["POST"],
-        ),
-        Route(
-            "/app/installations",
-            rest("apps/list-installations", list_installations, auth="app"),
-            methods=["GET"],
-        ),
-        Route(
+        _op("GET", f"{ORG}/repos", "repos/list-for-org", list_org_repos),
+        _op("GET", runs, "actions/list-workflow-runs-for-repo", list_runs),
+        _op("GET", f"{runs}/{{run_id}}/jobs", "actions/list-jobs-for-workflow-run", list_run_jobs),
+        _op("POST", f"{runs}/{{run_id}}/cancel", "actions/cancel-workflow-run", cancel_run),
+        _op("GET", f"{jobs}/{{job_id}}", "actions/get-job-for-workflow-run", get_job),
+        _op("POST", f"{jobs}/{{job_id}}/rerun", "actions/re-run-job-for-workflow-run", rerun_job),
+        _op("GET", "/app/installations", "apps/list-installations", list_installations, "app"),
+        _op(
+            "POST",
             "/app/installations/{installation_id}/access_tokens",
-            rest("apps/create-installation-access-token", create_installation_token, auth="app"),
-            methods=["POST"],
+            "apps/create-installation-access-token",
+            create_installation_token,
+            "app",
         ),
-        Route(
-            f"{ORG}/installation",
-            rest("apps/get-org-installation", org_installation, auth="app"),
-            methods=["GET"],
-        ),
-        Route(
-            f"{REPO}/installation",
-            rest("apps/get-repo-installation", repo_installation, auth="app"),
-            methods=["GET"],
-        ),
-        Route(
+        _op("GET", f"{ORG}/installation", "apps/get-org-installation", org_installation, "app"),
+        _op("GET", f"{REPO}/installation", "apps/get-repo-installation", repo_installation, "app"),
+        _op(
+            "GET",
             "/installation/repositories",
-            rest(
-                "apps/list-repos-accessible-to-installation",
-                installation_repositories,
-                auth="installation",
-            ),
-            methods=["GET"],
+            "apps/list-repos-accessible-to-installation",
+            installation_repositories,
+            "installation",
         ),
-        Route("/rate_limit", rest("rate-limit/get", rate_limit, auth="any"), methods=["GET"]),
+        _op("GET", "/rate_limit", "rate-limit/get", rate_limit, "any"),
     ]
 
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import socket
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -62,7 +63,29 @@ def build_simulator(options: SimulatorOptions, clock: Clock, api_url: str) -> Si
     return simulator
 
 
-class LoopbackServer:
+class _Service(ABC):
+    """Something started and stopped around an ``async with`` block."""
+
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    async def stop(self) -> None: ...
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+class LoopbackServer(_Service):
     """An ASGI app served by uvicorn on a socket bound up front, so its URL is known first."""
 
     def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -105,20 +128,8 @@ class LoopbackServer:
         """Release the socket (also when the server never started)."""
         self._socket.close()
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-
-class SimulatorServer:
+class SimulatorServer(_Service):
     """A live simulator on a loopback port: ``async with SimulatorServer(opts) as server``."""
 
     def __init__(self, options: SimulatorOptions, clock: Clock | None = None) -> None:
@@ -140,18 +151,6 @@ class SimulatorServer:
     async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The server is bound before the simulator exists (the simulator needs the URL).
         await self._asgi(scope, receive, send)
-
-    async def __aenter__(self) -> SimulatorServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         self._http = httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT)
