@@ -68,7 +68,13 @@ def fake_github(
             help="Sign deliveries with this secret. Also read from RUNNERSCALE_SIM_WEBHOOK_SECRET."
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed for ids, tokens and fault injection.")] = 0,
+    seed: Annotated[
+        int,
+        typer.Option(
+            help="Seed for tokens, runner credentials and delivery ids "
+            "(fault injection takes its own seed in POST /_sim/faults)."
+        ),
+    ] = 0,
     runner_offline_after: Annotated[
         float, typer.Option(help="Seconds of silence after which a runner shows offline.")
     ] = 90.0,
@@ -135,6 +141,7 @@ async def _serve_simulator(options: SimulatorOptions) -> None:
         f"fake GitHub listening on [bold]{server.url}[/] "
         f"(control API: {server.url}/_sim/, stop with Ctrl-C)",
         highlight=False,
+        soft_wrap=True,
     )
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()

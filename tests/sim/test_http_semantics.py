@@ -15,6 +15,7 @@ from githubkit import GitHub, TokenAuthStrategy
 
 from runnerscale.clock import SystemClock
 from runnerscale.sim.api import create_app
+from runnerscale.sim.jitconfig import decode
 from runnerscale.sim.server import SimulatorOptions, SimulatorServer, build_simulator
 from tests.contract.openapi import ValidatingTransport
 from tests.sim.conftest import APP_ID, TOKEN, github_client
@@ -371,3 +372,42 @@ async def test_simulator_runs_in_process_without_sockets(sim_options: SimulatorO
     )
     listed = await github.rest.actions.async_list_self_hosted_runners_for_repo("acme", "app")
     assert listed.parsed_data.total_count == 0
+
+
+async def test_an_empty_fault_plan_clears_every_fault(api: httpx.AsyncClient) -> None:
+    await api.post("/_sim/faults", json={"rate_limit": {"exhaust_primary": True, "limit": 3}})
+    assert (await api.get(RUNNERS, headers=AUTH)).status_code == 403
+    await api.post("/_sim/faults", json={})
+    cleared = await api.get(RUNNERS, headers=AUTH)
+    assert cleared.status_code == 200
+    assert cleared.headers["x-ratelimit-limit"] == "5000"
+
+
+async def test_control_lists_add_several_hooks_and_groups(api: httpx.AsyncClient) -> None:
+    hooks = await api.post(
+        "/_sim/hooks", json=[{"url": "http://127.0.0.1:1/a"}, {"url": "http://127.0.0.1:1/b"}]
+    )
+    assert hooks.status_code == 201
+    assert [hook["id"] for hook in hooks.json()] == [1, 2]
+    groups = await api.post("/_sim/runner-groups", json=[{"org": "acme", "name": "gpu"}])
+    assert [group["name"] for group in groups.json()] == ["gpu"]
+    assert (await api.post("/_sim/runner-groups", json=[])).status_code == 422
+
+
+async def test_registration_tokens_register_runners_until_they_expire(
+    api: httpx.AsyncClient, simulator: SimulatorServer
+) -> None:
+    token = (await api.post(f"{RUNNERS}/registration-token", headers=AUTH)).json()
+    registered = await api.post(
+        "/_sim/runner/register",
+        json={"token": token["token"], "name": "long-lived", "labels": LINUX, "ephemeral": False},
+    )
+    assert registered.status_code == 201
+    config = decode(registered.json()["encoded_config"])
+    assert (config.runner_name, config.ephemeral) == ("long-lived", False)
+    simulator.simulator.world.tokens[token["token"]].expires_at = time.time() - 1
+    expired = await api.post(
+        "/_sim/runner/register",
+        json={"token": token["token"], "name": "too-late", "labels": LINUX},
+    )
+    assert expired.status_code == 401

@@ -149,3 +149,26 @@ async def test_a_runner_killed_mid_job_fails_it_with_lost_communication(
         assert record.conclusion is not None
         assert (record.conclusion.value, record.failure_reason) == ("failure", LOST_COMMUNICATION)
         assert runner_id not in world.runners
+
+
+async def test_a_cancelled_job_stops_the_runner_cleanly(
+    simulator: SimulatorServer, control: httpx.AsyncClient
+) -> None:
+    await control.post("/_sim/repos", json={"repo": "acme/app"})
+    runner_id, jitconfig = await new_jit(control)
+    process = await spawn(jitconfig)
+    job = (
+        await control.post(
+            "/_sim/jobs", json={"repo": "acme/app", "labels": LINUX, "duration": 600}
+        )
+    ).json()
+    world = simulator.simulator.world
+    await wait_until(lambda: world.jobs[job["id"]].status.value == "in_progress")
+    cancelled = await control.post(
+        f"/repos/acme/app/actions/runs/{job['run_id']}/cancel", headers=AUTH
+    )
+    assert cancelled.status_code == 202
+    code, output = await finish(process, timeout=30)
+    assert code == 0, output
+    assert "was cancelled" in output
+    assert runner_id not in world.runners

@@ -34,7 +34,7 @@ from runnerscale.sim import shapes
 from runnerscale.sim.auth import ANONYMOUS, Authenticator, Caller, CallerKind
 from runnerscale.sim.entities import Conclusion, Job, OwnerType, Runner
 from runnerscale.sim.faults import FaultPlan, Faults
-from runnerscale.sim.ratelimit import RateLimits
+from runnerscale.sim.ratelimit import AUTHENTICATED_LIMIT, RateLimits
 from runnerscale.sim.webhooks import WebhookHub
 from runnerscale.sim.world import ApiError, JobSpec, World, not_found
 
@@ -103,12 +103,14 @@ class Simulator:
         self._changed = asyncio.Event()
 
     def set_faults(self, plan: FaultPlan) -> None:
+        """Put a fault plan in force; it replaces the previous one entirely."""
         self.faults.replace(plan)
         limits = plan.rate_limit
-        if limits.limit is not None:
-            self.rate_limits.set_limit(limits.limit)
+        self.rate_limits.set_limit(limits.limit or AUTHENTICATED_LIMIT)
         if limits.exhaust_primary:
             self.rate_limits.exhaust_all(self.clock.now())
+        else:
+            self.rate_limits.restore()
         self.rate_limits.secondary_until = self.clock.now() + limits.secondary_for
         self.rate_limits.secondary_retry_after = limits.retry_after
 
@@ -667,6 +669,12 @@ async def _parse_one_or_many(request: Request, model: type[ModelT]) -> tuple[lis
     body = await read_json(request)
     many = isinstance(body, list)
     items = body if many else [body]
+    if not items:
+        raise ApiError(
+            422,
+            "Validation Failed",
+            [{"resource": "Request", "field": "body", "code": "missing", "message": "empty list"}],
+        )
     try:
         return [model.model_validate(item) for item in items], many
     except ValidationError as error:
@@ -774,9 +782,9 @@ async def sim_create_repos(sim: Simulator, request: Request) -> Response:
 
 
 async def sim_add_hook(sim: Simulator, request: Request) -> Response:
-    (hook_request,), _ = await _parse_one_or_many(request, HookRequest)
-    hook = sim.webhooks.add_hook(hook_request.url, hook_request.secret)
-    return JSONResponse(hook.public(), status_code=201)
+    requests, many = await _parse_one_or_many(request, HookRequest)
+    records = [sim.webhooks.add_hook(r.url, r.secret).public() for r in requests]
+    return JSONResponse(records if many else records[0], status_code=201)
 
 
 async def sim_list_hooks(sim: Simulator, request: Request) -> Response:
@@ -797,11 +805,12 @@ async def sim_redeliver(sim: Simulator, request: Request) -> Response:
 
 
 async def sim_add_runner_group(sim: Simulator, request: Request) -> Response:
-    (group_request,), _ = await _parse_one_or_many(request, RunnerGroupRequest)
-    group = sim.world.add_runner_group(group_request.org, group_request.name)
-    return JSONResponse(
-        {"id": group.id, "name": group.name, "org": group_request.org}, status_code=201
-    )
+    requests, many = await _parse_one_or_many(request, RunnerGroupRequest)
+    records = []
+    for r in requests:
+        group = sim.world.add_runner_group(r.org, r.name)
+        records.append({"id": group.id, "name": group.name, "org": r.org})
+    return JSONResponse(records if many else records[0], status_code=201)
 
 
 async def sim_list_runners(sim: Simulator, request: Request) -> Response:

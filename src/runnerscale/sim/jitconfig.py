@@ -27,6 +27,7 @@ class JitConfig:
     runner_name: str
     credential: str
     work_folder: str = "_work"
+    ephemeral: bool = True
 
     def __repr__(self) -> str:  # never print the credential
         return f"JitConfig(server_url={self.server_url!r}, runner_id={self.runner_id})"
@@ -51,7 +52,7 @@ def encode(config: JitConfig) -> str:
         "ServerUrl": config.server_url,
         "GitHubUrl": config.server_url,
         "WorkFolder": config.work_folder,
-        "Ephemeral": True,
+        "Ephemeral": config.ephemeral,
         "DisableUpdate": True,
     }
     credentials_file = {"Scheme": "OAuthAccessToken", "Data": {"token": config.credential}}
@@ -76,6 +77,7 @@ def decode(encoded: str) -> JitConfig:
             runner_name=str(runner_file["AgentName"]),
             credential=str(credentials_file["Data"]["token"]),
             work_folder=str(runner_file.get("WorkFolder", "_work")),
+            ephemeral=bool(runner_file.get("Ephemeral", True)),
         )
     except (binascii.Error, ValueError, KeyError, TypeError) as error:
         raise JitConfigError(

@@ -69,6 +69,14 @@ class RateLimits:
                 bucket.used = max(bucket.used, bucket.limit)
         self._exhausted_until = now + WINDOW_SECONDS
 
+    def restore(self) -> None:
+        """Lift an injected exhaustion: budgets it spent start a fresh window."""
+        if self._exhausted_until:
+            self._exhausted_until = 0.0
+            self._buckets = {
+                key: bucket for key, bucket in self._buckets.items() if bucket.remaining > 0
+            }
+
     def take(self, identity: str, resource: str, now: float) -> tuple[bool, Bucket]:
         """Charge one request; False (and nothing charged) when the budget is spent."""
         bucket = self.bucket(identity, resource, now)

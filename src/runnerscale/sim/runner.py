@@ -107,6 +107,10 @@ class StandInRunner:
         self.say(f"Running job: {job['name']}")
         conclusion = await self._run_job(client, job)
         if conclusion is None:
+            # Acknowledge the cancel so the service can let this runner go.
+            await self._call(
+                client, "POST", f"jobs/{job['id']}/complete", json={"conclusion": "cancelled"}
+            )
             self.say(f"Job {job['name']} was cancelled by the service")
             return EXIT_OK
         await self._call(

@@ -83,11 +83,17 @@ def not_found() -> ApiError:
 
 
 def invalid(message: str, *, resource: str, field_name: str, code: str = "invalid") -> ApiError:
+    """A control-API 422 (``validation-error``): the errors are field records."""
     return ApiError(
         422,
         message,
         [{"resource": resource, "field": field_name, "code": code, "message": message}],
     )
+
+
+def rejected(message: str) -> ApiError:
+    """A REST runner-endpoint 422 (``validation-error-simple``): the errors are strings."""
+    return ApiError(422, message, [message])
 
 
 @dataclass(frozen=True)
@@ -341,22 +347,11 @@ class World:
 
     def _validate_labels(self, labels: object, *, allow_empty: bool = False) -> list[str]:
         if not isinstance(labels, list) or not all(isinstance(x, str) and x for x in labels):
-            raise invalid(
-                "labels must be a list of non-empty strings", resource="Runner", field_name="labels"
-            )
+            raise rejected("labels must be a list of non-empty strings")
         if not labels and not allow_empty:
-            raise invalid(
-                "labels must contain at least one label",
-                resource="Runner",
-                field_name="labels",
-                code="missing_field",
-            )
+            raise rejected("labels must contain at least one label")
         if len(labels) > MAX_LABELS:
-            raise invalid(
-                f"a runner can have at most {MAX_LABELS} labels, got {len(labels)}",
-                resource="Runner",
-                field_name="labels",
-            )
+            raise rejected(f"a runner can have at most {MAX_LABELS} labels, got {len(labels)}")
         return labels
 
     def _register(
@@ -398,24 +393,15 @@ class World:
             raise ApiError(400, "Problems parsing JSON")
         name = body.get("name")
         if not isinstance(name, str) or not name.strip():
-            raise invalid(
-                "name is required", resource="Runner", field_name="name", code="missing_field"
-            )
+            raise rejected("name is required")
         labels = self._validate_labels(body.get("labels"))
         group_id = body.get("runner_group_id")
         if not isinstance(group_id, int) or isinstance(group_id, bool):
-            raise invalid(
-                "runner_group_id is required and must be an integer",
-                resource="Runner",
-                field_name="runner_group_id",
-                code="missing_field",
-            )
+            raise rejected("runner_group_id is required and must be an integer")
         group = self._group_for(scope, group_id, org_level=org_level)
         work_folder = body.get("work_folder", "_work")
         if not isinstance(work_folder, str):
-            raise invalid(
-                "work_folder must be a string", resource="Runner", field_name="work_folder"
-            )
+            raise rejected("work_folder must be a string")
         runner = self._register(scope, name, labels, group, ephemeral=True, jit=True)
         encoded = encode(
             JitConfig(
@@ -432,19 +418,11 @@ class World:
         if not org_level:
             # Repository runners all live in the default group; any other id is unknown.
             if group_id != DEFAULT_GROUP_ID:
-                raise invalid(
-                    f"runner group {group_id} does not exist for this repository",
-                    resource="Runner",
-                    field_name="runner_group_id",
-                )
+                raise rejected(f"runner group {group_id} does not exist for this repository")
             return RunnerGroup(id=DEFAULT_GROUP_ID, name="Default", default=True)
         group = self.runner_groups[scope.lower()].get(group_id)
         if group is None:
-            raise invalid(
-                f"runner group {group_id} does not exist in organization {scope}",
-                resource="Runner",
-                field_name="runner_group_id",
-            )
+            raise rejected(f"runner group {group_id} does not exist in organization {scope}")
         return group
 
     def register_with_token(
@@ -464,6 +442,7 @@ class World:
                 runner_id=runner.id,
                 runner_name=runner.name,
                 credential=runner.credential,
+                ephemeral=ephemeral,
             )
         )
         return runner, encoded
@@ -482,18 +461,16 @@ class World:
     def add_labels(self, scope: str, runner_id: int, body: object) -> Runner:
         runner = self.runner_in(scope, runner_id)
         if not isinstance(body, dict) or "labels" not in body:
-            raise invalid(
-                "labels is required", resource="Runner", field_name="labels", code="missing_field"
-            )
+            raise rejected("labels is required")
         labels = self._validate_labels(body["labels"])
         have = {label.name.lower() for label in runner.labels}
-        new = [name for name in dict.fromkeys(labels) if name.lower() not in have]
+        new: list[str] = []
+        for name in labels:  # label names are case-insensitive, within the request too
+            if name.lower() not in have:
+                have.add(name.lower())
+                new.append(name)
         if len(runner.labels) + len(new) > MAX_LABELS:
-            raise invalid(
-                f"a runner can have at most {MAX_LABELS} labels",
-                resource="Runner",
-                field_name="labels",
-            )
+            raise rejected(f"a runner can have at most {MAX_LABELS} labels")
         runner.labels.extend(self._labels_for(new, read_only=False))
         self._changed()
         self._dispatch()
@@ -537,18 +514,25 @@ class World:
         runner = self.runner_by_credential(credential)
         self._seen(runner)
         job = self.jobs.get(job_id)
-        if job is None or runner.job_id != job_id:
+        if job is None or job.runner_id != runner.id:
+            raise ApiError(409, "This job is not assigned to this runner.")
+        if runner.job_id != job_id:
+            if job.status is JobStatus.COMPLETED and runner.ephemeral:
+                self._remove_runner(runner)  # acknowledging a cancel: its one job is over
+                return
             raise ApiError(409, "This job is not assigned to this runner.")
         if job.status is not JobStatus.COMPLETED:
             self._complete(job, conclusion)
         self._release(runner)
 
     def runner_disconnect(self, credential: str) -> None:
-        """The runner process exits on its own (for example on SIGTERM while idle)."""
+        """The runner process exits on its own (for example on SIGTERM while idle).
+
+        Like GitHub, the registration stays (shown offline) until someone deletes it or, for a
+        runner that never connected, the unconnected-runner timeout removes it.
+        """
         runner = self.runner_by_credential(credential)
         runner.connected = False
-        if runner.job_id is None and runner.used:
-            self._remove_runner(runner)
         self._changed()
 
     def _release(self, runner: Runner) -> None:
@@ -676,13 +660,20 @@ class World:
         status, _ = self.run_status(run)
         if status == "completed":
             raise ApiError(409, "Cannot cancel a workflow run that is completed.")
+        freed: list[Runner] = []
         for job in self.run_jobs(run):
             if job.status is not JobStatus.COMPLETED:
                 self._complete(job, Conclusion.CANCELLED)
                 if job.runner_id is not None and job.runner_id in self.runners:
-                    # The runner learns of it on its next heartbeat and stops the job; the
-                    # slot is freed right away, as GitHub does once the cancel is delivered.
-                    self._release(self.runners[job.runner_id])
+                    freed.append(self.runners[job.runner_id])
+        # Only once every job of the run is cancelled: releasing a runner dispatches, and it
+        # must not hand the freed runner a job of this very run.
+        for runner in freed:
+            # The slot frees at once. The runner process learns of the cancel on its next
+            # heartbeat and acknowledges it; an ephemeral runner is removed then (or, if it
+            # never speaks again, once it has been silent for ``runner_offline_after``).
+            runner.job_id = None
+        self._changed()
         self._dispatch()
 
     def rerun_job(self, job: Job) -> Job:
@@ -700,6 +691,7 @@ class World:
                 run_id=run.id,
                 name=job.name,
                 conclusion=job.planned_conclusion,
+                environment=job.environment,
             )
         )
         self._dispatch()
@@ -776,9 +768,12 @@ class World:
                     self._complete(job, Conclusion.FAILURE, LOST_COMMUNICATION)
                 runner.connected = False
                 self._release(runner)
-            elif runner.connected and not runner.busy and silent >= settings.runner_offline_after:
-                runner.connected = False
-                self._changed()
+            elif not runner.busy and silent >= settings.runner_offline_after:
+                if runner.ephemeral and runner.used:
+                    self._remove_runner(runner)  # its job was cancelled and it went away
+                elif runner.connected:
+                    runner.connected = False
+                    self._changed()
         for job in list(self.jobs.values()):
             if job.status is JobStatus.QUEUED and now - job.created_at >= settings.queue_timeout:
                 self._complete(job, Conclusion.FAILURE, QUEUE_TIMEOUT_REASON)
@@ -793,7 +788,7 @@ class World:
                 deadlines.append(runner.created_at + settings.unconnected_runner_ttl)
             elif runner.busy:
                 deadlines.append(runner.last_seen + settings.lost_runner_timeout)
-            elif runner.connected:
+            elif runner.connected or (runner.ephemeral and runner.used):
                 deadlines.append(runner.last_seen + settings.runner_offline_after)
         deadlines.extend(
             job.created_at + settings.queue_timeout
