@@ -74,6 +74,7 @@ async def test_fake_github_serves_until_sigterm() -> None:
     async with asyncio.timeout(30):
         banner = await process.stderr.readline()
     assert b"fake GitHub listening on" in banner
+    assert b"cli-token" not in banner
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
         response = await client.get("/rate_limit", headers={"Authorization": "token cli-token"})
         assert response.status_code == 200
