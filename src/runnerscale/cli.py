@@ -1,25 +1,30 @@
 """The ``runnerscale`` command: it parses options, chooses implementations and wires them.
 
 No logic lives here beyond turning command-line input into the library's objects and turning
-the library's errors into clear messages and exit codes.
+the library's errors into clear messages and exit codes. Each command imports what it needs when
+it runs: ``sim-runner`` is started once per runner and must not pay for the daemon's imports.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 import os
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from runnerscale import __version__
-from runnerscale.sim.runner import run_stand_in
-from runnerscale.sim.server import SimulatorOptions, SimulatorServer
-from runnerscale.sim.world import WorldSettings
+
+if TYPE_CHECKING:
+    from runnerscale.config import Config
+    from runnerscale.logs import RedactSecrets
+    from runnerscale.sim.server import SimulatorOptions
 
 app = typer.Typer(
     name="runnerscale",
@@ -89,6 +94,9 @@ def fake_github(
     ] = 86_400.0,
 ) -> None:
     """Serve a simulated GitHub (REST API, webhooks, control API under /_sim/)."""
+    from runnerscale.sim.server import SimulatorOptions
+    from runnerscale.sim.world import WorldSettings
+
     tokens = list(token or [])
     if env_token := os.environ.get("RUNNERSCALE_SIM_TOKEN"):
         tokens.append(env_token)
@@ -135,6 +143,8 @@ def fake_github(
 
 
 async def _serve_simulator(options: SimulatorOptions) -> None:
+    from runnerscale.sim.server import SimulatorServer
+
     server = SimulatorServer(options)
     await server.start()
     err.print(
@@ -166,7 +176,220 @@ def sim_runner(
     ],
 ) -> None:
     """Stand-in for the official runner: take one job from the simulator, run it, exit."""
+    from runnerscale.sim.runner import run_stand_in
+
     raise typer.Exit(asyncio.run(run_stand_in(jitconfig)))
+
+
+# ---------------------------------------------------------------------- the daemon
+
+config_app = typer.Typer(help="Check a configuration file, or print its JSON Schema.")
+scale_app = typer.Typer(help="Scale a pool by hand through the running daemon.")
+app.add_typer(config_app, name="config")
+app.add_typer(scale_app, name="scale")
+
+ConfigOption = Annotated[
+    Path,
+    typer.Option("--config", "-c", help="The runnerscale YAML file.", dir_okay=False),
+]
+
+
+def _load(path: Path) -> Config:
+    from runnerscale.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        raise fail(f"the configuration is not valid:\n{error}") from None
+
+
+@config_app.command("validate")
+def config_validate(config: ConfigOption) -> None:
+    """Check a configuration file: every problem with its line and how to fix it."""
+    loaded = _load(config)
+    pools = ", ".join(f"{p.name} ({p.provider}, max {p.max_runners})" for p in loaded.pools)
+    typer.echo(f"{config}: valid. pools: {pools}")
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the configuration's JSON Schema (for editors and CI checks)."""
+    from runnerscale.config import config_json_schema
+
+    typer.echo(json.dumps(config_json_schema(), indent=2))
+
+
+@app.command()
+def run(
+    config: ConfigOption,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the autoscaler daemon (webhooks, loops, /metrics, /healthz, status API)."""
+    from runnerscale.daemon import StartupError
+    from runnerscale.logs import setup_logging
+
+    if log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise fail(f"--log-level must be debug, info, warning or error, not {log_level!r}")
+    loaded = _load(config)
+    redactor = setup_logging(log_level, _secrets_of(loaded))
+    try:
+        asyncio.run(_run_daemon(config, loaded, redactor))
+    except StartupError as error:
+        raise fail(str(error)) from None
+    except OSError as error:
+        raise fail(f"cannot listen on {loaded.server.listen}: {error.strerror or error}") from None
+
+
+def _secrets_of(config: Config) -> list[str]:
+    github = config.github
+    values = [github.token, github.webhook_secret]
+    if github.app is not None:
+        values.append(github.app.private_key)
+    return [value.get_secret_value() for value in values if value is not None]
+
+
+async def _run_daemon(path: Path, config: Config, redactor: RedactSecrets) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from runnerscale.config import ConfigError, load_config
+    from runnerscale.daemon import Daemon, StartupError
+
+    try:
+        daemon = Daemon.build(config)
+    except (SQLAlchemyError, OSError) as error:
+        raise StartupError(f"cannot open the state database {config.state!r}: {error}") from None
+    await daemon.start()
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+
+    def reload() -> None:
+        try:
+            fresh = load_config(path)
+        except ConfigError as error:
+            logging.getLogger("runnerscale").error(
+                "reload refused, keeping the running config:\n%s", error
+            )
+            return
+        for secret in _secrets_of(fresh):
+            redactor.add(secret)
+        for change in daemon.reload(fresh) or ["nothing to change"]:
+            logging.getLogger("runnerscale").info("reload: %s", change)
+
+    loop.add_signal_handler(signal.SIGTERM, stopping.set)
+    loop.add_signal_handler(signal.SIGINT, stopping.set)
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    try:
+        await stopping.wait()
+    finally:
+        logging.getLogger("runnerscale").info(
+            "stopping; runners keep running and are adopted on start"
+        )
+        await daemon.stop()
+
+
+def _daemon_url(config: Config) -> str:
+    host = config.server.host
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - we connect to it, not bind
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{config.server.port}"
+
+
+def _call_daemon(config: Config, method: str, path: str, body: object = None) -> dict[str, object]:
+    import httpx
+
+    url = _daemon_url(config) + path
+    try:
+        response = httpx.request(method, url, json=body, timeout=30)
+    except httpx.TransportError:
+        raise fail(
+            f"cannot reach the daemon at {url}: is `runnerscale run -c FILE` running with this "
+            "config's server.listen?",
+            code=1,
+        ) from None
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = {"message": response.text}
+    if response.status_code >= 400:
+        raise fail(str(payload.get("message", response.text)), code=1)
+    assert isinstance(payload, dict)
+    return payload
+
+
+@app.command()
+def status(config: ConfigOption) -> None:
+    """Show each pool's runners and jobs, from the running daemon."""
+    from rich.table import Table
+
+    loaded = _load(config)
+    body = _call_daemon(loaded, "GET", "/api/v1/status")
+    table = Table(title="runnerscale")
+    for column in ("pool", "desired", "booting", "idle", "busy", "queued", "max", "healthy"):
+        table.add_column(column, justify="left" if column == "pool" else "right")
+    pools = body.get("pools", [])
+    assert isinstance(pools, list)
+    for pool in pools:
+        table.add_row(
+            pool["name"],
+            *(str(pool[key]) for key in ("desired", "booting", "idle", "busy", "queued")),
+            str(pool["max_runners"]),
+            "yes" if pool["healthy"] else f"no: {pool.get('last_error') or ''}",
+        )
+    Console().print(table)
+    typer.echo(f"unmatched jobs (no pool serves them): {body.get('unmatched_jobs', 0)}")
+    github = body.get("github")
+    if isinstance(github, dict):
+        for resource, bucket in github.get("rate_limit", {}).items():
+            typer.echo(
+                f"GitHub {resource}: {bucket['used']} used, {bucket['remaining']} of "
+                f"{bucket['limit']} remaining"
+            )
+
+
+@scale_app.command("up")
+def scale_up(
+    config: ConfigOption,
+    pool: Annotated[str, typer.Option(help="The pool to add runners to.")],
+    count: Annotated[int, typer.Option("-n", "--count", min=1, help="How many runners.")] = 1,
+) -> None:
+    """Start runners now, whatever the demand (up to the pool's cap)."""
+    body = _call_daemon(_load(config), "POST", f"/api/v1/pools/{pool}/scale-up", {"count": count})
+    created = body.get("created", [])
+    assert isinstance(created, list)
+    typer.echo(f"created {len(created)} of {count}: {', '.join(created) or 'none (cap reached?)'}")
+
+
+@scale_app.command("down")
+def scale_down(
+    config: ConfigOption,
+    pool: Annotated[str | None, typer.Option(help="Remove this pool's idle runners.")] = None,
+    runner: Annotated[str | None, typer.Option(help="Remove this runner (if not busy).")] = None,
+) -> None:
+    """Remove idle runners now (busy runners are never removed)."""
+    if (pool is None) == (runner is None):
+        raise fail("give exactly one of --pool POOL or --runner NAME")
+    loaded = _load(config)
+    if runner is not None:
+        body = _call_daemon(loaded, "DELETE", f"/api/v1/runners/{runner}")
+    else:
+        body = _call_daemon(loaded, "POST", f"/api/v1/pools/{pool}/scale-down")
+    removed = body.get("removed", [])
+    assert isinstance(removed, list)
+    typer.echo(f"removed {len(removed)}: {', '.join(removed) or 'none idle'}")
+
+
+@app.command()
+def demo(
+    verbose: Annotated[bool, typer.Option(help="Show the daemon's log too.")] = False,
+) -> None:
+    """The whole system on embedded defaults: simulator, daemon, local runners, a workload."""
+    from runnerscale.demo import run_demo
+    from runnerscale.logs import setup_logging
+
+    setup_logging("info" if verbose else "error")
+    raise typer.Exit(asyncio.run(run_demo(Console())))
 
 
 def main() -> None:

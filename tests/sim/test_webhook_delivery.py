@@ -18,7 +18,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from runnerscale.github.webhooks import parse_workflow_job_event, verify_signature
-from runnerscale.sim.server import LoopbackServer, SimulatorOptions, SimulatorServer
+from runnerscale.httpserve import LoopbackServer
+from runnerscale.sim.server import SimulatorOptions, SimulatorServer
 from tests.contract.openapi import contract_dir
 
 SECRET = "webhook-secret-for-tests"

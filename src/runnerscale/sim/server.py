@@ -11,18 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import socket
-from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import httpx
-import uvicorn
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from runnerscale.clock import Clock, SystemClock
+from runnerscale.httpserve import LoopbackServer, Service
 from runnerscale.sim.api import Simulator, create_app
 from runnerscale.sim.auth import Authenticator, load_app_public_key
 from runnerscale.sim.world import World, WorldSettings
@@ -63,73 +59,7 @@ def build_simulator(options: SimulatorOptions, clock: Clock, api_url: str) -> Si
     return simulator
 
 
-class _Service(ABC):
-    """Something started and stopped around an ``async with`` block."""
-
-    @abstractmethod
-    async def start(self) -> None: ...
-
-    @abstractmethod
-    async def stop(self) -> None: ...
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-
-class LoopbackServer(_Service):
-    """An ASGI app served by uvicorn on a socket bound up front, so its URL is known first."""
-
-    def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.app = app
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            self._socket.bind((host, port))
-        except OSError:
-            self._socket.close()
-            raise
-        self.port: int = self._socket.getsockname()[1]
-        self.url = f"http://{host}:{self.port}"
-        self._server: uvicorn.Server | None = None
-        self.task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        config = uvicorn.Config(
-            self.app, log_level="warning", lifespan="off", access_log=False, interface="asgi3"
-        )
-        self._server = uvicorn.Server(config)
-        self.task = asyncio.create_task(
-            self._server.serve(sockets=[self._socket]), name=f"http-{self.port}"
-        )
-        while not self._server.started:
-            if self.task.done():
-                self.task.result()  # surfaces the start-up error
-            await asyncio.sleep(0.01)
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self.task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
-            self.task = None
-        self.close()
-
-    def close(self) -> None:
-        """Release the socket (also when the server never started)."""
-        self._socket.close()
-
-
-class SimulatorServer(_Service):
+class SimulatorServer(Service):
     """A live simulator on a loopback port: ``async with SimulatorServer(opts) as server``."""
 
     def __init__(self, options: SimulatorOptions, clock: Clock | None = None) -> None:

@@ -1,0 +1,143 @@
+"""The janitor: no state stays stuck, nothing is leaked.
+
+Every state that waits on the outside world has a deadline, and the janitor acts when it
+passes: a runner that never comes online within its pool's ``boot_timeout`` is removed, a
+creation that hangs is undone, a removal that failed is retried, a finished runner is reaped.
+It also compares the three inventories and removes what only one of them holds: GitHub runners
+carrying a pool's name prefix that runnerscale does not track, and backend instances whose
+runner is unknown or already gone. Each clean-up is counted by kind.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+
+from runnerscale.controller.actions import Actions
+from runnerscale.controller.observe import REGISTERED, move
+from runnerscale.controller.protocols import GitHubError, ProviderError
+from runnerscale.model import RunnerState
+
+log = logging.getLogger("runnerscale.janitor")
+
+#: Rows of finished history kept in the store.
+KEEP_HISTORY_SECONDS = 7 * 24 * 3600.0
+
+
+@dataclass
+class JanitorSettings:
+    create_timeout: float = 120.0
+    delete_timeout: float = 120.0
+
+
+class Janitor:
+    def __init__(self, actions: Actions, settings: JanitorSettings | None = None) -> None:
+        self.actions = actions
+        self.settings = settings or JanitorSettings()
+        self.cleaned: Counter[str] = Counter()
+
+    def _count(self, pool: str, kind: str) -> None:
+        self.cleaned[kind] += 1
+        self.actions.events.cleaned(pool, kind)
+
+    async def sweep(self) -> None:
+        await self.expire_stuck_runners()
+        await self.remove_github_orphans()
+        await self.remove_instance_orphans()
+        now = self.actions.clock.now()
+        self.actions.store.prune_runners(now - KEEP_HISTORY_SECONDS)
+        self.actions.store.prune_jobs(now - KEEP_HISTORY_SECONDS)
+
+    async def expire_stuck_runners(self) -> None:
+        actions = self.actions
+        now = actions.clock.now()
+        for runner in actions.store.runners(
+            states=[
+                RunnerState.BOOTING,
+                RunnerState.CREATING,
+                RunnerState.DELETING,
+                RunnerState.FINISHED,
+            ]
+        ):
+            pool = actions.pools.get(runner.pool)
+            waited = now - runner.state_since
+            if runner.state is RunnerState.BOOTING and pool and waited >= pool.spec.boot_timeout:
+                self._count(runner.pool, "boot_timeout")
+                await actions.remove_runner(
+                    runner, f"did not come online within {pool.spec.boot_timeout:.0f}s"
+                )
+            elif runner.state is RunnerState.CREATING and waited >= self.settings.create_timeout:
+                self._count(runner.pool, "create_timeout")
+                await actions.remove_runner(runner, "creation did not finish in time")
+            elif runner.state is RunnerState.DELETING:
+                if waited >= self.settings.delete_timeout:
+                    log.warning("runner %s: removal pending for %.0fs", runner.name, waited)
+                await actions.remove_runner(runner, "retrying removal")
+            elif runner.state is RunnerState.FINISHED:
+                await actions.remove_runner(runner, "reaping a finished runner")
+
+    async def remove_github_orphans(self) -> None:
+        """GitHub runners with a pool's prefix that runnerscale does not hold live."""
+        actions = self.actions
+        prefixes = {pool.prefix: pool.name for pool in actions.pools.values()}
+        for target in actions.targets.values():
+            try:
+                listed = await actions.github.list_runners(target)
+            except GitHubError as error:
+                log.warning("janitor: cannot list runners of %s: %s", target.name, error)
+                continue
+            for seen in listed:
+                pool = next(
+                    (p for prefix, p in prefixes.items() if seen.name.startswith(prefix)), None
+                )
+                if pool is None or seen.busy:
+                    continue
+                known = actions.store.get_runner(seen.name)
+                if known is not None and known.state.live:
+                    continue
+                log.info(
+                    "janitor: %s is registered in GitHub but not tracked: deleting it", seen.name
+                )
+                try:
+                    await actions.github.delete_runner(target, seen.id)
+                except GitHubError as error:
+                    log.warning("janitor: deleting orphan %s failed: %s", seen.name, error)
+                    continue
+                self._count(pool, "github_orphan")
+
+    async def remove_instance_orphans(self) -> None:
+        """Backend instances whose runner is unknown or already gone."""
+        actions = self.actions
+        for pool in actions.pools.values():
+            try:
+                instances = await pool.provider.list()
+            except ProviderError as error:
+                log.warning("janitor: cannot list instances of pool %s: %s", pool.name, error)
+                continue
+            held = {instance.runner_name for instance in instances}
+            for runner in actions.store.runners(pool=pool.name, states=list(REGISTERED)):
+                if runner.instance_id is not None and runner.name not in held:
+                    self._count(pool.name, "instance_lost")
+                    move(
+                        actions.store,
+                        runner,
+                        RunnerState.FINISHED,
+                        actions.clock.now(),
+                        "its instance disappeared from the backend",
+                    )
+            for instance in instances:
+                known = actions.store.get_runner(instance.runner_name)
+                if known is not None and known.state.live:
+                    continue
+                log.info(
+                    "janitor: instance %s (%s) has no live runner: removing it",
+                    instance.id,
+                    instance.runner_name,
+                )
+                try:
+                    await pool.provider.delete(instance.id)
+                except ProviderError as error:
+                    log.warning("janitor: removing instance %s failed: %s", instance.id, error)
+                    continue
+                self._count(pool.name, "instance_orphan")

@@ -1,0 +1,389 @@
+"""The controller: small loops that observe, decide and act.
+
+* **events**: webhook observations are queued by the HTTP server (which answers at once) and
+  folded into the store here; each one kicks the reconciler, so a queued job gets a runner
+  without waiting for any interval. This is the fast path.
+* **reconcile**: on every kick, and at least every ``reconcile_interval``, recompute demand
+  from the store with the pure scaler and act on the difference: create runners, remove idle
+  ones past their timeout, reap finished ones. Demand is never kept as a running count.
+* **poll**: every ``poll_interval``, re-read queued and in-progress jobs and the runner list
+  of each target (conditional requests: unchanged answers are free), and each backend's
+  inventory. This repairs whatever webhooks missed. Jobs that stay queued without being seen
+  are re-checked one by one.
+* **janitor**: every ``janitor_interval``, enforce timeouts and remove orphans.
+
+Every loop survives errors (logged and counted, then the next cycle) and waits on the injected
+clock, so the same controller runs on the wall clock and on the simulation's virtual clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from runnerscale.controller.actions import Actions, Events, PoolRuntime
+from runnerscale.controller.janitor import Janitor, JanitorSettings
+from runnerscale.controller.observe import apply_instances, apply_job, apply_runner_list
+from runnerscale.controller.protocols import (
+    Clock,
+    GitHubAPI,
+    GitHubError,
+    ObservedJob,
+    ProviderError,
+    Store,
+)
+from runnerscale.model import Job, JobState, RunnerState, Target
+from runnerscale.scaler import Decision, decide
+
+log = logging.getLogger("runnerscale.controller")
+
+ACTIVE_JOB_STATES = (JobState.WAITING, JobState.QUEUED, JobState.IN_PROGRESS)
+LIVE_STATES = tuple(state for state in RunnerState if state.live)
+#: Runners created at once per pool and cycle (GitHub asks for modest concurrency).
+CREATE_CONCURRENCY = 8
+
+
+@dataclass
+class ControllerSettings:
+    poll_interval: float = 15.0
+    reconcile_interval: float = 5.0
+    janitor_interval: float = 30.0
+    #: A job that stays queued this long without being seen again is re-checked in the API.
+    queued_recheck: float = 120.0
+    janitor: JanitorSettings = field(default_factory=JanitorSettings)
+
+
+@dataclass
+class PoolStatus:
+    name: str
+    max_runners: int
+    min_idle: int
+    desired: int = 0
+    booting: int = 0
+    idle: int = 0
+    busy: int = 0
+    queued: int = 0
+    healthy: bool = True
+    last_error: str | None = None
+
+
+@dataclass
+class Status:
+    pools: list[PoolStatus]
+    unmatched_jobs: int = 0
+    jobs: dict[str, int] = field(default_factory=dict)
+    cleaned: dict[str, int] = field(default_factory=dict)
+    updated_at: float = 0.0
+
+
+async def wait_for(clock: Clock, event: asyncio.Event, seconds: float) -> None:
+    """Wait until ``event`` is set or ``seconds`` of the clock's time have passed."""
+    if event.is_set():
+        return
+    sleeper = asyncio.ensure_future(clock.sleep(seconds))
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (sleeper, waiter):
+            task.cancel()
+        for task in (sleeper, waiter):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+class Controller:
+    def __init__(
+        self,
+        store: Store,
+        github: GitHubAPI,
+        clock: Clock,
+        *,
+        pools: list[PoolRuntime],
+        targets: list[Target],
+        settings: ControllerSettings | None = None,
+        events: Events | None = None,
+        on_job_started: Callable[[str, float], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.github = github
+        self.clock = clock
+        self.settings = settings or ControllerSettings()
+        self.targets = {target.key: target for target in targets}
+        self.pools = {pool.name: pool for pool in pools}
+        self.actions = Actions(store, github, clock, self.targets, self.pools, events or Events())
+        self.janitor = Janitor(self.actions, self.settings.janitor)
+        self._on_job_started = on_job_started or (lambda pool, wait: None)
+        self._kick = asyncio.Event()
+        self._inbox: asyncio.Queue[ObservedJob] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._reported_unmatched: set[int] = set()
+        self.errors: Counter[str] = Counter()
+        self.status = Status(pools=[])
+        self.last_decision: Decision | None = None
+
+    # ------------------------------------------------------------------ intake
+
+    def covers(self, repo: str) -> bool:
+        return any(target.covers(repo) for target in self.targets.values())
+
+    def submit(self, observed: ObservedJob) -> None:
+        """Hand over a webhook observation (never blocks; processed by the events loop)."""
+        self._inbox.put_nowait(observed)
+
+    def kick(self) -> None:
+        self._kick.set()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        await self.actions.recover()
+        self._tasks = [
+            asyncio.create_task(self._forever("events", self._drain_inbox, None), name="events"),
+            asyncio.create_task(
+                self._forever("reconcile", self.reconcile_once, self.settings.reconcile_interval),
+                name="reconcile",
+            ),
+            asyncio.create_task(
+                self._forever("poll", self.poll_once, self.settings.poll_interval), name="poll"
+            ),
+            asyncio.create_task(
+                self._forever("janitor", self.janitor.sweep, self.settings.janitor_interval),
+                name="janitor",
+            ),
+        ]
+        self.kick()
+
+    async def stop(self) -> None:
+        """Stop the loops. Runners keep running: a restarted daemon adopts them."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def _forever(
+        self, name: str, step: Callable[[], Awaitable[None]], interval: float | None
+    ) -> None:
+        while True:
+            try:
+                await step()
+            except asyncio.CancelledError:
+                raise
+            except (GitHubError, ProviderError) as error:
+                self.errors[name] += 1
+                log.warning("%s: %s", name, error)
+                if isinstance(error, GitHubError) and error.retry_after:
+                    await self.clock.sleep(error.retry_after)
+            except Exception:
+                self.errors[name] += 1
+                log.exception("%s loop failed; retrying next cycle", name)
+            if interval is None:
+                continue
+            if name == "reconcile":
+                await wait_for(self.clock, self._kick, interval)
+                self._kick.clear()
+            else:
+                await self.clock.sleep(interval)
+
+    async def _drain_inbox(self) -> None:
+        observed = await self._inbox.get()
+        self._apply(observed)
+        while not self._inbox.empty():
+            self._apply(self._inbox.get_nowait())
+        self.kick()
+
+    def _apply(self, observed: ObservedJob) -> None:
+        before = self.store.get_job(observed.id)
+        apply_job(self.store, observed, self.clock.now())
+        after = self.store.get_job(observed.id)
+        if (
+            after is not None
+            and after.state is JobState.IN_PROGRESS
+            and (before is None or before.state is not JobState.IN_PROGRESS)
+            and after.started_at is not None
+        ):
+            self._on_job_started(after.pool or "", max(0.0, after.started_at - after.created_at))
+
+    # ------------------------------------------------------------------ polling
+
+    async def poll_once(self) -> None:
+        now = self.clock.now()
+        seen: set[int] = set()
+        for target in self.targets.values():
+            for observed in await self.github.active_jobs(target):
+                seen.add(observed.id)
+                self._apply(observed)
+            apply_runner_list(self.store, target.key, await self.github.list_runners(target), now)
+        for pool in self.pools.values():
+            apply_instances(self.store, pool.name, await pool.provider.list(), now)
+        await self._recheck_unseen(seen)
+        self.kick()
+
+    async def _recheck_unseen(self, seen: set[int]) -> None:
+        """Jobs the store holds as active that the poll no longer shows: ask for each."""
+        now = self.clock.now()
+        for job in self.store.jobs([JobState.QUEUED, JobState.IN_PROGRESS]):
+            if job.id in seen or now - job.observed_at < self.settings.queued_recheck:
+                continue
+            current = await self.github.get_job(job.repo, job.id)
+            if current is None:
+                # Deleted (for example with its repository): it needs nothing any more.
+                current = ObservedJob(
+                    id=job.id,
+                    repo=job.repo,
+                    labels=job.labels,
+                    state=JobState.COMPLETED,
+                    created_at=job.created_at,
+                    conclusion="cancelled",
+                )
+            self._apply(current)
+
+    # ------------------------------------------------------------------ reconciling
+
+    async def reconcile_once(self) -> None:
+        now = self.clock.now()
+        jobs = self.store.jobs(list(ACTIVE_JOB_STATES))
+        runners = self.store.runners(states=list(LIVE_STATES))
+        specs = [pool.spec for pool in self.pools.values()]
+        decision = decide(specs, jobs, runners, now)
+        self.last_decision = decision
+        self._record_matching(jobs, decision)
+        work: list[Awaitable[Any]] = []
+        for pool_decision in decision.pools.values():
+            pool = self.pools[pool_decision.pool]
+            if pool_decision.create or pool_decision.remove:
+                log.info("pool %s: %s", pool.name, pool_decision.reason)
+            if pool_decision.create and now >= pool.backoff_until:
+                work.append(self._create(pool, pool_decision.create, jobs))
+            for name in pool_decision.remove:
+                runner = self.store.get_runner(name)
+                if runner is not None and runner.state is RunnerState.IDLE:
+                    work.append(self.actions.remove_runner(runner, "idle past its timeout"))
+        for runner in self.store.runners(states=[RunnerState.FINISHED]):
+            work.append(self.actions.remove_runner(runner, "its job is done"))
+        if work:
+            await asyncio.gather(*work)
+        self._refresh_status(decision)
+
+    async def _create(self, pool: PoolRuntime, count: int, jobs: list[Job]) -> None:
+        targets = self._targets_for(pool, count, jobs)
+        limit = asyncio.Semaphore(CREATE_CONCURRENCY)
+
+        async def one(target: Target) -> None:
+            async with limit:
+                await self.actions.create_runner(pool, target)
+
+        await asyncio.gather(*(one(target) for target in targets))
+
+    def _targets_for(self, pool: PoolRuntime, count: int, jobs: list[Job]) -> list[Target]:
+        """Where new runners of a pool register: where its queued jobs are, most first."""
+        targets = list(self.targets.values())
+        if len(targets) == 1:
+            return targets * count
+        demand: Counter[str] = Counter()
+        for job in jobs:
+            if job.state is JobState.QUEUED and job.pool == pool.name:
+                target = next((t for t in targets if t.covers(job.repo)), None)
+                if target is not None:
+                    demand[target.key] += 1
+        for runner in self.store.runners(pool=pool.name, states=list(LIVE_STATES)):
+            if runner.state.free:
+                demand[runner.target] -= 1
+        chosen: list[Target] = []
+        for _ in range(count):
+            key = max(self.targets, key=lambda k: (demand[k], -list(self.targets).index(k)))
+            chosen.append(self.targets[key])
+            demand[key] -= 1
+        return chosen
+
+    def _record_matching(self, jobs: list[Job], decision: Decision) -> None:
+        for job in jobs:
+            pool = decision.job_pools.get(job.id)
+            if job.id in decision.job_pools and job.pool != pool:
+                self.store.set_job_pool(job.id, pool)
+                job.pool = pool
+        for job_id in decision.unmatched:
+            if job_id not in self._reported_unmatched:
+                self._reported_unmatched.add(job_id)
+                job = next(j for j in jobs if j.id == job_id)
+                log.warning(
+                    "job %s of %s (runs-on %s) matches no pool: not provisioning for it",
+                    job.id,
+                    job.repo,
+                    list(job.labels),
+                )
+
+    def _refresh_status(self, decision: Decision) -> None:
+        runners = self.store.runners(states=list(LIVE_STATES))
+        pools = []
+        for pool in self.pools.values():
+            mine = [r for r in runners if r.pool == pool.name]
+            by_state = Counter(r.state for r in mine)
+            pool_decision = decision.pools.get(pool.name)
+            pools.append(
+                PoolStatus(
+                    name=pool.name,
+                    max_runners=pool.spec.max_runners,
+                    min_idle=pool.spec.min_idle,
+                    desired=pool_decision.desired if pool_decision else 0,
+                    booting=by_state[RunnerState.PENDING]
+                    + by_state[RunnerState.CREATING]
+                    + by_state[RunnerState.BOOTING],
+                    idle=by_state[RunnerState.IDLE],
+                    busy=by_state[RunnerState.BUSY],
+                    queued=pool_decision.queued if pool_decision else 0,
+                    healthy=pool.healthy,
+                    last_error=pool.last_error,
+                )
+            )
+        job_counts = Counter(job.state.value for job in self.store.jobs(list(ACTIVE_JOB_STATES)))
+        self.status = Status(
+            pools=pools,
+            unmatched_jobs=len(decision.unmatched),
+            jobs=dict(job_counts),
+            cleaned=dict(self.janitor.cleaned),
+            updated_at=self.clock.now(),
+        )
+
+    # ------------------------------------------------------------------ manual scaling
+
+    async def scale_up(self, pool_name: str, count: int) -> list[str]:
+        """Start ``count`` runners now (up to the cap), whatever the demand."""
+        pool = self.pools[pool_name]
+        live = len(self.store.runners(pool=pool_name, states=list(LIVE_STATES)))
+        room = max(0, pool.spec.max_runners - live)
+        target = next(iter(self.targets.values()))
+        created = []
+        for _ in range(min(count, room)):
+            runner = await self.actions.create_runner(pool, target)
+            if runner is not None:
+                created.append(runner.name)
+        return created
+
+    async def scale_down(
+        self, pool_name: str | None = None, runner_name: str | None = None
+    ) -> list[str]:
+        """Remove idle runners now (all of a pool's, or one by name); busy ones are kept."""
+        if runner_name is not None:
+            runner = self.store.get_runner(runner_name)
+            if runner is None or not runner.state.live:
+                raise KeyError(runner_name)
+            candidates = [runner]
+        else:
+            candidates = self.store.runners(
+                pool=pool_name, states=[RunnerState.IDLE, RunnerState.BOOTING]
+            )
+        removed = []
+        for runner in candidates:
+            if runner.state in (RunnerState.BUSY, RunnerState.FINISHED, RunnerState.DELETING):
+                continue
+            if await self.actions.remove_runner(runner, "removed by an operator"):
+                removed.append(runner.name)
+        return removed

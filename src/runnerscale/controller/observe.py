@@ -1,0 +1,97 @@
+"""Folding what runnerscale sees into its runners' states.
+
+Three sources tell us what happened to a runner: ``workflow_job`` observations (a job started
+on it, or finished), GitHub's runner list (online, busy, or no longer registered), and the
+backend's inventory (the instance is running or has exited). Each function here takes one
+observation and moves the affected runners forward; none of them has side effects beyond the
+store, so they are safe to apply twice or out of order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from runnerscale.controller.protocols import ObservedJob, Store
+from runnerscale.model import GitHubRunner, Instance, JobState, Runner, RunnerState
+
+log = logging.getLogger("runnerscale.controller")
+
+#: States in which a runner's registration is expected to exist in GitHub.
+REGISTERED = (RunnerState.BOOTING, RunnerState.IDLE, RunnerState.BUSY)
+
+
+def move(store: Store, runner: Runner, state: RunnerState, now: float, why: str) -> None:
+    """Write a runner's new state (before any side effect that depends on it)."""
+    if runner.state is state:
+        return
+    log.info("runner %s (%s): %s -> %s: %s", runner.name, runner.pool, runner.state, state, why)
+    runner.state = state
+    runner.state_since = now
+    if state is RunnerState.IDLE:
+        runner.idle_since = now
+    store.update_runner(runner)
+
+
+def apply_job(store: Store, observed: ObservedJob, now: float) -> None:
+    """A job moved: record it, and mark the runner that runs (or ran) it."""
+    job = store.observe_job(observed, now)
+    if not job.runner_name:
+        return
+    runner = store.get_runner(job.runner_name)
+    if runner is None:
+        return  # not one of ours
+    if job.state is JobState.IN_PROGRESS and runner.state in (
+        RunnerState.CREATING,
+        RunnerState.BOOTING,
+        RunnerState.IDLE,
+    ):
+        runner.job_id = job.id
+        move(store, runner, RunnerState.BUSY, now, f"took job {job.id}")
+    elif job.state is JobState.COMPLETED and runner.state in (*REGISTERED, RunnerState.CREATING):
+        runner.job_id = job.id
+        move(store, runner, RunnerState.FINISHED, now, f"job {job.id} {job.conclusion}")
+
+
+def apply_runner_list(
+    store: Store, target_key: str, listed: Iterable[GitHubRunner], now: float
+) -> None:
+    """GitHub's view of the target's runners: online and idle, busy, or gone."""
+    by_name = {runner.name: runner for runner in listed}
+    for runner in store.runners(states=[*REGISTERED, RunnerState.CREATING]):
+        if runner.target != target_key:
+            continue
+        seen = by_name.get(runner.name)
+        if seen is None:
+            if runner.state in (RunnerState.IDLE, RunnerState.BUSY):
+                # A JIT runner leaves GitHub's list once its job is over.
+                move(store, runner, RunnerState.FINISHED, now, "no longer registered in GitHub")
+            continue
+        if runner.github_id is None:
+            runner.github_id = seen.id
+            store.update_runner(runner)
+        if seen.busy and runner.state is not RunnerState.BUSY:
+            move(store, runner, RunnerState.BUSY, now, "GitHub shows it busy")
+        elif seen.online and not seen.busy and runner.state is RunnerState.BOOTING:
+            move(store, runner, RunnerState.IDLE, now, "online in GitHub")
+
+
+def apply_instances(store: Store, pool: str, instances: Iterable[Instance], now: float) -> None:
+    """The backend's view: an exited instance means its runner is done."""
+    for instance in instances:
+        if instance.running:
+            continue
+        runner = store.get_runner(instance.runner_name)
+        if runner is None or runner.pool != pool:
+            continue
+        if runner.state in (*REGISTERED, RunnerState.CREATING):
+            detail = (
+                f" ({instance.detail.strip().splitlines()[-1]})" if instance.detail.strip() else ""
+            )
+            move(
+                store,
+                runner,
+                RunnerState.FINISHED,
+                now,
+                f"instance exited with code {instance.exit_code}{detail}",
+            )

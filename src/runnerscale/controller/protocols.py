@@ -1,0 +1,164 @@
+"""The boundaries the controller talks through. It depends on these, never on an implementation.
+
+``cli`` picks the implementations: githubkit against GitHub (or the simulator) for
+:class:`GitHubAPI`, a backend module for :class:`Provider`, SQLAlchemy for :class:`Store`, the
+wall clock or a virtual one for :class:`~runnerscale.clock.Clock`. Tests and the simulation
+substitute any of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from runnerscale.clock import Clock
+from runnerscale.model import (
+    GitHubRunner,
+    Instance,
+    InstanceSpec,
+    Job,
+    JobState,
+    Runner,
+    RunnerState,
+    Target,
+)
+
+__all__ = [
+    "Clock",
+    "DeleteOutcome",
+    "GitHubAPI",
+    "GitHubError",
+    "JitConfig",
+    "ObservedJob",
+    "Provider",
+    "ProviderError",
+    "Store",
+]
+
+
+class GitHubError(Exception):
+    """A GitHub call failed in a way the caller should back off from (5xx, rate limit, network).
+
+    The message never contains a credential or a JIT configuration.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ProviderError(Exception):
+    """A backend could not do what was asked (the message names the pool and the cause)."""
+
+
+class DeleteOutcome(StrEnum):
+    DELETED = "deleted"
+    GONE = "gone"  # already absent: counts as success
+    BUSY = "busy"  # GitHub refused (422): the runner took a job meanwhile
+
+
+@dataclass(frozen=True)
+class JitConfig:
+    runner_id: int
+    encoded: str  # secret
+
+    def __repr__(self) -> str:
+        return f"JitConfig(runner_id={self.runner_id})"
+
+
+@dataclass(frozen=True)
+class ObservedJob:
+    """A job as one observation reports it (webhook delivery or API poll)."""
+
+    id: int
+    repo: str
+    labels: tuple[str, ...]
+    state: JobState
+    created_at: float
+    run_id: int | None = None
+    name: str | None = None
+    started_at: float | None = None
+    completed_at: float | None = None
+    runner_name: str | None = None
+    conclusion: str | None = None
+
+
+class GitHubAPI(Protocol):
+    async def generate_jitconfig(
+        self, target: Target, name: str, labels: Sequence[str]
+    ) -> JitConfig: ...
+
+    async def delete_runner(self, target: Target, runner_id: int) -> DeleteOutcome: ...
+
+    async def list_runners(self, target: Target) -> list[GitHubRunner]: ...
+
+    async def active_jobs(self, target: Target) -> list[ObservedJob]:
+        """Queued and in-progress jobs of the target's repositories (conditional requests)."""
+        ...
+
+    async def get_job(self, repo: str, job_id: int) -> ObservedJob | None: ...
+
+
+class Provider(Protocol):
+    """A backend: garm's small contract. Deleting something already gone is success."""
+
+    async def create(self, spec: InstanceSpec) -> Instance: ...
+
+    async def delete(self, instance_id: str) -> None: ...
+
+    async def get(self, instance_id: str) -> Instance | None: ...
+
+    async def list(self) -> list[Instance]:
+        """Every instance this controller owns on the backend (found by its tags/labels)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Store(Protocol):
+    """Persistent state. Writes are durable when the call returns (the crash-safety rule of the
+    lifecycle relies on it). Synchronous: every call is a short transaction."""
+
+    # -- jobs
+    def observe_job(self, job: ObservedJob, now: float) -> Job:
+        """Record an observation; states only move forward. Returns the stored job."""
+        ...
+
+    def get_job(self, job_id: int) -> Job | None: ...
+
+    def jobs(self, states: Sequence[JobState] | None = None) -> list[Job]: ...
+
+    def set_job_pool(self, job_id: int, pool: str | None) -> None: ...
+
+    def prune_jobs(self, completed_before: float) -> int: ...
+
+    # -- runners
+    def add_runner(self, runner: Runner) -> None:
+        """Insert a new runner (its name is unique; a duplicate raises ValueError)."""
+        ...
+
+    def get_runner(self, name: str) -> Runner | None: ...
+
+    def runners(
+        self, *, pool: str | None = None, states: Sequence[RunnerState] | None = None
+    ) -> list[Runner]: ...
+
+    def update_runner(self, runner: Runner) -> None:
+        """Write every field of an existing runner."""
+        ...
+
+    def prune_runners(self, gone_before: float) -> int: ...
+
+    # -- webhook deliveries (duplicates are harmless)
+    def remember_delivery(self, delivery_id: str, now: float) -> bool:
+        """True the first time a delivery id is seen."""
+        ...
+
+    # -- small key/value facts (ETags, cursors)
+    def get_value(self, key: str) -> str | None: ...
+
+    def set_value(self, key: str, value: str) -> None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,200 @@
+"""Assembling the daemon from a configuration: the implementations behind each protocol.
+
+:class:`Daemon` owns the store, the GitHub client, one backend per pool, the controller and the
+HTTP server, and starts and stops them in order. ``runnerscale run`` and ``runnerscale demo``
+both use it; only here do the configuration's types meet the controller's.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from runnerscale.clock import Clock, SystemClock
+from runnerscale.config import Config, PoolConfig
+from runnerscale.controller.actions import PoolRuntime
+from runnerscale.controller.janitor import JanitorSettings
+from runnerscale.controller.loops import Controller, ControllerSettings
+from runnerscale.controller.protocols import Provider
+from runnerscale.github.client import GitHubClient
+from runnerscale.httpserve import LoopbackServer
+from runnerscale.metrics import Metrics
+from runnerscale.model import PoolSpec
+from runnerscale.providers.local import LocalProvider, LocalSettings
+from runnerscale.server import DaemonHTTP
+from runnerscale.store import SqlStore, open_store
+
+log = logging.getLogger("runnerscale")
+
+
+class StartupError(Exception):
+    """The daemon cannot start; the message says what to fix."""
+
+
+def store_url(config: Config) -> str:
+    """The SQLAlchemy URL of the configured state (SQLite paths are absolute in the config)."""
+    path = config.sqlite_path
+    if path is not None:
+        return f"sqlite:///{path}"
+    return config.state
+
+
+def build_provider(config: Config, pool: PoolConfig, controller_id: str) -> Provider:
+    if pool.provider == "local" and pool.local is not None:
+        local = pool.local
+        return LocalProvider(
+            LocalSettings(
+                command=tuple(local.command),
+                env=dict(local.env),
+                work_root=config.local_work_root(pool) / pool.name,
+                capacity=local.effective_capacity,
+                user=local.user,
+                stop_grace=local.stop_grace,
+                controller_id=controller_id,
+                pool=pool.name,
+            )
+        )
+    raise StartupError(f"pool {pool.name}: provider {pool.provider!r} is not available")
+
+
+def pool_runtime(
+    config: Config, pool: PoolConfig, spec: PoolSpec, provider: Provider
+) -> PoolRuntime:
+    cap = spec.max_runners
+    if pool.local is not None:
+        # A local pool cannot run more runners than its host's capacity allows.
+        cap = min(cap, pool.local.effective_capacity)
+    capped = PoolSpec(
+        name=spec.name,
+        labels=spec.labels,
+        max_runners=cap,
+        min_idle=min(spec.min_idle, cap),
+        idle_timeout=spec.idle_timeout,
+        boot_timeout=spec.boot_timeout,
+        order=spec.order,
+    )
+    return PoolRuntime(
+        spec=capped, provider=provider, labels=tuple(pool.labels), prefix=pool.runner_prefix
+    )
+
+
+@dataclass
+class Daemon:
+    config: Config
+    clock: Clock
+    store: SqlStore
+    github: GitHubClient
+    controller: Controller
+    metrics: Metrics
+    http: LoopbackServer
+
+    @classmethod
+    def build(
+        cls,
+        config: Config,
+        *,
+        clock: Clock | None = None,
+        controller_id: str = "runnerscale",
+        port: int | None = None,
+    ) -> Daemon:
+        clock = clock or SystemClock()
+        github_config = config.github
+        if github_config.token is None:
+            raise StartupError(
+                "GitHub App authentication is not available in this version: "
+                "set github.token to a personal access token"
+            )
+        store = open_store(store_url(config))
+        verify: bool | str = True
+        if github_config.ca_bundle is not None:
+            verify = str(github_config.ca_bundle)
+        github = GitHubClient(
+            github_config.api_url, github_config.token.get_secret_value(), verify=verify
+        )
+        specs = config.pool_specs()
+        pools = [
+            pool_runtime(config, pool, spec, build_provider(config, pool, controller_id))
+            for pool, spec in zip(config.pools, specs, strict=True)
+        ]
+        holder: dict[str, Controller] = {}
+        metrics = Metrics(lambda: holder["controller"].status, lambda: github.budget)
+        settings = ControllerSettings(
+            poll_interval=config.poll_interval,
+            janitor_interval=config.timeouts.janitor_interval,
+            queued_recheck=config.timeouts.queued_recheck,
+            janitor=JanitorSettings(
+                create_timeout=config.timeouts.create, delete_timeout=config.timeouts.delete
+            ),
+        )
+        controller = Controller(
+            store,
+            github,
+            clock,
+            pools=pools,
+            targets=config.to_targets(),
+            settings=settings,
+            events=metrics.events(),
+            on_job_started=metrics.job_started,
+        )
+        holder["controller"] = controller
+        secret = github_config.webhook_secret
+        http = DaemonHTTP(
+            controller,
+            store,
+            metrics,
+            secret.get_secret_value() if secret is not None else None,
+            github.budget,
+        )
+        server = LoopbackServer(
+            http.app(), config.server.host, config.server.port if port is None else port
+        )
+        return cls(config, clock, store, github, controller, metrics, server)
+
+    @property
+    def url(self) -> str:
+        return self.http.url
+
+    async def start(self) -> None:
+        if self.config.github.webhook_secret is None:
+            log.warning("no github.webhook_secret: webhooks are refused, polling alone finds jobs")
+        await self.http.start()
+        await self.controller.start()
+        log.info(
+            "runnerscale listening on %s (%d pools, %d targets)",
+            self.url,
+            len(self.controller.pools),
+            len(self.controller.targets),
+        )
+
+    async def stop(self) -> None:
+        """Stop serving and deciding. Runners keep running; the next start adopts them."""
+        await self.controller.stop()
+        await self.http.stop()
+        for pool in self.controller.pools.values():
+            await pool.provider.close()
+        await self.github.close()
+        self.store.close()
+
+    def reload(self, config: Config) -> list[str]:
+        """Apply a new configuration's pool limits (SIGHUP). Returns what changed.
+
+        Limits, labels and timeouts of existing pools change in place; adding or removing
+        pools, targets, credentials or the backend needs a restart (said in the result).
+        """
+        changes: list[str] = []
+        old_names = [pool.name for pool in self.config.pools]
+        new_names = [pool.name for pool in config.pools]
+        if old_names != new_names:
+            changes.append("pools were added or removed: restart runnerscale to apply that")
+        for pool_config, spec in zip(config.pools, config.pool_specs(), strict=True):
+            runtime = self.controller.pools.get(pool_config.name)
+            if runtime is None:
+                continue
+            updated = pool_runtime(config, pool_config, spec, runtime.provider)
+            if updated.spec != runtime.spec:
+                changes.append(f"pool {pool_config.name}: limits updated")
+                runtime.spec = updated.spec
+            runtime.labels = updated.labels
+        self.controller.settings.poll_interval = config.poll_interval
+        self.config = config
+        return changes

@@ -1,0 +1,84 @@
+"""Serving an ASGI app with uvicorn on a socket bound up front, as an async context manager.
+
+Binding first means the URL (and a port picked by the system) is known before anything that
+needs it is built; the simulator writes its own URL into the JIT configurations it issues.
+Used by the simulator, the daemon and the tests' webhook receivers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from abc import ABC, abstractmethod
+from types import TracebackType
+from typing import Self
+
+import uvicorn
+from starlette.types import ASGIApp
+
+
+class Service(ABC):
+    """Something started and stopped around an ``async with`` block."""
+
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    async def stop(self) -> None: ...
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+class LoopbackServer(Service):
+    """An ASGI app served by uvicorn on a socket bound up front, so its URL is known first."""
+
+    def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.app = app
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self._socket.bind((host, port))
+        except OSError:
+            self._socket.close()
+            raise
+        self.port: int = self._socket.getsockname()[1]
+        self.url = f"http://{host}:{self.port}"
+        self._server: uvicorn.Server | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        config = uvicorn.Config(
+            self.app, log_level="warning", lifespan="off", access_log=False, interface="asgi3"
+        )
+        self._server = uvicorn.Server(config)
+        self.task = asyncio.create_task(
+            self._server.serve(sockets=[self._socket]), name=f"http-{self.port}"
+        )
+        while not self._server.started:
+            if self.task.done():
+                self.task.result()  # surfaces the start-up error
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self.task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+            self.task = None
+        self.close()
+
+    def close(self) -> None:
+        """Release the socket (also when the server never started)."""
+        self._socket.close()

@@ -1,0 +1,222 @@
+"""Domain types of the autoscaler, and label matching. Pure: no I/O, no clock, no SDK.
+
+Everything else speaks in these terms: the store persists them, the scaler decides on them, the
+controller moves them through their lifecycles, GitHub and the backends are translated into them
+at the edges.
+
+Runner lifecycle (``RunnerState``)::
+
+    pending -> creating -> booting -> idle -> busy -> finished -> deleting -> gone
+                  |           |         |                            ^
+                  +-> failed  +---------+--(timeout / scale-down)----+
+
+Each state is written to the store *before* the side effect that leaves it (a JIT config is
+requested only for a ``pending`` runner, an instance is created only for a ``creating`` one, an
+instance is removed only for a ``deleting`` one), so a crash between the write and the effect is
+repaired on start. Job states only move forward: ``waiting -> queued -> in_progress ->
+completed``; duplicate and out-of-order observations are harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class RunnerState(StrEnum):
+    PENDING = "pending"  # decided; nothing asked of GitHub or the backend yet
+    CREATING = "creating"  # JIT config obtained (runner registered), instance being created
+    BOOTING = "booting"  # instance exists; waiting for the runner to come online
+    IDLE = "idle"  # online in GitHub, no job
+    BUSY = "busy"  # running a job
+    FINISHED = "finished"  # its one job is done (ephemeral); instance to be reaped
+    DELETING = "deleting"  # being removed from GitHub and the backend
+    GONE = "gone"  # nothing left anywhere
+    FAILED = "failed"  # creation failed; retried with backoff, then given up
+
+    @property
+    def live(self) -> bool:
+        """Counts against the pool's cap: it exists or is about to."""
+        return self in _LIVE
+
+    @property
+    def free(self) -> bool:
+        """Able to take a job now or soon (on the way or idle)."""
+        return self in _FREE
+
+
+_LIVE = frozenset(
+    {
+        RunnerState.PENDING,
+        RunnerState.CREATING,
+        RunnerState.BOOTING,
+        RunnerState.IDLE,
+        RunnerState.BUSY,
+        RunnerState.FINISHED,
+        RunnerState.DELETING,
+    }
+)
+_FREE = frozenset(
+    {RunnerState.PENDING, RunnerState.CREATING, RunnerState.BOOTING, RunnerState.IDLE}
+)
+
+
+class JobState(StrEnum):
+    WAITING = "waiting"  # waits on an environment approval: needs no runner yet
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+
+    @property
+    def rank(self) -> int:
+        return _JOB_RANK[self]
+
+    def can_become(self, other: JobState) -> bool:
+        """Jobs only move forward (a duplicate or stale observation never moves one back)."""
+        return other.rank > self.rank
+
+
+_JOB_RANK = {
+    JobState.WAITING: 0,
+    JobState.QUEUED: 1,
+    JobState.IN_PROGRESS: 2,
+    JobState.COMPLETED: 3,
+}
+
+
+def normalize_labels(labels: Iterable[str]) -> frozenset[str]:
+    """Labels compare case-insensitively, as GitHub routes them."""
+    return frozenset(label.strip().lower() for label in labels if label.strip())
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where runners register: a repository (``owner/name``), an organisation or an enterprise."""
+
+    kind: str  # "repo", "org" or "enterprise"
+    name: str
+    runner_group: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.name}".lower()
+
+    def covers(self, repo: str) -> bool:
+        """Whether a job of ``repo`` (``owner/name``) can be served by runners of this target."""
+        if self.kind == "repo":
+            return repo.lower() == self.name.lower()
+        if self.kind == "org":
+            return repo.lower().partition("/")[0] == self.name.lower()
+        return True  # an enterprise covers its organisations
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """What the scaler needs of a pool (the config carries the backend template)."""
+
+    name: str
+    labels: frozenset[str]
+    max_runners: int
+    min_idle: int = 0
+    idle_timeout: float = 60.0
+    boot_timeout: float = 300.0
+    #: Position in the config: breaks ties between equally specific pools.
+    order: int = 0
+
+    def serves(self, job_labels: Iterable[str]) -> bool:
+        """A pool serves a job when its labels contain every label of the job's runs-on."""
+        return normalize_labels(job_labels) <= self.labels
+
+    def extra_labels(self, job_labels: Iterable[str]) -> int:
+        return len(self.labels - normalize_labels(job_labels))
+
+
+def match_pool(pools: Sequence[PoolSpec], job_labels: Iterable[str]) -> PoolSpec | None:
+    """The pool that serves a job: the most specific match (fewest extra labels), then the
+    first declared. None when no pool can serve it."""
+    wanted = normalize_labels(job_labels)
+    if not wanted:
+        return None
+    candidates = [pool for pool in pools if wanted <= pool.labels]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda pool: (len(pool.labels - wanted), pool.order))
+
+
+@dataclass
+class Job:
+    """A workflow job as runnerscale last observed it (from a webhook or the API)."""
+
+    id: int
+    repo: str
+    labels: tuple[str, ...]
+    state: JobState
+    created_at: float
+    run_id: int | None = None
+    name: str | None = None
+    started_at: float | None = None
+    completed_at: float | None = None
+    runner_name: str | None = None
+    conclusion: str | None = None
+    #: When runnerscale last confirmed this state (a webhook or a poll).
+    observed_at: float = 0.0
+    #: The pool chosen for it (None: no pool serves it).
+    pool: str | None = None
+
+
+@dataclass
+class Runner:
+    """A runner runnerscale created (or found and adopted), across GitHub and the backend."""
+
+    name: str
+    pool: str
+    target: str  # Target.key
+    state: RunnerState
+    created_at: float
+    state_since: float
+    github_id: int | None = None
+    instance_id: str | None = None
+    job_id: int | None = None
+    attempts: int = 0
+    last_error: str | None = None
+    #: When the runner last became idle (scale-down waits ``idle_timeout`` from here).
+    idle_since: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("a runner needs a name")
+
+
+@dataclass(frozen=True)
+class GitHubRunner:
+    """A self-hosted runner as GitHub lists it."""
+
+    id: int
+    name: str
+    online: bool
+    busy: bool
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Instance:
+    """What a backend holds for one runner (a process, a container, a VM, ...)."""
+
+    id: str
+    runner_name: str
+    pool: str
+    running: bool
+    exit_code: int | None = None
+    created_at: float | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """What a backend needs to start one runner. ``jitconfig`` is a secret: never log it."""
+
+    runner_name: str
+    pool: str
+    jitconfig: str = field(repr=False)
+    labels: tuple[str, ...] = ()

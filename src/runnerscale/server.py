@@ -1,0 +1,213 @@
+"""The daemon's HTTP face: webhook intake, ``/metrics``, ``/healthz`` and the status API.
+
+The webhook endpoint answers within milliseconds: it checks the size, the signature
+(``X-Hub-Signature-256``, constant time) and the shape, drops repeated deliveries, and hands the
+observation to the controller's queue; the work happens in the controller's loops. Nothing here
+logs a payload, a signature or a secret.
+
+The status and scaling API (``/api/v1/...``) has no authentication of its own: bind
+``server.listen`` to loopback (the default) or put it behind something that authenticates.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from runnerscale.controller.loops import Controller
+from runnerscale.controller.protocols import GitHubError, ObservedJob, ProviderError, Store
+from runnerscale.github.client import RateBudget
+from runnerscale.github.webhooks import (
+    HEADER_DELIVERY,
+    HEADER_EVENT,
+    HEADER_SIGNATURE_256,
+    WebhookPayloadError,
+    WorkflowJobEvent,
+    parse_workflow_job_event,
+    verify_signature,
+)
+from runnerscale.metrics import Metrics
+from runnerscale.model import JobState
+
+log = logging.getLogger("runnerscale.server")
+
+#: GitHub caps webhook payloads at 25 MB.
+MAX_WEBHOOK_BYTES = 25 * 1024 * 1024
+
+
+def _message(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"message": message}, status_code=status)
+
+
+def observed_from_event(event: WorkflowJobEvent) -> ObservedJob:
+    job = event.workflow_job
+    state = JobState(job.status)
+    return ObservedJob(
+        id=job.id,
+        repo=event.repo_full_name,
+        labels=tuple(job.labels),
+        state=state,
+        created_at=job.created_at.timestamp(),
+        run_id=job.run_id,
+        name=job.name,
+        started_at=job.started_at.timestamp()
+        if job.started_at and state not in (JobState.QUEUED, JobState.WAITING)
+        else None,
+        completed_at=job.completed_at.timestamp() if job.completed_at else None,
+        runner_name=job.runner_name or None,
+        conclusion=job.conclusion,
+    )
+
+
+async def _read_limited(request: Request) -> bytes | None:
+    """The body, or None when it exceeds the limit (checked while reading)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_WEBHOOK_BYTES:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_WEBHOOK_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class DaemonHTTP:
+    def __init__(
+        self,
+        controller: Controller,
+        store: Store,
+        metrics: Metrics,
+        webhook_secret: str | None,
+        budget: RateBudget | None = None,
+    ) -> None:
+        self.controller = controller
+        self.store = store
+        self.metrics = metrics
+        self._secret = webhook_secret
+        self.budget = budget
+
+    def app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/webhook", self.webhook, methods=["POST"]),
+                Route("/metrics", self.prometheus, methods=["GET"]),
+                Route("/healthz", self.health, methods=["GET"]),
+                Route("/api/v1/status", self.status, methods=["GET"]),
+                Route("/api/v1/pools/{pool}/scale-up", self.scale_up, methods=["POST"]),
+                Route("/api/v1/pools/{pool}/scale-down", self.scale_down, methods=["POST"]),
+                Route("/api/v1/runners/{name}", self.remove_runner, methods=["DELETE"]),
+            ]
+        )
+
+    # ------------------------------------------------------------------ webhooks
+
+    async def webhook(self, request: Request) -> Response:
+        if self._secret is None:
+            return _message(
+                503, "webhooks are disabled: set github.webhook_secret in the config to accept them"
+            )
+        body = await _read_limited(request)
+        if body is None:
+            return _message(413, f"payload larger than {MAX_WEBHOOK_BYTES} bytes")
+        if not verify_signature(self._secret, body, request.headers.get(HEADER_SIGNATURE_256)):
+            log.warning("webhook: rejected a delivery with a missing or wrong signature")
+            return _message(401, "missing or invalid X-Hub-Signature-256")
+        event_name = request.headers.get(HEADER_EVENT, "")
+        if event_name == "ping":
+            return JSONResponse({"message": "pong"})
+        if event_name != "workflow_job":
+            return Response(status_code=204)
+        try:
+            event = parse_workflow_job_event(body)
+        except WebhookPayloadError as error:
+            return _message(400, str(error))
+        delivery = request.headers.get(HEADER_DELIVERY)
+        now = self.controller.clock.now()
+        if delivery and not self.store.remember_delivery(delivery, now):
+            return JSONResponse({"message": "duplicate delivery ignored"}, status_code=200)
+        if not self.controller.covers(event.repo_full_name):
+            return JSONResponse({"message": "repository not among the targets"}, status_code=202)
+        self.controller.submit(observed_from_event(event))
+        log.debug("webhook: job %s %s", event.workflow_job.id, event.action)
+        return JSONResponse({"message": "accepted"}, status_code=202)
+
+    # ------------------------------------------------------------------ observability
+
+    async def prometheus(self, request: Request) -> Response:
+        return Response(self.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    async def health(self, request: Request) -> Response:
+        status = self.controller.status
+        unhealthy = [pool.name for pool in status.pools if not pool.healthy]
+        body = {"status": "degraded" if unhealthy else "ok", "unhealthy_pools": unhealthy}
+        return JSONResponse(body)
+
+    async def status(self, request: Request) -> Response:
+        status = self.controller.status
+        body: dict[str, Any] = asdict(status)
+        if self.budget is not None:
+            body["github"] = {
+                "rate_limit": {name: asdict(b) for name, b in self.budget.resources.items()},
+                "calls": sum(self.budget.calls.values()),
+                "not_modified": self.budget.not_modified,
+            }
+        body["errors"] = dict(self.controller.errors)
+        return JSONResponse(body)
+
+    # ------------------------------------------------------------------ manual scaling
+
+    async def _count(self, request: Request) -> int | Response:
+        try:
+            payload = await request.json() if await request.body() else {}
+        except ValueError:
+            return _message(400, 'body must be JSON, e.g. {"count": 2}')
+        count = payload.get("count", 1) if isinstance(payload, dict) else None
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            return _message(422, "count must be a positive integer")
+        return count
+
+    def _pool(self, request: Request) -> str | Response:
+        name = request.path_params["pool"]
+        if name not in self.controller.pools:
+            known = ", ".join(self.controller.pools) or "none"
+            return _message(404, f"no pool named {name!r} (pools: {known})")
+        return str(name)
+
+    async def scale_up(self, request: Request) -> Response:
+        pool = self._pool(request)
+        if isinstance(pool, Response):
+            return pool
+        count = await self._count(request)
+        if isinstance(count, Response):
+            return count
+        try:
+            created = await self.controller.scale_up(pool, count)
+        except (GitHubError, ProviderError) as error:
+            return _message(502, str(error))
+        return JSONResponse({"created": created, "requested": count})
+
+    async def scale_down(self, request: Request) -> Response:
+        pool = self._pool(request)
+        if isinstance(pool, Response):
+            return pool
+        removed = await self.controller.scale_down(pool_name=pool)
+        return JSONResponse({"removed": removed})
+
+    async def remove_runner(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        runner = self.store.get_runner(name)
+        if runner is None or not runner.state.live:
+            return _message(404, f"no live runner named {name!r}")
+        removed = await self.controller.scale_down(runner_name=name)
+        if not removed:
+            return _message(409, f"runner {name} is busy (or being removed): it is kept")
+        return JSONResponse({"removed": removed})

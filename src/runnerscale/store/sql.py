@@ -1,0 +1,426 @@
+"""``SqlStore``: the :class:`~runnerscale.controller.protocols.Store` on SQLAlchemy.
+
+Why synchronous, one short transaction per call: the lifecycle's crash-safety rule is "write the
+state, then do the side effect", so a write must be durable when the call returns, and nothing
+may hold a transaction open across an await. The calls are small primary-key or indexed
+statements; the controller can run them in a thread when it wants to.
+
+SQLite (the default) gets WAL (readers never block the writer), a busy timeout (a second process
+waits instead of failing), foreign keys, and full fsync. SQLAlchemy, not the ``sqlite3`` module,
+emits BEGIN, so every statement of a call is in its transaction; calls that write begin with
+``BEGIN IMMEDIATE``, taking the write lock up front, so a read-then-write (an observation merged
+into a stored job) can neither lose an update nor deadlock on a lock upgrade. Postgres gets the
+same effect from ``SELECT ... FOR UPDATE`` and ``INSERT ... ON CONFLICT``.
+
+Job observations only move forward (``JobState.can_become``): webhooks arrive duplicated and out
+of order, and the API poller reports what may already be stale, so a late "queued" must never
+resurrect a completed job. A stale observation still fills what the stored row did not know yet
+(a start time, the runner's name) and refreshes ``observed_at``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, delete, event, func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
+
+from runnerscale.controller.protocols import ObservedJob
+from runnerscale.model import Job, JobState, Runner, RunnerState
+from runnerscale.store.tables import DeliveryRow, JobRow, KeyValueRow, RunnerRow
+
+__all__ = ["DELIVERY_TTL", "SqlStore", "engine_url", "open_store"]
+
+#: How long a webhook delivery id is remembered (GitHub redelivers within hours, not days).
+DELIVERY_TTL: Final = 24 * 3600.0
+#: How long a SQLite call waits for another process's write lock before failing.
+SQLITE_BUSY_TIMEOUT_MS: Final = 10_000
+#: Serializes concurrent migrations of one Postgres database (any constant unique to us).
+_PG_MIGRATION_LOCK: Final = 0x72756E6E6572  # "runner"
+#: Marks the engine facade whose transactions write (SQLite: BEGIN IMMEDIATE).
+_WRITE_OPTION: Final = "runnerscale_write"
+
+#: Job fields an observation reports beyond id and state.
+_OBSERVED_FIELDS: Final = (
+    "run_id",
+    "name",
+    "started_at",
+    "completed_at",
+    "runner_name",
+    "conclusion",
+)
+
+
+def engine_url(url: str) -> URL:
+    """The SQLAlchemy URL for a configured database URL.
+
+    ``postgresql://`` (and ``postgres://``) mean the psycopg 3 driver, the one the ``postgres``
+    extra installs; SQLAlchemy would otherwise pick psycopg2. Explicit drivers are kept.
+    """
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def _is_sqlite_memory(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+def _make_engine(url: URL) -> Engine:
+    if url.get_backend_name() != "sqlite":
+        # pre_ping: a daemon outlives server restarts and idle-connection reapers.
+        return create_engine(url, pool_pre_ping=True)
+    if _is_sqlite_memory(url):
+        # One connection, or every checkout would see a new, empty database.
+        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+    else:
+        engine = create_engine(url, connect_args={"check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # SQLAlchemy emits BEGIN itself (see _on_begin): the sqlite3 module's legacy
+        # transaction control would run SELECTs outside the transaction.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=FULL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        if connection.get_execution_options().get(_WRITE_OPTION):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            connection.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def _migrations_dir() -> contextlib.AbstractContextManager[Path]:
+    return resources.as_file(resources.files("runnerscale.store") / "migrations")
+
+
+def _upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest migration, in one transaction that holds the lock."""
+    with (
+        _migrations_dir() as script_location,
+        engine.execution_options(**{_WRITE_OPTION: True}).begin() as connection,
+    ):
+        if connection.dialect.name == "postgresql":
+            # Two daemons starting at once must not both create the tables.
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}
+            )
+        config = Config()
+        config.set_main_option("script_location", str(script_location))
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def open_store(url: str) -> SqlStore:
+    """Open (creating and migrating as needed) the database at ``url``.
+
+    ``sqlite:///path/to/state.db`` (the parent directory is created) or ``postgresql://...``.
+    Migrations run to the newest revision on every open; on an up-to-date database that is one
+    version check.
+    """
+    parsed = engine_url(url)
+    if parsed.get_backend_name() == "sqlite" and not _is_sqlite_memory(parsed):
+        assert parsed.database is not None
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = _make_engine(parsed)
+    try:
+        _upgrade(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return SqlStore(engine)
+
+
+def _to_job(row: JobRow) -> Job:
+    return Job(
+        id=row.id,
+        repo=row.repo,
+        labels=tuple(row.labels),
+        state=JobState(row.state),
+        created_at=row.created_at,
+        run_id=row.run_id,
+        name=row.name,
+        started_at=row.started_at,
+        completed_at=row.completed_at,
+        runner_name=row.runner_name,
+        conclusion=row.conclusion,
+        observed_at=row.observed_at,
+        pool=row.pool,
+    )
+
+
+def _to_runner(row: RunnerRow) -> Runner:
+    return Runner(
+        name=row.name,
+        pool=row.pool,
+        target=row.target,
+        state=RunnerState(row.state),
+        created_at=row.created_at,
+        state_since=row.state_since,
+        github_id=row.github_id,
+        instance_id=row.instance_id,
+        job_id=row.job_id,
+        attempts=row.attempts,
+        last_error=row.last_error,
+        idle_since=row.idle_since,
+    )
+
+
+def _runner_values(runner: Runner) -> dict[str, Any]:
+    return {
+        "name": runner.name,
+        "pool": runner.pool,
+        "target": runner.target,
+        "state": runner.state.value,
+        "created_at": runner.created_at,
+        "state_since": runner.state_since,
+        "github_id": runner.github_id,
+        "instance_id": runner.instance_id,
+        "job_id": runner.job_id,
+        "attempts": runner.attempts,
+        "last_error": runner.last_error,
+        "idle_since": runner.idle_since,
+    }
+
+
+def _merge_observation(row: JobRow, job: ObservedJob, now: float) -> None:
+    """Apply an observation to a stored job: forward moves take the observation's fields, a
+    duplicate or stale one only fills fields still unknown (so a completed job keeps its
+    conclusion). Identity fields (repo, creation time) never change."""
+    stored = JobState(row.state)
+    forward = stored.can_become(job.state)
+    if forward:
+        row.state = job.state.value
+    for field in _OBSERVED_FIELDS:
+        value = getattr(job, field)
+        if value is None:
+            continue
+        if forward or getattr(row, field) is None:
+            setattr(row, field, value)
+    if not row.labels and job.labels:
+        row.labels = list(job.labels)
+    row.observed_at = max(row.observed_at, now)
+
+
+class SqlStore:
+    """Persistent state on SQLite or Postgres; see the module docstring for the guarantees.
+
+    Build it with :func:`open_store`, which migrates the schema first.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._writer = engine.execution_options(**{_WRITE_OPTION: True})
+        self._dialect = engine.dialect.name
+        # An in-memory SQLite database is one shared connection: one call at a time.
+        self._lock: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if _is_sqlite_memory(engine.url) else contextlib.nullcontext()
+        )
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (for tests and diagnostics; the store's calls are the API)."""
+        return self._engine
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Session]:
+        with self._lock, Session(self._engine) as session, session.begin():
+            yield session
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Session]:
+        with self._lock, Session(self._writer) as session, session.begin():
+            yield session
+
+    def _insert(self, table: type[Any]) -> postgresql.Insert | sqlite.Insert:
+        """An INSERT that can say ON CONFLICT (both supported backends have it)."""
+        if self._dialect == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    # -- jobs
+
+    def observe_job(self, job: ObservedJob, now: float) -> Job:
+        """Record an observation; states only move forward. Returns the stored job."""
+        with self._write() as session:
+            inserted = (
+                session.connection()
+                .execute(
+                    self._insert(JobRow)
+                    .values(
+                        id=job.id,
+                        repo=job.repo,
+                        labels=list(job.labels),
+                        state=job.state.value,
+                        created_at=job.created_at,
+                        run_id=job.run_id,
+                        name=job.name,
+                        started_at=job.started_at,
+                        completed_at=job.completed_at,
+                        runner_name=job.runner_name,
+                        conclusion=job.conclusion,
+                        observed_at=now,
+                        pool=None,
+                    )
+                    .on_conflict_do_nothing(index_elements=["id"])
+                    .returning(JobRow.id)
+                )
+                .first()
+            )
+            row = session.scalars(select(JobRow).where(JobRow.id == job.id).with_for_update()).one()
+            if inserted is None:  # known already
+                _merge_observation(row, job, now)
+                session.flush()
+            return _to_job(row)
+
+    def get_job(self, job_id: int) -> Job | None:
+        with self._read() as session:
+            row = session.get(JobRow, job_id)
+            return None if row is None else _to_job(row)
+
+    def jobs(self, states: Sequence[JobState] | None = None) -> list[Job]:
+        """Jobs in any of ``states`` (all jobs when None), oldest first."""
+        query = select(JobRow).order_by(JobRow.created_at, JobRow.id)
+        if states is not None:
+            query = query.where(JobRow.state.in_([state.value for state in states]))
+        with self._read() as session:
+            return [_to_job(row) for row in session.scalars(query)]
+
+    def set_job_pool(self, job_id: int, pool: str | None) -> None:
+        """Remember the pool chosen for a job. Raises KeyError for an unknown job."""
+        with self._write() as session:
+            result = session.connection().execute(
+                update(JobRow).where(JobRow.id == job_id).values(pool=pool)
+            )
+            if result.rowcount != 1:
+                raise KeyError(f"no job {job_id}")
+
+    def prune_jobs(self, completed_before: float) -> int:
+        """Delete jobs completed before the given time (or, when GitHub never said when, last
+        observed before it). Returns how many were deleted."""
+        finished_at = func.coalesce(JobRow.completed_at, JobRow.observed_at)
+        with self._write() as session:
+            result = session.connection().execute(
+                delete(JobRow).where(
+                    JobRow.state == JobState.COMPLETED.value, finished_at < completed_before
+                )
+            )
+            return result.rowcount
+
+    # -- runners
+
+    def add_runner(self, runner: Runner) -> None:
+        """Insert a new runner; a duplicate name raises ValueError."""
+        with self._write() as session:
+            added = (
+                session.connection()
+                .execute(
+                    self._insert(RunnerRow)
+                    .values(**_runner_values(runner))
+                    .on_conflict_do_nothing(index_elements=["name"])
+                    .returning(RunnerRow.name)
+                )
+                .first()
+            )
+            if added is None:
+                raise ValueError(f"a runner named {runner.name!r} already exists")
+
+    def get_runner(self, name: str) -> Runner | None:
+        with self._read() as session:
+            row = session.get(RunnerRow, name)
+            return None if row is None else _to_runner(row)
+
+    def runners(
+        self, *, pool: str | None = None, states: Sequence[RunnerState] | None = None
+    ) -> list[Runner]:
+        """Runners of ``pool`` (any when None) in ``states`` (any when None), oldest first."""
+        query = select(RunnerRow).order_by(RunnerRow.created_at, RunnerRow.name)
+        if pool is not None:
+            query = query.where(RunnerRow.pool == pool)
+        if states is not None:
+            query = query.where(RunnerRow.state.in_([state.value for state in states]))
+        with self._read() as session:
+            return [_to_runner(row) for row in session.scalars(query)]
+
+    def update_runner(self, runner: Runner) -> None:
+        """Write every field of an existing runner. Raises KeyError for an unknown name."""
+        values = _runner_values(runner)
+        del values["name"]
+        with self._write() as session:
+            result = session.connection().execute(
+                update(RunnerRow).where(RunnerRow.name == runner.name).values(**values)
+            )
+            if result.rowcount != 1:
+                raise KeyError(f"no runner named {runner.name!r}")
+
+    def prune_runners(self, gone_before: float) -> int:
+        """Delete runners that have been ``gone`` since before the given time."""
+        with self._write() as session:
+            result = session.connection().execute(
+                delete(RunnerRow).where(
+                    RunnerRow.state == RunnerState.GONE.value,
+                    RunnerRow.state_since < gone_before,
+                )
+            )
+            return result.rowcount
+
+    # -- webhook deliveries
+
+    def remember_delivery(self, delivery_id: str, now: float) -> bool:
+        """True the first time a delivery id is seen. Forgets ids older than a day."""
+        with self._write() as session:
+            session.connection().execute(
+                delete(DeliveryRow).where(DeliveryRow.seen_at < now - DELIVERY_TTL)
+            )
+            added = (
+                session.connection()
+                .execute(
+                    self._insert(DeliveryRow)
+                    .values(id=delivery_id, seen_at=now)
+                    .on_conflict_do_nothing(index_elements=["id"])
+                    .returning(DeliveryRow.id)
+                )
+                .first()
+            )
+            return added is not None
+
+    # -- key/value facts
+
+    def get_value(self, key: str) -> str | None:
+        with self._read() as session:
+            row = session.get(KeyValueRow, key)
+            return None if row is None else row.value
+
+    def set_value(self, key: str, value: str) -> None:
+        with self._write() as session:
+            statement = self._insert(KeyValueRow).values(key=key, value=value)
+            session.connection().execute(
+                statement.on_conflict_do_update(
+                    index_elements=["key"], set_={"value": statement.excluded.value}
+                )
+            )
+
+    def close(self) -> None:
+        """Close every pooled connection (the store is unusable afterwards)."""
+        self._engine.dispose()

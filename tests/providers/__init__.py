@@ -1,0 +1,1 @@
+"""Tests of the backends (:mod:`runnerscale.providers`), against real processes and services."""

@@ -1,0 +1,140 @@
+"""The schema comes from the migrations shipped in the package, on an empty database and again
+(as a no-op) on every later open; and the hand-written migration matches ``tables.py``."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect as inspect_db
+from sqlalchemy import text
+
+import runnerscale.store
+from runnerscale.controller.protocols import Store
+from runnerscale.store import SqlStore, open_store
+from runnerscale.store.sql import engine_url
+from runnerscale.store.tables import metadata
+
+TABLES = {"jobs", "runners", "deliveries", "kv", "alembic_version"}
+
+
+def head_revision() -> str:
+    with resources.as_file(resources.files("runnerscale.store") / "migrations") as location:
+        head = ScriptDirectory(str(location)).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(store: SqlStore) -> str | None:
+    with store.engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def test_public_names() -> None:
+    assert set(runnerscale.store.__all__) == {"SqlStore", "open_store"}
+    for name in runnerscale.store.__all__:
+        assert getattr(runnerscale.store, name) is not None
+
+
+def test_sql_store_has_every_method_of_the_store_protocol() -> None:
+    members = [name for name in vars(Store) if not name.startswith("_")]
+    assert "observe_job" in members
+    for name in members:
+        wanted = inspect.signature(getattr(Store, name))
+        have = inspect.signature(getattr(SqlStore, name))
+        assert list(have.parameters) == list(wanted.parameters), name
+        for parameter in wanted.parameters.values():
+            assert have.parameters[parameter.name].kind == parameter.kind, (name, parameter)
+
+
+def test_package_ships_the_migrations() -> None:
+    location = resources.files("runnerscale.store") / "migrations"
+    assert (location / "env.py").is_file()
+    assert (location / "script.py.mako").is_file()
+    assert (location / "versions" / "0001_initial.py").is_file()
+    assert head_revision() == "0001"
+
+
+def test_migrations_create_the_schema(store: SqlStore) -> None:
+    found = inspect_db(store.engine)
+    assert set(found.get_table_names()) >= TABLES
+    assert {index["name"] for index in found.get_indexes("jobs")} == {"ix_jobs_state_completed_at"}
+    assert {index["name"] for index in found.get_indexes("runners")} == {
+        "ix_runners_pool_state",
+        "ix_runners_state_state_since",
+    }
+    assert current_revision(store) == head_revision()
+
+
+def test_migration_matches_the_models(store: SqlStore) -> None:
+    with store.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        differences = compare_metadata(context, metadata)
+    assert differences == []
+
+
+def test_reopening_is_idempotent(make_store: Callable[[], SqlStore]) -> None:
+    first = make_store()
+    first.set_value("etag", "W/1")
+    first.close()
+    for _ in range(2):
+        again = make_store()
+        assert current_revision(again) == head_revision()
+        assert again.get_value("etag") == "W/1"
+        with again.engine.connect() as connection:
+            versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+        assert versions == [(head_revision(),)]
+        again.close()
+
+
+def test_open_store_creates_the_parent_directory(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "state.db"
+    store = open_store(f"sqlite:///{path}")
+    try:
+        assert path.is_file()
+    finally:
+        store.close()
+
+
+def test_sqlite_runs_in_wal_mode_with_a_busy_timeout_and_foreign_keys(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        with store.engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar_one() > 0
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        store.close()
+
+
+def test_in_memory_sqlite_works_for_quick_tests() -> None:
+    store = open_store("sqlite://")
+    try:
+        store.set_value("k", "v")
+        assert store.get_value("k") == "v"
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("configured", "driver"),
+    [
+        ("postgresql://u@db/runnerscale", "postgresql+psycopg"),
+        ("postgres://u@db/runnerscale", "postgresql+psycopg"),
+        ("postgresql+psycopg://u@db/runnerscale", "postgresql+psycopg"),
+        ("sqlite:///var/lib/runnerscale/state.db", "sqlite"),
+    ],
+)
+def test_engine_url_picks_the_psycopg3_driver(configured: str, driver: str) -> None:
+    assert engine_url(configured).drivername == driver
+
+
+def test_no_column_can_hold_a_secret() -> None:
+    columns = {column.name for table in metadata.tables.values() for column in table.columns}
+    assert not any(word in name for name in columns for word in ("jit", "secret", "token"))

@@ -1,0 +1,102 @@
+"""Runners: unique names, every field round-trips, filters and order, pruning."""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+
+import pytest
+
+from runnerscale.model import Runner, RunnerState
+from runnerscale.store import SqlStore
+
+
+def runner(name: str = "rs-linux-1", **changes: object) -> Runner:
+    base = Runner(
+        name=name,
+        pool="linux",
+        target="org:octo",
+        state=RunnerState.PENDING,
+        created_at=1000.0,
+        state_since=1000.0,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_add_and_get(store: SqlStore) -> None:
+    store.add_runner(runner())
+    assert store.get_runner("rs-linux-1") == runner()
+    assert store.get_runner("nope") is None
+
+
+def test_duplicate_name_is_refused(store: SqlStore) -> None:
+    store.add_runner(runner())
+    with pytest.raises(ValueError, match="rs-linux-1"):
+        store.add_runner(runner(pool="other", state=RunnerState.IDLE))
+    assert store.get_runner("rs-linux-1") == runner()  # the first one is untouched
+    store.add_runner(runner("rs-linux-2"))  # and the store still works after the refusal
+
+
+def test_update_round_trips_every_field(store: SqlStore) -> None:
+    store.add_runner(runner())
+    changed = Runner(
+        name="rs-linux-1",
+        pool="linux-big",
+        target="repo:octo/app",
+        state=RunnerState.BUSY,
+        created_at=1000.25,
+        state_since=1234.5678,
+        github_id=2**40 + 1,
+        instance_id="i-0123456789abcdef0",
+        job_id=2**41 + 3,
+        attempts=3,
+        last_error="docker: no space left on device\nsecond line ünïcode",
+        idle_since=1200.125,
+    )
+    # The test must change every field but the name, or it proves nothing.
+    for field in fields(Runner):
+        if field.name != "name":
+            assert getattr(changed, field.name) != getattr(runner(), field.name), field.name
+    store.update_runner(changed)
+    assert store.get_runner("rs-linux-1") == changed
+
+    cleared = replace(changed, github_id=None, instance_id=None, job_id=None, idle_since=None)
+    store.update_runner(replace(cleared, last_error=None))
+    assert store.get_runner("rs-linux-1") == replace(cleared, last_error=None)
+
+
+def test_update_of_an_unknown_runner(store: SqlStore) -> None:
+    with pytest.raises(KeyError):
+        store.update_runner(runner("ghost"))
+    assert store.get_runner("ghost") is None
+
+
+def test_runners_filter_by_pool_and_state_in_creation_order(store: SqlStore) -> None:
+    store.add_runner(runner("c", created_at=3.0, state=RunnerState.IDLE))
+    store.add_runner(runner("b", created_at=1.0, state=RunnerState.BUSY))
+    store.add_runner(runner("a", created_at=1.0, state=RunnerState.IDLE))  # same time: by name
+    store.add_runner(runner("d", created_at=2.0, pool="gpu", state=RunnerState.IDLE))
+    store.add_runner(runner("e", created_at=0.5, pool="gpu", state=RunnerState.GONE))
+
+    def names(**kwargs: object) -> list[str]:
+        return [r.name for r in store.runners(**kwargs)]  # type: ignore[arg-type]
+
+    assert names() == ["e", "a", "b", "d", "c"]
+    assert names(pool="linux") == ["a", "b", "c"]
+    assert names(pool="gpu") == ["e", "d"]
+    assert names(pool="none") == []
+    assert names(states=[RunnerState.IDLE]) == ["a", "d", "c"]
+    assert names(states=[RunnerState.IDLE, RunnerState.BUSY]) == ["a", "b", "d", "c"]
+    assert names(pool="linux", states=[RunnerState.IDLE]) == ["a", "c"]
+    assert names(pool="gpu", states=[s for s in RunnerState if s.live]) == ["d"]
+    assert names(states=[]) == []
+
+
+def test_prune_runners_deletes_only_long_gone_ones(store: SqlStore) -> None:
+    store.add_runner(runner("old-gone", state=RunnerState.GONE, state_since=100.0))
+    store.add_runner(runner("new-gone", state=RunnerState.GONE, state_since=300.0))
+    store.add_runner(runner("old-failed", state=RunnerState.FAILED, state_since=100.0))
+    store.add_runner(runner("old-idle", state=RunnerState.IDLE, state_since=100.0))
+    assert store.prune_runners(gone_before=200.0) == 1
+    assert {r.name for r in store.runners()} == {"new-gone", "old-failed", "old-idle"}
+    assert store.prune_runners(gone_before=200.0) == 0
+    assert store.prune_runners(gone_before=301.0) == 1

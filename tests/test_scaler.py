@@ -1,0 +1,505 @@
+"""The scaler as a plain function: table cases for each rule, property tests for the invariants."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from runnerscale.model import (
+    Job,
+    JobState,
+    PoolSpec,
+    Runner,
+    RunnerState,
+    match_pool,
+    normalize_labels,
+)
+from runnerscale.scaler import Decision, PoolDecision, decide
+
+X64 = ("self-hosted", "linux", "x64")
+GPU = (*X64, "gpu")
+
+
+def pool(
+    name: str,
+    labels: tuple[str, ...] = X64,
+    max_runners: int = 4,
+    *,
+    min_idle: int = 0,
+    idle_timeout: float = 60.0,
+    order: int = 0,
+) -> PoolSpec:
+    return PoolSpec(
+        name=name,
+        labels=normalize_labels(labels),
+        max_runners=max_runners,
+        min_idle=min_idle,
+        idle_timeout=idle_timeout,
+        order=order,
+    )
+
+
+def job(job_id: int, labels: tuple[str, ...] = X64, state: JobState = JobState.QUEUED) -> Job:
+    return Job(id=job_id, repo="o/r", labels=labels, state=state, created_at=0.0)
+
+
+def runner(
+    name: str,
+    state: RunnerState,
+    pool_name: str = "x64",
+    *,
+    since: float = 0.0,
+    idle_since: float | None = None,
+) -> Runner:
+    return Runner(
+        name=name,
+        pool=pool_name,
+        target="repo:o/r",
+        state=state,
+        created_at=0.0,
+        state_since=since,
+        idle_since=idle_since,
+    )
+
+
+def queued(count: int, labels: tuple[str, ...] = X64, first: int = 1) -> list[Job]:
+    return [job(first + i, labels) for i in range(count)]
+
+
+IDLE, BUSY, BOOTING = RunnerState.IDLE, RunnerState.BUSY, RunnerState.BOOTING
+
+
+@dataclass
+class Case:
+    id: str
+    pools: list[PoolSpec]
+    jobs: list[Job] = field(default_factory=list)
+    runners: list[Runner] = field(default_factory=list)
+    now: float = 1000.0
+    #: pool -> (create, remove)
+    expect: dict[str, tuple[int, tuple[str, ...]]] = field(default_factory=dict)
+    unmatched: tuple[int, ...] = ()
+
+
+CASES = [
+    Case("empty", [pool("x64")], expect={"x64": (0, ())}),
+    Case("one queued creates one", [pool("x64")], queued(1), expect={"x64": (1, ())}),
+    Case(
+        "three queued one booting creates two",
+        [pool("x64")],
+        queued(3),
+        [runner("b", BOOTING)],
+        expect={"x64": (2, ())},
+    ),
+    Case(
+        "cap binds",
+        [pool("x64", max_runners=4)],
+        queued(5),
+        [runner("busy", BUSY)],
+        expect={"x64": (3, ())},
+    ),
+    Case(
+        "min_idle keeps idle and creates to reach it",
+        [pool("x64", min_idle=2)],
+        runners=[runner("old", IDLE, idle_since=0.0)],
+        expect={"x64": (1, ())},
+    ),
+    Case(
+        "min_idle keeps exactly min_idle of several timed-out idle",
+        [pool("x64", min_idle=1)],
+        runners=[runner("a", IDLE, idle_since=0.0), runner("b", IDLE, idle_since=10.0)],
+        expect={"x64": (0, ("a",))},
+    ),
+    Case(
+        "idle past timeout removed",
+        [pool("x64", idle_timeout=60)],
+        runners=[runner("a", IDLE, idle_since=0.0)],
+        now=60.0,
+        expect={"x64": (0, ("a",))},
+    ),
+    Case(
+        "idle before timeout kept",
+        [pool("x64", idle_timeout=60)],
+        runners=[runner("a", IDLE, idle_since=0.0)],
+        now=59.0,
+        expect={"x64": (0, ())},
+    ),
+    Case(
+        "idle_since missing falls back to state_since",
+        [pool("x64", idle_timeout=60)],
+        runners=[runner("a", IDLE, since=50.0), runner("b", IDLE, since=0.0)],
+        now=100.0,
+        expect={"x64": (0, ("b",))},
+    ),
+    Case(
+        "idle runner covering a queued job is kept",
+        [pool("x64")],
+        queued(1),
+        [runner("a", IDLE, idle_since=0.0)],
+        expect={"x64": (0, ())},
+    ),
+    Case(
+        "surplus removes oldest idle first, ties by name",
+        [pool("x64", max_runners=10)],
+        queued(1),
+        [
+            runner("d", IDLE, idle_since=30.0),
+            runner("c", IDLE, idle_since=10.0),
+            runner("b", IDLE, idle_since=10.0),
+            runner("a", IDLE, idle_since=20.0),
+        ],
+        expect={"x64": (0, ("b", "c", "a"))},
+    ),
+    Case(
+        "surplus larger than timed-out idle removes only timed-out",
+        [pool("x64", max_runners=10)],
+        runners=[
+            runner("fresh", IDLE, idle_since=990.0),
+            runner("old", IDLE, idle_since=0.0),
+            runner("boot", BOOTING),
+        ],
+        expect={"x64": (0, ("old",))},
+    ),
+    Case(
+        "busy and booting never removed even over cap",
+        [pool("x64", max_runners=2)],
+        runners=[
+            runner("b1", BUSY),
+            runner("b2", BUSY),
+            runner("b3", BUSY),
+            runner("boot", BOOTING),
+        ],
+        expect={"x64": (0, ())},
+    ),
+    Case(
+        "lowered cap removes idle ones within their timeout",
+        [pool("x64", max_runners=2, min_idle=3)],
+        runners=[
+            runner("busy", BUSY),
+            runner("i1", IDLE, idle_since=999.0),
+            runner("i2", IDLE, idle_since=998.0),
+            runner("i3", IDLE, idle_since=997.0),
+        ],
+        expect={"x64": (0, ("i3", "i2"))},
+    ),
+    Case(
+        "runners already leaving hold the cap but are no excess",
+        [pool("x64", max_runners=2, min_idle=2)],
+        runners=[
+            runner("gone1", RunnerState.DELETING),
+            runner("gone2", RunnerState.FINISHED),
+            runner("i1", IDLE, idle_since=999.0),
+            runner("i2", IDLE, idle_since=998.0),
+        ],
+        expect={"x64": (0, ())},
+    ),
+    Case(
+        "waiting jobs create nothing",
+        [pool("x64")],
+        [job(1, state=JobState.WAITING), job(2, state=JobState.WAITING)],
+        expect={"x64": (0, ())},
+    ),
+    Case(
+        "in-progress and completed jobs create nothing",
+        [pool("x64")],
+        [job(1, state=JobState.IN_PROGRESS), job(2, state=JobState.COMPLETED)],
+        expect={"x64": (0, ())},
+    ),
+    Case(
+        "unmatched jobs counted and not provisioned",
+        [pool("x64")],
+        [job(7, ("self-hosted", "arm64")), job(3, ("windows",)), job(5)],
+        expect={"x64": (1, ())},
+        unmatched=(3, 7),
+    ),
+    Case(
+        "gpu job goes to the gpu pool",
+        [pool("x64", X64), pool("gpu", GPU, order=1)],
+        [job(1, ("self-hosted", "gpu"))],
+        expect={"x64": (0, ()), "gpu": (1, ())},
+    ),
+    Case(
+        "plain job goes to the least specific pool though the gpu pool matches",
+        [pool("gpu", GPU, order=0), pool("x64", X64, order=1)],
+        [job(1, ("self-hosted", "x64"))],
+        expect={"x64": (1, ()), "gpu": (0, ())},
+    ),
+    Case(
+        "labels are case-insensitive",
+        [pool("x64", ("Self-Hosted", "Linux", "X64"))],
+        [job(1, ("SELF-HOSTED", "x64")), job(2, (" Linux ",))],
+        expect={"x64": (2, ())},
+    ),
+    Case(
+        "ties broken by declared order",
+        [pool("first", X64, order=0), pool("second", X64, order=1)],
+        queued(2),
+        expect={"first": (2, ()), "second": (0, ())},
+    ),
+    Case(
+        "jobs for another pool do not count",
+        [pool("x64", X64), pool("gpu", GPU, order=1)],
+        [job(1, GPU)],
+        [runner("idle-x64", IDLE, "x64", idle_since=0.0)],
+        expect={"x64": (0, ("idle-x64",)), "gpu": (1, ())},
+    ),
+    Case(
+        "runners of unknown pools are ignored",
+        [pool("x64")],
+        queued(1),
+        [runner("stray", IDLE, "old-pool", idle_since=0.0)],
+        expect={"x64": (1, ())},
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_table(case: Case) -> None:
+    decision = decide(case.pools, case.jobs, case.runners, case.now)
+    got = {name: (d.create, d.remove) for name, d in decision.pools.items()}
+    assert got == case.expect
+    assert list(decision.pools) == [p.name for p in case.pools]
+    assert decision.unmatched == case.unmatched
+    for name, pool_decision in decision.pools.items():
+        assert pool_decision.pool == name
+        assert pool_decision.reason
+
+
+def test_counts_and_reason() -> None:
+    decision = decide(
+        [pool("x64", max_runners=4)],
+        queued(3),
+        [runner("b", BOOTING), runner("busy", BUSY), runner("gone", RunnerState.DELETING)],
+        now=0.0,
+    )
+    assert decision.pools["x64"] == PoolDecision(
+        pool="x64",
+        queued=3,
+        busy=1,
+        free=1,
+        live=3,
+        desired=4,
+        create=1,
+        remove=(),
+        reason="3 queued, 1 busy, 1 on the way, 0 idle: "
+        "create 1 (cap 4), 1 more wanted but the cap is reached",
+    )
+
+
+def test_no_pools() -> None:
+    assert decide([], queued(2), [], 0.0) == Decision(
+        pools={}, job_pools={1: None, 2: None}, unmatched=(1, 2)
+    )
+
+
+def test_job_pools_cover_queued_and_waiting_only() -> None:
+    jobs = [
+        job(1),
+        job(2, GPU, JobState.WAITING),
+        job(3, ("arm64",)),
+        job(4, state=JobState.IN_PROGRESS),
+        job(5, state=JobState.COMPLETED),
+    ]
+    decision = decide([pool("x64", X64), pool("gpu", GPU, order=1)], jobs, [], 0.0)
+    assert decision.job_pools == {1: "x64", 2: "gpu", 3: None}
+    assert decision.unmatched == (3,)
+    assert decision.pools["gpu"].create == 0  # the gpu job only waits
+
+
+def test_duplicate_pool_names_rejected() -> None:
+    with pytest.raises(ValueError, match="x64"):
+        decide([pool("x64"), pool("x64", GPU)], [], [], 0.0)
+
+
+def test_removed_runners_no_longer_count_next_cycle() -> None:
+    """Acting on a lowered cap (idle -> deleting) does not make the next cycle remove more."""
+    p = pool("x64", max_runners=1)
+    runners = [runner(f"i{n}", IDLE, idle_since=999.0 - n) for n in range(3)]
+    first = decide([p], [], runners, 1000.0).pools["x64"]
+    assert first.remove == ("i2", "i1")
+    acted = [
+        runner(
+            r.name,
+            RunnerState.DELETING if r.name in first.remove else r.state,
+            idle_since=r.idle_since,
+        )
+        for r in runners
+    ]
+    second = decide([p], [], acted, 1001.0).pools["x64"]
+    assert (second.create, second.remove) == (0, ())
+
+
+# --- properties ------------------------------------------------------------------------------
+
+UNIVERSE = ("self-hosted", "linux", "x64", "arm64", "gpu", "large")
+
+label_sets = st.frozensets(st.sampled_from(UNIVERSE), min_size=1, max_size=len(UNIVERSE))
+
+
+@st.composite
+def pool_lists(draw: st.DrawFn) -> list[PoolSpec]:
+    count = draw(st.integers(min_value=1, max_value=4))
+    return [
+        PoolSpec(
+            name=f"p{i}",
+            labels=draw(label_sets),
+            max_runners=draw(st.integers(min_value=0, max_value=6)),
+            min_idle=draw(st.integers(min_value=0, max_value=3)),
+            idle_timeout=draw(st.sampled_from([0.0, 30.0, 60.0, 120.0])),
+            order=i,
+        )
+        for i in range(count)
+    ]
+
+
+@st.composite
+def job_lists(draw: st.DrawFn) -> list[Job]:
+    specs = draw(
+        st.lists(
+            st.tuples(
+                st.lists(
+                    st.sampled_from(UNIVERSE).map(
+                        lambda label: label.upper() if len(label) % 2 else label
+                    ),
+                    max_size=3,
+                ),
+                st.sampled_from(list(JobState)),
+            ),
+            max_size=12,
+        )
+    )
+    return [job(i + 1, tuple(labels), state) for i, (labels, state) in enumerate(specs)]
+
+
+@st.composite
+def runner_lists(draw: st.DrawFn, pool_names: list[str]) -> list[Runner]:
+    specs = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from([*pool_names, "orphan"]),
+                st.sampled_from(list(RunnerState)),
+                st.integers(min_value=0, max_value=300),
+                st.none() | st.integers(min_value=0, max_value=300),
+            ),
+            max_size=15,
+        )
+    )
+    return [
+        runner(
+            f"r{i:02d}",
+            state,
+            pool_name,
+            since=float(since),
+            idle_since=None if idle is None else float(idle),
+        )
+        for i, (pool_name, state, since, idle) in enumerate(specs)
+    ]
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> tuple[list[PoolSpec], list[Job], list[Runner], float]:
+    pools = draw(pool_lists())
+    jobs = draw(job_lists())
+    runners = draw(runner_lists([p.name for p in pools]))
+    now = float(draw(st.integers(min_value=0, max_value=400)))
+    return pools, jobs, runners, now
+
+
+Scenario = tuple[list[PoolSpec], list[Job], list[Runner], float]
+
+
+def _since(r: Runner) -> float:
+    return r.idle_since if r.idle_since is not None else r.state_since
+
+
+@settings(max_examples=300, deadline=None)
+@given(scenarios())
+def test_pool_invariants(scenario: Scenario) -> None:
+    pools, jobs, runners, now = scenario
+    decision = decide(pools, jobs, runners, now)
+    assert list(decision.pools) == [p.name for p in pools]
+    for p in pools:
+        d = decision.pools[p.name]
+        mine = [r for r in runners if r.pool == p.name]
+        by_name = {r.name: r for r in mine}
+        live = sum(r.state.live for r in mine)
+        free = sum(r.state.free for r in mine)
+        staying = sum(
+            r.state.live and r.state not in (RunnerState.FINISHED, RunnerState.DELETING)
+            for r in mine
+        )
+        over = staying > p.max_runners
+        needed = d.queued + p.min_idle
+        assert (d.live, d.free) == (live, free)
+        assert d.busy == sum(r.state is RunnerState.BUSY for r in mine)
+        assert d.desired == min(p.max_runners, d.busy + d.queued + p.min_idle)
+
+        # Never above the cap; nothing created when already at or over it.
+        if live <= p.max_runners:
+            assert live + d.create <= p.max_runners
+        else:
+            assert d.create == 0
+        # Never more than needed.
+        assert d.create <= max(0, needed - free)
+        assert not (d.create and d.remove)
+
+        # Only this pool's idle runners are removed, each once, idle longest first.
+        assert len(set(d.remove)) == len(d.remove)
+        assert all(name in by_name and by_name[name].state is IDLE for name in d.remove)
+        kept_idle = [r for r in mine if r.state is IDLE and r.name not in d.remove]
+        for name in d.remove:
+            removed = by_name[name]
+            assert all((_since(removed), name) < (_since(k), k.name) for k in kept_idle)
+
+        free_after = free + d.create - len(d.remove)
+        if not over:
+            # No removal eats into what queued jobs and min_idle need, nor before the timeout.
+            assert not d.remove or free_after >= needed
+            assert all(now - _since(by_name[name]) >= p.idle_timeout for name in d.remove)
+            # With capacity, every queued job has a runner on the way, and min_idle is kept.
+            if p.max_runners - live >= needed - free:
+                assert free + d.create >= needed
+            assert free_after >= min(needed, free + max(0, p.max_runners - live))
+            assert free_after >= min(p.min_idle, free + max(0, p.max_runners - live))
+        else:
+            # Over the cap: remove no more than it takes to get down to it.
+            assert len(d.remove) <= max(staying - p.max_runners, free - needed)
+            assert free_after >= min(needed, p.max_runners - d.busy)
+
+
+@settings(max_examples=300, deadline=None)
+@given(scenarios(), st.randoms(use_true_random=False))
+def test_deterministic_and_order_independent(scenario: Scenario, rnd: random.Random) -> None:
+    pools, jobs, runners, now = scenario
+    first = decide(pools, jobs, runners, now)
+    assert decide(pools, jobs, runners, now) == first
+    shuffled_jobs, shuffled_runners = list(jobs), list(runners)
+    rnd.shuffle(shuffled_jobs)
+    rnd.shuffle(shuffled_runners)
+    assert decide(pools, shuffled_jobs, shuffled_runners, now) == first
+
+
+@settings(max_examples=300, deadline=None)
+@given(scenarios())
+def test_job_routing(scenario: Scenario) -> None:
+    pools, jobs, runners, now = scenario
+    decision = decide(pools, jobs, runners, now)
+    routed = [j for j in jobs if j.state in (JobState.QUEUED, JobState.WAITING)]
+    expected: dict[int, str | None] = {}
+    for j in routed:
+        chosen = match_pool(pools, j.labels)
+        expected[j.id] = chosen.name if chosen else None
+    assert decision.job_pools == expected
+    queued_jobs = [j for j in jobs if j.state is JobState.QUEUED]
+    assert decision.unmatched == tuple(sorted(j.id for j in queued_jobs if expected[j.id] is None))
+    for p in pools:
+        assert decision.pools[p.name].queued == sum(expected[j.id] == p.name for j in queued_jobs)
+    # A matched job is served by its pool: every chosen pool's labels hold the job's labels.
+    for j in routed:
+        name = expected[j.id]
+        if name is not None:
+            assert next(p for p in pools if p.name == name).serves(j.labels)
