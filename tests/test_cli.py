@@ -10,9 +10,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 from typer.testing import CliRunner
 
 from runnerscale.cli import app
+from runnerscale.httpserve import LoopbackServer
 
 runner = CliRunner()
 
@@ -88,3 +90,10 @@ def test_version() -> None:
     result = runner.invoke(app, ["version"])
     assert result.exit_code == 0
     assert result.output.strip()
+
+
+async def test_loopback_server_binds_ipv6() -> None:
+    async with LoopbackServer(Starlette(), "::1", 0) as server:
+        assert server.url.startswith("http://[::1]:")
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(server.url + "/nothing")).status_code == 404

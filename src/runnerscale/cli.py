@@ -252,13 +252,20 @@ async def _run_daemon(path: Path, config: Config, redactor: RedactSecrets) -> No
     from sqlalchemy.exc import SQLAlchemyError
 
     from runnerscale.config import ConfigError, load_config
+    from runnerscale.controller.protocols import ProviderError
     from runnerscale.daemon import Daemon, StartupError
 
     try:
         daemon = Daemon.build(config)
     except (SQLAlchemyError, OSError) as error:
         raise StartupError(f"cannot open the state database {config.state!r}: {error}") from None
-    await daemon.start()
+    except ProviderError as error:
+        raise StartupError(f"a backend cannot start: {error}") from None
+    try:
+        await daemon.start()
+    except ProviderError as error:
+        await daemon.stop()
+        raise StartupError(f"a backend cannot start: {error}") from None
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
 

@@ -195,6 +195,11 @@ class Daemon:
                 changes.append(f"pool {pool_config.name}: limits updated")
                 runtime.spec = updated.spec
             runtime.labels = updated.labels
-        self.controller.settings.poll_interval = config.poll_interval
+        settings = self.controller.settings
+        settings.poll_interval = config.poll_interval
+        settings.janitor_interval = config.timeouts.janitor_interval
+        settings.queued_recheck = config.timeouts.queued_recheck
+        settings.janitor.create_timeout = config.timeouts.create
+        settings.janitor.delete_timeout = config.timeouts.delete
         self.config = config
         return changes

@@ -58,11 +58,14 @@ class PoolRuntime:
         return self.spec.name
 
     def failed(self, now: float, error: str) -> None:
+        """Back off; several runners failing in the same cycle count as one failure."""
+        self.healthy = False
+        self.last_error = error
+        if now < self.backoff_until:
+            return
         self.consecutive_failures += 1
         delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (self.consecutive_failures - 1))
         self.backoff_until = now + delay
-        self.healthy = False
-        self.last_error = error
 
     def succeeded(self) -> None:
         self.consecutive_failures = 0

@@ -54,6 +54,7 @@ class Janitor:
         now = actions.clock.now()
         for runner in actions.store.runners(
             states=[
+                RunnerState.PENDING,
                 RunnerState.BOOTING,
                 RunnerState.CREATING,
                 RunnerState.DELETING,
@@ -67,7 +68,10 @@ class Janitor:
                 await actions.remove_runner(
                     runner, f"did not come online within {pool.spec.boot_timeout:.0f}s"
                 )
-            elif runner.state is RunnerState.CREATING and waited >= self.settings.create_timeout:
+            elif (
+                runner.state in (RunnerState.PENDING, RunnerState.CREATING)
+                and waited >= self.settings.create_timeout
+            ):
                 self._count(runner.pool, "create_timeout")
                 await actions.remove_runner(runner, "creation did not finish in time")
             elif runner.state is RunnerState.DELETING:

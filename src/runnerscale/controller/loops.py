@@ -146,15 +146,14 @@ class Controller:
         self._tasks = [
             asyncio.create_task(self._forever("events", self._drain_inbox, None), name="events"),
             asyncio.create_task(
-                self._forever("reconcile", self.reconcile_once, self.settings.reconcile_interval),
+                self._forever("reconcile", self.reconcile_once, "reconcile_interval"),
                 name="reconcile",
             ),
             asyncio.create_task(
-                self._forever("poll", self.poll_once, self.settings.poll_interval), name="poll"
+                self._forever("poll", self.poll_once, "poll_interval"), name="poll"
             ),
             asyncio.create_task(
-                self._forever("janitor", self.janitor.sweep, self.settings.janitor_interval),
-                name="janitor",
+                self._forever("janitor", self.janitor.sweep, "janitor_interval"), name="janitor"
             ),
         ]
         self.kick()
@@ -169,8 +168,10 @@ class Controller:
         self._tasks = []
 
     async def _forever(
-        self, name: str, step: Callable[[], Awaitable[None]], interval: float | None
+        self, name: str, step: Callable[[], Awaitable[None]], interval_setting: str | None
     ) -> None:
+        """Run ``step`` forever; the interval is read from the settings each cycle, so a
+        reloaded configuration takes effect at the next one."""
         while True:
             try:
                 await step()
@@ -184,8 +185,9 @@ class Controller:
             except Exception:
                 self.errors[name] += 1
                 log.exception("%s loop failed; retrying next cycle", name)
-            if interval is None:
+            if interval_setting is None:
                 continue
+            interval = float(getattr(self.settings, interval_setting))
             if name == "reconcile":
                 await wait_for(self.clock, self._kick, interval)
                 self._kick.clear()

@@ -1,0 +1,132 @@
+"""Building blocks for end-to-end tests: a simulator, a daemon (in-process or as a real
+``runnerscale run`` process) with the local backend running stand-in runners, all over real
+HTTP on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from runnerscale.config import load_config
+from runnerscale.daemon import Daemon
+from runnerscale.sim.server import SimulatorServer
+from runnerscale.sim.world import JobSpec, World
+
+TOKEN = "ghp_e2e_token_value_1234567890"
+WEBHOOK_SECRET = "e2e-webhook-secret-value"
+LINUX = ["self-hosted", "linux", "x64"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def write_config(
+    directory: Path,
+    api_url: str,
+    *,
+    port: int | None = None,
+    poll_interval: str = "2s",
+    max_runners: int = 8,
+    idle_timeout: str = "2s",
+    target: str = "org: acme",
+) -> Path:
+    """A config like the issue's example: one local pool running the stand-in runner."""
+    path = directory / "runnerscale.yaml"
+    path.write_text(
+        f"""\
+github:
+  api_url: {api_url}
+  token: ${{E2E_TOKEN}}
+  webhook_secret: ${{E2E_WEBHOOK_SECRET}}
+targets:
+  - {target}
+server:
+  listen: 127.0.0.1:{port or free_port()}
+state: sqlite:///{directory}/state/state.db
+poll_interval: {poll_interval}
+timeouts:
+  janitor_interval: 2s
+  queued_recheck: 5s
+pools:
+  - name: linux-x64
+    labels: [self-hosted, linux, x64]
+    provider: local
+    max_runners: {max_runners}
+    min_idle: 0
+    idle_timeout: {idle_timeout}
+    boot_timeout: 60s
+    local:
+      command: ["{sys.executable}", -m, runnerscale, sim-runner, --jitconfig, "{{jitconfig}}"]
+      capacity: {max_runners}
+      work_root: {directory}/runners
+      stop_grace: 3s
+"""
+    )
+    return path
+
+
+ENV: Mapping[str, str] = {"E2E_TOKEN": TOKEN, "E2E_WEBHOOK_SECRET": WEBHOOK_SECRET}
+
+
+@asynccontextmanager
+async def in_process_daemon(config_path: Path) -> AsyncIterator[Daemon]:
+    config = load_config(config_path, env={**ENV, "HOME": str(config_path.parent)})
+    daemon = Daemon.build(config, controller_id="runnerscale-e2e")
+    await daemon.start()
+    try:
+        yield daemon
+    finally:
+        await daemon.stop()
+
+
+def queue_jobs(
+    simulator: SimulatorServer, count: int, repo: str = "acme/app", duration: float = 1.0
+) -> list[int]:
+    jobs = simulator.simulator.world.create_jobs(
+        [JobSpec(repo, tuple(LINUX), duration, None, f"job-{i}") for i in range(count)]
+    )
+    simulator.simulator.notify()
+    return [job.id for job in jobs]
+
+
+def all_done(world: World, job_ids: list[int]) -> bool:
+    return all(world.jobs[job_id].status.value == "completed" for job_id in job_ids)
+
+
+async def wait_until(
+    predicate: Callable[[], Any], timeout: float, what: str, poll: float = 0.2
+) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            while not await _evaluate(predicate):
+                await asyncio.sleep(poll)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
+
+
+async def _evaluate(predicate: Callable[[], Any]) -> bool:
+    result = predicate()
+    if asyncio.iscoroutine(result):
+        result = await result
+    return bool(result)
+
+
+async def leftovers(simulator: SimulatorServer, work_root: Path) -> dict[str, int]:
+    """What is still around: registered runners in the simulator, runner directories."""
+    world = simulator.simulator.world
+    return {"registered": len(world.runners), "instances": len(runner_directories(work_root))}
+
+
+def runner_directories(work_root: Path) -> list[Path]:
+    """One directory per runner instance under ``work_root/<pool>/`` (hidden ones excluded)."""
+    if not work_root.exists():
+        return []
+    return [p for p in work_root.glob("*/*") if p.is_dir() and not p.name.startswith(".")]

@@ -1,0 +1,289 @@
+"""The daemon end to end, over real HTTP: simulator + daemon + local backend + stand-in runners.
+
+Each test ends by checking that nothing was left behind: no runner registered in the
+simulator, no runner directory (process) on the backend, no live runner in the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from runnerscale.daemon import Daemon
+from runnerscale.github.webhooks import sign
+from runnerscale.sim.server import SimulatorOptions, SimulatorServer
+from runnerscale.sim.world import WorldSettings
+from tests.contract.openapi import contract_dir
+from tests.e2e.harness import (
+    ENV,
+    TOKEN,
+    WEBHOOK_SECRET,
+    all_done,
+    in_process_daemon,
+    leftovers,
+    queue_jobs,
+    wait_until,
+    write_config,
+)
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[SimulatorServer]:
+    options = SimulatorOptions(tokens=(TOKEN,), world=WorldSettings(runner_offline_after=30.0))
+    async with SimulatorServer(options) as server:
+        server.simulator.world.ensure_repo("acme/app")
+        yield server
+
+
+def hook(simulator: SimulatorServer, daemon_url: str) -> None:
+    simulator.simulator.webhooks.add_hook(f"{daemon_url}/webhook", WEBHOOK_SECRET)
+
+
+async def nothing_left(simulator: SimulatorServer, daemon: Daemon, work_root: Path) -> bool:
+    left = await leftovers(simulator, work_root)
+    live = [r for r in daemon.store.runners() if r.state.live]
+    return not any(left.values()) and not live
+
+
+async def test_a_burst_of_30_jobs_is_served_and_nothing_is_left(
+    simulator: SimulatorServer, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, simulator.url, poll_interval="10s")
+    async with in_process_daemon(config) as daemon:
+        hook(simulator, daemon.url)
+        job_ids = queue_jobs(simulator, 30, duration=1.0)
+        world = simulator.simulator.world
+        await wait_until(lambda: all_done(world, job_ids), 120, "30 jobs to complete")
+        assert all(world.jobs[j].conclusion.value == "success" for j in job_ids)  # type: ignore[union-attr]
+        await wait_until(
+            lambda: nothing_left(simulator, daemon, tmp_path / "runners"), 60, "clean-up"
+        )
+        created = [r for r in daemon.store.runners() if r.pool == "linux-x64"]
+        assert len(created) >= 30  # ephemeral: one runner per job
+        assert len(created) <= 30 + 8  # no runaway creation
+        async with httpx.AsyncClient() as http:
+            metrics = (await http.get(f"{daemon.url}/metrics")).text
+        assert 'runnerscale_scale_operations_total{operation="create",pool="linux-x64"}' in metrics
+        assert "runnerscale_job_queue_wait_seconds_bucket" in metrics
+
+
+async def test_webhooks_alone_serve_jobs(simulator: SimulatorServer, tmp_path: Path) -> None:
+    # Polling is effectively off: only the webhook fast path can find the jobs in time.
+    config = write_config(tmp_path, simulator.url, poll_interval="1h")
+    async with in_process_daemon(config) as daemon:
+        hook(simulator, daemon.url)
+        await asyncio.sleep(0.5)  # let the start-up poll pass
+        job_ids = queue_jobs(simulator, 5)
+        world = simulator.simulator.world
+        await wait_until(lambda: all_done(world, job_ids), 60, "jobs served by webhooks")
+        await wait_until(
+            lambda: nothing_left(simulator, daemon, tmp_path / "runners"), 60, "clean-up"
+        )
+
+
+async def test_polling_alone_serves_jobs_when_every_webhook_is_lost(
+    simulator: SimulatorServer, tmp_path: Path
+) -> None:
+    simulator.simulator.set_faults(
+        simulator.simulator.faults.plan.model_validate({"webhooks": {"drop_rate": 1.0}})
+    )
+    config = write_config(tmp_path, simulator.url, poll_interval="2s")
+    async with in_process_daemon(config) as daemon:
+        hook(simulator, daemon.url)
+        job_ids = queue_jobs(simulator, 6)
+        world = simulator.simulator.world
+        await wait_until(lambda: all_done(world, job_ids), 90, "jobs served by polling")
+        await wait_until(
+            lambda: nothing_left(simulator, daemon, tmp_path / "runners"), 60, "clean-up"
+        )
+        deliveries = simulator.simulator.webhooks.log
+        assert deliveries
+        assert all(d.status == "dropped" for d in deliveries)
+
+
+async def test_bad_webhooks_are_rejected(simulator: SimulatorServer, tmp_path: Path) -> None:
+    config = write_config(tmp_path, simulator.url, poll_interval="1h")
+    async with in_process_daemon(config) as daemon, httpx.AsyncClient(base_url=daemon.url) as http:
+        examples = contract_dir() / "webhooks" / "workflow_job"
+        body = (examples / "queued.payload.json").read_bytes()
+
+        def headers(
+            payload: bytes, *, event: str = "workflow_job", delivery: str = "d-1"
+        ) -> dict[str, str]:
+            return {
+                "X-GitHub-Event": event,
+                "X-GitHub-Delivery": delivery,
+                "X-Hub-Signature-256": sign(WEBHOOK_SECRET, payload),
+                "Content-Type": "application/json",
+            }
+
+        missing = await http.post(
+            "/webhook", content=body, headers={"X-GitHub-Event": "workflow_job"}
+        )
+        assert missing.status_code == 401
+        wrong = await http.post(
+            "/webhook",
+            content=body,
+            headers={**headers(body), "X-Hub-Signature-256": "sha256=" + "0" * 64},
+        )
+        assert wrong.status_code == 401
+        not_json = b"this is not json"
+        assert (
+            await http.post("/webhook", content=not_json, headers=headers(not_json))
+        ).status_code == 400
+        other = await http.post("/webhook", content=b"{}", headers=headers(b"{}", event="push"))
+        assert other.status_code == 204
+        too_big = b" " * (25 * 1024 * 1024 + 1)
+        response = await http.post("/webhook", content=too_big, headers=headers(b"x"))
+        assert response.status_code == 413
+
+        # The published examples are accepted as they are (their repositories are not
+        # among this daemon's targets, which is said, not an error).
+        for example in sorted(examples.glob("*.payload.json")):
+            payload = example.read_bytes()
+            answer = await http.post(
+                "/webhook", content=payload, headers=headers(payload, delivery=example.name)
+            )
+            assert answer.status_code in (200, 202), (example.name, answer.text)
+
+        # A repeated delivery is harmless.
+        own = json.loads(body)
+        own["repository"]["full_name"] = "acme/app"
+        own["repository"]["owner"]["login"] = "acme"
+        payload = json.dumps(own).encode()
+        first = await http.post(
+            "/webhook", content=payload, headers=headers(payload, delivery="same")
+        )
+        again = await http.post(
+            "/webhook", content=payload, headers=headers(payload, delivery="same")
+        )
+        assert (first.status_code, again.status_code) == (202, 200)
+        assert "duplicate" in again.json()["message"]
+
+
+async def test_operators_scale_by_hand_and_read_status(
+    simulator: SimulatorServer, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, simulator.url, poll_interval="1s", idle_timeout="1h")
+    async with (
+        in_process_daemon(config) as daemon,
+        httpx.AsyncClient(base_url=daemon.url, timeout=30) as http,
+    ):
+        up = await http.post("/api/v1/pools/linux-x64/scale-up", json={"count": 2})
+        assert up.status_code == 200
+        assert len(up.json()["created"]) == 2
+        await wait_until(
+            lambda: (
+                len([r for r in simulator.simulator.world.runners.values() if r.connected]) == 2
+            ),
+            30,
+            "two idle runners online",
+        )
+        await daemon.controller.poll_once()
+        await daemon.controller.reconcile_once()
+        status = (await http.get("/api/v1/status")).json()
+        pool = status["pools"][0]
+        assert (pool["name"], pool["idle"]) == ("linux-x64", 2)
+        assert status["github"]["rate_limit"]["core"]["limit"] == 5000
+        assert (
+            await http.post("/api/v1/pools/nope/scale-up", json={"count": 1})
+        ).status_code == 404
+        assert (
+            await http.post("/api/v1/pools/linux-x64/scale-up", json={"count": 0})
+        ).status_code == 422
+        down = await http.post("/api/v1/pools/linux-x64/scale-down")
+        assert len(down.json()["removed"]) == 2
+        await wait_until(
+            lambda: nothing_left(simulator, daemon, tmp_path / "runners"), 30, "clean-up"
+        )
+        assert (await http.delete("/api/v1/runners/rs-unknown")).status_code == 404
+        health = (await http.get("/healthz")).json()
+        assert health["status"] == "ok"
+
+
+async def _run_daemon_process(config: Path, log: Path) -> asyncio.subprocess.Process:
+    with log.open("ab") as output:  # the child keeps its own copy of the descriptor
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "runnerscale",
+            "run",
+            "-c",
+            str(config),
+            "--log-level",
+            "debug",
+            stdout=output,
+            stderr=asyncio.subprocess.STDOUT,
+            env={**ENV, "PATH": "/usr/bin:/bin", "HOME": str(config.parent)},
+        )
+
+
+async def test_a_daemon_killed_mid_burst_carries_on_after_restart_and_logs_no_secret(
+    simulator: SimulatorServer, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, simulator.url, poll_interval="2s", max_runners=4)
+    log = tmp_path / "daemon.log"
+    port = int(config.read_text().split("listen: 127.0.0.1:")[1].split()[0])
+    simulator.simulator.webhooks.add_hook(f"http://127.0.0.1:{port}/webhook", WEBHOOK_SECRET)
+    jit_configs: list[str] = []
+    world = simulator.simulator.world
+    original = world.generate_jitconfig
+
+    def recording(*args: object, **kwargs: object) -> tuple[object, str]:
+        runner, encoded = original(*args, **kwargs)  # type: ignore[arg-type]
+        jit_configs.append(encoded)
+        return runner, encoded
+
+    world.generate_jitconfig = recording  # type: ignore[method-assign]
+    daemon = await _run_daemon_process(config, log)
+    try:
+        async with httpx.AsyncClient() as http:
+            await wait_until(
+                lambda: _reachable(http, f"http://127.0.0.1:{port}/healthz"),
+                30,
+                "the daemon to listen",
+            )
+        job_ids = queue_jobs(simulator, 12, duration=3.0)
+        await wait_until(
+            lambda: sum(world.jobs[j].status.value == "in_progress" for j in job_ids) >= 2,
+            60,
+            "jobs to start",
+        )
+        daemon.send_signal(signal.SIGKILL)
+        await daemon.wait()
+        daemon = await _run_daemon_process(config, log)
+        await wait_until(lambda: all_done(world, job_ids), 120, "every job after the restart")
+        assert all(world.jobs[j].conclusion.value == "success" for j in job_ids)  # type: ignore[union-attr]
+        await wait_until(
+            lambda: _clean(simulator, tmp_path / "runners"), 60, "no runner left after the restart"
+        )
+    finally:
+        if daemon.returncode is None:
+            daemon.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(30):
+                await daemon.wait()
+    assert daemon.returncode == 0
+    text = log.read_text()
+    assert "runner" in text  # the log says what it decided
+    for secret in [TOKEN, WEBHOOK_SECRET, *jit_configs]:
+        assert secret not in text
+
+
+async def _reachable(http: httpx.AsyncClient, url: str) -> bool:
+    try:
+        return (await http.get(url)).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+async def _clean(simulator: SimulatorServer, work_root: Path) -> bool:
+    return not any((await leftovers(simulator, work_root)).values())
