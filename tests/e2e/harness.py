@@ -37,6 +37,7 @@ def write_config(
     max_runners: int = 8,
     idle_timeout: str = "2s",
     target: str = "org: acme",
+    state: str | None = None,
 ) -> Path:
     """A config like the issue's example: one local pool running the stand-in runner."""
     path = directory / "runnerscale.yaml"
@@ -50,7 +51,7 @@ targets:
   - {target}
 server:
   listen: 127.0.0.1:{port or free_port()}
-state: sqlite:///{directory}/state/state.db
+state: {state or f"sqlite:///{directory}/state/state.db"}
 poll_interval: {poll_interval}
 timeouts:
   janitor_interval: 2s

@@ -287,3 +287,57 @@ async def _reachable(http: httpx.AsyncClient, url: str) -> bool:
 
 async def _clean(simulator: SimulatorServer, work_root: Path) -> bool:
     return not any((await leftovers(simulator, work_root)).values())
+
+
+async def test_the_daemon_keeps_its_state_in_postgres(
+    simulator: SimulatorServer, tmp_path: Path, postgres_url: str
+) -> None:
+    config = write_config(tmp_path, simulator.url, poll_interval="2s", state=postgres_url)
+    async with in_process_daemon(config) as daemon:
+        hook(simulator, daemon.url)
+        job_ids = queue_jobs(simulator, 4)
+        world = simulator.simulator.world
+        await wait_until(lambda: all_done(world, job_ids), 60, "jobs served with Postgres state")
+        await wait_until(
+            lambda: nothing_left(simulator, daemon, tmp_path / "runners"), 60, "clean-up"
+        )
+        assert daemon.store.engine.dialect.name == "postgresql"
+        assert {job.id for job in daemon.store.jobs()} >= set(job_ids)
+
+
+async def test_sighup_reloads_limits_and_a_bad_config_is_refused(
+    simulator: SimulatorServer, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, simulator.url, poll_interval="2s", max_runners=4)
+    log = tmp_path / "daemon.log"
+    port = int(config.read_text().split("listen: 127.0.0.1:")[1].split()[0])
+    daemon = await _run_daemon_process(config, log)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            await wait_until(
+                lambda: _reachable(http, f"http://127.0.0.1:{port}/healthz"), 30, "listen"
+            )
+
+            async def max_runners() -> int:
+                pools = (await http.get("/api/v1/status")).json()["pools"]
+                return int(pools[0]["max_runners"]) if pools else -1
+
+            async def cap_is(expected: int) -> bool:
+                return await max_runners() == expected
+
+            await wait_until(lambda: cap_is(4), 30, "the first status")
+            config.write_text(config.read_text().replace("max_runners: 4", "max_runners: 2"))
+            daemon.send_signal(signal.SIGHUP)
+            await wait_until(lambda: cap_is(2), 30, "the reloaded cap")
+            config.write_text(config.read_text().replace("max_runners: 2", "max_runners: zero"))
+            daemon.send_signal(signal.SIGHUP)
+            await wait_until(lambda: "reload refused" in log.read_text(), 30, "the refusal")
+            assert await max_runners() == 2
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            await daemon.wait()
+    assert daemon.returncode == 0
+    text = log.read_text()
+    assert "pool linux-x64: limits updated" in text
+    assert "max_runners" in text  # the refusal names the problem
