@@ -385,9 +385,21 @@ def _failure(operation: str, response: httpx.Response) -> _StatusError:
         message = str(response.json().get("message", ""))
     except ValueError:
         message = ""
-    return _StatusError(
-        f"{operation}: GitHub answered {status} {message}".strip(), status, retry_after
-    )
+    path = response.request.url.path if response.request is not None else ""
+    hint = _HINTS.get(status, "")
+    text = f"{operation} {path}: GitHub answered {status} {message}".strip()
+    return _StatusError(f"{text}{hint}", status, retry_after)
+
+
+#: What an operator can do about the answers that mean "the configuration is wrong".
+_HINTS = {
+    401: " (the token is invalid or expired: check github.token)",
+    403: " (the token lacks a permission, or a rate limit was hit: see the message)",
+    404: (
+        " (check that the repository or organization in targets exists and that the token "
+        "can see it)"
+    ),
+}
 
 
 def _parse_runners(response: Response[Any, Any]) -> tuple[int, list[GitHubRunner]]:

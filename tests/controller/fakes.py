@@ -1,0 +1,338 @@
+"""In-memory stand-ins for the controller's outer boundaries: GitHub and a backend.
+
+They implement :class:`~runnerscale.controller.protocols.GitHubAPI` and
+:class:`~runnerscale.controller.protocols.Provider` with plain dictionaries, so a test can set
+up any situation (a runner online, a job started elsewhere, an instance that died) and read
+back exactly what the controller asked for. Both write every call to a shared :class:`Journal`,
+together with the store writes of :class:`RecordingStore`, so a test can check the order of
+state writes and side effects ("state first").
+
+Faults are set per operation with ``fail(operation, error, times=..., after=...)``: the call
+raises ``error`` (``times`` calls in a row, or until ``heal``), and with ``after=True`` it does
+its work first and then raises (a crash after the side effect).
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from runnerscale.controller.protocols import (
+    DeleteOutcome,
+    GitHubError,
+    JitConfig,
+    ObservedJob,
+    ProviderError,
+)
+from runnerscale.model import GitHubRunner, Instance, InstanceSpec, JobState, Runner, Target
+from runnerscale.store import SqlStore
+
+__all__ = ["Crash", "FakeGitHub", "FakeProvider", "Journal", "RecordingStore"]
+
+#: One entry per call: (who, operation, subject), e.g. ("github", "delete_runner", "rs-x-1").
+Entry = tuple[str, str, str]
+
+
+class Journal(list[Entry]):
+    """Every call the controller made through a boundary, in order."""
+
+    def ops(self, who: str | None = None, subject: str | None = None) -> list[str]:
+        """The operations, optionally only of one fake (``who``) or about one runner."""
+        return [
+            op
+            for entry_who, op, entry_subject in self
+            if (who is None or entry_who == who) and (subject is None or entry_subject == subject)
+        ]
+
+
+class Crash(Exception):
+    """Stands for the daemon dying (``kill -9``) in the middle of a call."""
+
+
+@dataclass
+class _Fault:
+    error: BaseException
+    times: int | None  # None: until healed
+    after: bool
+
+
+class _Faults:
+    def __init__(self) -> None:
+        self._faults: dict[str, _Fault] = {}
+
+    def fail(
+        self, operation: str, error: BaseException, *, times: int | None = None, after: bool = False
+    ) -> None:
+        self._faults[operation] = _Fault(error, times, after)
+
+    def heal(self, operation: str) -> None:
+        self._faults.pop(operation, None)
+
+    def check(self, operation: str, *, after: bool) -> None:
+        fault = self._faults.get(operation)
+        if fault is None or fault.after is not after:
+            return
+        if fault.times is not None:
+            fault.times -= 1
+            if fault.times <= 0:
+                del self._faults[operation]
+        raise fault.error
+
+
+# ---------------------------------------------------------------------------------- GitHub
+
+
+@dataclass
+class Registration:
+    """A self-hosted runner as the fake GitHub holds it."""
+
+    id: int
+    name: str
+    target: str  # Target.key
+    labels: tuple[str, ...]
+    online: bool = False
+    busy: bool = False
+
+
+@dataclass
+class FakeGitHub:
+    """GitHub's runner registrations and workflow jobs, in memory.
+
+    ``delete_outcomes`` forces the answer of ``delete_runner`` for a runner name (``BUSY`` keeps
+    the registration, as GitHub's 422 does); otherwise an existing registration is ``DELETED``
+    and a missing one ``GONE``.
+    """
+
+    journal: Journal = field(default_factory=Journal)
+    registrations: dict[int, Registration] = field(default_factory=dict)
+    #: Workflow jobs by id, as the API would return them.
+    jobs: dict[int, ObservedJob] = field(default_factory=dict)
+    delete_outcomes: dict[str, DeleteOutcome] = field(default_factory=dict)
+    faults: _Faults = field(default_factory=_Faults)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1001))
+
+    def fail(
+        self,
+        operation: str,
+        error: BaseException | None = None,
+        *,
+        times: int | None = None,
+        after: bool = False,
+    ) -> None:
+        self.faults.fail(
+            operation, error or GitHubError(f"{operation}: 502 bad gateway"), times=times, after=after
+        )
+
+    def heal(self, operation: str) -> None:
+        self.faults.heal(operation)
+
+    # -- the GitHubAPI protocol
+
+    async def generate_jitconfig(
+        self, target: Target, name: str, labels: Sequence[str]
+    ) -> JitConfig:
+        self.journal.append(("github", "generate_jitconfig", name))
+        self.faults.check("generate_jitconfig", after=False)
+        if self.find(name) is not None:
+            raise GitHubError(f"a runner named {name} already exists (409)")
+        registration = Registration(next(self._ids), name, target.key, tuple(labels))
+        self.registrations[registration.id] = registration
+        self.faults.check("generate_jitconfig", after=True)
+        encoded = base64.b64encode(f'{{"name": "{name}", "secret": "s3cret"}}'.encode()).decode()
+        return JitConfig(runner_id=registration.id, encoded=encoded)
+
+    async def delete_runner(self, target: Target, runner_id: int) -> DeleteOutcome:
+        registration = self.registrations.get(runner_id)
+        subject = registration.name if registration else str(runner_id)
+        self.journal.append(("github", "delete_runner", subject))
+        self.faults.check("delete_runner", after=False)
+        if registration is None or registration.target != target.key:
+            return DeleteOutcome.GONE
+        forced = self.delete_outcomes.get(registration.name)
+        if forced is DeleteOutcome.BUSY:
+            return DeleteOutcome.BUSY
+        del self.registrations[runner_id]
+        return forced or DeleteOutcome.DELETED
+
+    async def list_runners(self, target: Target) -> list[GitHubRunner]:
+        self.journal.append(("github", "list_runners", target.key))
+        self.faults.check("list_runners", after=False)
+        return [
+            GitHubRunner(id=r.id, name=r.name, online=r.online, busy=r.busy, labels=r.labels)
+            for r in self.registrations.values()
+            if r.target == target.key
+        ]
+
+    async def active_jobs(self, target: Target) -> list[ObservedJob]:
+        self.journal.append(("github", "active_jobs", target.key))
+        self.faults.check("active_jobs", after=False)
+        return [
+            job
+            for job in self.jobs.values()
+            if target.covers(job.repo) and job.state in (JobState.QUEUED, JobState.IN_PROGRESS)
+        ]
+
+    async def get_job(self, repo: str, job_id: int) -> ObservedJob | None:
+        self.journal.append(("github", "get_job", str(job_id)))
+        self.faults.check("get_job", after=False)
+        job = self.jobs.get(job_id)
+        return job if job is not None and job.repo == repo else None
+
+    # -- test controls
+
+    def find(self, name: str) -> Registration | None:
+        return next((r for r in self.registrations.values() if r.name == name), None)
+
+    def names(self, target: Target | None = None) -> set[str]:
+        return {
+            r.name
+            for r in self.registrations.values()
+            if target is None or r.target == target.key
+        }
+
+    def set_runner(self, name: str, *, online: bool = True, busy: bool = False) -> None:
+        registration = self.find(name)
+        assert registration is not None, f"{name} is not registered"
+        registration.online = online
+        registration.busy = busy
+
+    def deregister(self, name: str) -> None:
+        """The runner leaves GitHub's list by itself (a JIT runner after its job)."""
+        registration = self.find(name)
+        assert registration is not None, f"{name} is not registered"
+        del self.registrations[registration.id]
+
+    def add_registration(
+        self, target: Target, name: str, *, online: bool = True, busy: bool = False
+    ) -> Registration:
+        """A registration the controller did not make (another tool, or a lost crash)."""
+        registration = Registration(next(self._ids), name, target.key, (), online, busy)
+        self.registrations[registration.id] = registration
+        return registration
+
+    def put_job(self, job: ObservedJob) -> ObservedJob:
+        self.jobs[job.id] = job
+        return job
+
+    def update_job(self, job_id: int, **changes: Any) -> ObservedJob:
+        self.jobs[job_id] = replace(self.jobs[job_id], **changes)
+        return self.jobs[job_id]
+
+
+# ---------------------------------------------------------------------------------- backend
+
+
+@dataclass
+class FakeProvider:
+    """A backend holding instances in memory; deleting a missing instance is a no-op."""
+
+    pool: str
+    journal: Journal = field(default_factory=Journal)
+    instances: dict[str, Instance] = field(default_factory=dict)
+    #: Every spec ``create`` was called with (secrets included: tests check them).
+    specs: list[InstanceSpec] = field(default_factory=list)
+    faults: _Faults = field(default_factory=_Faults)
+    closed: bool = False
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def fail(
+        self,
+        operation: str,
+        error: BaseException | None = None,
+        *,
+        times: int | None = None,
+        after: bool = False,
+    ) -> None:
+        self.faults.fail(
+            operation, error or ProviderError(f"pool {self.pool}: {operation} failed"), times=times,
+            after=after,
+        )
+
+    def heal(self, operation: str) -> None:
+        self.faults.heal(operation)
+
+    # -- the Provider protocol
+
+    async def create(self, spec: InstanceSpec) -> Instance:
+        self.journal.append(("provider", "create", spec.runner_name))
+        self.specs.append(spec)
+        self.faults.check("create", after=False)
+        instance = Instance(
+            id=f"i-{next(self._ids)}", runner_name=spec.runner_name, pool=spec.pool, running=True
+        )
+        self.instances[instance.id] = instance
+        self.faults.check("create", after=True)
+        return instance
+
+    async def delete(self, instance_id: str) -> None:
+        instance = self.instances.get(instance_id)
+        self.journal.append(
+            ("provider", "delete", instance.runner_name if instance else instance_id)
+        )
+        self.faults.check("delete", after=False)
+        self.instances.pop(instance_id, None)
+
+    async def get(self, instance_id: str) -> Instance | None:
+        return self.instances.get(instance_id)
+
+    async def list(self) -> list[Instance]:
+        self.journal.append(("provider", "list", self.pool))
+        self.faults.check("list", after=False)
+        return list(self.instances.values())
+
+    async def close(self) -> None:
+        self.closed = True
+
+    # -- test controls
+
+    def find(self, runner_name: str) -> Instance | None:
+        return next((i for i in self.instances.values() if i.runner_name == runner_name), None)
+
+    def names(self) -> set[str]:
+        return {instance.runner_name for instance in self.instances.values()}
+
+    def exit(self, runner_name: str, code: int = 0, detail: str = "") -> None:
+        """The runner's process (container, VM) ended by itself."""
+        instance = self.find(runner_name)
+        assert instance is not None, f"no instance for {runner_name}"
+        self.instances[instance.id] = replace(
+            instance, running=False, exit_code=code, detail=detail
+        )
+
+    def lose(self, runner_name: str) -> None:
+        """The instance vanished without the controller's doing (host gone, manual delete)."""
+        instance = self.find(runner_name)
+        assert instance is not None, f"no instance for {runner_name}"
+        del self.instances[instance.id]
+
+    def add_instance(self, runner_name: str, *, running: bool = True) -> Instance:
+        """An instance the controller did not ask for (or has forgotten)."""
+        instance = Instance(
+            id=f"i-{next(self._ids)}", runner_name=runner_name, pool=self.pool, running=running
+        )
+        self.instances[instance.id] = instance
+        return instance
+
+
+# ---------------------------------------------------------------------------------- store
+
+
+class RecordingStore(SqlStore):
+    """The real SQL store, writing each runner state it stores to the journal as well."""
+
+    def __init__(self, store: SqlStore, journal: Journal) -> None:
+        super().__init__(store.engine)
+        self.journal = journal
+
+    def add_runner(self, runner: Runner) -> None:
+        super().add_runner(runner)
+        self.journal.append(("store", runner.state.value, runner.name))
+
+    def update_runner(self, runner: Runner) -> None:
+        previous = self.get_runner(runner.name)
+        super().update_runner(runner)
+        if previous is None or previous.state is not runner.state:
+            self.journal.append(("store", runner.state.value, runner.name))

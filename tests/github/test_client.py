@@ -1,0 +1,131 @@
+"""The production GitHub client against the simulator, over real HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from runnerscale.controller.protocols import DeleteOutcome, GitHubError
+from runnerscale.github.client import GitHubClient
+from runnerscale.model import JobState, Target
+from runnerscale.sim.faults import FaultPlan
+from runnerscale.sim.server import SimulatorOptions, SimulatorServer
+from runnerscale.sim.world import JobSpec
+
+TOKEN = "ghp_client_test_token"
+REPO = Target("repo", "acme/app")
+ORG = Target("org", "acme")
+LABELS = ("self-hosted", "linux")
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[SimulatorServer]:
+    async with SimulatorServer(SimulatorOptions(tokens=(TOKEN,))) as server:
+        server.simulator.world.ensure_repo("acme/app")
+        yield server
+
+
+@pytest.fixture
+def client(simulator: SimulatorServer) -> GitHubClient:
+    return GitHubClient(simulator.url, TOKEN)
+
+
+async def test_active_jobs_are_read_with_conditional_requests(
+    simulator: SimulatorServer, client: GitHubClient
+) -> None:
+    world = simulator.simulator.world
+    world.create_jobs(
+        [JobSpec("acme/app", LABELS, 10, 11, "a"), JobSpec("acme/app", LABELS, 10, 11, "b")]
+    )
+    first = await client.active_jobs(REPO)
+    assert sorted((job.name, job.state) for job in first) == [
+        ("a", JobState.QUEUED),
+        ("b", JobState.QUEUED),
+    ]
+    used = client.budget.resources["core"].used
+    again = await client.active_jobs(REPO)
+    assert again == first
+    assert client.budget.resources["core"].used == used  # every re-read was a free 304
+    assert client.budget.not_modified >= 3
+    stats = simulator.simulator.stats.public()
+    assert stats["not_modified"] == client.budget.not_modified
+    # Organisation targets read every repository of the organisation.
+    assert {job.id for job in await client.active_jobs(ORG)} == {job.id for job in first}
+
+
+async def test_jit_config_list_and_delete_outcomes(
+    simulator: SimulatorServer, client: GitHubClient
+) -> None:
+    jit = await client.generate_jitconfig(REPO, "rs-test-1", LABELS)
+    assert jit.encoded
+    assert str(jit.runner_id) in repr(jit)
+    assert jit.encoded not in repr(jit)
+    [listed] = await client.list_runners(REPO)
+    assert (listed.name, listed.online, listed.busy) == ("rs-test-1", False, False)
+
+    world = simulator.simulator.world
+    runner = world.runners[jit.runner_id]
+    world.runner_connect(runner.credential)
+    world.create_jobs([JobSpec("acme/app", LABELS, 60)])
+    assert await client.delete_runner(REPO, jit.runner_id) is DeleteOutcome.BUSY
+    world.runner_complete(
+        runner.credential, runner.job_id or 0, world.jobs[runner.job_id or 0].planned_conclusion
+    )
+    assert await client.delete_runner(REPO, jit.runner_id) is DeleteOutcome.GONE
+
+    other = await client.generate_jitconfig(REPO, "rs-test-2", LABELS)
+    assert await client.delete_runner(REPO, other.runner_id) is DeleteOutcome.DELETED
+
+
+async def test_runner_lists_follow_every_page(
+    simulator: SimulatorServer, client: GitHubClient
+) -> None:
+    world = simulator.simulator.world
+    for index in range(130):
+        world.generate_jitconfig(
+            "acme/app",
+            {"name": f"r{index}", "labels": list(LABELS), "runner_group_id": 1},
+            org_level=False,
+        )
+    assert len(await client.list_runners(REPO)) == 130
+
+
+async def test_runner_groups_resolve_by_name(
+    simulator: SimulatorServer, client: GitHubClient
+) -> None:
+    world = simulator.simulator.world
+    group = world.add_runner_group("acme", "ci")
+    jit = await client.generate_jitconfig(Target("org", "acme", "CI"), "rs-grouped", LABELS)
+    assert world.runners[jit.runner_id].runner_group == group
+    with pytest.raises(GitHubError, match="runner group 'nope' does not exist"):
+        await client.generate_jitconfig(Target("org", "acme", "nope"), "rs-x", LABELS)
+
+
+async def test_errors_say_what_to_fix_and_carry_retry_after(
+    simulator: SimulatorServer, client: GitHubClient
+) -> None:
+    with pytest.raises(GitHubError) as missing:
+        await client.list_runners(Target("repo", "acme/nope"))
+    text = str(missing.value)
+    assert "/repos/acme/nope/actions/runners" in text
+    assert "check that the repository" in text
+    assert TOKEN not in text
+
+    simulator.simulator.set_faults(
+        FaultPlan.model_validate({"rate_limit": {"secondary_for": 30, "retry_after": 7}})
+    )
+    with pytest.raises(GitHubError) as limited:
+        await client.list_runners(REPO)
+    assert limited.value.retry_after == 7
+
+    bad = GitHubClient(simulator.url, "wrong-token")
+    simulator.simulator.set_faults(FaultPlan())
+    with pytest.raises(GitHubError, match=r"check github\.token"):
+        await bad.list_runners(REPO)
+
+
+async def test_unreachable_github_is_a_clear_error() -> None:
+    client = GitHubClient("http://127.0.0.1:9", TOKEN, timeout=2)
+    with pytest.raises(GitHubError, match="cannot reach GitHub"):
+        await client.list_runners(REPO)
