@@ -30,7 +30,7 @@ from runnerscale.controller.protocols import (
 from runnerscale.model import GitHubRunner, Instance, InstanceSpec, JobState, Runner, Target
 from runnerscale.store import SqlStore
 
-__all__ = ["Crash", "FakeGitHub", "FakeProvider", "Journal", "RecordingStore"]
+__all__ = ["CrashError", "FakeGitHub", "FakeProvider", "Journal", "RecordingStore"]
 
 #: One entry per call: (who, operation, subject), e.g. ("github", "delete_runner", "rs-x-1").
 Entry = tuple[str, str, str]
@@ -48,7 +48,7 @@ class Journal(list[Entry]):
         ]
 
 
-class Crash(Exception):
+class CrashError(Exception):
     """Stands for the daemon dying (``kill -9``) in the middle of a call."""
 
 
@@ -110,9 +110,19 @@ class FakeGitHub:
     registrations: dict[int, Registration] = field(default_factory=dict)
     #: Workflow jobs by id, as the API would return them.
     jobs: dict[int, ObservedJob] = field(default_factory=dict)
+    #: Job ids ``active_jobs`` leaves out (a listing that misses them), though ``get_job``
+    #: still finds them.
+    unlisted: set[int] = field(default_factory=set)
     delete_outcomes: dict[str, DeleteOutcome] = field(default_factory=dict)
+    #: The JIT config issued for each runner name (a secret GitHub hands out once).
+    issued: dict[str, str] = field(default_factory=dict)
+    #: Keys of targets every call about raises GitHubError (an org that lost the App, an
+    #: enterprise the client does not support).
+    unreachable: set[str] = field(default_factory=set)
     faults: _Faults = field(default_factory=_Faults)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1001))
+    #: Every name ever registered, by id (deleted ones too), for the journal.
+    _names: dict[int, str] = field(default_factory=dict)
 
     def fail(
         self,
@@ -123,7 +133,10 @@ class FakeGitHub:
         after: bool = False,
     ) -> None:
         self.faults.fail(
-            operation, error or GitHubError(f"{operation}: 502 bad gateway"), times=times, after=after
+            operation,
+            error or GitHubError(f"{operation}: 502 bad gateway"),
+            times=times,
+            after=after,
         )
 
     def heal(self, operation: str) -> None:
@@ -135,20 +148,22 @@ class FakeGitHub:
         self, target: Target, name: str, labels: Sequence[str]
     ) -> JitConfig:
         self.journal.append(("github", "generate_jitconfig", name))
-        self.faults.check("generate_jitconfig", after=False)
+        self._reach(target, "generate_jitconfig")
         if self.find(name) is not None:
             raise GitHubError(f"a runner named {name} already exists (409)")
-        registration = Registration(next(self._ids), name, target.key, tuple(labels))
-        self.registrations[registration.id] = registration
+        registration = self._register(
+            Registration(next(self._ids), name, target.key, tuple(labels))
+        )
         self.faults.check("generate_jitconfig", after=True)
         encoded = base64.b64encode(f'{{"name": "{name}", "secret": "s3cret"}}'.encode()).decode()
+        self.issued[name] = encoded
         return JitConfig(runner_id=registration.id, encoded=encoded)
 
     async def delete_runner(self, target: Target, runner_id: int) -> DeleteOutcome:
         registration = self.registrations.get(runner_id)
-        subject = registration.name if registration else str(runner_id)
+        subject = self._names.get(runner_id, str(runner_id))
         self.journal.append(("github", "delete_runner", subject))
-        self.faults.check("delete_runner", after=False)
+        self._reach(target, "delete_runner")
         if registration is None or registration.target != target.key:
             return DeleteOutcome.GONE
         forced = self.delete_outcomes.get(registration.name)
@@ -159,20 +174,22 @@ class FakeGitHub:
 
     async def list_runners(self, target: Target) -> list[GitHubRunner]:
         self.journal.append(("github", "list_runners", target.key))
-        self.faults.check("list_runners", after=False)
+        self._reach(target, "list_runners")
         return [
-            GitHubRunner(id=r.id, name=r.name, online=r.online, busy=r.busy, labels=r.labels)
+            GitHubRunner(r.id, r.name, online=r.online, busy=r.busy, labels=r.labels)
             for r in self.registrations.values()
             if r.target == target.key
         ]
 
     async def active_jobs(self, target: Target) -> list[ObservedJob]:
         self.journal.append(("github", "active_jobs", target.key))
-        self.faults.check("active_jobs", after=False)
+        self._reach(target, "active_jobs")
         return [
             job
             for job in self.jobs.values()
-            if target.covers(job.repo) and job.state in (JobState.QUEUED, JobState.IN_PROGRESS)
+            if target.covers(job.repo)
+            and job.state in (JobState.QUEUED, JobState.IN_PROGRESS)
+            and job.id not in self.unlisted
         ]
 
     async def get_job(self, repo: str, job_id: int) -> ObservedJob | None:
@@ -181,6 +198,11 @@ class FakeGitHub:
         job = self.jobs.get(job_id)
         return job if job is not None and job.repo == repo else None
 
+    def _reach(self, target: Target, operation: str) -> None:
+        if target.key in self.unreachable:
+            raise GitHubError(f"{operation} at {target.name}: 503 service unavailable")
+        self.faults.check(operation, after=False)
+
     # -- test controls
 
     def find(self, name: str) -> Registration | None:
@@ -188,9 +210,7 @@ class FakeGitHub:
 
     def names(self, target: Target | None = None) -> set[str]:
         return {
-            r.name
-            for r in self.registrations.values()
-            if target is None or r.target == target.key
+            r.name for r in self.registrations.values() if target is None or r.target == target.key
         }
 
     def set_runner(self, name: str, *, online: bool = True, busy: bool = False) -> None:
@@ -209,8 +229,11 @@ class FakeGitHub:
         self, target: Target, name: str, *, online: bool = True, busy: bool = False
     ) -> Registration:
         """A registration the controller did not make (another tool, or a lost crash)."""
-        registration = Registration(next(self._ids), name, target.key, (), online, busy)
+        return self._register(Registration(next(self._ids), name, target.key, (), online, busy))
+
+    def _register(self, registration: Registration) -> Registration:
         self.registrations[registration.id] = registration
+        self._names[registration.id] = registration.name
         return registration
 
     def put_job(self, job: ObservedJob) -> ObservedJob:
@@ -247,7 +270,9 @@ class FakeProvider:
         after: bool = False,
     ) -> None:
         self.faults.fail(
-            operation, error or ProviderError(f"pool {self.pool}: {operation} failed"), times=times,
+            operation,
+            error or ProviderError(f"pool {self.pool}: {operation} failed"),
+            times=times,
             after=after,
         )
 

@@ -216,23 +216,48 @@ class Controller:
     # ------------------------------------------------------------------ polling
 
     async def poll_once(self) -> None:
+        """Poll every target and backend; one that fails does not stop the others. The first
+        failure is raised at the end, for the loop to count (and honour ``retry_after``)."""
         now = self.clock.now()
         seen: set[int] = set()
+        failed: list[Target] = []
+        errors: list[GitHubError | ProviderError] = []
         for target in self.targets.values():
-            for observed in await self.github.active_jobs(target):
-                seen.add(observed.id)
-                self._apply(observed)
-            apply_runner_list(self.store, target.key, await self.github.list_runners(target), now)
+            try:
+                for observed in await self.github.active_jobs(target):
+                    seen.add(observed.id)
+                    self._apply(observed)
+                listed = await self.github.list_runners(target)
+            except GitHubError as error:
+                log.warning("poll: target %s: %s", target.name, error)
+                failed.append(target)
+                errors.append(error)
+                continue
+            apply_runner_list(self.store, target.key, listed, now)
         for pool in self.pools.values():
-            apply_instances(self.store, pool.name, await pool.provider.list(), now)
-        await self._recheck_unseen(seen)
+            try:
+                instances = await pool.provider.list()
+            except ProviderError as error:
+                log.warning("poll: pool %s: %s", pool.name, error)
+                errors.append(error)
+                continue
+            apply_instances(self.store, pool.name, instances, now)
+        await self._recheck_unseen(seen, failed)
         self.kick()
+        if errors:
+            raise errors[0]
 
-    async def _recheck_unseen(self, seen: set[int]) -> None:
-        """Jobs the store holds as active that the poll no longer shows: ask for each."""
+    async def _recheck_unseen(self, seen: set[int], failed: list[Target]) -> None:
+        """Jobs the store holds as active that the poll no longer shows: ask for each. Jobs
+        that only targets whose listing failed could have shown are not unseen: skipped."""
         now = self.clock.now()
+        polled = [target for target in self.targets.values() if target not in failed]
         for job in self.store.jobs([JobState.QUEUED, JobState.IN_PROGRESS]):
             if job.id in seen or now - job.observed_at < self.settings.queued_recheck:
+                continue
+            if any(t.covers(job.repo) for t in failed) and not any(
+                t.covers(job.repo) for t in polled
+            ):
                 continue
             current = await self.github.get_job(job.repo, job.id)
             if current is None:

@@ -1,0 +1,181 @@
+"""The janitor: timeouts, retried removals, and orphans in GitHub and on the backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from runnerscale.controller.protocols import DeleteOutcome
+from runnerscale.model import Runner, RunnerState
+from tests.controller.conftest import BOOT_TIMEOUT, CREATE_TIMEOUT, PREFIX, REPO_A, World
+
+
+async def test_a_runner_that_never_comes_online_is_removed_after_boot_timeout(
+    world: World,
+) -> None:
+    name = await world.booting_runner()
+
+    world.clock.advance(BOOT_TIMEOUT - 1)
+    await world.sweep()
+    assert world.runner(name).state is RunnerState.BOOTING
+    assert world.controller.janitor.cleaned == {}
+
+    world.clock.advance(1)
+    world.journal.clear()
+    await world.sweep()
+    assert world.runner(name).state is RunnerState.GONE
+    assert world.controller.janitor.cleaned == {"boot_timeout": 1}
+    assert world.journal.ops(subject=name) == ["deleting", "delete_runner", "delete", "gone"]
+    assert world.github.find(name) is None
+    assert world.provider.find(name) is None
+
+
+@pytest.mark.parametrize("state", [RunnerState.PENDING, RunnerState.CREATING])
+async def test_a_creation_stuck_past_create_timeout_is_undone(
+    world: World, state: RunnerState
+) -> None:
+    # A row left by a creation whose call never returned (GitHub or the backend hung).
+    name = f"{PREFIX}stuck"
+    now = world.clock.now()
+    runner = Runner(name, "linux", REPO_A.key, state, created_at=now, state_since=now)
+    if state is RunnerState.CREATING:
+        runner.github_id = world.github.add_registration(REPO_A, name, online=False).id
+    world.store.add_runner(runner)
+
+    world.clock.advance(CREATE_TIMEOUT - 1)
+    await world.sweep()
+    assert world.runner(name).state is state
+
+    world.clock.advance(1)
+    await world.sweep()
+    assert world.runner(name).state is RunnerState.GONE
+    assert world.controller.janitor.cleaned == {"create_timeout": 1}
+    assert world.github.registrations == {}
+    assert world.provider.specs == []
+
+
+async def test_a_removal_is_retried_until_github_and_the_backend_both_succeed(
+    world: World,
+) -> None:
+    name = await world.booting_runner()
+    world.provider.exit(name)
+    world.github.fail("delete_runner")
+    await world.poll()
+    await world.reconcile()
+    assert world.runner(name).state is RunnerState.DELETING
+    assert world.provider.find(name) is not None  # GitHub first: the instance waits
+
+    await world.sweep()  # GitHub still failing
+    assert world.runner(name).state is RunnerState.DELETING
+    assert world.github.find(name) is not None
+
+    world.github.heal("delete_runner")
+    world.provider.fail("delete")
+    world.clock.advance(30)
+    await world.sweep()  # GitHub done, the backend failing
+    assert world.runner(name).state is RunnerState.DELETING
+    assert world.github.find(name) is None
+    assert world.provider.find(name) is not None
+
+    world.provider.heal("delete")
+    world.clock.advance(30)
+    await world.sweep()
+    assert world.runner(name).state is RunnerState.GONE
+    assert world.provider.find(name) is None
+
+
+@dataclass(frozen=True)
+class Orphan:
+    id: str
+    name: str
+    busy: bool = False
+    #: What the store holds for it (None: nothing).
+    stored: RunnerState | None = None
+    deleted: bool = False
+
+
+ORPHANS = [
+    Orphan("prefix, unknown to the store", f"{PREFIX}unknown", deleted=True),
+    Orphan("prefix, gone in the store", f"{PREFIX}was-gone", stored=RunnerState.GONE, deleted=True),
+    Orphan(
+        "prefix, failed in the store", f"{PREFIX}failed", stored=RunnerState.FAILED, deleted=True
+    ),
+    Orphan("prefix, unknown but busy: never touched", f"{PREFIX}busy", busy=True),
+    Orphan(
+        "prefix, gone but busy: never touched",
+        f"{PREFIX}gone-busy",
+        busy=True,
+        stored=RunnerState.GONE,
+    ),
+    Orphan("prefix, live in the store", f"{PREFIX}live", stored=RunnerState.IDLE),
+    Orphan("prefix, pending in the store", f"{PREFIX}pending", stored=RunnerState.PENDING),
+    Orphan("no prefix: someone else's", "build-box-3"),
+    Orphan("another pool's style of name", "rs-linuxarm-1"),
+]
+
+
+@pytest.mark.parametrize("orphan", ORPHANS, ids=[orphan.id for orphan in ORPHANS])
+async def test_github_orphans(world: World, orphan: Orphan) -> None:
+    registration = world.github.add_registration(REPO_A, orphan.name, busy=orphan.busy)
+    if orphan.stored is not None:
+        now = world.clock.now()
+        world.store.add_runner(
+            Runner(
+                orphan.name,
+                "linux",
+                REPO_A.key,
+                orphan.stored,
+                created_at=now,
+                state_since=now,
+                github_id=registration.id,
+            )
+        )
+
+    await world.sweep()
+
+    assert (world.github.find(orphan.name) is None) is orphan.deleted
+    assert world.controller.janitor.cleaned == ({"github_orphan": 1} if orphan.deleted else {})
+    if orphan.stored is not None:
+        assert world.runner(orphan.name).state is orphan.stored
+
+
+async def test_a_backend_instance_without_a_live_runner_is_removed(world: World) -> None:
+    live = await world.idle_runner()
+    gone = await world.idle_runner()
+    await world.controller.scale_down(runner_name=gone)
+    assert world.runner(gone).state is RunnerState.GONE
+    stray = world.provider.add_instance(f"{PREFIX}never-heard-of")
+    revived = world.provider.add_instance(gone)  # the backend lost a delete and re-listed it
+
+    await world.sweep()
+
+    assert set(world.provider.instances) == {world.runner(live).instance_id}
+    assert stray.id not in world.provider.instances
+    assert revived.id not in world.provider.instances
+    assert world.controller.janitor.cleaned == {"instance_orphan": 2}
+    assert world.runner(live).state is RunnerState.IDLE
+
+
+async def test_a_live_runner_whose_instance_vanished_becomes_finished(world: World) -> None:
+    name = await world.idle_runner()
+    world.provider.lose(name)
+
+    await world.sweep()
+    assert world.runner(name).state is RunnerState.FINISHED
+    assert world.controller.janitor.cleaned == {"instance_lost": 1}
+
+    await world.reconcile()  # reaped: its registration is deleted, its instance is no more
+    assert world.runner(name).state is RunnerState.GONE
+    assert world.github.find(name) is None
+
+
+async def test_a_boot_timeout_never_removes_a_runner_github_says_is_busy(world: World) -> None:
+    # It came online and took a job between two polls: the 422 keeps it.
+    name = await world.booting_runner()
+    world.github.delete_outcomes[name] = DeleteOutcome.BUSY
+    world.clock.advance(BOOT_TIMEOUT)
+    await world.sweep()
+    assert world.runner(name).state is RunnerState.BUSY
+    assert world.provider.find(name) is not None
+    assert world.github.find(name) is not None

@@ -1,0 +1,139 @@
+"""Polling: the safety net for missed webhooks, the re-check of jobs nobody shows any more, and
+forward-only job states whatever order observations arrive in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from runnerscale.model import JobState, RunnerState
+from tests.controller.conftest import QUEUED_RECHECK, World
+
+
+async def test_the_poll_records_active_jobs_and_the_next_reconcile_serves_them(
+    world: World,
+) -> None:
+    world.github.put_job(world.job(1))
+    world.github.put_job(world.job(2, JobState.IN_PROGRESS, runner_name="someone-elses"))
+    world.github.put_job(world.job(3, JobState.COMPLETED))  # not active: the API omits it
+
+    await world.poll()
+    assert {job.id: job.state for job in world.store.jobs()} == {
+        1: JobState.QUEUED,
+        2: JobState.IN_PROGRESS,
+    }
+    await world.reconcile()
+    assert len(world.runners(RunnerState.BOOTING)) == 1
+    assert world.store.get_job(1).pool == "linux"  # type: ignore[union-attr]
+
+
+@dataclass(frozen=True)
+class Recheck:
+    id: str
+    #: What GitHub's job endpoint says now (None: 404, the job is gone).
+    now: JobState | None
+    conclusion: str | None
+
+
+RECHECKS = [
+    Recheck("completed elsewhere", JobState.COMPLETED, "success"),
+    Recheck("deleted (404): treated as cancelled", None, "cancelled"),
+]
+
+
+@pytest.mark.parametrize("case", RECHECKS, ids=[case.id for case in RECHECKS])
+async def test_a_queued_job_the_poll_no_longer_shows_is_rechecked(
+    world: World, case: Recheck
+) -> None:
+    await world.queue(5)
+    if case.now is None:
+        del world.github.jobs[5]
+    else:
+        world.github.update_job(5, state=case.now, conclusion=case.conclusion)
+
+    world.clock.advance(QUEUED_RECHECK - 1)
+    await world.poll()
+    assert "get_job" not in world.journal.ops("github")  # too early: not asked
+    assert world.store.get_job(5).state is JobState.QUEUED  # type: ignore[union-attr]
+
+    world.clock.advance(1)
+    await world.poll()
+    assert world.journal.ops("github", subject="5") == ["get_job"]
+    job = world.store.get_job(5)
+    assert job is not None
+    assert job.state is JobState.COMPLETED
+    assert job.conclusion == case.conclusion
+
+    await world.reconcile()
+    assert world.runners() == []  # no demand left
+
+
+async def test_a_job_still_queued_is_rechecked_at_most_once_per_interval(world: World) -> None:
+    await world.queue(5)
+    world.github.unlisted.add(5)  # the run listing misses it; the job endpoint still has it
+
+    world.clock.advance(QUEUED_RECHECK)
+    await world.poll()
+    await world.poll()
+    assert world.journal.ops("github", subject="5") == ["get_job"]
+    assert world.store.get_job(5).state is JobState.QUEUED  # type: ignore[union-attr]
+
+    world.clock.advance(QUEUED_RECHECK)
+    await world.poll()
+    assert world.journal.ops("github", subject="5") == ["get_job", "get_job"]
+
+
+@dataclass(frozen=True)
+class Order:
+    id: str
+    sequence: tuple[JobState, ...]
+    job: JobState
+    runner: RunnerState
+
+
+ORDERS = [
+    Order(
+        "in order", (JobState.QUEUED, JobState.IN_PROGRESS), JobState.IN_PROGRESS, RunnerState.BUSY
+    ),
+    Order(
+        "stale queued after in_progress",
+        (JobState.QUEUED, JobState.IN_PROGRESS, JobState.QUEUED),
+        JobState.IN_PROGRESS,
+        RunnerState.BUSY,
+    ),
+    Order(
+        "duplicate in_progress",
+        (JobState.IN_PROGRESS, JobState.IN_PROGRESS),
+        JobState.IN_PROGRESS,
+        RunnerState.BUSY,
+    ),
+    Order(
+        "completed before in_progress",
+        (JobState.QUEUED, JobState.COMPLETED, JobState.IN_PROGRESS),
+        JobState.COMPLETED,
+        RunnerState.FINISHED,
+    ),
+    Order(
+        "late queued after completed",
+        (JobState.IN_PROGRESS, JobState.COMPLETED, JobState.QUEUED),
+        JobState.COMPLETED,
+        RunnerState.FINISHED,
+    ),
+]
+
+
+@pytest.mark.parametrize("case", ORDERS, ids=[case.id for case in ORDERS])
+async def test_job_states_only_move_forward(world: World, case: Order) -> None:
+    name = await world.idle_runner()
+    for state in case.sequence:
+        runner_name = name if state is not JobState.QUEUED else None
+        await world.deliver(world.job(9, state, runner_name=runner_name))
+    job = world.store.get_job(9)
+    assert job is not None
+    assert job.state is case.job
+    assert job.runner_name == name
+    assert world.runner(name).state is case.runner
+    # A stale queued observation creates no demand: no runner but the first is ever made.
+    await world.reconcile()
+    assert world.journal.ops("github").count("generate_jitconfig") == 1
