@@ -1116,3 +1116,17 @@ def test_rerunning_an_environment_gated_job_waits_for_approval_again(world: Worl
     rerun = world.rerun_job(job)
     assert rerun.status is JobStatus.WAITING
     assert rerun.environment == "prod"
+
+
+def test_a_runner_cancelled_before_it_picked_up_its_job_still_learns_of_it(
+    world: World,
+) -> None:
+    runner = jit_runner(world, "r1")
+    job = queue(world, run_id=9)
+    assert runner.job_id == job.id  # assigned, but the runner has not polled yet
+    world.cancel_run(world.runs[9])
+    handed = world.runner_poll(runner.credential)
+    assert handed is job
+    assert world.runner_heartbeat(runner.credential, job.id) is True
+    world.runner_complete(runner.credential, job.id, Conclusion.CANCELLED)
+    assert runner.id not in world.runners

@@ -103,6 +103,8 @@ class Runner:
     last_seen: float | None = None
     connected: bool = False
     job_id: int | None = None
+    #: The job it was last given (kept after the job ends, e.g. by a cancel).
+    last_job_id: int | None = None
     #: An ephemeral runner that has taken its one job never takes another.
     used: bool = False
 

@@ -142,16 +142,18 @@ class StandInRunner:
         """Run until the job's duration has passed; None when the service cancelled it."""
         loop = asyncio.get_running_loop()
         ends = loop.time() + float(job["duration"])
-        while (left := ends - loop.time()) > 0:
+        while True:
+            beat = await self._call(client, "POST", f"jobs/{job['id']}/heartbeat")
+            if beat.json()["cancelled"]:
+                return None
+            left = ends - loop.time()
+            if left <= 0:
+                return str(job["conclusion"])
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), min(self.heartbeat_seconds, left))
             if self._stop.is_set():
                 # Like the official runner on SIGTERM: the job ends as cancelled.
                 return "cancelled"
-            beat = await self._call(client, "POST", f"jobs/{job['id']}/heartbeat")
-            if beat.json()["cancelled"]:
-                return None
-        return str(job["conclusion"])
 
 
 async def run_stand_in(encoded: str, out: TextIO = sys.stdout) -> int:

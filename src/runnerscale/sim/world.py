@@ -501,7 +501,13 @@ class World:
         runner = self.runner_by_credential(credential)
         self._seen(runner)
         self._dispatch()
-        return self.jobs[runner.job_id] if runner.job_id is not None else None
+        if runner.job_id is not None:
+            return self.jobs[runner.job_id]
+        if runner.ephemeral and runner.used and runner.last_job_id is not None:
+            # Its one job ended (cancelled) before it picked it up: it still gets the message,
+            # and learns of the end on its first heartbeat, as the official runner does.
+            return self.jobs[runner.last_job_id]
+        return None
 
     def runner_heartbeat(self, credential: str, job_id: int) -> bool:
         """A busy runner reports it is alive; True when its job was cancelled meanwhile."""
@@ -727,6 +733,7 @@ class World:
 
     def _assign(self, job: Job, runner: Runner) -> None:
         runner.job_id = job.id
+        runner.last_job_id = job.id
         runner.used = True
         job.status = JobStatus.IN_PROGRESS
         job.started_at = self.now
