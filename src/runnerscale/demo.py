@@ -243,6 +243,7 @@ def summary(outcome: Outcome) -> Table:
 
 async def run_demo(console: Console) -> int:
     outcome = await Demo(console).run()
+    console.print()
     console.print(summary(outcome))
     if outcome.ok:
         console.print(
