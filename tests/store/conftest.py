@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from runnerscale.controller.protocols import Store
 from runnerscale.store import SqlStore, open_store
+from runnerscale.store.memory import MemoryStore
 from tests.postgres import postgres_server, postgres_url
 
 __all__ = ["make_store", "postgres_server", "postgres_url", "store", "store_url"]
@@ -38,6 +40,23 @@ def make_store(store_url: str) -> Iterator[Callable[[], SqlStore]]:
         store.close()
 
 
+@pytest.fixture(params=["sqlite", "postgres", "memory"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """One store per test on each backend, the in-memory one (used by the simulation) too:
+    they share one contract, so they share these tests."""
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'state' / 'runnerscale.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    opened = open_store(url)
+    yield opened
+    opened.close()
+
+
 @pytest.fixture
-def store(make_store: Callable[[], SqlStore]) -> SqlStore:
+def sql_store(make_store: Callable[[], SqlStore]) -> SqlStore:
+    """A SQL store on each database backend (for what only SQL has: migrations, files)."""
     return make_store()

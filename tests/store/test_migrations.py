@@ -61,19 +61,19 @@ def test_package_ships_the_migrations() -> None:
     assert head_revision() == "0001"
 
 
-def test_migrations_create_the_schema(store: SqlStore) -> None:
-    found = inspect_db(store.engine)
+def test_migrations_create_the_schema(sql_store: SqlStore) -> None:
+    found = inspect_db(sql_store.engine)
     assert set(found.get_table_names()) >= TABLES
     assert {index["name"] for index in found.get_indexes("jobs")} == {"ix_jobs_state_completed_at"}
     assert {index["name"] for index in found.get_indexes("runners")} == {
         "ix_runners_pool_state",
         "ix_runners_state_state_since",
     }
-    assert current_revision(store) == head_revision()
+    assert current_revision(sql_store) == head_revision()
 
 
-def test_migration_matches_the_models(store: SqlStore) -> None:
-    with store.engine.connect() as connection:
+def test_migration_matches_the_models(sql_store: SqlStore) -> None:
+    with sql_store.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         differences = compare_metadata(context, metadata)
     assert differences == []

@@ -91,9 +91,11 @@ class Actions:
     targets: dict[str, Target]
     pools: dict[str, PoolRuntime]
     events: Events = field(default_factory=Events)
+    #: The unique part of runner names (the simulation passes a seeded one).
+    suffix: Callable[[], str] = field(default=lambda: secrets.token_hex(4))
 
     def new_name(self, pool: PoolRuntime) -> str:
-        return f"{pool.prefix}{secrets.token_hex(4)}"
+        return f"{pool.prefix}{self.suffix()}"
 
     async def create_runner(self, pool: PoolRuntime, target: Target) -> Runner | None:
         """Register a JIT runner and start its instance. None when it failed (backoff set)."""

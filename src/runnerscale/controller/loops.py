@@ -37,7 +37,7 @@ from runnerscale.controller.protocols import (
     ProviderError,
     Store,
 )
-from runnerscale.model import Job, JobState, RunnerState, Target
+from runnerscale.model import Job, JobState, Runner, RunnerState, Target
 from runnerscale.scaler import Decision, decide
 
 log = logging.getLogger("runnerscale.controller")
@@ -109,6 +109,7 @@ class Controller:
         settings: ControllerSettings | None = None,
         events: Events | None = None,
         on_job_started: Callable[[str, float], None] | None = None,
+        runner_suffix: Callable[[], str] | None = None,
     ) -> None:
         self.store = store
         self.github = github
@@ -117,12 +118,15 @@ class Controller:
         self.targets = {target.key: target for target in targets}
         self.pools = {pool.name: pool for pool in pools}
         self.actions = Actions(store, github, clock, self.targets, self.pools, events or Events())
+        if runner_suffix is not None:
+            self.actions.suffix = runner_suffix
         self.janitor = Janitor(self.actions, self.settings.janitor)
         self._on_job_started = on_job_started or (lambda pool, wait: None)
         self._kick = asyncio.Event()
         self._inbox: asyncio.Queue[ObservedJob] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._reported_unmatched: set[int] = set()
+        self._last_observed: dict[int, ObservedJob] = {}
         self.errors: Counter[str] = Counter()
         self.status = Status(pools=[])
         self.last_decision: Decision | None = None
@@ -196,18 +200,24 @@ class Controller:
 
     async def _drain_inbox(self) -> None:
         observed = await self._inbox.get()
-        self._apply(observed)
+        self.observe(observed)
         while not self._inbox.empty():
-            self._apply(self._inbox.get_nowait())
+            self.observe(self._inbox.get_nowait())
         self.kick()
 
-    def _apply(self, observed: ObservedJob) -> None:
+    def observe(self, observed: ObservedJob) -> None:
+        """Fold one job observation into the store (and time its queue wait).
+
+        An observation identical to the last one of the same job changes nothing and is
+        skipped: polling re-reads every active job each interval.
+        """
+        if self._last_observed.get(observed.id) == observed:
+            return
         before = self.store.get_job(observed.id)
-        apply_job(self.store, observed, self.clock.now())
-        after = self.store.get_job(observed.id)
+        after = apply_job(self.store, observed, self.clock.now())
+        self._last_observed[observed.id] = observed
         if (
-            after is not None
-            and after.state is JobState.IN_PROGRESS
+            after.state is JobState.IN_PROGRESS
             and (before is None or before.state is not JobState.IN_PROGRESS)
             and after.started_at is not None
         ):
@@ -226,7 +236,7 @@ class Controller:
             try:
                 for observed in await self.github.active_jobs(target):
                     seen.add(observed.id)
-                    self._apply(observed)
+                    self.observe(observed)
                 listed = await self.github.list_runners(target)
             except GitHubError as error:
                 log.warning("poll: target %s: %s", target.name, error)
@@ -242,6 +252,9 @@ class Controller:
                 errors.append(error)
                 continue
             apply_instances(self.store, pool.name, instances, now)
+        if not failed:
+            # Forget jobs the poll no longer returns (it re-reads every active one).
+            self._last_observed = {k: v for k, v in self._last_observed.items() if k in seen}
         await self._recheck_unseen(seen, failed)
         self.kick()
         if errors:
@@ -270,7 +283,7 @@ class Controller:
                     created_at=job.created_at,
                     conclusion="cancelled",
                 )
-            self._apply(current)
+            self.observe(current)
 
     # ------------------------------------------------------------------ reconciling
 
@@ -293,11 +306,13 @@ class Controller:
                 runner = self.store.get_runner(name)
                 if runner is not None and runner.state is RunnerState.IDLE:
                     work.append(self.actions.remove_runner(runner, "idle past its timeout"))
-        for runner in self.store.runners(states=[RunnerState.FINISHED]):
-            work.append(self.actions.remove_runner(runner, "its job is done"))
+        for runner in runners:
+            if runner.state is RunnerState.FINISHED:
+                work.append(self.actions.remove_runner(runner, "its job is done"))
         if work:
             await asyncio.gather(*work)
-        self._refresh_status(decision)
+            runners = self.store.runners(states=list(LIVE_STATES))
+        self._refresh_status(decision, runners, jobs)
 
     async def _create(self, pool: PoolRuntime, count: int, jobs: list[Job]) -> None:
         targets = self._targets_for(pool, count, jobs)
@@ -347,8 +362,7 @@ class Controller:
                     list(job.labels),
                 )
 
-    def _refresh_status(self, decision: Decision) -> None:
-        runners = self.store.runners(states=list(LIVE_STATES))
+    def _refresh_status(self, decision: Decision, runners: list[Runner], jobs: list[Job]) -> None:
         pools = []
         for pool in self.pools.values():
             mine = [r for r in runners if r.pool == pool.name]
@@ -370,7 +384,7 @@ class Controller:
                     last_error=pool.last_error,
                 )
             )
-        job_counts = Counter(job.state.value for job in self.store.jobs(list(ACTIVE_JOB_STATES)))
+        job_counts = Counter(job.state.value for job in jobs)
         self.status = Status(
             pools=pools,
             unmatched_jobs=len(decision.unmatched),

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterable
 
 from runnerscale.controller.protocols import ObservedJob, Store
-from runnerscale.model import GitHubRunner, Instance, JobState, Runner, RunnerState
+from runnerscale.model import GitHubRunner, Instance, Job, JobState, Runner, RunnerState
 
 log = logging.getLogger("runnerscale.controller")
 
@@ -33,14 +33,15 @@ def move(store: Store, runner: Runner, state: RunnerState, now: float, why: str)
     store.update_runner(runner)
 
 
-def apply_job(store: Store, observed: ObservedJob, now: float) -> None:
-    """A job moved: record it, and mark the runner that runs (or ran) it."""
+def apply_job(store: Store, observed: ObservedJob, now: float) -> Job:
+    """A job moved: record it, and mark the runner that runs (or ran) it. Returns the job as
+    stored."""
     job = store.observe_job(observed, now)
     if not job.runner_name:
-        return
+        return job
     runner = store.get_runner(job.runner_name)
     if runner is None:
-        return  # not one of ours
+        return job  # not one of ours
     if job.state is JobState.IN_PROGRESS and runner.state in (
         RunnerState.CREATING,
         RunnerState.BOOTING,
@@ -51,6 +52,7 @@ def apply_job(store: Store, observed: ObservedJob, now: float) -> None:
     elif job.state is JobState.COMPLETED and runner.state in (*REGISTERED, RunnerState.CREATING):
         runner.job_id = job.id
         move(store, runner, RunnerState.FINISHED, now, f"job {job.id} {job.conclusion}")
+    return job
 
 
 def apply_runner_list(

@@ -51,7 +51,7 @@ _PG_MIGRATION_LOCK: Final = 0x72756E6E6572  # "runner"
 _WRITE_OPTION: Final = "runnerscale_write"
 
 #: Job fields an observation reports beyond id and state.
-_OBSERVED_FIELDS: Final = (
+OBSERVED_FIELDS: Final = (
     "run_id",
     "name",
     "started_at",
@@ -212,7 +212,7 @@ def _merge_observation(row: JobRow, job: ObservedJob, now: float) -> None:
     forward = stored.can_become(job.state)
     if forward:
         row.state = job.state.value
-    for field in _OBSERVED_FIELDS:
+    for field in OBSERVED_FIELDS:
         value = getattr(job, field)
         if value is None:
             continue

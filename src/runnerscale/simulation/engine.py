@@ -1,0 +1,373 @@
+"""The deterministic simulation: the real controller, a trace, a virtual clock, no sockets.
+
+A discrete-event driver replaces the daemon's background loops: it keeps one queue of timed
+events (trace arrivals, webhook deliveries, polls, reconciles, janitor sweeps, runners
+finishing their boot or their job, the simulated GitHub's own timeouts, samples for the
+report) and runs them one at a time in time order, moving the virtual clock to each. Every
+step is the daemon's own code (``Controller.observe``, ``reconcile_once``, ``poll_once``,
+``Janitor.sweep``) on a real store, against the in-process simulator and a simulated backend.
+Nothing runs concurrently and every random draw comes from the seed, so the same trace, config
+and seed give the same result, byte for byte.
+
+The ``poll-60`` reference policy is the same machinery with webhooks off and a poll every
+60 seconds, deciding only after each poll: the approach of simple polling autoscalers.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from runnerscale.config import Config, SimulationConfig
+from runnerscale.controller.actions import PoolRuntime
+from runnerscale.controller.janitor import JanitorSettings
+from runnerscale.controller.loops import Controller, ControllerSettings
+from runnerscale.github.webhooks import WebhookPayloadError, parse_workflow_job_event
+from runnerscale.model import normalize_labels
+from runnerscale.server import observed_from_event
+from runnerscale.sim.clock import VirtualClock
+from runnerscale.sim.entities import Job
+from runnerscale.sim.faults import FaultPlan, Faults
+from runnerscale.sim.ratelimit import RateLimits
+from runnerscale.sim.results import Figures, PolicyResult, RunnerSeconds, TimelinePoint
+from runnerscale.sim.trace import TraceJob
+from runnerscale.sim.webhooks import Delivery, WebhookHub
+from runnerscale.sim.world import JobSpec, World, WorldSettings
+from runnerscale.simulation.backend import SimulatedBackend
+from runnerscale.simulation.github import SimulatedGitHub
+from runnerscale.store.memory import MemoryStore
+
+#: The virtual clock starts here (2026-01-01T00:00:00Z); reports count from it.
+EPOCH = 1_767_225_600.0
+#: GitHub delivers a webhook about a second after the event.
+WEBHOOK_DELAY = 1.0
+#: How often the timeline is sampled for the report.
+SAMPLE_EVERY = 60.0
+#: After the last job could have ended, how long the simulation lets the system drain.
+DRAIN = 3600.0
+
+Step = Callable[[], Awaitable[None] | None]
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    webhooks: bool = True
+    poll_interval: float | None = None  # None: the config's
+    periodic_reconcile: bool = True
+
+
+RUNNERSCALE = Policy("runnerscale")
+POLL_60 = Policy("poll-60", webhooks=False, poll_interval=60.0, periodic_reconcile=False)
+
+
+def simulation_model(config: Config, pool_name: str) -> SimulationConfig:
+    pool = next(p for p in config.pools if p.name == pool_name)
+    return pool.simulation if pool.simulation is not None else SimulationConfig()
+
+
+class Engine:
+    def __init__(
+        self,
+        config: Config,
+        trace: Sequence[TraceJob],
+        *,
+        seed: int = 0,
+        policy: Policy = RUNNERSCALE,
+        faults: FaultPlan | None = None,
+        progress: Callable[[float], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.trace = list(trace)
+        self.policy = policy
+        self.progress = progress
+        self.clock = VirtualClock(EPOCH)
+        self._queue: list[tuple[float, int, Step]] = []
+        self._sequence = itertools.count()
+        rng = random.Random(seed)  # noqa: S311 - reproducible simulation, not security
+        self.world = World(
+            self.clock,
+            WorldSettings(
+                server_url="http://github.simulation.invalid",
+                runner_offline_after=math.inf,
+                lost_runner_timeout=math.inf,
+                seed=seed,
+            ),
+        )
+        self.faults = Faults(faults or FaultPlan())
+        self.rate_limits = RateLimits()
+        plan = self.faults.plan.rate_limit
+        if plan.limit is not None:
+            self.rate_limits.set_limit(plan.limit)
+        if plan.exhaust_primary:
+            self.rate_limits.exhaust_all(EPOCH)
+        self.rate_limits.secondary_until = EPOCH + plan.secondary_for
+        self.rate_limits.secondary_retry_after = plan.retry_after
+        self.hub = WebhookHub(
+            self.world,
+            self.faults,
+            self.clock,
+            web_url="https://github.simulation.invalid",
+            api_url="https://api.github.simulation.invalid",
+        )
+        if policy.webhooks:
+            self.hub.add_hook("http://runnerscale.simulation.invalid/webhook")
+        self.github = SimulatedGitHub(self.world, self.faults, self.rate_limits)
+        self.store = MemoryStore()
+        self.backends: dict[str, SimulatedBackend] = {}
+        pools: list[PoolRuntime] = []
+        for pool, spec in zip(config.pools, config.pool_specs(), strict=True):
+            backend = SimulatedBackend(
+                pool.name,
+                simulation_model(config, pool.name),
+                self.world,
+                self.schedule,
+                random.Random(rng.random()),  # noqa: S311
+            )
+            self.backends[pool.name] = backend
+            pools.append(
+                PoolRuntime(
+                    spec=spec,
+                    provider=backend,
+                    labels=tuple(pool.labels),
+                    prefix=pool.runner_prefix,
+                )
+            )
+        names = random.Random(rng.random())  # noqa: S311
+        self.controller = Controller(
+            self.store,
+            self.github,
+            self.clock,
+            pools=pools,
+            targets=config.to_targets(),
+            settings=ControllerSettings(
+                poll_interval=policy.poll_interval or config.poll_interval,
+                janitor_interval=config.timeouts.janitor_interval,
+                queued_recheck=config.timeouts.queued_recheck,
+                janitor=JanitorSettings(
+                    create_timeout=config.timeouts.create, delete_timeout=config.timeouts.delete
+                ),
+            ),
+            runner_suffix=lambda: f"{names.getrandbits(32):08x}",
+        )
+        for repo in sorted({job.repo for job in self.trace}):
+            self.world.ensure_repo(repo)
+        for target in config.to_targets():
+            if target.kind == "org":
+                self.world.ensure_owner(target.name)
+            elif target.kind == "repo":
+                self.world.ensure_repo(target.name)
+        self.world.add_listener(self._on_job_event)
+        self._servable = {
+            index
+            for index, job in enumerate(self.trace)
+            if any(normalize_labels(job.labels) <= spec.labels for spec in config.pool_specs())
+        }
+        self._open_jobs = 0
+        self._arrived = 0
+        self._reconcile_at: float | None = None
+        self._tick_at: float | None = None
+        self._timeline: list[TimelinePoint] = []
+        last_end = max((job.at + job.duration for job in self.trace), default=0.0)
+        self.horizon = EPOCH + last_end + DRAIN
+
+    # ------------------------------------------------------------------ the event queue
+
+    def schedule(self, at: float, step: Step) -> None:
+        heapq.heappush(self._queue, (at, next(self._sequence), step))
+
+    def _every(self, interval: float, step: Step, first: float) -> None:
+        async def repeat() -> None:
+            result = step()
+            if result is not None:
+                await result
+            self.schedule(self.clock.now() + interval, repeat)
+
+        self.schedule(first, repeat)
+
+    def _reconcile_soon(self) -> None:
+        now = self.clock.now()
+        if self._reconcile_at is None or self._reconcile_at > now:
+            self._reconcile_at = now
+            self.schedule(now, self._reconcile)
+
+    async def _reconcile(self) -> None:
+        if self._reconcile_at is None or self._reconcile_at > self.clock.now():
+            return  # superseded
+        self._reconcile_at = None
+        await self.controller.reconcile_once()
+
+    # ------------------------------------------------------------------ what happens
+
+    def _arrive(self, job: TraceJob) -> Step:
+        def arrive() -> None:
+            self._arrived += 1
+            self.world.create_jobs(
+                [JobSpec(job.repo, tuple(job.labels), job.duration, job.run_id, job.job)]
+            )
+
+        return arrive
+
+    def _on_job_event(self, action: str, job: Job) -> None:
+        if action in ("queued", "waiting") and job.started_at is None:
+            self._open_jobs += 1
+        if action == "in_progress" and job.runner_name is not None:
+            backend = self._backend_of(job.runner_name)
+            if backend is not None:
+                backend.job_started(job.runner_name, self.clock.now())
+            self.schedule(self.clock.now() + job.duration, self._finish(job))
+        if action == "completed":
+            self._open_jobs -= 1
+            if job.runner_name is not None:
+                backend = self._backend_of(job.runner_name)
+                if backend is not None:
+                    backend.job_ended(job.runner_name, self.clock.now())
+
+    def _backend_of(self, runner_name: str) -> SimulatedBackend | None:
+        for backend in self.backends.values():
+            if runner_name in backend.instances:
+                return backend
+        return None
+
+    def _finish(self, job: Job) -> Step:
+        def finish() -> None:
+            runner = self.world.runners.get(job.runner_id or -1)
+            if runner is None or runner.job_id != job.id:
+                return  # cancelled or lost meanwhile
+            self.world.runner_complete(runner.credential, job.id, job.planned_conclusion)
+
+        return finish
+
+    def _deliver(self, delivery: Delivery) -> Step:
+        def deliver() -> None:
+            try:
+                event = parse_workflow_job_event(delivery.body)
+            except WebhookPayloadError:
+                return
+            delivery.status = "delivered"
+            delivery.status_code = 202
+            if not self.controller.covers(event.repo_full_name):
+                return
+            if not self.store.remember_delivery(delivery.guid, self.clock.now()):
+                return
+            self.controller.observe(observed_from_event(event))
+            self._reconcile_soon()
+
+        return deliver
+
+    def _periodic_reconcile(self) -> None:
+        busy = self._open_jobs > 0 or any(b.instances for b in self.backends.values())
+        needs_idle = any(pool.spec.min_idle for pool in self.controller.pools.values())
+        if busy or needs_idle:
+            self._reconcile_soon()
+
+    async def _poll(self) -> None:
+        await self.controller.poll_once()
+        self._reconcile_soon()
+
+    def _sample(self) -> None:
+        now = self.clock.now()
+        booting = idle = busy = 0
+        cost = 0.0
+        for backend in self.backends.values():
+            b, i, u = backend.state_counts()
+            booting, idle, busy = booting + b, idle + i, busy + u
+            cost += backend.cost(now)
+        queued = sum(1 for job in self.world.jobs.values() if job.status.value == "queued")
+        self._timeline.append(TimelinePoint(now - EPOCH, queued, booting, idle, busy, cost))
+        if self.progress is not None:
+            self.progress(min(1.0, (now - EPOCH) / max(1.0, self.horizon - EPOCH)))
+
+    def _after_step(self) -> None:
+        now = self.clock.now()
+        for delivery in self.hub.take_ready():
+            self.schedule(now + WEBHOOK_DELAY, self._deliver(delivery))
+        deadline = self.world.next_deadline()
+        if deadline is not None and (self._tick_at is None or deadline < self._tick_at):
+            self._tick_at = deadline
+            self.schedule(max(now, deadline), self._tick)
+
+    def _tick(self) -> None:
+        self._tick_at = None
+        self.world.tick()
+
+    def _finished(self) -> bool:
+        if self._arrived < len(self.trace) or self._open_jobs > len(self.trace) - len(
+            self._servable
+        ):
+            return False
+        if any(b.instances for b in self.backends.values()):
+            return False
+        return all(
+            self.world.jobs[job_id].status.value == "completed"
+            for job_id in self._servable_job_ids()
+        )
+
+    def _servable_job_ids(self) -> list[int]:
+        specs = self.config.pool_specs()
+        return [
+            job.id
+            for job in self.world.jobs.values()
+            if any(normalize_labels(job.labels) <= spec.labels for spec in specs)
+        ]
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self) -> PolicyResult:
+        for job in self.trace:
+            self.schedule(EPOCH + job.at, self._arrive(job))
+        settings = self.controller.settings
+        self._every(settings.poll_interval, self._poll, EPOCH)
+        self._every(
+            settings.janitor_interval,
+            self.controller.janitor.sweep,
+            EPOCH + settings.janitor_interval,
+        )
+        if self.policy.periodic_reconcile:
+            self._every(settings.reconcile_interval, self._periodic_reconcile, EPOCH)
+        self._every(SAMPLE_EVERY, self._sample, EPOCH)
+        try:
+            while self._queue:
+                at, _, step = heapq.heappop(self._queue)
+                if at > self.horizon:
+                    break
+                self.clock.set(at)
+                result = step()
+                if result is not None:
+                    await result
+                self._after_step()
+                if self._finished():
+                    break
+            self._sample()
+            return PolicyResult(self.policy.name, self._figures(), tuple(self._timeline))
+        finally:
+            self.store.close()
+
+    def _figures(self) -> Figures:
+        now = self.clock.now()
+        servable = set(self._servable_job_ids())
+        waits = [
+            job.started_at - job.created_at
+            for job in self.world.jobs.values()
+            if job.id in servable and job.started_at is not None
+        ]
+        booting = idle = busy = 0.0
+        cost = 0.0
+        for backend in self.backends.values():
+            b, i, u = backend.seconds(now)
+            booting, idle, busy = booting + b, idle + i, busy + u
+            cost += backend.cost(now)
+        served = len(waits)
+        return Figures(
+            jobs=len(self.trace),
+            served=served,
+            unserved=len(self.trace) - served,
+            queue_waits=tuple(waits),
+            runner_seconds=RunnerSeconds(busy=busy, idle=idle, booting=booting),
+            cost=cost,
+            api_calls=self.github.api_calls,
+        )

@@ -1,0 +1,67 @@
+"""``runnerscale simulate``: one trace, one config, the policies side by side.
+
+The configured policy runs on the engine; ``--compare`` adds the reference points on the same
+trace and seed: ``poll-60`` (the same engine, webhooks off, a poll every minute), ``static-N``
+(each pool's cap of always-on runners) and, always, the lower bound (``limit``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from runnerscale.config import Config
+from runnerscale.sim.bounds import lower_bound, pool_models, static_fleet
+from runnerscale.sim.faults import FaultPlan
+from runnerscale.sim.results import PolicyResult, SimulationResult
+from runnerscale.sim.trace import TraceJob
+from runnerscale.simulation.engine import POLL_60, RUNNERSCALE, Engine, Policy
+
+Progress = Callable[[str, float], None]
+
+
+async def run_policy(
+    config: Config,
+    trace: Sequence[TraceJob],
+    policy: Policy,
+    *,
+    seed: int,
+    faults: FaultPlan | None,
+    progress: Progress | None,
+) -> PolicyResult:
+    def report(fraction: float) -> None:
+        if progress is not None:
+            progress(policy.name, fraction)
+
+    engine = Engine(config, trace, seed=seed, policy=policy, faults=faults, progress=report)
+    result = await engine.run()
+    report(1.0)
+    return result
+
+
+async def simulate(
+    config: Config,
+    trace: Sequence[TraceJob],
+    *,
+    trace_name: str,
+    seed: int = 0,
+    compare: bool = False,
+    faults: FaultPlan | None = None,
+    progress: Progress | None = None,
+) -> SimulationResult:
+    pools = pool_models(config)
+    main = await run_policy(config, trace, RUNNERSCALE, seed=seed, faults=faults, progress=progress)
+    compared: tuple[PolicyResult, ...] = ()
+    if compare:
+        polling = await run_policy(
+            config, trace, POLL_60, seed=seed, faults=faults, progress=progress
+        )
+        sizes = "/".join(str(pool.spec.max_runners) for pool in pools)
+        static = PolicyResult(f"static-{sizes}", static_fleet(trace, pools))
+        compared = (polling, static)
+    return SimulationResult(
+        trace=trace_name,
+        seed=seed,
+        result=main,
+        limit=lower_bound(trace, pools),
+        compared=compared,
+    )

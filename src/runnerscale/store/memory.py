@@ -1,0 +1,142 @@
+"""A store in memory: the same contract as :class:`~runnerscale.store.sql.SqlStore`, no disk.
+
+The deterministic simulation replays hours of traffic and calls the store thousands of times a
+virtual minute; SQLAlchemy's per-call cost would dominate it. This store keeps the same rules
+(forward-only jobs, unique runner names, once-only deliveries) and passes the same test suite
+(``tests/store`` runs against every backend), so the simulation exercises the same behaviour.
+Nothing survives the process: the daemon never uses it.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import replace
+
+from runnerscale.controller.protocols import ObservedJob
+from runnerscale.model import Job, JobState, Runner, RunnerState
+from runnerscale.store.sql import DELIVERY_TTL, OBSERVED_FIELDS
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self._jobs: dict[int, Job] = {}
+        self._runners: dict[str, Runner] = {}
+        self._deliveries: dict[str, float] = {}
+        self._values: dict[str, str] = {}
+
+    # -- jobs
+
+    def observe_job(self, job: ObservedJob, now: float) -> Job:
+        stored = self._jobs.get(job.id)
+        if stored is None:
+            stored = Job(
+                id=job.id,
+                repo=job.repo,
+                labels=tuple(job.labels),
+                state=job.state,
+                created_at=job.created_at,
+                run_id=job.run_id,
+                name=job.name,
+                started_at=job.started_at,
+                completed_at=job.completed_at,
+                runner_name=job.runner_name,
+                conclusion=job.conclusion,
+                observed_at=now,
+            )
+            self._jobs[job.id] = stored
+            return copy.copy(stored)
+        forward = stored.state.can_become(job.state)
+        if forward:
+            stored.state = job.state
+        for field in OBSERVED_FIELDS:
+            value = getattr(job, field)
+            if value is not None and (forward or getattr(stored, field) is None):
+                setattr(stored, field, value)
+        if not stored.labels and job.labels:
+            stored.labels = tuple(job.labels)
+        stored.observed_at = max(stored.observed_at, now)
+        return copy.copy(stored)
+
+    def get_job(self, job_id: int) -> Job | None:
+        stored = self._jobs.get(job_id)
+        return copy.copy(stored) if stored is not None else None
+
+    def jobs(self, states: Sequence[JobState] | None = None) -> list[Job]:
+        wanted = None if states is None else set(states)
+        chosen = [j for j in self._jobs.values() if wanted is None or j.state in wanted]
+        return [copy.copy(j) for j in sorted(chosen, key=lambda j: (j.created_at, j.id))]
+
+    def set_job_pool(self, job_id: int, pool: str | None) -> None:
+        if job_id not in self._jobs:
+            raise KeyError(f"no job {job_id}")
+        self._jobs[job_id].pool = pool
+
+    def prune_jobs(self, completed_before: float) -> int:
+        old = [
+            job_id
+            for job_id, job in self._jobs.items()
+            if job.state is JobState.COMPLETED
+            and (job.completed_at if job.completed_at is not None else job.observed_at)
+            < completed_before
+        ]
+        for job_id in old:
+            del self._jobs[job_id]
+        return len(old)
+
+    # -- runners
+
+    def add_runner(self, runner: Runner) -> None:
+        if runner.name in self._runners:
+            raise ValueError(f"a runner named {runner.name!r} already exists")
+        self._runners[runner.name] = replace(runner)
+
+    def get_runner(self, name: str) -> Runner | None:
+        stored = self._runners.get(name)
+        return replace(stored) if stored is not None else None
+
+    def runners(
+        self, *, pool: str | None = None, states: Sequence[RunnerState] | None = None
+    ) -> list[Runner]:
+        wanted = None if states is None else set(states)
+        chosen = [
+            r
+            for r in self._runners.values()
+            if (pool is None or r.pool == pool) and (wanted is None or r.state in wanted)
+        ]
+        return [replace(r) for r in sorted(chosen, key=lambda r: (r.created_at, r.name))]
+
+    def update_runner(self, runner: Runner) -> None:
+        if runner.name not in self._runners:
+            raise KeyError(f"no runner named {runner.name!r}")
+        self._runners[runner.name] = replace(runner)
+
+    def prune_runners(self, gone_before: float) -> int:
+        old = [
+            name
+            for name, r in self._runners.items()
+            if r.state is RunnerState.GONE and r.state_since < gone_before
+        ]
+        for name in old:
+            del self._runners[name]
+        return len(old)
+
+    # -- deliveries and values
+
+    def remember_delivery(self, delivery_id: str, now: float) -> bool:
+        self._deliveries = {
+            key: seen for key, seen in self._deliveries.items() if seen >= now - DELIVERY_TTL
+        }
+        if delivery_id in self._deliveries:
+            return False
+        self._deliveries[delivery_id] = now
+        return True
+
+    def get_value(self, key: str) -> str | None:
+        return self._values.get(key)
+
+    def set_value(self, key: str, value: str) -> None:
+        self._values[key] = value
+
+    def close(self) -> None:
+        """Nothing to release."""

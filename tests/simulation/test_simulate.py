@@ -1,0 +1,174 @@
+"""The deterministic simulation: the real controller replaying traces on a virtual clock."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from runnerscale.config import Config, parse_config
+from runnerscale.sim.faults import FaultPlan
+from runnerscale.sim.trace import TraceJob, read_trace
+from runnerscale.simulation.engine import POLL_60, WEBHOOK_DELAY, Engine
+from runnerscale.simulation.run import simulate
+
+TRACES = Path(__file__).parents[2].parent / "shared" / "traces"
+X64 = ("self-hosted", "linux", "x64")
+
+CONFIG = """\
+github: {api_url: "http://127.0.0.1:9", token: t}
+targets: [{org: acme}]
+poll_interval: 15s
+pools:
+  - name: x64
+    labels: [self-hosted, linux, x64]
+    provider: local
+    max_runners: 10
+    idle_timeout: 60s
+    local: {command: [run.sh, --jitconfig, "{jitconfig}"]}
+    simulation: {boot_time: 30s, cost_per_hour: 0.36}
+"""
+
+
+def config(text: str = CONFIG) -> Config:
+    return parse_config(text, source="test.yaml", env={"HOME": "/tmp"})
+
+
+def trace(*jobs: tuple[float, float]) -> list[TraceJob]:
+    return [
+        TraceJob(at, "acme/app", X64, duration, 1000 + i, f"job-{i}")
+        for i, (at, duration) in enumerate(jobs)
+    ]
+
+
+async def test_with_webhooks_a_job_waits_for_boot_plus_delivery() -> None:
+    result = await Engine(config(), trace((0, 100), (10, 50), (20, 20))).run()
+    figures = result.figures
+    assert (figures.served, figures.unserved) == (3, 0)
+    # Boot time plus the webhook's delivery; the first job is also seen by the start-up poll.
+    assert set(figures.queue_waits) <= {30.0, 30.0 + WEBHOOK_DELAY}
+    assert figures.queue_waits[1:] == (30.0 + WEBHOOK_DELAY,) * 2
+    assert figures.runner_seconds.busy == pytest.approx(170.0)
+    assert figures.runner_seconds.booting == pytest.approx(90.0)
+    assert figures.api_calls >= 3  # at least one JIT configuration per job
+    assert figures.cost == pytest.approx(figures.runner_seconds.total / 3600 * 0.36)
+
+
+async def test_with_every_webhook_lost_polling_still_serves_every_job() -> None:
+    lossy = FaultPlan.model_validate({"webhooks": {"drop_rate": 1.0}})
+    result = await Engine(config(), trace((0, 60), (5, 60)), faults=lossy).run()
+    assert result.figures.served == 2
+    # Found by the next poll (every 15 s), then booted.
+    assert sorted(result.figures.queue_waits) == [30.0, 30.0 + 10.0]  # polls at 0 s and 15 s
+
+
+async def test_poll_60_waits_longer_than_webhooks() -> None:
+    jobs = trace(*((i * 97.0, 40.0) for i in range(12)))
+    fast = await Engine(config(), jobs).run()
+    slow = await Engine(config(), jobs, policy=POLL_60).run()
+    assert max(fast.figures.queue_waits) < min(slow.figures.queue_waits) + 60
+    assert sum(slow.figures.queue_waits) > sum(fast.figures.queue_waits)
+
+
+async def test_unmatched_jobs_are_unserved_and_never_provisioned_for() -> None:
+    jobs = [*trace((0, 10)), TraceJob(1, "acme/app", ("self-hosted", "gpu"), 10, 2000, "gpu")]
+    result = await Engine(config(), jobs).run()
+    assert (result.figures.served, result.figures.unserved) == (1, 1)
+
+
+async def test_same_inputs_and_seed_give_identical_json() -> None:
+    jobs = read_trace(TRACES / "workday.jsonl")[:80]
+    reference = config((TRACES / "reference.yaml").read_text().replace("${GITHUB_TOKEN}", "t"))
+    first = await simulate(reference, jobs, trace_name="workday", seed=3, compare=True)
+    second = await simulate(reference, jobs, trace_name="workday", seed=3, compare=True)
+    assert json.dumps(first.as_json()) == json.dumps(second.as_json())
+    body = first.as_json()
+    for key in (
+        "jobs",
+        "served",
+        "unserved",
+        "queue_wait_s",
+        "runner_seconds",
+        "idle_ratio",
+        "api_calls",
+        "api_calls_per_job",
+        "cost",
+        "limit",
+    ):
+        assert key in body
+    assert set(body["queue_wait_s"]) == {"p50", "p95", "p99", "max"}
+    assert set(body["compared"]) == {"poll-60", "static-50/20/4"}
+
+
+async def run_cli(*arguments: str) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "runnerscale",
+        "simulate",
+        *arguments,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    async with asyncio.timeout(240):
+        output, _ = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, output.decode()
+
+
+async def test_the_command_writes_byte_identical_json_and_a_report(tmp_path: Path) -> None:
+    trace_file = tmp_path / "small.jsonl"
+    trace_file.write_text(
+        "".join(
+            json.dumps(line) + "\n"
+            for line in (
+                json.loads(raw) for raw in (TRACES / "nightly.jsonl").read_text().splitlines()[:40]
+            )
+        )
+    )
+    outputs = []
+    for name in ("a.json", "b.json"):
+        code, output = await run_cli(
+            "--trace",
+            str(trace_file),
+            "--config",
+            str(TRACES / "reference.yaml"),
+            "--json",
+            str(tmp_path / name),
+            "--seed",
+            "5",
+        )
+        assert code == 0, output
+        outputs.append((tmp_path / name).read_bytes())
+    assert outputs[0] == outputs[1]
+    assert "lower bound" in output
+    code, output = await run_cli(
+        "--trace",
+        str(trace_file),
+        "--config",
+        str(TRACES / "reference.yaml"),
+        "--report",
+        str(tmp_path / "r.html"),
+    )
+    assert code == 0, output
+    assert (tmp_path / "r.html").read_text().count("data:image/png;base64,") == 3
+
+
+async def test_bad_traces_and_configs_are_reported_with_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(
+        '{"at": 0, "repo": "acme/app", "labels": ["x"], "duration": 1}\n{"at": "soon"}\n'
+    )
+    code, output = await run_cli("--trace", str(bad), "--config", str(TRACES / "reference.yaml"))
+    assert code == 2
+    assert "bad.jsonl:2" in output
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(
+        (TRACES / "reference.yaml").read_text().replace("max_runners: 50", "max_runners: -1")
+    )
+    code, output = await run_cli("--trace", str(TRACES / "workday.jsonl"), "--config", str(broken))
+    assert code == 2
+    assert "broken.yaml:" in output
