@@ -26,6 +26,7 @@ from runnerscale import __version__
 if TYPE_CHECKING:
     from runnerscale.config import Config
     from runnerscale.logs import RedactSecrets
+    from runnerscale.sim.faults import FaultPlan
     from runnerscale.sim.server import SimulatorOptions
 
 app = typer.Typer(
@@ -418,10 +419,26 @@ def simulate(
     compare: Annotated[
         bool, typer.Option(help="Also run poll-60 and static-N on the same trace.")
     ] = False,
+    faults: Annotated[
+        Path | None,
+        typer.Option(
+            help="JSON fault plan (the body of the simulator's POST /_sim/faults): webhook "
+            "loss, API errors, rate limits.",
+            dir_okay=False,
+        ),
+    ] = None,
+    sweep: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Run a grid: KEY=V1,V2,... with KEY min_idle, max_runners or idle_timeout "
+            "(applied to every pool; repeatable for a grid of several keys)."
+        ),
+    ] = None,
 ) -> None:
     """Replay a trace against a config on a virtual clock (deterministic, no GitHub)."""
     from rich.progress import Progress
 
+    from runnerscale.logs import setup_logging
     from runnerscale.sim.report import comparison_table, render_html
     from runnerscale.sim.trace import TraceError, read_trace
     from runnerscale.simulation.run import simulate as run
@@ -431,6 +448,13 @@ def simulate(
         jobs = read_trace(trace)
     except TraceError as error:
         raise fail(f"the trace is not valid:\n{error}") from None
+    plan = _fault_plan(faults)
+    setup_logging("error")  # the controller's warnings would tear the progress display
+    if sweep:
+        if json_out or report or compare:
+            raise fail("--sweep prints its own table: run it without --json, --report, --compare")
+        _run_sweep(loaded, jobs, trace.name, seed, plan, sweep)
+        return
     console = Console(stderr=True)
     with Progress(console=console, transient=True) as bar:
         tasks: dict[str, Any] = {}
@@ -441,7 +465,15 @@ def simulate(
             bar.update(tasks[policy], completed=fraction)
 
         result = asyncio.run(
-            run(loaded, jobs, trace_name=trace.name, seed=seed, compare=compare, progress=progress)
+            run(
+                loaded,
+                jobs,
+                trace_name=trace.name,
+                seed=seed,
+                compare=compare,
+                faults=plan,
+                progress=progress,
+            )
         )
     rows = [(result.result.policy, result.result.figures)]
     rows += [(p.policy, p.figures) for p in result.compared]
@@ -451,12 +483,15 @@ def simulate(
     if json_out is not None:
         json_out.write_text(json.dumps(result.as_json(), indent=2) + "\n")
     if report is not None:
-        html = render_html(
-            f"runnerscale simulation: {trace.name}",
-            f"config {config.name}, seed {seed}",
-            [result.result, *result.compared],
-            result.limit,
-        )
+        try:
+            html = render_html(
+                f"runnerscale simulation: {trace.name}",
+                f"config {config.name}, seed {seed}",
+                [result.result, *result.compared],
+                result.limit,
+            )
+        except RuntimeError as error:  # matplotlib is missing
+            raise fail(str(error)) from None
         report.write_text(html)
 
 
@@ -475,6 +510,131 @@ def _load_for_simulation(path: Path) -> Config:
         return load_config(path, env=env)
     except ConfigError as error:
         raise fail(f"the configuration is not valid:\n{error}") from None
+
+
+def _fault_plan(path: Path | None) -> FaultPlan | None:
+    from pydantic import ValidationError
+
+    from runnerscale.sim.faults import FaultPlan
+
+    if path is None:
+        return None
+    try:
+        return FaultPlan.model_validate_json(path.read_text())
+    except OSError as error:
+        raise fail(f"--faults {path}: {error.strerror or error}") from None
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in item['loc']) or 'body'}: {item['msg']}"
+            for item in error.errors()
+        )
+        raise fail(f"--faults {path} is not a valid fault plan: {problems}") from None
+
+
+SWEEPABLE = ("min_idle", "max_runners", "idle_timeout")
+
+
+def _parse_sweep(values: list[str]) -> list[tuple[str, list[str]]]:
+    grid = []
+    for value in values:
+        key, _, options = value.partition("=")
+        key = key.strip()
+        if key not in SWEEPABLE or not options.strip():
+            raise fail(
+                f"--sweep {value!r}: write KEY=V1,V2,... with KEY one of {', '.join(SWEEPABLE)}"
+            )
+        grid.append((key, [option.strip() for option in options.split(",") if option.strip()]))
+    return grid
+
+
+def _run_sweep(
+    config: Config,
+    jobs: list[Any],
+    trace_name: str,
+    seed: int,
+    plan: FaultPlan | None,
+    sweep: list[str],
+) -> None:
+    """Every combination of the swept values, applied to every pool; one table of the
+    trade-off between queue wait and cost."""
+    import itertools
+
+    from pydantic import ValidationError
+    from rich.progress import Progress
+
+    from runnerscale.sim.report import sweep_table
+    from runnerscale.simulation.engine import RUNNERSCALE
+    from runnerscale.simulation.run import run_policy
+
+    grid = _parse_sweep(sweep)
+    points = []
+    combinations = list(itertools.product(*(options for _, options in grid)))
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(f"sweeping {len(combinations)} settings", total=len(combinations))
+        for combination in combinations:
+            values = dict(zip((key for key, _ in grid), combination, strict=True))
+            data = config.model_dump()
+            for pool in data["pools"]:
+                pool.update(values)
+                pool["min_idle"] = min(int(pool["min_idle"]), int(pool["max_runners"]))
+            try:
+                variant = type(config).model_validate(data)
+            except ValidationError as error:
+                raise fail(f"--sweep {values}: {error.errors()[0]['msg']}") from None
+            result = asyncio.run(
+                run_policy(variant, jobs, RUNNERSCALE, seed=seed, faults=plan, progress=None)
+            )
+            points.append((values, result.figures))
+            bar.advance(task)
+    wide = Console(width=None if sys.stdout.isatty() else 160)
+    wide.print(sweep_table(points, title=f"{trace_name}: queue wait against cost"))
+
+
+trace_app = typer.Typer(help="Make workload traces for runnerscale simulate.")
+app.add_typer(trace_app, name="trace")
+
+
+@trace_app.command("export")
+def trace_export(
+    repo: Annotated[str, typer.Option(help="The repository, OWNER/NAME.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Trace file to write.")],
+    since: Annotated[str, typer.Option(help="How far back: 7d, 24h, 90m or an ISO date.")] = "7d",
+    api_url: Annotated[
+        str, typer.Option(help="GitHub's API (GHES: https://HOST/api/v3).")
+    ] = "https://api.github.com",
+) -> None:
+    """Write a repository's recent jobs as a trace (token from GITHUB_TOKEN)."""
+    from githubkit import GitHub
+    from rich.progress import Progress
+
+    from runnerscale.sim.export import ExportError, export_trace, parse_since
+    from runnerscale.sim.trace import write_trace
+
+    token = os.environ.get("GITHUB_TOKEN")
+    if not token:
+        raise fail("set GITHUB_TOKEN to a token that can read the repository's Actions runs")
+    try:
+        since_epoch = parse_since(since)
+    except ValueError as error:
+        raise fail(str(error)) from None
+    client = GitHub(token, base_url=api_url.rstrip("/") + "/", auto_retry=False, http_cache=False)
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(f"reading {repo}", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        try:
+            jobs = asyncio.run(export_trace(client, repo, since_epoch, progress=progress))
+        except (ExportError, ValueError) as error:
+            raise fail(str(error), code=1) from None
+    if not jobs:
+        raise fail(
+            f"{repo} has no finished jobs since {since}: nothing written (try a longer --since)",
+            code=1,
+        )
+    write_trace(jobs, output)
+    typer.echo(f"wrote {len(jobs)} jobs to {output}")
 
 
 def main() -> None:

@@ -172,3 +172,100 @@ async def test_bad_traces_and_configs_are_reported_with_file_and_line(tmp_path: 
     code, output = await run_cli("--trace", str(TRACES / "workday.jsonl"), "--config", str(broken))
     assert code == 2
     assert "broken.yaml:" in output
+
+
+async def test_sweep_prints_the_trade_off_table(tmp_path: Path) -> None:
+    trace_file = tmp_path / "t.jsonl"
+    trace_file.write_text(
+        "".join(f"{line}\n" for line in (TRACES / "workday.jsonl").read_text().splitlines()[:30])
+    )
+    code, output = await run_cli(
+        "--trace",
+        str(trace_file),
+        "--config",
+        str(TRACES / "reference.yaml"),
+        "--sweep",
+        "min_idle=0,1",
+        "--sweep",
+        "max_runners=2,50",
+    )
+    assert code == 0, output
+    assert output.count("$") >= 4
+    assert "min_idle" in output
+    assert "max_runners" in output
+    code, output = await run_cli(
+        "--trace",
+        str(trace_file),
+        "--config",
+        str(TRACES / "reference.yaml"),
+        "--sweep",
+        "colour=1",
+    )
+    assert code == 2
+    assert "KEY=V1,V2" in output
+
+
+async def test_faults_from_a_plan_file(tmp_path: Path) -> None:
+    trace_file = tmp_path / "t.jsonl"
+    trace_file.write_text(
+        "".join(f"{line}\n" for line in (TRACES / "workday.jsonl").read_text().splitlines()[:20])
+    )
+    plan = tmp_path / "faults.json"
+    plan.write_text(json.dumps({"webhooks": {"drop_rate": 1.0}, "error_rate": 0.1, "seed": 4}))
+    code, output = await run_cli(
+        "--trace",
+        str(trace_file),
+        "--config",
+        str(TRACES / "reference.yaml"),
+        "--faults",
+        str(plan),
+        "--json",
+        str(tmp_path / "out.json"),
+    )
+    assert code == 0, output
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert result["served"] == 20  # polling alone, through API errors
+    assert result["queue_wait_s"]["p95"] > result["limit"]["queue_wait_s"]["p95"]
+    plan.write_text(json.dumps({"error_rate": 3}))
+    code, output = await run_cli(
+        "--trace",
+        str(trace_file),
+        "--config",
+        str(TRACES / "reference.yaml"),
+        "--faults",
+        str(plan),
+    )
+    assert code == 2
+    assert "error_rate" in output
+
+
+async def test_the_lower_bound_stays_a_bound_when_boot_times_vary() -> None:
+    varied = CONFIG.replace(
+        "simulation: {boot_time: 30s, cost_per_hour: 0.36}",
+        "simulation: {boot_time: {distribution: uniform, low: 20s, high: 60s}}",
+    )
+    jobs = trace(*((i * 50.0, 30.0) for i in range(10)))
+    result = await simulate(config(varied), jobs, trace_name="t", seed=2)
+    assert result.limit.queue_wait.max == 20.0
+    assert min(result.result.figures.queue_waits) >= result.limit.queue_wait.p50
+
+
+async def test_jobs_outside_the_targets_are_unserved_in_the_bound_too() -> None:
+    jobs = [*trace((0, 10)), TraceJob(1, "elsewhere/app", X64, 10, 3000, "outside")]
+    result = await simulate(config(), jobs, trace_name="t")
+    assert (result.result.figures.unserved, result.limit.unserved) == (1, 1)
+
+
+async def test_sweep_refuses_options_it_would_ignore(tmp_path: Path) -> None:
+    code, output = await run_cli(
+        "--trace",
+        str(TRACES / "workday.jsonl"),
+        "--config",
+        str(TRACES / "reference.yaml"),
+        "--sweep",
+        "min_idle=0,1",
+        "--json",
+        str(tmp_path / "x.json"),
+    )
+    assert code == 2
+    assert "--sweep prints its own table" in output

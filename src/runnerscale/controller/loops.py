@@ -288,6 +288,13 @@ class Controller:
     # ------------------------------------------------------------------ reconciling
 
     async def reconcile_once(self) -> None:
+        # Reap finished runners first: under a binding cap, the slot they free is used in this
+        # very cycle instead of the next one.
+        finished = self.store.runners(states=[RunnerState.FINISHED])
+        if finished:
+            await asyncio.gather(
+                *(self.actions.remove_runner(runner, "its job is done") for runner in finished)
+            )
         now = self.clock.now()
         jobs = self.store.jobs(list(ACTIVE_JOB_STATES))
         runners = self.store.runners(states=list(LIVE_STATES))
@@ -306,9 +313,6 @@ class Controller:
                 runner = self.store.get_runner(name)
                 if runner is not None and runner.state is RunnerState.IDLE:
                     work.append(self.actions.remove_runner(runner, "idle past its timeout"))
-        for runner in runners:
-            if runner.state is RunnerState.FINISHED:
-                work.append(self.actions.remove_runner(runner, "its job is done"))
         if work:
             await asyncio.gather(*work)
             runners = self.store.runners(states=list(LIVE_STATES))

@@ -42,7 +42,7 @@ from runnerscale.sim.results import Figures, RunnerSeconds
 from runnerscale.sim.trace import TraceJob
 
 if TYPE_CHECKING:
-    from runnerscale.config import Config
+    from runnerscale.config import BootTime, Config
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,9 @@ class PoolModel:
 
 
 def pool_models(config: Config) -> list[PoolModel]:
-    """The config's pools, with the mean of each pool's simulated boot time and its price
-    (a pool without a ``simulation`` section gets the defaults: 30 s boot, free)."""
+    """The config's pools, with the shortest boot time each pool's model allows (so the bound
+    stays a bound when boot times vary: fixed value, uniform low, 0 for lognormal) and its
+    price (a pool without a ``simulation`` section gets the defaults: 30 s boot, free)."""
     from runnerscale.config import SimulationConfig  # noqa: PLC0415 - keep this module light
 
     models: list[PoolModel] = []
@@ -65,11 +66,19 @@ def pool_models(config: Config) -> list[PoolModel]:
         models.append(
             PoolModel(
                 spec=spec,
-                boot_time=simulation.boot_time.mean,
+                boot_time=_shortest_boot(simulation.boot_time),
                 cost_per_hour=simulation.cost_per_hour,
             )
         )
     return models
+
+
+def _shortest_boot(boot: BootTime) -> float:
+    if boot.distribution == "fixed" and boot.value is not None:
+        return float(boot.value)
+    if boot.distribution == "uniform" and boot.low is not None:
+        return float(boot.low)
+    return 0.0  # lognormal: no lower limit
 
 
 def _route(

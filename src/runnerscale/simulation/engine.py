@@ -26,6 +26,7 @@ from runnerscale.config import Config, SimulationConfig
 from runnerscale.controller.actions import PoolRuntime
 from runnerscale.controller.janitor import JanitorSettings
 from runnerscale.controller.loops import Controller, ControllerSettings
+from runnerscale.controller.protocols import GitHubError, ProviderError
 from runnerscale.github.webhooks import WebhookPayloadError, parse_workflow_job_event
 from runnerscale.model import normalize_labels
 from runnerscale.server import observed_from_event
@@ -180,12 +181,21 @@ class Engine:
     def schedule(self, at: float, step: Step) -> None:
         heapq.heappush(self._queue, (at, next(self._sequence), step))
 
-    def _every(self, interval: float, step: Step, first: float) -> None:
+    def _every(self, name: str, interval: float, step: Step, first: float) -> None:
+        """Run ``step`` every ``interval``, surviving errors as the daemon's loops do: count
+        them, and wait at least what GitHub's ``retry_after`` asks before the next run."""
+
         async def repeat() -> None:
-            result = step()
-            if result is not None:
-                await result
-            self.schedule(self.clock.now() + interval, repeat)
+            delay = interval
+            try:
+                result = step()
+                if result is not None:
+                    await result
+            except (GitHubError, ProviderError) as error:
+                self.controller.errors[name] += 1
+                if isinstance(error, GitHubError) and error.retry_after:
+                    delay = max(delay, error.retry_after)
+            self.schedule(self.clock.now() + delay, repeat)
 
         self.schedule(first, repeat)
 
@@ -199,7 +209,10 @@ class Engine:
         if self._reconcile_at is None or self._reconcile_at > self.clock.now():
             return  # superseded
         self._reconcile_at = None
-        await self.controller.reconcile_once()
+        try:
+            await self.controller.reconcile_once()
+        except (GitHubError, ProviderError):
+            self.controller.errors["reconcile"] += 1
 
     # ------------------------------------------------------------------ what happens
 
@@ -266,8 +279,10 @@ class Engine:
             self._reconcile_soon()
 
     async def _poll(self) -> None:
-        await self.controller.poll_once()
-        self._reconcile_soon()
+        try:
+            await self.controller.poll_once()
+        finally:
+            self._reconcile_soon()  # what the poll did observe is acted on, as in the daemon
 
     def _sample(self) -> None:
         now = self.clock.now()
@@ -321,15 +336,16 @@ class Engine:
         for job in self.trace:
             self.schedule(EPOCH + job.at, self._arrive(job))
         settings = self.controller.settings
-        self._every(settings.poll_interval, self._poll, EPOCH)
+        self._every("poll", settings.poll_interval, self._poll, EPOCH)
         self._every(
+            "janitor",
             settings.janitor_interval,
             self.controller.janitor.sweep,
             EPOCH + settings.janitor_interval,
         )
         if self.policy.periodic_reconcile:
-            self._every(settings.reconcile_interval, self._periodic_reconcile, EPOCH)
-        self._every(SAMPLE_EVERY, self._sample, EPOCH)
+            self._every("reconcile", settings.reconcile_interval, self._periodic_reconcile, EPOCH)
+        self._every("sample", SAMPLE_EVERY, self._sample, EPOCH)
         try:
             while self._queue:
                 at, _, step = heapq.heappop(self._queue)

@@ -8,6 +8,7 @@ trace and seed: ``poll-60`` (the same engine, webhooks off, a poll every minute)
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from runnerscale.config import Config
 from runnerscale.sim.bounds import lower_bound, pool_models, static_fleet
@@ -58,10 +59,12 @@ async def simulate(
         sizes = "/".join(str(pool.spec.max_runners) for pool in pools)
         static = PolicyResult(f"static-{sizes}", static_fleet(trace, pools))
         compared = (polling, static)
+    # Jobs of repositories outside the targets cannot be served by any autoscaler here.
+    targets = config.to_targets()
+    covered = [job for job in trace if any(t.covers(job.repo) for t in targets)]
+    limit = lower_bound(covered, pools)
+    outside = len(trace) - len(covered)
+    limit = replace(limit, jobs=len(trace), unserved=limit.unserved + outside)
     return SimulationResult(
-        trace=trace_name,
-        seed=seed,
-        result=main,
-        limit=lower_bound(trace, pools),
-        compared=compared,
+        trace=trace_name, seed=seed, result=main, limit=limit, compared=compared
     )

@@ -1,0 +1,118 @@
+"""The scaling benchmark: the shared traces against the reference config.
+
+Runs runnerscale, poll-60, static-N and the lower bound on each trace in ../shared/traces/ and
+writes benchmarks/scaling.md: one table per trace and the targets, each marked met or missed.
+
+    .venv/bin/python benchmarks/scaling.py [--traces DIR] [--seed N] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import time
+from pathlib import Path
+
+from runnerscale.config import load_config
+from runnerscale.sim.report import markdown_table
+from runnerscale.sim.results import Figures, SimulationResult
+from runnerscale.sim.trace import read_trace
+from runnerscale.simulation.run import simulate
+
+ROOT = Path(__file__).resolve().parents[1]
+TRACES = ("workday", "matrix-bursts", "nightly")
+
+
+def targets(result: SimulationResult) -> list[tuple[str, bool, str]]:
+    main = result.result.figures
+    limit = result.limit
+    polling = next(p.figures for p in result.compared if p.policy == "poll-60")
+    excess = main.queue_wait.p95 - limit.queue_wait.p95
+    polling_excess = polling.queue_wait.p95 - limit.queue_wait.p95
+    ratio = polling_excess / excess if excess > 0 else float("inf")
+    return [
+        ("p95 queue wait within 5 s of the lower bound", excess <= 5.0, f"+{excess:.1f} s"),
+        (
+            "idle runner time at most 10% of busy runner time",
+            main.idle_ratio <= 0.10,
+            f"{main.idle_ratio:.1%}",
+        ),
+        (
+            "at most 3 GitHub API calls per job",
+            main.api_calls_per_job <= 3.0,
+            f"{main.api_calls_per_job:.2f}",
+        ),
+        (
+            "p95 excess over the bound at least 5x smaller than poll-60's",
+            ratio >= 5.0,
+            f"{ratio:.0f}x (poll-60: +{polling_excess:.1f} s)" if excess > 0 else "no excess",
+        ),
+    ]
+
+
+def section(name: str, result: SimulationResult, seconds: float) -> str:
+    rows: list[tuple[str, Figures]] = [(result.result.policy, result.result.figures)]
+    rows += [(p.policy, p.figures) for p in result.compared]
+    rows.append(("lower bound", result.limit))
+    lines = [
+        f"## {name}",
+        "",
+        markdown_table(rows),
+        "",
+        "| target | met | measured |",
+        "|---|---|---|",
+    ]
+    for text, met, measured in targets(result):
+        lines.append(f"| {text} | {'yes' if met else '**no**'} | {measured} |")
+    lines += ["", f"Simulated in {seconds:.1f} s.", ""]
+    return "\n".join(lines)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--traces", type=Path, default=ROOT.parent / "shared" / "traces")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "scaling.md")
+    args = parser.parse_args()
+    reference = args.traces / "reference.yaml"
+    names = re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", reference.read_text())
+    config = load_config(reference, env=dict.fromkeys(names, "unused-in-simulation"))
+    parts = [
+        "# Scaling benchmark",
+        "",
+        "The shared traces against `reference.yaml` (three pools, 30 s boot, `min_idle: 0`,",
+        "caps 50/20/4). Reproduce with:",
+        "",
+        "```sh",
+        f"bash scripts/bootstrap && .venv/bin/python benchmarks/scaling.py --seed {args.seed}",
+        "```",
+        "",
+        "or one trace at a time: `runnerscale simulate --trace TRACE --config reference.yaml "
+        f"--compare --seed {args.seed}`.",
+        "",
+    ]
+    for name in TRACES:
+        trace = read_trace(args.traces / f"{name}.jsonl")
+        started = time.monotonic()
+        result = await simulate(config, trace, trace_name=name, seed=args.seed, compare=True)
+        parts.append(section(name, result, time.monotonic() - started))
+        print(f"{name}: done in {time.monotonic() - started:.1f}s")
+    parts += [
+        "## Why the API-call target is missed",
+        "",
+        "Per job, the JIT configuration costs 1 call and deleting the finished runner's",
+        "registration 1 more (GitHub removes a JIT runner after its job by itself, so that call",
+        "could be skipped). The rest is the safety-net polling: every poll re-reads the run",
+        "lists, the jobs of active runs and the runner list; unchanged answers are free 304s,",
+        "but on a busy trace most polls see some change and are charged. Stretching the poll",
+        "interval while webhooks are healthy (the adaptive budget of the GitHub-access issue)",
+        "is the planned fix; the queue-wait targets do not depend on polling.",
+        "",
+    ]
+    args.out.write_text("\n".join(parts))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
