@@ -11,7 +11,9 @@ import pytest
 
 from runnerscale.config import Config, parse_config
 from runnerscale.sim.faults import FaultPlan
+from runnerscale.sim.server import SimulatorOptions, SimulatorServer
 from runnerscale.sim.trace import TraceJob, read_trace
+from runnerscale.sim.world import JobSpec
 from runnerscale.simulation.engine import POLL_60, WEBHOOK_DELAY, Engine
 from runnerscale.simulation.run import simulate
 
@@ -269,3 +271,74 @@ async def test_sweep_refuses_options_it_would_ignore(tmp_path: Path) -> None:
     )
     assert code == 2
     assert "--sweep prints its own table" in output
+
+
+@pytest.mark.parametrize(
+    ("model", "what"),
+    [
+        ("{boot_time: 30s, create_failure_rate: 0.3}", "creations that fail are retried"),
+        ("{boot_time: 30s, never_register_rate: 0.3}", "silent instances are replaced"),
+        (
+            "{boot_time: {distribution: lognormal, median: 40s, sigma: 0.4}}",
+            "boot times vary",
+        ),
+    ],
+)
+async def test_the_simulated_backend_misbehaves_and_every_job_is_still_served(
+    model: str, what: str
+) -> None:
+    text = (
+        CONFIG.replace("{boot_time: 30s, cost_per_hour: 0.36}", model)
+        .replace("poll_interval: 15s", "poll_interval: 15s\ntimeouts: {janitor_interval: 10s}")
+        .replace("idle_timeout: 60s", "idle_timeout: 60s\n    boot_timeout: 2m")
+    )
+    jobs = trace(*((i * 40.0, 60.0) for i in range(15)))
+    result = await Engine(config(text), jobs, seed=11).run()
+    assert result.figures.served == 15, what
+
+
+async def test_an_exhausted_rate_limit_delays_but_does_not_lose_jobs() -> None:
+    limited = FaultPlan.model_validate({"rate_limit": {"secondary_for": 120, "retry_after": 60}})
+    result = await Engine(config(), trace((0, 30), (10, 30)), faults=limited).run()
+    assert result.figures.served == 2
+    assert min(result.figures.queue_waits) >= 110  # nothing reached GitHub for two minutes
+
+
+async def test_trace_export_command_against_the_simulator(tmp_path: Path) -> None:
+    async with SimulatorServer(SimulatorOptions(tokens=("t0k",))) as server:
+        world = server.simulator.world
+        [job] = world.create_jobs([JobSpec("acme/app", X64, 5.0, 77, "build")])
+        runner, _ = world.generate_jitconfig(
+            "acme/app", {"name": "r", "labels": list(X64), "runner_group_id": 1}, org_level=False
+        )
+        world.runner_poll(runner.credential)
+        world.runner_complete(runner.credential, job.id, job.planned_conclusion)
+        out = tmp_path / "history.jsonl"
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "runnerscale",
+            "trace",
+            "export",
+            "--repo",
+            "acme/app",
+            "--since",
+            "1d",
+            "-o",
+            str(out),
+            "--api-url",
+            server.url,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env={"GITHUB_TOKEN": "t0k", "PATH": "/usr/bin:/bin"},
+        )
+        async with asyncio.timeout(60):
+            output, _ = await process.communicate()
+        assert process.returncode == 0, output.decode()
+    [exported] = read_trace(out)
+    assert (exported.repo, exported.labels, exported.run_id, exported.job) == (
+        "acme/app",
+        X64,
+        77,
+        "build",
+    )
