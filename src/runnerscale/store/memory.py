@@ -15,7 +15,8 @@ from dataclasses import replace
 
 from runnerscale.controller.protocols import ObservedJob
 from runnerscale.model import Job, JobState, Runner, RunnerState
-from runnerscale.store.sql import DELIVERY_TTL, OBSERVED_FIELDS
+from runnerscale.store.observations import merge_observation
+from runnerscale.store.sql import DELIVERY_TTL
 
 
 class MemoryStore:
@@ -46,16 +47,7 @@ class MemoryStore:
             )
             self._jobs[job.id] = stored
             return copy.copy(stored)
-        forward = stored.state.can_become(job.state)
-        if forward:
-            stored.state = job.state
-        for field in OBSERVED_FIELDS:
-            value = getattr(job, field)
-            if value is not None and (forward or getattr(stored, field) is None):
-                setattr(stored, field, value)
-        if not stored.labels and job.labels:
-            stored.labels = tuple(job.labels)
-        stored.observed_at = max(stored.observed_at, now)
+        stored.state = merge_observation(stored, stored.state, job, now)
         return copy.copy(stored)
 
     def get_job(self, job_id: int) -> Job | None:

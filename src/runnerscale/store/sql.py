@@ -37,6 +37,7 @@ from sqlalchemy.pool import StaticPool
 
 from runnerscale.controller.protocols import ObservedJob
 from runnerscale.model import Job, JobState, Runner, RunnerState
+from runnerscale.store.observations import merge_observation
 from runnerscale.store.tables import DeliveryRow, JobRow, KeyValueRow, RunnerRow
 
 __all__ = ["DELIVERY_TTL", "SqlStore", "engine_url", "open_store"]
@@ -49,16 +50,6 @@ SQLITE_BUSY_TIMEOUT_MS: Final = 10_000
 _PG_MIGRATION_LOCK: Final = 0x72756E6E6572  # "runner"
 #: Marks the engine facade whose transactions write (SQLite: BEGIN IMMEDIATE).
 _WRITE_OPTION: Final = "runnerscale_write"
-
-#: Job fields an observation reports beyond id and state.
-OBSERVED_FIELDS: Final = (
-    "run_id",
-    "name",
-    "started_at",
-    "completed_at",
-    "runner_name",
-    "conclusion",
-)
 
 
 def engine_url(url: str) -> URL:
@@ -204,25 +195,6 @@ def _runner_values(runner: Runner) -> dict[str, Any]:
     }
 
 
-def _merge_observation(row: JobRow, job: ObservedJob, now: float) -> None:
-    """Apply an observation to a stored job: forward moves take the observation's fields, a
-    duplicate or stale one only fills fields still unknown (so a completed job keeps its
-    conclusion). Identity fields (repo, creation time) never change."""
-    stored = JobState(row.state)
-    forward = stored.can_become(job.state)
-    if forward:
-        row.state = job.state.value
-    for field in OBSERVED_FIELDS:
-        value = getattr(job, field)
-        if value is None:
-            continue
-        if forward or getattr(row, field) is None:
-            setattr(row, field, value)
-    if not row.labels and job.labels:
-        row.labels = list(job.labels)
-    row.observed_at = max(row.observed_at, now)
-
-
 class SqlStore:
     """Persistent state on SQLite or Postgres; see the module docstring for the guarantees.
 
@@ -290,7 +262,7 @@ class SqlStore:
             )
             row = session.scalars(select(JobRow).where(JobRow.id == job.id).with_for_update()).one()
             if inserted is None:  # known already
-                _merge_observation(row, job, now)
+                row.state = merge_observation(row, JobState(row.state), job, now).value
                 session.flush()
             return _to_job(row)
 
