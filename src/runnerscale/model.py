@@ -144,6 +144,65 @@ def match_pool(pools: Sequence[PoolSpec], job_labels: Iterable[str]) -> PoolSpec
     return min(candidates, key=lambda pool: (len(pool.labels - wanted), pool.order))
 
 
+#: GitHub's runner architecture labels (lower-case). A runner has at most one.
+ARCH_LABELS: frozenset[str] = frozenset({"x64", "arm64", "arm", "x86"})
+#: Accelerator labels a host can offer (see ``runnerscale.hostlabels``).
+ACCELERATOR_LABELS: frozenset[str] = frozenset({"gpu", "nvidia", "cuda", "rocm", "amd", "openvino"})
+#: The label of a host without any accelerator.
+CPU_ONLY = "cpu-only"
+#: In a pool's configured labels: "the labels detected for this pool's host".
+AUTO_LABEL = "auto"
+
+
+def explain_unmatched(pools: Sequence[PoolSpec], job_labels: Iterable[str]) -> str:
+    """A one-line reason why no pool serves a job with these labels.
+
+    Checked in order: the job names no labels; no pools are configured; it needs an
+    architecture no pool has; it needs an accelerator no pool has; otherwise the closest pool
+    (fewest missing labels, then declared order) and the labels it lacks. Labels compare
+    case-insensitively; label lists are sorted so the text is deterministic.
+    """
+    wanted = normalize_labels(job_labels)
+    if not wanted:
+        return "the job names no labels"
+    if not pools:
+        return "no pools are configured"
+    pool_labels = [normalize_labels(pool.labels) for pool in pools]
+    offered = frozenset().union(*pool_labels)
+
+    missing_arch = sorted((wanted & ARCH_LABELS) - offered)
+    if missing_arch:
+        needs = ", ".join(missing_arch)
+        pool_archs = sorted(offered & ARCH_LABELS)
+        if not pool_archs:
+            return f"it needs {needs}, but no pool declares an architecture"
+        if len(pool_archs) == 1 and all(labels & ARCH_LABELS for labels in pool_labels):
+            return f"it needs {needs}, but every pool here runs on {pool_archs[0]}"
+        return f"it needs {needs}, but the pools here run on {', '.join(pool_archs)}"
+
+    missing_accel = sorted((wanted & ACCELERATOR_LABELS) - offered)
+    if missing_accel:
+        reason = f"it needs {', '.join(missing_accel)}, which no pool offers"
+        cpu_only = sorted(
+            pool.name for pool, labels in zip(pools, pool_labels, strict=True) if CPU_ONLY in labels
+        )
+        if len(cpu_only) == len(pools):
+            return f"{reason} (pools here are cpu-only)"
+        if cpu_only:
+            names = ", ".join(f"'{name}'" for name in cpu_only)
+            return f"{reason} (cpu-only pools: {names})"
+        return reason
+
+    index, closest = min(
+        enumerate(pools),
+        key=lambda item: (len(wanted - pool_labels[item[0]]), item[1].order, item[0]),
+    )
+    lacking = sorted(wanted - pool_labels[index])
+    if not lacking:
+        return f"pool '{closest.name}' serves it"
+    return f"closest pool '{closest.name}' lacks: {', '.join(lacking)}"
+
+
 @dataclass
 class Job:
     """A workflow job as runnerscale last observed it (from a webhook or the API)."""
