@@ -514,11 +514,11 @@ ERROR_CASES: dict[str, Case] = {
         "0-65535",
     ),
     "unknown provider": (
-        edit("provider: local", "provider: docker"),
+        edit("provider: local", "provider: kubernetes"),
         14,
         "pools[0].provider",
-        "provider 'docker' is not available in this version; use 'local'",
-        "provider: local",
+        "provider 'kubernetes' is not available in this version",
+        "set provider to one of: local, docker",
     ),
     "missing local block": (
         EXAMPLE.split("    local:\n")[0],
@@ -696,11 +696,11 @@ ERROR_CASES: dict[str, Case] = {
         "write create as",
     ),
     "unknown backend block": (
-        edit("    local:\n", "    docker: {image: x}\n    local:\n"),
+        edit("    local:\n", "    aws: {image: x}\n    local:\n"),
         18,
-        "pools[0].docker",
+        "pools[0].aws",
         "is not a known key",
-        "docker backend is not available",
+        "aws backend is not available",
     ),
 }
 
@@ -1156,7 +1156,7 @@ def test_json_schema_rejects_what_the_loader_rejects() -> None:
     validator = Draft202012Validator(config_json_schema())
     for text in (
         edit("max_runners: 4", "max_runner: 4"),
-        edit("provider: local", "provider: docker"),
+        edit("provider: local", "provider: kubernetes"),
         edit("idle_timeout: 60s", "idle_timeout: two minutes"),
         edit("max_runners: 4", "max_runners: 0"),
     ):

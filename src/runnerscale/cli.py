@@ -282,7 +282,14 @@ async def _run_daemon(path: Path, config: Config, redactor: RedactSecrets) -> No
             return
         for secret in _secrets_of(fresh):
             redactor.add(secret)
-        for change in daemon.reload(fresh) or ["nothing to change"]:
+        try:
+            changes = daemon.reload(fresh)
+        except StartupError as error:
+            logging.getLogger("runnerscale").error(
+                "reload refused, keeping the running config: %s", error
+            )
+            return
+        for change in changes or ["nothing to change"]:
             logging.getLogger("runnerscale").info("reload: %s", change)
 
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
@@ -349,6 +356,12 @@ def status(config: ConfigOption) -> None:
         )
     Console().print(table)
     typer.echo(f"unmatched jobs (no pool serves them): {body.get('unmatched_jobs', 0)}")
+    unmatched = body.get("unmatched") or []
+    assert isinstance(unmatched, list)
+    for job in unmatched[:10]:
+        typer.echo(
+            f"  job {job['id']} of {job['repo']} ({', '.join(job['labels'])}): {job['reason']}"
+        )
     github = body.get("github")
     if isinstance(github, dict):
         for resource, bucket in github.get("rate_limit", {}).items():
@@ -507,9 +520,31 @@ def _load_for_simulation(path: Path) -> Config:
     for name in named:
         env.setdefault(name, "unused-in-simulation")
     try:
-        return load_config(path, env=env)
+        loaded = load_config(path, env=env)
     except ConfigError as error:
         raise fail(f"the configuration is not valid:\n{error}") from None
+    return _expand_auto_here(loaded)
+
+
+def _expand_auto_here(config: Config) -> Config:
+    """``auto`` in a simulated pool stands for this machine's labels (no backend is asked)."""
+    from runnerscale.hostlabels import HostLabelError, detect_local_host, expand_labels
+    from runnerscale.model import AUTO_LABEL
+
+    if not any(AUTO_LABEL in (label.lower() for label in pool.labels) for pool in config.pools):
+        return config
+    facts = detect_local_host()
+    pools = []
+    for pool in config.pools:
+        if AUTO_LABEL not in (label.lower() for label in pool.labels):
+            pools.append(pool)
+            continue
+        try:
+            labels = expand_labels(pool.labels, facts, pool=pool.name)
+        except HostLabelError as error:
+            raise fail(str(error)) from None
+        pools.append(pool.model_copy(update={"labels": list(labels)}))
+    return config.model_copy(update={"pools": pools})
 
 
 def _fault_plan(path: Path | None) -> FaultPlan | None:

@@ -58,7 +58,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from runnerscale.model import PoolSpec, Target, normalize_labels
+from runnerscale.model import ARCH_LABELS, AUTO_LABEL, PoolSpec, Target, normalize_labels
 
 __all__ = [
     "DEFAULT_API_URL",
@@ -67,6 +67,7 @@ __all__ = [
     "BootTime",
     "Config",
     "ConfigError",
+    "DockerConfig",
     "GitHubConfig",
     "LocalConfig",
     "PoolConfig",
@@ -81,6 +82,7 @@ __all__ = [
     "load_config",
     "parse_config",
     "parse_duration",
+    "parse_size",
 ]
 
 DEFAULT_API_URL = "https://api.github.com"
@@ -94,7 +96,8 @@ _REPO_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}
 _ORG_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SECRET_KEYS = frozenset({"token", "webhook_secret", "private_key"})
-_PROVIDERS_LATER = ("docker", "aws", "ec2", "ssh", "kubernetes")
+_PROVIDERS_LATER = ("aws", "ec2", "ssh", "kubernetes")
+PROVIDERS = ("local", "docker")
 
 
 # --------------------------------------------------------------------------------------------
@@ -236,6 +239,67 @@ PollInterval: TypeAlias = Annotated[
     float,
     BeforeValidator(_duration_checker(1.0, exclusive=False)),
     WithJsonSchema(_DURATION_SCHEMA),
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Sizes
+
+_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+SIZE_FORMS = "512m, 4g, 1.5g or a number of bytes"
+
+
+def parse_size(value: str | int) -> int:
+    """Bytes from ``"512m"``, ``"4g"``, ``"1.5G"``, ``"4GiB"`` or a number (binary units, as
+    Docker reads them). Raises ``ValueError`` for anything else."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a size; write {SIZE_FORMS}")
+    if isinstance(value, int):
+        number, unit = float(value), ""
+    else:
+        match = _SIZE_RE.match(str(value).strip())
+        if match is None:
+            raise ValueError(f"not a size; write {SIZE_FORMS}")
+        number, unit = float(match.group(1)), match.group(2).lower()
+    size = int(number * _SIZE_UNITS[unit])
+    if size <= 0:
+        raise ValueError(f"a size must be more than zero; write {SIZE_FORMS}")
+    return size
+
+
+def _size_checker(minimum: int) -> Any:
+    def check(value: Any, info: ValidationInfo) -> int:
+        name = info.field_name or "it"
+        if not isinstance(value, (str, int)):
+            raise _fail("is not a size", f"write {name} as {SIZE_FORMS}")
+        try:
+            size = parse_size(value)
+        except ValueError:
+            raise _fail("is not a size", f"write {name} as {SIZE_FORMS}") from None
+        if size < minimum:
+            raise _fail(
+                f"is less than {minimum // 1024**2}m",
+                f"give {name} at least {minimum // 1024**2}m",
+            )
+        return size
+
+    return check
+
+
+#: A size in bytes, written as 512m, 4g or a number of bytes.
+ByteSize: TypeAlias = Annotated[
+    int,
+    BeforeValidator(_size_checker(4 * 1024**2)),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*[kKmMgGtT]?i?[bB]?\s*$"},
+                {"type": "integer", "minimum": 1},
+            ],
+            "description": f"A size: {SIZE_FORMS}.",
+        }
+    ),
 ]
 
 
@@ -612,6 +676,32 @@ class ServerConfig(_Model):
         return _split_listen(self.listen)[1]
 
 
+def _reject_unquoted_placeholders(value: Any) -> Any:
+    """``[run.sh, {jitconfig}]`` unquoted is a YAML mapping, not the placeholder."""
+    if isinstance(value, list):
+        for item in value:
+            if isinstance(item, dict) and len(item) == 1:
+                (key,) = item
+                raise _fail(
+                    f"has {{{key}}} without quotes, so YAML read it as a mapping",
+                    f'put it in quotes: "{{{key}}}"',
+                    echo=False,
+                )
+    return value
+
+
+def _check_env_names(value: dict[str, str]) -> dict[str, str]:
+    for name in value:
+        if not _ENV_NAME_RE.match(name):
+            raise _fail(
+                f"{name!r} is not a valid environment variable name",
+                "use letters, digits and _ (not starting with a digit)",
+                at=(name,),
+                echo=False,
+            )
+    return value
+
+
 class LocalConfig(_Model):
     """The ``local`` backend: each runner is a process on this machine."""
 
@@ -646,15 +736,7 @@ class LocalConfig(_Model):
     @field_validator("command", mode="before")
     @classmethod
     def _unquoted_placeholder(cls, value: Any) -> Any:
-        if isinstance(value, list) and any(
-            isinstance(item, dict) and list(item) == ["jitconfig"] for item in value
-        ):
-            raise _fail(
-                "has {jitconfig} without quotes, so YAML read it as a mapping",
-                'put it in quotes: "{jitconfig}"',
-                echo=False,
-            )
-        return value
+        return _reject_unquoted_placeholders(value)
 
     @field_validator("command")
     @classmethod
@@ -672,15 +754,7 @@ class LocalConfig(_Model):
     @field_validator("env")
     @classmethod
     def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
-            if not _ENV_NAME_RE.match(name):
-                raise _fail(
-                    f"{name!r} is not a valid environment variable name",
-                    "use letters, digits and _ (not starting with a digit)",
-                    at=(name,),
-                    echo=False,
-                )
-        return value
+        return _check_env_names(value)
 
     @field_validator("user")
     @classmethod
@@ -692,6 +766,225 @@ class LocalConfig(_Model):
     @property
     def effective_capacity(self) -> int:
         return self.capacity if self.capacity is not None else (os.cpu_count() or 1)
+
+
+_NETWORK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_VOLUME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]+$")
+_DOCKER_HOST_SCHEMES = ("unix", "tcp", "ssh", "http", "https", "npipe")
+
+
+class DockerConfig(_Model):
+    """The ``docker`` backend: each runner is a container on a Docker engine."""
+
+    image: str = Field(
+        description="The runner image, e.g. runnerscale-runner:2.328.0 (see images/runner)."
+    )
+    host: str | None = Field(
+        default=None,
+        description="The engine: unix:///var/run/docker.sock, tcp://HOST:2376 or "
+        "ssh://USER@HOST (default: $DOCKER_HOST, else the local socket).",
+    )
+    tls_ca_cert: ConfigPath | None = Field(
+        default=None, description="tcp:// engines: the CA certificate (PEM) to verify it with."
+    )
+    tls_client_cert: ConfigPath | None = Field(
+        default=None, description="tcp:// engines: the client certificate (PEM)."
+    )
+    tls_client_key: ConfigPath | None = Field(
+        default=None, description="tcp:// engines: the client certificate's key (PEM)."
+    )
+    command: list[str] | None = Field(
+        default=None,
+        description="Replaces the image's entrypoint and command (default: the image's "
+        "entrypoint, which takes the JIT config from RUNNERSCALE_JITCONFIG). May contain "
+        "{jitconfig}, {runner_name} and {pool}.",
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra environment variables for the runner. Not for secrets: the "
+        "runner's jobs can read them.",
+    )
+    cpus: float | None = Field(default=None, gt=0, description="CPUs a runner may use (1.5).")
+    memory: ByteSize | None = Field(
+        default=None, description="Memory a runner may use (4g); no swap beyond it."
+    )
+    pids_limit: int | None = Field(
+        default=None, ge=16, description="At most this many processes in a runner."
+    )
+    user: str | None = Field(
+        default=None,
+        description="USER or UID:GID to run as (default: the image's user, which must not "
+        "be root; write root to allow root).",
+    )
+    network: str = Field(
+        default="bridge", description="none, bridge, host, or the name of a network."
+    )
+    read_only: bool = Field(default=False, description="Make the root filesystem read-only.")
+    work_tmpfs: str | None = Field(
+        default=None,
+        description="Mount a tmpfs at this path, e.g. /home/runner/_work (the work directory).",
+    )
+    tmpfs_size: ByteSize | None = Field(
+        default=None, description="The tmpfs's size limit (with work_tmpfs)."
+    )
+    volumes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Named volumes (caches) mounted into every runner of the pool: "
+        "{go-cache: /home/runner/go/pkg/mod}.",
+    )
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra container labels.")
+    gpus: str | None = Field(
+        default=None,
+        description="NVIDIA GPUs to pass through: all or a number (needs the NVIDIA "
+        "container toolkit on the host).",
+    )
+    devices: list[str] = Field(
+        default_factory=list, description="Host devices to pass through (/dev/kfd, /dev/dri)."
+    )
+    runtime: str | None = Field(
+        default=None, description="An OCI runtime other than the default (runsc, sysbox-runc)."
+    )
+    pull: Literal["missing", "always", "never"] = Field(
+        default="missing", description="Pull the image when missing (default), always, or never."
+    )
+    no_new_privileges: bool = Field(
+        default=True, description="Forbid privilege gain (setuid, sudo) inside runners."
+    )
+    stop_grace: Duration = Field(
+        default=10.0, description="How long a runner may take to exit after SIGTERM."
+    )
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _command_quoted(cls, value: Any) -> Any:
+        return _reject_unquoted_placeholders(value)
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        if not value.strip() or any(char.isspace() for char in value):
+            raise _fail("is not an image reference", "write it like runnerscale-runner:2.328.0")
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = value.partition("://")[0].lower() if "://" in value else ""
+        if scheme not in _DOCKER_HOST_SCHEMES:
+            raise _fail(
+                "is not a Docker engine address",
+                "write unix:///var/run/docker.sock, tcp://HOST:2376 or ssh://USER@HOST",
+            )
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        value = _check_env_names(value)
+        for name in value:
+            if name.upper().startswith("RUNNERSCALE_"):
+                raise _fail(
+                    f"{name!r} is reserved: runnerscale sets RUNNERSCALE_* variables itself",
+                    "use another name",
+                    at=(name,),
+                    echo=False,
+                )
+        return value
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or any(c.isspace() for c in value)):
+            raise _fail("is not a user", "write a user name, UID or UID:GID (or root)")
+        return value
+
+    @field_validator("network")
+    @classmethod
+    def _network(cls, value: str) -> str:
+        if not _NETWORK_RE.match(value):
+            raise _fail("is not a network name", "use none, bridge, host or a network's name")
+        return value
+
+    @field_validator("work_tmpfs")
+    @classmethod
+    def _tmpfs(cls, value: str | None) -> str | None:
+        if value is not None and (not value.startswith("/") or value == "/"):
+            raise _fail(
+                "is not an absolute path inside the container",
+                "write the work directory, e.g. /home/runner/_work",
+            )
+        return value
+
+    @field_validator("volumes")
+    @classmethod
+    def _volumes(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, path in value.items():
+            if not _VOLUME_RE.match(name):
+                raise _fail(
+                    f"{name!r} is not a volume name",
+                    "use letters, digits, '_', '.' and '-' (at least two characters); bind "
+                    "mounts of host paths are not offered: runners must not share the host",
+                    at=(name,),
+                    echo=False,
+                )
+            if not path.startswith("/") or path == "/":
+                raise _fail(
+                    f"mount path {path!r} is not an absolute path inside the container",
+                    "write where the volume goes, e.g. /home/runner/.cache",
+                    at=(name,),
+                    echo=False,
+                )
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if key.startswith("io.runnerscale."):
+                raise _fail(
+                    f"{key!r} is reserved: io.runnerscale.* labels are runnerscale's own",
+                    "use another label key",
+                    at=(key,),
+                    echo=False,
+                )
+        return value
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _gpus(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if isinstance(value, str) and not (value == "all" or (value.isdigit() and int(value) > 0)):
+            raise _fail("is not all or a number of GPUs", "write gpus: all, or gpus: 1")
+        return value
+
+    @field_validator("devices")
+    @classmethod
+    def _devices(cls, value: list[str]) -> list[str]:
+        for index, path in enumerate(value):
+            if not path.startswith("/dev/"):
+                raise _fail(f"{path!r} is not a device path", "write it like /dev/kfd", at=(index,))
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DockerConfig:
+        if self.tmpfs_size is not None and self.work_tmpfs is None:
+            raise _fail(
+                "applies only with work_tmpfs",
+                "add work_tmpfs: /home/runner/_work, or remove tmpfs_size",
+                at=("tmpfs_size",),
+                echo=False,
+            )
+        if (self.tls_client_cert is None) != (self.tls_client_key is None):
+            raise _fail(
+                "needs both tls_client_cert and tls_client_key",
+                "give both files, or neither",
+                at=("tls_client_key" if self.tls_client_key is None else "tls_client_cert",),
+                echo=False,
+            )
+        return self
 
 
 class BootTime(_Model):
@@ -818,7 +1111,9 @@ class PoolConfig(_Model):
         description="The runners' labels; a job goes to the pool whose labels contain all "
         "of its runs-on labels (case-insensitive).",
     )
-    provider: Literal["local"] = Field(description="The backend that creates runners.")
+    provider: Literal["local", "docker"] = Field(
+        description="The backend that creates runners: local or docker."
+    )
     max_runners: int = Field(ge=1, description="At most this many runners at once.")
     min_idle: int = Field(
         default=0, ge=0, description="Keep this many idle runners ready (at most max_runners)."
@@ -837,6 +1132,9 @@ class PoolConfig(_Model):
     )
     local: LocalConfig | None = Field(
         default=None, description="Settings of the local backend (provider: local)."
+    )
+    docker: DockerConfig | None = Field(
+        default=None, description="Settings of the Docker backend (provider: docker)."
     )
     simulation: SimulationConfig | None = Field(
         default=None, description="How `runnerscale simulate` models this pool."
@@ -891,10 +1189,10 @@ class PoolConfig(_Model):
     @field_validator("provider", mode="before")
     @classmethod
     def _provider(cls, value: Any) -> Any:
-        if isinstance(value, str) and value != "local":
+        if isinstance(value, str) and value not in PROVIDERS:
             raise _fail(
-                f"provider {value!r} is not available in this version; use 'local'",
-                "set provider: local",
+                f"provider {value!r} is not available in this version",
+                f"set provider to one of: {', '.join(PROVIDERS)}",
                 echo=False,
             )
         return value
@@ -913,6 +1211,32 @@ class PoolConfig(_Model):
                 "is required with provider: local",
                 "add 'local: {command: [./run.sh, --jitconfig, \"{jitconfig}\"]}' to the pool",
                 at=("local",),
+                echo=False,
+            )
+        if self.provider == "docker" and self.docker is None:
+            raise _fail(
+                "is required with provider: docker",
+                "add 'docker: {image: runnerscale-runner:2.328.0}' to the pool",
+                at=("docker",),
+                echo=False,
+            )
+        for section in PROVIDERS:
+            if section != self.provider and getattr(self, section) is not None:
+                raise _fail(
+                    f"is set, but the pool's provider is {self.provider}",
+                    f"remove the {section}: section, or set provider: {section}",
+                    at=(section,),
+                    echo=False,
+                )
+        labels = [label.strip().lower() for label in self.labels]
+        if labels.count(AUTO_LABEL) > 1:
+            raise _fail("names auto more than once", "keep one auto", at=("labels",), echo=False)
+        architectures = sorted(set(labels) & ARCH_LABELS)
+        if len(architectures) > 1:
+            raise _fail(
+                f"names more than one architecture ({', '.join(architectures)})",
+                "a runner has one architecture: keep one, or write auto to take the host's",
+                at=("labels",),
                 echo=False,
             )
         return self
@@ -1445,7 +1769,10 @@ def _unknown_key_hint(path: _Path) -> str:
     valid = sorted(model.model_fields) if model is not None else []
     if isinstance(key, str):
         if key in _PROVIDERS_LATER and model is PoolConfig:
-            return f"the {key} backend is not available in this version; only 'local' is"
+            return (
+                f"the {key} backend is not available in this version; "
+                f"these are: {', '.join(PROVIDERS)}"
+            )
         close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6) or [
             name
             for name in valid

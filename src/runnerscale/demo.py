@@ -25,6 +25,7 @@ from rich.table import Table
 
 from runnerscale.config import parse_config
 from runnerscale.daemon import Daemon
+from runnerscale.hostlabels import detect_local_host
 from runnerscale.model import RunnerState
 from runnerscale.sim.entities import JobStatus
 from runnerscale.sim.server import SimulatorOptions, SimulatorServer
@@ -44,8 +45,8 @@ poll_interval: 5s
 timeouts:
   janitor_interval: 5s
 pools:
-  - name: linux-x64
-    labels: [self-hosted, linux, x64]
+  - name: linux
+    labels: [self-hosted, linux, auto]   # this host's architecture and accelerators
     provider: local
     max_runners: 6
     idle_timeout: 3s
@@ -54,8 +55,8 @@ pools:
       command: ["${DEMO_PYTHON}", -m, runnerscale, sim-runner, --jitconfig, "{jitconfig}"]
       capacity: 6
       stop_grace: 3s
-  - name: linux-arm64
-    labels: [self-hosted, linux, arm64]
+  - name: linux-large
+    labels: [self-hosted, linux, large]
     provider: local
     max_runners: 3
     idle_timeout: 3s
@@ -66,9 +67,12 @@ pools:
       stop_grace: 3s
 """
 
-X64 = ("self-hosted", "linux", "x64")
-ARM64 = ("self-hosted", "linux", "arm64")
-GPU = ("self-hosted", "linux", "gpu")  # no pool serves it: reported, never provisioned for
+HOST_ARCH = detect_local_host().arch or "x64"
+#: Jobs for this host's architecture (the `auto` pool), for the large pool, and for another
+#: architecture, which no pool here serves: reported with the reason, never provisioned for.
+NATIVE = ("self-hosted", "linux", HOST_ARCH)
+LARGE = ("self-hosted", "linux", "large")
+FOREIGN = ("self-hosted", "linux", "arm64" if HOST_ARCH != "arm64" else "x64")
 REPOS = ("acme/web", "acme/api", "acme/docs")
 #: Give up waiting after this long (the demo normally ends in about half a minute).
 DEADLINE = 150.0
@@ -81,7 +85,8 @@ class Arrival:
 
 
 def workload(seed: int = 7) -> list[Arrival]:
-    """A few bursts of x64 jobs, a trickle of arm64 jobs and some GPU jobs nobody serves."""
+    """A few bursts of jobs for this host, a trickle for the large pool and some jobs for
+    another architecture that nobody serves."""
     rng = random.Random(seed)  # noqa: S311 - a reproducible workload, not a secret
     arrivals: list[Arrival] = []
     run_id = 100
@@ -89,15 +94,15 @@ def workload(seed: int = 7) -> list[Arrival]:
         run_id += 1
         repo = rng.choice(REPOS)
         for index in range(size):
-            spec = JobSpec(repo, X64, round(rng.uniform(1.5, 4.0), 1), run_id, f"build-{index}")
+            spec = JobSpec(repo, NATIVE, round(rng.uniform(1.5, 4.0), 1), run_id, f"build-{index}")
             arrivals.append(Arrival(burst_at + index * 0.05, spec))
     for index in range(8):
         run_id += 1
-        spec = JobSpec(rng.choice(REPOS), ARM64, round(rng.uniform(1.5, 3.5), 1), run_id, "arm")
+        spec = JobSpec(rng.choice(REPOS), LARGE, round(rng.uniform(1.5, 3.5), 1), run_id, "large")
         arrivals.append(Arrival(1.0 + index * 1.5, spec))
     for index in range(4):
         run_id += 1
-        spec = JobSpec("acme/ml", GPU, 5.0, run_id, f"train-{index}")
+        spec = JobSpec("acme/ml", FOREIGN, 5.0, run_id, f"cross-{index}")
         arrivals.append(Arrival(2.0 + index * 3.0, spec))
     return sorted(arrivals, key=lambda a: a.at)
 
@@ -107,6 +112,8 @@ class Outcome:
     servable: int = 0
     served: int = 0
     unmatched: int = 0
+    #: Why no pool serves them (as the daemon explains it).
+    unmatched_reasons: set[str] = field(default_factory=set)
     waits: list[float] = field(default_factory=list)
     created: int = 0
     removed: int = 0
@@ -149,7 +156,7 @@ class Demo:
     async def _drive(self, simulator: SimulatorServer, daemon: Daemon, state_dir: Path) -> Outcome:
         world = simulator.simulator.world
         arrivals = workload()
-        servable_labels: set[tuple[str, ...]] = {X64, ARM64}
+        servable_labels: set[tuple[str, ...]] = {NATIVE, LARGE}
         started = time.monotonic()
         pending = list(arrivals)
         outcome = Outcome(servable=sum(1 for a in arrivals if a.job.labels in servable_labels))
@@ -169,6 +176,7 @@ class Demo:
                 await asyncio.sleep(0.25)
             live.update(self._table(daemon, world, started))
         outcome.elapsed = time.monotonic() - started
+        outcome.unmatched_reasons = {job.reason for job in daemon.controller.status.unmatched}
         for job in world.jobs.values():
             if tuple(job.labels) in servable_labels:
                 if job.status is JobStatus.COMPLETED and job.started_at is not None:
@@ -235,6 +243,8 @@ def summary(outcome: Outcome) -> Table:
     table.add_row("queue wait p50 / p95", f"{p50:.1f}s / {p95:.1f}s")
     table.add_row("runners created / removed", f"{outcome.created} / {outcome.removed}")
     table.add_row("jobs no pool can serve", str(outcome.unmatched))
+    for reason in sorted(outcome.unmatched_reasons):
+        table.add_row("  why", reason)
     for what, count in outcome.leftovers.items():
         table.add_row(f"left behind: {what}", str(count))
     table.add_row("time", f"{outcome.elapsed:.1f}s")

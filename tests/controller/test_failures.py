@@ -1,11 +1,12 @@
 """Failed creations: the runner is marked failed, nothing is leaked, the pool backs off and is
-reported unhealthy until a creation succeeds."""
+reported unhealthy until one of its runners comes online (a runner that starts and then crashes
+before it does is a failure too)."""
 
 from __future__ import annotations
 
 from runnerscale.controller.actions import BACKOFF_BASE
 from runnerscale.controller.protocols import GitHubError
-from runnerscale.model import RunnerState
+from runnerscale.model import JobState, RunnerState
 from tests.controller.conftest import BOOT_TIMEOUT, World
 
 
@@ -45,6 +46,10 @@ async def test_a_refused_jit_config_fails_the_runner_and_backs_off(world: World)
     (retry,) = world.runners(RunnerState.BOOTING)
     assert retry.name != failed.name
     assert world.runner(failed.name).state is RunnerState.FAILED
+    assert not world.pool.healthy  # started, but not online yet
+    world.github.set_runner(retry.name, online=True)
+    await world.poll()
+    await world.reconcile()
     assert world.pool.backoff_until == 0.0
     assert world.pool.consecutive_failures == 0
     assert _pool_health(world) == (True, None)
@@ -92,8 +97,32 @@ async def test_a_backend_failure_undoes_the_github_registration(world: World) ->
 
     world.clock.advance(BACKOFF_BASE)
     await world.reconcile()
-    assert len(world.runners(RunnerState.BOOTING)) == 1
+    (booting,) = world.runners(RunnerState.BOOTING)
+    # Its job is picked up: the runner is online, so the pool works again.
+    await world.deliver(world.job(1, JobState.IN_PROGRESS, runner_name=booting.name))
+    await world.reconcile()
     assert _pool_health(world) == (True, None)
+
+
+async def test_runners_that_crash_before_coming_online_back_the_pool_off_more_each_time(
+    world: World,
+) -> None:
+    await world.queue(1)
+    delays = []
+    for _ in range(3):
+        await world.reconcile()
+        (booting,) = world.runners(RunnerState.BOOTING)
+        world.provider.exit(booting.name, code=1, detail="exec format error")
+        await world.poll()
+        await world.reconcile()  # reaps it; the job is still queued, but the pool backs off
+        assert not world.runners(RunnerState.BOOTING)
+        healthy, last_error = _pool_health(world)
+        assert not healthy
+        assert last_error is not None
+        assert "exited with code 1 before it came online (exec format error)" in last_error
+        delays.append(world.pool.backoff_until - world.clock.now())
+        world.clock.advance(delays[-1])
+    assert delays == [BACKOFF_BASE, 2 * BACKOFF_BASE, 4 * BACKOFF_BASE]
 
 
 async def test_a_registration_left_by_a_failed_undo_is_cleaned_as_an_orphan(world: World) -> None:

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
+from runnerscale.controller.actions import BACKOFF_BASE
+from runnerscale.controller.protocols import DeleteOutcome
 from runnerscale.model import JobState, RunnerState
 from tests.controller.conftest import World
 
@@ -101,6 +107,57 @@ async def test_an_instance_that_exits_while_booting_is_reaped(world: World) -> N
     assert world.runner(runner.name).state is RunnerState.GONE
     assert world.github.find(runner.name) is None
     assert world.provider.find(runner.name) is None
-    # The job is still queued: the same reconcile starts a replacement.
+    # The job is still queued; a runner that dies before coming online backs the pool off,
+    # so the replacement comes once the backoff has passed.
+    assert world.runners(RunnerState.BOOTING) == []
+    world.clock.advance(BACKOFF_BASE)
+    await world.reconcile()
     (replacement,) = world.runners(RunnerState.BOOTING)
     assert replacement.name != runner.name
+
+
+async def test_a_runner_that_dies_mid_job_is_counted_and_logged_with_its_last_lines(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    name = await world.busy_runner()
+    detail = "container abc exited with code 137; last lines of its log:\nstep 3 of 9"
+    world.provider.exit(name, code=137, detail=detail)
+    with caplog.at_level(logging.WARNING, logger="runnerscale"):
+        await world.poll()
+    assert world.runner(name).state is RunnerState.FINISHED
+    assert ("error", "linux", "instance_died") in world.events
+    assert world.controller.errors["instance_died"] == 1
+    assert any(
+        f"runner {name} (pool linux) died while busy" in r.getMessage()
+        and "step 3 of 9" in r.getMessage()
+        for r in caplog.records
+    ), caplog.text
+
+
+async def test_a_runner_that_finishes_its_job_is_not_counted_as_dead(world: World) -> None:
+    name = await world.busy_runner()
+    world.provider.exit(name, code=0)
+    await world.poll()
+    assert world.runner(name).state is RunnerState.FINISHED
+    assert not [event for event in world.events if event[2] == "instance_died"]
+
+
+async def test_a_dead_runner_github_still_holds_busy_stays_deleting_and_is_counted_once(
+    world: World,
+) -> None:
+    name = await world.busy_runner()
+    world.github.delete_outcomes[name] = DeleteOutcome.BUSY  # GitHub still holds its job
+    world.provider.exit(name, code=137, detail="killed")
+    await world.poll()
+    await world.reconcile()  # GitHub still shows it busy (it has not noticed the loss yet)
+    assert world.runner(name).state is RunnerState.DELETING
+    for _ in range(3):
+        await world.sweep()  # retried: the instance is dead, so it is not "busy" again
+        await world.poll()
+        assert world.runner(name).state is RunnerState.DELETING
+    assert [e for e in world.events if e[2] == "instance_died"] == [
+        ("error", "linux", "instance_died")
+    ]
+    del world.github.delete_outcomes[name]  # GitHub lets go of the job
+    await world.sweep()
+    assert world.runner(name).state is RunnerState.GONE

@@ -105,3 +105,18 @@ async def test_runners_already_there_count_against_the_cap(make_world: MakeWorld
     await world.reconcile()
     assert sorted(world.states().values()) == sorted([RunnerState.BUSY, RunnerState.BOOTING])
     assert world.runner(busy).state is RunnerState.BUSY
+
+
+async def test_a_job_for_another_architecture_is_unmatched_with_its_reason(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    await world.queue(1, labels=("self-hosted", "linux", "arm64"))
+    await world.reconcile()
+    assert world.runners() == []
+    status = world.controller.status
+    assert status.unmatched_jobs == 1
+    [unmatched] = status.unmatched
+    assert unmatched.id == 1
+    assert unmatched.labels == ("self-hosted", "linux", "arm64")
+    assert unmatched.reason == "it needs arm64, but every pool here runs on x64"
+    assert "it needs arm64, but every pool here runs on x64" in caplog.text

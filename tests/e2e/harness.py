@@ -38,9 +38,12 @@ def write_config(
     idle_timeout: str = "2s",
     target: str = "org: acme",
     state: str | None = None,
+    pools: str | None = None,
 ) -> Path:
-    """A config like the issue's example: one local pool running the stand-in runner."""
+    """A config like the issue's example: one local pool running the stand-in runner (or the
+    ``pools:`` items given, as YAML indented by two spaces)."""
     path = directory / "runnerscale.yaml"
+    pools = pools or local_pool(directory, max_runners, idle_timeout)
     path.write_text(
         f"""\
 github:
@@ -57,6 +60,13 @@ timeouts:
   janitor_interval: 2s
   queued_recheck: 5s
 pools:
+{pools}"""
+    )
+    return path
+
+
+def local_pool(directory: Path, max_runners: int, idle_timeout: str) -> str:
+    return f"""\
   - name: linux-x64
     labels: [self-hosted, linux, x64]
     provider: local
@@ -70,8 +80,6 @@ pools:
       work_root: {directory}/runners
       stop_grace: 3s
 """
-    )
-    return path
 
 
 ENV: Mapping[str, str] = {"E2E_TOKEN": TOKEN, "E2E_WEBHOOK_SECRET": WEBHOOK_SECRET}

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from runnerscale.sim.server import SimulatorOptions, SimulatorServer
+from runnerscale.sim.world import JobSpec
 from tests.e2e.harness import ENV, TOKEN, in_process_daemon, wait_until, write_config
 
 EXAMPLE = Path(__file__).parents[1] / "fixtures" / "config" / "example.yaml"
@@ -71,12 +72,20 @@ async def test_status_and_scale_commands(tmp_path: Path) -> None:
                 30,
                 "two runners online",
             )
+            simulator.simulator.world.create_jobs(
+                [JobSpec("acme/app", ("self-hosted", "linux", "arm64"), 1.0, None, "arm")]
+            )
             await daemon.controller.poll_once()
             await daemon.controller.reconcile_once()
             code, output = await command("status", "-c", str(config), env=env)
             assert code == 0, output
             assert "linux-x64" in output
             assert "GitHub core" in output
+            assert "unmatched jobs (no pool serves them): 1" in output
+            assert (
+                "(self-hosted, linux, arm64): it needs arm64, but every pool here runs on x64"
+                in (output)
+            )
             idle = [r.name for r in daemon.store.runners() if r.state.value == "idle"]
             code, output = await command(
                 "scale", "down", "-c", str(config), "--runner", idle[0], env=env

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from runnerscale.config import Config, parse_config
+from runnerscale.hostlabels import detect_local_host
 from runnerscale.sim.faults import FaultPlan
 from runnerscale.sim.server import SimulatorOptions, SimulatorServer
 from runnerscale.sim.trace import TraceJob, read_trace
@@ -342,3 +343,27 @@ async def test_trace_export_command_against_the_simulator(tmp_path: Path) -> Non
         77,
         "build",
     )
+
+
+async def test_auto_in_a_simulated_pool_is_this_machines_labels(tmp_path: Path) -> None:
+    lines = (TRACES / "nightly.jsonl").read_text().splitlines()[:40]
+    trace_file = tmp_path / "small.jsonl"
+    trace_file.write_text("\n".join(lines) + "\n")
+    reference = (TRACES / "reference.yaml").read_text()
+    arch = detect_local_host().arch
+    assert arch is not None
+    config = tmp_path / "auto.yaml"
+    config.write_text(
+        reference.replace(
+            "labels: [self-hosted, linux, x64]\n", "labels: [self-hosted, linux, auto]\n", 1
+        )
+    )
+    results = []
+    for path in (TRACES / "reference.yaml", config):
+        code, output = await run_cli(
+            "--trace", str(trace_file), "--config", str(path), "--json", str(tmp_path / "r.json")
+        )
+        assert code == 0, output
+        results.append(json.loads((tmp_path / "r.json").read_text()))
+    if arch == "x64":  # the reference's first pool is x64: `auto` serves the same jobs here
+        assert results[1]["served"] == results[0]["served"]

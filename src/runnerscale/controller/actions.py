@@ -128,7 +128,8 @@ class Actions:
             return None
         runner.instance_id = instance.id
         move(self.store, runner, RunnerState.BOOTING, self.clock.now(), "instance started")
-        pool.succeeded()
+        # The pool counts as working again once a runner comes online (not merely started:
+        # runners that crash at start must keep backing off).
         self.events.scaled(pool.name, "create")
         return runner
 
@@ -160,12 +161,27 @@ class Actions:
         outcome = await self._unregister(runner)
         if outcome is None:
             return False  # retried by the janitor while the runner stays ``deleting``
-        if outcome is DeleteOutcome.BUSY and previous is not RunnerState.FINISHED:
+        if outcome is DeleteOutcome.BUSY:
+            if previous is RunnerState.FINISHED or (
+                previous is RunnerState.DELETING and not await self._instance_runs(runner)
+            ):
+                # Its instance is gone but GitHub still holds the job (until GitHub notices
+                # the runner is lost): stay ``deleting``, retried by the janitor.
+                return False
             move(self.store, runner, RunnerState.BUSY, self.clock.now(), "GitHub: still busy")
             return False
-        if outcome is DeleteOutcome.BUSY:
-            return False  # its instance is gone but GitHub still holds the job: retry later
         return await self.remove_instance(runner)
+
+    async def _instance_runs(self, runner: Runner) -> bool:
+        """Whether the runner's instance still runs (when the backend cannot say: yes)."""
+        pool = self.pools.get(runner.pool)
+        if runner.instance_id is None or pool is None:
+            return False
+        try:
+            instance = await pool.provider.get(runner.instance_id)
+        except ProviderError:
+            return True
+        return instance is not None and instance.running
 
     async def remove_instance(self, runner: Runner) -> bool:
         pool = self.pools.get(runner.pool)

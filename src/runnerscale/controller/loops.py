@@ -37,7 +37,15 @@ from runnerscale.controller.protocols import (
     ProviderError,
     Store,
 )
-from runnerscale.model import Job, JobState, Runner, RunnerState, Target
+from runnerscale.model import (
+    Instance,
+    Job,
+    JobState,
+    Runner,
+    RunnerState,
+    Target,
+    explain_unmatched,
+)
 from runnerscale.scaler import Decision, decide
 
 log = logging.getLogger("runnerscale.controller")
@@ -72,10 +80,25 @@ class PoolStatus:
     last_error: str | None = None
 
 
+@dataclass(frozen=True)
+class UnmatchedJob:
+    """A queued job no pool serves, and why (never provisioned for)."""
+
+    id: int
+    repo: str
+    labels: tuple[str, ...]
+    reason: str
+
+
+#: Unmatched jobs listed in the status (the count covers them all).
+UNMATCHED_SHOWN = 50
+
+
 @dataclass
 class Status:
     pools: list[PoolStatus]
     unmatched_jobs: int = 0
+    unmatched: list[UnmatchedJob] = field(default_factory=list)
     jobs: dict[str, int] = field(default_factory=dict)
     cleaned: dict[str, int] = field(default_factory=dict)
     updated_at: float = 0.0
@@ -216,12 +239,23 @@ class Controller:
         before = self.store.get_job(observed.id)
         after = apply_job(self.store, observed, self.clock.now())
         self._last_observed[observed.id] = observed
-        if (
-            after.state is JobState.IN_PROGRESS
-            and (before is None or before.state is not JobState.IN_PROGRESS)
-            and after.started_at is not None
+        if after.state is JobState.IN_PROGRESS and (
+            before is None or before.state is not JobState.IN_PROGRESS
         ):
-            self._on_job_started(after.pool or "", max(0.0, after.started_at - after.created_at))
+            if after.runner_name:
+                self._came_online(after.runner_name)
+            if after.started_at is not None:
+                wait = max(0.0, after.started_at - after.created_at)
+                self._on_job_started(after.pool or "", wait)
+
+    def _came_online(self, runner_name: str) -> None:
+        """A runner of ours connected to GitHub: its pool works (ends its failure backoff)."""
+        runner = self.store.get_runner(runner_name)
+        pool = self.pools.get(runner.pool) if runner is not None else None
+        if pool is not None and not pool.healthy:
+            log.info("pool %s: runner %s came online: the pool works again", pool.name, runner_name)
+        if pool is not None:
+            pool.succeeded()
 
     # ------------------------------------------------------------------ polling
 
@@ -243,7 +277,8 @@ class Controller:
                 failed.append(target)
                 errors.append(error)
                 continue
-            apply_runner_list(self.store, target.key, listed, now)
+            for runner in apply_runner_list(self.store, target.key, listed, now):
+                self._came_online(runner.name)
         for pool in self.pools.values():
             try:
                 instances = await pool.provider.list()
@@ -251,7 +286,8 @@ class Controller:
                 log.warning("poll: pool %s: %s", pool.name, error)
                 errors.append(error)
                 continue
-            apply_instances(self.store, pool.name, instances, now)
+            for runner, instance in apply_instances(self.store, pool.name, instances, now):
+                self._instance_failed(runner, instance)
         if not failed:
             # Forget jobs the poll no longer returns (it re-reads every active one).
             self._last_observed = {k: v for k, v in self._last_observed.items() if k in seen}
@@ -259,6 +295,29 @@ class Controller:
         self.kick()
         if errors:
             raise errors[0]
+
+    def _instance_failed(self, runner: Runner, instance: Instance) -> None:
+        """A runner's instance died (killed mid-job, or crashed while starting): say so with
+        the backend's account of it (exit code and last log lines), count it, reap it."""
+        log.warning(
+            "runner %s (pool %s) died while %s: %s",
+            runner.name,
+            runner.pool,
+            runner.state.value,
+            instance.detail,
+        )
+        self.actions.events.error(runner.pool, "instance_died")
+        self.errors["instance_died"] += 1
+        pool = self.pools.get(runner.pool)
+        if pool is not None and runner.state in (RunnerState.CREATING, RunnerState.BOOTING):
+            # It never came online: the pool's runners may all crash at start (a broken
+            # image, a bad command). Back off as for a failed creation.
+            first_line = instance.detail.strip().splitlines()[0] if instance.detail.strip() else ""
+            pool.failed(
+                self.clock.now(),
+                f"runner {runner.name} exited with code {instance.exit_code} before it came "
+                f"online ({first_line})",
+            )
 
     async def _recheck_unseen(self, seen: set[int], failed: list[Target]) -> None:
         """Jobs the store holds as active that the poll no longer shows: ask for each. Jobs
@@ -360,11 +419,15 @@ class Controller:
                 self._reported_unmatched.add(job_id)
                 job = next(j for j in jobs if j.id == job_id)
                 log.warning(
-                    "job %s of %s (runs-on %s) matches no pool: not provisioning for it",
+                    "job %s of %s (runs-on %s) matches no pool: not provisioning for it (%s)",
                     job.id,
                     job.repo,
                     list(job.labels),
+                    self.unmatched_reason(job.labels),
                 )
+
+    def unmatched_reason(self, labels: tuple[str, ...]) -> str:
+        return explain_unmatched([pool.spec for pool in self.pools.values()], labels)
 
     def _refresh_status(self, decision: Decision, runners: list[Runner], jobs: list[Job]) -> None:
         pools = []
@@ -389,9 +452,20 @@ class Controller:
                 )
             )
         job_counts = Counter(job.state.value for job in jobs)
+        by_id = {job.id: job for job in jobs}
+        unmatched = [
+            UnmatchedJob(
+                id=job.id,
+                repo=job.repo,
+                labels=tuple(job.labels),
+                reason=self.unmatched_reason(tuple(job.labels)),
+            )
+            for job in (by_id[job_id] for job_id in decision.unmatched[:UNMATCHED_SHOWN])
+        ]
         self.status = Status(
             pools=pools,
             unmatched_jobs=len(decision.unmatched),
+            unmatched=unmatched,
             jobs=dict(job_counts),
             cleaned=dict(self.janitor.cleaned),
             updated_at=self.clock.now(),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import replace
 
 from runnerscale.controller.protocols import ObservedJob, Store
 from runnerscale.model import GitHubRunner, Instance, Job, JobState, Runner, RunnerState
@@ -57,8 +58,10 @@ def apply_job(store: Store, observed: ObservedJob, now: float) -> Job:
 
 def apply_runner_list(
     store: Store, target_key: str, listed: Iterable[GitHubRunner], now: float
-) -> None:
-    """GitHub's view of the target's runners: online and idle, busy, or gone."""
+) -> list[Runner]:
+    """GitHub's view of the target's runners: online and idle, busy, or gone. Returns the
+    runners seen online for the first time (their pool works)."""
+    came_online: list[Runner] = []
     by_name = {runner.name: runner for runner in listed}
     for runner in store.runners(states=[*REGISTERED, RunnerState.CREATING]):
         if runner.target != target_key:
@@ -72,14 +75,26 @@ def apply_runner_list(
         if runner.github_id is None:
             runner.github_id = seen.id
             store.update_runner(runner)
+        if runner.state in (RunnerState.CREATING, RunnerState.BOOTING) and (
+            seen.busy or seen.online
+        ):
+            came_online.append(runner)
         if seen.busy and runner.state is not RunnerState.BUSY:
             move(store, runner, RunnerState.BUSY, now, "GitHub shows it busy")
         elif seen.online and not seen.busy and runner.state is RunnerState.BOOTING:
             move(store, runner, RunnerState.IDLE, now, "online in GitHub")
+    return came_online
 
 
-def apply_instances(store: Store, pool: str, instances: Iterable[Instance], now: float) -> None:
-    """The backend's view: an exited instance means its runner is done."""
+def apply_instances(
+    store: Store, pool: str, instances: Iterable[Instance], now: float
+) -> list[tuple[Runner, Instance]]:
+    """The backend's view: an exited instance means its runner is done.
+
+    Returns the runners whose instance failed (a non-zero exit code) while they were
+    registered or being created, with the state they were in: a runner killed mid-job, or one
+    that crashed before it came online. The caller counts and reports them."""
+    failed: list[tuple[Runner, Instance]] = []
     for instance in instances:
         if instance.running:
             continue
@@ -87,6 +102,8 @@ def apply_instances(store: Store, pool: str, instances: Iterable[Instance], now:
         if runner is None or runner.pool != pool:
             continue
         if runner.state in (*REGISTERED, RunnerState.CREATING):
+            if instance.exit_code not in (None, 0):
+                failed.append((replace(runner), instance))
             detail = (
                 f" ({instance.detail.strip().splitlines()[-1]})" if instance.detail.strip() else ""
             )
@@ -97,3 +114,4 @@ def apply_instances(store: Store, pool: str, instances: Iterable[Instance], now:
                 now,
                 f"instance exited with code {instance.exit_code}{detail}",
             )
+    return failed

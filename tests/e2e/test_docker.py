@@ -1,0 +1,370 @@
+"""The daemon end to end with the Docker backend: simulator + daemon + a real Docker engine.
+
+Runners are containers of the test runner image (``tests/docker_engine.py``): the runner
+image's real entrypoint (``images/runner/entrypoint.sh``) starts the stand-in runner, which
+reaches the simulator over the host's network (the engine here has no bridge). Each test ends
+by checking that nothing was left: no container, no runner registered in the simulator, no
+live runner in the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import certifi
+import docker
+import httpx
+import pytest
+
+from runnerscale.daemon import Daemon
+from runnerscale.providers.docker import LABEL_CONTROLLER, LABEL_POOL
+from runnerscale.sim.server import SimulatorOptions, SimulatorServer
+from runnerscale.sim.world import JobSpec, WorldSettings
+from tests.docker_engine import (
+    Engine,
+    import_runner_image,
+    make_tls,
+    remove_labelled,
+    start_engine,
+    stop_engine,
+    tls_engine_args,
+)
+from tests.e2e.harness import (
+    LINUX,
+    TOKEN,
+    WEBHOOK_SECRET,
+    all_done,
+    free_port,
+    in_process_daemon,
+    queue_jobs,
+    wait_until,
+    write_config,
+)
+
+pytestmark = pytest.mark.timeout(300)
+
+CONTROLLER = "runnerscale-e2e"  # the harness's controller id
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[SimulatorServer]:
+    # A runner that goes silent mid-job fails its job after 15 s (GitHub: 10 minutes; the
+    # stand-in runner's heartbeat is every 5 s).
+    world = WorldSettings(runner_offline_after=30.0, lost_runner_timeout=15.0)
+    options = SimulatorOptions(tokens=(TOKEN,), world=world)
+    async with SimulatorServer(options) as server:
+        server.simulator.world.ensure_repo("acme/app")
+        yield server
+
+
+@pytest.fixture
+def engine_client(docker_engine: Engine) -> Iterator[docker.DockerClient]:
+    client = docker.DockerClient(base_url=docker_engine.url, version="auto")
+    yield client
+    remove_labelled(client)
+    client.close()
+
+
+def docker_pool(
+    engine: Engine,
+    image: str,
+    *,
+    name: str = "linux-docker",
+    labels: str = "[self-hosted, linux, auto]",
+    max_runners: int = 6,
+    min_idle: int = 0,
+) -> str:
+    return f"""\
+  - name: {name}
+    labels: {labels}
+    provider: docker
+    max_runners: {max_runners}
+    min_idle: {min_idle}
+    idle_timeout: 2s
+    boot_timeout: 60s
+    docker:
+      host: {engine.url}
+      image: {image}
+      network: host
+      pull: never
+      cpus: 0.5
+      memory: 256m
+      pids_limit: 256
+      read_only: true
+      work_tmpfs: /home/runner/_work
+      stop_grace: 5s
+      labels: {{team: e2e}}
+"""
+
+
+def containers(client: docker.DockerClient, pool: str = "linux-docker") -> list[object]:
+    return list(
+        client.containers.list(
+            all=True,
+            ignore_removed=True,
+            filters={"label": [f"{LABEL_CONTROLLER}={CONTROLLER}", f"{LABEL_POOL}={pool}"]},
+        )
+    )
+
+
+def hook(simulator: SimulatorServer, daemon: Daemon) -> None:
+    simulator.simulator.webhooks.add_hook(f"{daemon.url}/webhook", WEBHOOK_SECRET)
+
+
+async def nothing_left(
+    simulator: SimulatorServer, daemon: Daemon, client: docker.DockerClient
+) -> bool:
+    live = [r for r in daemon.store.runners() if r.state.live]
+    held = await asyncio.to_thread(containers, client)
+    return not live and not held and not simulator.simulator.world.runners
+
+
+async def metric(daemon: Daemon, line_start: str) -> float:
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"{daemon.url}/metrics")).text
+    for line in text.splitlines():
+        if line.startswith(line_start):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_a_burst_of_10_jobs_runs_in_limited_non_root_containers_and_nothing_is_left(
+    simulator: SimulatorServer,
+    docker_engine: Engine,
+    runner_image: str,
+    engine_client: docker.DockerClient,
+    tmp_path: Path,
+) -> None:
+    pools = docker_pool(docker_engine, runner_image)
+    config = write_config(tmp_path, simulator.url, poll_interval="2s", pools=pools)
+    async with in_process_daemon(config) as daemon:
+        # `auto` became this host's architecture and "no accelerator".
+        assert set(daemon.controller.pools["linux-docker"].labels) >= {"x64", "cpu-only"}
+        hook(simulator, daemon)
+        job_ids = queue_jobs(simulator, 10, duration=4.0)
+        world = simulator.simulator.world
+        await wait_until(lambda: containers(engine_client), 60, "a runner container")
+        inspected = containers(engine_client)[0]
+        host = inspected.attrs["HostConfig"]  # type: ignore[attr-defined]
+        assert host["NanoCpus"] == 500_000_000
+        assert host["Memory"] == 256 * 1024**2
+        assert host["PidsLimit"] == 256
+        assert host["ReadonlyRootfs"] is True
+        assert "/home/runner/_work" in host["Tmpfs"]
+        assert inspected.attrs["Config"]["User"] in ("", "runner")  # type: ignore[attr-defined]
+        assert inspected.labels["team"] == "e2e"  # type: ignore[attr-defined]
+        await wait_until(lambda: all_done(world, job_ids), 120, "10 jobs to complete")
+        assert all(world.jobs[j].conclusion.value == "success" for j in job_ids)  # type: ignore[union-attr]
+        served_by = {world.jobs[j].runner_name for j in job_ids}
+        assert len(served_by) == 10  # ephemeral: one container per job
+        await wait_until(lambda: nothing_left(simulator, daemon, engine_client), 60, "clean-up")
+        created = [r for r in daemon.store.runners() if r.pool == "linux-docker"]
+        assert 10 <= len(created) <= 10 + 6
+
+
+async def test_a_container_killed_from_outside_is_noticed_counted_and_replaced(
+    simulator: SimulatorServer,
+    docker_engine: Engine,
+    runner_image: str,
+    engine_client: docker.DockerClient,
+    tmp_path: Path,
+) -> None:
+    pools = docker_pool(docker_engine, runner_image, min_idle=1)
+    config = write_config(tmp_path, simulator.url, poll_interval="1s", pools=pools)
+    world = simulator.simulator.world
+    async with in_process_daemon(config) as daemon:
+        hook(simulator, daemon)
+        died = 'runnerscale_errors_total{kind="instance_died",pool="linux-docker"}'
+        # A busy runner killed mid-job.
+        [long_job] = queue_jobs(simulator, 1, duration=120.0)
+        await wait_until(
+            lambda: world.jobs[long_job].status.value == "in_progress", 60, "the job to start"
+        )
+        busy_name = world.jobs[long_job].runner_name
+        assert busy_name is not None
+        await asyncio.to_thread(lambda: engine_client.containers.get(busy_name).kill())
+        await wait_until(
+            lambda: daemon.store.get_runner(busy_name).state.value == "gone",  # type: ignore[union-attr]
+            60,
+            "the killed runner to be reaped",
+        )
+        assert await metric(daemon, died) >= 1
+        # GitHub fails the job once its runner stays silent (here after 15 s).
+        await wait_until(lambda: all_done(world, [long_job]), 60, "the orphaned job to fail")
+        assert world.jobs[long_job].conclusion.value == "failure"  # type: ignore[union-attr]
+
+        # An idle runner killed: min_idle brings a new one.
+        def idle_names() -> list[str]:
+            return [r.name for r in daemon.store.runners(pool="linux-docker") if r.state == "idle"]
+
+        await wait_until(idle_names, 60, "an idle runner")
+        [idle_name] = idle_names()
+        await asyncio.to_thread(lambda: engine_client.containers.get(idle_name).kill())
+        await wait_until(
+            lambda: idle_names() and idle_names() != [idle_name], 60, "a new idle runner"
+        )
+        assert await metric(daemon, died) >= 2
+        # The pool is whole: new jobs are served.
+        job_ids = queue_jobs(simulator, 3, duration=1.0)
+        await wait_until(lambda: all_done(world, job_ids), 90, "3 more jobs")
+        assert all(world.jobs[j].conclusion.value == "success" for j in job_ids)  # type: ignore[union-attr]
+        assert daemon.controller.status.pools[0].healthy
+
+
+async def test_a_daemon_restarted_mid_burst_adopts_its_containers(
+    simulator: SimulatorServer,
+    docker_engine: Engine,
+    runner_image: str,
+    engine_client: docker.DockerClient,
+    tmp_path: Path,
+) -> None:
+    pools = docker_pool(docker_engine, runner_image)
+    config = write_config(tmp_path, simulator.url, poll_interval="2s", pools=pools)
+    world = simulator.simulator.world
+    job_ids = queue_jobs(simulator, 6, duration=10.0)
+    async with in_process_daemon(config) as first:
+        hook(simulator, first)
+        await wait_until(
+            lambda: sum(world.jobs[j].status.value == "in_progress" for j in job_ids) >= 3,
+            90,
+            "three jobs running in containers",
+        )
+    # The daemon is gone; its containers are not.
+    running_before = {c.name for c in containers(engine_client)}  # type: ignore[attr-defined]
+    assert len(running_before) >= 3
+    async with in_process_daemon(config) as second:  # same address: the hook still points here
+        await wait_until(lambda: all_done(world, job_ids), 120, "all six jobs")
+        outcomes = [(world.jobs[j].conclusion, world.jobs[j].runner_name) for j in job_ids]
+        assert all(c is not None and c.value == "success" for c, _ in outcomes), outcomes
+        # Each job ran once, and the runners of the first daemon finished their jobs.
+        served_by = [world.jobs[j].runner_name for j in job_ids]
+        assert len(set(served_by)) == 6
+        assert running_before <= {r.name for r in second.store.runners()}
+        await wait_until(lambda: nothing_left(simulator, second, engine_client), 60, "clean-up")
+
+
+async def test_a_missing_image_makes_its_pool_unhealthy_and_leaves_others_alone(
+    simulator: SimulatorServer,
+    docker_engine: Engine,
+    runner_image: str,
+    engine_client: docker.DockerClient,
+    tmp_path: Path,
+) -> None:
+    pools = docker_pool(docker_engine, runner_image) + docker_pool(
+        docker_engine,
+        "runnerscale-no-such-image:1",
+        name="broken",
+        labels="[self-hosted, linux, auto, broken]",
+    )
+    config = write_config(tmp_path, simulator.url, poll_interval="2s", pools=pools)
+    world = simulator.simulator.world
+    async with in_process_daemon(config) as daemon:
+        hook(simulator, daemon)
+        broken_job, arm_job = (
+            job.id
+            for job in world.create_jobs(
+                [
+                    JobSpec("acme/app", (*LINUX, "broken"), 1.0, None, "broken"),
+                    JobSpec("acme/app", ("self-hosted", "linux", "arm64"), 1.0, None, "arm"),
+                ]
+            )
+        )
+        simulator.simulator.notify()
+        good = queue_jobs(simulator, 2, duration=1.0)
+        await wait_until(lambda: all_done(world, good), 90, "the healthy pool's jobs")
+
+        def broken_status() -> object:
+            pool = next(p for p in daemon.controller.status.pools if p.name == "broken")
+            return pool if not pool.healthy else None
+
+        await wait_until(broken_status, 60, "the broken pool to be unhealthy")
+        pool = broken_status()
+        assert "runnerscale-no-such-image:1" in str(pool.last_error)  # type: ignore[attr-defined]
+        assert "'broken'" in str(pool.last_error)  # type: ignore[attr-defined]
+        assert world.jobs[broken_job].status.value == "queued"
+        async with httpx.AsyncClient() as http:
+            health = (await http.get(f"{daemon.url}/healthz")).json()
+            status = (await http.get(f"{daemon.url}/api/v1/status")).json()
+        assert health["unhealthy_pools"] == ["broken"]
+        # A job for another architecture is never provisioned for, and says why.
+        [arm] = [job for job in status["unmatched"] if job["id"] == arm_job]
+        assert arm["reason"] == "it needs arm64, but every pool here runs on x64"
+        assert not [r for r in daemon.store.runners() if r.pool == "broken" and r.state.live]
+        assert containers(engine_client, "broken") == []
+
+
+async def test_two_engines_one_over_tls_serve_two_pools(
+    simulator: SimulatorServer,
+    docker_engine: Engine,
+    runner_image: str,
+    engine_client: docker.DockerClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    port = free_port()
+    tls = make_tls(tmp_path / "tls")
+    remote_dir = Path(tempfile.mkdtemp(prefix="rsdk2-", dir="/tmp"))
+    remote = await asyncio.to_thread(
+        start_engine, remote_dir, extra_args=tls_engine_args(tls, port)
+    )
+    try:
+        remote_image = await asyncio.to_thread(import_runner_image, remote.url, tmp_path)
+        # The configured CA must win over a CA bundle named in the environment.
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
+        remote_pool = docker_pool(
+            docker_engine, remote_image, name="remote", labels="[self-hosted, linux, auto, remote]"
+        ).replace(
+            f"host: {docker_engine.url}",
+            f"host: tcp://127.0.0.1:{port}\n      tls_ca_cert: {tls.ca}\n"
+            f"      tls_client_cert: {tls.client_cert}\n      tls_client_key: {tls.client_key}",
+        )
+        pools = docker_pool(docker_engine, runner_image) + remote_pool
+        config = write_config(tmp_path, simulator.url, poll_interval="2s", pools=pools)
+        world = simulator.simulator.world
+        remote_client = docker.DockerClient(base_url=remote.url, version="auto")
+        seen_remote: set[str] = set()
+        try:
+            async with in_process_daemon(config) as daemon:
+                hook(simulator, daemon)
+                local_jobs = queue_jobs(simulator, 2, duration=3.0)
+                remote_jobs = [
+                    job.id
+                    for job in world.create_jobs(
+                        [
+                            JobSpec("acme/app", (*LINUX, "remote"), 3.0, None, f"r{i}")
+                            for i in (1, 2)
+                        ]
+                    )
+                ]
+                simulator.simulator.notify()
+
+                def done() -> bool:
+                    for container in containers(remote_client, "remote"):
+                        seen_remote.add(container.name)  # type: ignore[attr-defined]
+                    return all_done(world, local_jobs + remote_jobs)
+
+                await wait_until(done, 90, "jobs on both engines")
+                assert all(
+                    world.jobs[j].conclusion.value == "success" for j in local_jobs + remote_jobs
+                )  # type: ignore[union-attr]
+                remote_runners = {world.jobs[j].runner_name for j in remote_jobs}
+                local_runners = {world.jobs[j].runner_name for j in local_jobs}
+                assert all(name and name.startswith("rs-remote-") for name in remote_runners)
+                assert all(name and name.startswith("rs-linux-docker-") for name in local_runners)
+                assert remote_runners <= seen_remote  # their containers ran on the TLS engine
+                await wait_until(
+                    lambda: (
+                        not containers(remote_client, "remote") and not containers(engine_client)
+                    ),
+                    60,
+                    "clean-up on both engines",
+                )
+        finally:
+            remote_client.close()
+    finally:
+        await asyncio.to_thread(stop_engine, remote)
+        shutil.rmtree(remote_dir, ignore_errors=True)
