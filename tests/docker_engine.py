@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import docker
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -153,7 +154,7 @@ def _overlay_files() -> Iterator[tuple[str, bytes, int, int]]:
     """(path in the image, content, mode, uid) of what each run adds to the root filesystem."""
     yield "usr/local/bin/runnerscale-entrypoint", ENTRYPOINT.read_bytes(), 0o755, 0
     yield "home/runner/run.sh", RUN_SH.encode(), 0o755, RUNNER_UID
-    site = Path(__import__("httpx").__file__).resolve().parent.parent
+    site = Path(str(httpx.__file__)).resolve().parent.parent
     trees = [(PACKAGE, "opt/runnerscale/runnerscale")]
     trees += [(site / name, f"opt/runnerscale/{name}") for name in RUNNER_LIBRARIES]
     for source, destination in trees:

@@ -702,6 +702,21 @@ def _check_env_names(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
+#: Extra environment variables for a runner (names checked).
+RunnerEnv: TypeAlias = Annotated[
+    dict[str, str],
+    AfterValidator(_check_env_names),
+    Field(
+        description="Extra environment variables for the runner. Not for secrets: the "
+        "runner's jobs can read them."
+    ),
+]
+#: How long a runner may take to stop.
+StopGrace: TypeAlias = Annotated[
+    Duration, Field(description="How long a runner may take to exit after SIGTERM.")
+]
+
+
 class LocalConfig(_Model):
     """The ``local`` backend: each runner is a process on this machine."""
 
@@ -711,11 +726,7 @@ class LocalConfig(_Model):
         "is replaced by the runner's one-job registration. Real use: "
         '[./run.sh, --jitconfig, "{jitconfig}"].',
     )
-    env: dict[str, str] = Field(
-        default_factory=dict,
-        description="Extra environment variables for the runner process. Not for secrets: "
-        "the runner's jobs can read them.",
-    )
+    env: RunnerEnv = Field(default_factory=dict)
     work_root: ConfigPath | None = Field(
         default=None,
         description="Where each runner gets its working directory "
@@ -729,9 +740,7 @@ class LocalConfig(_Model):
     user: str | None = Field(
         default=None, description="Run runners as this user when runnerscale runs as root."
     )
-    stop_grace: Duration = Field(
-        default=10.0, description="How long a runner may take to exit after SIGTERM."
-    )
+    stop_grace: StopGrace = 10.0
 
     @field_validator("command", mode="before")
     @classmethod
@@ -750,11 +759,6 @@ class LocalConfig(_Model):
                 echo=False,
             )
         return value
-
-    @field_validator("env")
-    @classmethod
-    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
-        return _check_env_names(value)
 
     @field_validator("user")
     @classmethod
@@ -799,11 +803,7 @@ class DockerConfig(_Model):
         "entrypoint, which takes the JIT config from RUNNERSCALE_JITCONFIG). May contain "
         "{jitconfig}, {runner_name} and {pool}.",
     )
-    env: dict[str, str] = Field(
-        default_factory=dict,
-        description="Extra environment variables for the runner. Not for secrets: the "
-        "runner's jobs can read them.",
-    )
+    env: RunnerEnv = Field(default_factory=dict)
     cpus: float | None = Field(default=None, gt=0, description="CPUs a runner may use (1.5).")
     memory: ByteSize | None = Field(
         default=None, description="Memory a runner may use (4g); no swap beyond it."
@@ -850,9 +850,7 @@ class DockerConfig(_Model):
     no_new_privileges: bool = Field(
         default=True, description="Forbid privilege gain (setuid, sudo) inside runners."
     )
-    stop_grace: Duration = Field(
-        default=10.0, description="How long a runner may take to exit after SIGTERM."
-    )
+    stop_grace: StopGrace = 10.0
 
     @field_validator("command", mode="before")
     @classmethod
@@ -882,7 +880,6 @@ class DockerConfig(_Model):
     @field_validator("env")
     @classmethod
     def _env(cls, value: dict[str, str]) -> dict[str, str]:
-        value = _check_env_names(value)
         for name in value:
             if name.upper().startswith("RUNNERSCALE_"):
                 raise _fail(
