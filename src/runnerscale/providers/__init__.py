@@ -27,4 +27,6 @@ package's ``__init__`` therefore imports no backend.
 Backends:
 
 - :mod:`runnerscale.providers.local` - runner processes on this host (no SDK).
+- :mod:`runnerscale.providers.docker` - runner containers on local or remote Docker engines
+  (the ``docker`` extra); its runner image is ``images/runner``.
 """
