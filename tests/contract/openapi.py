@@ -14,7 +14,8 @@ from __future__ import annotations
 import functools
 import json
 import os
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,22 @@ def contract_dir() -> Path:
 def default_contract() -> OpenAPIContract:
     """The contract from :func:`contract_dir`, loaded once per test session."""
     return OpenAPIContract.load(contract_dir() / CONTRACT_FILE)
+
+
+_ENTERPRISE_ACTIONS = re.compile(r"^/enterprises/([^/]+)(/actions/.*)$")
+
+
+def enterprise_as_org(path: str) -> str:
+    """The organisation path that mirrors an enterprise self-hosted runner path.
+
+    GitHub describes ``/enterprises/{enterprise}/actions/runners…`` and ``…/runner-groups``
+    only in its Enterprise Cloud description, which the contract does not copy; they answer
+    with the organisation operations' shapes, so the simulator's enterprise answers are held
+    to those (``/enterprises/acme-corp/actions/runners/5`` becomes
+    ``/orgs/acme-corp/actions/runners/5``). Other paths are returned unchanged.
+    """
+    match = _ENTERPRISE_ACTIONS.match(path)
+    return f"/orgs/{match[1]}{match[2]}" if match else path
 
 
 @dataclass(frozen=True)
@@ -275,6 +292,9 @@ class ValidatingTransport(httpx.AsyncBaseTransport):
     :attr:`failures`, not raised, because clients wrap exceptions raised inside transports;
     call :meth:`assert_clean` at the end of the test. :attr:`seen` records
     ``(operation_id, status)`` for each checked request.
+
+    ``path_map`` turns a request path into the path it is checked as, for operations the
+    contract holds under another path (:func:`enterprise_as_org`).
     """
 
     def __init__(
@@ -283,10 +303,12 @@ class ValidatingTransport(httpx.AsyncBaseTransport):
         contract: OpenAPIContract | None = None,
         *,
         base_path: str = "",
+        path_map: Callable[[str], str] | None = None,
     ) -> None:
         self._inner = inner if inner is not None else httpx.AsyncHTTPTransport()
         self._contract = contract if contract is not None else default_contract()
         self._base_path = base_path.rstrip("/")
+        self._path_map = path_map
         self.seen: list[tuple[str, int]] = []
         self.failures: list[str] = []
 
@@ -320,6 +342,8 @@ class ValidatingTransport(httpx.AsyncBaseTransport):
         if path.startswith("/_sim/"):
             return
         label = f"{request.method} {path} -> {response.status_code}"
+        if self._path_map is not None:
+            path = self._path_map(path)
         operation = self._contract.operation_for(request.method, path)
         if operation is None:
             self.failures.append(f"{label}: no operation in the contract matches this request")

@@ -17,13 +17,21 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import re
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlencode
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -32,7 +40,7 @@ from starlette.routing import Route
 from runnerscale.clock import Clock, iso8601
 from runnerscale.sim import shapes
 from runnerscale.sim.auth import ANONYMOUS, Authenticator, Caller, CallerKind
-from runnerscale.sim.entities import Conclusion, Job, OwnerType, Runner
+from runnerscale.sim.entities import Conclusion, Enterprise, Job, OwnerType, Runner
 from runnerscale.sim.faults import FaultPlan, Faults
 from runnerscale.sim.ratelimit import AUTHENTICATED_LIMIT, RateLimits
 from runnerscale.sim.webhooks import WebhookHub
@@ -44,8 +52,11 @@ MAX_PER_PAGE = 100
 MAX_LONG_POLL = 50.0
 DOCS = "https://docs.github.com/rest"
 
-#: Which credentials an operation accepts.
-AuthMode = Literal["token", "app", "installation", "any"]
+#: Which credentials an operation accepts: ``token`` a PAT or an installation token (of the
+#: path's owner), ``pat`` a PAT only (GitHub's enterprise runner endpoints "do not work with
+#: GitHub App user access tokens, GitHub App installation access tokens"), ``app`` the App's
+#: JWT, ``installation`` an installation token only, ``any`` anyone, even anonymous.
+AuthMode = Literal["token", "pat", "app", "installation", "any"]
 
 
 @dataclass
@@ -224,6 +235,8 @@ def _check_access(caller: Caller, mode: AuthMode, request: Request) -> None:
         raise ApiError(403, "This endpoint needs an installation access token, not the App's JWT.")
     if mode == "installation" and caller.kind is not CallerKind.INSTALLATION:
         raise ApiError(403, "You must use an installation access token to access this endpoint.")
+    if mode == "pat" and caller.kind is CallerKind.INSTALLATION:
+        raise ApiError(403, "Resource not accessible by integration")
     owner = _owner_of_request(request)
     if (
         caller.kind is CallerKind.INSTALLATION
@@ -345,7 +358,10 @@ def _finish(sim: Simulator, operation_id: str, response: Response) -> Response:
 
 
 def _scope(sim: Simulator, request: Request) -> tuple[str, bool]:
+    """The runner scope a path names, and whether it is above a repository (groups apply)."""
     params = request.path_params
+    if "enterprise" in params:
+        return sim.world.scope_for_enterprise(params["enterprise"]), True
     if "org" in params:
         return sim.world.scope_for_org(params["org"]), True
     return sim.world.scope_for_repo(params["owner"], params["repo"]), False
@@ -415,6 +431,14 @@ async def list_runner_groups(sim: Simulator, request: Request, caller: Caller) -
         "runner_groups", [shapes.runner_group(g, org, sim.urls) for g in page], len(groups)
     )
     return Reply(200, body, links)
+
+
+async def list_enterprise_runner_groups(sim: Simulator, request: Request, caller: Caller) -> Reply:
+    enterprise = sim.world.enterprise(request.path_params["enterprise"])
+    groups = sim.world.enterprise_groups(enterprise.slug)
+    page, links = paginate(request, groups)
+    rendered = [shapes.enterprise_runner_group(g, enterprise.slug, sim.urls) for g in page]
+    return Reply(200, shapes.paginated("runner_groups", rendered, len(groups)), links)
 
 
 async def list_org_repos(sim: Simulator, request: Request, caller: Caller) -> Reply:
@@ -526,6 +550,7 @@ async def rate_limit(sim: Simulator, request: Request, caller: Caller) -> Reply:
 
 REPO = "/repos/{owner}/{repo}"
 ORG = "/orgs/{org}"
+ENTERPRISE = "/enterprises/{enterprise}"
 
 
 def _op(
@@ -534,49 +559,60 @@ def _op(
     return Route(path, rest(operation_id, handler, auth), methods=[method])
 
 
-def _runner_routes(prefix: str, level: str) -> list[Route]:
-    """The self-hosted runner operations, identical at repository and organisation level."""
+def _runner_routes(
+    prefix: str, level: str, *, tag: str = "actions", auth: AuthMode = "token"
+) -> list[Route]:
+    """The self-hosted runner operations, identical at repository, organisation and enterprise
+    level. GitHub files the enterprise ones under ``enterprise-admin/`` (``tag``), except
+    ``generate-jitconfig``, which is ``actions/`` at every level."""
     runners = f"{prefix}/actions/runners"
     one = f"{runners}/{{runner_id}}"
     return [
-        _op("GET", runners, f"actions/list-self-hosted-runners-for-{level}", list_runners),
+        _op("GET", runners, f"{tag}/list-self-hosted-runners-for-{level}", list_runners, auth),
         _op(
             "POST",
             f"{runners}/generate-jitconfig",
             f"actions/generate-runner-jitconfig-for-{level}",
             generate_jitconfig,
+            auth,
         ),
         _op(
             "POST",
             f"{runners}/registration-token",
-            f"actions/create-registration-token-for-{level}",
+            f"{tag}/create-registration-token-for-{level}",
             _token_handler("registration"),
+            auth,
         ),
         _op(
             "POST",
             f"{runners}/remove-token",
-            f"actions/create-remove-token-for-{level}",
+            f"{tag}/create-remove-token-for-{level}",
             _token_handler("remove"),
+            auth,
         ),
-        _op("GET", one, f"actions/get-self-hosted-runner-for-{level}", get_runner),
-        _op("DELETE", one, f"actions/delete-self-hosted-runner-from-{level}", delete_runner),
+        _op("GET", one, f"{tag}/get-self-hosted-runner-for-{level}", get_runner, auth),
+        _op("DELETE", one, f"{tag}/delete-self-hosted-runner-from-{level}", delete_runner, auth),
         _op(
             "GET",
             f"{one}/labels",
-            f"actions/list-labels-for-self-hosted-runner-for-{level}",
+            f"{tag}/list-labels-for-self-hosted-runner-for-{level}",
             list_labels,
+            auth,
         ),
         _op(
             "POST",
             f"{one}/labels",
-            f"actions/add-custom-labels-to-self-hosted-runner-for-{level}",
+            f"{tag}/add-custom-labels-to-self-hosted-runner-for-{level}",
             add_labels,
+            auth,
         ),
     ]
 
 
 def rest_routes() -> list[Route]:
-    """Every operation of the OpenAPI subset, by its ``operationId``."""
+    """Every operation of the OpenAPI subset, by its ``operationId``, plus the enterprise
+    runner operations of GitHub's Enterprise Cloud description (which mirror the
+    organisation ones)."""
     runs = f"{REPO}/actions/runs"
     jobs = f"{REPO}/actions/jobs"
     return [
@@ -587,6 +623,14 @@ def rest_routes() -> list[Route]:
             f"{ORG}/actions/runner-groups",
             "actions/list-self-hosted-runner-groups-for-org",
             list_runner_groups,
+        ),
+        *_runner_routes(ENTERPRISE, "enterprise", tag="enterprise-admin", auth="pat"),
+        _op(
+            "GET",
+            f"{ENTERPRISE}/actions/runner-groups",
+            "enterprise-admin/list-self-hosted-runner-groups-for-enterprise",
+            list_enterprise_runner_groups,
+            "pat",
         ),
         _op("GET", f"{ORG}/repos", "repos/list-for-org", list_org_repos),
         _op("GET", runs, "actions/list-workflow-runs-for-repo", list_runs),
@@ -645,8 +689,29 @@ class HookRequest(_Strict):
 
 
 class RunnerGroupRequest(_Strict):
-    org: str
+    org: str | None = None
+    enterprise: str | None = None
     name: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_owner(self) -> RunnerGroupRequest:
+        if (self.org is None) == (self.enterprise is None):
+            raise ValueError("give exactly one of org and enterprise")
+        return self
+
+
+class EnterpriseRequest(_Strict):
+    slug: str = Field(pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$", max_length=60)
+    orgs: list[str] = Field(default_factory=list)
+    name: str | None = Field(None, min_length=1)
+
+    @field_validator("orgs")
+    @classmethod
+    def _logins(cls, orgs: list[str]) -> list[str]:
+        for login in orgs:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", login):
+                raise ValueError(f"not an organization login: {login!r}")
+        return orgs
 
 
 def _validation_failure(error: ValidationError) -> ApiError:
@@ -806,11 +871,37 @@ async def sim_redeliver(sim: Simulator, request: Request) -> Response:
 
 async def sim_add_runner_group(sim: Simulator, request: Request) -> Response:
     requests, many = await _parse_one_or_many(request, RunnerGroupRequest)
-    records = []
+    records: list[JSON] = []
     for r in requests:
-        group = sim.world.add_runner_group(r.org, r.name)
-        records.append({"id": group.id, "name": group.name, "org": r.org})
+        if r.enterprise is not None:
+            group = sim.world.add_enterprise_runner_group(r.enterprise, r.name)
+            records.append({"id": group.id, "name": group.name, "enterprise": r.enterprise})
+        else:
+            assert r.org is not None
+            group = sim.world.add_runner_group(r.org, r.name)
+            records.append({"id": group.id, "name": group.name, "org": r.org})
     return JSONResponse(records if many else records[0], status_code=201)
+
+
+def enterprise_record(enterprise: Enterprise) -> JSON:
+    return {
+        "id": enterprise.id,
+        "slug": enterprise.slug,
+        "name": enterprise.name,
+        "orgs": [org.login for org in enterprise.organizations],
+    }
+
+
+async def sim_create_enterprises(sim: Simulator, request: Request) -> Response:
+    requests, many = await _parse_one_or_many(request, EnterpriseRequest)
+    enterprises = [sim.world.ensure_enterprise(r.slug, r.orgs, r.name) for r in requests]
+    records = [enterprise_record(e) for e in enterprises]
+    return JSONResponse(records if many else records[0], status_code=201)
+
+
+async def sim_list_enterprises(sim: Simulator, request: Request) -> Response:
+    enterprises = sorted(sim.world.enterprises.values(), key=lambda e: e.id)
+    return JSONResponse([enterprise_record(e) for e in enterprises])
 
 
 async def sim_list_runners(sim: Simulator, request: Request) -> Response:
@@ -924,6 +1015,8 @@ def control_routes() -> list[Route]:
         Route("/_sim/deliveries", control(sim_list_deliveries), methods=["GET"]),
         Route("/_sim/deliveries/{delivery_id}/redeliver", control(sim_redeliver), methods=["POST"]),
         Route("/_sim/runner-groups", control(sim_add_runner_group), methods=["POST"]),
+        Route("/_sim/enterprises", control(sim_create_enterprises), methods=["POST"]),
+        Route("/_sim/enterprises", control(sim_list_enterprises), methods=["GET"]),
         Route("/_sim/runners", control(sim_list_runners), methods=["GET"]),
         Route("/_sim/runner/register", control(runner_register), methods=["POST"]),
         Route("/_sim/runner/connect", control(runner_connect), methods=["POST"]),

@@ -1,7 +1,8 @@
 """The simulated GitHub's records.
 
-Plain mutable dataclasses, one per thing GitHub keeps: owners (organisations or users), their
-repositories, App installations, runner groups, self-hosted runners, workflow runs and jobs.
+Plain mutable dataclasses, one per thing GitHub keeps: enterprises, owners (organisations or
+users), their repositories, App installations, runner groups, self-hosted runners, workflow runs
+and jobs.
 They hold facts only; the rules that change them live in :mod:`runnerscale.sim.world`, and
 their JSON shapes in :mod:`runnerscale.sim.shapes`. Times are epoch seconds from the world's
 clock.
@@ -35,6 +36,15 @@ class Conclusion(StrEnum):
 #: The labels GitHub gives every self-hosted runner on its own ("read-only" labels).
 DEFAULT_RUNNER_LABELS: tuple[str, ...] = ("self-hosted",)
 
+#: How an enterprise-level runner's (and a registration token's) ``scope`` starts. A colon is
+#: never part of an organisation login or a repository name, so scopes cannot collide.
+ENTERPRISE_SCOPE_PREFIX = "enterprise:"
+
+
+def enterprise_scope(slug: str) -> str:
+    """The ``scope`` of the runners registered at the enterprise ``slug``."""
+    return f"{ENTERPRISE_SCOPE_PREFIX}{slug}"
+
 
 @dataclass
 class Owner:
@@ -42,6 +52,23 @@ class Owner:
     id: int
     type: OwnerType
     created_at: float
+    #: The enterprise an organisation belongs to, if any (users never belong to one).
+    enterprise: Enterprise | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass
+class Enterprise:
+    """A GitHub Enterprise Cloud account: a slug and the organisations it contains."""
+
+    slug: str
+    id: int
+    name: str
+    created_at: float
+    organizations: list[Owner] = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def scope(self) -> str:
+        return enterprise_scope(self.slug)
 
 
 @dataclass
@@ -82,9 +109,10 @@ class RunnerLabel:
 
 @dataclass
 class Runner:
-    """A self-hosted runner registered at a repository or an organisation.
+    """A self-hosted runner registered at a repository, an organisation or an enterprise.
 
-    ``scope`` is ``"owner/repo"`` for repository runners and ``"org"`` for organisation ones.
+    ``scope`` is ``"owner/repo"`` for repository runners, ``"org"`` for organisation ones and
+    ``"enterprise:slug"`` for enterprise ones.
     ``credential`` is what the runner process presents on the runner protocol; it is a secret.
     """
 
@@ -119,6 +147,10 @@ class Runner:
     @property
     def is_repo_level(self) -> bool:
         return "/" in self.scope
+
+    @property
+    def is_enterprise_level(self) -> bool:
+        return self.scope.startswith(ENTERPRISE_SCOPE_PREFIX)
 
 
 @dataclass

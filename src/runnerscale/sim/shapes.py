@@ -311,7 +311,21 @@ def runner(r: Runner) -> JSON:
 
 def runner_group(group: RunnerGroup, org: str, urls: Urls) -> JSON:
     """An organisation runner group open to all of the organisation's private repositories."""
-    base = f"{urls.api}/orgs/{org}/actions/runner-groups/{group.id}"
+    return _runner_group(group, f"{urls.api}/orgs/{org}/actions/runner-groups/{group.id}")
+
+
+def enterprise_runner_group(group: RunnerGroup, enterprise: str, urls: Urls) -> JSON:
+    """An enterprise runner group open to all of the enterprise's organisations.
+
+    It has the organisation group's fields (GitHub's ``runner-groups-enterprise`` is a subset
+    of them, apart from ``selected_organizations_url``, which is added), so one client model
+    reads both.
+    """
+    base = f"{urls.api}/enterprises/{enterprise}/actions/runner-groups/{group.id}"
+    return {**_runner_group(group, base), "selected_organizations_url": f"{base}/organizations"}
+
+
+def _runner_group(group: RunnerGroup, base: str) -> JSON:
     return {
         "id": group.id,
         "name": group.name,

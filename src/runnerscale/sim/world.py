@@ -12,7 +12,8 @@ GitHub's behaviour modelled here, each with its reference:
 
 * Routing: a queued job goes to an online, idle runner whose labels contain every label of the
   job's ``runs-on`` (case-insensitive), oldest job first; repository runners serve their
-  repository, organisation runners every repository of the organisation.
+  repository, organisation runners every repository of the organisation, and enterprise
+  runners every repository of every organisation in the enterprise.
 * JIT runners take exactly one job and are removed when it ends; a runner that never connects
   is removed after ``unconnected_runner_ttl`` (GitHub: one day).
 * A busy runner that stops talking fails its job after ``lost_runner_timeout`` with GitHub's
@@ -35,7 +36,9 @@ from dataclasses import dataclass, field
 from runnerscale.clock import Clock
 from runnerscale.sim.entities import (
     DEFAULT_RUNNER_LABELS,
+    ENTERPRISE_SCOPE_PREFIX,
     Conclusion,
+    Enterprise,
     ExpiringToken,
     Installation,
     Job,
@@ -138,6 +141,7 @@ class _Counters:
     """Id sequences; each kind starts in its own range so mixed-up ids are caught early."""
 
     owner: Iterator[int] = field(default_factory=lambda: itertools.count(10_001))
+    enterprise: Iterator[int] = field(default_factory=lambda: itertools.count(40_001))
     repo: Iterator[int] = field(default_factory=lambda: itertools.count(200_001))
     installation: Iterator[int] = field(default_factory=lambda: itertools.count(30_001))
     runner: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -147,6 +151,11 @@ class _Counters:
 
 
 _next = next
+
+
+def _default_groups() -> dict[int, RunnerGroup]:
+    """The runner groups every organisation and enterprise starts with."""
+    return {DEFAULT_GROUP_ID: RunnerGroup(id=DEFAULT_GROUP_ID, name="Default", default=True)}
 
 
 def labels_satisfy(runner_labels: Iterable[str], job_labels: Iterable[str]) -> bool:
@@ -170,8 +179,10 @@ class World:
         self._rng = random.Random(self.settings.seed)
         self._ids = _Counters()
         self.owners: dict[str, Owner] = {}
+        self.enterprises: dict[str, Enterprise] = {}
         self.repos: dict[str, Repo] = {}
         self.installations: dict[int, Installation] = {}
+        #: Runner groups by lower-cased scope: an organisation login or an enterprise scope.
         self.runner_groups: dict[str, dict[int, RunnerGroup]] = {}
         self.runners: dict[int, Runner] = {}
         self.runs: dict[int, WorkflowRun] = {}
@@ -217,9 +228,7 @@ class World:
             )
             self.owners[key] = owner
             if owner_type is OwnerType.ORGANIZATION:
-                self.runner_groups[key] = {
-                    DEFAULT_GROUP_ID: RunnerGroup(id=DEFAULT_GROUP_ID, name="Default", default=True)
-                }
+                self.runner_groups[key] = _default_groups()
             if self.settings.app_id is not None:
                 installation = Installation(
                     id=_next(self._ids.installation), owner=owner, created_at=self.now
@@ -268,8 +277,13 @@ class World:
         raise not_found()
 
     def add_runner_group(self, org: str, name: str) -> RunnerGroup:
-        owner = self.org(org)
-        groups = self.runner_groups[owner.login.lower()]
+        return self._add_group(self.org(org).login, name)
+
+    def groups_of(self, org: str) -> list[RunnerGroup]:
+        return self._groups(self.org(org).login)
+
+    def _add_group(self, scope: str, name: str) -> RunnerGroup:
+        groups = self.runner_groups[scope.lower()]
         for group in groups.values():
             if group.name.lower() == name.lower():
                 return group
@@ -278,9 +292,72 @@ class World:
         self._changed()
         return group
 
-    def groups_of(self, org: str) -> list[RunnerGroup]:
-        owner = self.org(org)
-        return sorted(self.runner_groups[owner.login.lower()].values(), key=lambda g: g.id)
+    def _groups(self, scope: str) -> list[RunnerGroup]:
+        return sorted(self.runner_groups[scope.lower()].values(), key=lambda g: g.id)
+
+    # ------------------------------------------------------------------ enterprises
+
+    def ensure_enterprise(
+        self, slug: str, orgs: Iterable[str] = (), name: str | None = None
+    ) -> Enterprise:
+        """The enterprise ``slug`` (created on first use), now also containing ``orgs``.
+
+        Organisations come into being on first use, as they do for jobs. A user account, or
+        an organisation of another enterprise, cannot join (control-API 422).
+        """
+        if not slug or not all(c.isalnum() or c == "-" for c in slug):
+            raise invalid(
+                f"an enterprise slug is letters, digits and hyphens, got {slug!r}",
+                resource="Enterprise",
+                field_name="slug",
+            )
+        enterprise = self.enterprises.get(slug.lower())
+        if enterprise is None:
+            enterprise = Enterprise(
+                slug=slug, id=_next(self._ids.enterprise), name=name or slug, created_at=self.now
+            )
+            self.enterprises[slug.lower()] = enterprise
+            self.runner_groups[enterprise.scope.lower()] = _default_groups()
+            self._changed()
+        for login in orgs:
+            existing = self.owners.get(login.lower())
+            if existing is not None and existing.type is not OwnerType.ORGANIZATION:
+                raise invalid(
+                    f"{existing.login} is a user account, not an organization",
+                    resource="Enterprise",
+                    field_name="orgs",
+                )
+            owner = self.ensure_owner(login)
+            if owner.enterprise is enterprise:
+                continue
+            if owner.enterprise is not None:
+                raise invalid(
+                    f"organization {owner.login} already belongs to enterprise "
+                    f"{owner.enterprise.slug}",
+                    resource="Enterprise",
+                    field_name="orgs",
+                )
+            owner.enterprise = enterprise
+            enterprise.organizations.append(owner)
+            self._changed()
+        if orgs:
+            self._dispatch()  # enterprise runners may now serve the new organisations' jobs
+        return enterprise
+
+    def enterprise(self, slug: str) -> Enterprise:
+        """The enterprise by slug or, as GitHub also accepts, by id; 404 when unknown."""
+        enterprise = self.enterprises.get(slug.lower())
+        if enterprise is None and slug.isdigit():
+            enterprise = next((e for e in self.enterprises.values() if str(e.id) == slug), None)
+        if enterprise is None:
+            raise not_found()
+        return enterprise
+
+    def add_enterprise_runner_group(self, slug: str, name: str) -> RunnerGroup:
+        return self._add_group(self.enterprise(slug).scope, name)
+
+    def enterprise_groups(self, slug: str) -> list[RunnerGroup]:
+        return self._groups(self.enterprise(slug).scope)
 
     # ------------------------------------------------------------------ scopes
 
@@ -289,6 +366,9 @@ class World:
 
     def scope_for_org(self, org: str) -> str:
         return self.org(org).login
+
+    def scope_for_enterprise(self, slug: str) -> str:
+        return self.enterprise(slug).scope
 
     def _in_scope(self, runner: Runner, scope: str) -> bool:
         return runner.scope.lower() == scope.lower()
@@ -388,7 +468,11 @@ class World:
     def generate_jitconfig(
         self, scope: str, body: object, *, org_level: bool
     ) -> tuple[Runner, str]:
-        """Register a just-in-time runner and return it with its encoded configuration."""
+        """Register a just-in-time runner and return it with its encoded configuration.
+
+        ``org_level`` is true for an organisation or enterprise scope, whose runner groups
+        the body's ``runner_group_id`` is looked up in.
+        """
         if not isinstance(body, dict):
             raise ApiError(400, "Problems parsing JSON")
         name = body.get("name")
@@ -422,7 +506,12 @@ class World:
             return RunnerGroup(id=DEFAULT_GROUP_ID, name="Default", default=True)
         group = self.runner_groups[scope.lower()].get(group_id)
         if group is None:
-            raise rejected(f"runner group {group_id} does not exist in organization {scope}")
+            where = (
+                f"enterprise {scope.removeprefix(ENTERPRISE_SCOPE_PREFIX)}"
+                if scope.startswith(ENTERPRISE_SCOPE_PREFIX)
+                else f"organization {scope}"
+            )
+            raise rejected(f"runner group {group_id} does not exist in {where}")
         return group
 
     def register_with_token(
@@ -710,6 +799,10 @@ class World:
             return False
         if runner.is_repo_level:
             if runner.scope.lower() != job.repo.full_name.lower():
+                return False
+        elif runner.is_enterprise_level:
+            enterprise = job.repo.owner.enterprise
+            if enterprise is None or runner.scope.lower() != enterprise.scope.lower():
                 return False
         elif runner.scope.lower() != job.repo.owner.login.lower():
             return False
