@@ -1,0 +1,410 @@
+"""Staying inside GitHub's rate limits: the budget, adaptive polling, pauses, backoff, a limiter.
+
+Why this module exists
+----------------------
+GitHub gives each credential an hourly budget per resource (``core``, ``graphql``, ``search``,
+...) and reports it on every response in ``x-ratelimit-*`` headers. An autoscaler that polls
+as a safety net can spend that budget on re-reading lists and then have nothing left for what
+matters: creating and deleting runners. It can also make things worse when GitHub pushes back,
+by retrying in a tight loop and earning secondary limits. Everything that keeps runnerscale
+polite lives here, as pure logic on an injected clock, so the production client, the poll loop
+and the simulation all share one tested set of rules:
+
+* :class:`ApiBudget` keeps the last word of GitHub on each resource (a :class:`Bucket`) plus our
+  own call counts; the metrics and ``runnerscale status`` read it.
+* :meth:`ApiBudget.poll_interval` stretches the poll interval when polling every ``base``
+  seconds would eat into the reserve before the window resets, and goes back to ``base`` once
+  the window has reset. Webhooks keep the fast path working meanwhile; polling is only the
+  safety net, so it is what gives way.
+* :meth:`ApiBudget.pause_from` turns a 403/429 that says "wait" (``retry-after``, or a spent
+  budget with ``x-ratelimit-reset``) into a pause of the resource, and
+  :meth:`ApiBudget.wait_if_paused`, called before every request, makes each affected call wait
+  instead of hammering GitHub.
+* :class:`Backoff` spaces out retries of other failures (exponential, full jitter, per key).
+* :class:`ConcurrencyLimit` caps requests in flight: GitHub's secondary-limit rules ask for
+  modest concurrency.
+
+Nothing here sleeps on the wall clock or reads ``time`` directly except as a default: the clock
+(``Callable[[], float]`` returning epoch seconds) and the async sleeper are injected, so the
+simulation's virtual clock drives the same code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Hashable, Mapping
+from dataclasses import dataclass, replace
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Any
+
+Now = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+#: The resource GitHub reports when it names none, and the one polling spends.
+CORE = "core"
+#: Share of a bucket's limit that polling never touches: kept for creating/deleting runners.
+DEFAULT_RESERVE = 0.10
+#: The longest a stretched poll interval gets (seconds).
+DEFAULT_MAX_INTERVAL = 15 * 60.0
+#: Seconds past a window's reset before polling at full speed again (clocks differ a little).
+RESET_MARGIN = 2.0
+#: Longest pause any single answer can impose (a garbage ``retry-after`` must not stop us for
+#: good): a full rate-limit window plus a margin.
+MAX_PAUSE = 3600.0 + 300.0
+#: Pause when GitHub answers 429 (or a 403 whose message names a rate limit) without saying
+#: how long: GitHub's documentation asks for at least a minute.
+DEFAULT_PAUSE = 60.0
+#: Requests to GitHub in flight at once (GitHub: "no more than 100 concurrent requests",
+#: shared across REST and GraphQL; we stay well below).
+DEFAULT_CONCURRENCY = 20
+
+
+@dataclass
+class Bucket:
+    """GitHub's last word on one rate-limit resource (``reset`` in epoch seconds)."""
+
+    limit: int = 0
+    remaining: int = 0
+    used: int = 0
+    reset: float = 0.0
+
+
+def _int(value: str | None) -> int | None:
+    """A non-negative count from a header, or None when absent or garbage."""
+    if value is None:
+        return None
+    try:
+        number = float(value.strip())
+    except ValueError:
+        return None
+    if not math.isfinite(number):
+        return None
+    return max(0, int(number))
+
+
+def _epoch(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value.strip())
+    except ValueError:
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def _lower(headers: Mapping[str, str]) -> dict[str, str]:
+    return {key.lower(): value for key, value in headers.items()}
+
+
+def retry_after_seconds(value: str | None, now: float) -> float | None:
+    """``retry-after`` as seconds from ``now``: delta-seconds or an HTTP date; None if garbage."""
+    if value is None:
+        return None
+    seconds = _epoch(value)
+    if seconds is not None:
+        return seconds
+    try:
+        when = parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+class ApiBudget:
+    """What GitHub said about each rate-limit resource, our call counts, polling and pauses.
+
+    ``resources``, ``calls`` and ``not_modified`` are read by the metrics and the status API.
+    """
+
+    def __init__(
+        self,
+        clock: Now = time.time,
+        sleep: Sleep = asyncio.sleep,
+        *,
+        reserve: float = DEFAULT_RESERVE,
+        max_interval: float = DEFAULT_MAX_INTERVAL,
+    ) -> None:
+        self._clock = clock
+        self._sleep = sleep
+        self.reserve = reserve
+        self.max_interval = max_interval
+        self.resources: dict[str, Bucket] = {}
+        self.calls: Counter[str] = Counter()
+        self.not_modified = 0
+        #: Pauses by resource: epoch seconds until which calls on it wait.
+        self.pauses: dict[str, float] = {}
+        #: Pauses imposed by GitHub, by resource.
+        self.paused: Counter[str] = Counter()
+        #: The last interval :meth:`poll_interval` returned, and its ratio to ``base``.
+        self.interval = 0.0
+        self.factor = 1.0
+
+    # ------------------------------------------------------------------ the budget
+
+    def record(self, headers: Mapping[str, str], now: float | None = None) -> Bucket | None:
+        """Fold one response's ``x-ratelimit-*`` headers into its resource's bucket.
+
+        Answers without ``x-ratelimit-remaining`` (or with garbage there) change nothing; other
+        garbage fields fall back to what can be derived. Answers of one window (same ``reset``)
+        can arrive out of order when requests run concurrently, so within a window the lowest
+        ``remaining`` wins; a new window replaces the bucket. A garbage ``x-ratelimit-reset``
+        keeps the known window if it is still running at ``now`` (default: the clock), else
+        0 (unknown: polling ignores the bucket). Returns the updated bucket.
+        """
+        lowered = _lower(headers)
+        remaining = _int(lowered.get("x-ratelimit-remaining"))
+        if remaining is None:
+            return None
+        resource = lowered.get("x-ratelimit-resource", "").strip().lower() or CORE
+        used = _int(lowered.get("x-ratelimit-used"))
+        limit = _int(lowered.get("x-ratelimit-limit"))
+        if limit is None:
+            limit = remaining + (used or 0)
+        if used is None:
+            used = max(0, limit - remaining)
+        previous = self.resources.get(resource)
+        reset = _epoch(lowered.get("x-ratelimit-reset"))
+        if reset is None:  # garbage: assume the window we know, if it is still running
+            now = self._clock() if now is None else now
+            reset = previous.reset if previous is not None and previous.reset > now else 0.0
+        bucket = Bucket(limit=limit, remaining=remaining, used=used, reset=reset)
+        if previous is not None and reset > 0 and previous.reset == reset:
+            bucket.remaining = min(previous.remaining, remaining)
+            bucket.used = max(previous.used, used)
+        self.resources[resource] = bucket
+        return bucket
+
+    def count(self, operation: str) -> None:
+        """One call of ``operation`` made (count it before sending: failures cost too)."""
+        self.calls[operation] += 1
+
+    def count_not_modified(self) -> None:
+        """One conditional request answered 304: it cost nothing."""
+        self.not_modified += 1
+
+    @property
+    def charged(self) -> int:
+        """Calls that counted against the budget (all calls but the 304s). The poll loop takes
+        the difference across one poll as ``calls_per_poll``."""
+        return max(0, sum(self.calls.values()) - self.not_modified)
+
+    def snapshot(self) -> dict[str, Bucket]:
+        """A copy of every bucket, for metrics and status."""
+        return {name: replace(bucket) for name, bucket in self.resources.items()}
+
+    def report(self) -> dict[str, Any]:
+        """The status API's ``github`` section (JSON-ready)."""
+        now = self._clock()
+        return {
+            "rate_limit": {
+                name: {
+                    "limit": b.limit,
+                    "remaining": b.remaining,
+                    "used": b.used,
+                    "reset": b.reset,
+                }
+                for name, b in sorted(self.resources.items())
+            },
+            "calls": sum(self.calls.values()),
+            "not_modified": self.not_modified,
+            "poll_interval": self.interval,
+            "poll_stretched": self.stretched,
+            "paused": {name: until for name, until in sorted(self.pauses.items()) if until > now},
+        }
+
+    # ------------------------------------------------------------------ adaptive polling
+
+    @property
+    def stretched(self) -> bool:
+        """Whether the last :meth:`poll_interval` was longer than its ``base``."""
+        return self.factor > 1.0
+
+    def poll_interval(
+        self,
+        base: float,
+        calls_per_poll: float,
+        *,
+        resource: str = CORE,
+        now: float | None = None,
+    ) -> float:
+        """Seconds until the next poll, given that one poll costs ``calls_per_poll`` calls.
+
+        With the resource's bucket (``limit``, ``remaining``, ``reset``) and ``window = reset -
+        now``::
+
+            spendable = remaining - reserve * limit        # the reserve is for runners
+            needed    = window * calls_per_poll / spendable  # spacing that lasts till reset
+            interval  = max(base, min(needed, window + RESET_MARGIN, max_interval))
+
+        (``needed`` is infinite when nothing is spendable, 0 when a poll costs nothing.) So the
+        interval is ``base`` while polling every ``base`` seconds fits in what is spendable;
+        otherwise it is stretched just enough to last until the reset, but never past the reset
+        (a fresh window is coming) and never beyond ``max_interval``. It never drops below
+        ``base`` and never exceeds ``max(base, max_interval)``, and it does not grow when
+        ``remaining`` grows. Without a bucket, or once its reset has passed, it is ``base``;
+        a new window (``remaining`` back up) brings it back to ``base`` by the same formula.
+        Records :attr:`interval`, :attr:`factor` and :attr:`stretched`.
+        """
+        if not base > 0:
+            raise ValueError(f"base poll interval must be positive, got {base}")
+        now = self._clock() if now is None else now
+        interval = base
+        bucket = self.resources.get(resource)
+        if bucket is not None and bucket.reset > now:
+            window = bucket.reset - now
+            spendable = bucket.remaining - self.reserve * bucket.limit
+            if not calls_per_poll > 0:
+                needed = 0.0
+            elif spendable <= 0:
+                needed = math.inf
+            else:
+                needed = window * calls_per_poll / spendable
+            interval = max(base, min(needed, window + RESET_MARGIN, self.max_interval))
+        self.interval = interval
+        self.factor = interval / base
+        return interval
+
+    # ------------------------------------------------------------------ pauses
+
+    def pause_from(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        resource: str | None = None,
+        *,
+        message: str = "",
+        now: float | None = None,
+    ) -> float:
+        """Pause ``resource`` when a 403/429 tells us to wait; returns the pause in seconds
+        (0.0: not a rate-limit answer, nothing paused).
+
+        * ``retry-after`` (secondary limits): that many seconds (or until that HTTP date);
+        * ``x-ratelimit-remaining: 0``: until ``x-ratelimit-reset`` (at least 1 s);
+        * a 429, or a 403 whose ``message`` mentions a rate limit, saying neither: 60 s.
+
+        ``resource`` defaults to the answer's ``x-ratelimit-resource``, else ``core``. Pauses
+        only ever extend, never shorten, and are capped at :data:`MAX_PAUSE`.
+        """
+        if status not in (403, 429):
+            return 0.0
+        now = self._clock() if now is None else now
+        lowered = _lower(headers)
+        resource = resource or lowered.get("x-ratelimit-resource", "").strip().lower() or CORE
+        seconds = retry_after_seconds(lowered.get("retry-after"), now)
+        if seconds is None and _int(lowered.get("x-ratelimit-remaining")) == 0:
+            reset = _epoch(lowered.get("x-ratelimit-reset"))
+            seconds = max(1.0, reset - now) if reset is not None else DEFAULT_PAUSE
+        if seconds is None and (status == 429 or "rate limit" in message.lower()):
+            seconds = DEFAULT_PAUSE
+        if seconds is None:
+            return 0.0
+        seconds = min(seconds, MAX_PAUSE)
+        self.pauses[resource] = max(self.pauses.get(resource, 0.0), now + seconds)
+        self.paused[resource] += 1
+        return seconds
+
+    def paused_until(self, resource: str = CORE) -> float:
+        """Epoch seconds until which calls on ``resource`` wait (0.0: never paused)."""
+        return self.pauses.get(resource, 0.0)
+
+    def pause_remaining(self, resource: str = CORE, now: float | None = None) -> float:
+        """Seconds calls on ``resource`` still have to wait (0.0 when not paused)."""
+        now = self._clock() if now is None else now
+        return max(0.0, self.paused_until(resource) - now)
+
+    async def wait_if_paused(self, resource: str = CORE) -> float:
+        """Sleep while ``resource`` is paused (a pause extended meanwhile is waited out too).
+        Call it before every request. Returns the seconds waited (by the injected clock)."""
+        waited = 0.0
+        while (seconds := self.pause_remaining(resource)) > 0:
+            await self._sleep(seconds)
+            waited += seconds
+        return waited
+
+
+class Backoff:
+    """Exponential backoff with full jitter, per key (an operation, a target, ...).
+
+    The n-th consecutive failure of a key (n = 1, 2, ...) waits a uniformly random delay in
+    ``[0, min(cap, base * 2 ** (n - 1))]``; a success resets the key. Full jitter spreads the
+    retries of many keys so they do not arrive at GitHub together.
+    """
+
+    def __init__(
+        self,
+        base: float = 1.0,
+        cap: float = 300.0,
+        *,
+        rng: random.Random | None = None,
+        clock: Now = time.time,
+    ) -> None:
+        if not (base > 0 and cap >= base):
+            raise ValueError(f"need 0 < base <= cap, got base={base}, cap={cap}")
+        self.base = base
+        self.cap = cap
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._clock = clock
+        self._failures: dict[Hashable, int] = {}
+        self._not_before: dict[Hashable, float] = {}
+
+    def ceiling(self, failures: int) -> float:
+        """The largest delay after ``failures`` consecutive failures."""
+        if failures <= 0:
+            return 0.0
+        return min(self.cap, self.base * 2.0 ** min(failures - 1, 64))
+
+    def failure(self, key: Hashable = "") -> float:
+        """Count a failure of ``key``; returns how long to wait before trying it again."""
+        failures = self._failures.get(key, 0) + 1
+        self._failures[key] = failures
+        delay = self._rng.uniform(0.0, self.ceiling(failures))
+        self._not_before[key] = self._clock() + delay
+        return delay
+
+    def success(self, key: Hashable = "") -> None:
+        """``key`` worked: its next failure starts from ``base`` again."""
+        self._failures.pop(key, None)
+        self._not_before.pop(key, None)
+
+    def failures(self, key: Hashable = "") -> int:
+        """Consecutive failures of ``key`` so far."""
+        return self._failures.get(key, 0)
+
+    def ready(self, key: Hashable = "", now: float | None = None) -> bool:
+        """Whether the delay of ``key``'s last failure has passed (always, after a success)."""
+        now = self._clock() if now is None else now
+        return now >= self._not_before.get(key, 0.0)
+
+
+class ConcurrencyLimit:
+    """``async with limit:`` around each request keeps at most ``limit`` in flight.
+
+    Counts requests in flight and the peak reached, for tests and metrics.
+    """
+
+    def __init__(self, limit: int = DEFAULT_CONCURRENCY) -> None:
+        if limit < 1:
+            raise ValueError(f"concurrency limit must be at least 1, got {limit}")
+        self.limit = limit
+        self._semaphore = asyncio.Semaphore(limit)
+        self.in_flight = 0
+        self.peak = 0
+
+    async def __aenter__(self) -> None:
+        await self._semaphore.acquire()
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.in_flight -= 1
+        self._semaphore.release()

@@ -1,0 +1,435 @@
+"""The rate-limit budget, adaptive polling, pauses, backoff and the concurrency limit."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import asdict
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from runnerscale.github.budget import (
+    MAX_PAUSE,
+    RESET_MARGIN,
+    ApiBudget,
+    Backoff,
+    Bucket,
+    ConcurrencyLimit,
+    retry_after_seconds,
+)
+
+T0 = 1_700_000_000.0
+
+
+class FakeClock:
+    """Epoch seconds that move only when told to, or when someone sleeps."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.t = now
+        self.sleeps: list[float] = []
+
+    def now(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.t += seconds
+        await asyncio.sleep(0)
+
+
+def headers(
+    remaining: int | str,
+    *,
+    limit: int | str = 5000,
+    used: int | str | None = None,
+    reset: float | str = T0 + 3600,
+    resource: str | None = None,
+) -> dict[str, str]:
+    out = {
+        "x-ratelimit-limit": str(limit),
+        "x-ratelimit-remaining": str(remaining),
+        "x-ratelimit-reset": str(reset),
+    }
+    if used is not None:
+        out["x-ratelimit-used"] = str(used)
+    if resource is not None:
+        out["x-ratelimit-resource"] = resource
+    return out
+
+
+def budget_at(clock: FakeClock, **kwargs: float) -> ApiBudget:
+    return ApiBudget(clock.now, clock.sleep, **kwargs)
+
+
+# ---------------------------------------------------------------------- headers
+
+
+@pytest.mark.parametrize(
+    ("given_headers", "expected"),
+    [
+        pytest.param(
+            {
+                "x-ratelimit-limit": "5000",
+                "x-ratelimit-remaining": "4990",
+                "x-ratelimit-used": "10",
+                "x-ratelimit-reset": "1700003600",
+                "x-ratelimit-resource": "core",
+            },
+            {"core": Bucket(5000, 4990, 10, 1700003600.0)},
+            id="complete",
+        ),
+        pytest.param(
+            {
+                "X-RateLimit-Limit": "5000",
+                "X-RateLimit-Remaining": "12",
+                "X-RateLimit-Used": "4988",
+                "X-RateLimit-Reset": "1700003600",
+                "X-RateLimit-Resource": "GraphQL",
+            },
+            {"graphql": Bucket(5000, 12, 4988, 1700003600.0)},
+            id="mixed-case",
+        ),
+        pytest.param(
+            {"x-ratelimit-remaining": "7", "x-ratelimit-limit": "10"},
+            {"core": Bucket(10, 7, 3, 0.0)},
+            id="no-resource-is-core-used-derived",
+        ),
+        pytest.param({"content-type": "application/json"}, {}, id="no-ratelimit-headers"),
+        pytest.param({"x-ratelimit-limit": "5000"}, {}, id="no-remaining"),
+        pytest.param({"x-ratelimit-remaining": "lots"}, {}, id="garbage-remaining"),
+        pytest.param({"x-ratelimit-remaining": "nan"}, {}, id="nan-remaining"),
+        pytest.param({"x-ratelimit-remaining": "inf"}, {}, id="inf-remaining"),
+        pytest.param(
+            {
+                "x-ratelimit-remaining": "30",
+                "x-ratelimit-limit": "many",
+                "x-ratelimit-used": "20",
+                "x-ratelimit-reset": "soon",
+            },
+            {"core": Bucket(50, 30, 20, 0.0)},
+            id="garbage-limit-and-reset",
+        ),
+        pytest.param(
+            {"x-ratelimit-remaining": "-3", "x-ratelimit-limit": "60", "x-ratelimit-used": "x"},
+            {"core": Bucket(60, 0, 60, 0.0)},
+            id="negative-remaining-clamped",
+        ),
+        pytest.param(
+            {"x-ratelimit-remaining": " 42.0 ", "x-ratelimit-limit": "60"},
+            {"core": Bucket(60, 42, 18, 0.0)},
+            id="float-and-spaces",
+        ),
+    ],
+)
+def test_record_parses_headers(given_headers: dict[str, str], expected: dict[str, Bucket]) -> None:
+    budget = ApiBudget(lambda: T0)
+    budget.record(given_headers)
+    assert budget.snapshot() == expected
+    assert budget.resources == expected  # the field metrics.py and server.py read
+
+
+def test_record_takes_httpx_headers_and_keeps_resources_apart() -> None:
+    budget = ApiBudget(lambda: T0)
+    budget.record(httpx.Headers(headers(4000, resource="core")))
+    budget.record(httpx.Headers(headers(25, limit=30, resource="search")))
+    snapshot = budget.snapshot()
+    assert snapshot["core"].remaining == 4000
+    assert snapshot["search"] == Bucket(30, 25, 5, T0 + 3600)
+    snapshot["core"].remaining = 0  # a copy: the budget is untouched
+    assert budget.resources["core"].remaining == 4000
+    assert asdict(budget.resources["search"]) == {
+        "limit": 30,
+        "remaining": 25,
+        "used": 5,
+        "reset": T0 + 3600,
+    }
+
+
+def test_out_of_order_answers_of_one_window_keep_the_lowest_remaining() -> None:
+    budget = ApiBudget(lambda: T0)
+    budget.record(headers(100, used=4900))
+    budget.record(headers(105, used=4895))  # a slower, older answer of the same window
+    assert budget.resources["core"] == Bucket(5000, 100, 4900, T0 + 3600)
+    budget.record(headers(4999, used=1, reset=T0 + 7200))  # a new window replaces it
+    assert budget.resources["core"] == Bucket(5000, 4999, 1, T0 + 7200)
+
+
+def test_garbage_reset_keeps_the_running_window_only() -> None:
+    budget = ApiBudget(lambda: T0)
+    budget.record(headers(100))
+    budget.record(headers(90, reset="soon"))
+    assert budget.resources["core"].reset == T0 + 3600
+    budget.record(headers(80, reset="soon"), now=T0 + 4000)  # that window is over
+    assert budget.resources["core"].reset == 0.0
+
+
+def test_counters() -> None:
+    budget = ApiBudget(lambda: T0)
+    for operation in ("list-runners", "list-runners", "get-job"):
+        budget.count(operation)
+    budget.count_not_modified()
+    assert budget.calls == {"list-runners": 2, "get-job": 1}
+    assert budget.not_modified == 1
+    assert budget.charged == 2
+    report = budget.report()
+    assert report["calls"] == 3
+    assert report["not_modified"] == 1
+
+
+# ---------------------------------------------------------------------- adaptive polling
+
+
+@pytest.mark.parametrize(
+    ("remaining", "window", "calls_per_poll", "expected"),
+    [
+        # 4500 spendable for 3600 s; polling every 15 s with 10 calls needs 2400: fits.
+        (5000, 3600, 10, 15.0),
+        # 1500 spendable (2000 - 500 reserve); 10 calls every 15 s needs 2400: stretch to
+        # 3600 * 10 / 1500 = 24 s.
+        (2000, 3600, 10, 24.0),
+        # 50 spendable: 3600 * 10 / 50 = 720 s.
+        (550, 3600, 10, 720.0),
+        # 10 spendable: 3600 s needed, capped at 15 minutes.
+        (510, 3600, 10, 900.0),
+        # Only the reserve is left: wait, but never past the reset.
+        (500, 600, 10, 600.0 + RESET_MARGIN),
+        (0, 60, 10, 60.0 + RESET_MARGIN),
+        # Budget spent, but the reset is sooner than base: base.
+        (0, 5, 10, 15.0),
+        # A poll that cost nothing (all 304s) never stretches.
+        (0, 3600, 0, 15.0),
+    ],
+)
+def test_poll_interval_table(
+    remaining: int, window: float, calls_per_poll: float, expected: float
+) -> None:
+    clock = FakeClock()
+    budget = budget_at(clock)
+    budget.record(headers(remaining, reset=T0 + window))
+    assert budget.poll_interval(15.0, calls_per_poll) == pytest.approx(expected)
+    assert budget.stretched is (expected > 15.0)
+    assert budget.factor == pytest.approx(expected / 15.0)
+
+
+def test_poll_interval_without_a_bucket_is_base() -> None:
+    budget = ApiBudget(lambda: T0)
+    assert budget.poll_interval(15.0, 100) == 15.0
+    assert not budget.stretched
+    with pytest.raises(ValueError, match="positive"):
+        budget.poll_interval(0.0, 1)
+
+
+def test_polling_stretches_when_low_and_recovers_after_the_reset() -> None:
+    clock = FakeClock()
+    budget = budget_at(clock)
+    budget.record(headers(600, reset=T0 + 3600))
+    stretched = budget.poll_interval(15.0, 10)
+    assert stretched == pytest.approx(360.0)  # 3600 * 10 / (600 - 500)
+    assert budget.stretched
+    assert budget.report()["poll_stretched"] is True
+
+    clock.t = T0 + 3600 + 1  # the window reset; no answer seen since
+    assert budget.poll_interval(15.0, 10) == 15.0
+    assert not budget.stretched
+
+    clock.t = T0 + 100  # or an answer of the new window shows the budget back up
+    budget.record(headers(600, reset=T0 + 3600))
+    assert budget.poll_interval(15.0, 10) > 15.0
+    budget.record(headers(4990, reset=T0 + 3700))
+    assert budget.poll_interval(15.0, 10) == 15.0
+    assert budget.factor == 1.0
+
+
+def test_poll_interval_reads_the_resource_it_is_told() -> None:
+    budget = ApiBudget(lambda: T0)
+    budget.record(headers(5, limit=5000, resource="graphql"))
+    assert budget.poll_interval(15.0, 10) == 15.0
+    assert budget.poll_interval(15.0, 10, resource="graphql") > 15.0
+
+
+@given(
+    base=st.floats(min_value=0.5, max_value=1200.0),
+    calls_per_poll=st.floats(min_value=0.0, max_value=500.0),
+    limit=st.integers(min_value=0, max_value=20_000),
+    remaining=st.integers(min_value=0, max_value=20_000),
+    more=st.integers(min_value=0, max_value=20_000),
+    window=st.floats(min_value=-100.0, max_value=4000.0),
+)
+def test_poll_interval_properties(
+    base: float, calls_per_poll: float, limit: int, remaining: int, more: int, window: float
+) -> None:
+    def interval(left: int) -> float:
+        budget = ApiBudget(lambda: T0)
+        budget.record(headers(left, limit=limit, reset=T0 + window))
+        return budget.poll_interval(base, calls_per_poll)
+
+    low, high = interval(remaining), interval(remaining + more)
+    cap = max(base, 900.0)
+    assert base <= low <= cap
+    assert base <= high <= cap
+    assert high <= low  # more budget never means slower polling
+
+
+# ---------------------------------------------------------------------- pauses
+
+
+@pytest.mark.parametrize(
+    ("status", "given_headers", "message", "expected"),
+    [
+        (403, {"retry-after": "30"}, "", 30.0),
+        (429, {"Retry-After": "7"}, "", 7.0),
+        (429, {"retry-after": "Tue, 14 Nov 2023 22:15:00 GMT"}, "", 100.0),  # T0 + 100
+        (403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(T0 + 1234)}, "", 1234.0),
+        (429, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(T0 - 5)}, "", 1.0),
+        (403, {"x-ratelimit-remaining": "0"}, "", 60.0),
+        (429, {}, "", 60.0),
+        (403, {}, "You have exceeded a secondary rate limit", 60.0),
+        (403, {"retry-after": "1e12"}, "", MAX_PAUSE),
+        # Not rate limits: a permission problem, other statuses.
+        (403, {}, "Resource not accessible by integration", 0.0),
+        (403, {"x-ratelimit-remaining": "12"}, "", 0.0),
+        (500, {"retry-after": "30"}, "", 0.0),
+        (404, {}, "", 0.0),
+    ],
+)
+def test_pause_from(
+    status: int, given_headers: dict[str, str], message: str, expected: float
+) -> None:
+    budget = ApiBudget(lambda: T0)
+    seconds = budget.pause_from(status, given_headers, "core", message=message)
+    assert seconds == pytest.approx(expected)
+    assert budget.paused_until("core") == (pytest.approx(T0 + expected) if expected else 0.0)
+
+
+def test_retry_after_garbage() -> None:
+    assert retry_after_seconds(None, T0) is None
+    assert retry_after_seconds("whenever", T0) is None
+    assert retry_after_seconds("-5", T0) is None
+    assert retry_after_seconds("12", T0) == 12.0
+
+
+def test_pauses_extend_never_shorten_and_stay_per_resource() -> None:
+    budget = ApiBudget(lambda: T0)
+    budget.pause_from(403, {"retry-after": "60"}, "core")
+    budget.pause_from(403, {"retry-after": "10"}, "core")
+    assert budget.paused_until("core") == T0 + 60
+    assert budget.paused_until("search") == 0.0
+    budget.pause_from(429, {"retry-after": "5", "x-ratelimit-resource": "search"})
+    assert budget.paused_until("search") == T0 + 5
+    assert budget.pause_remaining("core", now=T0 + 50) == 10.0
+    assert budget.paused == {"core": 2, "search": 1}
+    assert budget.report()["paused"] == {"core": T0 + 60, "search": T0 + 5}
+
+
+async def test_every_call_waits_out_the_pause() -> None:
+    clock = FakeClock()
+    budget = budget_at(clock)
+    assert await budget.wait_if_paused("core") == 0.0
+    assert clock.sleeps == []
+
+    budget.pause_from(403, {"retry-after": "30"}, "core")
+    waited = await asyncio.gather(*(budget.wait_if_paused("core") for _ in range(5)))
+    assert clock.t >= T0 + 30
+    assert waited[0] == 30.0
+    assert all(w >= 0 for w in waited)
+    assert await budget.wait_if_paused("search") == 0.0
+
+
+async def test_a_pause_extended_while_waiting_is_waited_out() -> None:
+    clock = FakeClock()
+    budget = budget_at(clock)
+    budget.pause_from(429, {"retry-after": "10"}, "core")
+    real_sleep = clock.sleep
+
+    async def sleep_and_get_pushed_back(seconds: float) -> None:
+        await real_sleep(seconds)
+        if len(clock.sleeps) == 1:
+            budget.pause_from(429, {"retry-after": "20"}, "core")
+
+    budget._sleep = sleep_and_get_pushed_back
+    assert await budget.wait_if_paused("core") == 30.0
+    assert clock.sleeps == [10.0, 20.0]
+
+
+# ---------------------------------------------------------------------- backoff
+
+
+def test_backoff_grows_caps_and_resets() -> None:
+    class Top(random.Random):
+        def uniform(self, a: float, b: float) -> float:
+            return b  # the ceiling, to see the growth
+
+    backoff = Backoff(base=1.0, cap=30.0, rng=Top(), clock=lambda: T0)
+    delays = [backoff.failure("list-runners") for _ in range(8)]
+    assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+    assert backoff.failures("list-runners") == 8
+    assert backoff.failure("other") == 1.0  # keys are independent
+    backoff.success("list-runners")
+    assert backoff.failures("list-runners") == 0
+    assert backoff.failure("list-runners") == 1.0
+
+
+def test_backoff_full_jitter_stays_in_bounds() -> None:
+    backoff = Backoff(base=0.5, cap=60.0, rng=random.Random(7))
+    seen: list[float] = []
+    for n in range(1, 200):
+        delay = backoff.failure()
+        assert 0.0 <= delay <= backoff.ceiling(n) <= 60.0
+        seen.append(delay)
+    assert len(set(seen)) > 150  # jittered, not a fixed schedule
+    assert backoff.ceiling(10_000) == 60.0  # no overflow however long it fails
+
+
+def test_backoff_ready() -> None:
+    clock = FakeClock()
+    backoff = Backoff(base=10.0, cap=10.0, rng=random.Random(1), clock=clock.now)
+    assert backoff.ready("t")
+    delay = backoff.failure("t")
+    assert backoff.ready("t", now=T0 + delay)
+    assert not backoff.ready("t", now=T0 + delay - 0.001) or delay == 0.0
+    backoff.success("t")
+    assert backoff.ready("t")
+
+
+@pytest.mark.parametrize(("base", "cap"), [(0.0, 1.0), (-1.0, 1.0), (5.0, 1.0)])
+def test_backoff_rejects_bad_settings(base: float, cap: float) -> None:
+    with pytest.raises(ValueError, match="base"):
+        Backoff(base=base, cap=cap)
+
+
+# ---------------------------------------------------------------------- concurrency
+
+
+@pytest.mark.parametrize("limit", [1, 5, 20])
+async def test_concurrency_never_exceeds_the_limit(limit: int) -> None:
+    limiter = ConcurrencyLimit(limit)
+    observed: list[int] = []
+
+    async def request() -> None:
+        async with limiter:
+            observed.append(limiter.in_flight)
+            for _ in range(3):
+                await asyncio.sleep(0)
+
+    await asyncio.gather(*(request() for _ in range(100)))
+    assert max(observed) <= limit
+    assert limiter.peak == limit
+    assert limiter.in_flight == 0
+
+
+async def test_concurrency_slot_is_released_on_error() -> None:
+    limiter = ConcurrencyLimit(1)
+    with pytest.raises(RuntimeError):
+        async with limiter:
+            raise RuntimeError("boom")
+    assert limiter.in_flight == 0
+    async with limiter:
+        assert limiter.in_flight == 1
+
+
+def test_concurrency_rejects_zero() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        ConcurrencyLimit(0)
