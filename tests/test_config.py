@@ -1176,3 +1176,14 @@ def test_config_fixture_files_are_documented_examples() -> None:
     # Every fixture loads, so docs and the CLI can point at them.
     for path in sorted(FIXTURES.glob("*.yaml")):
         assert isinstance(load_config(path, env=ENV), Config)
+
+
+def test_an_app_cannot_serve_an_enterprise() -> None:
+    text = EXAMPLE.replace(
+        "  token: ${GITHUB_TOKEN}\n",
+        "  app:\n    id: 1\n    private_key: ${GITHUB_APP_PRIVATE_KEY}\n",
+    )
+    text = text.replace("  - repo: acme/app", "  - enterprise: acme-corp")
+    problem = only(errors_of(text))
+    assert problem.path == "targets[0].enterprise"
+    assert "manage_runners:enterprise" in problem.hint

@@ -54,7 +54,11 @@ def runner(
     *,
     since: float = 0.0,
     idle_since: float | None = None,
+    job_id: int | None = None,
 ) -> Runner:
+    """A runner; a busy one runs a known job unless ``job_id=0`` says its job is unknown."""
+    if state is RunnerState.BUSY and job_id is None:
+        job_id = 9000 + sum(map(ord, name))
     return Runner(
         name=name,
         pool=pool_name,
@@ -63,6 +67,7 @@ def runner(
         created_at=0.0,
         state_since=since,
         idle_since=idle_since,
+        job_id=job_id or None,
     )
 
 
@@ -503,3 +508,14 @@ def test_job_routing(scenario: Scenario) -> None:
         name = expected[j.id]
         if name is not None:
             assert next(p for p in pools if p.name == name).serves(j.labels)
+
+
+def test_a_busy_runner_whose_job_is_not_known_yet_has_taken_a_queued_one() -> None:
+    # GitHub's runner list showed it busy before the job's in_progress was observed.
+    runners = [runner("a", BUSY, job_id=0), runner("b", BOOTING)]
+    decision = decide([pool("x64")], queued(3), runners, now=0.0)
+    decided = decision.pools["x64"]
+    assert decided.queued == 2
+    assert decided.create == 1  # not 2: one of the three jobs is already running on "a"
+    known = [runner("a", BUSY), runner("b", BOOTING)]
+    assert decide([pool("x64")], queued(3), known, now=0.0).pools["x64"].create == 2

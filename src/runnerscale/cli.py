@@ -246,9 +246,19 @@ def run(
 def _secrets_of(config: Config) -> list[str]:
     github = config.github
     values = [github.token, github.webhook_secret]
+    pem = ""
     if github.app is not None:
         values.append(github.app.private_key)
-    return [value.get_secret_value() for value in values if value is not None]
+        if github.app.private_key is not None:
+            pem = github.app.private_key.get_secret_value()
+        elif github.app.private_key_file is not None:
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                pem = github.app.private_key_file.read_text()
+    secrets = [value.get_secret_value() for value in values if value is not None]
+    # A key quoted in part (one line of it) is redacted too.
+    lines = [line.strip() for line in pem.splitlines()]
+    secrets += [line for line in lines if len(line) >= 16 and not line.startswith("-----")]
+    return secrets
 
 
 async def _run_daemon(path: Path, config: Config, redactor: RedactSecrets) -> None:
@@ -259,7 +269,7 @@ async def _run_daemon(path: Path, config: Config, redactor: RedactSecrets) -> No
     from runnerscale.daemon import Daemon, StartupError
 
     try:
-        daemon = Daemon.build(config)
+        daemon = Daemon.build(config, on_secret=redactor.add)
     except (SQLAlchemyError, OSError) as error:
         raise StartupError(f"cannot open the state database {config.state!r}: {error}") from None
     except ProviderError as error:

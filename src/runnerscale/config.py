@@ -561,7 +561,9 @@ class TargetConfig(_Model):
     org: str | None = Field(default=None, description="An organisation's login.")
     enterprise: str | None = Field(default=None, description="An enterprise's slug.")
     runner_group: str | None = Field(
-        default=None, description="The runner group to register in (org targets only)."
+        default=None,
+        description="The runner group to register in (org and enterprise targets; default: "
+        "the Default group).",
     )
 
     @field_validator("repo")
@@ -607,9 +609,9 @@ class TargetConfig(_Model):
                 at=(kinds[1],),
                 echo=False,
             )
-        if self.runner_group is not None and kinds[0] != "org":
+        if self.runner_group is not None and kinds[0] == "repo":
             raise _fail(
-                f"applies only to org targets, not {kinds[0]}",
+                "applies only to org and enterprise targets, not repo",
                 "remove runner_group, or register at the organisation with org: NAME",
                 at=("runner_group",),
                 echo=False,
@@ -1292,6 +1294,11 @@ class Config(_Model):
     poll_interval: PollInterval = Field(
         default=15.0, description="How often the GitHub API is polled (at least 1s)."
     )
+    webhook_poll_interval: PollInterval = Field(
+        default=300.0,
+        description="How often the API is polled while webhooks arrive (one in the last "
+        "hour): polling is then only the safety net for missed deliveries.",
+    )
     pools: list[PoolConfig] = Field(min_length=1, description="The pools of runners.")
     timeouts: Timeouts = Field(
         default_factory=Timeouts, description="Timeouts and the janitor's interval."
@@ -1368,6 +1375,16 @@ class Config(_Model):
             prefixes[pool.runner_prefix] = index
         targets: dict[str, int] = {}
         for index, target in enumerate(self.targets):
+            if target.kind == "enterprise" and self.github.app is not None:
+                raise _fail(
+                    "is an enterprise, and GitHub does not let a GitHub App manage enterprise "
+                    "runners",
+                    "authenticate with a classic personal access token with the "
+                    "manage_runners:enterprise scope (github.token), or list the enterprise's "
+                    "organisations as org targets",
+                    at=("targets", index, "enterprise"),
+                    echo=False,
+                )
             key = target.to_target().key
             if key in targets:
                 raise _fail(

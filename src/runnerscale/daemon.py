@@ -8,17 +8,21 @@ both use it; only here do the configuration's types meet the controller's.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from runnerscale.clock import Clock, SystemClock
-from runnerscale.config import Config, DockerConfig, PoolConfig
+from runnerscale.config import AppConfig, Config, DockerConfig, GitHubConfig, PoolConfig
 from runnerscale.controller.actions import PoolRuntime
 from runnerscale.controller.janitor import JanitorSettings
 from runnerscale.controller.loops import Controller, ControllerSettings
-from runnerscale.controller.protocols import Provider, ProviderError
-from runnerscale.github.client import GitHubClient
+from runnerscale.controller.protocols import GitHubError, Provider, ProviderError
+from runnerscale.github.client import AppCredentials, GitHubClient
 from runnerscale.hostlabels import (
     HostFacts,
     HostLabelError,
@@ -119,6 +123,68 @@ def _docker_provider(pool: PoolConfig, docker: DockerConfig, controller_id: str)
         raise StartupError(str(error)) from None
 
 
+def github_client(
+    config: Config, clock: Clock, on_secret: Callable[[str], None] | None = None
+) -> GitHubClient:
+    """The GitHub client of the configured credentials: a token, or a GitHub App (whose key
+    is read and checked here, so a bad key stops the start with a clear message)."""
+    github = config.github
+    verify: bool | str = True if github.ca_bundle is None else str(github.ca_bundle)
+    common: dict[str, Any] = {
+        "verify": verify,
+        "clock": clock.now,
+        "sleep": clock.sleep,
+        "on_secret": on_secret,
+    }
+    try:
+        return _github_client(github, common)
+    except ValueError as error:  # the CA bundle
+        raise StartupError(str(error)) from None
+
+
+def _github_client(github: GitHubConfig, common: dict[str, Any]) -> GitHubClient:
+    if github.token is not None:
+        return GitHubClient(github.api_url, github.token.get_secret_value(), **common)
+    assert github.app is not None
+    app = AppCredentials(
+        app_id=github.app.id,
+        private_key=app_private_key(github.app),
+        installation_id=github.app.installation_id,
+    )
+    return GitHubClient(github.api_url, app=app, **common)
+
+
+def app_private_key(app: AppConfig) -> str:
+    """The App's private key (PEM), from the config or its file; it must be an RSA key."""
+    if app.private_key is not None:
+        pem = app.private_key.get_secret_value()
+        where = "github.app.private_key"
+    else:
+        assert app.private_key_file is not None
+        where = f"github.app.private_key_file ({app.private_key_file})"
+        try:
+            pem = app.private_key_file.read_text()
+        except OSError as error:
+            raise StartupError(
+                f"cannot read {where}: {error.strerror}: give the path of the App's .pem file "
+                "(downloaded from the App's settings, Private keys)"
+            ) from None
+        except UnicodeDecodeError:
+            raise StartupError(f"{where} is not a PEM text file") from None
+    try:
+        key = serialization.load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError):
+        raise StartupError(
+            f"{where} is not a readable PEM private key: use the .pem file GitHub generated "
+            "for the App (unencrypted, BEGIN RSA PRIVATE KEY ... END RSA PRIVATE KEY)"
+        ) from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise StartupError(
+            f"{where} is not an RSA key: GitHub Apps sign with RS256, so use the App's own .pem"
+        )
+    return pem
+
+
 def host_facts(pool: PoolConfig, provider: Provider) -> HostFacts:
     """What ``auto`` stands for in this pool: its backend host's architecture and the
     accelerators its runners get. Asks a Docker engine (blocking, once, at start)."""
@@ -210,21 +276,14 @@ class Daemon:
         clock: Clock | None = None,
         controller_id: str = "runnerscale",
         port: int | None = None,
+        on_secret: Callable[[str], None] | None = None,
     ) -> Daemon:
+        """``on_secret`` learns every credential obtained while running (installation
+        tokens), for the log redactor."""
         clock = clock or SystemClock()
         github_config = config.github
-        if github_config.token is None:
-            raise StartupError(
-                "GitHub App authentication is not available in this version: "
-                "set github.token to a personal access token"
-            )
+        github = github_client(config, clock, on_secret)
         store = open_store(store_url(config))
-        verify: bool | str = True
-        if github_config.ca_bundle is not None:
-            verify = str(github_config.ca_bundle)
-        github = GitHubClient(
-            github_config.api_url, github_config.token.get_secret_value(), verify=verify
-        )
         providers = {
             pool.name: build_provider(config, pool, controller_id) for pool in config.pools
         }
@@ -239,6 +298,7 @@ class Daemon:
         metrics = Metrics(lambda: holder["controller"].status, lambda: github.budget)
         settings = ControllerSettings(
             poll_interval=config.poll_interval,
+            webhook_poll_interval=config.webhook_poll_interval,
             janitor_interval=config.timeouts.janitor_interval,
             queued_recheck=config.timeouts.queued_recheck,
             janitor=JanitorSettings(
@@ -254,6 +314,7 @@ class Daemon:
             settings=settings,
             events=metrics.events(),
             on_job_started=metrics.job_started,
+            poll_pacer=github.poll_interval,
         )
         holder["controller"] = controller
         secret = github_config.webhook_secret
@@ -276,6 +337,7 @@ class Daemon:
     async def start(self) -> None:
         if self.config.github.webhook_secret is None:
             log.warning("no github.webhook_secret: webhooks are refused, polling alone finds jobs")
+        await self.check_access()
         await self.http.start()
         await self.controller.start()
         log.info(
@@ -284,6 +346,23 @@ class Daemon:
             len(self.controller.pools),
             len(self.controller.targets),
         )
+
+    async def check_access(self) -> None:
+        """Refuse to start when the credentials visibly lack a permission a target needs
+        (GitHub unreachable: said, and the start goes on; the loops retry)."""
+        try:
+            problems = await self.github.check_access(self.config.to_targets())
+        except GitHubError as error:
+            if error.status in (401, 403, 404):
+                # Bad credentials, or a target they cannot see: nothing would work.
+                problems = [str(error)]
+            else:
+                log.warning("cannot check the GitHub credentials' permissions now: %s", error)
+                return
+        if problems:
+            await self.github.close()
+            self.store.close()
+            raise StartupError("\n".join(problems))
 
     async def stop(self) -> None:
         """Stop serving and deciding. Runners keep running; the next start adopts them."""
@@ -330,6 +409,7 @@ class Daemon:
             runtime.labels = updated.labels
         settings = self.controller.settings
         settings.poll_interval = config.poll_interval
+        settings.webhook_poll_interval = config.webhook_poll_interval
         settings.janitor_interval = config.timeouts.janitor_interval
         settings.queued_recheck = config.timeouts.queued_recheck
         settings.janitor.create_timeout = config.timeouts.create

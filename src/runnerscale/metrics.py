@@ -16,7 +16,7 @@ from prometheus_client.registry import Collector
 
 from runnerscale.controller.actions import Events
 from runnerscale.controller.loops import Status
-from runnerscale.github.client import RateBudget
+from runnerscale.github.budget import ApiBudget
 
 #: Queue wait buckets: seconds from a job being queued to a runner starting it.
 QUEUE_WAIT_BUCKETS = (1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1800)
@@ -24,7 +24,7 @@ QUEUE_WAIT_BUCKETS = (1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1800)
 
 class _StatusCollector(Collector):
     def __init__(
-        self, status: Callable[[], Status], budget: Callable[[], RateBudget | None]
+        self, status: Callable[[], Status], budget: Callable[[], ApiBudget | None]
     ) -> None:
         self._status = status
         self._budget = budget
@@ -84,11 +84,29 @@ class _StatusCollector(Collector):
             for operation, count in sorted(budget.calls.items()):
                 calls.add_metric([operation], count)
             yield calls
+            yield GaugeMetricFamily(
+                "runnerscale_github_not_modified",
+                "Conditional GitHub requests answered 304 (not counted by GitHub)",
+                value=budget.not_modified,
+            )
+            yield GaugeMetricFamily(
+                "runnerscale_github_poll_interval_seconds",
+                "The current poll interval (stretched when the rate-limit budget runs low)",
+                value=budget.interval,
+            )
+            paused = GaugeMetricFamily(
+                "runnerscale_github_paused_seconds",
+                "Seconds left of a pause GitHub asked for (retry-after, secondary limit)",
+                labels=["resource"],
+            )
+            for resource in sorted(budget.pauses):
+                paused.add_metric([resource], budget.pause_remaining(resource))
+            yield paused
 
 
 class Metrics:
     def __init__(
-        self, status: Callable[[], Status], budget: Callable[[], RateBudget | None]
+        self, status: Callable[[], Status], budget: Callable[[], ApiBudget | None]
     ) -> None:
         self.registry = CollectorRegistry()
         self.scale_operations = Counter(

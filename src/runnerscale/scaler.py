@@ -30,6 +30,9 @@ Counting rules (per pool)
 - ``free`` runners are the ones that can take a job now or soon: pending, creating, booting or
   idle (``RunnerState.free``). ``live`` runners count against ``max_runners``
   (``RunnerState.live``: also busy, finished and deleting ones).
+- A busy runner whose job is not known yet (GitHub's runner list showed it busy before the
+  job's ``in_progress`` arrived) has taken one of the pool's queued jobs: that one is not
+  counted as queued.
 - ``needed_free = queued + min_idle``;
   ``create = max(0, min(needed_free - free, max_runners - live))``. Nothing is ever created
   above the cap.
@@ -143,6 +146,10 @@ def _idle_since(runner: Runner) -> float:
 
 def _decide_pool(pool: PoolSpec, queued: int, runners: list[Runner], now: float) -> PoolDecision:
     busy = sum(1 for runner in runners if runner.state is RunnerState.BUSY)
+    # A runner GitHub shows busy before its job's move to in_progress was observed has taken
+    # one of the queued jobs: that job needs no other runner.
+    taken = sum(1 for r in runners if r.state is RunnerState.BUSY and r.job_id is None)
+    queued = max(0, queued - taken)
     free = sum(1 for runner in runners if runner.state.free)
     live = sum(1 for runner in runners if runner.state.live)
     staying = sum(1 for runner in runners if runner.state.live and runner.state not in _LEAVING)

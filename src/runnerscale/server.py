@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from runnerscale.controller.loops import Controller
 from runnerscale.controller.protocols import GitHubError, ObservedJob, ProviderError, Store
-from runnerscale.github.client import RateBudget
+from runnerscale.github.budget import ApiBudget
 from runnerscale.github.webhooks import (
     HEADER_DELIVERY,
     HEADER_EVENT,
@@ -87,7 +87,7 @@ class DaemonHTTP:
         store: Store,
         metrics: Metrics,
         webhook_secret: str | None,
-        budget: RateBudget | None = None,
+        budget: ApiBudget | None = None,
     ) -> None:
         self.controller = controller
         self.store = store
@@ -155,11 +155,7 @@ class DaemonHTTP:
         status = self.controller.status
         body: dict[str, Any] = asdict(status)
         if self.budget is not None:
-            body["github"] = {
-                "rate_limit": {name: asdict(b) for name, b in self.budget.resources.items()},
-                "calls": sum(self.budget.calls.values()),
-                "not_modified": self.budget.not_modified,
-            }
+            body["github"] = self.budget.report()
         body["errors"] = dict(self.controller.errors)
         return JSONResponse(body)
 

@@ -179,3 +179,14 @@ async def test_a_boot_timeout_never_removes_a_runner_github_says_is_busy(world: 
     assert world.runner(name).state is RunnerState.BUSY
     assert world.provider.find(name) is not None
     assert world.github.find(name) is not None
+
+
+async def test_a_runner_online_but_not_yet_seen_is_not_given_up_at_its_boot_timeout(
+    world: World,
+) -> None:
+    name = await world.booting_runner()
+    world.github.set_runner(name, online=True)  # online, but no poll has seen it yet
+    world.clock.advance(BOOT_TIMEOUT + 1)
+    await world.sweep()
+    assert world.runner(name).state is RunnerState.IDLE
+    assert world.github.find(name) is not None

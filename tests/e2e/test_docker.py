@@ -201,11 +201,11 @@ async def test_a_container_killed_from_outside_is_noticed_counted_and_replaced(
         def idle_names() -> list[str]:
             return [r.name for r in daemon.store.runners(pool="linux-docker") if r.state == "idle"]
 
-        await wait_until(idle_names, 60, "an idle runner")
+        await wait_until(idle_names, 150, "an idle runner")
         [idle_name] = idle_names()
         await asyncio.to_thread(lambda: engine_client.containers.get(idle_name).kill())
         await wait_until(
-            lambda: idle_names() and idle_names() != [idle_name], 60, "a new idle runner"
+            lambda: idle_names() and idle_names() != [idle_name], 150, "a new idle runner"
         )
         assert await metric(daemon, died) >= 2
         # The pool is whole: new jobs are served.

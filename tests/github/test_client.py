@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 
 from runnerscale.controller.protocols import DeleteOutcome, GitHubError
@@ -129,3 +130,27 @@ async def test_unreachable_github_is_a_clear_error() -> None:
     client = GitHubClient("http://127.0.0.1:9", TOKEN, timeout=2)
     with pytest.raises(GitHubError, match="cannot reach GitHub"):
         await client.list_runners(REPO)
+
+
+async def test_enterprise_targets_register_list_and_delete_runners(
+    simulator: SimulatorServer,
+) -> None:
+    async with httpx.AsyncClient(base_url=simulator.url) as control:
+        answer = await control.post(
+            "/_sim/enterprises", json={"slug": "acme-corp", "orgs": ["acme"]}
+        )
+        assert answer.status_code == 201, answer.text
+        answer = await control.post(
+            "/_sim/runner-groups", json={"enterprise": "acme-corp", "name": "big"}
+        )
+        assert answer.status_code == 201, answer.text
+    client = GitHubClient(simulator.url, TOKEN)
+    enterprise = Target("enterprise", "acme-corp", runner_group="big")
+    jit = await client.generate_jitconfig(enterprise, "ent-1", LABELS)
+    [listed] = await client.list_runners(enterprise)
+    assert (listed.id, listed.name) == (jit.runner_id, "ent-1")
+    assert await client.active_jobs(enterprise) == []  # jobs of an enterprise come by webhook
+    assert await client.delete_runner(enterprise, jit.runner_id) is DeleteOutcome.DELETED
+    assert await client.delete_runner(enterprise, jit.runner_id) is DeleteOutcome.GONE
+    with pytest.raises(GitHubError, match="runner group 'nope' does not exist in enterprise"):
+        await client.generate_jitconfig(Target("enterprise", "acme-corp", "nope"), "x", LABELS)

@@ -30,7 +30,7 @@ from runnerscale.controller.protocols import (
     ProviderError,
     Store,
 )
-from runnerscale.model import InstanceSpec, PoolSpec, Runner, RunnerState, Target
+from runnerscale.model import InstanceSpec, JobState, PoolSpec, Runner, RunnerState, Target
 
 log = logging.getLogger("runnerscale.controller")
 
@@ -158,6 +158,10 @@ class Actions:
         """Take a runner out of service; False when GitHub says it is busy (it is kept)."""
         previous = runner.state
         move(self.store, runner, RunnerState.DELETING, self.clock.now(), why)
+        if previous is RunnerState.FINISHED and self._job_completed(runner):
+            # GitHub removes a just-in-time runner itself once its job is done: no call. If
+            # it has not yet, the janitor's orphan sweep deletes the leftover registration.
+            return await self.remove_instance(runner)
         outcome = await self._unregister(runner)
         if outcome is None:
             return False  # retried by the janitor while the runner stays ``deleting``
@@ -171,6 +175,12 @@ class Actions:
             move(self.store, runner, RunnerState.BUSY, self.clock.now(), "GitHub: still busy")
             return False
         return await self.remove_instance(runner)
+
+    def _job_completed(self, runner: Runner) -> bool:
+        if runner.job_id is None:
+            return False
+        job = self.store.get_job(runner.job_id)
+        return job is not None and job.state is JobState.COMPLETED
 
     async def _instance_runs(self, runner: Runner) -> bool:
         """Whether the runner's instance still runs (when the backend cannot say: yes)."""

@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from runnerscale.controller.actions import Actions
-from runnerscale.controller.observe import REGISTERED, move
+from runnerscale.controller.observe import REGISTERED, apply_runner_list, move
 from runnerscale.controller.protocols import GitHubError, ProviderError
 from runnerscale.model import RunnerState
 
@@ -29,6 +29,8 @@ KEEP_HISTORY_SECONDS = 7 * 24 * 3600.0
 class JanitorSettings:
     create_timeout: float = 120.0
     delete_timeout: float = 120.0
+    #: How often GitHub's runner lists are searched for registrations nobody tracks.
+    github_orphan_interval: float = 600.0
 
 
 class Janitor:
@@ -36,6 +38,7 @@ class Janitor:
         self.actions = actions
         self.settings = settings or JanitorSettings()
         self.cleaned: Counter[str] = Counter()
+        self._next_orphan_sweep = 0.0
 
     def _count(self, pool: str, kind: str) -> None:
         self.cleaned[kind] += 1
@@ -43,14 +46,41 @@ class Janitor:
 
     async def sweep(self) -> None:
         await self.expire_stuck_runners()
-        await self.remove_github_orphans()
+        now = self.actions.clock.now()
+        if now >= self._next_orphan_sweep:
+            # GitHub's runner lists change with every runner: read them only now and then.
+            self._next_orphan_sweep = now + self.settings.github_orphan_interval
+            await self.remove_github_orphans()
         await self.remove_instance_orphans()
         now = self.actions.clock.now()
         self.actions.store.prune_runners(now - KEEP_HISTORY_SECONDS)
         self.actions.store.prune_jobs(now - KEEP_HISTORY_SECONDS)
 
+    async def _refresh_timed_out_boots(self) -> None:
+        """Before a booting runner is given up on, ask GitHub whether it came online after
+        all (between GitHub polls, that may not have been seen yet)."""
+        actions = self.actions
+        now = actions.clock.now()
+        targets = {
+            runner.target
+            for runner in actions.store.runners(states=[RunnerState.BOOTING])
+            if runner.pool in actions.pools
+            and now - runner.state_since >= actions.pools[runner.pool].spec.boot_timeout
+        }
+        for key in sorted(targets):
+            target = actions.targets.get(key)
+            if target is None:
+                continue
+            try:
+                listed = await actions.github.list_runners(target)
+            except GitHubError as error:
+                log.warning("janitor: cannot list runners of %s: %s", target.name, error)
+                continue
+            apply_runner_list(actions.store, key, listed, now)
+
     async def expire_stuck_runners(self) -> None:
         actions = self.actions
+        await self._refresh_timed_out_boots()
         now = actions.clock.now()
         for runner in actions.store.runners(
             states=[

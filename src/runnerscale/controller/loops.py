@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -52,6 +53,10 @@ log = logging.getLogger("runnerscale.controller")
 
 ACTIVE_JOB_STATES = (JobState.WAITING, JobState.QUEUED, JobState.IN_PROGRESS)
 LIVE_STATES = tuple(state for state in RunnerState if state.live)
+#: Between GitHub polls, runners booting this long are looked up in GitHub's runner list.
+BOOTING_CHECK_AFTER = 60.0
+#: The longest wait between two failing cycles of a loop.
+LOOP_BACKOFF_CAP = 600.0
 #: Runners created at once per pool and cycle (GitHub asks for modest concurrency).
 CREATE_CONCURRENCY = 8
 
@@ -59,6 +64,10 @@ CREATE_CONCURRENCY = 8
 @dataclass
 class ControllerSettings:
     poll_interval: float = 15.0
+    #: While webhooks arrive (one within ``webhook_trust``), polling is only the safety net:
+    #: it runs this often instead (never more often than ``poll_interval``).
+    webhook_poll_interval: float = 300.0
+    webhook_trust: float = 3600.0
     reconcile_interval: float = 5.0
     janitor_interval: float = 30.0
     #: A job that stays queued this long without being seen again is re-checked in the API.
@@ -133,6 +142,8 @@ class Controller:
         events: Events | None = None,
         on_job_started: Callable[[str, float], None] | None = None,
         runner_suffix: Callable[[], str] | None = None,
+        poll_pacer: Callable[[float], float] | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.store = store
         self.github = github
@@ -145,6 +156,14 @@ class Controller:
             self.actions.suffix = runner_suffix
         self.janitor = Janitor(self.actions, self.settings.janitor)
         self._on_job_started = on_job_started or (lambda pool, wait: None)
+        #: The poll interval to use given the configured one (the GitHub client stretches it
+        #: when the rate-limit budget runs low).
+        self._poll_pacer = poll_pacer or (lambda base: base)
+        self._rng = rng or random.Random(0)  # noqa: S311 - jitter, not a secret
+        self._failures: Counter[str] = Counter()
+        self._next_github_poll = 0.0
+        #: When the last webhook delivery was handed over (None: none since the start).
+        self.last_webhook_at: float | None = None
         self._kick = asyncio.Event()
         self._inbox: asyncio.Queue[ObservedJob] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
@@ -161,7 +180,27 @@ class Controller:
 
     def submit(self, observed: ObservedJob) -> None:
         """Hand over a webhook observation (never blocks; processed by the events loop)."""
+        self.last_webhook_at = self.clock.now()
         self._inbox.put_nowait(observed)
+
+    def observe_webhook(self, observed: ObservedJob) -> None:
+        """A webhook observation, folded in at once (the simulation's synchronous path)."""
+        self.last_webhook_at = self.clock.now()
+        self.observe(observed)
+
+    def github_poll_interval(self) -> float:
+        """The wait before GitHub is polled again: ``poll_interval``, or the safety-net
+        ``webhook_poll_interval`` while webhooks arrive, stretched by the pacer when the API
+        budget runs low. (Backends are listed every ``poll_interval`` regardless.)"""
+        settings = self.settings
+        base = settings.poll_interval
+        webhooks_flow = (
+            self.last_webhook_at is not None
+            and self.clock.now() - self.last_webhook_at <= settings.webhook_trust
+        )
+        if webhooks_flow:
+            base = max(base, settings.webhook_poll_interval)
+        return self._poll_pacer(base)
 
     def kick(self) -> None:
         self._kick.set()
@@ -177,7 +216,7 @@ class Controller:
                 name="reconcile",
             ),
             asyncio.create_task(
-                self._forever("poll", self.poll_once, "poll_interval"), name="poll"
+                self._forever("poll", self.poll_step, "poll_interval"), name="poll"
             ),
             asyncio.create_task(
                 self._forever("janitor", self.janitor.sweep, "janitor_interval"), name="janitor"
@@ -200,8 +239,10 @@ class Controller:
         """Run ``step`` forever; the interval is read from the settings each cycle, so a
         reloaded configuration takes effect at the next one."""
         while True:
+            failed = True
             try:
                 await step()
+                failed = False
             except asyncio.CancelledError:
                 raise
             except (GitHubError, ProviderError) as error:
@@ -212,14 +253,31 @@ class Controller:
             except Exception:
                 self.errors[name] += 1
                 log.exception("%s loop failed; retrying next cycle", name)
+            self._failures[name] = self._failures[name] + 1 if failed else 0
             if interval_setting is None:
                 continue
             interval = float(getattr(self.settings, interval_setting))
-            if name == "reconcile":
+            if self._failures[name]:
+                interval = self.failure_delay(interval, self._failures[name])
+                log.info(
+                    "%s: failed %d time(s) in a row; next try in %.0fs",
+                    name,
+                    self._failures[name],
+                    interval,
+                )
+                await self.clock.sleep(interval)
+            elif name == "reconcile":
                 await wait_for(self.clock, self._kick, interval)
                 self._kick.clear()
             else:
                 await self.clock.sleep(interval)
+
+    def failure_delay(self, interval: float, failures: int) -> float:
+        """After ``failures`` failed cycles in a row: the interval doubled per failure, capped
+        at :data:`LOOP_BACKOFF_CAP`, with jitter (between half and all of it; never less than
+        the interval), so that nothing retries GitHub or a backend in a tight loop."""
+        ceiling = min(LOOP_BACKOFF_CAP, interval * 2 ** min(failures - 1, 16))
+        return max(interval, self._rng.uniform(ceiling / 2, ceiling))
 
     async def _drain_inbox(self) -> None:
         observed = await self._inbox.get()
@@ -259,6 +317,16 @@ class Controller:
 
     # ------------------------------------------------------------------ polling
 
+    async def poll_step(self) -> None:
+        """One cycle of the poll loop: GitHub when it is due, the backends every time."""
+        if self.clock.now() >= self._next_github_poll:
+            try:
+                await self.poll_once()
+            finally:
+                self._next_github_poll = self.clock.now() + self.github_poll_interval()
+        else:
+            await self.poll_backends()
+
     async def poll_once(self) -> None:
         """Poll every target and backend; one that fails does not stop the others. The first
         failure is raised at the end, for the loop to count (and honour ``retry_after``)."""
@@ -279,15 +347,9 @@ class Controller:
                 continue
             for runner in apply_runner_list(self.store, target.key, listed, now):
                 self._came_online(runner.name)
-        for pool in self.pools.values():
-            try:
-                instances = await pool.provider.list()
-            except ProviderError as error:
-                log.warning("poll: pool %s: %s", pool.name, error)
-                errors.append(error)
-                continue
-            for runner, instance in apply_instances(self.store, pool.name, instances, now):
-                self._instance_failed(runner, instance)
+        backend_error = await self._list_backends()
+        if backend_error is not None:
+            errors.append(backend_error)
         if not failed:
             # Forget jobs the poll no longer returns (it re-reads every active one).
             self._last_observed = {k: v for k, v in self._last_observed.items() if k in seen}
@@ -295,6 +357,60 @@ class Controller:
         self.kick()
         if errors:
             raise errors[0]
+
+    async def poll_backends(self) -> None:
+        """Between GitHub polls: list every backend's instances (exited ones finish their
+        runners), and GitHub's runner lists of targets with runners still booting (they
+        come online there; a boot timeout must not pass unseen)."""
+        errors: list[GitHubError | ProviderError] = []
+        backend_error = await self._list_backends()
+        if backend_error is not None:
+            errors.append(backend_error)
+        now = self.clock.now()
+        # A runner that takes a job is reported by its job's webhook; one still booting after
+        # a while may be online without a job (or never come up): GitHub's list tells.
+        booting = {
+            r.target
+            for r in self.store.runners(states=[RunnerState.BOOTING])
+            if now - r.state_since >= self._booting_check_after(r.pool)
+        }
+        for key in sorted(booting):
+            target = self.targets.get(key)
+            if target is None:
+                continue
+            try:
+                listed = await self.github.list_runners(target)
+            except GitHubError as error:
+                log.warning("poll: runners of %s: %s", target.name, error)
+                errors.append(error)
+                continue
+            for runner in apply_runner_list(self.store, target.key, listed, now):
+                self._came_online(runner.name)
+        self.kick()
+        if errors:
+            raise errors[0]
+
+    def _booting_check_after(self, pool_name: str) -> float:
+        """Look a booting runner up in GitHub after a minute, or a third of its pool's boot
+        timeout when that is shorter (it must be seen online well before it times out)."""
+        pool = self.pools.get(pool_name)
+        limit = pool.spec.boot_timeout / 3 if pool is not None else BOOTING_CHECK_AFTER
+        return min(BOOTING_CHECK_AFTER, limit)
+
+    async def _list_backends(self) -> ProviderError | None:
+        """The first error, after trying every pool (one failing does not stop the others)."""
+        now = self.clock.now()
+        first: ProviderError | None = None
+        for pool in self.pools.values():
+            try:
+                instances = await pool.provider.list()
+            except ProviderError as error:
+                log.warning("poll: pool %s: %s", pool.name, error)
+                first = first or error
+                continue
+            for runner, instance in apply_instances(self.store, pool.name, instances, now):
+                self._instance_failed(runner, instance)
+        return first
 
     def _instance_failed(self, runner: Runner, instance: Instance) -> None:
         """A runner's instance died (killed mid-job, or crashed while starting): say so with
@@ -323,13 +439,17 @@ class Controller:
         """Jobs the store holds as active that the poll no longer shows: ask for each. Jobs
         that only targets whose listing failed could have shown are not unseen: skipped."""
         now = self.clock.now()
-        polled = [target for target in self.targets.values() if target not in failed]
+        # Enterprise targets list no jobs (GitHub has no API for it): their jobs are never
+        # "unseen" by a poll, so they are not re-checked either (a 404 would mark them done).
+        polled = [
+            target
+            for target in self.targets.values()
+            if target not in failed and target.kind != "enterprise"
+        ]
         for job in self.store.jobs([JobState.QUEUED, JobState.IN_PROGRESS]):
             if job.id in seen or now - job.observed_at < self.settings.queued_recheck:
                 continue
-            if any(t.covers(job.repo) for t in failed) and not any(
-                t.covers(job.repo) for t in polled
-            ):
+            if not any(t.covers(job.repo) for t in polled):
                 continue
             current = await self.github.get_job(job.repo, job.id)
             if current is None:

@@ -50,6 +50,10 @@ def apply_job(store: Store, observed: ObservedJob, now: float) -> Job:
     ):
         runner.job_id = job.id
         move(store, runner, RunnerState.BUSY, now, f"took job {job.id}")
+    elif job.state is JobState.IN_PROGRESS and runner.job_id is None:
+        # Already busy (GitHub's runner list said so first): now its job is known.
+        runner.job_id = job.id
+        store.update_runner(runner)
     elif job.state is JobState.COMPLETED and runner.state in (*REGISTERED, RunnerState.CREATING):
         runner.job_id = job.id
         move(store, runner, RunnerState.FINISHED, now, f"job {job.id} {job.conclusion}")

@@ -44,9 +44,13 @@ class GitHubError(Exception):
     The message never contains a credential or a JIT configuration.
     """
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        #: GitHub's HTTP status, when it answered (None: unreachable, timed out).
+        self.status = status
 
 
 class ProviderError(Exception):

@@ -9,7 +9,15 @@ Three concerns live here and nowhere else:
   (``If-None-Match`` with the last ``ETag``); GitHub answers an unchanged list with a 304 that
   does not count against the rate limit, and the last parsed answer is reused.
 * **The budget.** Every response's ``x-ratelimit-*`` headers update :class:`RateBudget`, which
-  the metrics and the status API report.
+  the metrics and the status API report. At most :data:`MAX_CONCURRENT_REQUESTS` requests are in
+  flight at once, across every installation (GitHub's secondary-limit rules ask for that).
+* **Who is asking.** A personal access token, or a GitHub App: the App authenticates as itself
+  with a short-lived RS256 JWT only to find its installations, and everything else is done with
+  the installation access token of the owner concerned (found through the repository,
+  organisation or enterprise, or given). githubkit signs the JWT and fetches, caches and renews
+  the installation tokens before they expire; each installation has a cache of its own, so a
+  token GitHub refuses (401) is dropped and fetched anew once, and a second refusal is reported.
+  Several installations (several organisations) live in one client.
 
 Errors surface as :class:`GitHubError` carrying ``retry_after`` when GitHub said how long to
 wait. No message ever carries a token or a JIT configuration.
@@ -17,18 +25,27 @@ wait. No message ever carries a token or a JIT configuration.
 
 from __future__ import annotations
 
-import functools
+import asyncio
+import contextlib
+import logging
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 import httpx
-from githubkit import GitHub
+import jwt
+from githubkit import AppAuthStrategy, GitHub
+from githubkit.cache import MemCacheStrategy
 from githubkit.exception import RequestError, RequestFailed, RequestTimeout
 from githubkit.response import Response
+from githubkit.throttling import LocalThrottler
+from githubkit_schemas.latest.models import (
+    OrgsOrgActionsRunnerGroupsGetResponse200,
+    OrgsOrgActionsRunnersGenerateJitconfigPostResponse201,
+    OrgsOrgActionsRunnersGetResponse200,
+)
 
 from runnerscale.controller.protocols import (
     DeleteOutcome,
@@ -36,48 +53,21 @@ from runnerscale.controller.protocols import (
     JitConfig,
     ObservedJob,
 )
+from runnerscale.github.budget import CORE, ApiBudget
 from runnerscale.model import GitHubRunner, JobState, Target
+
+log = logging.getLogger("runnerscale.github")
 
 PER_PAGE = 100
 USER_AGENT = "runnerscale"
+#: Requests in flight at once, at most (GitHub: "avoid concurrent requests").
+MAX_CONCURRENT_REQUESTS = 20
 DEFAULT_GROUP_ID = 1
 RunStatus = Literal["queued", "in_progress"]
 #: Statuses of workflow runs whose jobs may need a runner or hold one.
 ACTIVE_RUN_STATUSES: tuple[RunStatus, ...] = ("queued", "in_progress")
 
 T = TypeVar("T")
-
-
-@dataclass
-class Bucket:
-    limit: int = 0
-    remaining: int = 0
-    used: int = 0
-    reset: float = 0.0
-
-
-@dataclass
-class RateBudget:
-    """What GitHub last said about each rate-limit resource, plus our own call counts."""
-
-    resources: dict[str, Bucket] = field(default_factory=dict)
-    calls: Counter[str] = field(default_factory=Counter)
-    not_modified: int = 0
-
-    def record(self, response: httpx.Response) -> None:
-        headers = response.headers
-        resource = headers.get("x-ratelimit-resource", "core")
-        if "x-ratelimit-remaining" not in headers:
-            return
-        try:
-            self.resources[resource] = Bucket(
-                limit=int(headers.get("x-ratelimit-limit", 0)),
-                remaining=int(headers["x-ratelimit-remaining"]),
-                used=int(headers.get("x-ratelimit-used", 0)),
-                reset=float(headers.get("x-ratelimit-reset", 0)),
-            )
-        except ValueError:
-            return
 
 
 def _epoch(value: datetime | None) -> float | None:
@@ -96,67 +86,294 @@ def _split(repo: str) -> tuple[str, str]:
     return owner, name
 
 
+@dataclass(frozen=True)
+class AppCredentials:
+    """A GitHub App: its id, its private key (PEM, secret) and, optionally, the one
+    installation to use for every target (found per owner when None)."""
+
+    app_id: int
+    private_key: str = field(repr=False)
+    installation_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Whose installation a call needs: an organisation or user (``login``), found through a
+    repository of theirs when ``repo`` is given, or an enterprise (``enterprise=True``)."""
+
+    login: str
+    repo: str | None = None
+    enterprise: bool = False
+
+    @property
+    def key(self) -> str:
+        return ("enterprise:" if self.enterprise else "") + self.login.lower()
+
+
+def _owner_of(target: Target) -> Owner:
+    if target.kind == "repo":
+        return Owner(_split(target.name)[0], repo=target.name)
+    return Owner(target.name, enterprise=target.kind == "enterprise")
+
+
+#: A call to GitHub, made with the client (installation) it is given.
+Call = Callable[[GitHub[Any]], Awaitable[Response[T, Any]]]
+
+
 class GitHubClient:
-    """:class:`~runnerscale.controller.protocols.GitHubAPI` over githubkit (PAT auth)."""
+    """:class:`~runnerscale.controller.protocols.GitHubAPI` over githubkit (PAT or App)."""
 
     def __init__(
         self,
         api_url: str,
-        token: str,
+        token: str | None = None,
         *,
+        app: AppCredentials | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = 30.0,
         verify: bool | str = True,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+        on_secret: Callable[[str], None] | None = None,
     ) -> None:
-        self.budget = RateBudget()
+        if (token is None) == (app is None):
+            raise ValueError("give exactly one of token and app")
+        self.budget = ApiBudget(clock or time.time, sleep or asyncio.sleep)
+        self._charged_at_last_poll = 0
+        #: Told every installation token GitHub hands out (the log redactor learns them).
+        self._on_secret = on_secret or (lambda secret: None)
         self._etags: dict[tuple[Any, ...], tuple[str, Any]] = {}
         self._groups: dict[tuple[str, str], int] = {}
-        self._github = GitHub(
-            token,
-            base_url=api_url.rstrip("/") + "/",
-            user_agent=USER_AGENT,
-            timeout=timeout,
-            http_cache=False,
-            auto_retry=False,
-            async_transport=transport,
-            async_event_hooks={"response": [self._on_response]},
-            ssl_verify=verify if isinstance(verify, bool) else _ssl_context(verify),
+        self._app = app
+        self._options: dict[str, Any] = {
+            "base_url": api_url.rstrip("/") + "/",
+            "user_agent": USER_AGENT,
+            "timeout": timeout,
+            "http_cache": False,
+            "auto_retry": False,
+            "async_transport": transport,
+            "async_event_hooks": {"response": [self._on_response]},
+            "ssl_verify": verify if isinstance(verify, bool) else _ssl_context(verify),
+            # One limit across every installation's client.
+            "throttler": LocalThrottler(MAX_CONCURRENT_REQUESTS),
+        }
+        #: The PAT's client, or the App's own (JWT) client.
+        self._github: GitHub[Any] = (
+            GitHub(token, **self._options)
+            if token is not None
+            else GitHub(self._app_auth(), **self._options, cache_strategy=MemCacheStrategy())
         )
+        #: Installation clients by Owner.key, each with its own token cache.
+        self._installations: dict[str, GitHub[Any]] = {}
+        self._installation_ids: dict[str, int] = {}
+        self._said_webhooks_only: set[str] = set()
+
+    def _app_auth(self) -> AppAuthStrategy:
+        assert self._app is not None
+        return AppAuthStrategy(self._app.app_id, self._app.private_key)
 
     async def _on_response(self, response: httpx.Response) -> None:
-        self.budget.record(response)
+        self.budget.record(response.headers)
+        request = response.request
+        if (
+            request.method == "POST"
+            and request.url.path.endswith("/access_tokens")
+            and response.status_code == 201
+        ):
+            await response.aread()
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                self._on_secret(str(response.json()["token"]))
+
+    def poll_interval(self, base: float) -> float:
+        """How long to wait before the next poll: ``base``, stretched when the rate-limit
+        budget would not last until it resets at this pace (every call since the last poll,
+        304s excepted, counts as the poll's cost)."""
+        charged = self.budget.charged
+        spent = charged - self._charged_at_last_poll
+        self._charged_at_last_poll = charged
+        return self.budget.poll_interval(base, spent)
+
+    # ------------------------------------------------------------------ who is asking
+
+    async def _client_for(self, owner: Owner) -> GitHub[Any]:
+        if self._app is None:
+            return self._github
+        client = self._installations.get(owner.key)
+        if client is None:
+            installation_id = await self.installation_id(owner)
+            client = GitHub(
+                self._app_auth().as_installation(installation_id),
+                **self._options,
+                cache_strategy=MemCacheStrategy(),
+            )
+            self._installations[owner.key] = client
+        return client
+
+    async def installation_id(self, owner: Owner) -> int:
+        """The App's installation for an owner: the configured one, or GitHub's answer."""
+        assert self._app is not None
+        if self._app.installation_id is not None:
+            return self._app.installation_id
+        if owner.key in self._installation_ids:
+            return self._installation_ids[owner.key]
+        apps = self._github.rest.apps
+        try:
+            if owner.enterprise:
+                raise GitHubError(
+                    f"enterprise {owner.login}: GitHub does not let a GitHub App's installation "
+                    "manage enterprise runners; use a classic personal access token with the "
+                    "manage_runners:enterprise scope (github.token)"
+                )
+            if owner.repo is not None:
+                repo_owner, repo = _split(owner.repo)
+                response = await self._once(
+                    "get-repo-installation",
+                    lambda: apps.async_get_repo_installation(repo_owner, repo),
+                )
+                found = int(response.parsed_data.id)
+            else:
+                response = await self._once(
+                    "get-org-installation",
+                    lambda: apps.async_get_org_installation(owner.login),
+                )
+                found = int(response.parsed_data.id)
+        except _StatusError as error:
+            if error.status == 404:
+                raise GitHubError(
+                    f"the GitHub App (id {self._app.app_id}) is not installed on "
+                    f"{owner.repo or owner.login}: install it there (the App's page, Install "
+                    "App), or set github.app.installation_id"
+                ) from None
+            raise
+        self._installation_ids[owner.key] = found
+        return found
+
+    # ------------------------------------------------------------------ permissions
+
+    async def check_access(self, targets: Sequence[Target]) -> list[str]:
+        """What the credentials lack for the targets, in words a person can act on (empty
+        when nothing is known to be missing). Checked where the API tells: an App
+        installation's permissions, a classic token's scopes (``x-oauth-scopes``);
+        fine-grained tokens and enterprise installations cannot be inspected."""
+        if self._app is None:
+            return await self._check_token_scopes(targets)
+        problems: list[str] = []
+        permissions: dict[int, dict[str, str]] = {}
+        for target in targets:
+            if target.kind == "enterprise":
+                continue
+            installation_id = await self.installation_id(_owner_of(target))
+            if not permissions:
+                permissions = await self._installation_permissions()
+            granted = permissions.get(installation_id, {})
+            for name, level, why in _APP_PERMISSIONS[target.kind]:
+                if not _grants(granted.get(name), level):
+                    problems.append(
+                        f"the App's installation on {target.name} lacks the {why} permission "
+                        f"({name}: {level}): add it in the App's settings (Permissions), then "
+                        "approve the new permissions on the installation"
+                    )
+        return problems
+
+    async def _installation_permissions(self) -> dict[int, dict[str, str]]:
+        found: dict[int, dict[str, str]] = {}
+        page = 1
+        while True:
+            response = await self._once(
+                "list-installations",
+                lambda page=page: self._github.rest.apps.async_list_installations(  # type: ignore[misc]
+                    per_page=PER_PAGE, page=page
+                ),
+            )
+            for installation in response.parsed_data:
+                raw = installation.permissions.model_dump(exclude_none=True)
+                found[int(installation.id)] = {k: str(v) for k, v in raw.items()}
+            if len(response.parsed_data) < PER_PAGE:
+                return found
+            page += 1
+
+    async def _check_token_scopes(self, targets: Sequence[Target]) -> list[str]:
+        response = await self._once("get-rate-limit", self._github.rest.rate_limit.async_get)
+        header = response.headers.get("x-oauth-scopes")
+        if header is None:
+            return []  # a fine-grained token: GitHub does not say what it may do
+        scopes = {scope.strip() for scope in header.split(",") if scope.strip()}
+        problems = []
+        for target in targets:
+            for needed in _TOKEN_SCOPES[target.kind]:
+                if scopes & needed:
+                    continue
+                alternative = (
+                    ""
+                    if target.kind == "enterprise"
+                    else ", or use a fine-grained token or a GitHub App"
+                )
+                problems.append(
+                    f"the token lacks the {' or '.join(sorted(needed))} scope that {target.kind} "
+                    f"{target.name} needs: add it to the token (its settings page){alternative}"
+                )
+        return problems
 
     # ------------------------------------------------------------------ calling GitHub
 
-    async def _call(
+    async def _call(self, operation: str, owner: Owner, call: Call[T]) -> Response[T, Any]:
+        """One call as the owner's installation (or with the token). An installation token
+        GitHub refuses is dropped and fetched anew once; a second refusal is reported."""
+        client = await self._client_for(owner)
+        try:
+            return await self._once(operation, lambda: call(client))
+        except _StatusError as error:
+            if error.status != 401 or self._app is None:
+                raise
+        self._installations.pop(owner.key, None)
+        client = await self._client_for(owner)
+        return await self._once(operation, lambda: call(client))
+
+    async def _once(
         self, operation: str, call: Callable[[], Awaitable[Response[T, Any]]]
     ) -> Response[T, Any]:
-        self.budget.calls[operation] += 1
+        # A secondary or primary limit pauses every call until GitHub said to come back.
+        await self.budget.wait_if_paused(CORE)
+        self.budget.count(operation)
         try:
             return await call()
         except RequestFailed as error:
-            raise _failure(operation, error.response.raw_response) from None
+            failure = _failure(operation, error.response.raw_response, app=self._app)
+            raw = error.response.raw_response
+            paused = self.budget.pause_from(
+                raw.status_code, raw.headers, CORE, message=failure.github_message
+            )
+            if paused:
+                log.warning("GitHub asked to slow down: pausing API calls for %.0fs", paused)
+            raise failure from None
         except RequestTimeout:
             raise GitHubError(f"{operation}: GitHub did not answer in time") from None
         except RequestError as error:
             cause = error.__cause__ or error
+            if self._app is not None and isinstance(cause, _KEY_ERRORS):
+                raise _key_error(operation, cause) from None
             raise GitHubError(
                 f"{operation}: cannot reach GitHub ({type(cause).__name__})"
             ) from None
+        except _KEY_ERRORS as error:
+            if self._app is None:
+                raise
+            raise _key_error(operation, error) from None
 
     async def _conditional(
         self,
         key: tuple[Any, ...],
         operation: str,
-        call: Callable[[dict[str, str]], Awaitable[Response[Any, Any]]],
+        owner: Owner,
+        call: Callable[[GitHub[Any], dict[str, str]], Awaitable[Response[Any, Any]]],
         parse: Callable[[Response[Any, Any]], T],
     ) -> T:
         """A GET that costs nothing when the answer did not change (304 with the last ETag)."""
         cached = self._etags.get(key)
         headers = {"If-None-Match": cached[0]} if cached else {}
-        response = await self._call(operation, lambda: call(headers))
+        response = await self._call(operation, owner, lambda client: call(client, headers))
         if response.status_code == 304 and cached is not None:
-            self.budget.not_modified += 1
+            self.budget.count_not_modified()
             result: T = cached[1]
             return result
         parsed = parse(response)
@@ -169,7 +386,8 @@ class GitHubClient:
         self,
         key: tuple[Any, ...],
         operation: str,
-        fetch: Callable[[int, dict[str, str]], Awaitable[Response[Any, Any]]],
+        owner: Owner,
+        fetch: Callable[[GitHub[Any], int, dict[str, str]], Awaitable[Response[Any, Any]]],
         parse: Callable[[Response[Any, Any]], tuple[int | None, list[T]]],
     ) -> list[T]:
         """Every page of a list, each read conditionally. ``parse`` gives the total count when
@@ -178,7 +396,11 @@ class GitHubClient:
         page = 1
         while True:
             total, batch = await self._conditional(
-                (*key, page), operation, functools.partial(fetch, page), parse
+                (*key, page),
+                operation,
+                owner,
+                lambda client, headers, page=page: fetch(client, page, headers),  # type: ignore[misc]
+                parse,
             )
             items.extend(batch)
             more = len(batch) == PER_PAGE if total is None else len(items) < total
@@ -189,71 +411,86 @@ class GitHubClient:
     # ------------------------------------------------------------------ runners
 
     async def _group_id(self, target: Target) -> int:
-        if target.kind != "org" or not target.runner_group:
+        if target.kind == "repo" or not target.runner_group:
             return DEFAULT_GROUP_ID
-        key = (target.name.lower(), target.runner_group.lower())
+        key = (target.key, target.runner_group.lower())
         if key in self._groups:
             return self._groups[key]
-        response = await self._call(
-            "list-runner-groups",
-            lambda: self._github.rest.actions.async_list_self_hosted_runner_groups_for_org(
-                target.name, per_page=PER_PAGE
-            ),
-        )
+        owner = _owner_of(target)
+        if target.kind == "org":
+            response = await self._call(
+                "list-runner-groups",
+                owner,
+                lambda client: client.rest.actions.async_list_self_hosted_runner_groups_for_org(
+                    target.name, per_page=PER_PAGE
+                ),
+            )
+        else:
+            response = await self._call(
+                "list-runner-groups",
+                owner,
+                lambda client: client.arequest(
+                    "GET",
+                    f"/enterprises/{target.name}/actions/runner-groups",
+                    params={"per_page": PER_PAGE},
+                    response_model=OrgsOrgActionsRunnerGroupsGetResponse200,
+                ),
+            )
         for group in response.parsed_data.runner_groups:
             if group.name.lower() == target.runner_group.lower():
                 self._groups[key] = int(group.id)
                 return int(group.id)
+        where = "organization" if target.kind == "org" else "enterprise"
         raise GitHubError(
-            f"runner group {target.runner_group!r} does not exist in organization "
-            f"{target.name}; create it or fix runner_group in the config"
+            f"runner group {target.runner_group!r} does not exist in {where} {target.name}; "
+            "create it or fix runner_group in the config"
         )
 
     async def generate_jitconfig(
         self, target: Target, name: str, labels: Sequence[str]
     ) -> JitConfig:
-        actions = self._github.rest.actions
         group_id = await self._group_id(target)
-        if target.kind == "repo":
-            owner, repo = _split(target.name)
-            response = await self._call(
-                "generate-jitconfig",
-                lambda: actions.async_generate_runner_jitconfig_for_repo(
-                    owner, repo, name=name, runner_group_id=group_id, labels=list(labels)
-                ),
-            )
-        elif target.kind == "org":
-            response = await self._call(
-                "generate-jitconfig",
-                lambda: actions.async_generate_runner_jitconfig_for_org(
+        body = {"name": name, "runner_group_id": group_id, "labels": list(labels)}
+        owner = _owner_of(target)
+
+        def call(client: GitHub[Any]) -> Awaitable[Response[Any, Any]]:
+            actions = client.rest.actions
+            if target.kind == "repo":
+                repo_owner, repo = _split(target.name)
+                return actions.async_generate_runner_jitconfig_for_repo(
+                    repo_owner, repo, name=name, runner_group_id=group_id, labels=list(labels)
+                )
+            if target.kind == "org":
+                return actions.async_generate_runner_jitconfig_for_org(
                     target.name, name=name, runner_group_id=group_id, labels=list(labels)
-                ),
+                )
+            return client.arequest(
+                "POST",
+                f"/enterprises/{target.name}/actions/runners/generate-jitconfig",
+                json=body,
+                response_model=OrgsOrgActionsRunnersGenerateJitconfigPostResponse201,
             )
-        else:
-            raise _unsupported(target)
+
+        response = await self._call("generate-jitconfig", owner, call)
         data = response.parsed_data
         return JitConfig(runner_id=int(data.runner.id), encoded=data.encoded_jit_config)
 
     async def delete_runner(self, target: Target, runner_id: int) -> DeleteOutcome:
-        actions = self._github.rest.actions
-        try:
+        def call(client: GitHub[Any]) -> Awaitable[Response[Any, Any]]:
+            actions = client.rest.actions
             if target.kind == "repo":
-                owner, repo = _split(target.name)
-                await self._call(
-                    "delete-runner",
-                    lambda: actions.async_delete_self_hosted_runner_from_repo(
-                        owner, repo, runner_id
-                    ),
+                repo_owner, repo = _split(target.name)
+                return actions.async_delete_self_hosted_runner_from_repo(
+                    repo_owner, repo, runner_id
                 )
-            elif target.kind == "org":
-                await self._call(
-                    "delete-runner",
-                    lambda: actions.async_delete_self_hosted_runner_from_org(
-                        target.name, runner_id
-                    ),
-                )
-            else:
-                raise _unsupported(target)
+            if target.kind == "org":
+                return actions.async_delete_self_hosted_runner_from_org(target.name, runner_id)
+            return client.arequest(
+                "DELETE", f"/enterprises/{target.name}/actions/runners/{runner_id}"
+            )
+
+        try:
+            await self._call("delete-runner", _owner_of(target), call)
         except _StatusError as error:
             if error.status == 404:
                 return DeleteOutcome.GONE
@@ -263,26 +500,30 @@ class GitHubClient:
         return DeleteOutcome.DELETED
 
     async def list_runners(self, target: Target) -> list[GitHubRunner]:
-        actions = self._github.rest.actions
-        fetch: Callable[[int, dict[str, str]], Awaitable[Response[Any, Any]]]
-        if target.kind == "repo":
-            owner, repo = _split(target.name)
-
-            def fetch(page: int, headers: dict[str, str]) -> Awaitable[Response[Any, Any]]:
+        def fetch(
+            client: GitHub[Any], page: int, headers: dict[str, str]
+        ) -> Awaitable[Response[Any, Any]]:
+            actions = client.rest.actions
+            if target.kind == "repo":
+                repo_owner, repo = _split(target.name)
                 return actions.async_list_self_hosted_runners_for_repo(
-                    owner, repo, per_page=PER_PAGE, page=page, headers=headers
+                    repo_owner, repo, per_page=PER_PAGE, page=page, headers=headers
                 )
-
-        elif target.kind == "org":
-
-            def fetch(page: int, headers: dict[str, str]) -> Awaitable[Response[Any, Any]]:
+            if target.kind == "org":
                 return actions.async_list_self_hosted_runners_for_org(
                     target.name, per_page=PER_PAGE, page=page, headers=headers
                 )
+            return client.arequest(
+                "GET",
+                f"/enterprises/{target.name}/actions/runners",
+                params={"per_page": PER_PAGE, "page": page},
+                headers=headers,
+                response_model=OrgsOrgActionsRunnersGetResponse200,
+            )
 
-        else:
-            raise _unsupported(target)
-        return await self._all_pages(("runners", target.key), "list-runners", fetch, _parse_runners)
+        return await self._all_pages(
+            ("runners", target.key), "list-runners", _owner_of(target), fetch, _parse_runners
+        )
 
     # ------------------------------------------------------------------ jobs
 
@@ -291,16 +532,46 @@ class GitHubClient:
             return [target.name]
         if target.kind != "org":
             raise _unsupported(target)
+        owner = _owner_of(target)
+        if self._app is not None:
+            # The installation's own list: only what the App may see, one list for all.
+            return await self._all_pages(
+                ("installation-repos", owner.key),
+                "list-installation-repos",
+                owner,
+                lambda client, page, headers: (
+                    client.rest.apps.async_list_repos_accessible_to_installation(
+                        per_page=PER_PAGE, page=page, headers=headers
+                    )
+                ),
+                lambda response: (
+                    response.parsed_data.total_count,
+                    [repo.full_name for repo in response.parsed_data.repositories],
+                ),
+            )
         return await self._all_pages(
             ("org-repos", target.name.lower()),
             "list-org-repos",
-            lambda page, headers: self._github.rest.repos.async_list_for_org(
+            owner,
+            lambda client, page, headers: client.rest.repos.async_list_for_org(
                 target.name, per_page=PER_PAGE, page=page, headers=headers
             ),
             lambda response: (None, [repo.full_name for repo in response.parsed_data]),
         )
 
     async def active_jobs(self, target: Target) -> list[ObservedJob]:
+        if target.kind == "enterprise":
+            # GitHub has no API listing an enterprise's organisations' jobs: they arrive by
+            # webhook (an enterprise or organisation hook); organisations listed as targets
+            # too are polled as a safety net.
+            if target.key not in self._said_webhooks_only:
+                self._said_webhooks_only.add(target.key)
+                log.warning(
+                    "enterprise %s: jobs come from webhooks only (GitHub has no API listing an "
+                    "enterprise's jobs); add its organisations as targets for polling",
+                    target.name,
+                )
+            return []
         jobs: list[ObservedJob] = []
         for repo in await self._repos_of(target):
             run_ids: list[int] = []
@@ -315,7 +586,8 @@ class GitHubClient:
         return await self._all_pages(
             ("runs", repo.lower(), status),
             "list-workflow-runs",
-            lambda page, headers: self._github.rest.actions.async_list_workflow_runs_for_repo(
+            Owner(owner, repo=repo),
+            lambda client, page, headers: client.rest.actions.async_list_workflow_runs_for_repo(
                 owner, name, status=status, per_page=PER_PAGE, page=page, headers=headers
             ),
             lambda response: (
@@ -329,7 +601,8 @@ class GitHubClient:
         jobs = await self._all_pages(
             ("jobs", repo.lower(), run_id),
             "list-jobs-for-run",
-            lambda page, headers: self._github.rest.actions.async_list_jobs_for_workflow_run(
+            Owner(owner, repo=repo),
+            lambda client, page, headers: client.rest.actions.async_list_jobs_for_workflow_run(
                 owner, name, run_id, filter_="latest", per_page=PER_PAGE, page=page, headers=headers
             ),
             lambda response: (
@@ -344,7 +617,8 @@ class GitHubClient:
         try:
             response = await self._call(
                 "get-job",
-                lambda: self._github.rest.actions.async_get_job_for_workflow_run(
+                Owner(owner, repo=repo),
+                lambda client: client.rest.actions.async_get_job_for_workflow_run(
                     owner, name, job_id
                 ),
             )
@@ -362,12 +636,18 @@ class GitHubClient:
 
 
 class _StatusError(GitHubError):
-    def __init__(self, message: str, status: int, retry_after: float | None) -> None:
-        super().__init__(message, retry_after=retry_after)
-        self.status = status
+    status: int
+
+    def __init__(
+        self, message: str, status: int, retry_after: float | None, github_message: str = ""
+    ) -> None:
+        super().__init__(message, retry_after=retry_after, status=status)
+        self.github_message = github_message
 
 
-def _failure(operation: str, response: httpx.Response) -> _StatusError:
+def _failure(
+    operation: str, response: httpx.Response, *, app: AppCredentials | None = None
+) -> _StatusError:
     status = response.status_code
     headers = response.headers
     retry_after: float | None = None
@@ -386,9 +666,9 @@ def _failure(operation: str, response: httpx.Response) -> _StatusError:
     except ValueError:
         message = ""
     path = response.request.url.path if response.request is not None else ""
-    hint = _HINTS.get(status, "")
+    hint = (_APP_HINTS if app is not None else _HINTS).get(status, "")
     text = f"{operation} {path}: GitHub answered {status} {message}".strip()
-    return _StatusError(f"{text}{hint}", status, retry_after)
+    return _StatusError(f"{text}{hint}", status, retry_after, message)
 
 
 #: What an operator can do about the answers that mean "the configuration is wrong".
@@ -396,10 +676,68 @@ _HINTS = {
     401: " (the token is invalid or expired: check github.token)",
     403: " (the token lacks a permission, or a rate limit was hit: see the message)",
     404: (
-        " (check that the repository or organization in targets exists and that the token "
-        "can see it)"
+        " (check that the repository, organization or enterprise in targets exists and that "
+        "the token can see it)"
     ),
 }
+
+
+#: The same, when runnerscale authenticates as a GitHub App.
+_APP_HINTS = {
+    401: (
+        " (GitHub refused the App's credentials: check github.app.id and its private key, "
+        "and that the App is installed)"
+    ),
+    403: (
+        " (the App's installation lacks a permission, or a rate limit was hit: see the "
+        "message; docs/github.md lists the permissions per target)"
+    ),
+    404: (
+        " (check that the repository, organization or enterprise in targets exists and that "
+        "the App is installed on it with access to it)"
+    ),
+}
+
+
+#: An App installation's permissions each target kind needs: (name, level, in words).
+_APP_PERMISSIONS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "repo": (
+        ("administration", "write", "Repository administration (self-hosted runners)"),
+        ("actions", "read", "Actions (workflow runs and jobs)"),
+    ),
+    "org": (
+        (
+            "organization_self_hosted_runners",
+            "write",
+            "Organization self-hosted runners",
+        ),
+        ("actions", "read", "Actions (workflow runs and jobs)"),
+    ),
+}
+#: A classic token's scopes each target kind needs: every group, one scope of each group.
+_TOKEN_SCOPES: dict[str, tuple[frozenset[str], ...]] = {
+    "repo": (frozenset({"repo"}),),
+    # admin:org for the runners, repo to read the runs and jobs of private repositories.
+    "org": (frozenset({"admin:org"}), frozenset({"repo"})),
+    "enterprise": (frozenset({"manage_runners:enterprise", "admin:enterprise"}),),
+}
+
+
+def _grants(granted: str | None, needed: str) -> bool:
+    order = {"read": 1, "write": 2, "admin": 3}
+    return granted is not None and order.get(granted, 0) >= order[needed]
+
+
+#: What signing the App's JWT raises when the key is not a usable RSA private key.
+_KEY_ERRORS = (jwt.PyJWTError, ValueError, TypeError)
+
+
+def _key_error(operation: str, error: BaseException) -> GitHubError:
+    # The exception may quote the key: only its type is named, and it is not chained.
+    return GitHubError(
+        f"{operation}: cannot sign the GitHub App's JWT ({type(error).__name__}): "
+        "github.app's private key must be the App's RSA private key (PEM)"
+    )
 
 
 def _parse_runners(response: Response[Any, Any]) -> tuple[int, list[GitHubRunner]]:
@@ -438,11 +776,20 @@ def _observed(repo: str, job: Any) -> ObservedJob | None:
 
 def _unsupported(target: Target) -> GitHubError:
     return GitHubError(
-        f"{target.kind} targets are not supported yet ({target.name}); use repo or org targets"
+        f"{target.kind} targets cannot list jobs ({target.name}): GitHub has no API for an "
+        "enterprise's jobs; jobs come from webhooks (an enterprise or organisation webhook), "
+        "or add the organisations as targets too"
     )
 
 
 def _ssl_context(ca_bundle: str) -> Any:
     import ssl  # noqa: PLC0415 - only when a custom CA is configured
 
-    return ssl.create_default_context(cafile=ca_bundle)
+    try:
+        return ssl.create_default_context(cafile=ca_bundle)
+    except (OSError, ssl.SSLError) as error:
+        reason = getattr(error, "strerror", None) or "not a PEM file of CA certificates"
+        raise ValueError(
+            f"cannot use github.ca_bundle {ca_bundle}: {reason}: give a PEM file of the CA "
+            "certificates that signed GitHub Enterprise Server's certificate"
+        ) from None

@@ -147,6 +147,7 @@ class Engine:
             targets=config.to_targets(),
             settings=ControllerSettings(
                 poll_interval=policy.poll_interval or config.poll_interval,
+                webhook_poll_interval=config.webhook_poll_interval,
                 janitor_interval=config.timeouts.janitor_interval,
                 queued_recheck=config.timeouts.queued_recheck,
                 janitor=JanitorSettings(
@@ -267,7 +268,7 @@ class Engine:
                 return
             if not self.store.remember_delivery(delivery.guid, self.clock.now()):
                 return
-            self.controller.observe(observed_from_event(event))
+            self.controller.observe_webhook(observed_from_event(event))
             self._reconcile_soon()
 
         return deliver
@@ -280,7 +281,9 @@ class Engine:
 
     async def _poll(self) -> None:
         try:
-            await self.controller.poll_once()
+            # The daemon's poll step: GitHub when due (a safety net while webhooks arrive),
+            # the backends and booting runners every time.
+            await self.controller.poll_step()
         finally:
             self._reconcile_soon()  # what the poll did observe is acted on, as in the daemon
 

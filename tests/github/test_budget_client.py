@@ -1,0 +1,111 @@
+"""The API budget as the production client lives it, against the simulator over HTTP:
+secondary limits pause every call, a low budget stretches the poll interval, and no more than
+a few dozen requests are ever in flight."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from runnerscale.controller.protocols import GitHubError
+from runnerscale.github.client import MAX_CONCURRENT_REQUESTS, GitHubClient
+from runnerscale.model import Target
+from runnerscale.sim.faults import FaultPlan, RateLimitFaults
+from runnerscale.sim.server import SimulatorOptions, SimulatorServer
+
+TOKEN = "ghp_budget_test_token"
+REPO = Target("repo", "acme/app")
+OPERATION = "actions/list-self-hosted-runners-for-repo"
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[SimulatorServer]:
+    async with SimulatorServer(SimulatorOptions(tokens=(TOKEN,))) as server:
+        server.simulator.world.ensure_repo("acme/app")
+        yield server
+
+
+async def test_a_secondary_limit_pauses_every_call_for_retry_after(
+    simulator: SimulatorServer,
+) -> None:
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        await asyncio.sleep(seconds)
+
+    client = GitHubClient(simulator.url, TOKEN, sleep=sleep)
+    simulator.simulator.set_faults(
+        FaultPlan(rate_limit=RateLimitFaults(secondary_for=1.5, retry_after=2, status=429))
+    )
+    with pytest.raises(GitHubError) as caught:
+        await client.list_runners(REPO)
+    assert caught.value.retry_after == 2
+    # Three callers at once: each waits out the pause instead of asking again.
+    results = await asyncio.gather(*(client.list_runners(REPO) for _ in range(3)))
+    assert results == [[], [], []]
+    assert slept
+    assert all(1.0 <= seconds <= 2.0 for seconds in slept)
+    statuses = simulator.simulator.stats.statuses[OPERATION]
+    assert statuses[429] == 1  # nothing was sent while paused
+    assert client.budget.report()["paused"] == {}  # over
+
+
+async def test_the_poll_interval_stretches_when_the_budget_runs_low(
+    simulator: SimulatorServer,
+) -> None:
+    simulator.simulator.set_faults(FaultPlan(rate_limit=RateLimitFaults(limit=60)))
+    client = GitHubClient(simulator.url, TOKEN)
+    assert client.poll_interval(15.0) == 15.0  # nothing known yet
+    for _ in range(5):
+        await client.list_runners(Target("repo", "acme/app"))
+        client._etags.clear()  # every read is charged (no 304s)
+    # 5 calls per "poll", 55 left for the rest of the hour: every 15 s would spend them fast.
+    stretched = client.poll_interval(15.0)
+    assert stretched > 15.0 * 10
+    assert client.budget.stretched
+    assert client.budget.report()["poll_stretched"] is True
+    bucket = client.budget.resources["core"]
+    assert (bucket.limit, bucket.remaining) == (60, 55)
+
+
+async def test_not_modified_answers_are_not_charged(simulator: SimulatorServer) -> None:
+    client = GitHubClient(simulator.url, TOKEN)
+    for _ in range(4):
+        await client.list_runners(REPO)
+    assert client.budget.not_modified == 3
+    assert client.budget.resources["core"].used == 1
+    assert client.poll_interval(15.0) == 15.0
+
+
+class CountingTransport(httpx.AsyncBaseTransport):
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.in_flight = 0
+        self.peak = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            await asyncio.sleep(0.02)  # keep requests overlapping
+            return await self.inner.handle_async_request(request)
+        finally:
+            self.in_flight -= 1
+
+    async def aclose(self) -> None:
+        """githubkit closes its transport after every call; this one outlives them."""
+
+    async def close_for_good(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_at_most_a_few_dozen_requests_are_in_flight(simulator: SimulatorServer) -> None:
+    transport = CountingTransport()
+    client = GitHubClient(simulator.url, TOKEN, transport=transport)
+    await asyncio.gather(*(client.get_job("acme/app", 1) for _ in range(100)))
+    assert transport.peak == MAX_CONCURRENT_REQUESTS
+    await transport.close_for_good()
