@@ -9,6 +9,7 @@ import pytest
 
 from runnerscale.controller.protocols import DeleteOutcome, GitHubError
 from runnerscale.github.client import GitHubClient
+from runnerscale.github.schedule import PollHints
 from runnerscale.model import JobState, Target
 from runnerscale.sim.faults import FaultPlan
 from runnerscale.sim.server import SimulatorOptions, SimulatorServer
@@ -154,3 +155,22 @@ async def test_enterprise_targets_register_list_and_delete_runners(
     assert await client.delete_runner(enterprise, jit.runner_id) is DeleteOutcome.GONE
     with pytest.raises(GitHubError, match="runner group 'nope' does not exist in enterprise"):
         await client.generate_jitconfig(Target("enterprise", "acme-corp", "nope"), "x", LABELS)
+
+
+async def test_an_organisation_poll_reads_hot_repositories_and_a_slice_of_the_rest(
+    simulator: SimulatorServer,
+) -> None:
+    world = simulator.simulator.world
+    for index in range(39):
+        world.ensure_repo(f"acme/quiet-{index:02d}")
+    world.create_jobs([JobSpec("acme/app", LABELS, 60.0, None, "build")])
+    client = GitHubClient(simulator.url, TOKEN)
+    client.poll_hints = lambda: PollHints(active_repos=frozenset({"acme/app"}))
+    jobs = await client.active_jobs(ORG)
+    assert [job.repo for job in jobs] == ["acme/app"]
+    # 40 repositories: the hot one and a slice of 2 (a sweep every 20 polls), two lists each.
+    reads = simulator.simulator.stats.requests["actions/list-workflow-runs-for-repo"]
+    assert reads == 2 * 3
+    await client.active_jobs(ORG)
+    assert simulator.simulator.stats.requests["actions/list-workflow-runs-for-repo"] == 2 * 6
+    assert simulator.simulator.stats.requests["repos/list-for-org"] == 1  # list reused

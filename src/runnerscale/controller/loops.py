@@ -194,13 +194,20 @@ class Controller:
         budget runs low. (Backends are listed every ``poll_interval`` regardless.)"""
         settings = self.settings
         base = settings.poll_interval
-        webhooks_flow = (
-            self.last_webhook_at is not None
-            and self.clock.now() - self.last_webhook_at <= settings.webhook_trust
-        )
-        if webhooks_flow:
+        if self.webhooks_flow():
             base = max(base, settings.webhook_poll_interval)
         return self._poll_pacer(base)
+
+    def webhooks_flow(self) -> bool:
+        """Whether webhook deliveries arrive (one within ``webhook_trust``)."""
+        return (
+            self.last_webhook_at is not None
+            and self.clock.now() - self.last_webhook_at <= self.settings.webhook_trust
+        )
+
+    def active_repos(self) -> frozenset[str]:
+        """Repositories of the jobs the store holds as not done (for the poll's schedule)."""
+        return frozenset(job.repo for job in self.store.jobs(list(ACTIVE_JOB_STATES)))
 
     def kick(self) -> None:
         self._kick.set()

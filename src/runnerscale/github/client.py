@@ -7,7 +7,10 @@ Three concerns live here and nowhere else:
   is "gone", a 422 is "busy").
 * **Cost.** Polling re-reads the same lists every interval. Each read is a conditional request
   (``If-None-Match`` with the last ``ETag``); GitHub answers an unchanged list with a 304 that
-  does not count against the rate limit, and the last parsed answer is reused.
+  does not count against the rate limit, and the last parsed answer is reused. An
+  organisation's poll reads only its hot repositories and a slice of the quiet ones
+  (:class:`~runnerscale.github.schedule.RepoSchedule`, fed by the controller's
+  :attr:`poll_hints`), and its repository list is re-read every ``REPO_LIST_TTL`` seconds.
 * **The budget.** Every response's ``x-ratelimit-*`` headers update :class:`RateBudget`, which
   the metrics and the status API report. At most :data:`MAX_CONCURRENT_REQUESTS` requests are in
   flight at once, across every installation (GitHub's secondary-limit rules ask for that).
@@ -54,12 +57,15 @@ from runnerscale.controller.protocols import (
     ObservedJob,
 )
 from runnerscale.github.budget import CORE, ApiBudget
+from runnerscale.github.schedule import PollHints, RepoSchedule
 from runnerscale.model import GitHubRunner, JobState, Target
 
 log = logging.getLogger("runnerscale.github")
 
 PER_PAGE = 100
 USER_AGENT = "runnerscale"
+#: How long an organisation's repository list is reused before it is read again.
+REPO_LIST_TTL = 600.0
 #: Requests in flight at once, at most (GitHub: "avoid concurrent requests").
 MAX_CONCURRENT_REQUESTS = 20
 DEFAULT_GROUP_ID = 1
@@ -138,7 +144,8 @@ class GitHubClient:
     ) -> None:
         if (token is None) == (app is None):
             raise ValueError("give exactly one of token and app")
-        self.budget = ApiBudget(clock or time.time, sleep or asyncio.sleep)
+        self._clock = clock or time.time
+        self.budget = ApiBudget(self._clock, sleep or asyncio.sleep)
         self._charged_at_last_poll = 0
         #: Told every installation token GitHub hands out (the log redactor learns them).
         self._on_secret = on_secret or (lambda secret: None)
@@ -167,6 +174,10 @@ class GitHubClient:
         self._installations: dict[str, GitHub[Any]] = {}
         self._installation_ids: dict[str, int] = {}
         self._said_webhooks_only: set[str] = set()
+        #: What the controller knows (set by the daemon): active repositories, webhooks.
+        self.poll_hints: Callable[[], PollHints] = PollHints
+        self._schedule = RepoSchedule()
+        self._repo_lists: dict[str, tuple[float, list[str]]] = {}
 
     def _app_auth(self) -> AppAuthStrategy:
         assert self._app is not None
@@ -532,6 +543,16 @@ class GitHubClient:
             return [target.name]
         if target.kind != "org":
             raise _unsupported(target)
+        now = self._clock()
+        cached = self._repo_lists.get(target.key)
+        if cached is not None and now - cached[0] < REPO_LIST_TTL:
+            return cached[1]
+        repos = await self._list_org_repos(target)
+        self._repo_lists[target.key] = (now, repos)
+        self._schedule.forget_except(repos)
+        return repos
+
+    async def _list_org_repos(self, target: Target) -> list[str]:
         owner = _owner_of(target)
         if self._app is not None:
             # The installation's own list: only what the App may see, one list for all.
@@ -573,10 +594,14 @@ class GitHubClient:
                 )
             return []
         jobs: list[ObservedJob] = []
-        for repo in await self._repos_of(target):
+        repos = await self._repos_of(target)
+        if target.kind == "org":
+            repos = self._schedule.plan(target.key, repos, self.poll_hints())
+        for repo in repos:
             run_ids: list[int] = []
             for status in ACTIVE_RUN_STATUSES:
                 run_ids.extend(await self._active_runs(repo, status))
+            self._schedule.record(repo, bool(run_ids))
             for run_id in dict.fromkeys(run_ids):
                 jobs.extend(await self._jobs_of_run(repo, run_id))
         return jobs

@@ -27,6 +27,7 @@ from runnerscale.controller.actions import PoolRuntime
 from runnerscale.controller.janitor import JanitorSettings
 from runnerscale.controller.loops import Controller, ControllerSettings
 from runnerscale.controller.protocols import GitHubError, ProviderError
+from runnerscale.github.schedule import PollHints
 from runnerscale.github.webhooks import WebhookPayloadError, parse_workflow_job_event
 from runnerscale.model import normalize_labels
 from runnerscale.server import observed_from_event
@@ -155,6 +156,10 @@ class Engine:
                 ),
             ),
             runner_suffix=lambda: f"{names.getrandbits(32):08x}",
+        )
+        controller = self.controller
+        self.github.poll_hints = lambda: PollHints(
+            controller.active_repos(), controller.webhooks_flow()
         )
         for repo in sorted({job.repo for job in self.trace}):
             self.world.ensure_repo(repo)

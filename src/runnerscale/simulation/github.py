@@ -12,7 +12,7 @@ the rate-limit budget come from the simulator's fault plan and rate limits.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 from runnerscale.controller.protocols import (
     DeleteOutcome,
@@ -20,6 +20,8 @@ from runnerscale.controller.protocols import (
     JitConfig,
     ObservedJob,
 )
+from runnerscale.github.client import PER_PAGE, REPO_LIST_TTL
+from runnerscale.github.schedule import PollHints, RepoSchedule
 from runnerscale.model import GitHubRunner, JobState, Target
 from runnerscale.sim.entities import Job, JobStatus, Repo
 from runnerscale.sim.faults import Faults
@@ -61,6 +63,10 @@ class SimulatedGitHub:
         self.charged: Counter[str] = Counter()
         self.requests: Counter[str] = Counter()
         self._last: dict[Hashable, Hashable] = {}
+        #: As in the client: what the controller knows, and which repositories a poll reads.
+        self.poll_hints: Callable[[], PollHints] = PollHints
+        self._schedule = RepoSchedule()
+        self._repo_lists: dict[str, tuple[float, list[Repo]]] = {}
 
     @property
     def api_calls(self) -> int:
@@ -138,13 +144,19 @@ class SimulatedGitHub:
 
     async def active_jobs(self, target: Target) -> list[ObservedJob]:
         jobs: list[ObservedJob] = []
-        for repo in self._repos_of(target):
+        repos = self._repos_of(target)
+        if target.kind == "org":
+            by_name = {repo.full_name: repo for repo in repos}
+            planned = self._schedule.plan(target.key, list(by_name), self.poll_hints())
+            repos = [by_name[name] for name in planned]
+        for repo in repos:
             run_ids: list[int] = []
             for status in ("queued", "in_progress"):
                 runs = self.world.runs_of(repo, status)
                 content = tuple((run.id, run.updated_at) for run in runs)
                 self._request("list-workflow-runs", content=content, key=("runs", repo.id, status))
                 run_ids.extend(run.id for run in runs)
+            self._schedule.record(repo.full_name, bool(run_ids))
             for run_id in dict.fromkeys(run_ids):
                 run = self.world.runs[run_id]
                 latest = [j for j in self.world.run_jobs(run) if j.run_attempt == run.run_attempt]
@@ -157,9 +169,17 @@ class SimulatedGitHub:
         scope, org_level = self._scope(target)
         if not org_level:
             return [self.world.repos[scope.lower()]]
-        repos = self.world.repos_of(self.world.org(scope))
-        self._request("list-org-repos", content=tuple(r.id for r in repos), key=("repos", scope))
-        return list(repos)
+        now = self.world.now
+        cached = self._repo_lists.get(scope)
+        if cached is not None and now - cached[0] < REPO_LIST_TTL:
+            return cached[1]
+        repos = list(self.world.repos_of(self.world.org(scope)))
+        # The client reads the list a page of 100 at a time.
+        for page in range(max(1, -(-len(repos) // PER_PAGE))):
+            chunk = tuple(r.id for r in repos[page * PER_PAGE : (page + 1) * PER_PAGE])
+            self._request("list-org-repos", content=chunk, key=("repos", scope, page))
+        self._repo_lists[scope] = (now, repos)
+        return repos
 
     async def get_job(self, repo: str, job_id: int) -> ObservedJob | None:
         self._request("get-job")
