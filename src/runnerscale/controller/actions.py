@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from runnerscale.controller.observe import move
+from runnerscale.controller.observe import apply_runner_list, move
 from runnerscale.controller.protocols import (
     Clock,
     DeleteOutcome,
@@ -205,6 +205,36 @@ class Actions:
         move(self.store, runner, RunnerState.GONE, self.clock.now(), "removed")
         self.events.scaled(runner.pool, "delete")
         return True
+
+    async def refresh_runner_lists(self, keys: Iterable[str]) -> list[GitHubError]:
+        """Read GitHub's runner lists of these targets and apply them; runners seen online for
+        the first time mark their pool as working. Every target is tried; the errors are
+        returned."""
+        errors: list[GitHubError] = []
+        now = self.clock.now()
+        for key in sorted(set(keys)):
+            target = self.targets.get(key)
+            if target is None:
+                continue
+            try:
+                listed = await self.github.list_runners(target)
+            except GitHubError as error:
+                log.warning("runners of %s: %s", target.name, error)
+                errors.append(error)
+                continue
+            for runner in apply_runner_list(self.store, key, listed, now):
+                self.came_online(runner.name)
+        return errors
+
+    def came_online(self, runner_name: str) -> None:
+        """A runner of ours connected to GitHub: its pool works (ends its failure backoff)."""
+        runner = self.store.get_runner(runner_name)
+        pool = self.pools.get(runner.pool) if runner is not None else None
+        if pool is None:
+            return
+        if not pool.healthy:
+            log.info("pool %s: runner %s came online: the pool works again", pool.name, runner_name)
+        pool.succeeded()
 
     async def recover(self) -> None:
         """Repair what a crash left between a state write and its side effect."""

@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from runnerscale.controller.actions import Actions
-from runnerscale.controller.observe import REGISTERED, apply_runner_list, move
+from runnerscale.controller.observe import REGISTERED, move
 from runnerscale.controller.protocols import GitHubError, ProviderError
 from runnerscale.model import RunnerState
 
@@ -67,16 +67,7 @@ class Janitor:
             if runner.pool in actions.pools
             and now - runner.state_since >= actions.pools[runner.pool].spec.boot_timeout
         }
-        for key in sorted(targets):
-            target = actions.targets.get(key)
-            if target is None:
-                continue
-            try:
-                listed = await actions.github.list_runners(target)
-            except GitHubError as error:
-                log.warning("janitor: cannot list runners of %s: %s", target.name, error)
-                continue
-            apply_runner_list(actions.store, key, listed, now)
+        await actions.refresh_runner_lists(targets)
 
     async def expire_stuck_runners(self) -> None:
         actions = self.actions

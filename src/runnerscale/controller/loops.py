@@ -308,19 +308,10 @@ class Controller:
             before is None or before.state is not JobState.IN_PROGRESS
         ):
             if after.runner_name:
-                self._came_online(after.runner_name)
+                self.actions.came_online(after.runner_name)
             if after.started_at is not None:
                 wait = max(0.0, after.started_at - after.created_at)
                 self._on_job_started(after.pool or "", wait)
-
-    def _came_online(self, runner_name: str) -> None:
-        """A runner of ours connected to GitHub: its pool works (ends its failure backoff)."""
-        runner = self.store.get_runner(runner_name)
-        pool = self.pools.get(runner.pool) if runner is not None else None
-        if pool is not None and not pool.healthy:
-            log.info("pool %s: runner %s came online: the pool works again", pool.name, runner_name)
-        if pool is not None:
-            pool.succeeded()
 
     # ------------------------------------------------------------------ polling
 
@@ -353,7 +344,7 @@ class Controller:
                 errors.append(error)
                 continue
             for runner in apply_runner_list(self.store, target.key, listed, now):
-                self._came_online(runner.name)
+                self.actions.came_online(runner.name)
         backend_error = await self._list_backends()
         if backend_error is not None:
             errors.append(backend_error)
@@ -381,18 +372,7 @@ class Controller:
             for r in self.store.runners(states=[RunnerState.BOOTING])
             if now - r.state_since >= self._booting_check_after(r.pool)
         }
-        for key in sorted(booting):
-            target = self.targets.get(key)
-            if target is None:
-                continue
-            try:
-                listed = await self.github.list_runners(target)
-            except GitHubError as error:
-                log.warning("poll: runners of %s: %s", target.name, error)
-                errors.append(error)
-                continue
-            for runner in apply_runner_list(self.store, target.key, listed, now):
-                self._came_online(runner.name)
+        errors += await self.actions.refresh_runner_lists(booting)
         self.kick()
         if errors:
             raise errors[0]
