@@ -1,9 +1,8 @@
-"""The rate-limit budget, adaptive polling, pauses, backoff and the concurrency limit."""
+"""The rate-limit budget, adaptive polling and pauses."""
 
 from __future__ import annotations
 
 import asyncio
-import random
 from dataclasses import asdict
 
 import httpx
@@ -15,9 +14,7 @@ from runnerscale.github.budget import (
     MAX_PAUSE,
     RESET_MARGIN,
     ApiBudget,
-    Backoff,
     Bucket,
-    ConcurrencyLimit,
     retry_after_seconds,
 )
 
@@ -352,84 +349,3 @@ async def test_a_pause_extended_while_waiting_is_waited_out() -> None:
     budget._sleep = sleep_and_get_pushed_back
     assert await budget.wait_if_paused("core") == 30.0
     assert clock.sleeps == [10.0, 20.0]
-
-
-# ---------------------------------------------------------------------- backoff
-
-
-def test_backoff_grows_caps_and_resets() -> None:
-    class Top(random.Random):
-        def uniform(self, a: float, b: float) -> float:
-            return b  # the ceiling, to see the growth
-
-    backoff = Backoff(base=1.0, cap=30.0, rng=Top(), clock=lambda: T0)
-    delays = [backoff.failure("list-runners") for _ in range(8)]
-    assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
-    assert backoff.failures("list-runners") == 8
-    assert backoff.failure("other") == 1.0  # keys are independent
-    backoff.success("list-runners")
-    assert backoff.failures("list-runners") == 0
-    assert backoff.failure("list-runners") == 1.0
-
-
-def test_backoff_full_jitter_stays_in_bounds() -> None:
-    backoff = Backoff(base=0.5, cap=60.0, rng=random.Random(7))
-    seen: list[float] = []
-    for n in range(1, 200):
-        delay = backoff.failure()
-        assert 0.0 <= delay <= backoff.ceiling(n) <= 60.0
-        seen.append(delay)
-    assert len(set(seen)) > 150  # jittered, not a fixed schedule
-    assert backoff.ceiling(10_000) == 60.0  # no overflow however long it fails
-
-
-def test_backoff_ready() -> None:
-    clock = FakeClock()
-    backoff = Backoff(base=10.0, cap=10.0, rng=random.Random(1), clock=clock.now)
-    assert backoff.ready("t")
-    delay = backoff.failure("t")
-    assert backoff.ready("t", now=T0 + delay)
-    assert not backoff.ready("t", now=T0 + delay - 0.001) or delay == 0.0
-    backoff.success("t")
-    assert backoff.ready("t")
-
-
-@pytest.mark.parametrize(("base", "cap"), [(0.0, 1.0), (-1.0, 1.0), (5.0, 1.0)])
-def test_backoff_rejects_bad_settings(base: float, cap: float) -> None:
-    with pytest.raises(ValueError, match="base"):
-        Backoff(base=base, cap=cap)
-
-
-# ---------------------------------------------------------------------- concurrency
-
-
-@pytest.mark.parametrize("limit", [1, 5, 20])
-async def test_concurrency_never_exceeds_the_limit(limit: int) -> None:
-    limiter = ConcurrencyLimit(limit)
-    observed: list[int] = []
-
-    async def request() -> None:
-        async with limiter:
-            observed.append(limiter.in_flight)
-            for _ in range(3):
-                await asyncio.sleep(0)
-
-    await asyncio.gather(*(request() for _ in range(100)))
-    assert max(observed) <= limit
-    assert limiter.peak == limit
-    assert limiter.in_flight == 0
-
-
-async def test_concurrency_slot_is_released_on_error() -> None:
-    limiter = ConcurrencyLimit(1)
-    with pytest.raises(RuntimeError):
-        async with limiter:
-            raise RuntimeError("boom")
-    assert limiter.in_flight == 0
-    async with limiter:
-        assert limiter.in_flight == 1
-
-
-def test_concurrency_rejects_zero() -> None:
-    with pytest.raises(ValueError, match="at least 1"):
-        ConcurrencyLimit(0)

@@ -1,4 +1,4 @@
-"""Staying inside GitHub's rate limits: the budget, adaptive polling, pauses, backoff, a limiter.
+"""Staying inside GitHub's rate limits: the budget, adaptive polling and pauses.
 
 Why this module exists
 ----------------------
@@ -20,9 +20,9 @@ and the simulation all share one tested set of rules:
   budget with ``x-ratelimit-reset``) into a pause of the resource, and
   :meth:`ApiBudget.wait_if_paused`, called before every request, makes each affected call wait
   instead of hammering GitHub.
-* :class:`Backoff` spaces out retries of other failures (exponential, full jitter, per key).
-* :class:`ConcurrencyLimit` caps requests in flight: GitHub's secondary-limit rules ask for
-  modest concurrency.
+Elsewhere, because a piece made for the job exists there: other failures are backed off by
+the controller's loops (``Controller.failure_delay``: exponential, with jitter), and requests
+in flight are capped by githubkit's throttler (``client.MAX_CONCURRENT_REQUESTS``).
 
 Nothing here sleeps on the wall clock or reads ``time`` directly except as a default: the clock
 (``Callable[[], float]`` returning epoch seconds) and the async sleeper are injected, so the
@@ -33,13 +33,11 @@ from __future__ import annotations
 
 import asyncio
 import math
-import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
-from types import TracebackType
 from typing import Any
 
 Now = Callable[[], float]
@@ -59,9 +57,6 @@ MAX_PAUSE = 3600.0 + 300.0
 #: Pause when GitHub answers 429 (or a 403 whose message names a rate limit) without saying
 #: how long: GitHub's documentation asks for at least a minute.
 DEFAULT_PAUSE = 60.0
-#: Requests to GitHub in flight at once (GitHub: "no more than 100 concurrent requests",
-#: shared across REST and GraphQL; we stay well below).
-DEFAULT_CONCURRENCY = 20
 
 
 @dataclass
@@ -74,27 +69,26 @@ class Bucket:
     reset: float = 0.0
 
 
-def _int(value: str | None) -> int | None:
-    """A non-negative count from a header, or None when absent or garbage."""
+def _finite(value: str | None) -> float | None:
+    """A finite number from a header, or None when absent or garbage."""
     if value is None:
         return None
     try:
         number = float(value.strip())
     except ValueError:
         return None
-    if not math.isfinite(number):
-        return None
-    return max(0, int(number))
+    return number if math.isfinite(number) else None
+
+
+def _int(value: str | None) -> int | None:
+    """A non-negative count from a header, or None when absent or garbage."""
+    number = _finite(value)
+    return None if number is None else max(0, int(number))
 
 
 def _epoch(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value.strip())
-    except ValueError:
-        return None
-    return number if math.isfinite(number) and number >= 0 else None
+    number = _finite(value)
+    return number if number is not None and number >= 0 else None
 
 
 def _lower(headers: Mapping[str, str]) -> dict[str, str]:
@@ -325,86 +319,3 @@ class ApiBudget:
             await self._sleep(seconds)
             waited += seconds
         return waited
-
-
-class Backoff:
-    """Exponential backoff with full jitter, per key (an operation, a target, ...).
-
-    The n-th consecutive failure of a key (n = 1, 2, ...) waits a uniformly random delay in
-    ``[0, min(cap, base * 2 ** (n - 1))]``; a success resets the key. Full jitter spreads the
-    retries of many keys so they do not arrive at GitHub together.
-    """
-
-    def __init__(
-        self,
-        base: float = 1.0,
-        cap: float = 300.0,
-        *,
-        rng: random.Random | None = None,
-        clock: Now = time.time,
-    ) -> None:
-        if not (base > 0 and cap >= base):
-            raise ValueError(f"need 0 < base <= cap, got base={base}, cap={cap}")
-        self.base = base
-        self.cap = cap
-        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
-        self._clock = clock
-        self._failures: dict[Hashable, int] = {}
-        self._not_before: dict[Hashable, float] = {}
-
-    def ceiling(self, failures: int) -> float:
-        """The largest delay after ``failures`` consecutive failures."""
-        if failures <= 0:
-            return 0.0
-        return min(self.cap, self.base * 2.0 ** min(failures - 1, 64))
-
-    def failure(self, key: Hashable = "") -> float:
-        """Count a failure of ``key``; returns how long to wait before trying it again."""
-        failures = self._failures.get(key, 0) + 1
-        self._failures[key] = failures
-        delay = self._rng.uniform(0.0, self.ceiling(failures))
-        self._not_before[key] = self._clock() + delay
-        return delay
-
-    def success(self, key: Hashable = "") -> None:
-        """``key`` worked: its next failure starts from ``base`` again."""
-        self._failures.pop(key, None)
-        self._not_before.pop(key, None)
-
-    def failures(self, key: Hashable = "") -> int:
-        """Consecutive failures of ``key`` so far."""
-        return self._failures.get(key, 0)
-
-    def ready(self, key: Hashable = "", now: float | None = None) -> bool:
-        """Whether the delay of ``key``'s last failure has passed (always, after a success)."""
-        now = self._clock() if now is None else now
-        return now >= self._not_before.get(key, 0.0)
-
-
-class ConcurrencyLimit:
-    """``async with limit:`` around each request keeps at most ``limit`` in flight.
-
-    Counts requests in flight and the peak reached, for tests and metrics.
-    """
-
-    def __init__(self, limit: int = DEFAULT_CONCURRENCY) -> None:
-        if limit < 1:
-            raise ValueError(f"concurrency limit must be at least 1, got {limit}")
-        self.limit = limit
-        self._semaphore = asyncio.Semaphore(limit)
-        self.in_flight = 0
-        self.peak = 0
-
-    async def __aenter__(self) -> None:
-        await self._semaphore.acquire()
-        self.in_flight += 1
-        self.peak = max(self.peak, self.in_flight)
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.in_flight -= 1
-        self._semaphore.release()
