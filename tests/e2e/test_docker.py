@@ -322,7 +322,11 @@ async def test_two_engines_one_over_tls_serve_two_pools(
             f"host: tcp://127.0.0.1:{port}\n      tls_ca_cert: {tls.ca}\n"
             f"      tls_client_cert: {tls.client_cert}\n      tls_client_key: {tls.client_key}",
         )
-        pools = docker_pool(docker_engine, runner_image) + remote_pool
+        # Each pool gets a label of its own: a job both pools could serve may land on either.
+        local_pool = docker_pool(
+            docker_engine, runner_image, labels="[self-hosted, linux, auto, local]"
+        )
+        pools = local_pool + remote_pool
         config = write_config(tmp_path, simulator.url, poll_interval="2s", pools=pools)
         world = simulator.simulator.world
         remote_client = docker.DockerClient(base_url=remote.url, version="auto")
@@ -330,16 +334,15 @@ async def test_two_engines_one_over_tls_serve_two_pools(
         try:
             async with in_process_daemon(config) as daemon:
                 hook(simulator, daemon)
-                local_jobs = queue_jobs(simulator, 2, duration=3.0)
-                remote_jobs = [
-                    job.id
-                    for job in world.create_jobs(
-                        [
-                            JobSpec("acme/app", (*LINUX, "remote"), 3.0, None, f"r{i}")
-                            for i in (1, 2)
-                        ]
-                    )
-                ]
+                jobs = world.create_jobs(
+                    [
+                        JobSpec("acme/app", (*LINUX, where), 3.0, None, f"{where}-{i}")
+                        for where in ("local", "remote")
+                        for i in (1, 2)
+                    ]
+                )
+                local_jobs = [job.id for job in jobs if "local" in job.labels]
+                remote_jobs = [job.id for job in jobs if "remote" in job.labels]
                 simulator.simulator.notify()
 
                 def done() -> bool:
