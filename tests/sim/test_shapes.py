@@ -33,8 +33,10 @@ URLS = shapes.Urls(api="http://127.0.0.1:9000", web="http://127.0.0.1:9000/_web"
 
 ORG = Owner(login="acme", id=1001, type=OwnerType.ORGANIZATION, created_at=T0)
 USER = Owner(login="octo-dev", id=2002, type=OwnerType.USER, created_at=T0)
-ORG_REPO = Repo(id=5_000_001, owner=ORG, name="app", created_at=T0 + 10)
-USER_REPO = Repo(id=42, owner=USER, name="tool", created_at=T0 + 20, private=False)
+ORG_REPO = Repo(id=5_000_001, owner=ORG, name="app", created_at=T0 + 10, pushed_at=T0 + 90)
+USER_REPO = Repo(
+    id=42, owner=USER, name="tool", created_at=T0 + 20, pushed_at=T0 + 20, private=False
+)
 
 DEFAULT_GROUP = RunnerGroup(id=1, name="Default", default=True)
 GPU_GROUP = RunnerGroup(id=2, name="gpu")
@@ -322,6 +324,12 @@ def test_repository_extends_minimal_repository() -> None:
     minimal = shapes.minimal_repository(ORG_REPO, URLS)
     full = shapes.repository(ORG_REPO, URLS)
     assert full | minimal == full
+
+
+def test_a_repository_shows_its_last_push() -> None:
+    repo = shapes.minimal_repository(ORG_REPO, URLS)
+    assert repo["created_at"] == "2026-01-01T00:00:10Z"
+    assert repo["pushed_at"] == "2026-01-01T00:01:30Z"
 
 
 def test_installation_permissions_depend_on_the_account_type() -> None:

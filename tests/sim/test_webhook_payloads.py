@@ -81,7 +81,15 @@ OTHER_USER = Owner(login="hubot", id=3003, type=OwnerType.USER, created_at=T0 - 
 
 
 def _repo(owner: Owner, *, private: bool = True) -> Repo:
-    return Repo(id=500 + owner.id, owner=owner, name="app", created_at=T0 - 7_200, private=private)
+    created = T0 - 7_200
+    return Repo(
+        id=500 + owner.id,
+        owner=owner,
+        name="app",
+        created_at=created,
+        pushed_at=created,
+        private=private,
+    )
 
 
 def _run(repo: Repo) -> WorkflowRun:

@@ -681,6 +681,53 @@ def test_jobs_with_one_run_id_share_a_run(world: World) -> None:
     assert elsewhere.run.run_number == 1  # run numbers count per repository
 
 
+def test_a_new_run_is_a_push_but_joining_or_rerunning_one_is_not(
+    world: World, clock: VirtualClock
+) -> None:
+    repo = world.repo("acme", "app")
+    created = repo.created_at
+    assert repo.pushed_at == created
+    clock.advance(10)
+    job = queue(world, ["linux"], run_id=7)
+    pushed = clock.now()
+    assert repo.pushed_at == pushed
+    clock.advance(10)
+    queue(world, ["linux"], run_id=7)
+    assert repo.pushed_at == pushed
+    runner = jit_runner(world, "r1")
+    finish(world, runner)
+    clock.advance(10)
+    world.rerun_job(job)
+    assert repo.pushed_at == pushed
+    clock.advance(10)
+    other = queue(world, ["linux"])
+    assert repo.pushed_at == clock.now()
+    assert other.run.id != 7
+    assert world.repo("acme", "site").pushed_at == created  # only the pushed repository
+    assert repo.created_at == created
+
+
+def test_ensure_repo_can_say_when_a_repository_was_last_pushed(
+    world: World, clock: VirtualClock
+) -> None:
+    month_ago = clock.now() - 30 * 86_400
+    quiet = world.ensure_repo("acme/quiet", pushed_at=month_ago)
+    # A repository is not pushed before it exists: its creation goes back too.
+    assert (quiet.created_at, quiet.pushed_at) == (month_ago, month_ago)
+    clock.advance(5)
+    later = world.ensure_repo("acme/later", pushed_at=clock.now() + 60)
+    assert (later.created_at, later.pushed_at) == (clock.now(), clock.now() + 60)
+    existing = world.repo("acme", "app")
+    created = existing.created_at
+    version = world.version
+    assert world.ensure_repo("acme/app", pushed_at=month_ago) is existing
+    assert (existing.created_at, existing.pushed_at) == (created, month_ago)
+    assert world.version == version + 1
+    assert world.ensure_repo("acme/app") is existing
+    assert existing.pushed_at == month_ago
+    assert world.version == version + 1
+
+
 def test_a_run_id_of_another_repository_is_refused(world: World) -> None:
     queue(world, run_id=42)
     raises_api_error(422, lambda: queue(world, repo=OTHER_REPO, run_id=42))

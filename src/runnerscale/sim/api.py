@@ -40,7 +40,7 @@ from starlette.routing import Route
 from runnerscale.clock import Clock, iso8601
 from runnerscale.sim import shapes
 from runnerscale.sim.auth import ANONYMOUS, Authenticator, Caller, CallerKind
-from runnerscale.sim.entities import Conclusion, Enterprise, Job, OwnerType, Runner
+from runnerscale.sim.entities import Conclusion, Enterprise, Job, OwnerType, Repo, Runner
 from runnerscale.sim.faults import FaultPlan, Faults
 from runnerscale.sim.ratelimit import AUTHENTICATED_LIMIT, RateLimits
 from runnerscale.sim.webhooks import WebhookHub
@@ -197,6 +197,24 @@ def paginate(request: Request, items: list[Any]) -> tuple[list[Any], dict[str, s
     if page < last:
         links += [link(page + 1, "next"), link(last, "last")]
     return chunk, ({"Link": ", ".join(links)} if links else {})
+
+
+def enum_param(
+    request: Request, name: str, allowed: tuple[str, ...], *, resource: str
+) -> str | None:
+    """The query parameter ``name`` if given, else None; a value outside ``allowed`` (the
+    contract's enum) is a 422 ``validation-error`` naming the parameter and the value."""
+    value = request.query_params.get(name)
+    if value is None or value in allowed:
+        return value
+    record = {
+        "resource": resource,
+        "field": name,
+        "code": "invalid",
+        "value": value,
+        "message": f"{name} must be one of: {', '.join(allowed)}",
+    }
+    raise ApiError(422, "Validation Failed", [record])
 
 
 def etag_for(body: bytes) -> str:
@@ -441,9 +459,37 @@ async def list_enterprise_runner_groups(sim: Simulator, request: Request, caller
     return Reply(200, shapes.paginated("runner_groups", rendered, len(groups)), links)
 
 
+REPO_TYPES = ("all", "public", "private", "forks", "sources", "member")
+REPO_SORTS = ("created", "updated", "pushed", "full_name")
+DIRECTIONS = ("asc", "desc")
+
+#: What ``sort`` orders repositories by. The simulator never updates a repository object
+#: (only its pushes move), so ``updated_at`` is its creation time, as the shape shows.
+_REPO_SORT_KEYS: dict[str, Callable[[Repo], str | float]] = {
+    "created": lambda repo: repo.created_at,
+    "updated": lambda repo: repo.created_at,
+    "pushed": lambda repo: repo.pushed_at,
+    "full_name": lambda repo: repo.full_name.lower(),
+}
+
+
 async def list_org_repos(sim: Simulator, request: Request, caller: Caller) -> Reply:
+    """``type`` filters (every repository is an organisation-owned source, none is a fork),
+    ``sort`` orders (default ``created``) in ``direction`` (default ``asc`` for ``full_name``,
+    else ``desc``), ties broken by id; pagination applies to the sorted list."""
     owner = sim.world.org(request.path_params["org"])
+    kind = enum_param(request, "type", REPO_TYPES, resource="Repository") or "all"
+    sort = enum_param(request, "sort", REPO_SORTS, resource="Repository") or "created"
+    direction = enum_param(request, "direction", DIRECTIONS, resource="Repository")
+    if direction is None:
+        direction = "asc" if sort == "full_name" else "desc"
     repos = sim.world.repos_of(owner)
+    if kind == "forks":
+        repos = []
+    elif kind in ("public", "private"):
+        repos = [repo for repo in repos if repo.private == (kind == "private")]
+    key = _REPO_SORT_KEYS[sort]
+    repos.sort(key=lambda repo: (key(repo), repo.id), reverse=direction == "desc")
     page, links = paginate(request, repos)
     return Reply(200, [shapes.minimal_repository(r, sim.urls) for r in page], links)
 
@@ -681,6 +727,9 @@ class JobRequest(_Strict):
 class RepoRequest(_Strict):
     repo: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
     owner_type: Literal["Organization", "User"] = "Organization"
+    pushed_at: float | None = Field(
+        None, ge=0, description="the last push, in epoch seconds (default: when created)"
+    )
 
 
 class HookRequest(_Strict):
@@ -839,7 +888,10 @@ async def sim_set_faults(sim: Simulator, request: Request) -> Response:
 
 async def sim_create_repos(sim: Simulator, request: Request) -> Response:
     requests, many = await _parse_one_or_many(request, RepoRequest)
-    repos = [sim.world.ensure_repo(r.repo, OwnerType(r.owner_type)) for r in requests]
+    repos = [
+        sim.world.ensure_repo(r.repo, OwnerType(r.owner_type), pushed_at=r.pushed_at)
+        for r in requests
+    ]
     records = [
         {"id": r.id, "full_name": r.full_name, "owner_type": r.owner.type.value} for r in repos
     ]

@@ -77,6 +77,8 @@ class Repo:
     owner: Owner
     name: str
     created_at: float
+    #: The last push: a new workflow run stands for one (:meth:`World.ensure_repo` sets it).
+    pushed_at: float
     private: bool = True
 
     @property

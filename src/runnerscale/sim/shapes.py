@@ -213,7 +213,7 @@ def minimal_repository(repo: Repo, urls: Urls) -> JSON:
         "archived": False,
         "disabled": False,
         "visibility": "private" if repo.private else "public",
-        "pushed_at": created,
+        "pushed_at": iso8601(repo.pushed_at),
         "created_at": created,
         "updated_at": created,
         "allow_forking": not repo.private,

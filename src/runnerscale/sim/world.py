@@ -20,6 +20,9 @@ GitHub's behaviour modelled here, each with its reference:
   "lost communication with the server"; a job queued longer than ``queue_timeout`` (GitHub:
   24 h) fails.
 * Names are unique per scope (409), deleting a busy runner answers 422.
+* A new workflow run stands for the push that started it, so it sets its repository's
+  ``pushed_at`` (GitHub updates ``pushed_at`` on every push); a job joining an existing run, or
+  a re-run of one, is no push and leaves it alone.
 
 Every transition of a job is reported to ``on_job_event`` so webhooks can be delivered.
 """
@@ -237,7 +240,20 @@ class World:
             self._changed()
         return owner
 
-    def ensure_repo(self, full_name: str, owner_type: OwnerType = OwnerType.ORGANIZATION) -> Repo:
+    def ensure_repo(
+        self,
+        full_name: str,
+        owner_type: OwnerType = OwnerType.ORGANIZATION,
+        *,
+        pushed_at: float | None = None,
+    ) -> Repo:
+        """The repository ``full_name``, created (with its owner) on first use.
+
+        A new repository was last pushed when it was created, unless ``pushed_at`` says
+        otherwise; a ``pushed_at`` in the past also dates its creation back to then (a
+        repository is not pushed before it exists). For an existing repository, ``pushed_at``
+        just moves its last push.
+        """
         owner_login, _, name = full_name.partition("/")
         if not owner_login or not name or "/" in name:
             raise invalid(
@@ -248,8 +264,18 @@ class World:
         repo = self.repos.get(full_name.lower())
         if repo is None:
             owner = self.ensure_owner(owner_login, owner_type)
-            repo = Repo(id=_next(self._ids.repo), owner=owner, name=name, created_at=self.now)
+            pushed = self.now if pushed_at is None else pushed_at
+            repo = Repo(
+                id=_next(self._ids.repo),
+                owner=owner,
+                name=name,
+                created_at=min(self.now, pushed),
+                pushed_at=pushed,
+            )
             self.repos[full_name.lower()] = repo
+            self._changed()
+        elif pushed_at is not None and pushed_at != repo.pushed_at:
+            repo.pushed_at = pushed_at
             self._changed()
         return repo
 
@@ -668,6 +694,11 @@ class World:
         return job
 
     def _run_for(self, repo: Repo, run_id: int | None) -> WorkflowRun:
+        """The run ``run_id`` of ``repo``, or a new run (a new id when ``run_id`` is None).
+
+        A new run stands for a push (a push starts the run), so it moves the repository's
+        ``pushed_at``, as GitHub updates it on every push; joining an existing run does not.
+        """
         if run_id is not None and run_id in self.runs:
             run = self.runs[run_id]
             if run.repo is not repo:
@@ -692,6 +723,7 @@ class World:
             head_sha=sha,
         )
         self.runs[run_id] = run
+        repo.pushed_at = self.now
         return run
 
     def approve(self, job_id: int) -> Job:
