@@ -99,15 +99,15 @@ async def main() -> None:
         parts.append(section(name, result, time.monotonic() - started))
         print(f"{name}: done in {time.monotonic() - started:.1f}s")
     parts += [
-        "## Why the API-call target is missed",
+        "## Where the API calls go",
         "",
-        "Per job, the JIT configuration costs 1 call and deleting the finished runner's",
-        "registration 1 more (GitHub removes a JIT runner after its job by itself, so that call",
-        "could be skipped). The rest is the safety-net polling: every poll re-reads the run",
-        "lists, the jobs of active runs and the runner list; unchanged answers are free 304s,",
-        "but on a busy trace most polls see some change and are charged. Stretching the poll",
-        "interval while webhooks are healthy (the adaptive budget of the GitHub-access issue)",
-        "is the planned fix; the queue-wait targets do not depend on polling.",
+        "Per job, the JIT configuration costs 1 call; a finished JIT runner leaves GitHub by",
+        "itself, so no delete is needed. The rest is the safety net. While webhooks arrive,",
+        "GitHub is polled every `webhook_poll_interval` (5 minutes): the runner list, the",
+        "repositories pushed to with no job heard of since, and a slow sweep of the others;",
+        "jobs are re-read one by one only when they look stuck. Unchanged answers are free",
+        "304s. `poll-60` has no webhooks: every minute it reads every repository with active",
+        "jobs in full, and the first page of the repository list to see new pushes.",
         "",
     ]
     args.out.write_text("\n".join(parts))

@@ -23,7 +23,6 @@ from runnerscale.controller.janitor import JanitorSettings
 from runnerscale.controller.loops import Controller, ControllerSettings
 from runnerscale.controller.protocols import GitHubError, Provider, ProviderError
 from runnerscale.github.client import AppCredentials, GitHubClient
-from runnerscale.github.schedule import PollHints
 from runnerscale.hostlabels import (
     HostFacts,
     HostLabelError,
@@ -318,7 +317,7 @@ class Daemon:
             poll_pacer=github.poll_interval,
         )
         holder["controller"] = controller
-        github.poll_hints = lambda: PollHints(controller.active_repos(), controller.webhooks_flow())
+        github.poll_hints = controller.poll_hints
         secret = github_config.webhook_secret
         http = DaemonHTTP(
             controller,

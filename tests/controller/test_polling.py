@@ -137,3 +137,75 @@ async def test_job_states_only_move_forward(world: World, case: Order) -> None:
     # A stale queued observation creates no demand: no runner but the first is ever made.
     await world.reconcile()
     assert world.journal.ops("github").count("generate_jitconfig") == 1
+
+
+# -- while webhooks arrive, polls leave repositories with active jobs to them: a job the poll
+# -- did not show is asked for only when it looks stuck.
+
+
+async def test_with_webhooks_a_job_queued_at_a_busy_pool_is_not_rechecked(world: World) -> None:
+    await world.queue(5)
+    await world.reconcile()  # a runner boots for it: the wait is explained
+    [runner] = world.runners(RunnerState.BOOTING)
+    world.github.unlisted.add(5)
+    world.clock.advance(QUEUED_RECHECK * 2)
+    await world.poll()
+    assert "get_job" not in world.journal.ops("github")
+
+    # Its runner is online and idle, yet the job is still queued: its in_progress webhook
+    # may have been lost (or it was cancelled): ask.
+    world.github.set_runner(runner.name, online=True)
+    await world.poll()
+    assert world.runner(runner.name).state is RunnerState.IDLE
+    assert world.journal.ops("github", subject="5") == ["get_job"]
+
+
+async def test_with_webhooks_rechecks_of_a_job_back_off(world: World) -> None:
+    await world.queue(5, labels=("self-hosted", "gpu"))  # no pool serves it
+    world.github.unlisted.add(5)
+    checks = []
+    for _ in range(17):
+        world.clock.advance(60)
+        await world.poll()
+        checks.append(world.journal.ops("github", subject="5").count("get_job"))
+    # Asked at 120 s, then 240, 480 and 960 s: the wait doubles.
+    asked = [60 * minute for minute in range(1, 18) if checks[minute - 1] > checks[minute - 2]]
+    assert asked == [120, 240, 480, 960]
+
+
+async def test_with_webhooks_a_job_on_a_live_runner_of_ours_is_left_to_that_runner(
+    world: World,
+) -> None:
+    name = await world.busy_runner()
+    await world.deliver(world.github.put_job(world.job(7, JobState.IN_PROGRESS, runner_name=name)))
+    world.github.unlisted.add(7)
+    world.clock.advance(QUEUED_RECHECK * 3)
+    await world.poll()
+    assert "get_job" not in world.journal.ops("github")
+
+    # The runner's instance ends, but the job's completed webhook never comes: ask.
+    world.github.update_job(7, state=JobState.COMPLETED, conclusion="success")
+    world.provider.exit(name)
+    await world.poll()
+    assert world.journal.ops("github", subject="7") == ["get_job"]
+    assert world.store.get_job(7).state is JobState.COMPLETED  # type: ignore[union-attr]
+
+
+async def test_without_webhooks_a_job_the_poll_stops_showing_is_rechecked(world: World) -> None:
+    world.github.put_job(world.job(5))
+    await world.poll()
+    await world.reconcile()  # a runner boots for it (no webhook has ever arrived)
+    assert not world.controller.webhooks_flow()
+    world.github.unlisted.add(5)
+    world.clock.advance(QUEUED_RECHECK)
+    await world.poll()
+    assert world.journal.ops("github", subject="5") == ["get_job"]
+
+
+async def test_poll_hints_say_what_webhooks_told(world: World) -> None:
+    assert world.controller.poll_hints().webhooks is False
+    await world.queue(5, repo="Acme/App")
+    hints = world.controller.poll_hints()
+    assert hints.webhooks is True
+    assert hints.active_repos == frozenset({"Acme/App"})
+    assert hints.newest_jobs == {"acme/app": world.clock.now()}

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from email.utils import format_datetime
 
 import httpx
 import pytest
 
 from runnerscale.controller.protocols import DeleteOutcome, GitHubError
-from runnerscale.github.client import GitHubClient
+from runnerscale.github.client import GitHubClient, _failure
 from runnerscale.github.schedule import PollHints
 from runnerscale.model import JobState, Target
 from runnerscale.sim.faults import FaultPlan
@@ -157,7 +159,7 @@ async def test_enterprise_targets_register_list_and_delete_runners(
         await client.generate_jitconfig(Target("enterprise", "acme-corp", "nope"), "x", LABELS)
 
 
-async def test_an_organisation_poll_reads_hot_repositories_and_a_slice_of_the_rest(
+async def test_an_organisation_poll_reads_hot_repositories_in_full_and_probes_a_slice(
     simulator: SimulatorServer,
 ) -> None:
     world = simulator.simulator.world
@@ -166,11 +168,48 @@ async def test_an_organisation_poll_reads_hot_repositories_and_a_slice_of_the_re
     world.create_jobs([JobSpec("acme/app", LABELS, 60.0, None, "build")])
     client = GitHubClient(simulator.url, TOKEN)
     client.poll_hints = lambda: PollHints(active_repos=frozenset({"acme/app"}))
+    stats = simulator.simulator.stats.requests
     jobs = await client.active_jobs(ORG)
     assert [job.repo for job in jobs] == ["acme/app"]
-    # 40 repositories: the hot one and a slice of 2 (a sweep every 20 polls), two lists each.
-    reads = simulator.simulator.stats.requests["actions/list-workflow-runs-for-repo"]
-    assert reads == 2 * 3
+    # 40 repositories: the hot one in full (two run lists) and a slice of the 39 others
+    # (a sweep every 20 polls: 1.95 a poll) probed with one request each.
+    assert stats["actions/list-workflow-runs-for-repo"] == 2 + 1
     await client.active_jobs(ORG)
-    assert simulator.simulator.stats.requests["actions/list-workflow-runs-for-repo"] == 2 * 6
-    assert simulator.simulator.stats.requests["repos/list-for-org"] == 1  # list reused
+    assert stats["actions/list-workflow-runs-for-repo"] == (2 + 1) + (2 + 2)
+    # The list is read whole once; the next poll re-reads its first page (recent pushes).
+    assert stats["repos/list-for-org"] == 2
+
+
+async def test_an_organisation_poll_reads_a_repository_pushed_to_since_the_last_poll(
+    simulator: SimulatorServer,
+) -> None:
+    world = simulator.simulator.world
+    for index in range(5):
+        world.ensure_repo(f"acme/quiet-{index}", pushed_at=world.now - 3600)
+    now = [world.now]
+    client = GitHubClient(simulator.url, TOKEN, clock=lambda: now[0])
+    for _ in range(3):  # every repository read once (never-read ones first)
+        await client.active_jobs(ORG)
+    # A push starts a run in a quiet repository; its webhook is lost. Once the repository
+    # list is read again, the push shows and that repository is read at once, in full.
+    world.create_jobs([JobSpec("acme/quiet-3", LABELS, 60.0, None, "build")])
+    now[0] += 601.0
+    jobs = await client.active_jobs(ORG)
+    assert [job.repo for job in jobs] == ["acme/quiet-3"]
+
+
+def test_a_retry_after_given_as_an_http_date_is_honoured() -> None:
+    now = 1_800_000_000.0
+    request = httpx.Request("GET", "https://api.github.com/orgs/acme/repos")
+    when = format_datetime(datetime.fromtimestamp(now + 90, UTC), usegmt=True)
+    answer = httpx.Response(429, headers={"retry-after": when}, json={}, request=request)
+    assert _failure("list-org-repos", answer, now).retry_after == 90.0
+    seconds = httpx.Response(403, headers={"retry-after": "30"}, json={}, request=request)
+    assert _failure("list-org-repos", seconds, now).retry_after == 30.0
+    reset = httpx.Response(
+        403,
+        headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(now + 600))},
+        json={"message": "API rate limit exceeded"},
+        request=request,
+    )
+    assert _failure("list-org-repos", reset, now).retry_after == 600.0

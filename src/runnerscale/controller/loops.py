@@ -29,12 +29,18 @@ from typing import Any
 
 from runnerscale.controller.actions import Actions, Events, PoolRuntime
 from runnerscale.controller.janitor import Janitor, JanitorSettings
-from runnerscale.controller.observe import apply_instances, apply_job, apply_runner_list
+from runnerscale.controller.observe import (
+    REGISTERED,
+    apply_instances,
+    apply_job,
+    apply_runner_list,
+)
 from runnerscale.controller.protocols import (
     Clock,
     GitHubAPI,
     GitHubError,
     ObservedJob,
+    PollHints,
     ProviderError,
     Store,
 )
@@ -57,6 +63,8 @@ LIVE_STATES = tuple(state for state in RunnerState if state.live)
 BOOTING_CHECK_AFTER = 60.0
 #: The longest wait between two failing cycles of a loop.
 LOOP_BACKOFF_CAP = 600.0
+#: The longest wait between two re-checks of a job that looks stuck while webhooks arrive.
+RECHECK_BACKOFF_CAP = 3600.0
 #: Runners created at once per pool and cycle (GitHub asks for modest concurrency).
 CREATE_CONCURRENCY = 8
 
@@ -169,6 +177,11 @@ class Controller:
         self._tasks: list[asyncio.Task[None]] = []
         self._reported_unmatched: set[int] = set()
         self._last_observed: dict[int, ObservedJob] = {}
+        #: The newest creation time of a job heard of, per repository (lower case): a push
+        #: newer than that may have started jobs whose webhooks were lost.
+        self.newest_jobs: dict[str, float] = {}
+        #: Targeted re-checks while webhooks arrive: job id -> (next check, wait after it).
+        self._rechecks: dict[int, tuple[float, float]] = {}
         self.errors: Counter[str] = Counter()
         self.status = Status(pools=[])
         self.last_decision: Decision | None = None
@@ -208,6 +221,10 @@ class Controller:
     def active_repos(self) -> frozenset[str]:
         """Repositories of the jobs the store holds as not done (for the poll's schedule)."""
         return frozenset(job.repo for job in self.store.jobs(list(ACTIVE_JOB_STATES)))
+
+    def poll_hints(self) -> PollHints:
+        """What a GitHub poll of an organisation needs to know to read less."""
+        return PollHints(self.active_repos(), self.webhooks_flow(), self.newest_jobs)
 
     def kick(self) -> None:
         self._kick.set()
@@ -301,6 +318,10 @@ class Controller:
         """
         if self._last_observed.get(observed.id) == observed:
             return
+        repo = observed.repo.lower()
+        self.newest_jobs[repo] = max(
+            self.newest_jobs.get(repo, observed.created_at), observed.created_at
+        )
         before = self.store.get_job(observed.id)
         after = apply_job(self.store, observed, self.clock.now())
         self._last_observed[observed.id] = observed
@@ -423,8 +444,12 @@ class Controller:
             )
 
     async def _recheck_unseen(self, seen: set[int], failed: list[Target]) -> None:
-        """Jobs the store holds as active that the poll no longer shows: ask for each. Jobs
-        that only targets whose listing failed could have shown are not unseen: skipped."""
+        """Jobs the store holds as active that the poll did not show: ask for each. Jobs
+        that only targets whose listing failed could have shown are not unseen: skipped.
+
+        Without webhooks a poll reads every repository with active jobs, so a job it did not
+        show has moved on. While webhooks arrive, polls leave such repositories to them, and a
+        job is asked for only when it looks stuck (see :meth:`_recheck_due`)."""
         now = self.clock.now()
         # Enterprise targets list no jobs (GitHub has no API for it): their jobs are never
         # "unseen" by a poll, so they are not re-checked either (a 404 would mark them done).
@@ -433,10 +458,17 @@ class Controller:
             for target in self.targets.values()
             if target not in failed and target.kind != "enterprise"
         ]
-        for job in self.store.jobs([JobState.QUEUED, JobState.IN_PROGRESS]):
+        trusting = self.webhooks_flow()
+        active = self.store.jobs([JobState.QUEUED, JobState.IN_PROGRESS])
+        self._rechecks = {
+            job.id: self._rechecks[job.id] for job in active if job.id in self._rechecks
+        }
+        for job in active:
             if job.id in seen or now - job.observed_at < self.settings.queued_recheck:
                 continue
             if not any(t.covers(job.repo) for t in polled):
+                continue
+            if trusting and not self._recheck_due(job, now):
                 continue
             current = await self.github.get_job(job.repo, job.id)
             if current is None:
@@ -450,6 +482,28 @@ class Controller:
                     conclusion="cancelled",
                 )
             self.observe(current)
+
+    def _recheck_due(self, job: Job, now: float) -> bool:
+        """While webhooks arrive: whether a job not heard of for a while is worth a request.
+
+        Not a job in progress on a live runner of ours (that runner's end tells), nor a queued
+        one whose pool has no idle runner (the queue explains the wait). Any other (queued
+        while a runner of its pool idles, matching no pool, or running where we cannot watch)
+        is, with a wait that doubles after each check (up to :data:`RECHECK_BACKOFF_CAP`); an
+        unchanged job is a free 304 besides."""
+        if job.state is JobState.IN_PROGRESS and job.runner_name:
+            runner = self.store.get_runner(job.runner_name)
+            if runner is not None and runner.state in REGISTERED:
+                return False
+        if job.state is JobState.QUEUED and job.pool is not None:
+            idle = self.store.runners(pool=job.pool, states=[RunnerState.IDLE])
+            if not idle:
+                return False  # its pool is busy: the wait is explained
+        next_at, wait = self._rechecks.get(job.id, (0.0, self.settings.queued_recheck))
+        if now < next_at:
+            return False
+        self._rechecks[job.id] = (now + wait, min(wait * 2, RECHECK_BACKOFF_CAP))
+        return True
 
     # ------------------------------------------------------------------ reconciling
 

@@ -8,8 +8,8 @@ substitute any of them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
@@ -87,6 +87,19 @@ class ObservedJob:
     completed_at: float | None = None
     runner_name: str | None = None
     conclusion: str | None = None
+
+
+@dataclass(frozen=True)
+class PollHints:
+    """What the controller knows that lets a poll of an organisation read less
+    (:mod:`runnerscale.github.schedule`)."""
+
+    #: Repositories (``owner/name``, any case) the controller holds active jobs of.
+    active_repos: frozenset[str] = frozenset()
+    #: Whether webhook deliveries arrive (polling is then a safety net).
+    webhooks: bool = False
+    #: The newest creation time of a job heard of, per repository (lower case ``owner/name``).
+    newest_jobs: Mapping[str, float] = field(default_factory=dict)
 
 
 class GitHubAPI(Protocol):

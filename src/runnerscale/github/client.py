@@ -8,9 +8,10 @@ Three concerns live here and nowhere else:
 * **Cost.** Polling re-reads the same lists every interval. Each read is a conditional request
   (``If-None-Match`` with the last ``ETag``); GitHub answers an unchanged list with a 304 that
   does not count against the rate limit, and the last parsed answer is reused. An
-  organisation's poll reads only its hot repositories and a slice of the quiet ones
+  organisation's poll reads only the repositories with news and a slice of the others
   (:class:`~runnerscale.github.schedule.RepoSchedule`, fed by the controller's
-  :attr:`poll_hints`), and its repository list is re-read every ``REPO_LIST_TTL`` seconds.
+  :attr:`poll_hints`); its repository list, most recently pushed first, is re-read every
+  10 minutes (30 while webhooks arrive).
 * **The budget.** Every response's ``x-ratelimit-*`` headers update :class:`RateBudget`, which
   the metrics and the status API report. At most :data:`MAX_CONCURRENT_REQUESTS` requests are in
   flight at once, across every installation (GitHub's secondary-limit rules ask for that).
@@ -32,6 +33,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -56,24 +58,35 @@ from runnerscale.controller.protocols import (
     JitConfig,
     ObservedJob,
 )
-from runnerscale.github.budget import CORE, ApiBudget
-from runnerscale.github.schedule import PollHints, RepoSchedule
+from runnerscale.github.budget import CORE, ApiBudget, retry_after_seconds
+from runnerscale.github.schedule import (
+    PROBE_RUNS,
+    ListedRepo,
+    PollHints,
+    PollPlan,
+    RepoSchedule,
+)
 from runnerscale.model import GitHubRunner, JobState, Target
 
 log = logging.getLogger("runnerscale.github")
 
 PER_PAGE = 100
 USER_AGENT = "runnerscale"
-#: How long an organisation's repository list is reused before it is read again.
-REPO_LIST_TTL = 600.0
 #: Requests in flight at once, at most (GitHub: "avoid concurrent requests").
 MAX_CONCURRENT_REQUESTS = 20
 DEFAULT_GROUP_ID = 1
+#: Answers kept for conditional requests (the least recently used go first): every polled
+#: list and re-checked job of a busy organisation for a day, in a few megabytes.
+ETAG_CACHE_SIZE = 20_000
 RunStatus = Literal["queued", "in_progress"]
 #: Statuses of workflow runs whose jobs may need a runner or hold one.
 ACTIVE_RUN_STATUSES: tuple[RunStatus, ...] = ("queued", "in_progress")
 
 T = TypeVar("T")
+
+
+def _listed_repos(response: Response[Any, Any]) -> list[ListedRepo]:
+    return [ListedRepo(repo.full_name, _epoch(repo.pushed_at)) for repo in response.parsed_data]
 
 
 def _epoch(value: datetime | None) -> float | None:
@@ -149,7 +162,7 @@ class GitHubClient:
         self._charged_at_last_poll = 0
         #: Told every installation token GitHub hands out (the log redactor learns them).
         self._on_secret = on_secret or (lambda secret: None)
-        self._etags: dict[tuple[Any, ...], tuple[str, Any]] = {}
+        self._etags: OrderedDict[tuple[Any, ...], tuple[str, Any]] = OrderedDict()
         self._groups: dict[tuple[str, str], int] = {}
         self._app = app
         self._options: dict[str, Any] = {
@@ -177,7 +190,7 @@ class GitHubClient:
         #: What the controller knows (set by the daemon): active repositories, webhooks.
         self.poll_hints: Callable[[], PollHints] = PollHints
         self._schedule = RepoSchedule()
-        self._repo_lists: dict[str, tuple[float, list[str]]] = {}
+        self._repo_lists: dict[str, tuple[float, list[ListedRepo]]] = {}
 
     def _app_auth(self) -> AppAuthStrategy:
         assert self._app is not None
@@ -349,7 +362,7 @@ class GitHubClient:
         try:
             return await call()
         except RequestFailed as error:
-            failure = _failure(operation, error.response.raw_response, app=self._app)
+            failure = _failure(operation, error.response.raw_response, self._clock(), app=self._app)
             raw = error.response.raw_response
             paused = self.budget.pause_from(
                 raw.status_code, raw.headers, CORE, message=failure.github_message
@@ -385,12 +398,16 @@ class GitHubClient:
         response = await self._call(operation, owner, lambda client: call(client, headers))
         if response.status_code == 304 and cached is not None:
             self.budget.count_not_modified()
+            self._etags.move_to_end(key)
             result: T = cached[1]
             return result
         parsed = parse(response)
         etag = response.headers.get("etag")
         if etag:
             self._etags[key] = (etag, parsed)
+            self._etags.move_to_end(key)
+            while len(self._etags) > ETAG_CACHE_SIZE:
+                self._etags.popitem(last=False)  # the least recently used answer
         return parsed
 
     async def _all_pages(
@@ -538,21 +555,47 @@ class GitHubClient:
 
     # ------------------------------------------------------------------ jobs
 
-    async def _repos_of(self, target: Target) -> list[str]:
+    async def _repos_of(self, target: Target) -> list[ListedRepo]:
         if target.kind == "repo":
-            return [target.name]
+            return [ListedRepo(target.name)]
         if target.kind != "org":
             raise _unsupported(target)
         now = self._clock()
         cached = self._repo_lists.get(target.key)
-        if cached is not None and now - cached[0] < REPO_LIST_TTL:
+        how = self._schedule.list_read(
+            self.poll_hints(), None if cached is None else now - cached[0]
+        )
+        if cached is not None and how == "cached":
             return cached[1]
+        if cached is not None and how == "recent":
+            recent = await self._org_repos_page(target, 1)
+            # An App sees only its installation's repositories: new ones wait for the full list.
+            repos = RepoSchedule.merge_recent(cached[1], recent, add_new=self._app is None)
+            self._repo_lists[target.key] = (cached[0], repos)
+            return repos
         repos = await self._list_org_repos(target)
         self._repo_lists[target.key] = (now, repos)
-        self._schedule.forget_except(repos)
+        self._schedule.forget_except(repo.name for repo in repos)
         return repos
 
-    async def _list_org_repos(self, target: Target) -> list[str]:
+    async def _org_repos_page(self, target: Target, page: int) -> list[ListedRepo]:
+        """One page of the organisation's repositories, most recently pushed first."""
+        return await self._conditional(
+            ("org-repos", target.name.lower(), page),
+            "list-org-repos",
+            _owner_of(target),
+            lambda client, headers: client.rest.repos.async_list_for_org(
+                target.name,
+                sort="pushed",
+                direction="desc",
+                per_page=PER_PAGE,
+                page=page,
+                headers=headers,
+            ),
+            _listed_repos,
+        )
+
+    async def _list_org_repos(self, target: Target) -> list[ListedRepo]:
         owner = _owner_of(target)
         if self._app is not None:
             # The installation's own list: only what the App may see, one list for all.
@@ -567,18 +610,23 @@ class GitHubClient:
                 ),
                 lambda response: (
                     response.parsed_data.total_count,
-                    [repo.full_name for repo in response.parsed_data.repositories],
+                    [
+                        ListedRepo(repo.full_name, _epoch(repo.pushed_at))
+                        for repo in response.parsed_data.repositories
+                    ],
                 ),
             )
-        return await self._all_pages(
-            ("org-repos", target.name.lower()),
-            "list-org-repos",
-            owner,
-            lambda client, page, headers: client.rest.repos.async_list_for_org(
-                target.name, per_page=PER_PAGE, page=page, headers=headers
-            ),
-            lambda response: (None, [repo.full_name for repo in response.parsed_data]),
-        )
+        # Most recently pushed first: pushes move repositories to the first page, so the
+        # pages behind it rarely change and re-reading them is a free 304.
+        repos: list[ListedRepo] = []
+        page = 1
+        while True:
+            batch = await self._org_repos_page(target, page)
+            repos += batch
+            if len(batch) < PER_PAGE:
+                # A push between two pages moves a repository up: count it once.
+                return RepoSchedule.merge_recent([], repos, add_new=True)
+            page += 1
 
     async def active_jobs(self, target: Target) -> list[ObservedJob]:
         if target.kind == "enterprise":
@@ -594,17 +642,37 @@ class GitHubClient:
                 )
             return []
         jobs: list[ObservedJob] = []
-        repos = await self._repos_of(target)
+        listed = await self._repos_of(target)
+        plan = PollPlan(full=[repo.name for repo in listed], probe=[])
         if target.kind == "org":
-            repos = self._schedule.plan(target.key, repos, self.poll_hints())
-        for repo in repos:
-            run_ids: list[int] = []
-            for status in ACTIVE_RUN_STATUSES:
-                run_ids.extend(await self._active_runs(repo, status))
-            self._schedule.record(repo, bool(run_ids))
+            plan = self._schedule.plan(target.key, listed, self.poll_hints(), self._clock())
+        by_name = {repo.name: repo for repo in listed}
+        for repo in plan.full + plan.probe:
+            run_ids = await self._probe(repo) if repo in plan.probe else None
+            if run_ids is None:
+                run_ids = []
+                for status in ACTIVE_RUN_STATUSES:
+                    run_ids.extend(await self._active_runs(repo, status))
+            self._schedule.record(by_name[repo], bool(run_ids))
             for run_id in dict.fromkeys(run_ids):
                 jobs.extend(await self._jobs_of_run(repo, run_id))
         return jobs
+
+    async def _probe(self, repo: str) -> list[int] | None:
+        """The active ones among a repository's newest runs, in one request; None when they
+        are all active (there may be more: read the repository in full)."""
+        owner, name = _split(repo)
+        statuses = await self._conditional(
+            ("probe", repo.lower()),
+            "list-workflow-runs",
+            Owner(owner, repo=repo),
+            lambda client, headers: client.rest.actions.async_list_workflow_runs_for_repo(
+                owner, name, per_page=PROBE_RUNS, headers=headers
+            ),
+            lambda response: [(run.id, run.status) for run in response.parsed_data.workflow_runs],
+        )
+        active = [run_id for run_id, status in statuses if status != "completed"]
+        return None if len(active) >= PROBE_RUNS else active
 
     async def _active_runs(self, repo: str, status: RunStatus) -> list[int]:
         owner, name = _split(repo)
@@ -640,18 +708,20 @@ class GitHubClient:
     async def get_job(self, repo: str, job_id: int) -> ObservedJob | None:
         owner, name = _split(repo)
         try:
-            response = await self._call(
+            # Conditional: a job re-checked while it waits in the queue is a free 304.
+            return await self._conditional(
+                ("job", repo.lower(), job_id),
                 "get-job",
                 Owner(owner, repo=repo),
-                lambda client: client.rest.actions.async_get_job_for_workflow_run(
-                    owner, name, job_id
+                lambda client, headers: client.rest.actions.async_get_job_for_workflow_run(
+                    owner, name, job_id, headers=headers
                 ),
+                lambda response: _observed(repo, response.parsed_data),
             )
         except _StatusError as error:
             if error.status == 404:
                 return None
             raise
-        return _observed(repo, response.parsed_data)
 
     async def close(self) -> None:
         """githubkit opens a client per call; nothing is held between calls."""
@@ -671,19 +741,17 @@ class _StatusError(GitHubError):
 
 
 def _failure(
-    operation: str, response: httpx.Response, *, app: AppCredentials | None = None
+    operation: str, response: httpx.Response, now: float, *, app: AppCredentials | None = None
 ) -> _StatusError:
     status = response.status_code
     headers = response.headers
     retry_after: float | None = None
     if "retry-after" in headers:
-        try:
-            retry_after = float(headers["retry-after"])
-        except ValueError:
-            retry_after = None
+        # Seconds, or an HTTP date.
+        retry_after = retry_after_seconds(headers["retry-after"], now)
     elif status in (403, 429) and headers.get("x-ratelimit-remaining") == "0":
         try:
-            retry_after = max(1.0, float(headers["x-ratelimit-reset"]) - time.time())
+            retry_after = max(1.0, float(headers["x-ratelimit-reset"]) - now)
         except (KeyError, ValueError):
             retry_after = 60.0
     try:

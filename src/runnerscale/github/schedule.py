@@ -3,16 +3,25 @@
 Why: reading every repository's run lists on every poll costs one request per repository and
 status, and the first read of each is charged even when nothing ever runs there. For an
 organisation of a thousand mostly quiet repositories that is thousands of requests per poll,
-which GitHub's secondary limits do not allow, to find the few that are busy. So a poll reads:
+which GitHub's secondary limits do not allow, to find the few that are busy. The repository
+list says when each repository was last pushed to (a push is what starts most runs), so a poll
+reads:
 
-* the **hot** repositories every time: those whose last read showed active workflow runs, and
-  those the controller holds active jobs of (it learns them from webhooks and earlier polls);
-* a **slice** of the others, round-robin, so that each is read once every ``sweep_polls``
-  polls. While webhooks arrive, they announce new activity and polling only repairs what they
-  missed about it, so the quiet repositories are swept ``webhook_slowdown`` times more slowly.
+* **suspects**: repositories pushed to since their last read. While webhooks arrive, only those
+  pushed to after the newest job heard of there: a push whose jobs were announced needs no read;
+* **hot** repositories, without webhooks only: those whose last read showed active runs, and
+  those the controller holds active jobs of. While webhooks arrive they keep those jobs current
+  and the controller re-checks, one by one, the jobs that look stuck;
+* a **slice** of the others, so that each is read once every ``sweep_polls`` polls
+  (``webhook_slowdown`` times more slowly while webhooks arrive). Repositories never read come
+  first, most recently pushed first; then round-robin. A swept repository is probed with one
+  request (its newest runs) instead of two. Re-reads of an unchanged repository are free 304s,
+  so the sweep costs requests, not budget, once every repository has been read. **Dormant**
+  repositories (no push for ``dormant_after``) are swept ``dormant_slowdown`` times more
+  slowly, and not at all while webhooks arrive: a run there is announced by its webhook, and
+  they are swept again once webhooks stop.
 
-A repository that turns active is found at the latest one sweep later (webhooks usually tell
-first); once found it is hot until a read shows no active runs. Pure: no I/O, no clock.
+Pure: no I/O, no clock (``now`` is given, on GitHub's clock like ``pushed_at``).
 """
 
 from __future__ import annotations
@@ -20,18 +29,57 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
-__all__ = ["PollHints", "RepoSchedule"]
+from runnerscale.controller.protocols import PollHints
+
+__all__ = [
+    "DORMANT_AFTER",
+    "PROBE_RUNS",
+    "REPO_LIST_TTL",
+    "WEBHOOK_GRACE",
+    "WEBHOOK_REPO_LIST_TTL",
+    "ListRead",
+    "ListedRepo",
+    "PollHints",
+    "PollPlan",
+    "RepoSchedule",
+]
+
+#: Without a push for this long, a repository is dormant (see the module docstring).
+DORMANT_AFTER = 7 * 24 * 3600.0
+#: While webhooks arrive, a push is suspect once this old with no job heard of since.
+WEBHOOK_GRACE = 60.0
+#: How long an organisation's repository list (with every repository's ``pushed_at``) is
+#: reused; while webhooks arrive, a push is news only when its webhooks were lost.
+REPO_LIST_TTL = 600.0
+WEBHOOK_REPO_LIST_TTL = 1800.0
+#: Runs a sweep's probe reads (newest first): a run still active behind this many newer runs
+#: is in a busy repository, which webhooks or a full read of a hot repository cover.
+PROBE_RUNS = 30
+
+
+ListRead = Literal["full", "recent", "cached"]
 
 
 @dataclass(frozen=True)
-class PollHints:
-    """What the controller knows that makes a poll cheaper."""
+class ListedRepo:
+    """A repository as the organisation's repository list shows it."""
 
-    #: Repositories (``owner/name``, any case) the controller holds active jobs of.
-    active_repos: frozenset[str] = frozenset()
-    #: Whether webhook deliveries arrive (polling is then a safety net).
-    webhooks: bool = False
+    name: str
+    #: When it was last pushed to (epoch seconds); None when GitHub does not say.
+    pushed_at: float | None = None
+
+
+@dataclass(frozen=True)
+class PollPlan:
+    """What one poll of an organisation reads."""
+
+    #: Read in full (both active run lists): suspects and hot repositories.
+    full: list[str]
+    #: Swept: one read of the newest runs (:data:`PROBE_RUNS`), in full only when that shows
+    #: more active runs than it can hold. Half the requests of a full read.
+    probe: list[str]
 
 
 @dataclass
@@ -39,34 +87,124 @@ class RepoSchedule:
     #: Polls per full sweep of the quiet repositories (without webhooks).
     sweep_polls: int = 20
     #: How many times more slowly the quiet ones are swept while webhooks arrive.
-    webhook_slowdown: int = 3
+    webhook_slowdown: int = 6
+    #: How many times more slowly dormant repositories are swept (without webhooks).
+    dormant_slowdown: int = 3
+    dormant_after: float = DORMANT_AFTER
     _hot: set[str] = field(default_factory=set)
     _cursor: dict[str, int] = field(default_factory=dict)
+    #: When the first poll was planned (GitHub's clock): a push since then is news.
+    _began: float = math.inf
+    #: Per sweep: the fraction of a repository owed to it by earlier polls.
+    _credit: dict[str, float] = field(default_factory=dict)
+    #: Per repository read: its ``pushed_at`` when it was last read (-inf when unknown).
+    _read_pushed: dict[str, float] = field(default_factory=dict)
 
-    def plan(self, org: str, repos: Sequence[str], hints: PollHints) -> list[str]:
-        """The repositories this poll reads: the hot ones first, then the next slice."""
-        known = {repo.lower() for repo in repos}
-        hinted = {repo.lower() for repo in hints.active_repos} & known
-        hot = [repo for repo in repos if repo.lower() in self._hot or repo.lower() in hinted]
-        hot_keys = {repo.lower() for repo in hot}
-        quiet = [repo for repo in repos if repo.lower() not in hot_keys]
-        if not quiet:
-            return hot
+    def plan(self, org: str, repos: Sequence[ListedRepo], hints: PollHints, now: float) -> PollPlan:
+        """The repositories this poll reads: suspects and hot ones in full, a slice probed."""
+        if self._began == math.inf:
+            self._began = now
+        hinted = {repo.lower() for repo in hints.active_repos}
+        urgent = [
+            repo
+            for repo in repos
+            if self._pushed_unread(repo, hints, now)
+            or (
+                not hints.webhooks
+                and (repo.name.lower() in self._hot or repo.name.lower() in hinted)
+            )
+        ]
+        taken = {repo.name.lower() for repo in urgent}
+        rest = [repo for repo in repos if repo.name.lower() not in taken]
+        awake = [repo for repo in rest if not self._dormant(repo, now)]
         polls = self.sweep_polls * (self.webhook_slowdown if hints.webhooks else 1)
-        size = max(1, math.ceil(len(quiet) / polls))
-        start = self._cursor.get(org, 0) % len(quiet)
-        chosen = [quiet[(start + step) % len(quiet)] for step in range(min(size, len(quiet)))]
-        self._cursor[org] = (start + len(chosen)) % len(quiet)
-        return hot + chosen
+        swept = self._slice(org, awake, polls)
+        if not hints.webhooks:
+            dormant = [repo for repo in rest if self._dormant(repo, now)]
+            swept += self._slice(f"{org} dormant", dormant, polls * self.dormant_slowdown)
+        return PollPlan(full=[repo.name for repo in urgent], probe=swept)
 
-    def record(self, repo: str, active: bool) -> None:
+    @staticmethod
+    def list_read(hints: PollHints, age: float | None) -> ListRead:
+        """How to get the repository list for this poll, given the age of the last full read
+        (None: never). The whole list every ``REPO_LIST_TTL`` (``WEBHOOK_REPO_LIST_TTL``
+        while webhooks arrive); in between, without webhooks, its first page (the most
+        recently pushed), so that a push is news at the next poll; with them, nothing."""
+        ttl = WEBHOOK_REPO_LIST_TTL if hints.webhooks else REPO_LIST_TTL
+        if age is None or age >= ttl:
+            return "full"
+        return "cached" if hints.webhooks else "recent"
+
+    @staticmethod
+    def merge_recent(
+        listed: Sequence[ListedRepo], recent: Sequence[ListedRepo], *, add_new: bool
+    ) -> list[ListedRepo]:
+        """The list with the first page's news: newer ``pushed_at``s, and (``add_new``) the
+        repositories created since the last full read."""
+        merged = {repo.name.lower(): repo for repo in listed}
+        for repo in recent:
+            if repo.name.lower() in merged or add_new:
+                merged[repo.name.lower()] = repo
+        return list(merged.values())
+
+    def record(self, repo: ListedRepo, active: bool) -> None:
         """After a read: a repository with active runs stays hot; one without cools down."""
+        key = repo.name.lower()
+        self._read_pushed[key] = repo.pushed_at if repo.pushed_at is not None else -math.inf
         if active:
-            self._hot.add(repo.lower())
+            self._hot.add(key)
         else:
-            self._hot.discard(repo.lower())
+            self._hot.discard(key)
 
     def forget_except(self, repos: Iterable[str]) -> None:
         """Drop what is known of repositories no longer listed."""
         keep = {repo.lower() for repo in repos}
         self._hot &= keep
+        self._read_pushed = {k: v for k, v in self._read_pushed.items() if k in keep}
+
+    def _pushed_unread(self, repo: ListedRepo, hints: PollHints, now: float) -> bool:
+        """Pushed to since its last read (or since polling began). While webhooks arrive: only
+        when no job was heard of since the push, and the push is :data:`WEBHOOK_GRACE` old
+        (its jobs' webhooks would have come by then)."""
+        key = repo.name.lower()
+        if repo.pushed_at is None:
+            return False
+        # Never read: news only when pushed since polling began (else the sweep takes it).
+        baseline = self._read_pushed.get(key, self._began)
+        if repo.pushed_at <= baseline:
+            return False
+        if not hints.webhooks:
+            return True
+        return (
+            repo.pushed_at > hints.newest_jobs.get(key, -math.inf)
+            and now - repo.pushed_at >= WEBHOOK_GRACE
+        )
+
+    def _dormant(self, repo: ListedRepo, now: float) -> bool:
+        return repo.pushed_at is not None and now - repo.pushed_at > self.dormant_after
+
+    def _slice(self, sweep: str, repos: list[ListedRepo], polls: int) -> list[str]:
+        """This poll's share of a sweep of ``repos`` in ``polls`` polls (a fraction of one
+        repository per poll accumulates): never-read repositories first, most recently
+        pushed first, then round-robin over the others."""
+        if not repos:
+            self._credit[sweep] = 0.0
+            return []
+        unread = sorted(
+            (repo for repo in repos if repo.name.lower() not in self._read_pushed),
+            key=lambda repo: -(repo.pushed_at if repo.pushed_at is not None else -math.inf),
+        )
+        credit = self._credit.get(sweep, 0.0) + len(repos) / polls
+        # At least one never-read repository per poll: a small organisation is read at once.
+        size = min(len(repos), max(math.floor(credit), 1 if unread else 0))
+        self._credit[sweep] = max(0.0, credit - size)
+        if size == 0:
+            return []
+        chosen = [repo.name for repo in unread[:size]]
+        read = [repo for repo in repos if repo.name.lower() in self._read_pushed]
+        if len(chosen) < size and read:
+            start = self._cursor.get(sweep, 0) % len(read)
+            count = min(size - len(chosen), len(read))
+            chosen += [read[(start + step) % len(read)].name for step in range(count)]
+            self._cursor[sweep] = (start + count) % len(read)
+        return chosen

@@ -27,7 +27,6 @@ from runnerscale.controller.actions import PoolRuntime
 from runnerscale.controller.janitor import JanitorSettings
 from runnerscale.controller.loops import Controller, ControllerSettings
 from runnerscale.controller.protocols import GitHubError, ProviderError
-from runnerscale.github.schedule import PollHints
 from runnerscale.github.webhooks import WebhookPayloadError, parse_workflow_job_event
 from runnerscale.model import normalize_labels
 from runnerscale.server import observed_from_event
@@ -157,10 +156,7 @@ class Engine:
             ),
             runner_suffix=lambda: f"{names.getrandbits(32):08x}",
         )
-        controller = self.controller
-        self.github.poll_hints = lambda: PollHints(
-            controller.active_repos(), controller.webhooks_flow()
-        )
+        self.github.poll_hints = self.controller.poll_hints
         for repo in sorted({job.repo for job in self.trace}):
             self.world.ensure_repo(repo)
         for target in config.to_targets():

@@ -3,14 +3,17 @@
 The daemon's client (:mod:`runnerscale.github.client`) speaks HTTP through githubkit; replaying
 hours of traffic that way costs tens of thousands of round trips. This adapter answers the
 same questions from the simulated :class:`~runnerscale.sim.world.World` and mirrors the
-client's call pattern exactly (organisation repositories, queued and in-progress runs per
-repository, the jobs of each active run, the runner list), including conditional requests: a
-re-read whose answer did not change is a free 304, as GitHub counts it. Injected API errors and
+client's call pattern exactly (the organisation's repository list by pages, most recently
+pushed first, and the same :class:`~runnerscale.github.schedule.RepoSchedule` choosing which
+repositories to read in full or probe; the jobs of each active run; the runner list),
+including conditional requests: a re-read whose answer did not change is a free 304, as
+GitHub counts it. Injected API errors and
 the rate-limit budget come from the simulator's fault plan and rate limits.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 
@@ -20,8 +23,8 @@ from runnerscale.controller.protocols import (
     JitConfig,
     ObservedJob,
 )
-from runnerscale.github.client import PER_PAGE, REPO_LIST_TTL
-from runnerscale.github.schedule import PollHints, RepoSchedule
+from runnerscale.github.client import PER_PAGE
+from runnerscale.github.schedule import PROBE_RUNS, ListedRepo, PollHints, PollPlan, RepoSchedule
 from runnerscale.model import GitHubRunner, JobState, Target
 from runnerscale.sim.entities import Job, JobStatus, Repo
 from runnerscale.sim.faults import Faults
@@ -54,6 +57,11 @@ def observed(job: Job) -> ObservedJob:
     )
 
 
+def _listed(repo: Repo) -> ListedRepo:
+    # GitHub gives pushed_at to the second, like a job's created_at.
+    return ListedRepo(repo.full_name, float(math.floor(repo.pushed_at)))
+
+
 class SimulatedGitHub:
     def __init__(self, world: World, faults: Faults, rate_limits: RateLimits) -> None:
         self.world = world
@@ -66,7 +74,7 @@ class SimulatedGitHub:
         #: As in the client: what the controller knows, and which repositories a poll reads.
         self.poll_hints: Callable[[], PollHints] = PollHints
         self._schedule = RepoSchedule()
-        self._repo_lists: dict[str, tuple[float, list[Repo]]] = {}
+        self._repo_lists: dict[str, tuple[float, list[ListedRepo]]] = {}
 
     @property
     def api_calls(self) -> int:
@@ -144,19 +152,27 @@ class SimulatedGitHub:
 
     async def active_jobs(self, target: Target) -> list[ObservedJob]:
         jobs: list[ObservedJob] = []
-        repos = self._repos_of(target)
-        if target.kind == "org":
-            by_name = {repo.full_name: repo for repo in repos}
-            planned = self._schedule.plan(target.key, list(by_name), self.poll_hints())
-            repos = [by_name[name] for name in planned]
-        for repo in repos:
-            run_ids: list[int] = []
-            for status in ("queued", "in_progress"):
-                runs = self.world.runs_of(repo, status)
-                content = tuple((run.id, run.updated_at) for run in runs)
-                self._request("list-workflow-runs", content=content, key=("runs", repo.id, status))
-                run_ids.extend(run.id for run in runs)
-            self._schedule.record(repo.full_name, bool(run_ids))
+        scope, org_level = self._scope(target)
+        if org_level:
+            listed = self._repos_of(scope)
+            plan = self._schedule.plan(target.key, listed, self.poll_hints(), self.world.now)
+            by_name = {repo.name: repo for repo in listed}
+        else:
+            plan = PollPlan(full=[scope], probe=[])
+            by_name = {scope: _listed(self.world.repos[scope.lower()])}
+        for name in plan.full + plan.probe:
+            repo = self.world.repos[name.lower()]
+            run_ids = self._probe(repo) if name in plan.probe else None
+            if run_ids is None:
+                run_ids = []
+                for status in ("queued", "in_progress"):
+                    runs = self.world.runs_of(repo, status)
+                    content = tuple((run.id, run.updated_at) for run in runs)
+                    self._request(
+                        "list-workflow-runs", content=content, key=("runs", repo.id, status)
+                    )
+                    run_ids.extend(run.id for run in runs)
+            self._schedule.record(by_name[name], bool(run_ids))
             for run_id in dict.fromkeys(run_ids):
                 run = self.world.runs[run_id]
                 latest = [j for j in self.world.run_jobs(run) if j.run_attempt == run.run_attempt]
@@ -165,28 +181,54 @@ class SimulatedGitHub:
                 jobs.extend(observed(job) for job in latest)
         return jobs
 
-    def _repos_of(self, target: Target) -> list[Repo]:
-        scope, org_level = self._scope(target)
-        if not org_level:
-            return [self.world.repos[scope.lower()]]
+    def _probe(self, repo: Repo) -> list[int] | None:
+        """As the client: one read of the newest runs; None when they are all active."""
+        runs = self.world.runs_of(repo)[:PROBE_RUNS]
+        content = tuple((run.id, run.updated_at) for run in runs)
+        self._request("list-workflow-runs", content=content, key=("probe", repo.id))
+        active = [run.id for run in runs if self.world.run_status(run)[0] != "completed"]
+        return None if len(active) >= PROBE_RUNS else active
+
+    def _repos_of(self, org: str) -> list[ListedRepo]:
+        """The organisation's repositories as the client last read them (a snapshot: a push
+        is seen once the list, or its first page, is read again)."""
         now = self.world.now
-        cached = self._repo_lists.get(scope)
-        if cached is not None and now - cached[0] < REPO_LIST_TTL:
+        cached = self._repo_lists.get(org)
+        how = self._schedule.list_read(
+            self.poll_hints(), None if cached is None else now - cached[0]
+        )
+        if cached is not None and how == "cached":
             return cached[1]
-        repos = list(self.world.repos_of(self.world.org(scope)))
-        # The client reads the list a page of 100 at a time.
-        for page in range(max(1, -(-len(repos) // PER_PAGE))):
-            chunk = tuple(r.id for r in repos[page * PER_PAGE : (page + 1) * PER_PAGE])
-            self._request("list-org-repos", content=chunk, key=("repos", scope, page))
-        self._repo_lists[scope] = (now, repos)
+        if cached is not None and how == "recent":
+            repos = RepoSchedule.merge_recent(cached[1], self._org_repos_page(org, 0), add_new=True)
+            self._repo_lists[org] = (cached[0], repos)
+            return repos
+        pages = max(1, -(-len(self.world.repos_of(self.world.org(org))) // PER_PAGE))
+        repos = [repo for page in range(pages) for repo in self._org_repos_page(org, page)]
+        self._repo_lists[org] = (now, repos)
+        self._schedule.forget_except(repo.name for repo in repos)
         return repos
 
+    def _org_repos_page(self, org: str, page: int) -> list[ListedRepo]:
+        """As the client reads it: most recently pushed first, a page of 100; a page's answer
+        changes when a repository on it is pushed to."""
+        ordered = sorted(
+            self.world.repos_of(self.world.org(org)),
+            key=lambda repo: (repo.pushed_at, repo.id),
+            reverse=True,
+        )
+        chunk = [_listed(repo) for repo in ordered[page * PER_PAGE : (page + 1) * PER_PAGE]]
+        self._request("list-org-repos", content=tuple(chunk), key=("repos", org, page))
+        return chunk
+
     async def get_job(self, repo: str, job_id: int) -> ObservedJob | None:
-        self._request("get-job")
         job = self.world.jobs.get(job_id)
         if job is None or job.repo.full_name.lower() != repo.lower():
+            self._request("get-job")
             return None
-        return observed(job)
+        answer = observed(job)
+        self._request("get-job", content=answer, key=("job", job_id))
+        return answer
 
     async def close(self) -> None:
         """Nothing to release."""
