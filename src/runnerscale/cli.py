@@ -374,7 +374,19 @@ def status(config: ConfigOption) -> None:
         )
     github = body.get("github")
     if isinstance(github, dict):
-        for resource, bucket in github.get("rate_limit", {}).items():
+        credentials = github.get("credentials") or {}
+        # One line per resource; per credential too when there are several (an App and
+        # its installations each have a budget of their own).
+        shown = (
+            {
+                f"{resource} ({name})": bucket
+                for name, buckets in credentials.items()
+                for resource, bucket in buckets.items()
+            }
+            if len(credentials) > 1
+            else github.get("rate_limit", {})
+        )
+        for resource, bucket in shown.items():
             typer.echo(
                 f"GitHub {resource}: {bucket['used']} used, {bucket['remaining']} of "
                 f"{bucket['limit']} remaining"

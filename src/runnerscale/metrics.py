@@ -16,16 +16,14 @@ from prometheus_client.registry import Collector
 
 from runnerscale.controller.actions import Events
 from runnerscale.controller.loops import Status
-from runnerscale.github.budget import ApiBudget
+from runnerscale.github.budget import Budgets
 
 #: Queue wait buckets: seconds from a job being queued to a runner starting it.
 QUEUE_WAIT_BUCKETS = (1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1800)
 
 
 class _StatusCollector(Collector):
-    def __init__(
-        self, status: Callable[[], Status], budget: Callable[[], ApiBudget | None]
-    ) -> None:
+    def __init__(self, status: Callable[[], Status], budget: Callable[[], Budgets | None]) -> None:
         self._status = status
         self._budget = budget
 
@@ -63,17 +61,18 @@ class _StatusCollector(Collector):
         if budget is not None:
             remaining = GaugeMetricFamily(
                 "runnerscale_github_rate_limit_remaining",
-                "Requests left in GitHub's current rate-limit window",
-                labels=["resource"],
+                "Requests left in GitHub's current rate-limit window, per credential",
+                labels=["credential", "resource"],
             )
             used = GaugeMetricFamily(
                 "runnerscale_github_rate_limit_used",
-                "Requests used in GitHub's current rate-limit window",
-                labels=["resource"],
+                "Requests used in GitHub's current rate-limit window, per credential",
+                labels=["credential", "resource"],
             )
-            for resource, bucket in sorted(budget.resources.items()):
-                remaining.add_metric([resource], bucket.remaining)
-                used.add_metric([resource], bucket.used)
+            for credential, one in sorted(budget.by_credential.items()):
+                for resource, bucket in sorted(one.resources.items()):
+                    remaining.add_metric([credential, resource], bucket.remaining)
+                    used.add_metric([credential, resource], bucket.used)
             yield remaining
             yield used
             calls = GaugeMetricFamily(
@@ -97,17 +96,16 @@ class _StatusCollector(Collector):
             paused = GaugeMetricFamily(
                 "runnerscale_github_paused_seconds",
                 "Seconds left of a pause GitHub asked for (retry-after, secondary limit)",
-                labels=["resource"],
+                labels=["credential", "resource"],
             )
-            for resource in sorted(budget.pauses):
-                paused.add_metric([resource], budget.pause_remaining(resource))
+            for credential, one in sorted(budget.by_credential.items()):
+                for resource in sorted(one.pauses):
+                    paused.add_metric([credential, resource], one.pause_remaining(resource))
             yield paused
 
 
 class Metrics:
-    def __init__(
-        self, status: Callable[[], Status], budget: Callable[[], ApiBudget | None]
-    ) -> None:
+    def __init__(self, status: Callable[[], Status], budget: Callable[[], Budgets | None]) -> None:
         self.registry = CollectorRegistry()
         self.scale_operations = Counter(
             "runnerscale_scale_operations",

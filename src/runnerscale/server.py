@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from runnerscale.controller.loops import Controller
 from runnerscale.controller.protocols import GitHubError, ObservedJob, ProviderError, Store
-from runnerscale.github.budget import ApiBudget
+from runnerscale.github.budget import Budgets
 from runnerscale.github.webhooks import (
     HEADER_DELIVERY,
     HEADER_EVENT,
@@ -87,7 +87,7 @@ class DaemonHTTP:
         store: Store,
         metrics: Metrics,
         webhook_secret: str | None,
-        budget: ApiBudget | None = None,
+        budget: Budgets | None = None,
     ) -> None:
         self.controller = controller
         self.store = store

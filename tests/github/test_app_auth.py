@@ -199,3 +199,24 @@ async def test_a_fine_grained_token_cannot_be_inspected_and_passes() -> None:
     async with SimulatorServer(SimulatorOptions(tokens=("ghp_t",))) as simulator:
         simulator.simulator.world.ensure_repo("acme/app")
         assert await GitHubClient(simulator.url, "ghp_t").check_access([ACME]) == []
+
+
+async def test_each_installation_has_a_budget_of_its_own(simulator: SimulatorServer) -> None:
+    client = GitHubClient(simulator.url, app=AppCredentials(APP_ID, KEY))
+    for _ in range(3):
+        await client.generate_jitconfig(ACME, f"runner-{_}", LABELS)
+    await client.generate_jitconfig(BETA, "runner-b", LABELS)
+    world = simulator.simulator.world
+    name = {i.owner.login: f"installation {i.id}" for i in world.installations.values()}
+    by_credential = client.budget.by_credential
+    assert set(by_credential) == {"app", name["acme"], name["beta"]}
+    assert by_credential[name["acme"]].resources["core"].used == 3
+    assert by_credential[name["beta"]].resources["core"].used == 1
+    # The App itself paid for finding the installations and fetching their tokens.
+    assert by_credential["app"].calls["get-org-installation"] == 2
+    report = client.budget.report()
+    assert set(report["credentials"]) == set(by_credential)
+    # The summary per resource shows the credential that runs out first: here the App's
+    # (two installation look-ups and two tokens, against the same limit).
+    assert by_credential["app"].resources["core"].used == 4
+    assert report["rate_limit"]["core"]["used"] == 4

@@ -15,6 +15,7 @@ from runnerscale.github.budget import (
     RESET_MARGIN,
     ApiBudget,
     Bucket,
+    Budgets,
     retry_after_seconds,
 )
 
@@ -349,3 +350,40 @@ async def test_a_pause_extended_while_waiting_is_waited_out() -> None:
     budget._sleep = sleep_and_get_pushed_back
     assert await budget.wait_if_paused("core") == 30.0
     assert clock.sleeps == [10.0, 20.0]
+
+
+# -- one budget per credential
+
+
+def test_credentials_keep_budgets_of_their_own() -> None:
+    clock = FakeClock()
+    budgets = Budgets(lambda: ApiBudget(clock.now, clock.sleep))
+    budgets.of("installation 1").record(headers(4000, used=1000))
+    budgets.of("installation 2").record(headers(100, used=4900))
+    assert budgets.of("installation 1").resources["core"].remaining == 4000
+    # The summary per resource is the credential that runs out first.
+    assert budgets.resources["core"].remaining == 100
+    report = budgets.report()
+    assert report["rate_limit"]["core"]["remaining"] == 100
+    assert report["credentials"]["installation 1"]["core"]["remaining"] == 4000
+
+
+def test_the_poll_interval_lasts_for_every_credential() -> None:
+    clock = FakeClock()
+    budgets = Budgets(lambda: ApiBudget(clock.now, clock.sleep))
+    budgets.of("installation 1").record(headers(4000))
+    budgets.of("installation 2").record(headers(600))  # 100 spendable above the reserve
+    # A poll costs each 10 calls: the first could poll every 15 s, the second cannot.
+    interval = budgets.poll_interval(15.0, {"installation 1": 10, "installation 2": 10})
+    assert interval == pytest.approx(3600 * 10 / 100)
+    assert budgets.stretched
+    assert budgets.poll_interval(15.0, {"installation 1": 10}) == 15.0  # 2 spent nothing
+
+
+async def test_a_pause_holds_only_its_credential() -> None:
+    clock = FakeClock()
+    budgets = Budgets(lambda: ApiBudget(clock.now, clock.sleep))
+    assert budgets.of("installation 1").pause_from(429, {"retry-after": "30"}) == 30.0
+    assert await budgets.of("installation 2").wait_if_paused() == 0.0
+    assert await budgets.of("installation 1").wait_if_paused() == 30.0
+    assert budgets.report()["paused"] == {}  # over once waited out

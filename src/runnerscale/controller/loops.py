@@ -459,6 +459,7 @@ class Controller:
             if target not in failed and target.kind != "enterprise"
         ]
         trusting = self.webhooks_flow()
+        idle_pools = {r.pool for r in self.store.runners(states=[RunnerState.IDLE])}
         active = self.store.jobs([JobState.QUEUED, JobState.IN_PROGRESS])
         self._rechecks = {
             job.id: self._rechecks[job.id] for job in active if job.id in self._rechecks
@@ -468,7 +469,7 @@ class Controller:
                 continue
             if not any(t.covers(job.repo) for t in polled):
                 continue
-            if trusting and not self._recheck_due(job, now):
+            if trusting and not self._recheck_due(job, now, idle_pools):
                 continue
             current = await self.github.get_job(job.repo, job.id)
             if current is None:
@@ -483,7 +484,7 @@ class Controller:
                 )
             self.observe(current)
 
-    def _recheck_due(self, job: Job, now: float) -> bool:
+    def _recheck_due(self, job: Job, now: float, idle_pools: set[str]) -> bool:
         """While webhooks arrive: whether a job not heard of for a while is worth a request.
 
         Not a job in progress on a live runner of ours (that runner's end tells), nor a queued
@@ -495,10 +496,8 @@ class Controller:
             runner = self.store.get_runner(job.runner_name)
             if runner is not None and runner.state in REGISTERED:
                 return False
-        if job.state is JobState.QUEUED and job.pool is not None:
-            idle = self.store.runners(pool=job.pool, states=[RunnerState.IDLE])
-            if not idle:
-                return False  # its pool is busy: the wait is explained
+        if job.state is JobState.QUEUED and job.pool is not None and job.pool not in idle_pools:
+            return False  # its pool is busy: the wait is explained
         next_at, wait = self._rechecks.get(job.id, (0.0, self.settings.queued_recheck))
         if now < next_at:
             return False

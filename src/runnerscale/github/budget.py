@@ -36,7 +36,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -45,6 +45,9 @@ Sleep = Callable[[float], Awaitable[None]]
 
 #: The resource GitHub reports when it names none, and the one polling spends.
 CORE = "core"
+#: The credentials of :class:`Budgets` besides installations (``installation ID``).
+TOKEN_CREDENTIAL = "token"  # noqa: S105 - a name, not a secret
+APP_CREDENTIAL = "app"
 #: Share of a bucket's limit that polling never touches: kept for creating/deleting runners.
 DEFAULT_RESERVE = 0.10
 #: The longest a stretched poll interval gets (seconds).
@@ -195,15 +198,7 @@ class ApiBudget:
         """The status API's ``github`` section (JSON-ready)."""
         now = self._clock()
         return {
-            "rate_limit": {
-                name: {
-                    "limit": b.limit,
-                    "remaining": b.remaining,
-                    "used": b.used,
-                    "reset": b.reset,
-                }
-                for name, b in sorted(self.resources.items())
-            },
+            "rate_limit": {name: asdict(b) for name, b in sorted(self.resources.items())},
             "calls": sum(self.calls.values()),
             "not_modified": self.not_modified,
             "poll_interval": self.interval,
@@ -319,3 +314,88 @@ class ApiBudget:
             await self._sleep(seconds)
             waited += seconds
         return waited
+
+
+class Budgets:
+    """One :class:`ApiBudget` per credential, and the view over all of them.
+
+    GitHub keeps a budget per credential: a personal access token, the App itself (its JWT
+    calls), and each App installation (per organisation or account) has its own 5,000 an hour
+    and its own secondary limits. Mixing them would show whichever answered last and stretch or
+    pause every installation for one's sake. Credentials are named ``token``, ``app`` and
+    ``installation ID``; the metrics label them so (none is a secret).
+    """
+
+    def __init__(self, new: Callable[[], ApiBudget] = ApiBudget) -> None:
+        #: Makes a credential's budget (with the clock and sleeper to use).
+        self._new = new
+        self.by_credential: dict[str, ApiBudget] = {}
+        #: The last interval :meth:`poll_interval` returned, and its ratio to ``base``.
+        self.interval = 0.0
+        self.factor = 1.0
+
+    def of(self, credential: str) -> ApiBudget:
+        """The budget of ``credential`` (made on first use)."""
+        budget = self.by_credential.get(credential)
+        if budget is None:
+            budget = self.by_credential[credential] = self._new()
+        return budget
+
+    @property
+    def calls(self) -> Counter[str]:
+        """Calls made by operation, every credential together."""
+        return sum((b.calls for b in self.by_credential.values()), Counter())
+
+    @property
+    def not_modified(self) -> int:
+        return sum(b.not_modified for b in self.by_credential.values())
+
+    def charged(self) -> dict[str, int]:
+        """Calls charged so far, per credential (the poll loop takes differences)."""
+        return {name: b.charged for name, b in self.by_credential.items()}
+
+    @property
+    def resources(self) -> dict[str, Bucket]:
+        """Per resource, the bucket of the credential with the least left of its limit (the
+        one that runs out first); the whole picture is :attr:`by_credential`."""
+        tightest: dict[str, Bucket] = {}
+        for budget in self.by_credential.values():
+            for name, bucket in budget.resources.items():
+                known = tightest.get(name)
+                if known is None or _share_left(bucket) < _share_left(known):
+                    tightest[name] = bucket
+        return {name: replace(bucket) for name, bucket in tightest.items()}
+
+    @property
+    def stretched(self) -> bool:
+        return self.factor > 1.0
+
+    def poll_interval(self, base: float, spent: Mapping[str, float]) -> float:
+        """The longest of each credential's :meth:`ApiBudget.poll_interval` for what a poll
+        cost it (``spent``): polling must last until the reset for every one of them."""
+        intervals = [self.of(name).poll_interval(base, cost) for name, cost in spent.items()]
+        self.interval = max([base, *intervals])
+        self.factor = self.interval / base
+        return self.interval
+
+    def report(self) -> dict[str, Any]:
+        """The status API's ``github`` section (JSON-ready): ``rate_limit`` per resource (the
+        tightest credential's), ``credentials`` with each one's buckets, and the totals."""
+        reports = {name: b.report() for name, b in sorted(self.by_credential.items())}
+        return {
+            "rate_limit": {name: asdict(b) for name, b in sorted(self.resources.items())},
+            "credentials": {name: report["rate_limit"] for name, report in reports.items()},
+            "calls": sum(report["calls"] for report in reports.values()),
+            "not_modified": self.not_modified,
+            "poll_interval": self.interval,
+            "poll_stretched": self.stretched,
+            "paused": {
+                f"{resource} ({name})": until
+                for name, report in reports.items()
+                for resource, until in report["paused"].items()
+            },
+        }
+
+
+def _share_left(bucket: Bucket) -> float:
+    return bucket.remaining / bucket.limit if bucket.limit > 0 else 1.0

@@ -58,7 +58,14 @@ from runnerscale.controller.protocols import (
     JitConfig,
     ObservedJob,
 )
-from runnerscale.github.budget import CORE, ApiBudget, retry_after_seconds
+from runnerscale.github.budget import (
+    APP_CREDENTIAL,
+    CORE,
+    TOKEN_CREDENTIAL,
+    ApiBudget,
+    Budgets,
+    retry_after_seconds,
+)
 from runnerscale.github.schedule import (
     PROBE_RUNS,
     ListedRepo,
@@ -158,8 +165,13 @@ class GitHubClient:
         if (token is None) == (app is None):
             raise ValueError("give exactly one of token and app")
         self._clock = clock or time.time
-        self.budget = ApiBudget(self._clock, sleep or asyncio.sleep)
-        self._charged_at_last_poll = 0
+        #: GitHub's budget per credential: the token, or the App and each installation.
+        self.budget = Budgets(lambda: ApiBudget(self._clock, sleep or asyncio.sleep))
+        self._charged_at_last_poll: dict[str, int] = {}
+        #: Who the PAT's or the App's own client is, for the budget.
+        self._own_credential = TOKEN_CREDENTIAL if app is None else APP_CREDENTIAL
+        #: Owner.key -> the installation credential its calls are charged to.
+        self._credentials: dict[str, str] = {}
         #: Told every installation token GitHub hands out (the log redactor learns them).
         self._on_secret = on_secret or (lambda secret: None)
         self._etags: OrderedDict[tuple[Any, ...], tuple[str, Any]] = OrderedDict()
@@ -172,16 +184,19 @@ class GitHubClient:
             "http_cache": False,
             "auto_retry": False,
             "async_transport": transport,
-            "async_event_hooks": {"response": [self._on_response]},
             "ssl_verify": verify if isinstance(verify, bool) else _ssl_context(verify),
             # One limit across every installation's client.
             "throttler": LocalThrottler(MAX_CONCURRENT_REQUESTS),
         }
         #: The PAT's client, or the App's own (JWT) client.
         self._github: GitHub[Any] = (
-            GitHub(token, **self._options)
+            GitHub(token, **self._options_for(TOKEN_CREDENTIAL))
             if token is not None
-            else GitHub(self._app_auth(), **self._options, cache_strategy=MemCacheStrategy())
+            else GitHub(
+                self._app_auth(),
+                **self._options_for(APP_CREDENTIAL),
+                cache_strategy=MemCacheStrategy(),
+            )
         )
         #: Installation clients by Owner.key, each with its own token cache.
         self._installations: dict[str, GitHub[Any]] = {}
@@ -196,26 +211,37 @@ class GitHubClient:
         assert self._app is not None
         return AppAuthStrategy(self._app.app_id, self._app.private_key)
 
-    async def _on_response(self, response: httpx.Response) -> None:
-        self.budget.record(response.headers)
+    def _options_for(self, credential: str) -> dict[str, Any]:
+        """githubkit's options for a client whose answers feed ``credential``'s budget."""
+
+        async def on_response(response: httpx.Response) -> None:
+            await self._on_response(response, credential)
+
+        return {**self._options, "async_event_hooks": {"response": [on_response]}}
+
+    async def _on_response(self, response: httpx.Response, credential: str) -> None:
         request = response.request
-        if (
-            request.method == "POST"
-            and request.url.path.endswith("/access_tokens")
-            and response.status_code == 201
-        ):
+        token_fetch = request.method == "POST" and request.url.path.endswith("/access_tokens")
+        # An installation client fetches its token as the App (the JWT's budget).
+        self.budget.of(APP_CREDENTIAL if token_fetch else credential).record(response.headers)
+        if token_fetch and response.status_code == 201:
             await response.aread()
             with contextlib.suppress(ValueError, KeyError, TypeError):
                 self._on_secret(str(response.json()["token"]))
 
     def poll_interval(self, base: float) -> float:
-        """How long to wait before the next poll: ``base``, stretched when the rate-limit
-        budget would not last until it resets at this pace (every call since the last poll,
-        304s excepted, counts as the poll's cost)."""
-        charged = self.budget.charged
-        spent = charged - self._charged_at_last_poll
+        """How long to wait before the next poll: ``base``, stretched when a credential's
+        rate-limit budget would not last until it resets at this pace (every call charged to
+        it since the last poll, 304s excepted, counts as the poll's cost to it)."""
+        charged = self.budget.charged()
+        spent = {
+            name: count - self._charged_at_last_poll.get(name, 0) for name, count in charged.items()
+        }
         self._charged_at_last_poll = charged
         return self.budget.poll_interval(base, spent)
+
+    def _credential(self, owner: Owner) -> str:
+        return self._credentials.get(owner.key, self._own_credential)
 
     # ------------------------------------------------------------------ who is asking
 
@@ -225,12 +251,14 @@ class GitHubClient:
         client = self._installations.get(owner.key)
         if client is None:
             installation_id = await self.installation_id(owner)
+            credential = f"installation {installation_id}"
             client = GitHub(
                 self._app_auth().as_installation(installation_id),
-                **self._options,
+                **self._options_for(credential),
                 cache_strategy=MemCacheStrategy(),
             )
             self._installations[owner.key] = client
+            self._credentials[owner.key] = credential
         return client
 
     async def installation_id(self, owner: Owner) -> int:
@@ -345,30 +373,40 @@ class GitHubClient:
         GitHub refuses is dropped and fetched anew once; a second refusal is reported."""
         client = await self._client_for(owner)
         try:
-            return await self._once(operation, lambda: call(client))
+            return await self._once(operation, lambda: call(client), self._credential(owner))
         except _StatusError as error:
             if error.status != 401 or self._app is None:
                 raise
         self._installations.pop(owner.key, None)
         client = await self._client_for(owner)
-        return await self._once(operation, lambda: call(client))
+        return await self._once(operation, lambda: call(client), self._credential(owner))
 
     async def _once(
-        self, operation: str, call: Callable[[], Awaitable[Response[T, Any]]]
+        self,
+        operation: str,
+        call: Callable[[], Awaitable[Response[T, Any]]],
+        credential: str | None = None,
     ) -> Response[T, Any]:
-        # A secondary or primary limit pauses every call until GitHub said to come back.
-        await self.budget.wait_if_paused(CORE)
-        self.budget.count(operation)
+        """One request, charged to ``credential`` (default: the token, or the App itself).
+        A secondary or primary limit pauses that credential's calls until GitHub said to
+        come back."""
+        budget = self.budget.of(credential or self._own_credential)
+        await budget.wait_if_paused(CORE)
+        budget.count(operation)
         try:
             return await call()
         except RequestFailed as error:
             failure = _failure(operation, error.response.raw_response, self._clock(), app=self._app)
             raw = error.response.raw_response
-            paused = self.budget.pause_from(
+            paused = budget.pause_from(
                 raw.status_code, raw.headers, CORE, message=failure.github_message
             )
             if paused:
-                log.warning("GitHub asked to slow down: pausing API calls for %.0fs", paused)
+                log.warning(
+                    "GitHub asked to slow down: pausing API calls (%s) for %.0fs",
+                    credential or self._own_credential,
+                    paused,
+                )
             raise failure from None
         except RequestTimeout:
             raise GitHubError(f"{operation}: GitHub did not answer in time") from None
@@ -397,7 +435,7 @@ class GitHubClient:
         headers = {"If-None-Match": cached[0]} if cached else {}
         response = await self._call(operation, owner, lambda client: call(client, headers))
         if response.status_code == 304 and cached is not None:
-            self.budget.count_not_modified()
+            self.budget.of(self._credential(owner)).count_not_modified()
             self._etags.move_to_end(key)
             result: T = cached[1]
             return result
