@@ -7,8 +7,9 @@ which GitHub's secondary limits do not allow, to find the few that are busy. The
 list says when each repository was last pushed to (a push is what starts most runs), so a poll
 reads:
 
-* **suspects**: repositories pushed to since their last read. While webhooks arrive, only those
-  pushed to after the newest job heard of there: a push whose jobs were announced needs no read;
+* **suspects**: repositories pushed to since their last read (or, never read, since polling
+  began), read in full. While webhooks arrive, only those pushed to after the newest job heard
+  of there, a minute ago or more: a push whose jobs were announced needs no read;
 * **hot** repositories, without webhooks only: those whose last read showed active runs, and
   those the controller holds active jobs of. While webhooks arrive they keep those jobs current
   and the controller re-checks, one by one, the jobs that look stuck;
