@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import pytest
@@ -155,6 +156,19 @@ async def test_a_backend_instance_without_a_live_runner_is_removed(world: World)
     assert revived.id not in world.provider.instances
     assert world.controller.janitor.cleaned == {"instance_orphan": 2}
     assert world.runner(live).state is RunnerState.IDLE
+
+
+async def test_a_failed_instance_nobody_knew_is_reported_with_its_end_once(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    name = f"{PREFIX}never-heard-of"
+    world.provider.add_instance(name)
+    world.provider.exit(name, 3, "container abc exited with code 3; last lines:\nboom")
+    with caplog.at_level(logging.INFO, logger="runnerscale"):
+        await world.sweep()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len([m for m in warnings if "boom" in m]) == 1, warnings
+    assert world.provider.instances == {}
 
 
 async def test_a_live_runner_whose_instance_vanished_becomes_finished(world: World) -> None:

@@ -155,11 +155,20 @@ class Janitor:
                 known = actions.store.get_runner(instance.runner_name)
                 if known is not None and known.state.live:
                     continue
-                log.info(
-                    "janitor: instance %s (%s) has no live runner: removing it",
-                    instance.id,
-                    instance.runner_name,
-                )
+                if known is None and not instance.running and instance.exit_code not in (0, None):
+                    # Nobody reported this one's end: say how it ended (its last log lines).
+                    log.warning(
+                        "janitor: instance %s (%s) of no runner we know failed: %s; removing it",
+                        instance.id,
+                        instance.runner_name,
+                        instance.detail,
+                    )
+                else:
+                    log.info(
+                        "janitor: instance %s (%s) has no live runner: removing it",
+                        instance.id,
+                        instance.runner_name,
+                    )
                 try:
                     await pool.provider.delete(instance.id)
                 except ProviderError as error:

@@ -29,4 +29,7 @@ Backends:
 - :mod:`runnerscale.providers.local` - runner processes on this host (no SDK).
 - :mod:`runnerscale.providers.docker` - runner containers on local or remote Docker engines
   (the ``docker`` extra); its runner image is ``images/runner``.
+
+Shared by the backends (no SDK): :mod:`runnerscale.providers.command`, a runner command's
+placeholders.
 """

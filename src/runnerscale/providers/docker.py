@@ -64,6 +64,7 @@ from docker.models.containers import Container
 
 from runnerscale.controller.protocols import ProviderError
 from runnerscale.model import Instance, InstanceSpec
+from runnerscale.providers.command import JITCONFIG_PLACEHOLDER, fill_placeholders
 
 __all__ = [
     "JITCONFIG_ENV",
@@ -85,7 +86,6 @@ LABEL_POOL = LABEL_PREFIX + "pool"
 LABEL_RUNNER = LABEL_PREFIX + "runner"
 LABEL_CREATED = LABEL_PREFIX + "created"
 JITCONFIG_ENV = "RUNNERSCALE_JITCONFIG"
-JITCONFIG_PLACEHOLDER = "{jitconfig}"
 #: Lines of a failed container's log reported in ``Instance.detail`` and logged on removal.
 DETAIL_LINES = 10
 DETAIL_CHARS = 2000
@@ -521,17 +521,11 @@ class DockerProvider:
         if self.settings.command is None:
             return None
         values = {
-            JITCONFIG_PLACEHOLDER: spec.jitconfig,
             "{runner_name}": spec.runner_name,
             "{pool}": spec.pool,
+            JITCONFIG_PLACEHOLDER: spec.jitconfig,
         }
-        argv = []
-        for template in self.settings.command:
-            argument = template
-            for placeholder, value in values.items():
-                argument = argument.replace(placeholder, value)
-            argv.append(argument)
-        return argv
+        return fill_placeholders(self.settings.command, values)
 
     def _environment(self, spec: InstanceSpec) -> dict[str, str]:
         return {
@@ -588,18 +582,12 @@ class DockerProvider:
             if container is None:
                 return  # gone already (or never ours): success
             state: dict[str, Any] = container.attrs.get("State") or {}
-            stopped_by_us = False
             if state.get("Status") in ("running", "restarting", "paused"):
                 log.info("stopping runner %s (container %s)", name, container.short_id)
                 with contextlib.suppress(docker.errors.NotFound):
                     container.stop(timeout=round(self.settings.stop_grace))
-                stopped_by_us = True
-                with contextlib.suppress(docker.errors.NotFound):
-                    container.reload()
-                    state = container.attrs.get("State") or {}
-            exit_code = int(state.get("ExitCode", 0) or 0)
-            if not stopped_by_us and (exit_code != 0 or state.get("OOMKilled")):
-                self._log_failure(container, state)
+            # A container that failed by itself was reported with its last log lines from
+            # list()'s detail (by the controller, or the janitor for one nobody knew).
             try:
                 container.remove(force=True)
             except docker.errors.NotFound:
@@ -609,20 +597,6 @@ class DockerProvider:
                     raise
                 return  # another caller is removing it right now: that removal completes it
             log.info("removed runner %s (container %s)", name, container.short_id)
-
-    def _log_failure(self, container: Container, state: Mapping[str, Any]) -> None:
-        cause = f"exited with code {state.get('ExitCode')}"
-        if state.get("OOMKilled"):
-            cause += " (killed: out of memory)"
-        lines = self._last_lines(container)
-        log.warning(
-            "runner %s (pool %s): container %s %s; last lines of its log:\n%s",
-            container.name,
-            self.settings.pool,
-            container.short_id,
-            cause,
-            lines or "(empty)",
-        )
 
 
 def _removal_in_progress(error: docker.errors.APIError) -> bool:

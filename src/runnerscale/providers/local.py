@@ -74,6 +74,7 @@ from typing import Any
 
 from runnerscale.controller.protocols import ProviderError
 from runnerscale.model import Instance, InstanceSpec
+from runnerscale.providers.command import JITCONFIG_PLACEHOLDER, fill_placeholders
 
 __all__ = [
     "JITCONFIG_PLACEHOLDER",
@@ -90,7 +91,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-JITCONFIG_PLACEHOLDER = "{jitconfig}"
 #: Variables whose names start with one of these (compared in upper case) never reach a runner.
 SCRUBBED_PREFIXES = ("RUNNERSCALE_", "GITHUB_", "GH_")
 #: Variables whose names contain one of these (compared in upper case) never reach a runner.
@@ -127,7 +127,6 @@ KILL_TIMEOUT = 5.0
 # name is also a directory name here, so nothing else is accepted ('..' and '.logs' cannot
 # pass: the first character must be a letter or digit).
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-_PLACEHOLDERS = ("{runner_name}", "{pool}", "{workdir}")
 
 #: Reaping is process-wide (the pid table is), so one lock for every provider in the process:
 #: two threads must not both wait for the same child, or one of them loses its exit code.
@@ -646,15 +645,9 @@ class LocalProvider:
             "{pool}": spec.pool,
             "{workdir}": str(workdir),
         }
-        argv = []
-        for template in self.settings.command:
-            argument = template
-            for placeholder in _PLACEHOLDERS:
-                argument = argument.replace(placeholder, values[placeholder])
-            if secret:
-                argument = argument.replace(JITCONFIG_PLACEHOLDER, spec.jitconfig)
-            argv.append(argument)
-        return argv
+        if secret:
+            values[JITCONFIG_PLACEHOLDER] = spec.jitconfig
+        return fill_placeholders(self.settings.command, values)
 
     def _environment(self) -> dict[str, str]:
         env = scrub_environment(os.environ)
