@@ -72,6 +72,38 @@ def test_a_docker_pools_auto_needs_its_engine_and_says_so(tmp_path: Path) -> Non
     assert "write the labels out" in message
 
 
+def test_a_docker_pool_whose_engine_is_away_waits_instead_of_stopping_the_start(
+    tmp_path: Path,
+) -> None:
+    config = docker_config("[self-hosted, linux, auto]")
+    waiting: dict[str, str] = {}
+    resolved = resolve_host_labels(config, providers_of(config, tmp_path), {}, waiting)  # type: ignore[arg-type]
+    assert resolved.pools[0].labels == ["self-hosted", "linux", "auto"]  # left as it is
+    assert set(waiting) == {"linux-x64"}
+    assert AWAY in waiting["linux-x64"]
+
+
+async def test_the_daemon_starts_with_a_waiting_pool_that_serves_no_job(tmp_path: Path) -> None:
+    config = docker_config("[self-hosted, linux, auto]")
+    config = config.model_copy(update={"state": f"sqlite:///{tmp_path}/s.db"})
+    daemon = Daemon.build(config, port=0)
+    try:
+        runtime = daemon.controller.pools["linux-x64"]
+        assert not runtime.spec.ready
+        assert runtime.spec.min_idle == 0
+        assert not runtime.healthy
+        assert AWAY in str(runtime.last_error)
+        assert not runtime.spec.serves(["self-hosted", "linux"])
+        reason = daemon.controller.unmatched_reason(("self-hosted", "linux"))
+        assert reason == "no pool takes jobs yet (waiting for their hosts' labels: 'linux-x64')"
+        # Asking again while the engine is still away changes nothing.
+        await daemon._ask_host("linux-x64")
+        assert daemon.waiting.keys() == {"linux-x64"}
+        assert not runtime.spec.ready
+    finally:
+        await daemon.stop()
+
+
 def test_cached_facts_are_reused_and_docker_pools_get_only_passed_through_accelerators(
     tmp_path: Path,
 ) -> None:

@@ -7,6 +7,8 @@ both use it; only here do the configuration's types meet the controller's.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -42,6 +44,10 @@ log = logging.getLogger("runnerscale")
 
 class StartupError(Exception):
     """The daemon cannot start; the message says what to fix."""
+
+
+class HostUnknownError(StartupError):
+    """A pool's host cannot be asked for its labels now (its Docker engine is away)."""
 
 
 def store_url(config: Config) -> str:
@@ -195,7 +201,7 @@ def host_facts(pool: PoolConfig, provider: Provider) -> HostFacts:
         try:
             engine = facts_of()
         except ProviderError as error:
-            raise StartupError(
+            raise HostUnknownError(
                 f"{error}; the pool's labels need the engine's architecture (they name "
                 "'auto' or an architecture): start the engine, or write the labels out"
             ) from None
@@ -213,18 +219,31 @@ def _names_host(pool: PoolConfig) -> bool:
 
 
 def resolve_host_labels(
-    config: Config, providers: Mapping[str, Provider], known: dict[str, HostFacts]
+    config: Config,
+    providers: Mapping[str, Provider],
+    known: dict[str, HostFacts],
+    waiting: dict[str, str] | None = None,
 ) -> Config:
     """The configuration with each pool's ``auto`` replaced by its host's labels, and checked
     against the host's architecture. ``known`` caches facts per pool (filled in here) so a
-    reload does not ask the hosts again."""
+    reload does not ask the hosts again. A pool whose host cannot be asked now is left as it
+    is and named in ``waiting`` with the reason (without ``waiting``, that stops the start)."""
     pools = []
     for pool in config.pools:
         if not _names_host(pool) or (pool.name not in providers and pool.name not in known):
             pools.append(pool)  # (a pool added by a reload is not started: no host to ask)
             continue
         if pool.name not in known:
-            known[pool.name] = host_facts(pool, providers[pool.name])
+            try:
+                known[pool.name] = host_facts(pool, providers[pool.name])
+            except HostUnknownError as error:
+                if waiting is None:
+                    raise
+                waiting[pool.name] = str(error)
+                pools.append(pool)
+                continue
+            if waiting is not None:
+                waiting.pop(pool.name, None)
         try:
             labels = expand_labels(pool.labels, known[pool.name], pool=pool.name)
         except HostLabelError as error:
@@ -236,8 +255,14 @@ def resolve_host_labels(
 
 
 def pool_runtime(
-    config: Config, pool: PoolConfig, spec: PoolSpec, provider: Provider
+    config: Config,
+    pool: PoolConfig,
+    spec: PoolSpec,
+    provider: Provider,
+    waiting: str | None = None,
 ) -> PoolRuntime:
+    """The pool as the controller runs it. ``waiting``: why its labels are not known yet; it
+    then serves no job, keeps no idle runner, and shows unhealthy with that reason."""
     cap = spec.max_runners
     if pool.local is not None:
         # A local pool cannot run more runners than its host's capacity allows.
@@ -246,14 +271,19 @@ def pool_runtime(
         name=spec.name,
         labels=spec.labels,
         max_runners=cap,
-        min_idle=min(spec.min_idle, cap),
+        min_idle=0 if waiting else min(spec.min_idle, cap),
         idle_timeout=spec.idle_timeout,
         boot_timeout=spec.boot_timeout,
         order=spec.order,
+        ready=waiting is None,
     )
-    return PoolRuntime(
+    runtime = PoolRuntime(
         spec=capped, provider=provider, labels=tuple(pool.labels), prefix=pool.runner_prefix
     )
+    if waiting:
+        runtime.healthy = False
+        runtime.last_error = waiting
+    return runtime
 
 
 @dataclass
@@ -267,6 +297,9 @@ class Daemon:
     http: LoopbackServer
     #: What ``auto`` stood for, per pool (kept for reloads).
     host_facts: dict[str, HostFacts] = field(default_factory=dict)
+    #: Pools whose host labels are not known yet (their engine is away), and why.
+    waiting: dict[str, str] = field(default_factory=dict)
+    _host_task: asyncio.Task[None] | None = None
 
     @classmethod
     def build(
@@ -288,12 +321,20 @@ class Daemon:
             pool.name: build_provider(config, pool, controller_id) for pool in config.pools
         }
         facts: dict[str, HostFacts] = {}
-        config = resolve_host_labels(config, providers, facts)
+        waiting: dict[str, str] = {}
+        config = resolve_host_labels(config, providers, facts, waiting)
         specs = config.pool_specs()
         pools = [
-            pool_runtime(config, pool, spec, providers[pool.name])
+            pool_runtime(config, pool, spec, providers[pool.name], waiting.get(pool.name))
             for pool, spec in zip(config.pools, specs, strict=True)
         ]
+        for name, reason in waiting.items():
+            log.warning(
+                "%s. Pool %s takes no jobs until its engine answers (asked again every %gs)",
+                reason,
+                name,
+                config.timeouts.janitor_interval,
+            )
         holder: dict[str, Controller] = {}
         metrics = Metrics(lambda: holder["controller"].status, lambda: github.budget)
         settings = ControllerSettings(
@@ -329,7 +370,7 @@ class Daemon:
         server = LoopbackServer(
             http.app(), config.server.host, config.server.port if port is None else port
         )
-        return cls(config, clock, store, github, controller, metrics, server, facts)
+        return cls(config, clock, store, github, controller, metrics, server, facts, waiting)
 
     @property
     def url(self) -> str:
@@ -341,6 +382,8 @@ class Daemon:
         await self.check_access()
         await self.http.start()
         await self.controller.start()
+        if self.waiting:
+            self._host_task = asyncio.create_task(self._await_hosts(), name="hosts")
         log.info(
             "runnerscale listening on %s (%d pools, %d targets)",
             self.url,
@@ -367,12 +410,54 @@ class Daemon:
 
     async def stop(self) -> None:
         """Stop serving and deciding. Runners keep running; the next start adopts them."""
+        if self._host_task is not None:
+            self._host_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._host_task
         await self.controller.stop()
         await self.http.stop()
         for pool in self.controller.pools.values():
             await pool.provider.close()
         await self.github.close()
         self.store.close()
+
+    async def _await_hosts(self) -> None:
+        """Ask the hosts of waiting pools again, every janitor interval, until each answers."""
+        while self.waiting:
+            await self.clock.sleep(self.config.timeouts.janitor_interval)
+            for name in list(self.waiting):
+                await self._ask_host(name)
+
+    async def _ask_host(self, name: str) -> None:
+        runtime = self.controller.pools[name]
+        index, pool = next((i, p) for i, p in enumerate(self.config.pools) if p.name == name)
+        try:
+            facts = await asyncio.to_thread(host_facts, pool, runtime.provider)
+        except HostUnknownError as error:
+            self.waiting[name] = runtime.last_error = str(error)
+            return
+        try:
+            labels = expand_labels(pool.labels, facts, pool=name)
+        except HostLabelError as error:
+            # Its host is not what its labels say: that needs the configuration fixed (a
+            # reload or a restart); the pool keeps taking no jobs meanwhile.
+            del self.waiting[name]
+            runtime.last_error = str(error)
+            log.error("pool %s: %s", name, error)
+            return
+        self.host_facts[name] = facts
+        resolved = pool.model_copy(update={"labels": list(labels)})
+        pools = list(self.config.pools)
+        pools[index] = resolved
+        self.config = self.config.model_copy(update={"pools": pools})
+        updated = pool_runtime(self.config, resolved, resolved.to_spec(index), runtime.provider)
+        runtime.spec = updated.spec
+        runtime.labels = updated.labels
+        runtime.succeeded()
+        runtime.last_error = None
+        del self.waiting[name]
+        log.info("pool %s: its engine answered: labels %s; it takes jobs", name, ", ".join(labels))
+        self.controller.kick()
 
     def reload(self, config: Config) -> list[str]:
         """Apply a new configuration's pool limits (SIGHUP). Returns what changed.
@@ -383,7 +468,8 @@ class Daemon:
         host.
         """
         providers = {name: pool.provider for name, pool in self.controller.pools.items()}
-        config = resolve_host_labels(config, providers, self.host_facts)  # may refuse
+        # May refuse; a pool whose engine is still away stays waiting.
+        config = resolve_host_labels(config, providers, self.host_facts, self.waiting)
         changes: list[str] = []
         old_names = [pool.name for pool in self.config.pools]
         new_names = [pool.name for pool in config.pools]
@@ -403,9 +489,14 @@ class Daemon:
                     f"pool {pool_config.name}: backend settings changed: restart runnerscale to "
                     "apply them (runners keep running and are adopted)"
                 )
-            updated = pool_runtime(config, pool_config, spec, runtime.provider)
+            updated = pool_runtime(
+                config, pool_config, spec, runtime.provider, self.waiting.get(pool_config.name)
+            )
             if updated.spec != runtime.spec:
                 changes.append(f"pool {pool_config.name}: limits updated")
+                if updated.spec.ready and not runtime.spec.ready:
+                    runtime.succeeded()  # its labels are known now
+                    runtime.last_error = None
                 runtime.spec = updated.spec
             runtime.labels = updated.labels
         settings = self.controller.settings

@@ -123,10 +123,13 @@ class PoolSpec:
     boot_timeout: float = 300.0
     #: Position in the config: breaks ties between equally specific pools.
     order: int = 0
+    #: False while the pool's labels are not known (``auto`` with its Docker engine away):
+    #: it serves no job until they are.
+    ready: bool = True
 
     def serves(self, job_labels: Iterable[str]) -> bool:
         """A pool serves a job when its labels contain every label of the job's runs-on."""
-        return normalize_labels(job_labels) <= self.labels
+        return self.ready and normalize_labels(job_labels) <= self.labels
 
     def extra_labels(self, job_labels: Iterable[str]) -> int:
         return len(self.labels - normalize_labels(job_labels))
@@ -138,7 +141,7 @@ def match_pool(pools: Sequence[PoolSpec], job_labels: Iterable[str]) -> PoolSpec
     wanted = normalize_labels(job_labels)
     if not wanted:
         return None
-    candidates = [pool for pool in pools if wanted <= pool.labels]
+    candidates = [pool for pool in pools if pool.ready and wanted <= pool.labels]
     if not candidates:
         return None
     return min(candidates, key=lambda pool: (len(pool.labels - wanted), pool.order))
@@ -157,7 +160,8 @@ AUTO_LABEL = "auto"
 def explain_unmatched(pools: Sequence[PoolSpec], job_labels: Iterable[str]) -> str:
     """A one-line reason why no pool serves a job with these labels.
 
-    Checked in order: the job names no labels; no pools are configured; it needs an
+    Pools waiting for their host's labels (not ``ready``) are left out, and named. Checked in
+    order: the job names no labels; no pools are configured; it needs an
     architecture no pool has; it needs an accelerator no pool has; otherwise the closest pool
     (fewest missing labels, then declared order) and the labels it lacks. Labels compare
     case-insensitively; label lists are sorted so the text is deterministic.
@@ -167,6 +171,15 @@ def explain_unmatched(pools: Sequence[PoolSpec], job_labels: Iterable[str]) -> s
         return "the job names no labels"
     if not pools:
         return "no pools are configured"
+    waiting = ", ".join(f"'{pool.name}'" for pool in pools if not pool.ready)
+    ready = [pool for pool in pools if pool.ready]
+    if not ready:
+        return f"no pool takes jobs yet (waiting for their hosts' labels: {waiting})"
+    reason = _explain(ready, wanted)
+    return f"{reason}; not counting {waiting}, waiting for its host's labels" if waiting else reason
+
+
+def _explain(pools: Sequence[PoolSpec], wanted: frozenset[str]) -> str:
     pool_labels = [normalize_labels(pool.labels) for pool in pools]
     offered = frozenset().union(*pool_labels)
 

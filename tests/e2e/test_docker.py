@@ -371,3 +371,59 @@ async def test_two_engines_one_over_tls_serve_two_pools(
     finally:
         await asyncio.to_thread(stop_engine, remote)
         shutil.rmtree(remote_dir, ignore_errors=True)
+
+
+async def test_a_pool_whose_engine_is_away_at_start_takes_jobs_once_it_answers(
+    simulator: SimulatorServer,
+    docker_engine: Engine,
+    runner_image: str,
+    engine_client: docker.DockerClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The second engine is started only after the daemon: its socket path is known ahead.
+    later_dir = Path(tempfile.mkdtemp(prefix="rsdk3-", dir="/tmp"))
+    monkeypatch.setenv("RUNNERSCALE_TEST_DOCKER_STORAGE", docker_engine.storage_driver)
+    later_url = f"unix://{later_dir / docker_engine.storage_driver / 'docker.sock'}"
+    here = docker_pool(docker_engine, runner_image, labels="[self-hosted, linux, auto, here]")
+    later = docker_pool(
+        docker_engine, runner_image, name="later", labels="[self-hosted, linux, auto, later]"
+    ).replace(f"host: {docker_engine.url}", f"host: {later_url}")
+    config = write_config(tmp_path, simulator.url, poll_interval="2s", pools=here + later)
+    world = simulator.simulator.world
+    engine: Engine | None = None
+    try:
+        async with in_process_daemon(config) as daemon:  # it starts: "later" waits
+            hook(simulator, daemon)
+            assert daemon.waiting.keys() == {"later"}
+            [job] = world.create_jobs([JobSpec("acme/app", (*LINUX, "here"), 1.0, None, "a")])
+            [waiting_job] = world.create_jobs(
+                [JobSpec("acme/app", (*LINUX, "later"), 1.0, None, "b")]
+            )
+            simulator.simulator.notify()
+            await wait_until(lambda: all_done(world, [job.id]), 90, "the other pool's job")
+            async with httpx.AsyncClient() as http:
+                status = (await http.get(f"{daemon.url}/api/v1/status")).json()
+            pool = next(p for p in status["pools"] if p["name"] == "later")
+            assert not pool["healthy"]
+            assert later_url in pool["last_error"]
+            assert world.jobs[waiting_job.id].status.value == "queued"
+
+            engine = await asyncio.to_thread(start_engine, later_dir)
+            assert engine.url == later_url
+            image = await asyncio.to_thread(import_runner_image, engine.url, tmp_path)
+            assert image == runner_image
+            await wait_until(lambda: not daemon.waiting, 60, "the pool's engine to be asked")
+            assert set(daemon.controller.pools["later"].labels) & {"x64", "arm64"}  # resolved
+            await wait_until(lambda: all_done(world, [waiting_job.id]), 90, "its job")
+            assert (world.jobs[waiting_job.id].runner_name or "").startswith("rs-later-")
+            assert daemon.controller.pools["later"].healthy
+            later_client = docker.DockerClient(base_url=engine.url, version="auto")
+            try:
+                await wait_until(lambda: not containers(later_client, "later"), 60, "clean-up")
+            finally:
+                later_client.close()
+    finally:
+        if engine is not None:
+            await asyncio.to_thread(stop_engine, engine)
+        shutil.rmtree(later_dir, ignore_errors=True)
