@@ -6,10 +6,12 @@
 * **reconcile**: on every kick, and at least every ``reconcile_interval``, recompute demand
   from the store with the pure scaler and act on the difference: create runners, remove idle
   ones past their timeout, reap finished ones. Demand is never kept as a running count.
-* **poll**: every ``poll_interval``, re-read queued and in-progress jobs and the runner list
-  of each target (conditional requests: unchanged answers are free), and each backend's
-  inventory. This repairs whatever webhooks missed. Jobs that stay queued without being seen
-  are re-checked one by one.
+* **poll**: list each backend's inventory every ``poll_interval``; poll GitHub (active jobs
+  and the runner list of each target, conditional requests: unchanged answers are free) as
+  often, or every ``webhook_poll_interval`` while webhooks arrive. This repairs whatever
+  webhooks missed. Jobs the poll did not show are re-checked one by one (while webhooks
+  arrive, only those that look stuck); :attr:`Controller.newest_jobs` and the active
+  repositories tell the GitHub client which repositories need reading.
 * **janitor**: every ``janitor_interval``, enforce timeouts and remove orphans.
 
 Every loop survives errors (logged and counted, then the next cycle) and waits on the injected
