@@ -379,16 +379,15 @@ async def test_a_pool_whose_engine_is_away_at_start_takes_jobs_once_it_answers(
     runner_image: str,
     engine_client: docker.DockerClient,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The second engine is started only after the daemon: its socket path is known ahead.
+    # The pool's engine socket appears only after the daemon started: a link to a second
+    # engine, made once that engine holds the runner image (so the pool's first runner works).
     later_dir = Path(tempfile.mkdtemp(prefix="rsdk3-", dir="/tmp"))
-    monkeypatch.setenv("RUNNERSCALE_TEST_DOCKER_STORAGE", docker_engine.storage_driver)
-    later_url = f"unix://{later_dir / docker_engine.storage_driver / 'docker.sock'}"
+    later_socket = later_dir / "later.sock"
     here = docker_pool(docker_engine, runner_image, labels="[self-hosted, linux, auto, here]")
     later = docker_pool(
         docker_engine, runner_image, name="later", labels="[self-hosted, linux, auto, later]"
-    ).replace(f"host: {docker_engine.url}", f"host: {later_url}")
+    ).replace(f"host: {docker_engine.url}", f"host: unix://{later_socket}")
     config = write_config(tmp_path, simulator.url, poll_interval="2s", pools=here + later)
     world = simulator.simulator.world
     engine: Engine | None = None
@@ -406,13 +405,13 @@ async def test_a_pool_whose_engine_is_away_at_start_takes_jobs_once_it_answers(
                 status = (await http.get(f"{daemon.url}/api/v1/status")).json()
             pool = next(p for p in status["pools"] if p["name"] == "later")
             assert not pool["healthy"]
-            assert later_url in pool["last_error"]
+            assert str(later_socket) in pool["last_error"]
             assert world.jobs[waiting_job.id].status.value == "queued"
 
-            engine = await asyncio.to_thread(start_engine, later_dir)
-            assert engine.url == later_url
+            engine = await asyncio.to_thread(start_engine, later_dir / "engine")
             image = await asyncio.to_thread(import_runner_image, engine.url, tmp_path)
             assert image == runner_image
+            later_socket.symlink_to(engine.url.removeprefix("unix://"))
             await wait_until(lambda: not daemon.waiting, 60, "the pool's engine to be asked")
             assert set(daemon.controller.pools["later"].labels) & {"x64", "arm64"}  # resolved
             await wait_until(lambda: all_done(world, [waiting_job.id]), 90, "its job")
