@@ -163,8 +163,8 @@ async def test_an_organisation_poll_reads_hot_repositories_in_full_and_probes_a_
     simulator: SimulatorServer,
 ) -> None:
     world = simulator.simulator.world
-    for index in range(39):
-        world.ensure_repo(f"acme/quiet-{index:02d}")
+    for index in range(39):  # pushed to two days ago: no job of theirs can be queued
+        world.ensure_repo(f"acme/quiet-{index:02d}", pushed_at=world.now - 2 * 86400)
     world.create_jobs([JobSpec("acme/app", LABELS, 60.0, None, "build")])
     client = GitHubClient(simulator.url, TOKEN)
     client.poll_hints = lambda: PollHints(active_repos=frozenset({"acme/app"}))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from runnerscale.github.schedule import (
     DORMANT_AFTER,
+    MAX_COLD_READS,
     REPO_LIST_TTL,
     WEBHOOK_GRACE,
     WEBHOOK_REPO_LIST_TTL,
@@ -14,7 +15,9 @@ from runnerscale.github.schedule import (
 )
 
 NOW = 1_000_000_000.0
-REPOS = [ListedRepo(f"acme/r{i:02d}", NOW - 3600 * (i + 1)) for i in range(10)]
+DAY = 24 * 3600.0
+#: Pushed to two days ago and earlier: not dormant, and no job of theirs can still be queued.
+REPOS = [ListedRepo(f"acme/r{i:02d}", NOW - 2 * DAY - 3600 * i) for i in range(10)]
 NAMES = [repo.name for repo in REPOS]
 HOOKS = PollHints(webhooks=True)
 
@@ -102,12 +105,27 @@ def test_with_webhooks_a_push_is_news_only_when_its_jobs_were_not_heard_of() -> 
     assert schedule.plan("org:acme", news, hints, NOW).full == ["acme/r01"]
 
 
-def test_a_repository_never_read_is_news_when_pushed_to_after_polling_began() -> None:
+def test_a_repository_never_read_is_probed_at_once_when_pushed_to_lately() -> None:
     schedule = RepoSchedule(sweep_polls=1000)
     schedule.plan("org:acme", REPOS, PollHints(), NOW)
     created = ListedRepo("acme/new", NOW + 30)
     plan = schedule.plan("org:acme", [*REPOS, created], PollHints(), NOW + 60)
-    assert plan.full == ["acme/new"]
+    assert plan.full == []
+    assert plan.probe[:1] == ["acme/new"]
+
+
+def test_after_a_start_repositories_pushed_lately_are_probed_a_bounded_number_a_poll() -> None:
+    # Jobs may have queued while runnerscale was down; GitHub cancels them after a day.
+    recent = [ListedRepo(f"acme/n{i:03d}", NOW - 60 * i) for i in range(MAX_COLD_READS + 20)]
+    schedule = RepoSchedule(sweep_polls=1000)
+    first = schedule.plan("org:acme", REPOS + recent, PollHints(), NOW)
+    assert first.probe[:MAX_COLD_READS] == [repo.name for repo in recent[:MAX_COLD_READS]]
+    assert not set(first.probe) & {repo.name for repo in REPOS[1:]}  # older: the sweep's
+    for name in first.probe:
+        schedule.record(next(r for r in REPOS + recent if r.name == name), active=False)
+    remaining = [repo.name for repo in recent if repo.name not in first.probe]
+    second = schedule.plan("org:acme", REPOS + recent, PollHints(), NOW)
+    assert second.probe[: len(remaining)] == remaining
 
 
 def test_dormant_repositories_are_swept_slowly_and_not_at_all_while_webhooks_arrive() -> None:

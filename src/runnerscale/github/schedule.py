@@ -7,9 +7,11 @@ which GitHub's secondary limits do not allow, to find the few that are busy. The
 list says when each repository was last pushed to (a push is what starts most runs), so a poll
 reads:
 
-* **suspects**: repositories pushed to since their last read (or, never read, since polling
-  began), read in full. While webhooks arrive, only those pushed to after the newest job heard
-  of there, a minute ago or more: a push whose jobs were announced needs no read;
+* **suspects**: repositories pushed to since their last read, read in full; never read and
+  pushed to within a day of the first poll (jobs may have queued while runnerscale was down),
+  probed, at most ``MAX_COLD_READS`` a poll. While webhooks arrive, only those pushed to after
+  the newest job heard of there, a minute ago or more: a push whose jobs were announced needs
+  no read;
 * **hot** repositories, without webhooks only: those whose last read showed active runs, and
   those the controller holds active jobs of. While webhooks arrive they keep those jobs current
   and the controller re-checks, one by one, the jobs that look stuck;
@@ -51,6 +53,10 @@ __all__ = [
 DORMANT_AFTER = 7 * 24 * 3600.0
 #: While webhooks arrive, a push is suspect once this old with no job heard of since.
 WEBHOOK_GRACE = 60.0
+#: GitHub cancels a job queued this long: an older push cannot have a job waiting.
+QUEUE_LIMIT = 24 * 3600.0
+#: Never-read repositories pushed to lately that one poll probes, at most (the rest wait).
+MAX_COLD_READS = 100
 #: How long an organisation's repository list (with every repository's ``pushed_at``) is
 #: reused; while webhooks arrive, a push is news only when its webhooks were lost.
 REPO_LIST_TTL = 600.0
@@ -94,7 +100,8 @@ class RepoSchedule:
     dormant_after: float = DORMANT_AFTER
     _hot: set[str] = field(default_factory=set)
     _cursor: dict[str, int] = field(default_factory=dict)
-    #: When the first poll was planned (GitHub's clock): a push since then is news.
+    #: A repository never read is news when pushed to after this (GitHub's clock): the
+    #: first poll's time less :data:`QUEUE_LIMIT` (pushes while runnerscale was down).
     _began: float = math.inf
     #: Per sweep: the fraction of a repository owed to it by earlier polls.
     _credit: dict[str, float] = field(default_factory=dict)
@@ -104,18 +111,23 @@ class RepoSchedule:
     def plan(self, org: str, repos: Sequence[ListedRepo], hints: PollHints, now: float) -> PollPlan:
         """The repositories this poll reads: suspects and hot ones in full, a slice probed."""
         if self._began == math.inf:
-            self._began = now
+            self._began = now - QUEUE_LIMIT
         hinted = {repo.lower() for repo in hints.active_repos}
-        urgent = [
-            repo
-            for repo in repos
-            if self._pushed_unread(repo, hints, now)
-            or (
-                not hints.webhooks
-                and (repo.name.lower() in self._hot or repo.name.lower() in hinted)
-            )
-        ]
-        taken = {repo.name.lower() for repo in urgent}
+        hot = set() if hints.webhooks else self._hot | hinted
+        full: list[ListedRepo] = []
+        cold: list[ListedRepo] = []
+        for repo in repos:
+            key = repo.name.lower()
+            if key in hot or (key in self._read_pushed and self._pushed_unread(repo, hints, now)):
+                full.append(repo)
+            elif self._pushed_unread(repo, hints, now):
+                cold.append(repo)
+        # Never read, pushed to lately (jobs may have queued while runnerscale was down):
+        # probed, the most recently pushed first, a bounded number a poll, so that a start in
+        # a busy organisation does not burst into GitHub's secondary limits.
+        cold.sort(key=lambda repo: -(repo.pushed_at or 0.0))
+        cold = cold[:MAX_COLD_READS]
+        taken = {repo.name.lower() for repo in full + cold}
         rest = [repo for repo in repos if repo.name.lower() not in taken]
         awake = [repo for repo in rest if not self._dormant(repo, now)]
         polls = self.sweep_polls * (self.webhook_slowdown if hints.webhooks else 1)
@@ -123,7 +135,9 @@ class RepoSchedule:
         if not hints.webhooks:
             dormant = [repo for repo in rest if self._dormant(repo, now)]
             swept += self._slice(f"{org} dormant", dormant, polls * self.dormant_slowdown)
-        return PollPlan(full=[repo.name for repo in urgent], probe=swept)
+        return PollPlan(
+            full=[repo.name for repo in full], probe=[repo.name for repo in cold] + swept
+        )
 
     @staticmethod
     def list_read(hints: PollHints, age: float | None) -> ListRead:
@@ -170,7 +184,7 @@ class RepoSchedule:
         key = repo.name.lower()
         if repo.pushed_at is None:
             return False
-        # Never read: news only when pushed since polling began (else the sweep takes it).
+        # Never read: news when pushed within a day of the first poll (else the sweep takes it).
         baseline = self._read_pushed.get(key, self._began)
         if repo.pushed_at <= baseline:
             return False
