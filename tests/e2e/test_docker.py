@@ -228,14 +228,21 @@ async def test_a_daemon_restarted_mid_burst_adopts_its_containers(
     job_ids = queue_jobs(simulator, 6, duration=10.0)
     async with in_process_daemon(config) as first:
         hook(simulator, first)
-        await wait_until(
-            lambda: sum(world.jobs[j].status.value == "in_progress" for j in job_ids) >= 3,
-            90,
-            "three jobs running in containers",
-        )
+
+        async def three_running() -> bool:
+            in_progress = sum(world.jobs[j].status.value == "in_progress" for j in job_ids)
+            listed = await asyncio.to_thread(containers, engine_client)
+            return in_progress >= 3 and len(listed) >= 3
+
+        await wait_until(three_running, 90, "three jobs running in containers")
+        states = {r.name: r.state.value for r in first.store.runners()}
     # The daemon is gone; its containers are not.
-    running_before = {c.name for c in containers(engine_client)}  # type: ignore[attr-defined]
-    assert len(running_before) >= 3
+    listed = await asyncio.to_thread(containers, engine_client)
+    running_before = {c.name for c in listed}  # type: ignore[attr-defined]
+    assert len(running_before) >= 3, (
+        f"containers after the stop: {running_before}; runners then: {states}; "
+        f"engine log:\n{docker_engine.log_tail()}"
+    )
     async with in_process_daemon(config) as second:  # same address: the hook still points here
         await wait_until(lambda: all_done(world, job_ids), 120, "all six jobs")
         outcomes = [(world.jobs[j].conclusion, world.jobs[j].runner_name) for j in job_ids]
