@@ -10,9 +10,10 @@ live runner in the store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import certifi
@@ -113,6 +114,24 @@ def containers(client: docker.DockerClient, pool: str = "linux-docker") -> list[
 
 def hook(simulator: SimulatorServer, daemon: Daemon) -> None:
     simulator.simulator.webhooks.add_hook(f"{daemon.url}/webhook", WEBHOOK_SECRET)
+
+
+@contextlib.asynccontextmanager
+async def another_engine(
+    scratch: Path, extra_args: Sequence[str] = ()
+) -> AsyncIterator[tuple[Engine, str, docker.DockerClient]]:
+    """A second engine of the test's own, holding the runner image: (engine, image, client).
+    Stopped, with its containers and data, afterwards."""
+    directory = Path(tempfile.mkdtemp(prefix="rsdk2-", dir="/tmp"))
+    engine = await asyncio.to_thread(start_engine, directory, extra_args=extra_args)
+    client = docker.DockerClient(base_url=engine.url, version="auto")
+    try:
+        image = await asyncio.to_thread(import_runner_image, engine.url, scratch)
+        yield engine, image, client
+    finally:
+        client.close()
+        await asyncio.to_thread(stop_engine, engine)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 async def nothing_left(
@@ -314,12 +333,7 @@ async def test_two_engines_one_over_tls_serve_two_pools(
 ) -> None:
     port = free_port()
     tls = make_tls(tmp_path / "tls")
-    remote_dir = Path(tempfile.mkdtemp(prefix="rsdk2-", dir="/tmp"))
-    remote = await asyncio.to_thread(
-        start_engine, remote_dir, extra_args=tls_engine_args(tls, port)
-    )
-    try:
-        remote_image = await asyncio.to_thread(import_runner_image, remote.url, tmp_path)
+    async with another_engine(tmp_path, tls_engine_args(tls, port)) as (_, remote_image, remote):
         # The configured CA must win over a CA bundle named in the environment.
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
         remote_pool = docker_pool(
@@ -336,48 +350,39 @@ async def test_two_engines_one_over_tls_serve_two_pools(
         pools = local_pool + remote_pool
         config = write_config(tmp_path, simulator.url, poll_interval="2s", pools=pools)
         world = simulator.simulator.world
-        remote_client = docker.DockerClient(base_url=remote.url, version="auto")
         seen_remote: set[str] = set()
-        try:
-            async with in_process_daemon(config) as daemon:
-                hook(simulator, daemon)
-                jobs = world.create_jobs(
-                    [
-                        JobSpec("acme/app", (*LINUX, where), 3.0, None, f"{where}-{i}")
-                        for where in ("local", "remote")
-                        for i in (1, 2)
-                    ]
-                )
-                local_jobs = [job.id for job in jobs if "local" in job.labels]
-                remote_jobs = [job.id for job in jobs if "remote" in job.labels]
-                simulator.simulator.notify()
+        async with in_process_daemon(config) as daemon:
+            hook(simulator, daemon)
+            jobs = world.create_jobs(
+                [
+                    JobSpec("acme/app", (*LINUX, where), 3.0, None, f"{where}-{i}")
+                    for where in ("local", "remote")
+                    for i in (1, 2)
+                ]
+            )
+            local_jobs = [job.id for job in jobs if "local" in job.labels]
+            remote_jobs = [job.id for job in jobs if "remote" in job.labels]
+            simulator.simulator.notify()
 
-                def done() -> bool:
-                    for container in containers(remote_client, "remote"):
-                        seen_remote.add(container.name)  # type: ignore[attr-defined]
-                    return all_done(world, local_jobs + remote_jobs)
+            def done() -> bool:
+                for container in containers(remote, "remote"):
+                    seen_remote.add(container.name)  # type: ignore[attr-defined]
+                return all_done(world, local_jobs + remote_jobs)
 
-                await wait_until(done, 90, "jobs on both engines")
-                assert all(
-                    world.jobs[j].conclusion.value == "success" for j in local_jobs + remote_jobs
-                )  # type: ignore[union-attr]
-                remote_runners = {world.jobs[j].runner_name for j in remote_jobs}
-                local_runners = {world.jobs[j].runner_name for j in local_jobs}
-                assert all(name and name.startswith("rs-remote-") for name in remote_runners)
-                assert all(name and name.startswith("rs-linux-docker-") for name in local_runners)
-                assert remote_runners <= seen_remote  # their containers ran on the TLS engine
-                await wait_until(
-                    lambda: (
-                        not containers(remote_client, "remote") and not containers(engine_client)
-                    ),
-                    60,
-                    "clean-up on both engines",
-                )
-        finally:
-            remote_client.close()
-    finally:
-        await asyncio.to_thread(stop_engine, remote)
-        shutil.rmtree(remote_dir, ignore_errors=True)
+            await wait_until(done, 90, "jobs on both engines")
+            assert all(
+                world.jobs[j].conclusion.value == "success" for j in local_jobs + remote_jobs
+            )  # type: ignore[union-attr]
+            remote_runners = {world.jobs[j].runner_name for j in remote_jobs}
+            local_runners = {world.jobs[j].runner_name for j in local_jobs}
+            assert all(name and name.startswith("rs-remote-") for name in remote_runners)
+            assert all(name and name.startswith("rs-linux-docker-") for name in local_runners)
+            assert remote_runners <= seen_remote  # their containers ran on the TLS engine
+            await wait_until(
+                lambda: not containers(remote, "remote") and not containers(engine_client),
+                60,
+                "clean-up on both engines",
+            )
 
 
 async def test_a_pool_whose_engine_is_away_at_start_takes_jobs_once_it_answers(
@@ -388,48 +393,36 @@ async def test_a_pool_whose_engine_is_away_at_start_takes_jobs_once_it_answers(
     tmp_path: Path,
 ) -> None:
     # The pool's engine socket appears only after the daemon started: a link to a second
-    # engine, made once that engine holds the runner image (so the pool's first runner works).
-    later_dir = Path(tempfile.mkdtemp(prefix="rsdk3-", dir="/tmp"))
-    later_socket = later_dir / "later.sock"
+    # engine (which already holds the runner image, so the pool's first runner works).
+    later_socket = tmp_path / "later.sock"
     here = docker_pool(docker_engine, runner_image, labels="[self-hosted, linux, auto, here]")
     later = docker_pool(
         docker_engine, runner_image, name="later", labels="[self-hosted, linux, auto, later]"
     ).replace(f"host: {docker_engine.url}", f"host: unix://{later_socket}")
     config = write_config(tmp_path, simulator.url, poll_interval="2s", pools=here + later)
     world = simulator.simulator.world
-    engine: Engine | None = None
-    try:
-        async with in_process_daemon(config) as daemon:  # it starts: "later" waits
-            hook(simulator, daemon)
-            assert daemon.waiting.keys() == {"later"}
-            [job] = world.create_jobs([JobSpec("acme/app", (*LINUX, "here"), 1.0, None, "a")])
-            [waiting_job] = world.create_jobs(
-                [JobSpec("acme/app", (*LINUX, "later"), 1.0, None, "b")]
-            )
-            simulator.simulator.notify()
-            await wait_until(lambda: all_done(world, [job.id]), 90, "the other pool's job")
-            async with httpx.AsyncClient() as http:
-                status = (await http.get(f"{daemon.url}/api/v1/status")).json()
-            pool = next(p for p in status["pools"] if p["name"] == "later")
-            assert not pool["healthy"]
-            assert str(later_socket) in pool["last_error"]
-            assert world.jobs[waiting_job.id].status.value == "queued"
+    async with (
+        another_engine(tmp_path) as (engine, image, later_client),
+        in_process_daemon(config) as daemon,  # it starts: "later" waits
+    ):
+        assert image == runner_image
+        hook(simulator, daemon)
+        assert daemon.waiting.keys() == {"later"}
+        [job] = world.create_jobs([JobSpec("acme/app", (*LINUX, "here"), 1.0, None, "a")])
+        [waiting_job] = world.create_jobs([JobSpec("acme/app", (*LINUX, "later"), 1.0, None, "b")])
+        simulator.simulator.notify()
+        await wait_until(lambda: all_done(world, [job.id]), 90, "the other pool's job")
+        async with httpx.AsyncClient() as http:
+            status = (await http.get(f"{daemon.url}/api/v1/status")).json()
+        pool = next(p for p in status["pools"] if p["name"] == "later")
+        assert not pool["healthy"]
+        assert str(later_socket) in pool["last_error"]
+        assert world.jobs[waiting_job.id].status.value == "queued"
 
-            engine = await asyncio.to_thread(start_engine, later_dir / "engine")
-            image = await asyncio.to_thread(import_runner_image, engine.url, tmp_path)
-            assert image == runner_image
-            later_socket.symlink_to(engine.url.removeprefix("unix://"))
-            await wait_until(lambda: not daemon.waiting, 60, "the pool's engine to be asked")
-            assert set(daemon.controller.pools["later"].labels) & {"x64", "arm64"}  # resolved
-            await wait_until(lambda: all_done(world, [waiting_job.id]), 90, "its job")
-            assert (world.jobs[waiting_job.id].runner_name or "").startswith("rs-later-")
-            assert daemon.controller.pools["later"].healthy
-            later_client = docker.DockerClient(base_url=engine.url, version="auto")
-            try:
-                await wait_until(lambda: not containers(later_client, "later"), 60, "clean-up")
-            finally:
-                later_client.close()
-    finally:
-        if engine is not None:
-            await asyncio.to_thread(stop_engine, engine)
-        shutil.rmtree(later_dir, ignore_errors=True)
+        later_socket.symlink_to(engine.url.removeprefix("unix://"))  # the engine appears
+        await wait_until(lambda: not daemon.waiting, 60, "the pool's engine to be asked")
+        assert set(daemon.controller.pools["later"].labels) & {"x64", "arm64"}  # resolved
+        await wait_until(lambda: all_done(world, [waiting_job.id]), 90, "its job")
+        assert (world.jobs[waiting_job.id].runner_name or "").startswith("rs-later-")
+        assert daemon.controller.pools["later"].healthy
+        await wait_until(lambda: not containers(later_client, "later"), 60, "clean-up")
