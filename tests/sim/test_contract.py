@@ -158,6 +158,12 @@ async def test_app_and_installation_operations(
     transport.assert_clean()
 
 
+# ---------------------------------------------------------------- the reads clients make first
+
+
+# ---------------------------------------------------------------- repository and organisation hooks
+
+
 @pytest.fixture(scope="module")
 def exercised() -> set[str]:
     """Operation ids answered (validated) over the whole module."""

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from githubkit import GitHub, TokenAuthStrategy
 
 from runnerscale.clock import SystemClock
-from runnerscale.sim.api import create_app
+from runnerscale.sim.app import create_app
 from runnerscale.sim.jitconfig import decode
 from runnerscale.sim.server import SimulatorOptions, SimulatorServer, build_simulator
 from tests.contract.openapi import ValidatingTransport

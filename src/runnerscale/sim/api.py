@@ -32,7 +32,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -1077,21 +1076,3 @@ def control_routes() -> list[Route]:
         Route("/_sim/runner/jobs/{job_id}/complete", control(runner_complete), methods=["POST"]),
         Route("/_sim/runner/disconnect", control(runner_disconnect), methods=["POST"]),
     ]
-
-
-async def _not_found(request: Request, exc: Exception) -> Response:
-    return error_response(not_found())
-
-
-async def _method_not_allowed(request: Request, exc: Exception) -> Response:
-    return error_response(ApiError(404, "Not Found"))
-
-
-def create_app(sim: Simulator) -> Starlette:
-    """The ASGI application serving ``sim``; run it with uvicorn or call it in-process."""
-    app = Starlette(
-        routes=[*rest_routes(), *control_routes()],
-        exception_handlers={404: _not_found, 405: _method_not_allowed},
-    )
-    app.state.sim = sim
-    return app

@@ -1,6 +1,6 @@
 """Running the simulator as a real HTTP server (``runnerscale fake-github``, and tests).
 
-Three tasks share one event loop: uvicorn serving :func:`runnerscale.sim.api.create_app`, a
+Three tasks share one event loop: uvicorn serving :func:`runnerscale.sim.app.create_app`, a
 ticker that applies the world's timeouts when they fall due, and the webhook sender that drains
 the delivery outbox over HTTP. :class:`SimulatorServer` owns all three as an async context
 manager, so a test gets a live simulator on a free loopback port and leaves nothing running.
@@ -19,7 +19,8 @@ from starlette.types import Receive, Scope, Send
 
 from runnerscale.clock import Clock, SystemClock
 from runnerscale.httpserve import LoopbackServer, Service
-from runnerscale.sim.api import Simulator, create_app
+from runnerscale.sim.api import Simulator
+from runnerscale.sim.app import create_app
 from runnerscale.sim.auth import Authenticator, load_app_public_key
 from runnerscale.sim.world import World, WorldSettings
 
