@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from runnerscale.logs import RedactSecrets
     from runnerscale.sim.faults import FaultPlan
     from runnerscale.sim.server import SimulatorOptions
+    from runnerscale.sim.tls import ServerTls
 
 app = typer.Typer(
     name="runnerscale",
@@ -61,6 +62,15 @@ def fake_github(
             "Also read from RUNNERSCALE_SIM_TOKEN.",
         ),
     ] = None,
+    token_scopes: Annotated[
+        str | None,
+        typer.Option(
+            help="Make every --token a classic token with these scopes (comma-separated, "
+            "e.g. repo,admin:org; '' for none): answers report them (x-oauth-scopes) and "
+            "operations needing another scope are refused. Without it tokens act like "
+            "fine-grained ones and may do everything.",
+        ),
+    ] = None,
     app_id: Annotated[int | None, typer.Option(help="Serve a GitHub App with this id.")] = None,
     app_key: Annotated[
         Path | None,
@@ -68,7 +78,12 @@ def fake_github(
     ] = None,
     webhook_url: Annotated[
         list[str] | None,
-        typer.Option(help="Deliver workflow_job webhooks to this URL (repeatable)."),
+        typer.Option(
+            help="Deliver workflow_job webhooks to this URL (repeatable): with --app-id it is "
+            "the App's webhook (target type integration), otherwise an organisation hook on "
+            "every organisation and a repository hook on every user-owned repository. "
+            "Hooks can also be created through the REST API (POST /repos/O/R/hooks, /orgs/O/hooks)."
+        ),
     ] = None,
     webhook_secret: Annotated[
         str | None,
@@ -95,8 +110,40 @@ def fake_github(
     queue_timeout: Annotated[
         float, typer.Option(help="Seconds a job may stay queued before it fails.")
     ] = 86_400.0,
+    tls: Annotated[
+        bool,
+        typer.Option(
+            "--tls",
+            help="Serve https, with a server certificate signed by a local CA kept (and reused) "
+            "in --tls-dir; clients must trust that CA, whose path is printed at start.",
+        ),
+    ] = False,
+    tls_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where --tls keeps its CA and server certificates; implies --tls "
+            "(default: fake-github-tls in $RUNNERSCALE_STATE_DIR, $XDG_STATE_HOME/runnerscale "
+            "or ~/.local/state/runnerscale).",
+            file_okay=False,
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            help="Serve https with this PEM certificate (chain) instead of making one; "
+            "needs --tls-key.",
+            dir_okay=False,
+        ),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option(
+            help="The unencrypted PEM private key of --tls-cert (keep it mode 0600).",
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
-    """Serve a simulated GitHub (REST API, webhooks, control API under /_sim/)."""
+    """Serve a simulated GitHub (REST API at / and /api/v3/, webhooks, control API under /_sim/)."""
     from runnerscale.sim.server import SimulatorOptions
     from runnerscale.sim.world import WorldSettings
 
@@ -111,6 +158,7 @@ def fake_github(
         )
     if (app_id is None) != (app_key is None):
         raise fail("--app-id and --app-key go together: give both to serve a GitHub App")
+    scopes = _token_scopes(token_scopes, tokens)
     if app_key is not None and not app_key.is_file():
         raise fail(f"--app-key {app_key}: no such file")
     for value, name in (
@@ -121,10 +169,12 @@ def fake_github(
     ):
         if value <= 0:
             raise fail(f"{name} must be a positive number of seconds, got {value}")
+    server_tls = _server_tls(tls, tls_dir, tls_cert, tls_key, host)
     options = SimulatorOptions(
         host=host,
         port=port,
         tokens=tuple(tokens),
+        token_scopes=scopes,
         app_id=app_id,
         app_key=app_key,
         webhook_urls=tuple(webhook_url or ()),
@@ -136,6 +186,7 @@ def fake_github(
             lost_runner_timeout=lost_runner_timeout,
             queue_timeout=queue_timeout,
         ),
+        tls=server_tls,
     )
     try:
         asyncio.run(_serve_simulator(options))
@@ -143,6 +194,60 @@ def fake_github(
         raise fail(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
     except ValueError as error:
         raise fail(str(error)) from None
+
+
+def _token_scopes(given: str | None, tokens: list[str]) -> dict[str, frozenset[str]]:
+    """``--token-scopes`` as the scopes of every token; a clear error for an unknown scope."""
+    from runnerscale.sim.scopes import parse_scopes
+
+    if given is None:
+        return {}
+    if not tokens:
+        raise fail("--token-scopes gives the scopes of the tokens: pass --token T as well")
+    try:
+        scopes = parse_scopes([given])
+    except ValueError as error:
+        raise fail(
+            f"--token-scopes {given!r}: {error}; give a comma-separated list such as repo,admin:org"
+        ) from None
+    return dict.fromkeys(tokens, scopes)
+
+
+def _server_tls(
+    tls: bool, folder: Path | None, cert: Path | None, key: Path | None, host: str
+) -> ServerTls | None:
+    """The certificate ``fake-github`` serves https with: made in ``folder`` (``--tls``), the
+    user's own (``--tls-cert``/``--tls-key``), or none; every misuse is a clear error."""
+    from runnerscale.config import default_state_dir
+    from runnerscale.sim.tls import TlsError, ensure_certificates, load_own_certificate
+
+    if (cert is None) != (key is None):
+        raise fail(
+            "--tls-cert and --tls-key go together: give both to serve your own certificate, "
+            "or neither and --tls to have one made"
+        )
+    try:
+        if cert is not None and key is not None:
+            if folder is not None:
+                raise fail(
+                    "--tls-dir is where --tls keeps the certificates it makes; with "
+                    "--tls-cert/--tls-key there is nothing to make: drop one or the other"
+                )
+            for path, name in ((cert, "--tls-cert"), (key, "--tls-key")):
+                if not path.is_file():
+                    raise fail(f"{name} {path}: no such file")
+            return load_own_certificate(cert, key)
+        if not tls and folder is None:
+            return None
+        return ensure_certificates(folder or default_state_dir() / "fake-github-tls", host)
+    except TlsError as error:
+        raise fail(str(error)) from None
+    except OSError as error:
+        where = error.filename or folder
+        raise fail(
+            f"cannot write the TLS certificates to {where}: {error.strerror or error}; "
+            "pass a writable --tls-dir"
+        ) from None
 
 
 async def _serve_simulator(options: SimulatorOptions) -> None:
@@ -156,6 +261,8 @@ async def _serve_simulator(options: SimulatorOptions) -> None:
         highlight=False,
         soft_wrap=True,
     )
+    for line in _layout_lines(server.url, options.tls):
+        err.print(line, highlight=False, soft_wrap=True)
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -167,6 +274,25 @@ async def _serve_simulator(options: SimulatorOptions) -> None:
     with contextlib.suppress(asyncio.CancelledError):
         await waiter
     await server.stop()
+
+
+def _layout_lines(url: str, tls: ServerTls | None) -> list[str]:
+    """What to tell someone pointing a client at the simulator: both REST layouts, and over
+    https which CA to trust (never a key)."""
+    authority = url.split("://", 1)[1]
+    lines = [f"REST API at {url}/ and {url}/api/v3/ (GitHub Enterprise Server layout)"]
+    if tls is None:
+        return lines
+    lines.append(f"GitHub Enterprise Server clients: GH_HOST={authority}, base URL {url}/api/v3")
+    if tls.ca_file is None:
+        lines.append(f"TLS: serving the certificate in {tls.certfile}")
+    else:
+        made = "made a new CA" if tls.ca_created else "reusing the CA"
+        lines.append(
+            f"TLS: {made} in {tls.ca_file}; clients must trust it, e.g. "
+            f"export SSL_CERT_FILE={tls.ca_file}"
+        )
+    return lines
 
 
 @app.command("sim-runner")
@@ -374,23 +500,37 @@ def status(config: ConfigOption) -> None:
         )
     github = body.get("github")
     if isinstance(github, dict):
-        credentials = github.get("credentials") or {}
-        # One line per resource; per credential too when there are several (an App and
-        # its installations each have a budget of their own).
-        shown = (
-            {
-                f"{resource} ({name})": bucket
-                for name, buckets in credentials.items()
-                for resource, bucket in buckets.items()
-            }
-            if len(credentials) > 1
-            else github.get("rate_limit", {})
-        )
-        for resource, bucket in shown.items():
-            typer.echo(
-                f"GitHub {resource}: {bucket['used']} used, {bucket['remaining']} of "
-                f"{bucket['limit']} remaining"
-            )
+        import time
+
+        for line in _github_lines(github, time.time()):
+            typer.echo(line)
+
+
+def _github_lines(github: dict[str, Any], now: float) -> list[str]:
+    """The status API's ``github`` section in lines: each rate-limit resource (``core``,
+    ``actions_runner_registration``, ...), per credential too when there are several (an App
+    and its installations each have a budget of their own), and what is paused, by resource."""
+    credentials = github.get("credentials") or {}
+    shown = (
+        {
+            f"{resource} ({name})": bucket
+            for name, buckets in credentials.items()
+            for resource, bucket in buckets.items()
+        }
+        if len(credentials) > 1
+        else github.get("rate_limit", {})
+    )
+    lines = [
+        f"GitHub {resource}: {bucket['used']} used, {bucket['remaining']} of "
+        f"{bucket['limit']} remaining"
+        for resource, bucket in shown.items()
+    ]
+    lines += [
+        f"GitHub {resource}: paused for {until - now:.0f}s more (GitHub asked to slow down)"
+        for resource, until in (github.get("paused") or {}).items()
+        if until > now
+    ]
+    return lines
 
 
 @scale_app.command("up")

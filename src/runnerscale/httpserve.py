@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import socket
 from abc import ABC, abstractmethod
+from pathlib import Path
 from types import TracebackType
 from typing import Self
 
@@ -41,10 +42,24 @@ class Service(ABC):
 
 
 class LoopbackServer(Service):
-    """An ASGI app served by uvicorn on a socket bound up front, so its URL is known first."""
+    """An ASGI app served by uvicorn on a socket bound up front, so its URL is known first.
 
-    def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> None:
+    With ``certfile`` and ``keyfile`` (PEM) it serves https, and :attr:`url` says so.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        certfile: Path | None = None,
+        keyfile: Path | None = None,
+    ) -> None:
+        if (certfile is None) != (keyfile is None):
+            raise ValueError("certfile and keyfile go together")
         self.app = app
+        self._tls = (certfile, keyfile)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         # IPPROTO_TCP (not 0): asyncio then sets TCP_NODELAY on accepted connections, which
         # avoids a ~40 ms delayed-ACK stall on every request.
@@ -56,13 +71,21 @@ class LoopbackServer(Service):
             self._socket.close()
             raise
         self.port: int = self._socket.getsockname()[1]
-        self.url = f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+        scheme = "http" if certfile is None else "https"
+        authority = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+        self.url = f"{scheme}://{authority}"
         self._server: uvicorn.Server | None = None
         self.task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         config = uvicorn.Config(
-            self.app, log_level="warning", lifespan="off", access_log=False, interface="asgi3"
+            self.app,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            interface="asgi3",
+            ssl_certfile=self._tls[0],
+            ssl_keyfile=self._tls[1],
         )
         self._server = uvicorn.Server(config)
         self.task = asyncio.create_task(

@@ -1,7 +1,7 @@
 """Every operation of the OpenAPI subset, called through githubkit over real HTTP.
 
 The transport under githubkit validates each answer against the contract; githubkit's own
-models must parse it too. The last test checks that all 29 operations were exercised.
+models must parse it too. The last test checks that every operation was exercised.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from githubkit.exception import RequestFailed
 from runnerscale.sim.server import SimulatorServer
 from tests.contract.openapi import ValidatingTransport, default_contract
 from tests.sim.conftest import APP_ID, github_client
+from tests.sim.receiver import serve_receiver, wait_attempted
 
 LINUX = ["self-hosted", "linux", "x64"]
 
@@ -161,7 +162,177 @@ async def test_app_and_installation_operations(
 # ---------------------------------------------------------------- the reads clients make first
 
 
+async def test_first_reads_of_a_token_client(
+    github: GitHub[TokenAuthStrategy], control: httpx.AsyncClient, simulator: SimulatorServer
+) -> None:
+    await queue(control, "acme/app", LINUX, run_id=700)
+
+    root = await github.rest.meta.async_root()
+    assert root.parsed_data.repository_url == f"{simulator.url}/repos/{{owner}}/{{repo}}"
+
+    me = await github.rest.users.async_get_authenticated()
+    assert (me.parsed_data.login, me.parsed_data.user_view_type) == ("octocat", "private")
+    user = await github.rest.users.async_get_by_username("octocat")
+    assert user.parsed_data.id == me.parsed_data.id
+    assert user.parsed_data.user_view_type == "public"
+
+    org = await github.rest.orgs.async_get("acme")
+    assert (org.parsed_data.login, org.parsed_data.owned_private_repos) == ("acme", 1)
+    repo = await github.rest.repos.async_get("acme", "app")
+    assert repo.parsed_data.full_name == "acme/app"
+    assert repo.parsed_data.permissions is not None
+    assert repo.parsed_data.permissions.admin
+
+    run = await github.rest.actions.async_get_workflow_run("acme", "app", 700)
+    assert (run.parsed_data.id, run.parsed_data.status) == (700, "queued")
+
+
+async def test_runner_downloads_and_groups(
+    github: GitHub[TokenAuthStrategy], control: httpx.AsyncClient
+) -> None:
+    await queue(control, "acme/app", LINUX)
+    group = (await control.post("/_sim/runner-groups", json={"org": "acme", "name": "gpu"})).json()
+    actions = github.rest.actions
+
+    for response in (
+        await actions.async_list_runner_applications_for_repo("acme", "app"),
+        await actions.async_list_runner_applications_for_org("acme"),
+    ):
+        platforms = {(a.os, a.architecture) for a in response.parsed_data}
+        assert {("linux", "x64"), ("linux", "arm64"), ("win", "x64")} <= platforms
+
+    await actions.async_generate_runner_jitconfig_for_org(
+        "acme", data={"name": "in-gpu", "runner_group_id": group["id"], "labels": LINUX}
+    )
+    got = await actions.async_get_self_hosted_runner_group_for_org("acme", group["id"])
+    assert (got.parsed_data.name, got.parsed_data.default) == ("gpu", False)
+    members = await actions.async_list_self_hosted_runners_in_group_for_org("acme", group["id"])
+    assert [r.name for r in members.parsed_data.runners] == ["in-gpu"]
+    default = await actions.async_list_self_hosted_runners_in_group_for_org("acme", 1)
+    assert default.parsed_data.total_count == 0
+
+
+async def test_the_app_reads_itself(
+    simulator: SimulatorServer,
+    transport: ValidatingTransport,
+    control: httpx.AsyncClient,
+    app_private_key: str,
+) -> None:
+    await queue(control, "acme/app", LINUX)
+    app = github_client(simulator, transport, AppAuthStrategy(APP_ID, app_private_key))
+    me = await app.rest.apps.async_get_authenticated()
+    assert me.parsed_data is not None
+    assert (me.parsed_data.id, me.parsed_data.installations_count) == (APP_ID, 1)
+    installation = await app.rest.apps.async_get_org_installation("acme")
+    assert installation.parsed_data.client_id == me.parsed_data.client_id
+    transport.assert_clean()
+
+
 # ---------------------------------------------------------------- repository and organisation hooks
+
+
+async def test_repository_hook_operations(
+    github: GitHub[TokenAuthStrategy], control: httpx.AsyncClient, simulator: SimulatorServer
+) -> None:
+    await queue(control, "acme/app", LINUX)
+    repos = github.rest.repos
+    async with serve_receiver() as (receiver, url):
+        config = {"url": f"{url}/repo", "content_type": "json", "secret": "s3cret"}
+        created = await repos.async_create_webhook(
+            "acme", "app", data={"name": "web", "events": ["workflow_job"], "config": config}
+        )
+        hook = created.parsed_data
+        assert created.status_code == 201
+        assert created.headers["location"] == hook.url
+        assert (hook.type, hook.name, hook.active, hook.events) == (
+            "Repository",
+            "web",
+            True,
+            ["workflow_job"],
+        )
+        assert hook.config.secret == "********"  # write-only
+        assert hook.last_response.status == "unused"
+        listed = await repos.async_list_webhooks("acme", "app")
+        assert [h.id for h in listed.parsed_data] == [hook.id]
+        got = await repos.async_get_webhook("acme", "app", hook.id)
+        assert got.parsed_data.config.url == f"{url}/repo"
+
+        pinged = await repos.async_ping_webhook("acme", "app", hook.id)
+        assert pinged.status_code == 204
+        await receiver.wait_for(2)  # one ping on creation, one asked for
+        await wait_attempted(simulator.simulator.webhooks, 2)
+        deliveries = await repos.async_list_webhook_deliveries("acme", "app", hook.id)
+        items = deliveries.parsed_data
+        assert [(d.event, d.action, d.status, d.status_code) for d in items] == [
+            ("ping", None, "OK", 200)
+        ] * 2
+        assert items[0].id > items[1].id  # newest first
+        redone = await repos.async_redeliver_webhook_delivery("acme", "app", hook.id, items[1].id)
+        assert redone.status_code == 202
+        await receiver.wait_for(3)
+        first, _, again = receiver.received
+        assert again.headers["x-github-delivery"] == first.headers["x-github-delivery"]
+
+        with pytest.raises(RequestFailed) as refused:
+            await repos.async_create_webhook(
+                "acme", "app", data={"config": {"url": f"{url}/repo"}, "events": ["no_such"]}
+            )
+        assert refused.value.response.status_code == 422
+        deleted = await repos.async_delete_webhook("acme", "app", hook.id)
+        assert deleted.status_code == 204
+        with pytest.raises(RequestFailed) as gone:
+            await repos.async_get_webhook("acme", "app", hook.id)
+        assert gone.value.response.status_code == 404
+
+
+async def test_organisation_hook_operations(
+    github: GitHub[TokenAuthStrategy], control: httpx.AsyncClient, simulator: SimulatorServer
+) -> None:
+    await queue(control, "acme/app", LINUX)
+    orgs = github.rest.orgs
+    async with serve_receiver() as (receiver, url):
+        created = await orgs.async_create_webhook(
+            "acme",
+            data={
+                "name": "web",
+                "events": ["*"],
+                "config": {"url": f"{url}/org", "content_type": "json", "insecure_ssl": "0"},
+            },
+        )
+        hook = created.parsed_data
+        assert created.status_code == 201
+        assert created.headers["location"] == hook.url
+        assert (hook.type, hook.events) == ("Organization", ["*"])
+        listed = await orgs.async_list_webhooks("acme")
+        assert [h.id for h in listed.parsed_data] == [hook.id]
+        got = await orgs.async_get_webhook("acme", hook.id)
+        assert got.parsed_data.ping_url == f"{hook.url}/pings"
+
+        await queue(control, "acme/app", LINUX)  # the organisation's repositories are heard
+        assert (await orgs.async_ping_webhook("acme", hook.id)).status_code == 204
+        await receiver.wait_for(3)
+        assert [r.event for r in receiver.received] == ["ping", "workflow_job", "ping"]
+        await wait_attempted(simulator.simulator.webhooks, 3)
+        jobs = await orgs.async_list_webhook_deliveries("acme", hook.id, per_page=1)
+        assert len(jobs.parsed_data) == 1
+        assert 'rel="next"' in jobs.headers["link"]
+        succeeded = await orgs.async_list_webhook_deliveries("acme", hook.id, status="success")
+        items = succeeded.parsed_data
+        assert [d.event for d in items] == ["ping", "workflow_job", "ping"]
+        assert items[1].action == "queued"
+        assert items[1].repository_id is not None
+        redone = await orgs.async_redeliver_webhook_delivery("acme", hook.id, items[1].id)
+        assert redone.status_code == 202
+
+        with pytest.raises(RequestFailed) as refused:
+            await orgs.async_create_webhook(
+                "acme", data={"name": "web", "config": {"url": f"{url}/org"}}
+            )
+        assert refused.value.response.status_code == 422  # the same URL, overlapping events
+        assert (await orgs.async_delete_webhook("acme", hook.id)).status_code == 204
+        with pytest.raises(RequestFailed) as gone:
+            await orgs.async_ping_webhook("acme", hook.id)
+        assert gone.value.response.status_code == 404
 
 
 @pytest.fixture(scope="module")

@@ -163,6 +163,43 @@ SAMPLES: list[tuple[str, str, Callable[[], shapes.JSON]]] = [
     ("repository", "public user repo", lambda: shapes.repository(USER_REPO, URLS)),
     ("minimal-repository", "org repo", lambda: shapes.minimal_repository(ORG_REPO, URLS)),
     (
+        "full-repository",
+        "org repo, the token user's view",
+        lambda: shapes.full_repository(
+            ORG_REPO, URLS, permissions=shapes.repository_permissions(None)
+        ),
+    ),
+    (
+        "full-repository",
+        "public user repo, anonymous",
+        lambda: shapes.full_repository(USER_REPO, URLS, permissions=None),
+    ),
+    ("root", "api root", lambda: shapes.api_root(URLS)),
+    ("public-user", "organisation", lambda: shapes.public_user(ORG, URLS, public_repos=0)),
+    (
+        "private-user",
+        "the token user",
+        lambda: shapes.private_user(USER, URLS, public_repos=1, private_repos=2),
+    ),
+    (
+        "organization-full",
+        "owner's view",
+        lambda: shapes.organization_full(ORG, URLS, public_repos=0, private_repos=1, admin=True),
+    ),
+    (
+        "organization-full",
+        "public view",
+        lambda: shapes.organization_full(ORG, URLS, public_repos=0, private_repos=1, admin=False),
+    ),
+    (
+        "integration",
+        "the App",
+        lambda: shapes.integration(
+            77, "runnerscale-sim", USER, URLS, created_at=T0, installations=2
+        ),
+    ),
+    ("runner-application", "windows", lambda: shapes.runner_applications("2.329.0", URLS)[-1]),
+    (
         "installation",
         "organisation",
         lambda: shapes.installation(Installation(11, ORG, T0), 77, "runnerscale-sim", URLS),
@@ -476,7 +513,7 @@ def test_operation_for_rejects_unknown_requests(
 
 def test_contract_lists_all_operations(contract: OpenAPIContract) -> None:
     ids = contract.operation_ids()
-    assert len(ids) == 29
+    assert len(ids) == 54  # 29 collected 2026-11-22, 25 added 2026-12-02
     assert "actions/generate-runner-jitconfig-for-repo" in ids
 
 

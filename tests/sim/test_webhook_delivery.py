@@ -6,55 +6,27 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import httpx
 import jsonschema
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from runnerscale.github.webhooks import parse_workflow_job_event, verify_signature
-from runnerscale.httpserve import LoopbackServer
 from runnerscale.sim.server import SimulatorOptions, SimulatorServer
 from tests.contract.openapi import contract_dir
+from tests.sim.conftest import APP_ID
+from tests.sim.receiver import Receiver, serve_receiver
 
 SECRET = "webhook-secret-for-tests"
 LINUX = ["self-hosted", "linux"]
 
 
-@dataclass
-class Receiver:
-    """A webhook endpoint that records what it gets and answers ``status``."""
-
-    status: int = 200
-    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def endpoint(self, request: Request) -> Response:
-        self.received.append((dict(request.headers), await request.body()))
-        self.arrived.set()
-        return Response(status_code=self.status)
-
-    async def wait_for(self, count: int, timeout: float = 10.0) -> None:
-        async with asyncio.timeout(timeout):
-            while len(self.received) < count:
-                self.arrived.clear()
-                await self.arrived.wait()
-
-    def actions(self) -> list[str]:
-        return [json.loads(body)["action"] for _, body in self.received]
-
-
 @pytest.fixture
 async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
-    receiver = Receiver()
-    app = Starlette(routes=[Route("/hook", receiver.endpoint, methods=["POST"])])
-    async with LoopbackServer(app) as server:
-        yield receiver, f"{server.url}/hook"
+    async with serve_receiver() as (hook_receiver, url):
+        yield hook_receiver, f"{url}/hook"
 
 
 @pytest.fixture
@@ -100,12 +72,17 @@ async def test_every_transition_is_delivered_signed_and_valid(
     assert receiver.actions() == ["queued", "in_progress", "completed"]
     validator = jsonschema.Draft7Validator(schema, format_checker=jsonschema.FormatChecker())
     guids = set()
-    for headers, body in receiver.received:
+    for headers, body, _ in receiver.received:
         errors = [f"{e.json_path}: {e.message}" for e in validator.iter_errors(json.loads(body))]
         assert not errors, errors
         assert headers["x-github-event"] == "workflow_job"
         assert headers["user-agent"].startswith("GitHub-Hookshot/")
         assert headers["x-github-hook-id"] == "1"
+        # In App mode --webhook-url is the App's webhook: addressed to the App, with the
+        # installation in the payload.
+        assert headers["x-github-hook-installation-target-type"] == "integration"
+        assert headers["x-github-hook-installation-target-id"] == str(APP_ID)
+        assert json.loads(body)["installation"]["id"]
         assert headers["content-type"] == "application/json"
         assert verify_signature(SECRET, body, headers["x-hub-signature-256"])
         assert not verify_signature("another-secret", body, headers["x-hub-signature-256"])

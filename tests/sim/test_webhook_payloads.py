@@ -34,6 +34,7 @@ from runnerscale.sim.entities import (
 )
 from runnerscale.sim.webhook_payloads import (
     HOOKSHOT_VERSION,
+    WORKFLOW_JOB_ACTIONS,
     legacy_node_id,
     webhook_delivery_headers,
     workflow_job_payload,
@@ -213,7 +214,8 @@ def test_payload_fits_schema_and_production_parser(
         assert event.organization_login == owner.login
     else:
         assert "organization" not in payload
-    assert "deployment" not in payload
+    # Only a job that waits on an environment is a deployment.
+    assert ("deployment" in payload) == (job.environment is not None)
 
 
 @OWNERS
@@ -311,6 +313,44 @@ def test_urls_follow_githubs_patterns() -> None:
     assert repository["ssh_url"] == "git@127.0.0.1:acme/app.git"
     assert repository["clone_url"] == f"{WEB_URL}/acme/app.git"
     assert payload["organization"]["url"] == "http://127.0.0.1:8765/api/v3/orgs/acme"
+
+
+@pytest.mark.parametrize("action", WORKFLOW_JOB_ACTIONS)
+def test_a_job_waiting_on_an_environment_carries_its_deployment(action: str) -> None:
+    job = _job(
+        _repo(ORG),
+        environment="production",
+        conclusion=Conclusion.SUCCESS,
+        started_at=T0 + 30,
+        completed_at=T0 + 150,
+        **RUNNER,
+    )
+    payload = _payload(action, job)
+
+    assert_valid(payload)
+    deployment = payload["deployment"]
+    api = "http://127.0.0.1:8765/api/v3/repos/acme/app"
+    assert deployment["environment"] == deployment["original_environment"] == "production"
+    assert deployment["url"] == f"{api}/deployments/{deployment['id']}"
+    assert deployment["statuses_url"] == f"{deployment['url']}/statuses"
+    assert deployment["repository_url"] == api
+    assert (deployment["sha"], deployment["ref"]) == (job.run.head_sha, job.run.head_branch)
+    assert deployment["creator"]["login"] == "acme"
+    assert deployment["performed_via_github_app"]["slug"] == "github-actions"
+    assert deployment["created_at"] == iso8601(job.created_at)
+    # Every delivery of the job names the same deployment.
+    assert _payload("queued", job)["deployment"] == deployment
+
+
+def test_the_deployment_has_the_published_examples_keys() -> None:
+    path = contract_dir() / "webhooks" / "workflow_job" / "queued.with-deployment.payload.json"
+    example = json.loads(path.read_text(encoding="utf-8"))
+    deployment = _payload("waiting", waiting(_repo(ORG)))["deployment"]
+
+    assert set(deployment) == set(example["deployment"])
+    app = deployment["performed_via_github_app"]
+    assert set(app) == set(example["deployment"]["performed_via_github_app"])
+    assert app["id"] == example["deployment"]["performed_via_github_app"]["id"]
 
 
 def test_unknown_action_is_refused() -> None:

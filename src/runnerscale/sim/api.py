@@ -1,11 +1,15 @@
 """The simulated GitHub over HTTP: REST API, control API (``/_sim``) and runner protocol.
 
-Every REST operation goes through one pipeline, in GitHub's order: injected latency, then
-authentication (401 with GitHub's body), the caller's right to the resource, the secondary and
-primary rate limits (403/429, ``retry-after``), injected server errors, the operation itself,
-and finally ``ETag`` / ``If-None-Match`` (a 304 is free) and the ``x-ratelimit-*`` headers that
-every answer carries. Operations are named by their OpenAPI ``operationId``, which is also how
-``GET /_sim/stats`` counts them.
+Every REST operation goes through one pipeline, in GitHub's order: injected latency, the
+REST API version asked for (400 for one GitHub does not serve), authentication (401 with
+GitHub's body), the caller's right to the resource (a classic token's scopes included), the
+secondary and primary rate limits (403/429, ``retry-after``; each operation is charged to its
+resource, ``core`` or ``actions_runner_registration``), injected server errors, the operation
+itself, and finally ``ETag`` / ``If-None-Match`` (a 304 is free). Every answer, errors and 304s
+included, carries a unique ``x-github-request-id``, the ``x-ratelimit-*`` headers and, once
+known, ``x-github-api-version-selected`` and a classic token's ``x-oauth-scopes`` /
+``x-accepted-oauth-scopes``. Operations are named by their OpenAPI ``operationId``, which is
+also how ``GET /_sim/stats`` counts them.
 
 The control API and the runner protocol are the simulator's own; ``docs/simulator.md``
 documents both.
@@ -16,11 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import json
+import random
 import re
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlencode
 
@@ -41,7 +48,8 @@ from runnerscale.sim import shapes
 from runnerscale.sim.auth import ANONYMOUS, Authenticator, Caller, CallerKind
 from runnerscale.sim.entities import Conclusion, Enterprise, Job, OwnerType, Repo, Runner
 from runnerscale.sim.faults import FaultPlan, Faults
-from runnerscale.sim.ratelimit import AUTHENTICATED_LIMIT, RateLimits
+from runnerscale.sim.ratelimit import CORE, RESOURCE_LIMITS, RateLimits, resource_for
+from runnerscale.sim.scopes import check_scopes, scope_headers
 from runnerscale.sim.webhooks import WebhookHub
 from runnerscale.sim.world import ApiError, JobSpec, World, not_found
 
@@ -56,6 +64,11 @@ DOCS = "https://docs.github.com/rest"
 #: GitHub App user access tokens, GitHub App installation access tokens"), ``app`` the App's
 #: JWT, ``installation`` an installation token only, ``any`` anyone, even anonymous.
 AuthMode = Literal["token", "pat", "app", "installation", "any"]
+
+#: The path prefix the request being served came in on: ``""`` at the root, ``"/api/v3"`` in
+#: GitHub Enterprise Server's layout (set by :func:`runnerscale.sim.app.create_app`). A GHES
+#: client follows the URLs in bodies, so they carry the same prefix (``https://HOST/api/v3/...``).
+API_PREFIX: ContextVar[str] = ContextVar("runnerscale_sim_api_prefix", default="")
 
 
 @dataclass
@@ -88,6 +101,46 @@ class Stats:
         }
 
 
+class RequestIds:
+    """``x-github-request-id`` values shaped like GitHub's (``D2FD:22199:1F504A9:7C8CEDD:
+    69D56221``): five hex fields, the last a counter so no two answers share one, the rest
+    drawn from a generator of their own (seeded, so they do not disturb the world's)."""
+
+    def __init__(self, seed: int) -> None:
+        self._rng = random.Random(f"request-ids:{seed}")
+        self._count = itertools.count(1)
+
+    def next(self) -> str:
+        bits = self._rng.getrandbits
+        return (
+            f"{bits(16):04X}:{bits(20):05X}:{bits(28):07X}:{bits(28):07X}:{next(self._count):08X}"
+        )
+
+
+#: The REST API versions GitHub serves, newest first; a request without
+#: ``X-GitHub-Api-Version`` gets :data:`DEFAULT_API_VERSION`.
+SUPPORTED_API_VERSIONS = ("2026-03-10", "2022-11-28")
+DEFAULT_API_VERSION = "2022-11-28"
+
+
+def selected_api_version(request: Request) -> str:
+    """The version a request asks for (``X-GitHub-Api-Version``), or the default; a version
+    GitHub does not serve is its 400."""
+    asked = request.headers.get("x-github-api-version")
+    if asked is None:
+        return DEFAULT_API_VERSION
+    if asked.strip() in SUPPORTED_API_VERSIONS:
+        return asked.strip()
+    newest, *older = SUPPORTED_API_VERSIONS
+    supported = ", ".join([f'"{newest}" (most recent)', *(f'"{v}"' for v in older)])
+    raise ApiError(
+        400,
+        f'The version you specified in the "X-GitHub-API-Version" request header, "{asked}", '
+        f"is not a supported version. The following versions are currently supported: "
+        f"{supported}.",
+    )
+
+
 class Simulator:
     """One simulated GitHub: the world plus everything that serves it."""
 
@@ -103,20 +156,31 @@ class Simulator:
         self.world = world
         self.clock = clock
         self.auth = authenticator
-        self.urls = shapes.Urls(api=api_url.rstrip("/"), web=(web_url or api_url).rstrip("/"))
+        #: Where bodies point for a request at the root; :attr:`urls` adds the request's prefix.
+        self.root_urls = shapes.Urls(api=api_url.rstrip("/"), web=(web_url or api_url).rstrip("/"))
         self.faults = Faults()
         self.rate_limits = RateLimits()
+        self.request_ids = RequestIds(world.settings.seed)
         self.stats = Stats()
         self.webhooks = WebhookHub(
-            world, self.faults, clock, web_url=self.urls.web, api_url=self.urls.api
+            world, self.faults, clock, web_url=self.root_urls.web, api_url=self.root_urls.api
         )
         self._changed = asyncio.Event()
+
+    @property
+    def urls(self) -> shapes.Urls:
+        """Where body URLs point: API URLs carry the prefix the current request came in on
+        (:data:`API_PREFIX`), as GitHub Enterprise Server's answers do; web URLs never do."""
+        prefix = API_PREFIX.get()
+        if not prefix:
+            return self.root_urls
+        return replace(self.root_urls, api=self.root_urls.api + prefix)
 
     def set_faults(self, plan: FaultPlan) -> None:
         """Put a fault plan in force; it replaces the previous one entirely."""
         self.faults.replace(plan)
         limits = plan.rate_limit
-        self.rate_limits.set_limit(limits.limit or AUTHENTICATED_LIMIT)
+        self.rate_limits.set_limits(limits.resource_limits())
         if limits.exhaust_primary:
             self.rate_limits.exhaust_all(self.clock.now())
         else:
@@ -234,7 +298,9 @@ def _owner_of_request(request: Request) -> str | None:
     return params.get("owner") or params.get("org")
 
 
-def _check_access(caller: Caller, mode: AuthMode, request: Request) -> None:
+def _check_access(caller: Caller, mode: AuthMode, request: Request, operation_id: str) -> None:
+    """Refuse a caller the operation does not accept: the wrong kind of credential, an
+    installation of another owner, or a classic token without a scope the operation needs."""
     if mode == "any":
         return
     if caller.kind is CallerKind.ANONYMOUS:
@@ -262,6 +328,8 @@ def _check_access(caller: Caller, mode: AuthMode, request: Request) -> None:
         and owner.lower() != caller.owner_login.lower()
     ):
         raise ApiError(403, "Resource not accessible by integration")
+    if caller.scopes is not None:
+        check_scopes(caller.scopes, operation_id)
 
 
 def rest(
@@ -278,19 +346,25 @@ def rest(
 async def serve(
     sim: Simulator, request: Request, operation_id: str, handler: Handler, auth: AuthMode
 ) -> Response:
+    """One REST request through GitHub's pipeline (the module docstring gives the order)."""
     now = sim.clock.now
     sim.stats.requests[operation_id] += 1
     faults = sim.faults.plan.for_operation(operation_id)
     if faults.latency:
         await sim.clock.sleep(faults.latency)
     free = operation_id == "rate-limit/get"
+    resource = resource_for(operation_id)
+    # Headers on every answer, whatever it is; more join as the request is understood.
+    common = {"x-github-request-id": sim.request_ids.next()}
     # Until the caller is known, answers carry the anonymous budget, as GitHub's 401s do.
-    rate_headers = sim.rate_limits.bucket(ANONYMOUS.identity, "core", now()).headers("core")
+    rate_headers = sim.rate_limits.bucket(ANONYMOUS.identity, CORE, now()).headers(CORE)
     try:
+        common["x-github-api-version-selected"] = selected_api_version(request)
         caller = sim.auth.identify(request.headers.get("authorization"))
-        bucket = sim.rate_limits.bucket(caller.identity, "core", now())
-        rate_headers = bucket.headers("core")
-        _check_access(caller, auth, request)
+        if caller.scopes is not None:
+            common.update(scope_headers(caller.scopes, operation_id))
+        rate_headers = sim.rate_limits.bucket(caller.identity, resource, now()).headers(resource)
+        _check_access(caller, auth, request, operation_id)
         if not free:
             retry_after = sim.rate_limits.secondary_active(now())
             if retry_after is not None:
@@ -303,17 +377,18 @@ async def serve(
                     sim,
                     operation_id,
                     error_response(limited, {**rate_headers, "retry-after": str(retry_after)}),
+                    common,
                 )
         is_read = request.method in ("GET", "HEAD")
         if not is_read and not free:
-            rate_headers = _charge(sim, caller)
+            rate_headers = _charge(sim, caller, resource)
         if sim.faults.chance(faults.error_rate):
             raise ApiError(faults.error_status, "Server Error")
         reply = await handler(sim, request, caller)
     except _RateLimitedError as error:
-        return _finish(sim, operation_id, error_response(error, error.headers))
+        return _finish(sim, operation_id, error_response(error, error.headers), common)
     except ApiError as error:
-        return _finish(sim, operation_id, error_response(error, rate_headers))
+        return _finish(sim, operation_id, error_response(error, rate_headers), common)
     body = b"" if reply.body is None else _dumps(reply.body)
     headers = dict(reply.headers)
     if is_read and reply.status == 200:
@@ -322,13 +397,16 @@ async def serve(
         if etag in {tag.strip() for tag in request.headers.get("if-none-match", "").split(",")}:
             sim.stats.not_modified[operation_id] += 1
             return _finish(
-                sim, operation_id, Response(status_code=304, headers={**headers, **rate_headers})
+                sim,
+                operation_id,
+                Response(status_code=304, headers={**headers, **rate_headers}),
+                common,
             )
         if not free:
             try:
-                rate_headers = _charge(sim, caller)
+                rate_headers = _charge(sim, caller, resource)
             except _RateLimitedError as error:
-                return _finish(sim, operation_id, error_response(error, error.headers))
+                return _finish(sim, operation_id, error_response(error, error.headers), common)
     if reply.body is None:
         response = Response(status_code=reply.status, headers={**headers, **rate_headers})
     else:
@@ -338,12 +416,14 @@ async def serve(
             headers={**headers, **rate_headers},
             media_type="application/json; charset=utf-8",
         )
-    return _finish(sim, operation_id, response)
+    return _finish(sim, operation_id, response, common)
 
 
-def _charge(sim: Simulator, caller: Caller) -> dict[str, str]:
-    ok, bucket = sim.rate_limits.take(caller.identity, "core", sim.clock.now())
-    headers = bucket.headers("core")
+def _charge(sim: Simulator, caller: Caller, resource: str) -> dict[str, str]:
+    """Charge one request to ``resource`` of the caller's budget; a spent budget raises
+    GitHub's primary-limit answer, with that resource's headers."""
+    ok, bucket = sim.rate_limits.take(caller.identity, resource, sim.clock.now())
+    headers = bucket.headers(resource)
     if not ok:
         who = (
             f"installation ID {caller.installation_id}"
@@ -365,7 +445,11 @@ class _RateLimitedError(ApiError):
         self.headers = headers
 
 
-def _finish(sim: Simulator, operation_id: str, response: Response) -> Response:
+def _finish(
+    sim: Simulator, operation_id: str, response: Response, common: dict[str, str]
+) -> Response:
+    """Count the answer and add the headers every answer carries (``common``)."""
+    response.headers.update(common)
     sim.stats.statuses[operation_id][response.status_code] += 1
     sim.notify()
     return response
@@ -472,6 +556,20 @@ _REPO_SORT_KEYS: dict[str, Callable[[Repo], str | float]] = {
 }
 
 
+def repository_permissions(sim: Simulator, caller: Caller, repo: Repo) -> dict[str, bool] | None:
+    """The ``permissions`` a repository body shows ``caller``: all for a personal access
+    token, the installation's (:func:`shapes.repository_permissions`) for its own owner's
+    repositories, pull only for another owner's public one; none for anyone else."""
+    if caller.kind is CallerKind.TOKEN:
+        return shapes.repository_permissions(None)
+    if caller.kind is not CallerKind.INSTALLATION or caller.installation_id is None:
+        return None
+    installation = sim.world.installations[caller.installation_id]
+    if installation.owner is not repo.owner:
+        return shapes.repository_permissions({})
+    return shapes.repository_permissions(installation_permissions(repo.owner.type))
+
+
 async def list_org_repos(sim: Simulator, request: Request, caller: Caller) -> Reply:
     """``type`` filters (every repository is an organisation-owned source, none is a fork),
     ``sort`` orders (default ``created``) in ``direction`` (default ``asc`` for ``full_name``,
@@ -490,7 +588,11 @@ async def list_org_repos(sim: Simulator, request: Request, caller: Caller) -> Re
     key = _REPO_SORT_KEYS[sort]
     repos.sort(key=lambda repo: (key(repo), repo.id), reverse=direction == "desc")
     page, links = paginate(request, repos)
-    return Reply(200, [shapes.minimal_repository(r, sim.urls) for r in page], links)
+    rendered = [
+        shapes.minimal_repository(r, sim.urls, permissions=repository_permissions(sim, caller, r))
+        for r in page
+    ]
+    return Reply(200, rendered, links)
 
 
 async def list_runs(sim: Simulator, request: Request, caller: Caller) -> Reply:
@@ -577,17 +679,23 @@ async def installation_repositories(sim: Simulator, request: Request, caller: Ca
     owner = sim.world.installations[caller.installation_id].owner
     repos = sim.world.repos_of(owner)
     page, links = paginate(request, repos)
-    body = shapes.paginated(
-        "repositories", [shapes.repository(r, sim.urls) for r in page], len(repos)
-    )
+    rendered = [
+        shapes.repository(r, sim.urls, permissions=repository_permissions(sim, caller, r))
+        for r in page
+    ]
+    body = shapes.paginated("repositories", rendered, len(repos))
     body["repository_selection"] = "all"
     return Reply(200, body, links)
 
 
 async def rate_limit(sim: Simulator, request: Request, caller: Caller) -> Reply:
+    """Every resource the published schema lists, from the caller's budgets, and the legacy
+    top-level ``rate`` (``core`` again). GitHub drops ``rate`` in version 2026-03-10
+    (``remove_rate_limit_rate``); the simulator keeps it in every version, as the contract it
+    is checked against (the 2022-11-28 description) requires it."""
     now = sim.clock.now()
     resources = {}
-    for resource in ("core", "search", "graphql", "integration_manifest", "code_search"):
+    for resource in RESOURCE_LIMITS:
         bucket = sim.rate_limits.bucket(caller.identity, resource, now)
         resources[resource] = (bucket.limit, bucket.remaining, int(bucket.reset), bucket.used)
     return Reply(200, shapes.rate_limit_overview(resources))

@@ -5,11 +5,16 @@ a GitHub App authenticating as itself with an RS256 JWT signed by its private ke
 only on the ``/app`` endpoints and the installation look-ups), and an App installation using
 an installation access token (``ghs_...``, one hour) obtained with that JWT. Anything else gets
 GitHub's 401 body. Each caller also names the rate-limit budget it draws from.
+
+A token is a fine-grained one (its answers say nothing of what it may do, and it may do what
+the simulator serves) unless it was given scopes: then it is a classic token, whose scopes
+the answers report and the operations check (:mod:`runnerscale.sim.scopes`).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -18,6 +23,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
+from runnerscale.sim.scopes import parse_scopes
 from runnerscale.sim.world import ApiError, World
 
 #: GitHub refuses App JWTs whose lifetime (exp - iat) exceeds ten minutes.
@@ -41,6 +47,9 @@ class Caller:
     installation_id: int | None = None
     #: For installation tokens: the login of the owner the installation belongs to.
     owner_login: str | None = None
+    #: For a classic personal access token: the scopes it was given (None: not a classic
+    #: token, so no scope is reported or checked).
+    scopes: frozenset[str] | None = None
 
 
 ANONYMOUS = Caller(CallerKind.ANONYMOUS, "anonymous")
@@ -75,11 +84,18 @@ class Authenticator:
         tokens: tuple[str, ...] = (),
         app_id: int | None = None,
         app_public_key: RSAPublicKey | None = None,
+        token_scopes: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
+        """``token_scopes`` makes the tokens it names classic tokens with those scopes."""
         if (app_id is None) != (app_public_key is None):
             raise ValueError("an App needs both its id and its key")
+        scoped = dict(token_scopes or {})
+        if not set(scoped) <= set(tokens):
+            # Never name the token itself: it is a secret.
+            raise ValueError("scopes were given for a token the simulator does not accept")
         self.world = world
         self._tokens = frozenset(tokens)
+        self._scopes = {token: parse_scopes(scopes) for token, scopes in scoped.items()}
         self.app_id = app_id
         self._app_key = app_public_key
 
@@ -93,7 +109,7 @@ class Authenticator:
             raise bad_credentials()
         if credential in self._tokens:
             digest = hashlib.sha256(credential.encode()).hexdigest()[:12]
-            return Caller(CallerKind.TOKEN, f"token:{digest}")
+            return Caller(CallerKind.TOKEN, f"token:{digest}", scopes=self._scopes.get(credential))
         installation_token = self.world.valid_token(credential, "installation")
         if installation_token is not None:
             assert installation_token.installation_id is not None

@@ -36,6 +36,9 @@ class Conclusion(StrEnum):
 #: The labels GitHub gives every self-hosted runner on its own ("read-only" labels).
 DEFAULT_RUNNER_LABELS: tuple[str, ...] = ("self-hosted",)
 
+#: The runner application version the simulated runners report and the downloads list offers.
+RUNNER_VERSION = "2.329.0"
+
 #: How an enterprise-level runner's (and a registration token's) ``scope`` starts. A colon is
 #: never part of an organisation login or a repository name, so scopes cannot collide.
 ENTERPRISE_SCOPE_PREFIX = "enterprise:"
@@ -128,7 +131,7 @@ class Runner:
     credential: str
     created_at: float
     os: str = "Linux"
-    version: str = "2.329.0"
+    version: str = RUNNER_VERSION
     #: When the runner process last spoke to the service; None until it first connects.
     last_seen: float | None = None
     connected: bool = False

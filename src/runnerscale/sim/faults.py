@@ -11,7 +11,9 @@ from __future__ import annotations
 import random
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from runnerscale.sim.ratelimit import CORE, check_limits
 
 
 class _Strict(BaseModel):
@@ -34,8 +36,29 @@ class RateLimitFaults(_Strict):
     secondary_for: float = Field(0.0, ge=0.0)
     retry_after: int = Field(60, ge=1, le=3600)
     status: Literal[403, 429] = 403
-    #: The hourly budget per credential (GitHub: 5,000 for a PAT or an App installation).
+    #: The hourly ``core`` budget per credential (GitHub: 5,000 for a PAT or an App
+    #: installation).
     limit: int | None = Field(None, ge=1)
+    #: Hourly budgets of other resources by name, e.g. ``{"actions_runner_registration": 2}``
+    #: (default: the figures of GitHub's published ``GET /rate_limit`` example).
+    limits: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("limits")
+    @classmethod
+    def _known_resources(cls, limits: dict[str, int]) -> dict[str, int]:
+        check_limits(limits)
+        return limits
+
+    @model_validator(mode="after")
+    def _core_once(self) -> RateLimitFaults:
+        if self.limit is not None and CORE in self.limits:
+            raise ValueError("give the core limit once: either limit or limits.core")
+        return self
+
+    def resource_limits(self) -> dict[str, int]:
+        """Every limit this plan sets, by resource (``limit`` is ``core``'s)."""
+        core = {CORE: self.limit} if self.limit is not None else {}
+        return {**self.limits, **core}
 
 
 class WebhookFaults(_Strict):

@@ -28,6 +28,9 @@ class JitConfig:
     credential: str
     work_folder: str = "_work"
     ephemeral: bool = True
+    #: The CA (PEM) that signed an https ``server_url`` (``fake-github --tls``), trusted by the
+    #: stand-in runner on top of the usual ones, so it needs no ``SSL_CERT_FILE``.
+    server_ca: str | None = None
 
     def __repr__(self) -> str:  # never print the credential
         return f"JitConfig(server_url={self.server_url!r}, runner_id={self.runner_id})"
@@ -45,7 +48,7 @@ def _from_b64_json(text: str) -> dict[str, Any]:
 
 
 def encode(config: JitConfig) -> str:
-    runner_file = {
+    runner_file: dict[str, Any] = {
         "AgentId": config.runner_id,
         "AgentName": config.runner_name,
         "PoolId": 1,
@@ -55,6 +58,8 @@ def encode(config: JitConfig) -> str:
         "Ephemeral": config.ephemeral,
         "DisableUpdate": True,
     }
+    if config.server_ca is not None:
+        runner_file["ServerCaCertificate"] = config.server_ca
     credentials_file = {"Scheme": "OAuthAccessToken", "Data": {"token": config.credential}}
     return _b64_json(
         {
@@ -63,6 +68,12 @@ def encode(config: JitConfig) -> str:
             ".credentials_rsaparams": _b64_json({"simulated": True}),
         }
     )
+
+
+def _optional_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise TypeError("expected text")
 
 
 def decode(encoded: str) -> JitConfig:
@@ -78,6 +89,7 @@ def decode(encoded: str) -> JitConfig:
             credential=str(credentials_file["Data"]["token"]),
             work_folder=str(runner_file.get("WorkFolder", "_work")),
             ephemeral=bool(runner_file.get("Ephemeral", True)),
+            server_ca=_optional_text(runner_file.get("ServerCaCertificate")),
         )
     except (binascii.Error, ValueError, KeyError, TypeError) as error:
         raise JitConfigError(

@@ -1,19 +1,86 @@
 """GitHub's REST rate limits, per credential and resource.
 
-GitHub gives each credential an hourly budget per resource (``core`` for the endpoints an
+GitHub gives each credential an hourly budget per resource (``core`` for most endpoints an
 autoscaler uses; 5,000 for a PAT or an App installation, 60 without credentials), reports it
-on every response in ``x-ratelimit-*`` headers, answers 403 or 429 once it is spent, and does
-not charge conditional requests answered 304. Secondary limits are separate: a burst answer
-with ``retry-after``. Both are modelled here on the world's clock.
+on every response in ``x-ratelimit-*`` headers (``x-ratelimit-resource`` naming the resource
+the request counted against), answers 403 or 429 once it is spent, and does not charge
+conditional requests answered 304. Secondary limits are separate: a burst answer with
+``retry-after``. Both are modelled here on the world's clock.
+
+Registering runners has a resource of its own, ``actions_runner_registration``. GitHub does
+not say which operations are charged to it; the simulator charges the registration-token,
+remove-token and JIT-config operations (:data:`RUNNER_REGISTRATION_OPERATIONS`), a named
+assumption documented in ``docs/simulator.md``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 WINDOW_SECONDS = 3600.0
 AUTHENTICATED_LIMIT = 5000
 ANONYMOUS_LIMIT = 60
+
+CORE = "core"
+RUNNER_REGISTRATION = "actions_runner_registration"
+
+#: Every resource of the published ``rate-limit-overview`` schema, with an authenticated
+#: credential's limit: the figures of the schema's published example (GitHub documents no
+#: number for ``actions_runner_registration``; the example shows 10,000). The example has no
+#: figure for ``dependency_sbom`` and ``copilot_usage_records``: they get ``core``'s. Every
+#: window here is an hour (GitHub's ``search`` window is a minute).
+RESOURCE_LIMITS: dict[str, int] = {
+    CORE: AUTHENTICATED_LIMIT,
+    "graphql": 5000,
+    "search": 30,
+    "code_search": 10,
+    "source_import": 100,
+    "integration_manifest": 5000,
+    RUNNER_REGISTRATION: 10000,
+    "scim": 15000,
+    "dependency_snapshots": 100,
+    "dependency_sbom": AUTHENTICATED_LIMIT,
+    "code_scanning_autofix": 10,
+    "copilot_usage_records": AUTHENTICATED_LIMIT,
+}
+
+#: The operations charged to ``actions_runner_registration`` instead of ``core`` (the named
+#: assumption): creating a registration token, a remove token or a JIT runner configuration,
+#: at repository, organisation and enterprise level.
+RUNNER_REGISTRATION_OPERATIONS: frozenset[str] = frozenset(
+    {
+        *(
+            f"actions/{operation}-for-{level}"
+            for operation in (
+                "create-registration-token",
+                "create-remove-token",
+                "generate-runner-jitconfig",
+            )
+            for level in ("repo", "org")
+        ),
+        "enterprise-admin/create-registration-token-for-enterprise",
+        "enterprise-admin/create-remove-token-for-enterprise",
+        "actions/generate-runner-jitconfig-for-enterprise",
+    }
+)
+
+
+def resource_for(operation_id: str) -> str:
+    """The resource a REST operation (by ``operationId``) is charged to."""
+    return RUNNER_REGISTRATION if operation_id in RUNNER_REGISTRATION_OPERATIONS else CORE
+
+
+def check_limits(limits: Mapping[str, int]) -> None:
+    """Refuse a limit for a resource GitHub does not have, or one below 1."""
+    for resource, limit in limits.items():
+        if resource not in RESOURCE_LIMITS:
+            raise ValueError(
+                f"unknown rate-limit resource {resource!r}: GitHub's are "
+                f"{', '.join(sorted(RESOURCE_LIMITS))}"
+            )
+        if limit < 1:
+            raise ValueError(f"the {resource} limit must be at least 1, got {limit}")
 
 
 @dataclass
@@ -39,30 +106,34 @@ class Bucket:
 class RateLimits:
     """Buckets keyed by (identity, resource); a bucket's window starts at its first request."""
 
-    def __init__(self, authenticated_limit: int = AUTHENTICATED_LIMIT) -> None:
-        self.authenticated_limit = authenticated_limit
+    def __init__(self) -> None:
+        #: An authenticated credential's hourly limit, by resource.
+        self.limits = dict(RESOURCE_LIMITS)
         self._buckets: dict[tuple[str, str], Bucket] = {}
         self.secondary_until = 0.0
         self.secondary_retry_after = 60
         self._exhausted_until = 0.0
 
+    def _limit(self, identity: str, resource: str) -> int:
+        if resource == CORE and identity.startswith("anonymous"):
+            return ANONYMOUS_LIMIT
+        return self.limits.get(resource, self.limits[CORE])
+
     def bucket(self, identity: str, resource: str, now: float) -> Bucket:
         key = (identity, resource)
         bucket = self._buckets.get(key)
         if bucket is None or now >= bucket.reset:
-            limit = (
-                ANONYMOUS_LIMIT if identity.startswith("anonymous") else self.authenticated_limit
-            )
+            limit = self._limit(identity, resource)
             spent = limit if now < self._exhausted_until else 0
             bucket = Bucket(limit=limit, used=spent, reset=now + WINDOW_SECONDS)
             self._buckets[key] = bucket
         return bucket
 
     def exhaust_all(self, now: float) -> None:
-        """Spend every budget for the rest of its window (fault injection).
+        """Spend every budget, of every resource, for the rest of its window (fault injection).
 
-        Budgets first used during the next hour start spent as well, so a credential that
-        appears after the fault was set is limited too.
+        Budgets first used during the next hour start spent as well, so a credential (or a
+        resource) that appears after the fault was set is limited too.
         """
         for bucket in self._buckets.values():
             if now < bucket.reset:
@@ -85,11 +156,13 @@ class RateLimits:
         bucket.used += 1
         return True, bucket
 
-    def set_limit(self, limit: int) -> None:
-        self.authenticated_limit = limit
-        for (identity, _), bucket in self._buckets.items():
-            if not identity.startswith("anonymous"):
-                bucket.limit = limit
+    def set_limits(self, limits: Mapping[str, int]) -> None:
+        """Put these limits in force for authenticated credentials; a resource not named gets
+        GitHub's (:data:`RESOURCE_LIMITS`). Buckets in use take the new limit at once."""
+        check_limits(limits)
+        self.limits = {**RESOURCE_LIMITS, **limits}
+        for (identity, resource), bucket in self._buckets.items():
+            bucket.limit = self._limit(identity, resource)
 
     def secondary_active(self, now: float) -> int | None:
         """Seconds to wait when a secondary limit is in force, else None."""

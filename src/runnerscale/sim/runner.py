@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import ssl
 import sys
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -84,7 +85,10 @@ class StandInRunner:
         headers = {"Authorization": f"Bearer {self.config.credential}"}
         timeout = httpx.Timeout(self.long_poll_seconds + 30.0)
         async with httpx.AsyncClient(
-            base_url=self.config.server_url, headers=headers, timeout=timeout
+            base_url=self.config.server_url,
+            headers=headers,
+            timeout=timeout,
+            verify=self._tls_context(),
         ) as client:
             try:
                 return await self._lifecycle(client)
@@ -94,6 +98,14 @@ class StandInRunner:
             except httpx.TransportError as error:
                 self.say(f"Cannot reach {self.config.server_url}: {type(error).__name__}")
                 return EXIT_UNREACHABLE
+
+    def _tls_context(self) -> ssl.SSLContext:
+        """The usual trust (``SSL_CERT_FILE``/``SSL_CERT_DIR``, else certifi's roots) plus
+        the simulator's own CA when its configuration carries one."""
+        context = httpx.create_ssl_context()
+        if self.config.server_ca is not None:
+            context.load_verify_locations(cadata=self.config.server_ca)
+        return context
 
     async def _lifecycle(self, client: httpx.AsyncClient) -> int:
         await self._call(client, "POST", "connect")

@@ -22,6 +22,7 @@ from runnerscale.httpserve import LoopbackServer, Service
 from runnerscale.sim.api import Simulator
 from runnerscale.sim.app import create_app
 from runnerscale.sim.auth import Authenticator, load_app_public_key
+from runnerscale.sim.tls import ServerTls
 from runnerscale.sim.world import World, WorldSettings
 
 #: GitHub gives a webhook receiver 10 seconds to answer.
@@ -35,25 +36,39 @@ class SimulatorOptions:
     host: str = "127.0.0.1"
     port: int = 0
     tokens: tuple[str, ...] = ()
+    #: Scopes of classic tokens, by token (each one of ``tokens``); a token not named here
+    #: behaves like a fine-grained token: no ``x-oauth-scopes``, never refused for a scope.
+    token_scopes: dict[str, frozenset[str]] = field(default_factory=dict)
     app_id: int | None = None
     app_key: Path | str | None = None
+    #: ``--webhook-url``: the App's webhook when ``app_id`` is set, else a hook that hears
+    #: every owner (:meth:`runnerscale.sim.webhooks.WebhookHub.add_hook`).
     webhook_urls: tuple[str, ...] = ()
     webhook_secret: str | None = None
     seed: int = 0
     world: WorldSettings = field(default_factory=WorldSettings)
+    #: Serve https with this certificate (``fake-github --tls``); None serves plain http.
+    tls: ServerTls | None = None
 
 
 def build_simulator(options: SimulatorOptions, clock: Clock, api_url: str) -> Simulator:
     """Assemble world, credentials and hooks; the in-process simulation uses this too."""
     settings = dataclasses.replace(
-        options.world, server_url=api_url, app_id=options.app_id, seed=options.seed
+        options.world,
+        server_url=api_url,
+        app_id=options.app_id,
+        seed=options.seed,
+        # The stand-in runner trusts the simulator's own CA from its JIT configuration.
+        server_ca=None if options.tls is None else options.tls.ca_pem(),
     )
     world = World(clock, settings)
     public_key = None
     if options.app_key is not None:
         key_source = Path(options.app_key) if isinstance(options.app_key, Path) else options.app_key
         public_key = load_app_public_key(key_source)
-    authenticator = Authenticator(world, options.tokens, options.app_id, public_key)
+    authenticator = Authenticator(
+        world, options.tokens, options.app_id, public_key, token_scopes=options.token_scopes
+    )
     simulator = Simulator(world, clock, authenticator, api_url=api_url)
     for url in options.webhook_urls:
         simulator.webhooks.add_hook(url, options.webhook_secret)
@@ -67,7 +82,14 @@ class SimulatorServer(Service):
         self.options = options
         self.clock = clock or SystemClock()
         self.simulator: Simulator
-        self._http_server = LoopbackServer(self._app, options.host, options.port)
+        tls = options.tls
+        self._http_server = LoopbackServer(
+            self._app,
+            options.host,
+            options.port,
+            certfile=None if tls is None else tls.certfile,
+            keyfile=None if tls is None else tls.keyfile,
+        )
         self.port = self._http_server.port
         self.url = self._http_server.url
         try:

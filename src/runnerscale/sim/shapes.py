@@ -167,11 +167,14 @@ def simple_user(owner: Owner, urls: Urls) -> JSON:
     }
 
 
-def minimal_repository(repo: Repo, urls: Urls) -> JSON:
+def minimal_repository(
+    repo: Repo, urls: Urls, *, permissions: dict[str, bool] | None = None
+) -> JSON:
     """A repository as listed by ``GET /orgs/{org}/repos`` and embedded in workflow runs.
 
     It carries every field the full ``repository`` shape requires, as GitHub's own listings
-    do; :func:`repository` only adds the merge settings.
+    do; :func:`repository` only adds the merge settings. ``permissions`` are the caller's
+    (:func:`repository_permissions`): listings carry them, embedded copies do not.
     """
     api = f"{urls.api}/repos/{repo.full_name}"
     web = f"{urls.web}/{repo.full_name}"
@@ -223,13 +226,14 @@ def minimal_repository(repo: Repo, urls: Urls) -> JSON:
         "forks": 0,
         "open_issues": 0,
         "watchers": 0,
+        **({} if permissions is None else {"permissions": dict(permissions)}),
     }
 
 
-def repository(repo: Repo, urls: Urls) -> JSON:
+def repository(repo: Repo, urls: Urls, *, permissions: dict[str, bool] | None = None) -> JSON:
     """The full ``repository`` shape (installation repository listings, token bodies)."""
     return {
-        **minimal_repository(repo, urls),
+        **minimal_repository(repo, urls, permissions=permissions),
         "allow_rebase_merge": True,
         "allow_squash_merge": True,
         "allow_merge_commit": True,
@@ -257,6 +261,7 @@ def installation(inst: Installation, app_id: int, app_slug: str, urls: Urls) -> 
         "html_url": f"{urls.web}/{settings}/installations/{inst.id}",
         "app_id": app_id,
         "app_slug": app_slug,
+        "client_id": app_client_id(app_id),
         "target_id": owner.id,
         "target_type": owner.type.value,
         "permissions": dict(
@@ -281,6 +286,297 @@ def installation_token(token: ExpiringToken, permissions: dict[str, str]) -> JSO
         "permissions": dict(permissions),
         "repository_selection": "all",
     }
+
+
+# ------------------------------------------------------------ the reads clients make first
+# The API root, accounts, the App itself, full repositories and the runner downloads: what
+# Octokit, PyGithub, ``gh`` and other autoscalers ask for before anything else.
+
+#: The plan every simulated account is on (GitHub Free's values).
+_FREE_PLAN_SPACE = 976_562_499
+_FREE_PLAN_PRIVATE_REPOS = 10_000
+
+#: The platforms GitHub publishes the runner application for, as ``(os, architecture)``.
+RUNNER_PLATFORMS: tuple[tuple[str, str], ...] = (
+    ("osx", "x64"),
+    ("osx", "arm64"),
+    ("linux", "x64"),
+    ("linux", "arm"),
+    ("linux", "arm64"),
+    ("win", "x64"),
+    ("win", "arm64"),
+)
+
+# The API root's URL templates, relative to the API URL (``_ROOT_WEB_URLS``: the web URL).
+_SEARCH = "{&page,per_page,sort,order}"
+_ROOT_API_URLS: dict[str, str] = {
+    "current_user_url": "/user",
+    "authorizations_url": "/authorizations",
+    "code_search_url": f"/search/code?q={{query}}{_SEARCH}",
+    "commit_search_url": f"/search/commits?q={{query}}{_SEARCH}",
+    "emails_url": "/user/emails",
+    "emojis_url": "/emojis",
+    "events_url": "/events",
+    "feeds_url": "/feeds",
+    "followers_url": "/user/followers",
+    "following_url": "/user/following{/target}",
+    "gists_url": "/gists{/gist_id}",
+    "hub_url": "/hub",
+    "issue_search_url": f"/search/issues?q={{query}}{_SEARCH}",
+    "issues_url": "/issues",
+    "keys_url": "/user/keys",
+    "label_search_url": "/search/labels?q={query}&repository_id={repository_id}{&page,per_page}",
+    "notifications_url": "/notifications",
+    "organization_url": "/orgs/{org}",
+    "organization_repositories_url": "/orgs/{org}/repos{?type,page,per_page,sort}",
+    "organization_teams_url": "/orgs/{org}/teams",
+    "public_gists_url": "/gists/public",
+    "rate_limit_url": "/rate_limit",
+    "repository_url": "/repos/{owner}/{repo}",
+    "repository_search_url": f"/search/repositories?q={{query}}{_SEARCH}",
+    "current_user_repositories_url": "/user/repos{?type,page,per_page,sort}",
+    "starred_url": "/user/starred{/owner}{/repo}",
+    "starred_gists_url": "/gists/starred",
+    "topic_search_url": "/search/topics?q={query}{&page,per_page}",
+    "user_url": "/users/{user}",
+    "user_organizations_url": "/user/orgs",
+    "user_repositories_url": "/users/{user}/repos{?type,page,per_page,sort}",
+    "user_search_url": f"/search/users?q={{query}}{_SEARCH}",
+}
+_ROOT_WEB_URLS: dict[str, str] = {
+    "current_user_authorizations_html_url": "/settings/connections/applications{/client_id}",
+}
+
+
+def api_root(urls: Urls) -> JSON:
+    """``GET /``: GitHub's URL templates (all of ``api.github.com``'s, including the
+    ``authorizations_url`` and ``hub_url`` the 2022-11-28 API version still lists), pointing
+    at the simulator. Only some of those URLs are served by the simulator."""
+    return {
+        **{key: urls.api + path for key, path in _ROOT_API_URLS.items()},
+        **{key: urls.web + path for key, path in _ROOT_WEB_URLS.items()},
+    }
+
+
+def app_client_id(app_id: int) -> str:
+    """The App's OAuth client id: GitHub's older ``Iv1.`` + 16 hex digits form, derived from
+    the App id so it is stable across runs."""
+    digest = hashlib.sha256(f"runnerscale-app:{app_id}".encode()).hexdigest()
+    return f"Iv1.{digest[:16]}"
+
+
+def repository_permissions(app_permissions: dict[str, str] | None) -> dict[str, bool]:
+    """The caller's ``permissions`` on a repository it can see.
+
+    ``None`` stands for the token's user, who owns (administers) everything in the simulator.
+    For an App installation they follow its permissions (GitHub does not document the
+    mapping): ``administration: write`` gives ``admin`` and ``maintain``, ``contents: write``
+    gives ``push`` and ``triage``, and whoever sees a repository may ``pull`` it; ``{}`` (a
+    public repository outside the installation) gives ``pull`` only.
+    """
+    if app_permissions is None:
+        return dict.fromkeys(("admin", "maintain", "push", "triage", "pull"), True)
+    admin = app_permissions.get("administration") == "write"
+    push = app_permissions.get("contents") == "write"
+    return {
+        "admin": admin,
+        "maintain": admin,
+        "push": push,
+        "triage": push,
+        "pull": True,
+    }
+
+
+def full_repository(repo: Repo, urls: Urls, *, permissions: dict[str, bool] | None) -> JSON:
+    """``GET /repos/{owner}/{repo}``: the repository with its counts, its organisation (when
+    an organisation owns it) and the caller's permissions (none for an anonymous caller)."""
+    body: JSON = {
+        **repository(repo, urls, permissions=permissions),
+        "network_count": 0,
+        "subscribers_count": 0,
+        "custom_properties": {},
+    }
+    if repo.owner.type is OwnerType.ORGANIZATION:
+        body["organization"] = simple_user(repo.owner, urls)
+    return body
+
+
+def _account_counts(public_repos: int) -> JSON:
+    return {"public_repos": public_repos, "public_gists": 0, "followers": 0, "following": 0}
+
+
+def public_user(owner: Owner, urls: Urls, *, public_repos: int) -> JSON:
+    """``GET /users/{username}``: an account's public profile (an organisation's too, which
+    GitHub also serves there, with ``type: Organization``). No profile field is set."""
+    created = iso8601(owner.created_at)
+    return {
+        **simple_user(owner, urls),
+        "name": None,
+        "company": None,
+        "blog": "",
+        "location": None,
+        "email": None,
+        "hireable": None,
+        "bio": None,
+        "twitter_username": None,
+        **_account_counts(public_repos),
+        "created_at": created,
+        "updated_at": created,
+    }
+
+
+def private_user(owner: Owner, urls: Urls, *, public_repos: int, private_repos: int) -> JSON:
+    """``GET /user``: the token's user with the private fields a classic token with the
+    ``user`` scope sees, on GitHub Free."""
+    return {
+        **public_user(owner, urls, public_repos=public_repos),
+        "user_view_type": "private",
+        "private_gists": 0,
+        "total_private_repos": private_repos,
+        "owned_private_repos": private_repos,
+        "disk_usage": 0,
+        "collaborators": 0,
+        "two_factor_authentication": True,
+        "plan": {
+            "name": "free",
+            "space": _FREE_PLAN_SPACE,
+            "private_repos": _FREE_PLAN_PRIVATE_REPOS,
+            "collaborators": 0,
+        },
+    }
+
+
+def organization_full(
+    owner: Owner, urls: Urls, *, public_repos: int, private_repos: int, admin: bool
+) -> JSON:
+    """``GET /orgs/{org}``. Everyone sees the profile; an owner of the organisation (``admin``)
+    also sees its counts, plan and member settings, which are GitHub's defaults for a new
+    organisation. ``company``, ``blog``, ``location`` and ``email`` are unset, so left out
+    (the contract does not let them be null)."""
+    api = f"{urls.api}/orgs/{owner.login}"
+    created = iso8601(owner.created_at)
+    body: JSON = {
+        "login": owner.login,
+        "id": owner.id,
+        "node_id": _node_id("O", owner.id),
+        "url": api,
+        "repos_url": f"{api}/repos",
+        "events_url": f"{api}/events",
+        "hooks_url": f"{api}/hooks",
+        "issues_url": f"{api}/issues",
+        "members_url": f"{api}/members{{/member}}",
+        "public_members_url": f"{api}/public_members{{/member}}",
+        "avatar_url": simple_user(owner, urls)["avatar_url"],
+        "description": None,
+        "name": owner.login,
+        "twitter_username": None,
+        "is_verified": False,
+        "has_organization_projects": True,
+        "has_repository_projects": True,
+        **_account_counts(public_repos),
+        "html_url": f"{urls.web}/{owner.login}",
+        "type": "Organization",
+        "created_at": created,
+        "updated_at": created,
+        "archived_at": None,
+    }
+    if not admin:
+        return body
+    enterprise = owner.enterprise is not None
+    return {
+        **body,
+        "total_private_repos": private_repos,
+        "owned_private_repos": private_repos,
+        "private_gists": 0,
+        "disk_usage": 0,
+        "collaborators": 0,
+        "billing_email": None,
+        "plan": {
+            "name": "enterprise" if enterprise else "free",
+            "space": _FREE_PLAN_SPACE,
+            "private_repos": _FREE_PLAN_PRIVATE_REPOS,
+            "filled_seats": 1,
+            "seats": 1 if enterprise else 0,
+        },
+        "default_repository_permission": "read",
+        "default_repository_branch": "main",
+        "members_can_create_repositories": True,
+        "two_factor_requirement_enabled": False,
+        "members_allowed_repository_creation_type": "all",
+        "members_can_create_public_repositories": True,
+        "members_can_create_private_repositories": True,
+        "members_can_create_internal_repositories": enterprise,
+        "members_can_create_pages": True,
+        "members_can_create_public_pages": True,
+        "members_can_create_private_pages": True,
+        "members_can_delete_repositories": True,
+        "members_can_change_repo_visibility": True,
+        "members_can_invite_outside_collaborators": True,
+        "members_can_delete_issues": False,
+        "display_commenter_full_name_setting_enabled": False,
+        "readers_can_create_discussions": True,
+        "members_can_create_teams": True,
+        "members_can_view_dependency_insights": True,
+        "members_can_fork_private_repositories": False,
+        "web_commit_signoff_required": False,
+        "advanced_security_enabled_for_new_repositories": False,
+        "dependabot_alerts_enabled_for_new_repositories": False,
+        "dependabot_security_updates_enabled_for_new_repositories": False,
+        "dependency_graph_enabled_for_new_repositories": False,
+        "secret_scanning_enabled_for_new_repositories": False,
+        "secret_scanning_push_protection_enabled_for_new_repositories": False,
+        "secret_scanning_push_protection_custom_link_enabled": False,
+        "secret_scanning_push_protection_custom_link": None,
+        "deploy_keys_enabled_for_repositories": True,
+    }
+
+
+def integration(
+    app_id: int, app_slug: str, owner: Owner, urls: Urls, *, created_at: float, installations: int
+) -> JSON:
+    """``GET /app``: the simulated App, owned by ``owner``, with every permission and event
+    its installations have (:data:`ORG_INSTALLATION_PERMISSIONS`, ``workflow_job``)."""
+    created = iso8601(created_at)
+    return {
+        "id": app_id,
+        "slug": app_slug,
+        "node_id": _node_id("A", app_id),
+        "client_id": app_client_id(app_id),
+        "owner": simple_user(owner, urls),
+        "name": app_slug.replace("-", " ").title(),
+        "description": None,
+        "external_url": urls.web,
+        "html_url": f"{urls.web}/apps/{app_slug}",
+        "created_at": created,
+        "updated_at": created,
+        "permissions": dict(ORG_INSTALLATION_PERMISSIONS),
+        "events": ["workflow_job"],
+        "installations_count": installations,
+    }
+
+
+def runner_download_url(urls: Urls, version: str, filename: str) -> str:
+    """Where ``filename`` would be: github.com's release path, on the simulator's web URL."""
+    return f"{urls.web}/actions/runner/releases/download/v{version}/{filename}"
+
+
+def runner_applications(version: str, urls: Urls) -> list[JSON]:
+    """``GET .../actions/runners/downloads``: the runner application for each platform, named
+    as GitHub names its releases, at :func:`runner_download_url`, where the simulator serves
+    nothing (its runner is ``runnerscale sim-runner``), so there is no checksum either."""
+    applications = []
+    for os_name, architecture in RUNNER_PLATFORMS:
+        extension = "zip" if os_name == "win" else "tar.gz"
+        filename = f"actions-runner-{os_name}-{architecture}-{version}.{extension}"
+        applications.append(
+            {
+                "os": os_name,
+                "architecture": architecture,
+                "download_url": runner_download_url(urls, version, filename),
+                "filename": filename,
+            }
+        )
+    return applications
 
 
 def authentication_token(token: ExpiringToken) -> JSON:

@@ -63,6 +63,8 @@ LOST_COMMUNICATION = (
 QUEUE_TIMEOUT_REASON = "The job was not acquired by a runner within the queue time limit."
 MAX_LABELS = 100
 DEFAULT_GROUP_ID = 1
+#: The token's user gets an id below the owner sequence, so asking for it shifts no other id.
+TOKEN_USER_ID = 10_000
 
 
 class ApiError(Exception):
@@ -108,6 +110,8 @@ class WorldSettings:
 
     #: Base URL the runner protocol is reached at; written into JIT configurations.
     server_url: str = "http://127.0.0.1:9000"
+    #: The CA (PEM) an https ``server_url`` is signed by, for the stand-in runner to trust.
+    server_ca: str | None = None
     #: A runner that has not spoken for this long is shown offline and gets no job.
     runner_offline_after: float = 90.0
     #: A registered runner that never connects is removed after this long (GitHub: 1 day).
@@ -120,6 +124,8 @@ class WorldSettings:
     installation_token_ttl: float = 3_600.0
     app_id: int | None = None
     app_slug: str = "runnerscale-simulator"
+    #: The user behind every personal access token (``GET /user``); it also owns the App.
+    token_user: str = "octocat"  # noqa: S105 - a login, not a secret
     seed: int = 0
 
 
@@ -191,6 +197,10 @@ class World:
         self.runs: dict[int, WorkflowRun] = {}
         self.jobs: dict[int, Job] = {}
         self.tokens: dict[str, ExpiringToken] = {}
+        #: When this GitHub came into being: the App and the token's user date from then.
+        self.created_at = clock.now()
+        #: Owners the App is not installed on (the token's user, until it owns repositories).
+        self._not_installed: set[str] = set()
         self._runners_by_credential: dict[str, int] = {}
         self._run_numbers: dict[str, int] = {}
         #: Bumped on every change; long-polling runners wait for it to move.
@@ -232,12 +242,47 @@ class World:
             self.owners[key] = owner
             if owner_type is OwnerType.ORGANIZATION:
                 self.runner_groups[key] = _default_groups()
-            if self.settings.app_id is not None:
-                installation = Installation(
-                    id=_next(self._ids.installation), owner=owner, created_at=self.now
-                )
-                self.installations[installation.id] = installation
+            self._install(owner)
             self._changed()
+        elif key in self._not_installed:
+            # The token's user now owns repositories: the App is installed there like anywhere.
+            self._not_installed.discard(key)
+            self._install(owner)
+            self._changed()
+        return owner
+
+    def _install(self, owner: Owner) -> None:
+        if self.settings.app_id is not None:
+            installation = Installation(
+                id=_next(self._ids.installation), owner=owner, created_at=self.now
+            )
+            self.installations[installation.id] = installation
+
+    def token_user(self) -> Owner:
+        """The user behind the personal access tokens (``settings.token_user``).
+
+        It comes into being when first asked for, dated from the world's creation, and, unlike
+        an owner that comes with its repositories, without the App installed on it: the App's
+        owner need not install it on their own account.
+        """
+        login = self.settings.token_user
+        owner = self.owners.get(login.lower())
+        if owner is None:
+            owner = Owner(
+                login=login, id=TOKEN_USER_ID, type=OwnerType.USER, created_at=self.created_at
+            )
+            self.owners[login.lower()] = owner
+            self._not_installed.add(login.lower())
+            self._changed()
+        return owner
+
+    def account(self, login: str) -> Owner:
+        """Any account, user or organisation, by login (case-insensitive); 404 when unknown."""
+        if login.lower() == self.settings.token_user.lower():
+            return self.token_user()
+        owner = self.owners.get(login.lower())
+        if owner is None:
+            raise not_found()
         return owner
 
     def ensure_repo(
@@ -516,6 +561,7 @@ class World:
         encoded = encode(
             JitConfig(
                 server_url=self.settings.server_url,
+                server_ca=self.settings.server_ca,
                 runner_id=runner.id,
                 runner_name=runner.name,
                 credential=runner.credential,
@@ -554,6 +600,7 @@ class World:
         encoded = encode(
             JitConfig(
                 server_url=self.settings.server_url,
+                server_ca=self.settings.server_ca,
                 runner_id=runner.id,
                 runner_name=runner.name,
                 credential=runner.credential,

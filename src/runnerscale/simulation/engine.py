@@ -102,8 +102,7 @@ class Engine:
         self.faults = Faults(faults or FaultPlan())
         self.rate_limits = RateLimits()
         plan = self.faults.plan.rate_limit
-        if plan.limit is not None:
-            self.rate_limits.set_limit(plan.limit)
+        self.rate_limits.set_limits(plan.resource_limits())
         if plan.exhaust_primary:
             self.rate_limits.exhaust_all(EPOCH)
         self.rate_limits.secondary_until = EPOCH + plan.secondary_for
