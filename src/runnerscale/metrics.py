@@ -83,6 +83,15 @@ class _StatusCollector(Collector):
             for operation, count in sorted(budget.calls.items()):
                 calls.add_metric([operation], count)
             yield calls
+            charged = GaugeMetricFamily(
+                "runnerscale_github_charged_calls",
+                "GitHub API calls charged to each rate-limit resource (304s are free)",
+                labels=["credential", "resource"],
+            )
+            for credential, one in sorted(budget.by_credential.items()):
+                for resource, count in one.charged_by_resource().items():
+                    charged.add_metric([credential, resource], count)
+            yield charged
             yield GaugeMetricFamily(
                 "runnerscale_github_not_modified",
                 "Conditional GitHub requests answered 304 (not counted by GitHub)",

@@ -210,8 +210,11 @@ async def test_each_installation_has_a_budget_of_its_own(simulator: SimulatorSer
     name = {i.owner.login: f"installation {i.id}" for i in world.installations.values()}
     by_credential = client.budget.by_credential
     assert set(by_credential) == {"app", name["acme"], name["beta"]}
-    assert by_credential[name["acme"]].resources["core"].used == 3
-    assert by_credential[name["beta"]].resources["core"].used == 1
+    # JIT configurations are charged to the runner-registration resource, per installation.
+    registration = "actions_runner_registration"
+    assert by_credential[name["acme"]].resources[registration].used == 3
+    assert by_credential[name["beta"]].resources[registration].used == 1
+    assert by_credential[name["acme"]].charged_by_resource() == {registration: 3}
     # The App itself paid for finding the installations and fetching their tokens.
     assert by_credential["app"].calls["get-org-installation"] == 2
     report = client.budget.report()

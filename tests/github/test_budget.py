@@ -10,14 +10,21 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from runnerscale.cli import _github_lines
+from runnerscale.controller.loops import Status
 from runnerscale.github.budget import (
+    CORE,
     MAX_PAUSE,
+    OPERATION_RESOURCES,
+    REGISTRATION,
     RESET_MARGIN,
     ApiBudget,
     Bucket,
     Budgets,
+    resource_of,
     retry_after_seconds,
 )
+from runnerscale.metrics import Metrics
 
 T0 = 1_700_000_000.0
 
@@ -168,12 +175,15 @@ def test_counters() -> None:
     budget = ApiBudget(lambda: T0)
     for operation in ("list-runners", "list-runners", "get-job"):
         budget.count(operation)
-    budget.count_not_modified()
-    assert budget.calls == {"list-runners": 2, "get-job": 1}
+    budget.count_not_modified("list-runners")
+    budget.count("generate-jitconfig")
+    assert budget.calls == {"list-runners": 2, "get-job": 1, "generate-jitconfig": 1}
     assert budget.not_modified == 1
-    assert budget.charged == 2
+    assert budget.charged() == 2
+    assert budget.charged(REGISTRATION) == 1
     report = budget.report()
-    assert report["calls"] == 3
+    assert report["calls"] == 4
+    assert report["charged"] == {CORE: 2, REGISTRATION: 1}
     assert report["not_modified"] == 1
 
 
@@ -387,3 +397,98 @@ async def test_a_pause_holds_only_its_credential() -> None:
     assert await budgets.of("installation 2").wait_if_paused() == 0.0
     assert await budgets.of("installation 1").wait_if_paused() == 30.0
     assert budgets.report()["paused"] == {}  # over once waited out
+
+
+# -- the runner-registration resource
+
+
+def test_registering_runners_is_charged_to_a_resource_of_its_own() -> None:
+    # GitHub does not document it: the table is an assumption, shared with the simulator.
+    assert resource_of("generate-jitconfig") == REGISTRATION == "actions_runner_registration"
+    assert set(OPERATION_RESOURCES.values()) == {REGISTRATION}
+    assert resource_of("list-runners") == resource_of("delete-runner") == CORE
+    budget = ApiBudget(lambda: T0)
+    assert budget.resource_for("generate-jitconfig") == REGISTRATION
+
+
+def test_an_answer_naming_another_resource_is_learned() -> None:
+    budget = ApiBudget(lambda: T0)
+    budget.count("generate-jitconfig")
+    # An answer without the header (rate limiting off) teaches nothing.
+    assert budget.learn("generate-jitconfig", {"x-ratelimit-remaining": "1"}) == REGISTRATION
+    # A GitHub that charges registration to core says so: those calls count for polling.
+    assert budget.learn("generate-jitconfig", headers(4000, resource="core")) == CORE
+    assert budget.resource_for("generate-jitconfig") == CORE
+    assert budget.charged_by_resource() == {CORE: 1}
+
+
+def test_registering_runners_does_not_stretch_polling() -> None:
+    clock = FakeClock()
+    budgets = Budgets(lambda: ApiBudget(clock.now, clock.sleep))
+    budget = budgets.of("token")
+    budget.record(headers(600))  # core: 100 spendable above the reserve
+    budget.record(headers(9000, limit=10000, resource=REGISTRATION))
+    for _ in range(200):
+        budget.count("generate-jitconfig")
+    budget.count("list-runners")
+    # One poll cost core a single call: 3600 * 1 / 100 = 36 s, not the JIT configs' 200.
+    assert budgets.charged() == {"token": 1}
+    assert budgets.charged(REGISTRATION) == {"token": 200}
+    assert budgets.poll_interval(15.0, budgets.charged()) == pytest.approx(36.0)
+    # Nor does a spent registration budget: polling reads only core.
+    budget.record(headers(0, limit=10000, resource=REGISTRATION))
+    assert budgets.poll_interval(15.0, {"token": 0}) == 15.0
+    report = budgets.report()
+    assert report["charged"] == {CORE: 1, REGISTRATION: 200}
+    assert report["rate_limit"][REGISTRATION]["limit"] == 10000
+
+
+async def test_a_registration_pause_holds_jit_configs_but_not_polls() -> None:
+    clock = FakeClock()
+    budgets = Budgets(lambda: ApiBudget(clock.now, clock.sleep))
+    budget = budgets.of("token")
+    answer = {"retry-after": "30", "x-ratelimit-resource": REGISTRATION}
+    resource = budget.learn("generate-jitconfig", answer)
+    assert budget.pause_from(403, answer, resource, message="rate limit") == 30.0
+    assert budget.paused_until(CORE) == 0.0
+    assert await budget.wait_if_paused(budget.resource_for("list-runners")) == 0.0
+    assert clock.sleeps == []
+    assert budgets.report()["paused"] == {f"{REGISTRATION} (token)": T0 + 30}
+    assert await budget.wait_if_paused(budget.resource_for("generate-jitconfig")) == 30.0
+    assert clock.sleeps == [30.0]
+
+
+async def test_a_core_pause_does_not_hold_jit_configs_unless_github_says_so() -> None:
+    clock = FakeClock()
+    budget = budget_at(clock)
+    spent = headers(0, reset=T0 + 600, resource=CORE)
+    assert budget.pause_from(403, spent, budget.learn("list-runners", spent)) == 600.0
+    assert await budget.wait_if_paused(budget.resource_for("generate-jitconfig")) == 0.0
+    # GitHub answers a JIT config on core: from then on it waits for core's pause.
+    budget.learn("generate-jitconfig", headers(0, reset=T0 + 600, resource=CORE))
+    assert await budget.wait_if_paused(budget.resource_for("generate-jitconfig")) == 600.0
+
+
+def test_status_and_metrics_show_each_resource_and_its_pause() -> None:
+    clock = FakeClock()
+    budgets = Budgets(lambda: ApiBudget(clock.now, clock.sleep))
+    budget = budgets.of("token")
+    budget.record(headers(4990, used=10))
+    budget.record(headers(9998, limit=10000, used=2, resource=REGISTRATION))
+    budget.count("generate-jitconfig")
+    budget.pause_from(429, {"retry-after": "30"}, REGISTRATION)
+    lines = _github_lines(budgets.report(), clock.now() + 10)
+    assert lines == [
+        f"GitHub {REGISTRATION}: 2 used, 9998 of 10000 remaining",
+        "GitHub core: 10 used, 4990 of 5000 remaining",
+        f"GitHub {REGISTRATION} (token): paused for 20s more (GitHub asked to slow down)",
+    ]
+    metrics = Metrics(lambda: Status(pools=[]), lambda: budgets).render().decode()
+    for family, value in (
+        ("rate_limit_remaining", 9998),
+        ("rate_limit_used", 2),
+        ("charged_calls", 1),
+        ("paused_seconds", 30),
+    ):
+        line = f'runnerscale_github_{family}{{credential="token",resource="{REGISTRATION}"}}'
+        assert f"{line} {value:.1f}" in metrics

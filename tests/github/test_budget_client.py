@@ -1,6 +1,7 @@
 """The API budget as the production client lives it, against the simulator over HTTP:
-secondary limits pause every call, a low budget stretches the poll interval, and no more than
-a few dozen requests are ever in flight."""
+secondary limits pause every call, a low budget stretches the poll interval, registering
+runners is charged (and paused) apart from polling, and no more than a few dozen requests are
+ever in flight."""
 
 from __future__ import annotations
 
@@ -10,8 +11,12 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from runnerscale.cli import _github_lines
+from runnerscale.controller.loops import Status
 from runnerscale.controller.protocols import GitHubError
+from runnerscale.github.budget import CORE, REGISTRATION, resource_of
 from runnerscale.github.client import MAX_CONCURRENT_REQUESTS, GitHubClient
+from runnerscale.metrics import Metrics
 from runnerscale.model import Target
 from runnerscale.sim.faults import FaultPlan, RateLimitFaults
 from runnerscale.sim.server import SimulatorOptions, SimulatorServer
@@ -79,6 +84,78 @@ async def test_not_modified_answers_are_not_charged(simulator: SimulatorServer) 
     assert client.budget.not_modified == 3
     assert client.budget.resources["core"].used == 1
     assert client.poll_interval(15.0) == 15.0
+
+
+LABELS = ("self-hosted", "linux")
+
+
+async def test_jit_configs_are_charged_to_the_registration_resource(
+    simulator: SimulatorServer,
+) -> None:
+    client = GitHubClient(simulator.url, TOKEN)
+    for index in range(3):
+        await client.generate_jitconfig(REPO, f"rs-budget-{index}", LABELS)
+    await client.list_runners(REPO)
+    resources = client.budget.resources
+    assert set(resources) == {CORE, REGISTRATION}
+    registration = resources[REGISTRATION]
+    assert (registration.limit, registration.used) == (10000, 3)
+    assert resources[CORE].used == 1
+    assert client.budget.charged_by_resource() == {CORE: 1, REGISTRATION: 3}
+    # The simulator charged every call where the client's table expected it to.
+    learned = client.budget.of("token").learned
+    assert learned == {"generate-jitconfig": REGISTRATION, "list-runners": CORE}
+    assert all(resource_of(operation) == named for operation, named in learned.items())
+    # The simulator's own overview agrees, and lists the resource.
+    async with httpx.AsyncClient(headers={"Authorization": f"token {TOKEN}"}) as http:
+        overview = (await http.get(f"{simulator.url}/rate_limit")).json()
+    assert overview["resources"][REGISTRATION]["used"] == 3
+    # Status and metrics show it, per resource.
+    lines = _github_lines(client.budget.report(), simulator.clock.now())
+    assert f"GitHub {REGISTRATION}: 3 used, 9997 of 10000 remaining" in lines
+    metrics = Metrics(lambda: Status(pools=[]), lambda: client.budget).render().decode()
+    assert (
+        f'runnerscale_github_rate_limit_used{{credential="token",resource="{REGISTRATION}"}} 3.0'
+        in metrics
+    )
+    assert (
+        f'runnerscale_github_charged_calls{{credential="token",resource="{REGISTRATION}"}} 3.0'
+        in metrics
+    )
+
+
+async def test_a_spent_registration_budget_holds_jit_configs_not_polls(
+    simulator: SimulatorServer,
+) -> None:
+    world = simulator.simulator
+    identity = world.auth.identify(f"token {TOKEN}").identity
+    bucket = world.rate_limits.bucket(identity, REGISTRATION, world.clock.now())
+    bucket.used = bucket.limit
+    now = [world.clock.now()]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        # Waiting out the pause: the window resets meanwhile.
+        slept.append(seconds)
+        now[0] += seconds
+        bucket.used = 0
+        await asyncio.sleep(0)
+
+    client = GitHubClient(simulator.url, TOKEN, clock=lambda: now[0], sleep=sleep)
+    with pytest.raises(GitHubError) as caught:
+        await client.generate_jitconfig(REPO, "rs-held", LABELS)
+    assert caught.value.status == 403
+    budget = client.budget.of("token")
+    assert budget.pause_remaining(REGISTRATION) > 3000  # until the window resets
+    assert budget.pause_remaining(CORE) == 0.0
+    # Polling goes on, without waiting.
+    assert [runner.name for runner in await client.list_runners(REPO)] == []
+    assert client.poll_interval(15.0) == 15.0
+    assert slept == []
+    # The next JIT config waits for the reset, then registers.
+    await client.generate_jitconfig(REPO, "rs-after", LABELS)
+    assert len(slept) == 1
+    assert slept[0] > 3000
 
 
 class CountingTransport(httpx.AsyncBaseTransport):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from runnerscale.config import Config, parse_config
+from runnerscale.github.budget import REGISTRATION
 from runnerscale.hostlabels import detect_local_host
 from runnerscale.sim.faults import FaultPlan
 from runnerscale.sim.server import SimulatorOptions, SimulatorServer
@@ -303,6 +304,18 @@ async def test_an_exhausted_rate_limit_delays_but_does_not_lose_jobs() -> None:
     result = await Engine(config(), trace((0, 30), (10, 30)), faults=limited).run()
     assert result.figures.served == 2
     assert min(result.figures.queue_waits) >= 110  # nothing reached GitHub for two minutes
+
+
+async def test_registering_runners_is_charged_apart_from_polling() -> None:
+    # Core allows a single call an hour; JIT configurations go to their own resource.
+    starved = FaultPlan.model_validate({"rate_limit": {"limit": 1}})
+    engine = Engine(config(), trace((0, 30), (10, 30)), faults=starved)
+    result = await engine.run()
+    assert result.figures.served == 2
+    charged = engine.github.charged_by_resource
+    assert charged[REGISTRATION] == engine.github.charged["generate-jitconfig"] >= 2
+    assert charged["core"] == 1
+    assert result.figures.api_calls == charged.total()
 
 
 async def test_trace_export_command_against_the_simulator(tmp_path: Path) -> None:

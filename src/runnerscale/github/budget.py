@@ -12,14 +12,18 @@ and the simulation all share one tested set of rules:
 
 * :class:`ApiBudget` keeps the last word of GitHub on each resource (a :class:`Bucket`) plus our
   own call counts; the metrics and ``runnerscale status`` read it.
+* :data:`OPERATION_RESOURCES` says which resource each call will be charged to *before* it is
+  sent (registering runners has a resource of its own, :data:`REGISTRATION`), and
+  :meth:`ApiBudget.learn` corrects that from GitHub's answers, so a resource's pause holds
+  only its own calls and what registering runners spends never stretches polling.
 * :meth:`ApiBudget.poll_interval` stretches the poll interval when polling every ``base``
   seconds would eat into the reserve before the window resets, and goes back to ``base`` once
   the window has reset. Webhooks keep the fast path working meanwhile; polling is only the
   safety net, so it is what gives way.
 * :meth:`ApiBudget.pause_from` turns a 403/429 that says "wait" (``retry-after``, or a spent
   budget with ``x-ratelimit-reset``) into a pause of the resource, and
-  :meth:`ApiBudget.wait_if_paused`, called before every request, makes each affected call wait
-  instead of hammering GitHub.
+  :meth:`ApiBudget.wait_if_paused`, called before every request on that resource, makes each
+  affected call wait instead of hammering GitHub.
 Elsewhere, because a piece made for the job exists there: other failures are backed off by
 the controller's loops (``Controller.failure_delay``: exponential, with jitter), and requests
 in flight are capped by githubkit's throttler (``client.MAX_CONCURRENT_REQUESTS``).
@@ -38,6 +42,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from email.utils import parsedate_to_datetime
+from types import MappingProxyType
 from typing import Any
 
 Now = Callable[[], float]
@@ -45,6 +50,24 @@ Sleep = Callable[[float], Awaitable[None]]
 
 #: The resource GitHub reports when it names none, and the one polling spends.
 CORE = "core"
+#: GitHub's resource for registering runners: JIT configurations, registration and remove
+#: tokens (10,000 an hour per credential in GitHub's published example).
+REGISTRATION = "actions_runner_registration"
+#: The resource each operation (the client's names, as in ``runnerscale_github_api_calls``) is
+#: charged to, known before the call is sent so that it waits only for its own resource's
+#: pause; every operation not listed is charged to :data:`CORE`. An assumption: GitHub does not
+#: document which operations count against ``actions_runner_registration``. The simulator
+#: makes the same one (``runnerscale.sim.ratelimit.RUNNER_REGISTRATION_OPERATIONS``, by REST
+#: operation id), the in-process simulation charges by this table, and
+#: :meth:`ApiBudget.learn` replaces an entry when GitHub's answers name another resource. The
+#: tokens are not asked for today (runners register with JIT configurations).
+OPERATION_RESOURCES: Mapping[str, str] = MappingProxyType(
+    {
+        "generate-jitconfig": REGISTRATION,
+        "create-registration-token": REGISTRATION,
+        "create-remove-token": REGISTRATION,
+    }
+)
 #: The credentials of :class:`Budgets` besides installations (``installation ID``).
 TOKEN_CREDENTIAL = "token"  # noqa: S105 - a name, not a secret
 APP_CREDENTIAL = "app"
@@ -98,6 +121,16 @@ def _lower(headers: Mapping[str, str]) -> dict[str, str]:
     return {key.lower(): value for key, value in headers.items()}
 
 
+def resource_of(operation: str) -> str:
+    """The resource :data:`OPERATION_RESOURCES` assumes ``operation`` is charged to."""
+    return OPERATION_RESOURCES.get(operation, CORE)
+
+
+def answer_resource(headers: Mapping[str, str]) -> str | None:
+    """The resource an answer was charged to (``x-ratelimit-resource``), None if it names none."""
+    return _lower(headers).get("x-ratelimit-resource", "").strip().lower() or None
+
+
 def retry_after_seconds(value: str | None, now: float) -> float | None:
     """``retry-after`` as seconds from ``now``: delta-seconds or an HTTP date; None if garbage."""
     if value is None:
@@ -115,7 +148,8 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
 class ApiBudget:
     """What GitHub said about each rate-limit resource, our call counts, polling and pauses.
 
-    ``resources``, ``calls`` and ``not_modified`` are read by the metrics and the status API.
+    ``resources``, ``calls``, ``not_modified`` and :meth:`charged_by_resource` are read by the
+    metrics and the status API.
     """
 
     def __init__(
@@ -133,6 +167,10 @@ class ApiBudget:
         self.resources: dict[str, Bucket] = {}
         self.calls: Counter[str] = Counter()
         self.not_modified = 0
+        #: The 304s by operation (free, so not charged to the operation's resource).
+        self.not_modified_calls: Counter[str] = Counter()
+        #: What GitHub's answers said an operation is charged to (see :meth:`learn`).
+        self.learned: dict[str, str] = {}
         #: Pauses by resource: epoch seconds until which calls on it wait.
         self.pauses: dict[str, float] = {}
         #: Pauses imposed by GitHub, by resource.
@@ -157,7 +195,7 @@ class ApiBudget:
         remaining = _int(lowered.get("x-ratelimit-remaining"))
         if remaining is None:
             return None
-        resource = lowered.get("x-ratelimit-resource", "").strip().lower() or CORE
+        resource = answer_resource(lowered) or CORE
         used = _int(lowered.get("x-ratelimit-used"))
         limit = _int(lowered.get("x-ratelimit-limit"))
         if limit is None:
@@ -176,19 +214,44 @@ class ApiBudget:
         self.resources[resource] = bucket
         return bucket
 
+    def resource_for(self, operation: str) -> str:
+        """The resource a call of ``operation`` will be charged to: what GitHub's answers said
+        (:meth:`learn`), else what :data:`OPERATION_RESOURCES` assumes."""
+        return self.learned.get(operation) or resource_of(operation)
+
+    def learn(self, operation: str, headers: Mapping[str, str]) -> str:
+        """Take the resource an answer to ``operation`` names as where its calls go (GitHub
+        may charge differently than assumed: an older GitHub Enterprise Server charges runner
+        registration to ``core``); returns the operation's resource from now on."""
+        named = answer_resource(headers)
+        if named is not None:
+            self.learned[operation] = named
+        return self.resource_for(operation)
+
     def count(self, operation: str) -> None:
         """One call of ``operation`` made (count it before sending: failures cost too)."""
         self.calls[operation] += 1
 
-    def count_not_modified(self) -> None:
-        """One conditional request answered 304: it cost nothing."""
+    def count_not_modified(self, operation: str) -> None:
+        """One conditional request of ``operation`` answered 304: it cost nothing."""
         self.not_modified += 1
+        self.not_modified_calls[operation] += 1
 
-    @property
-    def charged(self) -> int:
-        """Calls that counted against the budget (all calls but the 304s). The poll loop takes
-        the difference across one poll as ``calls_per_poll``."""
-        return max(0, sum(self.calls.values()) - self.not_modified)
+    def charged_by_resource(self) -> dict[str, int]:
+        """Calls that counted against each resource (every call but the 304s), each
+        operation's calls under the resource it is charged to."""
+        charged: Counter[str] = Counter()
+        for operation, count in self.calls.items():
+            charged[self.resource_for(operation)] += count
+        for operation, count in self.not_modified_calls.items():
+            charged[self.resource_for(operation)] -= count
+        return {name: max(0, count) for name, count in sorted(charged.items())}
+
+    def charged(self, resource: str = CORE) -> int:
+        """Calls charged to ``resource`` (default: core, what polling spends). The poll loop
+        takes the difference across one poll as ``calls_per_poll``: registering runners is
+        charged elsewhere and does not stretch polling."""
+        return self.charged_by_resource().get(resource, 0)
 
     def snapshot(self) -> dict[str, Bucket]:
         """A copy of every bucket, for metrics and status."""
@@ -200,6 +263,7 @@ class ApiBudget:
         return {
             "rate_limit": {name: asdict(b) for name, b in sorted(self.resources.items())},
             "calls": sum(self.calls.values()),
+            "charged": self.charged_by_resource(),
             "not_modified": self.not_modified,
             "poll_interval": self.interval,
             "poll_stretched": self.stretched,
@@ -276,14 +340,15 @@ class ApiBudget:
         * ``x-ratelimit-remaining: 0``: until ``x-ratelimit-reset`` (at least 1 s);
         * a 429, or a 403 whose ``message`` mentions a rate limit, saying neither: 60 s.
 
-        ``resource`` defaults to the answer's ``x-ratelimit-resource``, else ``core``. Pauses
-        only ever extend, never shorten, and are capped at :data:`MAX_PAUSE`.
+        ``resource`` defaults to the answer's ``x-ratelimit-resource``, else ``core``. Only
+        calls on that resource wait (:meth:`wait_if_paused`). Pauses only ever extend, never
+        shorten, and are capped at :data:`MAX_PAUSE`.
         """
         if status not in (403, 429):
             return 0.0
         now = self._clock() if now is None else now
         lowered = _lower(headers)
-        resource = resource or lowered.get("x-ratelimit-resource", "").strip().lower() or CORE
+        resource = resource or answer_resource(lowered) or CORE
         seconds = retry_after_seconds(lowered.get("retry-after"), now)
         if seconds is None and _int(lowered.get("x-ratelimit-remaining")) == 0:
             reset = _epoch(lowered.get("x-ratelimit-reset"))
@@ -350,9 +415,17 @@ class Budgets:
     def not_modified(self) -> int:
         return sum(b.not_modified for b in self.by_credential.values())
 
-    def charged(self) -> dict[str, int]:
-        """Calls charged so far, per credential (the poll loop takes differences)."""
-        return {name: b.charged for name, b in self.by_credential.items()}
+    def charged(self, resource: str = CORE) -> dict[str, int]:
+        """Calls charged to ``resource`` so far (default: core, what polling spends), per
+        credential (the poll loop takes differences)."""
+        return {name: b.charged(resource) for name, b in self.by_credential.items()}
+
+    def charged_by_resource(self) -> dict[str, int]:
+        """Calls charged so far per resource, every credential together."""
+        total: Counter[str] = Counter()
+        for budget in self.by_credential.values():
+            total.update(budget.charged_by_resource())
+        return dict(sorted(total.items()))
 
     @property
     def resources(self) -> dict[str, Bucket]:
@@ -386,6 +459,7 @@ class Budgets:
             "rate_limit": {name: asdict(b) for name, b in sorted(self.resources.items())},
             "credentials": {name: report["rate_limit"] for name, report in reports.items()},
             "calls": sum(report["calls"] for report in reports.values()),
+            "charged": self.charged_by_resource(),
             "not_modified": self.not_modified,
             "poll_interval": self.interval,
             "poll_stretched": self.stretched,

@@ -12,9 +12,12 @@ Three concerns live here and nowhere else:
   (:class:`~runnerscale.github.schedule.RepoSchedule`, fed by the controller's
   :attr:`poll_hints`); its repository list, most recently pushed first, is re-read every
   10 minutes (30 while webhooks arrive).
-* **The budget.** Every response's ``x-ratelimit-*`` headers update :class:`RateBudget`, which
-  the metrics and the status API report. At most :data:`MAX_CONCURRENT_REQUESTS` requests are in
-  flight at once, across every installation (GitHub's secondary-limit rules ask for that).
+* **The budget.** Every response's ``x-ratelimit-*`` headers update the credential's
+  :class:`~runnerscale.github.budget.ApiBudget`, which the metrics and the status API report.
+  Each call waits out only the pause of the resource it is charged to (registering runners
+  has a resource of its own: a pause of polling's ``core`` does not hold it up, nor the other
+  way round). At most :data:`MAX_CONCURRENT_REQUESTS` requests are in flight at once, across
+  every installation (GitHub's secondary-limit rules ask for that).
 * **Who is asking.** A personal access token, or a GitHub App: the App authenticates as itself
   with a short-lived RS256 JWT only to find its installations, and everything else is done with
   the installation access token of the owner concerned (found through the repository,
@@ -60,7 +63,6 @@ from runnerscale.controller.protocols import (
 )
 from runnerscale.github.budget import (
     APP_CREDENTIAL,
-    CORE,
     TOKEN_CREDENTIAL,
     ApiBudget,
     Budgets,
@@ -231,8 +233,9 @@ class GitHubClient:
 
     def poll_interval(self, base: float) -> float:
         """How long to wait before the next poll: ``base``, stretched when a credential's
-        rate-limit budget would not last until it resets at this pace (every call charged to
-        it since the last poll, 304s excepted, counts as the poll's cost to it)."""
+        ``core`` budget would not last until it resets at this pace (every call charged to its
+        core since the last poll, 304s excepted, counts as the poll's cost to it; registering
+        runners is charged to a resource of its own and does not count)."""
         charged = self.budget.charged()
         spent = {
             name: count - self._charged_at_last_poll.get(name, 0) for name, count in charged.items()
@@ -387,23 +390,32 @@ class GitHubClient:
         call: Callable[[], Awaitable[Response[T, Any]]],
         credential: str | None = None,
     ) -> Response[T, Any]:
-        """One request, charged to ``credential`` (default: the token, or the App itself).
-        A secondary or primary limit pauses that credential's calls until GitHub said to
+        """One request, charged to ``credential`` (default: the token, or the App itself) and
+        to the resource of ``operation`` (as assumed, or as GitHub's answers said). A secondary
+        or primary limit pauses that credential's calls on that resource until GitHub said to
         come back."""
         budget = self.budget.of(credential or self._own_credential)
-        await budget.wait_if_paused(CORE)
+        await budget.wait_if_paused(budget.resource_for(operation))
         budget.count(operation)
         try:
-            return await call()
+            response = await call()
         except RequestFailed as error:
             failure = _failure(operation, error.response.raw_response, self._clock(), app=self._app)
             raw = error.response.raw_response
+            # A limit's answer names the resource it holds; others (a 401's anonymous budget)
+            # may name one the operation is not charged to.
+            resource = (
+                budget.learn(operation, raw.headers)
+                if raw.status_code in (403, 429)
+                else budget.resource_for(operation)
+            )
             paused = budget.pause_from(
-                raw.status_code, raw.headers, CORE, message=failure.github_message
+                raw.status_code, raw.headers, resource, message=failure.github_message
             )
             if paused:
                 log.warning(
-                    "GitHub asked to slow down: pausing API calls (%s) for %.0fs",
+                    "GitHub asked to slow down: pausing API calls on %s (%s) for %.0fs",
+                    resource,
                     credential or self._own_credential,
                     paused,
                 )
@@ -421,6 +433,8 @@ class GitHubClient:
             if self._app is None:
                 raise
             raise _key_error(operation, error) from None
+        budget.learn(operation, response.headers)
+        return response
 
     async def _conditional(
         self,
@@ -435,7 +449,7 @@ class GitHubClient:
         headers = {"If-None-Match": cached[0]} if cached else {}
         response = await self._call(operation, owner, lambda client: call(client, headers))
         if response.status_code == 304 and cached is not None:
-            self.budget.of(self._credential(owner)).count_not_modified()
+            self.budget.of(self._credential(owner)).count_not_modified(operation)
             self._etags.move_to_end(key)
             result: T = cached[1]
             return result

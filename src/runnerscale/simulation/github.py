@@ -8,7 +8,10 @@ pushed first, and the same :class:`~runnerscale.github.schedule.RepoSchedule` ch
 repositories to read in full or probe; the jobs of each active run; the runner list),
 including conditional requests: a re-read whose answer did not change is a free 304, as
 GitHub counts it. Injected API errors and
-the rate-limit budget come from the simulator's fault plan and rate limits.
+the rate-limit budget come from the simulator's fault plan and rate limits; each request is
+charged to the resource the daemon's budget expects for its operation
+(:data:`~runnerscale.github.budget.OPERATION_RESOURCES`: registering runners to
+``actions_runner_registration``, the rest to ``core``), as the simulator charges them.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from runnerscale.controller.protocols import (
     JitConfig,
     ObservedJob,
 )
+from runnerscale.github.budget import resource_of
 from runnerscale.github.client import PER_PAGE
 from runnerscale.github.schedule import PROBE_RUNS, ListedRepo, PollHints, PollPlan, RepoSchedule
 from runnerscale.model import GitHubRunner, JobState, Target
@@ -70,6 +74,8 @@ class SimulatedGitHub:
         #: Requests GitHub charged (304s are free), and all requests, by operation.
         self.charged: Counter[str] = Counter()
         self.requests: Counter[str] = Counter()
+        #: Requests GitHub charged, by rate-limit resource.
+        self.charged_by_resource: Counter[str] = Counter()
         self._last: dict[Hashable, Hashable] = {}
         #: As in the client: what the controller knows, and which repositories a poll reads.
         self.poll_hints: Callable[[], PollHints] = PollHints
@@ -94,10 +100,14 @@ class SimulatedGitHub:
         if content is not None and self._last.get(key) == content:
             return True
         plan = self.faults.plan.for_operation(operation)
-        ok, bucket = self.rate_limits.take(IDENTITY, "core", now)
+        resource = resource_of(operation)
+        ok, bucket = self.rate_limits.take(IDENTITY, resource, now)
         if not ok:
-            raise GitHubError(f"{operation}: rate limit exhausted", retry_after=bucket.reset - now)
+            raise GitHubError(
+                f"{operation}: rate limit exhausted ({resource})", retry_after=bucket.reset - now
+            )
         self.charged[operation] += 1
+        self.charged_by_resource[resource] += 1
         if self.faults.chance(plan.error_rate):
             raise GitHubError(f"{operation}: GitHub answered {plan.error_status}")
         if content is not None:
