@@ -24,7 +24,7 @@ HOOKS = PollHints(webhooks=True)
 
 def read_all(schedule: RepoSchedule, repos: list[ListedRepo] = REPOS) -> None:
     for repo in repos:
-        schedule.record(repo, active=False)
+        schedule.record(repo, active=False, now=NOW)
 
 
 def pushed(repo: ListedRepo, at: float) -> ListedRepo:
@@ -37,7 +37,7 @@ def test_never_read_repositories_come_first_most_recently_pushed_first() -> None
     plan = schedule.plan("org:acme", shuffled, PollHints(), NOW)
     assert plan == PollPlan(full=[], probe=["acme/r00", "acme/r01"])
     for name in plan.probe:
-        schedule.record(next(r for r in REPOS if r.name == name), active=False)
+        schedule.record(next(r for r in REPOS if r.name == name), active=False, now=NOW)
     assert schedule.plan("org:acme", shuffled, PollHints(), NOW).probe == ["acme/r02", "acme/r03"]
 
 
@@ -64,21 +64,21 @@ def test_a_sweep_slower_than_one_repository_per_poll_accumulates_fractions() -> 
 def test_without_webhooks_hot_and_hinted_repositories_are_read_in_full_every_poll() -> None:
     schedule = RepoSchedule(sweep_polls=4)  # the 8 others, 2 a poll
     read_all(schedule)
-    schedule.record(REPOS[3], active=True)
+    schedule.record(REPOS[3], active=True, now=NOW)
     hints = PollHints(active_repos=frozenset({"ACME/R07", "other/repo"}))
     for _ in range(3):
         plan = schedule.plan("org:acme", REPOS, hints, NOW)
         assert plan.full == ["acme/r03", "acme/r07"]
         assert len(plan.probe) == 2
         assert not set(plan.probe) & set(plan.full)
-    schedule.record(REPOS[3], active=False)  # its runs are done: it cools down
+    schedule.record(REPOS[3], active=False, now=NOW)  # its runs are done: it cools down
     assert schedule.plan("org:acme", REPOS, PollHints(), NOW).full == []
 
 
 def test_while_webhooks_arrive_hot_repositories_are_left_to_them() -> None:
     schedule = RepoSchedule(sweep_polls=2, webhook_slowdown=5)
     read_all(schedule)
-    schedule.record(REPOS[3], active=True)
+    schedule.record(REPOS[3], active=True, now=NOW)
     hints = PollHints(active_repos=frozenset({"acme/r07"}), webhooks=True)
     plans = [schedule.plan("org:acme", REPOS, hints, NOW) for _ in range(10)]
     assert all(plan.full == [] for plan in plans)
@@ -91,7 +91,19 @@ def test_a_repository_pushed_to_since_its_last_read_is_read_in_full() -> None:
     read_all(schedule)
     news = [*REPOS[:4], pushed(REPOS[4], NOW - 10), *REPOS[5:]]
     assert schedule.plan("org:acme", news, PollHints(), NOW).full == ["acme/r04"]
-    schedule.record(news[4], active=False)
+    schedule.record(news[4], active=False, now=NOW)
+    assert schedule.plan("org:acme", news, PollHints(), NOW).full == []
+
+
+def test_a_read_within_the_second_of_a_push_is_read_again_next_poll() -> None:
+    """GitHub gives ``pushed_at`` in whole seconds: a push later in the second of a read
+    shows the same ``pushed_at``, so that read cannot rule it out."""
+    schedule = RepoSchedule(sweep_polls=1000)
+    read_all(schedule)
+    news = [*REPOS[:4], pushed(REPOS[4], NOW - 10), *REPOS[5:]]
+    schedule.record(news[4], active=False, now=NOW - 9.5)  # read in the push's second
+    assert schedule.plan("org:acme", news, PollHints(), NOW).full == ["acme/r04"]
+    schedule.record(news[4], active=False, now=NOW)  # a later read settles it
     assert schedule.plan("org:acme", news, PollHints(), NOW).full == []
 
 
@@ -122,7 +134,7 @@ def test_after_a_start_repositories_pushed_lately_are_probed_a_bounded_number_a_
     assert first.probe[:MAX_COLD_READS] == [repo.name for repo in recent[:MAX_COLD_READS]]
     assert not set(first.probe) & {repo.name for repo in REPOS[1:]}  # older: the sweep's
     for name in first.probe:
-        schedule.record(next(r for r in REPOS + recent if r.name == name), active=False)
+        schedule.record(next(r for r in REPOS + recent if r.name == name), active=False, now=NOW)
     remaining = [repo.name for repo in recent if repo.name not in first.probe]
     second = schedule.plan("org:acme", REPOS + recent, PollHints(), NOW)
     assert second.probe[: len(remaining)] == remaining
@@ -143,7 +155,7 @@ def test_dormant_repositories_are_swept_slowly_and_not_at_all_while_webhooks_arr
 def test_repositories_no_longer_listed_are_forgotten() -> None:
     schedule = RepoSchedule(sweep_polls=100)
     gone = ListedRepo("acme/gone", NOW)
-    schedule.record(gone, active=True)
+    schedule.record(gone, active=True, now=NOW)
     schedule.forget_except(NAMES)
     plan = schedule.plan("org:acme", [*REPOS, gone], PollHints(), NOW)
     assert "acme/gone" not in plan.full  # no longer hot, and never read again

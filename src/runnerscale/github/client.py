@@ -696,8 +696,9 @@ class GitHubClient:
         jobs: list[ObservedJob] = []
         listed = await self._repos_of(target)
         plan = PollPlan(full=[repo.name for repo in listed], probe=[])
+        now = self._clock()
         if target.kind == "org":
-            plan = self._schedule.plan(target.key, listed, self.poll_hints(), self._clock())
+            plan = self._schedule.plan(target.key, listed, self.poll_hints(), now)
         by_name = {repo.name: repo for repo in listed}
         for repo in plan.full + plan.probe:
             run_ids = await self._probe(repo) if repo in plan.probe else None
@@ -705,7 +706,7 @@ class GitHubClient:
                 run_ids = []
                 for status in ACTIVE_RUN_STATUSES:
                     run_ids.extend(await self._active_runs(repo, status))
-            self._schedule.record(by_name[repo], bool(run_ids))
+            self._schedule.record(by_name[repo], bool(run_ids), now)
             for run_id in dict.fromkeys(run_ids):
                 jobs.extend(await self._jobs_of_run(repo, run_id))
         return jobs

@@ -66,6 +66,10 @@ WEBHOOK_REPO_LIST_TTL = 1800.0
 PROBE_RUNS = 30
 
 
+#: GitHub reports ``pushed_at`` in whole seconds: a push later in the second a repository was
+#: read shows the same ``pushed_at`` as the read did.
+PUSHED_AT_RESOLUTION = 1.0
+
 ListRead = Literal["full", "recent", "cached"]
 
 
@@ -162,10 +166,17 @@ class RepoSchedule:
                 merged[repo.name.lower()] = repo
         return list(merged.values())
 
-    def record(self, repo: ListedRepo, active: bool) -> None:
-        """After a read: a repository with active runs stays hot; one without cools down."""
+    def record(self, repo: ListedRepo, active: bool, now: float) -> None:
+        """After a read at ``now`` (GitHub's clock): a repository with active runs stays hot;
+        one without cools down. A read within the second of its ``pushed_at`` may have missed
+        a push later in that second, which would show the same ``pushed_at``
+        (:data:`PUSHED_AT_RESOLUTION`): such a read counts as made before the push, so the
+        next poll reads the repository once more."""
         key = repo.name.lower()
-        self._read_pushed[key] = repo.pushed_at if repo.pushed_at is not None else -math.inf
+        pushed = repo.pushed_at if repo.pushed_at is not None else -math.inf
+        if now - pushed < PUSHED_AT_RESOLUTION:
+            pushed -= PUSHED_AT_RESOLUTION
+        self._read_pushed[key] = pushed
         if active:
             self._hot.add(key)
         else:

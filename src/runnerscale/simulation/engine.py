@@ -46,6 +46,8 @@ from runnerscale.store.memory import MemoryStore
 EPOCH = 1_767_225_600.0
 #: GitHub delivers a webhook about a second after the event.
 WEBHOOK_DELAY = 1.0
+#: How long before the replay starts the trace's repositories were last pushed to.
+PRE_EXISTING_PUSH_AGE = 3600.0
 #: How often the timeline is sampled for the report.
 SAMPLE_EVERY = 60.0
 #: After the last job could have ended, how long the simulation lets the system drain.
@@ -156,8 +158,11 @@ class Engine:
             runner_suffix=lambda: f"{names.getrandbits(32):08x}",
         )
         self.github.poll_hints = self.controller.poll_hints
+        # The trace's repositories exist before the replay starts, last pushed to a while
+        # before it (within a day, so the first poll still probes them): a push at the very
+        # instant of the first poll would make every first read ambiguous to the second.
         for repo in sorted({job.repo for job in self.trace}):
-            self.world.ensure_repo(repo)
+            self.world.ensure_repo(repo, pushed_at=self.world.now - PRE_EXISTING_PUSH_AGE)
         for target in config.to_targets():
             if target.kind == "org":
                 self.world.ensure_owner(target.name)

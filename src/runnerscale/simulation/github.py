@@ -182,7 +182,7 @@ class SimulatedGitHub:
                         "list-workflow-runs", content=content, key=("runs", repo.id, status)
                     )
                     run_ids.extend(run.id for run in runs)
-            self._schedule.record(by_name[name], bool(run_ids))
+            self._schedule.record(by_name[name], bool(run_ids), self.world.now)
             for run_id in dict.fromkeys(run_ids):
                 run = self.world.runs[run_id]
                 latest = [j for j in self.world.run_jobs(run) if j.run_attempt == run.run_attempt]
