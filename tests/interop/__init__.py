@@ -1,0 +1,1 @@
+"""Interop tests: Octokit (JavaScript) and PyGithub against the live simulator."""
