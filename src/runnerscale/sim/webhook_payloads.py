@@ -293,8 +293,8 @@ def ping_payload(
 
     ``hook`` is the hook as the REST API renders it; the body names the resource the hook
     belongs to (``repository``, with ``organization`` when an organisation owns it, or just
-    the ``organization`` of an organisation hook) and a ``sender`` (the simulator has no users,
-    so the resource's owner stands in).
+    the ``organization`` of an organisation hook) and a ``sender`` (the resource's owner stands
+    in for the user who asked: the simulator does not track who did what).
     """
     payload: dict[str, Any] = {"zen": zen, "hook_id": hook["id"], "hook": hook}
     owner = repo.owner if repo is not None else organization
