@@ -1,11 +1,11 @@
 """The simulator's ASGI application: every route of every module, in one table.
 
-Each area of the REST API lives in its own module (the runner, run and installation
-operations in :mod:`runnerscale.sim.api`, which also holds the request pipeline they all go
-through); this module only puts their routes together with the control API and the runner
-protocol, and answers what matches none of them the way GitHub does. The REST routes are served
-twice: at the root (api.github.com's layout) and under ``/api/v3`` (GitHub Enterprise
-Server's), so clients set up for either reach the same simulator.
+Each area of the REST API lives in its own module (``rest_runners``, ``rest_runs``,
+``rest_apps``, ``rest_reads``, ``rest_hooks``), all going through the request pipeline of
+:mod:`runnerscale.sim.api`; this module only puts their routes together with the control API
+and the runner protocol, and answers what matches none of them the way GitHub does. The REST
+routes are served twice: at the root (api.github.com's layout) and under ``/api/v3`` (GitHub
+Enterprise Server's), so clients set up for either reach the same simulator.
 """
 
 from __future__ import annotations
@@ -16,21 +16,29 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import Receive, Scope, Send
 
-from runnerscale.sim import rest_hooks, rest_reads
-from runnerscale.sim.api import (
-    API_PREFIX,
-    Simulator,
-    control_routes,
-    error_response,
-    rest_routes,
+from runnerscale.sim import (
+    control,
+    rest_apps,
+    rest_hooks,
+    rest_reads,
+    rest_runners,
+    rest_runs,
+    runner_protocol,
 )
+from runnerscale.sim.api import API_PREFIX, Simulator, error_response
 from runnerscale.sim.world import ApiError, not_found
 
 
 def api_routes() -> list[BaseRoute]:
     """The REST operations, by ``operationId``. The reads come first: their literal segments
     (``.../runners/downloads``) must win over the runner operations' ``{runner_id}``."""
-    return [*rest_reads.routes(), *rest_hooks.routes(), *rest_routes()]
+    return [
+        *rest_reads.routes(),
+        *rest_hooks.routes(),
+        *rest_runners.routes(),
+        *rest_runs.routes(),
+        *rest_apps.routes(),
+    ]
 
 
 #: Where GitHub Enterprise Server serves the REST API (``https://HOST/api/v3/...``); the
@@ -109,7 +117,8 @@ def create_app(sim: Simulator) -> Starlette:
             *PrefixedApi(GHES_PREFIX, routes).routes(),
             *(Route(path, _graphql_not_served, methods=_ALL_METHODS) for path in GRAPHQL_PATHS),
             *routes,
-            *control_routes(),
+            *control.routes(),
+            *runner_protocol.routes(),
         ],
         exception_handlers={404: _not_found, 405: _method_not_allowed},
     )

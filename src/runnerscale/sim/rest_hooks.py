@@ -43,9 +43,9 @@ from runnerscale.sim.api import (
     REPO,
     Reply,
     Simulator,
-    _op,
     enum_param,
     int_param,
+    operation,
     paginate,
     read_json,
 )
@@ -287,13 +287,15 @@ def routes() -> list[BaseRoute]:
         hooks = f"{prefix}/hooks"
         one = f"{hooks}/{{hook_id}}"
         table += [
-            _op("GET", hooks, f"{tag}/list-webhooks", list_hooks),
-            _op("POST", hooks, f"{tag}/create-webhook", create_hook),
-            _op("GET", one, f"{tag}/get-webhook", get_hook),
-            _op("DELETE", one, f"{tag}/delete-webhook", delete_hook),
-            _op("POST", f"{one}/pings", f"{tag}/ping-webhook", ping_hook),
-            _op("GET", f"{one}/deliveries", f"{tag}/list-webhook-deliveries", list_deliveries),
-            _op(
+            operation("GET", hooks, f"{tag}/list-webhooks", list_hooks),
+            operation("POST", hooks, f"{tag}/create-webhook", create_hook),
+            operation("GET", one, f"{tag}/get-webhook", get_hook),
+            operation("DELETE", one, f"{tag}/delete-webhook", delete_hook),
+            operation("POST", f"{one}/pings", f"{tag}/ping-webhook", ping_hook),
+            operation(
+                "GET", f"{one}/deliveries", f"{tag}/list-webhook-deliveries", list_deliveries
+            ),
+            operation(
                 "POST",
                 f"{one}/deliveries/{{delivery_id}}/attempts",
                 f"{tag}/redeliver-webhook-delivery",

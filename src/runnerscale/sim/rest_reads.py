@@ -17,6 +17,8 @@ by integration"); ``GET /app`` is for the App's JWT.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -27,14 +29,16 @@ from runnerscale.sim.api import (
     REPO,
     Reply,
     Simulator,
-    _op,
+    enum_param,
     error_response,
     int_param,
+    operation,
     paginate,
-    repository_permissions,
 )
 from runnerscale.sim.auth import Caller, CallerKind
 from runnerscale.sim.entities import RUNNER_VERSION, Owner, Repo, RunnerGroup
+from runnerscale.sim.ratelimit import RESOURCE_LIMITS
+from runnerscale.sim.rest_apps import repository_permissions
 from runnerscale.sim.world import DEFAULT_GROUP_ID, ApiError, not_found
 
 #: Where github.com keeps runner releases; the downloads list points there on the simulator.
@@ -185,35 +189,88 @@ async def runner_download(request: Request) -> Response:
     )
 
 
+REPO_TYPES = ("all", "public", "private", "forks", "sources", "member")
+REPO_SORTS = ("created", "updated", "pushed", "full_name")
+DIRECTIONS = ("asc", "desc")
+#: What ``sort`` orders repositories by. The simulator never updates a repository object
+#: (only its pushes move), so ``updated_at`` is its creation time, as the shape shows.
+_REPO_SORT_KEYS: dict[str, Callable[[Repo], str | float]] = {
+    "created": lambda repo: repo.created_at,
+    "updated": lambda repo: repo.created_at,
+    "pushed": lambda repo: repo.pushed_at,
+    "full_name": lambda repo: repo.full_name.lower(),
+}
+
+
+async def list_org_repos(sim: Simulator, request: Request, caller: Caller) -> Reply:
+    """``type`` filters (every repository is an organisation-owned source, none is a fork),
+    ``sort`` orders (default ``created``) in ``direction`` (default ``asc`` for ``full_name``,
+    else ``desc``), ties broken by id; pagination applies to the sorted list."""
+    owner = sim.world.org(request.path_params["org"])
+    kind = enum_param(request, "type", REPO_TYPES, resource="Repository") or "all"
+    sort = enum_param(request, "sort", REPO_SORTS, resource="Repository") or "created"
+    direction = enum_param(request, "direction", DIRECTIONS, resource="Repository")
+    if direction is None:
+        direction = "asc" if sort == "full_name" else "desc"
+    repos = sim.world.repos_of(owner)
+    if kind == "forks":
+        repos = []
+    elif kind in ("public", "private"):
+        repos = [repo for repo in repos if repo.private == (kind == "private")]
+    key = _REPO_SORT_KEYS[sort]
+    repos.sort(key=lambda repo: (key(repo), repo.id), reverse=direction == "desc")
+    page, links = paginate(request, repos)
+    rendered = [
+        shapes.minimal_repository(r, sim.urls, permissions=repository_permissions(sim, caller, r))
+        for r in page
+    ]
+    return Reply(200, rendered, links)
+
+
+async def rate_limit(sim: Simulator, request: Request, caller: Caller) -> Reply:
+    """Every resource the published schema lists, from the caller's budgets, and the legacy
+    top-level ``rate`` (``core`` again). GitHub drops ``rate`` in version 2026-03-10
+    (``remove_rate_limit_rate``); the simulator keeps it in every version, as the contract it
+    is checked against (the 2022-11-28 description) requires it."""
+    now = sim.clock.now()
+    resources = {}
+    for resource in RESOURCE_LIMITS:
+        bucket = sim.rate_limits.bucket(caller.identity, resource, now)
+        resources[resource] = (bucket.limit, bucket.remaining, int(bucket.reset), bucket.used)
+    return Reply(200, shapes.rate_limit_overview(resources))
+
+
 def routes() -> list[BaseRoute]:
     """These reads by ``operationId``, plus the (empty) runner download location."""
     groups = f"{ORG}/actions/runner-groups/{{runner_group_id}}"
     return [
-        _op("GET", "/", "meta/root", api_root, "any"),
-        _op("GET", "/user", "users/get-authenticated", get_authenticated_user, "pat"),
-        _op("GET", "/users/{username}", "users/get-by-username", get_user, "any"),
-        _op("GET", "/app", "apps/get-authenticated", get_app, "app"),
-        _op("GET", ORG, "orgs/get", get_org, "any"),
-        _op("GET", REPO, "repos/get", get_repo, "any"),
-        _op("GET", f"{REPO}/actions/runs/{{run_id}}", "actions/get-workflow-run", get_run),
-        _op(
+        operation("GET", "/", "meta/root", api_root, "any"),
+        operation("GET", "/user", "users/get-authenticated", get_authenticated_user, "pat"),
+        operation("GET", "/users/{username}", "users/get-by-username", get_user, "any"),
+        operation("GET", "/app", "apps/get-authenticated", get_app, "app"),
+        operation("GET", ORG, "orgs/get", get_org, "any"),
+        operation("GET", REPO, "repos/get", get_repo, "any"),
+        operation("GET", f"{REPO}/actions/runs/{{run_id}}", "actions/get-workflow-run", get_run),
+        operation(
             "GET",
             f"{REPO}/actions/runners/downloads",
             "actions/list-runner-applications-for-repo",
             list_runner_applications,
         ),
-        _op(
+        operation(
             "GET",
             f"{ORG}/actions/runners/downloads",
             "actions/list-runner-applications-for-org",
             list_runner_applications,
         ),
-        _op("GET", groups, "actions/get-self-hosted-runner-group-for-org", get_runner_group),
-        _op(
+        operation("GET", groups, "actions/get-self-hosted-runner-group-for-org", get_runner_group),
+        operation(
             "GET",
             f"{groups}/runners",
             "actions/list-self-hosted-runners-in-group-for-org",
             list_runners_in_group,
         ),
+        operation("GET", f"{ORG}/repos", "repos/list-for-org", list_org_repos),
+        operation("GET", "/rate_limit", "rate-limit/get", rate_limit, "any"),
         Route(RUNNER_RELEASES, runner_download, methods=["GET", "HEAD"]),
     ]

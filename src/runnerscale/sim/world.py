@@ -5,7 +5,7 @@ runner counts as online, what a just-in-time configuration does, what deleting a
 answers, when a queued job or a silent runner gives up. It is written without HTTP and without
 sleeping: every method is a synchronous state change that reads the time from an injected
 :class:`~runnerscale.clock.Clock`, and :meth:`World.tick` applies whatever timeouts are due.
-The HTTP server (:mod:`runnerscale.sim.api`) wraps it for real clients; the deterministic
+The HTTP application (:mod:`runnerscale.sim.app`) wraps it for real clients; the deterministic
 simulation drives it directly on a virtual clock.
 
 GitHub's behaviour modelled here, each with its reference:
