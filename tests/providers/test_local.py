@@ -836,3 +836,39 @@ async def test_runs_the_runner_as_the_configured_user(shared_root: Path) -> None
     assert (directory / "runner.log").stat().st_uid == 0
     await provider.delete("runner-1")
     assert not directory.exists()
+
+
+async def test_pools_sharing_a_work_root_share_the_cap_but_not_their_runners(
+    make_settings: Callable[..., LocalSettings], work_root: Path
+) -> None:
+    ours = LocalProvider(make_settings(capacity=1))
+    theirs = LocalProvider(make_settings(capacity=1, pool="other-pool"))
+    await ours.create(spec())
+    pid = (await report_of(work_root))["pid"]
+    assert await theirs.list() == []
+    assert await theirs.get("runner-1") is None
+    await theirs.delete("runner-1")  # not its pool's: never touched
+    assert alive(pid)
+    with pytest.raises(ProviderError, match="capacity"):
+        await theirs.create(
+            InstanceSpec(runner_name="runner-2", pool="other-pool", jitconfig=SECRET)
+        )
+    roomier = LocalProvider(make_settings(capacity=2, pool="other-pool"))
+    with pytest.raises(ProviderError, match="another controller or pool"):
+        await roomier.create(
+            InstanceSpec(runner_name="runner-1", pool="other-pool", jitconfig=SECRET)
+        )
+    assert [instance.id for instance in await ours.list()] == ["runner-1"]
+    await ours.delete("runner-1")
+    assert not alive(pid)
+
+
+async def test_a_start_refused_with_a_value_error_leaves_nothing(
+    make_settings: Callable[..., LocalSettings], work_root: Path
+) -> None:
+    provider = LocalProvider(make_settings(env={"BROKEN": "a\0b"}))
+    with pytest.raises(ProviderError, match="embedded null byte") as refused:
+        await provider.create(spec())
+    assert SECRET not in str(refused.value)
+    assert not (work_root / "runner-1").exists()
+    assert await provider.list() == []

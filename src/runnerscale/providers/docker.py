@@ -402,17 +402,16 @@ class DockerProvider:
             created_at = time.time()
             try:
                 container = self._create_container(client, spec, created_at)
-            except docker.errors.ImageNotFound:
-                # Removed since it was checked: check (and pull) again next time.
-                self._checked_images.discard(settings.image)
-                raise
-            try:
                 container.start()
-            except docker.errors.DockerException:
-                with contextlib.suppress(docker.errors.DockerException):
-                    container.remove(force=True)
+                container.reload()
+            except Exception as error:
+                if isinstance(error, docker.errors.ImageNotFound):
+                    # Removed since it was checked: check (and pull) again next time.
+                    self._checked_images.discard(settings.image)
+                # Whatever failed, even an answer lost after the engine made or started the
+                # container (a timeout, a dropped connection), nothing of it may stay behind.
+                self._discard(spec.runner_name, created_at)
                 raise
-            container.reload()
             log.info(
                 "started runner %s (pool %s) in container %s",
                 spec.runner_name,
@@ -420,6 +419,19 @@ class DockerProvider:
                 container.short_id,
             )
             return self._instance(container)
+
+    def _discard(self, name: str, created_at: float) -> None:
+        """Best effort: remove the container a failed creation made, told apart from any
+        other of that name (a concurrent creation's) by its creation label."""
+        with contextlib.suppress(
+            docker.errors.DockerException, requests.exceptions.RequestException
+        ):
+            container = self._find(name)
+            if (
+                container is not None
+                and (container.labels or {}).get(LABEL_CREATED) == f"{created_at:.3f}"
+            ):
+                container.remove(force=True)
 
     def _create_container(
         self, client: docker.DockerClient, spec: InstanceSpec, created_at: float

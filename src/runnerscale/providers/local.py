@@ -11,10 +11,11 @@ the daemon's death does not take it along. ``close()`` leaves runners running.
 4), so the backend keeps no state in memory. Every runner has a directory
 ``work_root/<runner_name>/`` holding a small record ``instance.json`` (pid, the process's start
 time, the boot id, runner name, pool, controller id, creation time, the command without the JIT
-config) next to its ``runner.log``. ``list()`` reads those records back. A pid alone is not an
-identity (pids are reused), so a process counts as ours only when the pid exists, its start
-time (field 22 of ``/proc/<pid>/stat``) matches the record and the machine has not rebooted
-since (``/proc/sys/kernel/random/boot_id``).
+config) next to its ``runner.log``. ``list()``, ``get()`` and ``delete()`` see only the
+records of this controller id and this pool (pools may share a ``work_root``). A pid alone is
+not an identity (pids are reused), so a process counts as ours only when the pid exists, its
+start time (field 22 of ``/proc/<pid>/stat``) matches the record and the machine has not
+rebooted since (``/proc/sys/kernel/random/boot_id``).
 
 *The instance id is the runner name.* It is stable across daemon restarts, it is already
 unique (the store enforces it), and it names the directory, so ``get`` and ``delete`` are a
@@ -469,12 +470,16 @@ class LocalProvider:
         finally:
             os.close(fd)
 
-    def _read_record(self, directory: Path) -> _Record | None:
+    def _read_record(self, directory: Path, *, any_pool: bool = False) -> _Record | None:
+        """The record in ``directory`` if it is this controller's and (unless ``any_pool``)
+        this pool's: providers of several pools may share a ``work_root``."""
         try:
             record = _Record.from_json((directory / RECORD_NAME).read_text())
         except (OSError, ValueError, TypeError):
             return None
         if record.controller_id != self.settings.controller_id:
+            return None
+        if not any_pool and record.pool != self.settings.pool:
             return None
         return record
 
@@ -496,11 +501,11 @@ class LocalProvider:
             and record.boot_id == self._boot_id
         )
 
-    def _inspect(self, directory: Path) -> _Status | None:
+    def _inspect(self, directory: Path, *, any_pool: bool = False) -> _Status | None:
         """The state of the runner in ``directory`` (None: not ours). Reaps it if it exited
         and is our child, and records its exit code."""
         with _REAP_LOCK:
-            record = self._read_record(directory)
+            record = self._read_record(directory, any_pool=any_pool)
             if record is None:
                 return None
             if record.pid is None:
@@ -573,7 +578,7 @@ class LocalProvider:
         lines = "\n".join(text.rstrip("\n").splitlines()[-DETAIL_LINES:])
         return lines[-DETAIL_CHARS:]
 
-    def _statuses(self) -> builtins.list[_Status]:
+    def _statuses(self, *, any_pool: bool = False) -> builtins.list[_Status]:
         statuses: builtins.list[_Status] = []
         try:
             entries = sorted(self._root.iterdir())
@@ -584,7 +589,7 @@ class LocalProvider:
                 continue
             if directory.is_symlink() or not directory.is_dir():
                 continue
-            status = self._inspect(directory)
+            status = self._inspect(directory, any_pool=any_pool)
             if status is not None:
                 statuses.append(status)
         return statuses
@@ -610,7 +615,8 @@ class LocalProvider:
             )
         directory = self._root / name
         with self._locked(exclusive=True):
-            running = sum(status.running for status in self._statuses())
+            # The cap is the work_root's: every pool of this controller sharing it counts.
+            running = sum(status.running for status in self._statuses(any_pool=True))
             if running >= settings.capacity:
                 raise ProviderError(
                     f"pool {spec.pool!r}: the local backend is at capacity ({running} of "
@@ -631,7 +637,8 @@ class LocalProvider:
         record = self._read_record(directory) if directory.is_dir() else None
         if record is None and (directory / RECORD_NAME).exists():
             raise ProviderError(
-                f"pool {spec.pool!r}: {directory} belongs to another controller; not touching it"
+                f"pool {spec.pool!r}: {directory} belongs to another controller or pool; not "
+                "touching it"
             )
         self._archive_log(spec.runner_name)
         if directory.is_symlink() or not directory.is_dir():
@@ -704,9 +711,13 @@ class LocalProvider:
                     close_fds=True,
                     **drop,
                 )
-        except (OSError, subprocess.SubprocessError) as error:
+        except Exception as error:
+            # Whatever failed (OSError, SubprocessError, a ValueError for a NUL byte in an
+            # argument or the environment), nothing of the runner may stay behind.
             _rmtree(directory)
             reason = getattr(error, "strerror", None) or type(error).__name__
+            if isinstance(error, ValueError):  # Python's own words: no argument values
+                reason = f"{reason}: {error}".replace(spec.jitconfig, "***")
             # Not chained: the original exception may carry the command line.
             raise ProviderError(
                 f"pool {spec.pool!r}: cannot start runner {spec.runner_name} with "

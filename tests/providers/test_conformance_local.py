@@ -1,0 +1,192 @@
+"""The provider conformance suite (``conformance.py``) against the local backend.
+
+The runner is a Python process started the way the official runner is
+(``CMD --jitconfig {jitconfig}``); it sleeps until it is stopped. Every provider of a test
+shares one ``work_root`` (all pools, all controller ids), as two daemons on one host may.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import signal
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runnerscale.controller.protocols import Provider
+from runnerscale.providers import local
+from runnerscale.providers.local import LocalProvider, LocalSettings
+from tests.providers.conformance import BackendUnderTest, Breakage, ProviderConformance
+
+RUNNER = "import time\nwhile True:\n    time.sleep(1)\n"
+COMMAND = (sys.executable, "-c", RUNNER, "--jitconfig", "{jitconfig}", "--name={runner_name}")
+
+_CMDLINE_REASON = (
+    "the local backend hands the JIT config over as an argument by design ({jitconfig} in "
+    "local.command, docs/backends/local.md 'The JIT configuration'), so it is in the runner's "
+    "/proc/<pid>/cmdline for the runner's lifetime, readable by every user of the host unless "
+    "/proc is mounted hidepid. The fix is to hand it over in the environment instead (the "
+    "official runner reads ACTIONS_RUNNER_INPUT_JITCONFIG and removes it from its "
+    "environment): a change of the configuration contract (config requires {jitconfig} in "
+    "the command), of the stand-in runner and of test_local.py's "
+    "test_the_jit_config_reaches_argv_and_nothing_else"
+)
+
+
+def _processes_under(root: Path) -> list[int]:
+    """Processes whose working directory is in ``root`` (runners and what they started)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if cwd == str(root) or cwd.startswith(f"{root}/"):
+            found.append(int(entry.name))
+    return found
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, 0)
+
+
+class LocalBackend(BackendUnderTest):
+    known_failures = {"test_no_secret_on_a_command_line": _CMDLINE_REASON}  # noqa: RUF012
+
+    def __init__(self, root: Path) -> None:
+        super().__init__()
+        self.root = root
+
+    def settings(self, **overrides: Any) -> LocalSettings:
+        values: dict[str, Any] = {
+            "pool": self.pool,
+            "command": COMMAND,
+            "work_root": self.root,
+            "capacity": 8,
+            "stop_grace": 5.0,
+            "controller_id": self.controller_id,
+        }
+        values.update(overrides)
+        return LocalSettings(**values)
+
+    def provider(self, *, pool: str | None = None, controller_id: str | None = None) -> Provider:
+        return LocalProvider(
+            self.settings(pool=pool or self.pool, controller_id=controller_id or self.controller_id)
+        )
+
+    def _record(self, instance_id: str) -> dict[str, Any] | None:
+        try:
+            record: dict[str, Any] = json.loads(
+                (self.root / instance_id / "instance.json").read_text()
+            )
+        except (OSError, ValueError):
+            return None
+        return record
+
+    async def tags(self, instance_id: str) -> Mapping[str, str] | None:
+        record = self._record(instance_id)
+        if record is None:
+            return None
+        return {
+            "controller": record["controller_id"],
+            "pool": record["pool"],
+            "runner": record["runner_name"],
+        }
+
+    async def leftovers(self) -> list[str]:
+        found = []
+        if self.root.exists():
+            found += [
+                f"directory {entry}"
+                for entry in sorted(self.root.iterdir())
+                if not entry.name.startswith(".")  # .lock, .logs (kept logs) are the root's
+            ]
+        found += [f"process {pid}" for pid in _processes_under(self.root)]
+        return found
+
+    async def end(self, instance_id: str) -> None:
+        record = self._record(instance_id)
+        assert record is not None
+        os.killpg(record["pid"], signal.SIGKILL)
+
+    async def vanish(self, instance_id: str) -> None:
+        record = self._record(instance_id)
+        assert record is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(record["pid"], signal.SIGKILL)
+        _reap(record["pid"])  # the runner was this process's child
+        shutil.rmtree(self.root / instance_id)
+
+    def breakages(self) -> Sequence[Breakage]:
+        def missing_command(patch: pytest.MonkeyPatch) -> Provider:
+            return LocalProvider(self.settings(command=("/nonexistent/run.sh", "{jitconfig}")))
+
+        def unopenable_log(patch: pytest.MonkeyPatch) -> Provider:
+            real_open = os.open
+
+            def failing_open(path: Any, *args: Any, **kwargs: Any) -> int:
+                if Path(path).name == local.LOG_NAME:
+                    raise OSError(errno.EIO, "Input/output error (injected)", str(path))
+                return real_open(path, *args, **kwargs)
+
+            patch.setattr(os, "open", failing_open)  # the local backend opens its log with it
+            return self.provider()
+
+        def refused_environment(patch: pytest.MonkeyPatch) -> Provider:
+            return LocalProvider(self.settings(env={"BROKEN": "a\0b"}))
+
+        def unrecordable_pid(patch: pytest.MonkeyPatch) -> Provider:
+            real_write = LocalProvider._write_record
+
+            def failing_write(provider: LocalProvider, directory: Path, record: Any) -> None:
+                if record.pid is not None:
+                    raise OSError(errno.ENOSPC, "No space left on device (injected)")
+                real_write(provider, directory, record)
+
+            patch.setattr(LocalProvider, "_write_record", failing_write)
+            return self.provider()
+
+        return [
+            Breakage("the command does not exist (after the folder and record)", missing_command),
+            Breakage("the log cannot be opened (after the folder and record)", unopenable_log),
+            Breakage(
+                "the OS refuses the environment (after the folder, record and log)",
+                refused_environment,
+            ),
+            Breakage("the pid cannot be recorded (after the process started)", unrecordable_pid),
+        ]
+
+    def remove_everything(self) -> None:
+        for _ in range(3):
+            pids = _processes_under(self.root)
+            if not pids:
+                break
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+                _reap(pid)
+        for path in self.root.glob("*/instance.json"):
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                _reap(json.loads(path.read_text())["pid"])
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> Iterator[LocalBackend]:
+    made = LocalBackend(tmp_path.resolve() / "runners")
+    yield made
+    made.remove_everything()
+
+
+class TestLocalConformance(ProviderConformance):
+    pass
