@@ -24,7 +24,7 @@ from rich.console import Console
 from runnerscale import __version__
 
 if TYPE_CHECKING:
-    from runnerscale.config import Config
+    from runnerscale.config.schema import Config
     from runnerscale.logs import RedactSecrets
     from runnerscale.sim.faults import FaultPlan
     from runnerscale.sim.server import SimulatorOptions
@@ -218,7 +218,7 @@ def _server_tls(
 ) -> ServerTls | None:
     """The certificate ``fake-github`` serves https with: made in ``folder`` (``--tls``), the
     user's own (``--tls-cert``/``--tls-key``), or none; every misuse is a clear error."""
-    from runnerscale.config import default_state_dir
+    from runnerscale.config.paths import default_state_dir
     from runnerscale.sim.tls import TlsError, ensure_certificates, load_own_certificate
 
     if (cert is None) != (key is None):
@@ -324,7 +324,8 @@ ConfigOption = Annotated[
 
 
 def _load(path: Path) -> Config:
-    from runnerscale.config import ConfigError, load_config
+    from runnerscale.config.load import load_config
+    from runnerscale.config.problems import ConfigError
 
     try:
         return load_config(path)
@@ -343,7 +344,7 @@ def config_validate(config: ConfigOption) -> None:
 @config_app.command("schema")
 def config_schema() -> None:
     """Print the configuration's JSON Schema (for editors and CI checks)."""
-    from runnerscale.config import config_json_schema
+    from runnerscale.config.schema import config_json_schema
 
     typer.echo(json.dumps(config_json_schema(), indent=2))
 
@@ -390,7 +391,8 @@ def _secrets_of(config: Config) -> list[str]:
 async def _run_daemon(path: Path, config: Config, redactor: RedactSecrets) -> None:
     from sqlalchemy.exc import SQLAlchemyError
 
-    from runnerscale.config import ConfigError, load_config
+    from runnerscale.config.load import load_config
+    from runnerscale.config.problems import ConfigError
     from runnerscale.controller.protocols import ProviderError
     from runnerscale.daemon import Daemon, StartupError
 
@@ -672,7 +674,8 @@ def simulate(
 
 def _load_for_simulation(path: Path) -> Config:
     """A config for simulation: secrets it names need not be set (nothing reaches GitHub)."""
-    from runnerscale.config import ConfigError, load_config
+    from runnerscale.config.load import load_config
+    from runnerscale.config.problems import ConfigError
 
     env = dict(os.environ)
     try:

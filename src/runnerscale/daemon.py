@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from runnerscale.clock import Clock, SystemClock
-from runnerscale.config import AppConfig, Config, DockerConfig, GitHubConfig, PoolConfig
+from runnerscale.config.backends import DockerConfig
+from runnerscale.config.schema import AppConfig, Config, GitHubConfig, PoolConfig
 from runnerscale.controller.actions import PoolRuntime
 from runnerscale.controller.janitor import JanitorSettings
 from runnerscale.controller.loops import Controller, ControllerSettings

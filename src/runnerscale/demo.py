@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from runnerscale.config import parse_config
+from runnerscale.config.load import parse_config
 from runnerscale.daemon import Daemon
 from runnerscale.hostlabels import detect_local_host
 from runnerscale.model import RunnerState

@@ -42,7 +42,8 @@ from runnerscale.sim.results import Figures, RunnerSeconds
 from runnerscale.sim.trace import TraceJob
 
 if TYPE_CHECKING:
-    from runnerscale.config import BootTime, Config
+    from runnerscale.config.schema import Config
+    from runnerscale.config.simulation import BootTime
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def pool_models(config: Config) -> list[PoolModel]:
     """The config's pools, with the shortest boot time each pool's model allows (so the bound
     stays a bound when boot times vary: fixed value, uniform low, 0 for lognormal) and its
     price (a pool without a ``simulation`` section gets the defaults: 30 s boot, free)."""
-    from runnerscale.config import SimulationConfig  # noqa: PLC0415 - keep this module light
+    from runnerscale.config.simulation import SimulationConfig  # noqa: PLC0415 - keep this module light
 
     models: list[PoolModel] = []
     for spec, pool in zip(config.pool_specs(), config.pools, strict=True):

@@ -17,7 +17,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from runnerscale.config import SimulationConfig
+from runnerscale.config.simulation import SimulationConfig
 from runnerscale.controller.protocols import ProviderError
 from runnerscale.model import Instance, InstanceSpec
 from runnerscale.sim.jitconfig import decode

@@ -22,7 +22,8 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from runnerscale.config import Config, SimulationConfig
+from runnerscale.config.schema import Config
+from runnerscale.config.simulation import SimulationConfig
 from runnerscale.controller.actions import PoolRuntime
 from runnerscale.controller.janitor import JanitorSettings
 from runnerscale.controller.loops import Controller, ControllerSettings

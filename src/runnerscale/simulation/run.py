@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from runnerscale.config import Config
+from runnerscale.config.schema import Config
 from runnerscale.sim.bounds import lower_bound, pool_models, static_fleet
 from runnerscale.sim.faults import FaultPlan
 from runnerscale.sim.results import PolicyResult, SimulationResult

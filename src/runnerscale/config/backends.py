@@ -1,0 +1,331 @@
+"""The settings of the built-in backends: ``local`` and ``docker``.
+
+Why it is apart from the core schema: a backend owns its settings, and these models are to
+move into their backends' packages (plug-ins). Until then the core schema names them only as
+the types of a pool's ``local:`` and ``docker:`` blocks, and nothing here imports the core
+schema: only the building blocks (``ConfigModel``, ``fail``, units, paths).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Annotated, Any, Literal, TypeAlias
+
+from pydantic import AfterValidator, Field, field_validator, model_validator
+
+from runnerscale.config.base import ConfigModel
+from runnerscale.config.paths import ConfigPath
+from runnerscale.config.problems import fail
+from runnerscale.config.units import ByteSize, Duration
+
+JITCONFIG_PLACEHOLDER = "{jitconfig}"
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _reject_unquoted_placeholders(value: Any) -> Any:
+    """``[run.sh, {jitconfig}]`` unquoted is a YAML mapping, not the placeholder."""
+    if isinstance(value, list):
+        for item in value:
+            if isinstance(item, dict) and len(item) == 1:
+                (key,) = item
+                raise fail(
+                    f"has {{{key}}} without quotes, so YAML read it as a mapping",
+                    f'put it in quotes: "{{{key}}}"',
+                    echo=False,
+                )
+    return value
+
+
+def _check_env_names(value: dict[str, str]) -> dict[str, str]:
+    for name in value:
+        if not _ENV_NAME_RE.match(name):
+            raise fail(
+                f"{name!r} is not a valid environment variable name",
+                "use letters, digits and _ (not starting with a digit)",
+                at=(name,),
+                echo=False,
+            )
+    return value
+
+
+#: Extra environment variables for a runner (names checked).
+RunnerEnv: TypeAlias = Annotated[
+    dict[str, str],
+    AfterValidator(_check_env_names),
+    Field(
+        description="Extra environment variables for the runner. Not for secrets: the "
+        "runner's jobs can read them."
+    ),
+]
+#: How long a runner may take to stop.
+StopGrace: TypeAlias = Annotated[
+    Duration, Field(description="How long a runner may take to exit after SIGTERM.")
+]
+
+
+class LocalConfig(ConfigModel):
+    """The ``local`` backend: each runner is a process on this machine."""
+
+    command: list[str] = Field(
+        min_length=1,
+        description='The runner\'s command; one argument must contain "{jitconfig}", which '
+        "is replaced by the runner's one-job registration. Real use: "
+        '[./run.sh, --jitconfig, "{jitconfig}"].',
+    )
+    env: RunnerEnv = Field(default_factory=dict)
+    work_root: ConfigPath | None = Field(
+        default=None,
+        description="Where each runner gets its working directory "
+        "(default: a 'runners' folder under the state directory).",
+    )
+    capacity: int | None = Field(
+        default=None,
+        ge=1,
+        description="At most this many runner processes at once (default: the CPU count).",
+    )
+    user: str | None = Field(
+        default=None, description="Run runners as this user when runnerscale runs as root."
+    )
+    stop_grace: StopGrace = 10.0
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _unquoted_placeholder(cls, value: Any) -> Any:
+        return _reject_unquoted_placeholders(value)
+
+    @field_validator("command")
+    @classmethod
+    def _placeholder(cls, value: list[str]) -> list[str]:
+        if not any(JITCONFIG_PLACEHOLDER in argument for argument in value):
+            raise fail(
+                'never passes the runner its JIT config: no argument contains "{jitconfig}"',
+                'add it, as in [./run.sh, --jitconfig, "{jitconfig}"]; runnerscale replaces '
+                "it with the one-job registration it gets from GitHub, without which the "
+                "runner cannot register",
+                echo=False,
+            )
+        return value
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise fail("is empty", "give a user name, or remove user")
+        return value
+
+    @property
+    def effective_capacity(self) -> int:
+        return self.capacity if self.capacity is not None else (os.cpu_count() or 1)
+
+
+_NETWORK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_VOLUME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]+$")
+_DOCKER_HOST_SCHEMES = ("unix", "tcp", "ssh", "http", "https", "npipe")
+
+
+class DockerConfig(ConfigModel):
+    """The ``docker`` backend: each runner is a container on a Docker engine."""
+
+    image: str = Field(
+        description="The runner image, e.g. runnerscale-runner:2.328.0 (see images/runner)."
+    )
+    host: str | None = Field(
+        default=None,
+        description="The engine: unix:///var/run/docker.sock, tcp://HOST:2376 or "
+        "ssh://USER@HOST (default: $DOCKER_HOST, else the local socket).",
+    )
+    tls_ca_cert: ConfigPath | None = Field(
+        default=None, description="tcp:// engines: the CA certificate (PEM) to verify it with."
+    )
+    tls_client_cert: ConfigPath | None = Field(
+        default=None, description="tcp:// engines: the client certificate (PEM)."
+    )
+    tls_client_key: ConfigPath | None = Field(
+        default=None, description="tcp:// engines: the client certificate's key (PEM)."
+    )
+    command: list[str] | None = Field(
+        default=None,
+        description="Replaces the image's entrypoint and command (default: the image's "
+        "entrypoint, which takes the JIT config from RUNNERSCALE_JITCONFIG). May contain "
+        "{jitconfig}, {runner_name} and {pool}.",
+    )
+    env: RunnerEnv = Field(default_factory=dict)
+    cpus: float | None = Field(default=None, gt=0, description="CPUs a runner may use (1.5).")
+    memory: ByteSize | None = Field(
+        default=None, description="Memory a runner may use (4g); no swap beyond it."
+    )
+    pids_limit: int | None = Field(
+        default=None, ge=16, description="At most this many processes in a runner."
+    )
+    user: str | None = Field(
+        default=None,
+        description="USER or UID:GID to run as (default: the image's user, which must not "
+        "be root; write root to allow root).",
+    )
+    network: str = Field(
+        default="bridge", description="none, bridge, host, or the name of a network."
+    )
+    read_only: bool = Field(default=False, description="Make the root filesystem read-only.")
+    work_tmpfs: str | None = Field(
+        default=None,
+        description="Mount a tmpfs at this path, e.g. /home/runner/_work (the work directory).",
+    )
+    tmpfs_size: ByteSize | None = Field(
+        default=None, description="The tmpfs's size limit (with work_tmpfs)."
+    )
+    volumes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Named volumes (caches) mounted into every runner of the pool: "
+        "{go-cache: /home/runner/go/pkg/mod}.",
+    )
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra container labels.")
+    gpus: str | None = Field(
+        default=None,
+        description="NVIDIA GPUs to pass through: all or a number (needs the NVIDIA "
+        "container toolkit on the host).",
+    )
+    devices: list[str] = Field(
+        default_factory=list, description="Host devices to pass through (/dev/kfd, /dev/dri)."
+    )
+    runtime: str | None = Field(
+        default=None, description="An OCI runtime other than the default (runsc, sysbox-runc)."
+    )
+    pull: Literal["missing", "always", "never"] = Field(
+        default="missing", description="Pull the image when missing (default), always, or never."
+    )
+    no_new_privileges: bool = Field(
+        default=True, description="Forbid privilege gain (setuid, sudo) inside runners."
+    )
+    stop_grace: StopGrace = 10.0
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _command_quoted(cls, value: Any) -> Any:
+        return _reject_unquoted_placeholders(value)
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        if not value.strip() or any(char.isspace() for char in value):
+            raise fail("is not an image reference", "write it like runnerscale-runner:2.328.0")
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = value.partition("://")[0].lower() if "://" in value else ""
+        if scheme not in _DOCKER_HOST_SCHEMES:
+            raise fail(
+                "is not a Docker engine address",
+                "write unix:///var/run/docker.sock, tcp://HOST:2376 or ssh://USER@HOST",
+            )
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if name.upper().startswith("RUNNERSCALE_"):
+                raise fail(
+                    f"{name!r} is reserved: runnerscale sets RUNNERSCALE_* variables itself",
+                    "use another name",
+                    at=(name,),
+                    echo=False,
+                )
+        return value
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or any(c.isspace() for c in value)):
+            raise fail("is not a user", "write a user name, UID or UID:GID (or root)")
+        return value
+
+    @field_validator("network")
+    @classmethod
+    def _network(cls, value: str) -> str:
+        if not _NETWORK_RE.match(value):
+            raise fail("is not a network name", "use none, bridge, host or a network's name")
+        return value
+
+    @field_validator("work_tmpfs")
+    @classmethod
+    def _tmpfs(cls, value: str | None) -> str | None:
+        if value is not None and (not value.startswith("/") or value == "/"):
+            raise fail(
+                "is not an absolute path inside the container",
+                "write the work directory, e.g. /home/runner/_work",
+            )
+        return value
+
+    @field_validator("volumes")
+    @classmethod
+    def _volumes(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, path in value.items():
+            if not _VOLUME_RE.match(name):
+                raise fail(
+                    f"{name!r} is not a volume name",
+                    "use letters, digits, '_', '.' and '-' (at least two characters); bind "
+                    "mounts of host paths are not offered: runners must not share the host",
+                    at=(name,),
+                    echo=False,
+                )
+            if not path.startswith("/") or path == "/":
+                raise fail(
+                    f"mount path {path!r} is not an absolute path inside the container",
+                    "write where the volume goes, e.g. /home/runner/.cache",
+                    at=(name,),
+                    echo=False,
+                )
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if key.startswith("io.runnerscale."):
+                raise fail(
+                    f"{key!r} is reserved: io.runnerscale.* labels are runnerscale's own",
+                    "use another label key",
+                    at=(key,),
+                    echo=False,
+                )
+        return value
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _gpus(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if isinstance(value, str) and not (value == "all" or (value.isdigit() and int(value) > 0)):
+            raise fail("is not all or a number of GPUs", "write gpus: all, or gpus: 1")
+        return value
+
+    @field_validator("devices")
+    @classmethod
+    def _devices(cls, value: list[str]) -> list[str]:
+        for index, path in enumerate(value):
+            if not path.startswith("/dev/"):
+                raise fail(f"{path!r} is not a device path", "write it like /dev/kfd", at=(index,))
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DockerConfig:
+        if self.tmpfs_size is not None and self.work_tmpfs is None:
+            raise fail(
+                "applies only with work_tmpfs",
+                "add work_tmpfs: /home/runner/_work, or remove tmpfs_size",
+                at=("tmpfs_size",),
+                echo=False,
+            )
+        if (self.tls_client_cert is None) != (self.tls_client_key is None):
+            raise fail(
+                "needs both tls_client_cert and tls_client_key",
+                "give both files, or neither",
+                at=("tls_client_key" if self.tls_client_key is None else "tls_client_cert",),
+                echo=False,
+            )
+        return self

@@ -1,0 +1,95 @@
+"""The entry points: ``parse_config`` for YAML text, ``load_config`` for a file.
+
+Why: reading the source, validating against the schema and explaining what failed are steps
+of their own modules; this one runs them in order, reports every problem found rather than
+the first, and redacts every secret the source saw before a ``ConfigError`` leaves.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from runnerscale.config.explain import problems_from
+from runnerscale.config.paths import url_secrets
+from runnerscale.config.problems import ConfigError, Problem, redact, sort_problems
+from runnerscale.config.schema import Config
+from runnerscale.config.source import Document, read_yaml
+
+
+def _collect_secrets(data: Any, doc: Document) -> None:
+    github = data.get("github") if isinstance(data, dict) else None
+    if isinstance(github, dict):
+        for key in ("token", "webhook_secret"):
+            if isinstance(github.get(key), str) and len(github[key]) >= 3:
+                doc.secrets.add(github[key])
+        app = github.get("app")
+        if isinstance(app, dict) and isinstance(app.get("private_key"), str):
+            doc.secrets.add(app["private_key"])
+    state = data.get("state") if isinstance(data, dict) else None
+    if isinstance(state, str):
+        doc.secrets.update(secret for secret in url_secrets(state) if len(secret) >= 3)
+
+
+def parse_config(
+    text: str,
+    *,
+    source: str = "<config>",
+    env: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
+) -> Config:
+    """Validate a configuration given as YAML text.
+
+    ``source`` names the file in error messages; ``env`` supplies ``${VAR}`` values (default:
+    ``os.environ``); relative paths in the file are taken relative to ``base_dir`` (default:
+    the current directory). Raises ``ConfigError`` listing every problem found."""
+    env = os.environ if env is None else env
+    data, doc = read_yaml(text, source, env)
+    _collect_secrets(data, doc)
+    if doc.problems:
+        raise ConfigError(redact(sort_problems(doc.problems), doc.secrets))
+    context = {"env": env, "base_dir": base_dir}
+    try:
+        return Config.model_validate(data, context=context)
+    except ValidationError as error:
+        problems = problems_from(error, doc)
+    raise ConfigError(redact(sort_problems(problems), doc.secrets)) from None
+
+
+def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a configuration file. Raises ``ConfigError``."""
+    source = str(path)
+    if path.is_dir():
+        raise ConfigError(
+            [Problem(source, None, "", "is a directory", "give the path of the YAML file")]
+        )
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            [Problem(source, None, "", "no such file", "check the path given with -c/--config")]
+        ) from None
+    except OSError as error:
+        raise ConfigError(
+            [
+                Problem(
+                    source,
+                    None,
+                    "",
+                    f"cannot be read ({error.strerror or error})",
+                    "check the file's permissions",
+                )
+            ]
+        ) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise ConfigError(
+            [Problem(source, line, "", "is not UTF-8 text", "save the file as UTF-8")]
+        ) from None
+    return parse_config(text, source=source, env=env, base_dir=path.parent.absolute())

@@ -1,0 +1,666 @@
+"""The core schema: GitHub, targets, the server, pools, timeouts and the whole file.
+
+Why: the models are the reference for the file's shape (``docs/configuration.md`` describes
+every key, ``config_json_schema()`` exports them for editors). A check that needs more than a
+type is a validator raising ``fail`` with the fix, so a user reads what to change, not
+pydantic's wording. Secrets are ``SecretStr`` and a password in ``state`` is masked in
+``repr``. Backends' and the simulation's settings appear only as the types of a pool's blocks.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from runnerscale.config.backends import DockerConfig, LocalConfig
+from runnerscale.config.base import ConfigModel
+from runnerscale.config.paths import (
+    ConfigPath,
+    default_state_dir,
+    default_state_url,
+    mask_url,
+    sqlite_file,
+    validation_context,
+)
+from runnerscale.config.problems import fail
+from runnerscale.config.simulation import SimulationConfig
+from runnerscale.config.units import Duration, PollInterval, PositiveDuration
+from runnerscale.model import ARCH_LABELS, AUTO_LABEL, PoolSpec, Target, normalize_labels
+
+DEFAULT_API_URL = "https://api.github.com"
+DEFAULT_LISTEN = "127.0.0.1:8787"
+
+POOL_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,30}$"
+RUNNER_PREFIX_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$"
+_REPO_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
+_ORG_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
+PROVIDERS = ("local", "docker")
+
+
+class AppConfig(ConfigModel):
+    """Authenticate as a GitHub App (instead of a token)."""
+
+    id: int = Field(gt=0, description="The App's id (on the App's settings page).")
+    private_key: SecretStr | None = Field(
+        default=None,
+        description="The App's private key (PEM text), usually ${GITHUB_APP_PRIVATE_KEY}. "
+        "Exactly one of private_key and private_key_file.",
+    )
+    private_key_file: ConfigPath | None = Field(
+        default=None,
+        description="A file holding the App's private key (PEM). "
+        "Relative paths are relative to the config file.",
+    )
+    installation_id: int | None = Field(
+        default=None,
+        gt=0,
+        description="The installation to act as; found from the targets when omitted.",
+    )
+
+    @field_validator("private_key")
+    @classmethod
+    def _pem(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and "-----BEGIN" not in value.get_secret_value():
+            raise fail(
+                "does not look like a PEM private key",
+                "give the whole .pem file's contents, BEGIN and END lines included "
+                "(or use private_key_file: PATH)",
+                echo=False,
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_key(self) -> AppConfig:
+        if self.private_key is not None and self.private_key_file is not None:
+            raise fail(
+                "has both private_key and private_key_file",
+                "keep only one of them",
+                at=("private_key_file",),
+                echo=False,
+            )
+        if self.private_key is None and self.private_key_file is None:
+            raise fail(
+                "needs the App's private key",
+                "add 'private_key: ${GITHUB_APP_PRIVATE_KEY}' or 'private_key_file: PATH'",
+                echo=False,
+            )
+        return self
+
+
+class GitHubConfig(ConfigModel):
+    """How runnerscale talks to GitHub: where, and with which credentials."""
+
+    api_url: str = Field(
+        default=DEFAULT_API_URL,
+        description="The REST API's base URL: https://api.github.com, or "
+        "https://HOST/api/v3 for GitHub Enterprise Server.",
+    )
+    token: SecretStr | None = Field(
+        default=None,
+        description="A personal access token, usually ${GITHUB_TOKEN}. "
+        "Exactly one of token and app.",
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="The secret GitHub signs webhook deliveries with, usually "
+        "${WEBHOOK_SECRET}. Without it, webhooks are refused and polling alone finds jobs.",
+    )
+    app: AppConfig | None = Field(default=None, description="Authenticate as a GitHub App.")
+    ca_bundle: ConfigPath | None = Field(
+        default=None,
+        description="A PEM file of CA certificates to trust (GHES with a private CA).",
+    )
+
+    @field_validator("api_url", mode="before")
+    @classmethod
+    def _api_url(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        try:
+            parts = urlsplit(text)
+        except ValueError:
+            parts = urlsplit("")
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise fail(
+                "is not an http(s) URL",
+                f"use {DEFAULT_API_URL}, or https://HOST/api/v3 for GitHub Enterprise Server",
+            )
+        if parts.query or parts.fragment:
+            raise fail("must not have a query or fragment", "remove the part from ? or #")
+        if parts.netloc.lower() in ("github.com", "www.github.com"):
+            raise fail(
+                "is GitHub's web address, not its API",
+                f"use {DEFAULT_API_URL} (or remove api_url: it is the default)",
+            )
+        return text.rstrip("/")
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        secret = value.get_secret_value().strip()
+        if not secret:
+            raise fail(
+                "is empty",
+                "give a personal access token (token: ${GITHUB_TOKEN}) and make sure the "
+                "variable is not empty",
+                echo=False,
+            )
+        if any(char.isspace() for char in secret):
+            raise fail(
+                "contains whitespace",
+                "a token is one word: check the variable holds just the token",
+                echo=False,
+            )
+        return SecretStr(secret)
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            raise fail(
+                "is empty",
+                "set it to the webhook's secret, or remove webhook_secret to rely on polling",
+                echo=False,
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _credentials(self) -> GitHubConfig:
+        if self.token is not None and self.app is not None:
+            raise fail(
+                "has both token and app",
+                "remove token to authenticate as the App, or remove app to use the token",
+                at=("app",),
+                echo=False,
+            )
+        if self.token is None and self.app is None:
+            raise fail(
+                "needs credentials",
+                "add 'token: ${GITHUB_TOKEN}', or an 'app:' block with id and private_key",
+                echo=False,
+            )
+        return self
+
+
+class TargetConfig(ConfigModel):
+    """Where runners register: exactly one of repo, org or enterprise."""
+
+    repo: str | None = Field(default=None, description="A repository, OWNER/NAME.")
+    org: str | None = Field(default=None, description="An organisation's login.")
+    enterprise: str | None = Field(default=None, description="An enterprise's slug.")
+    runner_group: str | None = Field(
+        default=None,
+        description="The runner group to register in (org and enterprise targets; default: "
+        "the Default group).",
+    )
+
+    @field_validator("repo")
+    @classmethod
+    def _repo(cls, value: str | None) -> str | None:
+        if value is not None and not _REPO_RE.match(value):
+            raise fail("is not OWNER/NAME", "write the repository as OWNER/NAME, e.g. acme/app")
+        return value
+
+    @field_validator("org", "enterprise")
+    @classmethod
+    def _login(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and not _ORG_RE.match(value):
+            hint = (
+                "write the organisation's login alone (no slash), e.g. acme; for one "
+                "repository use repo: OWNER/NAME"
+                if info.field_name == "org"
+                else "write the enterprise's slug, as in https://github.com/enterprises/SLUG"
+            )
+            raise fail(f"is not a valid {info.field_name} name", hint)
+        return value
+
+    @field_validator("runner_group")
+    @classmethod
+    def _group(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise fail("is empty", "give the runner group's name, or remove runner_group")
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> TargetConfig:
+        kinds = [name for name in ("repo", "org", "enterprise") if getattr(self, name)]
+        if not kinds:
+            raise fail(
+                "names no target",
+                "write '- repo: OWNER/NAME', '- org: NAME' or '- enterprise: SLUG'",
+                echo=False,
+            )
+        if len(kinds) > 1:
+            raise fail(
+                f"names both {kinds[0]} and {kinds[1]}; an entry is one target",
+                f"split it into two entries, '- {kinds[0]}: ...' and '- {kinds[1]}: ...'",
+                at=(kinds[1],),
+                echo=False,
+            )
+        if self.runner_group is not None and kinds[0] == "repo":
+            raise fail(
+                "applies only to org and enterprise targets, not repo",
+                "remove runner_group, or register at the organisation with org: NAME",
+                at=("runner_group",),
+                echo=False,
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "repo" if self.repo else "org" if self.org else "enterprise"
+
+    @property
+    def name(self) -> str:
+        return self.repo or self.org or self.enterprise or ""
+
+    def to_target(self) -> Target:
+        return Target(kind=self.kind, name=self.name, runner_group=self.runner_group)
+
+
+def _split_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(value)
+    if host.startswith("["):
+        if not host.endswith("]") or len(host) < 3:
+            raise ValueError(value)
+        host = host[1:-1]
+    elif ":" in host:  # a bare IPv6 address needs brackets
+        raise ValueError(value)
+    number = int(port)
+    if number > 65535:
+        raise ValueError(value)
+    return host, number
+
+
+class ServerConfig(ConfigModel):
+    """The HTTP server: webhook intake, /metrics, health and status."""
+
+    listen: str = Field(
+        default=DEFAULT_LISTEN,
+        description="HOST:PORT to listen on ([::1]:8787 for IPv6; port 0 picks a free one).",
+    )
+
+    @field_validator("listen", mode="before")
+    @classmethod
+    def _listen(cls, value: Any) -> Any:
+        if isinstance(value, (int, str)) and not isinstance(value, bool):
+            try:
+                _split_listen(str(value).strip())
+            except ValueError:
+                raise fail(
+                    "is not HOST:PORT",
+                    "write it like 127.0.0.1:8787 (0.0.0.0:8787 for every interface, "
+                    "[::1]:8787 for IPv6; the port is 0-65535)",
+                ) from None
+            return str(value).strip()
+        return value
+
+    @property
+    def host(self) -> str:
+        return _split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return _split_listen(self.listen)[1]
+
+
+def _drop_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+class PoolConfig(ConfigModel):
+    """A pool: a label set, a backend template and limits."""
+
+    name: str = Field(
+        pattern=POOL_NAME_PATTERN,
+        description="Unique; lowercase letters, digits and '-', at most 31 characters.",
+    )
+    labels: list[str] = Field(
+        min_length=1,
+        max_length=100,
+        description="The runners' labels; a job goes to the pool whose labels contain all "
+        "of its runs-on labels (case-insensitive).",
+    )
+    provider: Literal["local", "docker"] = Field(
+        description="The backend that creates runners: local or docker."
+    )
+    max_runners: int = Field(ge=1, description="At most this many runners at once.")
+    min_idle: int = Field(
+        default=0, ge=0, description="Keep this many idle runners ready (at most max_runners)."
+    )
+    idle_timeout: Duration = Field(
+        default=60.0, description="Remove a runner that has been idle this long."
+    )
+    boot_timeout: PositiveDuration = Field(
+        default=300.0, description="Give up on a runner that is not online after this long."
+    )
+    runner_prefix: str = Field(
+        default="",
+        pattern=RUNNER_PREFIX_PATTERN,
+        description="Start of the runners' names (default: rs-<name>-).",
+        json_schema_extra=_drop_default,
+    )
+    local: LocalConfig | None = Field(
+        default=None, description="Settings of the local backend (provider: local)."
+    )
+    docker: DockerConfig | None = Field(
+        default=None, description="Settings of the Docker backend (provider: docker)."
+    )
+    simulation: SimulationConfig | None = Field(
+        default=None, description="How `runnerscale simulate` models this pool."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_prefix(cls, data: Any) -> Any:
+        if (
+            isinstance(data, dict)
+            and "runner_prefix" not in data
+            and isinstance(data.get("name"), str)
+            and re.match(POOL_NAME_PATTERN, data["name"])
+        ):
+            return {**data, "runner_prefix": f"rs-{data['name']}-"}
+        return data
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name(cls, value: Any) -> Any:
+        if isinstance(value, str) and not re.match(POOL_NAME_PATTERN, value):
+            raise fail(
+                "is not a valid pool name",
+                "use lowercase letters, digits and '-' (at most 31, not starting with '-'), "
+                "e.g. linux-x64",
+            )
+        return value
+
+    @field_validator("runner_prefix", mode="before")
+    @classmethod
+    def _prefix(cls, value: Any) -> Any:
+        if isinstance(value, str) and not re.match(RUNNER_PREFIX_PATTERN, value):
+            raise fail(
+                "is not a valid runner name prefix",
+                "use letters, digits, '.', '_' and '-' (at most 40, starting with a letter "
+                "or digit), e.g. rs-linux-",
+            )
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: list[str]) -> list[str]:
+        for index, label in enumerate(value):
+            if not label.strip():
+                raise fail("is empty", "remove the empty label", at=(index,))
+            if "," in label:
+                raise fail("contains a comma", "write each label as its own list item", at=(index,))
+        return value
+
+    @field_validator("provider", mode="before")
+    @classmethod
+    def _provider(cls, value: Any) -> Any:
+        if isinstance(value, str) and value not in PROVIDERS:
+            raise fail(
+                f"provider {value!r} is not available in this version",
+                f"set provider to one of: {', '.join(PROVIDERS)}",
+                echo=False,
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PoolConfig:
+        if self.min_idle > self.max_runners:
+            raise fail(
+                f"is more than max_runners ({self.min_idle} > {self.max_runners})",
+                f"lower min_idle to {self.max_runners} or less, or raise max_runners",
+                at=("min_idle",),
+                echo=False,
+            )
+        if self.provider == "local" and self.local is None:
+            raise fail(
+                "is required with provider: local",
+                "add 'local: {command: [./run.sh, --jitconfig, \"{jitconfig}\"]}' to the pool",
+                at=("local",),
+                echo=False,
+            )
+        if self.provider == "docker" and self.docker is None:
+            raise fail(
+                "is required with provider: docker",
+                "add 'docker: {image: runnerscale-runner:2.328.0}' to the pool",
+                at=("docker",),
+                echo=False,
+            )
+        for section in PROVIDERS:
+            if section != self.provider and getattr(self, section) is not None:
+                raise fail(
+                    f"is set, but the pool's provider is {self.provider}",
+                    f"remove the {section}: section, or set provider: {section}",
+                    at=(section,),
+                    echo=False,
+                )
+        labels = [label.strip().lower() for label in self.labels]
+        if labels.count(AUTO_LABEL) > 1:
+            raise fail("names auto more than once", "keep one auto", at=("labels",), echo=False)
+        architectures = sorted(set(labels) & ARCH_LABELS)
+        if len(architectures) > 1:
+            raise fail(
+                f"names more than one architecture ({', '.join(architectures)})",
+                "a runner has one architecture: keep one, or write auto to take the host's",
+                at=("labels",),
+                echo=False,
+            )
+        return self
+
+    def to_spec(self, order: int) -> PoolSpec:
+        """What the scaler needs of this pool; ``order`` is its position in the config."""
+        return PoolSpec(
+            name=self.name,
+            labels=normalize_labels(self.labels),
+            max_runners=self.max_runners,
+            min_idle=self.min_idle,
+            idle_timeout=self.idle_timeout,
+            boot_timeout=self.boot_timeout,
+            order=order,
+        )
+
+
+class Timeouts(ConfigModel):
+    """How long runnerscale waits on the outside world, and how often the janitor runs."""
+
+    create: PositiveDuration = Field(
+        default=120.0, description="Give up on a backend creation after this long."
+    )
+    delete: PositiveDuration = Field(
+        default=120.0, description="Give up on (and retry) a deletion after this long."
+    )
+    queued_recheck: PositiveDuration = Field(
+        default=120.0,
+        description="Re-check a queued job nothing picked up against the API after this long.",
+    )
+    janitor_interval: PositiveDuration = Field(
+        default=30.0, description="How often the janitor looks for stuck and leaked runners."
+    )
+
+
+def _state_url_from_env() -> str:
+    return default_state_url(os.environ)
+
+
+class Config(ConfigModel):
+    """The whole configuration file."""
+
+    github: GitHubConfig = Field(description="GitHub's address and credentials.")
+    targets: list[TargetConfig] = Field(
+        min_length=1, description="Where runners register (at least one)."
+    )
+    server: ServerConfig = Field(
+        default_factory=ServerConfig, description="The HTTP server (webhooks, metrics)."
+    )
+    state: str = Field(
+        default_factory=_state_url_from_env,
+        description="Where state is kept: sqlite:///PATH or postgresql://USER@HOST/DB "
+        "(default: sqlite under $RUNNERSCALE_STATE_DIR, $XDG_STATE_HOME/runnerscale or "
+        "~/.local/state/runnerscale).",
+    )
+    poll_interval: PollInterval = Field(
+        default=15.0, description="How often the GitHub API is polled (at least 1s)."
+    )
+    webhook_poll_interval: PollInterval = Field(
+        default=300.0,
+        description="How often the API is polled while webhooks arrive (one in the last "
+        "hour): polling is then only the safety net for missed deliveries.",
+    )
+    pools: list[PoolConfig] = Field(min_length=1, description="The pools of runners.")
+    timeouts: Timeouts = Field(
+        default_factory=Timeouts, description="Timeouts and the janitor's interval."
+    )
+
+    _default_state_dir: Path = PrivateAttr(default_factory=default_state_dir)
+
+    def model_post_init(self, context: Any, /) -> None:
+        env = context.get("env") if isinstance(context, Mapping) else None
+        self._default_state_dir = default_state_dir(env if isinstance(env, Mapping) else None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _state_default(cls, data: Any, info: ValidationInfo) -> Any:
+        env = validation_context(info).get("env")
+        if isinstance(data, dict) and "state" not in data and isinstance(env, Mapping):
+            return {**data, "state": default_state_url(env)}
+        return data
+
+    @field_validator("state", mode="before")
+    @classmethod
+    def _state(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        url = value.strip()
+        hint = "use sqlite:///ABSOLUTE/PATH/state.db or postgresql://USER@HOST/DBNAME"
+        scheme = url.partition("://")[0].lower() if "://" in url else ""
+        if scheme == "sqlite" or scheme.startswith("sqlite+"):
+            rest = url.split("://", 1)[1]
+            if not rest.startswith("/"):
+                raise fail(
+                    "is a SQLite URL without a path",
+                    "use three slashes and an absolute path: sqlite:///var/lib/runnerscale/"
+                    "state.db",
+                )
+            if not rest.split("?", 1)[0].strip("/"):
+                raise fail("has no database file", hint)
+            return url
+        if scheme in ("postgresql", "postgresql+psycopg", "postgresql+psycopg2"):
+            try:
+                parts = urlsplit(url)
+                _ = parts.port
+            except ValueError:
+                raise fail("is not a valid PostgreSQL URL", hint, echo=False) from None
+            if not parts.netloc and "host=" not in parts.query:
+                raise fail("names no PostgreSQL host", hint, echo=False)
+            return url
+        if scheme == "postgres":
+            raise fail("uses the scheme postgres://", "write postgresql:// instead", echo=False)
+        shown = f"the scheme {scheme}://" if scheme else "no scheme"
+        raise fail(f"has {shown}, which is not supported", hint, echo=False)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Config:
+        seen: dict[str, int] = {}
+        prefixes: dict[str, int] = {}
+        for index, pool in enumerate(self.pools):
+            if pool.name in seen:
+                raise fail(
+                    f"the pool name {pool.name!r} is already used by pools[{seen[pool.name]}]",
+                    "give every pool its own name",
+                    at=("pools", index, "name"),
+                    echo=False,
+                )
+            seen[pool.name] = index
+            if pool.runner_prefix in prefixes:
+                raise fail(
+                    f"the runner_prefix {pool.runner_prefix!r} is already used by "
+                    f"pools[{prefixes[pool.runner_prefix]}]",
+                    "give every pool its own runner_prefix",
+                    at=("pools", index, "runner_prefix"),
+                    echo=False,
+                )
+            prefixes[pool.runner_prefix] = index
+        targets: dict[str, int] = {}
+        for index, target in enumerate(self.targets):
+            if target.kind == "enterprise" and self.github.app is not None:
+                raise fail(
+                    "is an enterprise, and GitHub does not let a GitHub App manage enterprise "
+                    "runners",
+                    "authenticate with a classic personal access token with the "
+                    "manage_runners:enterprise scope (github.token), or list the enterprise's "
+                    "organisations as org targets",
+                    at=("targets", index, "enterprise"),
+                    echo=False,
+                )
+            key = target.to_target().key
+            if key in targets:
+                raise fail(
+                    f"duplicates targets[{targets[key]}]",
+                    "remove one of the two entries",
+                    at=("targets", index),
+                    echo=False,
+                )
+            targets[key] = index
+        return self
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, (mask_url(value) if name == "state" and isinstance(value, str) else value)
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite database file; None for PostgreSQL or an in-memory database."""
+        if not self.state.lower().startswith("sqlite"):
+            return None
+        return sqlite_file(self.state)
+
+    @property
+    def state_dir(self) -> Path:
+        """The directory of the SQLite file, or the default state directory (PostgreSQL or an
+        in-memory database)."""
+        path = self.sqlite_path
+        return path.parent if path is not None else self._default_state_dir
+
+    def local_work_root(self, pool: PoolConfig) -> Path:
+        """Where a local pool's runners get their directories."""
+        if pool.local is not None and pool.local.work_root is not None:
+            return pool.local.work_root
+        return self.state_dir / "runners"
+
+    def pool_specs(self) -> list[PoolSpec]:
+        return [pool.to_spec(order) for order, pool in enumerate(self.pools)]
+
+    def to_targets(self) -> list[Target]:
+        return [target.to_target() for target in self.targets]
+
+
+def config_json_schema() -> dict[str, Any]:
+    """A JSON Schema (draft 2020-12) of the configuration file, for editors."""
+    schema = Config.model_json_schema(mode="validation")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **schema,
+        "title": "runnerscale configuration",
+        "description": "The runnerscale configuration file (see docs/configuration.md). "
+        "Strings may hold ${VAR} or ${VAR:-default}, replaced from the environment.",
+    }

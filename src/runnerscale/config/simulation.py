@@ -1,0 +1,125 @@
+"""How ``runnerscale simulate`` models a pool's backend: boot time, failures, cost.
+
+Why it is apart from the core schema: ``run`` ignores these settings, which belong to the
+simulation and are to move there. The core schema names ``SimulationConfig`` only as the type
+of a pool's ``simulation:`` block.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, model_validator
+
+from runnerscale.config.base import ConfigModel
+from runnerscale.config.problems import fail
+from runnerscale.config.units import Duration
+
+
+class BootTime(ConfigModel):
+    """How long a simulated runner takes to boot: fixed, uniform or lognormal."""
+
+    distribution: Literal["fixed", "uniform", "lognormal"] = Field(
+        default="fixed",
+        description="fixed (value), uniform (low, high) or lognormal (median, sigma).",
+    )
+    value: Duration | None = Field(default=None, description="fixed: the boot time.")
+    low: Duration | None = Field(default=None, description="uniform: the shortest boot time.")
+    high: Duration | None = Field(default=None, description="uniform: the longest boot time.")
+    median: Duration | None = Field(default=None, description="lognormal: the median.")
+    sigma: float | None = Field(
+        default=None, gt=0, description="lognormal: the spread (sigma of the log)."
+    )
+
+    @model_validator(mode="after")
+    def _fields_for_distribution(self) -> BootTime:
+        needs = {"fixed": ("value",), "uniform": ("low", "high"), "lognormal": ("median", "sigma")}
+        wanted = needs[self.distribution]
+        for name in ("value", "low", "high", "median", "sigma"):
+            given = getattr(self, name) is not None
+            if name in wanted and not given:
+                raise fail(
+                    f"is required for the {self.distribution} distribution",
+                    f"add {name} (the {self.distribution} distribution takes "
+                    f"{' and '.join(wanted)})",
+                    at=(name,),
+                    echo=False,
+                )
+            if name not in wanted and given:
+                raise fail(
+                    f"does not apply to the {self.distribution} distribution",
+                    f"remove {name}; {self.distribution} takes {' and '.join(wanted)}",
+                    at=(name,),
+                    echo=False,
+                )
+        if self.distribution == "uniform":
+            assert self.low is not None
+            assert self.high is not None
+            if self.low > self.high:
+                raise fail(
+                    "is less than low",
+                    "make high at least low",
+                    at=("high",),
+                    echo=False,
+                )
+        return self
+
+    @property
+    def mean(self) -> float:
+        if self.distribution == "uniform":
+            assert self.low is not None
+            assert self.high is not None
+            return (self.low + self.high) / 2
+        if self.distribution == "lognormal":
+            assert self.median is not None
+            assert self.sigma is not None
+            return self.median * math.exp(self.sigma**2 / 2)
+        assert self.value is not None
+        return self.value
+
+    def sample(self, rng: random.Random) -> float:
+        """One boot time, in seconds, drawn from ``rng``."""
+        if self.distribution == "uniform":
+            assert self.low is not None
+            assert self.high is not None
+            return rng.uniform(self.low, self.high)
+        if self.distribution == "lognormal":
+            assert self.median is not None
+            assert self.sigma is not None
+            return rng.lognormvariate(math.log(max(self.median, 1e-9)), self.sigma)
+        assert self.value is not None
+        return self.value
+
+
+def _boot_time_short_form(value: Any) -> Any:
+    """``boot_time: 30s`` is ``boot_time: {distribution: fixed, value: 30s}``."""
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return {"distribution": "fixed", "value": value}
+    return value
+
+
+class SimulationConfig(ConfigModel):
+    """How `runnerscale simulate` models this pool's backend (ignored by `run`)."""
+
+    boot_time: Annotated[
+        BootTime,
+        BeforeValidator(_boot_time_short_form, json_schema_input_type=Duration | BootTime),
+    ] = Field(
+        default_factory=lambda: BootTime(distribution="fixed", value=30.0),
+        description="A duration (fixed), or {distribution: uniform, low: .., high: ..} or "
+        "{distribution: lognormal, median: .., sigma: ..}.",
+    )
+    create_failure_rate: float = Field(
+        default=0.0, ge=0, le=1, description="Share of creations that fail (0..1)."
+    )
+    never_register_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of runners that start but never come online (0..1).",
+    )
+    cost_per_hour: float = Field(
+        default=0.0, ge=0, description="What one runner costs per hour it exists."
+    )
