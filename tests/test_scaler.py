@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 from hypothesis import given, settings
@@ -15,6 +15,7 @@ from runnerscale.model import (
     PoolSpec,
     Runner,
     RunnerState,
+    Target,
     match_pool,
     normalize_labels,
 )
@@ -519,3 +520,199 @@ def test_a_busy_runner_whose_job_is_not_known_yet_has_taken_a_queued_one() -> No
     assert decided.create == 1  # not 2: one of the three jobs is already running on "a"
     known = [runner("a", BUSY), runner("b", BOOTING)]
     assert decide([pool("x64")], queued(3), known, now=0.0).pools["x64"].create == 2
+
+
+# --- the whole decision: where new runners go, what is reaped, what the backoff holds back ----
+
+REPO_A, REPO_B, ORG = Target("repo", "o/a"), Target("repo", "o/b"), Target("org", "o")
+
+
+def job_in(job_id: int, repo: str) -> Job:
+    return Job(id=job_id, repo=repo, labels=X64, state=JobState.QUEUED, created_at=0.0)
+
+
+def runner_at(name: str, state: RunnerState, target: Target) -> Runner:
+    return replace(runner(name, state, idle_since=0.0), target=target.key)
+
+
+@dataclass
+class TargetCase:
+    id: str
+    targets: list[Target]
+    jobs: list[Job]
+    runners: list[Runner] = field(default_factory=list)
+    max_runners: int = 4
+    create_on: tuple[str, ...] = ()
+
+
+TARGET_CASES = [
+    TargetCase("no targets given: no placement", [], [job_in(1, "o/a")]),
+    TargetCase(
+        "one target takes them all, whatever the repo",
+        [REPO_B],
+        [job_in(1, "o/a"), job_in(2, "o/a")],
+        create_on=(REPO_B.key, REPO_B.key),
+    ),
+    TargetCase(
+        "each runner where its job is, most demand first, ties in config order",
+        [REPO_B, REPO_A],
+        [job_in(1, "o/a"), job_in(2, "o/b"), job_in(3, "o/a")],
+        create_on=(REPO_A.key, REPO_B.key, REPO_A.key),
+    ),
+    TargetCase(
+        "a free runner already serves its target",
+        [REPO_A, REPO_B],
+        [job_in(1, "o/a"), job_in(2, "o/b")],
+        [runner_at("booting-a", BOOTING, REPO_A)],
+        create_on=(REPO_B.key,),
+    ),
+    TargetCase(
+        "a busy runner serves no queued job",
+        [REPO_A, REPO_B],
+        [job_in(1, "o/b")],
+        [runner_at("busy-a", BUSY, REPO_A)],
+        create_on=(REPO_B.key,),
+    ),
+    TargetCase(
+        "the first target that covers the repo counts",
+        [ORG, REPO_A],
+        [job_in(1, "o/a"), job_in(2, "o/a")],
+        create_on=(ORG.key, ORG.key),
+    ),
+    TargetCase(
+        "no demand anywhere (min_idle, or the cap): config order",
+        [REPO_B, REPO_A],
+        [job_in(1, "x/y")],
+        create_on=(REPO_B.key,),
+    ),
+    TargetCase(
+        "under the cap: the most demand first",
+        [REPO_A, REPO_B],
+        [job_in(1, "o/b"), job_in(2, "o/b"), job_in(3, "o/a")],
+        max_runners=2,
+        create_on=(REPO_B.key, REPO_A.key),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", TARGET_CASES, ids=[case.id for case in TARGET_CASES])
+def test_where_new_runners_register(case: TargetCase) -> None:
+    p = PoolSpec(name="x64", labels=normalize_labels(X64), max_runners=case.max_runners)
+    decided = decide([p], case.jobs, case.runners, 0.0, targets=case.targets).pools["x64"]
+    assert decided.create_on == case.create_on
+    if case.targets:
+        assert len(decided.create_on) == decided.create
+
+
+FINISHED, DELETING = RunnerState.FINISHED, RunnerState.DELETING
+
+
+@dataclass
+class ReapCase:
+    id: str
+    runners: list[Runner]
+    jobs: list[Job] = field(default_factory=list)
+    max_runners: int = 4
+    #: (create, reap)
+    expect: tuple[int, tuple[str, ...]] = (0, ())
+
+
+REAP_CASES = [
+    ReapCase("nothing finished", [runner("a", BUSY)]),
+    ReapCase(
+        "every finished runner, oldest first",
+        [
+            replace(runner("late", FINISHED), created_at=20.0),
+            replace(runner("early", FINISHED), created_at=10.0),
+            runner("busy", BUSY),
+        ],
+        expect=(0, ("early", "late")),
+    ),
+    ReapCase(
+        "reaped ones hold their slot under the cap in the cycle that reaps them",
+        [runner("f1", FINISHED), runner("f2", FINISHED), runner("b", BUSY)],
+        queued(3),
+        max_runners=3,
+        expect=(0, ("f1", "f2")),
+    ),
+    ReapCase("deleting ones are on their way already", [runner("d", DELETING)]),
+    ReapCase("another pool's are not this pool's", [runner("f", FINISHED, "other")]),
+]
+
+
+@pytest.mark.parametrize("case", REAP_CASES, ids=[case.id for case in REAP_CASES])
+def test_finished_runners_are_reaped(case: ReapCase) -> None:
+    decided = decide([pool("x64", max_runners=case.max_runners)], case.jobs, case.runners, 0.0)
+    assert (decided.pools["x64"].create, decided.pools["x64"].reap) == case.expect
+
+
+@dataclass
+class BackoffCase:
+    id: str
+    backoff: dict[str, float]
+    runners: list[Runner] = field(default_factory=list)
+    queued: int = 2
+    now: float = 100.0
+    #: (create, held_back, remove)
+    expect: tuple[int, int, tuple[str, ...]] = (0, 0, ())
+    reason: str = ""
+
+
+BACKOFF_CASES = [
+    BackoffCase("no backoff", {}, expect=(2, 0, ())),
+    BackoffCase(
+        "backing off: held back, and said why",
+        {"x64": 130.0},
+        expect=(0, 2, ()),
+        reason="held back by the failure backoff for 30s more",
+    ),
+    BackoffCase("the backoff is over", {"x64": 100.0}, expect=(2, 0, ())),
+    BackoffCase("another pool's backoff", {"gpu": 130.0}, expect=(2, 0, ())),
+    BackoffCase(
+        "removals go on",
+        {"x64": 130.0},
+        [runner(f"i{n}", IDLE, idle_since=float(n)) for n in range(3)],
+        queued=0,
+        expect=(0, 0, ("i0", "i1", "i2")),
+    ),
+    BackoffCase("nothing to create: nothing held back", {"x64": 130.0}, queued=0),
+]
+
+
+@pytest.mark.parametrize("case", BACKOFF_CASES, ids=[case.id for case in BACKOFF_CASES])
+def test_the_failure_backoff_holds_creations_back(case: BackoffCase) -> None:
+    decided = decide(
+        [pool("x64")],
+        queued(case.queued),
+        case.runners,
+        case.now,
+        targets=[REPO_A],
+        backoff=case.backoff,
+    ).pools["x64"]
+    assert (decided.create, decided.held_back, decided.remove) == case.expect
+    assert len(decided.create_on) == decided.create
+    assert case.reason in decided.reason
+
+
+@settings(max_examples=300, deadline=None)
+@given(scenarios(), st.lists(st.sampled_from([REPO_A, REPO_B, ORG]), unique=True, max_size=3))
+def test_the_whole_decision(scenario: Scenario, targets: list[Target]) -> None:
+    pools, jobs, runners, now = scenario
+    backoff = {pools[0].name: now + 1}
+    decision = decide(pools, jobs, runners, now, targets=targets, backoff=backoff)
+    plain = decide(pools, jobs, runners, now)
+    keys = {target.key for target in targets}
+    for p in pools:
+        d, before = decision.pools[p.name], plain.pools[p.name]
+        assert len(d.create_on) == (d.create if targets else 0)
+        assert set(d.create_on) <= keys
+        assert d.reap == tuple(
+            r.name
+            for r in sorted(runners, key=lambda r: (r.created_at, r.name))
+            if r.pool == p.name and r.state is FINISHED
+        )
+        assert d.remove == before.remove
+        if p.name in backoff:
+            assert (d.create, d.held_back) == (0, before.create)
+        else:
+            assert (d.create, d.held_back) == (before.create, 0)

@@ -1,4 +1,5 @@
-"""Pure scaling decisions: how many runners each pool should start, which idle ones to retire.
+"""Pure scaling decisions: how many runners each pool should start and where, which idle ones
+to retire, which finished ones to reap.
 
 Why this module is pure
 -----------------------
@@ -48,17 +49,33 @@ Counting rules (per pool)
   the cap for creation, but not as an excess to remove: they leave by themselves, and counting
   them would retire one more idle runner every cycle until their deletion completes.
 
+- Finished runners (their one job is done) are reaped: ``reap`` names them all, oldest first.
+  They still count against the cap in the cycle that reaps them (their removal may fail, and
+  an instance may still be there); the next cycle, once they are gone, uses their slots.
+- A pool backing off after failed creations (``backoff``: until when) creates nothing before
+  that time: ``held_back`` says how many it would have, and ``reason`` says why. Removals and
+  reaping go on.
+
 ``create`` and ``remove`` are never both non-empty for one pool: creating needs fewer free
 runners than needed and room under the cap; removing needs more free runners than needed or a
 pool over its cap.
+
+Where new runners register (``create_on``)
+-------------------------------------------
+With one target, all of them there. With several, each queued job of the pool counts for the
+first target (in config order) that covers its repository, each free runner of the pool counts
+against its own target, and each new runner goes to the target with the most demand left (ties:
+config order). The decision is the whole decision: the controller writes it and acts on it,
+and chooses nothing itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
-from runnerscale.model import Job, JobState, PoolSpec, Runner, RunnerState, match_pool
+from runnerscale.model import Job, JobState, PoolSpec, Runner, RunnerState, Target, match_pool
 
 __all__ = ["Decision", "PoolDecision", "decide"]
 
@@ -87,6 +104,13 @@ class PoolDecision:
     remove: tuple[str, ...]
     #: One human sentence for the daemon's log: why.
     reason: str
+    #: The target (``Target.key``) of each new runner, one per ``create``, when ``decide`` was
+    #: given the targets.
+    create_on: tuple[str, ...] = ()
+    #: Names of finished runners to reap now, oldest first.
+    reap: tuple[str, ...] = ()
+    #: Runners the pool would create now but for its failure backoff.
+    held_back: int = 0
 
 
 @dataclass(frozen=True)
@@ -102,10 +126,19 @@ class Decision:
 
 
 def decide(
-    pools: Sequence[PoolSpec], jobs: Sequence[Job], runners: Sequence[Runner], now: float
+    pools: Sequence[PoolSpec],
+    jobs: Sequence[Job],
+    runners: Sequence[Runner],
+    now: float,
+    *,
+    targets: Sequence[Target] = (),
+    backoff: Mapping[str, float] | None = None,
 ) -> Decision:
-    """Decide, for every pool, how many runners to create and which idle runners to remove.
+    """Decide, for every pool, how many runners to create and where, which idle runners to
+    remove and which finished ones to reap.
 
+    ``targets``: where runners can register, in config order (without them, ``create_on`` is
+    empty). ``backoff``: per pool, until when failed creations hold its creations back.
     Pure and deterministic: the same input gives the same output, whatever the order of
     ``jobs`` and ``runners``. Runners of pools not in ``pools`` are ignored.
     """
@@ -115,7 +148,7 @@ def decide(
         raise ValueError(f"pool names must be unique, repeated: {', '.join(duplicates)}")
 
     job_pools: dict[int, str | None] = {}
-    queued: dict[str, int] = dict.fromkeys(names, 0)
+    queued: dict[str, list[Job]] = {name: [] for name in names}
     unmatched: set[int] = set()
     for job in sorted(jobs, key=lambda job: job.id):
         if job.state not in (JobState.QUEUED, JobState.WAITING):
@@ -127,17 +160,64 @@ def decide(
         if pool is None:
             unmatched.add(job.id)
         else:
-            queued[pool.name] += 1
+            queued[pool.name].append(job)
 
     by_pool: dict[str, list[Runner]] = {name: [] for name in names}
     for runner in runners:
         if runner.pool in by_pool:
             by_pool[runner.pool].append(runner)
 
-    decisions = {
-        pool.name: _decide_pool(pool, queued[pool.name], by_pool[pool.name], now) for pool in pools
-    }
+    backoff = backoff or {}
+    decisions = {}
+    for pool in pools:
+        decided = _decide_pool(pool, len(queued[pool.name]), by_pool[pool.name], now)
+        decided = _hold_back(decided, backoff.get(pool.name, 0.0), now)
+        create_on = _targets_for(targets, decided.create, queued[pool.name], by_pool[pool.name])
+        reap = tuple(
+            runner.name
+            for runner in sorted(by_pool[pool.name], key=lambda r: (r.created_at, r.name))
+            if runner.state is RunnerState.FINISHED
+        )
+        decisions[pool.name] = replace(decided, create_on=create_on, reap=reap)
     return Decision(pools=decisions, job_pools=job_pools, unmatched=tuple(sorted(unmatched)))
+
+
+def _hold_back(decided: PoolDecision, backoff_until: float, now: float) -> PoolDecision:
+    """No creation while the pool backs off after failed creations."""
+    if not decided.create or now >= backoff_until:
+        return decided
+    return replace(
+        decided,
+        create=0,
+        held_back=decided.create,
+        reason=f"{decided.reason}; held back by the failure backoff for "
+        f"{backoff_until - now:.0f}s more",
+    )
+
+
+def _targets_for(
+    targets: Sequence[Target], count: int, queued: Sequence[Job], runners: Sequence[Runner]
+) -> tuple[str, ...]:
+    """Where the pool's new runners register: where its queued jobs are, most first."""
+    if not targets or not count:
+        return ()
+    keys = [target.key for target in targets]
+    if len(keys) == 1:
+        return (keys[0],) * count
+    demand: Counter[str] = Counter()
+    for job in queued:
+        target = next((t for t in targets if t.covers(job.repo)), None)
+        if target is not None:
+            demand[target.key] += 1
+    for runner in runners:
+        if runner.state.free:
+            demand[runner.target] -= 1
+    chosen: list[str] = []
+    for _ in range(count):
+        key = max(keys, key=lambda k: (demand[k], -keys.index(k)))
+        chosen.append(key)
+        demand[key] -= 1
+    return tuple(chosen)
 
 
 def _idle_since(runner: Runner) -> float:

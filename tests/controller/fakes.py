@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 import itertools
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -27,7 +27,15 @@ from runnerscale.controller.protocols import (
     ObservedJob,
     ProviderError,
 )
-from runnerscale.model import GitHubRunner, Instance, InstanceSpec, JobState, Runner, Target
+from runnerscale.model import (
+    GitHubRunner,
+    Instance,
+    InstanceSpec,
+    JobState,
+    Runner,
+    RunnerState,
+    Target,
+)
 from runnerscale.store import SqlStore
 
 __all__ = ["CrashError", "FakeGitHub", "FakeProvider", "Journal", "RecordingStore"]
@@ -259,6 +267,11 @@ class FakeProvider:
     specs: list[InstanceSpec] = field(default_factory=list)
     faults: _Faults = field(default_factory=_Faults)
     closed: bool = False
+    #: Awaited by ``create`` before the instance exists: a slow backend (an EC2 instance, an
+    #: SSH host) when it sleeps on the test's virtual clock.
+    create_wait: Callable[[], Awaitable[None]] | None = None
+    #: Awaited by ``delete`` before the instance is gone.
+    delete_wait: Callable[[], Awaitable[None]] | None = None
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def fail(
@@ -285,6 +298,8 @@ class FakeProvider:
         self.journal.append(("provider", "create", spec.runner_name))
         self.specs.append(spec)
         self.faults.check("create", after=False)
+        if self.create_wait is not None:
+            await self.create_wait()
         instance = Instance(
             id=f"i-{next(self._ids)}", runner_name=spec.runner_name, pool=spec.pool, running=True
         )
@@ -298,6 +313,8 @@ class FakeProvider:
             ("provider", "delete", instance.runner_name if instance else instance_id)
         )
         self.faults.check("delete", after=False)
+        if self.delete_wait is not None:
+            await self.delete_wait()
         self.instances.pop(instance_id, None)
 
     async def get(self, instance_id: str) -> Instance | None:
@@ -356,8 +373,15 @@ class RecordingStore(SqlStore):
         super().add_runner(runner)
         self.journal.append(("store", runner.state.value, runner.name))
 
-    def update_runner(self, runner: Runner) -> None:
-        previous = self.get_runner(runner.name)
-        super().update_runner(runner)
-        if previous is None or previous.state is not runner.state:
-            self.journal.append(("store", runner.state.value, runner.name))
+    def transition(
+        self,
+        name: str,
+        expected: RunnerState | Collection[RunnerState],
+        new: RunnerState,
+        **changes: Any,
+    ) -> bool:
+        previous = self.get_runner(name)
+        moved = super().transition(name, expected, new, **changes)
+        if moved and (previous is None or previous.state is not new):
+            self.journal.append(("store", new.value, name))
+        return moved

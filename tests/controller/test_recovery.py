@@ -2,7 +2,7 @@
 ``Actions.recover`` on the next start, on the same database file.
 
 The crash is a :class:`CrashError` raised by a fake at the exact point (before or after its side
-effect), which stops ``create_runner`` there just as ``kill -9`` would: nothing after it runs.
+effect), which stops ``start_runner`` there just as ``kill -9`` would: nothing after it runs.
 """
 
 from __future__ import annotations

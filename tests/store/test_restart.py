@@ -78,7 +78,7 @@ def test_two_stores_on_one_database_see_each_others_writes(
     one, two = make_store(), make_store()
     one.add_runner(RUNNER)
     assert two.get_runner(RUNNER.name) == RUNNER
-    two.update_runner(Runner(**{**RUNNER.__dict__, "state": RunnerState.IDLE}))
+    assert two.transition(RUNNER.name, RUNNER.state, RunnerState.IDLE)
     runner = one.get_runner(RUNNER.name)
     assert runner is not None
     assert runner.state is RunnerState.IDLE

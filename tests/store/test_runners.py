@@ -6,6 +6,7 @@ from dataclasses import fields, replace
 
 import pytest
 
+from runnerscale.controller.protocols import Store
 from runnerscale.model import Runner, RunnerState
 from runnerscale.store import SqlStore
 
@@ -56,17 +57,24 @@ def test_update_round_trips_every_field(store: SqlStore) -> None:
     for field in fields(Runner):
         if field.name != "name":
             assert getattr(changed, field.name) != getattr(runner(), field.name), field.name
-    store.update_runner(changed)
+    _write_whole(store, RunnerState.PENDING, changed)
     assert store.get_runner("rs-linux-1") == changed
 
     cleared = replace(changed, github_id=None, instance_id=None, job_id=None, idle_since=None)
-    store.update_runner(replace(cleared, last_error=None))
+    _write_whole(store, RunnerState.BUSY, replace(cleared, last_error=None))
     assert store.get_runner("rs-linux-1") == replace(cleared, last_error=None)
+
+
+def _write_whole(store: Store, expected: RunnerState, runner: Runner) -> None:
+    """Every field of a stored runner, through a transition (there is no whole-row write)."""
+    changes = {f.name: getattr(runner, f.name) for f in fields(Runner)}
+    del changes["name"], changes["state"]
+    assert store.transition(runner.name, expected, runner.state, **changes)
 
 
 def test_update_of_an_unknown_runner(store: SqlStore) -> None:
     with pytest.raises(KeyError):
-        store.update_runner(runner("ghost"))
+        store.transition("ghost", RunnerState.PENDING, RunnerState.IDLE)
     assert store.get_runner("ghost") is None
 
 

@@ -3,14 +3,19 @@
 Creating a runner is three steps, each recorded before it is taken, so a crash between any two
 is repaired on start (see :func:`Actions.recover`):
 
-1. ``pending``: the runner's name is in the store; nothing exists elsewhere.
-2. ``creating``: GitHub registered it (a JIT config was issued); the backend is asked for an
-   instance.
+1. ``pending`` (:meth:`Actions.plan_runner`, called when the decision is written): the
+   runner's name is in the store; nothing exists elsewhere.
+2. ``creating`` (:meth:`Actions.start_runner`, in the pool's worker): GitHub registered it (a
+   JIT config was issued); the backend is asked for an instance.
 3. ``booting``: the instance exists; GitHub will show the runner online when it connects.
 
 Removing is the reverse and starts with ``deleting``: first the runner is deleted in GitHub
 (a 422 means it took a job meanwhile, and it is kept), then its instance is removed. Deleting
 what is already gone counts as success everywhere, so a removal can be retried until it is done.
+
+Each step is a compare-and-set from the state the step expects (``observe.move``), so a step
+that finds the runner moved meanwhile (the janitor gave up on a slow creation, an operator
+removed it, another removal finished it) changes nothing, and undoes only what it alone made.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from runnerscale.controller.observe import apply_runner_list, move
+from runnerscale.controller.observe import amend, apply_runner_list, move
 from runnerscale.controller.protocols import (
     Clock,
     DeleteOutcome,
@@ -33,6 +38,10 @@ from runnerscale.controller.protocols import (
 from runnerscale.model import InstanceSpec, JobState, PoolSpec, Runner, RunnerState, Target
 
 log = logging.getLogger("runnerscale.controller")
+
+#: Where a runner can be when its instance's creation returns, other than ``creating``, and
+#: still be wanted: it came online (and maybe ran its job) before the backend answered.
+_AT_WORK = frozenset({RunnerState.IDLE, RunnerState.BUSY, RunnerState.FINISHED})
 
 #: Backoff after a failed creation: base * 2^(failures-1), capped.
 BACKOFF_BASE = 5.0
@@ -97,8 +106,9 @@ class Actions:
     def new_name(self, pool: PoolRuntime) -> str:
         return f"{pool.prefix}{self.suffix()}"
 
-    async def create_runner(self, pool: PoolRuntime, target: Target) -> Runner | None:
-        """Register a JIT runner and start its instance. None when it failed (backoff set)."""
+    def plan_runner(self, pool: PoolRuntime, target: Target) -> Runner:
+        """Write a new ``pending`` runner: the decision to create it, before anything is asked
+        of GitHub or the backend (:meth:`start_runner` acts on it)."""
         now = self.clock.now()
         runner = Runner(
             name=self.new_name(pool),
@@ -109,14 +119,35 @@ class Actions:
             state_since=now,
         )
         self.store.add_runner(runner)
+        return runner
+
+    async def start_runner(self, pool: PoolRuntime, runner: Runner) -> Runner | None:
+        """Take a ``pending`` runner to ``booting``: register it with GitHub, start its
+        instance. None when it failed (backoff set), or when another writer gave up on it
+        meanwhile (the janitor's ``create_timeout``, an operator): then what this call made
+        and nobody else knows of (the registration, the instance) is undone here, and the
+        runner stays as the other writer left it."""
+        target = self.targets.get(runner.target)
+        if target is None:
+            self._creation_failed(pool, runner, f"its target {runner.target} is not configured")
+            return None
         try:
             jit = await self.github.generate_jitconfig(target, runner.name, pool.labels)
         except GitHubError as error:
             self._creation_failed(pool, runner, f"GitHub refused the JIT config: {error}")
             return None
-        runner.github_id = jit.runner_id
-        runner.attempts += 1
-        move(self.store, runner, RunnerState.CREATING, self.clock.now(), "registered with GitHub")
+        if not move(
+            self.store,
+            runner,
+            RunnerState.CREATING,
+            self.clock.now(),
+            "registered with GitHub",
+            github_id=jit.runner_id,
+            attempts=runner.attempts + 1,
+        ):
+            # Its remover saw no registration (none was recorded): undo it here.
+            await self._delete_registration(runner, target, jit.runner_id)
+            return None
         spec = InstanceSpec(
             runner_name=runner.name, pool=pool.name, jitconfig=jit.encoded, labels=pool.labels
         )
@@ -126,19 +157,66 @@ class Actions:
             self._creation_failed(pool, runner, f"backend could not start it: {error}")
             await self._unregister(runner)
             return None
-        runner.instance_id = instance.id
-        move(self.store, runner, RunnerState.BOOTING, self.clock.now(), "instance started")
+        if not move(
+            self.store,
+            runner,
+            RunnerState.BOOTING,
+            self.clock.now(),
+            "instance started",
+            instance_id=instance.id,
+        ):
+            return await self._moved_while_created(pool, runner, instance.id)
         # The pool counts as working again once a runner comes online (not merely started:
         # runners that crash at start must keep backing off).
         self.events.scaled(pool.name, "create")
         return runner
 
+    async def _moved_while_created(
+        self, pool: PoolRuntime, runner: Runner, instance_id: str
+    ) -> Runner | None:
+        """The backend created the instance, but the runner left ``creating`` meanwhile.
+
+        Either it is at work already (it came online and took a job, or even finished it,
+        before a slow create returned): it is kept, and its instance recorded. Or it was
+        given up on (a create outlasting the create timeout, an operator's removal): it stays
+        as its remover left it (``deleting``, ``gone``), and the instance, which its remover
+        could not know of, is removed here."""
+        current = self.store.get_runner(runner.name)
+        if current is not None and current.state in _AT_WORK:
+            if amend(self.store, current, "instance started", instance_id=instance_id):
+                self.events.scaled(pool.name, "create")
+                return current
+            return None  # moved once more: the janitor's inventory sweeps take it from here
+        await self._discard_instance(pool, runner, instance_id)
+        return None
+
     def _creation_failed(self, pool: PoolRuntime, runner: Runner, error: str) -> None:
         log.warning("pool %s: creating %s failed: %s", pool.name, runner.name, error)
         pool.failed(self.clock.now(), error)
-        runner.last_error = error
-        move(self.store, runner, RunnerState.FAILED, self.clock.now(), error)
+        move(self.store, runner, RunnerState.FAILED, self.clock.now(), error, last_error=error)
         self.events.error(pool.name, "create")
+
+    async def _delete_registration(self, runner: Runner, target: Target, runner_id: int) -> None:
+        try:
+            await self.github.delete_runner(target, runner_id)
+        except GitHubError as error:
+            # Not live in the store: the janitor's GitHub orphan sweep deletes it later.
+            log.warning("runner %s: undoing its registration failed: %s", runner.name, error)
+            self.events.error(runner.pool, "delete")
+
+    async def _discard_instance(self, pool: PoolRuntime, runner: Runner, instance_id: str) -> None:
+        log.info(
+            "runner %s (%s): instance %s started after it was given up on: removing it",
+            runner.name,
+            pool.name,
+            instance_id,
+        )
+        try:
+            await pool.provider.delete(instance_id)
+        except ProviderError as error:
+            # Its runner is not live once gone: the janitor's instance orphan sweep removes it.
+            log.warning("runner %s: removing its instance failed: %s", runner.name, error)
+            self.events.error(runner.pool, "delete")
 
     async def _unregister(self, runner: Runner) -> DeleteOutcome | None:
         """Delete the runner's GitHub registration; None when GitHub could not be asked."""
@@ -154,10 +232,19 @@ class Actions:
             self.events.error(runner.pool, "delete")
             return None
 
-    async def remove_runner(self, runner: Runner, why: str) -> bool:
-        """Take a runner out of service; False when GitHub says it is busy (it is kept)."""
+    async def remove_runner(
+        self, runner: Runner, why: str, *, claimed: Callable[[], None] | None = None
+    ) -> bool:
+        """Take a runner out of service, from the state it was read in. False when it is
+        kept: GitHub says it is busy, or another writer moved it first (it took a job, another
+        removal got there first), or the removal is left unfinished for the janitor to retry.
+        ``claimed`` is called once the runner is ``deleting`` on this call's behalf (what the
+        caller counts: a timeout, an orphan)."""
         previous = runner.state
-        move(self.store, runner, RunnerState.DELETING, self.clock.now(), why)
+        if not move(self.store, runner, RunnerState.DELETING, self.clock.now(), why):
+            return False
+        if claimed is not None:
+            claimed()
         if previous is RunnerState.FINISHED and self._job_completed(runner):
             # GitHub removes a just-in-time runner itself once its job is done: no call. If
             # it has not yet, the janitor's orphan sweep deletes the leftover registration.
@@ -202,7 +289,8 @@ class Actions:
                 log.warning("runner %s: removing its instance failed: %s", runner.name, error)
                 self.events.error(runner.pool, "delete")
                 return False
-        move(self.store, runner, RunnerState.GONE, self.clock.now(), "removed")
+        if not move(self.store, runner, RunnerState.GONE, self.clock.now(), "removed"):
+            return False  # another removal finished it first (and counted it)
         self.events.scaled(runner.pool, "delete")
         return True
 
@@ -246,8 +334,14 @@ class Actions:
                     (i for i in await pool.provider.list() if i.runner_name == runner.name), None
                 )
             if runner.state is RunnerState.CREATING and instance is not None:
-                runner.instance_id = instance.id
-                move(self.store, runner, RunnerState.BOOTING, self.clock.now(), "adopted")
+                move(
+                    self.store,
+                    runner,
+                    RunnerState.BOOTING,
+                    self.clock.now(),
+                    "adopted",
+                    instance_id=instance.id,
+                )
                 continue
             # Its JIT config is lost with the crash: undo the registration, if any.
             await self.remove_runner(runner, "interrupted while being created")

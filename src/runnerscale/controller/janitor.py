@@ -6,6 +6,11 @@ creation that hangs is undone, a removal that failed is retried, a finished runn
 It also compares the three inventories and removes what only one of them holds: GitHub runners
 carrying a pool's name prefix that runnerscale does not track, and backend instances whose
 runner is unknown or already gone. Each clean-up is counted by kind.
+
+The janitor reads runners, then acts on them one by one with awaits in between, so what it read
+may be stale by the time it acts (the runner came online, was reaped by its pool's worker, or
+finished being created). Its writes are compare-and-set transitions from the state it read: a
+runner that moved meanwhile is left alone, and not counted.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
+from functools import partial
 
 from runnerscale.controller.actions import Actions
 from runnerscale.controller.observe import REGISTERED, move
@@ -85,16 +91,20 @@ class Janitor:
             pool = actions.pools.get(runner.pool)
             waited = now - runner.state_since
             if runner.state is RunnerState.BOOTING and pool and waited >= pool.spec.boot_timeout:
-                self._count(runner.pool, "boot_timeout")
                 await actions.remove_runner(
-                    runner, f"did not come online within {pool.spec.boot_timeout:.0f}s"
+                    runner,
+                    f"did not come online within {pool.spec.boot_timeout:.0f}s",
+                    claimed=partial(self._count, runner.pool, "boot_timeout"),
                 )
             elif (
                 runner.state in (RunnerState.PENDING, RunnerState.CREATING)
                 and waited >= self.settings.create_timeout
             ):
-                self._count(runner.pool, "create_timeout")
-                await actions.remove_runner(runner, "creation did not finish in time")
+                await actions.remove_runner(
+                    runner,
+                    "creation did not finish in time",
+                    claimed=partial(self._count, runner.pool, "create_timeout"),
+                )
             elif runner.state is RunnerState.DELETING:
                 if waited >= self.settings.delete_timeout:
                     log.warning("runner %s: removal pending for %.0fs", runner.name, waited)
@@ -142,15 +152,18 @@ class Janitor:
                 continue
             held = {instance.runner_name for instance in instances}
             for runner in actions.store.runners(pool=pool.name, states=list(REGISTERED)):
-                if runner.instance_id is not None and runner.name not in held:
-                    self._count(pool.name, "instance_lost")
-                    move(
+                if (
+                    runner.instance_id is not None
+                    and runner.name not in held
+                    and move(
                         actions.store,
                         runner,
                         RunnerState.FINISHED,
                         actions.clock.now(),
                         "its instance disappeared from the backend",
                     )
+                ):
+                    self._count(pool.name, "instance_lost")
             for instance in instances:
                 known = actions.store.get_runner(instance.runner_name)
                 if known is not None and known.state.live:

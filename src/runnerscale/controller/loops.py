@@ -4,8 +4,12 @@
   folded into the store here; each one kicks the reconciler, so a queued job gets a runner
   without waiting for any interval. This is the fast path.
 * **reconcile**: on every kick, and at least every ``reconcile_interval``, recompute demand
-  from the store with the pure scaler and act on the difference: create runners, remove idle
-  ones past their timeout, reap finished ones. Demand is never kept as a running count.
+  from the store with the pure scaler and write its decision: ``pending`` runners to create
+  (on the targets it chose), idle runners to remove and finished ones to reap. Demand is never
+  kept as a running count, and the reconcile decides nothing the scaler did not.
+* **a worker per pool** (:mod:`runnerscale.controller.workers`): acts on its pool's part of
+  the decision in tasks of its own, so a pool whose backend takes a minute to create a runner
+  holds up no other pool (and no other runner of its own).
 * **poll**: list each backend's inventory every ``poll_interval``; poll GitHub (active jobs
   and the runner list of each target, conditional requests: unchanged answers are free) as
   often, or every ``webhook_poll_interval`` while webhooks arrive. This repairs whatever
@@ -27,7 +31,6 @@ import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from runnerscale.controller.actions import Actions, Events, PoolRuntime
 from runnerscale.controller.janitor import Janitor, JanitorSettings
@@ -46,6 +49,7 @@ from runnerscale.controller.protocols import (
     ProviderError,
     Store,
 )
+from runnerscale.controller.workers import PoolWorker
 from runnerscale.model import (
     Instance,
     Job,
@@ -67,8 +71,6 @@ BOOTING_CHECK_AFTER = 60.0
 LOOP_BACKOFF_CAP = 600.0
 #: The longest wait between two re-checks of a job that looks stuck while webhooks arrive.
 RECHECK_BACKOFF_CAP = 3600.0
-#: Runners created at once per pool and cycle (GitHub asks for modest concurrency).
-CREATE_CONCURRENCY = 8
 
 
 @dataclass
@@ -165,6 +167,16 @@ class Controller:
         if runner_suffix is not None:
             self.actions.suffix = runner_suffix
         self.janitor = Janitor(self.actions, self.settings.janitor)
+        #: One worker per pool, acting on the pool's part of each decision.
+        self.workers = {
+            pool.name: PoolWorker(
+                self.actions, pool, freed=self._slot_freed, failed=self._worker_failed
+            )
+            for pool in pools
+        }
+        #: Runners the workers removed (slots freed): ``reconcile_once`` decides again.
+        self._freed = 0
+        self._jobs: list[Job] = []
         self._on_job_started = on_job_started or (lambda pool, wait: None)
         #: The poll interval to use given the configured one (the GitHub client stretches it
         #: when the rate-limit budget runs low).
@@ -238,8 +250,12 @@ class Controller:
         self._tasks = [
             asyncio.create_task(self._forever("events", self._drain_inbox, None), name="events"),
             asyncio.create_task(
-                self._forever("reconcile", self.reconcile_once, "reconcile_interval"),
+                self._forever("reconcile", self.reconcile_step, "reconcile_interval"),
                 name="reconcile",
+            ),
+            *(
+                asyncio.create_task(worker.run(), name=f"pool {worker.name}")
+                for worker in self.workers.values()
             ),
             asyncio.create_task(
                 self._forever("poll", self.poll_step, "poll_interval"), name="poll"
@@ -258,6 +274,8 @@ class Controller:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        for worker in self.workers.values():
+            await worker.stop()
 
     async def _forever(
         self, name: str, step: Callable[[], Awaitable[None]], interval_setting: str | None
@@ -509,68 +527,68 @@ class Controller:
     # ------------------------------------------------------------------ reconciling
 
     async def reconcile_once(self) -> None:
-        # Reap finished runners first: under a binding cap, the slot they free is used in this
-        # very cycle instead of the next one.
-        finished = self.store.runners(states=[RunnerState.FINISHED])
-        if finished:
-            await asyncio.gather(
-                *(self.actions.remove_runner(runner, "its job is done") for runner in finished)
-            )
+        """One whole reconcile as one step (what tests and the simulation drive): decide and
+        write the decision, let every pool's worker converge on it and wait for them all. When
+        that removed a runner (reaped a finished one, say), decide once more: under a binding
+        cap, the slot it freed is used in this very step (in the daemon, the worker kicks the
+        reconcile loop instead)."""
+        while True:
+            self.decide_once()
+            freed_before = self._freed
+            await asyncio.gather(*(worker.converge() for worker in self.workers.values()))
+            self._refresh_status(self._decision(), self.store.runners(states=list(LIVE_STATES)))
+            if self._freed == freed_before:
+                return
+
+    async def reconcile_step(self) -> None:
+        """The reconcile loop's step in the daemon: decide and write the decision; each pool's
+        worker task acts on its part (never awaited here, so no pool waits for another)."""
+        self.decide_once()
+        self._refresh_status(self._decision(), self.store.runners(states=list(LIVE_STATES)))
+
+    def decide_once(self) -> Decision:
+        """Decide (the pure scaler, on what the store holds now) and write the decision: the
+        pool chosen for each job, a ``pending`` runner for each creation (on the target the
+        scaler chose), and each pool's removals handed to its worker. Nothing here chooses
+        anything the scaler did not; nothing here waits for GitHub or a backend."""
         now = self.clock.now()
         jobs = self.store.jobs(list(ACTIVE_JOB_STATES))
         runners = self.store.runners(states=list(LIVE_STATES))
-        specs = [pool.spec for pool in self.pools.values()]
-        decision = decide(specs, jobs, runners, now)
+        decision = decide(
+            [pool.spec for pool in self.pools.values()],
+            jobs,
+            runners,
+            now,
+            targets=list(self.targets.values()),
+            backoff={pool.name: pool.backoff_until for pool in self.pools.values()},
+        )
         self.last_decision = decision
+        self._jobs = jobs
         self._record_matching(jobs, decision)
-        work: list[Awaitable[Any]] = []
         for pool_decision in decision.pools.values():
             pool = self.pools[pool_decision.pool]
-            if pool_decision.create or pool_decision.remove:
+            if pool_decision.create or pool_decision.remove or pool_decision.held_back:
                 log.info("pool %s: %s", pool.name, pool_decision.reason)
-            if pool_decision.create and now >= pool.backoff_until:
-                work.append(self._create(pool, pool_decision.create, jobs))
-            for name in pool_decision.remove:
-                runner = self.store.get_runner(name)
-                if runner is not None and runner.state is RunnerState.IDLE:
-                    work.append(self.actions.remove_runner(runner, "idle past its timeout"))
-        if work:
-            await asyncio.gather(*work)
-            runners = self.store.runners(states=list(LIVE_STATES))
-        self._refresh_status(decision, runners, jobs)
+            for key in pool_decision.create_on:
+                self.actions.plan_runner(pool, self.targets[key])
+            self.workers[pool.name].publish(pool_decision)
+        return decision
 
-    async def _create(self, pool: PoolRuntime, count: int, jobs: list[Job]) -> None:
-        targets = self._targets_for(pool, count, jobs)
-        limit = asyncio.Semaphore(CREATE_CONCURRENCY)
+    def _decision(self) -> Decision:
+        assert self.last_decision is not None
+        return self.last_decision
 
-        async def one(target: Target) -> None:
-            async with limit:
-                await self.actions.create_runner(pool, target)
+    def _slot_freed(self) -> None:
+        self._freed += 1
+        self.kick()
 
-        await asyncio.gather(*(one(target) for target in targets))
-
-    def _targets_for(self, pool: PoolRuntime, count: int, jobs: list[Job]) -> list[Target]:
-        """Where new runners of a pool register: where its queued jobs are, most first."""
-        targets = list(self.targets.values())
-        if len(targets) == 1:
-            return targets * count
-        demand: Counter[str] = Counter()
-        for job in jobs:
-            if job.state is JobState.QUEUED and job.pool == pool.name:
-                target = next((t for t in targets if t.covers(job.repo)), None)
-                if target is not None:
-                    demand[target.key] += 1
-        for runner in self.store.runners(pool=pool.name, states=list(LIVE_STATES)):
-            if runner.state.free:
-                demand[runner.target] -= 1
-        chosen: list[Target] = []
-        for _ in range(count):
-            key = max(self.targets, key=lambda k: (demand[k], -list(self.targets).index(k)))
-            chosen.append(self.targets[key])
-            demand[key] -= 1
-        return chosen
+    def _worker_failed(self, error: BaseException) -> None:
+        """An unexpected error in a worker's task (already logged with its traceback)."""
+        self.errors["worker"] += 1
 
     def _record_matching(self, jobs: list[Job], decision: Decision) -> None:
+        """Write the pool the scaler chose for each job (part of writing the decision: the
+        poll's re-checks and the queue-wait metric read it); report unmatched jobs once."""
         for job in jobs:
             pool = decision.job_pools.get(job.id)
             if job.id in decision.job_pools and job.pool != pool:
@@ -591,7 +609,8 @@ class Controller:
     def unmatched_reason(self, labels: tuple[str, ...]) -> str:
         return explain_unmatched([pool.spec for pool in self.pools.values()], labels)
 
-    def _refresh_status(self, decision: Decision, runners: list[Runner], jobs: list[Job]) -> None:
+    def _refresh_status(self, decision: Decision, runners: list[Runner]) -> None:
+        jobs = self._jobs
         pools = []
         for pool in self.pools.values():
             mine = [r for r in runners if r.pool == pool.name]
@@ -641,12 +660,10 @@ class Controller:
         live = len(self.store.runners(pool=pool_name, states=list(LIVE_STATES)))
         room = max(0, pool.spec.max_runners - live)
         target = next(iter(self.targets.values()))
-        created = []
-        for _ in range(min(count, room)):
-            runner = await self.actions.create_runner(pool, target)
-            if runner is not None:
-                created.append(runner.name)
-        return created
+        planned = [self.actions.plan_runner(pool, target) for _ in range(min(count, room))]
+        # The pool's worker starts them (it alone starts ``pending`` runners of its pool).
+        started = await self.workers[pool_name].start(runner.name for runner in planned)
+        return [runner.name for runner in started if runner is not None]
 
     async def scale_down(
         self, pool_name: str | None = None, runner_name: str | None = None

@@ -5,6 +5,10 @@ on it, or finished), GitHub's runner list (online, busy, or no longer registered
 backend's inventory (the instance is running or has exited). Each function here takes one
 observation and moves the affected runners forward; none of them has side effects beyond the
 store, so they are safe to apply twice or out of order.
+
+Every runner write, here and in the rest of the controller, goes through :func:`move` (or
+:func:`amend`): a compare-and-set from the state the writer read, never a whole-row write, so
+a writer that lost a race to another (the janitor, a pool worker, an operator) changes nothing.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import replace
+from typing import Any
 
 from runnerscale.controller.protocols import ObservedJob, Store
 from runnerscale.model import GitHubRunner, Instance, Job, JobState, Runner, RunnerState
@@ -22,16 +27,46 @@ log = logging.getLogger("runnerscale.controller")
 REGISTERED = (RunnerState.BOOTING, RunnerState.IDLE, RunnerState.BUSY)
 
 
-def move(store: Store, runner: Runner, state: RunnerState, now: float, why: str) -> None:
-    """Write a runner's new state (before any side effect that depends on it)."""
-    if runner.state is state:
-        return
-    log.info("runner %s (%s): %s -> %s: %s", runner.name, runner.pool, runner.state, state, why)
+def move(
+    store: Store, runner: Runner, state: RunnerState, now: float, why: str, **changes: Any
+) -> bool:
+    """Move a runner from the state it was read in to ``state``, with ``changes`` to its other
+    fields, before any side effect that depends on it.
+
+    A compare-and-set (``Store.transition``): when another writer moved the row since
+    ``runner`` was read, nothing is written, ``runner`` is left as it was, and the answer is
+    False; the caller must then not act on what it believed. On success ``runner`` holds what
+    was written (``state_since``, and ``idle_since`` on ``idle``, are set on a change of
+    state). Moving to the state it is in writes only ``changes``, and still checks the state.
+    """
+    written = dict(changes)
+    if state is not runner.state:
+        written["state_since"] = now
+        if state is RunnerState.IDLE:
+            written["idle_since"] = now
+    if not store.transition(runner.name, runner.state, state, **written):
+        log.info(
+            "runner %s (%s): not moved %s -> %s (%s): no longer %s",
+            runner.name,
+            runner.pool,
+            runner.state,
+            state,
+            why,
+            runner.state,
+        )
+        return False
+    if state is not runner.state:
+        log.info("runner %s (%s): %s -> %s: %s", runner.name, runner.pool, runner.state, state, why)
     runner.state = state
-    runner.state_since = now
-    if state is RunnerState.IDLE:
-        runner.idle_since = now
-    store.update_runner(runner)
+    for name, value in written.items():
+        setattr(runner, name, value)
+    return True
+
+
+def amend(store: Store, runner: Runner, why: str, **changes: Any) -> bool:
+    """Write fields of a runner while it stays in the state it was read in (False when it
+    moved meanwhile; nothing is written then)."""
+    return move(store, runner, runner.state, 0.0, why, **changes)
 
 
 def apply_job(store: Store, observed: ObservedJob, now: float) -> Job:
@@ -48,15 +83,19 @@ def apply_job(store: Store, observed: ObservedJob, now: float) -> Job:
         RunnerState.BOOTING,
         RunnerState.IDLE,
     ):
-        runner.job_id = job.id
-        move(store, runner, RunnerState.BUSY, now, f"took job {job.id}")
+        move(store, runner, RunnerState.BUSY, now, f"took job {job.id}", job_id=job.id)
     elif job.state is JobState.IN_PROGRESS and runner.job_id is None:
         # Already busy (GitHub's runner list said so first): now its job is known.
-        runner.job_id = job.id
-        store.update_runner(runner)
+        amend(store, runner, f"runs job {job.id}", job_id=job.id)
     elif job.state is JobState.COMPLETED and runner.state in (*REGISTERED, RunnerState.CREATING):
-        runner.job_id = job.id
-        move(store, runner, RunnerState.FINISHED, now, f"job {job.id} {job.conclusion}")
+        move(
+            store,
+            runner,
+            RunnerState.FINISHED,
+            now,
+            f"job {job.id} {job.conclusion}",
+            job_id=job.id,
+        )
     return job
 
 
@@ -76,9 +115,10 @@ def apply_runner_list(
                 # A JIT runner leaves GitHub's list once its job is over.
                 move(store, runner, RunnerState.FINISHED, now, "no longer registered in GitHub")
             continue
-        if runner.github_id is None:
-            runner.github_id = seen.id
-            store.update_runner(runner)
+        if runner.github_id is None and not amend(
+            store, runner, "listed in GitHub", github_id=seen.id
+        ):
+            continue
         if runner.state in (RunnerState.CREATING, RunnerState.BOOTING) and (
             seen.busy or seen.online
         ):

@@ -8,10 +8,10 @@ substitute any of them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from runnerscale.clock import Clock
 from runnerscale.model import (
@@ -162,8 +162,24 @@ class Store(Protocol):
         self, *, pool: str | None = None, states: Sequence[RunnerState] | None = None
     ) -> list[Runner]: ...
 
-    def update_runner(self, runner: Runner) -> None:
-        """Write every field of an existing runner."""
+    def transition(
+        self,
+        name: str,
+        expected: RunnerState | Collection[RunnerState],
+        new: RunnerState,
+        **changes: Any,
+    ) -> bool:
+        """Compare-and-set: move runner ``name`` to ``new`` and write ``changes`` (other
+        :class:`~runnerscale.model.Runner` fields by name; never ``name`` or ``state``), only
+        if its stored state is ``expected`` (one state, or any of several).
+
+        Returns True when the row moved, False when it is in another state: another writer
+        moved it first (the janitor timed it out, an operator removed it, a job took it), and
+        the caller must not act on what it believed. Nothing else of the row is written, so a
+        slow writer can never put back fields or a state it read before someone else's write.
+        ``new`` may equal the expected state, to change fields only while the state holds.
+        Raises KeyError for an unknown name, TypeError for a field that is not a runner's.
+        """
         ...
 
     def prune_runners(self, gone_before: float) -> int: ...

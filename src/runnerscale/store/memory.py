@@ -2,7 +2,8 @@
 
 The deterministic simulation replays hours of traffic and calls the store thousands of times a
 virtual minute; SQLAlchemy's per-call cost would dominate it. This store keeps the same rules
-(forward-only jobs, unique runner names, once-only deliveries) and passes the same test suite
+(forward-only jobs, unique runner names, compare-and-set runner transitions, once-only
+deliveries) and passes the same test suite
 (``tests/store`` runs against every backend), so the simulation exercises the same behaviour.
 Nothing survives the process: the daemon never uses it.
 """
@@ -10,13 +11,15 @@ Nothing survives the process: the daemon never uses it.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
+from typing import Any
 
 from runnerscale.controller.protocols import ObservedJob
 from runnerscale.model import Job, JobState, Runner, RunnerState
 from runnerscale.store.observations import merge_observation
 from runnerscale.store.sql import DELIVERY_TTL
+from runnerscale.store.transitions import checked_changes, expected_states
 
 
 class MemoryStore:
@@ -98,10 +101,24 @@ class MemoryStore:
         ]
         return [replace(r) for r in sorted(chosen, key=lambda r: (r.created_at, r.name))]
 
-    def update_runner(self, runner: Runner) -> None:
-        if runner.name not in self._runners:
-            raise KeyError(f"no runner named {runner.name!r}")
-        self._runners[runner.name] = replace(runner)
+    def transition(
+        self,
+        name: str,
+        expected: RunnerState | Collection[RunnerState],
+        new: RunnerState,
+        **changes: Any,
+    ) -> bool:
+        """Compare-and-set (``Store.transition``): False when the runner is not in
+        ``expected``; KeyError for an unknown name."""
+        states = expected_states(expected)
+        values = checked_changes(changes)
+        stored = self._runners.get(name)
+        if stored is None:
+            raise KeyError(f"no runner named {name!r}")
+        if stored.state not in states:
+            return False
+        self._runners[name] = replace(stored, state=new, **values)
+        return True
 
     def prune_runners(self, gone_before: float) -> int:
         old = [

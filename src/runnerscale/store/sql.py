@@ -16,13 +16,18 @@ Job observations only move forward (``JobState.can_become``): webhooks arrive du
 of order, and the API poller reports what may already be stale, so a late "queued" must never
 resurrect a completed job. A stale observation still fills what the stored row did not know yet
 (a start time, the runner's name) and refreshes ``observed_at``.
+
+Runner rows are never written whole once inserted: every change is a compare-and-set
+``transition`` (see :mod:`runnerscale.store.transitions`), one ``UPDATE`` whose ``WHERE`` names
+the state the writer believes the row is in, so the database itself refuses a stale write (on
+Postgres too, where another daemon's transaction may run at the same time).
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final
@@ -39,6 +44,7 @@ from runnerscale.controller.protocols import ObservedJob
 from runnerscale.model import Job, JobState, Runner, RunnerState
 from runnerscale.store.observations import merge_observation
 from runnerscale.store.tables import DeliveryRow, JobRow, KeyValueRow, RunnerRow
+from runnerscale.store.transitions import checked_changes, expected_states
 
 __all__ = ["DELIVERY_TTL", "SqlStore", "engine_url", "open_store"]
 
@@ -335,16 +341,34 @@ class SqlStore:
         with self._read() as session:
             return [_to_runner(row) for row in session.scalars(query)]
 
-    def update_runner(self, runner: Runner) -> None:
-        """Write every field of an existing runner. Raises KeyError for an unknown name."""
-        values = _runner_values(runner)
-        del values["name"]
+    def transition(
+        self,
+        name: str,
+        expected: RunnerState | Collection[RunnerState],
+        new: RunnerState,
+        **changes: Any,
+    ) -> bool:
+        """Compare-and-set (``Store.transition``): one ``UPDATE ... WHERE name = ? AND state
+        IN (...)`` writing the new state and ``changes`` only. False when the runner is not in
+        ``expected``; KeyError for an unknown name."""
+        states = expected_states(expected)
+        values = checked_changes(changes)
         with self._write() as session:
-            result = session.connection().execute(
-                update(RunnerRow).where(RunnerRow.name == runner.name).values(**values)
+            connection = session.connection()
+            result = connection.execute(
+                update(RunnerRow)
+                .where(
+                    RunnerRow.name == name,
+                    RunnerRow.state.in_(sorted(state.value for state in states)),
+                )
+                .values(state=new.value, **values)
             )
-            if result.rowcount != 1:
-                raise KeyError(f"no runner named {runner.name!r}")
+            if result.rowcount == 1:
+                return True
+            # Not moved: tell a runner in another state from one that does not exist.
+            if connection.execute(select(RunnerRow.name).where(RunnerRow.name == name)).first():
+                return False
+            raise KeyError(f"no runner named {name!r}")
 
     def prune_runners(self, gone_before: float) -> int:
         """Delete runners that have been ``gone`` since before the given time."""

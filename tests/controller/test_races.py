@@ -1,0 +1,141 @@
+"""Writers that race on one runner: the one that moved it first wins, the late one changes
+nothing and undoes only what it alone knows of (architecture.md section 8, now fixed)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from runnerscale.controller.protocols import JitConfig
+from runnerscale.model import JobState, RunnerState, Target
+from tests.controller.conftest import CREATE_TIMEOUT, World
+
+
+async def settle() -> None:
+    """Let every task run until all of them wait on the virtual clock."""
+    for _ in range(100):
+        await asyncio.sleep(0)
+
+
+async def test_a_create_that_ends_after_the_janitor_gave_up_does_not_resurrect_it(
+    world: World,
+) -> None:
+    world.provider.create_wait = lambda: world.clock.sleep(CREATE_TIMEOUT + 30)
+    await world.queue(1)
+    reconcile = asyncio.create_task(world.reconcile())
+    await settle()
+    (runner,) = world.runners()
+    assert runner.state is RunnerState.CREATING  # the backend is still at it
+
+    # The create outlasts the timeout: the janitor gives up on the runner and removes it.
+    world.clock.advance(CREATE_TIMEOUT)
+    await world.sweep()
+    assert world.runner(runner.name).state is RunnerState.GONE
+    assert world.github.find(runner.name) is None
+
+    # Then the backend's create returns: the runner stays gone, the instance goes too.
+    world.clock.advance(30)
+    await reconcile
+    assert world.runner(runner.name).state is RunnerState.GONE
+    assert world.provider.instances == {}
+    assert world.journal.ops(subject=runner.name) == [
+        "pending",
+        "generate_jitconfig",
+        "creating",
+        "create",
+        "deleting",  # the janitor
+        "delete_runner",
+        "gone",
+        "delete",  # the late create removes the instance nobody else knew of
+    ]
+    assert world.events == [
+        ("cleaned", "linux", "create_timeout"),
+        ("scaled", "linux", "delete"),
+    ]
+    assert world.controller.janitor.cleaned == {"create_timeout": 1}
+
+
+async def test_a_late_jit_config_of_a_runner_given_up_on_is_deleted(world: World) -> None:
+    """The janitor removes a ``pending`` runner (no registration known): the registration
+    GitHub issues afterwards is undone by the creation itself, not left for the orphan sweep."""
+    issued = asyncio.Event()
+    release = asyncio.Event()
+    real = world.github.generate_jitconfig
+
+    async def slow_jitconfig(target: Target, name: str, labels: Sequence[str]) -> JitConfig:
+        issued.set()
+        await release.wait()
+        return await real(target, name, labels)
+
+    world.github.generate_jitconfig = slow_jitconfig  # type: ignore[method-assign]
+    await world.queue(1)
+    reconcile = asyncio.create_task(world.reconcile())
+    await issued.wait()
+    (runner,) = world.runners()
+    world.clock.advance(CREATE_TIMEOUT)
+    await world.sweep()
+    assert world.runner(runner.name).state is RunnerState.GONE
+
+    release.set()
+    await reconcile
+    assert world.runner(runner.name).state is RunnerState.GONE
+    assert world.github.registrations == {}
+    assert world.provider.specs == []  # the backend was never asked
+    assert world.journal.ops(subject=runner.name)[-2:] == ["generate_jitconfig", "delete_runner"]
+
+
+async def test_an_operator_removing_a_runner_being_created_wins(world: World) -> None:
+    world.provider.create_wait = lambda: world.clock.sleep(30)
+    await world.queue(1)
+    reconcile = asyncio.create_task(world.reconcile())
+    await settle()
+    (runner,) = world.runners()
+    assert await world.controller.scale_down(runner_name=runner.name) == [runner.name]
+
+    world.clock.advance(30)
+    await reconcile
+    assert world.runner(runner.name).state is RunnerState.GONE
+    assert world.provider.instances == {}
+    assert world.github.registrations == {}
+
+
+async def test_two_removals_of_one_runner_count_it_once(world: World) -> None:
+    """The janitor retries a removal the reconcile has in flight (section 8 said both would
+    write ``gone`` and count the deletion twice)."""
+    name = await world.busy_runner()
+    world.provider.exit(name)
+    await world.poll()
+    assert world.runner(name).state is RunnerState.FINISHED
+    world.provider.delete_wait = lambda: world.clock.sleep(5)
+    world.events.clear()
+    reap = asyncio.create_task(world.reconcile())
+    await settle()
+    assert world.runner(name).state is RunnerState.DELETING
+    retry = asyncio.create_task(world.sweep())
+    await settle()
+    world.clock.advance(5)
+    await asyncio.gather(reap, retry)
+    assert world.runner(name).state is RunnerState.GONE
+    assert world.events == [("scaled", "linux", "delete")]
+
+
+async def test_a_runner_that_took_a_job_before_its_create_returned_is_kept(world: World) -> None:
+    """A slow backend call can return after the runner came online and took its job: the
+    runner is at work, not given up on, so its instance is kept and recorded."""
+    world.provider.create_wait = lambda: world.clock.sleep(30)
+    await world.queue(1)
+    reconcile = asyncio.create_task(world.reconcile())
+    await settle()
+    (runner,) = world.runners()
+    await world.deliver(world.job(1, JobState.IN_PROGRESS, runner_name=runner.name))
+    assert world.runner(runner.name).state is RunnerState.BUSY
+
+    world.clock.advance(30)
+    await reconcile
+    kept = world.runner(runner.name)
+    assert kept.state is RunnerState.BUSY  # not put back to booting
+    instance = world.provider.find(runner.name)
+    assert instance is not None
+    assert kept.instance_id == instance.id
+    assert "delete" not in world.journal.ops("provider")
+    assert ("scaled", "linux", "create") in world.events
