@@ -1,7 +1,14 @@
-"""Fixtures shared by every test.
+"""Fixtures shared by every test, and the markers that sort them.
 
 ``no_leftover_tasks`` is applied to every async test: it fails a test that leaves asyncio
 tasks running, because a leaked task is a leaked loop, server or runner in production.
+
+Markers (registered in ``pyproject.toml``) are applied here, by where a test lives and what it
+uses, so that they stay true as tests are added: ``e2e`` and ``interop`` by directory,
+``docker`` for a test that uses the session's Docker engine, ``postgres`` for one that uses the
+session's PostgreSQL server (``postgres_url``, or a fixture parametrized ``"postgres"`` that
+asks for it while it runs, like the store tests'). ``slow`` and ``chromium`` are put on the
+tests themselves. ``scripts/check --quick`` deselects all of them; CI runs everything.
 """
 
 from __future__ import annotations
@@ -9,12 +16,39 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+
+TESTS = Path(__file__).parent
+#: Tests under these directories get the marker of the same name.
+DIRECTORY_MARKERS = ("e2e", "interop")
+#: A test that uses one of these fixtures gets the marker.
+FIXTURE_MARKERS = {
+    "docker_engine": "docker",
+    "runner_image": "docker",
+    "postgres_server": "postgres",
+    "postgres_url": "postgres",
+}
+
+
+def _markers_for(item: pytest.Item) -> set[str]:
+    markers: set[str] = set()
+    relative = item.path.relative_to(TESTS) if item.path.is_relative_to(TESTS) else None
+    if relative is not None and relative.parts[0] in DIRECTORY_MARKERS:
+        markers.add(relative.parts[0])
+    fixtures = getattr(item, "fixturenames", ())
+    markers.update(marker for name, marker in FIXTURE_MARKERS.items() if name in fixtures)
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and "postgres" in callspec.params.values():
+        markers.add("postgres")  # a backend parameter: the fixture asks for postgres_url
+    return markers
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
+        for marker in sorted(_markers_for(item)):
+            item.add_marker(marker)
         function = getattr(item, "function", None)
         if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(function):
             # First in the list, so it is set up before and torn down after everything else.

@@ -7,19 +7,20 @@ refuses is fetched anew once. Several installations serve one client.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from runnerscale.clock import Clock
 from runnerscale.controller.protocols import GitHubError
 from runnerscale.github.client import AppCredentials, GitHubClient
 from runnerscale.model import Target
 from runnerscale.sim import shapes
 from runnerscale.sim.server import SimulatorOptions, SimulatorServer
 from runnerscale.sim.world import JobSpec, WorldSettings
+from tests.virtual_time import virtual_clock
 
 APP_ID = 4242
 LABELS = ("self-hosted", "linux")
@@ -39,11 +40,11 @@ def new_key() -> str:
 KEY = new_key()
 
 
-async def start(ttl: float = 3600.0) -> SimulatorServer:
+async def start(ttl: float = 3600.0, clock: Clock | None = None) -> SimulatorServer:
     options = SimulatorOptions(
         app_id=APP_ID, app_key=KEY, world=WorldSettings(installation_token_ttl=ttl)
     )
-    server = SimulatorServer(options)
+    server = SimulatorServer(options, clock)
     await server.start()
     for repo in ("acme/app", "beta/site"):
         server.simulator.world.ensure_repo(repo)
@@ -117,13 +118,15 @@ async def test_a_configured_installation_id_is_used_without_looking_it_up(
 
 
 async def test_tokens_are_renewed_before_they_expire() -> None:
-    # Tokens that live 62 s are kept for 2 s (renewed a minute before they expire).
-    simulator = await start(ttl=62.0)
+    # Tokens that live 62 s are kept for 2 s (renewed a minute before they expire): GitHub
+    # and the client on one virtual clock, moved on by 2.5 s.
+    clock = virtual_clock()
+    simulator = await start(ttl=62.0, clock=clock)
     try:
-        client = GitHubClient(simulator.url, app=AppCredentials(APP_ID, KEY))
+        client = GitHubClient(simulator.url, app=AppCredentials(APP_ID, KEY), clock=clock.now)
         await client.list_runners(ACME)
         assert token_requests(simulator) == 1
-        await asyncio.sleep(2.5)
+        clock.advance(2.5)
         await client.list_runners(ACME)
         assert token_requests(simulator) == 2
         statuses = operations(simulator)

@@ -20,6 +20,7 @@ from runnerscale.metrics import Metrics
 from runnerscale.model import Target
 from runnerscale.sim.faults import FaultPlan, RateLimitFaults
 from runnerscale.sim.server import SimulatorOptions, SimulatorServer
+from tests.virtual_time import SkipAhead, virtual_clock
 
 TOKEN = "ghp_budget_test_token"
 REPO = Target("repo", "acme/app")
@@ -33,30 +34,28 @@ async def simulator() -> AsyncIterator[SimulatorServer]:
         yield server
 
 
-async def test_a_secondary_limit_pauses_every_call_for_retry_after(
-    simulator: SimulatorServer,
-) -> None:
-    slept: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        await asyncio.sleep(seconds)
-
-    client = GitHubClient(simulator.url, TOKEN, sleep=sleep)
-    simulator.simulator.set_faults(
-        FaultPlan(rate_limit=RateLimitFaults(secondary_for=1.5, retry_after=2, status=429))
-    )
-    with pytest.raises(GitHubError) as caught:
-        await client.list_runners(REPO)
-    assert caught.value.retry_after == 2
-    # Three callers at once: each waits out the pause instead of asking again.
-    results = await asyncio.gather(*(client.list_runners(REPO) for _ in range(3)))
-    assert results == [[], [], []]
-    assert slept
-    assert all(1.0 <= seconds <= 2.0 for seconds in slept)
-    statuses = simulator.simulator.stats.statuses[OPERATION]
-    assert statuses[429] == 1  # nothing was sent while paused
-    assert client.budget.report()["paused"] == {}  # over
+async def test_a_secondary_limit_pauses_every_call_for_retry_after() -> None:
+    # The simulator and the client on one virtual clock, which the client's pause moves on.
+    clock = virtual_clock()
+    async with SimulatorServer(SimulatorOptions(tokens=(TOKEN,)), clock) as simulator:
+        simulator.simulator.world.ensure_repo("acme/app")
+        sleep = SkipAhead(clock)
+        slept = sleep.waits
+        client = GitHubClient(simulator.url, TOKEN, clock=clock.now, sleep=sleep)
+        simulator.simulator.set_faults(
+            FaultPlan(rate_limit=RateLimitFaults(secondary_for=1.5, retry_after=2, status=429))
+        )
+        with pytest.raises(GitHubError) as caught:
+            await client.list_runners(REPO)
+        assert caught.value.retry_after == 2
+        # Three callers at once: each waits out the pause instead of asking again.
+        results = await asyncio.gather(*(client.list_runners(REPO) for _ in range(3)))
+        assert results == [[], [], []]
+        assert slept
+        assert all(1.0 <= seconds <= 2.0 for seconds in slept)
+        statuses = simulator.simulator.stats.statuses[OPERATION]
+        assert statuses[429] == 1  # nothing was sent while paused
+        assert client.budget.report()["paused"] == {}  # over
 
 
 async def test_the_poll_interval_stretches_when_the_budget_runs_low(

@@ -8,7 +8,6 @@ report them after the fact. Times are whole seconds, because GitHub's timestamps
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ import httpx
 import pytest
 from githubkit import GitHub
 
+from runnerscale.clock import Clock
 from runnerscale.model import PoolSpec, normalize_labels
 from runnerscale.sim.bounds import PoolModel, lower_bound
 from runnerscale.sim.entities import Conclusion, JobStatus
@@ -33,6 +33,7 @@ from runnerscale.sim.faults import FaultPlan
 from runnerscale.sim.server import SimulatorOptions, SimulatorServer
 from runnerscale.sim.trace import TraceJob, read_trace, write_trace
 from runnerscale.sim.world import JobSpec, World
+from tests.virtual_time import SkipAhead, virtual_clock
 
 REPO = "acme/app"
 X64 = ("self-hosted", "linux", "x64")
@@ -76,8 +77,10 @@ def expected_history() -> Iterator[tuple[int, int, tuple[str, ...], int]]:
         yield 500, BASE + 10_000 + index, X64, 10 + index
 
 
-async def simulator_with(build: Callable[[World], None]) -> AsyncIterator[SimulatorServer]:
-    async with SimulatorServer(SimulatorOptions(tokens=("t",))) as live:
+async def simulator_with(
+    build: Callable[[World], None], clock: Clock | None = None
+) -> AsyncIterator[SimulatorServer]:
+    async with SimulatorServer(SimulatorOptions(tokens=("t",)), clock) as live:
         build(live.simulator.world)
         yield live
 
@@ -142,16 +145,13 @@ def client(
 
 
 class Sleeps:
-    """Records the waits asked for; sleeps for real only when told to."""
+    """Records the waits asked for, and does not wait (time stands still)."""
 
-    def __init__(self, *, real: bool) -> None:
-        self.real = real
+    def __init__(self) -> None:
         self.waits: list[float] = []
 
     async def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
-        if self.real:
-            await asyncio.sleep(seconds)
 
 
 async def test_export_reads_a_week_page_by_page(server: SimulatorServer, tmp_path: Path) -> None:
@@ -236,16 +236,20 @@ async def test_since_leaves_out_older_runs(small: SimulatorServer) -> None:
     assert calls == [(0, 0)]
 
 
-async def test_a_secondary_rate_limit_is_waited_out(small: SimulatorServer) -> None:
-    small.simulator.set_faults(
-        FaultPlan.model_validate({"rate_limit": {"secondary_for": 1, "retry_after": 1}})
-    )
-    sleeps = Sleeps(real=True)
-    jobs = await export_trace(client(small), REPO, NOW - WEEK, sleep=sleeps)
-    assert len(jobs) == 6
-    assert sleeps.waits
-    assert all(wait == 1.0 for wait in sleeps.waits)
-    assert len(sleeps.waits) <= MAX_RETRIES
+async def test_a_secondary_rate_limit_is_waited_out() -> None:
+    # The simulator on a virtual clock that the export's waits move on: the limit lifts when
+    # the export has waited it out, without anyone waiting for real.
+    clock = virtual_clock()
+    async for small in simulator_with(three_runs, clock):
+        small.simulator.set_faults(
+            FaultPlan.model_validate({"rate_limit": {"secondary_for": 1, "retry_after": 1}})
+        )
+        sleeps = SkipAhead(clock)
+        jobs = await export_trace(client(small), REPO, NOW - WEEK, sleep=sleeps)
+        assert len(jobs) == 6
+        assert sleeps.waits
+        assert all(wait == 1.0 for wait in sleeps.waits)
+        assert len(sleeps.waits) <= MAX_RETRIES
 
 
 async def test_a_rate_limit_that_lasts_gives_up_with_a_clear_message(
@@ -254,7 +258,7 @@ async def test_a_rate_limit_that_lasts_gives_up_with_a_clear_message(
     small.simulator.set_faults(
         FaultPlan.model_validate({"rate_limit": {"secondary_for": 3600, "retry_after": 30}})
     )
-    sleeps = Sleeps(real=False)
+    sleeps = Sleeps()
     with pytest.raises(ExportError) as caught:
         await export_trace(client(small), REPO, NOW - WEEK, sleep=sleeps)
     assert sleeps.waits == [30.0] * MAX_RETRIES
@@ -270,7 +274,7 @@ async def test_an_exhausted_primary_limit_waits_at_most_a_minute_each_time(
     small.simulator.set_faults(
         FaultPlan.model_validate({"rate_limit": {"exhaust_primary": True, "status": status}})
     )
-    sleeps = Sleeps(real=False)
+    sleeps = Sleeps()
     with pytest.raises(ExportError, match="still rate limited"):
         await export_trace(client(small), REPO, NOW - WEEK, sleep=sleeps)
     assert sleeps.waits == [MAX_WAIT] * MAX_RETRIES  # the window resets in about an hour

@@ -3,7 +3,6 @@ requests, pagination, fault injection and bad input."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import httpx
@@ -19,6 +18,7 @@ from runnerscale.sim.jitconfig import decode
 from runnerscale.sim.server import SimulatorOptions, SimulatorServer, build_simulator
 from tests.contract.openapi import ValidatingTransport
 from tests.sim.conftest import APP_ID, TOKEN, github_client
+from tests.virtual_time import virtual_clock
 
 RUNNERS = "/repos/acme/app/actions/runners"
 AUTH = {"Authorization": f"token {TOKEN}"}
@@ -201,14 +201,22 @@ async def test_exhausted_primary_limit(api: httpx.AsyncClient, status: int) -> N
     assert (await api.get("/_sim/runners")).json() == []
 
 
-async def test_secondary_limit_asks_to_retry_after(api: httpx.AsyncClient) -> None:
-    await api.post("/_sim/faults", json={"rate_limit": {"secondary_for": 1.0, "retry_after": 1}})
-    refused = await api.get(RUNNERS, headers=AUTH)
-    assert refused.status_code == 403
-    assert refused.headers["retry-after"] == "1"
-    assert "secondary rate limit" in refused.json()["message"]
-    await asyncio.sleep(1.1)
-    assert (await api.get(RUNNERS, headers=AUTH)).status_code == 200
+async def test_secondary_limit_asks_to_retry_after(sim_options: SimulatorOptions) -> None:
+    clock = virtual_clock()
+    async with (
+        SimulatorServer(sim_options, clock) as simulator,
+        httpx.AsyncClient(base_url=simulator.url, timeout=30) as api,
+    ):
+        await api.post("/_sim/repos", json={"repo": "acme/app"})
+        await api.post(
+            "/_sim/faults", json={"rate_limit": {"secondary_for": 1.0, "retry_after": 1}}
+        )
+        refused = await api.get(RUNNERS, headers=AUTH)
+        assert refused.status_code == 403
+        assert refused.headers["retry-after"] == "1"
+        assert "secondary rate limit" in refused.json()["message"]
+        clock.advance(1.1)
+        assert (await api.get(RUNNERS, headers=AUTH)).status_code == 200
 
 
 # ---------------------------------------------------------------------- pagination

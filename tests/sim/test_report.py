@@ -334,6 +334,7 @@ def screenshot(page: Path, out: Path, profile: Path) -> None:
     assert done.returncode == 0, f"chromium failed ({done.returncode}):\n{done.stderr}"
 
 
+@pytest.mark.chromium
 def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     page = tmp_path / "report.html"
     page.write_text(report(), encoding="utf-8")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from dataclasses import replace
 
 import httpx
 import pytest
 
 from runnerscale.sim.server import SimulatorOptions, SimulatorServer
 from runnerscale.sim.world import LOST_COMMUNICATION
+from tests.virtual_time import virtual_clock
 
 LINUX = ["self-hosted", "linux"]
 AUTH = {"Authorization": "token ghp_simulator_test_token"}
@@ -120,16 +120,14 @@ async def test_bad_jitconfig_exits_with_code_2() -> None:
     assert "not a JIT configuration" in output
 
 
-@pytest.fixture
-def fast_timeouts(sim_options: SimulatorOptions) -> SimulatorOptions:
-    return replace(sim_options, world=replace(sim_options.world, lost_runner_timeout=1.0))
-
-
 async def test_a_runner_killed_mid_job_fails_it_with_lost_communication(
-    fast_timeouts: SimulatorOptions,
+    sim_options: SimulatorOptions,
 ) -> None:
+    # The simulator on a virtual clock: the runner is a real process, but the simulator's
+    # timeout is waited out by moving its clock on once the runner is gone.
+    clock = virtual_clock()
     async with (
-        SimulatorServer(fast_timeouts) as server,
+        SimulatorServer(sim_options, clock) as server,
         httpx.AsyncClient(base_url=server.url, timeout=30) as control,
     ):
         await control.post("/_sim/repos", json={"repo": "acme/app"})
@@ -144,6 +142,7 @@ async def test_a_runner_killed_mid_job_fails_it_with_lost_communication(
         await wait_until(lambda: world.jobs[job["id"]].status.value == "in_progress")
         process.kill()
         await finish(process)
+        clock.advance(world.settings.lost_runner_timeout)
         await wait_until(lambda: world.jobs[job["id"]].status.value == "completed")
         record = world.jobs[job["id"]]
         assert record.conclusion is not None
@@ -151,6 +150,7 @@ async def test_a_runner_killed_mid_job_fails_it_with_lost_communication(
         assert runner_id not in world.runners
 
 
+@pytest.mark.slow  # the runner hears of the cancel at its next heartbeat, 5 s on
 async def test_a_cancelled_job_stops_the_runner_cleanly(
     simulator: SimulatorServer, control: httpx.AsyncClient
 ) -> None:

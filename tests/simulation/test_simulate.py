@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -116,6 +117,9 @@ async def run_cli(*arguments: str) -> tuple[int, str]:
         *arguments,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
+        # Wide enough that a message naming a file under a deep temporary directory (a
+        # pytest-xdist worker's) is not wrapped in the middle of its path.
+        env={**os.environ, "COLUMNS": "400"},
     )
     async with asyncio.timeout(240):
         output, _ = await process.communicate()

@@ -39,13 +39,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 import httpx
 import jwt
 from githubkit import AppAuthStrategy, GitHub
-from githubkit.cache import MemCacheStrategy
+from githubkit.cache import MemCache, MemCacheStrategy
 from githubkit.exception import RequestError, RequestFailed, RequestTimeout
 from githubkit.response import Response
 from githubkit.throttling import LocalThrottler
@@ -112,6 +112,45 @@ def _job_state(status: str) -> JobState | None:
 def _split(repo: str) -> tuple[str, str]:
     owner, _, name = repo.partition("/")
     return owner, name
+
+
+class _ClockedCache(MemCache):
+    """githubkit's cache of the App's JWT and an installation's token, on the client's clock.
+
+    githubkit keeps them for as long as it works out from the token's ``expires_at`` (less a
+    minute) and would read the wall clock to see whether that time has come; this cache reads
+    the client's clock instead, like everything else in runnerscale that keeps time.
+    """
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._clock = clock
+        self._items: dict[str, tuple[str, float]] = {}
+
+    def expire(self) -> None:
+        now = self._clock()
+        self._items = {key: item for key, item in self._items.items() if item[1] >= now}
+
+    def get(self, key: str) -> str | None:
+        value, expires = self._items.get(key, (None, 0.0))
+        if value is not None and expires < self._clock():
+            del self._items[key]
+            return None
+        return value
+
+    def set(self, key: str, value: str, ex: timedelta) -> None:
+        self._items[key] = (value, self._clock() + ex.total_seconds())
+
+
+class _ClockedCacheStrategy(MemCacheStrategy):
+    """githubkit's in-memory cache strategy, with :class:`_ClockedCache` for the tokens."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        super().__init__()
+        self._tokens = _ClockedCache(clock)
+
+    def get_cache_storage(self) -> MemCache:
+        return self._tokens
 
 
 @dataclass(frozen=True)
@@ -197,7 +236,7 @@ class GitHubClient:
             else GitHub(
                 self._app_auth(),
                 **self._options_for(APP_CREDENTIAL),
-                cache_strategy=MemCacheStrategy(),
+                cache_strategy=_ClockedCacheStrategy(self._clock),
             )
         )
         #: Installation clients by Owner.key, each with its own token cache.
@@ -258,7 +297,7 @@ class GitHubClient:
             client = GitHub(
                 self._app_auth().as_installation(installation_id),
                 **self._options_for(credential),
-                cache_strategy=MemCacheStrategy(),
+                cache_strategy=_ClockedCacheStrategy(self._clock),
             )
             self._installations[owner.key] = client
             self._credentials[owner.key] = credential
