@@ -393,8 +393,8 @@ async def _run_daemon(path: Path, config: Config, redactor: RedactSecrets) -> No
 
     from runnerscale.config.load import load_config
     from runnerscale.config.problems import ConfigError
-    from runnerscale.controller.protocols import ProviderError
     from runnerscale.daemon import Daemon, StartupError
+    from runnerscale.protocols import ProviderError
 
     try:
         daemon = Daemon.build(config, on_secret=redactor.add)

@@ -12,31 +12,23 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from runnerscale.clock import Clock, SystemClock
-from runnerscale.config.backends import DockerConfig
 from runnerscale.config.schema import AppConfig, Config, GitHubConfig, PoolConfig
 from runnerscale.controller.actions import PoolRuntime
 from runnerscale.controller.janitor import JanitorSettings
 from runnerscale.controller.loops import Controller, ControllerSettings
-from runnerscale.controller.protocols import GitHubError, Provider, ProviderError
 from runnerscale.github.client import AppCredentials, GitHubClient
-from runnerscale.hostlabels import (
-    HostFacts,
-    HostLabelError,
-    container_host_facts,
-    detect_local_host,
-    expand_labels,
-)
+from runnerscale.hostlabels import HostFacts, HostLabelError, expand_labels
 from runnerscale.httpserve import LoopbackServer
 from runnerscale.metrics import Metrics
 from runnerscale.model import ARCH_LABELS, AUTO_LABEL, PoolSpec
-from runnerscale.providers.local import LocalProvider, LocalSettings
+from runnerscale.protocols import GitHubError, Provider, ProviderError
+from runnerscale.providers.registry import BackendContext, UnknownBackendError, backend
 from runnerscale.server import DaemonHTTP
 from runnerscale.store import SqlStore, open_store
 
@@ -60,72 +52,18 @@ def store_url(config: Config) -> str:
 
 
 def build_provider(config: Config, pool: PoolConfig, controller_id: str) -> Provider:
-    """The backend of one pool. A backend's module (and its SDK) is imported only when a pool
-    uses it, so a Docker-less host never needs the docker package."""
-    if pool.provider == "local" and pool.local is not None:
-        local = pool.local
-        return LocalProvider(
-            LocalSettings(
-                command=tuple(local.command),
-                env=dict(local.env),
-                work_root=config.local_work_root(pool) / pool.name,
-                capacity=local.effective_capacity,
-                user=local.user,
-                stop_grace=local.stop_grace,
-                controller_id=controller_id,
-                pool=pool.name,
-            )
-        )
-    if pool.provider == "docker" and pool.docker is not None:
-        return _docker_provider(pool, pool.docker, controller_id)
-    raise StartupError(f"pool {pool.name}: provider {pool.provider!r} is not available")
-
-
-def _docker_provider(pool: PoolConfig, docker: DockerConfig, controller_id: str) -> Provider:
+    """The backend of one pool, built by the installed backend the pool names (the
+    ``runnerscale.providers`` entry points). A backend imports its SDK only when it builds a
+    provider, so a Docker-less host never needs the docker package."""
     try:
-        from runnerscale.providers.docker import (  # noqa: PLC0415 - an optional extra
-            DockerProvider,
-            DockerSettings,
-        )
-    except ImportError:
-        raise StartupError(
-            f"pool {pool.name}: the docker backend needs the docker package: "
-            "pip install 'runnerscale[docker]'"
-        ) from None
-
-    def text(path: Path | None) -> str | None:
-        return None if path is None else str(path)
-
+        entry = backend(pool.provider)
+    except UnknownBackendError as error:
+        raise StartupError(f"pool {pool.name}: {error}") from None
+    context = BackendContext(
+        pool=pool.name, controller_id=controller_id, state_dir=config.state_dir
+    )
     try:
-        return DockerProvider(
-            DockerSettings(
-                pool=pool.name,
-                image=docker.image,
-                host=docker.host,
-                tls_ca_cert=text(docker.tls_ca_cert),
-                tls_client_cert=text(docker.tls_client_cert),
-                tls_client_key=text(docker.tls_client_key),
-                command=None if docker.command is None else tuple(docker.command),
-                env=dict(docker.env),
-                cpus=docker.cpus,
-                memory=docker.memory,
-                pids_limit=docker.pids_limit,
-                user=docker.user,
-                network=docker.network,
-                read_only=docker.read_only,
-                work_tmpfs=docker.work_tmpfs,
-                tmpfs_size=docker.tmpfs_size,
-                volumes=dict(docker.volumes),
-                labels=dict(docker.labels),
-                gpus=docker.gpus,
-                devices=tuple(docker.devices),
-                runtime=docker.runtime,
-                pull=docker.pull,
-                no_new_privileges=docker.no_new_privileges,
-                stop_grace=docker.stop_grace,
-                controller_id=controller_id,
-            )
-        )
+        return entry.build(pool.settings, context)
     except ProviderError as error:
         raise StartupError(str(error)) from None
 
@@ -194,24 +132,15 @@ def app_private_key(app: AppConfig) -> str:
 
 def host_facts(pool: PoolConfig, provider: Provider) -> HostFacts:
     """What ``auto`` stands for in this pool: its backend host's architecture and the
-    accelerators its runners get. Asks a Docker engine (blocking, once, at start)."""
-    if pool.docker is not None:
-        facts_of = getattr(provider, "engine_facts", None)
-        if facts_of is None:
-            raise StartupError(f"pool {pool.name}: its backend cannot describe its host")
-        try:
-            engine = facts_of()
-        except ProviderError as error:
-            raise HostUnknownError(
-                f"{error}; the pool's labels need the engine's architecture (they name "
-                "'auto' or an architecture): start the engine, or write the labels out"
-            ) from None
-        return container_host_facts(
-            engine.architecture,
-            gpus=pool.docker.gpus is not None,
-            devices=pool.docker.devices,
-        )
-    return detect_local_host()
+    accelerators its runners get, as the pool's backend tells (a Docker engine is asked,
+    blocking, once, at start)."""
+    describe = backend(pool.provider).host_facts
+    if describe is None:
+        raise StartupError(f"pool {pool.name}: its backend cannot describe its host")
+    try:
+        return describe(pool.settings, provider)
+    except ProviderError as error:
+        raise HostUnknownError(str(error)) from None
 
 
 def _names_host(pool: PoolConfig) -> bool:
@@ -265,9 +194,11 @@ def pool_runtime(
     """The pool as the controller runs it. ``waiting``: why its labels are not known yet; it
     then serves no job, keeps no idle runner, and shows unhealthy with that reason."""
     cap = spec.max_runners
-    if pool.local is not None:
-        # A local pool cannot run more runners than its host's capacity allows.
-        cap = min(cap, pool.local.effective_capacity)
+    capacity_of = backend(pool.provider).capacity
+    host_cap = None if capacity_of is None else capacity_of(pool.settings)
+    if host_cap is not None:
+        # A pool cannot run more runners than its host allows (the local backend's capacity).
+        cap = min(cap, host_cap)
     capped = PoolSpec(
         name=spec.name,
         labels=spec.labels,
@@ -481,11 +412,7 @@ class Daemon:
             if runtime is None:
                 continue
             before = next(p for p in self.config.pools if p.name == pool_config.name)
-            if (before.provider, before.local, before.docker) != (
-                pool_config.provider,
-                pool_config.local,
-                pool_config.docker,
-            ):
+            if (before.provider, before.settings) != (pool_config.provider, pool_config.settings):
                 changes.append(
                     f"pool {pool_config.name}: backend settings changed: restart runnerscale to "
                     "apply them (runners keep running and are adopted)"

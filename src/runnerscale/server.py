@@ -21,7 +21,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from runnerscale.controller.loops import Controller
-from runnerscale.controller.protocols import GitHubError, ObservedJob, ProviderError, Store
 from runnerscale.github.budget import Budgets
 from runnerscale.github.webhooks import (
     HEADER_DELIVERY,
@@ -34,6 +33,7 @@ from runnerscale.github.webhooks import (
 )
 from runnerscale.metrics import Metrics
 from runnerscale.model import JobState
+from runnerscale.protocols import GitHubError, ObservedJob, ProviderError, Store
 
 log = logging.getLogger("runnerscale.server")
 

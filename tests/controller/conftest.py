@@ -18,8 +18,8 @@ import pytest
 from runnerscale.controller.actions import Events, PoolRuntime
 from runnerscale.controller.janitor import JanitorSettings
 from runnerscale.controller.loops import Controller, ControllerSettings
-from runnerscale.controller.protocols import ObservedJob
 from runnerscale.model import JobState, PoolSpec, Runner, RunnerState, Target, normalize_labels
+from runnerscale.protocols import ObservedJob
 from runnerscale.sim.clock import VirtualClock
 from runnerscale.store import SqlStore, open_store
 from tests.controller.fakes import FakeGitHub, FakeProvider, Journal, RecordingStore

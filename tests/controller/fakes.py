@@ -1,7 +1,7 @@
 """In-memory stand-ins for the controller's outer boundaries: GitHub and a backend.
 
-They implement :class:`~runnerscale.controller.protocols.GitHubAPI` and
-:class:`~runnerscale.controller.protocols.Provider` with plain dictionaries, so a test can set
+They implement :class:`~runnerscale.protocols.GitHubAPI` and
+:class:`~runnerscale.protocols.Provider` with plain dictionaries, so a test can set
 up any situation (a runner online, a job started elsewhere, an instance that died) and read
 back exactly what the controller asked for. Both write every call to a shared :class:`Journal`,
 together with the store writes of :class:`RecordingStore`, so a test can check the order of
@@ -20,13 +20,6 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from runnerscale.controller.protocols import (
-    DeleteOutcome,
-    GitHubError,
-    JitConfig,
-    ObservedJob,
-    ProviderError,
-)
 from runnerscale.model import (
     GitHubRunner,
     Instance,
@@ -35,6 +28,13 @@ from runnerscale.model import (
     Runner,
     RunnerState,
     Target,
+)
+from runnerscale.protocols import (
+    DeleteOutcome,
+    GitHubError,
+    JitConfig,
+    ObservedJob,
+    ProviderError,
 )
 from runnerscale.store import SqlStore
 

@@ -5,8 +5,8 @@ before it does is a failure too)."""
 from __future__ import annotations
 
 from runnerscale.controller.actions import BACKOFF_BASE
-from runnerscale.controller.protocols import GitHubError
 from runnerscale.model import JobState, RunnerState
+from runnerscale.protocols import GitHubError
 from tests.controller.conftest import BOOT_TIMEOUT, World
 
 

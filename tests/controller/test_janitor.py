@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from runnerscale.controller.protocols import DeleteOutcome
 from runnerscale.model import Runner, RunnerState
+from runnerscale.protocols import DeleteOutcome
 from tests.controller.conftest import BOOT_TIMEOUT, CREATE_TIMEOUT, PREFIX, REPO_A, World
 
 

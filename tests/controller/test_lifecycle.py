@@ -7,8 +7,8 @@ import logging
 import pytest
 
 from runnerscale.controller.actions import BACKOFF_BASE
-from runnerscale.controller.protocols import DeleteOutcome
 from runnerscale.model import JobState, RunnerState
+from runnerscale.protocols import DeleteOutcome
 from tests.controller.conftest import World
 
 

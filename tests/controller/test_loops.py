@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from runnerscale.controller.protocols import ProviderError
 from runnerscale.model import JobState, RunnerState
+from runnerscale.protocols import ProviderError
 from tests.controller.conftest import World
 
 

@@ -9,8 +9,8 @@ import contextlib
 import pytest
 
 from runnerscale.controller.loops import BOOTING_CHECK_AFTER, LOOP_BACKOFF_CAP
-from runnerscale.controller.protocols import GitHubError
 from runnerscale.model import RunnerState
+from runnerscale.protocols import GitHubError
 from tests.controller.conftest import World
 
 

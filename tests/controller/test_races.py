@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from runnerscale.controller.protocols import JitConfig
 from runnerscale.model import JobState, RunnerState, Target
+from runnerscale.protocols import JitConfig
 from tests.controller.conftest import CREATE_TIMEOUT, World
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from runnerscale.controller.protocols import GitHubError
 from runnerscale.model import JobState, RunnerState
+from runnerscale.protocols import GitHubError
 from tests.controller.conftest import QUEUED_RECHECK, REPO_A, REPO_B, MakeWorld, World
 
 

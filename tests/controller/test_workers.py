@@ -13,9 +13,9 @@ import pytest
 
 from runnerscale.controller.actions import Events, PoolRuntime
 from runnerscale.controller.loops import Controller
-from runnerscale.controller.protocols import ObservedJob
 from runnerscale.controller.workers import CREATE_CONCURRENCY
 from runnerscale.model import JobState, PoolSpec, RunnerState, normalize_labels
+from runnerscale.protocols import ObservedJob
 from runnerscale.sim.clock import VirtualClock
 from runnerscale.store import open_store
 from tests.controller.conftest import REPO_A, MakeWorld, World

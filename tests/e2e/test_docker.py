@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from runnerscale.daemon import Daemon
-from runnerscale.providers.docker import LABEL_CONTROLLER, LABEL_POOL
+from runnerscale.providers.docker.provider import LABEL_CONTROLLER, LABEL_POOL
 from runnerscale.sim.server import SimulatorOptions, SimulatorServer
 from runnerscale.sim.world import JobSpec, WorldSettings
 from tests.docker_engine import (

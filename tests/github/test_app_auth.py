@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from runnerscale.clock import Clock
-from runnerscale.controller.protocols import GitHubError
 from runnerscale.github.client import AppCredentials, GitHubClient
 from runnerscale.model import Target
+from runnerscale.protocols import GitHubError
 from runnerscale.sim import shapes
 from runnerscale.sim.server import SimulatorOptions, SimulatorServer
 from runnerscale.sim.world import JobSpec, WorldSettings

@@ -9,10 +9,10 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from runnerscale.controller.protocols import DeleteOutcome, GitHubError
 from runnerscale.github.client import GitHubClient, _failure
 from runnerscale.github.schedule import PollHints
 from runnerscale.model import JobState, Target
+from runnerscale.protocols import DeleteOutcome, GitHubError
 from runnerscale.sim.faults import FaultPlan
 from runnerscale.sim.server import SimulatorOptions, SimulatorServer
 from runnerscale.sim.world import JobSpec

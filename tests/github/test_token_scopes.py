@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from runnerscale.config import Config
-from runnerscale.controller.protocols import GitHubError
 from runnerscale.daemon import Daemon, StartupError
 from runnerscale.github.client import GitHubClient
 from runnerscale.model import Target
+from runnerscale.protocols import GitHubError
 from runnerscale.sim.server import SimulatorOptions, SimulatorServer
 from tests.contract.openapi import ValidatingTransport, default_contract, enterprise_as_org
 from tests.test_config import ENV, edit, parse

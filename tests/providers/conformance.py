@@ -1,6 +1,6 @@
 """The provider conformance suite: what every backend must hold, run against each backend.
 
-The contract is :class:`runnerscale.controller.protocols.Provider` (garm's small one, see
+The contract is :class:`runnerscale.protocols.Provider` (garm's small one, see
 :mod:`runnerscale.providers`). Each property below is one test of :class:`ProviderConformance`:
 
 - ``create``, ``get``, ``list`` and ``delete`` do what they say, and ``delete`` leaves nothing;
@@ -24,7 +24,7 @@ The contract is :class:`runnerscale.controller.protocols.Provider` (garm's small
 - a create that fails half-way leaves nothing: for every failure the backend offers (a
   command that cannot start, an image that is missing, a failure after the folder or
   container was made or the process started, ...), ``create`` raises
-  :class:`~runnerscale.controller.protocols.ProviderError`, no folder, container or process
+  :class:`~runnerscale.protocols.ProviderError`, no folder, container or process
   remains, and the same runner can be created right after.
 
 How a backend runs it (SSH, EC2, external programs: the same way). One fixture, ``backend``,
@@ -86,8 +86,8 @@ from typing import Any, ClassVar
 
 import pytest
 
-from runnerscale.controller.protocols import Provider, ProviderError
 from runnerscale.model import Instance, InstanceSpec
+from runnerscale.protocols import Provider, ProviderError
 
 __all__ = [
     "CREDENTIAL_VARIABLES",

@@ -24,8 +24,8 @@ import pytest
 import requests.exceptions
 from docker.models.containers import Container, ContainerCollection
 
-from runnerscale.controller.protocols import Provider
-from runnerscale.providers.docker import (
+from runnerscale.protocols import Provider
+from runnerscale.providers.docker.provider import (
     LABEL_CONTROLLER,
     LABEL_POOL,
     LABEL_RUNNER,

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from runnerscale.controller.protocols import Provider
-from runnerscale.providers import local
+from runnerscale.protocols import Provider
 from runnerscale.providers.local import LocalProvider, LocalSettings
+from runnerscale.providers.local import provider as local
 from tests.providers.conformance import BackendUnderTest, Breakage, ProviderConformance
 
 RUNNER = "import time\nwhile True:\n    time.sleep(1)\n"

@@ -18,9 +18,9 @@ import docker
 import docker.errors
 import pytest
 
-from runnerscale.controller.protocols import ProviderError
 from runnerscale.model import Instance, InstanceSpec
-from runnerscale.providers.docker import (
+from runnerscale.protocols import ProviderError
+from runnerscale.providers.docker.provider import (
     JITCONFIG_ENV,
     LABEL_CONTROLLER,
     LABEL_POOL,

@@ -29,9 +29,8 @@ from typing import Any
 
 import pytest
 
-from runnerscale.controller.protocols import ProviderError
 from runnerscale.model import Instance, InstanceSpec
-from runnerscale.providers import local
+from runnerscale.protocols import ProviderError
 from runnerscale.providers.local import (
     KEPT_LOG_BYTES,
     KEPT_LOGS,
@@ -40,6 +39,7 @@ from runnerscale.providers.local import (
     default_capacity,
     scrub_environment,
 )
+from runnerscale.providers.local import provider as local
 
 SECRET = "JITSECRET-eyJzZWNyZXQiOiAidGhpcyBpcyB0aGUgaml0IGNvbmZpZyJ9"
 POOL = "linux-x64"

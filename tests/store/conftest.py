@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runnerscale.controller.protocols import Store
+from runnerscale.protocols import Store
 from runnerscale.store import SqlStore, open_store
 from runnerscale.store.memory import MemoryStore
 from tests.postgres import postgres_server, postgres_url

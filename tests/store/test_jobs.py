@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from runnerscale.controller.protocols import ObservedJob
 from runnerscale.model import Job, JobState
+from runnerscale.protocols import ObservedJob
 from runnerscale.store import SqlStore
 
 W, Q, P, C = JobState.WAITING, JobState.QUEUED, JobState.IN_PROGRESS, JobState.COMPLETED

@@ -16,7 +16,7 @@ from sqlalchemy import inspect as inspect_db
 from sqlalchemy import text
 
 import runnerscale.store
-from runnerscale.controller.protocols import Store
+from runnerscale.protocols import Store
 from runnerscale.store import SqlStore, open_store
 from runnerscale.store.sql import engine_url
 from runnerscale.store.tables import metadata

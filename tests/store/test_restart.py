@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from runnerscale.controller.protocols import ObservedJob
 from runnerscale.model import Job, JobState, Runner, RunnerState
+from runnerscale.protocols import ObservedJob
 from runnerscale.store import SqlStore
 
 RUNNER = Runner(

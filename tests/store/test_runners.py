@@ -6,8 +6,8 @@ from dataclasses import fields, replace
 
 import pytest
 
-from runnerscale.controller.protocols import Store
 from runnerscale.model import Runner, RunnerState
+from runnerscale.protocols import Store
 from runnerscale.store import SqlStore
 
 

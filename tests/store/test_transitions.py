@@ -10,8 +10,8 @@ from dataclasses import replace
 
 import pytest
 
-from runnerscale.controller.protocols import Store
 from runnerscale.model import Runner, RunnerState
+from runnerscale.protocols import Store
 from runnerscale.store import SqlStore
 
 PENDING, CREATING, BOOTING, IDLE, BUSY, DELETING, GONE = (

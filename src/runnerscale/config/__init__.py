@@ -32,38 +32,67 @@ Where each part lives (each module imports only those above it in this list):
   redaction; ``base``: ``ConfigModel``, the strict base of every model;
 * ``units``: durations and sizes; ``paths``: the state directory and URL, paths in the file;
 * ``source``: the YAML with lines, ``${VAR}``, size limits;
-* ``backends`` (``local``, ``docker``) and ``simulation`` (``simulate``'s model of a backend):
-  settings that are to leave this package for their owners;
+* ``simulation`` (``simulate``'s model of a backend): settings that are to leave this package
+  for their owner (the backends' settings already live in their packages,
+  ``runnerscale.providers.<name>.settings``, and the schema gets them from the registry);
 * ``schema``: GitHub, targets, server, pools, timeouts, ``Config``, the JSON Schema;
 * ``explain``: pydantic's errors as problems with hints; ``load``: ``parse_config``,
   ``load_config``.
 
 This module is the stable public surface, for tests, benchmarks and other users; the
-package's own importers in ``runnerscale`` name the submodule they need, so that moving
-``backends`` and ``simulation`` out later touches only their importers. The layering is
+package's own importers in ``runnerscale`` name the submodule they need. The layering is
 held by an import-linter contract in ``pyproject.toml``.
+
+The names are imported on first use (:func:`__getattr__`), not when the package is: a backend's
+settings import the building blocks (``runnerscale.config.base``, ``units``, ``paths``), which
+imports this package first, and the schema loads the backends from the registry; importing the
+schema here eagerly would make a backend imported first load itself half-initialised.
 """
 
 from __future__ import annotations
 
-from runnerscale.config.backends import DockerConfig, LocalConfig
-from runnerscale.config.load import load_config, parse_config
-from runnerscale.config.paths import default_state_dir, default_state_url
-from runnerscale.config.problems import ConfigError, Problem
-from runnerscale.config.schema import (
-    DEFAULT_API_URL,
-    DEFAULT_LISTEN,
-    AppConfig,
-    Config,
-    GitHubConfig,
-    PoolConfig,
-    ServerConfig,
-    TargetConfig,
-    Timeouts,
-    config_json_schema,
-)
-from runnerscale.config.simulation import BootTime, SimulationConfig
-from runnerscale.config.units import parse_duration, parse_size
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runnerscale.config.load import load_config, parse_config
+    from runnerscale.config.paths import default_state_dir, default_state_url
+    from runnerscale.config.problems import ConfigError, Problem
+    from runnerscale.config.schema import (
+        DEFAULT_API_URL,
+        DEFAULT_LISTEN,
+        AppConfig,
+        Config,
+        GitHubConfig,
+        PoolConfig,
+        ServerConfig,
+        TargetConfig,
+        Timeouts,
+        config_json_schema,
+    )
+    from runnerscale.config.simulation import BootTime, SimulationConfig
+    from runnerscale.config.units import parse_duration, parse_size
+
+_HOMES = {
+    "load": ("load_config", "parse_config"),
+    "paths": ("default_state_dir", "default_state_url"),
+    "problems": ("ConfigError", "Problem"),
+    "schema": (
+        "DEFAULT_API_URL",
+        "DEFAULT_LISTEN",
+        "AppConfig",
+        "Config",
+        "GitHubConfig",
+        "PoolConfig",
+        "ServerConfig",
+        "TargetConfig",
+        "Timeouts",
+        "config_json_schema",
+    ),
+    "simulation": ("BootTime", "SimulationConfig"),
+    "units": ("parse_duration", "parse_size"),
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 
 __all__ = [
     "DEFAULT_API_URL",
@@ -72,9 +101,7 @@ __all__ = [
     "BootTime",
     "Config",
     "ConfigError",
-    "DockerConfig",
     "GitHubConfig",
-    "LocalConfig",
     "PoolConfig",
     "Problem",
     "ServerConfig",
@@ -89,3 +116,16 @@ __all__ = [
     "parse_duration",
     "parse_size",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

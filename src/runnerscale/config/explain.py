@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from runnerscale.config.problems import DOCS, ERROR_TYPE, SECRET_KEYS, Problem, render_path
-from runnerscale.config.schema import PROVIDERS, Config, PoolConfig
+from runnerscale.config.schema import Config, PoolConfig, installed_providers
 from runnerscale.config.source import Document, KeyPath
 
 _PROVIDERS_LATER = ("aws", "ec2", "ssh", "kubernetes")
@@ -99,10 +99,10 @@ def _unknown_key_hint(path: KeyPath) -> str:
     model = _model_at(path[:-1])
     valid = sorted(model.model_fields) if model is not None else []
     if isinstance(key, str):
-        if key in _PROVIDERS_LATER and model is PoolConfig:
+        if key in _PROVIDERS_LATER and key not in valid and model is PoolConfig:
             return (
                 f"the {key} backend is not available in this version; "
-                f"these are: {', '.join(PROVIDERS)}"
+                f"these are: {', '.join(installed_providers())}"
             )
         close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6) or [
             name

@@ -5,6 +5,13 @@ every key, ``config_json_schema()`` exports them for editors). A check that need
 type is a validator raising ``fail`` with the fix, so a user reads what to change, not
 pydantic's wording. Secrets are ``SecretStr`` and a password in ``state`` is masked in
 ``repr``. Backends' and the simulation's settings appear only as the types of a pool's blocks.
+
+A pool names its backend (``provider: docker``) and gives that backend's settings in the block
+of the same name (``docker:``). The backends are plug-ins (:mod:`runnerscale.providers.registry`,
+the ``runnerscale.providers`` entry-point group), so :class:`PoolConfig` is made when this
+module is imported, with one optional block per installed backend whose type is the model the
+backend registered: its errors name the line and the path (``pools[0].docker.image``) like any
+other, and ``config_json_schema()`` includes every installed backend.
 """
 
 from __future__ import annotations
@@ -13,19 +20,20 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    BaseModel,
     Field,
     PrivateAttr,
     SecretStr,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
 
-from runnerscale.config.backends import DockerConfig, LocalConfig
 from runnerscale.config.base import ConfigModel
 from runnerscale.config.paths import (
     ConfigPath,
@@ -39,6 +47,7 @@ from runnerscale.config.problems import fail
 from runnerscale.config.simulation import SimulationConfig
 from runnerscale.config.units import Duration, PollInterval, PositiveDuration
 from runnerscale.model import ARCH_LABELS, AUTO_LABEL, PoolSpec, Target, normalize_labels
+from runnerscale.providers import registry
 
 DEFAULT_API_URL = "https://api.github.com"
 DEFAULT_LISTEN = "127.0.0.1:8787"
@@ -47,7 +56,11 @@ POOL_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,30}$"
 RUNNER_PREFIX_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$"
 _REPO_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 _ORG_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
-PROVIDERS = ("local", "docker")
+
+
+def installed_providers() -> tuple[str, ...]:
+    """The names a pool's ``provider`` may take: the installed backends."""
+    return tuple(registry.installed())
 
 
 class AppConfig(ConfigModel):
@@ -326,8 +339,13 @@ def _drop_default(schema: dict[str, Any]) -> None:
     schema.pop("default", None)
 
 
-class PoolConfig(ConfigModel):
-    """A pool: a label set, a backend template and limits."""
+def _simulation_field() -> Any:
+    return Field(default=None, description="How `runnerscale simulate` models this pool.")
+
+
+class PoolBase(ConfigModel):
+    """A pool: a label set, a backend template and limits (without its backend blocks:
+    :class:`PoolConfig` adds one per installed backend)."""
 
     name: str = Field(
         pattern=POOL_NAME_PATTERN,
@@ -339,9 +357,7 @@ class PoolConfig(ConfigModel):
         description="The runners' labels; a job goes to the pool whose labels contain all "
         "of its runs-on labels (case-insensitive).",
     )
-    provider: Literal["local", "docker"] = Field(
-        description="The backend that creates runners: local or docker."
-    )
+    provider: str = Field(description="The backend that creates runners.")
     max_runners: int = Field(ge=1, description="At most this many runners at once.")
     min_idle: int = Field(
         default=0, ge=0, description="Keep this many idle runners ready (at most max_runners)."
@@ -358,15 +374,8 @@ class PoolConfig(ConfigModel):
         description="Start of the runners' names (default: rs-<name>-).",
         json_schema_extra=_drop_default,
     )
-    local: LocalConfig | None = Field(
-        default=None, description="Settings of the local backend (provider: local)."
-    )
-    docker: DockerConfig | None = Field(
-        default=None, description="Settings of the Docker backend (provider: docker)."
-    )
-    simulation: SimulationConfig | None = Field(
-        default=None, description="How `runnerscale simulate` models this pool."
-    )
+    if TYPE_CHECKING:  # added by PoolConfig, after the backends' blocks (as in the schema)
+        simulation: SimulationConfig | None
 
     @model_validator(mode="before")
     @classmethod
@@ -415,16 +424,24 @@ class PoolConfig(ConfigModel):
     @field_validator("provider", mode="before")
     @classmethod
     def _provider(cls, value: Any) -> Any:
-        if isinstance(value, str) and value not in PROVIDERS:
+        installed = installed_providers()
+        if isinstance(value, str) and value not in installed:
             raise fail(
                 f"provider {value!r} is not available in this version",
-                f"set provider to one of: {', '.join(PROVIDERS)}",
+                f"set provider to one of: {', '.join(installed)}",
                 echo=False,
             )
         return value
 
+    @property
+    def settings(self) -> BaseModel:
+        """The settings of the pool's backend: its block named after it."""
+        settings = getattr(self, self.provider, None)
+        assert isinstance(settings, BaseModel), f"pool {self.name}: no {self.provider} block"
+        return settings
+
     @model_validator(mode="after")
-    def _consistent(self) -> PoolConfig:
+    def _consistent(self) -> PoolBase:
         if self.min_idle > self.max_runners:
             raise fail(
                 f"is more than max_runners ({self.min_idle} > {self.max_runners})",
@@ -432,21 +449,15 @@ class PoolConfig(ConfigModel):
                 at=("min_idle",),
                 echo=False,
             )
-        if self.provider == "local" and self.local is None:
+        if getattr(self, self.provider, None) is None:
+            example = registry.backend(self.provider).example
             raise fail(
-                "is required with provider: local",
-                "add 'local: {command: [./run.sh, --jitconfig, \"{jitconfig}\"]}' to the pool",
-                at=("local",),
+                f"is required with provider: {self.provider}",
+                f"add '{self.provider}: {example}' to the pool",
+                at=(self.provider,),
                 echo=False,
             )
-        if self.provider == "docker" and self.docker is None:
-            raise fail(
-                "is required with provider: docker",
-                "add 'docker: {image: runnerscale-runner:2.328.0}' to the pool",
-                at=("docker",),
-                echo=False,
-            )
-        for section in PROVIDERS:
+        for section in installed_providers():
             if section != self.provider and getattr(self, section) is not None:
                 raise fail(
                     f"is set, but the pool's provider is {self.provider}",
@@ -478,6 +489,39 @@ class PoolConfig(ConfigModel):
             boot_timeout=self.boot_timeout,
             order=order,
         )
+
+
+_POOL_DOC = "A pool: a label set, a backend template and limits."
+
+
+def _pool_model() -> type[PoolBase]:
+    """:class:`PoolBase` with ``provider`` naming an installed backend and one optional block
+    per installed backend (in the registry's order), then ``simulation``."""
+    installed = registry.installed()
+    names = tuple(installed)
+    fields: dict[str, Any] = {
+        "provider": (
+            Literal[names],
+            Field(description=f"The backend that creates runners: {' or '.join(names)}."),
+        ),
+    }
+    for name, backend in installed.items():
+        fields[name] = (
+            backend.settings | None,
+            Field(default=None, description=backend.description or f"Settings of {name}."),
+        )
+    # After the backends' blocks, where it has always been in the schema.
+    fields["simulation"] = (SimulationConfig | None, _simulation_field())
+    model: type[PoolBase] = create_model(
+        "PoolConfig", __base__=PoolBase, __doc__=_POOL_DOC, __module__=__name__, **fields
+    )
+    return model
+
+
+if TYPE_CHECKING:
+    PoolConfig = PoolBase
+else:
+    PoolConfig = _pool_model()
 
 
 class Timeouts(ConfigModel):
@@ -642,10 +686,11 @@ class Config(ConfigModel):
         return path.parent if path is not None else self._default_state_dir
 
     def local_work_root(self, pool: PoolConfig) -> Path:
-        """Where a local pool's runners get their directories."""
-        if pool.local is not None and pool.local.work_root is not None:
-            return pool.local.work_root
-        return self.state_dir / "runners"
+        """Where a pool's runners get their directories when its backend keeps them on this
+        host: its settings' ``work_root``, else the state directory's ``runners`` folder (the
+        local backend's rule; kept here for the tests and tools that ask the config)."""
+        work_root = getattr(pool.settings, "work_root", None)
+        return work_root if isinstance(work_root, Path) else self.state_dir / "runners"
 
     def pool_specs(self) -> list[PoolSpec]:
         return [pool.to_spec(order) for order, pool in enumerate(self.pools)]

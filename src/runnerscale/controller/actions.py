@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from runnerscale.controller.observe import amend, apply_runner_list, move
-from runnerscale.controller.protocols import (
+from runnerscale.model import InstanceSpec, JobState, PoolSpec, Runner, RunnerState, Target
+from runnerscale.protocols import (
     Clock,
     DeleteOutcome,
     GitHubAPI,
@@ -35,7 +36,6 @@ from runnerscale.controller.protocols import (
     ProviderError,
     Store,
 )
-from runnerscale.model import InstanceSpec, JobState, PoolSpec, Runner, RunnerState, Target
 
 log = logging.getLogger("runnerscale.controller")
 

@@ -22,8 +22,8 @@ from functools import partial
 
 from runnerscale.controller.actions import Actions
 from runnerscale.controller.observe import REGISTERED, move
-from runnerscale.controller.protocols import GitHubError, ProviderError
 from runnerscale.model import RunnerState
+from runnerscale.protocols import GitHubError, ProviderError
 
 log = logging.getLogger("runnerscale.janitor")
 

@@ -40,15 +40,6 @@ from runnerscale.controller.observe import (
     apply_job,
     apply_runner_list,
 )
-from runnerscale.controller.protocols import (
-    Clock,
-    GitHubAPI,
-    GitHubError,
-    ObservedJob,
-    PollHints,
-    ProviderError,
-    Store,
-)
 from runnerscale.controller.workers import PoolWorker
 from runnerscale.model import (
     Instance,
@@ -58,6 +49,15 @@ from runnerscale.model import (
     RunnerState,
     Target,
     explain_unmatched,
+)
+from runnerscale.protocols import (
+    Clock,
+    GitHubAPI,
+    GitHubError,
+    ObservedJob,
+    PollHints,
+    ProviderError,
+    Store,
 )
 from runnerscale.scaler import Decision, decide
 

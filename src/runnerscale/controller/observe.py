@@ -18,8 +18,8 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
-from runnerscale.controller.protocols import ObservedJob, Store
 from runnerscale.model import GitHubRunner, Instance, Job, JobState, Runner, RunnerState
+from runnerscale.protocols import ObservedJob, Store
 
 log = logging.getLogger("runnerscale.controller")
 

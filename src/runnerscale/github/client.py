@@ -55,12 +55,6 @@ from githubkit_schemas.latest.models import (
     OrgsOrgActionsRunnersGetResponse200,
 )
 
-from runnerscale.controller.protocols import (
-    DeleteOutcome,
-    GitHubError,
-    JitConfig,
-    ObservedJob,
-)
 from runnerscale.github.budget import (
     APP_CREDENTIAL,
     TOKEN_CREDENTIAL,
@@ -76,6 +70,12 @@ from runnerscale.github.schedule import (
     RepoSchedule,
 )
 from runnerscale.model import GitHubRunner, JobState, Target
+from runnerscale.protocols import (
+    DeleteOutcome,
+    GitHubError,
+    JitConfig,
+    ObservedJob,
+)
 
 log = logging.getLogger("runnerscale.github")
 
@@ -188,7 +188,7 @@ Call = Callable[[GitHub[Any]], Awaitable[Response[T, Any]]]
 
 
 class GitHubClient:
-    """:class:`~runnerscale.controller.protocols.GitHubAPI` over githubkit (PAT or App)."""
+    """:class:`~runnerscale.protocols.GitHubAPI` over githubkit (PAT or App)."""
 
     def __init__(
         self,

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from runnerscale.controller.protocols import PollHints
+from runnerscale.protocols import PollHints
 
 __all__ = [
     "DORMANT_AFTER",

@@ -1,11 +1,11 @@
-"""Backends: where runners actually run. One module per backend, all behind one contract.
+"""Backends: where runners actually run. One package per backend, all behind one contract.
 
-The contract is :class:`runnerscale.controller.protocols.Provider`, garm's small one:
+The contract is :class:`runnerscale.protocols.Provider`, garm's small one:
 
 ``create(spec) -> Instance``
     Start one runner for ``spec`` (an :class:`~runnerscale.model.InstanceSpec`, whose
     ``jitconfig`` is a one-job secret). Raise
-    :class:`~runnerscale.controller.protocols.ProviderError` when the backend cannot; the
+    :class:`~runnerscale.protocols.ProviderError` when the backend cannot; the
     message names the pool and the cause, never the JIT config.
 ``delete(instance_id)``
     Stop and remove it. Deleting something already gone, or never known, is success: the
@@ -18,11 +18,17 @@ The contract is :class:`runnerscale.controller.protocols.Provider`, garm's small
 ``close()``
     Release clients. It never stops runners: they outlive the daemon by design.
 
-Why one module per backend, and why the SDK is imported only inside it: each backend's SDK
-(docker, boto3, asyncssh, kubernetes) is an optional extra of the package, so importing
-``runnerscale`` or another backend must work without it. ``cli`` imports the module of the
-backend a configuration names, and nothing else does; backends never import each other. This
-package's ``__init__`` therefore imports no backend.
+Why one package per backend, found through entry points: a backend is a plug-in. Each is a
+package ``runnerscale.providers.<name>`` holding everything of it: its settings model (the
+pool's ``<name>:`` block), its provider, its host facts and the capacity it puts on a pool,
+gathered in one :class:`~runnerscale.providers.registry.Backend` that its distribution
+declares in the ``runnerscale.providers`` entry-point group. :mod:`.registry` reads the group;
+the configuration, the daemon and ``config schema`` ask it by name and never name a backend,
+so a new backend (in this repository or a separate distribution) touches no other file. Each
+backend's SDK (docker, boto3, asyncssh, kubernetes) is an optional extra, imported only when
+the backend builds a provider, so validating a configuration and importing ``runnerscale`` or
+another backend work without it. Backends never import each other, and this package's
+``__init__`` imports no backend. docs/backends/writing-a-backend.md is the guide.
 
 Backends:
 
@@ -31,5 +37,6 @@ Backends:
   (the ``docker`` extra); its runner image is ``images/runner``.
 
 Shared by the backends (no SDK): :mod:`runnerscale.providers.command`, a runner command's
-placeholders.
+placeholders; :mod:`runnerscale.providers.settings`, the settings pieces (runner environment,
+stop grace, the quoted ``{jitconfig}`` check); :mod:`runnerscale.providers.registry`.
 """

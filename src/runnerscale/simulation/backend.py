@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from runnerscale.config.simulation import SimulationConfig
-from runnerscale.controller.protocols import ProviderError
 from runnerscale.model import Instance, InstanceSpec
+from runnerscale.protocols import ProviderError
 from runnerscale.sim.jitconfig import decode
 from runnerscale.sim.world import ApiError, World
 
@@ -55,7 +55,7 @@ class SimInstance:
 
 
 class SimulatedBackend:
-    """:class:`~runnerscale.controller.protocols.Provider` for one pool, on the virtual clock."""
+    """:class:`~runnerscale.protocols.Provider` for one pool, on the virtual clock."""
 
     def __init__(
         self,

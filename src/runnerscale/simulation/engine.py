@@ -27,9 +27,9 @@ from runnerscale.config.simulation import SimulationConfig
 from runnerscale.controller.actions import PoolRuntime
 from runnerscale.controller.janitor import JanitorSettings
 from runnerscale.controller.loops import Controller, ControllerSettings
-from runnerscale.controller.protocols import GitHubError, ProviderError
 from runnerscale.github.webhooks import WebhookPayloadError, parse_workflow_job_event
 from runnerscale.model import normalize_labels
+from runnerscale.protocols import GitHubError, ProviderError
 from runnerscale.server import observed_from_event
 from runnerscale.sim.clock import VirtualClock
 from runnerscale.sim.entities import Job

@@ -20,16 +20,16 @@ import math
 from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 
-from runnerscale.controller.protocols import (
+from runnerscale.github.budget import resource_of
+from runnerscale.github.client import PER_PAGE
+from runnerscale.github.schedule import PROBE_RUNS, ListedRepo, PollHints, PollPlan, RepoSchedule
+from runnerscale.model import GitHubRunner, JobState, Target
+from runnerscale.protocols import (
     DeleteOutcome,
     GitHubError,
     JitConfig,
     ObservedJob,
 )
-from runnerscale.github.budget import resource_of
-from runnerscale.github.client import PER_PAGE
-from runnerscale.github.schedule import PROBE_RUNS, ListedRepo, PollHints, PollPlan, RepoSchedule
-from runnerscale.model import GitHubRunner, JobState, Target
 from runnerscale.sim.entities import Job, JobStatus, Repo
 from runnerscale.sim.faults import Faults
 from runnerscale.sim.ratelimit import RateLimits

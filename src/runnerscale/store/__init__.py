@@ -1,4 +1,4 @@
-"""Persistence: the controller's :class:`~runnerscale.controller.protocols.Store` on a database.
+"""Persistence: the controller's :class:`~runnerscale.protocols.Store` on a database.
 
 Why a database at all: a restart (or ``kill -9``) of runnerscale must lose nothing, and the
 runner lifecycle writes each state *before* the side effect that leaves it, so the store is

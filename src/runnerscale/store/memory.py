@@ -15,8 +15,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import replace
 from typing import Any
 
-from runnerscale.controller.protocols import ObservedJob
 from runnerscale.model import Job, JobState, Runner, RunnerState
+from runnerscale.protocols import ObservedJob
 from runnerscale.store.observations import merge_observation
 from runnerscale.store.sql import DELIVERY_TTL
 from runnerscale.store.transitions import checked_changes, expected_states

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Final, Protocol
 
-from runnerscale.controller.protocols import ObservedJob
 from runnerscale.model import JobState
+from runnerscale.protocols import ObservedJob
 
 #: Job fields an observation reports beyond id and state.
 OBSERVED_FIELDS: Final = (

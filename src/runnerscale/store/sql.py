@@ -1,4 +1,4 @@
-"""``SqlStore``: the :class:`~runnerscale.controller.protocols.Store` on SQLAlchemy.
+"""``SqlStore``: the :class:`~runnerscale.protocols.Store` on SQLAlchemy.
 
 Why synchronous, one short transaction per call: the lifecycle's crash-safety rule is "write the
 state, then do the side effect", so a write must be durable when the call returns, and nothing
@@ -40,8 +40,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
-from runnerscale.controller.protocols import ObservedJob
 from runnerscale.model import Job, JobState, Runner, RunnerState
+from runnerscale.protocols import ObservedJob
 from runnerscale.store.observations import merge_observation
 from runnerscale.store.tables import DeliveryRow, JobRow, KeyValueRow, RunnerRow
 from runnerscale.store.transitions import checked_changes, expected_states

@@ -62,8 +62,8 @@ import docker.utils
 import requests.exceptions
 from docker.models.containers import Container
 
-from runnerscale.controller.protocols import ProviderError
 from runnerscale.model import Instance, InstanceSpec
+from runnerscale.protocols import ProviderError
 from runnerscale.providers.command import JITCONFIG_PLACEHOLDER, fill_placeholders
 
 __all__ = [
@@ -78,7 +78,8 @@ __all__ = [
     "EngineFacts",
 ]
 
-log = logging.getLogger(__name__)
+# The package's name, as before it was a package: log lines and filters keep naming it.
+log = logging.getLogger("runnerscale.providers.docker")
 
 LABEL_PREFIX = "io.runnerscale."
 LABEL_CONTROLLER = LABEL_PREFIX + "controller"

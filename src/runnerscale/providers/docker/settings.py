@@ -1,123 +1,22 @@
-"""The settings of the built-in backends: ``local`` and ``docker``.
+"""The ``docker:`` block of a pool: the Docker backend's settings (validated with the file).
 
-Why it is apart from the core schema: a backend owns its settings, and these models are to
-move into their backends' packages (plug-ins). Until then the core schema names them only as
-the types of a pool's ``local:`` and ``docker:`` blocks, and nothing here imports the core
-schema: only the building blocks (``ConfigModel``, ``fail``, units, paths).
+No Docker SDK here: a configuration validates on a host without the ``docker`` extra.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import Any, Literal
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from runnerscale.config.base import ConfigModel
 from runnerscale.config.paths import ConfigPath
 from runnerscale.config.problems import fail
-from runnerscale.config.units import ByteSize, Duration
+from runnerscale.config.units import ByteSize
+from runnerscale.providers.settings import RunnerEnv, StopGrace, reject_unquoted_placeholders
 
-JITCONFIG_PLACEHOLDER = "{jitconfig}"
-_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def _reject_unquoted_placeholders(value: Any) -> Any:
-    """``[run.sh, {jitconfig}]`` unquoted is a YAML mapping, not the placeholder."""
-    if isinstance(value, list):
-        for item in value:
-            if isinstance(item, dict) and len(item) == 1:
-                (key,) = item
-                raise fail(
-                    f"has {{{key}}} without quotes, so YAML read it as a mapping",
-                    f'put it in quotes: "{{{key}}}"',
-                    echo=False,
-                )
-    return value
-
-
-def _check_env_names(value: dict[str, str]) -> dict[str, str]:
-    for name in value:
-        if not _ENV_NAME_RE.match(name):
-            raise fail(
-                f"{name!r} is not a valid environment variable name",
-                "use letters, digits and _ (not starting with a digit)",
-                at=(name,),
-                echo=False,
-            )
-    return value
-
-
-#: Extra environment variables for a runner (names checked).
-RunnerEnv: TypeAlias = Annotated[
-    dict[str, str],
-    AfterValidator(_check_env_names),
-    Field(
-        description="Extra environment variables for the runner. Not for secrets: the "
-        "runner's jobs can read them."
-    ),
-]
-#: How long a runner may take to stop.
-StopGrace: TypeAlias = Annotated[
-    Duration, Field(description="How long a runner may take to exit after SIGTERM.")
-]
-
-
-class LocalConfig(ConfigModel):
-    """The ``local`` backend: each runner is a process on this machine."""
-
-    command: list[str] = Field(
-        min_length=1,
-        description='The runner\'s command; one argument must contain "{jitconfig}", which '
-        "is replaced by the runner's one-job registration. Real use: "
-        '[./run.sh, --jitconfig, "{jitconfig}"].',
-    )
-    env: RunnerEnv = Field(default_factory=dict)
-    work_root: ConfigPath | None = Field(
-        default=None,
-        description="Where each runner gets its working directory "
-        "(default: a 'runners' folder under the state directory).",
-    )
-    capacity: int | None = Field(
-        default=None,
-        ge=1,
-        description="At most this many runner processes at once (default: the CPU count).",
-    )
-    user: str | None = Field(
-        default=None, description="Run runners as this user when runnerscale runs as root."
-    )
-    stop_grace: StopGrace = 10.0
-
-    @field_validator("command", mode="before")
-    @classmethod
-    def _unquoted_placeholder(cls, value: Any) -> Any:
-        return _reject_unquoted_placeholders(value)
-
-    @field_validator("command")
-    @classmethod
-    def _placeholder(cls, value: list[str]) -> list[str]:
-        if not any(JITCONFIG_PLACEHOLDER in argument for argument in value):
-            raise fail(
-                'never passes the runner its JIT config: no argument contains "{jitconfig}"',
-                'add it, as in [./run.sh, --jitconfig, "{jitconfig}"]; runnerscale replaces '
-                "it with the one-job registration it gets from GitHub, without which the "
-                "runner cannot register",
-                echo=False,
-            )
-        return value
-
-    @field_validator("user")
-    @classmethod
-    def _user(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise fail("is empty", "give a user name, or remove user")
-        return value
-
-    @property
-    def effective_capacity(self) -> int:
-        return self.capacity if self.capacity is not None else (os.cpu_count() or 1)
-
+__all__ = ["DockerConfig"]
 
 _NETWORK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _VOLUME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]+$")
@@ -202,7 +101,7 @@ class DockerConfig(ConfigModel):
     @field_validator("command", mode="before")
     @classmethod
     def _command_quoted(cls, value: Any) -> Any:
-        return _reject_unquoted_placeholders(value)
+        return reject_unquoted_placeholders(value)
 
     @field_validator("image")
     @classmethod

@@ -73,8 +73,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runnerscale.controller.protocols import ProviderError
 from runnerscale.model import Instance, InstanceSpec
+from runnerscale.protocols import ProviderError
 from runnerscale.providers.command import JITCONFIG_PLACEHOLDER, fill_placeholders
 
 __all__ = [
@@ -90,7 +90,8 @@ __all__ = [
     "scrub_environment",
 ]
 
-log = logging.getLogger(__name__)
+# The package's name, as before it was a package: log lines and filters keep naming it.
+log = logging.getLogger("runnerscale.providers.local")
 
 #: Variables whose names start with one of these (compared in upper case) never reach a runner.
 SCRUBBED_PREFIXES = ("RUNNERSCALE_", "GITHUB_", "GH_")

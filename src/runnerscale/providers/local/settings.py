@@ -1,0 +1,75 @@
+"""The ``local:`` block of a pool: the local backend's settings (validated with the file)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from runnerscale.config.base import ConfigModel
+from runnerscale.config.paths import ConfigPath
+from runnerscale.config.problems import fail
+from runnerscale.providers.settings import (
+    JITCONFIG_PLACEHOLDER,
+    RunnerEnv,
+    StopGrace,
+    reject_unquoted_placeholders,
+)
+
+__all__ = ["LocalConfig"]
+
+
+class LocalConfig(ConfigModel):
+    """The ``local`` backend: each runner is a process on this machine."""
+
+    command: list[str] = Field(
+        min_length=1,
+        description='The runner\'s command; one argument must contain "{jitconfig}", which '
+        "is replaced by the runner's one-job registration. Real use: "
+        '[./run.sh, --jitconfig, "{jitconfig}"].',
+    )
+    env: RunnerEnv = Field(default_factory=dict)
+    work_root: ConfigPath | None = Field(
+        default=None,
+        description="Where each runner gets its working directory "
+        "(default: a 'runners' folder under the state directory).",
+    )
+    capacity: int | None = Field(
+        default=None,
+        ge=1,
+        description="At most this many runner processes at once (default: the CPU count).",
+    )
+    user: str | None = Field(
+        default=None, description="Run runners as this user when runnerscale runs as root."
+    )
+    stop_grace: StopGrace = 10.0
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _unquoted_placeholder(cls, value: Any) -> Any:
+        return reject_unquoted_placeholders(value)
+
+    @field_validator("command")
+    @classmethod
+    def _placeholder(cls, value: list[str]) -> list[str]:
+        if not any(JITCONFIG_PLACEHOLDER in argument for argument in value):
+            raise fail(
+                'never passes the runner its JIT config: no argument contains "{jitconfig}"',
+                'add it, as in [./run.sh, --jitconfig, "{jitconfig}"]; runnerscale replaces '
+                "it with the one-job registration it gets from GitHub, without which the "
+                "runner cannot register",
+                echo=False,
+            )
+        return value
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise fail("is empty", "give a user name, or remove user")
+        return value
+
+    @property
+    def effective_capacity(self) -> int:
+        return self.capacity if self.capacity is not None else (os.cpu_count() or 1)

@@ -1,0 +1,134 @@
+"""The installed backends, found through the ``runnerscale.providers`` entry-point group.
+
+Why a registry fed by entry points: a backend is a plug-in. The configuration, the daemon and
+``config schema`` ask this module for a pool's backend by the name the pool gives
+(``provider: docker``) and never name a backend themselves, so adding a backend touches no
+file outside its package: its distribution declares, in ``pyproject.toml``::
+
+    [project.entry-points."runnerscale.providers"]
+    docker = "runnerscale.providers.docker:BACKEND"
+
+and the object named there is a :class:`Backend`. The built-in ``local`` and ``docker``
+backends are registered exactly the same way, by this package's own ``pyproject.toml``.
+
+What a backend gives (docs/backends/writing-a-backend.md):
+
+``settings``
+    The pydantic model of the pool's block named after the backend (``docker:``), a
+    :class:`~runnerscale.config.base.ConfigModel`. The core schema makes it the type of that
+    block, so its errors name the file, the line and the path like every other error, and
+    ``config schema`` includes it.
+``build(settings, context) -> Provider``
+    The pool's provider. May raise :class:`~runnerscale.protocols.ProviderError` (the daemon
+    then refuses to start with its message). Import the backend's SDK here, not at module
+    level: validating a configuration must work without it.
+``host_facts(settings, provider) -> HostFacts`` (optional)
+    What ``auto`` in a pool's labels stands for: the architecture and accelerators of the host
+    the runners run on. Raise ``ProviderError`` when the host cannot be asked now (the pool
+    waits for it). Without it, a pool of this backend cannot name ``auto`` or an architecture.
+``capacity(settings) -> int | None`` (optional)
+    A cap the host puts on the pool's runners (the local backend: its capacity), below which
+    ``max_runners`` and ``min_idle`` are held.
+
+Loading a backend's entry point imports only its package's ``__init__`` (and what that
+imports): keep the SDK out of it. Nothing here imports a backend.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runnerscale.protocols import Provider
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from runnerscale.hostlabels import HostFacts
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Backend",
+    "BackendContext",
+    "UnknownBackendError",
+    "backend",
+    "installed",
+]
+
+ENTRY_POINT_GROUP = "runnerscale.providers"
+
+
+@dataclass(frozen=True)
+class BackendContext:
+    """What every backend's factory gets besides its pool's settings."""
+
+    #: The pool's name (a provider serves one pool; tag its resources with it).
+    pool: str
+    #: This daemon's id (tag resources with it, so that two daemons never touch each other's).
+    controller_id: str
+    #: The daemon's state directory (a backend keeping files on this host puts them below it).
+    state_dir: Path
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One backend, as its package registers it (the object its entry point names)."""
+
+    #: The model of the pool's block named after the backend.
+    settings: type[BaseModel]
+    #: Builds the pool's provider from its settings.
+    build: Callable[[Any, BackendContext], Provider]
+    #: One line for ``config schema``: the block's description.
+    description: str = ""
+    #: What ``auto`` stands for on the runners' host (None: the backend cannot tell).
+    host_facts: Callable[[Any, Provider], HostFacts] | None = None
+    #: A cap the host puts on the pool's runners (None: no cap but max_runners).
+    capacity: Callable[[Any], int | None] | None = None
+    #: An example of the block, for the hint when a pool lacks it ("{image: NAME}").
+    example: str = "{}"
+    #: Where it comes in listings (``config schema``, hints): lower first, then by name.
+    order: int = 100
+
+
+class UnknownBackendError(LookupError):
+    """No installed backend has that name."""
+
+    def __init__(self, name: str, names: tuple[str, ...]) -> None:
+        super().__init__(
+            f"provider {name!r} is not installed; installed: {', '.join(names) or 'none'}"
+        )
+        self.name = name
+        self.names = names
+
+
+@functools.cache
+def installed() -> Mapping[str, Backend]:
+    """Every installed backend by name, in name order (``local`` and ``docker`` built in).
+
+    Loaded once per process: a backend installed later is seen by the next process.
+    """
+    found: dict[str, Backend] = {}
+    for point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda p: p.name):
+        if point.name in found:
+            continue  # the same distribution seen twice on sys.path
+        entry = point.load()
+        if not isinstance(entry, Backend):
+            raise TypeError(
+                f"entry point {point.name} = {point.value} in group {ENTRY_POINT_GROUP} is "
+                f"not a runnerscale.providers.registry.Backend but {type(entry).__name__}"
+            )
+        found[point.name] = entry
+    return dict(sorted(found.items(), key=lambda item: (item[1].order, item[0])))
+
+
+def backend(name: str) -> Backend:
+    """The installed backend of that name; :class:`UnknownBackendError` lists the others."""
+    backends = installed()
+    try:
+        return backends[name]
+    except KeyError:
+        raise UnknownBackendError(name, tuple(backends)) from None
