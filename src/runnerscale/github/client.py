@@ -7,11 +7,11 @@ Three concerns live here and nowhere else:
   is "gone", a 422 is "busy").
 * **Cost.** Polling re-reads the same lists every interval. Each read is a conditional request
   (``If-None-Match`` with the last ``ETag``); GitHub answers an unchanged list with a 304 that
-  does not count against the rate limit, and the last parsed answer is reused. An
-  organisation's poll reads only the repositories with news and a slice of the others
-  (:class:`~runnerscale.github.schedule.RepoSchedule`, fed by the controller's
-  :attr:`poll_hints`); its repository list, most recently pushed first, is re-read every
-  10 minutes (30 while webhooks arrive).
+  does not count against the rate limit, and the last parsed answer is reused. What a poll
+  reads is decided by :class:`~runnerscale.github.poller.Poller` (shared with the simulation),
+  over the reads this client serves (:class:`~runnerscale.github.poller.PollReader`): an
+  organisation's poll reads only the repositories with news and a slice of the others, fed by
+  the controller's :attr:`poll_hints`.
 * **The budget.** Every response's ``x-ratelimit-*`` headers update the credential's
   :class:`~runnerscale.github.budget.ApiBudget`, which the metrics and the status API report.
   Each call waits out only the pause of the resource it is charged to (registering runners
@@ -40,7 +40,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import jwt
@@ -62,13 +62,8 @@ from runnerscale.github.budget import (
     Budgets,
     retry_after_seconds,
 )
-from runnerscale.github.schedule import (
-    PROBE_RUNS,
-    ListedRepo,
-    PollHints,
-    PollPlan,
-    RepoSchedule,
-)
+from runnerscale.github.poller import PER_PAGE, Poller, RunStatus
+from runnerscale.github.schedule import PROBE_RUNS, ListedRepo, PollHints
 from runnerscale.model import GitHubRunner, JobState, Target
 from runnerscale.protocols import (
     DeleteOutcome,
@@ -79,7 +74,6 @@ from runnerscale.protocols import (
 
 log = logging.getLogger("runnerscale.github")
 
-PER_PAGE = 100
 USER_AGENT = "runnerscale"
 #: Requests in flight at once, at most (GitHub: "avoid concurrent requests").
 MAX_CONCURRENT_REQUESTS = 20
@@ -87,9 +81,6 @@ DEFAULT_GROUP_ID = 1
 #: Answers kept for conditional requests (the least recently used go first): every polled
 #: list and re-checked job of a busy organisation for a day, in a few megabytes.
 ETAG_CACHE_SIZE = 20_000
-RunStatus = Literal["queued", "in_progress"]
-#: Statuses of workflow runs whose jobs may need a runner or hold one.
-ACTIVE_RUN_STATUSES: tuple[RunStatus, ...] = ("queued", "in_progress")
 
 T = TypeVar("T")
 
@@ -188,7 +179,9 @@ Call = Callable[[GitHub[Any]], Awaitable[Response[T, Any]]]
 
 
 class GitHubClient:
-    """:class:`~runnerscale.protocols.GitHubAPI` over githubkit (PAT or App)."""
+    """:class:`~runnerscale.protocols.GitHubAPI` over githubkit (PAT or App), and the
+    :class:`~runnerscale.github.poller.PollReader` its :class:`~runnerscale.github.poller.Poller`
+    polls through."""
 
     def __init__(
         self,
@@ -242,11 +235,17 @@ class GitHubClient:
         #: Installation clients by Owner.key, each with its own token cache.
         self._installations: dict[str, GitHub[Any]] = {}
         self._installation_ids: dict[str, int] = {}
-        self._said_webhooks_only: set[str] = set()
-        #: What the controller knows (set by the daemon): active repositories, webhooks.
-        self.poll_hints: Callable[[], PollHints] = PollHints
-        self._schedule = RepoSchedule()
-        self._repo_lists: dict[str, tuple[float, list[ListedRepo]]] = {}
+        #: Which repositories a poll reads, and reading them, over this client's reads.
+        self._poller = Poller(self, self._clock)
+
+    @property
+    def poll_hints(self) -> Callable[[], PollHints]:
+        """What the controller knows (set by the daemon): active repositories, webhooks."""
+        return self._poller.hints
+
+    @poll_hints.setter
+    def poll_hints(self, hints: Callable[[], PollHints]) -> None:
+        self._poller.hints = hints
 
     def _app_auth(self) -> AppAuthStrategy:
         assert self._app is not None
@@ -644,39 +643,23 @@ class GitHubClient:
             ("runners", target.key), "list-runners", _owner_of(target), fetch, _parse_runners
         )
 
-    # ------------------------------------------------------------------ jobs
+    # ------------------------------------------------------------------ jobs: the poll's reads
 
-    async def _repos_of(self, target: Target) -> list[ListedRepo]:
-        if target.kind == "repo":
-            return [ListedRepo(target.name)]
-        if target.kind != "org":
-            raise _unsupported(target)
-        now = self._clock()
-        cached = self._repo_lists.get(target.key)
-        how = self._schedule.list_read(
-            self.poll_hints(), None if cached is None else now - cached[0]
-        )
-        if cached is not None and how == "cached":
-            return cached[1]
-        if cached is not None and how == "recent":
-            recent = await self._org_repos_page(target, 1)
-            # An App sees only its installation's repositories: new ones wait for the full list.
-            repos = RepoSchedule.merge_recent(cached[1], recent, add_new=self._app is None)
-            self._repo_lists[target.key] = (cached[0], repos)
-            return repos
-        repos = await self._list_org_repos(target)
-        self._repo_lists[target.key] = (now, repos)
-        self._schedule.forget_except(repo.name for repo in repos)
-        return repos
+    async def active_jobs(self, target: Target) -> list[ObservedJob]:
+        return await self._poller.active_jobs(target)
 
-    async def _org_repos_page(self, target: Target, page: int) -> list[ListedRepo]:
+    @property
+    def sees_whole_org(self) -> bool:
+        return self._app is None
+
+    async def org_repos_page(self, org: str, page: int) -> list[ListedRepo]:
         """One page of the organisation's repositories, most recently pushed first."""
         return await self._conditional(
-            ("org-repos", target.name.lower(), page),
+            ("org-repos", org.lower(), page),
             "list-org-repos",
-            _owner_of(target),
+            Owner(org),
             lambda client, headers: client.rest.repos.async_list_for_org(
-                target.name,
+                org,
                 sort="pushed",
                 direction="desc",
                 per_page=PER_PAGE,
@@ -686,75 +669,29 @@ class GitHubClient:
             _listed_repos,
         )
 
-    async def _list_org_repos(self, target: Target) -> list[ListedRepo]:
-        owner = _owner_of(target)
-        if self._app is not None:
-            # The installation's own list: only what the App may see, one list for all.
-            return await self._all_pages(
-                ("installation-repos", owner.key),
-                "list-installation-repos",
-                owner,
-                lambda client, page, headers: (
-                    client.rest.apps.async_list_repos_accessible_to_installation(
-                        per_page=PER_PAGE, page=page, headers=headers
-                    )
-                ),
-                lambda response: (
-                    response.parsed_data.total_count,
-                    [
-                        ListedRepo(repo.full_name, _epoch(repo.pushed_at))
-                        for repo in response.parsed_data.repositories
-                    ],
-                ),
-            )
-        # Most recently pushed first: pushes move repositories to the first page, so the
-        # pages behind it rarely change and re-reading them is a free 304.
-        repos: list[ListedRepo] = []
-        page = 1
-        while True:
-            batch = await self._org_repos_page(target, page)
-            repos += batch
-            if len(batch) < PER_PAGE:
-                # A push between two pages moves a repository up: count it once.
-                return RepoSchedule.merge_recent([], repos, add_new=True)
-            page += 1
-
-    async def active_jobs(self, target: Target) -> list[ObservedJob]:
-        if target.kind == "enterprise":
-            # GitHub has no API listing an enterprise's organisations' jobs: they arrive by
-            # webhook (an enterprise or organisation hook); organisations listed as targets
-            # too are polled as a safety net.
-            if target.key not in self._said_webhooks_only:
-                self._said_webhooks_only.add(target.key)
-                log.warning(
-                    "enterprise %s: jobs come from webhooks only (GitHub has no API listing an "
-                    "enterprise's jobs); add its organisations as targets for polling",
-                    target.name,
+    async def installation_repos(self, org: str) -> list[ListedRepo]:
+        owner = Owner(org)
+        return await self._all_pages(
+            ("installation-repos", owner.key),
+            "list-installation-repos",
+            owner,
+            lambda client, page, headers: (
+                client.rest.apps.async_list_repos_accessible_to_installation(
+                    per_page=PER_PAGE, page=page, headers=headers
                 )
-            return []
-        jobs: list[ObservedJob] = []
-        listed = await self._repos_of(target)
-        plan = PollPlan(full=[repo.name for repo in listed], probe=[])
-        now = self._clock()
-        if target.kind == "org":
-            plan = self._schedule.plan(target.key, listed, self.poll_hints(), now)
-        by_name = {repo.name: repo for repo in listed}
-        for repo in plan.full + plan.probe:
-            run_ids = await self._probe(repo) if repo in plan.probe else None
-            if run_ids is None:
-                run_ids = []
-                for status in ACTIVE_RUN_STATUSES:
-                    run_ids.extend(await self._active_runs(repo, status))
-            self._schedule.record(by_name[repo], bool(run_ids), now)
-            for run_id in dict.fromkeys(run_ids):
-                jobs.extend(await self._jobs_of_run(repo, run_id))
-        return jobs
+            ),
+            lambda response: (
+                response.parsed_data.total_count,
+                [
+                    ListedRepo(repo.full_name, _epoch(repo.pushed_at))
+                    for repo in response.parsed_data.repositories
+                ],
+            ),
+        )
 
-    async def _probe(self, repo: str) -> list[int] | None:
-        """The active ones among a repository's newest runs, in one request; None when they
-        are all active (there may be more: read the repository in full)."""
+    async def newest_runs(self, repo: str) -> list[tuple[int, str]]:
         owner, name = _split(repo)
-        statuses = await self._conditional(
+        return await self._conditional(
             ("probe", repo.lower()),
             "list-workflow-runs",
             Owner(owner, repo=repo),
@@ -763,10 +700,8 @@ class GitHubClient:
             ),
             lambda response: [(run.id, run.status) for run in response.parsed_data.workflow_runs],
         )
-        active = [run_id for run_id, status in statuses if status != "completed"]
-        return None if len(active) >= PROBE_RUNS else active
 
-    async def _active_runs(self, repo: str, status: RunStatus) -> list[int]:
+    async def runs(self, repo: str, status: RunStatus) -> list[int]:
         owner, name = _split(repo)
         return await self._all_pages(
             ("runs", repo.lower(), status),
@@ -781,7 +716,7 @@ class GitHubClient:
             ),
         )
 
-    async def _jobs_of_run(self, repo: str, run_id: int) -> list[ObservedJob]:
+    async def jobs_of_run(self, repo: str, run_id: int) -> list[ObservedJob]:
         owner, name = _split(repo)
         jobs = await self._all_pages(
             ("jobs", repo.lower(), run_id),
@@ -956,14 +891,6 @@ def _observed(repo: str, job: Any) -> ObservedJob | None:
         completed_at=_epoch(job.completed_at),
         runner_name=job.runner_name or None,
         conclusion=job.conclusion,
-    )
-
-
-def _unsupported(target: Target) -> GitHubError:
-    return GitHubError(
-        f"{target.kind} targets cannot list jobs ({target.name}): GitHub has no API for an "
-        "enterprise's jobs; jobs come from webhooks (an enterprise or organisation webhook), "
-        "or add the organisations as targets too"
     )
 
 

@@ -1,17 +1,17 @@
 """The controller's :class:`GitHubAPI` answered directly by the in-process simulator.
 
 The daemon's client (:mod:`runnerscale.github.client`) speaks HTTP through githubkit; replaying
-hours of traffic that way costs tens of thousands of round trips. This adapter answers the
-same questions from the simulated :class:`~runnerscale.sim.world.World` and mirrors the
-client's call pattern exactly (the organisation's repository list by pages, most recently
-pushed first, and the same :class:`~runnerscale.github.schedule.RepoSchedule` choosing which
-repositories to read in full or probe; the jobs of each active run; the runner list),
-including conditional requests: a re-read whose answer did not change is a free 304, as
-GitHub counts it. Injected API errors and
-the rate-limit budget come from the simulator's fault plan and rate limits; each request is
-charged to the resource the daemon's budget expects for its operation
-(:data:`~runnerscale.github.budget.OPERATION_RESOURCES`: registering runners to
-``actions_runner_registration``, the rest to ``core``), as the simulator charges them.
+hours of traffic that way costs tens of thousands of round trips. This transport answers the
+same calls from the simulated :class:`~runnerscale.sim.world.World`. What a poll reads is not
+written here: the daemon's :class:`~runnerscale.github.poller.Poller` runs over this class's
+:class:`~runnerscale.github.poller.PollReader` methods (the organisation's repository list by
+pages of 100, most recently pushed first; a repository's newest runs, its runs by status, the
+jobs of a run; a job). Each request is accounted for in one place, :meth:`SimulatedGitHub._request`:
+conditional reads (a re-read whose answer did not change is a free 304, as GitHub counts it),
+the simulator's secondary and primary rate limits, each request charged to the resource the
+daemon's budget expects for its operation (:data:`~runnerscale.github.budget.OPERATION_RESOURCES`:
+registering runners to ``actions_runner_registration``, the rest to ``core``), and the fault
+plan's injected errors.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
+from typing import TypeVar
 
 from runnerscale.github.budget import resource_of
-from runnerscale.github.client import PER_PAGE
-from runnerscale.github.schedule import PROBE_RUNS, ListedRepo, PollHints, PollPlan, RepoSchedule
+from runnerscale.github.poller import PER_PAGE, Poller, RunStatus
+from runnerscale.github.schedule import PROBE_RUNS, ListedRepo, PollHints
 from runnerscale.model import GitHubRunner, JobState, Target
 from runnerscale.protocols import (
     DeleteOutcome,
@@ -36,6 +37,7 @@ from runnerscale.sim.ratelimit import RateLimits
 from runnerscale.sim.world import DEFAULT_GROUP_ID, ApiError, World
 
 IDENTITY = "simulation"
+T = TypeVar("T")
 _STATES = {
     JobStatus.WAITING: JobState.WAITING,
     JobStatus.QUEUED: JobState.QUEUED,
@@ -77,10 +79,17 @@ class SimulatedGitHub:
         #: Requests GitHub charged, by rate-limit resource.
         self.charged_by_resource: Counter[str] = Counter()
         self._last: dict[Hashable, Hashable] = {}
-        #: As in the client: what the controller knows, and which repositories a poll reads.
-        self.poll_hints: Callable[[], PollHints] = PollHints
-        self._schedule = RepoSchedule()
-        self._repo_lists: dict[str, tuple[float, list[ListedRepo]]] = {}
+        #: The daemon's own poll, over this simulator's reads, on GitHub's (the world's) clock.
+        self._poller = Poller(self, lambda: self.world.now)
+
+    @property
+    def poll_hints(self) -> Callable[[], PollHints]:
+        """What the controller knows (set by the engine): active repositories, webhooks."""
+        return self._poller.hints
+
+    @poll_hints.setter
+    def poll_hints(self, hints: Callable[[], PollHints]) -> None:
+        self._poller.hints = hints
 
     @property
     def api_calls(self) -> int:
@@ -113,6 +122,16 @@ class SimulatedGitHub:
         if content is not None:
             self._last[key] = content
         return False
+
+    def _read_pages(
+        self, operation: str, key: tuple[Hashable, ...], items: Sequence[Hashable]
+    ) -> None:
+        """A whole list read as the client reads it: page by page (:data:`PER_PAGE` a page,
+        each one conditional) until the total count GitHub gives with every page is reached."""
+        total = len(items)
+        for page in range(max(1, -(-total // PER_PAGE))):
+            chunk = tuple(items[page * PER_PAGE : (page + 1) * PER_PAGE])
+            self._request(operation, content=(total, chunk), key=(*key, page + 1))
 
     def _scope(self, target: Target) -> tuple[str, bool]:
         try:
@@ -157,79 +176,71 @@ class SimulatedGitHub:
             GitHubRunner(r.id, r.name, r.connected, r.busy, tuple(r.label_names))
             for r in self.world.runners_in(scope)
         ]
-        self._request("list-runners", content=tuple(runners), key=("runners", scope))
+        self._read_pages("list-runners", ("runners", scope), runners)
         return runners
 
     async def active_jobs(self, target: Target) -> list[ObservedJob]:
-        jobs: list[ObservedJob] = []
-        scope, org_level = self._scope(target)
-        if org_level:
-            listed = self._repos_of(scope)
-            plan = self._schedule.plan(target.key, listed, self.poll_hints(), self.world.now)
-            by_name = {repo.name: repo for repo in listed}
-        else:
-            plan = PollPlan(full=[scope], probe=[])
-            by_name = {scope: _listed(self.world.repos[scope.lower()])}
-        for name in plan.full + plan.probe:
-            repo = self.world.repos[name.lower()]
-            run_ids = self._probe(repo) if name in plan.probe else None
-            if run_ids is None:
-                run_ids = []
-                for status in ("queued", "in_progress"):
-                    runs = self.world.runs_of(repo, status)
-                    content = tuple((run.id, run.updated_at) for run in runs)
-                    self._request(
-                        "list-workflow-runs", content=content, key=("runs", repo.id, status)
-                    )
-                    run_ids.extend(run.id for run in runs)
-            self._schedule.record(by_name[name], bool(run_ids), self.world.now)
-            for run_id in dict.fromkeys(run_ids):
-                run = self.world.runs[run_id]
-                latest = [j for j in self.world.run_jobs(run) if j.run_attempt == run.run_attempt]
-                snapshot = tuple((j.id, j.status, j.runner_id) for j in latest)
-                self._request("list-jobs-for-run", content=snapshot, key=("jobs", run_id))
-                jobs.extend(observed(job) for job in latest)
-        return jobs
+        return await self._poller.active_jobs(target)
 
-    def _probe(self, repo: Repo) -> list[int] | None:
-        """As the client: one read of the newest runs; None when they are all active."""
-        runs = self.world.runs_of(repo)[:PROBE_RUNS]
-        content = tuple((run.id, run.updated_at) for run in runs)
-        self._request("list-workflow-runs", content=content, key=("probe", repo.id))
-        active = [run.id for run in runs if self.world.run_status(run)[0] != "completed"]
-        return None if len(active) >= PROBE_RUNS else active
+    # ------------------------------------------------------------------ PollReader
 
-    def _repos_of(self, org: str) -> list[ListedRepo]:
-        """The organisation's repositories as the client last read them (a snapshot: a push
-        is seen once the list, or its first page, is read again)."""
-        now = self.world.now
-        cached = self._repo_lists.get(org)
-        how = self._schedule.list_read(
-            self.poll_hints(), None if cached is None else now - cached[0]
-        )
-        if cached is not None and how == "cached":
-            return cached[1]
-        if cached is not None and how == "recent":
-            repos = RepoSchedule.merge_recent(cached[1], self._org_repos_page(org, 0), add_new=True)
-            self._repo_lists[org] = (cached[0], repos)
-            return repos
-        pages = max(1, -(-len(self.world.repos_of(self.world.org(org))) // PER_PAGE))
-        repos = [repo for page in range(pages) for repo in self._org_repos_page(org, page)]
-        self._repo_lists[org] = (now, repos)
-        self._schedule.forget_except(repo.name for repo in repos)
-        return repos
+    @property
+    def sees_whole_org(self) -> bool:
+        return True  # a token: the simulation has no App
 
-    def _org_repos_page(self, org: str, page: int) -> list[ListedRepo]:
-        """As the client reads it: most recently pushed first, a page of 100; a page's answer
-        changes when a repository on it is pushed to."""
+    async def org_repos_page(self, org: str, page: int) -> list[ListedRepo]:
+        """As GitHub answers it: most recently pushed first, a page of :data:`PER_PAGE`; a
+        page's answer changes when a repository on it is pushed to."""
+        owner = self._found(f"org {org}", lambda: self.world.org(org))
         ordered = sorted(
-            self.world.repos_of(self.world.org(org)),
+            self.world.repos_of(owner),
             key=lambda repo: (repo.pushed_at, repo.id),
             reverse=True,
         )
-        chunk = [_listed(repo) for repo in ordered[page * PER_PAGE : (page + 1) * PER_PAGE]]
-        self._request("list-org-repos", content=tuple(chunk), key=("repos", org, page))
+        chunk = [_listed(repo) for repo in ordered[(page - 1) * PER_PAGE : page * PER_PAGE]]
+        self._request("list-org-repos", content=tuple(chunk), key=("repos", owner.login, page))
         return chunk
+
+    async def installation_repos(self, org: str) -> list[ListedRepo]:
+        raise GitHubError("the simulation has no GitHub App installations")
+
+    async def newest_runs(self, repo: str) -> list[tuple[int, str]]:
+        found = self._repo(repo)
+        runs = self.world.runs_of(found)[:PROBE_RUNS]
+        content = tuple((run.id, run.updated_at) for run in runs)
+        self._request("list-workflow-runs", content=content, key=("probe", found.id))
+        return [(run.id, self.world.run_status(run)[0]) for run in runs]
+
+    async def runs(self, repo: str, status: RunStatus) -> list[int]:
+        found = self._repo(repo)
+        runs = self.world.runs_of(found, status)
+        snapshot = [(run.id, run.updated_at) for run in runs]
+        self._read_pages("list-workflow-runs", ("runs", found.id, status), snapshot)
+        return [run.id for run in runs]
+
+    async def jobs_of_run(self, repo: str, run_id: int) -> list[ObservedJob]:
+        run = self.world.runs.get(run_id)
+        if run is None or run.repo.full_name.lower() != repo.lower():
+            self._request("list-jobs-for-run")
+            raise GitHubError("list-jobs-for-run: GitHub answered 404", status=404)
+        latest = [j for j in self.world.run_jobs(run) if j.run_attempt == run.run_attempt]
+        snapshot = [(j.id, j.status, j.runner_id) for j in latest]
+        self._read_pages("list-jobs-for-run", ("jobs", run_id), snapshot)
+        return [observed(job) for job in latest]
+
+    def _repo(self, name: str) -> Repo:
+        owner, _, repo = name.partition("/")
+        return self._found(f"repo {name}", lambda: self.world.repo(owner, repo))
+
+    @staticmethod
+    def _found(what: str, find: Callable[[], T]) -> T:
+        """What ``find`` finds in the world; GitHub's 404 when it does not exist."""
+        try:
+            return find()
+        except ApiError as error:
+            raise GitHubError(
+                f"{what}: GitHub answered {error.status}", status=error.status
+            ) from None
 
     async def get_job(self, repo: str, job_id: int) -> ObservedJob | None:
         job = self.world.jobs.get(job_id)

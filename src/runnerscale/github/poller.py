@@ -1,0 +1,180 @@
+"""One GitHub poll: which repositories it reads and how, written once for every transport.
+
+A poll of a target finds its active jobs. For a ``repo:`` target that is a full read of the
+repository; for an ``org:`` target, the organisation's repository list (whole every
+``REPO_LIST_TTL``, its first page or nothing in between) and the
+:class:`~runnerscale.github.schedule.RepoSchedule` choose which repositories to read in full
+(both active run lists) and which to probe (their newest runs, in one request); then the jobs
+of each active run. An ``enterprise:`` target is not polled: GitHub has no API listing an
+enterprise's jobs.
+
+:class:`Poller` does all of that over a :class:`PollReader`, the few reads a poll makes. The
+daemon's reader is :class:`~runnerscale.github.client.GitHubClient` (githubkit over HTTP);
+``runnerscale simulate``'s is :class:`~runnerscale.simulation.github.SimulatedGitHub` (the
+in-process simulator). Each reader makes its reads conditional as its transport allows (an
+unchanged answer is a free 304) and accounts for its requests; the poller never sees a
+request. So a simulated figure is a figure of this code.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Literal, Protocol
+
+from runnerscale.github.schedule import PROBE_RUNS, ListedRepo, PollHints, PollPlan, RepoSchedule
+from runnerscale.model import Target
+from runnerscale.protocols import GitHubError, ObservedJob
+
+__all__ = ["ACTIVE_RUN_STATUSES", "PER_PAGE", "PollReader", "Poller", "RunStatus"]
+
+log = logging.getLogger("runnerscale.github")
+
+#: Items per page of every list read (GitHub's maximum).
+PER_PAGE = 100
+RunStatus = Literal["queued", "in_progress"]
+#: Statuses of workflow runs whose jobs may need a runner or hold one.
+ACTIVE_RUN_STATUSES: tuple[RunStatus, ...] = ("queued", "in_progress")
+
+
+class PollReader(Protocol):
+    """The reads a poll makes. Each raises :class:`~runnerscale.protocols.GitHubError` when
+    GitHub refuses or fails; lists are read whole (every page) unless a page is named."""
+
+    @property
+    def sees_whole_org(self) -> bool:
+        """True when the organisation's own repository list is what may be read (a token); False
+        for a GitHub App, which reads its installation's list (:meth:`installation_repos`) and
+        takes from the organisation's first page only news of repositories it already knows."""
+        ...
+
+    async def org_repos_page(self, org: str, page: int) -> list[ListedRepo]:
+        """Page ``page`` (from 1) of ``GET /orgs/ORG/repos?sort=pushed``: most recently pushed
+        first, :data:`PER_PAGE` a page."""
+        ...
+
+    async def installation_repos(self, org: str) -> list[ListedRepo]:
+        """Every repository the App's installation on ``org`` may see (no order)."""
+        ...
+
+    async def newest_runs(self, repo: str) -> list[tuple[int, str]]:
+        """The :data:`PROBE_RUNS` newest runs of a repository: (run id, status)."""
+        ...
+
+    async def runs(self, repo: str, status: RunStatus) -> list[int]:
+        """The ids of a repository's runs with that status."""
+        ...
+
+    async def jobs_of_run(self, repo: str, run_id: int) -> list[ObservedJob]:
+        """The jobs of a run's latest attempt."""
+        ...
+
+    async def get_job(self, repo: str, job_id: int) -> ObservedJob | None:
+        """One job; None when GitHub does not know it (any more)."""
+        ...
+
+
+class Poller:
+    """:meth:`active_jobs` of the controller's :class:`~runnerscale.protocols.GitHubAPI`, over
+    a :class:`PollReader`. ``clock`` is GitHub's time (``pushed_at``'s); ``hints`` is what the
+    controller knows (its active repositories, whether webhooks arrive)."""
+
+    def __init__(
+        self,
+        reader: PollReader,
+        clock: Callable[[], float],
+        hints: Callable[[], PollHints] = PollHints,
+    ) -> None:
+        self._reader = reader
+        self._clock = clock
+        #: What the controller knows (the daemon sets it once the controller exists).
+        self.hints = hints
+        self._schedule = RepoSchedule()
+        #: Target.key -> (when the list was last read whole, the list as it is known).
+        self._repo_lists: dict[str, tuple[float, list[ListedRepo]]] = {}
+        self._said_webhooks_only: set[str] = set()
+
+    async def active_jobs(self, target: Target) -> list[ObservedJob]:
+        if target.kind == "enterprise":
+            # GitHub has no API listing an enterprise's organisations' jobs: they arrive by
+            # webhook (an enterprise or organisation hook); organisations listed as targets
+            # too are polled as a safety net.
+            if target.key not in self._said_webhooks_only:
+                self._said_webhooks_only.add(target.key)
+                log.warning(
+                    "enterprise %s: jobs come from webhooks only (GitHub has no API listing an "
+                    "enterprise's jobs); add its organisations as targets for polling",
+                    target.name,
+                )
+            return []
+        jobs: list[ObservedJob] = []
+        listed = await self._repos_of(target)
+        plan = PollPlan(full=[repo.name for repo in listed], probe=[])
+        now = self._clock()
+        if target.kind == "org":
+            plan = self._schedule.plan(target.key, listed, self.hints(), now)
+        by_name = {repo.name: repo for repo in listed}
+        for repo in plan.full + plan.probe:
+            run_ids = await self._probe(repo) if repo in plan.probe else None
+            if run_ids is None:
+                run_ids = []
+                for status in ACTIVE_RUN_STATUSES:
+                    run_ids.extend(await self._reader.runs(repo, status))
+            self._schedule.record(by_name[repo], bool(run_ids), now)
+            for run_id in dict.fromkeys(run_ids):
+                jobs.extend(await self._reader.jobs_of_run(repo, run_id))
+        return jobs
+
+    async def _probe(self, repo: str) -> list[int] | None:
+        """The active ones among a repository's newest runs, in one request; None when they
+        are all active (there may be more: read the repository in full)."""
+        statuses = await self._reader.newest_runs(repo)
+        active = [run_id for run_id, status in statuses if status != "completed"]
+        return None if len(active) >= PROBE_RUNS else active
+
+    async def _repos_of(self, target: Target) -> list[ListedRepo]:
+        if target.kind == "repo":
+            return [ListedRepo(target.name)]
+        if target.kind != "org":
+            raise _unsupported(target)
+        now = self._clock()
+        cached = self._repo_lists.get(target.key)
+        how = self._schedule.list_read(self.hints(), None if cached is None else now - cached[0])
+        if cached is not None and how == "cached":
+            return cached[1]
+        if cached is not None and how == "recent":
+            recent = await self._reader.org_repos_page(target.name, 1)
+            # An App sees only its installation's repositories: new ones wait for the full list.
+            repos = RepoSchedule.merge_recent(
+                cached[1], recent, add_new=self._reader.sees_whole_org
+            )
+            self._repo_lists[target.key] = (cached[0], repos)
+            return repos
+        repos = await self._list_org_repos(target.name)
+        self._repo_lists[target.key] = (now, repos)
+        self._schedule.forget_except(repo.name for repo in repos)
+        return repos
+
+    async def _list_org_repos(self, org: str) -> list[ListedRepo]:
+        if not self._reader.sees_whole_org:
+            # The installation's own list: only what the App may see, one list for all.
+            return await self._reader.installation_repos(org)
+        # Most recently pushed first: pushes move repositories to the first page, so the
+        # pages behind it rarely change and re-reading them is a free 304.
+        repos: list[ListedRepo] = []
+        page = 1
+        while True:
+            batch = await self._reader.org_repos_page(org, page)
+            repos += batch
+            if len(batch) < PER_PAGE:
+                # A push between two pages moves a repository up: count it once.
+                return RepoSchedule.merge_recent([], repos, add_new=True)
+            page += 1
+
+
+def _unsupported(target: Target) -> GitHubError:
+    return GitHubError(
+        f"{target.kind} targets cannot list jobs ({target.name}): GitHub has no API for an "
+        "enterprise's jobs; jobs come from webhooks (an enterprise or organisation webhook), "
+        "or add the organisations as targets too"
+    )
