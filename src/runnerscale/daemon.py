@@ -19,18 +19,17 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from runnerscale.clock import Clock, SystemClock
 from runnerscale.config.schema import AppConfig, Config, GitHubConfig, PoolConfig
-from runnerscale.controller.actions import PoolRuntime
-from runnerscale.controller.janitor import JanitorSettings
-from runnerscale.controller.loops import Controller, ControllerSettings
+from runnerscale.controller.loops import Controller
 from runnerscale.github.client import AppCredentials, GitHubClient
 from runnerscale.hostlabels import HostFacts, HostLabelError, expand_labels
 from runnerscale.httpserve import LoopbackServer
 from runnerscale.metrics import Metrics
-from runnerscale.model import ARCH_LABELS, AUTO_LABEL, PoolSpec
+from runnerscale.model import ARCH_LABELS, AUTO_LABEL
 from runnerscale.protocols import GitHubError, Provider, ProviderError
 from runnerscale.providers.registry import BackendContext, UnknownBackendError, backend
 from runnerscale.server import DaemonHTTP
 from runnerscale.store import SqlStore, open_store
+from runnerscale.wiring import apply_settings, build_controller, pool_runtime
 
 log = logging.getLogger("runnerscale")
 
@@ -184,40 +183,6 @@ def resolve_host_labels(
     return config.model_copy(update={"pools": pools})
 
 
-def pool_runtime(
-    config: Config,
-    pool: PoolConfig,
-    spec: PoolSpec,
-    provider: Provider,
-    waiting: str | None = None,
-) -> PoolRuntime:
-    """The pool as the controller runs it. ``waiting``: why its labels are not known yet; it
-    then serves no job, keeps no idle runner, and shows unhealthy with that reason."""
-    cap = spec.max_runners
-    capacity_of = backend(pool.provider).capacity
-    host_cap = None if capacity_of is None else capacity_of(pool.settings)
-    if host_cap is not None:
-        # A pool cannot run more runners than its host allows (the local backend's capacity).
-        cap = min(cap, host_cap)
-    capped = PoolSpec(
-        name=spec.name,
-        labels=spec.labels,
-        max_runners=cap,
-        min_idle=0 if waiting else min(spec.min_idle, cap),
-        idle_timeout=spec.idle_timeout,
-        boot_timeout=spec.boot_timeout,
-        order=spec.order,
-        ready=waiting is None,
-    )
-    runtime = PoolRuntime(
-        spec=capped, provider=provider, labels=tuple(pool.labels), prefix=pool.runner_prefix
-    )
-    if waiting:
-        runtime.healthy = False
-        runtime.last_error = waiting
-    return runtime
-
-
 @dataclass
 class Daemon:
     config: Config
@@ -255,11 +220,6 @@ class Daemon:
         facts: dict[str, HostFacts] = {}
         waiting: dict[str, str] = {}
         config = resolve_host_labels(config, providers, facts, waiting)
-        specs = config.pool_specs()
-        pools = [
-            pool_runtime(config, pool, spec, providers[pool.name], waiting.get(pool.name))
-            for pool, spec in zip(config.pools, specs, strict=True)
-        ]
         for name, reason in waiting.items():
             log.warning(
                 "%s. Pool %s takes no jobs until its engine answers (asked again every %gs)",
@@ -269,28 +229,18 @@ class Daemon:
             )
         holder: dict[str, Controller] = {}
         metrics = Metrics(lambda: holder["controller"].status, lambda: github.budget)
-        settings = ControllerSettings(
-            poll_interval=config.poll_interval,
-            webhook_poll_interval=config.webhook_poll_interval,
-            janitor_interval=config.timeouts.janitor_interval,
-            queued_recheck=config.timeouts.queued_recheck,
-            janitor=JanitorSettings(
-                create_timeout=config.timeouts.create, delete_timeout=config.timeouts.delete
-            ),
-        )
-        controller = Controller(
-            store,
-            github,
-            clock,
-            pools=pools,
-            targets=config.to_targets(),
-            settings=settings,
+        controller = build_controller(
+            config,
+            store=store,
+            github=github,
+            clock=clock,
+            providers=providers,
+            waiting=waiting,
             events=metrics.events(),
             on_job_started=metrics.job_started,
             poll_pacer=github.poll_interval,
         )
         holder["controller"] = controller
-        github.poll_hints = controller.poll_hints
         secret = github_config.webhook_secret
         http = DaemonHTTP(
             controller,
@@ -382,7 +332,7 @@ class Daemon:
         pools = list(self.config.pools)
         pools[index] = resolved
         self.config = self.config.model_copy(update={"pools": pools})
-        updated = pool_runtime(self.config, resolved, resolved.to_spec(index), runtime.provider)
+        updated = pool_runtime(resolved, resolved.to_spec(index), runtime.provider)
         runtime.spec = updated.spec
         runtime.labels = updated.labels
         runtime.succeeded()
@@ -418,7 +368,7 @@ class Daemon:
                     "apply them (runners keep running and are adopted)"
                 )
             updated = pool_runtime(
-                config, pool_config, spec, runtime.provider, self.waiting.get(pool_config.name)
+                pool_config, spec, runtime.provider, self.waiting.get(pool_config.name)
             )
             if updated.spec != runtime.spec:
                 changes.append(f"pool {pool_config.name}: limits updated")
@@ -427,12 +377,6 @@ class Daemon:
                     runtime.last_error = None
                 runtime.spec = updated.spec
             runtime.labels = updated.labels
-        settings = self.controller.settings
-        settings.poll_interval = config.poll_interval
-        settings.webhook_poll_interval = config.webhook_poll_interval
-        settings.janitor_interval = config.timeouts.janitor_interval
-        settings.queued_recheck = config.timeouts.queued_recheck
-        settings.janitor.create_timeout = config.timeouts.create
-        settings.janitor.delete_timeout = config.timeouts.delete
+        apply_settings(self.controller.settings, config)
         self.config = config
         return changes

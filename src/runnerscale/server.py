@@ -26,14 +26,13 @@ from runnerscale.github.webhooks import (
     HEADER_DELIVERY,
     HEADER_EVENT,
     HEADER_SIGNATURE_256,
+    Verdict,
+    WebhookIntake,
     WebhookPayloadError,
-    WorkflowJobEvent,
-    parse_workflow_job_event,
     verify_signature,
 )
 from runnerscale.metrics import Metrics
-from runnerscale.model import JobState
-from runnerscale.protocols import GitHubError, ObservedJob, ProviderError, Store
+from runnerscale.protocols import GitHubError, ProviderError, Store
 
 log = logging.getLogger("runnerscale.server")
 
@@ -43,26 +42,6 @@ MAX_WEBHOOK_BYTES = 25 * 1024 * 1024
 
 def _message(status: int, message: str) -> JSONResponse:
     return JSONResponse({"message": message}, status_code=status)
-
-
-def observed_from_event(event: WorkflowJobEvent) -> ObservedJob:
-    job = event.workflow_job
-    state = JobState(job.status)
-    return ObservedJob(
-        id=job.id,
-        repo=event.repo_full_name,
-        labels=tuple(job.labels),
-        state=state,
-        created_at=job.created_at.timestamp(),
-        run_id=job.run_id,
-        name=job.name,
-        started_at=job.started_at.timestamp()
-        if job.started_at and state not in (JobState.QUEUED, JobState.WAITING)
-        else None,
-        completed_at=job.completed_at.timestamp() if job.completed_at else None,
-        runner_name=job.runner_name or None,
-        conclusion=job.conclusion,
-    )
 
 
 async def _read_limited(request: Request) -> bytes | None:
@@ -94,6 +73,7 @@ class DaemonHTTP:
         self.metrics = metrics
         self._secret = webhook_secret
         self.budget = budget
+        self.intake = WebhookIntake(store, controller.covers, controller.clock)
 
     def app(self) -> Starlette:
         return Starlette(
@@ -127,17 +107,16 @@ class DaemonHTTP:
         if event_name != "workflow_job":
             return Response(status_code=204)
         try:
-            event = parse_workflow_job_event(body)
+            intake = self.intake.take(body, request.headers.get(HEADER_DELIVERY))
         except WebhookPayloadError as error:
             return _message(400, str(error))
-        delivery = request.headers.get(HEADER_DELIVERY)
-        now = self.controller.clock.now()
-        if delivery and not self.store.remember_delivery(delivery, now):
-            return JSONResponse({"message": "duplicate delivery ignored"}, status_code=200)
-        if not self.controller.covers(event.repo_full_name):
-            return JSONResponse({"message": "repository not among the targets"}, status_code=202)
-        self.controller.submit(observed_from_event(event))
-        log.debug("webhook: job %s %s", event.workflow_job.id, event.action)
+        if intake.verdict is Verdict.DUPLICATE:
+            return JSONResponse({"message": intake.verdict.value}, status_code=200)
+        if intake.verdict is Verdict.NOT_A_TARGET:
+            return JSONResponse({"message": intake.verdict.value}, status_code=202)
+        assert intake.observed is not None
+        self.controller.submit(intake.observed)
+        log.debug("webhook: job %s %s", intake.event.workflow_job.id, intake.event.action)
         return JSONResponse({"message": "accepted"}, status_code=202)
 
     # ------------------------------------------------------------------ observability

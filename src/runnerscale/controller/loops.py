@@ -283,38 +283,57 @@ class Controller:
         """Run ``step`` forever; the interval is read from the settings each cycle, so a
         reloaded configuration takes effect at the next one."""
         while True:
-            failed = True
+            error: BaseException | None = None
             try:
                 await step()
-                failed = False
             except asyncio.CancelledError:
                 raise
-            except (GitHubError, ProviderError) as error:
-                self.errors[name] += 1
-                log.warning("%s: %s", name, error)
-                if isinstance(error, GitHubError) and error.retry_after:
-                    await self.clock.sleep(error.retry_after)
-            except Exception:
-                self.errors[name] += 1
+            except (GitHubError, ProviderError) as caught:
+                error = caught
+                log.warning("%s: %s", name, caught)
+            except Exception as caught:
+                error = caught
                 log.exception("%s loop failed; retrying next cycle", name)
-            self._failures[name] = self._failures[name] + 1 if failed else 0
             if interval_setting is None:
+                wait = self.after_cycle(name, error, None)
+                if wait:
+                    await self.clock.sleep(wait)
                 continue
             interval = float(getattr(self.settings, interval_setting))
-            if self._failures[name]:
-                interval = self.failure_delay(interval, self._failures[name])
-                log.info(
-                    "%s: failed %d time(s) in a row; next try in %.0fs",
-                    name,
-                    self._failures[name],
-                    interval,
-                )
-                await self.clock.sleep(interval)
+            wait = self.after_cycle(name, error, interval)
+            if wait is not None:
+                await self.clock.sleep(wait)
             elif name == "reconcile":
                 await wait_for(self.clock, self._kick, interval)
                 self._kick.clear()
             else:
                 await self.clock.sleep(interval)
+
+    def after_cycle(
+        self, name: str, error: BaseException | None, interval: float | None
+    ) -> float | None:
+        """The loops' failure rule, the daemon's and the simulation's alike: after one cycle
+        of loop ``name`` that raised ``error`` (None: it succeeded), count it, and say how long
+        to wait before the next cycle: None after a success (the loop's own interval), else
+        what GitHub's ``retry_after`` asks, then the interval stretched by
+        :meth:`failure_delay` for the failures in a row (``interval`` None: a loop without
+        one, which waits only for ``retry_after``)."""
+        if error is None:
+            self._failures[name] = 0
+            return None
+        self.errors[name] += 1
+        self._failures[name] += 1
+        retry = error.retry_after if isinstance(error, GitHubError) and error.retry_after else 0.0
+        if interval is None:
+            return retry
+        delay = self.failure_delay(interval, self._failures[name])
+        log.info(
+            "%s: failed %d time(s) in a row; next try in %.0fs",
+            name,
+            self._failures[name],
+            delay,
+        )
+        return retry + delay
 
     def failure_delay(self, interval: float, failures: int) -> float:
         """After ``failures`` failed cycles in a row: the interval doubled per failure, capped

@@ -6,6 +6,13 @@ they name (types, required keys, the known ``action`` values), so a delivery eit
 trustworthy facts or a :class:`WebhookPayloadError` that says what was wrong without echoing
 the (possibly huge, possibly hostile) payload back into logs.
 
+:class:`WebhookIntake` is the one intake of deliveries, used by the daemon's HTTP server and by
+the simulation alike: parse, drop a repeated delivery (its ``X-GitHub-Delivery`` GUID is
+remembered in the store), drop a repository outside the targets, and translate the rest into
+the controller's :class:`~runnerscale.protocols.ObservedJob` (:func:`observed_from_event`).
+Repeated or reordered *transitions* of a job need no filter here: the store merges job
+observations forward only, and the controller skips an observation identical to the last.
+
 Signatures are GitHub's ``X-Hub-Signature-256``: an HMAC-SHA256 of the raw body keyed with the
 webhook secret. Signing and the constant-time comparison come from githubkit, the project's
 GitHub library; this module only adds the strict header checks around them.
@@ -13,13 +20,19 @@ GitHub library; this module only adds the strict header checks around them.
 
 from __future__ import annotations
 
+import enum
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Literal
 
 from githubkit.webhooks import sign as _githubkit_sign
 from githubkit.webhooks import verify as _githubkit_verify
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+from runnerscale.model import JobState
+from runnerscale.protocols import Clock, ObservedJob, Store
 
 __all__ = [
     "HEADER_DELIVERY",
@@ -32,13 +45,17 @@ __all__ = [
     "WORKFLOW_JOB_EVENT",
     "AccountRef",
     "InstallationRef",
+    "Intake",
     "OrganizationRef",
     "RepositoryRef",
+    "Verdict",
+    "WebhookIntake",
     "WebhookPayloadError",
     "WorkflowJob",
     "WorkflowJobAction",
     "WorkflowJobEvent",
     "WorkflowJobStatus",
+    "observed_from_event",
     "parse_workflow_job_event",
     "sign",
     "verify_signature",
@@ -194,6 +211,71 @@ def _describe(exc: ValidationError) -> str:
     if len(errors) > _MAX_REPORTED_ERRORS:
         parts.append(f"and {len(errors) - _MAX_REPORTED_ERRORS} more")
     return "workflow_job payload does not fit the expected shape: " + "; ".join(parts)
+
+
+def observed_from_event(event: WorkflowJobEvent) -> ObservedJob:
+    """The controller's view of a delivery: the job's state is ``workflow_job.status``, not
+    ``action`` (GitHub sends ``action: queued`` with ``status: waiting`` for jobs held by an
+    environment); ``started_at`` only once it left the queue."""
+    job = event.workflow_job
+    state = JobState(job.status)
+    return ObservedJob(
+        id=job.id,
+        repo=event.repo_full_name,
+        labels=tuple(job.labels),
+        state=state,
+        created_at=job.created_at.timestamp(),
+        run_id=job.run_id,
+        name=job.name,
+        started_at=job.started_at.timestamp()
+        if job.started_at and state not in (JobState.QUEUED, JobState.WAITING)
+        else None,
+        completed_at=job.completed_at.timestamp() if job.completed_at else None,
+        runner_name=job.runner_name or None,
+        conclusion=job.conclusion,
+    )
+
+
+class Verdict(enum.Enum):
+    """What the intake made of a delivery."""
+
+    #: A job of a target: hand ``Intake.observed`` to the controller.
+    ACCEPTED = "accepted"
+    #: A delivery already taken (the same ``X-GitHub-Delivery``): nothing to do.
+    DUPLICATE = "duplicate delivery ignored"
+    #: A repository outside every target: nothing to do.
+    NOT_A_TARGET = "repository not among the targets"
+
+
+@dataclass(frozen=True)
+class Intake:
+    verdict: Verdict
+    event: WorkflowJobEvent
+    #: The observation to hand over (``ACCEPTED`` only).
+    observed: ObservedJob | None = None
+
+
+@dataclass
+class WebhookIntake:
+    """The one intake of ``workflow_job`` deliveries (the HTTP server and the simulation).
+
+    The delivery's GUID is remembered before the target check, so a repeated delivery is a
+    duplicate whatever its repository; a delivery without a GUID is never a duplicate.
+    """
+
+    store: Store
+    #: Whether a repository belongs to a target (``Controller.covers``).
+    covers: Callable[[str], bool]
+    clock: Clock
+
+    def take(self, body: bytes | str, delivery: str | None) -> Intake:
+        """Raises :class:`WebhookPayloadError` for a body that is not a ``workflow_job``."""
+        event = parse_workflow_job_event(body)
+        if delivery and not self.store.remember_delivery(delivery, self.clock.now()):
+            return Intake(Verdict.DUPLICATE, event)
+        if not self.covers(event.repo_full_name):
+            return Intake(Verdict.NOT_A_TARGET, event)
+        return Intake(Verdict.ACCEPTED, event, observed_from_event(event))
 
 
 def sign(secret: str, body: bytes) -> str:

@@ -22,15 +22,11 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from runnerscale.config.schema import Config
+from runnerscale.config.schema import Config, PoolConfig
 from runnerscale.config.simulation import SimulationConfig
-from runnerscale.controller.actions import PoolRuntime
-from runnerscale.controller.janitor import JanitorSettings
-from runnerscale.controller.loops import Controller, ControllerSettings
-from runnerscale.github.webhooks import WebhookPayloadError, parse_workflow_job_event
+from runnerscale.github.webhooks import Verdict, WebhookIntake, WebhookPayloadError
 from runnerscale.model import normalize_labels
 from runnerscale.protocols import GitHubError, ProviderError
-from runnerscale.server import observed_from_event
 from runnerscale.sim.clock import VirtualClock
 from runnerscale.sim.entities import Job
 from runnerscale.sim.faults import FaultPlan, Faults
@@ -42,6 +38,7 @@ from runnerscale.sim.world import JobSpec, World, WorldSettings
 from runnerscale.simulation.backend import SimulatedBackend
 from runnerscale.simulation.github import SimulatedGitHub
 from runnerscale.store.memory import MemoryStore
+from runnerscale.wiring import build_controller
 
 #: The virtual clock starts here (2026-01-01T00:00:00Z); reports count from it.
 EPOCH = 1_767_225_600.0
@@ -67,6 +64,11 @@ class Policy:
 
 RUNNERSCALE = Policy("runnerscale")
 POLL_60 = Policy("poll-60", webhooks=False, poll_interval=60.0, periodic_reconcile=False)
+
+
+def no_host_cap(pool: PoolConfig) -> int | None:
+    """A simulated backend has no host of its own: a pool's cap is its ``max_runners``."""
+    return None
 
 
 def simulation_model(config: Config, pool_name: str) -> SimulationConfig:
@@ -122,43 +124,28 @@ class Engine:
         self.github = SimulatedGitHub(self.world, self.faults, self.rate_limits)
         self.store = MemoryStore()
         self.backends: dict[str, SimulatedBackend] = {}
-        pools: list[PoolRuntime] = []
-        for pool, spec in zip(config.pools, config.pool_specs(), strict=True):
-            backend = SimulatedBackend(
+        for pool in config.pools:
+            self.backends[pool.name] = SimulatedBackend(
                 pool.name,
                 simulation_model(config, pool.name),
                 self.world,
                 self.schedule,
                 random.Random(rng.random()),  # noqa: S311
             )
-            self.backends[pool.name] = backend
-            pools.append(
-                PoolRuntime(
-                    spec=spec,
-                    provider=backend,
-                    labels=tuple(pool.labels),
-                    prefix=pool.runner_prefix,
-                )
-            )
         names = random.Random(rng.random())  # noqa: S311
-        self.controller = Controller(
-            self.store,
-            self.github,
-            self.clock,
-            pools=pools,
-            targets=config.to_targets(),
-            settings=ControllerSettings(
-                poll_interval=policy.poll_interval or config.poll_interval,
-                webhook_poll_interval=config.webhook_poll_interval,
-                janitor_interval=config.timeouts.janitor_interval,
-                queued_recheck=config.timeouts.queued_recheck,
-                janitor=JanitorSettings(
-                    create_timeout=config.timeouts.create, delete_timeout=config.timeouts.delete
-                ),
-            ),
+        # The daemon's own wiring; what differs is a parameter: the virtual clock, the
+        # in-process GitHub, the simulated backends (which have no host of their own to cap
+        # a pool: ``max_runners`` is the cap), the policy's poll, seeded runner names.
+        self.controller = build_controller(
+            config,
+            store=self.store,
+            github=self.github,
+            clock=self.clock,
+            providers=self.backends,
+            capacity=no_host_cap,
+            poll_interval=policy.poll_interval,
             runner_suffix=lambda: f"{names.getrandbits(32):08x}",
         )
-        self.github.poll_hints = self.controller.poll_hints
         # The trace's repositories exist before the replay starts, last pushed to a while
         # before it (within a day, so the first poll still probes them): a push at the very
         # instant of the first poll would make every first read ambiguous to the second.
@@ -170,6 +157,7 @@ class Engine:
             elif target.kind == "repo":
                 self.world.ensure_repo(target.name)
         self.world.add_listener(self._on_job_event)
+        self.intake = WebhookIntake(self.store, self.controller.covers, self.clock)
         self._servable = {
             index
             for index, job in enumerate(self.trace)
@@ -193,16 +181,17 @@ class Engine:
         them, and wait at least what GitHub's ``retry_after`` asks before the next run."""
 
         async def repeat() -> None:
-            delay = interval
+            error: GitHubError | ProviderError | None = None
             try:
                 result = step()
                 if result is not None:
                     await result
-            except (GitHubError, ProviderError) as error:
-                self.controller.errors[name] += 1
-                if isinstance(error, GitHubError) and error.retry_after:
-                    delay = max(delay, error.retry_after)
-            self.schedule(self.clock.now() + delay, repeat)
+            except (GitHubError, ProviderError) as caught:
+                error = caught
+            # The daemon's rule after a cycle: count a failure, back off after failures in a
+            # row, and wait at least what GitHub's ``retry_after`` asks.
+            wait = self.controller.after_cycle(name, error, interval)
+            self.schedule(self.clock.now() + (interval if wait is None else wait), repeat)
 
         self.schedule(first, repeat)
 
@@ -265,16 +254,16 @@ class Engine:
     def _deliver(self, delivery: Delivery) -> Step:
         def deliver() -> None:
             try:
-                event = parse_workflow_job_event(delivery.body)
+                intake = self.intake.take(delivery.body, delivery.guid)
             except WebhookPayloadError:
                 return
             delivery.status = "delivered"
             delivery.status_code = 202
-            if not self.controller.covers(event.repo_full_name):
+            if intake.verdict is not Verdict.ACCEPTED:
                 return
-            if not self.store.remember_delivery(delivery.guid, self.clock.now()):
-                return
-            self.controller.observe_webhook(observed_from_event(event))
+            assert intake.observed is not None
+            # The daemon queues it for its events loop; here it is folded in at once.
+            self.controller.observe_webhook(intake.observed)
             self._reconcile_soon()
 
         return deliver
