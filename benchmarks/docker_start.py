@@ -51,8 +51,8 @@ from tests.docker_engine import (
 
 from runnerscale.config import parse_config
 from runnerscale.daemon import Daemon
-from runnerscale.sim.server import SimulatorOptions, SimulatorServer
-from runnerscale.sim.world import JobSpec, WorldSettings
+from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
+from runnerscale.fakegithub.world import JobSpec, WorldSettings
 
 TOKEN = "ghp_benchmark_token_0123456789"
 SECRET = "benchmark-webhook-secret"

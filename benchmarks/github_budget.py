@@ -25,8 +25,8 @@ from pathlib import Path
 
 from runnerscale.config import Config, load_config
 from runnerscale.github.budget import CORE, REGISTRATION
-from runnerscale.sim.trace import TraceJob, read_trace
 from runnerscale.simulation.engine import RUNNERSCALE, Engine, Policy
+from runnerscale.simulation.trace import TraceJob, read_trace
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACES = ROOT.parent / "shared" / "traces"

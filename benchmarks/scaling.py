@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 from runnerscale.config import load_config
-from runnerscale.sim.report import markdown_table
-from runnerscale.sim.results import Figures, SimulationResult
-from runnerscale.sim.trace import read_trace
+from runnerscale.simulation.report import markdown_table
+from runnerscale.simulation.results import Figures, SimulationResult
 from runnerscale.simulation.run import simulate
+from runnerscale.simulation.trace import read_trace
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACES = ("workday", "matrix-bursts", "nightly")

@@ -12,8 +12,8 @@ No image registry is reachable, so the image is made here: a minimal Debian root
 
 - the runner image's real entrypoint (``images/runner/entrypoint.sh``) as
   ``/usr/local/bin/runnerscale-entrypoint``;
-- ``/home/runner/run.sh``, which starts the stand-in runner (``runnerscale.sim.runner``) the way
-  the official ``run.sh --jitconfig`` starts the real one;
+- ``/home/runner/run.sh``, which starts the stand-in runner (``runnerscale.fakegithub.runner``) the
+  way the official ``run.sh --jitconfig`` starts the real one;
 - the ``runnerscale`` package and the pure-Python libraries the stand-in runner needs, under
   ``/opt/runnerscale``;
 - a non-root user ``runner`` (uid 1001), the image's default user, as in ``images/runner``.
@@ -79,7 +79,7 @@ RUN_SH = """\
 #!/bin/sh
 # The stand-in for the official runner's run.sh: same arguments (--jitconfig ENCODED).
 exec python3 -c 'import asyncio, sys
-from runnerscale.sim.runner import run_stand_in
+from runnerscale.fakegithub.runner import run_stand_in
 sys.exit(asyncio.run(run_stand_in(sys.argv[2])))' "$@"
 """
 

@@ -15,8 +15,8 @@ from starlette.applications import Starlette
 from typer.testing import CliRunner
 
 from runnerscale.cli import app
+from runnerscale.fakegithub.tls import CA_FILE, ensure_certificates
 from runnerscale.httpserve import LoopbackServer
-from runnerscale.sim.tls import CA_FILE, ensure_certificates
 
 runner = CliRunner()
 

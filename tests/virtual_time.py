@@ -3,7 +3,7 @@
 The simulator (``SimulatorServer(options, clock)``), the production client
 (``GitHubClient(clock=..., sleep=...)``) and the trace export (``sleep=``) take their time from
 an injected clock. A test of what they do with time runs them on one
-:class:`~runnerscale.sim.clock.VirtualClock`, so nothing waits for time to pass: the test moves
+:class:`~runnerscale.clock.VirtualClock`, so nothing waits for time to pass: the test moves
 the clock (``clock.advance(seconds)``), or the code under test sleeps with :class:`SkipAhead`,
 which moves the clock on instead of waiting. Requests still go over real sockets; only time is
 virtual.
@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from runnerscale.sim.clock import VirtualClock
+from runnerscale.clock import VirtualClock
 
 
 def virtual_clock() -> VirtualClock:

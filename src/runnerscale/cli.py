@@ -25,10 +25,10 @@ from runnerscale import __version__
 
 if TYPE_CHECKING:
     from runnerscale.config.schema import Config
+    from runnerscale.fakegithub.faults import FaultPlan
+    from runnerscale.fakegithub.server import SimulatorOptions
+    from runnerscale.fakegithub.tls import ServerTls
     from runnerscale.logs import RedactSecrets
-    from runnerscale.sim.faults import FaultPlan
-    from runnerscale.sim.server import SimulatorOptions
-    from runnerscale.sim.tls import ServerTls
 
 app = typer.Typer(
     name="runnerscale",
@@ -144,8 +144,8 @@ def fake_github(
     ] = None,
 ) -> None:
     """Serve a simulated GitHub (REST API at / and /api/v3/, webhooks, control API under /_sim/)."""
-    from runnerscale.sim.server import SimulatorOptions
-    from runnerscale.sim.world import WorldSettings
+    from runnerscale.fakegithub.server import SimulatorOptions
+    from runnerscale.fakegithub.world import WorldSettings
 
     tokens = list(token or [])
     if env_token := os.environ.get("RUNNERSCALE_SIM_TOKEN"):
@@ -198,7 +198,7 @@ def fake_github(
 
 def _token_scopes(given: str | None, tokens: list[str]) -> dict[str, frozenset[str]]:
     """``--token-scopes`` as the scopes of every token; a clear error for an unknown scope."""
-    from runnerscale.sim.scopes import parse_scopes
+    from runnerscale.fakegithub.scopes import parse_scopes
 
     if given is None:
         return {}
@@ -219,7 +219,7 @@ def _server_tls(
     """The certificate ``fake-github`` serves https with: made in ``folder`` (``--tls``), the
     user's own (``--tls-cert``/``--tls-key``), or none; every misuse is a clear error."""
     from runnerscale.config.paths import default_state_dir
-    from runnerscale.sim.tls import TlsError, ensure_certificates, load_own_certificate
+    from runnerscale.fakegithub.tls import TlsError, ensure_certificates, load_own_certificate
 
     if (cert is None) != (key is None):
         raise fail(
@@ -251,7 +251,7 @@ def _server_tls(
 
 
 async def _serve_simulator(options: SimulatorOptions) -> None:
-    from runnerscale.sim.server import SimulatorServer
+    from runnerscale.fakegithub.server import SimulatorServer
 
     server = SimulatorServer(options)
     await server.start()
@@ -305,7 +305,7 @@ def sim_runner(
     ],
 ) -> None:
     """Stand-in for the official runner: take one job from the simulator, run it, exit."""
-    from runnerscale.sim.runner import run_stand_in
+    from runnerscale.fakegithub.runner import run_stand_in
 
     raise typer.Exit(asyncio.run(run_stand_in(jitconfig)))
 
@@ -616,9 +616,9 @@ def simulate(
     from rich.progress import Progress
 
     from runnerscale.logs import setup_logging
-    from runnerscale.sim.report import comparison_table, render_html
-    from runnerscale.sim.trace import TraceError, read_trace
+    from runnerscale.simulation.report import comparison_table, render_html
     from runnerscale.simulation.run import simulate as run
+    from runnerscale.simulation.trace import TraceError, read_trace
 
     loaded = _load_for_simulation(config)
     try:
@@ -715,7 +715,7 @@ def _expand_auto_here(config: Config) -> Config:
 def _fault_plan(path: Path | None) -> FaultPlan | None:
     from pydantic import ValidationError
 
-    from runnerscale.sim.faults import FaultPlan
+    from runnerscale.fakegithub.faults import FaultPlan
 
     if path is None:
         return None
@@ -762,8 +762,8 @@ def _run_sweep(
     from pydantic import ValidationError
     from rich.progress import Progress
 
-    from runnerscale.sim.report import sweep_table
     from runnerscale.simulation.engine import RUNNERSCALE
+    from runnerscale.simulation.report import sweep_table
     from runnerscale.simulation.run import run_policy
 
     grid = _parse_sweep(sweep)
@@ -807,8 +807,8 @@ def trace_export(
     from githubkit import GitHub
     from rich.progress import Progress
 
-    from runnerscale.sim.export import ExportError, export_trace, parse_since
-    from runnerscale.sim.trace import write_trace
+    from runnerscale.simulation.export import ExportError, export_trace, parse_since
+    from runnerscale.simulation.trace import write_trace
 
     token = os.environ.get("GITHUB_TOKEN")
     if not token:

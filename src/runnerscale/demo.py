@@ -25,11 +25,11 @@ from rich.table import Table
 
 from runnerscale.config.load import parse_config
 from runnerscale.daemon import Daemon
+from runnerscale.fakegithub.entities import JobStatus
+from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
+from runnerscale.fakegithub.world import JobSpec, World, WorldSettings
 from runnerscale.hostlabels import detect_local_host
 from runnerscale.model import RunnerState
-from runnerscale.sim.entities import JobStatus
-from runnerscale.sim.server import SimulatorOptions, SimulatorServer
-from runnerscale.sim.world import JobSpec, World, WorldSettings
 
 CONFIG = """\
 github:

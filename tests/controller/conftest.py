@@ -1,8 +1,9 @@
 """A controller wired to fakes at our own boundaries, a real SQLite file and a virtual clock.
 
-``World`` holds one controller with one pool (``linux``) and one or more targets. Tests call
-the controller's steps directly (``reconcile``, ``poll``, ``sweep``) and move time with
-``clock.advance``; no loop task is started, so nothing is left running. ``restart`` opens the
+``Rig`` (a test rig over fakes, not the simulated GitHub's ``World``) holds one controller with
+one pool (``linux``) and one or more targets. Tests call the controller's steps directly
+(``reconcile``, ``poll``, ``sweep``) and move time with ``clock.advance``; no loop task is
+started, so nothing is left running. ``restart`` opens the
 same database file again under a new controller, as a restarted daemon would, while GitHub and
 the backend (the fakes) keep what they hold.
 """
@@ -15,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from runnerscale.clock import VirtualClock
 from runnerscale.controller.actions import Events, PoolRuntime
 from runnerscale.controller.janitor import JanitorSettings
 from runnerscale.controller.loops import Controller, ControllerSettings
 from runnerscale.model import JobState, PoolSpec, Runner, RunnerState, Target, normalize_labels
 from runnerscale.protocols import ObservedJob
-from runnerscale.sim.clock import VirtualClock
 from runnerscale.store import SqlStore, open_store
 from tests.controller.fakes import FakeGitHub, FakeProvider, Journal, RecordingStore
 
@@ -38,7 +39,7 @@ QUEUED_RECHECK = 120.0
 
 
 @dataclass
-class World:
+class Rig:
     path: Path
     clock: VirtualClock
     journal: Journal
@@ -180,19 +181,19 @@ class World:
         return name
 
 
-MakeWorld = Callable[..., World]
+MakeRig = Callable[..., Rig]
 
 
 @pytest.fixture
-def make_world(tmp_path: Path) -> Iterator[MakeWorld]:
-    worlds: list[World] = []
+def make_world(tmp_path: Path) -> Iterator[MakeRig]:
+    worlds: list[Rig] = []
 
     def make(
         *,
         max_runners: int = 3,
         min_idle: int = 0,
         targets: tuple[Target, ...] = (REPO_A,),
-    ) -> World:
+    ) -> Rig:
         journal = Journal()
         spec = PoolSpec(
             name="linux",
@@ -202,7 +203,7 @@ def make_world(tmp_path: Path) -> Iterator[MakeWorld]:
             idle_timeout=IDLE_TIMEOUT,
             boot_timeout=BOOT_TIMEOUT,
         )
-        world = World(
+        world = Rig(
             path=tmp_path / f"world{len(worlds)}" / "state.db",
             clock=VirtualClock(),
             journal=journal,
@@ -220,5 +221,5 @@ def make_world(tmp_path: Path) -> Iterator[MakeWorld]:
 
 
 @pytest.fixture
-def world(make_world: MakeWorld) -> World:
+def world(make_world: MakeRig) -> Rig:
     return make_world()

@@ -7,15 +7,15 @@ from __future__ import annotations
 from runnerscale.controller.actions import BACKOFF_BASE
 from runnerscale.model import JobState, RunnerState
 from runnerscale.protocols import GitHubError
-from tests.controller.conftest import BOOT_TIMEOUT, World
+from tests.controller.conftest import BOOT_TIMEOUT, Rig
 
 
-def _pool_health(world: World) -> tuple[bool, str | None]:
+def _pool_health(world: Rig) -> tuple[bool, str | None]:
     (pool,) = world.controller.status.pools
     return pool.healthy, pool.last_error
 
 
-async def test_a_refused_jit_config_fails_the_runner_and_backs_off(world: World) -> None:
+async def test_a_refused_jit_config_fails_the_runner_and_backs_off(world: Rig) -> None:
     world.github.fail("generate_jitconfig", GitHubError("500 internal error"), times=1)
     await world.queue(1)
     start = world.clock.now()
@@ -55,7 +55,7 @@ async def test_a_refused_jit_config_fails_the_runner_and_backs_off(world: World)
     assert _pool_health(world) == (True, None)
 
 
-async def test_several_failures_in_one_cycle_back_off_once(world: World) -> None:
+async def test_several_failures_in_one_cycle_back_off_once(world: Rig) -> None:
     world.github.fail("generate_jitconfig")
     await world.deliver(*(world.job(job_id) for job_id in range(3)))
     start = world.clock.now()
@@ -73,7 +73,7 @@ async def test_several_failures_in_one_cycle_back_off_once(world: World) -> None
     assert world.pool.backoff_until == world.clock.now() + 2 * BACKOFF_BASE
 
 
-async def test_a_backend_failure_undoes_the_github_registration(world: World) -> None:
+async def test_a_backend_failure_undoes_the_github_registration(world: Rig) -> None:
     world.provider.fail("create", times=1)
     await world.queue(1)
     await world.reconcile()
@@ -105,7 +105,7 @@ async def test_a_backend_failure_undoes_the_github_registration(world: World) ->
 
 
 async def test_runners_that_crash_before_coming_online_back_the_pool_off_more_each_time(
-    world: World,
+    world: Rig,
 ) -> None:
     await world.queue(1)
     delays = []
@@ -125,7 +125,7 @@ async def test_runners_that_crash_before_coming_online_back_the_pool_off_more_ea
     assert delays == [BACKOFF_BASE, 2 * BACKOFF_BASE, 4 * BACKOFF_BASE]
 
 
-async def test_a_registration_left_by_a_failed_undo_is_cleaned_as_an_orphan(world: World) -> None:
+async def test_a_registration_left_by_a_failed_undo_is_cleaned_as_an_orphan(world: Rig) -> None:
     world.provider.fail("create", times=1)
     world.github.fail("delete_runner", times=1)
     await world.queue(1)
@@ -139,7 +139,7 @@ async def test_a_registration_left_by_a_failed_undo_is_cleaned_as_an_orphan(worl
     assert world.controller.janitor.cleaned["github_orphan"] == 1
 
 
-async def test_metric_hooks_hear_of_creations_errors_and_cleanups(world: World) -> None:
+async def test_metric_hooks_hear_of_creations_errors_and_cleanups(world: Rig) -> None:
     world.github.fail("generate_jitconfig", times=1)
     await world.queue(1)
     await world.reconcile()

@@ -9,11 +9,11 @@ import pytest
 
 from runnerscale.model import Runner, RunnerState
 from runnerscale.protocols import DeleteOutcome
-from tests.controller.conftest import BOOT_TIMEOUT, CREATE_TIMEOUT, PREFIX, REPO_A, World
+from tests.controller.conftest import BOOT_TIMEOUT, CREATE_TIMEOUT, PREFIX, REPO_A, Rig
 
 
 async def test_a_runner_that_never_comes_online_is_removed_after_boot_timeout(
-    world: World,
+    world: Rig,
 ) -> None:
     name = await world.booting_runner()
 
@@ -34,7 +34,7 @@ async def test_a_runner_that_never_comes_online_is_removed_after_boot_timeout(
 
 @pytest.mark.parametrize("state", [RunnerState.PENDING, RunnerState.CREATING])
 async def test_a_creation_stuck_past_create_timeout_is_undone(
-    world: World, state: RunnerState
+    world: Rig, state: RunnerState
 ) -> None:
     # A row left by a creation whose call never returned (GitHub or the backend hung).
     name = f"{PREFIX}stuck"
@@ -57,7 +57,7 @@ async def test_a_creation_stuck_past_create_timeout_is_undone(
 
 
 async def test_a_removal_is_retried_until_github_and_the_backend_both_succeed(
-    world: World,
+    world: Rig,
 ) -> None:
     name = await world.booting_runner()
     world.provider.exit(name)
@@ -117,7 +117,7 @@ ORPHANS = [
 
 
 @pytest.mark.parametrize("orphan", ORPHANS, ids=[orphan.id for orphan in ORPHANS])
-async def test_github_orphans(world: World, orphan: Orphan) -> None:
+async def test_github_orphans(world: Rig, orphan: Orphan) -> None:
     registration = world.github.add_registration(REPO_A, orphan.name, busy=orphan.busy)
     if orphan.stored is not None:
         now = world.clock.now()
@@ -141,7 +141,7 @@ async def test_github_orphans(world: World, orphan: Orphan) -> None:
         assert world.runner(orphan.name).state is orphan.stored
 
 
-async def test_a_backend_instance_without_a_live_runner_is_removed(world: World) -> None:
+async def test_a_backend_instance_without_a_live_runner_is_removed(world: Rig) -> None:
     live = await world.idle_runner()
     gone = await world.idle_runner()
     await world.controller.scale_down(runner_name=gone)
@@ -159,7 +159,7 @@ async def test_a_backend_instance_without_a_live_runner_is_removed(world: World)
 
 
 async def test_a_failed_instance_nobody_knew_is_reported_with_its_end_once(
-    world: World, caplog: pytest.LogCaptureFixture
+    world: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:
     name = f"{PREFIX}never-heard-of"
     world.provider.add_instance(name)
@@ -171,7 +171,7 @@ async def test_a_failed_instance_nobody_knew_is_reported_with_its_end_once(
     assert world.provider.instances == {}
 
 
-async def test_a_live_runner_whose_instance_vanished_becomes_finished(world: World) -> None:
+async def test_a_live_runner_whose_instance_vanished_becomes_finished(world: Rig) -> None:
     name = await world.idle_runner()
     world.provider.lose(name)
 
@@ -184,7 +184,7 @@ async def test_a_live_runner_whose_instance_vanished_becomes_finished(world: Wor
     assert world.github.find(name) is None
 
 
-async def test_a_boot_timeout_never_removes_a_runner_github_says_is_busy(world: World) -> None:
+async def test_a_boot_timeout_never_removes_a_runner_github_says_is_busy(world: Rig) -> None:
     # It came online and took a job between two polls: the 422 keeps it.
     name = await world.booting_runner()
     world.github.delete_outcomes[name] = DeleteOutcome.BUSY
@@ -196,7 +196,7 @@ async def test_a_boot_timeout_never_removes_a_runner_github_says_is_busy(world: 
 
 
 async def test_a_runner_online_but_not_yet_seen_is_not_given_up_at_its_boot_timeout(
-    world: World,
+    world: Rig,
 ) -> None:
     name = await world.booting_runner()
     world.github.set_runner(name, online=True)  # online, but no poll has seen it yet

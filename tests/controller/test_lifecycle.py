@@ -9,10 +9,10 @@ import pytest
 from runnerscale.controller.actions import BACKOFF_BASE
 from runnerscale.model import JobState, RunnerState
 from runnerscale.protocols import DeleteOutcome
-from tests.controller.conftest import World
+from tests.controller.conftest import Rig
 
 
-async def test_online_then_a_job_then_reaped_from_webhooks(world: World) -> None:
+async def test_online_then_a_job_then_reaped_from_webhooks(world: Rig) -> None:
     await world.queue(7)
     await world.reconcile()
     (runner,) = world.runners()
@@ -51,7 +51,7 @@ async def test_online_then_a_job_then_reaped_from_webhooks(world: World) -> None
     assert world.journal.ops().count("generate_jitconfig") == 0
 
 
-async def test_the_poll_alone_drives_the_lifecycle_when_webhooks_are_lost(world: World) -> None:
+async def test_the_poll_alone_drives_the_lifecycle_when_webhooks_are_lost(world: Rig) -> None:
     world.github.put_job(world.job(7))
     await world.poll()
     await world.reconcile()
@@ -79,14 +79,14 @@ async def test_the_poll_alone_drives_the_lifecycle_when_webhooks_are_lost(world:
     assert world.provider.instances == {}
 
 
-async def test_busy_in_the_runner_list_before_the_job_event_arrives(world: World) -> None:
+async def test_busy_in_the_runner_list_before_the_job_event_arrives(world: Rig) -> None:
     name = await world.idle_runner()
     world.github.set_runner(name, online=True, busy=True)
     await world.poll()
     assert world.runner(name).state is RunnerState.BUSY
 
 
-async def test_an_instance_that_exits_while_booting_is_reaped(world: World) -> None:
+async def test_an_instance_that_exits_while_booting_is_reaped(world: Rig) -> None:
     await world.queue(1)
     await world.reconcile()
     (runner,) = world.runners()
@@ -117,7 +117,7 @@ async def test_an_instance_that_exits_while_booting_is_reaped(world: World) -> N
 
 
 async def test_a_runner_that_dies_mid_job_is_counted_and_logged_with_its_last_lines(
-    world: World, caplog: pytest.LogCaptureFixture
+    world: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:
     name = await world.busy_runner()
     detail = "container abc exited with code 137; last lines of its log:\nstep 3 of 9"
@@ -134,7 +134,7 @@ async def test_a_runner_that_dies_mid_job_is_counted_and_logged_with_its_last_li
     ), caplog.text
 
 
-async def test_a_runner_that_finishes_its_job_is_not_counted_as_dead(world: World) -> None:
+async def test_a_runner_that_finishes_its_job_is_not_counted_as_dead(world: Rig) -> None:
     name = await world.busy_runner()
     world.provider.exit(name, code=0)
     await world.poll()
@@ -143,7 +143,7 @@ async def test_a_runner_that_finishes_its_job_is_not_counted_as_dead(world: Worl
 
 
 async def test_a_dead_runner_github_still_holds_busy_stays_deleting_and_is_counted_once(
-    world: World,
+    world: Rig,
 ) -> None:
     name = await world.busy_runner()
     world.github.delete_outcomes[name] = DeleteOutcome.BUSY  # GitHub still holds its job

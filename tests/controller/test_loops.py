@@ -10,7 +10,7 @@ import pytest
 
 from runnerscale.model import JobState, RunnerState
 from runnerscale.protocols import ProviderError
-from tests.controller.conftest import World
+from tests.controller.conftest import Rig
 
 
 async def settle() -> None:
@@ -20,14 +20,14 @@ async def settle() -> None:
 
 
 @pytest.fixture
-async def running(world: World) -> AsyncIterator[World]:
+async def running(world: Rig) -> AsyncIterator[Rig]:
     await world.controller.start()
     await settle()
     yield world
     await world.controller.stop()
 
 
-async def test_a_webhook_gets_a_runner_without_waiting_for_any_interval(running: World) -> None:
+async def test_a_webhook_gets_a_runner_without_waiting_for_any_interval(running: Rig) -> None:
     world = running
     start = world.clock.now()
     world.controller.submit(world.github.put_job(world.job(1)))
@@ -36,7 +36,7 @@ async def test_a_webhook_gets_a_runner_without_waiting_for_any_interval(running:
     assert len(world.runners(RunnerState.BOOTING)) == 1
 
 
-async def test_the_poll_loop_repairs_a_lost_webhook_on_its_interval(running: World) -> None:
+async def test_the_poll_loop_repairs_a_lost_webhook_on_its_interval(running: Rig) -> None:
     world = running
     world.github.put_job(world.job(1))  # its webhook never arrives
     await settle()
@@ -47,7 +47,7 @@ async def test_the_poll_loop_repairs_a_lost_webhook_on_its_interval(running: Wor
     assert world.store.get_job(1).state is JobState.QUEUED  # type: ignore[union-attr]
 
 
-async def test_a_failing_step_is_counted_and_its_loop_goes_on(running: World) -> None:
+async def test_a_failing_step_is_counted_and_its_loop_goes_on(running: Rig) -> None:
     world = running
     world.provider.fail("list", times=1)
     world.clock.advance(world.controller.settings.poll_interval)
@@ -62,7 +62,7 @@ async def test_a_failing_step_is_counted_and_its_loop_goes_on(running: World) ->
     assert world.runner(name).state is RunnerState.GONE
 
 
-async def test_a_failing_backend_does_not_stop_the_poll_of_github(world: World) -> None:
+async def test_a_failing_backend_does_not_stop_the_poll_of_github(world: Rig) -> None:
     name = await world.booting_runner()
     world.github.set_runner(name, online=True)
     world.provider.fail("list", times=1)

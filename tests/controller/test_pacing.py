@@ -11,7 +11,7 @@ import pytest
 from runnerscale.controller.loops import BOOTING_CHECK_AFTER, LOOP_BACKOFF_CAP
 from runnerscale.model import RunnerState
 from runnerscale.protocols import GitHubError
-from tests.controller.conftest import World
+from tests.controller.conftest import Rig
 
 
 class RecordingSleeps:
@@ -27,7 +27,7 @@ class RecordingSleeps:
             raise asyncio.CancelledError
 
 
-async def run_loop(world: World, outcomes: list[bool], sleeps: int) -> list[float]:
+async def run_loop(world: Rig, outcomes: list[bool], sleeps: int) -> list[float]:
     """Run the poll loop over steps that fail (False) or succeed (True); return its sleeps."""
     controller = world.controller
     recorder = RecordingSleeps(sleeps)
@@ -44,7 +44,7 @@ async def run_loop(world: World, outcomes: list[bool], sleeps: int) -> list[floa
     return recorder.slept
 
 
-async def test_failures_back_off_exponentially_with_jitter_and_recover(world: World) -> None:
+async def test_failures_back_off_exponentially_with_jitter_and_recover(world: Rig) -> None:
     world.controller.settings.poll_interval = 10.0
     slept = await run_loop(world, [False, False, False, False, True, True], sleeps=6)
     assert 10.0 <= slept[0] <= 10.0  # the first failure waits the interval
@@ -56,13 +56,13 @@ async def test_failures_back_off_exponentially_with_jitter_and_recover(world: Wo
 
 
 @pytest.mark.parametrize("failures", [1, 5, 12, 40])
-def test_the_failure_delay_is_bounded(world: World, failures: int) -> None:
+def test_the_failure_delay_is_bounded(world: Rig, failures: int) -> None:
     for _ in range(50):
         delay = world.controller.failure_delay(15.0, failures)
         assert 15.0 <= delay <= max(15.0, min(LOOP_BACKOFF_CAP, 15.0 * 2 ** (failures - 1)))
 
 
-def test_the_github_poll_interval_comes_from_the_pacer(world: World) -> None:
+def test_the_github_poll_interval_comes_from_the_pacer(world: Rig) -> None:
     asked: list[float] = []
 
     def pacer(base: float) -> float:
@@ -77,7 +77,7 @@ def test_the_github_poll_interval_comes_from_the_pacer(world: World) -> None:
 
 
 async def test_while_webhooks_arrive_github_is_polled_as_a_safety_net_only(
-    world: World,
+    world: Rig,
 ) -> None:
     controller = world.controller
     controller.settings.poll_interval = 15.0
@@ -90,7 +90,7 @@ async def test_while_webhooks_arrive_github_is_polled_as_a_safety_net_only(
 
 
 async def test_between_github_polls_only_backends_and_booting_runners_are_looked_at(
-    world: World,
+    world: Rig,
 ) -> None:
     await world.queue(1)  # webhooks flow
     await world.controller.poll_step()  # GitHub is due at first

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import pytest
 
 from runnerscale.model import JobState, RunnerState
-from tests.controller.conftest import QUEUED_RECHECK, World
+from tests.controller.conftest import QUEUED_RECHECK, Rig
 
 
 async def test_the_poll_records_active_jobs_and_the_next_reconcile_serves_them(
-    world: World,
+    world: Rig,
 ) -> None:
     world.github.put_job(world.job(1))
     world.github.put_job(world.job(2, JobState.IN_PROGRESS, runner_name="someone-elses"))
@@ -44,7 +44,7 @@ RECHECKS = [
 
 @pytest.mark.parametrize("case", RECHECKS, ids=[case.id for case in RECHECKS])
 async def test_a_queued_job_the_poll_no_longer_shows_is_rechecked(
-    world: World, case: Recheck
+    world: Rig, case: Recheck
 ) -> None:
     await world.queue(5)
     if case.now is None:
@@ -69,7 +69,7 @@ async def test_a_queued_job_the_poll_no_longer_shows_is_rechecked(
     assert world.runners() == []  # no demand left
 
 
-async def test_a_job_still_queued_is_rechecked_at_most_once_per_interval(world: World) -> None:
+async def test_a_job_still_queued_is_rechecked_at_most_once_per_interval(world: Rig) -> None:
     await world.queue(5)
     world.github.unlisted.add(5)  # the run listing misses it; the job endpoint still has it
 
@@ -124,7 +124,7 @@ ORDERS = [
 
 
 @pytest.mark.parametrize("case", ORDERS, ids=[case.id for case in ORDERS])
-async def test_job_states_only_move_forward(world: World, case: Order) -> None:
+async def test_job_states_only_move_forward(world: Rig, case: Order) -> None:
     name = await world.idle_runner()
     for state in case.sequence:
         runner_name = name if state is not JobState.QUEUED else None
@@ -143,7 +143,7 @@ async def test_job_states_only_move_forward(world: World, case: Order) -> None:
 # -- did not show is asked for only when it looks stuck.
 
 
-async def test_with_webhooks_a_job_queued_at_a_busy_pool_is_not_rechecked(world: World) -> None:
+async def test_with_webhooks_a_job_queued_at_a_busy_pool_is_not_rechecked(world: Rig) -> None:
     await world.queue(5)
     await world.reconcile()  # a runner boots for it: the wait is explained
     [runner] = world.runners(RunnerState.BOOTING)
@@ -160,7 +160,7 @@ async def test_with_webhooks_a_job_queued_at_a_busy_pool_is_not_rechecked(world:
     assert world.journal.ops("github", subject="5") == ["get_job"]
 
 
-async def test_with_webhooks_rechecks_of_a_job_back_off(world: World) -> None:
+async def test_with_webhooks_rechecks_of_a_job_back_off(world: Rig) -> None:
     await world.queue(5, labels=("self-hosted", "gpu"))  # no pool serves it
     world.github.unlisted.add(5)
     checks = []
@@ -174,7 +174,7 @@ async def test_with_webhooks_rechecks_of_a_job_back_off(world: World) -> None:
 
 
 async def test_with_webhooks_a_job_on_a_live_runner_of_ours_is_left_to_that_runner(
-    world: World,
+    world: Rig,
 ) -> None:
     name = await world.busy_runner()
     await world.deliver(world.github.put_job(world.job(7, JobState.IN_PROGRESS, runner_name=name)))
@@ -191,7 +191,7 @@ async def test_with_webhooks_a_job_on_a_live_runner_of_ours_is_left_to_that_runn
     assert world.store.get_job(7).state is JobState.COMPLETED  # type: ignore[union-attr]
 
 
-async def test_without_webhooks_a_job_the_poll_stops_showing_is_rechecked(world: World) -> None:
+async def test_without_webhooks_a_job_the_poll_stops_showing_is_rechecked(world: Rig) -> None:
     world.github.put_job(world.job(5))
     await world.poll()
     await world.reconcile()  # a runner boots for it (no webhook has ever arrived)
@@ -202,7 +202,7 @@ async def test_without_webhooks_a_job_the_poll_stops_showing_is_rechecked(world:
     assert world.journal.ops("github", subject="5") == ["get_job"]
 
 
-async def test_poll_hints_say_what_webhooks_told(world: World) -> None:
+async def test_poll_hints_say_what_webhooks_told(world: Rig) -> None:
     assert world.controller.poll_hints().webhooks is False
     await world.queue(5, repo="Acme/App")
     hints = world.controller.poll_hints()

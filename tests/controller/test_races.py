@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from runnerscale.model import JobState, RunnerState, Target
 from runnerscale.protocols import JitConfig
-from tests.controller.conftest import CREATE_TIMEOUT, World
+from tests.controller.conftest import CREATE_TIMEOUT, Rig
 
 
 async def settle() -> None:
@@ -18,7 +18,7 @@ async def settle() -> None:
 
 
 async def test_a_create_that_ends_after_the_janitor_gave_up_does_not_resurrect_it(
-    world: World,
+    world: Rig,
 ) -> None:
     world.provider.create_wait = lambda: world.clock.sleep(CREATE_TIMEOUT + 30)
     await world.queue(1)
@@ -55,7 +55,7 @@ async def test_a_create_that_ends_after_the_janitor_gave_up_does_not_resurrect_i
     assert world.controller.janitor.cleaned == {"create_timeout": 1}
 
 
-async def test_a_late_jit_config_of_a_runner_given_up_on_is_deleted(world: World) -> None:
+async def test_a_late_jit_config_of_a_runner_given_up_on_is_deleted(world: Rig) -> None:
     """The janitor removes a ``pending`` runner (no registration known): the registration
     GitHub issues afterwards is undone by the creation itself, not left for the orphan sweep."""
     issued = asyncio.Event()
@@ -84,7 +84,7 @@ async def test_a_late_jit_config_of_a_runner_given_up_on_is_deleted(world: World
     assert world.journal.ops(subject=runner.name)[-2:] == ["generate_jitconfig", "delete_runner"]
 
 
-async def test_an_operator_removing_a_runner_being_created_wins(world: World) -> None:
+async def test_an_operator_removing_a_runner_being_created_wins(world: Rig) -> None:
     world.provider.create_wait = lambda: world.clock.sleep(30)
     await world.queue(1)
     reconcile = asyncio.create_task(world.reconcile())
@@ -99,7 +99,7 @@ async def test_an_operator_removing_a_runner_being_created_wins(world: World) ->
     assert world.github.registrations == {}
 
 
-async def test_two_removals_of_one_runner_count_it_once(world: World) -> None:
+async def test_two_removals_of_one_runner_count_it_once(world: Rig) -> None:
     """The janitor retries a removal the reconcile has in flight (section 8 said both would
     write ``gone`` and count the deletion twice)."""
     name = await world.busy_runner()
@@ -119,7 +119,7 @@ async def test_two_removals_of_one_runner_count_it_once(world: World) -> None:
     assert world.events == [("scaled", "linux", "delete")]
 
 
-async def test_a_runner_that_took_a_job_before_its_create_returned_is_kept(world: World) -> None:
+async def test_a_runner_that_took_a_job_before_its_create_returned_is_kept(world: Rig) -> None:
     """A slow backend call can return after the runner came online and took its job: the
     runner is at work, not given up on, so its instance is kept and recorded."""
     world.provider.create_wait = lambda: world.clock.sleep(30)

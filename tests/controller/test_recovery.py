@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pytest
 
 from runnerscale.model import RunnerState
-from tests.controller.conftest import World
+from tests.controller.conftest import Rig
 from tests.controller.fakes import CrashError
 
 
@@ -68,7 +68,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-async def test_recover_after_a_crash_during_creation(world: World, case: Case) -> None:
+async def test_recover_after_a_crash_during_creation(world: Rig, case: Case) -> None:
     who, operation, after = case.crash
     fake = world.github if who == "github" else world.provider
     fake.fail(operation, CrashError(f"killed during {operation}"), times=1, after=after)

@@ -9,7 +9,7 @@ import pytest
 
 from runnerscale.model import RunnerState
 from runnerscale.protocols import DeleteOutcome
-from tests.controller.conftest import IDLE_TIMEOUT, MakeWorld, World
+from tests.controller.conftest import IDLE_TIMEOUT, MakeRig, Rig
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-async def test_idle_runner_scale_down(make_world: MakeWorld, case: Case) -> None:
+async def test_idle_runner_scale_down(make_world: MakeRig, case: Case) -> None:
     world = make_world(min_idle=case.min_idle)
     name = await world.idle_runner()
     if case.github_says is not None:
@@ -71,7 +71,7 @@ async def test_idle_runner_scale_down(make_world: MakeWorld, case: Case) -> None
     assert len(world.runners()) == 1  # nothing was created in its place either
 
 
-async def test_the_runner_kept_by_a_422_is_reaped_once_its_job_is_done(world: World) -> None:
+async def test_the_runner_kept_by_a_422_is_reaped_once_its_job_is_done(world: Rig) -> None:
     name = await world.idle_runner()
     world.github.delete_outcomes[name] = DeleteOutcome.BUSY
     world.clock.advance(IDLE_TIMEOUT)
@@ -88,7 +88,7 @@ async def test_the_runner_kept_by_a_422_is_reaped_once_its_job_is_done(world: Wo
     assert world.provider.instances == {}
 
 
-async def test_only_the_surplus_goes_idle_longest_first(make_world: MakeWorld) -> None:
+async def test_only_the_surplus_goes_idle_longest_first(make_world: MakeRig) -> None:
     world = make_world(min_idle=1)
     first = await world.idle_runner()
     world.clock.advance(10)

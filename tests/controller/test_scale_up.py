@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import pytest
 
 from runnerscale.model import JobState, RunnerState
-from tests.controller.conftest import POOL_LABELS, PREFIX, REPO_A, MakeWorld, World
+from tests.controller.conftest import POOL_LABELS, PREFIX, REPO_A, MakeRig, Rig
 
 
 async def test_a_queued_job_creates_one_runner_writing_each_state_before_its_effect(
-    world: World,
+    world: Rig,
 ) -> None:
     await world.queue(1)
     await world.reconcile()
@@ -78,7 +78,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-async def test_how_many_runners_reconcile_creates(make_world: MakeWorld, case: Case) -> None:
+async def test_how_many_runners_reconcile_creates(make_world: MakeRig, case: Case) -> None:
     world = make_world(max_runners=case.max_runners, min_idle=case.min_idle)
     jobs = [world.job(job_id, case.state, labels=case.labels) for job_id in range(case.queued)]
     if jobs:
@@ -98,7 +98,7 @@ async def test_how_many_runners_reconcile_creates(make_world: MakeWorld, case: C
     assert pool.healthy
 
 
-async def test_runners_already_there_count_against_the_cap(make_world: MakeWorld) -> None:
+async def test_runners_already_there_count_against_the_cap(make_world: MakeRig) -> None:
     world = make_world(max_runners=2)
     busy = await world.busy_runner()
     await world.deliver(*(world.job(job_id) for job_id in range(3)))
@@ -108,7 +108,7 @@ async def test_runners_already_there_count_against_the_cap(make_world: MakeWorld
 
 
 async def test_a_job_for_another_architecture_is_unmatched_with_its_reason(
-    world: World, caplog: pytest.LogCaptureFixture
+    world: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:
     await world.queue(1, labels=("self-hosted", "linux", "arm64"))
     await world.reconcile()

@@ -6,10 +6,10 @@ import pytest
 
 from runnerscale.model import JobState, RunnerState
 from runnerscale.protocols import GitHubError
-from tests.controller.conftest import QUEUED_RECHECK, REPO_A, REPO_B, MakeWorld, World
+from tests.controller.conftest import QUEUED_RECHECK, REPO_A, REPO_B, MakeRig, Rig
 
 
-async def test_runners_register_at_the_target_of_their_jobs(make_world: MakeWorld) -> None:
+async def test_runners_register_at_the_target_of_their_jobs(make_world: MakeRig) -> None:
     world = make_world(max_runners=5, targets=(REPO_B, REPO_A))  # B first: no default to A
     await world.queue(1, repo=REPO_A.name)
     await world.queue(2, repo=REPO_A.name)
@@ -26,7 +26,7 @@ async def test_runners_register_at_the_target_of_their_jobs(make_world: MakeWorl
     assert world.github.names(REPO_B) == {in_b.name}
 
 
-async def test_each_target_polls_its_own_runners(make_world: MakeWorld) -> None:
+async def test_each_target_polls_its_own_runners(make_world: MakeRig) -> None:
     world = make_world(targets=(REPO_A, REPO_B))
     await world.queue(1, repo=REPO_B.name)
     await world.reconcile()
@@ -36,7 +36,7 @@ async def test_each_target_polls_its_own_runners(make_world: MakeWorld) -> None:
     assert world.runner(runner.name).state is RunnerState.IDLE
 
 
-async def test_scale_up_by_hand_stops_at_the_cap(world: World) -> None:
+async def test_scale_up_by_hand_stops_at_the_cap(world: Rig) -> None:
     created = await world.controller.scale_up("linux", 5)
     assert len(created) == 3
     assert all(world.runner(name).state is RunnerState.BOOTING for name in created)
@@ -45,7 +45,7 @@ async def test_scale_up_by_hand_stops_at_the_cap(world: World) -> None:
     assert len(world.runners()) == 3
 
 
-async def test_scale_down_a_pool_removes_idle_and_booting_never_busy(world: World) -> None:
+async def test_scale_down_a_pool_removes_idle_and_booting_never_busy(world: Rig) -> None:
     busy = await world.busy_runner()
     idle = await world.idle_runner()
     booting = await world.booting_runner()
@@ -62,7 +62,7 @@ async def test_scale_down_a_pool_removes_idle_and_booting_never_busy(world: Worl
     assert world.github.names() == {busy}
 
 
-async def test_scale_down_a_busy_runner_by_name_removes_nothing(world: World) -> None:
+async def test_scale_down_a_busy_runner_by_name_removes_nothing(world: Rig) -> None:
     busy = await world.busy_runner()
     world.journal.clear()
     assert await world.controller.scale_down(runner_name=busy) == []
@@ -71,7 +71,7 @@ async def test_scale_down_a_busy_runner_by_name_removes_nothing(world: World) ->
     assert world.provider.names() == {busy}
 
 
-async def test_scale_down_an_idle_runner_by_name(world: World) -> None:
+async def test_scale_down_an_idle_runner_by_name(world: Rig) -> None:
     keep = await world.idle_runner()
     name = await world.idle_runner()
     assert await world.controller.scale_down(runner_name=name) == [name]
@@ -79,13 +79,13 @@ async def test_scale_down_an_idle_runner_by_name(world: World) -> None:
     assert world.runner(keep).state is RunnerState.IDLE
 
 
-async def test_scale_down_an_unknown_runner_is_an_error(world: World) -> None:
+async def test_scale_down_an_unknown_runner_is_an_error(world: Rig) -> None:
     with pytest.raises(KeyError):
         await world.controller.scale_down(runner_name="rs-linux-nobody")
 
 
 async def test_a_failing_target_does_not_stop_the_poll_of_the_others(
-    make_world: MakeWorld,
+    make_world: MakeRig,
 ) -> None:
     world = make_world(targets=(REPO_A, REPO_B))
     await world.queue(1, repo=REPO_B.name)

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from runnerscale.clock import VirtualClock
 from runnerscale.controller.actions import Events, PoolRuntime
 from runnerscale.controller.loops import Controller
 from runnerscale.controller.workers import CREATE_CONCURRENCY
 from runnerscale.model import JobState, PoolSpec, RunnerState, normalize_labels
 from runnerscale.protocols import ObservedJob
-from runnerscale.sim.clock import VirtualClock
 from runnerscale.store import open_store
-from tests.controller.conftest import REPO_A, MakeWorld, World
+from tests.controller.conftest import REPO_A, MakeRig, Rig
 from tests.controller.fakes import FakeGitHub, FakeProvider, Journal, RecordingStore
 
 SLOW_CREATE = 60.0
@@ -149,7 +149,7 @@ async def test_one_slow_create_holds_up_no_other_create_of_its_pool(pools: TwoPo
     assert pools.states("slow") == [RunnerState.BOOTING, RunnerState.BOOTING]
 
 
-async def test_the_reconcile_writes_creations_before_the_worker_acts(world: World) -> None:
+async def test_the_reconcile_writes_creations_before_the_worker_acts(world: Rig) -> None:
     """The decision is written first (``pending`` rows, on the scaler's target): a second
     decision before the worker acts counts them and creates nothing more."""
     await world.queue(1)
@@ -166,7 +166,7 @@ async def test_the_reconcile_writes_creations_before_the_worker_acts(world: Worl
     assert world.states() == {pending.name: RunnerState.BOOTING}
 
 
-async def test_a_runner_that_takes_a_job_after_the_decision_is_not_removed(world: World) -> None:
+async def test_a_runner_that_takes_a_job_after_the_decision_is_not_removed(world: Rig) -> None:
     name = await world.idle_runner()
     world.clock.advance(world.spec.idle_timeout)
     decision = world.controller.decide_once()
@@ -181,7 +181,7 @@ async def test_a_runner_that_takes_a_job_after_the_decision_is_not_removed(world
 
 
 async def test_a_pending_runner_given_up_on_while_waiting_for_a_slot_is_not_started(
-    make_world: MakeWorld,
+    make_world: MakeRig,
 ) -> None:
     world = make_world(max_runners=CREATE_CONCURRENCY + 1)
     world.provider.create_wait = lambda: world.clock.sleep(SLOW_CREATE)

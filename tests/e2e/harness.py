@@ -14,8 +14,8 @@ from typing import Any
 
 from runnerscale.config import load_config
 from runnerscale.daemon import Daemon
-from runnerscale.sim.server import SimulatorServer
-from runnerscale.sim.world import JobSpec, World
+from runnerscale.fakegithub.server import SimulatorServer
+from runnerscale.fakegithub.world import JobSpec, World
 
 TOKEN = "ghp_e2e_token_value_1234567890"
 WEBHOOK_SECRET = "e2e-webhook-secret-value"

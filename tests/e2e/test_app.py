@@ -13,8 +13,8 @@ import pytest
 
 from runnerscale.config import load_config
 from runnerscale.daemon import Daemon, StartupError
-from runnerscale.sim.server import SimulatorOptions, SimulatorServer
-from runnerscale.sim.world import JobSpec, WorldSettings
+from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
+from runnerscale.fakegithub.world import JobSpec, WorldSettings
 from tests.e2e.harness import ENV, LINUX, WEBHOOK_SECRET, all_done, wait_until, write_config
 from tests.e2e.test_daemon import _clean, _reachable, _run_daemon_process
 from tests.github.test_app_auth import APP_ID, KEY

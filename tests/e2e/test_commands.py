@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from runnerscale.sim.server import SimulatorOptions, SimulatorServer
-from runnerscale.sim.world import JobSpec
+from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
+from runnerscale.fakegithub.world import JobSpec
 from tests.e2e.harness import ENV, TOKEN, in_process_daemon, wait_until, write_config
 
 EXAMPLE = Path(__file__).parents[1] / "fixtures" / "config" / "example.yaml"

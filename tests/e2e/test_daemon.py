@@ -17,9 +17,9 @@ import httpx
 import pytest
 
 from runnerscale.daemon import Daemon
+from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
+from runnerscale.fakegithub.world import WorldSettings
 from runnerscale.github.webhooks import sign
-from runnerscale.sim.server import SimulatorOptions, SimulatorServer
-from runnerscale.sim.world import WorldSettings
 from tests.contract.openapi import contract_dir
 from tests.e2e.harness import (
     ENV,

@@ -22,9 +22,9 @@ import httpx
 import pytest
 
 from runnerscale.daemon import Daemon
+from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
+from runnerscale.fakegithub.world import JobSpec, WorldSettings
 from runnerscale.providers.docker.provider import LABEL_CONTROLLER, LABEL_POOL
-from runnerscale.sim.server import SimulatorOptions, SimulatorServer
-from runnerscale.sim.world import JobSpec, WorldSettings
 from tests.docker_engine import (
     Engine,
     import_runner_image,

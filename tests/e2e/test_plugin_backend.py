@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runnerscale.sim.server import SimulatorOptions, SimulatorServer
-from runnerscale.sim.world import WorldSettings
+from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
+from runnerscale.fakegithub.world import WorldSettings
 from tests.e2e.harness import (
     ENV,
     TOKEN,

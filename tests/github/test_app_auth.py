@@ -14,12 +14,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from runnerscale.clock import Clock
+from runnerscale.fakegithub import shapes
+from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
+from runnerscale.fakegithub.world import JobSpec, WorldSettings
 from runnerscale.github.client import AppCredentials, GitHubClient
 from runnerscale.model import Target
 from runnerscale.protocols import GitHubError
-from runnerscale.sim import shapes
-from runnerscale.sim.server import SimulatorOptions, SimulatorServer
-from runnerscale.sim.world import JobSpec, WorldSettings
 from tests.virtual_time import virtual_clock
 
 APP_ID = 4242

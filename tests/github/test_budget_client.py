@@ -13,13 +13,13 @@ import pytest
 
 from runnerscale.cli import _github_lines
 from runnerscale.controller.loops import Status
+from runnerscale.fakegithub.faults import FaultPlan, RateLimitFaults
+from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
 from runnerscale.github.budget import CORE, REGISTRATION, resource_of
 from runnerscale.github.client import MAX_CONCURRENT_REQUESTS, GitHubClient
 from runnerscale.metrics import Metrics
 from runnerscale.model import Target
 from runnerscale.protocols import GitHubError
-from runnerscale.sim.faults import FaultPlan, RateLimitFaults
-from runnerscale.sim.server import SimulatorOptions, SimulatorServer
 from tests.virtual_time import SkipAhead, virtual_clock
 
 TOKEN = "ghp_budget_test_token"

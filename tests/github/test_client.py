@@ -9,13 +9,13 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
+from runnerscale.fakegithub.faults import FaultPlan
+from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
+from runnerscale.fakegithub.world import JobSpec
 from runnerscale.github.client import GitHubClient, _failure
 from runnerscale.github.schedule import PollHints
 from runnerscale.model import JobState, Target
 from runnerscale.protocols import DeleteOutcome, GitHubError
-from runnerscale.sim.faults import FaultPlan
-from runnerscale.sim.server import SimulatorOptions, SimulatorServer
-from runnerscale.sim.world import JobSpec
 
 TOKEN = "ghp_client_test_token"
 REPO = Target("repo", "acme/app")

@@ -15,10 +15,10 @@ import pytest
 
 from runnerscale.config import Config
 from runnerscale.daemon import Daemon, StartupError
+from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
 from runnerscale.github.client import GitHubClient
 from runnerscale.model import Target
 from runnerscale.protocols import GitHubError
-from runnerscale.sim.server import SimulatorOptions, SimulatorServer
 from tests.contract.openapi import ValidatingTransport, default_contract, enterprise_as_org
 from tests.test_config import ENV, edit, parse
 

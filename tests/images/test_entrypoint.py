@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runnerscale.sim.server import SimulatorOptions, SimulatorServer
+from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
 
 ENTRYPOINT = Path(__file__).resolve().parents[2] / "images" / "runner" / "entrypoint.sh"
 SECRET = "eyJydW5uZXIiOiJzZWNyZXQtaml0LWNvbmZpZyJ9-0f1e2d3c"

@@ -33,10 +33,10 @@ from typing import Any
 import httpx
 import pytest
 
-from runnerscale.sim.server import SimulatorServer
-from tests.sim import conftest as sim_fixtures
+from runnerscale.fakegithub.server import SimulatorServer
+from tests.fakegithub import conftest as sim_fixtures
 
-# The simulator's fixtures and credentials (tests/sim/conftest.py), shared with these tests.
+# The simulator's fixtures and credentials (tests/fakegithub/conftest.py), shared with these tests.
 TOKEN = sim_fixtures.TOKEN
 APP_ID = sim_fixtures.APP_ID
 app_private_key = sim_fixtures.app_private_key

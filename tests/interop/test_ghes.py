@@ -2,7 +2,7 @@
 over https with the simulator's own CA (``fake-github --tls``).
 
 Phase 2 of the interop tests. It relies on the simulator's GHES layout and TLS
-(``SimulatorOptions.tls``, :mod:`runnerscale.sim.tls`). Node is told to trust the CA with
+(``SimulatorOptions.tls``, :mod:`runnerscale.fakegithub.tls`). Node is told to trust the CA with
 ``NODE_EXTRA_CA_CERTS``, PyGithub with ``verify=<CA file>``, as their users would.
 """
 
@@ -19,8 +19,8 @@ import pytest
 import requests
 from github import Auth, Github, GithubIntegration
 
-from runnerscale.sim.server import SimulatorOptions, SimulatorServer
-from runnerscale.sim.tls import ServerTls, ensure_certificates
+from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
+from runnerscale.fakegithub.tls import ServerTls, ensure_certificates
 from tests.interop.conftest import APP_ID, TOKEN, Node
 
 pytestmark = pytest.mark.timeout(180)

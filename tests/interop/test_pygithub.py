@@ -24,7 +24,7 @@ from github.GithubException import (
 )
 from urllib3.util.retry import Retry
 
-from runnerscale.sim.server import SimulatorServer
+from runnerscale.fakegithub.server import SimulatorServer
 from tests.interop.conftest import APP_ID, TOKEN, operation_statuses, sim_post
 
 pytestmark = pytest.mark.timeout(180)

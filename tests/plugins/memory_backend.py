@@ -12,7 +12,7 @@ The backend's "machines" are records in an in-memory inventory (a *space*, named
 settings, shared by every provider over it, so a new provider object sees what an old one
 made, as after a restart), each tagged with the controller id, the pool and the runner name.
 A runner is an asyncio task: ``runner: sim`` runs the simulator's stand-in runner
-(:class:`runnerscale.sim.runner.StandInRunner`) with the JIT config, so it registers, takes
+(:class:`runnerscale.fakegithub.runner.StandInRunner`) with the JIT config, so it registers, takes
 one job, runs it and exits, like ``runnerscale sim-runner`` does in a process; ``runner: idle``
 waits until it is stopped (what the conformance suite needs: a runner waiting for its job).
 """
@@ -29,13 +29,13 @@ from typing import Literal
 from pydantic import Field
 
 from runnerscale.config.base import ConfigModel
+from runnerscale.fakegithub.jitconfig import JitConfigError, decode
+from runnerscale.fakegithub.runner import EXIT_BAD_CONFIG, StandInRunner
 from runnerscale.hostlabels import HostFacts, detect_local_host
 from runnerscale.model import Instance, InstanceSpec
 from runnerscale.protocols import Provider, ProviderError
 from runnerscale.providers.registry import Backend, BackendContext
 from runnerscale.providers.settings import StopGrace
-from runnerscale.sim.jitconfig import JitConfigError, decode
-from runnerscale.sim.runner import EXIT_BAD_CONFIG, StandInRunner
 
 __all__ = ["BACKEND", "SPACES", "MemoryConfig", "MemoryProvider", "Record"]
 

@@ -13,18 +13,18 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from runnerscale.clock import VirtualClock
+from runnerscale.fakegithub.app import create_app
+from runnerscale.fakegithub.entities import Conclusion
+from runnerscale.fakegithub.faults import FaultPlan, Faults
+from runnerscale.fakegithub.ratelimit import RateLimits
+from runnerscale.fakegithub.server import SimulatorOptions, build_simulator
+from runnerscale.fakegithub.world import JobSpec
 from runnerscale.github.budget import TOKEN_CREDENTIAL
 from runnerscale.github.client import GitHubClient
 from runnerscale.github.schedule import PollHints
 from runnerscale.model import Target
 from runnerscale.protocols import ObservedJob
-from runnerscale.sim.app import create_app
-from runnerscale.sim.clock import VirtualClock
-from runnerscale.sim.entities import Conclusion
-from runnerscale.sim.faults import FaultPlan, Faults
-from runnerscale.sim.ratelimit import RateLimits
-from runnerscale.sim.server import SimulatorOptions, build_simulator
-from runnerscale.sim.world import JobSpec
 from runnerscale.simulation.github import SimulatedGitHub
 
 TOKEN = "ghp_parity_token"

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 
 from runnerscale.config import Config, parse_config
+from runnerscale.fakegithub.faults import FaultPlan
+from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
+from runnerscale.fakegithub.world import JobSpec
 from runnerscale.github.budget import REGISTRATION
 from runnerscale.hostlabels import detect_local_host
-from runnerscale.sim.faults import FaultPlan
-from runnerscale.sim.server import SimulatorOptions, SimulatorServer
-from runnerscale.sim.trace import TraceJob, read_trace
-from runnerscale.sim.world import JobSpec
 from runnerscale.simulation.engine import POLL_60, WEBHOOK_DELAY, Engine
 from runnerscale.simulation.run import simulate
+from runnerscale.simulation.trace import TraceJob, read_trace
 
 TRACES = Path(__file__).parents[2].parent / "shared" / "traces"
 X64 = ("self-hosted", "linux", "x64")

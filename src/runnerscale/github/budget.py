@@ -57,7 +57,7 @@ REGISTRATION = "actions_runner_registration"
 #: charged to, known before the call is sent so that it waits only for its own resource's
 #: pause; every operation not listed is charged to :data:`CORE`. An assumption: GitHub does not
 #: document which operations count against ``actions_runner_registration``. The simulator
-#: makes the same one (``runnerscale.sim.ratelimit.RUNNER_REGISTRATION_OPERATIONS``, by REST
+#: makes the same one (``runnerscale.fakegithub.ratelimit.RUNNER_REGISTRATION_OPERATIONS``, by REST
 #: operation id), the in-process simulation charges by this table, and
 #: :meth:`ApiBudget.learn` replaces an entry when GitHub's answers name another resource. The
 #: tokens are not asked for today (runners register with JIT configurations).

@@ -1,6 +1,11 @@
 """The deterministic simulation: the daemon's controller replaying a trace on a virtual clock.
 
 Like :mod:`runnerscale.daemon`, this package only wires implementations to the controller's
-protocols: the in-process GitHub simulator (:mod:`.github`), a simulated backend
-(:mod:`.backend`) and an event-driven clock (:mod:`.engine`).
+protocols: the in-process GitHub simulator (:mod:`.github`, over
+:class:`runnerscale.fakegithub.world.World`), a simulated backend (:mod:`.backend`) and an
+event-driven clock (:mod:`.engine`); :mod:`.run` runs the policies side by side.
+
+What goes in and comes out lives here too: workload traces (:mod:`.trace`, and :mod:`.export`
+for ``runnerscale trace export``), the reference points (:mod:`.bounds`), the figures a run
+measures (:mod:`.results`) and their tables and HTML report (:mod:`.report`).
 """

@@ -18,10 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from runnerscale.config.simulation import SimulationConfig
+from runnerscale.fakegithub.jitconfig import decode
+from runnerscale.fakegithub.world import ApiError, World
 from runnerscale.model import Instance, InstanceSpec
 from runnerscale.protocols import ProviderError
-from runnerscale.sim.jitconfig import decode
-from runnerscale.sim.world import ApiError, World
 
 Schedule = Callable[[float, Callable[[], None]], None]
 

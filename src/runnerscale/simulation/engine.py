@@ -22,21 +22,21 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from runnerscale.clock import VirtualClock
 from runnerscale.config.schema import Config, PoolConfig
 from runnerscale.config.simulation import SimulationConfig
+from runnerscale.fakegithub.entities import Job
+from runnerscale.fakegithub.faults import FaultPlan, Faults
+from runnerscale.fakegithub.ratelimit import RateLimits
+from runnerscale.fakegithub.webhooks import Delivery, WebhookHub
+from runnerscale.fakegithub.world import JobSpec, World, WorldSettings
 from runnerscale.github.webhooks import Verdict, WebhookIntake, WebhookPayloadError
 from runnerscale.model import normalize_labels
 from runnerscale.protocols import GitHubError, ProviderError
-from runnerscale.sim.clock import VirtualClock
-from runnerscale.sim.entities import Job
-from runnerscale.sim.faults import FaultPlan, Faults
-from runnerscale.sim.ratelimit import RateLimits
-from runnerscale.sim.results import Figures, PolicyResult, RunnerSeconds, TimelinePoint
-from runnerscale.sim.trace import TraceJob
-from runnerscale.sim.webhooks import Delivery, WebhookHub
-from runnerscale.sim.world import JobSpec, World, WorldSettings
 from runnerscale.simulation.backend import SimulatedBackend
 from runnerscale.simulation.github import SimulatedGitHub
+from runnerscale.simulation.results import Figures, PolicyResult, RunnerSeconds, TimelinePoint
+from runnerscale.simulation.trace import TraceJob
 from runnerscale.store.memory import MemoryStore
 from runnerscale.wiring import build_controller
 

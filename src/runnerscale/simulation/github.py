@@ -2,7 +2,7 @@
 
 The daemon's client (:mod:`runnerscale.github.client`) speaks HTTP through githubkit; replaying
 hours of traffic that way costs tens of thousands of round trips. This transport answers the
-same calls from the simulated :class:`~runnerscale.sim.world.World`. What a poll reads is not
+same calls from the simulated :class:`~runnerscale.fakegithub.world.World`. What a poll reads is not
 written here: the daemon's :class:`~runnerscale.github.poller.Poller` runs over this class's
 :class:`~runnerscale.github.poller.PollReader` methods (the organisation's repository list by
 pages of 100, most recently pushed first; a repository's newest runs, its runs by status, the
@@ -21,6 +21,10 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from typing import TypeVar
 
+from runnerscale.fakegithub.entities import Job, JobStatus, Repo
+from runnerscale.fakegithub.faults import Faults
+from runnerscale.fakegithub.ratelimit import RateLimits
+from runnerscale.fakegithub.world import DEFAULT_GROUP_ID, ApiError, World
 from runnerscale.github.budget import resource_of
 from runnerscale.github.poller import PER_PAGE, Poller, RunStatus
 from runnerscale.github.schedule import PROBE_RUNS, ListedRepo, PollHints
@@ -31,10 +35,6 @@ from runnerscale.protocols import (
     JitConfig,
     ObservedJob,
 )
-from runnerscale.sim.entities import Job, JobStatus, Repo
-from runnerscale.sim.faults import Faults
-from runnerscale.sim.ratelimit import RateLimits
-from runnerscale.sim.world import DEFAULT_GROUP_ID, ApiError, World
 
 IDENTITY = "simulation"
 T = TypeVar("T")

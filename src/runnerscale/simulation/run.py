@@ -11,11 +11,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from runnerscale.config.schema import Config
-from runnerscale.sim.bounds import lower_bound, pool_models, static_fleet
-from runnerscale.sim.faults import FaultPlan
-from runnerscale.sim.results import PolicyResult, SimulationResult
-from runnerscale.sim.trace import TraceJob
+from runnerscale.fakegithub.faults import FaultPlan
+from runnerscale.simulation.bounds import lower_bound, pool_models, static_fleet
 from runnerscale.simulation.engine import POLL_60, RUNNERSCALE, Engine, Policy
+from runnerscale.simulation.results import PolicyResult, SimulationResult
+from runnerscale.simulation.trace import TraceJob
 
 Progress = Callable[[str, float], None]
 

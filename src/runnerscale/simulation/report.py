@@ -1,0 +1,519 @@
+"""Turn simulation figures into tables and a one-page HTML report.
+
+Why this module exists: ``runnerscale simulate`` answers one question, "is this configuration
+good enough?", and the answer is only convincing next to its alternatives: the same trace served
+by a polling autoscaler (``poll-60``), by a fixed fleet (``static-N``), and by the lower bound
+that no autoscaler can beat. The numbers go to three places that must agree with each other:
+
+- the terminal (``--compare``, ``--sweep``): a :class:`rich.table.Table`;
+- benchmarks and pull requests: GitHub-flavoured markdown;
+- ``--report OUT.html``: one self-contained page (inline CSS, plots embedded as PNG data URIs,
+  no external resource), because a report gets attached to an issue, mailed, or opened from an
+  artifact store where nothing beside it can be fetched.
+
+So every table is built from the same rows of already formatted strings
+(:func:`comparison_rows`, :func:`sweep_rows`), and each figure is formatted one way everywhere:
+waits in seconds with one decimal, runner time in hours with two, cost in dollars with two.
+
+The report is deterministic: the same result gives the same bytes (fixed style, sizes and DPI,
+no timestamps in the PNG metadata), so it can be checked into a benchmark folder and diffed.
+Plotting needs matplotlib, an optional extra (``runnerscale[report]``); it is imported only
+when a report is drawn, so the tables and the rest of the simulator work without it.
+
+The timelines are samples; :attr:`~runnerscale.simulation.results.TimelinePoint.cost` is read as the
+cost accrued from the start of the trace up to that sample.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+from rich.table import Table
+
+from runnerscale.simulation.results import Figures, PolicyResult, TimelinePoint
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "COMPARISON_HEADER",
+    "LOWER_BOUND",
+    "SWEEP_FIGURES_HEADER",
+    "comparison_rows",
+    "comparison_table",
+    "markdown_table",
+    "render_html",
+    "sweep_header",
+    "sweep_markdown",
+    "sweep_rows",
+    "sweep_table",
+]
+
+#: The name the lower bound goes by in every table and plot.
+LOWER_BOUND = "lower bound"
+
+COMPARISON_HEADER: tuple[str, ...] = (
+    "policy",
+    "jobs",
+    "served",
+    "unserved",
+    "p50 wait (s)",
+    "p95 wait (s)",
+    "p99 wait (s)",
+    "max wait (s)",
+    "busy runner-h",
+    "idle runner-h",
+    "booting runner-h",
+    "idle ratio",
+    "API calls",
+    "calls/job",
+    "cost",
+)
+
+#: The figure columns of the sweep table; the swept parameters come before them.
+SWEEP_FIGURES_HEADER: tuple[str, ...] = (
+    "unserved",
+    "p50 wait (s)",
+    "p95 wait (s)",
+    "idle ratio",
+    "cost",
+)
+
+_T = TypeVar("_T")
+
+_MISSING_MATPLOTLIB = "the HTML report needs matplotlib: pip install 'runnerscale[report]'"
+
+# Plot geometry: fixed so the same result always gives the same image.
+_DPI = 120
+_FIGSIZE = (10.0, 4.4)
+_STATE_COLOURS = {"booting": "#f2a541", "idle": "#b8c4d0", "busy": "#2f6db5"}
+_QUEUED_COLOUR = "#c0392b"
+_LOWER_BOUND_COLOUR = "#222222"
+
+
+# --- formatting ---------------------------------------------------------------------------
+
+
+def _wait(seconds: float) -> str:
+    return f"{seconds:.1f}"
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.2f}"
+
+
+def _ratio(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def _cost(dollars: float) -> str:
+    return f"-${-dollars:.2f}" if dollars < 0 else f"${dollars:.2f}"
+
+
+# --- comparison ---------------------------------------------------------------------------
+
+
+def comparison_rows(results: Sequence[tuple[str, Figures]]) -> list[list[str]]:
+    """One row of formatted strings per ``(name, figures)``, in :data:`COMPARISON_HEADER` order."""
+    rows: list[list[str]] = []
+    for name, figures in results:
+        wait = figures.queue_wait
+        runner = figures.runner_seconds
+        rows.append(
+            [
+                name,
+                str(figures.jobs),
+                str(figures.served),
+                str(figures.unserved),
+                _wait(wait.p50),
+                _wait(wait.p95),
+                _wait(wait.p99),
+                _wait(wait.max),
+                _hours(runner.busy),
+                _hours(runner.idle),
+                _hours(runner.booting),
+                _ratio(figures.idle_ratio),
+                str(figures.api_calls),
+                _ratio(figures.api_calls_per_job),
+                _cost(figures.cost),
+            ]
+        )
+    return rows
+
+
+def comparison_table(results: Sequence[tuple[str, Figures]], title: str | None = None) -> Table:
+    """The comparison for the terminal: names left-aligned, figures right-aligned."""
+    return _rich_table(COMPARISON_HEADER, comparison_rows(results), text_columns=1, title=title)
+
+
+def markdown_table(results: Sequence[tuple[str, Figures]]) -> str:
+    """The comparison as a GitHub-flavoured markdown table (for benchmarks and pull requests)."""
+    return _markdown(COMPARISON_HEADER, comparison_rows(results), text_columns=1)
+
+
+# --- sweep --------------------------------------------------------------------------------
+
+
+def _sweep_parameters(points: Sequence[tuple[dict[str, str], Figures]]) -> list[str]:
+    names: list[str] = []
+    for parameters, _ in points:
+        names.extend(name for name in parameters if name not in names)
+    return names
+
+
+def sweep_header(points: Sequence[tuple[dict[str, str], Figures]]) -> list[str]:
+    """The swept parameters' names (first-seen order), then :data:`SWEEP_FIGURES_HEADER`."""
+    return [*_sweep_parameters(points), *SWEEP_FIGURES_HEADER]
+
+
+def sweep_rows(points: Sequence[tuple[dict[str, str], Figures]]) -> list[list[str]]:
+    """One row per point of the sweep: its parameter values, then the trade-off figures.
+
+    ``unserved`` is there because a setting that leaves jobs unserved has waits that flatter it.
+    A parameter a point does not set is shown as ``-``.
+    """
+    names = _sweep_parameters(points)
+    rows: list[list[str]] = []
+    for parameters, figures in points:
+        wait = figures.queue_wait
+        rows.append(
+            [
+                *(parameters.get(name, "-") for name in names),
+                str(figures.unserved),
+                _wait(wait.p50),
+                _wait(wait.p95),
+                _ratio(figures.idle_ratio),
+                _cost(figures.cost),
+            ]
+        )
+    return rows
+
+
+def sweep_table(
+    points: Sequence[tuple[dict[str, str], Figures]], title: str | None = None
+) -> Table:
+    """The trade-off of queue wait against cost over a parameter sweep, for the terminal."""
+    header = sweep_header(points)
+    text_columns = len(header) - len(SWEEP_FIGURES_HEADER)
+    return _rich_table(header, sweep_rows(points), text_columns=text_columns, title=title)
+
+
+def sweep_markdown(points: Sequence[tuple[dict[str, str], Figures]]) -> str:
+    """The sweep's trade-off table as GitHub-flavoured markdown."""
+    header = sweep_header(points)
+    text_columns = len(header) - len(SWEEP_FIGURES_HEADER)
+    return _markdown(header, sweep_rows(points), text_columns=text_columns)
+
+
+# --- table renderers ----------------------------------------------------------------------
+
+
+def _rich_table(
+    header: Sequence[str], rows: Sequence[Sequence[str]], *, text_columns: int, title: str | None
+) -> Table:
+    table = Table(title=title)
+    for index, name in enumerate(header):
+        text = index < text_columns
+        table.add_column(name, justify="left" if text else "right", no_wrap=not text)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]], *, text_columns: int) -> str:
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(_markdown_cell(cell) for cell in cells) + " |"
+
+    align = ["---" if index < text_columns else "---:" for index in range(len(header))]
+    lines = [line(header), "| " + " | ".join(align) + " |", *(line(row) for row in rows)]
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_cell(text: str) -> str:
+    # A pipe would end the cell and a newline the row; nothing else is special inside a cell.
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+# --- HTML report --------------------------------------------------------------------------
+
+
+def render_html(
+    title: str,
+    subtitle: str,
+    policies: Sequence[PolicyResult],
+    limit: Figures | None,
+) -> str:
+    """One self-contained HTML page: the comparison table and three plots.
+
+    ``policies[0]`` is the main policy (runnerscale as configured): the runners-by-state plot
+    shows its timeline. ``limit``, when given, is the lower bound, shown as the table's last row
+    and in the queue-wait plot. Raises :class:`RuntimeError` when matplotlib is not installed.
+    """
+    try:
+        import matplotlib  # noqa: PLC0415 - optional extra, needed only for the report
+    except ImportError as error:
+        raise RuntimeError(_MISSING_MATPLOTLIB) from error
+    matplotlib.use("Agg")
+    import matplotlib.style  # noqa: PLC0415
+
+    named = [(policy.policy, policy.figures) for policy in policies]
+    if limit is not None:
+        named.append((LOWER_BOUND, limit))
+
+    # The default style, not the user's matplotlibrc: the same result gives the same bytes.
+    with (
+        matplotlib.style.context("default"),
+        matplotlib.rc_context({"svg.hashsalt": "runnerscale"}),
+    ):
+        plots = [
+            (
+                "Queue-wait distribution",
+                "Share of jobs that waited at most a given time for a runner, per policy "
+                "(further left is better).",
+                _png(_plot_queue_waits, (named, limit is not None)),
+            ),
+            (
+                "Runners by state against queued jobs",
+                f"The main policy, {policies[0].policy if policies else '-'}: runners booting, "
+                "idle and busy (stacked), and the jobs waiting in the queue.",
+                _png(_plot_runners, policies),
+            ),
+            (
+                "Cost over time",
+                "Cumulative cost of the runners each policy kept, over the trace.",
+                _png(_plot_costs, (policies, limit)),
+            ),
+        ]
+    return _page(title, subtitle, named, plots, has_limit=limit is not None)
+
+
+def _png(draw: Callable[[Axes, _T], None], data: _T) -> str:
+    """Draw on a fresh figure (no pyplot: no global state) and return it as a data URI."""
+    from matplotlib.figure import Figure  # noqa: PLC0415
+
+    figure: Figure = Figure(figsize=_FIGSIZE, dpi=_DPI, layout="constrained")
+    draw(figure.add_subplot(), data)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=_DPI, facecolor="white", metadata={"Software": None})
+    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f"data:image/png;base64,{encoded}"
+
+
+def _label(text: str) -> str:
+    """Text as matplotlib shows it literally: ``$`` would start mathtext, ``_`` hide a label."""
+    text = text.replace("$", r"\$")
+    return "\N{NO-BREAK SPACE}" + text if text.startswith("_") else text
+
+
+def _colour(index: int) -> str:
+    return f"C{index % 10}"
+
+
+def _plot_queue_waits(axes: Axes, data: tuple[Sequence[tuple[str, Figures]], bool]) -> None:
+    from matplotlib.ticker import FuncFormatter  # noqa: PLC0415
+
+    named, has_limit = data
+    drawn = 0
+    for index, (name, figures) in enumerate(named):
+        waits = sorted(figures.queue_waits)
+        if not waits:
+            continue
+        is_limit = has_limit and index == len(named) - 1
+        axes.ecdf(
+            waits,
+            label=_label(name),
+            color=_LOWER_BOUND_COLOUR if is_limit else _colour(index),
+            linestyle="--" if is_limit else "-",
+            linewidth=1.8,
+        )
+        drawn += 1
+    # Waits span from zero (a warm runner) to hours (a saturated fleet): a symmetric log axis
+    # shows both, with plain numbers on it.
+    axes.set_xscale("symlog", linthresh=1.0)
+    # A little room left of zero, so a policy whose jobs never waited is not hidden by the axis.
+    axes.set_xlim(left=-0.3)
+    axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axes.set_ylim(0, 1.02)
+    axes.set_yticks([0, 0.25, 0.5, 0.75, 0.95, 1.0], ["0%", "25%", "50%", "75%", "95%", "100%"])
+    axes.grid(visible=True, alpha=0.3)
+    axes.set_xlabel("queue wait (s, log scale)")
+    axes.set_ylabel("jobs that waited at most this long")
+    axes.set_title("Queue-wait distribution per policy")
+    if drawn:
+        axes.legend(loc="lower right")
+    else:
+        _no_data(axes, "no job was served")
+
+
+def _plot_runners(axes: Axes, policies: Sequence[PolicyResult]) -> None:
+    timeline: Sequence[TimelinePoint] = policies[0].timeline if policies else ()
+    name = policies[0].policy if policies else "-"
+    axes.set_title(_label(f"Runners by state against queued jobs: {name}"))
+    axes.set_xlabel("time since the trace started (h)")
+    axes.set_ylabel("runners / queued jobs")
+    axes.grid(visible=True, alpha=0.3)
+    if not timeline:
+        _no_data(axes, "no timeline recorded")
+        return
+    hours = [point.at / 3600 for point in timeline]
+    axes.stackplot(
+        hours,
+        [point.booting for point in timeline],
+        [point.idle for point in timeline],
+        [point.busy for point in timeline],
+        labels=["booting", "idle", "busy"],
+        colors=[_STATE_COLOURS["booting"], _STATE_COLOURS["idle"], _STATE_COLOURS["busy"]],
+        step="post",
+        alpha=0.9,
+    )
+    axes.plot(
+        hours,
+        [point.queued for point in timeline],
+        drawstyle="steps-post",
+        color=_QUEUED_COLOUR,
+        linewidth=1.6,
+        label="queued jobs",
+    )
+    if hours[-1] > hours[0]:
+        axes.set_xlim(hours[0], hours[-1])
+    axes.set_ylim(bottom=0)
+    axes.legend(loc="upper right")
+
+
+def _plot_costs(axes: Axes, data: tuple[Sequence[PolicyResult], Figures | None]) -> None:
+    policies, limit = data
+    axes.set_title("Cumulative cost per policy")
+    axes.set_xlabel("time since the trace started (h)")
+    axes.set_ylabel("cost ($)")
+    axes.grid(visible=True, alpha=0.3)
+    end = 0.0
+    drawn = 0
+    for index, policy in enumerate(policies):
+        if not policy.timeline:
+            continue
+        hours = [point.at / 3600 for point in policy.timeline]
+        end = max(end, hours[-1])
+        axes.plot(
+            hours,
+            [point.cost for point in policy.timeline],
+            color=_colour(index),
+            linewidth=1.8,
+            label=_label(f"{policy.policy} ({_cost(policy.figures.cost)})"),
+        )
+        drawn += 1
+    if not drawn:
+        _no_data(axes, "no timeline recorded")
+        return
+    if limit is not None:
+        # The lower bound has no timeline: its total, at the end of the trace.
+        axes.plot(
+            [end],
+            [limit.cost],
+            marker="D",
+            linestyle="none",
+            color=_LOWER_BOUND_COLOUR,
+            label=_label(f"{LOWER_BOUND}, total ({_cost(limit.cost)})"),
+        )
+    axes.set_xlim(left=0)
+    axes.set_ylim(bottom=0)
+    axes.legend(loc="upper left")
+
+
+def _no_data(axes: Axes, message: str) -> None:
+    axes.text(0.5, 0.5, message, ha="center", va="center", transform=axes.transAxes)
+
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif;
+       margin: 0; padding: 24px 32px; color: #1f2328; background: #ffffff; }
+header { border-bottom: 1px solid #d0d7de; margin-bottom: 20px; }
+h1 { font-size: 1.6em; margin: 0 0 4px 0; }
+header p { color: #57606a; margin: 0 0 14px 0; }
+h2 { font-size: 1.2em; margin: 28px 0 6px 0; }
+.note { color: #57606a; font-size: 0.9em; margin: 4px 0 10px 0; max-width: 70em; }
+.table-wrap { overflow-x: auto; }
+table { border-collapse: collapse; font-size: 0.85em; font-variant-numeric: tabular-nums; }
+th, td { padding: 5px 8px; border-bottom: 1px solid #d0d7de; white-space: nowrap; }
+th { background: #f6f8fa; text-align: right; font-weight: 600; white-space: normal;
+     vertical-align: bottom; }
+td { text-align: right; }
+th.text, td.text { text-align: left; }
+tr.main td { font-weight: 600; }
+tr.limit td { color: #57606a; font-style: italic; background: #fbfbfb; }
+figure { margin: 8px 0 0 0; }
+figure img { width: 100%; max-width: 1200px; height: auto; border: 1px solid #d0d7de; }
+footer { color: #57606a; font-size: 0.8em; margin-top: 28px; }
+"""
+
+
+def _page(
+    title: str,
+    subtitle: str,
+    named: Sequence[tuple[str, Figures]],
+    plots: Sequence[tuple[str, str, str]],
+    *,
+    has_limit: bool,
+) -> str:
+    esc = html.escape
+    head = "".join(
+        f'<th class="text">{esc(name)}</th>' if index == 0 else f"<th>{esc(name)}</th>"
+        for index, name in enumerate(COMPARISON_HEADER)
+    )
+    body: list[str] = []
+    rows = comparison_rows(named)
+    for index, row in enumerate(rows):
+        kind = "limit" if has_limit and index == len(rows) - 1 else "main" if index == 0 else ""
+        cells = "".join(
+            f'<td class="text">{esc(cell)}</td>' if column == 0 else f"<td>{esc(cell)}</td>"
+            for column, cell in enumerate(row)
+        )
+        body.append(f'<tr class="{kind}">{cells}</tr>' if kind else f"<tr>{cells}</tr>")
+    note = (
+        "Waits are the time from a job being queued to a runner starting it. Runner-hours are "
+        "summed over all runners; the idle ratio is idle over busy runner time."
+    )
+    if has_limit:
+        note += (
+            " The lower bound is the best any autoscaler could do with the same pools: it learns "
+            "of each job the instant it is queued and keeps no runner it does not need."
+        )
+    figures = "\n".join(
+        f'<section>\n<h2>{esc(heading)}</h2>\n<p class="note">{esc(caption)}</p>\n'
+        f'<figure><img src="{uri}" alt="{esc(heading)}"></figure>\n</section>'
+        for heading, caption, uri in plots
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{esc(title)}</title>
+<style>{_CSS}</style>
+</head>
+<body>
+<header>
+<h1>{esc(title)}</h1>
+<p>{esc(subtitle)}</p>
+</header>
+<section>
+<h2>Comparison</h2>
+<p class="note">{esc(note)}</p>
+<div class="table-wrap">
+<table>
+<thead><tr>{head}</tr></thead>
+<tbody>
+{chr(10).join(body)}
+</tbody>
+</table>
+</div>
+</section>
+{figures}
+<footer>Made by runnerscale simulate.</footer>
+</body>
+</html>
+"""

@@ -1,1 +1,0 @@
-"""Tests of the GitHub simulator (:mod:`runnerscale.sim`)."""

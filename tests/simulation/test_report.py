@@ -1,0 +1,354 @@
+"""The comparison and sweep tables, and the HTML report as a browser shows it."""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib import image as mpimg
+from rich.console import Console
+from rich.table import Table
+
+from runnerscale.simulation.report import (
+    COMPARISON_HEADER,
+    LOWER_BOUND,
+    SWEEP_FIGURES_HEADER,
+    comparison_rows,
+    comparison_table,
+    markdown_table,
+    render_html,
+    sweep_header,
+    sweep_markdown,
+    sweep_rows,
+    sweep_table,
+)
+from runnerscale.simulation.results import Figures, PolicyResult, RunnerSeconds, TimelinePoint
+
+HOSTILE = "<script>alert('x')</script> & co"
+PNG_URI = "data:image/png;base64,"
+
+
+def figures(
+    *,
+    waits: tuple[float, ...],
+    busy: float,
+    idle: float,
+    booting: float,
+    cost: float,
+    api_calls: int,
+    unserved: int = 0,
+) -> Figures:
+    return Figures(
+        jobs=len(waits) + unserved,
+        served=len(waits),
+        unserved=unserved,
+        queue_waits=waits,
+        runner_seconds=RunnerSeconds(busy=busy, idle=idle, booting=booting),
+        cost=cost,
+        api_calls=api_calls,
+    )
+
+
+def timeline(*, boot: int, spare: int, total: float, points: int = 50) -> tuple[TimelinePoint, ...]:
+    """A made-up day: demand rises and falls; the policy keeps ``spare`` idle runners.
+
+    The cost accrues with the runners alive and adds up to ``total`` at the last sample.
+    """
+    states = []
+    for index in range(points):
+        demand = max(0, 12 - abs(index - 25) // 2)
+        busy = max(0, demand - boot)
+        queued = demand - busy + (3 if index % 7 == 3 else 0)
+        booting = min(queued, boot)
+        states.append((index * 300.0, queued, booting, spare + index % 3, busy))
+    alive = [booting + idle + busy for _, _, booting, idle, busy in states]
+    samples = []
+    spent = 0
+    for (at, queued, booting, idle, busy), count in zip(states, alive, strict=True):
+        spent += count
+        cost = round(total * spent / sum(alive), 4)
+        samples.append(TimelinePoint(at, queued, booting, idle, busy, cost))
+    return tuple(samples)
+
+
+# Waits 1..100 s give exact nearest-rank percentiles: p50 50, p95 95, p99 99, max 100.
+MAIN = PolicyResult(
+    policy="runnerscale",
+    figures=figures(
+        waits=tuple(float(i) for i in range(1, 101)),
+        busy=7200,
+        idle=1800,
+        booting=900,
+        cost=12.3,
+        api_calls=250,
+    ),
+    timeline=timeline(boot=2, spare=1, total=12.3),
+)
+POLL = PolicyResult(
+    policy="poll-60",
+    figures=figures(
+        waits=tuple(30.0 + 0.5 * i for i in range(100)),
+        busy=7200,
+        idle=3600,
+        booting=1800,
+        cost=15.75,
+        api_calls=1440,
+    ),
+    timeline=timeline(boot=4, spare=2, total=15.75),
+)
+STATIC = PolicyResult(
+    policy="static-4",
+    figures=figures(
+        waits=tuple(float(i * i) for i in range(95)),
+        busy=7200,
+        idle=21600,
+        booting=0,
+        cost=40.0,
+        api_calls=12,
+        unserved=5,
+    ),
+    timeline=timeline(boot=0, spare=4, total=40.0),
+)
+LIMIT = figures(
+    waits=tuple(0.0 for _ in range(100)), busy=7200, idle=0, booting=0, cost=8.0, api_calls=0
+)
+POLICIES = (MAIN, POLL, STATIC)
+NAMED = [(p.policy, p.figures) for p in POLICIES] + [(LOWER_BOUND, LIMIT)]
+
+# The rows the tables must show, figure by figure.
+EXPECTED_MAIN = [
+    "runnerscale", "100", "100", "0",
+    "50.0", "95.0", "99.0", "100.0",
+    "2.00", "0.50", "0.25", "0.25",
+    "250", "2.50", "$12.30",
+]  # fmt: skip
+EXPECTED_STATIC_TAIL = ["2.00", "6.00", "0.00", "3.00", "12", "0.12", "$40.00"]
+
+
+def render(console_width: int, table: Table) -> str:
+    console = Console(width=console_width, record=True, color_system=None)
+    console.print(table)
+    return console.export_text()
+
+
+# --- comparison --------------------------------------------------------------------------
+
+
+def test_comparison_rows_format_each_figure_one_way() -> None:
+    rows = comparison_rows(NAMED)
+    assert len(COMPARISON_HEADER) == 15
+    assert all(len(row) == len(COMPARISON_HEADER) for row in rows)
+    assert rows[0] == EXPECTED_MAIN
+    assert rows[2][:4] == ["static-4", "100", "95", "5"]
+    assert rows[2][-7:] == EXPECTED_STATIC_TAIL
+    assert rows[3] == [
+        "lower bound", "100", "100", "0", "0.0", "0.0", "0.0", "0.0",
+        "2.00", "0.00", "0.00", "0.00", "0", "0.00", "$8.00",
+    ]  # fmt: skip
+
+
+def test_markdown_table_lists_every_policy_with_its_numbers() -> None:
+    text = markdown_table(NAMED)
+    lines = text.splitlines()
+    assert len(lines) == 2 + len(NAMED)
+    assert lines[0] == "| " + " | ".join(COMPARISON_HEADER) + " |"
+    assert lines[1] == "| --- | " + " | ".join(["---:"] * 14) + " |"
+    assert lines[2] == "| " + " | ".join(EXPECTED_MAIN) + " |"
+    for name, _ in NAMED:
+        assert f"| {name} |" in text
+    assert "$15.75" in lines[3]
+    assert lines[4].endswith(" | " + " | ".join(EXPECTED_STATIC_TAIL) + " |")
+
+
+def test_markdown_escapes_pipes_in_names() -> None:
+    text = markdown_table([("a|b", LIMIT)])
+    assert "| a\\|b |" in text
+    assert all(line.count(" | ") == 14 for line in text.splitlines())
+
+
+def test_rich_comparison_table_shows_every_policy_and_number() -> None:
+    table = comparison_table(NAMED, title="trace.jsonl")
+    assert [column.header for column in table.columns] == list(COMPARISON_HEADER)
+    assert table.columns[0].justify == "left"
+    assert all(column.justify == "right" for column in table.columns[1:])
+    text = render(300, table)
+    assert "trace.jsonl" in text
+    for name, _ in NAMED:
+        assert name in text
+    for cell in EXPECTED_MAIN + EXPECTED_STATIC_TAIL + ["$15.75", "$8.00"]:
+        assert cell in text
+
+
+# --- sweep -------------------------------------------------------------------------------
+
+
+SWEEP = [
+    ({"min_idle": "0"}, STATIC.figures),
+    ({"min_idle": "1"}, POLL.figures),
+    ({"min_idle": "2", "idle_timeout": "300"}, MAIN.figures),
+]
+
+
+def test_sweep_rows_put_parameters_before_the_trade_off() -> None:
+    assert sweep_header(SWEEP) == ["min_idle", "idle_timeout", *SWEEP_FIGURES_HEADER]
+    assert sweep_rows(SWEEP) == [
+        ["0", "-", "5", "2209.0", "8100.0", "3.00", "$40.00"],
+        ["1", "-", "0", "54.5", "77.0", "0.50", "$15.75"],
+        ["2", "300", "0", "50.0", "95.0", "0.25", "$12.30"],
+    ]
+
+
+def test_sweep_table_and_markdown_agree() -> None:
+    text = render(200, sweep_table(SWEEP, title="min_idle sweep"))
+    markdown = sweep_markdown(SWEEP)
+    assert markdown.splitlines()[1] == "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
+    for row in sweep_rows(SWEEP):
+        assert "| " + " | ".join(row) + " |" in markdown
+        for cell in row:
+            assert cell in text
+
+
+# --- HTML --------------------------------------------------------------------------------
+
+
+def report(policies: tuple[PolicyResult, ...] = POLICIES, limit: Figures | None = LIMIT) -> str:
+    return render_html("Simulation: busy-day.jsonl", "seed 7, config ci.yaml", policies, limit)
+
+
+def png_size(uri: str) -> tuple[int, int]:
+    data = base64.b64decode(uri.removeprefix(PNG_URI), validate=True)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def images(page: str) -> list[str]:
+    return re.findall(r'<img src="(data:image/png;base64,[A-Za-z0-9+/=]+)"', page)
+
+
+def test_html_is_self_contained_with_three_plots() -> None:
+    page = report()
+    assert page.startswith("<!DOCTYPE html>")
+    assert page.count(PNG_URI) == 3
+    assert len(images(page)) == 3
+    for uri in images(page):
+        width, height = png_size(uri)
+        assert width > 800
+        assert height > 300
+    # Nothing to fetch: no external src/href, no stylesheet links, no scripts, no URL at all.
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.IGNORECASE)
+    assert "<link" not in page
+    assert "<script" not in page
+    assert "://" not in page
+    assert "<style>" in page
+
+
+def test_html_shows_the_comparison_table() -> None:
+    page = report()
+    for name, _ in NAMED:
+        assert f'<td class="text">{name}</td>' in page
+    assert "".join(f"<td>{cell}</td>" for cell in EXPECTED_MAIN[1:]) in page
+    assert "".join(f"<td>{cell}</td>" for cell in EXPECTED_STATIC_TAIL) in page
+    assert '<tr class="limit"><td class="text">lower bound</td>' in page
+    assert "Simulation: busy-day.jsonl" in page
+    assert "seed 7, config ci.yaml" in page
+
+
+def test_html_escapes_every_text() -> None:
+    hostile = PolicyResult(policy=HOSTILE, figures=MAIN.figures, timeline=MAIN.timeline)
+    page = render_html(f"<b>{HOSTILE}</b>", HOSTILE, (hostile, POLL), None)
+    assert "<script" not in page
+    assert "<b>" not in page
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; co" in page
+    assert "lower bound" not in page.split("<tbody>")[1].split("</tbody>")[0]
+    assert page.count(PNG_URI) == 3
+
+
+def test_html_is_deterministic() -> None:
+    assert report() == report()
+
+
+def test_html_copes_with_missing_data() -> None:
+    # No timelines, no served jobs, names matplotlib would misread ($ is mathtext, _ hides).
+    empty = figures(waits=(), busy=0, idle=0, booting=0, cost=0, api_calls=0, unserved=3)
+    odd = (
+        PolicyResult(policy="static-$5", figures=empty),
+        PolicyResult(policy="_hidden", figures=empty),
+    )
+    page = render_html("empty", "", odd, empty)
+    assert page.count(PNG_URI) == 3
+    assert "static-$5" in page
+    assert "_hidden" in page
+    single = PolicyResult(policy="one", figures=MAIN.figures, timeline=MAIN.timeline[:1])
+    assert render_html("one point", "", (single,), None).count(PNG_URI) == 3
+    assert render_html("nothing", "", (), None).count(PNG_URI) == 3
+
+
+def test_html_without_matplotlib_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(RuntimeError, match=r"pip install 'runnerscale\[report\]'"):
+        report()
+
+
+# --- in a browser ------------------------------------------------------------------------
+
+
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    if Path("/usr/bin/chromium").exists():
+        return "/usr/bin/chromium"
+    pytest.fail(
+        "Chromium is not installed; `bash scripts/install-system-deps` installs it "
+        "(CI runs it before the tests)"
+    )
+
+
+def screenshot(page: Path, out: Path, profile: Path) -> None:
+    command = [
+        chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        "--window-size=1280,2400",
+        f"--screenshot={out}",
+        page.as_uri(),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, f"chromium failed ({done.returncode}):\n{done.stderr}"
+
+
+@pytest.mark.chromium
+def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
+    page = tmp_path / "report.html"
+    page.write_text(report(), encoding="utf-8")
+    shot = tmp_path / "shot.png"
+    screenshot(page, shot, tmp_path / "profile")
+
+    assert shot.exists()
+    assert shot.stat().st_size > 20_000
+    pixels = (mpimg.imread(shot)[..., :3] * 255).round().astype(np.uint32)
+    assert pixels.shape == (2400, 1280, 3)
+    packed = (pixels[..., 0] << 16) | (pixels[..., 1] << 8) | pixels[..., 2]
+    assert len(np.unique(packed)) > 50, "the screenshot is (nearly) one flat colour"
+    # The plots were decoded and drawn: the busy runners' blue (#2f6db5 at alpha 0.9 on white)
+    # fills a sizeable area of the runners-by-state plot.
+    busy = np.array([0x2F, 0x6D, 0xB5]) * 0.9 + 255 * 0.1
+    near = np.abs(pixels.astype(np.float64) - busy).max(axis=-1) <= 8
+    assert near.sum() > 5_000
