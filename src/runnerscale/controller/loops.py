@@ -126,7 +126,13 @@ class Status:
 
 
 async def wait_for(clock: Clock, event: asyncio.Event, seconds: float) -> None:
-    """Wait until ``event`` is set or ``seconds`` of the clock's time have passed."""
+    """Wait until ``event`` is set or ``seconds`` of the clock's time have passed.
+
+    The helper tasks are tidied up with :func:`asyncio.wait`, which never raises their
+    cancellation: suppressing ``CancelledError`` around them would also swallow a cancellation
+    of the waiting task itself arriving meanwhile (a daemon told to stop just as a kick woke
+    its reconcile loop would then never stop).
+    """
     if event.is_set():
         return
     sleeper = asyncio.ensure_future(clock.sleep(seconds))
@@ -136,9 +142,7 @@ async def wait_for(clock: Clock, event: asyncio.Event, seconds: float) -> None:
     finally:
         for task in (sleeper, waiter):
             task.cancel()
-        for task in (sleeper, waiter):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.wait({sleeper, waiter})
 
 
 class Controller:
