@@ -139,3 +139,44 @@ def runner_directories(work_root: Path) -> list[Path]:
     if not work_root.exists():
         return []
     return [p for p in work_root.glob("*/*") if p.is_dir() and not p.name.startswith(".")]
+
+
+async def runnerscale_command(
+    *arguments: str, env: Mapping[str, str] | None = None
+) -> tuple[int, str]:
+    """``runnerscale ARGUMENTS`` as a user runs it, in a process of its own: exit code and
+    output (stdout and stderr together)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "runnerscale",
+        *arguments,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", **(env or {})},
+    )
+    async with asyncio.timeout(240):
+        output, _ = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, output.decode()
+
+
+async def start_daemon_process(
+    config: Path, log: Path, env: Mapping[str, str] | None = None
+) -> asyncio.subprocess.Process:
+    """``runnerscale run -c CONFIG`` in a process of its own, logging at debug to ``log``,
+    with the e2e secrets and ``HOME`` the config's folder (plus ``env``)."""
+    with log.open("ab") as output:  # the child keeps its own copy of the descriptor
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "runnerscale",
+            "run",
+            "-c",
+            str(config),
+            "--log-level",
+            "debug",
+            stdout=output,
+            stderr=asyncio.subprocess.STDOUT,
+            env={**ENV, "PATH": "/usr/bin:/bin", "HOME": str(config.parent), **(env or {})},
+        )

@@ -15,8 +15,16 @@ from runnerscale.config import load_config
 from runnerscale.daemon import Daemon, StartupError
 from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
 from runnerscale.fakegithub.world import JobSpec, WorldSettings
-from tests.e2e.harness import ENV, LINUX, WEBHOOK_SECRET, all_done, wait_until, write_config
-from tests.e2e.test_daemon import _clean, _reachable, _run_daemon_process
+from tests.e2e.harness import (
+    ENV,
+    LINUX,
+    WEBHOOK_SECRET,
+    all_done,
+    start_daemon_process,
+    wait_until,
+    write_config,
+)
+from tests.e2e.test_daemon import _clean, _reachable
 from tests.github.test_app_auth import APP_ID, KEY
 
 pytestmark = pytest.mark.timeout(300)
@@ -52,7 +60,7 @@ async def test_an_app_serves_two_organisations_and_logs_no_secret(tmp_path: Path
 
         world.generate_jitconfig = recording  # type: ignore[method-assign]
         log = tmp_path / "daemon.log"
-        daemon = await _run_daemon_process(config, log)
+        daemon = await start_daemon_process(config, log)
         try:
             async with httpx.AsyncClient() as http:
                 await wait_until(

@@ -2,53 +2,42 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
 from runnerscale.fakegithub.world import JobSpec
-from tests.e2e.harness import ENV, TOKEN, in_process_daemon, wait_until, write_config
+from tests.e2e.harness import (
+    ENV,
+    TOKEN,
+    in_process_daemon,
+    runnerscale_command,
+    wait_until,
+    write_config,
+)
 
 EXAMPLE = Path(__file__).parents[1] / "fixtures" / "config" / "example.yaml"
 
 
-async def command(*arguments: str, env: dict[str, str] | None = None) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "runnerscale",
-        *arguments,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", **(env or {})},
-    )
-    async with asyncio.timeout(240):
-        output, _ = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, output.decode()
-
-
 async def test_config_validate_and_schema(tmp_path: Path) -> None:
     env = {"GITHUB_TOKEN": "t0ken-value", "WEBHOOK_SECRET": "s3cret-value", "HOME": str(tmp_path)}
-    code, output = await command("config", "validate", "-c", str(EXAMPLE), env=env)
+    code, output = await runnerscale_command("config", "validate", "-c", str(EXAMPLE), env=env)
     assert code == 0, output
     assert "valid" in output
     bad = tmp_path / "bad.yaml"
     bad.write_text(EXAMPLE.read_text().replace("max_runners: 4", "max_runners: 0"))
-    code, output = await command("config", "validate", "-c", str(bad), env=env)
+    code, output = await runnerscale_command("config", "validate", "-c", str(bad), env=env)
     assert code == 2
     assert "bad.yaml:" in output
     assert "max_runners" in output
     assert "t0ken-value" not in output
-    code, output = await command(
+    code, output = await runnerscale_command(
         "config", "validate", "-c", str(tmp_path / "missing.yaml"), env=env
     )
     assert code == 2
-    code, output = await command("config", "schema")
+    code, output = await runnerscale_command("config", "schema")
     assert code == 0
     assert json.loads(output)["title"] == "runnerscale configuration"
 
@@ -60,7 +49,7 @@ async def test_status_and_scale_commands(tmp_path: Path) -> None:
         config = write_config(tmp_path, simulator.url, poll_interval="1s", idle_timeout="1h")
         async with in_process_daemon(config) as daemon:
             env = {**ENV, "HOME": str(tmp_path)}
-            code, output = await command(
+            code, output = await runnerscale_command(
                 "scale", "up", "-c", str(config), "--pool", "linux-x64", "-n", "2", env=env
             )
             assert code == 0, output
@@ -77,7 +66,7 @@ async def test_status_and_scale_commands(tmp_path: Path) -> None:
             )
             await daemon.controller.poll_once()
             await daemon.controller.reconcile_once()
-            code, output = await command("status", "-c", str(config), env=env)
+            code, output = await runnerscale_command("status", "-c", str(config), env=env)
             assert code == 0, output
             assert "linux-x64" in output
             assert "GitHub core" in output
@@ -87,23 +76,23 @@ async def test_status_and_scale_commands(tmp_path: Path) -> None:
                 in (output)
             )
             idle = [r.name for r in daemon.store.runners() if r.state.value == "idle"]
-            code, output = await command(
+            code, output = await runnerscale_command(
                 "scale", "down", "-c", str(config), "--runner", idle[0], env=env
             )
             assert code == 0, output
-            code, output = await command(
+            code, output = await runnerscale_command(
                 "scale", "down", "-c", str(config), "--pool", "linux-x64", env=env
             )
             assert code == 0, output
             assert "removed 1" in output
-            code, output = await command("scale", "down", "-c", str(config), env=env)
+            code, output = await runnerscale_command("scale", "down", "-c", str(config), env=env)
             assert code == 2
-            code, output = await command(
+            code, output = await runnerscale_command(
                 "scale", "up", "-c", str(config), "--pool", "nope", env=env
             )
             assert code == 1
             assert "no pool named 'nope'" in output
-        code, output = await command(
+        code, output = await runnerscale_command(
             "status", "-c", str(config), env={**ENV, "HOME": str(tmp_path)}
         )
         assert code == 1
@@ -112,7 +101,9 @@ async def test_status_and_scale_commands(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(240)
 async def test_the_demo_serves_everything_and_leaves_nothing(tmp_path: Path) -> None:
-    code, output = await command("demo", env={"HOME": str(tmp_path), "TMPDIR": str(tmp_path)})
+    code, output = await runnerscale_command(
+        "demo", env={"HOME": str(tmp_path), "TMPDIR": str(tmp_path)}
+    )
     assert code == 0, output
     assert "demo passed" in output
     assert "jobs no pool can serve" in output

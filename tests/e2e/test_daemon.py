@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,13 +21,13 @@ from runnerscale.fakegithub.world import WorldSettings
 from runnerscale.github.webhooks import sign
 from tests.contract.openapi import contract_dir
 from tests.e2e.harness import (
-    ENV,
     TOKEN,
     WEBHOOK_SECRET,
     all_done,
     in_process_daemon,
     leftovers,
     queue_jobs,
+    start_daemon_process,
     wait_until,
     write_config,
 )
@@ -210,23 +209,6 @@ async def test_operators_scale_by_hand_and_read_status(
         assert health["status"] == "ok"
 
 
-async def _run_daemon_process(config: Path, log: Path) -> asyncio.subprocess.Process:
-    with log.open("ab") as output:  # the child keeps its own copy of the descriptor
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "runnerscale",
-            "run",
-            "-c",
-            str(config),
-            "--log-level",
-            "debug",
-            stdout=output,
-            stderr=asyncio.subprocess.STDOUT,
-            env={**ENV, "PATH": "/usr/bin:/bin", "HOME": str(config.parent)},
-        )
-
-
 async def test_a_daemon_killed_mid_burst_carries_on_after_restart_and_logs_no_secret(
     simulator: SimulatorServer, tmp_path: Path
 ) -> None:
@@ -244,7 +226,7 @@ async def test_a_daemon_killed_mid_burst_carries_on_after_restart_and_logs_no_se
         return runner, encoded
 
     world.generate_jitconfig = recording  # type: ignore[method-assign]
-    daemon = await _run_daemon_process(config, log)
+    daemon = await start_daemon_process(config, log)
     try:
         async with httpx.AsyncClient() as http:
             await wait_until(
@@ -260,7 +242,7 @@ async def test_a_daemon_killed_mid_burst_carries_on_after_restart_and_logs_no_se
         )
         daemon.send_signal(signal.SIGKILL)
         await daemon.wait()
-        daemon = await _run_daemon_process(config, log)
+        daemon = await start_daemon_process(config, log)
         await wait_until(lambda: all_done(world, job_ids), 120, "every job after the restart")
         assert all(world.jobs[j].conclusion.value == "success" for j in job_ids)  # type: ignore[union-attr]
         await wait_until(
@@ -311,7 +293,7 @@ async def test_sighup_reloads_limits_and_a_bad_config_is_refused(
     config = write_config(tmp_path, simulator.url, poll_interval="2s", max_runners=4)
     log = tmp_path / "daemon.log"
     port = int(config.read_text().split("listen: 127.0.0.1:")[1].split()[0])
-    daemon = await _run_daemon_process(config, log)
+    daemon = await start_daemon_process(config, log)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
             await wait_until(

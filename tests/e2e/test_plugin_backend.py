@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -25,6 +24,8 @@ from tests.e2e.harness import (
     WEBHOOK_SECRET,
     all_done,
     queue_jobs,
+    runnerscale_command,
+    start_daemon_process,
     wait_until,
     write_config,
 )
@@ -60,28 +61,12 @@ async def simulator() -> AsyncIterator[SimulatorServer]:
         yield server
 
 
-async def runnerscale(*arguments: str, env: dict[str, str]) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "runnerscale",
-        *arguments,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", **env},
-    )
-    async with asyncio.timeout(240):
-        output, _ = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, output.decode()
-
-
 async def test_a_config_naming_the_plugin_validates_and_the_schema_shows_it(
     tmp_path: Path, plugin_env: dict[str, str]
 ) -> None:
     config = write_config(tmp_path, "http://127.0.0.1:9", pools=MEMORY_POOL)
     env = {**ENV, "HOME": str(tmp_path)}
-    code, output = await runnerscale(
+    code, output = await runnerscale_command(
         "config", "validate", "-c", str(config), env={**env, **plugin_env}
     )
     assert code == 0, output
@@ -90,7 +75,7 @@ async def test_a_config_naming_the_plugin_validates_and_the_schema_shows_it(
     # An error inside the plug-in's block names the file, the line and the path.
     bad = tmp_path / "bad.yaml"
     bad.write_text(config.read_text().replace("runner: sim", "runer: sim"))
-    code, output = await runnerscale(
+    code, output = await runnerscale_command(
         "config", "validate", "-c", str(bad), env={**env, **plugin_env}
     )
     assert code == 2, output
@@ -99,14 +84,14 @@ async def test_a_config_naming_the_plugin_validates_and_the_schema_shows_it(
     assert "pools[0].memory.runer" in output
     assert "'runner'" in output  # the nearest key of the plug-in's own model
 
-    code, output = await runnerscale("config", "schema", env=plugin_env)
+    code, output = await runnerscale_command("config", "schema", env=plugin_env)
     assert code == 0, output
     pool = json.loads(output)["$defs"]["PoolConfig"]["properties"]
     assert {"local", "docker", "memory"} <= set(pool)
     assert pool["provider"]["enum"] == ["local", "docker", "memory"]
 
     # Without the distribution, the name is unknown and the installed ones are listed.
-    code, output = await runnerscale("config", "validate", "-c", str(config), env=env)
+    code, output = await runnerscale_command("config", "validate", "-c", str(config), env=env)
     assert code == 2, output
     assert "provider 'memory' is not available" in output
     assert "local, docker" in output
@@ -119,20 +104,7 @@ async def test_the_daemon_serves_jobs_through_the_plugin(
     port = int(config.read_text().split("listen: 127.0.0.1:")[1].split()[0])
     simulator.simulator.webhooks.add_hook(f"http://127.0.0.1:{port}/webhook", WEBHOOK_SECRET)
     log = tmp_path / "daemon.log"
-    with log.open("ab") as output:
-        daemon = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "runnerscale",
-            "run",
-            "-c",
-            str(config),
-            "--log-level",
-            "debug",
-            stdout=output,
-            stderr=asyncio.subprocess.STDOUT,
-            env={**ENV, "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **plugin_env},
-        )
+    daemon = await start_daemon_process(config, log, plugin_env)
     world = simulator.simulator.world
     try:
         async with httpx.AsyncClient() as http:

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from githubkit import GitHub, TokenAuthStrategy
 
 from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
+from runnerscale.fakegithub.tls import ServerTls, ensure_certificates
 from runnerscale.fakegithub.world import WorldSettings
 from tests.contract.openapi import ValidatingTransport, default_contract
 
@@ -42,6 +43,21 @@ def sim_options(app_private_key: str) -> SimulatorOptions:
 @pytest.fixture
 async def simulator(sim_options: SimulatorOptions) -> AsyncIterator[SimulatorServer]:
     async with SimulatorServer(sim_options) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> ServerTls:
+    """A CA and a server certificate for 127.0.0.1, made once per module."""
+    return ensure_certificates(tmp_path_factory.mktemp("tls"), "127.0.0.1")
+
+
+@pytest.fixture
+async def tls_simulator(
+    sim_options: SimulatorOptions, tls_files: ServerTls
+) -> AsyncIterator[SimulatorServer]:
+    """The simulator serving https with ``tls_files``."""
+    async with SimulatorServer(replace(sim_options, tls=tls_files)) as server:
         yield server
 
 

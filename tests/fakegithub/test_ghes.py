@@ -12,7 +12,6 @@ import socket
 import ssl
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from githubkit import GitHub
 
 from runnerscale.fakegithub.jitconfig import decode
-from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
+from runnerscale.fakegithub.server import SimulatorServer
 from runnerscale.fakegithub.tls import (
     CA_FILE,
     CA_KEY_FILE,
@@ -43,23 +42,10 @@ AUTH = {"Authorization": f"token {TOKEN}"}
 LINUX = ["self-hosted", "linux"]
 
 
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> ServerTls:
-    return ensure_certificates(tmp_path_factory.mktemp("tls"), "127.0.0.1")
-
-
 @pytest.fixture
 def trust(tls_files: ServerTls) -> ssl.SSLContext:
     """A client context that trusts the simulator's CA and nothing else."""
     return ssl.create_default_context(cafile=tls_files.ca_file)
-
-
-@pytest.fixture
-async def tls_simulator(
-    sim_options: SimulatorOptions, tls_files: ServerTls
-) -> AsyncIterator[SimulatorServer]:
-    async with SimulatorServer(replace(sim_options, tls=tls_files)) as server:
-        yield server
 
 
 @pytest.fixture

@@ -43,6 +43,8 @@ app_private_key = sim_fixtures.app_private_key
 sim_options = sim_fixtures.sim_options
 simulator = sim_fixtures.simulator
 control = sim_fixtures.control
+tls_files = sim_fixtures.tls_files
+tls_simulator = sim_fixtures.tls_simulator
 
 NODE_DIR = Path(__file__).parent / "node"
 #: Written by scripts/install-interop-deps after ``npm ci``: what it installed.

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -19,8 +18,8 @@ import pytest
 import requests
 from github import Auth, Github, GithubIntegration
 
-from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
-from runnerscale.fakegithub.tls import ServerTls, ensure_certificates
+from runnerscale.fakegithub.server import SimulatorServer
+from runnerscale.fakegithub.tls import ServerTls
 from tests.interop.conftest import APP_ID, TOKEN, Node
 
 pytestmark = pytest.mark.timeout(180)
@@ -29,19 +28,6 @@ GHES = "/api/v3"
 OWNER = "acme"
 REPO = "app"
 FULL_NAME = f"{OWNER}/{REPO}"
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> ServerTls:
-    return ensure_certificates(tmp_path_factory.mktemp("tls"), "127.0.0.1")
-
-
-@pytest.fixture
-async def tls_simulator(
-    sim_options: SimulatorOptions, tls_files: ServerTls
-) -> AsyncIterator[SimulatorServer]:
-    async with SimulatorServer(replace(sim_options, tls=tls_files)) as server:
-        yield server
 
 
 @pytest.fixture
