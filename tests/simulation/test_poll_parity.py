@@ -10,13 +10,16 @@ or ``runnerscale simulate``'s API figures would not be the daemon's.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+from typing import TypeVar
+
 import httpx
 import pytest
 
 from runnerscale.clock import VirtualClock
 from runnerscale.fakegithub.app import create_app
 from runnerscale.fakegithub.entities import Conclusion
-from runnerscale.fakegithub.faults import FaultPlan, Faults
+from runnerscale.fakegithub.faults import FaultPlan, Faults, OperationFaults
 from runnerscale.fakegithub.ratelimit import RateLimits
 from runnerscale.fakegithub.server import SimulatorOptions, build_simulator
 from runnerscale.fakegithub.world import JobSpec
@@ -24,7 +27,7 @@ from runnerscale.github.budget import TOKEN_CREDENTIAL
 from runnerscale.github.client import GitHubClient
 from runnerscale.github.schedule import PollHints
 from runnerscale.model import Target
-from runnerscale.protocols import ObservedJob
+from runnerscale.protocols import GitHubError, ObservedJob
 from runnerscale.simulation.github import SimulatedGitHub
 
 TOKEN = "ghp_parity_token"
@@ -34,16 +37,39 @@ DAY = 86_400.0
 LABELS = ("self-hosted", "linux")
 ORG = Target("org", "acme")
 REPO = Target("repo", "solo/app")
+T = TypeVar("T")
 
 
 def _seen(jobs: list[ObservedJob]) -> list[tuple[int, str, str]]:
     return sorted((job.id, job.repo.lower(), job.state.value) for job in jobs)
 
 
-@pytest.mark.parametrize("webhooks", [False, True], ids=["polling", "webhooks"])
-async def test_the_client_and_the_simulation_poll_alike(webhooks: bool) -> None:
+async def _outcome(call: Awaitable[T]) -> T | tuple[str, int | None]:
+    """What a call gave: its result, or the status of the GitHub error it raised."""
+    try:
+        return await call
+    except GitHubError as error:
+        return ("error", error.status)
+
+
+#: Injected server errors on every operation, and more on one: both transports must fail the
+#: same requests (one seeded draw per request, in the same order) and charge alike.
+FAULTS = FaultPlan(
+    seed=7,
+    error_rate=0.1,
+    operations={"actions/list-jobs-for-workflow-run": OperationFaults(error_rate=0.3)},
+)
+
+
+@pytest.mark.parametrize(
+    ("webhooks", "plan"),
+    [(False, FaultPlan()), (True, FaultPlan()), (False, FAULTS)],
+    ids=["polling", "webhooks", "polling-with-faults"],
+)
+async def test_the_client_and_the_simulation_poll_alike(webhooks: bool, plan: FaultPlan) -> None:
     clock = VirtualClock(EPOCH)
     simulator = build_simulator(SimulatorOptions(tokens=(TOKEN,)), clock, URL)
+    simulator.set_faults(plan)
     world = simulator.world
     # Two full pages of repositories (so a third, empty, page ends the list): most dormant,
     # some pushed to lately, one pushed to while "runnerscale was down".
@@ -57,7 +83,8 @@ async def test_the_client_and_the_simulation_poll_alike(webhooks: bool) -> None:
         transport=httpx.ASGITransport(app=create_app(simulator)),
         clock=clock.now,
     )
-    direct = SimulatedGitHub(world, Faults(FaultPlan()), RateLimits())
+    direct = SimulatedGitHub(world, Faults(), RateLimits())
+    direct.ledger.put_in_force(plan)
     active: set[str] = set()
 
     def hints() -> PollHints:
@@ -92,28 +119,43 @@ async def test_the_client_and_the_simulation_poll_alike(webhooks: bool) -> None:
         clock.advance(60.0)
         world.tick()
         for target in (ORG, REPO):
-            over_http = await http.active_jobs(target)
-            assert _seen(over_http) == _seen(await direct.active_jobs(target)), (minute, target)
-            active.update(job.repo for job in over_http if job.state.value != "completed")
-        assert await http.list_runners(ORG) == await direct.list_runners(ORG)
+            over_http = await _outcome(http.active_jobs(target))
+            simulated = await _outcome(direct.active_jobs(target))
+            if isinstance(over_http, list):
+                assert isinstance(simulated, list), (minute, target, simulated)
+                assert _seen(over_http) == _seen(simulated), (minute, target)
+                active.update(job.repo for job in over_http if job.state.value != "completed")
+            else:
+                assert over_http == simulated, (minute, target)
+        for check in (
+            lambda gh: gh.list_runners(ORG),
+            # A run and a job that do not exist: a 404 (a read that fails is not charged).
+            lambda gh: gh.jobs_of_run("solo/app", 999_999),
+            lambda gh: gh.get_job("solo/app", 999_999),
+        ):
+            assert await _outcome(check(http)) == await _outcome(check(direct)), minute
         for job_id in sorted(world.jobs)[-3:]:
             repo = world.jobs[job_id].repo.full_name
-            assert await http.get_job(repo, job_id) == await direct.get_job(repo, job_id)
+            assert await _outcome(http.get_job(repo, job_id)) == await _outcome(
+                direct.get_job(repo, job_id)
+            )
 
+    # The same requests by the client's operation names (as its budget counts them)...
     budget = http.budget.of(TOKEN_CREDENTIAL)
     requests = {op: n for op, n in budget.calls.items() if n}
-    charged = {
-        op: n - budget.not_modified_calls[op]
-        for op, n in budget.calls.items()
-        if n - budget.not_modified_calls[op]
-    }
     assert requests == dict(direct.requests)
-    assert charged == dict(direct.charged)
-    # ...to the same rate-limit resource (the HTTP side as GitHub's answers named it).
-    assert budget.charged_by_resource() == dict(direct.charged_by_resource)
+    # ...and by REST operation, as the fake GitHub counted them over HTTP: the same requests,
+    # charged alike (304s and failed reads are free), to the same rate-limit resources.
+    assert simulator.stats.requests == direct.ledger.stats.requests
+    assert simulator.stats.charged == direct.ledger.stats.charged
+    assert simulator.stats.charged_by_resource == direct.charged_by_resource
+    assert sum(direct.charged.values()) == sum(simulator.stats.charged.values())
     # The poll did read: pages of the organisation, probes and full reads, jobs, 304s.
-    assert {"list-org-repos", "list-workflow-runs", "list-jobs-for-run"} <= set(charged)
+    assert {"list-org-repos", "list-workflow-runs", "list-jobs-for-run"} <= set(direct.charged)
     assert budget.not_modified > 0
+    assert simulator.stats.statuses["actions/get-job-for-workflow-run"][404] > 0
+    if plan.error_rate:
+        assert simulator.stats.statuses["actions/list-jobs-for-workflow-run"][500] > 0
 
 
 async def test_an_enterprise_target_is_not_polled_in_the_simulation_either() -> None:

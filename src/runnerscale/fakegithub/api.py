@@ -25,7 +25,6 @@ import hashlib
 import itertools
 import json
 import random
-from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
@@ -43,9 +42,15 @@ from starlette.routing import Route
 
 from runnerscale.clock import Clock
 from runnerscale.fakegithub import shapes
+from runnerscale.fakegithub.accounting import (
+    Ledger,
+    PrimaryLimitError,
+    RefusedError,
+    SecondaryLimitError,
+)
 from runnerscale.fakegithub.auth import ANONYMOUS, Authenticator, Caller, CallerKind
 from runnerscale.fakegithub.faults import FaultPlan, Faults
-from runnerscale.fakegithub.ratelimit import CORE, RateLimits, resource_for
+from runnerscale.fakegithub.ratelimit import CORE, RateLimits
 from runnerscale.fakegithub.scopes import check_scopes, scope_headers
 from runnerscale.fakegithub.webhooks import WebhookHub
 from runnerscale.fakegithub.world import ApiError, World, not_found
@@ -75,27 +80,6 @@ class Reply:
     status: int
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Stats:
-    requests: Counter[str] = field(default_factory=Counter)
-    not_modified: Counter[str] = field(default_factory=Counter)
-    statuses: defaultdict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
-
-    def public(self) -> JSON:
-        return {
-            "total": sum(self.requests.values()),
-            "not_modified": sum(self.not_modified.values()),
-            "operations": {
-                op: {
-                    "requests": count,
-                    "not_modified": self.not_modified[op],
-                    "statuses": {str(k): v for k, v in sorted(self.statuses[op].items())},
-                }
-                for op, count in sorted(self.requests.items())
-            },
-        }
 
 
 class RequestIds:
@@ -157,8 +141,10 @@ class Simulator:
         self.root_urls = shapes.Urls(api=api_url.rstrip("/"), web=(web_url or api_url).rstrip("/"))
         self.faults = Faults()
         self.rate_limits = RateLimits()
+        self.ledger = Ledger(self.rate_limits, self.faults, clock.now)
+        #: Requests, charges and answers by operation (``GET /_sim/stats``).
+        self.stats = self.ledger.stats
         self.request_ids = RequestIds(world.settings.seed)
-        self.stats = Stats()
         self.webhooks = WebhookHub(
             world, self.faults, clock, web_url=self.root_urls.web, api_url=self.root_urls.api
         )
@@ -175,15 +161,7 @@ class Simulator:
 
     def set_faults(self, plan: FaultPlan) -> None:
         """Put a fault plan in force; it replaces the previous one entirely."""
-        self.faults.replace(plan)
-        limits = plan.rate_limit
-        self.rate_limits.set_limits(limits.resource_limits())
-        if limits.exhaust_primary:
-            self.rate_limits.exhaust_all(self.clock.now())
-        else:
-            self.rate_limits.restore()
-        self.rate_limits.secondary_until = self.clock.now() + limits.secondary_for
-        self.rate_limits.secondary_retry_after = limits.retry_after
+        self.ledger.put_in_force(plan)
 
     def notify(self) -> None:
         """Wake long-polling runners after a change."""
@@ -338,47 +316,33 @@ def rest(
 async def serve(
     sim: Simulator, request: Request, operation_id: str, handler: Handler, auth: AuthMode
 ) -> Response:
-    """One REST request through GitHub's pipeline (the module docstring gives the order)."""
-    now = sim.clock.now
-    sim.stats.requests[operation_id] += 1
+    """One REST request through GitHub's pipeline (the module docstring gives the order; the
+    accounting steps are :class:`~runnerscale.fakegithub.accounting.Ledger`'s)."""
+    ledger = sim.ledger
+    ledger.asked(operation_id)
     faults = sim.faults.plan.for_operation(operation_id)
     if faults.latency:
         await sim.clock.sleep(faults.latency)
-    free = operation_id == "rate-limit/get"
-    resource = resource_for(operation_id)
     # Headers on every answer, whatever it is; more join as the request is understood.
     common = {"x-github-request-id": sim.request_ids.next()}
     # Until the caller is known, answers carry the anonymous budget, as GitHub's 401s do.
-    rate_headers = sim.rate_limits.bucket(ANONYMOUS.identity, CORE, now()).headers(CORE)
+    caller = ANONYMOUS
+    rate_headers = sim.rate_limits.bucket(ANONYMOUS.identity, CORE, sim.clock.now()).headers(CORE)
+    is_read = request.method in ("GET", "HEAD")
     try:
         common["x-github-api-version-selected"] = selected_api_version(request)
         caller = sim.auth.identify(request.headers.get("authorization"))
         if caller.scopes is not None:
             common.update(scope_headers(caller.scopes, operation_id))
-        rate_headers = sim.rate_limits.bucket(caller.identity, resource, now()).headers(resource)
+        resource, bucket = ledger.bucket(operation_id, caller.identity)
+        rate_headers = bucket.headers(resource)
         _check_access(caller, auth, request, operation_id)
-        if not free:
-            retry_after = sim.rate_limits.secondary_active(now())
-            if retry_after is not None:
-                limited = ApiError(
-                    sim.faults.plan.rate_limit.status,
-                    "You have exceeded a secondary rate limit. Please wait a few minutes "
-                    "before you try again.",
-                )
-                return _finish(
-                    sim,
-                    operation_id,
-                    error_response(limited, {**rate_headers, "retry-after": str(retry_after)}),
-                    common,
-                )
-        is_read = request.method in ("GET", "HEAD")
-        if not is_read and not free:
-            rate_headers = _charge(sim, caller, resource)
-        if sim.faults.chance(faults.error_rate):
-            raise ApiError(faults.error_status, "Server Error")
+        charged = ledger.admit(operation_id, caller.identity, read=is_read)
+        if charged is not None:
+            rate_headers = charged.headers(resource)
         reply = await handler(sim, request, caller)
-    except _RateLimitedError as error:
-        return _finish(sim, operation_id, error_response(error, error.headers), common)
+    except RefusedError as refused:
+        return _finish(sim, operation_id, _refused(refused, caller, rate_headers), common)
     except ApiError as error:
         return _finish(sim, operation_id, error_response(error, rate_headers), common)
     body = b"" if reply.body is None else _dumps(reply.body)
@@ -386,19 +350,22 @@ async def serve(
     if is_read and reply.status == 200:
         etag = etag_for(body)
         headers["ETag"] = etag
-        if etag in {tag.strip() for tag in request.headers.get("if-none-match", "").split(",")}:
-            sim.stats.not_modified[operation_id] += 1
+        not_modified = etag in {
+            tag.strip() for tag in request.headers.get("if-none-match", "").split(",")
+        }
+        try:
+            charged = ledger.answered(operation_id, caller.identity, not_modified=not_modified)
+        except PrimaryLimitError as refused:
+            return _finish(sim, operation_id, _refused(refused, caller, rate_headers), common)
+        if charged is not None:
+            rate_headers = charged.headers(resource)
+        if not_modified:
             return _finish(
                 sim,
                 operation_id,
                 Response(status_code=304, headers={**headers, **rate_headers}),
                 common,
             )
-        if not free:
-            try:
-                rate_headers = _charge(sim, caller, resource)
-            except _RateLimitedError as error:
-                return _finish(sim, operation_id, error_response(error, error.headers), common)
     if reply.body is None:
         response = Response(status_code=reply.status, headers={**headers, **rate_headers})
     else:
@@ -411,30 +378,28 @@ async def serve(
     return _finish(sim, operation_id, response, common)
 
 
-def _charge(sim: Simulator, caller: Caller, resource: str) -> dict[str, str]:
-    """Charge one request to ``resource`` of the caller's budget; a spent budget raises
-    GitHub's primary-limit answer, with that resource's headers."""
-    ok, bucket = sim.rate_limits.take(caller.identity, resource, sim.clock.now())
-    headers = bucket.headers(resource)
-    if not ok:
+def _refused(refused: RefusedError, caller: Caller, rate_headers: dict[str, str]) -> JSONResponse:
+    """GitHub's answer when the accounting refused the request (limits, injected errors)."""
+    if isinstance(refused, SecondaryLimitError):
+        message = (
+            "You have exceeded a secondary rate limit. Please wait a few minutes before you "
+            "try again."
+        )
+        headers = {**rate_headers, "retry-after": str(refused.retry_after)}
+    elif isinstance(refused, PrimaryLimitError):
         who = (
             f"installation ID {caller.installation_id}"
             if caller.installation_id is not None
             else "this credential"
         )
-        error = ApiError(
-            sim.faults.plan.rate_limit.status,
+        message = (
             f"API rate limit exceeded for {who}. If you reach out to GitHub Support for help, "
-            "please include the request ID.",
+            "please include the request ID."
         )
-        raise _RateLimitedError(error, headers)
-    return headers
-
-
-class _RateLimitedError(ApiError):
-    def __init__(self, error: ApiError, headers: dict[str, str]) -> None:
-        super().__init__(error.status, error.message)
-        self.headers = headers
+        headers = refused.bucket.headers(refused.resource)
+    else:
+        message, headers = "Server Error", rate_headers
+    return error_response(ApiError(refused.status, message), headers)
 
 
 def _finish(

@@ -104,14 +104,10 @@ class Engine:
                 seed=seed,
             ),
         )
-        self.faults = Faults(faults or FaultPlan())
-        self.rate_limits = RateLimits()
-        plan = self.faults.plan.rate_limit
-        self.rate_limits.set_limits(plan.resource_limits())
-        if plan.exhaust_primary:
-            self.rate_limits.exhaust_all(EPOCH)
-        self.rate_limits.secondary_until = EPOCH + plan.secondary_for
-        self.rate_limits.secondary_retry_after = plan.retry_after
+        self.github = SimulatedGitHub(self.world, Faults(), RateLimits())
+        # Shared with the webhook hub below: one seeded generator draws every fault.
+        self.faults = self.github.faults
+        self.github.ledger.put_in_force(faults or FaultPlan())
         self.hub = WebhookHub(
             self.world,
             self.faults,
@@ -121,7 +117,6 @@ class Engine:
         )
         if policy.webhooks:
             self.hub.add_hook("http://runnerscale.simulation.invalid/webhook")
-        self.github = SimulatedGitHub(self.world, self.faults, self.rate_limits)
         self.store = MemoryStore()
         self.backends: dict[str, SimulatedBackend] = {}
         for pool in config.pools:

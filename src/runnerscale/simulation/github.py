@@ -6,26 +6,34 @@ same calls from the simulated :class:`~runnerscale.fakegithub.world.World`. What
 written here: the daemon's :class:`~runnerscale.github.poller.Poller` runs over this class's
 :class:`~runnerscale.github.poller.PollReader` methods (the organisation's repository list by
 pages of 100, most recently pushed first; a repository's newest runs, its runs by status, the
-jobs of a run; a job). Each request is accounted for in one place, :meth:`SimulatedGitHub._request`:
-conditional reads (a re-read whose answer did not change is a free 304, as GitHub counts it),
-the simulator's secondary and primary rate limits, each request charged to the resource the
-daemon's budget expects for its operation (:data:`~runnerscale.github.budget.OPERATION_RESOURCES`:
-registering runners to ``actions_runner_registration``, the rest to ``core``), and the fault
-plan's injected errors.
+jobs of a run; a job). Each request is accounted for by the fake GitHub's own
+:class:`~runnerscale.fakegithub.accounting.Ledger`, the one its HTTP pipeline uses, under the
+``operationId`` the client's call sends (:data:`_OPERATION_IDS`): the same rate limits and
+resources, the same fault plan, the same order (a write charged whatever it answers, a read
+only when it answers 200 with content the client does not hold yet: a re-read whose answer did
+not change is a free 304). Only the fault plan's latency is not modelled here: the simulation
+has no concurrent requests for it to delay.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TypeVar
 
+from runnerscale.fakegithub.accounting import (
+    Ledger,
+    PrimaryLimitError,
+    RefusedError,
+    SecondaryLimitError,
+)
 from runnerscale.fakegithub.entities import Job, JobStatus, Repo
 from runnerscale.fakegithub.faults import Faults
 from runnerscale.fakegithub.ratelimit import RateLimits
-from runnerscale.fakegithub.world import DEFAULT_GROUP_ID, ApiError, World
-from runnerscale.github.budget import resource_of
+from runnerscale.fakegithub.world import DEFAULT_GROUP_ID, ApiError, World, not_found
 from runnerscale.github.poller import PER_PAGE, Poller, RunStatus
 from runnerscale.github.schedule import PROBE_RUNS, ListedRepo, PollHints
 from runnerscale.model import GitHubRunner, JobState, Target
@@ -37,7 +45,19 @@ from runnerscale.protocols import (
 )
 
 IDENTITY = "simulation"
-T = TypeVar("T")
+R = TypeVar("R")
+
+#: The REST operation (its ``operationId``, as the fake GitHub names it over HTTP) each of the
+#: client's operations sends; ``{level}`` is the target's kind.
+_OPERATION_IDS = {
+    "generate-jitconfig": "actions/generate-runner-jitconfig-for-{level}",
+    "delete-runner": "actions/delete-self-hosted-runner-from-{level}",
+    "list-runners": "actions/list-self-hosted-runners-for-{level}",
+    "list-org-repos": "repos/list-for-org",
+    "list-workflow-runs": "actions/list-workflow-runs-for-repo",
+    "list-jobs-for-run": "actions/list-jobs-for-workflow-run",
+    "get-job": "actions/get-job-for-workflow-run",
+}
 _STATES = {
     JobStatus.WAITING: JobState.WAITING,
     JobStatus.QUEUED: JobState.QUEUED,
@@ -63,6 +83,19 @@ def observed(job: Job) -> ObservedJob:
     )
 
 
+@dataclass
+class _Answer:
+    """What a read answered, to tell a re-read of the same content (a free 304)."""
+
+    content: Hashable | None = None
+    key: Hashable = None
+
+    def page(self, key: tuple[Hashable, ...], items: Sequence[Hashable], page: int) -> None:
+        """Page ``page`` of a list read: its items and the list's total count."""
+        chunk = tuple(items[(page - 1) * PER_PAGE : page * PER_PAGE])
+        self.content, self.key = (len(items), chunk), (*key, page)
+
+
 def _listed(repo: Repo) -> ListedRepo:
     # GitHub gives pushed_at to the second, like a job's created_at.
     return ListedRepo(repo.full_name, float(math.floor(repo.pushed_at)))
@@ -71,16 +104,25 @@ def _listed(repo: Repo) -> ListedRepo:
 class SimulatedGitHub:
     def __init__(self, world: World, faults: Faults, rate_limits: RateLimits) -> None:
         self.world = world
-        self.faults = faults
-        self.rate_limits = rate_limits
-        #: Requests GitHub charged (304s are free), and all requests, by operation.
-        self.charged: Counter[str] = Counter()
+        #: The fake GitHub's own accounting (rate limits, the fault plan, counts by
+        #: ``operationId``), on GitHub's (the world's) clock.
+        self.ledger = Ledger(rate_limits, faults, lambda: self.world.now)
+        #: All requests, and those GitHub charged (304s are free), by the client's operation
+        #: names (as :class:`~runnerscale.github.budget.ApiBudget` counts them).
         self.requests: Counter[str] = Counter()
-        #: Requests GitHub charged, by rate-limit resource.
-        self.charged_by_resource: Counter[str] = Counter()
+        self.charged: Counter[str] = Counter()
         self._last: dict[Hashable, Hashable] = {}
         #: The daemon's own poll, over this simulator's reads, on GitHub's (the world's) clock.
         self._poller = Poller(self, lambda: self.world.now)
+
+    @property
+    def faults(self) -> Faults:
+        return self.ledger.faults
+
+    @property
+    def charged_by_resource(self) -> Counter[str]:
+        """Requests GitHub charged, by rate-limit resource."""
+        return self.ledger.stats.charged_by_resource
 
     @property
     def poll_hints(self) -> Callable[[], PollHints]:
@@ -97,87 +139,117 @@ class SimulatedGitHub:
 
     # ------------------------------------------------------------------ the request pipeline
 
+    @contextmanager
     def _request(
-        self, operation: str, *, content: Hashable | None = None, key: Hashable = None
-    ) -> bool:
-        """Count one request; True when it was a free 304. Raises like the real client."""
+        self, operation: str, *, level: str | None = None, read: bool = True
+    ) -> Iterator[_Answer]:
+        """One request of the client's ``operation`` (the REST operation at ``level``: repo or
+        org), through the fake GitHub's :class:`Ledger` in GitHub's order: admitted (limits,
+        a write's charge, injected errors), answered by the world in the ``with`` body, then
+        a read charged unless its content is the one already read (a free 304). Raises
+        :class:`GitHubError` as the real client does."""
+        operation_id = _OPERATION_IDS[operation].format(level=level)
         self.requests[operation] += 1
-        now = self.world.now
-        retry = self.rate_limits.secondary_active(now)
-        if retry is not None:
-            raise GitHubError(f"{operation}: secondary rate limit", retry_after=float(retry))
-        if content is not None and self._last.get(key) == content:
-            return True
-        plan = self.faults.plan.for_operation(operation)
-        resource = resource_of(operation)
-        ok, bucket = self.rate_limits.take(IDENTITY, resource, now)
-        if not ok:
-            raise GitHubError(
-                f"{operation}: rate limit exhausted ({resource})", retry_after=bucket.reset - now
-            )
-        self.charged[operation] += 1
-        self.charged_by_resource[resource] += 1
-        if self.faults.chance(plan.error_rate):
-            raise GitHubError(f"{operation}: GitHub answered {plan.error_status}")
-        if content is not None:
-            self._last[key] = content
-        return False
-
-    def _read_pages(
-        self, operation: str, key: tuple[Hashable, ...], items: Sequence[Hashable]
-    ) -> None:
-        """A whole list read as the client reads it: page by page (:data:`PER_PAGE` a page,
-        each one conditional) until the total count GitHub gives with every page is reached."""
-        total = len(items)
-        for page in range(max(1, -(-total // PER_PAGE))):
-            chunk = tuple(items[page * PER_PAGE : (page + 1) * PER_PAGE])
-            self._request(operation, content=(total, chunk), key=(*key, page + 1))
-
-    def _scope(self, target: Target) -> tuple[str, bool]:
+        self.ledger.asked(operation_id)
+        answer = _Answer()
         try:
-            if target.kind == "repo":
-                return self.world.repo(*target.name.split("/", 1)).full_name, False
-            if target.kind == "org":
-                return self.world.org(target.name).login, True
-        except ApiError:
-            raise GitHubError(f"{target.kind} {target.name}: GitHub answered 404") from None
-        raise GitHubError(f"{target.kind} targets are not supported in the simulation")
+            if self.ledger.admit(operation_id, IDENTITY, read=read) is not None:
+                self.charged[operation] += 1
+            yield answer
+            if read:
+                same = answer.content is not None and self._last.get(answer.key) == answer.content
+                if self.ledger.answered(operation_id, IDENTITY, not_modified=same) is not None:
+                    self.charged[operation] += 1
+                if answer.content is not None:
+                    self._last[answer.key] = answer.content
+        except SecondaryLimitError as refused:
+            raise GitHubError(
+                f"{operation}: secondary rate limit",
+                retry_after=float(refused.retry_after),
+                status=refused.status,
+            ) from None
+        except PrimaryLimitError as refused:
+            raise GitHubError(
+                f"{operation}: rate limit exhausted ({refused.resource})",
+                retry_after=refused.bucket.reset - self.world.now,
+                status=refused.status,
+            ) from None
+        except RefusedError as refused:
+            raise GitHubError(
+                f"{operation}: GitHub answered {refused.status}", status=refused.status
+            ) from None
+        except ApiError as error:
+            raise GitHubError(
+                f"{operation}: GitHub answered {error.status}", status=error.status
+            ) from None
+
+    def _read_list(
+        self,
+        operation: str,
+        key: tuple[Hashable, ...],
+        read: Callable[[], tuple[Sequence[Hashable], R]],
+        *,
+        level: str | None = None,
+    ) -> R:
+        """A whole list read as the client reads it: page by page (:data:`PER_PAGE` a page,
+        each one a conditional request) until the total count GitHub gives with every page is
+        reached. ``read`` looks the list up in the world (the snapshot whose pages are
+        compared, and what the call returns)."""
+        with self._request(operation, level=level) as answer:
+            snapshot, result = read()
+            answer.page(key, snapshot, 1)
+        for page in range(2, -(-len(snapshot) // PER_PAGE) + 1):
+            with self._request(operation, level=level) as answer:
+                answer.page(key, snapshot, page)
+        return result
+
+    def _scope(self, target: Target) -> str:
+        """The repository or organisation a target names (the world's 404 when unknown)."""
+        if target.kind == "repo":
+            return self.world.repo(*target.name.split("/", 1)).full_name
+        return self.world.org(target.name).login
+
+    @staticmethod
+    def _level(target: Target) -> str:
+        if target.kind not in ("repo", "org"):
+            raise GitHubError(f"{target.kind} targets are not supported in the simulation")
+        return target.kind
 
     # ------------------------------------------------------------------ GitHubAPI
 
     async def generate_jitconfig(
         self, target: Target, name: str, labels: Sequence[str]
     ) -> JitConfig:
-        self._request("generate-jitconfig")
-        try:
-            scope, org_level = self._scope(target)
+        with self._request("generate-jitconfig", level=self._level(target), read=False):
             body = {"name": name, "labels": list(labels), "runner_group_id": DEFAULT_GROUP_ID}
-            runner, encoded = self.world.generate_jitconfig(scope, body, org_level=org_level)
-        except ApiError as error:
-            raise GitHubError(f"generate-jitconfig: GitHub answered {error.status}") from None
+            org_level = target.kind == "org"
+            runner, encoded = self.world.generate_jitconfig(
+                self._scope(target), body, org_level=org_level
+            )
         return JitConfig(runner_id=runner.id, encoded=encoded)
 
     async def delete_runner(self, target: Target, runner_id: int) -> DeleteOutcome:
-        self._request("delete-runner")
-        try:
-            scope, _ = self._scope(target)
-            self.world.delete_runner(scope, runner_id)
-        except ApiError as error:
-            if error.status == 404:
-                return DeleteOutcome.GONE
-            if error.status == 422:
-                return DeleteOutcome.BUSY
-            raise GitHubError(f"delete-runner: GitHub answered {error.status}") from None
+        with self._request("delete-runner", level=self._level(target), read=False):
+            try:
+                self.world.delete_runner(self._scope(target), runner_id)
+            except ApiError as error:
+                if error.status == 404:
+                    return DeleteOutcome.GONE
+                if error.status == 422:
+                    return DeleteOutcome.BUSY
+                raise
         return DeleteOutcome.DELETED
 
     async def list_runners(self, target: Target) -> list[GitHubRunner]:
-        scope, _ = self._scope(target)
-        runners = [
-            GitHubRunner(r.id, r.name, r.connected, r.busy, tuple(r.label_names))
-            for r in self.world.runners_in(scope)
-        ]
-        self._read_pages("list-runners", ("runners", scope), runners)
-        return runners
+        def read() -> tuple[list[GitHubRunner], list[GitHubRunner]]:
+            runners = [
+                GitHubRunner(r.id, r.name, r.connected, r.busy, tuple(r.label_names))
+                for r in self.world.runners_in(self._scope(target))
+            ]
+            return runners, runners
+
+        key = ("runners", target.kind, target.name.lower())
+        return self._read_list("list-runners", key, read, level=self._level(target))
 
     async def active_jobs(self, target: Target) -> list[ObservedJob]:
         return await self._poller.active_jobs(target)
@@ -191,65 +263,63 @@ class SimulatedGitHub:
     async def org_repos_page(self, org: str, page: int) -> list[ListedRepo]:
         """As GitHub answers it: most recently pushed first, a page of :data:`PER_PAGE`; a
         page's answer changes when a repository on it is pushed to."""
-        owner = self._found(f"org {org}", lambda: self.world.org(org))
-        ordered = sorted(
-            self.world.repos_of(owner),
-            key=lambda repo: (repo.pushed_at, repo.id),
-            reverse=True,
-        )
-        chunk = [_listed(repo) for repo in ordered[(page - 1) * PER_PAGE : page * PER_PAGE]]
-        self._request("list-org-repos", content=tuple(chunk), key=("repos", owner.login, page))
+        with self._request("list-org-repos") as answer:
+            owner = self.world.org(org)
+            ordered = sorted(
+                self.world.repos_of(owner),
+                key=lambda repo: (repo.pushed_at, repo.id),
+                reverse=True,
+            )
+            chunk = [_listed(repo) for repo in ordered[(page - 1) * PER_PAGE : page * PER_PAGE]]
+            answer.content, answer.key = tuple(chunk), ("repos", owner.login, page)
         return chunk
 
     async def installation_repos(self, org: str) -> list[ListedRepo]:
         raise GitHubError("the simulation has no GitHub App installations")
 
     async def newest_runs(self, repo: str) -> list[tuple[int, str]]:
-        found = self._repo(repo)
-        runs = self.world.runs_of(found)[:PROBE_RUNS]
-        content = tuple((run.id, run.updated_at) for run in runs)
-        self._request("list-workflow-runs", content=content, key=("probe", found.id))
+        with self._request("list-workflow-runs") as answer:
+            found = self._repo(repo)
+            runs = self.world.runs_of(found)[:PROBE_RUNS]
+            answer.content = tuple((run.id, run.updated_at) for run in runs)
+            answer.key = ("probe", found.id)
         return [(run.id, self.world.run_status(run)[0]) for run in runs]
 
     async def runs(self, repo: str, status: RunStatus) -> list[int]:
-        found = self._repo(repo)
-        runs = self.world.runs_of(found, status)
-        snapshot = [(run.id, run.updated_at) for run in runs]
-        self._read_pages("list-workflow-runs", ("runs", found.id, status), snapshot)
-        return [run.id for run in runs]
+        def read() -> tuple[list[tuple[int, float]], list[int]]:
+            runs = self.world.runs_of(self._repo(repo), status)
+            return [(run.id, run.updated_at) for run in runs], [run.id for run in runs]
+
+        return self._read_list("list-workflow-runs", ("runs", repo.lower(), status), read)
 
     async def jobs_of_run(self, repo: str, run_id: int) -> list[ObservedJob]:
-        run = self.world.runs.get(run_id)
-        if run is None or run.repo.full_name.lower() != repo.lower():
-            self._request("list-jobs-for-run")
-            raise GitHubError("list-jobs-for-run: GitHub answered 404", status=404)
-        latest = [j for j in self.world.run_jobs(run) if j.run_attempt == run.run_attempt]
-        snapshot = [(j.id, j.status, j.runner_id) for j in latest]
-        self._read_pages("list-jobs-for-run", ("jobs", run_id), snapshot)
-        return [observed(job) for job in latest]
+        def read() -> tuple[list[tuple[int, JobStatus, int | None]], list[ObservedJob]]:
+            run = self.world.runs.get(run_id)
+            if run is None or run.repo.full_name.lower() != repo.lower():
+                raise not_found()
+            latest = [j for j in self.world.run_jobs(run) if j.run_attempt == run.run_attempt]
+            snapshot = [(j.id, j.status, j.runner_id) for j in latest]
+            return snapshot, [observed(job) for job in latest]
+
+        return self._read_list("list-jobs-for-run", ("jobs", run_id), read)
 
     def _repo(self, name: str) -> Repo:
         owner, _, repo = name.partition("/")
-        return self._found(f"repo {name}", lambda: self.world.repo(owner, repo))
-
-    @staticmethod
-    def _found(what: str, find: Callable[[], T]) -> T:
-        """What ``find`` finds in the world; GitHub's 404 when it does not exist."""
-        try:
-            return find()
-        except ApiError as error:
-            raise GitHubError(
-                f"{what}: GitHub answered {error.status}", status=error.status
-            ) from None
+        return self.world.repo(owner, repo)
 
     async def get_job(self, repo: str, job_id: int) -> ObservedJob | None:
-        job = self.world.jobs.get(job_id)
-        if job is None or job.repo.full_name.lower() != repo.lower():
-            self._request("get-job")
-            return None
-        answer = observed(job)
-        self._request("get-job", content=answer, key=("job", job_id))
-        return answer
+        try:
+            with self._request("get-job") as answer:
+                job = self.world.jobs.get(job_id)
+                if job is None or job.repo.full_name.lower() != repo.lower():
+                    raise not_found()
+                found = observed(job)
+                answer.content, answer.key = found, ("job", job_id)
+        except GitHubError as error:
+            if error.status == 404:
+                return None
+            raise
+        return found
 
     async def close(self) -> None:
         """Nothing to release."""
