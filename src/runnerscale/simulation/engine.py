@@ -379,4 +379,5 @@ class Engine:
             runner_seconds=RunnerSeconds(busy=busy, idle=idle, booting=booting),
             cost=cost,
             api_calls=self.github.api_calls,
+            api_calls_by_operation=dict(self.github.ledger.stats.charged),
         )

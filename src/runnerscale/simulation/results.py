@@ -10,7 +10,7 @@ figures for the lower bound under ``limit``. Timelines for the report ride along
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +63,9 @@ class Figures:
     runner_seconds: RunnerSeconds
     cost: float
     api_calls: int = 0
+    #: The calls GitHub charged, by REST operation (its ``operationId``), as the fake GitHub
+    #: counts them (``GET /_sim/stats``); empty for figures no controller produced.
+    api_calls_by_operation: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def queue_wait(self) -> QueueWait:
@@ -97,6 +100,7 @@ class Figures:
             "idle_ratio": _round(self.idle_ratio, 4),
             "api_calls": self.api_calls,
             "api_calls_per_job": _round(self.api_calls_per_job, 3),
+            "api_calls_by_operation": dict(sorted(self.api_calls_by_operation.items())),
             "cost": _round(self.cost, 4),
         }
 
