@@ -2,6 +2,7 @@
 
 ``no_leftover_tasks`` is applied to every async test: it fails a test that leaves asyncio
 tasks running, because a leaked task is a leaked loop, server or runner in production.
+``fresh_plugins`` is for a test that installs a plug-in (``tests/plugins/entry_points.py``).
 
 Markers (registered in ``pyproject.toml``) are applied here, by where a test lives and what it
 uses, so that they stay true as tests are added: ``e2e`` and ``interop`` by directory,
@@ -15,10 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+
+from runnerscale.config import blocks
+from runnerscale.providers import registry
 
 TESTS = Path(__file__).parent
 #: Tests under these directories get the marker of the same name.
@@ -70,3 +74,15 @@ async def no_leftover_tasks() -> AsyncIterator[None]:
     if leftover:
         names = ", ".join(sorted(task.get_name() for task in leftover))
         pytest.fail(f"test left {len(leftover)} asyncio task(s) running: {names}")
+
+
+@pytest.fixture
+def fresh_plugins() -> Iterator[None]:
+    """The plug-in registries (backends, pool blocks) read their entry points again, and once
+    more after the test (so a distribution the test put on ``sys.path`` is forgotten)."""
+    caches = (registry.installed, blocks.installed)
+    for cache in caches:
+        cache.cache_clear()
+    yield
+    for cache in caches:
+        cache.cache_clear()

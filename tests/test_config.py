@@ -20,7 +20,6 @@ from jsonschema import Draft202012Validator
 import runnerscale.config as config_module
 from runnerscale.config import (
     DEFAULT_API_URL,
-    BootTime,
     Config,
     ConfigError,
     Problem,
@@ -32,6 +31,7 @@ from runnerscale.config import (
     parse_duration,
 )
 from runnerscale.model import PoolSpec, Target
+from runnerscale.simulation.settings import BootTime
 
 FIXTURES = Path(__file__).parent / "fixtures" / "config"
 EXAMPLE_PATH = FIXTURES / "example.yaml"

@@ -1,2 +1,3 @@
-"""Backends defined outside ``src/``, registered the way any third-party backend is: through
-the ``runnerscale.providers`` entry-point group (see ``entry_points.py``)."""
+"""Backends and a pool block defined outside ``src/``, registered the way any third-party one
+is: through the ``runnerscale.providers`` and ``runnerscale.pool_blocks`` entry-point groups
+(see ``entry_points.py``)."""

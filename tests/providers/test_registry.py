@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,14 +15,6 @@ from tests.plugins.entry_points import install
 from tests.plugins.memory_backend import MemoryConfig
 
 
-@pytest.fixture
-def fresh_registry() -> Iterator[None]:
-    """The registry reads the entry points again (and once more after the test)."""
-    registry.installed.cache_clear()
-    yield
-    registry.installed.cache_clear()
-
-
 def test_the_built_in_backends_are_registered_by_their_entry_points() -> None:
     installed = registry.installed()
     assert list(installed)[:2] == ["local", "docker"]
@@ -33,7 +24,7 @@ def test_the_built_in_backends_are_registered_by_their_entry_points() -> None:
     assert installed["docker"].capacity is None
 
 
-@pytest.mark.usefixtures("fresh_registry")
+@pytest.mark.usefixtures("fresh_plugins")
 def test_a_distribution_on_the_path_adds_a_backend(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -44,14 +35,14 @@ def test_a_distribution_on_the_path_adds_a_backend(
     assert registry.backend("memory").settings is MemoryConfig
 
 
-@pytest.mark.usefixtures("fresh_registry")
+@pytest.mark.usefixtures("fresh_plugins")
 def test_an_unknown_name_lists_the_installed_backends() -> None:
     with pytest.raises(registry.UnknownBackendError) as raised:
         registry.backend("ec2")
     assert str(raised.value) == "provider 'ec2' is not installed; installed: local, docker"
 
 
-@pytest.mark.usefixtures("fresh_registry")
+@pytest.mark.usefixtures("fresh_plugins")
 def test_an_entry_point_that_is_not_a_backend_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -32,9 +32,10 @@ Where each part lives (each module imports only those above it in this list):
   redaction; ``base``: ``ConfigModel``, the strict base of every model;
 * ``units``: durations and sizes; ``paths``: the state directory and URL, paths in the file;
 * ``source``: the YAML with lines, ``${VAR}``, size limits;
-* ``simulation`` (``simulate``'s model of a backend): settings that are to leave this package
-  for their owner (the backends' settings already live in their packages,
-  ``runnerscale.providers.<name>.settings``, and the schema gets them from the registry);
+* ``blocks``: the registry of a pool's blocks other than its backend's, which live with their
+  owners and come in through the ``runnerscale.pool_blocks`` entry points (the ``simulation:``
+  block: ``runnerscale.simulation.settings``), as the backends' settings live in their packages
+  (``runnerscale.providers.<name>.settings``) and come in through the backends' registry;
 * ``schema``: GitHub, targets, server, pools, timeouts, ``Config``, the JSON Schema;
 * ``explain``: pydantic's errors as problems with hints; ``load``: ``parse_config``,
   ``load_config``.
@@ -44,9 +45,10 @@ package's own importers in ``runnerscale`` name the submodule they need. The lay
 held by an import-linter contract in ``pyproject.toml``.
 
 The names are imported on first use (:func:`__getattr__`), not when the package is: a backend's
-settings import the building blocks (``runnerscale.config.base``, ``units``, ``paths``), which
-imports this package first, and the schema loads the backends from the registry; importing the
-schema here eagerly would make a backend imported first load itself half-initialised.
+(or a pool block's) settings import the building blocks (``runnerscale.config.base``,
+``units``, ``paths``), which imports this package first, and the schema loads the backends and
+the blocks from their registries; importing the schema here eagerly would make a backend
+imported first load itself half-initialised.
 """
 
 from __future__ import annotations
@@ -70,7 +72,6 @@ if TYPE_CHECKING:
         Timeouts,
         config_json_schema,
     )
-    from runnerscale.config.simulation import BootTime, SimulationConfig
     from runnerscale.config.units import parse_duration, parse_size
 
 _HOMES = {
@@ -89,7 +90,6 @@ _HOMES = {
         "Timeouts",
         "config_json_schema",
     ),
-    "simulation": ("BootTime", "SimulationConfig"),
     "units": ("parse_duration", "parse_size"),
 }
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
@@ -98,14 +98,12 @@ __all__ = [
     "DEFAULT_API_URL",
     "DEFAULT_LISTEN",
     "AppConfig",
-    "BootTime",
     "Config",
     "ConfigError",
     "GitHubConfig",
     "PoolConfig",
     "Problem",
     "ServerConfig",
-    "SimulationConfig",
     "TargetConfig",
     "Timeouts",
     "config_json_schema",

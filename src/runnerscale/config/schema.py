@@ -11,7 +11,10 @@ of the same name (``docker:``). The backends are plug-ins (:mod:`runnerscale.pro
 the ``runnerscale.providers`` entry-point group), so :class:`PoolConfig` is made when this
 module is imported, with one optional block per installed backend whose type is the model the
 backend registered: its errors name the line and the path (``pools[0].docker.image``) like any
-other, and ``config_json_schema()`` includes every installed backend.
+other, and ``config_json_schema()`` includes every installed backend. The pool's other blocks
+(``simulation:``, owned by ``runnerscale simulate``) are plug-ins the same way
+(:mod:`runnerscale.config.blocks`, the ``runnerscale.pool_blocks`` group) and come after the
+backends' blocks; this module imports neither the backends nor the blocks' owners.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from pydantic import (
     model_validator,
 )
 
+from runnerscale.config import blocks
 from runnerscale.config.base import ConfigModel
 from runnerscale.config.paths import (
     ConfigPath,
@@ -44,7 +48,6 @@ from runnerscale.config.paths import (
     validation_context,
 )
 from runnerscale.config.problems import fail
-from runnerscale.config.simulation import SimulationConfig
 from runnerscale.config.units import Duration, PollInterval, PositiveDuration
 from runnerscale.model import ARCH_LABELS, AUTO_LABEL, PoolSpec, Target, normalize_labels
 from runnerscale.providers import registry
@@ -339,13 +342,9 @@ def _drop_default(schema: dict[str, Any]) -> None:
     schema.pop("default", None)
 
 
-def _simulation_field() -> Any:
-    return Field(default=None, description="How `runnerscale simulate` models this pool.")
-
-
 class PoolBase(ConfigModel):
-    """A pool: a label set, a backend template and limits (without its backend blocks:
-    :class:`PoolConfig` adds one per installed backend)."""
+    """A pool: a label set, a backend template and limits (without its blocks:
+    :class:`PoolConfig` adds one per installed backend and one per pool block)."""
 
     name: str = Field(
         pattern=POOL_NAME_PATTERN,
@@ -374,8 +373,6 @@ class PoolBase(ConfigModel):
         description="Start of the runners' names (default: rs-<name>-).",
         json_schema_extra=_drop_default,
     )
-    if TYPE_CHECKING:  # added by PoolConfig, after the backends' blocks (as in the schema)
-        simulation: SimulationConfig | None
 
     @model_validator(mode="before")
     @classmethod
@@ -495,8 +492,9 @@ _POOL_DOC = "A pool: a label set, a backend template and limits."
 
 
 def _pool_model() -> type[PoolBase]:
-    """:class:`PoolBase` with ``provider`` naming an installed backend and one optional block
-    per installed backend (in the registry's order), then ``simulation``."""
+    """:class:`PoolBase` with ``provider`` naming an installed backend, one optional block per
+    installed backend (in the registry's order), then one per registered pool block
+    (``simulation``: :mod:`runnerscale.config.blocks`)."""
     installed = registry.installed()
     names = tuple(installed)
     fields: dict[str, Any] = {
@@ -505,13 +503,19 @@ def _pool_model() -> type[PoolBase]:
             Field(description=f"The backend that creates runners: {' or '.join(names)}."),
         ),
     }
-    for name, backend in installed.items():
-        fields[name] = (
-            backend.settings | None,
-            Field(default=None, description=backend.description or f"Settings of {name}."),
-        )
-    # After the backends' blocks, where it has always been in the schema.
-    fields["simulation"] = (SimulationConfig | None, _simulation_field())
+    for group, entries in (
+        (registry.ENTRY_POINT_GROUP, installed),
+        (blocks.ENTRY_POINT_GROUP, blocks.installed()),
+    ):
+        for name, entry in entries.items():
+            if name in fields or name in PoolBase.model_fields:
+                raise TypeError(
+                    f"entry point {name} in group {group} names a block a pool already has"
+                )
+            fields[name] = (
+                entry.settings | None,
+                Field(default=None, description=entry.description or f"Settings of {name}."),
+            )
     model: type[PoolBase] = create_model(
         "PoolConfig", __base__=PoolBase, __doc__=_POOL_DOC, __module__=__name__, **fields
     )

@@ -39,10 +39,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runnerscale import plugins
 from runnerscale.protocols import Provider
 
 if TYPE_CHECKING:
@@ -107,22 +107,12 @@ class UnknownBackendError(LookupError):
 
 @functools.cache
 def installed() -> Mapping[str, Backend]:
-    """Every installed backend by name, in name order (``local`` and ``docker`` built in).
+    """Every installed backend by name, in ``order`` then name order (``local`` and ``docker``
+    built in).
 
     Loaded once per process: a backend installed later is seen by the next process.
     """
-    found: dict[str, Backend] = {}
-    for point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda p: p.name):
-        if point.name in found:
-            continue  # the same distribution seen twice on sys.path
-        entry = point.load()
-        if not isinstance(entry, Backend):
-            raise TypeError(
-                f"entry point {point.name} = {point.value} in group {ENTRY_POINT_GROUP} is "
-                f"not a runnerscale.providers.registry.Backend but {type(entry).__name__}"
-            )
-        found[point.name] = entry
-    return dict(sorted(found.items(), key=lambda item: (item[1].order, item[0])))
+    return plugins.load(ENTRY_POINT_GROUP, Backend)
 
 
 def backend(name: str) -> Backend:

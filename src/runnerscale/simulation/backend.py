@@ -17,11 +17,11 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from runnerscale.config.simulation import SimulationConfig
 from runnerscale.fakegithub.jitconfig import decode
 from runnerscale.fakegithub.world import ApiError, World
 from runnerscale.model import Instance, InstanceSpec
 from runnerscale.protocols import ProviderError
+from runnerscale.simulation.settings import SimulationConfig
 
 Schedule = Callable[[float, Callable[[], None]], None]
 

@@ -43,7 +43,7 @@ from runnerscale.simulation.trace import TraceJob
 
 if TYPE_CHECKING:
     from runnerscale.config.schema import Config
-    from runnerscale.config.simulation import BootTime
+    from runnerscale.simulation.settings import BootTime
 
 
 @dataclass(frozen=True)
@@ -59,11 +59,11 @@ def pool_models(config: Config) -> list[PoolModel]:
     """The config's pools, with the shortest boot time each pool's model allows (so the bound
     stays a bound when boot times vary: fixed value, uniform low, 0 for lognormal) and its
     price (a pool without a ``simulation`` section gets the defaults: 30 s boot, free)."""
-    from runnerscale.config.simulation import SimulationConfig  # noqa: PLC0415 - keep this module light
+    from runnerscale.simulation.settings import pool_simulation  # noqa: PLC0415 - keep this module light
 
     models: list[PoolModel] = []
     for spec, pool in zip(config.pool_specs(), config.pools, strict=True):
-        simulation = pool.simulation or SimulationConfig()
+        simulation = pool_simulation(pool)
         models.append(
             PoolModel(
                 spec=spec,

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 
 from runnerscale.clock import VirtualClock
 from runnerscale.config.schema import Config, PoolConfig
-from runnerscale.config.simulation import SimulationConfig
 from runnerscale.fakegithub.entities import Job
 from runnerscale.fakegithub.faults import FaultPlan, Faults
 from runnerscale.fakegithub.ratelimit import RateLimits
@@ -36,6 +35,7 @@ from runnerscale.protocols import GitHubError, ProviderError
 from runnerscale.simulation.backend import SimulatedBackend
 from runnerscale.simulation.github import SimulatedGitHub
 from runnerscale.simulation.results import Figures, PolicyResult, RunnerSeconds, TimelinePoint
+from runnerscale.simulation.settings import SimulationConfig, pool_simulation
 from runnerscale.simulation.trace import TraceJob
 from runnerscale.store.memory import MemoryStore
 from runnerscale.wiring import build_controller
@@ -72,8 +72,7 @@ def no_host_cap(pool: PoolConfig) -> int | None:
 
 
 def simulation_model(config: Config, pool_name: str) -> SimulationConfig:
-    pool = next(p for p in config.pools if p.name == pool_name)
-    return pool.simulation if pool.simulation is not None else SimulationConfig()
+    return pool_simulation(next(p for p in config.pools if p.name == pool_name))
 
 
 class Engine:

@@ -1,21 +1,40 @@
 """How ``runnerscale simulate`` models a pool's backend: boot time, failures, cost.
 
-Why it is apart from the core schema: ``run`` ignores these settings, which belong to the
-simulation and are to move there. The core schema names ``SimulationConfig`` only as the type
-of a pool's ``simulation:`` block.
+Why it is here and not in ``runnerscale.config``: ``run`` ignores these settings, which belong
+to the simulation. A pool's ``simulation:`` block is still part of the configuration file (its
+errors name the file, the line and the path; ``config schema`` shows it): this package
+registers it as a pool block (:mod:`runnerscale.config.blocks`) through the entry point::
+
+    [project.entry-points."runnerscale.pool_blocks"]
+    simulation = "runnerscale.simulation.settings:BLOCK"
+
+so the core schema adds it to every pool without importing this package, and the simulation
+reads it back with :func:`pool_simulation`.
+
+Keep this module's imports to the configuration's building blocks: the schema loads it while
+it is itself being imported.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
 from runnerscale.config.base import ConfigModel
+from runnerscale.config.blocks import PoolBlock
 from runnerscale.config.problems import fail
 from runnerscale.config.units import Duration
+
+if TYPE_CHECKING:
+    from runnerscale.config.schema import PoolBase
+
+__all__ = ["BLOCK", "NAME", "BootTime", "SimulationConfig", "pool_simulation"]
+
+#: The block's key in a pool: its entry point's name in ``pyproject.toml``.
+NAME = "simulation"
 
 
 class BootTime(ConfigModel):
@@ -123,3 +142,19 @@ class SimulationConfig(ConfigModel):
     cost_per_hour: float = Field(
         default=0.0, ge=0, description="What one runner costs per hour it exists."
     )
+
+
+#: The ``simulation:`` block, the object its ``runnerscale.pool_blocks`` entry point names.
+BLOCK = PoolBlock(
+    settings=SimulationConfig, description="How `runnerscale simulate` models this pool."
+)
+
+
+def pool_simulation(pool: PoolBase) -> SimulationConfig:
+    """The pool's ``simulation:`` block, or the defaults (30 s boot, no failures, free) when it
+    has none."""
+    block = getattr(pool, NAME, None)
+    if block is None:
+        return SimulationConfig()
+    assert isinstance(block, SimulationConfig), f"pool {pool.name}: {NAME} is {block!r}"
+    return block
