@@ -238,7 +238,7 @@ class Daemon:
             waiting=waiting,
             events=metrics.events(),
             on_job_started=metrics.job_started,
-            poll_pacer=github.poll_interval,
+            poll_pacer=github,
         )
         holder["controller"] = controller
         secret = github_config.webhook_secret

@@ -9,6 +9,7 @@ substitute any of them.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -116,6 +117,20 @@ class GitHubAPI(Protocol):
         ...
 
     async def get_job(self, repo: str, job_id: int) -> ObservedJob | None: ...
+
+
+class PollPacer(Protocol):
+    """Paces GitHub polls by the API budget (the production client does; the simulation does
+    not pace)."""
+
+    def polling(self) -> AbstractContextManager[None]:
+        """Calls made inside belong to a poll: only they make up what polling costs."""
+        ...
+
+    def poll_interval(self, base: float) -> float:
+        """The wait before the next poll: ``base``, stretched when polling's cost would not
+        last until the budget resets."""
+        ...
 
 
 class Provider(Protocol):

@@ -25,7 +25,7 @@ from runnerscale.controller.actions import Events, PoolRuntime
 from runnerscale.controller.janitor import JanitorSettings
 from runnerscale.controller.loops import Controller, ControllerSettings
 from runnerscale.model import PoolSpec
-from runnerscale.protocols import Clock, GitHubAPI, PollHints, Provider, Store
+from runnerscale.protocols import Clock, GitHubAPI, PollHints, PollPacer, Provider, Store
 from runnerscale.providers.registry import backend
 
 __all__ = [
@@ -128,7 +128,7 @@ def build_controller(
     poll_interval: float | None = None,
     events: Events | None = None,
     on_job_started: Callable[[str, float], None] | None = None,
-    poll_pacer: Callable[[float], float] | None = None,
+    poll_pacer: PollPacer | None = None,
     runner_suffix: Callable[[], str] | None = None,
 ) -> Controller:
     """The controller of ``config``, one pool per configured pool on ``providers[name]``,
@@ -137,7 +137,7 @@ def build_controller(
     ``waiting``: pools whose host labels are not known yet, and why. ``capacity``: the cap a
     pool's host puts on it (the installed backend's by default). ``poll_interval``: instead of
     the config's (the simulation's ``poll-60`` policy). ``events``, ``on_job_started``: metric
-    hooks. ``poll_pacer``: stretches the poll when the API budget runs low.
+    hooks. ``poll_pacer``: stretches the poll when polling's share of the API budget runs low.
     ``runner_suffix``: the unique part of runner names (seeded in the simulation).
     """
     waiting = waiting or {}

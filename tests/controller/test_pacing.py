@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterator
 
 import pytest
 
@@ -62,18 +63,44 @@ def test_the_failure_delay_is_bounded(world: Rig, failures: int) -> None:
         assert 15.0 <= delay <= max(15.0, min(LOOP_BACKOFF_CAP, 15.0 * 2 ** (failures - 1)))
 
 
-def test_the_github_poll_interval_comes_from_the_pacer(world: Rig) -> None:
-    asked: list[float] = []
+class Pacer:
+    """Stretches every poll four times, and notes what it was asked and what ran polling."""
 
-    def pacer(base: float) -> float:
-        asked.append(base)
+    def __init__(self) -> None:
+        self.asked: list[float] = []
+        self.polls = 0
+
+    def poll_interval(self, base: float) -> float:
+        self.asked.append(base)
         return base * 4
 
+    @contextlib.contextmanager
+    def polling(self) -> Iterator[None]:
+        self.polls += 1
+        yield
+
+
+def test_the_github_poll_interval_comes_from_the_pacer(world: Rig) -> None:
+    pacer = Pacer()
+    asked = pacer.asked
     controller = world.controller
     controller._poll_pacer = pacer
     controller.settings.poll_interval = 15.0
     assert controller.github_poll_interval() == 60.0
     assert asked == [15.0]
+
+
+async def test_the_poll_steps_calls_are_marked_as_polling_and_a_reconciles_are_not(
+    world: Rig,
+) -> None:
+    pacer = Pacer()
+    world.controller._poll_pacer = pacer
+    await world.queue(1)
+    await world.reconcile()  # creates a runner: not polling's cost
+    assert pacer.polls == 0
+    await world.controller.poll_step()
+    await world.controller.poll_step()  # between GitHub polls: backends, booting runners
+    assert pacer.polls == 2
 
 
 async def test_while_webhooks_arrive_github_is_polled_as_a_safety_net_only(

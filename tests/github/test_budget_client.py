@@ -64,9 +64,10 @@ async def test_the_poll_interval_stretches_when_the_budget_runs_low(
     simulator.simulator.set_faults(FaultPlan(rate_limit=RateLimitFaults(limit=60)))
     client = GitHubClient(simulator.url, TOKEN)
     assert client.poll_interval(15.0) == 15.0  # nothing known yet
-    for _ in range(5):
-        await client.list_runners(Target("repo", "acme/app"))
-        client._etags.clear()  # every read is charged (no 304s)
+    with client.polling():
+        for _ in range(5):
+            await client.list_runners(Target("repo", "acme/app"))
+            client._etags.clear()  # every read is charged (no 304s)
     # 5 calls per "poll", 55 left for the rest of the hour: every 15 s would spend them fast.
     stretched = client.poll_interval(15.0)
     assert stretched > 15.0 * 10
@@ -74,6 +75,31 @@ async def test_the_poll_interval_stretches_when_the_budget_runs_low(
     assert client.budget.report()["poll_stretched"] is True
     bucket = client.budget.resources["core"]
     assert (bucket.limit, bucket.remaining) == (60, 55)
+
+
+async def test_only_polling_calls_make_up_what_a_poll_costs(simulator: SimulatorServer) -> None:
+    """Issue 12's fault storm: every core call since the last poll (runner deletions, the
+    janitor's lists) was charged to polling, and the poll interval stretched to minutes while
+    most of the budget was left. Calls outside ``polling()`` now leave the interval alone."""
+    simulator.simulator.set_faults(FaultPlan(rate_limit=RateLimitFaults(limit=1000)))
+    client = GitHubClient(simulator.url, TOKEN)
+    with client.polling():
+        await client.list_runners(REPO)  # the poll: one call
+    assert client.poll_interval(15.0) == 15.0
+    # Between two polls: deletions (404s, still charged) and a janitor's lists, 60 calls.
+    for runner_id in range(30):
+        await client.delete_runner(REPO, 1000 + runner_id)
+        client._etags.clear()  # every read is charged (no 304s)
+        await client.list_runners(REPO)
+    client._etags.clear()
+    with client.polling():
+        await client.list_runners(REPO)
+    assert client.budget.resources["core"].remaining == 1000 - 62
+    # The poll cost one call of the ~840 spendable for the rest of the hour: no stretch
+    # (counted as before, the poll would have cost 61 and waited over four minutes).
+    assert client.poll_interval(15.0) == 15.0
+    assert not client.budget.stretched
+    assert client.budget.polled() == {"token": 2}
 
 
 async def test_not_modified_answers_are_not_charged(simulator: SimulatorServer) -> None:

@@ -56,6 +56,7 @@ from runnerscale.protocols import (
     GitHubError,
     ObservedJob,
     PollHints,
+    PollPacer,
     ProviderError,
     Store,
 )
@@ -158,7 +159,7 @@ class Controller:
         events: Events | None = None,
         on_job_started: Callable[[str, float], None] | None = None,
         runner_suffix: Callable[[], str] | None = None,
-        poll_pacer: Callable[[float], float] | None = None,
+        poll_pacer: PollPacer | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.store = store
@@ -182,9 +183,9 @@ class Controller:
         self._freed = 0
         self._jobs: list[Job] = []
         self._on_job_started = on_job_started or (lambda pool, wait: None)
-        #: The poll interval to use given the configured one (the GitHub client stretches it
-        #: when the rate-limit budget runs low).
-        self._poll_pacer = poll_pacer or (lambda base: base)
+        #: Paces the poll: the GitHub client stretches the interval when the rate-limit
+        #: budget runs low, from what the calls made inside its ``polling()`` cost.
+        self._poll_pacer = poll_pacer
         self._rng = rng or random.Random(0)  # noqa: S311 - jitter, not a secret
         self._failures: Counter[str] = Counter()
         self._next_github_poll = 0.0
@@ -227,7 +228,7 @@ class Controller:
         base = settings.poll_interval
         if self.webhooks_flow():
             base = max(base, settings.webhook_poll_interval)
-        return self._poll_pacer(base)
+        return base if self._poll_pacer is None else self._poll_pacer.poll_interval(base)
 
     def webhooks_flow(self) -> bool:
         """Whether webhook deliveries arrive (one within ``webhook_trust``)."""
@@ -381,13 +382,14 @@ class Controller:
 
     async def poll_step(self) -> None:
         """One cycle of the poll loop: GitHub when it is due, the backends every time."""
-        if self.clock.now() >= self._next_github_poll:
-            try:
-                await self.poll_once()
-            finally:
-                self._next_github_poll = self.clock.now() + self.github_poll_interval()
-        else:
-            await self.poll_backends()
+        with contextlib.nullcontext() if self._poll_pacer is None else self._poll_pacer.polling():
+            if self.clock.now() >= self._next_github_poll:
+                try:
+                    await self.poll_once()
+                finally:
+                    self._next_github_poll = self.clock.now() + self.github_poll_interval()
+            else:
+                await self.poll_backends()
 
     async def poll_once(self) -> None:
         """Poll every target and backend; one that fails does not stop the others. The first

@@ -16,6 +16,10 @@ and the simulation all share one tested set of rules:
   sent (registering runners has a resource of its own, :data:`REGISTRATION`), and
   :meth:`ApiBudget.learn` corrects that from GitHub's answers, so a resource's pause holds
   only its own calls and what registering runners spends never stretches polling.
+* :func:`polling` marks the calls a poll makes (the poll loop's step runs inside it), and
+  :attr:`ApiBudget.polled` counts only those: a poll's cost is polling's own calls, never the
+  creations, deletions and janitor sweeps that happen between two polls (under a fault storm
+  those multiplied and stretched polling into starvation).
 * :meth:`ApiBudget.poll_interval` stretches the poll interval when polling every ``base``
   seconds would eat into the reserve before the window resets, and goes back to ``base`` once
   the window has reset. Webhooks keep the fast path working meanwhile; polling is only the
@@ -36,10 +40,12 @@ simulation's virtual clock drives the same code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, replace
 from email.utils import parsedate_to_datetime
 from types import MappingProxyType
@@ -83,6 +89,21 @@ MAX_PAUSE = 3600.0 + 300.0
 #: Pause when GitHub answers 429 (or a 403 whose message names a rate limit) without saying
 #: how long: GitHub's documentation asks for at least a minute.
 DEFAULT_PAUSE = 60.0
+
+
+#: Whether the calls of the running task belong to a poll (see :func:`polling`).
+_POLLING: ContextVar[bool] = ContextVar("runnerscale_polling", default=False)
+
+
+@contextlib.contextmanager
+def polling() -> Iterator[None]:
+    """Calls made inside (in this task and the tasks it starts) are polling's: they, and only
+    they, make up what a poll costs (:attr:`ApiBudget.polled`)."""
+    token = _POLLING.set(True)
+    try:
+        yield
+    finally:
+        _POLLING.reset(token)
 
 
 @dataclass
@@ -166,6 +187,9 @@ class ApiBudget:
         self.max_interval = max_interval
         self.resources: dict[str, Bucket] = {}
         self.calls: Counter[str] = Counter()
+        #: Calls made while polling (:func:`polling`) that counted against the budget (304s
+        #: excepted): what polling has cost so far.
+        self.polled = 0
         self.not_modified = 0
         #: The 304s by operation (free, so not charged to the operation's resource).
         self.not_modified_calls: Counter[str] = Counter()
@@ -231,11 +255,15 @@ class ApiBudget:
     def count(self, operation: str) -> None:
         """One call of ``operation`` made (count it before sending: failures cost too)."""
         self.calls[operation] += 1
+        if _POLLING.get():
+            self.polled += 1
 
     def count_not_modified(self, operation: str) -> None:
         """One conditional request of ``operation`` answered 304: it cost nothing."""
         self.not_modified += 1
         self.not_modified_calls[operation] += 1
+        if _POLLING.get():
+            self.polled -= 1
 
     def charged_by_resource(self) -> dict[str, int]:
         """Calls that counted against each resource (every call but the 304s), each
@@ -419,6 +447,11 @@ class Budgets:
         """Calls charged to ``resource`` so far (default: core, what polling spends), per
         credential (the poll loop takes differences)."""
         return {name: b.charged(resource) for name, b in self.by_credential.items()}
+
+    def polled(self) -> dict[str, int]:
+        """What polling has cost so far (:attr:`ApiBudget.polled`), per credential (the poll
+        loop takes differences)."""
+        return {name: b.polled for name, b in self.by_credential.items()}
 
     def charged_by_resource(self) -> dict[str, int]:
         """Calls charged so far per resource, every credential together."""

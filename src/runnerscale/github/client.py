@@ -38,6 +38,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -60,6 +61,7 @@ from runnerscale.github.budget import (
     TOKEN_CREDENTIAL,
     ApiBudget,
     Budgets,
+    polling,
     retry_after_seconds,
 )
 from runnerscale.github.poller import PER_PAGE, Poller, RunStatus
@@ -201,7 +203,7 @@ class GitHubClient:
         self._clock = clock or time.time
         #: GitHub's budget per credential: the token, or the App and each installation.
         self.budget = Budgets(lambda: ApiBudget(self._clock, sleep or asyncio.sleep))
-        self._charged_at_last_poll: dict[str, int] = {}
+        self._polled_at_last_poll: dict[str, int] = {}
         #: Who the PAT's or the App's own client is, for the budget.
         self._own_credential = TOKEN_CREDENTIAL if app is None else APP_CREDENTIAL
         #: Owner.key -> the installation credential its calls are charged to.
@@ -269,16 +271,21 @@ class GitHubClient:
             with contextlib.suppress(ValueError, KeyError, TypeError):
                 self._on_secret(str(response.json()["token"]))
 
+    def polling(self) -> AbstractContextManager[None]:
+        """Calls made inside are the poll's (:func:`~runnerscale.github.budget.polling`)."""
+        return polling()
+
     def poll_interval(self, base: float) -> float:
         """How long to wait before the next poll: ``base``, stretched when a credential's
-        ``core`` budget would not last until it resets at this pace (every call charged to its
-        core since the last poll, 304s excepted, counts as the poll's cost to it; registering
-        runners is charged to a resource of its own and does not count)."""
-        charged = self.budget.charged()
+        ``core`` budget would not last until it resets at this pace. What the last poll cost
+        a credential is the calls made inside :meth:`polling` since the poll before, 304s
+        excepted: creating and deleting runners, and the janitor's sweeps, are not polling's
+        and do not stretch it (the reserve keeps budget for them)."""
+        polled = self.budget.polled()
         spent = {
-            name: count - self._charged_at_last_poll.get(name, 0) for name, count in charged.items()
+            name: count - self._polled_at_last_poll.get(name, 0) for name, count in polled.items()
         }
-        self._charged_at_last_poll = charged
+        self._polled_at_last_poll = polled
         return self.budget.poll_interval(base, spent)
 
     def _credential(self, owner: Owner) -> str:
