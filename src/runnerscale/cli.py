@@ -298,16 +298,19 @@ def _layout_lines(url: str, tls: ServerTls | None) -> list[str]:
 @app.command("sim-runner")
 def sim_runner(
     jitconfig: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="The encoded_jit_config the simulator issued (as `run.sh --jitconfig` takes it)."
+            help="The encoded_jit_config the simulator issued (as `run.sh --jitconfig` takes "
+            "it). Default: $ACTIONS_RUNNER_INPUT_JITCONFIG, as the official runner reads it, "
+            "which keeps it off the command line.",
+            show_default=False,
         ),
-    ],
+    ] = None,
 ) -> None:
     """Stand-in for the official runner: take one job from the simulator, run it, exit."""
-    from runnerscale.fakegithub.runner import run_stand_in
+    from runnerscale.fakegithub.runner import run_stand_in, take_jitconfig
 
-    raise typer.Exit(asyncio.run(run_stand_in(jitconfig)))
+    raise typer.Exit(asyncio.run(run_stand_in(take_jitconfig(jitconfig))))
 
 
 # ---------------------------------------------------------------------- the daemon

@@ -10,7 +10,6 @@ maps the path with :func:`enterprise_as_org`) and parsed with githubkit's organi
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -36,6 +35,7 @@ from runnerscale.fakegithub.server import SimulatorServer
 from runnerscale.fakegithub.world import DEFAULT_GROUP_ID, ApiError, JobSpec, World
 from tests.contract.openapi import ValidatingTransport, default_contract, enterprise_as_org
 from tests.fakegithub.conftest import APP_ID, TOKEN, github_client
+from tests.fakegithub.test_sim_runner import spawn
 
 ENTERPRISE = "acme-corp"
 BASE = f"/enterprises/{ENTERPRISE}/actions"
@@ -453,19 +453,6 @@ async def test_control_api_for_enterprises(control: httpx.AsyncClient) -> None:
         "/_sim/runner-groups", json={"enterprise": "no-such-corp", "name": "x"}
     )
     assert unknown.status_code == 404
-
-
-async def spawn(jitconfig: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "runnerscale",
-        "sim-runner",
-        "--jitconfig",
-        jitconfig,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
 
 
 async def test_an_enterprise_jit_runner_runs_a_job_end_to_end(

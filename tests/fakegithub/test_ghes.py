@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from githubkit import GitHub
 
 from runnerscale.fakegithub.jitconfig import decode
+from runnerscale.fakegithub.runner import JITCONFIG_ENV
 from runnerscale.fakegithub.server import SimulatorServer
 from runnerscale.fakegithub.tls import (
     CA_FILE,
@@ -221,13 +222,12 @@ async def test_the_stand_in_runner_trusts_the_ca_from_its_jit_config(
             )
         ).json()
         env = {k: v for k, v in os.environ.items() if k not in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
+        env[JITCONFIG_ENV] = issued["encoded_jit_config"]
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "runnerscale",
             "sim-runner",
-            "--jitconfig",
-            issued["encoded_jit_config"],
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env=env,

@@ -1,14 +1,18 @@
-"""The stand-in runner as backends launch it: a real ``runnerscale sim-runner`` process."""
+"""The stand-in runner as backends launch it: a real ``runnerscale sim-runner`` process, its
+JIT config in ``ACTIONS_RUNNER_INPUT_JITCONFIG`` (or, still, on its command line)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
 
+from runnerscale.fakegithub.runner import JITCONFIG_ENV, take_jitconfig
 from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
 from runnerscale.fakegithub.world import LOST_COMMUNICATION
 from tests.virtual_time import virtual_clock
@@ -17,17 +21,31 @@ LINUX = ["self-hosted", "linux"]
 AUTH = {"Authorization": "token ghp_simulator_test_token"}
 
 
-async def spawn(jitconfig: str) -> asyncio.subprocess.Process:
+async def spawn(
+    jitconfig: str | None, *, on_command_line: bool = False
+) -> asyncio.subprocess.Process:
+    """``runnerscale sim-runner`` with the JIT config in its environment, as backends start it
+    (``on_command_line``: as ``--jitconfig``, as they did before)."""
+    env = {name: value for name, value in os.environ.items() if name != JITCONFIG_ENV}
+    options = []
+    if jitconfig is not None and on_command_line:
+        options = ["--jitconfig", jitconfig]
+    elif jitconfig is not None:
+        env[JITCONFIG_ENV] = jitconfig
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "runnerscale",
         "sim-runner",
-        "--jitconfig",
-        jitconfig,
+        *options,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        env=env,
     )
+
+
+def cmdline(process: asyncio.subprocess.Process) -> str:
+    return Path(f"/proc/{process.pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
 
 
 async def finish(process: asyncio.subprocess.Process, timeout: float = 30) -> tuple[int, str]:
@@ -54,12 +72,16 @@ async def wait_until(predicate: object, timeout: float = 15) -> None:
             await asyncio.sleep(0.05)
 
 
+@pytest.mark.parametrize("on_command_line", [False, True], ids=["environment", "option"])
 async def test_runs_its_one_job_reports_and_exits(
-    simulator: SimulatorServer, control: httpx.AsyncClient
+    simulator: SimulatorServer, control: httpx.AsyncClient, on_command_line: bool
 ) -> None:
     await control.post("/_sim/repos", json={"repo": "acme/app"})
     runner_id, jitconfig = await new_jit(control)
-    process = await spawn(jitconfig)
+    process = await spawn(jitconfig, on_command_line=on_command_line)
+    world = simulator.simulator.world
+    await wait_until(lambda: world.runners[runner_id].connected)
+    assert (jitconfig in cmdline(process)) is on_command_line
     job = (
         await control.post(
             "/_sim/jobs",
@@ -118,6 +140,28 @@ async def test_bad_jitconfig_exits_with_code_2() -> None:
     code, output = await finish(await spawn("not-a-config"))
     assert code == 2
     assert "not a JIT configuration" in output
+
+
+async def test_without_a_jitconfig_it_exits_2_and_says_where_it_looked() -> None:
+    code, output = await finish(await spawn(None))
+    assert code == 2
+    assert f"no JIT config: set {JITCONFIG_ENV}" in output
+
+
+def test_it_takes_the_jitconfig_as_the_official_runner_does() -> None:
+    environ = {
+        "ACTIONS_RUNNER_INPUT_JITCONFIG": "  from-the-environment\n",
+        "actions_runner_input_url": "https://example",  # any case, any option
+        "PATH": "/usr/bin",
+    }
+    assert take_jitconfig(None, environ) == "from-the-environment"
+    assert environ == {"PATH": "/usr/bin"}  # nothing started later inherits them
+    # The command line first; the variable is removed all the same.
+    environ = {"ACTIONS_RUNNER_INPUT_JITCONFIG": "from-the-environment"}
+    assert take_jitconfig("from-the-option", environ) == "from-the-option"
+    assert environ == {}
+    assert take_jitconfig(None, {"ACTIONS_RUNNER_INPUT_JITCONFIG": " "}) is None
+    assert take_jitconfig(None, {}) is None
 
 
 async def test_a_runner_killed_mid_job_fails_it_with_lost_communication(

@@ -1,10 +1,13 @@
-"""The stand-in runner: ``runnerscale sim-runner --jitconfig ENCODED``.
+"""The stand-in runner: ``runnerscale sim-runner``, its JIT config in the environment.
 
-It behaves, from the outside, like the official runner started with ``run.sh --jitconfig``:
-it takes the encoded configuration the (simulated) GitHub handed out, connects, waits for its
-one job, "runs" it for the job's duration while sending heartbeats, reports the result, and
-exits. Backends launch it exactly as they launch the real runner, so the whole autoscaler can
-be exercised without GitHub.
+It behaves, from the outside, like the official runner's ``run.sh``: it takes the encoded
+configuration the (simulated) GitHub handed out, connects, waits for its one job, "runs" it for
+the job's duration while sending heartbeats, reports the result, and exits. Backends launch it
+exactly as they launch the real runner, so the whole autoscaler can be exercised without GitHub.
+
+It takes the configuration where the official runner does (:func:`take_jitconfig`): the
+``--jitconfig`` option, else the environment variable ``ACTIONS_RUNNER_INPUT_JITCONFIG``, which
+keeps it off the command line that every local user can read.
 
 The protocol (all JSON, ``Authorization: Bearer <runner credential>``, under ``/_sim/runner``):
 ``POST connect``; ``GET job?wait=S`` (long-poll; ``{"job": null}`` or the job message);
@@ -19,9 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import ssl
 import sys
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -38,6 +43,35 @@ HEARTBEAT_SECONDS = 5.0
 LONG_POLL_SECONDS = 20.0
 #: How long the runner keeps retrying an unreachable service before it gives up.
 CONNECT_PATIENCE = 60.0
+#: Where the official runner reads its ``--jitconfig`` when the option is not given.
+JITCONFIG_ENV = "ACTIONS_RUNNER_INPUT_JITCONFIG"
+#: What every ``ACTIONS_RUNNER_INPUT_<NAME>`` variable starts with.
+_INPUT_PREFIX = "ACTIONS_RUNNER_INPUT_"
+
+
+def take_jitconfig(
+    option: str | None, environ: MutableMapping[str, str] | None = None
+) -> str | None:
+    """The encoded JIT config, as the official runner finds it: the ``--jitconfig`` option,
+    else ``ACTIONS_RUNNER_INPUT_JITCONFIG`` (trimmed; empty counts as not set). None: neither.
+
+    As the official runner does, every ``ACTIONS_RUNNER_INPUT_*`` variable is removed from the
+    environment (``os.environ`` by default), so nothing this process starts inherits one.
+
+    The official runner's rule (actions/runner, ``src/Runner.Listener/CommandSettings.cs``,
+    read at commit 258d6c857db3): its constructor stores every ``ACTIONS_RUNNER_INPUT_<NAME>``
+    variable as the value of option ``--<name>`` (case-insensitive), registers those of secret
+    options (``jitconfig`` is one, ``Constants.Runner.CommandLine.Args.Secrets``) with its
+    secret masker, and removes them from its environment block; ``GetJitConfig()`` is
+    ``GetArg("jitconfig")``, the command line first, then those variables.
+    """
+    environ = os.environ if environ is None else environ
+    found = None
+    for name in [name for name in environ if name.upper().startswith(_INPUT_PREFIX)]:
+        value = environ.pop(name).strip()
+        if name.upper() == JITCONFIG_ENV and value:
+            found = value
+    return option if option else found
 
 
 class UnregisteredError(Exception):
@@ -168,7 +202,15 @@ class StandInRunner:
                 return "cancelled"
 
 
-async def run_stand_in(encoded: str, out: TextIO = sys.stdout) -> int:
+async def run_stand_in(encoded: str | None, out: TextIO = sys.stdout) -> int:
+    """Run the stand-in runner with the encoded config (None: none was given; exit 2)."""
+    if encoded is None:
+        print(
+            f"sim-runner: no JIT config: set {JITCONFIG_ENV} (or give --jitconfig, which "
+            "every local user can read on the command line)",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_CONFIG
     try:
         config = decode(encoded)
     except JitConfigError as error:
