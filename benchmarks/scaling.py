@@ -109,6 +109,12 @@ async def main() -> None:
         "304s. `poll-60` has no webhooks: every minute it reads every repository with active",
         "jobs in full, and the first page of the repository list to see new pushes.",
         "",
+        "Before a runner is created for a job queued longer than `queued_recheck` (2 minutes)",
+        "since GitHub last said so, the job is re-read: a job that finished meanwhile must not",
+        "boot a runner that idles until its timeout. That costs up to a call per runner",
+        "created for a long queue: most visible in `nightly`, a queue of up to an hour",
+        "behind a cap of 4.",
+        "",
     ]
     args.out.write_text("\n".join(parts))
     print(f"wrote {args.out}")

@@ -201,6 +201,8 @@ class Controller:
         self.newest_jobs: dict[str, float] = {}
         #: Targeted re-checks while webhooks arrive: job id -> (next check, wait after it).
         self._rechecks: dict[int, tuple[float, float]] = {}
+        #: Stale queued jobs whose re-read failed in this cycle: no demand until confirmed.
+        self._unconfirmed: set[int] = set()
         self.errors: Counter[str] = Counter()
         self.status = Status(pools=[])
         self.last_decision: Decision | None = None
@@ -516,18 +518,7 @@ class Controller:
                 continue
             if trusting and not self._recheck_due(job, now, idle_pools):
                 continue
-            current = await self.github.get_job(job.repo, job.id)
-            if current is None:
-                # Deleted (for example with its repository): it needs nothing any more.
-                current = ObservedJob(
-                    id=job.id,
-                    repo=job.repo,
-                    labels=job.labels,
-                    state=JobState.COMPLETED,
-                    created_at=job.created_at,
-                    conclusion="cancelled",
-                )
-            self.observe(current)
+            await self._reread(job)
 
     def _recheck_due(self, job: Job, now: float, idle_pools: set[str]) -> bool:
         """While webhooks arrive: whether a job not heard of for a while is worth a request.
@@ -558,6 +549,7 @@ class Controller:
         cap, the slot it freed is used in this very step (in the daemon, the worker kicks the
         reconcile loop instead)."""
         while True:
+            await self.confirm_stale_demand()
             self.decide_once()
             freed_before = self._freed
             await asyncio.gather(*(worker.converge() for worker in self.workers.values()))
@@ -568,6 +560,7 @@ class Controller:
     async def reconcile_step(self) -> None:
         """The reconcile loop's step in the daemon: decide and write the decision; each pool's
         worker task acts on its part (never awaited here, so no pool waits for another)."""
+        await self.confirm_stale_demand()
         self.decide_once()
         self._refresh_status(self._decision(), self.store.runners(states=list(LIVE_STATES)))
 
@@ -576,17 +569,13 @@ class Controller:
         pool chosen for each job, a ``pending`` runner for each creation (on the target the
         scaler chose), and each pool's removals handed to its worker. Nothing here chooses
         anything the scaler did not; nothing here waits for GitHub or a backend."""
-        now = self.clock.now()
-        jobs = self.store.jobs(list(ACTIVE_JOB_STATES))
-        runners = self.store.runners(states=list(LIVE_STATES))
-        decision = decide(
-            [pool.spec for pool in self.pools.values()],
-            jobs,
-            runners,
-            now,
-            targets=list(self.targets.values()),
-            backoff={pool.name: pool.backoff_until for pool in self.pools.values()},
-        )
+        # A stale queued job whose re-read failed is no demand until GitHub confirms it.
+        jobs = [
+            job
+            for job in self.store.jobs(list(ACTIVE_JOB_STATES))
+            if job.id not in self._unconfirmed
+        ]
+        decision = self._decide(jobs)
         self.last_decision = decision
         self._jobs = jobs
         self._record_matching(jobs, decision)
@@ -598,6 +587,68 @@ class Controller:
                 self.actions.plan_runner(pool, self.targets[key])
             self.workers[pool.name].publish(pool_decision)
         return decision
+
+    def _decide(self, jobs: list[Job]) -> Decision:
+        """The pure scaler on ``jobs`` and the runners the store holds now."""
+        return decide(
+            [pool.spec for pool in self.pools.values()],
+            jobs,
+            self.store.runners(states=list(LIVE_STATES)),
+            self.clock.now(),
+            targets=list(self.targets.values()),
+            backoff={pool.name: pool.backoff_until for pool in self.pools.values()},
+        )
+
+    async def confirm_stale_demand(self) -> None:
+        """Before a runner is created or kept for a job queued longer than ``queued_recheck``
+        since GitHub last said so, ask GitHub again (a conditional request: free when
+        unchanged). A job that finished meanwhile (a lost webhook, a poll that failed) would
+        otherwise boot a runner that idles until its timeout.
+
+        Only where it matters, so a long queue costs nothing: per pool, the oldest stale jobs
+        up to the runners the scaler would create plus the idle ones it keeps. A job whose
+        re-read fails counts as no demand until a later re-read or poll confirms it."""
+        now = self.clock.now()
+        stale_after = self.settings.queued_recheck
+        self._unconfirmed.clear()
+        jobs = self.store.jobs(list(ACTIVE_JOB_STATES))
+        decision = self._decide(jobs)
+        idle = Counter(r.pool for r in self.store.runners(states=[RunnerState.IDLE]))
+        for pool in decision.pools.values():
+            room = pool.create + idle[pool.pool]
+            if not room:
+                continue
+            stale = sorted(
+                (
+                    job
+                    for job in jobs
+                    if job.state is JobState.QUEUED
+                    and decision.job_pools.get(job.id) == pool.pool
+                    and now - job.observed_at >= stale_after
+                ),
+                key=lambda job: (job.created_at, job.id),
+            )
+            for job in stale[:room]:
+                try:
+                    await self._reread(job)
+                except GitHubError as error:
+                    log.warning("job %s of %s: re-reading it failed: %s", job.id, job.repo, error)
+                    self._unconfirmed.add(job.id)
+
+    async def _reread(self, job: Job) -> None:
+        """Ask GitHub for one job and take its answer (gone: it needs nothing any more)."""
+        current = await self.github.get_job(job.repo, job.id)
+        if current is None:
+            # Deleted (for example with its repository).
+            current = ObservedJob(
+                id=job.id,
+                repo=job.repo,
+                labels=job.labels,
+                state=JobState.COMPLETED,
+                created_at=job.created_at,
+                conclusion="cancelled",
+            )
+        self.observe(current)
 
     def _decision(self) -> Decision:
         assert self.last_decision is not None
