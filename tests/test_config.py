@@ -104,7 +104,7 @@ def test_issue_example_loads_as_written() -> None:
     assert pool.boot_timeout == 300.0
     assert pool.runner_prefix == "rs-linux-x64-"
     assert pool.local is not None
-    assert pool.local.command == ["runnerscale", "sim-runner", "--jitconfig", "{jitconfig}"]
+    assert pool.local.command == ["runnerscale", "sim-runner"]
     assert pool.local.env == {}
     assert pool.local.stop_grace == 10.0
     assert pool.local.effective_capacity >= 1
@@ -188,7 +188,7 @@ pools:
     labels: [self-hosted]
     provider: local
     max_runners: 1
-    local: {{command: [run, "{{jitconfig}}"]}}
+    local: {{command: [run]}}
 """
 
 
@@ -458,21 +458,21 @@ ERROR_CASES: dict[str, Case] = {
     "duplicate pool names": (
         EXAMPLE
         + "  - name: linux-x64\n    labels: [gpu]\n    provider: local\n    max_runners: 1\n"
-        '    local: {command: [run, "{jitconfig}"]}\n',
+        "    local: {command: [run]}\n",
         20,
         "pools[1].name",
         "'linux-x64' is already used by pools[0]",
         "its own name",
     ),
-    "missing {jitconfig}": (
-        edit('--jitconfig, "{jitconfig}"]   #', "--jitconfig, JIT]   #"),
+    "the JIT config's variable in env": (
+        edit("      command:", "      env: {ACTIONS_RUNNER_INPUT_JITCONFIG: x}\n      command:"),
         19,
-        "pools[0].local.command",
-        'no argument contains "{jitconfig}"',
-        "without which the runner cannot register",
+        "pools[0].local.env.ACTIONS_RUNNER_INPUT_JITCONFIG",
+        "is runnerscale's: it carries the runner's JIT config",
+        "runnerscale sets it for every runner",
     ),
     "unquoted {jitconfig}": (
-        edit('"{jitconfig}"]   #', "{jitconfig}]   #"),
+        edit("sim-runner]   #", "sim-runner, {jitconfig}]   #"),
         19,
         "pools[0].local.command",
         "without quotes",
@@ -525,7 +525,7 @@ ERROR_CASES: dict[str, Case] = {
         12,
         "pools[0].local",
         "is required with provider: local",
-        '{command: [./run.sh, --jitconfig, "{jitconfig}"]}',
+        "{command: [./run.sh]}",
     ),
     "misspelt local block": (
         edit("    local:\n", "    simulation: {boot_time: 5s}\n    local_:\n"),
@@ -1121,7 +1121,7 @@ def test_relative_paths_follow_the_config_file(tmp_path: Path) -> None:
 def test_runner_prefix_collision_and_format() -> None:
     extra = (
         "  - name: other\n    labels: [gpu]\n    provider: local\n    max_runners: 1\n"
-        "    runner_prefix: rs-linux-x64-\n    local: {command: ['{jitconfig}']}\n"
+        "    runner_prefix: rs-linux-x64-\n    local: {command: [run]}\n"
     )
     problem = only(errors_of(EXAMPLE + extra))
     assert (problem.line, problem.path) == (24, "pools[1].runner_prefix")

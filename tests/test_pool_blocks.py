@@ -23,7 +23,7 @@ from tests.plugins.pool_block import CostCentreConfig
 
 COST_CENTRE = {"cost_centre": "tests.plugins.pool_block:BLOCK"}
 POOL = {"name": "linux", "labels": ["self-hosted"], "provider": "local", "max_runners": 2}
-LOCAL = {"local": {"command": ["./run.sh", "--jitconfig", "{jitconfig}"]}}
+LOCAL = {"local": {"command": ["./run.sh"]}}
 CONFIG = """\
 github:
   token: ghp_PoolBlockTestToken0123456789abcdefgh
@@ -35,7 +35,7 @@ pools:
     provider: local
     max_runners: 2
     local:
-      command: [./run.sh, --jitconfig, "{jitconfig}"]
+      command: [./run.sh]
     cost_centre:
       code: EU-042
 """

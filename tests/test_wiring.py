@@ -20,7 +20,7 @@ pools:
     provider: local
     max_runners: 10
     min_idle: 4
-    local: {command: [run.sh, --jitconfig, "{jitconfig}"], capacity: 3}
+    local: {command: [run.sh], capacity: 3}
 """
 
 

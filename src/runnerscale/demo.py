@@ -52,7 +52,7 @@ pools:
     idle_timeout: 3s
     boot_timeout: 60s
     local:
-      command: ["${DEMO_PYTHON}", -m, runnerscale, sim-runner, --jitconfig, "{jitconfig}"]
+      command: ["${DEMO_PYTHON}", -m, runnerscale, sim-runner]
       capacity: 6
       stop_grace: 3s
   - name: linux-large
@@ -62,7 +62,7 @@ pools:
     idle_timeout: 3s
     boot_timeout: 60s
     local:
-      command: ["${DEMO_PYTHON}", -m, runnerscale, sim-runner, --jitconfig, "{jitconfig}"]
+      command: ["${DEMO_PYTHON}", -m, runnerscale, sim-runner]
       capacity: 3
       stop_grace: 3s
 """

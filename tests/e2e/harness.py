@@ -75,7 +75,7 @@ def local_pool(directory: Path, max_runners: int, idle_timeout: str) -> str:
     idle_timeout: {idle_timeout}
     boot_timeout: 60s
     local:
-      command: ["{sys.executable}", -m, runnerscale, sim-runner, --jitconfig, "{{jitconfig}}"]
+      command: ["{sys.executable}", -m, runnerscale, sim-runner]
       capacity: {max_runners}
       work_root: {directory}/runners
       stop_grace: 3s

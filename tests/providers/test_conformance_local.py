@@ -1,7 +1,8 @@
 """The provider conformance suite (``conformance.py``) against the local backend.
 
-The runner is a Python process started the way the official runner is
-(``CMD --jitconfig {jitconfig}``); it sleeps until it is stopped. Every provider of a test
+The runner is a Python process started the way the official runner is (``CMD``, the JIT
+config in ``ACTIONS_RUNNER_INPUT_JITCONFIG``); it sleeps until it is stopped, or exits at once
+when the JIT config did not reach it. Every provider of a test
 shares one ``work_root`` (all pools, all controller ids), as two daemons on one host may.
 """
 
@@ -25,19 +26,14 @@ from runnerscale.providers.local import LocalProvider, LocalSettings
 from runnerscale.providers.local import provider as local
 from tests.providers.conformance import BackendUnderTest, Breakage, ProviderConformance
 
-RUNNER = "import time\nwhile True:\n    time.sleep(1)\n"
-COMMAND = (sys.executable, "-c", RUNNER, "--jitconfig", "{jitconfig}", "--name={runner_name}")
-
-_CMDLINE_REASON = (
-    "the local backend hands the JIT config over as an argument by design ({jitconfig} in "
-    "local.command, docs/backends/local.md 'The JIT configuration'), so it is in the runner's "
-    "/proc/<pid>/cmdline for the runner's lifetime, readable by every user of the host unless "
-    "/proc is mounted hidepid. The fix is to hand it over in the environment instead (the "
-    "official runner reads ACTIONS_RUNNER_INPUT_JITCONFIG and removes it from its "
-    "environment): a change of the configuration contract (config requires {jitconfig} in "
-    "the command), of the stand-in runner and of test_local.py's "
-    "test_the_jit_config_reaches_argv_and_nothing_else"
+RUNNER = (
+    "import os, sys, time\n"
+    "if not os.environ.get('ACTIONS_RUNNER_INPUT_JITCONFIG'):\n"
+    "    sys.exit('no JIT config')\n"
+    "while True:\n"
+    "    time.sleep(1)\n"
 )
+COMMAND = (sys.executable, "-c", RUNNER, "--name={runner_name}")
 
 
 def _processes_under(root: Path) -> list[int]:
@@ -61,8 +57,6 @@ def _reap(pid: int) -> None:
 
 
 class LocalBackend(BackendUnderTest):
-    known_failures = {"test_no_secret_on_a_command_line": _CMDLINE_REASON}  # noqa: RUF012
-
     def __init__(self, root: Path) -> None:
         super().__init__()
         self.root = root
@@ -129,7 +123,7 @@ class LocalBackend(BackendUnderTest):
 
     def breakages(self) -> Sequence[Breakage]:
         def missing_command(patch: pytest.MonkeyPatch) -> Provider:
-            return LocalProvider(self.settings(command=("/nonexistent/run.sh", "{jitconfig}")))
+            return LocalProvider(self.settings(command=("/nonexistent/run.sh",)))
 
         def unopenable_log(patch: pytest.MonkeyPatch) -> Provider:
             real_open = os.open

@@ -1,7 +1,8 @@
 """The local backend against real processes.
 
 The fake runner is a small Python script started exactly as the official runner would be
-(``CMD --jitconfig X`` from the configured command). It reports its argv, environment, ids and
+(the configured command, the JIT config in ``ACTIONS_RUNNER_INPUT_JITCONFIG``). It reports its
+argv, environment, ids and
 session to ``report.json`` in its working directory, prints to stdout and stderr, and then
 behaves as ``FAKE_MODE`` says: sleep, exit with a code, trap or ignore SIGTERM, leave a child
 behind that ignores SIGTERM, or flood its log.
@@ -32,6 +33,7 @@ import pytest
 from runnerscale.model import Instance, InstanceSpec
 from runnerscale.protocols import ProviderError
 from runnerscale.providers.local import (
+    JITCONFIG_ENV,
     KEPT_LOG_BYTES,
     KEPT_LOGS,
     LocalProvider,
@@ -161,8 +163,6 @@ def make_settings(fake_runner: Path, work_root: Path) -> Callable[..., LocalSett
             "command": (
                 sys.executable,
                 str(fake_runner),
-                "--jitconfig",
-                "{jitconfig}",
                 "--name={runner_name}",
                 "--pool={pool}",
                 "--workdir={workdir}",
@@ -258,24 +258,24 @@ async def test_create_starts_the_runner_in_its_own_session_and_directory(
     assert await provider.list() == []
 
 
-async def test_the_jit_config_reaches_argv_and_nothing_else(
+def cmdline(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+async def test_the_jit_config_reaches_the_environment_and_nothing_else(
     make_settings: Callable[..., LocalSettings], work_root: Path
 ) -> None:
     provider = LocalProvider(make_settings())
     instance = await provider.create(spec())
     report = await report_of(work_root)
     workdir = work_root / "runner-1" / "work"
-    assert report["argv"] == [
-        "--jitconfig",
-        SECRET,
-        "--name=runner-1",
-        f"--pool={POOL}",
-        f"--workdir={workdir}",
-    ]
-    assert all(SECRET not in value for value in report["env"].values())
+    assert report["argv"] == ["--name=runner-1", f"--pool={POOL}", f"--workdir={workdir}"]
+    assert SECRET.encode() not in cmdline(report["pid"])
+    env = report["env"]
+    assert env.pop(JITCONFIG_ENV) == SECRET  # where the official runner reads it
+    assert all(SECRET not in value for value in env.values())
     record_text = (work_root / "runner-1" / "instance.json").read_text()
     assert SECRET not in record_text
-    assert "{jitconfig}" in record_text  # the command is recorded with its placeholder
     await log_contains(work_root, "fake runner: started")
     assert SECRET not in (work_root / "runner-1" / "runner.log").read_text()
     assert SECRET not in repr(instance)
@@ -341,6 +341,8 @@ async def test_the_environment_is_scrubbed(
         ("GOOGLE_APPLICATION_CREDENTIALS", True),
         ("OPENAI_API_KEY", True),
         ("SSH_AUTH_SOCK", True),
+        ("ACTIONS_RUNNER_INPUT_URL", True),  # the runner takes them as its options
+        ("ACTIONS_RUNNER_INPUT_JITCONFIG", True),  # only the provider's own reaches it
         ("PATH", False),
         ("HOME", False),
         ("LANG", False),
@@ -351,6 +353,25 @@ async def test_the_environment_is_scrubbed(
 )
 def test_scrub_rule(name: str, scrubbed: bool) -> None:
     assert (name not in scrub_environment({name: "value"})) is scrubbed
+
+
+async def test_a_jitconfig_placeholder_still_puts_it_on_the_command_line(
+    make_settings: Callable[..., LocalSettings], work_root: Path, fake_runner: Path
+) -> None:
+    """The old way works (``config validate`` warns about it): the JIT config replaces
+    ``{jitconfig}``, and is in the environment too."""
+    command = (sys.executable, str(fake_runner), "--jitconfig", "{jitconfig}")
+    provider = LocalProvider(make_settings(command=command))
+    await provider.create(spec())
+    report = await report_of(work_root)
+    assert report["argv"] == ["--jitconfig", SECRET]
+    assert report["env"][JITCONFIG_ENV] == SECRET
+    record_text = (work_root / "runner-1" / "instance.json").read_text()
+    assert SECRET not in record_text
+    assert "{jitconfig}" in record_text  # the command is recorded with its placeholder
+    await log_contains(work_root, "fake runner: started")
+    assert SECRET not in (work_root / "runner-1" / "runner.log").read_text()
+    await provider.delete("runner-1")
 
 
 # -- capacity, exits, reaping
@@ -595,7 +616,7 @@ def fake_record(
         "pool": POOL,
         "runner_name": name,
         "created_at": time.time(),
-        "command": ["run.sh", "--jitconfig", "{jitconfig}"],
+        "command": ["run.sh"],
         "boot_id": Path("/proc/sys/kernel/random/boot_id").read_text().strip(),
         "pid": pid,
         "start_time": start_time,
@@ -702,9 +723,7 @@ async def test_unusable_names_are_refused(make_settings: Callable[..., LocalSett
 async def test_a_command_that_cannot_start_leaves_nothing_behind(
     make_settings: Callable[..., LocalSettings], work_root: Path
 ) -> None:
-    provider = LocalProvider(
-        make_settings(command=("/nonexistent/run.sh", "--jitconfig", "{jitconfig}"))
-    )
+    provider = LocalProvider(make_settings(command=("/nonexistent/run.sh",)))
     with pytest.raises(ProviderError) as refused:
         await provider.create(spec())
     message = str(refused.value)
@@ -749,11 +768,7 @@ async def test_a_removed_runners_log_is_truncated_and_old_logs_pruned(
 # -- configuration
 
 
-def test_the_command_must_carry_the_jit_config(
-    make_settings: Callable[..., LocalSettings],
-) -> None:
-    with pytest.raises(ProviderError, match=r"\{jitconfig\}"):
-        LocalProvider(make_settings(command=("./run.sh",)))
+def test_unusable_settings_are_refused(make_settings: Callable[..., LocalSettings]) -> None:
     with pytest.raises(ProviderError, match="empty"):
         LocalProvider(make_settings(command=()))
     with pytest.raises(ProviderError, match="capacity"):
@@ -762,7 +777,7 @@ def test_the_command_must_carry_the_jit_config(
 
 def test_default_capacity_is_the_cpu_count() -> None:
     assert default_capacity() == len(os.sched_getaffinity(0))
-    settings = LocalSettings(pool="p", command=("x", "{jitconfig}"), work_root=Path("/tmp"))
+    settings = LocalSettings(pool="p", command=("x",), work_root=Path("/tmp"))
     assert settings.capacity == default_capacity()
 
 
@@ -807,12 +822,12 @@ def shared_root() -> Iterator[Path]:
 async def test_runs_the_runner_as_the_configured_user(shared_root: Path) -> None:
     script = (
         'id -u > uid; id -G > groups; echo "$HOME $USER" > home; touch written; '
-        'echo "running as $(id -un)"; exec sleep 600'
+        f'echo "${JITCONFIG_ENV}" > jitconfig; echo "running as $(id -un)"; exec sleep 600'
     )
     provider = LocalProvider(
         LocalSettings(
             pool=POOL,
-            command=("/bin/sh", "-c", script, "sh", "{jitconfig}"),
+            command=("/bin/sh", "-c", script),
             work_root=shared_root,
             capacity=2,
             user="nobody",
@@ -829,6 +844,7 @@ async def test_runs_the_runner_as_the_configured_user(shared_root: Path) -> None
     assert (work / "groups").read_text().split() == [str(nobody)]
     assert (work / "home").read_text().split() == ["/nonexistent", "nobody"]
     assert (work / "written").stat().st_uid == nobody
+    assert (work / "jitconfig").read_text() == f"{SECRET}\n"
     assert work.stat().st_uid == nobody
     # What tells the daemon which processes to kill stays out of the runner's reach.
     assert (directory / "instance.json").stat().st_uid == 0

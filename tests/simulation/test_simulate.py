@@ -33,7 +33,7 @@ pools:
     provider: local
     max_runners: 10
     idle_timeout: 60s
-    local: {command: [run.sh, --jitconfig, "{jitconfig}"]}
+    local: {command: [run.sh]}
     simulation: {boot_time: 30s, cost_per_hour: 0.36}
 """
 

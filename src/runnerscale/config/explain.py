@@ -67,12 +67,12 @@ _EXAMPLES = {
     "github": "github: {token: ${GITHUB_TOKEN}}",
     "targets": "targets: [{repo: OWNER/NAME}]",
     "pools": "pools: [{name: linux-x64, labels: [self-hosted, linux, x64], provider: local, "
-    'max_runners: 4, local: {command: [./run.sh, --jitconfig, "{jitconfig}"]}}]',
+    "max_runners: 4, local: {command: [./run.sh]}}]",
     "name": "name: linux-x64",
     "labels": "labels: [self-hosted, linux, x64]",
     "provider": "provider: local",
     "max_runners": "max_runners: 4",
-    "command": 'command: [./run.sh, --jitconfig, "{jitconfig}"]',
+    "command": "command: [./run.sh]",
     "id": "id: 4242",
 }
 

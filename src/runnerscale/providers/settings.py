@@ -15,7 +15,7 @@ from pydantic import AfterValidator, Field
 
 from runnerscale.config.problems import fail
 from runnerscale.config.units import Duration
-from runnerscale.providers.command import JITCONFIG_PLACEHOLDER
+from runnerscale.providers.command import JITCONFIG_ENV, JITCONFIG_PLACEHOLDER
 
 __all__ = ["JITCONFIG_PLACEHOLDER", "RunnerEnv", "StopGrace", "reject_unquoted_placeholders"]
 
@@ -42,6 +42,13 @@ def _check_env_names(value: dict[str, str]) -> dict[str, str]:
             raise fail(
                 f"{name!r} is not a valid environment variable name",
                 "use letters, digits and _ (not starting with a digit)",
+                at=(name,),
+                echo=False,
+            )
+        if name.upper() == JITCONFIG_ENV:
+            raise fail(
+                f"{name!r} is runnerscale's: it carries the runner's JIT config",
+                "remove it; runnerscale sets it for every runner",
                 at=(name,),
                 echo=False,
             )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from runnerscale.hostlabels import HostFacts, detect_local_host
 from runnerscale.protocols import Provider
 from runnerscale.providers.local.provider import (
+    JITCONFIG_ENV,
     JITCONFIG_PLACEHOLDER,
     KEPT_LOG_BYTES,
     KEPT_LOGS,
@@ -28,6 +29,7 @@ from runnerscale.providers.registry import Backend, BackendContext
 
 __all__ = [
     "BACKEND",
+    "JITCONFIG_ENV",
     "JITCONFIG_PLACEHOLDER",
     "KEPT_LOGS",
     "KEPT_LOG_BYTES",
@@ -79,6 +81,6 @@ BACKEND = Backend(
     description="Settings of the local backend (provider: local).",
     host_facts=host_facts,
     capacity=capacity,
-    example='{command: [./run.sh, --jitconfig, "{jitconfig}"]}',
+    example="{command: [./run.sh]}",
     order=0,
 )

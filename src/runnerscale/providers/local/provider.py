@@ -27,11 +27,14 @@ stays a zombie until it is waited for; every inspection (``get``, ``list``, ``cr
 writes the exit code into the record, so it survives a restart too. A process adopted from a
 previous daemon is not our child: when it has exited its exit code is unknown (``None``).
 
-*Only the JIT config is handed over, and only on the command line.* It replaces the
-``{jitconfig}`` placeholder of the configured command and appears nowhere else: not in the
-environment, the record, the log lines runnerscale writes, ``repr`` or exception messages. The
-environment is a scrubbed copy of the daemon's (see :func:`scrub_environment`) plus the
-configured ``env``.
+*Only the JIT config is handed over, and only in the environment.* The runner gets it as
+``ACTIONS_RUNNER_INPUT_JITCONFIG``, where the official runner reads it (see
+:mod:`runnerscale.providers.command`): a process's environment is readable by its own user and
+root, its command line by every local user. It appears nowhere else: not in the record, the
+log lines runnerscale writes, ``repr`` or exception messages. A ``{jitconfig}`` in the
+configured command still puts it on the command line as well (``config validate`` warns). The
+rest of the environment is a scrubbed copy of the daemon's (see :func:`scrub_environment`) plus
+the configured ``env``.
 
 *Privileges.* When the daemon runs as root it can run runners as another user (``user``). The
 runner directory, its record and its log stay the daemon's (the runner must not be able to
@@ -75,9 +78,10 @@ from typing import Any
 
 from runnerscale.model import Instance, InstanceSpec
 from runnerscale.protocols import ProviderError
-from runnerscale.providers.command import JITCONFIG_PLACEHOLDER, fill_placeholders
+from runnerscale.providers.command import JITCONFIG_ENV, JITCONFIG_PLACEHOLDER, fill_placeholders
 
 __all__ = [
+    "JITCONFIG_ENV",
     "JITCONFIG_PLACEHOLDER",
     "KEPT_LOGS",
     "KEPT_LOG_BYTES",
@@ -93,8 +97,9 @@ __all__ = [
 # The package's name, as before it was a package: log lines and filters keep naming it.
 log = logging.getLogger("runnerscale.providers.local")
 
-#: Variables whose names start with one of these (compared in upper case) never reach a runner.
-SCRUBBED_PREFIXES = ("RUNNERSCALE_", "GITHUB_", "GH_")
+#: Variables whose names start with one of these (compared in upper case) never reach a runner
+#: (``ACTIONS_RUNNER_INPUT_``: the official runner takes them as its command-line options).
+SCRUBBED_PREFIXES = ("RUNNERSCALE_", "GITHUB_", "GH_", "ACTIONS_RUNNER_INPUT_")
 #: Variables whose names contain one of these (compared in upper case) never reach a runner.
 SCRUBBED_SUBSTRINGS = (
     "TOKEN",
@@ -146,7 +151,8 @@ def default_capacity() -> int:
 def scrub_environment(environ: Mapping[str, str]) -> dict[str, str]:
     """A copy of ``environ`` without runnerscale's own secrets or anything that looks like one.
 
-    Removed: names starting with ``RUNNERSCALE_``, ``GITHUB_`` or ``GH_``; names containing
+    Removed: names starting with ``RUNNERSCALE_``, ``GITHUB_``, ``GH_`` or
+    ``ACTIONS_RUNNER_INPUT_``; names containing
     ``TOKEN``, ``SECRET``, ``PASSWORD``, ``PASSWD``, ``PRIVATE_KEY``, ``CREDENTIAL``,
     ``API_KEY`` or ``ACCESS_KEY``; ``SSH_AUTH_SOCK``. Names are compared in upper case.
     """
@@ -167,8 +173,8 @@ class LocalSettings:
     """Configuration of the local backend (the ``local:`` section of a pool)."""
 
     pool: str
-    #: The runner command. One argument contains ``{jitconfig}``; ``{runner_name}``, ``{pool}``
-    #: and ``{workdir}`` (the runner's working directory) may appear too.
+    #: The runner command. ``{runner_name}``, ``{pool}`` and ``{workdir}`` (the runner's
+    #: working directory) may appear in it, and ``{jitconfig}`` (on the command line: warned).
     command: tuple[str, ...]
     #: Per-runner directories live under it.
     work_root: Path
@@ -360,12 +366,6 @@ class LocalProvider:
             raise ProviderError(f"pool {pool!r}: the local backend needs Linux (/proc)")
         if not settings.command:
             raise ProviderError(f"pool {pool!r}: local.command is empty")
-        if not any(JITCONFIG_PLACEHOLDER in argument for argument in settings.command):
-            raise ProviderError(
-                f"pool {pool!r}: local.command must pass the JIT config to the runner: put "
-                f"{JITCONFIG_PLACEHOLDER} in one argument, e.g. "
-                f"['/path/to/run.sh', '--jitconfig', '{JITCONFIG_PLACEHOLDER}']"
-            )
         if settings.capacity < 1:
             raise ProviderError(
                 f"pool {pool!r}: local.capacity must be at least 1, not {settings.capacity}"
@@ -657,11 +657,12 @@ class LocalProvider:
             values[JITCONFIG_PLACEHOLDER] = spec.jitconfig
         return fill_placeholders(self.settings.command, values)
 
-    def _environment(self) -> dict[str, str]:
+    def _environment(self, spec: InstanceSpec) -> dict[str, str]:
         env = scrub_environment(os.environ)
         if self._user is not None:
             env.update(HOME=self._user.home, USER=self._user.name, LOGNAME=self._user.name)
         env.update(self.settings.env)
+        env[JITCONFIG_ENV] = spec.jitconfig
         return env
 
     def _start(self, spec: InstanceSpec, directory: Path) -> Instance:
@@ -707,7 +708,7 @@ class LocalProvider:
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
                     cwd=workdir,
-                    env=self._environment(),
+                    env=self._environment(spec),
                     start_new_session=True,
                     close_fds=True,
                     **drop,

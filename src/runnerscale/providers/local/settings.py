@@ -10,12 +10,7 @@ from pydantic import Field, field_validator
 from runnerscale.config.base import ConfigModel
 from runnerscale.config.paths import ConfigPath
 from runnerscale.config.problems import fail
-from runnerscale.providers.settings import (
-    JITCONFIG_PLACEHOLDER,
-    RunnerEnv,
-    StopGrace,
-    reject_unquoted_placeholders,
-)
+from runnerscale.providers.settings import RunnerEnv, StopGrace, reject_unquoted_placeholders
 
 __all__ = ["LocalConfig"]
 
@@ -25,9 +20,10 @@ class LocalConfig(ConfigModel):
 
     command: list[str] = Field(
         min_length=1,
-        description='The runner\'s command; one argument must contain "{jitconfig}", which '
-        "is replaced by the runner's one-job registration. Real use: "
-        '[./run.sh, --jitconfig, "{jitconfig}"].',
+        description="The runner's command, e.g. [./run.sh]. The runner gets its one-job "
+        "registration (JIT config) in the environment variable ACTIONS_RUNNER_INPUT_JITCONFIG, "
+        "where the official runner reads it. May contain {runner_name}, {pool} and {workdir}; "
+        '"{jitconfig}" still works but puts the secret on the command line (warned).',
     )
     env: RunnerEnv = Field(default_factory=dict)
     work_root: ConfigPath | None = Field(
@@ -49,19 +45,6 @@ class LocalConfig(ConfigModel):
     @classmethod
     def _unquoted_placeholder(cls, value: Any) -> Any:
         return reject_unquoted_placeholders(value)
-
-    @field_validator("command")
-    @classmethod
-    def _placeholder(cls, value: list[str]) -> list[str]:
-        if not any(JITCONFIG_PLACEHOLDER in argument for argument in value):
-            raise fail(
-                'never passes the runner its JIT config: no argument contains "{jitconfig}"',
-                'add it, as in [./run.sh, --jitconfig, "{jitconfig}"]; runnerscale replaces '
-                "it with the one-job registration it gets from GitHub, without which the "
-                "runner cannot register",
-                echo=False,
-            )
-        return value
 
     @field_validator("user")
     @classmethod
