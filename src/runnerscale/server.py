@@ -1,4 +1,5 @@
-"""The daemon's HTTP face: webhook intake, ``/metrics``, ``/healthz`` and the status API.
+"""The daemon's HTTP face: webhook intake, ``/metrics``, ``/healthz``, ``/readyz`` and the
+status API.
 
 The webhook endpoint answers within milliseconds: it checks the size, the signature
 (``X-Hub-Signature-256``, constant time) and the shape, drops repeated deliveries, and hands the
@@ -81,6 +82,7 @@ class DaemonHTTP:
                 Route("/webhook", self.webhook, methods=["POST"]),
                 Route("/metrics", self.prometheus, methods=["GET"]),
                 Route("/healthz", self.health, methods=["GET"]),
+                Route("/readyz", self.ready, methods=["GET"]),
                 Route("/api/v1/status", self.status, methods=["GET"]),
                 Route("/api/v1/pools/{pool}/scale-up", self.scale_up, methods=["POST"]),
                 Route("/api/v1/pools/{pool}/scale-down", self.scale_down, methods=["POST"]),
@@ -125,10 +127,26 @@ class DaemonHTTP:
         return Response(self.metrics.render(), media_type="text/plain; version=0.0.4")
 
     async def health(self, request: Request) -> Response:
+        """200 while the daemon works (``degraded`` when a pool's last creation failed);
+        503 with the reasons when a loop stopped or is stuck, or a pool keeps failing."""
         status = self.controller.status
         unhealthy = [pool.name for pool in status.pools if not pool.healthy]
-        body = {"status": "degraded" if unhealthy else "ok", "unhealthy_pools": unhealthy}
-        return JSONResponse(body)
+        reasons = self.controller.health()
+        body: dict[str, Any] = {
+            "status": "unhealthy" if reasons else "degraded" if unhealthy else "ok",
+            "unhealthy_pools": unhealthy,
+            "reasons": reasons,
+        }
+        return JSONResponse(body, status_code=503 if reasons else 200)
+
+    async def ready(self, request: Request) -> Response:
+        """200 once the daemon has reconciled since it started, 503 before."""
+        if self.controller.ready:
+            return JSONResponse({"ready": True})
+        return JSONResponse(
+            {"ready": False, "reason": "the daemon has not reconciled since it started"},
+            status_code=503,
+        )
 
     async def status(self, request: Request) -> Response:
         status = self.controller.status

@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from runnerscale.controller.actions import Actions, Events, PoolRuntime
+from runnerscale.controller.health import Heartbeat, assess
 from runnerscale.controller.janitor import Janitor, JanitorSettings
 from runnerscale.controller.observe import (
     REGISTERED,
@@ -201,6 +202,9 @@ class Controller:
         self.newest_jobs: dict[str, float] = {}
         #: Targeted re-checks while webhooks arrive: job id -> (next check, wait after it).
         self._rechecks: dict[int, tuple[float, float]] = {}
+        #: Each loop's pulse (see :mod:`.health`), and when the first decision was written.
+        self.heartbeats: dict[str, Heartbeat] = {}
+        self.reconciled_at: float | None = None
         #: Stale queued jobs whose re-read failed in this cycle: no demand until confirmed.
         self._unconfirmed: set[int] = set()
         self.errors: Counter[str] = Counter()
@@ -273,6 +277,24 @@ class Controller:
         ]
         self.kick()
 
+    def health(self) -> list[str]:
+        """Why the daemon is not healthy now (empty: it is); see :mod:`.health`."""
+        reasons: list[str] = []
+        for task in self._tasks:
+            if not task.done():
+                continue
+            beat = self.heartbeats.get(task.get_name())
+            if beat is not None:
+                beat.alive = False
+            else:
+                reasons.append(f"the {task.get_name()} task has stopped (see the log)")
+        return assess(self.clock.now(), self.heartbeats, self.pools.values()) + reasons
+
+    @property
+    def ready(self) -> bool:
+        """Whether the daemon has reconciled (decided for its pools) since it started."""
+        return self.reconciled_at is not None
+
     async def stop(self) -> None:
         """Stop the loops. Runners keep running: a restarted daemon adopts them."""
         for task in self._tasks:
@@ -289,8 +311,10 @@ class Controller:
     ) -> None:
         """Run ``step`` forever; the interval is read from the settings each cycle, so a
         reloaded configuration takes effect at the next one."""
+        beat = self.heartbeats.setdefault(name, Heartbeat(waits_for_work=interval_setting is None))
         while True:
             error: BaseException | None = None
+            beat.began(self.clock.now())
             try:
                 await step()
             except asyncio.CancelledError:
@@ -303,11 +327,13 @@ class Controller:
                 log.exception("%s loop failed; retrying next cycle", name)
             if interval_setting is None:
                 wait = self.after_cycle(name, error, None)
+                beat.ended(self.clock.now() + wait if wait else None)
                 if wait:
                     await self.clock.sleep(wait)
                 continue
             interval = float(getattr(self.settings, interval_setting))
             wait = self.after_cycle(name, error, interval)
+            beat.ended(self.clock.now() + (interval if wait is None else wait))
             if wait is not None:
                 await self.clock.sleep(wait)
             elif name == "reconcile":
@@ -586,6 +612,8 @@ class Controller:
             for key in pool_decision.create_on:
                 self.actions.plan_runner(pool, self.targets[key])
             self.workers[pool.name].publish(pool_decision)
+        if self.reconciled_at is None:
+            self.reconciled_at = self.clock.now()
         return decision
 
     def _decide(self, jobs: list[Job]) -> Decision:
