@@ -13,7 +13,8 @@ No image registry is reachable, so the image is made here: a minimal Debian root
 - the runner image's real entrypoint (``images/runner/entrypoint.sh``) as
   ``/usr/local/bin/runnerscale-entrypoint``;
 - ``/home/runner/run.sh``, which starts the stand-in runner (``runnerscale.fakegithub.runner``) the
-  way the official ``run.sh --jitconfig`` starts the real one;
+  way the official ``run.sh`` starts the real one: the JIT config from
+  ``ACTIONS_RUNNER_INPUT_JITCONFIG`` (or ``--jitconfig``);
 - the ``runnerscale`` package and the pure-Python libraries the stand-in runner needs, under
   ``/opt/runnerscale``;
 - a non-root user ``runner`` (uid 1001), the image's default user, as in ``images/runner``.
@@ -77,10 +78,12 @@ TRIMMED = (
 
 RUN_SH = """\
 #!/bin/sh
-# The stand-in for the official runner's run.sh: same arguments (--jitconfig ENCODED).
+# The stand-in for the official runner's run.sh: the JIT config from the same places, the
+# environment's ACTIONS_RUNNER_INPUT_JITCONFIG or --jitconfig ENCODED.
 exec python3 -c 'import asyncio, sys
-from runnerscale.fakegithub.runner import run_stand_in
-sys.exit(asyncio.run(run_stand_in(sys.argv[2])))' "$@"
+from runnerscale.fakegithub.runner import run_stand_in, take_jitconfig
+option = sys.argv[2] if sys.argv[1:2] == ["--jitconfig"] else None
+sys.exit(asyncio.run(run_stand_in(take_jitconfig(option))))' "$@"
 """
 
 

@@ -101,6 +101,12 @@ def test_docker_defaults() -> None:
             "is reserved",
         ),
         (
+            "{GOFLAGS: -mod=mod}",
+            "{ACTIONS_RUNNER_INPUT_JITCONFIG: x}",
+            "pools[0].docker.env.ACTIONS_RUNNER_INPUT_JITCONFIG",
+            "it carries the runner's JIT config",
+        ),
+        (
             "{team: platform}",
             "{io.runnerscale.pool: x}",
             "pools[0].docker.labels.io.runnerscale.pool",

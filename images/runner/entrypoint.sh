@@ -2,14 +2,15 @@
 # runnerscale-entrypoint: the entrypoint of the runner image used by runnerscale's Docker backend.
 #
 # The backend starts one container per runner and passes:
-#   RUNNERSCALE_JITCONFIG    the runner's one-job JIT configuration (secret; required)
+#   ACTIONS_RUNNER_INPUT_JITCONFIG  the runner's one-job JIT configuration (secret; required),
+#                            in the variable the official runner reads it from
 #   RUNNERSCALE_RUNNER_NAME  the runner's name (informational)
 #   RUNNERSCALE_POOL         the pool the runner belongs to (informational)
 #
 # What it does, in order:
-#   1. Reads RUNNERSCALE_JITCONFIG into a non-exported shell variable and unsets the environment
-#      variable, so that no child process (extension scripts, the runner, jobs) inherits it. The
-#      value is never printed.
+#   1. Reads ACTIONS_RUNNER_INPUT_JITCONFIG into a non-exported shell variable and unsets the
+#      environment variable, so that no extension script inherits it. The value is never
+#      printed.
 #   2. Runs every *.sh in $RUNNERSCALE_ENTRYPOINT_D (default /etc/runnerscale/entrypoint.d) in
 #      lexical order, each as its own process (`bash SCRIPT`). A missing or empty directory is
 #      fine. Scripts see RUNNER_HOME, RUNNERSCALE_RUNNER_NAME and RUNNERSCALE_POOL. They can pass
@@ -18,8 +19,12 @@
 #        "$RUNNER_HOME/.path"  the PATH jobs get
 #      A script that fails stops the container (exit 3): a runner on a half-prepared host must
 #      not take a job.
-#   3. Starts "$RUNNER_HOME/run.sh" --jitconfig ... (RUNNER_HOME defaults to /home/runner) and
-#      waits for it.
+#   3. Starts "$RUNNER_HOME/run.sh" (RUNNER_HOME defaults to /home/runner) with
+#      ACTIONS_RUNNER_INPUT_JITCONFIG in its environment, and waits for it. Not --jitconfig: a
+#      command line is readable by every user of the host (/proc/PID/cmdline), an environment
+#      only by the same user and root. The official runner reads every option --NAME from
+#      ACTIONS_RUNNER_INPUT_NAME and removes those variables from its environment, so jobs do
+#      not inherit it (CommandSettings.cs in actions/runner).
 #
 # SIGTERM or SIGINT (docker stop) is forwarded to the running step as SIGTERM: the official
 # run.sh turns it into a graceful stop that cancels the job. During the extension scripts, the
@@ -27,7 +32,7 @@
 #
 # Exit codes:
 #   0     the runner finished; or a stop was requested (SIGTERM/SIGINT) and everything ended
-#   2     RUNNERSCALE_JITCONFIG is missing or empty
+#   2     ACTIONS_RUNNER_INPUT_JITCONFIG is missing or empty
 #   3     an extension script failed
 #   4     $RUNNER_HOME/run.sh is missing or not executable
 #   else  the runner's own exit code
@@ -105,12 +110,12 @@ run_step() {
 }
 
 # 1. The secret: keep it in an unexported variable, drop it from the environment.
-jit_config="${RUNNERSCALE_JITCONFIG-}"
+jit_config="${ACTIONS_RUNNER_INPUT_JITCONFIG-}"
 export -n jit_config # in case a variable of that name came in through the environment
-unset RUNNERSCALE_JITCONFIG
+unset ACTIONS_RUNNER_INPUT_JITCONFIG
 if [[ -z "$jit_config" ]]; then
-    log "RUNNERSCALE_JITCONFIG is not set: this image is started by runnerscale's docker" \
-        "backend, which passes the runner's one-job configuration in it"
+    log "ACTIONS_RUNNER_INPUT_JITCONFIG is not set: this image is started by runnerscale's" \
+        "docker backend, which passes the runner's one-job configuration in it"
     exit 2
 fi
 
@@ -160,7 +165,9 @@ if [[ ! -f "$run_sh" || ! -x "$run_sh" ]]; then
 fi
 
 log "starting runner ${RUNNERSCALE_RUNNER_NAME:-(unnamed)} of pool ${RUNNERSCALE_POOL:-(none)}"
-run_step 0 "$run_sh" --jitconfig "$jit_config"
+# An assignment before a function call is exported to what the function starts, for this call
+# only: run.sh alone gets the secret, in its environment, never on its command line.
+ACTIONS_RUNNER_INPUT_JITCONFIG="$jit_config" run_step 0 "$run_sh"
 if ((stop_requested)); then
     log "runner stopped (exit code $child_status)"
     exit 0

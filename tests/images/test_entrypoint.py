@@ -24,16 +24,18 @@ from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
 
 ENTRYPOINT = Path(__file__).resolve().parents[2] / "images" / "runner" / "entrypoint.sh"
 SECRET = "eyJydW5uZXIiOiJzZWNyZXQtaml0LWNvbmZpZyJ9-0f1e2d3c"
+JITCONFIG_ENV = "ACTIONS_RUNNER_INPUT_JITCONFIG"
 MISSING_MESSAGE = (
-    "runnerscale-entrypoint: RUNNERSCALE_JITCONFIG is not set: this image is started by "
+    f"runnerscale-entrypoint: {JITCONFIG_ENV} is not set: this image is started by "
     "runnerscale's docker backend, which passes the runner's one-job configuration in it"
 )
 TOKEN = "ghp_entrypoint_test_token"
 AUTH = {"Authorization": f"token {TOKEN}"}
 
-# A run.sh that records how it was started, then exits with $FAKE_RUN_EXIT (default 0).
+# A run.sh that records how it was started (the number of its arguments, then each), then exits
+# with $FAKE_RUN_EXIT (default 0).
 RECORDING_RUN_SH = """\
-printf '%s\\n' "$@" > "$RUNNER_HOME/args"
+printf '%s\\n' "$#" "$@" > "$RUNNER_HOME/args"
 env > "$RUNNER_HOME/run-env"
 echo run.sh >> "$RUNNER_HOME/order"
 exit "${FAKE_RUN_EXIT:-0}"
@@ -65,7 +67,11 @@ class Layout:
         return path
 
     def env(self, jitconfig: str | None = SECRET, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNERSCALE_")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("RUNNERSCALE_", "ACTIONS_RUNNER_INPUT_"))
+        }
         env.update(
             RUNNER_HOME=str(self.home),
             RUNNERSCALE_ENTRYPOINT_D=str(self.entry_d),
@@ -73,7 +79,7 @@ class Layout:
             RUNNERSCALE_POOL="linux",
         )
         if jitconfig is not None:
-            env["RUNNERSCALE_JITCONFIG"] = jitconfig
+            env[JITCONFIG_ENV] = jitconfig
         env.update(extra)
         return env
 
@@ -188,18 +194,20 @@ def test_a_failing_script_stops_with_exit_3_before_the_runner(layout: Layout) ->
     assert_no_secret(result.stdout, result.stderr)
 
 
-def test_the_jit_config_reaches_run_sh_only_as_its_argument(layout: Layout) -> None:
+def test_the_jit_config_reaches_run_sh_only_in_its_environment(layout: Layout) -> None:
     layout.run_sh(RECORDING_RUN_SH)
     layout.script("10-env.sh", 'env > "$RUNNER_HOME/script-env"\nenv\n')
     # A variable named like the entrypoint's own must not carry the secret to children.
     result = run(layout.env(jit_config="decoy"))
     assert result.returncode == 0, result.stderr
-    assert layout.lines("args") == ["--jitconfig", SECRET]
+    assert layout.lines("args") == ["0"]  # nothing on run.sh's command line
     run_env = (layout.home / "run-env").read_text()
+    # Where the official runner reads it (and removes it before it runs a job).
+    assert f"{JITCONFIG_ENV}={SECRET}\n" in run_env
     script_env = (layout.home / "script-env").read_text()
-    assert_no_secret(run_env, script_env, result.stdout, result.stderr)
-    assert "RUNNERSCALE_JITCONFIG" not in run_env
-    assert "RUNNERSCALE_JITCONFIG" not in script_env
+    assert_no_secret(run_env.replace(f"{JITCONFIG_ENV}={SECRET}\n", ""))
+    assert_no_secret(script_env, result.stdout, result.stderr)
+    assert JITCONFIG_ENV not in script_env
     # What scripts and the runner do get.
     for name, value in [
         ("RUNNER_HOME", str(layout.home)),
@@ -264,7 +272,8 @@ def test_without_an_executable_run_sh_it_exits_4(layout: Layout, state: str) -> 
 
 
 async def test_the_stand_in_runner_behind_the_entrypoint_runs_a_job(layout: Layout) -> None:
-    """run.sh execs ``runnerscale sim-runner``, which takes ``--jitconfig`` like the real one."""
+    """run.sh execs ``runnerscale sim-runner``, which reads the JIT config from its environment
+    like the real one."""
     layout.run_sh(f'exec "{sys.executable}" -m runnerscale sim-runner "$@"\n')
     layout.script("10-prepare.sh", 'echo ready > "$RUNNER_HOME/prepared"\n')
     async with (

@@ -2,10 +2,10 @@
 
 It runs on the session's own engine (``tests/docker_engine.py``, as ``test_docker.py`` does)
 with the backend's production path: no ``command``, so the runner image's real entrypoint
-takes the JIT config from ``RUNNERSCALE_JITCONFIG`` and starts ``run.sh --jitconfig ...``.
-The image is the test runner image with a ``run.sh`` that, like the official one, keeps
-running with its arguments until it is stopped (the stand-in runner would exit at once:
-there is no GitHub here).
+takes the JIT config from ``ACTIONS_RUNNER_INPUT_JITCONFIG`` and starts ``run.sh`` with it in
+its environment. The image is the test runner image with a ``run.sh`` that, like the official
+one, keeps running until it is stopped (the stand-in runner would exit at once: there is no
+GitHub here), and exits at once when the JIT config did not reach it.
 """
 
 from __future__ import annotations
@@ -40,22 +40,13 @@ pytestmark = pytest.mark.timeout(180)
 BOOTED = "run.sh: started"
 RUN_SH = f"""\
 #!/bin/sh
-# The official run.sh for the conformance tests: it keeps running with the arguments the
-# entrypoint gave it (--jitconfig ...), as run.sh and Runner.Listener do, until it is stopped.
+# The official run.sh for the conformance tests: it keeps running with the JIT config the
+# entrypoint gave it, as run.sh and Runner.Listener do, until it is stopped.
+[ -n "$ACTIONS_RUNNER_INPUT_JITCONFIG" ] || {{ echo "run.sh: no JIT config"; exit 2; }}
 echo "{BOOTED}"
 trap 'exit 0' TERM INT
 while :; do sleep 1 & wait $!; done
 """
-
-_CMDLINE_REASON = (
-    "the runner image's entrypoint (images/runner/entrypoint.sh) starts `run.sh --jitconfig "
-    "<JIT config>`, so the secret is on run.sh's command line (and the official "
-    "Runner.Listener's) for the runner's lifetime, visible in /proc of the engine's host "
-    "(docs/backends/docker.md says so). The fix is for the entrypoint to hand it to run.sh "
-    "in the environment as ACTIONS_RUNNER_INPUT_JITCONFIG (the official runner reads it and "
-    "removes it from its environment): a change of the image, of the stand-in runner and of "
-    "tests/images/test_entrypoint.py, which asserts run.sh gets ['--jitconfig', SECRET]"
-)
 
 
 @pytest.fixture(scope="session")
@@ -84,8 +75,6 @@ def conformance_image(docker_engine: Engine, runner_image: str) -> Iterator[str]
 
 
 class DockerBackend(BackendUnderTest):
-    known_failures = {"test_no_secret_on_a_command_line": _CMDLINE_REASON}  # noqa: RUF012
-
     def __init__(self, engine: Engine, image: str, client: docker.DockerClient) -> None:
         super().__init__()
         self.client = client

@@ -11,12 +11,18 @@ enforces it, and so does the engine), stable across restarts, and makes ``get`` 
 a direct lookup. A container with that name but without this controller's label is never
 touched.
 
-*The JIT config travels in the environment.* It is set as ``RUNNERSCALE_JITCONFIG`` (next to
-``RUNNERSCALE_RUNNER_NAME`` and ``RUNNERSCALE_POOL``); the runner image's entrypoint
-(``images/runner``) unsets it and hands it to ``run.sh --jitconfig``. A ``command`` given in the
-configuration replaces the image's entrypoint and command and may use ``{jitconfig}``,
-``{runner_name}`` and ``{pool}``. The JIT config never appears in a log line, an error message
-or ``repr``: Docker's error texts are scrubbed of it before they are raised.
+*The JIT config travels in the environment*, never on a command line: it is set as
+``ACTIONS_RUNNER_INPUT_JITCONFIG``, where the official runner reads it (see
+:mod:`runnerscale.providers.command`), next to ``RUNNERSCALE_RUNNER_NAME`` and
+``RUNNERSCALE_POOL``. The runner image's entrypoint (``images/runner``) takes it out of the
+environment before its extension scripts run and gives it back to ``run.sh`` alone, in
+``run.sh``'s environment; a container's processes are processes of the engine's host, so their
+command lines are readable by every user there. A ``command`` given in the configuration
+replaces the image's entrypoint and command and may use ``{runner_name}`` and ``{pool}`` (and
+``{jitconfig}``, which puts the secret on the command line: ``config validate`` warns). Whoever
+can reach the engine sees the container's environment (``docker inspect``), but that access is
+root on the host anyway. The JIT config never appears in a log line, an error message or
+``repr``: Docker's error texts are scrubbed of it before they are raised.
 
 *Isolation by default.* Containers run as the image's user, and an image whose user is root is
 refused unless the pool says ``user: root`` explicitly; ``no-new-privileges`` is set; Docker's
@@ -64,7 +70,7 @@ from docker.models.containers import Container
 
 from runnerscale.model import Instance, InstanceSpec
 from runnerscale.protocols import ProviderError
-from runnerscale.providers.command import JITCONFIG_PLACEHOLDER, fill_placeholders
+from runnerscale.providers.command import JITCONFIG_ENV, JITCONFIG_PLACEHOLDER, fill_placeholders
 
 __all__ = [
     "JITCONFIG_ENV",
@@ -86,7 +92,6 @@ LABEL_CONTROLLER = LABEL_PREFIX + "controller"
 LABEL_POOL = LABEL_PREFIX + "pool"
 LABEL_RUNNER = LABEL_PREFIX + "runner"
 LABEL_CREATED = LABEL_PREFIX + "created"
-JITCONFIG_ENV = "RUNNERSCALE_JITCONFIG"
 #: Lines of a failed container's log reported in ``Instance.detail`` and logged on removal.
 DETAIL_LINES = 10
 DETAIL_CHARS = 2000
@@ -110,8 +115,8 @@ class DockerSettings:
     tls_ca_cert: str | None = None
     tls_client_cert: str | None = None
     tls_client_key: str | None = None
-    #: Replaces the image's entrypoint and command; may contain {jitconfig}, {runner_name}
-    #: and {pool}.
+    #: Replaces the image's entrypoint and command; may contain {runner_name} and {pool} (and
+    #: {jitconfig}: on the command line, warned about).
     command: tuple[str, ...] | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     cpus: float | None = None

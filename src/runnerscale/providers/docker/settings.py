@@ -46,8 +46,10 @@ class DockerConfig(ConfigModel):
     command: list[str] | None = Field(
         default=None,
         description="Replaces the image's entrypoint and command (default: the image's "
-        "entrypoint, which takes the JIT config from RUNNERSCALE_JITCONFIG). May contain "
-        "{jitconfig}, {runner_name} and {pool}.",
+        "entrypoint). The runner gets its JIT config in the environment variable "
+        "ACTIONS_RUNNER_INPUT_JITCONFIG, where the official runner reads it. May contain "
+        '{runner_name} and {pool}; "{jitconfig}" still works but puts the secret on the '
+        "command line (warned).",
     )
     env: RunnerEnv = Field(default_factory=dict)
     cpus: float | None = Field(default=None, gt=0, description="CPUs a runner may use (1.5).")
