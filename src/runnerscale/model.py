@@ -237,6 +237,31 @@ class Job:
     pool: str | None = None
 
 
+@dataclass(frozen=True)
+class JobLoss:
+    """A job whose runner died while running it, in runnerscale's own words.
+
+    Why runnerscale keeps its own account: GitHub fails such a job ("The self-hosted runner
+    lost communication with the server") only in the job's check-run annotations; neither the
+    REST job nor the ``workflow_job`` webhook says so, only ``conclusion: failure``. The loss
+    is settled once the job has ended: re-run (:data:`RERUN`), or why not."""
+
+    job_id: int
+    repo: str
+    #: The pool of the runner that died (its ``rerun_lost_jobs`` decides).
+    pool: str
+    reason: str
+    lost_at: float
+    #: When it was settled (None: its job has not ended yet, or a re-run is to be retried).
+    settled_at: float | None = None
+    #: :data:`RERUN`, or why it was not re-run.
+    outcome: str | None = None
+
+
+#: The outcome of a lost job that runnerscale re-ran.
+RERUN = "re-run"
+
+
 @dataclass
 class Runner:
     """A runner runnerscale created (or found and adopted), across GitHub and the backend."""

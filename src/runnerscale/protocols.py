@@ -20,6 +20,7 @@ from runnerscale.model import (
     Instance,
     InstanceSpec,
     Job,
+    JobLoss,
     JobState,
     Runner,
     RunnerState,
@@ -164,7 +165,31 @@ class Store(Protocol):
 
     def set_job_pool(self, job_id: int, pool: str | None) -> None: ...
 
-    def prune_jobs(self, completed_before: float) -> int: ...
+    def prune_jobs(self, completed_before: float) -> int:
+        """Delete jobs completed before the given time, and their losses."""
+        ...
+
+    # -- jobs whose runner died mid-job
+    def record_job_loss(self, loss: JobLoss) -> bool:
+        """Record a job's loss; only the first account of a job's loss is kept. True when
+        this call recorded it."""
+        ...
+
+    def job_losses(self, *, settled: bool | None = None) -> list[JobLoss]:
+        """Recorded losses, oldest first: only the unsettled ones (``settled=False``), only
+        the settled ones (True), or all (None)."""
+        ...
+
+    def settle_job_loss(self, job_id: int, outcome: str, now: float) -> bool:
+        """Compare-and-set: settle a loss with ``outcome`` at ``now``, only while it is not
+        settled. True when this call settled it; a caller about to re-run the job settles it
+        first, and asks GitHub only when it won (so no two callers re-run one loss)."""
+        ...
+
+    def reopen_job_loss(self, job_id: int, settled_at: float) -> bool:
+        """Compare-and-set: undo the settlement made at ``settled_at`` (a re-run GitHub
+        refused), so that a later pass tries again. False when it is settled otherwise."""
+        ...
 
     # -- runners
     def add_runner(self, runner: Runner) -> None:

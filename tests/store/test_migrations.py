@@ -1,5 +1,6 @@
 """The schema comes from the migrations shipped in the package, on an empty database and again
-(as a no-op) on every later open; and the hand-written migration matches ``tables.py``."""
+(as a no-op) on every later open; a database of an earlier version is brought up to date with
+its rows kept; and the hand-written migrations match ``tables.py``."""
 
 from __future__ import annotations
 
@@ -9,19 +10,22 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, text
 from sqlalchemy import inspect as inspect_db
-from sqlalchemy import text
 
 import runnerscale.store
-from runnerscale.protocols import Store
+from runnerscale.model import JobLoss, JobState
+from runnerscale.protocols import ObservedJob, Store
 from runnerscale.store import SqlStore, open_store
 from runnerscale.store.sql import engine_url
 from runnerscale.store.tables import metadata
 
-TABLES = {"jobs", "runners", "deliveries", "kv", "alembic_version"}
+TABLES = {"jobs", "runners", "deliveries", "kv", "job_losses", "alembic_version"}
 
 
 def head_revision() -> str:
@@ -29,6 +33,26 @@ def head_revision() -> str:
         head = ScriptDirectory(str(location)).get_current_head()
     assert head is not None
     return head
+
+
+def migrate(url: str, revision: str, *, down: bool = False) -> None:
+    """Bring the database at ``url`` to ``revision`` of the shipped migrations (as an older
+    runnerscale left it, or back)."""
+    parsed = engine_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(parsed)
+    try:
+        with (
+            resources.as_file(resources.files("runnerscale.store") / "migrations") as location,
+            engine.begin() as connection,
+        ):
+            config = Config()
+            config.set_main_option("script_location", str(location))
+            config.attributes["connection"] = connection
+            (command.downgrade if down else command.upgrade)(config, revision)
+    finally:
+        engine.dispose()
 
 
 def current_revision(store: SqlStore) -> str | None:
@@ -58,7 +82,8 @@ def test_package_ships_the_migrations() -> None:
     assert (location / "env.py").is_file()
     assert (location / "script.py.mako").is_file()
     assert (location / "versions" / "0001_initial.py").is_file()
-    assert head_revision() == "0001"
+    assert (location / "versions" / "0002_job_losses.py").is_file()
+    assert head_revision() == "0002"
 
 
 def test_migrations_create_the_schema(sql_store: SqlStore) -> None:
@@ -77,6 +102,55 @@ def test_migration_matches_the_models(sql_store: SqlStore) -> None:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         differences = compare_metadata(context, metadata)
     assert differences == []
+
+
+def test_a_database_of_the_first_version_gains_the_job_losses_and_keeps_its_rows(
+    store_url: str,
+) -> None:
+    migrate(store_url, "0001")
+    engine = create_engine(engine_url(store_url))
+    try:
+        assert "job_losses" not in inspect_db(engine).get_table_names()
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO jobs (id, repo, labels, state, created_at, observed_at) "
+                    "VALUES (7, 'acme/app', '[\"linux\"]', 'in_progress', 1.0, 2.0)"
+                )
+            )
+    finally:
+        engine.dispose()
+    store = open_store(store_url)
+    try:
+        assert current_revision(store) == head_revision()
+        job = store.get_job(7)
+        assert job is not None
+        assert (job.repo, job.labels, job.state) == ("acme/app", ("linux",), JobState.IN_PROGRESS)
+        assert store.job_losses() == []
+        loss = JobLoss(7, "acme/app", "linux", "runner rs-1 died mid-job", lost_at=3.0)
+        assert store.record_job_loss(loss)
+        assert store.job_losses() == [loss]
+    finally:
+        store.close()
+
+
+def test_the_job_losses_migration_goes_back_down(store_url: str) -> None:
+    open_store(store_url).close()
+    migrate(store_url, "0001", down=True)
+    engine = create_engine(engine_url(store_url))
+    try:
+        assert "job_losses" not in inspect_db(engine).get_table_names()
+    finally:
+        engine.dispose()
+    store = open_store(store_url)  # and up again
+    try:
+        store.observe_job(
+            ObservedJob(id=1, repo="acme/app", labels=(), state=JobState.QUEUED, created_at=1.0),
+            now=1.0,
+        )
+        assert store.record_job_loss(JobLoss(1, "acme/app", "linux", "why", lost_at=2.0))
+    finally:
+        store.close()
 
 
 def test_reopening_is_idempotent(make_store: Callable[[], SqlStore]) -> None:

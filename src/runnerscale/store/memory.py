@@ -2,8 +2,8 @@
 
 The deterministic simulation replays hours of traffic and calls the store thousands of times a
 virtual minute; SQLAlchemy's per-call cost would dominate it. This store keeps the same rules
-(forward-only jobs, unique runner names, compare-and-set runner transitions, once-only
-deliveries) and passes the same test suite
+(forward-only jobs, unique runner names, compare-and-set runner transitions and job-loss
+settlements, once-only deliveries) and passes the same test suite
 (``tests/store`` runs against every backend), so the simulation exercises the same behaviour.
 Nothing survives the process: the daemon never uses it.
 """
@@ -15,7 +15,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import replace
 from typing import Any
 
-from runnerscale.model import Job, JobState, Runner, RunnerState
+from runnerscale.model import Job, JobLoss, JobState, Runner, RunnerState
 from runnerscale.protocols import ObservedJob
 from runnerscale.store.observations import merge_observation
 from runnerscale.store.sql import DELIVERY_TTL
@@ -26,6 +26,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self._jobs: dict[int, Job] = {}
         self._runners: dict[str, Runner] = {}
+        self._losses: dict[int, JobLoss] = {}
         self._deliveries: dict[str, float] = {}
         self._values: dict[str, str] = {}
 
@@ -77,7 +78,38 @@ class MemoryStore:
         ]
         for job_id in old:
             del self._jobs[job_id]
+            self._losses.pop(job_id, None)
         return len(old)
+
+    # -- jobs whose runner died mid-job
+
+    def record_job_loss(self, loss: JobLoss) -> bool:
+        if loss.job_id in self._losses:
+            return False
+        self._losses[loss.job_id] = loss
+        return True
+
+    def job_losses(self, *, settled: bool | None = None) -> list[JobLoss]:
+        chosen = [
+            loss
+            for loss in self._losses.values()
+            if settled is None or (loss.settled_at is not None) == settled
+        ]
+        return sorted(chosen, key=lambda loss: (loss.lost_at, loss.job_id))
+
+    def settle_job_loss(self, job_id: int, outcome: str, now: float) -> bool:
+        loss = self._losses.get(job_id)
+        if loss is None or loss.settled_at is not None:
+            return False
+        self._losses[job_id] = replace(loss, settled_at=now, outcome=outcome)
+        return True
+
+    def reopen_job_loss(self, job_id: int, settled_at: float) -> bool:
+        loss = self._losses.get(job_id)
+        if loss is None or loss.settled_at != settled_at:
+            return False
+        self._losses[job_id] = replace(loss, settled_at=None, outcome=None)
+        return True
 
     # -- runners
 

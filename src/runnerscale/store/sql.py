@@ -40,10 +40,10 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
-from runnerscale.model import Job, JobState, Runner, RunnerState
+from runnerscale.model import Job, JobLoss, JobState, Runner, RunnerState
 from runnerscale.protocols import ObservedJob
 from runnerscale.store.observations import merge_observation
-from runnerscale.store.tables import DeliveryRow, JobRow, KeyValueRow, RunnerRow
+from runnerscale.store.tables import DeliveryRow, JobLossRow, JobRow, KeyValueRow, RunnerRow
 from runnerscale.store.transitions import checked_changes, expected_states
 
 __all__ = ["DELIVERY_TTL", "SqlStore", "engine_url", "open_store"]
@@ -164,6 +164,18 @@ def _to_job(row: JobRow) -> Job:
         conclusion=row.conclusion,
         observed_at=row.observed_at,
         pool=row.pool,
+    )
+
+
+def _to_loss(row: JobLossRow) -> JobLoss:
+    return JobLoss(
+        job_id=row.job_id,
+        repo=row.repo,
+        pool=row.pool,
+        reason=row.reason,
+        lost_at=row.lost_at,
+        settled_at=row.settled_at,
+        outcome=row.outcome,
     )
 
 
@@ -296,15 +308,67 @@ class SqlStore:
 
     def prune_jobs(self, completed_before: float) -> int:
         """Delete jobs completed before the given time (or, when GitHub never said when, last
-        observed before it). Returns how many were deleted."""
+        observed before it), and their losses. Returns how many jobs were deleted."""
         finished_at = func.coalesce(JobRow.completed_at, JobRow.observed_at)
+        old = (JobRow.state == JobState.COMPLETED.value, finished_at < completed_before)
+        with self._write() as session:
+            connection = session.connection()
+            connection.execute(
+                delete(JobLossRow).where(JobLossRow.job_id.in_(select(JobRow.id).where(*old)))
+            )
+            return connection.execute(delete(JobRow).where(*old)).rowcount
+
+    # -- jobs whose runner died mid-job
+
+    def record_job_loss(self, loss: JobLoss) -> bool:
+        """Insert the loss unless the job has one already (the first account is kept)."""
+        with self._write() as session:
+            added = (
+                session.connection()
+                .execute(
+                    self._insert(JobLossRow)
+                    .values(
+                        job_id=loss.job_id,
+                        repo=loss.repo,
+                        pool=loss.pool,
+                        reason=loss.reason,
+                        lost_at=loss.lost_at,
+                        settled_at=loss.settled_at,
+                        outcome=loss.outcome,
+                    )
+                    .on_conflict_do_nothing(index_elements=["job_id"])
+                    .returning(JobLossRow.job_id)
+                )
+                .first()
+            )
+            return added is not None
+
+    def job_losses(self, *, settled: bool | None = None) -> list[JobLoss]:
+        query = select(JobLossRow).order_by(JobLossRow.lost_at, JobLossRow.job_id)
+        if settled is not None:
+            column = JobLossRow.settled_at
+            query = query.where(column.is_not(None) if settled else column.is_(None))
+        with self._read() as session:
+            return [_to_loss(row) for row in session.scalars(query)]
+
+    def settle_job_loss(self, job_id: int, outcome: str, now: float) -> bool:
+        """One ``UPDATE ... WHERE settled_at IS NULL``: the database picks the one winner."""
         with self._write() as session:
             result = session.connection().execute(
-                delete(JobRow).where(
-                    JobRow.state == JobState.COMPLETED.value, finished_at < completed_before
-                )
+                update(JobLossRow)
+                .where(JobLossRow.job_id == job_id, JobLossRow.settled_at.is_(None))
+                .values(settled_at=now, outcome=outcome)
             )
-            return result.rowcount
+            return result.rowcount == 1
+
+    def reopen_job_loss(self, job_id: int, settled_at: float) -> bool:
+        with self._write() as session:
+            result = session.connection().execute(
+                update(JobLossRow)
+                .where(JobLossRow.job_id == job_id, JobLossRow.settled_at == settled_at)
+                .values(settled_at=None, outcome=None)
+            )
+            return result.rowcount == 1
 
     # -- runners
 

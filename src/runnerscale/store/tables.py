@@ -9,8 +9,8 @@ Times are seconds since the Unix epoch as double precision floats, like the inje
 returns them, so the virtual clock of the simulation stores exactly what it reads. Job and GitHub
 runner ids are 64-bit: GitHub's job ids passed 2**31 long ago.
 
-The migration ``versions/0001_initial.py`` is written by hand to match this module; a test
-compares the two, so change both together (with a new migration, never by editing an old one).
+The migrations in ``versions/`` are written by hand to match this module; a test compares
+them, so change both together (with a new migration, never by editing an old one).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 from sqlalchemy import JSON, BigInteger, Double, Index, Integer, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "DeliveryRow", "JobRow", "KeyValueRow", "RunnerRow", "metadata"]
+__all__ = ["Base", "DeliveryRow", "JobLossRow", "JobRow", "KeyValueRow", "RunnerRow", "metadata"]
 
 #: Names for constraints and indexes, so migrations can refer to them on every backend.
 NAMING_CONVENTION = {
@@ -58,6 +58,24 @@ class JobRow(Base):
 
     # Every cycle asks for the jobs in given states; pruning asks for old completed ones.
     __table_args__ = (Index("ix_jobs_state_completed_at", "state", "completed_at"),)
+
+
+class JobLossRow(Base):
+    """A job whose runner died while running it (``runnerscale.model.JobLoss``).
+
+    A table of its own, not columns of ``jobs``: losses are rare, and the controller reads
+    the unsettled ones every reconcile; a small table answers that without scanning a week of
+    jobs. Pruned with its job."""
+
+    __tablename__ = "job_losses"
+
+    job_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    repo: Mapped[str] = mapped_column(String(255))
+    pool: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(Text)
+    lost_at: Mapped[float] = mapped_column(Double)
+    settled_at: Mapped[float | None] = mapped_column(Double)
+    outcome: Mapped[str | None] = mapped_column(Text)
 
 
 class RunnerRow(Base):
