@@ -24,6 +24,7 @@ from rich.console import Console
 from runnerscale import __version__
 
 if TYPE_CHECKING:
+    from runnerscale.config.problems import Problem
     from runnerscale.config.schema import Config
     from runnerscale.fakegithub.faults import FaultPlan
     from runnerscale.fakegithub.server import SimulatorOptions
@@ -327,21 +328,29 @@ ConfigOption = Annotated[
 
 
 def _load(path: Path) -> Config:
-    from runnerscale.config.load import load_config
+    return _check(path)[0]
+
+
+def _check(path: Path) -> tuple[Config, list[Problem]]:
+    """The configuration and its warnings (what works but should change)."""
+    from runnerscale.config.load import check_config
     from runnerscale.config.problems import ConfigError
 
     try:
-        return load_config(path)
+        return check_config(path)
     except ConfigError as error:
         raise fail(f"the configuration is not valid:\n{error}") from None
 
 
 @config_app.command("validate")
 def config_validate(config: ConfigOption) -> None:
-    """Check a configuration file: every problem with its line and how to fix it."""
-    loaded = _load(config)
+    """Check a configuration file: every problem with its line and how to fix it, and a
+    warning for every setting that works but should change."""
+    loaded, warnings = _check(config)
     pools = ", ".join(f"{p.name} ({p.provider}, max {p.max_runners})" for p in loaded.pools)
     typer.echo(f"{config}: valid. pools: {pools}")
+    for warning in warnings:
+        typer.echo(f"warning: {warning}", err=True)
 
 
 @config_app.command("schema")
@@ -363,8 +372,10 @@ def run(
 
     if log_level.lower() not in ("debug", "info", "warning", "error"):
         raise fail(f"--log-level must be debug, info, warning or error, not {log_level!r}")
-    loaded = _load(config)
+    loaded, warnings = _check(config)
     redactor = setup_logging(log_level, _secrets_of(loaded))
+    for warning in warnings:
+        logging.getLogger("runnerscale").warning("configuration: %s", warning)
     try:
         asyncio.run(_run_daemon(config, loaded, redactor))
     except StartupError as error:

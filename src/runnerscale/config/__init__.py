@@ -57,7 +57,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from runnerscale.config.load import load_config, parse_config
+    from runnerscale.config.load import check_config, load_config, parse_config
     from runnerscale.config.paths import default_state_dir, default_state_url
     from runnerscale.config.problems import ConfigError, Problem
     from runnerscale.config.schema import (
@@ -75,7 +75,7 @@ if TYPE_CHECKING:
     from runnerscale.config.units import parse_duration, parse_size
 
 _HOMES = {
-    "load": ("load_config", "parse_config"),
+    "load": ("check_config", "load_config", "parse_config"),
     "paths": ("default_state_dir", "default_state_url"),
     "problems": ("ConfigError", "Problem"),
     "schema": (
@@ -106,6 +106,7 @@ __all__ = [
     "ServerConfig",
     "TargetConfig",
     "Timeouts",
+    "check_config",
     "config_json_schema",
     "default_state_dir",
     "default_state_url",

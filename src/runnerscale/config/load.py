@@ -1,8 +1,10 @@
-"""The entry points: ``parse_config`` for YAML text, ``load_config`` for a file.
+"""The entry points: ``parse_config`` for YAML text, ``load_config`` for a file, and
+``check_config`` for a file and its warnings.
 
-Why: reading the source, validating against the schema and explaining what failed are steps
-of their own modules; this one runs them in order, reports every problem found rather than
-the first, and redacts every secret the source saw before a ``ConfigError`` leaves.
+Why: reading the source, validating against the schema, explaining what failed and collecting
+the advice of a valid file are steps of their own modules; this one runs them in order,
+reports every problem found rather than the first, and redacts every secret the source saw
+before a ``ConfigError`` (or a warning) leaves.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from runnerscale.config.advice import warnings_of
 from runnerscale.config.explain import problems_from
 from runnerscale.config.paths import url_secrets
 from runnerscale.config.problems import ConfigError, Problem, redact, sort_problems
@@ -47,6 +50,12 @@ def parse_config(
     ``source`` names the file in error messages; ``env`` supplies ``${VAR}`` values (default:
     ``os.environ``); relative paths in the file are taken relative to ``base_dir`` (default:
     the current directory). Raises ``ConfigError`` listing every problem found."""
+    return _validate(text, source, env, base_dir)[0]
+
+
+def _validate(
+    text: str, source: str, env: Mapping[str, str] | None, base_dir: Path | None
+) -> tuple[Config, Document]:
     env = os.environ if env is None else env
     data, doc = read_yaml(text, source, env)
     _collect_secrets(data, doc)
@@ -54,7 +63,7 @@ def parse_config(
         raise ConfigError(redact(sort_problems(doc.problems), doc.secrets))
     context = {"env": env, "base_dir": base_dir}
     try:
-        return Config.model_validate(data, context=context)
+        return Config.model_validate(data, context=context), doc
     except ValidationError as error:
         problems = problems_from(error, doc)
     raise ConfigError(redact(sort_problems(problems), doc.secrets)) from None
@@ -62,6 +71,19 @@ def parse_config(
 
 def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
     """Read and validate a configuration file. Raises ``ConfigError``."""
+    return parse_config(_read(path), source=str(path), env=env, base_dir=path.parent.absolute())
+
+
+def check_config(path: Path, env: Mapping[str, str] | None = None) -> tuple[Config, list[Problem]]:
+    """Read and validate a configuration file, and say what in it works but should change:
+    the warnings ``config validate`` prints (and ``runnerscale run`` logs), by line. Raises
+    ``ConfigError``."""
+    config, doc = _validate(_read(path), str(path), env, path.parent.absolute())
+    return config, warnings_of(config, doc)
+
+
+def _read(path: Path) -> str:
+    """The file's text; ``ConfigError`` when it cannot be read as UTF-8."""
     source = str(path)
     if path.is_dir():
         raise ConfigError(
@@ -86,10 +108,9 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
             ]
         ) from None
     try:
-        text = raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = raw[: error.start].count(b"\n") + 1
         raise ConfigError(
             [Problem(source, line, "", "is not UTF-8 text", "save the file as UTF-8")]
         ) from None
-    return parse_config(text, source=source, env=env, base_dir=path.parent.absolute())

@@ -1,5 +1,5 @@
 """Settings pieces every backend that runs a runner command shares: its environment, its stop
-grace, and the check that a command's ``{jitconfig}`` was quoted.
+grace, the check that a command's ``{jitconfig}`` was quoted, and the warning that it is there.
 
 Why here: backends own their settings models (``providers/<name>/settings.py``) but must not
 differ in these, and backends do not import each other. Only the configuration's building
@@ -9,15 +9,23 @@ blocks are imported (``ConfigModel``'s helpers, units), never the core schema.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Annotated, Any, TypeAlias
 
 from pydantic import AfterValidator, Field
 
+from runnerscale.config.base import Advice
 from runnerscale.config.problems import fail
 from runnerscale.config.units import Duration
 from runnerscale.providers.command import JITCONFIG_ENV, JITCONFIG_PLACEHOLDER
 
-__all__ = ["JITCONFIG_PLACEHOLDER", "RunnerEnv", "StopGrace", "reject_unquoted_placeholders"]
+__all__ = [
+    "JITCONFIG_PLACEHOLDER",
+    "RunnerEnv",
+    "StopGrace",
+    "jitconfig_on_command_line",
+    "reject_unquoted_placeholders",
+]
 
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -34,6 +42,23 @@ def reject_unquoted_placeholders(value: Any) -> Any:
                     echo=False,
                 )
     return value
+
+
+def jitconfig_on_command_line(command: Sequence[str] | None) -> list[Advice]:
+    """A warning for every argument of ``command`` that holds ``{jitconfig}``: it works (the
+    backend fills it in), but every local user can read a process's command line."""
+    return [
+        Advice(
+            "puts the JIT config on the runner's command line, where every local user can "
+            "read it (ps, /proc/PID/cmdline)",
+            'remove "{jitconfig}" (and the --jitconfig before it): the runner gets the JIT '
+            f"config in its environment, as {JITCONFIG_ENV}, where the official runner (and "
+            "runnerscale sim-runner) reads it",
+            at=("command", index),
+        )
+        for index, argument in enumerate(command or ())
+        if JITCONFIG_PLACEHOLDER in argument
+    ]
 
 
 def _check_env_names(value: dict[str, str]) -> dict[str, str]:

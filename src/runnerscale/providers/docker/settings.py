@@ -10,11 +10,16 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from runnerscale.config.base import ConfigModel
+from runnerscale.config.base import Advice, ConfigModel
 from runnerscale.config.paths import ConfigPath
 from runnerscale.config.problems import fail
 from runnerscale.config.units import ByteSize
-from runnerscale.providers.settings import RunnerEnv, StopGrace, reject_unquoted_placeholders
+from runnerscale.providers.settings import (
+    RunnerEnv,
+    StopGrace,
+    jitconfig_on_command_line,
+    reject_unquoted_placeholders,
+)
 
 __all__ = ["DockerConfig"]
 
@@ -212,6 +217,9 @@ class DockerConfig(ConfigModel):
             if not path.startswith("/dev/"):
                 raise fail(f"{path!r} is not a device path", "write it like /dev/kfd", at=(index,))
         return value
+
+    def advice(self) -> list[Advice]:
+        return jitconfig_on_command_line(self.command)
 
     @model_validator(mode="after")
     def _consistent(self) -> DockerConfig:

@@ -7,10 +7,15 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from runnerscale.config.base import ConfigModel
+from runnerscale.config.base import Advice, ConfigModel
 from runnerscale.config.paths import ConfigPath
 from runnerscale.config.problems import fail
-from runnerscale.providers.settings import RunnerEnv, StopGrace, reject_unquoted_placeholders
+from runnerscale.providers.settings import (
+    RunnerEnv,
+    StopGrace,
+    jitconfig_on_command_line,
+    reject_unquoted_placeholders,
+)
 
 __all__ = ["LocalConfig"]
 
@@ -52,6 +57,9 @@ class LocalConfig(ConfigModel):
         if value is not None and not value.strip():
             raise fail("is empty", "give a user name, or remove user")
         return value
+
+    def advice(self) -> list[Advice]:
+        return jitconfig_on_command_line(self.command)
 
     @property
     def effective_capacity(self) -> int:
