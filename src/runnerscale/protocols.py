@@ -119,6 +119,11 @@ class GitHubAPI(Protocol):
 
     async def get_job(self, repo: str, job_id: int) -> ObservedJob | None: ...
 
+    async def rerun_job(self, repo: str, job_id: int) -> None:
+        """Re-run a completed job: GitHub queues a new attempt of it, under a new job id.
+        Raises GitHubError when GitHub refuses (403 while its workflow run still runs)."""
+        ...
+
 
 class PollPacer(Protocol):
     """Paces GitHub polls by the API budget (the production client does; the simulation does

@@ -127,8 +127,11 @@ class FakeGitHub:
     #: Keys of targets every call about raises GitHubError (an org that lost the App, an
     #: enterprise the client does not support).
     unreachable: set[str] = field(default_factory=set)
+    #: Every job re-run, in order, with the id of the new attempt GitHub queued for it.
+    reruns: list[tuple[int, int]] = field(default_factory=list)
     faults: _Faults = field(default_factory=_Faults)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1001))
+    _job_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(900_001))
     #: Every name ever registered, by id (deleted ones too), for the journal.
     _names: dict[int, str] = field(default_factory=dict)
 
@@ -205,6 +208,27 @@ class FakeGitHub:
         self.faults.check("get_job", after=False)
         job = self.jobs.get(job_id)
         return job if job is not None and job.repo == repo else None
+
+    async def rerun_job(self, repo: str, job_id: int) -> None:
+        """As GitHub: a completed job gets a new attempt, queued under a new id."""
+        self.journal.append(("github", "rerun_job", str(job_id)))
+        self.faults.check("rerun_job", after=False)
+        job = self.jobs.get(job_id)
+        if job is None or job.repo != repo:
+            raise GitHubError(f"rerun job {job_id}: 404 not found", status=404)
+        if job.state is not JobState.COMPLETED:
+            raise GitHubError(f"rerun job {job_id}: 403 still running", status=403)
+        attempt = replace(
+            job,
+            id=next(self._job_ids),
+            state=JobState.QUEUED,
+            started_at=None,
+            completed_at=None,
+            runner_name=None,
+            conclusion=None,
+        )
+        self.jobs[attempt.id] = attempt
+        self.reruns.append((job_id, attempt.id))
 
     def _reach(self, target: Target, operation: str) -> None:
         if target.key in self.unreachable:

@@ -82,6 +82,30 @@ async def test_jit_config_list_and_delete_outcomes(
     assert await client.delete_runner(REPO, other.runner_id) is DeleteOutcome.DELETED
 
 
+async def test_a_completed_job_is_rerun_as_a_new_attempt_charged_to_core(
+    simulator: SimulatorServer, client: GitHubClient
+) -> None:
+    world = simulator.simulator.world
+    [job] = world.create_jobs([JobSpec("acme/app", LABELS, 60, None, "build")])
+    with pytest.raises(GitHubError) as running:
+        await client.rerun_job("acme/app", job.id)
+    assert running.value.status == 403  # GitHub re-runs only what has ended
+    world.cancel_run(job.run)
+    await client.rerun_job("acme/app", job.id)
+    attempts = sorted((j for j in world.jobs.values() if j.run is job.run), key=lambda j: j.id)
+    assert [(j.id == job.id, j.name, j.status.value) for j in attempts] == [
+        (True, "build", "completed"),
+        (False, "build", "queued"),
+    ]
+    assert client.budget.calls["rerun-job"] == 2
+    assert client.budget.of("token").resource_for("rerun-job") == "core"
+    stats = simulator.simulator.stats.public()["operations"]
+    assert stats["actions/re-run-job-for-workflow-run"]["statuses"] == {"201": 1, "403": 1}
+    with pytest.raises(GitHubError) as missing:
+        await client.rerun_job("acme/app", 999_999)
+    assert missing.value.status == 404
+
+
 async def test_runner_lists_follow_every_page(
     simulator: SimulatorServer, client: GitHubClient
 ) -> None:

@@ -164,3 +164,33 @@ async def test_an_enterprise_target_is_not_polled_in_the_simulation_either() -> 
     direct = SimulatedGitHub(simulator.world, Faults(FaultPlan()), RateLimits())
     assert await direct.active_jobs(Target("enterprise", "acme-corp")) == []
     assert not direct.requests
+
+
+async def test_a_rerun_is_sent_and_charged_alike() -> None:
+    """A job re-run (after its runner died): the same REST operation, answered and charged
+    alike over HTTP and in the simulation."""
+    clock = VirtualClock(EPOCH)
+    simulator = build_simulator(SimulatorOptions(tokens=(TOKEN,)), clock, URL)
+    world = simulator.world
+    http = GitHubClient(
+        URL, TOKEN, transport=httpx.ASGITransport(app=create_app(simulator)), clock=clock.now
+    )
+    direct = SimulatedGitHub(world, Faults(), RateLimits())
+    running, ended = world.create_jobs(
+        [JobSpec("solo/app", LABELS, 300, None, "a"), JobSpec("solo/app", LABELS, 300, None, "b")]
+    )
+    world.cancel_run(ended.run)
+    for repo, job_id in (
+        ("solo/app", running.id),  # still queued: 403
+        ("solo/app", ended.id),  # a new attempt each time
+        ("solo/app", 999_999),
+        ("solo/nope", ended.id),
+    ):
+        over_http = await _outcome(http.rerun_job(repo, job_id))
+        assert over_http == await _outcome(direct.rerun_job(repo, job_id)), job_id
+    attempts = [job for job in world.jobs.values() if job.run is ended.run]
+    assert sorted(job.status.value for job in attempts) == ["completed", "queued", "queued"]
+    operation = "actions/re-run-job-for-workflow-run"
+    assert simulator.stats.requests[operation] == direct.ledger.stats.requests[operation] == 4
+    assert simulator.stats.charged == direct.ledger.stats.charged
+    assert dict(direct.requests) == {"rerun-job": 4}

@@ -757,6 +757,16 @@ class GitHubClient:
                 return None
             raise
 
+    async def rerun_job(self, repo: str, job_id: int) -> None:
+        owner, name = _split(repo)
+        await self._call(
+            "rerun-job",
+            Owner(owner, repo=repo),
+            lambda client: client.rest.actions.async_re_run_job_for_workflow_run(
+                owner, name, job_id
+            ),
+        )
+
     async def close(self) -> None:
         """githubkit opens a client per call; nothing is held between calls."""
 

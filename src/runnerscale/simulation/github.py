@@ -57,6 +57,7 @@ _OPERATION_IDS = {
     "list-workflow-runs": "actions/list-workflow-runs-for-repo",
     "list-jobs-for-run": "actions/list-jobs-for-workflow-run",
     "get-job": "actions/get-job-for-workflow-run",
+    "rerun-job": "actions/re-run-job-for-workflow-run",
 }
 _STATES = {
     JobStatus.WAITING: JobState.WAITING,
@@ -320,6 +321,10 @@ class SimulatedGitHub:
                 return None
             raise
         return found
+
+    async def rerun_job(self, repo: str, job_id: int) -> None:
+        with self._request("rerun-job", read=False):
+            self.world.rerun_job(self.world.job_in(self._repo(repo), job_id))
 
     async def close(self) -> None:
         """Nothing to release."""
