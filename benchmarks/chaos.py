@@ -1,0 +1,495 @@
+"""Chaos: the daemon over HTTP against the fake GitHub under a fault storm, killed at random.
+
+What a platform engineer fears, all at once: GitHub failing 10 % of every operation (and taking
+2 s over some), 30 % of webhooks lost, 10 % duplicated, some reordered; 20 % of runner
+creations failing, runners that never register, runners that die mid-job (their jobs fail for
+lost communication, as GitHub fails them); and the daemon itself killed with SIGKILL at ten or
+more random moments and started again. The daemon is the real ``runnerscale run`` process with
+the local backend; GitHub is the fake one, in this process, over real HTTP.
+
+Afterwards it checks what must hold whatever happened:
+
+* every job served: each workflow job's latest attempt succeeded, and a job re-run only after
+  its runner died (once per death: ``rerun_lost_jobs: true``);
+* no busy runner removed: every job that failed did so because the benchmark killed its
+  runner (``chaos_runner.py`` marks each death it causes);
+* nothing left: no runner registered with GitHub, no runner folder, no runner process;
+* no secret anywhere: the token, the webhook secret, every JIT configuration and runner
+  credential issued are absent from every process's command line (sampled every second), the
+  daemon's log, its state files, ``/metrics`` and the status API.
+
+Seeded: the job schedule, the kill moments and every runner's fate come from ``--seed`` (the
+exact interleaving still depends on timing). Exit code 1 when a check fails.
+
+    .venv/bin/python benchmarks/chaos.py [--seed 1] [--jobs 80] [--span 240] [--kills 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from runnerscale.config.schema import PoolBase
+from runnerscale.fakegithub.entities import Conclusion, Job, JobStatus
+from runnerscale.fakegithub.faults import FaultPlan, OperationFaults, WebhookFaults
+from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
+from runnerscale.fakegithub.world import JobSpec, WorldSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "ghp_chaos_token_0123456789abcdef"
+WEBHOOK_SECRET = "chaos-webhook-secret-0123456789"
+LABELS = ("self-hosted", "linux", "x64")
+REPOS = ("acme/api", "acme/web", "acme/tools")
+POOL = "chaos"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One chaos run: how much work, how much trouble."""
+
+    seed: int = 1
+    jobs: int = 80
+    #: Jobs are queued over this many seconds.
+    span: float = 240.0
+    #: How many times the daemon is killed with SIGKILL (and started again).
+    kills: int = 12
+    max_runners: int = 6
+    #: Shares of runners that fail at start, never register, die a few seconds in.
+    fail: float = 0.2
+    silent: float = 0.05
+    dies: float = 0.1
+    #: How long, after the last job was queued, everything may take to be served and cleaned.
+    drain: float = 240.0
+
+    def faults(self) -> FaultPlan:
+        slow = OperationFaults(error_rate=0.1, latency=2.0)
+        return FaultPlan(
+            seed=self.seed,
+            error_rate=0.1,
+            operations={
+                "actions/list-jobs-for-workflow-run": slow,
+                "actions/get-job-for-workflow-run": slow,
+            },
+            webhooks=WebhookFaults(drop_rate=0.3, duplicate_rate=0.1, reorder_rate=0.1),
+        )
+
+
+@dataclass
+class Outcome:
+    """What happened, and what the checks found."""
+
+    jobs: int = 0
+    served: int = 0
+    reruns: int = 0
+    runner_deaths: int = 0
+    daemon_kills: int = 0
+    creations: int = 0
+    api_errors: int = 0
+    webhooks: Counter[str] = field(default_factory=Counter)
+    busy_removed: list[str] = field(default_factory=list)
+    unserved: list[str] = field(default_factory=list)
+    leftovers: dict[str, int] = field(default_factory=dict)
+    secrets_found: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return (
+            not self.unserved
+            and not self.busy_removed
+            and not any(self.leftovers.values())
+            and not self.secrets_found
+        )
+
+
+class Secrets:
+    """Every secret of the run, to look for: the token, the webhook secret, and each JIT
+    configuration and runner credential the fake GitHub issues (recorded as it issues them)."""
+
+    def __init__(self, server: SimulatorServer) -> None:
+        self.values: set[str] = {TOKEN, WEBHOOK_SECRET}
+        world = server.simulator.world
+        issue = world.generate_jitconfig
+
+        def recording(scope: str, body: object, *, org_level: bool) -> tuple[object, str]:
+            runner, encoded = issue(scope, body, org_level=org_level)
+            self.values.update({encoded, runner.credential})
+            return runner, encoded
+
+        world.generate_jitconfig = recording  # type: ignore[assignment,method-assign]
+
+    def found_in(self, text: str) -> list[str]:
+        return sorted(
+            f"{secret[:6]}... (length {len(secret)})" for secret in self.values if secret in text
+        )
+
+
+def config_text(plan: Plan, api_url: str, port: int, scratch: Path) -> str:
+    runner = [
+        sys.executable, str(ROOT / "benchmarks" / "chaos_runner.py"),
+        "--seed", str(plan.seed), "--marks", str(scratch / "marks"),
+        "--fail", str(plan.fail), "--silent", str(plan.silent), "--dies", str(plan.dies),
+    ]  # fmt: skip
+    command = ", ".join(f'"{part}"' for part in runner)
+    rerun = "    rerun_lost_jobs: true\n" if "rerun_lost_jobs" in PoolBase.model_fields else ""
+    return f"""\
+github:
+  api_url: {api_url}
+  token: ${{CHAOS_TOKEN}}
+  webhook_secret: ${{CHAOS_WEBHOOK_SECRET}}
+targets:
+  - org: acme
+server:
+  listen: 127.0.0.1:{port}
+state: sqlite:///{scratch}/state/state.db
+poll_interval: 5s
+webhook_poll_interval: 20s
+timeouts:
+  janitor_interval: 5s
+  queued_recheck: 20s
+pools:
+  - name: {POOL}
+    labels: [{", ".join(LABELS)}]
+    provider: local
+    max_runners: {plan.max_runners}
+    idle_timeout: 5s
+    boot_timeout: 30s
+{rerun}    local:
+      command: [{command}]
+      capacity: {plan.max_runners}
+      work_root: {scratch}/runners
+      stop_grace: 2s
+"""
+
+
+class DaemonProcess:
+    """``runnerscale run`` in a process of its own, which the benchmark kills and restarts."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config = config
+        self.log = log
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(self.config.parent),
+            "CHAOS_TOKEN": TOKEN,
+            "CHAOS_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        }
+        with self.log.open("ab") as output:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "runnerscale", "run", "-c", str(self.config),
+                stdout=output, stderr=asyncio.subprocess.STDOUT, env=env,
+            )  # fmt: skip
+
+    async def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        await self.process.wait()
+
+    async def stop(self) -> None:
+        if self.process is None or self.process.returncode is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.process.wait(), 60)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+
+
+def _free_port() -> int:
+    import socket  # noqa: PLC0415 - only here
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _cmdlines() -> str:
+    """Every process's command line, one per line (what any local user can read)."""
+    lines = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                lines.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+            except OSError:
+                continue
+    return "\n".join(lines)
+
+
+def _runner_processes() -> int:
+    marker = str(ROOT / "benchmarks" / "chaos_runner.py")
+    own = str(os.getpid())
+    count = 0
+    for line in _cmdlines().splitlines():
+        if marker in line or ("sim-runner" in line and own not in line):
+            count += 1
+    return count
+
+
+def _runner_folders(scratch: Path) -> int:
+    root = scratch / "runners"
+    if not root.exists():
+        return 0
+    return sum(1 for path in root.glob("*/*") if path.is_dir() and not path.name.startswith("."))
+
+
+def _latest_attempts(jobs: list[Job]) -> dict[tuple[int, str], Job]:
+    latest: dict[tuple[int, str], Job] = {}
+    for job in jobs:
+        key = (job.run.id, job.name)
+        if key not in latest or job.run_attempt > latest[key].run_attempt:
+            latest[key] = job
+    return latest
+
+
+class Chaos:
+    """One run: the fake GitHub, the daemon, the trouble, and what is left afterwards."""
+
+    def __init__(self, plan: Plan, scratch: Path, server: SimulatorServer) -> None:
+        self.plan = plan
+        self.scratch = scratch
+        self.server = server
+        self.world = server.simulator.world
+        self.secrets = Secrets(server)
+        self.outcome = Outcome(jobs=plan.jobs)
+        #: The daemon's kills and restarts (the jobs' schedule has a generator of its own).
+        self.rng = random.Random(f"kills:{plan.seed}")  # noqa: S311 - reproducible, no secret
+        self.port = _free_port()
+        config = scratch / "runnerscale.yaml"
+        config.write_text(config_text(plan, server.url, self.port, scratch))
+        self.daemon = DaemonProcess(config, scratch / "daemon.log")
+        self.started = time.monotonic()
+        #: Secrets seen on a command line while the run went on.
+        self.on_cmdlines: set[str] = set()
+
+    async def run(self, console: Console) -> Outcome:
+        plan, server = self.plan, self.server
+        for repo in REPOS:
+            self.world.ensure_repo(repo)
+        server.simulator.webhooks.add_hook(f"http://127.0.0.1:{self.port}/webhook", WEBHOOK_SECRET)
+        server.simulator.set_faults(plan.faults())
+        self.started = time.monotonic()
+        await self.daemon.start()
+        sampler = asyncio.create_task(self._sample_cmdlines())
+        try:
+            await self._storm(console)
+            self.outcome.leftovers = await self._wait_clean()
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}") as http:
+                texts = [(await http.get("/metrics")).text]
+                texts.append((await http.get("/api/v1/status")).text)
+            await self.daemon.stop()
+        finally:
+            sampler.cancel()
+            await self.daemon.stop()
+        self.outcome.seconds = time.monotonic() - self.started
+        _judge(self.outcome, list(self.world.jobs.values()), self.scratch)
+        self._look_for_secrets(texts)
+        self._count_trouble()
+        return self.outcome
+
+    async def _storm(self, console: Console) -> None:
+        """Queue the jobs and kill the daemon on schedule; wait until every job is served
+        (or the time is up)."""
+        plan = self.plan
+        with Progress(console=console, transient=True) as progress:
+            bar = progress.add_task("chaos", total=plan.jobs)
+            storm = asyncio.gather(self._queue_jobs(), self._kill_daemon())
+            deadline = self.started + plan.span + 30.0 + plan.drain
+            while time.monotonic() < deadline:
+                progress.update(bar, completed=self._served())
+                if storm.done() and self._served() >= plan.jobs:
+                    break
+                await asyncio.sleep(1.0)
+            await storm
+
+    async def _queue_jobs(self) -> None:
+        rng = random.Random(f"jobs:{self.plan.seed}")  # noqa: S311 - a reproducible schedule
+        schedule = sorted(rng.uniform(0, self.plan.span) for _ in range(self.plan.jobs))
+        for index, at in enumerate(schedule):
+            await asyncio.sleep(max(0.0, self.started + at - time.monotonic()))
+            repo = REPOS[index % len(REPOS)]
+            duration = rng.uniform(3.0, 12.0)
+            self.world.create_jobs([JobSpec(repo, LABELS, duration, None, f"job-{index}")])
+            self.server.simulator.notify()
+
+    async def _kill_daemon(self) -> None:
+        kills = sorted(self.rng.uniform(5.0, self.plan.span + 30.0) for _ in range(self.plan.kills))
+        for at in kills:
+            await asyncio.sleep(max(0.0, self.started + at - time.monotonic()))
+            await self.daemon.kill()
+            self.outcome.daemon_kills += 1
+            await asyncio.sleep(self.rng.uniform(0.5, 2.0))
+            await self.daemon.start()
+
+    def _served(self) -> int:
+        latest = _latest_attempts(list(self.world.jobs.values()))
+        return sum(1 for job in latest.values() if job.conclusion is Conclusion.SUCCESS)
+
+    async def _sample_cmdlines(self) -> None:
+        while True:
+            self.on_cmdlines.update(self.secrets.found_in(_cmdlines()))
+            await asyncio.sleep(1.0)
+
+    async def _wait_clean(self) -> dict[str, int]:
+        """What is left after up to two minutes for everything to go away."""
+        for _ in range(120):
+            leftovers = {
+                "runners registered": len(self.world.runners),
+                "runner folders": _runner_folders(self.scratch),
+                "runner processes": _runner_processes(),
+            }
+            if not any(leftovers.values()):
+                break
+            await asyncio.sleep(1.0)
+        return leftovers
+
+    def _look_for_secrets(self, texts: list[str]) -> None:
+        texts.append((self.scratch / "daemon.log").read_text(errors="replace"))
+        for path in (self.scratch / "state").rglob("*"):
+            if path.is_file():
+                texts.append(path.read_bytes().decode(errors="replace"))
+        found = set(self.on_cmdlines)
+        for text in texts:
+            found.update(self.secrets.found_in(text))
+        self.outcome.secrets_found = sorted(found)
+
+    def _count_trouble(self) -> None:
+        stats = self.server.simulator.stats
+        self.outcome.api_errors = sum(
+            count
+            for statuses in stats.statuses.values()
+            for status, count in statuses.items()
+            if status >= 500
+        )
+        self.outcome.creations = stats.requests["actions/generate-runner-jitconfig-for-org"]
+        self.outcome.webhooks = Counter(d.status for d in self.server.simulator.webhooks.log)
+
+
+async def run(plan: Plan, scratch: Path, console: Console) -> Outcome:
+    """One chaos run in ``scratch`` (the daemon's config, state, log and runner folders)."""
+    world = WorldSettings(runner_offline_after=10.0, lost_runner_timeout=10.0, seed=plan.seed)
+    async with SimulatorServer(SimulatorOptions(tokens=(TOKEN,), world=world)) as server:
+        return await Chaos(plan, scratch, server).run(console)
+
+
+def _judge(outcome: Outcome, every: list[Job], scratch: Path) -> None:
+    """Fill the job checks: served, re-runs, deaths, and failures nobody caused on purpose."""
+    died = {path.name.removesuffix(".died") for path in (scratch / "marks").glob("*.died")}
+    outcome.runner_deaths = len(died)
+    outcome.reruns = sum(1 for job in every if job.run_attempt > 1)
+    latest = _latest_attempts(every)
+    outcome.served = sum(1 for job in latest.values() if job.conclusion is Conclusion.SUCCESS)
+    outcome.unserved = sorted(
+        f"{job.name} (attempt {job.run_attempt}: {job.status.value}, {job.conclusion})"
+        for job in latest.values()
+        if job.conclusion is not Conclusion.SUCCESS
+    )
+    outcome.busy_removed = sorted(
+        f"{job.name} on {job.runner_name}: {job.failure_reason or job.conclusion}"
+        for job in every
+        if job.status is JobStatus.COMPLETED
+        and job.conclusion is not Conclusion.SUCCESS
+        and job.runner_name is not None
+        and job.runner_name not in died
+    )
+
+
+def render(plan: Plan, outcome: Outcome) -> str:
+    rows = [
+        ("jobs queued", str(outcome.jobs)),
+        ("jobs served (latest attempt succeeded)", str(outcome.served)),
+        ("jobs re-run after their runner died", str(outcome.reruns)),
+        ("runners killed mid-run by the benchmark", str(outcome.runner_deaths)),
+        ("daemon killed with SIGKILL and restarted", str(outcome.daemon_kills)),
+        ("runners registered (JIT configurations)", str(outcome.creations)),
+        ("GitHub answers 5xx (injected)", str(outcome.api_errors)),
+        ("webhook deliveries", ", ".join(f"{k} {v}" for k, v in sorted(outcome.webhooks.items()))),
+        ("busy runners removed", str(len(outcome.busy_removed))),
+        ("left behind", ", ".join(f"{k} {v}" for k, v in outcome.leftovers.items())),
+        ("secrets found", str(len(outcome.secrets_found))),
+        ("wall time", f"{outcome.seconds:.0f} s"),
+    ]
+    lines = [
+        "# Chaos benchmark",
+        "",
+        "The daemon (`runnerscale run`, local backend) against the fake GitHub over HTTP, under",
+        "10 % API errors (2 s latency on job reads), 30 % of webhooks lost, 10 % duplicated,",
+        f"reordering; {plan.fail:.0%} of runners fail at start, {plan.silent:.0%} never register,",
+        f"{plan.dies:.0%} die a few seconds in; the daemon killed {plan.kills} times. See the",
+        "docstring of `benchmarks/chaos.py` for what is checked. Reproduce with:",
+        "",
+        "```sh",
+        f".venv/bin/python benchmarks/chaos.py --seed {plan.seed} --jobs {plan.jobs} "
+        f"--span {plan.span:.0f} --kills {plan.kills}",
+        "```",
+        "",
+        f"Result: **{'passed' if outcome.passed else 'FAILED'}**.",
+        "",
+        "| figure | value |",
+        "| --- | ---: |",
+        *(f"| {name} | {value} |" for name, value in rows),
+        "",
+    ]
+    for title, items in (
+        ("Jobs not served", outcome.unserved),
+        ("Busy runners removed", outcome.busy_removed),
+        ("Secrets found", outcome.secrets_found),
+    ):
+        if items:
+            lines += [f"## {title}", "", *(f"- {item}" for item in items), ""]
+    return "\n".join(lines)
+
+
+def show(console: Console, outcome: Outcome) -> None:
+    table = Table(title="chaos")
+    table.add_column("check")
+    table.add_column("result")
+    table.add_row("served", f"{outcome.served}/{outcome.jobs}")
+    table.add_row("busy runners removed", str(len(outcome.busy_removed)))
+    table.add_row("left behind", str(sum(outcome.leftovers.values())))
+    table.add_row("secrets found", str(len(outcome.secrets_found)))
+    console.print(table)
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--jobs", type=int, default=Plan.jobs)
+    parser.add_argument("--span", type=float, default=Plan.span)
+    parser.add_argument("--kills", type=int, default=Plan.kills)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "chaos.md")
+    args = parser.parse_args()
+    plan = Plan(seed=args.seed, jobs=args.jobs, span=args.span, kills=args.kills)
+    console = Console(stderr=True)
+    scratch = Path(tempfile.mkdtemp(prefix="runnerscale-chaos-"))
+    outcome = await run(plan, scratch, console)
+    if outcome.passed:
+        shutil.rmtree(scratch, ignore_errors=True)
+    else:
+        console.print(f"kept the daemon's log and state for a look: {scratch}")
+    show(console, outcome)
+    args.out.write_text(render(plan, outcome))
+    console.print(f"wrote {args.out}")
+    return 0 if outcome.passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
