@@ -42,6 +42,9 @@ from runnerscale.providers.local import (
     scrub_environment,
 )
 from runnerscale.providers.local import provider as local
+from tests.test_files import mode, usual_umask
+
+__all__ = ["usual_umask"]  # a fixture, imported
 
 SECRET = "JITSECRET-eyJzZWNyZXQiOiAidGhpcyBpcyB0aGUgaml0IGNvbmZpZyJ9"
 POOL = "linux-x64"
@@ -372,6 +375,44 @@ async def test_a_jitconfig_placeholder_still_puts_it_on_the_command_line(
     await log_contains(work_root, "fake runner: started")
     assert SECRET not in (work_root / "runner-1" / "runner.log").read_text()
     await provider.delete("runner-1")
+
+
+async def test_other_users_can_read_nothing_of_a_runner(
+    make_settings: Callable[..., LocalSettings], work_root: Path, usual_umask: None
+) -> None:
+    provider = LocalProvider(make_settings())
+    await provider.create(spec())
+    await report_of(work_root)
+    runner = work_root / "runner-1"
+    assert {
+        name: mode(path)
+        for name, path in {
+            "pool folder": work_root,
+            "runner folder": runner,
+            "work": runner / "work",
+            "record": runner / "instance.json",
+            "log": runner / "runner.log",
+            "lock": work_root / ".lock",
+        }.items()
+    } == {
+        "pool folder": 0o700,
+        "runner folder": 0o700,
+        "work": 0o700,
+        "record": 0o600,
+        "log": 0o600,
+        "lock": 0o600,
+    }
+    await provider.delete("runner-1")
+    assert (mode(work_root / ".logs"), mode(work_root / ".logs" / "runner-1.log")) == (0o700, 0o600)
+
+
+def test_the_pool_folder_of_an_older_runnerscale_is_narrowed(
+    make_settings: Callable[..., LocalSettings], work_root: Path
+) -> None:
+    work_root.mkdir()
+    work_root.chmod(0o755)
+    LocalProvider(make_settings())
+    assert mode(work_root) == 0o700
 
 
 # -- capacity, exits, reaping
@@ -850,6 +891,8 @@ async def test_runs_the_runner_as_the_configured_user(shared_root: Path) -> None
     assert (directory / "instance.json").stat().st_uid == 0
     assert directory.stat().st_uid == 0
     assert (directory / "runner.log").stat().st_uid == 0
+    # The runner's user passes through to its work/, but lists nothing.
+    assert (mode(shared_root), mode(directory)) == (0o711, 0o711)
     await provider.delete("runner-1")
     assert not directory.exists()
 

@@ -40,6 +40,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
+from runnerscale.files import make_dirs, private_file
 from runnerscale.model import Job, JobLoss, JobState, Runner, RunnerState
 from runnerscale.protocols import ObservedJob
 from runnerscale.store.observations import merge_observation
@@ -129,6 +130,16 @@ def _upgrade(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
+def _private_sqlite(database: Path) -> None:
+    """The database for runnerscale's user only: its folder made ``0700`` (when made here), the
+    file ``0600`` before SQLite opens it (SQLite gives its ``-wal``, ``-shm`` and ``-journal``
+    files the database file's mode), and those of an older, laxer database narrowed too."""
+    make_dirs(database.parent)
+    private_file(database)
+    for suffix in ("-wal", "-shm", "-journal"):
+        private_file(database.with_name(database.name + suffix), create=False)
+
+
 def open_store(url: str) -> SqlStore:
     """Open (creating and migrating as needed) the database at ``url``.
 
@@ -139,7 +150,7 @@ def open_store(url: str) -> SqlStore:
     parsed = engine_url(url)
     if parsed.get_backend_name() == "sqlite" and not _is_sqlite_memory(parsed):
         assert parsed.database is not None
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        _private_sqlite(Path(parsed.database).expanduser())
     engine = _make_engine(parsed)
     try:
         _upgrade(engine)

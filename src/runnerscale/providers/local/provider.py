@@ -40,7 +40,9 @@ the configured ``env``.
 runner directory, its record and its log stay the daemon's (the runner must not be able to
 rewrite the record that tells the daemon which process group to kill); the runner gets the
 subdirectory ``work/`` (its working directory, owned by it) and writes its output through the
-log file descriptor it inherits.
+log file descriptor it inherits. Other local users get nothing: the folders are ``0700`` and
+the files ``0600``, except that with ``user`` the folders on the way to ``work/`` are ``0711``
+(the runner's user passes through them, but cannot list them).
 
 *Removal.* ``delete`` sends SIGTERM to the runner's process group (the official runner then
 cancels its job cleanly), waits up to ``stop_grace`` seconds without blocking the event loop,
@@ -76,6 +78,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runnerscale.files import make_dirs
 from runnerscale.model import Instance, InstanceSpec
 from runnerscale.protocols import ProviderError
 from runnerscale.providers.command import JITCONFIG_ENV, JITCONFIG_PLACEHOLDER, fill_placeholders
@@ -288,7 +291,7 @@ def _find_session_leader(cwd: Path) -> tuple[int, int] | None:
     return None
 
 
-def _write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+def _write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
@@ -374,8 +377,12 @@ class LocalProvider:
             raise ProviderError(f"pool {pool!r}: local.stop_grace must not be negative")
         self.settings = settings
         self._user = self._resolve_user(settings)
+        # The runner's user must pass through the folders to its work/, no one else get in.
+        self._folder_mode = 0o700 if self._user is None else 0o711
         try:
-            settings.work_root.mkdir(parents=True, exist_ok=True, mode=0o755)
+            make_dirs(settings.work_root, self._folder_mode)
+            if settings.work_root.stat().st_uid == os.geteuid():  # the pool's: runnerscale's
+                settings.work_root.chmod(self._folder_mode)
         except OSError as error:
             raise ProviderError(
                 f"pool {pool!r}: cannot create local.work_root {settings.work_root}: "
@@ -456,7 +463,8 @@ class LocalProvider:
                     f"pool {self.settings.pool!r}: user {user.name!r} cannot reach "
                     f"local.work_root {self._root}: {path} (mode {mode:04o}) is not searchable "
                     "by it; choose a work_root below directories it can enter, e.g. "
-                    "/var/lib/runnerscale/runners"
+                    "/var/lib/runnerscale-runners (runnerscale's state directory is private "
+                    "to it when runnerscale made it)"
                 )
 
     # -- locking, records, inspection
@@ -679,10 +687,10 @@ class LocalProvider:
             user=None if user is None else user.name,
         )
         # The record comes first: whatever happens next, the directory is found and reaped.
-        directory.mkdir(mode=0o711)
+        directory.mkdir(mode=self._folder_mode)
         try:
             # Whatever the umask: a dropped user must get through to work/, but not list it.
-            directory.chmod(0o711)
+            directory.chmod(self._folder_mode)
             self._write_record(directory, record)
             workdir.mkdir(mode=0o700)
             if user is not None:
