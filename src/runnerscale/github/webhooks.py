@@ -2,9 +2,10 @@
 
 GitHub's payload is large and grows new fields over time; the autoscaler needs a dozen of them.
 So the models below name only those fields, ignore everything else, and still check the ones
-they name (types, required keys, the known ``action`` values), so a delivery either yields
-trustworthy facts or a :class:`WebhookPayloadError` that says what was wrong without echoing
-the (possibly huge, possibly hostile) payload back into logs.
+they name (types, required keys, the known ``action`` values, and the limits of what GitHub
+sends: :mod:`runnerscale.github.fields`), so a delivery either yields trustworthy facts or a
+:class:`WebhookPayloadError` that says what was wrong without echoing the (possibly huge,
+possibly hostile) payload back into logs. Nothing past the parse can then fail on a value.
 
 :class:`WebhookIntake` is the one intake of deliveries, used by the daemon's HTTP server and by
 the simulation alike: parse, drop a repeated delivery (its ``X-GitHub-Delivery`` GUID is
@@ -24,13 +25,22 @@ import enum
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Final, Literal
 
 from githubkit.webhooks import sign as _githubkit_sign
 from githubkit.webhooks import verify as _githubkit_verify
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from runnerscale.github.fields import (
+    Conclusion,
+    Id,
+    Labels,
+    Name,
+    RunnerRef,
+    Text,
+    When,
+    delivery_problem,
+)
 from runnerscale.model import JobState
 from runnerscale.protocols import Clock, ObservedJob, Store
 
@@ -83,38 +93,40 @@ _MAX_REPORTED_ERRORS = 5
 
 
 class WebhookPayloadError(ValueError):
-    """A webhook body that is not JSON or does not fit the expected event shape."""
+    """A delivery whose body is not JSON or does not fit the expected event shape, or whose
+    ``X-GitHub-Delivery`` cannot be GitHub's: the server answers 400 with this message."""
 
 
 class _Model(BaseModel):
     # Unknown fields are ignored so GitHub adding keys never breaks parsing; frozen because a
-    # parsed delivery is a fact, not something to edit.
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # parsed delivery is a fact, not something to edit; strict because GitHub sends numbers
+    # as numbers and strings as strings.
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
 
 
 class AccountRef(_Model):
     """A user, bot or organisation as it appears in ``owner`` and ``sender``."""
 
-    login: str
-    id: int | None = None
-    type: str | None = None
+    login: Name
+    id: Id | None = None
+    type: Name | None = None
 
 
 class OrganizationRef(_Model):
-    login: str
-    id: int | None = None
+    login: Name
+    id: Id | None = None
 
 
 class InstallationRef(_Model):
     """The App installation the delivery was sent for (App webhooks only)."""
 
-    id: int
+    id: Id
 
 
 class RepositoryRef(_Model):
-    id: int
-    name: str
-    full_name: str
+    id: Id
+    name: Name
+    full_name: Name
     owner: AccountRef
 
 
@@ -125,24 +137,25 @@ class WorkflowJob(_Model):
     show them set on ``queued`` deliveries too, so nothing here relies on that.
     """
 
-    id: int
-    run_id: int
-    run_attempt: int = 1
-    name: str
+    id: Id
+    run_id: Id
+    run_attempt: Id = 1
+    name: Text
     status: WorkflowJobStatus
-    #: Kept as a plain string: GitHub's list (``timed_out``, ``neutral``, ...) outgrows any enum.
-    conclusion: str | None = None
-    labels: list[str]
-    runner_id: int | None = None
-    runner_name: str | None = None
-    runner_group_id: int | None = None
-    runner_group_name: str | None = None
-    created_at: datetime
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
-    workflow_name: str | None = None
-    head_branch: str | None = None
-    html_url: str
+    #: Kept open (a snake-case word): GitHub's list (``timed_out``, ``neutral``, ...) outgrows
+    #: any enum.
+    conclusion: Conclusion | None = None
+    labels: Labels
+    runner_id: RunnerRef | None = None
+    runner_name: Name | None = None
+    runner_group_id: RunnerRef | None = None
+    runner_group_name: Name | None = None
+    created_at: When
+    started_at: When | None = None
+    completed_at: When | None = None
+    workflow_name: Text | None = None
+    head_branch: Text | None = None
+    html_url: Text
 
 
 class WorkflowJobEvent(_Model):
@@ -187,14 +200,16 @@ class WorkflowJobEvent(_Model):
         return None if self.sender is None else self.sender.login
 
 
-def parse_workflow_job_event(body: bytes | str) -> WorkflowJobEvent:
+def parse_workflow_job_event(body: bytes | str, *, now: float | None = None) -> WorkflowJobEvent:
     """Parse a ``workflow_job`` delivery body.
 
     Raises :class:`WebhookPayloadError` naming the offending fields (never their values) when
-    the body is not JSON or lacks what the autoscaler relies on.
+    the body is not JSON, lacks what the autoscaler relies on, or holds what GitHub never
+    sends. ``now`` (epoch seconds, the receiver's clock) bounds the dates from above; without
+    it only the fixed lower bound applies (for reading recorded deliveries).
     """
     try:
-        return WorkflowJobEvent.model_validate_json(body)
+        return WorkflowJobEvent.model_validate_json(body, context={"now": now})
     except ValidationError as exc:
         raise WebhookPayloadError(_describe(exc)) from None
 
@@ -269,8 +284,12 @@ class WebhookIntake:
     clock: Clock
 
     def take(self, body: bytes | str, delivery: str | None) -> Intake:
-        """Raises :class:`WebhookPayloadError` for a body that is not a ``workflow_job``."""
-        event = parse_workflow_job_event(body)
+        """Raises :class:`WebhookPayloadError` for a body that is not a ``workflow_job``, or a
+        ``delivery`` GUID that cannot be GitHub's; nothing is remembered then."""
+        problem = delivery_problem(delivery) if delivery else None
+        if problem is not None:
+            raise WebhookPayloadError(problem)
+        event = parse_workflow_job_event(body, now=self.clock.now())
         if delivery and not self.store.remember_delivery(delivery, self.clock.now()):
             return Intake(Verdict.DUPLICATE, event)
         if not self.covers(event.repo_full_name):
