@@ -80,6 +80,10 @@ class LoopbackServer(Service):
     async def start(self) -> None:
         config = uvicorn.Config(
             self.app,
+            # No logging set-up of uvicorn's own: its default installs a stderr handler on the
+            # "uvicorn" loggers that does not propagate, so its tracebacks would bypass the
+            # root handler and its redaction of secrets (runnerscale.logs).
+            log_config=None,
             log_level="warning",
             lifespan="off",
             access_log=False,

@@ -1,0 +1,55 @@
+"""The daemon's log: secrets redacted, and strings from outside escaped and capped."""
+
+from __future__ import annotations
+
+import logging
+
+from runnerscale.logs import REDACTED, UNTRUSTED_LIMIT, untrusted
+from tests.logcapture import daemon_log
+
+SECRET = "webhook-secret-value"
+log = logging.getLogger("runnerscale.test")
+
+
+def test_untrusted_escapes_what_is_not_printable() -> None:
+    assert untrusted("gpu\x00evil") == "gpu\\x00evil"
+    assert untrusted("linux\n2026-01-01 ERROR forged") == "linux\\n2026-01-01 ERROR forged"
+    assert untrusted("\x1b[31mred\u202e") == "\\x1b[31mred\\u202e"
+    assert untrusted("lone \ud800") == "lone \\ud800"
+    # Printable text, spaces and non-ASCII letters stay as they are.
+    assert untrusted("GPU 🚀 ünïcödé, self-hosted") == "GPU 🚀 ünïcödé, self-hosted"
+
+
+def test_untrusted_caps_the_length_and_says_how_much_is_left() -> None:
+    labels = ", ".join(f"l{i}" for i in range(10_000))
+    shown = untrusted(labels)
+    assert shown.startswith("l0, l1, l2")
+    assert len(shown) < UNTRUSTED_LIMIT + 40
+    assert shown.endswith(f"({len(labels) - UNTRUSTED_LIMIT} more characters)")
+    # Escapes count towards the limit: a string of NULs cannot grow past it either.
+    assert untrusted("\x00" * 1000, limit=8) == "\\x00\\x00... (998 more characters)"
+    assert untrusted("x" * UNTRUSTED_LIMIT) == "x" * UNTRUSTED_LIMIT
+
+
+def test_the_handler_redacts_secrets_in_messages_and_tracebacks() -> None:
+    with daemon_log([SECRET]) as output:
+        log.warning("connecting with %s", SECRET)
+        try:
+            raise RuntimeError(f"refused {SECRET}")
+        except RuntimeError:
+            log.exception("it failed")
+    text = output.getvalue()
+    assert SECRET not in text
+    assert f"connecting with {REDACTED}" in text
+    assert f"RuntimeError: refused {REDACTED}" in text
+
+
+def test_the_handler_escapes_raw_control_characters_but_keeps_lines() -> None:
+    with daemon_log() as output:
+        log.warning("label %s", "gpu\x00\x1b[2J")
+        log.warning("two lines:\n\tsecond")
+    text = output.getvalue()
+    assert "\x00" not in text
+    assert "\x1b" not in text
+    assert "label gpu\\x00\\x1b[2J" in text
+    assert "two lines:\n\tsecond" in text
