@@ -492,6 +492,19 @@ class SqlStore:
                 )
             )
 
+    def add_value(self, key: str, value: str) -> str:
+        """Store ``value`` unless the key has one; returns the stored value (two daemons
+        starting at once on a new database agree on the first one written)."""
+        with self._write() as session:
+            session.connection().execute(
+                self._insert(KeyValueRow)
+                .values(key=key, value=value)
+                .on_conflict_do_nothing(index_elements=["key"])
+            )
+            stored = session.get(KeyValueRow, key)
+            assert stored is not None
+            return stored.value
+
     def close(self) -> None:
         """Close every pooled connection (the store is unusable afterwards)."""
         self._engine.dispose()
