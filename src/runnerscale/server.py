@@ -4,7 +4,9 @@ status API.
 The webhook endpoint answers within milliseconds: it checks the size, the signature
 (``X-Hub-Signature-256``, constant time) and the shape, drops repeated deliveries, and hands the
 observation to the controller's queue; the work happens in the controller's loops. Nothing here
-logs a payload, a signature or a secret.
+logs a payload, a signature or a secret. A delivery that holds what GitHub never sends is a 400
+with the reason (``runnerscale.github.fields``), so nothing accepted can fail later; a failure
+of our own (the store) is a 500 whose traceback goes to the daemon's log, through its redaction.
 
 The status and scaling API (``/api/v1/...``) has no authentication of its own: bind
 ``server.listen`` to loopback (the default) or put it behind something that authenticates.
@@ -32,6 +34,7 @@ from runnerscale.github.webhooks import (
     WebhookPayloadError,
     verify_signature,
 )
+from runnerscale.logs import untrusted
 from runnerscale.metrics import Metrics
 from runnerscale.protocols import GitHubError, ProviderError, Store
 
@@ -108,10 +111,18 @@ class DaemonHTTP:
             return JSONResponse({"message": "pong"})
         if event_name != "workflow_job":
             return Response(status_code=204)
+        delivery = request.headers.get(HEADER_DELIVERY)
         try:
-            intake = self.intake.take(body, request.headers.get(HEADER_DELIVERY))
+            return self._take(body, delivery)
         except WebhookPayloadError as error:
+            log.warning("webhook: refused delivery %s: %s", untrusted(delivery or "-"), error)
             return _message(400, str(error))
+        except Exception:
+            log.exception("webhook: delivery %s failed", untrusted(delivery or "-"))
+            return _message(500, "the delivery could not be taken: see the daemon's log")
+
+    def _take(self, body: bytes, delivery: str | None) -> Response:
+        intake = self.intake.take(body, delivery)
         if intake.verdict is Verdict.DUPLICATE:
             return JSONResponse({"message": intake.verdict.value}, status_code=200)
         if intake.verdict is Verdict.NOT_A_TARGET:

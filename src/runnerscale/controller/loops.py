@@ -42,6 +42,7 @@ from runnerscale.controller.observe import (
     apply_runner_list,
 )
 from runnerscale.controller.workers import PoolWorker
+from runnerscale.logs import untrusted
 from runnerscale.model import (
     Instance,
     Job,
@@ -702,12 +703,13 @@ class Controller:
             if job_id not in self._reported_unmatched:
                 self._reported_unmatched.add(job_id)
                 job = next(j for j in jobs if j.id == job_id)
+                # The repository and labels are GitHub's input: escaped and capped.
                 log.warning(
                     "job %s of %s (runs-on %s) matches no pool: not provisioning for it (%s)",
                     job.id,
-                    job.repo,
-                    list(job.labels),
-                    self.unmatched_reason(job.labels),
+                    untrusted(job.repo),
+                    untrusted(", ".join(job.labels)),
+                    untrusted(self.unmatched_reason(job.labels)),
                 )
 
     def unmatched_reason(self, labels: tuple[str, ...]) -> str:
