@@ -5,6 +5,7 @@ HTTP on loopback."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -14,6 +15,7 @@ from typing import Any
 
 from runnerscale.config import load_config
 from runnerscale.daemon import Daemon
+from runnerscale.fakegithub.entities import Runner
 from runnerscale.fakegithub.server import SimulatorServer
 from runnerscale.fakegithub.world import JobSpec, World
 
@@ -106,6 +108,21 @@ def queue_jobs(
     return [job.id for job in jobs]
 
 
+def record_jit_configs(world: World) -> list[str]:
+    """The list that every JIT config the simulator issues from now on is appended to (the
+    world keeps none: each is a secret that must turn up nowhere but in its runner)."""
+    issued: list[str] = []
+    original = world.generate_jitconfig
+
+    def recording(*args: Any, **kwargs: Any) -> tuple[Runner, str]:
+        runner, encoded = original(*args, **kwargs)
+        issued.append(encoded)
+        return runner, encoded
+
+    world.generate_jitconfig = recording  # type: ignore[method-assign]
+    return issued
+
+
 def all_done(world: World, job_ids: list[int]) -> bool:
     return all(world.jobs[job_id].status.value == "completed" for job_id in job_ids)
 
@@ -180,3 +197,12 @@ async def start_daemon_process(
             stderr=asyncio.subprocess.STDOUT,
             env={**ENV, "PATH": "/usr/bin:/bin", "HOME": str(config.parent), **(env or {})},
         )
+
+
+async def stop_daemon_process(daemon: asyncio.subprocess.Process) -> None:
+    """SIGTERM to a daemon from :func:`start_daemon_process` that still runs, and wait for it
+    (its ``returncode`` then says how it ended)."""
+    if daemon.returncode is None:
+        daemon.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            await daemon.wait()

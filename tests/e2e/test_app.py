@@ -4,8 +4,6 @@ JIT config reaches the debug log or the status API."""
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from pathlib import Path
 
 import httpx
@@ -20,7 +18,9 @@ from tests.e2e.harness import (
     LINUX,
     WEBHOOK_SECRET,
     all_done,
+    record_jit_configs,
     start_daemon_process,
+    stop_daemon_process,
     wait_until,
     write_config,
 )
@@ -50,15 +50,7 @@ async def test_an_app_serves_two_organisations_and_logs_no_secret(tmp_path: Path
         config.write_text(text)
         port = int(text.split("listen: 127.0.0.1:")[1].split()[0])
         simulator.simulator.webhooks.add_hook(f"http://127.0.0.1:{port}/webhook", WEBHOOK_SECRET)
-        jit_configs: list[str] = []
-        original = world.generate_jitconfig
-
-        def recording(*args: object, **kwargs: object) -> tuple[object, str]:
-            runner, encoded = original(*args, **kwargs)  # type: ignore[arg-type]
-            jit_configs.append(encoded)
-            return runner, encoded
-
-        world.generate_jitconfig = recording  # type: ignore[method-assign]
+        jit_configs = record_jit_configs(world)
         log = tmp_path / "daemon.log"
         daemon = await start_daemon_process(config, log)
         try:
@@ -83,10 +75,7 @@ async def test_an_app_serves_two_organisations_and_logs_no_secret(tmp_path: Path
                 metrics = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
             await wait_until(lambda: _clean(simulator, tmp_path / "runners"), 60, "clean-up")
         finally:
-            if daemon.returncode is None:
-                daemon.send_signal(signal.SIGTERM)
-                async with asyncio.timeout(30):
-                    await daemon.wait()
+            await stop_daemon_process(daemon)
         assert daemon.returncode == 0
         installation_tokens = [t.token for t in world.tokens.values() if t.kind == "installation"]
         assert {t.scope for t in world.tokens.values() if t.kind == "installation"} == {

@@ -27,7 +27,9 @@ from tests.e2e.harness import (
     in_process_daemon,
     leftovers,
     queue_jobs,
+    record_jit_configs,
     start_daemon_process,
+    stop_daemon_process,
     wait_until,
     write_config,
 )
@@ -216,16 +218,8 @@ async def test_a_daemon_killed_mid_burst_carries_on_after_restart_and_logs_no_se
     log = tmp_path / "daemon.log"
     port = int(config.read_text().split("listen: 127.0.0.1:")[1].split()[0])
     simulator.simulator.webhooks.add_hook(f"http://127.0.0.1:{port}/webhook", WEBHOOK_SECRET)
-    jit_configs: list[str] = []
     world = simulator.simulator.world
-    original = world.generate_jitconfig
-
-    def recording(*args: object, **kwargs: object) -> tuple[object, str]:
-        runner, encoded = original(*args, **kwargs)  # type: ignore[arg-type]
-        jit_configs.append(encoded)
-        return runner, encoded
-
-    world.generate_jitconfig = recording  # type: ignore[method-assign]
+    jit_configs = record_jit_configs(world)
     daemon = await start_daemon_process(config, log)
     try:
         async with httpx.AsyncClient() as http:
@@ -249,10 +243,7 @@ async def test_a_daemon_killed_mid_burst_carries_on_after_restart_and_logs_no_se
             lambda: _clean(simulator, tmp_path / "runners"), 60, "no runner left after the restart"
         )
     finally:
-        if daemon.returncode is None:
-            daemon.send_signal(signal.SIGTERM)
-            async with asyncio.timeout(30):
-                await daemon.wait()
+        await stop_daemon_process(daemon)
     assert daemon.returncode == 0
     text = log.read_text()
     assert "runner" in text  # the log says what it decided
