@@ -103,6 +103,7 @@ def test_issue_example_loads_as_written() -> None:
     assert (pool.max_runners, pool.min_idle, pool.idle_timeout) == (4, 0, 60.0)
     assert pool.boot_timeout == 300.0
     assert pool.runner_prefix == "rs-linux-x64-"
+    assert pool.rerun_lost_jobs is False
     assert pool.local is not None
     assert pool.local.command == ["runnerscale", "sim-runner"]
     assert pool.local.env == {}
@@ -164,6 +165,7 @@ def test_app_example_loads() -> None:
     assert pool.to_spec(0).labels == frozenset({"self-hosted", "linux", "x64"})
     assert (pool.idle_timeout, pool.boot_timeout) == (300.0, 600.0)
     assert pool.runner_prefix == "ci-linux-"
+    assert pool.rerun_lost_jobs is True
     assert pool.local is not None
     assert pool.local.env == {"RUNNER_ALLOW_RUNASROOT": "0"}
     assert pool.local.work_root == Path("/srv/runners")
@@ -1161,6 +1163,17 @@ def test_json_schema_rejects_what_the_loader_rejects() -> None:
         edit("max_runners: 4", "max_runners: 0"),
     ):
         assert not validator.is_valid(yaml.safe_load(text))
+
+
+def test_rerun_lost_jobs_is_true_or_false() -> None:
+    text = edit("idle_timeout: 60s", "idle_timeout: 60s\n    rerun_lost_jobs: true")
+    assert parse(text).pools[0].rerun_lost_jobs is True
+    problem = only(errors_of(text.replace("rerun_lost_jobs: true", "rerun_lost_jobs: sometimes")))
+    assert (problem.line, problem.path) == (18, "pools[0].rerun_lost_jobs")
+    assert problem.message == "must be true or false (got 'sometimes')"
+    schema = config_json_schema()["$defs"]["PoolConfig"]["properties"]["rerun_lost_jobs"]
+    assert (schema["type"], schema["default"]) == ("boolean", False)
+    assert "died mid-job" in schema["description"]
 
 
 def test_json_schema_says_durations_are_strings_or_numbers() -> None:

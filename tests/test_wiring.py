@@ -51,6 +51,20 @@ def test_the_host_capacity_caps_the_pool_and_its_min_idle() -> None:
     assert uncapped.spec == spec
 
 
+def test_rerun_lost_jobs_reaches_the_pool_as_the_controller_runs_it() -> None:
+    cfg = parse_config(
+        CONFIG.replace("min_idle: 4", "min_idle: 4\n    rerun_lost_jobs: true"),
+        source="test.yaml",
+        env={"HOME": "/tmp"},
+    )
+    runtime = pool_runtime(cfg.pools[0], cfg.pool_specs()[0], cast(Provider, object()))
+    assert runtime.rerun_lost_jobs is True
+    default = config()
+    assert not pool_runtime(
+        default.pools[0], default.pool_specs()[0], cast(Provider, object())
+    ).rerun_lost_jobs
+
+
 def test_a_waiting_pool_takes_no_jobs() -> None:
     cfg = config()
     runtime = pool_runtime(cfg.pools[0], cfg.pool_specs()[0], cast(Provider, object()), "away")

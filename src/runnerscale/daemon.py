@@ -344,8 +344,9 @@ class Daemon:
     def reload(self, config: Config) -> list[str]:
         """Apply a new configuration's pool limits (SIGHUP). Returns what changed.
 
-        Limits, labels and timeouts of existing pools change in place; adding or removing
-        pools, targets, credentials or the backend needs a restart (said in the result).
+        Limits, labels, timeouts and ``rerun_lost_jobs`` of existing pools change in place;
+        adding or removing pools, targets, credentials or the backend needs a restart (said in
+        the result).
         Raises :class:`StartupError`, changing nothing, when new labels contradict a pool's
         host.
         """
@@ -377,6 +378,9 @@ class Daemon:
                     runtime.last_error = None
                 runtime.spec = updated.spec
             runtime.labels = updated.labels
+            if updated.rerun_lost_jobs != runtime.rerun_lost_jobs:
+                changes.append(f"pool {pool_config.name}: rerun_lost_jobs updated")
+                runtime.rerun_lost_jobs = updated.rerun_lost_jobs
         apply_settings(self.controller.settings, config)
         self.config = config
         return changes

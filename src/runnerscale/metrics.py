@@ -134,6 +134,12 @@ class Metrics:
             ["pool", "kind"],
             registry=self.registry,
         )
+        self.reruns = Counter(
+            "runnerscale_jobs_rerun",
+            "Jobs re-run because their runner died mid-job",
+            ["pool"],
+            registry=self.registry,
+        )
         self.queue_wait = Histogram(
             "runnerscale_job_queue_wait_seconds",
             "Seconds from a job being queued to a runner starting it",
@@ -148,6 +154,7 @@ class Metrics:
             scaled=lambda pool, operation: self.scale_operations.labels(pool, operation).inc(),
             error=lambda pool, kind: self.errors.labels(pool, kind).inc(),
             cleaned=lambda pool, kind: self.cleanups.labels(pool, kind).inc(),
+            rerun=lambda pool: self.reruns.labels(pool).inc(),
         )
 
     def job_started(self, pool: str, wait_seconds: float) -> None:

@@ -81,7 +81,11 @@ def pool_runtime(
         ready=waiting is None,
     )
     runtime = PoolRuntime(
-        spec=capped, provider=provider, labels=tuple(pool.labels), prefix=pool.runner_prefix
+        spec=capped,
+        provider=provider,
+        labels=tuple(pool.labels),
+        prefix=pool.runner_prefix,
+        rerun_lost_jobs=pool.rerun_lost_jobs,
     )
     if waiting:
         runtime.healthy = False

@@ -47,6 +47,8 @@ class Rig:
     provider: FakeProvider
     spec: PoolSpec
     targets: list[Target]
+    #: The pool's ``rerun_lost_jobs``.
+    rerun_lost_jobs: bool = False
     stores: list[SqlStore] = field(default_factory=list)
     #: What the controller reported to its metric hooks: (hook, pool, kind).
     events: list[tuple[str, str, str]] = field(default_factory=list)
@@ -63,12 +65,17 @@ class Rig:
             janitor=JanitorSettings(create_timeout=CREATE_TIMEOUT, delete_timeout=120.0),
         )
         pool = PoolRuntime(
-            spec=self.spec, provider=self.provider, labels=POOL_LABELS, prefix=PREFIX
+            spec=self.spec,
+            provider=self.provider,
+            labels=POOL_LABELS,
+            prefix=PREFIX,
+            rerun_lost_jobs=self.rerun_lost_jobs,
         )
         events = Events(
             scaled=lambda pool, kind: self.events.append(("scaled", pool, kind)),
             error=lambda pool, kind: self.events.append(("error", pool, kind)),
             cleaned=lambda pool, kind: self.events.append(("cleaned", pool, kind)),
+            rerun=lambda pool: self.events.append(("rerun", pool, "")),
         )
         return Controller(
             store,
@@ -193,6 +200,7 @@ def make_world(tmp_path: Path) -> Iterator[MakeRig]:
         max_runners: int = 3,
         min_idle: int = 0,
         targets: tuple[Target, ...] = (REPO_A,),
+        rerun_lost_jobs: bool = False,
     ) -> Rig:
         journal = Journal()
         spec = PoolSpec(
@@ -211,6 +219,7 @@ def make_world(tmp_path: Path) -> Iterator[MakeRig]:
             provider=FakeProvider(pool="linux", journal=journal),
             spec=spec,
             targets=list(targets),
+            rerun_lost_jobs=rerun_lost_jobs,
         )
         worlds.append(world)
         return world

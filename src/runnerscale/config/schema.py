@@ -373,6 +373,11 @@ class PoolBase(ConfigModel):
         description="Start of the runners' names (default: rs-<name>-).",
         json_schema_extra=_drop_default,
     )
+    rerun_lost_jobs: bool = Field(
+        default=False,
+        description="Re-run a job once when its runner died mid-job (GitHub failed it: the "
+        "runner lost communication with the server).",
+    )
 
     @model_validator(mode="before")
     @classmethod

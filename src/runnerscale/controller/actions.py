@@ -57,6 +57,8 @@ class PoolRuntime:
     #: Labels as written in the config (registered with GitHub as given).
     labels: tuple[str, ...]
     prefix: str
+    #: Re-run a job once when its runner died mid-job (:mod:`runnerscale.controller.reruns`).
+    rerun_lost_jobs: bool = False
     consecutive_failures: int = 0
     backoff_until: float = 0.0
     healthy: bool = True
@@ -85,11 +87,13 @@ class PoolRuntime:
 
 @dataclass
 class Events:
-    """Hooks for metrics; every callable gets the pool name and a short kind."""
+    """Hooks for metrics; every callable gets the pool name, and most a short kind."""
 
     scaled: Callable[[str, str], None] = lambda pool, operation: None
     error: Callable[[str, str], None] = lambda pool, kind: None
     cleaned: Callable[[str, str], None] = lambda pool, kind: None
+    #: A job whose runner died mid-job was re-run.
+    rerun: Callable[[str], None] = lambda pool: None
 
 
 @dataclass

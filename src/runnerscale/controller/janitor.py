@@ -5,7 +5,8 @@ passes: a runner that never comes online within its pool's ``boot_timeout`` is r
 creation that hangs is undone, a removal that failed is retried, a finished runner is reaped.
 It also compares the three inventories and removes what only one of them holds: GitHub runners
 carrying a pool's name prefix that runnerscale does not track, and backend instances whose
-runner is unknown or already gone. Each clean-up is counted by kind.
+runner is unknown or already gone. Each clean-up is counted by kind. A runner whose instance
+vanished while it was busy lost its job: that is recorded (:mod:`runnerscale.controller.reruns`).
 
 The janitor reads runners, then acts on them one by one with awaits in between, so what it read
 may be stale by the time it acts (the runner came online, was reaped by its pool's worker, or
@@ -22,6 +23,7 @@ from functools import partial
 
 from runnerscale.controller.actions import Actions
 from runnerscale.controller.observe import REGISTERED, move
+from runnerscale.controller.reruns import record_loss
 from runnerscale.model import RunnerState
 from runnerscale.protocols import GitHubError, ProviderError
 
@@ -152,18 +154,16 @@ class Janitor:
                 continue
             held = {instance.runner_name for instance in instances}
             for runner in actions.store.runners(pool=pool.name, states=list(REGISTERED)):
+                busy = runner.state is RunnerState.BUSY
+                why = "its instance disappeared from the backend"
                 if (
                     runner.instance_id is not None
                     and runner.name not in held
-                    and move(
-                        actions.store,
-                        runner,
-                        RunnerState.FINISHED,
-                        actions.clock.now(),
-                        "its instance disappeared from the backend",
-                    )
+                    and move(actions.store, runner, RunnerState.FINISHED, actions.clock.now(), why)
                 ):
                     self._count(pool.name, "instance_lost")
+                    if busy:
+                        record_loss(actions.store, runner, why, actions.clock.now())
             for instance in instances:
                 known = actions.store.get_runner(instance.runner_name)
                 if known is not None and known.state.live:

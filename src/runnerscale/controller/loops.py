@@ -6,7 +6,8 @@
 * **reconcile**: on every kick, and at least every ``reconcile_interval``, recompute demand
   from the store with the pure scaler and write its decision: ``pending`` runners to create
   (on the targets it chose), idle runners to remove and finished ones to reap. Demand is never
-  kept as a running count, and the reconcile decides nothing the scaler did not.
+  kept as a running count, and the reconcile decides nothing the scaler did not. It also
+  settles the jobs lost with a runner that died mid-job (:mod:`runnerscale.controller.reruns`).
 * **a worker per pool** (:mod:`runnerscale.controller.workers`): acts on its pool's part of
   the decision in tasks of its own, so a pool whose backend takes a minute to create a runner
   holds up no other pool (and no other runner of its own).
@@ -41,11 +42,13 @@ from runnerscale.controller.observe import (
     apply_job,
     apply_runner_list,
 )
+from runnerscale.controller.reruns import Reruns, record_loss
 from runnerscale.controller.workers import PoolWorker
 from runnerscale.logs import untrusted
 from runnerscale.model import (
     Instance,
     Job,
+    JobLoss,
     JobState,
     Runner,
     RunnerState,
@@ -125,6 +128,9 @@ class Status:
     unmatched: list[UnmatchedJob] = field(default_factory=list)
     jobs: dict[str, int] = field(default_factory=dict)
     cleaned: dict[str, int] = field(default_factory=dict)
+    #: Jobs whose runner died mid-job: those not settled yet, then the latest settled (re-run,
+    #: or why not).
+    lost_jobs: list[JobLoss] = field(default_factory=list)
     updated_at: float = 0.0
 
 
@@ -174,6 +180,8 @@ class Controller:
         if runner_suffix is not None:
             self.actions.suffix = runner_suffix
         self.janitor = Janitor(self.actions, self.settings.janitor)
+        #: Re-runs jobs whose runner died mid-job (pools with ``rerun_lost_jobs``).
+        self.reruns = Reruns(store, github, clock, self.pools, self.actions.events)
         #: One worker per pool, acting on the pool's part of each decision.
         self.workers = {
             pool.name: PoolWorker(
@@ -496,7 +504,8 @@ class Controller:
 
     def _instance_failed(self, runner: Runner, instance: Instance) -> None:
         """A runner's instance died (killed mid-job, or crashed while starting): say so with
-        the backend's account of it (exit code and last log lines), count it, reap it."""
+        the backend's account of it (exit code and last log lines), count it, reap it; if it
+        was busy, record its job as lost (:mod:`~runnerscale.controller.reruns`)."""
         log.warning(
             "runner %s (pool %s) died while %s: %s",
             runner.name,
@@ -506,6 +515,9 @@ class Controller:
         )
         self.actions.events.error(runner.pool, "instance_died")
         self.errors["instance_died"] += 1
+        if runner.state is RunnerState.BUSY:
+            why = f"its instance exited with code {instance.exit_code}"
+            record_loss(self.store, runner, why, self.clock.now())
         pool = self.pools.get(runner.pool)
         if pool is not None and runner.state in (RunnerState.CREATING, RunnerState.BOOTING):
             # It never came online: the pool's runners may all crash at start (a broken
@@ -574,7 +586,8 @@ class Controller:
         write the decision, let every pool's worker converge on it and wait for them all. When
         that removed a runner (reaped a finished one, say), decide once more: under a binding
         cap, the slot it freed is used in this very step (in the daemon, the worker kicks the
-        reconcile loop instead)."""
+        reconcile loop instead). Lost jobs that have ended are settled first (re-run or not)."""
+        await self.reruns.settle()
         while True:
             await self.confirm_stale_demand()
             self.decide_once()
@@ -586,9 +599,11 @@ class Controller:
 
     async def reconcile_step(self) -> None:
         """The reconcile loop's step in the daemon: decide and write the decision; each pool's
-        worker task acts on its part (never awaited here, so no pool waits for another)."""
+        worker task acts on its part (never awaited here, so no pool waits for another). Then
+        lost jobs that have ended are settled (re-run or not: a rare call to GitHub)."""
         await self.confirm_stale_demand()
         self.decide_once()
+        await self.reruns.settle()
         self._refresh_status(self._decision(), self.store.runners(states=list(LIVE_STATES)))
 
     def decide_once(self) -> Decision:
@@ -755,6 +770,7 @@ class Controller:
             unmatched=unmatched,
             jobs=dict(job_counts),
             cleaned=dict(self.janitor.cleaned),
+            lost_jobs=self.reruns.shown(),
             updated_at=self.clock.now(),
         )
 

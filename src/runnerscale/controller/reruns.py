@@ -1,0 +1,198 @@
+"""Jobs whose runner died mid-job: recorded, and re-run once where the pool asks for it.
+
+How runnerscale knows of such a loss: GitHub fails the job ("The self-hosted runner lost
+communication with the server") only in the job's check-run annotations; the REST job and the
+``workflow_job`` webhook say no more than ``conclusion: failure``. So runnerscale correlates
+what it sees itself. When one of its runners dies while busy (its instance exits with an error,
+or vanishes from the backend), the job it was running is recorded as lost, with why
+(:func:`record_loss`). When that job is later seen completed with conclusion ``failure``, and
+the dead runner's pool has ``rerun_lost_jobs``, :class:`Reruns` asks GitHub to re-run it;
+GitHub queues a new attempt under a new job id, which is served like any other job. Any other
+ending settles the loss with the reason it was not re-run.
+
+Never twice for one loss: the loss is settled in the store by a compare-and-set *before*
+GitHub is asked, so of two passes (or two daemons on one database) only one asks. A re-run
+GitHub refuses reopens the loss, and a later pass asks again after a growing wait (GitHub
+refuses while other jobs of the run still run). A crash between the settlement and the call
+loses the re-run rather than risking a second one: "never twice" wins over "always once" (the
+loss stays recorded as re-run; the job can still be re-run by hand).
+
+Nor again and again: an attempt runnerscale started by a re-run that loses its runner too is
+not re-run, since the job itself may be what kills its runners (a container killed for using
+too much memory dies just like a lost machine).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Collection, Mapping
+from dataclasses import replace
+
+from runnerscale.controller.actions import Events, PoolRuntime
+from runnerscale.model import RERUN, Job, JobLoss, JobState, Runner
+from runnerscale.protocols import Clock, GitHubAPI, GitHubError, Store
+
+log = logging.getLogger("runnerscale.controller")
+
+#: The wait before asking again for a re-run GitHub refused; it doubles up to the cap.
+RETRY_WAIT = 30.0
+RETRY_WAIT_CAP = 3600.0
+#: Losses settled since the start shown in the status, the newest.
+SHOWN = 20
+
+#: A job across its attempts: repository, workflow run, job name.
+Attempts = tuple[str, int, str]
+
+
+def record_loss(store: Store, runner: Runner, why: str, now: float) -> JobLoss | None:
+    """``runner`` died while busy (``why``): record the job it ran as lost. None when that job
+    is not known, or its loss was recorded already."""
+    job = _running_job(store, runner)
+    if job is None:
+        log.warning(
+            "runner %s (pool %s) died mid-job, but its job is not known: it cannot be re-run",
+            runner.name,
+            runner.pool,
+        )
+        return None
+    loss = JobLoss(
+        job_id=job.id,
+        repo=job.repo,
+        pool=runner.pool,
+        reason=f"runner {runner.name} died mid-job: {why}",
+        lost_at=now,
+    )
+    if not store.record_job_loss(loss):
+        return None
+    log.info("job %s of %s: lost: %s", job.id, job.repo, loss.reason)
+    return loss
+
+
+def _running_job(store: Store, runner: Runner) -> Job | None:
+    if runner.job_id is not None:
+        return store.get_job(runner.job_id)
+    # Busy by GitHub's runner list before a webhook of its job named it: find the job.
+    return next(
+        (job for job in store.jobs([JobState.IN_PROGRESS]) if job.runner_name == runner.name),
+        None,
+    )
+
+
+def _attempts(job: Job) -> Attempts | None:
+    if job.run_id is None or job.name is None:
+        return None
+    return (job.repo.lower(), job.run_id, job.name)
+
+
+def verdict(
+    loss: JobLoss,
+    job: Job | None,
+    rerun_lost_jobs: Mapping[str, bool],
+    rerun_before: Collection[Attempts],
+) -> str | None:
+    """What becomes of an unsettled loss: None while its job has not ended, :data:`RERUN`, or
+    why it is not re-run. ``rerun_lost_jobs``: each pool's setting; ``rerun_before``: the jobs
+    (across attempts) runnerscale has re-run already."""
+    if job is None:
+        return "not re-run: its job is no longer known"
+    if job.state is not JobState.COMPLETED:
+        return None
+    if job.conclusion != "failure":
+        return f"not re-run: the job ended {job.conclusion or 'without a conclusion'}"
+    if not rerun_lost_jobs.get(loss.pool, False):
+        return f"not re-run: pool {loss.pool} does not re-run lost jobs (rerun_lost_jobs)"
+    if _attempts(job) in rerun_before:
+        return "not re-run: an earlier attempt of this job was re-run already"
+    return RERUN
+
+
+class Reruns:
+    """Settles the losses whose jobs have ended: re-runs them, or says why not."""
+
+    def __init__(
+        self,
+        store: Store,
+        github: GitHubAPI,
+        clock: Clock,
+        pools: Mapping[str, PoolRuntime],
+        events: Events,
+    ) -> None:
+        self.store = store
+        self.github = github
+        self.clock = clock
+        self.pools = pools
+        self.events = events
+        #: Re-runs GitHub refused: job id -> (not before, the wait after the next refusal).
+        self._retries: dict[int, tuple[float, float]] = {}
+        self._unsettled: list[JobLoss] = []
+        self._settled: deque[JobLoss] = deque(maxlen=SHOWN)
+
+    def shown(self) -> list[JobLoss]:
+        """For the status: the losses whose jobs have not ended yet (or whose re-run is to be
+        retried), then those settled since the start, the newest first."""
+        return [*self._unsettled, *self._settled]
+
+    async def settle(self) -> None:
+        """One pass (part of each reconcile): every unsettled loss whose job has ended."""
+        now = self.clock.now()
+        unsettled = self.store.job_losses(settled=False)
+        waiting = {loss.job_id for loss in unsettled}
+        self._retries = {key: wait for key, wait in self._retries.items() if key in waiting}
+        due = [loss for loss in unsettled if now >= self._retries.get(loss.job_id, (0.0, 0.0))[0]]
+        jobs = {loss.job_id: self.store.get_job(loss.job_id) for loss in due}
+        ended = any(job is not None and job.state is JobState.COMPLETED for job in jobs.values())
+        flags = {name: pool.rerun_lost_jobs for name, pool in self.pools.items()}
+        rerun_before = self._rerun_before() if ended else set()
+        settled: set[int] = set()
+        for loss in due:
+            job = jobs[loss.job_id]
+            outcome = verdict(loss, job, flags, rerun_before)
+            if outcome is None or not self.store.settle_job_loss(loss.job_id, outcome, now):
+                continue  # not ended yet; or another pass (another daemon) settled it
+            done = replace(loss, settled_at=now, outcome=outcome)
+            if outcome == RERUN:
+                assert job is not None
+                if not await self._rerun(done, job):
+                    continue
+                if (attempts := _attempts(job)) is not None:
+                    rerun_before.add(attempts)
+            else:
+                log.info("job %s of %s: %s (%s)", loss.job_id, loss.repo, outcome, loss.reason)
+            settled.add(loss.job_id)
+            self._settled.appendleft(done)
+        self._unsettled = [loss for loss in unsettled if loss.job_id not in settled]
+
+    def _rerun_before(self) -> set[Attempts]:
+        """The jobs (across attempts) whose loss was settled by a re-run."""
+        found: set[Attempts] = set()
+        for loss in self.store.job_losses(settled=True):
+            job = self.store.get_job(loss.job_id) if loss.outcome == RERUN else None
+            attempts = _attempts(job) if job is not None else None
+            if attempts is not None:
+                found.add(attempts)
+        return found
+
+    async def _rerun(self, loss: JobLoss, job: Job) -> bool:
+        """Ask GitHub to re-run the job of a loss settled (claimed) for it. Refused: the loss
+        is reopened, to be asked again after a wait."""
+        assert loss.settled_at is not None
+        try:
+            await self.github.rerun_job(job.repo, job.id)
+        except GitHubError as error:
+            self.store.reopen_job_loss(loss.job_id, loss.settled_at)
+            wait = self._retries.get(loss.job_id, (0.0, RETRY_WAIT))[1]
+            self._retries[loss.job_id] = (self.clock.now() + wait, min(2 * wait, RETRY_WAIT_CAP))
+            log.warning(
+                "job %s of %s: re-running it failed (next try in %.0fs): %s",
+                job.id,
+                job.repo,
+                wait,
+                error,
+            )
+            self.events.error(loss.pool, "rerun")
+            return False
+        self._retries.pop(loss.job_id, None)
+        log.info("job %s of %s (pool %s): re-run: %s", job.id, job.repo, loss.pool, loss.reason)
+        self.events.rerun(loss.pool)
+        return True
