@@ -34,7 +34,7 @@ from tests.e2e.harness import (
     write_config,
 )
 from tests.e2e.test_daemon import _clean, _reachable, simulator
-from tests.providers.conformance import processes_showing
+from tests.processes import processes_showing
 
 __all__ = ["simulator"]  # a fixture, imported
 

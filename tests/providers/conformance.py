@@ -76,18 +76,17 @@ import abc
 import asyncio
 import contextlib
 import logging
-import os
 import traceback
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
 from runnerscale.model import Instance, InstanceSpec
 from runnerscale.protocols import Provider, ProviderError
+from tests.processes import processes_showing
 
 __all__ = [
     "CREDENTIAL_VARIABLES",
@@ -199,31 +198,6 @@ class BackendUnderTest(abc.ABC):
 
 
 # -- helpers
-
-
-def processes_showing(
-    needles: Iterable[str], *, environ: bool = False, exclude: Iterable[int] = ()
-) -> list[str]:
-    """Processes of this host whose command line (and, with ``environ``, whose environment)
-    contains one of ``needles``, described without the needle (pid, file, program)."""
-    wanted = [needle.encode() for needle in needles]
-    skipped = {os.getpid(), *exclude}
-    files = ("cmdline", "environ") if environ else ("cmdline",)
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) in skipped:
-            continue
-        for name in files:
-            try:
-                content = (entry / name).read_bytes()
-            except OSError:  # gone meanwhile, or not ours to read
-                continue
-            if any(needle in content for needle in wanted):
-                program = "?"
-                with contextlib.suppress(OSError):
-                    program = (entry / "comm").read_text().strip()
-                found.append(f"pid {entry.name} ({program}) in its {name}")
-    return found
 
 
 def exception_text(error: BaseException) -> str:
