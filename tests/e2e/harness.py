@@ -151,6 +151,14 @@ async def leftovers(simulator: SimulatorServer, work_root: Path) -> dict[str, in
     return {"registered": len(world.runners), "instances": len(runner_directories(work_root))}
 
 
+async def nothing_left(simulator: SimulatorServer, daemon: Daemon, work_root: Path) -> bool:
+    """Nothing left behind: no runner registered in the simulator, no runner directory
+    (process) under ``work_root``, no live runner in the daemon's store."""
+    left = await leftovers(simulator, work_root)
+    live = [r for r in daemon.store.runners() if r.state.live]
+    return not any(left.values()) and not live
+
+
 def runner_directories(work_root: Path) -> list[Path]:
     """One directory per runner instance under ``work_root/<pool>/`` (hidden ones excluded)."""
     if not work_root.exists():

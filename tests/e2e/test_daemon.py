@@ -15,7 +15,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runnerscale.daemon import Daemon
 from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
 from runnerscale.fakegithub.world import WorldSettings
 from runnerscale.github.webhooks import sign
@@ -26,6 +25,7 @@ from tests.e2e.harness import (
     all_done,
     in_process_daemon,
     leftovers,
+    nothing_left,
     queue_jobs,
     record_jit_configs,
     start_daemon_process,
@@ -47,12 +47,6 @@ async def simulator() -> AsyncIterator[SimulatorServer]:
 
 def hook(simulator: SimulatorServer, daemon_url: str) -> None:
     simulator.simulator.webhooks.add_hook(f"{daemon_url}/webhook", WEBHOOK_SECRET)
-
-
-async def nothing_left(simulator: SimulatorServer, daemon: Daemon, work_root: Path) -> bool:
-    left = await leftovers(simulator, work_root)
-    live = [r for r in daemon.store.runners() if r.state.live]
-    return not any(left.values()) and not live
 
 
 async def test_a_burst_of_30_jobs_is_served_and_nothing_is_left(

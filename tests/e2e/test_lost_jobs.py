@@ -17,7 +17,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runnerscale.daemon import Daemon
 from runnerscale.fakegithub.entities import Job
 from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
 from runnerscale.fakegithub.world import LOST_COMMUNICATION, JobSpec, WorldSettings
@@ -27,8 +26,8 @@ from tests.e2e.harness import (
     TOKEN,
     WEBHOOK_SECRET,
     in_process_daemon,
-    leftovers,
     local_pool,
+    nothing_left,
     wait_until,
     write_config,
 )
@@ -46,12 +45,6 @@ async def simulator() -> AsyncIterator[SimulatorServer]:
     async with SimulatorServer(SimulatorOptions(tokens=(TOKEN,), world=settings)) as server:
         server.simulator.world.ensure_repo("acme/app")
         yield server
-
-
-async def nothing_left(simulator: SimulatorServer, daemon: Daemon, work_root: Path) -> bool:
-    left = await leftovers(simulator, work_root)
-    live = [r for r in daemon.store.runners() if r.state.live]
-    return not any(left.values()) and not live
 
 
 async def test_a_job_whose_runner_is_killed_is_rerun_once_and_served_by_a_new_runner(
