@@ -102,6 +102,9 @@ class PollHints:
     webhooks: bool = False
     #: The newest creation time of a job heard of, per repository (lower case ``owner/name``).
     newest_jobs: Mapping[str, float] = field(default_factory=dict)
+    #: Repositories where the controller expects a job it has not heard of yet (a re-run it
+    #: asked for, whose webhook may be lost): every poll reads them in full.
+    expected_repos: frozenset[str] = frozenset()
 
 
 class GitHubAPI(Protocol):

@@ -261,3 +261,18 @@ def test_each_rerun_is_counted_by_pool_in_the_metrics() -> None:
     text = metrics.render().decode()
     assert 'runnerscale_jobs_rerun_total{pool="linux"} 2.0' in text
     assert 'runnerscale_jobs_rerun_total{pool="gpu"} 1.0' in text
+
+
+async def test_a_reruns_repository_is_read_by_every_poll_until_its_new_attempt_is_heard_of(
+    world: Rig,
+) -> None:
+    """A re-run is no push: if the new attempt's webhook is lost, only a poll that reads the
+    repository finds it (the chaos benchmark caught an attempt left queued for good)."""
+    name = await running(world)
+    await dies(world, name)
+    assert world.controller.poll_hints().expected_repos == frozenset()
+    await ends(world)
+    await world.reconcile()
+    assert world.controller.poll_hints().expected_repos == {"acme/app"}
+    await world.deliver(world.github.jobs[ATTEMPT])  # heard of: nothing more to expect
+    assert world.controller.poll_hints().expected_repos == frozenset()

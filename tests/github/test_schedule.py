@@ -86,6 +86,13 @@ def test_while_webhooks_arrive_hot_repositories_are_left_to_them() -> None:
     assert sorted(name for plan in plans for name in plan.probe) == NAMES
 
 
+def test_a_repository_expecting_a_rerun_is_read_in_full_even_while_webhooks_arrive() -> None:
+    schedule = RepoSchedule()
+    hints = PollHints(webhooks=True, expected_repos=frozenset({"ACME/R07"}))
+    assert schedule.plan("org:acme", REPOS, hints, NOW).full == ["acme/r07"]
+    assert schedule.plan("org:acme", REPOS, HOOKS, NOW).full == []
+
+
 def test_a_repository_pushed_to_since_its_last_read_is_read_in_full() -> None:
     schedule = RepoSchedule(sweep_polls=1000)
     read_all(schedule)

@@ -258,7 +258,12 @@ class Controller:
 
     def poll_hints(self) -> PollHints:
         """What a GitHub poll of an organisation needs to know to read less."""
-        return PollHints(self.active_repos(), self.webhooks_flow(), self.newest_jobs)
+        return PollHints(
+            self.active_repos(),
+            self.webhooks_flow(),
+            self.newest_jobs,
+            self.reruns.expected_repos(),
+        )
 
     def kick(self) -> None:
         self._kick.set()

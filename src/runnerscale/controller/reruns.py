@@ -38,6 +38,8 @@ log = logging.getLogger("runnerscale.controller")
 #: The wait before asking again for a re-run GitHub refused; it doubles up to the cap.
 RETRY_WAIT = 30.0
 RETRY_WAIT_CAP = 3600.0
+#: How long after a re-run its repository is read in full until its new attempt is heard of.
+EXPECT_FOR = 3600.0
 #: Losses settled since the start shown in the status, the newest.
 SHOWN = 20
 
@@ -132,6 +134,32 @@ class Reruns:
         """For the status: the losses whose jobs have not ended yet (or whose re-run is to be
         retried), then those settled since the start, the newest first."""
         return [*self._unsettled, *self._settled]
+
+    def expected_repos(self) -> frozenset[str]:
+        """Repositories of re-runs asked for within :data:`EXPECT_FOR` whose new attempt has
+        not been heard of: a re-run is no push, so if its webhook is lost only a poll that
+        reads the repository in full finds it (:class:`~runnerscale.protocols.PollHints`)."""
+        since = self.clock.now() - EXPECT_FOR
+        recent = [
+            loss
+            for loss in self.store.job_losses(settled=True)
+            if loss.outcome == RERUN and loss.settled_at is not None and loss.settled_at >= since
+        ]
+        if not recent:
+            return frozenset()
+        newest: dict[tuple[str, int], int] = {}
+        for known in self.store.jobs():
+            if known.run_id is not None:
+                key = (known.repo.lower(), known.run_id)
+                newest[key] = max(newest.get(key, 0), known.id)
+        expected: set[str] = set()
+        for loss in recent:
+            lost = self.store.get_job(loss.job_id)
+            if lost is None or lost.run_id is None:
+                continue
+            if newest.get((lost.repo.lower(), lost.run_id), 0) <= lost.id:
+                expected.add(lost.repo)
+        return frozenset(expected)
 
     async def settle(self) -> None:
         """One pass (part of each reconcile): every unsettled loss whose job has ended."""

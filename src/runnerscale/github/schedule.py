@@ -14,7 +14,9 @@ reads:
   no read;
 * **hot** repositories, without webhooks only: those whose last read showed active runs, and
   those the controller holds active jobs of. While webhooks arrive they keep those jobs current
-  and the controller re-checks, one by one, the jobs that look stuck;
+  and the controller re-checks, one by one, the jobs that look stuck. With or without webhooks,
+  the repositories where the controller expects a job it has not heard of (a re-run it asked
+  for: a re-run is no push, so nothing else would read it if its webhook is lost);
 * a **slice** of the others, so that each is read once every ``sweep_polls`` polls
   (``webhook_slowdown`` times more slowly while webhooks arrive). Repositories never read come
   first, most recently pushed first; then round-robin. A swept repository is probed with one
@@ -118,6 +120,7 @@ class RepoSchedule:
             self._began = now - QUEUE_LIMIT
         hinted = {repo.lower() for repo in hints.active_repos}
         hot = set() if hints.webhooks else self._hot | hinted
+        hot |= {repo.lower() for repo in hints.expected_repos}
         full: list[ListedRepo] = []
         cold: list[ListedRepo] = []
         for repo in repos:
