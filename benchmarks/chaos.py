@@ -192,6 +192,8 @@ class DaemonProcess:
             "CHAOS_TOKEN": TOKEN,
             "CHAOS_WEBHOOK_SECRET": WEBHOOK_SECRET,
         }
+        if "PYTHONPATH" in os.environ:  # a checkout other than the installed one, under test
+            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
         with self.log.open("ab") as output:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "runnerscale", "run", "-c", str(self.config),
@@ -292,9 +294,14 @@ class Chaos:
         try:
             await self._storm(console)
             self.outcome.leftovers = await self._wait_clean()
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}") as http:
+            # The control API is on the daemon's unix socket in its state directory.
+            control = httpx.AsyncHTTPTransport(uds=str(self.scratch / "state" / "control.sock"))
+            async with (
+                httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}") as http,
+                httpx.AsyncClient(transport=control, base_url="http://localhost") as status,
+            ):
                 texts = [(await http.get("/metrics")).text]
-                texts.append((await http.get("/api/v1/status")).text)
+                texts.append((await status.get("/api/v1/status")).text)
             await self.daemon.stop()
         finally:
             sampler.cancel()
