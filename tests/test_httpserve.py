@@ -1,8 +1,17 @@
 """``LoopbackServer`` leaves logging to the daemon: uvicorn's own error log (a traceback from
 an app) goes through the root handler and its redaction. Before, uvicorn installed a stderr
-handler of its own that did not propagate, and wrote the traceback, secret and all."""
+handler of its own that did not propagate, and wrote the traceback, secret and all.
+
+``UnixSocketServer`` (the daemon's control API, issue 12) makes its socket 0600 before anyone
+can connect, refuses a path another server holds, replaces one a dead server left, and works
+with a path longer than a socket's address holds."""
 
 from __future__ import annotations
+
+import os
+import socket
+import stat
+from pathlib import Path
 
 import httpx
 import pytest
@@ -11,7 +20,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from runnerscale.httpserve import LoopbackServer
+from runnerscale.files import MAX_SOCKET_ADDRESS, socket_address
+from runnerscale.httpserve import LoopbackServer, SocketInUseError, UnixSocketServer
 from runnerscale.logs import REDACTED
 from tests.logcapture import daemon_log
 
@@ -37,3 +47,59 @@ async def test_a_traceback_from_the_app_is_logged_redacted(
     assert SECRET not in text
     printed = capfd.readouterr()
     assert SECRET not in printed.out + printed.err
+
+
+async def hello(request: Request) -> Response:
+    return Response("hello")
+
+
+HELLO = Starlette(routes=[Route("/", hello)])
+
+
+async def get_over(path: Path) -> httpx.Response:
+    with socket_address(path) as address:
+        transport = httpx.AsyncHTTPTransport(uds=address)
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
+            return await http.get("/")
+
+
+async def test_a_unix_socket_server_is_its_owners_from_the_start_and_leaves_no_socket(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "run" / "control.sock"
+    before = os.umask(0)  # bind alone would make the socket 0777
+    try:
+        server = UnixSocketServer(HELLO, path)
+    finally:
+        os.umask(before)
+    assert stat.S_ISSOCK(path.lstat().st_mode)
+    assert stat.S_IMODE(path.lstat().st_mode) == 0o600  # before it serves anything
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert server.url == f"unix://{path}"
+    async with server:
+        assert (await get_over(path)).text == "hello"
+    assert not path.exists()
+
+
+async def test_a_second_server_on_a_live_socket_is_refused_and_a_dead_ones_is_replaced(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "control.sock"
+    async with UnixSocketServer(HELLO, path):
+        with pytest.raises(SocketInUseError):
+            UnixSocketServer(HELLO, path)
+        assert (await get_over(path)).text == "hello"  # the first one's socket is untouched
+    # A server killed -9 leaves its socket file behind (and frees its lock).
+    with socket.socket(socket.AF_UNIX) as dead:
+        dead.bind(str(path))
+    async with UnixSocketServer(HELLO, path):
+        assert (await get_over(path)).text == "hello"
+
+
+async def test_a_socket_path_longer_than_an_address_holds_works(tmp_path: Path) -> None:
+    path = tmp_path / ("d" * 120) / "control.sock"
+    assert len(str(path)) > MAX_SOCKET_ADDRESS
+    async with UnixSocketServer(HELLO, path):
+        assert stat.S_IMODE(path.lstat().st_mode) == 0o600
+        assert (await get_over(path)).text == "hello"
+    assert not path.exists()

@@ -8,15 +8,24 @@ folder made here, parents included, gets exactly its mode; a file is made, or na
 its owner's bits. A folder that already existed is left as it is: it may be shared (``/tmp``,
 ``/var/lib``), and is not ours to change. Apart from the store and the backends because both
 need it, and those layers do not import each other.
+
+A unix socket's path (the daemon's control socket, under the state directory) may be longer
+than the 107 bytes its address can hold; :func:`socket_address` reaches it through its opened
+folder instead, for the daemon that binds it and the command line that connects alike.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["make_dirs", "private_file"]
+__all__ = ["MAX_SOCKET_ADDRESS", "make_dirs", "private_file", "socket_address"]
+
+#: The longest path a unix socket's address holds (``sun_path``: 108 bytes with its NUL).
+MAX_SOCKET_ADDRESS = 107
 
 #: Bits of a mode that let others than the owner in.
 _OTHERS = stat.S_IRWXG | stat.S_IRWXO
@@ -55,3 +64,18 @@ def private_file(path: Path, *, create: bool = True) -> None:
             os.fchmod(fd, stat.S_IMODE(info.st_mode) & ~_OTHERS)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def socket_address(path: Path) -> Iterator[str]:
+    """An address for the unix socket at ``path`` (to bind or to connect to): the path
+    itself when it fits, else, while the context lasts, ``/proc/self/fd/N/NAME`` through its
+    folder, opened (Linux resolves it like the path)."""
+    if len(os.fsencode(path)) <= MAX_SOCKET_ADDRESS:
+        yield str(path)
+        return
+    folder = os.open(path.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        yield f"/proc/self/fd/{folder}/{path.name}"
+    finally:
+        os.close(folder)

@@ -2,14 +2,19 @@
 
 Binding first means the URL (and a port picked by the system) is known before anything that
 needs it is built; the simulator writes its own URL into the JIT configurations it issues.
-Used by the simulator, the daemon and the tests' webhook receivers.
+Used by the simulator, the daemon (on TCP, and on a unix socket for its control API) and the
+tests' webhook receivers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import fcntl
+import os
 import socket
+import stat
 from abc import ABC, abstractmethod
 from pathlib import Path
 from types import TracebackType
@@ -17,6 +22,8 @@ from typing import Self
 
 import uvicorn
 from starlette.types import ASGIApp
+
+from runnerscale.files import make_dirs, socket_address
 
 
 class Service(ABC):
@@ -41,17 +48,14 @@ class Service(ABC):
         await self.stop()
 
 
-class LoopbackServer(Service):
-    """An ASGI app served by uvicorn on a socket bound up front, so its URL is known first.
-
-    With ``certfile`` and ``keyfile`` (PEM) it serves https, and :attr:`url` says so.
-    """
+class SocketServer(Service):
+    """An ASGI app served by uvicorn on a socket bound before (its URL is known first)."""
 
     def __init__(
         self,
         app: ASGIApp,
-        host: str = "127.0.0.1",
-        port: int = 0,
+        sock: socket.socket,
+        url: str,
         *,
         certfile: Path | None = None,
         keyfile: Path | None = None,
@@ -59,21 +63,9 @@ class LoopbackServer(Service):
         if (certfile is None) != (keyfile is None):
             raise ValueError("certfile and keyfile go together")
         self.app = app
+        self._socket = sock
+        self.url = url
         self._tls = (certfile, keyfile)
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        # IPPROTO_TCP (not 0): asyncio then sets TCP_NODELAY on accepted connections, which
-        # avoids a ~40 ms delayed-ACK stall on every request.
-        self._socket = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            self._socket.bind((host, port))
-        except OSError:
-            self._socket.close()
-            raise
-        self.port: int = self._socket.getsockname()[1]
-        scheme = "http" if certfile is None else "https"
-        authority = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
-        self.url = f"{scheme}://{authority}"
         self._server: uvicorn.Server | None = None
         self.task: asyncio.Task[None] | None = None
 
@@ -93,7 +85,7 @@ class LoopbackServer(Service):
         )
         self._server = uvicorn.Server(config)
         self.task = asyncio.create_task(
-            self._server.serve(sockets=[self._socket]), name=f"http-{self.port}"
+            self._server.serve(sockets=[self._socket]), name=f"http {self.url}"
         )
         while not self._server.started:
             if self.task.done():
@@ -112,3 +104,90 @@ class LoopbackServer(Service):
     def close(self) -> None:
         """Release the socket (also when the server never started)."""
         self._socket.close()
+
+
+class LoopbackServer(SocketServer):
+    """An ASGI app served by uvicorn on a TCP socket bound up front, so its URL is known first.
+
+    With ``certfile`` and ``keyfile`` (PEM) it serves https, and :attr:`url` says so.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        certfile: Path | None = None,
+        keyfile: Path | None = None,
+    ) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        # IPPROTO_TCP (not 0): asyncio then sets TCP_NODELAY on accepted connections, which
+        # avoids a ~40 ms delayed-ACK stall on every request.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            sock.close()
+            raise
+        self.port: int = sock.getsockname()[1]
+        scheme = "http" if certfile is None else "https"
+        authority = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+        super().__init__(app, sock, f"{scheme}://{authority}", certfile=certfile, keyfile=keyfile)
+
+
+class SocketInUseError(OSError):
+    """Another live process serves the unix socket's path."""
+
+
+class UnixSocketServer(SocketServer):
+    """An ASGI app served by uvicorn on a unix socket only its owner (and root) may use.
+
+    The socket is made with mode 0600 from the start (its mode is set before ``bind``, which
+    Linux gives the file it creates), in a folder made 0700 when missing. The path is held
+    with a lock file beside it for the server's life: a second server on the same path is
+    refused (:class:`SocketInUseError`) rather than taking the path from under the first, while
+    a socket file left by a server that died (``kill -9``) is replaced. On closing, the socket
+    file is removed if it is still the one this server made.
+    """
+
+    def __init__(self, app: ASGIApp, path: Path) -> None:
+        make_dirs(path.parent)
+        lock = os.open(
+            path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock)
+            raise SocketInUseError(
+                errno.EADDRINUSE, "another process serves this socket", str(path)
+            ) from None
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_ISSOCK(path.lstat().st_mode):
+                    path.unlink()  # left by a server that died: the lock was free
+            os.fchmod(sock.fileno(), 0o600)
+            with socket_address(path) as address:
+                sock.bind(address)
+            os.chmod(path, 0o600)
+        except BaseException:
+            sock.close()
+            os.close(lock)
+            raise
+        self.path = path
+        self._lock: int | None = lock
+        self._inode = path.stat().st_ino
+        super().__init__(app, sock, f"unix://{path}")
+
+    def close(self) -> None:
+        super().close()
+        if self._lock is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            if self.path.lstat().st_ino == self._inode:
+                self.path.unlink()
+        os.close(self._lock)
+        self._lock = None
