@@ -1131,6 +1131,14 @@ def test_runner_prefix_collision_and_format() -> None:
     assert "is not a valid runner name prefix" in problem.message
 
 
+def test_controller_id_is_optional_and_checked() -> None:
+    assert parse(EXAMPLE).controller_id is None  # then the state's own (store.deployment)
+    assert parse(EXAMPLE + "controller_id: ci-eu.2\n").controller_id == "ci-eu.2"
+    problem = only(errors_of(EXAMPLE + "controller_id: -bad id\n"))
+    assert problem.path == "controller_id"
+    assert "is not a valid controller id" in problem.message
+
+
 def test_models_are_frozen() -> None:
     config = parse(EXAMPLE)
     with pytest.raises(ValueError, match="frozen"):

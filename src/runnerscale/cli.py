@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -507,6 +508,8 @@ def status(config: ConfigOption) -> None:
             "yes" if pool["healthy"] else f"no: {pool.get('last_error') or ''}",
         )
     Console().print(table)
+    for line in _leadership_lines(body):
+        typer.echo(line)
     typer.echo(f"unmatched jobs (no pool serves them): {body.get('unmatched_jobs', 0)}")
     unmatched = body.get("unmatched") or []
     assert isinstance(unmatched, list)
@@ -520,6 +523,24 @@ def status(config: ConfigOption) -> None:
 
         for line in _github_lines(github, time.time()):
             typer.echo(line)
+
+
+def _leadership_lines(body: dict[str, Any]) -> list[str]:
+    """Who leads the deployment, and whether the daemon asked is the one (its pool figures
+    are those of its last lead when it stands by)."""
+    if "leading" not in body:
+        return []
+    leader = body.get("leader")
+    since = ""
+    if isinstance(leader, dict):
+        since = datetime.fromtimestamp(leader["since"], UTC).isoformat(timespec="seconds")
+    if body["leading"]:
+        said = f"leader: this daemon ({body['instance']}), since {since}"
+    elif isinstance(leader, dict):
+        said = f"leader: {leader['id']}, since {since}; this daemon ({body['instance']}) stands by"
+    else:
+        said = f"leader: none right now; this daemon ({body['instance']}) stands by"
+    return [said, f"controller id: {body['controller_id']}"]
 
 
 def _github_lines(github: dict[str, Any], now: float) -> list[str]:

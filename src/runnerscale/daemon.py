@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +32,9 @@ from runnerscale.protocols import GitHubError, Provider, ProviderError
 from runnerscale.providers.registry import BackendContext, UnknownBackendError, backend
 from runnerscale.server import DaemonHTTP
 from runnerscale.store import SqlStore, open_store
+from runnerscale.store.deployment import choose_controller_id
+from runnerscale.store.leadership import open_leadership
+from runnerscale.succession import Succession
 from runnerscale.wiring import apply_settings, build_controller, pool_runtime
 
 log = logging.getLogger("runnerscale")
@@ -48,6 +54,12 @@ def store_url(config: Config) -> str:
     if path is not None:
         return f"sqlite:///{path}"
     return config.state
+
+
+def instance_id() -> str:
+    """This daemon's id among its deployment's daemons, as status and the logs show it: its
+    host and process, and a few random digits (two daemons in one process stay apart)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
 
 
 def build_provider(config: Config, pool: PoolConfig, controller_id: str) -> Provider:
@@ -192,6 +204,8 @@ class Daemon:
     controller: Controller
     metrics: Metrics
     http: LoopbackServer
+    #: Leads (runs the controller) or stands by for another daemon on the same state.
+    succession: Succession
     #: What ``auto`` stood for, per pool (kept for reloads).
     host_facts: dict[str, HostFacts] = field(default_factory=dict)
     #: Pools whose host labels are not known yet (their engine is away), and why.
@@ -204,16 +218,20 @@ class Daemon:
         config: Config,
         *,
         clock: Clock | None = None,
-        controller_id: str = "runnerscale",
+        controller_id: str | None = None,
         port: int | None = None,
         on_secret: Callable[[str], None] | None = None,
     ) -> Daemon:
         """``on_secret`` learns every credential obtained while running (installation
-        tokens), for the log redactor."""
+        tokens), for the log redactor. ``controller_id`` (tests, the demo) overrides the
+        deployment's, which is kept in the state (:mod:`runnerscale.store.deployment`)."""
         clock = clock or SystemClock()
         github_config = config.github
         github = github_client(config, clock, on_secret)
-        store = open_store(store_url(config))
+        url = store_url(config)
+        store = open_store(url)
+        if controller_id is None:
+            controller_id = choose_controller_id(store, config.controller_id)
         providers = {
             pool.name: build_provider(config, pool, controller_id) for pool in config.pools
         }
@@ -241,18 +259,24 @@ class Daemon:
             poll_pacer=github,
         )
         holder["controller"] = controller
+        succession = Succession(
+            open_leadership(url, instance_id()), controller, clock, controller_id=controller_id
+        )
         secret = github_config.webhook_secret
         http = DaemonHTTP(
             controller,
             store,
             metrics,
             secret.get_secret_value() if secret is not None else None,
-            github.budget,
+            budget=github.budget,
+            role=succession.role,
         )
         server = LoopbackServer(
             http.app(), config.server.host, config.server.port if port is None else port
         )
-        return cls(config, clock, store, github, controller, metrics, server, facts, waiting)
+        return cls(
+            config, clock, store, github, controller, metrics, server, succession, facts, waiting
+        )
 
     @property
     def url(self) -> str:
@@ -263,7 +287,8 @@ class Daemon:
             log.warning("no github.webhook_secret: webhooks are refused, polling alone finds jobs")
         await self.check_access()
         await self.http.start()
-        await self.controller.start()
+        # Leads at once when no other daemon does; else stands by (webhooks go to the store).
+        await self.succession.start()
         if self.waiting:
             self._host_task = asyncio.create_task(self._await_hosts(), name="hosts")
         log.info(
@@ -296,7 +321,7 @@ class Daemon:
             self._host_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._host_task
-        await self.controller.stop()
+        await self.succession.stop()  # the loops first, then the lead: nobody acts twice
         await self.http.stop()
         for pool in self.controller.pools.values():
             await pool.provider.close()

@@ -8,6 +8,10 @@ logs a payload, a signature or a secret. A delivery that holds what GitHub never
 with the reason (``runnerscale.github.fields``), so nothing accepted can fail later; a failure
 of our own (the store) is a 500 whose traceback goes to the daemon's log, through its redaction.
 
+A daemon that stands by (another on the same state leads, see ``runnerscale.succession``)
+takes webhooks into the shared store like the leader and answers health and status (saying who
+leads), but refuses to scale by hand (409): only the leader acts.
+
 The status and scaling API (``/api/v1/...``) has no authentication of its own: bind
 ``server.listen`` to loopback (the default) or put it behind something that authenticates.
 """
@@ -15,6 +19,7 @@ The status and scaling API (``/api/v1/...``) has no authentication of its own: b
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -37,6 +42,7 @@ from runnerscale.github.webhooks import (
 from runnerscale.logs import untrusted
 from runnerscale.metrics import Metrics
 from runnerscale.protocols import GitHubError, ProviderError, Store
+from runnerscale.succession import Role
 
 log = logging.getLogger("runnerscale.server")
 
@@ -70,13 +76,17 @@ class DaemonHTTP:
         store: Store,
         metrics: Metrics,
         webhook_secret: str | None,
+        *,
         budget: Budgets | None = None,
+        role: Callable[[], Role] | None = None,
     ) -> None:
         self.controller = controller
         self.store = store
         self.metrics = metrics
         self._secret = webhook_secret
         self.budget = budget
+        #: Whether this daemon leads or stands by (None: it always leads).
+        self.role = role
         self.intake = WebhookIntake(store, controller.covers, controller.clock)
 
     def app(self) -> Starlette:
@@ -151,7 +161,11 @@ class DaemonHTTP:
         return JSONResponse(body, status_code=503 if reasons else 200)
 
     async def ready(self, request: Request) -> Response:
-        """200 once the daemon has reconciled since it started, 503 before."""
+        """200 once the daemon has reconciled since it started, 503 before. A standby is
+        ready once it knows it stands by: it takes webhooks into the shared store."""
+        role = self.role() if self.role is not None else None
+        if role is not None and role.decided and not role.leading:
+            return JSONResponse({"ready": True, "role": "standby"})
         if self.controller.ready:
             return JSONResponse({"ready": True})
         return JSONResponse(
@@ -165,7 +179,21 @@ class DaemonHTTP:
         if self.budget is not None:
             body["github"] = self.budget.report()
         body["errors"] = dict(self.controller.errors)
+        if self.role is not None:
+            role = self.role()
+            body["controller_id"] = role.controller_id
+            body["instance"] = role.instance
+            body["leading"] = role.leading
+            body["leader"] = None if role.leader is None else asdict(role.leader)
         return JSONResponse(body)
+
+    def _standing_by(self) -> Response | None:
+        """The refusal of an act asked of a standby (only the leader acts), or None."""
+        role = self.role() if self.role is not None else None
+        if role is None or role.leading:
+            return None
+        leader = role.leader.id if role.leader is not None else "none right now"
+        return _message(409, f"this daemon stands by: ask the one that leads ({leader})")
 
     # ------------------------------------------------------------------ manual scaling
 
@@ -187,6 +215,8 @@ class DaemonHTTP:
         return str(name)
 
     async def scale_up(self, request: Request) -> Response:
+        if refused := self._standing_by():
+            return refused
         pool = self._pool(request)
         if isinstance(pool, Response):
             return pool
@@ -200,6 +230,8 @@ class DaemonHTTP:
         return JSONResponse({"created": created, "requested": count})
 
     async def scale_down(self, request: Request) -> Response:
+        if refused := self._standing_by():
+            return refused
         pool = self._pool(request)
         if isinstance(pool, Response):
             return pool
@@ -207,6 +239,8 @@ class DaemonHTTP:
         return JSONResponse({"removed": removed})
 
     async def remove_runner(self, request: Request) -> Response:
+        if refused := self._standing_by():
+            return refused
         name = request.path_params["name"]
         runner = self.store.get_runner(name)
         if runner is None or not runner.state.live:

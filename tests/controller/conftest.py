@@ -144,11 +144,12 @@ class Rig:
         )
 
     async def deliver(self, *observed: ObservedJob) -> None:
-        """Webhook deliveries, as the HTTP server hands them over, then one pass of the events
-        loop (which is what ``Controller.start`` runs forever)."""
+        """Webhook deliveries, as the HTTP server hands them over (folded in at once while the
+        loops do not run), then one pass of the events loop when they do."""
         for one in observed:
             self.controller.submit(one)
-        await self.controller._drain_inbox()
+        if self.controller.running:
+            await self.controller._drain_inbox()
 
     async def queue(
         self, job_id: int, *, labels: tuple[str, ...] = JOB_LABELS, repo: str = REPO_A.name

@@ -13,11 +13,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from runnerscale.config import load_config
 from runnerscale.daemon import Daemon
 from runnerscale.fakegithub.entities import Runner
-from runnerscale.fakegithub.server import SimulatorServer
-from runnerscale.fakegithub.world import JobSpec, World
+from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
+from runnerscale.fakegithub.world import JobSpec, World, WorldSettings
 
 TOKEN = "ghp_e2e_token_value_1234567890"
 WEBHOOK_SECRET = "e2e-webhook-secret-value"
@@ -28,6 +30,16 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[SimulatorServer]:
+    """The simulator over HTTP with the e2e token and the repository ``acme/app`` (import the
+    fixture into a test module to use it)."""
+    options = SimulatorOptions(tokens=(TOKEN,), world=WorldSettings(runner_offline_after=30.0))
+    async with SimulatorServer(options) as server:
+        server.simulator.world.ensure_repo("acme/app")
+        yield server
 
 
 def write_config(

@@ -57,6 +57,7 @@ DEFAULT_LISTEN = "127.0.0.1:8787"
 
 POOL_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,30}$"
 RUNNER_PREFIX_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$"
+CONTROLLER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 _REPO_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 _ORG_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
 
@@ -583,6 +584,13 @@ class Config(ConfigModel):
     timeouts: Timeouts = Field(
         default_factory=Timeouts, description="Timeouts and the janitor's interval."
     )
+    controller_id: str | None = Field(
+        default=None,
+        pattern=CONTROLLER_ID_PATTERN,
+        description="The deployment's id, which its backends tag its runners with (default: "
+        "the one kept in the state; a new state gets rs-<8 hex>). Set it only to keep an id "
+        "across a new state: two deployments must never share one.",
+    )
 
     _default_state_dir: Path = PrivateAttr(default_factory=default_state_dir)
 
@@ -597,6 +605,17 @@ class Config(ConfigModel):
         if isinstance(data, dict) and "state" not in data and isinstance(env, Mapping):
             return {**data, "state": default_state_url(env)}
         return data
+
+    @field_validator("controller_id", mode="before")
+    @classmethod
+    def _controller_id(cls, value: Any) -> Any:
+        if isinstance(value, str) and not re.match(CONTROLLER_ID_PATTERN, value):
+            raise fail(
+                "is not a valid controller id",
+                "use letters, digits, '.', '_' and '-' (at most 63, starting with a letter or "
+                "digit), e.g. rs-ci-eu",
+            )
+        return value
 
     @field_validator("state", mode="before")
     @classmethod

@@ -226,9 +226,15 @@ class Controller:
         return any(target.covers(repo) for target in self.targets.values())
 
     def submit(self, observed: ObservedJob) -> None:
-        """Hand over a webhook observation (never blocks; processed by the events loop)."""
+        """Hand over a webhook observation. While the loops run, the events loop folds it in
+        (the HTTP answer never waits for that); while they do not (a daemon standing by for
+        another that leads), it is folded into the store at once, where the leader's next
+        decision finds it: nothing accepted is kept in memory only, with no loop to take it."""
         self.last_webhook_at = self.clock.now()
-        self._inbox.put_nowait(observed)
+        if self.running:
+            self._inbox.put_nowait(observed)
+        else:
+            self.observe(observed)
 
     def observe_webhook(self, observed: ObservedJob) -> None:
         """A webhook observation, folded in at once (the simulation's synchronous path)."""
@@ -270,6 +276,11 @@ class Controller:
 
     # ------------------------------------------------------------------ lifecycle
 
+    @property
+    def running(self) -> bool:
+        """Whether the loops run (:meth:`start` until :meth:`stop`)."""
+        return bool(self._tasks)
+
     async def start(self) -> None:
         await self.actions.recover()
         self._tasks = [
@@ -310,7 +321,10 @@ class Controller:
         return self.reconciled_at is not None
 
     async def stop(self) -> None:
-        """Stop the loops. Runners keep running: a restarted daemon adopts them."""
+        """Stop the loops. Runners keep running: a restarted daemon (or the one that takes the
+        lead) adopts them. Webhook observations not folded in yet are stored now, and the
+        loops' heartbeats are forgotten (a stopped loop is not a stuck one); :meth:`start`
+        may run the loops again."""
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -319,6 +333,12 @@ class Controller:
         self._tasks = []
         for worker in self.workers.values():
             await worker.stop()
+        self.heartbeats.clear()
+        while not self._inbox.empty():
+            try:
+                self.observe(self._inbox.get_nowait())
+            except Exception:  # the store may be what failed: the next poll finds the jobs
+                log.exception("a webhook observation could not be stored on stopping")
 
     async def _forever(
         self, name: str, step: Callable[[], Awaitable[None]], interval_setting: str | None
