@@ -18,6 +18,7 @@ from runnerscale.config import load_config
 from runnerscale.config.schema import Config
 from runnerscale.daemon import Daemon
 from runnerscale.fakegithub.server import SimulatorServer
+from tests.e2e.control import control_client
 from tests.e2e.harness import (
     ENV,
     WEBHOOK_SECRET,
@@ -43,12 +44,14 @@ def config(request: pytest.FixtureRequest, tmp_path: Path, simulator: SimulatorS
 
 
 @pytest.fixture
-async def daemons(config: Config) -> AsyncIterator[list[Daemon]]:
-    """Two daemons of one deployment (one config, one state), started in turn."""
+async def daemons(config: Config, tmp_path: Path) -> AsyncIterator[list[Daemon]]:
+    """Two daemons of one deployment (one config, one state, but a control socket each: one
+    path is one daemon's), started in turn."""
     started: list[Daemon] = []
     try:
-        for _ in range(2):
-            daemon = Daemon.build(config, port=0)
+        for name in ("first", "second"):
+            server = config.server.model_copy(update={"control": f"unix://{tmp_path}/{name}.sock"})
+            daemon = Daemon.build(config.model_copy(update={"server": server}), port=0)
             started.append(daemon)
             await daemon.start()
         yield started
@@ -69,8 +72,11 @@ async def test_the_standby_stores_webhooks_for_the_leader_and_takes_over(
     assert leader.succession.controller_id == standby.succession.controller_id
     assert leader.succession.controller_id.startswith("rs-")
 
-    async with httpx.AsyncClient(base_url=standby.url) as http:
-        ready = await http.get("/readyz")
+    async with (
+        httpx.AsyncClient(base_url=standby.url) as public,
+        control_client(standby) as http,
+    ):
+        ready = await public.get("/readyz")
         assert (ready.status_code, ready.json()) == (200, {"ready": True, "role": "standby"})
         status = (await http.get("/api/v1/status")).json()
         leader_id = leader.succession.role().instance
@@ -80,7 +86,7 @@ async def test_the_standby_stores_webhooks_for_the_leader_and_takes_over(
         refused = await http.post("/api/v1/pools/linux-x64/scale-up", json={"count": 1})
         assert refused.status_code == 409
         assert leader_id in refused.json()["message"]
-    async with httpx.AsyncClient(base_url=leader.url) as http:
+    async with control_client(leader) as http:
         status = (await http.get("/api/v1/status")).json()
         assert (status["leading"], status["leader"]["id"]) == (True, leader_id)
 

@@ -367,7 +367,7 @@ def run(
     config: ConfigOption,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
-    """Run the autoscaler daemon (webhooks, loops, /metrics, /healthz, status API)."""
+    """Run the autoscaler daemon (webhooks, loops, /metrics, /healthz, the control API)."""
     from runnerscale.daemon import StartupError
     from runnerscale.logs import setup_logging
 
@@ -387,7 +387,7 @@ def run(
 
 def _secrets_of(config: Config) -> list[str]:
     github = config.github
-    values = [github.token, github.webhook_secret]
+    values = [github.token, github.webhook_secret, config.server.api_token]
     pem = ""
     if github.app is not None:
         values.append(github.app.private_key)
@@ -457,27 +457,13 @@ async def _run_daemon(path: Path, config: Config, redactor: RedactSecrets) -> No
         await daemon.stop()
 
 
-def _daemon_url(config: Config) -> str:
-    host = config.server.host
-    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - we connect to it, not bind
-        host = "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{config.server.port}"
-
-
 def _call_daemon(config: Config, method: str, path: str, body: object = None) -> dict[str, object]:
-    import httpx
+    from runnerscale.controlclient import ControlUnreachableError, call
 
-    url = _daemon_url(config) + path
     try:
-        response = httpx.request(method, url, json=body, timeout=30)
-    except httpx.TransportError:
-        raise fail(
-            f"cannot reach the daemon at {url}: is `runnerscale run -c FILE` running with this "
-            "config's server.listen?",
-            code=1,
-        ) from None
+        response = call(config, method, path, body)
+    except ControlUnreachableError as error:
+        raise fail(str(error), code=1) from None
     try:
         payload = response.json()
     except ValueError:
@@ -490,7 +476,8 @@ def _call_daemon(config: Config, method: str, path: str, body: object = None) ->
 
 @app.command()
 def status(config: ConfigOption) -> None:
-    """Show each pool's runners and jobs, from the running daemon."""
+    """Show each pool's runners and jobs, from the running daemon (through its control socket,
+    or server.control: run it as the daemon's user or root)."""
     from rich.table import Table
 
     loaded = _load(config)
@@ -596,7 +583,7 @@ def scale_down(
     if runner is not None:
         body = _call_daemon(loaded, "DELETE", f"/api/v1/runners/{runner}")
     else:
-        body = _call_daemon(loaded, "POST", f"/api/v1/pools/{pool}/scale-down")
+        body = _call_daemon(loaded, "POST", f"/api/v1/pools/{pool}/scale-down", {})
     removed = body.get("removed", [])
     assert isinstance(removed, list)
     typer.echo(f"removed {len(removed)}: {', '.join(removed) or 'none idle'}")

@@ -22,10 +22,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from runnerscale.clock import Clock, SystemClock
 from runnerscale.config.schema import AppConfig, Config, GitHubConfig, PoolConfig
+from runnerscale.control import ControlError, Listeners, open_listeners
 from runnerscale.controller.loops import Controller
 from runnerscale.github.client import AppCredentials, GitHubClient
 from runnerscale.hostlabels import HostFacts, HostLabelError, expand_labels
-from runnerscale.httpserve import LoopbackServer
 from runnerscale.metrics import Metrics
 from runnerscale.model import ARCH_LABELS, AUTO_LABEL
 from runnerscale.protocols import GitHubError, Provider, ProviderError
@@ -203,7 +203,8 @@ class Daemon:
     github: GitHubClient
     controller: Controller
     metrics: Metrics
-    http: LoopbackServer
+    #: The public listener (webhook, metrics, health) and the control API's.
+    http: Listeners
     #: Leads (runs the controller) or stands by for another daemon on the same state.
     succession: Succession
     #: What ``auto`` stood for, per pool (kept for reloads).
@@ -271,9 +272,11 @@ class Daemon:
             budget=github.budget,
             role=succession.role,
         )
-        server = LoopbackServer(
-            http.app(), config.server.host, config.server.port if port is None else port
-        )
+        try:
+            server = open_listeners(http, config, port, on_secret)
+        except ControlError as error:
+            store.close()
+            raise StartupError(str(error)) from None
         return cls(
             config, clock, store, github, controller, metrics, server, succession, facts, waiting
         )

@@ -12,18 +12,20 @@ A daemon that stands by (another on the same state leads, see ``runnerscale.succ
 takes webhooks into the shared store like the leader and answers health and status (saying who
 leads), but refuses to scale by hand (409): only the leader acts.
 
-The status and scaling API (``/api/v1/...``) has no authentication of its own: bind
-``server.listen`` to loopback (the default) or put it behind something that authenticates.
+The endpoints come in groups (:meth:`DaemonHTTP.routes`): the webhook, metrics, health, and
+the control API (``/api/v1/...``: status and scaling), which authenticates nobody itself:
+:mod:`runnerscale.control` serves it on the daemon's unix socket, or behind the bearer token
+and the browser checks of :mod:`runnerscale.access`, never open on ``server.listen``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
-from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -45,6 +47,9 @@ from runnerscale.protocols import GitHubError, ProviderError, Store
 from runnerscale.succession import Role
 
 log = logging.getLogger("runnerscale.server")
+
+#: The groups of endpoints, served apart (see :meth:`DaemonHTTP.routes`).
+Group: TypeAlias = Literal["webhook", "metrics", "health", "control"]
 
 #: GitHub caps webhook payloads at 25 MB.
 MAX_WEBHOOK_BYTES = 25 * 1024 * 1024
@@ -89,19 +94,26 @@ class DaemonHTTP:
         self.role = role
         self.intake = WebhookIntake(store, controller.covers, controller.clock)
 
-    def app(self) -> Starlette:
-        return Starlette(
-            routes=[
-                Route("/webhook", self.webhook, methods=["POST"]),
-                Route("/metrics", self.prometheus, methods=["GET"]),
-                Route("/healthz", self.health, methods=["GET"]),
-                Route("/readyz", self.ready, methods=["GET"]),
-                Route("/api/v1/status", self.status, methods=["GET"]),
-                Route("/api/v1/pools/{pool}/scale-up", self.scale_up, methods=["POST"]),
-                Route("/api/v1/pools/{pool}/scale-down", self.scale_down, methods=["POST"]),
-                Route("/api/v1/runners/{name}", self.remove_runner, methods=["DELETE"]),
-            ]
-        )
+    def routes(self, group: Group, middleware: Sequence[Middleware] = ()) -> list[Route]:
+        """One group of endpoints, each behind ``middleware``: ``webhook`` (GitHub's signed
+        deliveries), ``metrics``, ``health`` (``/healthz``, ``/readyz``) or ``control`` (status,
+        scaling, runner removal). Where each group is served, and behind what, is for
+        :mod:`runnerscale.control` to say."""
+        table: dict[Group, list[tuple[str, Callable[[Request], Awaitable[Response]], str]]] = {
+            "webhook": [("/webhook", self.webhook, "POST")],
+            "metrics": [("/metrics", self.prometheus, "GET")],
+            "health": [("/healthz", self.health, "GET"), ("/readyz", self.ready, "GET")],
+            "control": [
+                ("/api/v1/status", self.status, "GET"),
+                ("/api/v1/pools/{pool}/scale-up", self.scale_up, "POST"),
+                ("/api/v1/pools/{pool}/scale-down", self.scale_down, "POST"),
+                ("/api/v1/runners/{name}", self.remove_runner, "DELETE"),
+            ],
+        }
+        return [
+            Route(path, endpoint, methods=[method], middleware=middleware)
+            for path, endpoint, method in table[group]
+        ]
 
     # ------------------------------------------------------------------ webhooks
 

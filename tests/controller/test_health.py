@@ -1,7 +1,7 @@
 """Health that tells the truth (issue 12): ``/healthz`` is 503 with the reason when a loop is
 stuck or stopped, or a pool keeps failing past its backoff; ``/readyz`` says whether the daemon
 has reconciled since it started. On the virtual clock; the HTTP answers through the daemon's
-own app."""
+own health routes."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from runnerscale.controller.actions import PoolRuntime
 from runnerscale.controller.health import STALL_AFTER, Heartbeat, assess
@@ -72,7 +73,7 @@ class HangingList:
 async def daemon_http(world: Rig) -> AsyncIterator[httpx.AsyncClient]:
     controller = world.controller
     metrics = Metrics(lambda: controller.status, lambda: None)
-    app = DaemonHTTP(controller, world.store, metrics, None).app()
+    app = Starlette(routes=DaemonHTTP(controller, world.store, metrics, None).routes("health"))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://daemon") as http:
         yield http

@@ -100,8 +100,12 @@ ENV: Mapping[str, str] = {"E2E_TOKEN": TOKEN, "E2E_WEBHOOK_SECRET": WEBHOOK_SECR
 
 
 @asynccontextmanager
-async def in_process_daemon(config_path: Path) -> AsyncIterator[Daemon]:
-    config = load_config(config_path, env={**ENV, "HOME": str(config_path.parent)})
+async def in_process_daemon(
+    config_path: Path, env: Mapping[str, str] | None = None
+) -> AsyncIterator[Daemon]:
+    """The daemon of the config at ``config_path``, started (the e2e secrets and ``HOME`` the
+    config's folder in its environment, plus ``env``), and stopped at the end."""
+    config = load_config(config_path, env={**ENV, "HOME": str(config_path.parent), **(env or {})})
     daemon = Daemon.build(config, controller_id="runnerscale-e2e")
     await daemon.start()
     try:

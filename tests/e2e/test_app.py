@@ -13,6 +13,7 @@ from runnerscale.config import load_config
 from runnerscale.daemon import Daemon, StartupError
 from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
 from runnerscale.fakegithub.world import JobSpec, WorldSettings
+from tests.e2e.control import control_client
 from tests.e2e.harness import (
     ENV,
     LINUX,
@@ -54,7 +55,7 @@ async def test_an_app_serves_two_organisations_and_logs_no_secret(tmp_path: Path
         log = tmp_path / "daemon.log"
         daemon = await start_daemon_process(config, log)
         try:
-            async with httpx.AsyncClient() as http:
+            async with httpx.AsyncClient() as http, control_client(config) as control:
                 await wait_until(
                     lambda: _reachable(http, f"http://127.0.0.1:{port}/healthz"),
                     30,
@@ -71,7 +72,7 @@ async def test_an_app_serves_two_organisations_and_logs_no_secret(tmp_path: Path
                 job_ids = [job.id for job in jobs]
                 await wait_until(lambda: all_done(world, job_ids), 120, "jobs of both orgs")
                 assert all(world.jobs[j].conclusion.value == "success" for j in job_ids)  # type: ignore[union-attr]
-                status = (await http.get(f"http://127.0.0.1:{port}/api/v1/status")).text
+                status = (await control.get("/api/v1/status")).text
                 metrics = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
             await wait_until(lambda: _clean(simulator, tmp_path / "runners"), 60, "clean-up")
         finally:

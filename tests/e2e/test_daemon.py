@@ -19,6 +19,7 @@ from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
 from runnerscale.fakegithub.world import WorldSettings
 from runnerscale.github.webhooks import sign
 from tests.contract.openapi import contract_dir
+from tests.e2e.control import control_client
 from tests.e2e.harness import (
     TOKEN,
     WEBHOOK_SECRET,
@@ -171,7 +172,8 @@ async def test_operators_scale_by_hand_and_read_status(
     config = write_config(tmp_path, simulator.url, poll_interval="1s", idle_timeout="1h")
     async with (
         in_process_daemon(config) as daemon,
-        httpx.AsyncClient(base_url=daemon.url, timeout=30) as http,
+        control_client(daemon, timeout=30) as http,
+        httpx.AsyncClient(base_url=daemon.url) as public,
     ):
         up = await http.post("/api/v1/pools/linux-x64/scale-up", json={"count": 2})
         assert up.status_code == 200
@@ -195,13 +197,13 @@ async def test_operators_scale_by_hand_and_read_status(
         assert (
             await http.post("/api/v1/pools/linux-x64/scale-up", json={"count": 0})
         ).status_code == 422
-        down = await http.post("/api/v1/pools/linux-x64/scale-down")
+        down = await http.post("/api/v1/pools/linux-x64/scale-down", json={})
         assert len(down.json()["removed"]) == 2
         await wait_until(
             lambda: nothing_left(simulator, daemon, tmp_path / "runners"), 30, "clean-up"
         )
         assert (await http.delete("/api/v1/runners/rs-unknown")).status_code == 404
-        health = (await http.get("/healthz")).json()
+        health = (await public.get("/healthz")).json()
         assert health["status"] == "ok"
 
 
@@ -280,9 +282,12 @@ async def test_sighup_reloads_limits_and_a_bad_config_is_refused(
     port = int(config.read_text().split("listen: 127.0.0.1:")[1].split()[0])
     daemon = await start_daemon_process(config, log)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+        async with (
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as public,
+            control_client(config) as http,
+        ):
             await wait_until(
-                lambda: _reachable(http, f"http://127.0.0.1:{port}/healthz"), 30, "listen"
+                lambda: _reachable(public, f"http://127.0.0.1:{port}/healthz"), 30, "listen"
             )
 
             async def max_runners() -> int:

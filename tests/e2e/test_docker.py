@@ -34,6 +34,7 @@ from tests.docker_engine import (
     stop_engine,
     tls_engine_args,
 )
+from tests.e2e.control import control_client
 from tests.e2e.harness import (
     LINUX,
     TOKEN,
@@ -312,9 +313,9 @@ async def test_a_missing_image_makes_its_pool_unhealthy_and_leaves_others_alone(
         assert "runnerscale-no-such-image:1" in str(pool.last_error)  # type: ignore[attr-defined]
         assert "'broken'" in str(pool.last_error)  # type: ignore[attr-defined]
         assert world.jobs[broken_job].status.value == "queued"
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient() as http, control_client(daemon) as control:
             health = (await http.get(f"{daemon.url}/healthz")).json()
-            status = (await http.get(f"{daemon.url}/api/v1/status")).json()
+            status = (await control.get("/api/v1/status")).json()
         assert health["unhealthy_pools"] == ["broken"]
         # A job for another architecture is never provisioned for, and says why.
         [arm] = [job for job in status["unmatched"] if job["id"] == arm_job]
@@ -412,8 +413,8 @@ async def test_a_pool_whose_engine_is_away_at_start_takes_jobs_once_it_answers(
         [waiting_job] = world.create_jobs([JobSpec("acme/app", (*LINUX, "later"), 1.0, None, "b")])
         simulator.simulator.notify()
         await wait_until(lambda: all_done(world, [job.id]), 90, "the other pool's job")
-        async with httpx.AsyncClient() as http:
-            status = (await http.get(f"{daemon.url}/api/v1/status")).json()
+        async with control_client(daemon) as control:
+            status = (await control.get("/api/v1/status")).json()
         pool = next(p for p in status["pools"] if p["name"] == "later")
         assert not pool["healthy"]
         assert str(later_socket) in pool["last_error"]

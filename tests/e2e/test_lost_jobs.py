@@ -21,6 +21,7 @@ from runnerscale.fakegithub.entities import Job
 from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
 from runnerscale.fakegithub.world import LOST_COMMUNICATION, JobSpec, WorldSettings
 from runnerscale.model import RERUN
+from tests.e2e.control import control_client
 from tests.e2e.harness import (
     LINUX,
     TOKEN,
@@ -56,7 +57,11 @@ async def test_a_job_whose_runner_is_killed_is_rerun_once_and_served_by_a_new_ru
     )
     config = write_config(tmp_path, simulator.url, poll_interval="1s", pools=pool)
     world = simulator.simulator.world
-    async with in_process_daemon(config) as daemon, httpx.AsyncClient(base_url=daemon.url) as http:
+    async with (
+        in_process_daemon(config) as daemon,
+        httpx.AsyncClient(base_url=daemon.url) as http,
+        control_client(daemon) as control,
+    ):
         simulator.simulator.webhooks.add_hook(f"{daemon.url}/webhook", WEBHOOK_SECRET)
         # Long enough to be killed mid-job; the new attempt runs as long.
         (job,) = world.create_jobs([JobSpec("acme/app", tuple(LINUX), 10.0, None, "build")])
@@ -90,7 +95,7 @@ async def test_a_job_whose_runner_is_killed_is_rerun_once_and_served_by_a_new_ru
         assert stats[RERUN_OPERATION]["requests"] == 1
         metrics = (await http.get("/metrics")).text
         assert 'runnerscale_jobs_rerun_total{pool="linux-x64"} 1.0' in metrics
-        status = (await http.get("/api/v1/status")).json()
+        status = (await control.get("/api/v1/status")).json()
         assert [(lost["job_id"], lost["outcome"]) for lost in status["lost_jobs"]] == [
             (job.id, RERUN)
         ]

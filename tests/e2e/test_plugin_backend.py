@@ -107,9 +107,17 @@ async def test_the_daemon_serves_jobs_through_the_plugin(
     daemon = await start_daemon_process(config, log, plugin_env)
     world = simulator.simulator.world
     try:
-        async with httpx.AsyncClient() as http:
+        # The control API on its socket in the state directory (this process cannot load the
+        # config: the plug-in is installed for the daemon's process only).
+        socket = tmp_path / "state" / "control.sock"
+        async with (
+            httpx.AsyncClient() as http,
+            httpx.AsyncClient(
+                transport=httpx.AsyncHTTPTransport(uds=str(socket)), base_url="http://localhost"
+            ) as control,
+        ):
             await wait_until(lambda: _status(http, port), 90, "the daemon to listen")
-            status = (await http.get(f"http://127.0.0.1:{port}/api/v1/status")).json()
+            status = (await control.get("/api/v1/status")).json()
             assert [pool["name"] for pool in status["pools"]] == ["mem"]
         job_ids = queue_jobs(simulator, 3, duration=1.0)
         await wait_until(lambda: all_done(world, job_ids), 120, "the jobs served by the plug-in")

@@ -19,6 +19,7 @@ import pytest
 from runnerscale.fakegithub.jitconfig import decode
 from runnerscale.fakegithub.server import SimulatorServer
 from runnerscale.fakegithub.world import World
+from tests.e2e.control import control_client
 from tests.e2e.harness import (
     ENV,
     TOKEN,
@@ -96,19 +97,23 @@ async def test_no_secret_on_a_command_line_in_a_log_an_answer_or_the_state(
     world = simulator.simulator.world
     jit_configs = record_jit_configs(world)
     config = write_config(tmp_path, simulator.url, poll_interval="2s", max_runners=4)
-    async with daemon_at_work(simulator, config) as url, httpx.AsyncClient(base_url=url) as http:
+    async with (
+        daemon_at_work(simulator, config) as url,
+        httpx.AsyncClient(base_url=url) as http,
+        control_client(config) as control,
+    ):
         job_ids = queue_jobs(simulator, 6, duration=4.0)
         await runners_at_work(world, job_ids)
         # While runners run: the command line of every process on this host, the answers.
         at_work = processes_showing(["sim-runner"])
         on_command_lines = processes_showing(secrets(jit_configs))
         texts = {
-            "status while runners run": (await http.get("/api/v1/status")).text,
+            "status while runners run": (await control.get("/api/v1/status")).text,
             "metrics while runners run": (await http.get("/metrics")).text,
         }
         await wait_until(lambda: all_done(world, job_ids), 120, "every job")
         await wait_until(lambda: _clean(simulator, tmp_path / "runners"), 60, "clean-up")
-        texts["status"] = (await http.get("/api/v1/status")).text
+        texts["status"] = (await control.get("/api/v1/status")).text
         texts["metrics"] = (await http.get("/metrics")).text
     assert at_work, "no runner was at work when the command lines were read"
     assert on_command_lines == [], "a secret on these command lines"

@@ -20,6 +20,7 @@ import pytest
 from runnerscale.fakegithub.jitconfig import decode
 from runnerscale.fakegithub.server import SimulatorServer
 from runnerscale.store import open_store
+from tests.e2e.control import control_client
 from tests.e2e.harness import (
     ENV,
     TOKEN,
@@ -46,10 +47,10 @@ pytestmark = pytest.mark.timeout(300)
 TAKEOVER_DEADLINE = 15.0
 
 
-async def status(http: httpx.AsyncClient, port: int) -> dict[str, Any] | None:
-    """The daemon's status, or None while it does not answer."""
+async def status(control: httpx.AsyncClient) -> dict[str, Any] | None:
+    """The status of the daemon behind ``control``, or None while it does not answer."""
     try:
-        answer = await http.get(f"http://127.0.0.1:{port}/api/v1/status")
+        answer = await control.get("/api/v1/status")
     except httpx.TransportError:
         return None
     body: dict[str, Any] = answer.json()
@@ -75,22 +76,27 @@ async def test_the_standby_takes_over_from_a_killed_leader_and_nothing_is_lost_o
 
     processes: dict[str, asyncio.subprocess.Process] = {}
     try:
-        async with httpx.AsyncClient(timeout=10) as http:
+        # Each daemon's control socket is in its own state directory (its HOME's).
+        async with (
+            control_client(configs["a"], timeout=10) as control_a,
+            control_client(configs["b"], timeout=10) as control_b,
+        ):
+            controls = {"a": control_a, "b": control_b}
 
             async def leading(name: str) -> bool:
-                body = await status(http, ports[name])
+                body = await status(controls[name])
                 return body is not None and body["leading"] is True
 
             async def standing_by(name: str) -> bool:
-                body = await status(http, ports[name])
+                body = await status(controls[name])
                 return body is not None and body["leading"] is False and body["leader"]
 
             processes["a"] = await start_daemon_process(configs["a"], tmp_path / "a.log")
             await wait_until(lambda: leading("a"), 60, "the first daemon to lead")
             processes["b"] = await start_daemon_process(configs["b"], tmp_path / "b.log")
             await wait_until(lambda: standing_by("b"), 60, "the second daemon to stand by")
-            first = await status(http, ports["a"])
-            second = await status(http, ports["b"])
+            first = await status(control_a)
+            second = await status(control_b)
             assert first is not None
             assert second is not None
             assert second["leader"]["id"] == first["instance"] != second["instance"]

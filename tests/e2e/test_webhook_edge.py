@@ -44,6 +44,7 @@ from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
 from runnerscale.github.webhooks import sign
 from runnerscale.model import JobState
 from tests.contract.openapi import contract_dir
+from tests.e2e.control import control_client
 from tests.e2e.harness import (
     TOKEN,
     WEBHOOK_SECRET,
@@ -208,7 +209,10 @@ async def test_the_daemon_process_refuses_the_findings_and_its_log_stays_clean(
     log = tmp_path / "daemon.log"
     process = await start_daemon_process(config, log)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+        async with (
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http,
+            control_client(config) as control,
+        ):
             await wait_until(lambda: _reachable(http), 30, "the daemon to listen")
             for name in FINDINGS:
                 body = finding(name)
@@ -219,11 +223,11 @@ async def test_the_daemon_process_refuses_the_findings_and_its_log_stays_clean(
             assert taken.status_code == 202
 
             async def queued() -> bool:
-                status = (await http.get("/api/v1/status")).json()
+                status = (await control.get("/api/v1/status")).json()
                 return bool(status["jobs"].get("queued") == 1)
 
             await wait_until(queued, 10, "the valid job in the status")
-            assert (await http.get("/api/v1/status")).json()["errors"] == {}
+            assert (await control.get("/api/v1/status")).json()["errors"] == {}
     finally:
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
@@ -475,9 +479,12 @@ async def test_no_delivery_gets_a_5xx_and_the_daemon_holds_only_valid_jobs(daemo
         # Every delivery taken is folded into the store, and nothing else is.
         await wait_until(lambda: accepted <= stored_ids(daemon), 30, "the accepted jobs")
         assert stored_ids(daemon) == accepted
-        async with httpx.AsyncClient(base_url=daemon.url) as http:
+        async with (
+            httpx.AsyncClient(base_url=daemon.url) as http,
+            control_client(daemon) as control,
+        ):
             health = await http.get("/healthz")
-            status = (await http.get("/api/v1/status")).json()
+            status = (await control.get("/api/v1/status")).json()
     # Both kinds were sent.
     assert answers.get(400), answers
     assert answers.get(202), answers

@@ -15,10 +15,10 @@ Why it is built this way:
   value can never change the structure of the document (no injection of keys or lines, which
   a textual pre-pass would allow), and it keeps its line number for errors.
 * **Secrets are ``SecretStr``** (``github.token``, ``github.webhook_secret``,
-  ``github.app.private_key``) and error messages never echo input that is secret or came from
-  the environment, so neither ``repr(config)`` nor an error message (nor a chained traceback:
-  errors are raised ``from None``) shows a secret. A password in a Postgres ``state`` URL is
-  masked in ``repr`` as well.
+  ``github.app.private_key``, ``server.api_token``) and error messages never echo input that
+  is secret or came from the environment, so neither ``repr(config)`` nor an error message
+  (nor a chained traceback: errors are raised ``from None``) shows a secret. A password in a
+  Postgres ``state`` URL is masked in ``repr`` as well.
 * **Durations** are written as people write them (``15s``, ``2m``, ``1h30m``, ``500ms`` or a
   number of seconds) and stored as float seconds; the JSON Schema still says "string or
   number" so editors accept both forms.

@@ -33,6 +33,9 @@ def _collect_secrets(data: Any, doc: Document) -> None:
         app = github.get("app")
         if isinstance(app, dict) and isinstance(app.get("private_key"), str):
             doc.secrets.add(app["private_key"])
+    server = data.get("server") if isinstance(data, dict) else None
+    if isinstance(server, dict) and isinstance(server.get("api_token"), str):
+        doc.secrets.add(server["api_token"])
     state = data.get("state") if isinstance(data, dict) else None
     if isinstance(state, str):
         doc.secrets.update(secret for secret in url_secrets(state) if len(secret) >= 3)

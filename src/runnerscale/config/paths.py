@@ -49,7 +49,7 @@ def _check_path_input(value: Any, info: ValidationInfo) -> Any:
     return value
 
 
-def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+def resolve_path(value: Path, info: ValidationInfo) -> Path:
     """``~`` is the home directory; a relative path is relative to the config file."""
     context = validation_context(info)
     env = context.get("env")
@@ -65,7 +65,7 @@ def _resolve_path(value: Path, info: ValidationInfo) -> Path:
 
 #: A filesystem path; relative paths are taken relative to the config file's directory.
 ConfigPath: TypeAlias = Annotated[
-    Path, BeforeValidator(_check_path_input), AfterValidator(_resolve_path)
+    Path, BeforeValidator(_check_path_input), AfterValidator(resolve_path)
 ]
 
 

@@ -18,7 +18,7 @@ from pydantic_core import PydanticCustomError
 
 DOCS = "docs/configuration.md"
 #: Keys whose values are never shown in a message.
-SECRET_KEYS = frozenset({"token", "webhook_secret", "private_key"})
+SECRET_KEYS = frozenset({"token", "webhook_secret", "private_key", "api_token"})
 #: The pydantic error type raised by ``fail``: an error that carries its own hint.
 ERROR_TYPE = "runnerscale"
 

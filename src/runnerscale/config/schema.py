@@ -38,7 +38,16 @@ from pydantic import (
 )
 
 from runnerscale.config import blocks
-from runnerscale.config.base import ConfigModel
+from runnerscale.config.base import Advice, ConfigModel
+from runnerscale.config.control import (
+    MIN_TOKEN_LENGTH,
+    AccessSetting,
+    ControlSetting,
+    TcpControl,
+    control_address,
+    is_loopback,
+    split_host_port,
+)
 from runnerscale.config.paths import (
     ConfigPath,
     default_state_dir,
@@ -291,28 +300,31 @@ class TargetConfig(ConfigModel):
         return Target(kind=self.kind, name=self.name, runner_group=self.runner_group)
 
 
-def _split_listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ValueError(value)
-    if host.startswith("["):
-        if not host.endswith("]") or len(host) < 3:
-            raise ValueError(value)
-        host = host[1:-1]
-    elif ":" in host:  # a bare IPv6 address needs brackets
-        raise ValueError(value)
-    number = int(port)
-    if number > 65535:
-        raise ValueError(value)
-    return host, number
-
-
 class ServerConfig(ConfigModel):
-    """The HTTP server: webhook intake, /metrics, health and status."""
+    """The HTTP server: webhook intake, /metrics and health on ``listen``; the control API
+    (status, scaling) on its own socket (:mod:`runnerscale.config.control`)."""
 
     listen: str = Field(
         default=DEFAULT_LISTEN,
         description="HOST:PORT to listen on ([::1]:8787 for IPv6; port 0 picks a free one).",
+    )
+    control: ControlSetting | None = Field(
+        default=None,
+        description="Where the control API (status, scaling, runner removal) listens: "
+        "unix:///PATH (default: control.sock in the state directory, mode 0600) or "
+        "tcp://HOST:PORT, which asks for the bearer token.",
+    )
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="The bearer token of a tcp:// control API (and of metrics or health set "
+        "to token), usually ${RUNNERSCALE_API_TOKEN}; default: one made at first start, kept "
+        "in api-token in the state directory (mode 0600).",
+    )
+    metrics: AccessSetting = Field(
+        default="open", description="/metrics: open, token (the bearer token) or off."
+    )
+    health: AccessSetting = Field(
+        default="open", description="/healthz and /readyz: open, token (the bearer token) or off."
     )
 
     @field_validator("listen", mode="before")
@@ -320,7 +332,7 @@ class ServerConfig(ConfigModel):
     def _listen(cls, value: Any) -> Any:
         if isinstance(value, (int, str)) and not isinstance(value, bool):
             try:
-                _split_listen(str(value).strip())
+                split_host_port(str(value).strip())
             except ValueError:
                 raise fail(
                     "is not HOST:PORT",
@@ -330,13 +342,41 @@ class ServerConfig(ConfigModel):
             return str(value).strip()
         return value
 
+    @field_validator("api_token")
+    @classmethod
+    def _api_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        secret = value.get_secret_value().strip()
+        if len(secret) < MIN_TOKEN_LENGTH or any(char.isspace() for char in secret):
+            raise fail(
+                f"must be at least {MIN_TOKEN_LENGTH} characters, without spaces",
+                "make one with `openssl rand -hex 32`, or leave api_token out: runnerscale "
+                "then makes one at first start",
+                echo=False,
+            )
+        return SecretStr(secret)
+
+    def advice(self) -> list[Advice]:
+        control = control_address(self.control, Path("."))
+        if isinstance(control, TcpControl) and not is_loopback(control.host):
+            return [
+                Advice(
+                    "the control API's bearer token crosses the network unencrypted (plain HTTP)",
+                    "keep control on loopback (tcp://127.0.0.1:PORT) or the default unix "
+                    "socket, and reach it over SSH, or put a TLS proxy in front",
+                    at=("control",),
+                )
+            ]
+        return []
+
     @property
     def host(self) -> str:
-        return _split_listen(self.listen)[0]
+        return split_host_port(self.listen)[0]
 
     @property
     def port(self) -> int:
-        return _split_listen(self.listen)[1]
+        return split_host_port(self.listen)[1]
 
 
 def _drop_default(schema: dict[str, Any]) -> None:
