@@ -107,7 +107,7 @@ async def _not_here(request: Request) -> Response:
         {
             "message": "the control API is not served on this address: use runnerscale status "
             "or runnerscale scale with the daemon's config (they reach its control socket, or "
-            "server.control); see docs/configuration.md#server"
+            "server.control); see docs/configuration.md#the-control-api"
         },
         status_code=404,
     )
