@@ -298,7 +298,13 @@ class GitHubRunner:
 
 @dataclass(frozen=True)
 class Instance:
-    """What a backend holds for one runner (a process, a container, a VM, ...)."""
+    """What a backend holds for one runner (a process, a container, a VM, ...).
+
+    ``incomplete``: a leftover of a create that was interrupted part-way (the daemon was
+    killed between two of its steps): it never ran and never will, so it is never adopted as
+    a runner's instance, and it is removed once no live runner claims it and it is older than
+    the create timeout (a create still in flight is never touched). Its ``created_at`` is when
+    the backend made it, or later (never earlier: the grace is never cut short)."""
 
     id: str
     runner_name: str
@@ -307,6 +313,7 @@ class Instance:
     exit_code: int | None = None
     created_at: float | None = None
     detail: str = ""
+    incomplete: bool = False
 
 
 @dataclass(frozen=True)

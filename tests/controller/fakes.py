@@ -374,10 +374,19 @@ class FakeProvider:
         assert instance is not None, f"no instance for {runner_name}"
         del self.instances[instance.id]
 
-    def add_instance(self, runner_name: str, *, running: bool = True) -> Instance:
-        """An instance the controller did not ask for (or has forgotten)."""
+    def add_instance(
+        self, runner_name: str, *, running: bool = True, leftover_since: float | None = None
+    ) -> Instance:
+        """An instance the controller did not ask for (or has forgotten); with
+        ``leftover_since``, what a create interrupted at that time left (``incomplete``)."""
         instance = Instance(
-            id=f"i-{next(self._ids)}", runner_name=runner_name, pool=self.pool, running=running
+            id=f"i-{next(self._ids)}",
+            runner_name=runner_name,
+            pool=self.pool,
+            running=running and leftover_since is None,
+            created_at=leftover_since,
+            incomplete=leftover_since is not None,
+            detail="" if leftover_since is None else "incomplete: a create was interrupted",
         )
         self.instances[instance.id] = instance
         return instance

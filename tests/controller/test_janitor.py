@@ -158,6 +158,36 @@ async def test_a_backend_instance_without_a_live_runner_is_removed(world: Rig) -
     assert world.runner(live).state is RunnerState.IDLE
 
 
+async def test_a_leftover_of_an_interrupted_create_is_removed_once_past_the_create_timeout(
+    world: Rig,
+) -> None:
+    # What a kill -9 in the middle of a create leaves (a folder without its record, a
+    # container never started): of no runner, of a runner given up on, of one being created.
+    made = world.clock.now()
+    unknown = world.provider.add_instance(f"{PREFIX}never-heard-of", leftover_since=made)
+    gone = await world.idle_runner()
+    await world.controller.scale_down(runner_name=gone)
+    given_up = world.provider.add_instance(gone, leftover_since=made)
+    creating = f"{PREFIX}being-created"
+    world.store.add_runner(
+        Runner(
+            creating, "linux", REPO_A.key, RunnerState.CREATING, created_at=made, state_since=made
+        )
+    )
+    in_flight = world.provider.add_instance(creating, leftover_since=made)
+
+    world.clock.advance(CREATE_TIMEOUT - 1)
+    await world.controller.janitor.remove_instance_orphans()
+    assert set(world.provider.instances) == {unknown.id, given_up.id, in_flight.id}
+    assert world.controller.janitor.cleaned == {}
+
+    world.clock.advance(1)
+    await world.controller.janitor.remove_instance_orphans()
+    assert set(world.provider.instances) == {in_flight.id}  # its runner is live: not touched
+    assert world.controller.janitor.cleaned == {"interrupted_create": 2}
+    assert world.runner(creating).state is RunnerState.CREATING
+
+
 async def test_a_failed_instance_nobody_knew_is_reported_with_its_end_once(
     world: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pytest
 
 from runnerscale.model import RunnerState
-from tests.controller.conftest import Rig
+from tests.controller.conftest import CREATE_TIMEOUT, Rig
 from tests.controller.fakes import CrashError
 
 
@@ -106,3 +106,28 @@ async def test_recover_after_a_crash_during_creation(world: Rig, case: Case) -> 
     assert survivor.state is RunnerState.BOOTING
     assert world.github.names() == {survivor.name}
     assert world.provider.names() == {survivor.name}
+
+
+async def test_a_leftover_of_an_interrupted_create_is_not_adopted_and_is_swept(
+    world: Rig,
+) -> None:
+    # Killed part-way through the backend's create: it made something it never finished (a
+    # folder without its record, a container never started), listed as ``incomplete``.
+    world.provider.fail("create", CrashError("killed during create"), times=1)
+    await world.queue(1)
+    with pytest.raises(CrashError):
+        await world.reconcile()
+    (runner,) = world.runners()
+    name = runner.name
+    world.provider.add_instance(name, leftover_since=world.clock.now())
+
+    restarted = world.restart()
+    await restarted.actions.recover()
+    assert world.runner(name).state is RunnerState.GONE  # not adopted: it runs no runner
+    assert world.github.find(name) is None
+    assert world.provider.find(name) is not None  # a create may still be at it: not yet
+
+    world.clock.advance(CREATE_TIMEOUT)
+    await restarted.janitor.remove_instance_orphans()
+    assert world.provider.find(name) is None
+    assert restarted.janitor.cleaned == {"interrupted_create": 1}

@@ -69,6 +69,8 @@ class Record:
 
     def instance(self) -> Instance:
         running = self.task is not None and not self.task.done()
+        # A record whose task never started: a create interrupted between its two steps.
+        incomplete = self.task is None
         return Instance(
             id=self.id,
             runner_name=self.runner_name,
@@ -76,7 +78,12 @@ class Record:
             running=running,
             exit_code=None if running else self.exit_code,
             created_at=self.created_at,
-            detail="a task in memory",
+            detail=(
+                "incomplete: a record without its task (a create was interrupted)"
+                if incomplete
+                else "a task in memory"
+            ),
+            incomplete=incomplete,
         )
 
 

@@ -25,7 +25,13 @@ The contract is :class:`runnerscale.protocols.Provider` (garm's small one, see
   command that cannot start, an image that is missing, a failure after the folder or
   container was made or the process started, ...), ``create`` raises
   :class:`~runnerscale.protocols.ProviderError`, no folder, container or process
-  remains, and the same runner can be created right after.
+  remains, and the same runner can be created right after;
+- a leftover of an interrupted create is listed and removed by delete: for every point where a
+  ``kill -9`` in the middle of a create leaves something half-made (a folder without its
+  record, a container never started, ...), a new provider lists it as ``incomplete``, not
+  running, with its runner's name and the time it was made (the janitor's grace counts from
+  it), ``get`` finds it, ``delete`` removes all of it, and the same runner can be created
+  right after.
 
 How a backend runs it (SSH, EC2, external programs: the same way). One fixture, ``backend``,
 yields a :class:`BackendUnderTest` of the backend's own: it starts whatever the backend needs
@@ -48,6 +54,7 @@ pytest collects the suite there::
         async def end(self, instance_id): ...
         async def vanish(self, instance_id): ...
         def breakages(self): ...
+        def interruptions(self): ...
 
     @pytest.fixture
     async def backend(sshd) -> AsyncIterator[SshBackend]:
@@ -78,7 +85,7 @@ import contextlib
 import logging
 import traceback
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -92,6 +99,7 @@ __all__ = [
     "CREDENTIAL_VARIABLES",
     "BackendUnderTest",
     "Breakage",
+    "Interruption",
     "ProviderConformance",
     "processes_showing",
 ]
@@ -122,6 +130,19 @@ class Breakage:
     #: settings that fail) and returns the provider whose next ``create`` must fail. The patch
     #: is undone before the suite looks at what is left.
     arm: Callable[[pytest.MonkeyPatch], Provider]
+
+
+@dataclass(frozen=True)
+class Interruption:
+    """One point where a create can be cut short (the daemon killed there), leaving something
+    half-made."""
+
+    #: Where the create is interrupted, and what that leaves: shown when the property fails.
+    what: str
+    #: Leaves what a create of the spec interrupted there leaves: for a backend whose creates
+    #: run in the daemon's process, a real SIGKILL of a process creating it
+    #: (:func:`tests.providers.interrupt.create_killed_after`).
+    make: Callable[[InstanceSpec], Awaitable[None]]
 
 
 class BackendUnderTest(abc.ABC):
@@ -195,6 +216,11 @@ class BackendUnderTest(abc.ABC):
     def breakages(self) -> Sequence[Breakage]:
         """Ways to make ``create`` fail part-way, at least one after the backend began to make
         something (a folder, a container, a process)."""
+
+    @abc.abstractmethod
+    def interruptions(self) -> Sequence[Interruption]:
+        """The points where an interrupted create leaves something half-made (at least one:
+        every create that makes something before it is done has one)."""
 
 
 # -- helpers
@@ -498,6 +524,46 @@ class ProviderConformance:
                     failures.append(f"{breakage.what}: the provider still knows the instance")
                 # The name is not spoilt: the same runner can be created right after.
                 instance = await provider.create(spec)
+                assert instance.running
+                await provider.delete(instance.id)
+        assert not failures, "\n".join(failures)
+        assert await backend.leftovers() == []
+
+    async def test_a_leftover_of_an_interrupted_create_is_listed_and_removed_by_delete(
+        self, backend: BackendUnderTest
+    ) -> None:
+        interruptions = backend.interruptions()
+        assert interruptions, "a backend names where an interrupted create leaves something"
+        failures = []
+        for number, interruption in enumerate(interruptions, 1):
+            spec = backend.spec(number)
+            await interruption.make(spec)
+            assert await backend.leftovers(), f"{interruption.what}: left nothing to test"
+            provider = backend.provider()  # a new daemon's: the interrupted one died with it
+            async with closing(provider):
+                listed = [i for i in await provider.list() if i.runner_name == spec.runner_name]
+                if len(listed) != 1:
+                    failures.append(f"{interruption.what}: listed {listed}")
+                    continue
+                (leftover,) = listed
+                if not (
+                    leftover.incomplete
+                    and not leftover.running
+                    and leftover.exit_code is None
+                    and leftover.created_at is not None
+                    and leftover.pool == backend.pool
+                ):
+                    failures.append(f"{interruption.what}: listed as {leftover}")
+                if await provider.get(leftover.id) != leftover:
+                    failures.append(f"{interruption.what}: get differs from list")
+                await provider.delete(leftover.id)
+                if await provider.get(leftover.id) is not None or await provider.list():
+                    failures.append(f"{interruption.what}: still known after delete")
+                left = await backend.leftovers()
+                if left:
+                    failures.append(f"{interruption.what}: delete left {left}")
+                    continue
+                instance = await provider.create(spec)  # the name is not spoilt
                 assert instance.running
                 await provider.delete(instance.id)
         assert not failures, "\n".join(failures)

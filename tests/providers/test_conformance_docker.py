@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import io
 import tarfile
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
@@ -24,6 +25,7 @@ import pytest
 import requests.exceptions
 from docker.models.containers import Container, ContainerCollection
 
+from runnerscale.model import InstanceSpec
 from runnerscale.protocols import Provider
 from runnerscale.providers.docker.provider import (
     LABEL_CONTROLLER,
@@ -33,7 +35,13 @@ from runnerscale.providers.docker.provider import (
     DockerSettings,
 )
 from tests.docker_engine import RUNNER_UID, Engine
-from tests.providers.conformance import BackendUnderTest, Breakage, ProviderConformance
+from tests.providers.conformance import (
+    BackendUnderTest,
+    Breakage,
+    Interruption,
+    ProviderConformance,
+)
+from tests.providers.interrupt import create_killed_after
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -187,21 +195,39 @@ class DockerBackend(BackendUnderTest):
             Breakage("inspecting it fails (after the container started)", inspect_fails),
         ]
 
+    def interruptions(self) -> Sequence[Interruption]:
+        async def created_not_started(spec: InstanceSpec) -> None:
+            factory = functools.partial(DockerProvider, self.settings())
+            await create_killed_after("container", factory, spec)
+
+        return [
+            Interruption(
+                "kill -9 between creating the container and starting it", created_not_started
+            )
+        ]
+
     def remove_everything(self) -> None:
         for container in self._ours():
             with contextlib.suppress(docker.errors.DockerException):
                 container.remove(force=True)
 
 
-@pytest.fixture
-async def backend(docker_engine: Engine, conformance_image: str) -> AsyncIterator[DockerBackend]:
-    client = docker.DockerClient(base_url=docker_engine.url, version="auto")
-    made = DockerBackend(docker_engine, conformance_image, client)
+@contextlib.asynccontextmanager
+async def docker_backend(engine: Engine, image: str) -> AsyncIterator[DockerBackend]:
+    """A :class:`DockerBackend` on ``engine``, everything of it removed afterwards."""
+    client = docker.DockerClient(base_url=engine.url, version="auto")
+    made = DockerBackend(engine, image, client)
     try:
         yield made
     finally:
         await asyncio.to_thread(made.remove_everything)
         client.close()
+
+
+@pytest.fixture
+async def backend(docker_engine: Engine, conformance_image: str) -> AsyncIterator[DockerBackend]:
+    async with docker_backend(docker_engine, conformance_image) as made:
+        yield made
 
 
 class TestDockerConformance(ProviderConformance):

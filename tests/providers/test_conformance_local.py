@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import os
 import shutil
@@ -21,10 +22,17 @@ from typing import Any
 
 import pytest
 
+from runnerscale.model import InstanceSpec
 from runnerscale.protocols import Provider
 from runnerscale.providers.local import LocalProvider, LocalSettings
 from runnerscale.providers.local import provider as local
-from tests.providers.conformance import BackendUnderTest, Breakage, ProviderConformance
+from tests.providers.conformance import (
+    BackendUnderTest,
+    Breakage,
+    Interruption,
+    ProviderConformance,
+)
+from tests.providers.interrupt import create_killed_after
 
 RUNNER = (
     "import os, sys, time\n"
@@ -158,6 +166,27 @@ class LocalBackend(BackendUnderTest):
                 refused_environment,
             ),
             Breakage("the pid cannot be recorded (after the process started)", unrecordable_pid),
+        ]
+
+    def interruptions(self) -> Sequence[Interruption]:
+        def killed_after(step: str) -> Interruption:
+            async def make(spec: InstanceSpec) -> None:
+                await create_killed_after(
+                    step, functools.partial(LocalProvider, self.settings()), spec
+                )
+
+            return Interruption(f"kill -9 after the {step!r} step", make)
+
+        async def half_written(spec: InstanceSpec) -> None:
+            # Our writes are atomic (kill -9 cannot tear one); a crashed filesystem's may not be.
+            folder = self.root / spec.runner_name
+            folder.mkdir(mode=0o700, parents=True)
+            (folder / local.RECORD_NAME).write_text('{"version": 1, "controller_id": ')
+
+        return [
+            killed_after("folder"),  # a folder without its record
+            killed_after("record"),  # a record without a process
+            Interruption("a half-written record", half_written),
         ]
 
     def remove_everything(self) -> None:

@@ -11,17 +11,24 @@ properties hold by construction and are still checked.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
+from runnerscale.model import InstanceSpec
 from runnerscale.protocols import Provider
 from runnerscale.providers.registry import BackendContext
 from tests.plugins import memory_backend
-from tests.plugins.memory_backend import BACKEND, SPACES, MemoryProvider, stop
-from tests.providers.conformance import BackendUnderTest, Breakage, ProviderConformance
+from tests.plugins.memory_backend import BACKEND, SPACES, MemoryProvider, Record, stop
+from tests.providers.conformance import (
+    BackendUnderTest,
+    Breakage,
+    Interruption,
+    ProviderConformance,
+)
 
 
 class MemoryBackend(BackendUnderTest):
@@ -79,6 +86,21 @@ class MemoryBackend(BackendUnderTest):
         return [
             Breakage("the runner's task cannot start (after the record was made)", unstartable),
         ]
+
+    def interruptions(self) -> Sequence[Interruption]:
+        async def record_without_task(spec: InstanceSpec) -> None:
+            # Its runners live in the daemon's process: a kill -9 takes them along, and leaves
+            # a record only where the space outlives it (as a database would): between the
+            # record and the task, a record without a task.
+            self.inventory[spec.runner_name] = Record(
+                id=spec.runner_name,
+                runner_name=spec.runner_name,
+                pool=self.pool,
+                controller_id=self.controller_id,
+                created_at=time.time(),
+            )
+
+        return [Interruption("after the record, before the task", record_without_task)]
 
     async def remove_everything(self) -> None:
         for record in list(self.inventory.values()):

@@ -337,7 +337,11 @@ class Actions:
                 instance = next(
                     (i for i in await pool.provider.list() if i.runner_name == runner.name), None
                 )
-            if runner.state is RunnerState.CREATING and instance is not None:
+            if (
+                runner.state is RunnerState.CREATING
+                and instance is not None
+                and not instance.incomplete
+            ):
                 move(
                     self.store,
                     runner,
@@ -347,5 +351,6 @@ class Actions:
                     instance_id=instance.id,
                 )
                 continue
-            # Its JIT config is lost with the crash: undo the registration, if any.
+            # Its JIT config is lost with the crash: undo the registration, if any. What its
+            # create left half-made (``incomplete``) runs no runner: the janitor removes it.
             await self.remove_runner(runner, "interrupted while being created")

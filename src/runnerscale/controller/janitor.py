@@ -8,6 +8,13 @@ carrying a pool's name prefix that runnerscale does not track, and backend insta
 runner is unknown or already gone. Each clean-up is counted by kind. A runner whose instance
 vanished while it was busy lost its job: that is recorded (:mod:`runnerscale.controller.reruns`).
 
+A crash in the middle of a create leaves something the create never finished (a runner folder
+without its record, a container never started): backends list it as ``incomplete``. Such a
+leftover is removed like any orphan, but only once it is older than the create timeout
+(``timeouts.create``): one that young may be a create still in flight (another daemon's, or a
+slow one of ours the janitor already gave up on), and deleting it under that create would race
+it. Nothing else waits: a finished instance of no live runner is removed at once.
+
 The janitor reads runners, then acts on them one by one with awaits in between, so what it read
 may be stale by the time it acts (the runner came online, was reaped by its pool's worker, or
 finished being created). Its writes are compare-and-set transitions from the state it read: a
@@ -24,7 +31,7 @@ from functools import partial
 from runnerscale.controller.actions import Actions
 from runnerscale.controller.observe import REGISTERED, move
 from runnerscale.controller.reruns import record_loss
-from runnerscale.model import RunnerState
+from runnerscale.model import Instance, Runner, RunnerState
 from runnerscale.protocols import GitHubError, ProviderError
 
 log = logging.getLogger("runnerscale.janitor")
@@ -165,26 +172,50 @@ class Janitor:
                     if busy:
                         record_loss(actions.store, runner, why, actions.clock.now())
             for instance in instances:
-                known = actions.store.get_runner(instance.runner_name)
-                if known is not None and known.state.live:
+                kind = self._orphan(instance, actions.store.get_runner(instance.runner_name))
+                if kind is None:
                     continue
-                if known is None and not instance.running and instance.exit_code not in (0, None):
-                    # Nobody reported this one's end: say how it ended (its last log lines).
-                    log.warning(
-                        "janitor: instance %s (%s) of no runner we know failed: %s; removing it",
-                        instance.id,
-                        instance.runner_name,
-                        instance.detail,
-                    )
-                else:
-                    log.info(
-                        "janitor: instance %s (%s) has no live runner: removing it",
-                        instance.id,
-                        instance.runner_name,
-                    )
                 try:
                     await pool.provider.delete(instance.id)
                 except ProviderError as error:
                     log.warning("janitor: removing instance %s failed: %s", instance.id, error)
                     continue
-                self._count(pool.name, "instance_orphan")
+                self._count(pool.name, kind)
+
+    def _orphan(self, instance: Instance, known: Runner | None) -> str | None:
+        """Why an instance is to be removed now (the clean-up kind; said in the log), or None
+        when it stays: its runner is live, or it may be a create still in flight."""
+        if known is not None and known.state.live:
+            return None
+        if instance.incomplete:
+            if not self._past_grace(instance):
+                return None
+            log.info(
+                "janitor: instance %s (%s) has no live runner, %s: removing it",
+                instance.id,
+                instance.runner_name,
+                instance.detail,
+            )
+            return "interrupted_create"
+        if known is None and not instance.running and instance.exit_code not in (0, None):
+            # Nobody reported this one's end: say how it ended (its last log lines).
+            log.warning(
+                "janitor: instance %s (%s) of no runner we know failed: %s; removing it",
+                instance.id,
+                instance.runner_name,
+                instance.detail,
+            )
+        else:
+            log.info(
+                "janitor: instance %s (%s) has no live runner: removing it",
+                instance.id,
+                instance.runner_name,
+            )
+        return "instance_orphan"
+
+    def _past_grace(self, instance: Instance) -> bool:
+        """Whether a leftover of an interrupted create is older than any create in flight
+        can be (a leftover whose age is unknown is)."""
+        if instance.created_at is None:
+            return True
+        return self.actions.clock.now() - instance.created_at >= self.settings.create_timeout

@@ -14,7 +14,8 @@ The contract is :class:`runnerscale.protocols.Provider`, garm's small one:
     Report what the backend holds, found by the backend's own tags (the controller id and the
     pool), not by what the controller remembers: after a restart the inventory is rebuilt from
     here, and ``list`` includes instances that stopped but were not removed yet, so the janitor
-    can reap them.
+    can reap them, and what a create interrupted part-way left (``incomplete``: a folder
+    without its record, a container never started), which ``delete`` removes like any other.
 ``close()``
     Release clients. It never stops runners: they outlive the daemon by design.
 

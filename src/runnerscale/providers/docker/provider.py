@@ -38,6 +38,15 @@ the exit was a failure, so they are in runnerscale's log after the container is 
 ``delete`` stops a running container with SIGTERM (the runner cancels its job cleanly) and
 SIGKILL after ``stop_grace``; deleting what is already gone is success.
 
+*Crash leftovers are listed.* A create makes the container (with its labels), then starts it. A
+``kill -9`` of the daemon in between leaves a container that was created but never started:
+``list()`` reports it as an ``incomplete`` :class:`~runnerscale.model.Instance` (not running,
+made at its ``created`` label), unless this provider is creating it right now, so the janitor
+removes it once no runner claims it and the create timeout has passed, and ``delete`` removes
+it like any other. The tests stop a create after each step (``container``, ``started``:
+:mod:`runnerscale.providers.pause`) and kill it there. A container that started is a runner's
+instance however the create ended: it is adopted or, with no live runner, removed.
+
 *The engine may be away.* The client connects on first use, not at start: an engine that is
 down, or an image that is missing, fails that pool's creations with a message naming the pool,
 the engine and the cause (so the controller marks that pool unhealthy and backs off), while
@@ -71,6 +80,7 @@ from docker.models.containers import Container
 from runnerscale.model import Instance, InstanceSpec
 from runnerscale.protocols import ProviderError
 from runnerscale.providers.command import JITCONFIG_ENV, JITCONFIG_PLACEHOLDER, fill_placeholders
+from runnerscale.providers.pause import pause_after
 
 __all__ = [
     "JITCONFIG_ENV",
@@ -339,12 +349,16 @@ class DockerProvider:
             status == "created" and name in self._creating
         )
         exit_code: int | None = None
+        incomplete = status == "created" and not running
         if status == "running":
             detail = f"container {container.short_id} running"
         elif status == "created" and running:
             detail = f"container {container.short_id} starting"
-        elif status == "created":
-            detail = f"container {container.short_id} was created but never started"
+        elif incomplete:
+            detail = (
+                f"incomplete: container {container.short_id} was created but never started "
+                "(a create was interrupted)"
+            )
         else:
             exit_code = int(state.get("ExitCode", 0))
             detail = f"container {container.short_id} {status} with code {exit_code}"
@@ -368,6 +382,7 @@ class DockerProvider:
             exit_code=None if running else exit_code,
             created_at=created_at,
             detail=detail,
+            incomplete=incomplete,
         )
 
     def _last_lines(self, container: Container) -> str:
@@ -408,7 +423,9 @@ class DockerProvider:
             created_at = time.time()
             try:
                 container = self._create_container(client, spec, created_at)
+                pause_after("container")
                 container.start()
+                pause_after("started")
                 container.reload()
             except Exception as error:
                 if isinstance(error, docker.errors.ImageNotFound):

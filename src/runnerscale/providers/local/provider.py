@@ -44,6 +44,20 @@ log file descriptor it inherits. Other local users get nothing: the folders are 
 the files ``0600``, except that with ``user`` the folders on the way to ``work/`` are ``0711``
 (the runner's user passes through them, but cannot list them).
 
+*Crash leftovers are listed.* A create makes the folder, writes the record (no pid yet), starts
+the process and records its pid, all under the ``work_root``'s lock (below), so nobody sees a
+create half-way while it runs. A ``kill -9`` of the daemon between two steps leaves a folder
+without a record, or a record without a process (a process started but not yet recorded is
+found, see ``_recover_pid``); the tests stop a create after each step (``folder``, ``record``,
+``process``, ``recorded``: :mod:`runnerscale.providers.pause`) and kill it there. ``list()``
+reports such a folder as an ``incomplete`` :class:`~runnerscale.model.Instance` (not running,
+made when the folder last changed), so the janitor removes it once no runner claims it and the
+create timeout has passed; ``delete`` removes it like any other. So is a folder whose record is
+not even JSON (half-written: our writes are atomic, a crashed filesystem's may not be), or one
+a removal killed half-way left. A folder without a record cannot say whose it is: every
+provider over the ``work_root`` lists it (nothing runs in it), while a readable record of
+another controller or pool is never touched.
+
 *Removal.* ``delete`` sends SIGTERM to the runner's process group (the official runner then
 cancels its job cleanly), waits up to ``stop_grace`` seconds without blocking the event loop,
 sends SIGKILL to whatever is left, then removes the directory. The last 64 KiB of the log are
@@ -82,6 +96,7 @@ from runnerscale.files import make_dirs
 from runnerscale.model import Instance, InstanceSpec
 from runnerscale.protocols import ProviderError
 from runnerscale.providers.command import JITCONFIG_ENV, JITCONFIG_PLACEHOLDER, fill_placeholders
+from runnerscale.providers.pause import pause_after
 
 __all__ = [
     "JITCONFIG_ENV",
@@ -236,6 +251,8 @@ class _ProcStat:
 class _Status:
     record: _Record
     running: bool
+    #: Why this is the leftover of an interrupted create ("" when it is not one).
+    leftover: str = ""
 
 
 def _proc_stat(pid: int) -> _ProcStat | None:
@@ -516,11 +533,11 @@ class LocalProvider:
         with _REAP_LOCK:
             record = self._read_record(directory, any_pool=any_pool)
             if record is None:
-                return None
+                return self._unrecorded(directory)
             if record.pid is None:
                 record = self._recover_pid(directory, record)
                 if record.pid is None:
-                    return _Status(record, running=False)
+                    return _Status(record, running=False, leftover="no process was recorded")
             assert record.pid is not None
             proc = _proc_stat(record.pid)
             if not self._is_same_process(record, proc):
@@ -546,6 +563,35 @@ class LocalProvider:
             )
             return _Status(record, running=False)
 
+    def _unrecorded(self, directory: Path) -> _Status | None:
+        """A runner folder without a record of anyone's: the leftover of a create killed
+        before its record was written (or of a removal killed half-way), made no later than
+        the folder last changed. None when it is not one (another's record, not a folder)."""
+        if directory.is_symlink() or not directory.is_dir():
+            return None
+        try:
+            text = (directory / RECORD_NAME).read_bytes()
+        except FileNotFoundError:
+            why = "no record"
+        except OSError:
+            return None  # not ours to judge
+        else:
+            try:
+                json.loads(text)
+            except ValueError:
+                why = "a half-written record"
+            else:
+                return None  # a record, of another controller or pool (or version)
+        record = _Record(
+            controller_id=self.settings.controller_id,
+            pool=self.settings.pool,
+            runner_name=directory.name,
+            created_at=directory.stat().st_mtime,
+            command=(),
+            boot_id=self._boot_id,
+        )
+        return _Status(record, running=False, leftover=why)
+
     def _recover_pid(self, directory: Path, record: _Record) -> _Record:
         """A record without a pid: the daemon stopped between starting the process and
         recording it. The process is found as the session leader working in ``work/``."""
@@ -562,8 +608,8 @@ class LocalProvider:
         record = status.record
         if status.running:
             detail = f"pid {record.pid}"
-        elif record.pid is None:
-            detail = "no process was recorded (runnerscale stopped while starting it)"
+        elif status.leftover:
+            detail = f"incomplete: {status.leftover} (a create was interrupted)"
         elif record.exit_code == 0:
             detail = "exited with code 0"
         else:
@@ -580,6 +626,7 @@ class LocalProvider:
             exit_code=None if status.running else record.exit_code,
             created_at=record.created_at,
             detail=detail,
+            incomplete=bool(status.leftover),
         )
 
     def _last_lines(self, name: str) -> str:
@@ -643,8 +690,7 @@ class LocalProvider:
                 f"pool {spec.pool!r}: runner {spec.runner_name} already exists in "
                 f"{directory} with a live process"
             )
-        record = self._read_record(directory) if directory.is_dir() else None
-        if record is None and (directory / RECORD_NAME).exists():
+        if status is None and directory.is_dir() and not directory.is_symlink():
             raise ProviderError(
                 f"pool {spec.pool!r}: {directory} belongs to another controller or pool; not "
                 "touching it"
@@ -687,11 +733,14 @@ class LocalProvider:
             user=None if user is None else user.name,
         )
         # The record comes first: whatever happens next, the directory is found and reaped.
+        # (A kill -9 at a pause_after step leaves what the module docstring lists.)
         directory.mkdir(mode=self._folder_mode)
         try:
             # Whatever the umask: a dropped user must get through to work/, but not list it.
             directory.chmod(self._folder_mode)
+            pause_after("folder")
             self._write_record(directory, record)
+            pause_after("record")
             workdir.mkdir(mode=0o700)
             if user is not None:
                 os.chown(workdir, user.uid, user.gid)
@@ -733,6 +782,7 @@ class LocalProvider:
                 f"pool {spec.pool!r}: cannot start runner {spec.runner_name} with "
                 f"{shown[0]!r}: {reason}"
             ) from None
+        pause_after("process")
         proc = _proc_stat(process.pid)
         record = dataclasses.replace(
             record, pid=process.pid, start_time=None if proc is None else proc.start_time
@@ -748,6 +798,7 @@ class LocalProvider:
             raise ProviderError(
                 f"pool {spec.pool!r}: cannot record runner {spec.runner_name}: {error.strerror}"
             ) from None
+        pause_after("recorded")
         log.info(
             "started runner %s (pool %s) as pid %d in %s",
             spec.runner_name,
