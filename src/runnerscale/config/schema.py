@@ -578,7 +578,10 @@ class Timeouts(ConfigModel):
     """How long runnerscale waits on the outside world, and how often the janitor runs."""
 
     create: PositiveDuration = Field(
-        default=120.0, description="Give up on a backend creation after this long."
+        default=120.0,
+        description="Give up on a backend creation after this long; what a creation "
+        "interrupted by a crash left (a folder without its record, a container never "
+        "started) is removed once this old.",
     )
     delete: PositiveDuration = Field(
         default=120.0, description="Give up on (and retry) a deletion after this long."
