@@ -102,19 +102,30 @@ class Outcome:
     api_errors: int = 0
     webhooks: Counter[str] = field(default_factory=Counter)
     busy_removed: list[str] = field(default_factory=list)
+    #: Jobs not served that no runner death of the benchmark's explains (queued for good, or
+    #: failed on a runner that did not die).
     unserved: list[str] = field(default_factory=list)
+    #: Jobs whose runner the benchmark killed mid-job and that were not re-run.
+    lost_not_rerun: list[str] = field(default_factory=list)
     leftovers: dict[str, int] = field(default_factory=dict)
     secrets_found: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
-    def passed(self) -> bool:
+    def held(self) -> bool:
+        """What must hold whatever happened: every job served or lost with a runner the
+        benchmark killed, no busy runner removed, nothing left, no secret anywhere."""
         return (
             not self.unserved
             and not self.busy_removed
             and not any(self.leftovers.values())
             and not self.secrets_found
         )
+
+    @property
+    def passed(self) -> bool:
+        """All of :attr:`held`, and every job lost with its runner re-run (and served)."""
+        return self.held and not self.lost_not_rerun
 
 
 class Secrets:
@@ -404,10 +415,18 @@ def _judge(outcome: Outcome, every: list[Job], scratch: Path) -> None:
     outcome.reruns = sum(1 for job in every if job.run_attempt > 1)
     latest = _latest_attempts(every)
     outcome.served = sum(1 for job in latest.values() if job.conclusion is Conclusion.SUCCESS)
+    failed = [job for job in latest.values() if job.conclusion is not Conclusion.SUCCESS]
+    lost = [
+        job
+        for job in failed
+        if job.status is JobStatus.COMPLETED and job.runner_name is not None
+        and job.runner_name in died
+    ]  # fmt: skip
+    outcome.lost_not_rerun = sorted(f"{job.name} on {job.runner_name}" for job in lost)
     outcome.unserved = sorted(
         f"{job.name} (attempt {job.run_attempt}: {job.status.value}, {job.conclusion})"
-        for job in latest.values()
-        if job.conclusion is not Conclusion.SUCCESS
+        for job in failed
+        if job not in lost
     )
     outcome.busy_removed = sorted(
         f"{job.name} on {job.runner_name}: {job.failure_reason or job.conclusion}"
@@ -424,6 +443,7 @@ def render(plan: Plan, outcome: Outcome) -> str:
         ("jobs queued", str(outcome.jobs)),
         ("jobs served (latest attempt succeeded)", str(outcome.served)),
         ("jobs re-run after their runner died", str(outcome.reruns)),
+        ("jobs lost with their runner, not re-run", str(len(outcome.lost_not_rerun))),
         ("runners killed mid-run by the benchmark", str(outcome.runner_deaths)),
         ("daemon killed with SIGKILL and restarted", str(outcome.daemon_kills)),
         ("runners registered (JIT configurations)", str(outcome.creations)),
@@ -448,7 +468,14 @@ def render(plan: Plan, outcome: Outcome) -> str:
         f"--span {plan.span:.0f} --kills {plan.kills}",
         "```",
         "",
-        f"Result: **{'passed' if outcome.passed else 'FAILED'}**.",
+        f"Result: **{'passed' if outcome.passed else 'FAILED'}**"
+        + (
+            ""
+            if outcome.passed or not outcome.held
+            else ": everything that must hold held, but some jobs lost with their runner "
+            "were not re-run (listed below)"
+        )
+        + ".",
         "",
         "| figure | value |",
         "| --- | ---: |",
@@ -456,7 +483,8 @@ def render(plan: Plan, outcome: Outcome) -> str:
         "",
     ]
     for title, items in (
-        ("Jobs not served", outcome.unserved),
+        ("Jobs not served, no runner death explains why", outcome.unserved),
+        ("Jobs lost with their runner and not re-run", outcome.lost_not_rerun),
         ("Busy runners removed", outcome.busy_removed),
         ("Secrets found", outcome.secrets_found),
     ):
@@ -470,6 +498,8 @@ def show(console: Console, outcome: Outcome) -> None:
     table.add_column("check")
     table.add_column("result")
     table.add_row("served", f"{outcome.served}/{outcome.jobs}")
+    table.add_row("lost with their runner, not re-run", str(len(outcome.lost_not_rerun)))
+    table.add_row("unserved otherwise", str(len(outcome.unserved)))
     table.add_row("busy runners removed", str(len(outcome.busy_removed)))
     table.add_row("left behind", str(sum(outcome.leftovers.values())))
     table.add_row("secrets found", str(len(outcome.secrets_found)))

@@ -1,0 +1,25 @@
+"""The chaos benchmark, bounded for CI (issue 12): a short storm with the daemon killed ten
+times must end with every job served or lost with a runner the storm killed, no busy runner
+removed, nothing left and no secret anywhere. (Re-running every job lost with its runner is
+not there yet: a death the daemon did not see while it was down goes unnoticed; the figure is
+printed.) ``benchmarks/chaos.py`` runs the long one and writes ``benchmarks/chaos.md``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from benchmarks.chaos import Plan, render, run
+from rich.console import Console
+
+pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]
+
+
+async def test_a_short_storm_with_ten_daemon_kills_serves_every_job_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    plan = Plan(seed=3, jobs=16, span=60.0, kills=10, drain=240.0)
+    outcome = await run(plan, tmp_path, Console(stderr=True))
+    print(render(plan, outcome))
+    assert outcome.daemon_kills == plan.kills
+    assert outcome.held, render(plan, outcome)
