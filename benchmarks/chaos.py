@@ -56,6 +56,8 @@ WEBHOOK_SECRET = "chaos-webhook-secret-0123456789"
 LABELS = ("self-hosted", "linux", "x64")
 REPOS = ("acme/api", "acme/web", "acme/tools")
 POOL = "chaos"
+#: Once every job's latest attempt has ended, how long to wait for a re-run before stopping.
+SETTLE = 60.0
 
 
 @dataclass(frozen=True)
@@ -324,19 +326,33 @@ class Chaos:
         return self.outcome
 
     async def _storm(self, console: Console) -> None:
-        """Queue the jobs and kill the daemon on schedule; wait until every job is served
-        (or the time is up)."""
+        """Queue the jobs and kill the daemon on schedule; wait until every job is served, or
+        every job's latest attempt has ended and no new attempt came for :data:`SETTLE`
+        seconds (a failed one may still be re-run), or the time is up."""
         plan = self.plan
         with Progress(console=console, transient=True) as progress:
             bar = progress.add_task("chaos", total=plan.jobs)
             storm = asyncio.gather(self._queue_jobs(), self._kill_daemon())
             deadline = self.started + plan.span + 30.0 + plan.drain
+            settled: tuple[int, float] | None = None
             while time.monotonic() < deadline:
                 progress.update(bar, completed=self._served())
                 if storm.done() and self._served() >= plan.jobs:
                     break
+                if storm.done() and self._all_ended():
+                    known = len(self.world.jobs)
+                    if settled is None or settled[0] != known:
+                        settled = (known, time.monotonic())
+                    elif time.monotonic() - settled[1] >= SETTLE:
+                        break
+                else:
+                    settled = None
                 await asyncio.sleep(1.0)
             await storm
+
+    def _all_ended(self) -> bool:
+        latest = _latest_attempts(list(self.world.jobs.values()))
+        return all(job.status is JobStatus.COMPLETED for job in latest.values())
 
     async def _queue_jobs(self) -> None:
         rng = random.Random(f"jobs:{self.plan.seed}")  # noqa: S311 - a reproducible schedule
