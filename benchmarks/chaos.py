@@ -307,6 +307,7 @@ class Chaos:
         try:
             await self._storm(console)
             self.outcome.leftovers = await self._wait_clean()
+            await self._until_answering()
             # The control API is on the daemon's unix socket in its state directory.
             control = httpx.AsyncHTTPTransport(uds=str(self.scratch / "state" / "control.sock"))
             async with (
@@ -372,6 +373,17 @@ class Chaos:
             self.outcome.daemon_kills += 1
             await asyncio.sleep(self.rng.uniform(0.5, 2.0))
             await self.daemon.start()
+
+    async def _until_answering(self) -> None:
+        """Wait (up to a minute) for the daemon to listen: the storm may end just after the
+        last kill, while the restarted daemon is still starting."""
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}") as http:
+            for _ in range(120):
+                try:
+                    await http.get("/healthz")
+                    return
+                except httpx.TransportError:
+                    await asyncio.sleep(0.5)
 
     def _served(self) -> int:
         latest = _latest_attempts(list(self.world.jobs.values()))
