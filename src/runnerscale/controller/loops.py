@@ -681,6 +681,10 @@ class Controller:
         stale_after = self.settings.queued_recheck
         self._unconfirmed.clear()
         jobs = self.store.jobs(list(ACTIVE_JOB_STATES))
+        if not any(
+            job.state is JobState.QUEUED and now - job.observed_at >= stale_after for job in jobs
+        ):
+            return  # nothing stale: no need to know what the decision would serve
         decision = self._decide(jobs)
         idle = Counter(r.pool for r in self.store.runners(states=[RunnerState.IDLE]))
         for pool in decision.pools.values():
