@@ -51,6 +51,11 @@ from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
 from runnerscale.fakegithub.world import JobSpec, WorldSettings
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the test helpers: a free port, the processes showing a string
+
+from tests.e2e.harness import free_port
+from tests.processes import processes_showing
+
 TOKEN = "ghp_chaos_token_0123456789abcdef"
 WEBHOOK_SECRET = "chaos-webhook-secret-0123456789"
 LABELS = ("self-hosted", "linux", "x64")
@@ -229,34 +234,9 @@ class DaemonProcess:
             await self.process.wait()
 
 
-def _free_port() -> int:
-    import socket  # noqa: PLC0415 - only here
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _cmdlines() -> str:
-    """Every process's command line, one per line (what any local user can read)."""
-    lines = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                lines.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode())
-            except OSError:
-                continue
-    return "\n".join(lines)
-
-
 def _runner_processes() -> int:
-    marker = str(ROOT / "benchmarks" / "chaos_runner.py")
-    own = str(os.getpid())
-    count = 0
-    for line in _cmdlines().splitlines():
-        if marker in line or ("sim-runner" in line and own not in line):
-            count += 1
-    return count
+    """Runner processes still alive: the chaos runner, or a stand-in it started."""
+    return len(processes_showing([str(ROOT / "benchmarks" / "chaos_runner.py"), "sim-runner"]))
 
 
 def _runner_folders(scratch: Path) -> int:
@@ -287,12 +267,12 @@ class Chaos:
         self.outcome = Outcome(jobs=plan.jobs)
         #: The daemon's kills and restarts (the jobs' schedule has a generator of its own).
         self.rng = random.Random(f"kills:{plan.seed}")  # noqa: S311 - reproducible, no secret
-        self.port = _free_port()
+        self.port = free_port()
         config = scratch / "runnerscale.yaml"
         config.write_text(config_text(plan, server.url, self.port, scratch))
         self.daemon = DaemonProcess(config, scratch / "daemon.log")
         self.started = time.monotonic()
-        #: Secrets seen on a command line while the run went on.
+        #: Processes seen with a secret on their command line while the run went on.
         self.on_cmdlines: set[str] = set()
 
     async def run(self, console: Console) -> Outcome:
@@ -391,7 +371,7 @@ class Chaos:
 
     async def _sample_cmdlines(self) -> None:
         while True:
-            self.on_cmdlines.update(self.secrets.found_in(_cmdlines()))
+            self.on_cmdlines.update(processes_showing(self.secrets.values))
             await asyncio.sleep(1.0)
 
     async def _wait_clean(self) -> dict[str, int]:
