@@ -8,6 +8,7 @@ with a path longer than a socket's address holds."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import stat
@@ -103,3 +104,32 @@ async def test_a_socket_path_longer_than_an_address_holds_works(tmp_path: Path) 
         assert stat.S_IMODE(path.lstat().st_mode) == 0o600
         assert (await get_over(path)).text == "hello"
     assert not path.exists()
+
+
+def read_to_end(sock: socket.socket) -> bytes:
+    chunks = []
+    while chunk := sock.recv(4096):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize("kind", ["tcp", "unix"])
+async def test_a_client_that_connects_before_the_server_starts_waits_instead_of_being_refused(
+    tmp_path: Path, kind: str
+) -> None:
+    """A socket is listening from the moment it is bound. A caller that saw one of the daemon's
+    listeners answer once found the other one bound but not listening yet, and was refused
+    (CI, session 5)."""
+    path = tmp_path / "control.sock"
+    server = LoopbackServer(HELLO) if kind == "tcp" else UnixSocketServer(HELLO, path)
+    if isinstance(server, LoopbackServer):
+        early = socket.create_connection(("127.0.0.1", server.port))
+    else:
+        early = socket.socket(socket.AF_UNIX)
+        early.connect(str(path))
+    with early:
+        early.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        async with server:
+            reply = await asyncio.to_thread(read_to_end, early)
+    assert reply.startswith(b"HTTP/1.1 200")
+    assert reply.endswith(b"hello")

@@ -158,13 +158,16 @@ class Listeners(Service):
         return (self.control or self.public).url
 
     async def start(self) -> None:
-        await self.public.start()
+        # The control API first: once the public listener answers (what a supervisor or a
+        # test waits for), the control API does too.
         if self.control is not None:
-            try:
-                await self.control.start()
-            except BaseException:
-                await self.public.stop()
-                raise
+            await self.control.start()
+        try:
+            await self.public.start()
+        except BaseException:
+            if self.control is not None:
+                await self.control.stop()
+            raise
         where = self.control_url
         if isinstance(self.plan.control, UnixControl):
             where += " (mode 0600: this user and root)"

@@ -62,6 +62,9 @@ class SocketServer(Service):
     ) -> None:
         if (certfile is None) != (keyfile is None):
             raise ValueError("certfile and keyfile go together")
+        # Listening from now on: a client that connects before uvicorn has started waits in
+        # the backlog instead of being refused.
+        sock.listen(socket.SOMAXCONN)
         self.app = app
         self._socket = sock
         self.url = url
