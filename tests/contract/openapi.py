@@ -86,10 +86,30 @@ def contract_dir() -> Path:
     return folder
 
 
+#: Operations runnerscale uses that the shared contract does not copy yet, from GitHub's own
+#: description (the file says which): merged in, never replacing what the contract holds.
+SUPPLEMENT_FILE = Path(__file__).with_name("supplement.json")
+
+
 @functools.cache
 def default_contract() -> OpenAPIContract:
-    """The contract from :func:`contract_dir`, loaded once per test session."""
-    return OpenAPIContract.load(contract_dir() / CONTRACT_FILE)
+    """The contract from :func:`contract_dir` with :data:`SUPPLEMENT_FILE`, loaded once per
+    test session."""
+    document = json.loads((contract_dir() / CONTRACT_FILE).read_text(encoding="utf-8"))
+    supplement = json.loads(SUPPLEMENT_FILE.read_text(encoding="utf-8"))
+    return OpenAPIContract(supplemented(document, supplement))
+
+
+def supplemented(document: Mapping[str, Any], supplement: Mapping[str, Any]) -> dict[str, Any]:
+    """``document`` with the paths and components of ``supplement`` it lacks; one it holds
+    already is kept as it is (the shared contract wins once it copies an operation)."""
+    merged = dict(document)
+    merged["paths"] = {**supplement.get("paths", {}), **document["paths"]}
+    components = {kind: dict(items) for kind, items in document.get("components", {}).items()}
+    for kind, items in supplement.get("components", {}).items():
+        components[kind] = {**items, **components.get(kind, {})}
+    merged["components"] = components
+    return merged
 
 
 _ENTERPRISE_ACTIONS = re.compile(r"^/enterprises/([^/]+)(/actions/.*)$")

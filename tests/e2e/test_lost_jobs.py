@@ -74,7 +74,8 @@ async def test_a_job_whose_runner_is_killed_is_rerun_once_and_served_by_a_new_ru
         os.kill(record["pid"], signal.SIGKILL)
 
         await wait_until(lambda: job.status.value == "completed", 60, "GitHub to fail the job")
-        assert (job.conclusion, job.failure_reason) == ("failure", LOST_COMMUNICATION)
+        lost = LOST_COMMUNICATION.format(runner=runner)
+        assert (job.conclusion, job.failure_reason) == ("failure", lost)
 
         def attempts() -> list[Job]:
             return [

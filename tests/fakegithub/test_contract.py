@@ -7,6 +7,7 @@ models must parse it too. The last test checks that every operation was exercise
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -14,6 +15,7 @@ from githubkit import AppAuthStrategy, GitHub, TokenAuthStrategy
 from githubkit.exception import RequestFailed
 
 from runnerscale.fakegithub.server import SimulatorServer
+from runnerscale.fakegithub.world import QUEUE_TIMEOUT_REASON
 from tests.contract.openapi import ValidatingTransport, default_contract
 from tests.fakegithub.conftest import APP_ID, github_client
 from tests.fakegithub.receiver import serve_receiver, wait_attempted
@@ -130,6 +132,30 @@ async def test_workflow_run_and_job_operations(
     ]
     every = await actions.async_list_jobs_for_workflow_run("acme", "app", 500, filter_="all")
     assert len(every.parsed_data.jobs) == 3
+
+
+async def test_a_failed_jobs_check_run_annotations(
+    github: GitHub[TokenAuthStrategy], control: httpx.AsyncClient, simulator: SimulatorServer
+) -> None:
+    """A job's check run is the job (``check_run_url``); why GitHub failed it other than by
+    its steps is its one annotation."""
+    waiting = await queue(control, "acme/app", LINUX)
+    expired = await queue(control, "acme/app", ["self-hosted", "gpu"])
+    world = simulator.simulator.world
+    world.settings = replace(world.settings, queue_timeout=0.0)
+    world.jobs[waiting["id"]].created_at = world.now + 1  # not expired yet
+    world.tick()
+    checks = github.rest.checks
+    none = await checks.async_list_annotations("acme", "app", waiting["id"])
+    assert none.parsed_data == []
+    found = await checks.async_list_annotations("acme", "app", expired["id"], per_page=10)
+    [annotation] = found.parsed_data
+    assert (annotation.annotation_level, annotation.message) == ("failure", QUEUE_TIMEOUT_REASON)
+    job = await github.rest.actions.async_get_job_for_workflow_run("acme", "app", expired["id"])
+    assert job.parsed_data.check_run_url.endswith(f"/check-runs/{expired['id']}")
+    with pytest.raises(RequestFailed) as missing:
+        await checks.async_list_annotations("acme", "app", 999_999)
+    assert missing.value.response.status_code == 404
 
 
 async def test_app_and_installation_operations(

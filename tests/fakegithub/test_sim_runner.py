@@ -190,7 +190,8 @@ async def test_a_runner_killed_mid_job_fails_it_with_lost_communication(
         await wait_until(lambda: world.jobs[job["id"]].status.value == "completed")
         record = world.jobs[job["id"]]
         assert record.conclusion is not None
-        assert (record.conclusion.value, record.failure_reason) == ("failure", LOST_COMMUNICATION)
+        lost = LOST_COMMUNICATION.format(runner=record.runner_name)
+        assert (record.conclusion.value, record.failure_reason) == ("failure", lost)
         assert runner_id not in world.runners
 
 

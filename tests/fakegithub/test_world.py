@@ -353,7 +353,7 @@ def test_a_silent_busy_runner_fails_its_job_and_is_removed(
     wait(world, clock, 1)
     assert job.status is JobStatus.COMPLETED
     assert job.conclusion is Conclusion.FAILURE
-    assert job.failure_reason == LOST_COMMUNICATION
+    assert job.failure_reason == LOST_COMMUNICATION.format(runner="r1")
     assert job.completed_at == clock.now()
     assert runner.id not in world.runners
     assert [e for e in events if e[0] == "completed"] == [("completed", job.id, "completed")]
@@ -368,7 +368,7 @@ def test_a_lost_non_ephemeral_runner_stays_registered_offline(
     runner = token_runner(world, "r1")
     job = queue(world)
     wait(world, clock, SETTINGS.lost_runner_timeout)
-    assert job.failure_reason == LOST_COMMUNICATION
+    assert job.failure_reason == LOST_COMMUNICATION.format(runner="r1")
     assert world.runners[runner.id] is runner
     assert (runner.busy, runner.connected) == (False, False)
     later = queue(world)

@@ -1,5 +1,5 @@
 """Workflow runs and jobs over REST: list runs and a run's jobs, get a job, cancel a run,
-re-run a job."""
+re-run a job, and a job's check-run annotations."""
 
 from __future__ import annotations
 
@@ -51,6 +51,15 @@ async def rerun_job(sim: Simulator, request: Request, caller: Caller) -> Reply:
     return Reply(201, {})
 
 
+async def list_annotations(sim: Simulator, request: Request, caller: Caller) -> Reply:
+    """A job's check run is the job: its id is the job's (``check_run_url``)."""
+    repo = sim.world.repo(request.path_params["owner"], request.path_params["repo"])
+    job = sim.world.job_in(repo, int_param(request, "check_run_id"))
+    annotations = shapes.check_annotations(job, sim.urls)
+    page, links = paginate(request, annotations)
+    return Reply(200, page, links)
+
+
 async def cancel_run(sim: Simulator, request: Request, caller: Caller) -> Reply:
     repo = sim.world.repo(request.path_params["owner"], request.path_params["repo"])
     sim.world.cancel_run(sim.world.run_in(repo, int_param(request, "run_id")))
@@ -70,5 +79,11 @@ def routes() -> list[Route]:
         operation("GET", f"{jobs}/{{job_id}}", "actions/get-job-for-workflow-run", get_job),
         operation(
             "POST", f"{jobs}/{{job_id}}/rerun", "actions/re-run-job-for-workflow-run", rerun_job
+        ),
+        operation(
+            "GET",
+            f"{REPO}/check-runs/{{check_run_id}}/annotations",
+            "checks/list-annotations",
+            list_annotations,
         ),
     ]

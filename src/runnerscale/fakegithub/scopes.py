@@ -154,6 +154,7 @@ OPERATION_SCOPES: dict[str, ScopeRule] = {
     "actions/list-jobs-for-workflow-run": _PRIVATE_REPO,
     "actions/get-job-for-workflow-run": _PRIVATE_REPO,
     "actions/re-run-job-for-workflow-run": _PRIVATE_REPO,
+    "checks/list-annotations": _PRIVATE_REPO,
     "repos/get": _PRIVATE_REPO,
     "repos/list-webhooks": _REPO_HOOK_READ,
     "repos/get-webhook": _REPO_HOOK_READ,

@@ -703,6 +703,29 @@ def job(job: Job, urls: Urls) -> JSON:
     }
 
 
+def check_annotations(job: Job, urls: Urls) -> list[JSON]:
+    """The annotations on a job's check run (a job's id is its check run's). GitHub says why
+    it failed a job other than by its steps (lost communication with a runner, a queue
+    timeout) only here, as one ``failure`` annotation on the workflow folder."""
+    if job.failure_reason is None:
+        return []
+    run = job.run
+    return [
+        {
+            "path": ".github",
+            "blob_href": f"{urls.web}/{run.repo.full_name}/blob/{run.head_sha}/.github",
+            "start_line": 1,
+            "end_line": 1,
+            "start_column": None,
+            "end_column": None,
+            "annotation_level": "failure",
+            "title": "",
+            "message": job.failure_reason,
+            "raw_details": "",
+        }
+    ]
+
+
 def _workflow_path(run: WorkflowRun) -> str:
     """The workflow file a run comes from, named after the workflow (``CI`` -> ``ci.yml``)."""
     slug = re.sub(r"[^a-z0-9]+", "-", run.name.lower()).strip("-") or "ci"

@@ -56,9 +56,13 @@ from runnerscale.fakegithub.entities import (
 )
 from runnerscale.fakegithub.jitconfig import JitConfig, encode
 
+#: GitHub's words on a job whose runner went silent mid-job (shown as the job's check-run
+#: annotation; the job itself says only ``conclusion: failure``).
 LOST_COMMUNICATION = (
-    "The self-hosted runner lost communication with the server. Verify the machine is running "
-    "and has a healthy network connection."
+    "The self-hosted runner: {runner} lost communication with the server. Verify the machine "
+    "is running and has a healthy network connection. Anything in your workflow that "
+    "terminates the runner process, starves it for CPU/Memory, or blocks its network access "
+    "can cause this error."
 )
 QUEUE_TIMEOUT_REASON = "The job was not acquired by a runner within the queue time limit."
 MAX_LABELS = 100
@@ -944,7 +948,8 @@ class World:
             if runner.busy and silent >= settings.lost_runner_timeout:
                 job = self.jobs[runner.job_id] if runner.job_id is not None else None
                 if job is not None and job.status is not JobStatus.COMPLETED:
-                    self._complete(job, Conclusion.FAILURE, LOST_COMMUNICATION)
+                    reason = LOST_COMMUNICATION.format(runner=runner.name)
+                    self._complete(job, Conclusion.FAILURE, reason)
                 runner.connected = False
                 self._release(runner)
             elif not runner.busy and silent >= settings.runner_offline_after:
