@@ -127,6 +127,13 @@ class GitHubAPI(Protocol):
         Raises GitHubError when GitHub refuses (403 while its workflow run still runs)."""
         ...
 
+    async def job_annotations(self, repo: str, job_id: int) -> list[str]:
+        """The messages of the annotations on a job's check run (a job's id is its check
+        run's), the first 100: the only place GitHub says why it failed a job other than by
+        its steps ("The self-hosted runner: NAME lost communication with the server...").
+        Empty when the job is not known."""
+        ...
+
 
 class PollPacer(Protocol):
     """Paces GitHub polls by the API budget (the production client does; the simulation does

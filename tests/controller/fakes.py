@@ -129,6 +129,8 @@ class FakeGitHub:
     unreachable: set[str] = field(default_factory=set)
     #: Every job re-run, in order, with the id of the new attempt GitHub queued for it.
     reruns: list[tuple[int, int]] = field(default_factory=list)
+    #: The annotation messages of a job's check run, by job id (none when not set).
+    annotations: dict[int, list[str]] = field(default_factory=dict)
     faults: _Faults = field(default_factory=_Faults)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1001))
     _job_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(900_001))
@@ -229,6 +231,14 @@ class FakeGitHub:
         )
         self.jobs[attempt.id] = attempt
         self.reruns.append((job_id, attempt.id))
+
+    async def job_annotations(self, repo: str, job_id: int) -> list[str]:
+        self.journal.append(("github", "job_annotations", str(job_id)))
+        self.faults.check("job_annotations", after=False)
+        job = self.jobs.get(job_id)
+        if job is None or job.repo != repo:
+            return []
+        return list(self.annotations.get(job_id, []))
 
     def _reach(self, target: Target, operation: str) -> None:
         if target.key in self.unreachable:

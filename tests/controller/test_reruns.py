@@ -12,7 +12,7 @@ import logging
 import pytest
 
 from runnerscale.controller.loops import Status
-from runnerscale.controller.reruns import RETRY_WAIT
+from runnerscale.controller.reruns import EXAMINE_FOR, RETRY_WAIT
 from runnerscale.metrics import Metrics
 from runnerscale.model import RERUN, JobLoss, JobState, RunnerState
 from tests.controller.conftest import MakeRig, Rig
@@ -276,3 +276,117 @@ async def test_a_reruns_repository_is_read_by_every_poll_until_its_new_attempt_i
     assert world.controller.poll_hints().expected_repos == {"acme/app"}
     await world.deliver(world.github.jobs[ATTEMPT])  # heard of: nothing more to expect
     assert world.controller.poll_hints().expected_repos == frozenset()
+
+
+# ---------------------------------------------------------------- losses only GitHub saw
+
+LOST = (
+    "The self-hosted runner: {runner} lost communication with the server. Verify the machine "
+    "is running and has a healthy network connection."
+)
+
+
+def annotations_read(world: Rig) -> int:
+    return world.journal.ops("github").count("job_annotations")
+
+
+async def test_a_loss_runnerscale_did_not_see_is_found_in_githubs_annotation_and_rerun_once(
+    world: Rig,
+) -> None:
+    """The runner's death went unseen (the daemon was down, or GitHub failed the job before
+    the runner was seen to die and it was removed as done): GitHub's annotation says."""
+    name = await running(world)
+    lost = LOST.format(runner=name)
+    world.github.annotations[JOB] = ["Process completed with exit code 1.", lost]
+    await ends(world)
+    world.provider.exit(name, code=0)  # what was seen: an ordinary end
+    await world.poll()
+    await world.reconcile()
+    assert world.github.reruns == [(JOB, ATTEMPT)]
+    settled = loss(world)
+    assert settled.reason == "GitHub: " + LOST.format(runner=name)
+    assert (settled.pool, settled.outcome) == ("linux", RERUN)
+    for _ in range(3):
+        world.restart()  # a restarted daemon examines again; the loss is settled already
+        world.clock.advance(60)
+        await world.reconcile()
+    assert world.github.reruns == [(JOB, ATTEMPT)]
+    assert annotations_read(world) == 1
+
+
+async def test_a_job_that_failed_by_its_steps_is_examined_once_and_not_rerun(world: Rig) -> None:
+    name = await running(world)
+    world.github.annotations[JOB] = ["Process completed with exit code 1."]
+    await ends(world)
+    world.provider.exit(name, code=0)
+    for _ in range(4):
+        await world.poll()
+        await world.reconcile()
+        world.clock.advance(60)
+    assert annotations_read(world) == 1
+    assert reruns(world) == []
+    assert world.store.job_losses() == []
+
+
+async def test_a_loss_seen_and_reported_by_github_too_is_rerun_once_without_reading(
+    world: Rig,
+) -> None:
+    name = await running(world)
+    world.github.annotations[JOB] = [LOST.format(runner=name)]
+    await dies(world, name)
+    await ends(world)
+    await world.reconcile()
+    assert world.github.reruns == [(JOB, ATTEMPT)]
+    assert loss(world).reason.startswith(f"runner {name} died mid-job")
+    assert annotations_read(world) == 0  # the loss was recorded: nothing to ask
+
+
+async def test_annotations_are_read_only_where_a_lost_job_would_be_rerun(
+    make_world: MakeRig,
+) -> None:
+    world = make_world()  # rerun_lost_jobs: false
+    name = await running(world)
+    world.github.annotations[JOB] = [LOST.format(runner=name)]
+    await ends(world)
+    await world.reconcile()
+    assert annotations_read(world) == 0
+    assert world.store.job_losses() == []
+
+
+async def test_a_failed_job_of_a_foreign_runner_or_long_ago_is_not_examined(world: Rig) -> None:
+    await world.queue(JOB)
+    world.clock.advance(600)
+    foreign = world.github.update_job(
+        JOB,
+        state=JobState.COMPLETED,
+        conclusion="failure",
+        runner_name="someone-elses-runner",
+        completed_at=world.clock.now(),
+    )
+    await world.deliver(foreign)
+    await world.queue(JOB + 1)
+    await world.reconcile()
+    (runner,) = world.runners(RunnerState.BOOTING)
+    old = world.github.update_job(
+        JOB + 1,
+        state=JobState.COMPLETED,
+        conclusion="failure",
+        runner_name=runner.name,
+        completed_at=world.clock.now() - EXAMINE_FOR - 1,
+    )
+    await world.deliver(old)
+    world.clock.advance(60)
+    await world.reconcile()
+    assert annotations_read(world) == 0
+
+
+async def test_an_annotation_read_that_fails_is_tried_again(world: Rig) -> None:
+    name = await running(world)
+    world.github.annotations[JOB] = [LOST.format(runner=name)]
+    await ends(world)
+    world.github.fail("job_annotations", times=1)
+    await world.reconcile()
+    assert reruns(world) == []
+    world.clock.advance(60)
+    await world.reconcile()
+    assert world.github.reruns == [(JOB, ATTEMPT)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
@@ -11,7 +12,7 @@ import pytest
 
 from runnerscale.fakegithub.faults import FaultPlan
 from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
-from runnerscale.fakegithub.world import JobSpec
+from runnerscale.fakegithub.world import QUEUE_TIMEOUT_REASON, JobSpec
 from runnerscale.github.client import GitHubClient, _failure
 from runnerscale.github.schedule import PollHints
 from runnerscale.model import JobState, Target
@@ -104,6 +105,22 @@ async def test_a_completed_job_is_rerun_as_a_new_attempt_charged_to_core(
     with pytest.raises(GitHubError) as missing:
         await client.rerun_job("acme/app", 999_999)
     assert missing.value.status == 404
+
+
+async def test_a_jobs_annotations_say_why_github_failed_it(
+    simulator: SimulatorServer, client: GitHubClient
+) -> None:
+    world = simulator.simulator.world
+    [job] = world.create_jobs([JobSpec("acme/app", LABELS, 60, None, "build")])
+    assert await client.job_annotations("acme/app", job.id) == []
+    world.settings = replace(world.settings, queue_timeout=0.0)
+    world.tick()
+    assert await client.job_annotations("acme/app", job.id) == [QUEUE_TIMEOUT_REASON]
+    assert await client.job_annotations("acme/app", 999_999) == []  # not known
+    assert client.budget.calls["list-annotations"] == 3
+    assert client.budget.of("token").resource_for("list-annotations") == "core"
+    stats = simulator.simulator.stats.public()["operations"]
+    assert stats["checks/list-annotations"]["statuses"] == {"200": 2, "404": 1}
 
 
 async def test_runner_lists_follow_every_page(

@@ -1,14 +1,24 @@
 """Jobs whose runner died mid-job: recorded, and re-run once where the pool asks for it.
 
-How runnerscale knows of such a loss: GitHub fails the job ("The self-hosted runner lost
-communication with the server") only in the job's check-run annotations; the REST job and the
-``workflow_job`` webhook say no more than ``conclusion: failure``. So runnerscale correlates
-what it sees itself. When one of its runners dies while busy (its instance exits with an error,
-or vanishes from the backend), the job it was running is recorded as lost, with why
-(:func:`record_loss`). When that job is later seen completed with conclusion ``failure``, and
-the dead runner's pool has ``rerun_lost_jobs``, :class:`Reruns` asks GitHub to re-run it;
-GitHub queues a new attempt under a new job id, which is served like any other job. Any other
-ending settles the loss with the reason it was not re-run.
+How runnerscale knows of such a loss, two ways. GitHub fails the job ("The self-hosted runner:
+NAME lost communication with the server") only in the job's check-run annotations; the REST job
+and the ``workflow_job`` webhook say no more than ``conclusion: failure``.
+
+- What runnerscale sees itself: when one of its runners dies while busy (its instance exits
+  with an error, or vanishes from the backend), the job it was running is recorded as lost,
+  with why (:func:`record_loss`).
+- What GitHub says: a job of one of its runners (by the pool's name prefix) that ended
+  ``failure`` without a loss recorded is examined once, in a pool that re-runs lost jobs: its
+  annotations are read (one call), and GitHub's words for a lost runner
+  (:data:`LOST_RUNNER_WORDS`) record the loss. This catches the deaths runnerscale cannot see:
+  a runner that died while the daemon was down (its exit code is gone), one whose job's
+  ``in_progress`` webhook was lost (runnerscale thought it idle), one whose job GitHub failed
+  before runnerscale saw it die and removed it as done.
+
+When a lost job is seen completed with conclusion ``failure``, and the dead runner's pool has
+``rerun_lost_jobs``, :class:`Reruns` asks GitHub to re-run it; GitHub queues a new attempt
+under a new job id, which is served like any other job. Any other ending settles the loss with
+the reason it was not re-run.
 
 Never twice for one loss: the loss is settled in the store by a compare-and-set *before*
 GitHub is asked, so of two passes (or two daemons on one database) only one asks. A re-run
@@ -30,6 +40,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import replace
 
 from runnerscale.controller.actions import Events, PoolRuntime
+from runnerscale.logs import untrusted
 from runnerscale.model import RERUN, Job, JobLoss, JobState, Runner
 from runnerscale.protocols import Clock, GitHubAPI, GitHubError, Store
 
@@ -40,8 +51,22 @@ RETRY_WAIT = 30.0
 RETRY_WAIT_CAP = 3600.0
 #: How long after a re-run its repository is read in full until its new attempt is heard of.
 EXPECT_FOR = 3600.0
+#: The most of GitHub's words kept in a loss's reason.
+REASON_LIMIT = 300
 #: Losses settled since the start shown in the status, the newest.
 SHOWN = 20
+#: How long after a job failed GitHub is asked whether its runner was lost: a daemon down
+#: longer than this leaves such a job unexamined (and GitHub's own retention of runs is long).
+EXAMINE_FOR = 3600.0
+#: The store's failed jobs are looked through at most this often (a reconcile runs every few
+#: seconds; a loss found a few seconds later costs nothing).
+EXAMINE_EVERY = 15.0
+#: GitHub's words, in a failed job's annotation, for a runner that died mid-job: a machine that
+#: went silent, or a runner stopped by a signal (a spot machine reclaimed, a container killed).
+LOST_RUNNER_WORDS = (
+    "lost communication with the server",
+    "The runner has received a shutdown signal",
+)
 
 #: A job across its attempts: repository, workflow run, job name.
 Attempts = tuple[str, int, str]
@@ -69,6 +94,11 @@ def record_loss(store: Store, runner: Runner, why: str, now: float) -> JobLoss |
         return None
     log.info("job %s of %s: lost: %s", job.id, job.repo, loss.reason)
     return loss
+
+
+def lost_runner_message(messages: Collection[str]) -> str | None:
+    """The annotation (of a failed job's) in which GitHub says the job's runner was lost."""
+    return next((m for m in messages if any(words in m for words in LOST_RUNNER_WORDS)), None)
 
 
 def _running_job(store: Store, runner: Runner) -> Job | None:
@@ -129,6 +159,9 @@ class Reruns:
         self._retries: dict[int, tuple[float, float]] = {}
         self._unsettled: list[JobLoss] = []
         self._settled: deque[JobLoss] = deque(maxlen=SHOWN)
+        #: Failed jobs whose annotations were read already (within :data:`EXAMINE_FOR`).
+        self._examined: set[int] = set()
+        self._next_examination = 0.0
 
     def shown(self) -> list[JobLoss]:
         """For the status: the losses whose jobs have not ended yet (or whose re-run is to be
@@ -162,8 +195,10 @@ class Reruns:
         return frozenset(expected)
 
     async def settle(self) -> None:
-        """One pass (part of each reconcile): every unsettled loss whose job has ended."""
+        """One pass (part of each reconcile): the failed jobs GitHub may say lost their runner
+        examined, then every unsettled loss whose job has ended settled."""
         now = self.clock.now()
+        await self._examine_failures(now)
         unsettled = self.store.job_losses(settled=False)
         waiting = {loss.job_id for loss in unsettled}
         self._retries = {key: wait for key, wait in self._retries.items() if key in waiting}
@@ -190,6 +225,57 @@ class Reruns:
             settled.add(loss.job_id)
             self._settled.appendleft(done)
         self._unsettled = [loss for loss in unsettled if loss.job_id not in settled]
+
+    async def _examine_failures(self, now: float) -> None:
+        """Record the losses GitHub reports and runnerscale did not see: each job of a pool
+        that re-runs lost jobs (by its runner's name prefix) that failed within
+        :data:`EXAMINE_FOR` with no loss recorded gets its annotations read, once."""
+        prefixes = {pool.prefix: name for name, pool in self.pools.items() if pool.rerun_lost_jobs}
+        if not prefixes or now < self._next_examination:
+            return
+        self._next_examination = now + EXAMINE_EVERY
+        recorded = {loss.job_id for loss in self.store.job_losses()}
+        candidates: list[tuple[Job, str]] = []
+        for job in self.store.jobs([JobState.COMPLETED]):
+            if (
+                job.conclusion != "failure"
+                or job.id in recorded
+                or job.runner_name is None
+                or job.completed_at is None
+                or now - job.completed_at > EXAMINE_FOR
+            ):
+                continue
+            name = job.runner_name
+            pool = next((p for prefix, p in prefixes.items() if name.startswith(prefix)), None)
+            if pool is not None:
+                candidates.append((job, pool))
+        self._examined &= {job.id for job, _pool in candidates}
+        for job, pool in candidates:
+            if job.id in self._examined:
+                continue
+            try:
+                messages = await self.github.job_annotations(job.repo, job.id)
+            except GitHubError as error:
+                log.warning(
+                    "job %s of %s: reading why it failed: %s (tried again next pass)",
+                    job.id,
+                    job.repo,
+                    error,
+                )
+                return
+            self._examined.add(job.id)
+            message = lost_runner_message(messages)
+            if message is None:
+                continue  # failed by its own steps
+            loss = JobLoss(
+                job_id=job.id,
+                repo=job.repo,
+                pool=pool,
+                reason=f"GitHub: {untrusted(message, REASON_LIMIT)}",
+                lost_at=now,
+            )
+            if self.store.record_job_loss(loss):
+                log.info("job %s of %s: lost: %s", job.id, job.repo, loss.reason)
 
     def _rerun_before(self) -> set[Attempts]:
         """The jobs (across attempts) whose loss was settled by a re-run."""

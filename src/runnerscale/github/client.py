@@ -767,6 +767,22 @@ class GitHubClient:
             ),
         )
 
+    async def job_annotations(self, repo: str, job_id: int) -> list[str]:
+        owner, name = _split(repo)
+        try:
+            response = await self._call(
+                "list-annotations",
+                Owner(owner, repo=repo),
+                lambda client: client.rest.checks.async_list_annotations(
+                    owner, name, job_id, per_page=PER_PAGE
+                ),
+            )
+        except _StatusError as error:
+            if error.status == 404:
+                return []
+            raise
+        return [annotation.message for annotation in response.parsed_data if annotation.message]
+
     async def close(self) -> None:
         """githubkit opens a client per call; nothing is held between calls."""
 

@@ -58,6 +58,7 @@ _OPERATION_IDS = {
     "list-jobs-for-run": "actions/list-jobs-for-workflow-run",
     "get-job": "actions/get-job-for-workflow-run",
     "rerun-job": "actions/re-run-job-for-workflow-run",
+    "list-annotations": "checks/list-annotations",
 }
 _STATES = {
     JobStatus.WAITING: JobState.WAITING,
@@ -325,6 +326,21 @@ class SimulatedGitHub:
     async def rerun_job(self, repo: str, job_id: int) -> None:
         with self._request("rerun-job", read=False):
             self.world.rerun_job(self.world.job_in(self._repo(repo), job_id))
+
+    async def job_annotations(self, repo: str, job_id: int) -> list[str]:
+        try:
+            # Not conditional (the production client reads annotations once, without an
+            # ETag): every read is charged.
+            with self._request("list-annotations"):
+                job = self.world.jobs.get(job_id)
+                if job is None or job.repo.full_name.lower() != repo.lower():
+                    raise not_found()
+                reasons = [job.failure_reason] if job.failure_reason is not None else []
+        except GitHubError as error:
+            if error.status == 404:
+                return []
+            raise
+        return reasons
 
     async def close(self) -> None:
         """Nothing to release."""
