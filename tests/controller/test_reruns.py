@@ -12,9 +12,10 @@ import logging
 import pytest
 
 from runnerscale.controller.loops import Status
-from runnerscale.controller.reruns import EXAMINE_FOR, RETRY_WAIT
+from runnerscale.controller.reruns import EXAMINE_FOR, RETRY_WAIT, TRANSIENT_RETRY_WAIT
 from runnerscale.metrics import Metrics
 from runnerscale.model import RERUN, JobLoss, JobState, RunnerState
+from runnerscale.protocols import GitHubError
 from tests.controller.conftest import MakeRig, Rig
 from tests.controller.fakes import CrashError
 
@@ -159,11 +160,13 @@ async def test_a_rerun_github_refuses_is_asked_again_later_and_made_once(world: 
     name = await running(world)
     await dies(world, name)
     await ends(world)
-    world.github.fail("rerun_job", times=1)  # e.g. 403 while other jobs of the run still run
+    still_running = GitHubError("rerun job: 403 the workflow run is still running", status=403)
+    world.github.fail("rerun_job", still_running, times=1)
     await world.reconcile()
     assert world.github.reruns == []
     assert ("error", "linux", "rerun") in world.events
     assert loss(world).settled_at is None  # reopened: a later pass asks again
+    world.clock.advance(TRANSIENT_RETRY_WAIT)
     await world.reconcile()
     assert len(reruns(world)) == 1  # not before the wait has passed
 
@@ -175,6 +178,25 @@ async def test_a_rerun_github_refuses_is_asked_again_later_and_made_once(world: 
     await world.reconcile()
     assert len(reruns(world)) == 2  # one refused, one made
     assert [event for event in world.events if event[0] == "rerun"] == [("rerun", "linux", "")]
+
+
+async def test_a_rerun_that_failed_on_githubs_side_is_asked_again_within_seconds(
+    world: Rig,
+) -> None:
+    name = await running(world)
+    await dies(world, name)
+    await ends(world)
+    world.github.fail("rerun_job", GitHubError("rerun job: 502 bad gateway", status=502), times=2)
+    await world.reconcile()
+    world.clock.advance(TRANSIENT_RETRY_WAIT)
+    await world.reconcile()
+    assert len(reruns(world)) == 2  # both failed: the wait doubles
+    world.clock.advance(TRANSIENT_RETRY_WAIT)
+    await world.reconcile()
+    assert world.github.reruns == []
+    world.clock.advance(TRANSIENT_RETRY_WAIT)
+    await world.reconcile()
+    assert world.github.reruns == [(JOB, ATTEMPT)]
 
 
 async def test_a_restart_between_the_loss_and_the_failure_still_reruns_once(world: Rig) -> None:

@@ -48,6 +48,9 @@ log = logging.getLogger("runnerscale.controller")
 
 #: The wait before asking again for a re-run GitHub refused; it doubles up to the cap.
 RETRY_WAIT = 30.0
+#: The first wait after a re-run failed on GitHub's side (a 5xx, or no answer): such a failure
+#: is usually over in seconds, unlike a refusal while the workflow run still runs.
+TRANSIENT_RETRY_WAIT = 5.0
 RETRY_WAIT_CAP = 3600.0
 #: How long after a re-run its repository is read in full until its new attempt is heard of.
 EXPECT_FOR = 3600.0
@@ -295,7 +298,9 @@ class Reruns:
             await self.github.rerun_job(job.repo, job.id)
         except GitHubError as error:
             self.store.reopen_job_loss(loss.job_id, loss.settled_at)
-            wait = self._retries.get(loss.job_id, (0.0, RETRY_WAIT))[1]
+            transient = error.status is None or error.status >= 500
+            first = TRANSIENT_RETRY_WAIT if transient else RETRY_WAIT
+            wait = self._retries.get(loss.job_id, (0.0, first))[1]
             self._retries[loss.job_id] = (self.clock.now() + wait, min(2 * wait, RETRY_WAIT_CAP))
             log.warning(
                 "job %s of %s: re-running it failed (next try in %.0fs): %s",
