@@ -209,3 +209,40 @@ async def test_poll_hints_say_what_webhooks_told(world: Rig) -> None:
     assert hints.webhooks is True
     assert hints.active_repos == frozenset({"Acme/App"})
     assert hints.newest_jobs == {"acme/app": world.clock.now()}
+
+
+async def test_with_webhooks_a_job_on_a_runner_of_ours_that_ended_is_asked_for_steadily(
+    world: Rig,
+) -> None:
+    """GitHub fails such a job once its runner has been silent a while: its end (and a loss
+    to re-run) must be heard of promptly, not after doubling waits."""
+    name = await world.busy_runner()
+    await world.deliver(world.github.put_job(world.job(7, JobState.IN_PROGRESS, runner_name=name)))
+    world.github.unlisted.add(7)
+    world.provider.exit(name, code=137)  # killed: GitHub has not noticed yet
+    checks = []
+    for _ in range(8):
+        world.clock.advance(QUEUED_RECHECK / 2)
+        await world.poll()
+        checks.append(world.journal.ops("github", subject="7").count("get_job"))
+    assert checks == [0, 1, 1, 2, 2, 3, 3, 4]  # every QUEUED_RECHECK, no doubling
+
+
+async def test_a_runner_that_dies_while_thought_jobless_makes_the_next_poll_read_in_full(
+    world: Rig,
+) -> None:
+    """It may have run a job whose webhooks were all lost: a poll that trusts webhooks would
+    never read that job's repository, and the job's loss would go unseen."""
+    await world.queue(5)
+    await world.reconcile()
+    [runner] = world.runners(RunnerState.BOOTING)
+    await world.controller.poll_step()  # GitHub polled: the next poll is an interval away
+    assert world.controller.poll_hints().webhooks is True
+    world.journal.clear()
+    world.provider.exit(runner.name, code=137)
+    await world.controller.poll_step()  # the backends only: the death is seen
+    assert "active_jobs" not in world.journal.ops("github")
+    assert world.controller.poll_hints().webhooks is False  # until the next GitHub poll
+    await world.controller.poll_step()  # due at once
+    assert "active_jobs" in world.journal.ops("github")
+    assert world.controller.poll_hints().webhooks is True

@@ -211,6 +211,9 @@ class Controller:
         self.newest_jobs: dict[str, float] = {}
         #: Targeted re-checks while webhooks arrive: job id -> (next check, wait after it).
         self._rechecks: dict[int, tuple[float, float]] = {}
+        #: A runner of ours died while runnerscale thought it had no job: it may have run one
+        #: whose webhooks were lost. The next poll reads as if no webhook arrived.
+        self._missed_events_suspected = False
         #: Each loop's pulse (see :mod:`.health`), and when the first decision was written.
         self.heartbeats: dict[str, Heartbeat] = {}
         self.reconciled_at: float | None = None
@@ -266,7 +269,7 @@ class Controller:
         """What a GitHub poll of an organisation needs to know to read less."""
         return PollHints(
             self.active_repos(),
-            self.webhooks_flow(),
+            self.webhooks_flow() and not self._missed_events_suspected,
             self.newest_jobs,
             self.reruns.expected_repos(),
         )
@@ -479,6 +482,7 @@ class Controller:
         if not failed:
             # Forget jobs the poll no longer returns (it re-reads every active one).
             self._last_observed = {k: v for k, v in self._last_observed.items() if k in seen}
+            self._missed_events_suspected = False
         await self._recheck_unseen(seen, failed)
         self.kick()
         if errors:
@@ -543,6 +547,12 @@ class Controller:
         if runner.state is RunnerState.BUSY:
             why = f"its instance exited with code {instance.exit_code}"
             record_loss(self.store, runner, why, self.clock.now())
+        elif runner.state in (RunnerState.BOOTING, RunnerState.IDLE):
+            # It may have taken a job whose webhooks were all lost: a job GitHub fails for
+            # its lost runner, and that nobody re-runs unless a poll sees it in progress
+            # first. Poll soon, reading every repository a poll without webhooks would.
+            self._missed_events_suspected = True
+            self._next_github_poll = min(self._next_github_poll, self.clock.now())
         pool = self.pools.get(runner.pool)
         if pool is not None and runner.state in (RunnerState.CREATING, RunnerState.BOOTING):
             # It never came online: the pool's runners may all crash at start (a broken
@@ -590,18 +600,27 @@ class Controller:
         Not a job in progress on a live runner of ours (that runner's end tells), nor a queued
         one whose pool has no idle runner (the queue explains the wait). Any other (queued
         while a runner of its pool idles, matching no pool, or running where we cannot watch)
-        is, with a wait that doubles after each check (up to :data:`RECHECK_BACKOFF_CAP`); an
-        unchanged job is a free 304 besides."""
+        is, with a wait that doubles after each check (up to :data:`RECHECK_BACKOFF_CAP`),
+        except a job running on a runner of ours that has ended: its end is near, so it is
+        asked for every ``queued_recheck``. An unchanged job is a free 304 besides."""
+        steady = False
         if job.state is JobState.IN_PROGRESS and job.runner_name:
             runner = self.store.get_runner(job.runner_name)
             if runner is not None and runner.state in REGISTERED:
                 return False
+            # A job still running on a runner of ours that has ended is about to end too
+            # (GitHub fails it once its runner has been silent a while): asked for at a
+            # steady pace, so that a loss is re-run promptly.
+            steady = runner is not None
         if job.state is JobState.QUEUED and job.pool is not None and job.pool not in idle_pools:
             return False  # its pool is busy: the wait is explained
         next_at, wait = self._rechecks.get(job.id, (0.0, self.settings.queued_recheck))
         if now < next_at:
             return False
-        self._rechecks[job.id] = (now + wait, min(wait * 2, RECHECK_BACKOFF_CAP))
+        self._rechecks[job.id] = (
+            now + wait,
+            wait if steady else min(wait * 2, RECHECK_BACKOFF_CAP),
+        )
         return True
 
     # ------------------------------------------------------------------ reconciling
