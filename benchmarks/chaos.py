@@ -10,7 +10,8 @@ the local backend; GitHub is the fake one, in this process, over real HTTP.
 Afterwards it checks what must hold whatever happened:
 
 * every job served: each workflow job's latest attempt succeeded, and a job re-run only after
-  its runner died (once per death: ``rerun_lost_jobs: true``);
+  its runner died (once per death: ``rerun_lost_jobs: true``); a re-run attempt that lost its
+  runner too is not re-run again (by design) and is counted apart;
 * no busy runner removed: every job that failed did so because the benchmark killed its
   runner (``chaos_runner.py`` marks each death it causes);
 * nothing left: no runner registered with GitHub, no runner folder, no runner process;
@@ -114,6 +115,9 @@ class Outcome:
     unserved: list[str] = field(default_factory=list)
     #: Jobs whose runner the benchmark killed mid-job and that were not re-run.
     lost_not_rerun: list[str] = field(default_factory=list)
+    #: Jobs re-run once after their runner died whose new attempt lost its runner too: not
+    #: re-run twice, by design (the job itself may be what kills its runners).
+    lost_again: list[str] = field(default_factory=list)
     leftovers: dict[str, int] = field(default_factory=dict)
     secrets_found: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -430,7 +434,14 @@ def _judge(outcome: Outcome, every: list[Job], scratch: Path) -> None:
         if job.status is JobStatus.COMPLETED and job.runner_name is not None
         and job.runner_name in died
     ]  # fmt: skip
-    outcome.lost_not_rerun = sorted(f"{job.name} on {job.runner_name}" for job in lost)
+    outcome.lost_not_rerun = sorted(
+        f"{job.name} on {job.runner_name}" for job in lost if job.run_attempt == 1
+    )
+    outcome.lost_again = sorted(
+        f"{job.name} (attempt {job.run_attempt}) on {job.runner_name}"
+        for job in lost
+        if job.run_attempt > 1
+    )
     outcome.unserved = sorted(
         f"{job.name} (attempt {job.run_attempt}: {job.status.value}, {job.conclusion})"
         for job in failed
@@ -452,6 +463,7 @@ def render(plan: Plan, outcome: Outcome) -> str:
         ("jobs served (latest attempt succeeded)", str(outcome.served)),
         ("jobs re-run after their runner died", str(outcome.reruns)),
         ("jobs lost with their runner, not re-run", str(len(outcome.lost_not_rerun))),
+        ("re-run jobs whose new attempt lost its runner too", str(len(outcome.lost_again))),
         ("runners killed mid-run by the benchmark", str(outcome.runner_deaths)),
         ("daemon killed with SIGKILL and restarted", str(outcome.daemon_kills)),
         ("runners registered (JIT configurations)", str(outcome.creations)),
@@ -493,6 +505,7 @@ def render(plan: Plan, outcome: Outcome) -> str:
     for title, items in (
         ("Jobs not served, no runner death explains why", outcome.unserved),
         ("Jobs lost with their runner and not re-run", outcome.lost_not_rerun),
+        ("Re-run once, lost again (not re-run twice, by design)", outcome.lost_again),
         ("Busy runners removed", outcome.busy_removed),
         ("Secrets found", outcome.secrets_found),
     ):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from runnerscale.model import JobState, RunnerState
+from runnerscale.protocols import GitHubError
 from tests.controller.conftest import QUEUED_RECHECK, Rig
 
 
@@ -246,3 +247,26 @@ async def test_a_runner_that_dies_while_thought_jobless_makes_the_next_poll_read
     await world.controller.poll_step()  # due at once
     assert "active_jobs" in world.journal.ops("github")
     assert world.controller.poll_hints().webhooks is True
+
+
+async def test_with_webhooks_a_stuck_job_is_asked_for_though_the_listing_failed(
+    world: Rig,
+) -> None:
+    """Under a storm of errors some call of each poll fails; the targeted re-checks must not
+    wait for a poll where none does. One that fails does not stop the others."""
+    names = [await world.busy_runner() for _ in range(2)]
+    for job_id, name in zip((7, 8), names, strict=True):
+        job = world.job(job_id, JobState.IN_PROGRESS, runner_name=name)
+        await world.deliver(world.github.put_job(job))
+        world.github.unlisted.add(job_id)
+        world.provider.exit(name, code=137)
+    for job_id in (7, 8):
+        world.github.update_job(job_id, state=JobState.COMPLETED, conclusion="failure")
+    world.clock.advance(QUEUED_RECHECK)
+    world.github.fail("list_runners")  # the poll's listing fails every time
+    world.github.fail("get_job", times=1)  # and the first re-read
+    with pytest.raises(GitHubError):
+        await world.poll()
+    assert world.journal.ops("github").count("get_job") == 2
+    states = [world.store.get_job(job_id).state for job_id in (7, 8)]  # type: ignore[union-attr]
+    assert sorted(states) == sorted([JobState.IN_PROGRESS, JobState.COMPLETED])

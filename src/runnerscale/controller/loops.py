@@ -483,7 +483,9 @@ class Controller:
             # Forget jobs the poll no longer returns (it re-reads every active one).
             self._last_observed = {k: v for k, v in self._last_observed.items() if k in seen}
             self._missed_events_suspected = False
-        await self._recheck_unseen(seen, failed)
+        recheck_error = await self._recheck_unseen(seen, failed)
+        if recheck_error is not None:
+            errors.append(recheck_error)
         self.kick()
         if errors:
             raise errors[0]
@@ -564,27 +566,31 @@ class Controller:
                 f"online ({first_line})",
             )
 
-    async def _recheck_unseen(self, seen: set[int], failed: list[Target]) -> None:
-        """Jobs the store holds as active that the poll did not show: ask for each. Jobs
-        that only targets whose listing failed could have shown are not unseen: skipped.
+    async def _recheck_unseen(self, seen: set[int], failed: list[Target]) -> GitHubError | None:
+        """Jobs the store holds as active that the poll did not show: ask for each; the first
+        failed request is returned, after trying the others.
 
         Without webhooks a poll reads every repository with active jobs, so a job it did not
-        show has moved on. While webhooks arrive, polls leave such repositories to them, and a
-        job is asked for only when it looks stuck (see :meth:`_recheck_due`)."""
+        show has moved on; but one that only a target whose listing failed could have shown is
+        not unseen: skipped. While webhooks arrive, polls leave such repositories to them, and
+        a job is asked for only when it looks stuck (see :meth:`_recheck_due`), whether or not
+        its target's listing failed (under a storm of errors, some call of a poll nearly
+        always fails: a stuck job must still be asked for)."""
         now = self.clock.now()
+        trusting = self.webhooks_flow()
         # Enterprise targets list no jobs (GitHub has no API for it): their jobs are never
         # "unseen" by a poll, so they are not re-checked either (a 404 would mark them done).
         polled = [
             target
             for target in self.targets.values()
-            if target not in failed and target.kind != "enterprise"
+            if (trusting or target not in failed) and target.kind != "enterprise"
         ]
-        trusting = self.webhooks_flow()
         idle_pools = {r.pool for r in self.store.runners(states=[RunnerState.IDLE])}
         active = self.store.jobs([JobState.QUEUED, JobState.IN_PROGRESS])
         self._rechecks = {
             job.id: self._rechecks[job.id] for job in active if job.id in self._rechecks
         }
+        first: GitHubError | None = None
         for job in active:
             if job.id in seen or now - job.observed_at < self.settings.queued_recheck:
                 continue
@@ -592,7 +598,12 @@ class Controller:
                 continue
             if trusting and not self._recheck_due(job, now, idle_pools):
                 continue
-            await self._reread(job)
+            try:
+                await self._reread(job)
+            except GitHubError as error:
+                log.warning("poll: re-reading job %s of %s: %s", job.id, job.repo, error)
+                first = first or error
+        return first
 
     def _recheck_due(self, job: Job, now: float, idle_pools: set[str]) -> bool:
         """While webhooks arrive: whether a job not heard of for a while is worth a request.
