@@ -12,7 +12,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import signal
 import sys
 from datetime import UTC, datetime
@@ -698,12 +697,13 @@ def _load_for_simulation(path: Path) -> Config:
     """A config for simulation: secrets it names need not be set (nothing reaches GitHub)."""
     from runnerscale.config.load import load_config
     from runnerscale.config.problems import ConfigError
+    from runnerscale.config.source import referenced_variables
 
     env = dict(os.environ)
     try:
-        named = re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", path.read_text())
-    except OSError:
-        named = []
+        named = referenced_variables(path.read_text())
+    except (OSError, UnicodeDecodeError, ConfigError):
+        named = []  # load_config says what is wrong with the file
     for name in named:
         env.setdefault(name, "unused-in-simulation")
     try:
