@@ -429,12 +429,16 @@ async def _run_daemon(path: Path, config: Config, redactor: RedactSecrets) -> No
     from sqlalchemy.exc import SQLAlchemyError
 
     from runnerscale.config.load import load_config
+    from runnerscale.config.paths import mask_url
     from runnerscale.config.problems import ConfigError
     from runnerscale.daemon import Daemon, StartupError
     from runnerscale.protocols import ProviderError
+    from runnerscale.store import StateVersionError
 
     try:
         daemon = Daemon.build(config, on_secret=redactor.add)
+    except StateVersionError as error:
+        raise StartupError(f"cannot use the state {mask_url(config.state)}: {error}") from None
     except (SQLAlchemyError, OSError) as error:
         raise StartupError(f"cannot open the state database {config.state!r}: {error}") from None
     except ProviderError as error:
