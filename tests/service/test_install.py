@@ -333,9 +333,20 @@ def test_a_system_install_on_this_system_needs_root(
     assert "run it as root (sudo), or pass --user" in result.output
 
 
-def test_env_file_values_read_back_as_written() -> None:
+def test_env_file_values_read_back_as_written(tmp_path: Path) -> None:
     values = {"A": "plain", "B": 'q"u\\o$t`e s', "C": "", "D": "  padded  "}
     assert envfile.parse(envfile.render(values)) == values
+    # A shell reads it the same way (docs/deploy.md sources it to run `runnerscale status`).
+    path = tmp_path / "runnerscale.env"
+    path.write_text(envfile.render(values))
+    for name, value in values.items():
+        shown = subprocess.run(
+            ["sh", "-c", f'. "$1" && printf %s "${name}"', "sh", str(path)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert shown.stdout == value
     with pytest.raises(envfile.EnvFileError, match="B holds a line break") as caught:
         envfile.render({"B": "secret\nvalue"})
     assert "secret" not in str(caught.value)
