@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
-import shutil
 import tarfile
-import tempfile
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,9 +34,9 @@ from tests.docker_engine import (
     PACKAGE,
     ROOT,
     Engine,
-    EngineUnavailableError,
     Overlay,
     import_image,
+    imported,
     rootfs_tarball,
 )
 
@@ -169,10 +167,4 @@ def import_daemon_image(url: str, scratch: Path) -> str:
 @pytest.fixture(scope="session")
 def daemon_image(docker_engine: Engine) -> str:
     """The test daemon image, imported into the session's engine."""
-    scratch = Path(tempfile.mkdtemp(prefix="rs-daemon-image-"))
-    try:
-        return import_daemon_image(docker_engine.url, scratch)
-    except EngineUnavailableError as error:
-        pytest.fail(f"cannot build the test daemon image: {error}")
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    return imported(docker_engine, import_daemon_image, "daemon image")

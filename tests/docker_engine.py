@@ -38,7 +38,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -432,16 +432,22 @@ def docker_engine() -> Iterator[Engine]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def imported(engine: Engine, build: Callable[[str, Path], str], what: str) -> str:
+    """``build(engine's url, scratch folder)``: an image made for the session's engine, or
+    the test failed, saying why (CI must run the docker tests)."""
+    scratch = Path(tempfile.mkdtemp(prefix="rs-image-"))
+    try:
+        return build(engine.url, scratch)
+    except EngineUnavailableError as error:
+        pytest.fail(f"cannot build the test {what}: {error}")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def runner_image(docker_engine: Engine) -> str:
     """The test runner image (see the module docstring), imported into the session's engine."""
-    scratch = Path(tempfile.mkdtemp(prefix="rs-image-"))
-    try:
-        return import_runner_image(docker_engine.url, scratch)
-    except EngineUnavailableError as error:
-        pytest.fail(f"cannot build the test runner image: {error}")
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    return imported(docker_engine, import_runner_image, "runner image")
 
 
 # -- TLS for an engine on tcp://
