@@ -76,6 +76,13 @@ def install(config: Path, root: Path, *options: str, **env: str | None) -> Resul
     return invoke(["install", "-c", str(config), "--root", str(root), *options], **env)
 
 
+def install_system(config: Path, root: Path) -> Result:
+    """``service install --system`` with the config's variables set; it succeeds."""
+    result = install(config, root, "--system", GITHUB_TOKEN=TOKEN, WEBHOOK_SECRET=SECRET)
+    assert result.exit_code == 0, result.output
+    return result
+
+
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     folder = tmp_path / "root"
@@ -96,8 +103,7 @@ def test_a_system_install_writes_the_unit_the_secrets_0600_and_the_user(
     tmp_path: Path, root: Path
 ) -> None:
     config = write_config(tmp_path)
-    result = install(config, root, "--system", GITHUB_TOKEN=TOKEN, WEBHOOK_SECRET=SECRET)
-    assert result.exit_code == 0, result.output
+    result = install_system(config, root)
     assert files_under(root) == {
         "/etc/runnerscale/runnerscale.env": 0o600,
         "/etc/systemd/system/runnerscale.service": 0o644,
@@ -165,8 +171,7 @@ def test_the_system_unit_passes_systemd_analyze_verify(
     tmp_path: Path, root: Path, extra: str
 ) -> None:
     config = write_config(tmp_path, extra)
-    result = install(config, root, "--system", GITHUB_TOKEN=TOKEN, WEBHOOK_SECRET=SECRET)
-    assert result.exit_code == 0, result.output
+    install_system(config, root)
     unit = root / "etc/systemd/system/runnerscale.service"
     verify(unit)
     if extra:
@@ -213,8 +218,7 @@ def test_a_local_pool_that_runs_runners_as_another_user_makes_the_daemon_root(
         "      work_root: /srv/runner work\n", "      user: builder\n"
     )
     config = write_config(tmp_path, text=text)
-    result = install(config, root, "--system", GITHUB_TOKEN=TOKEN, WEBHOOK_SECRET=SECRET)
-    assert result.exit_code == 0, result.output
+    result = install_system(config, root)
     unit = root / "etc/systemd/system/runnerscale.service"
     assert not [line for line in unit.read_text().splitlines() if line.startswith("User=")]
     assert not (root / "etc/sysusers.d").exists()
@@ -234,8 +238,7 @@ def test_the_docker_sockets_group_is_the_units_supplementary_group(
     os.chown(socket, -1, 4242)
     pool = DOCKER_POOL + "      host: unix:///run/engine.sock\n"
     config = write_config(tmp_path, pool)
-    result = install(config, root, "--system", GITHUB_TOKEN=TOKEN, WEBHOOK_SECRET=SECRET)
-    assert result.exit_code == 0, result.output
+    result = install_system(config, root)
     unit = (root / "etc/systemd/system/runnerscale.service").read_text()
     assert "SupplementaryGroups=dockerd" in unit.splitlines()
     assert "as good as root" in result.output
@@ -245,9 +248,7 @@ def test_installing_again_keeps_the_values_it_is_not_given_and_takes_new_ones(
     tmp_path: Path, root: Path
 ) -> None:
     config = write_config(tmp_path)
-    assert (
-        install(config, root, "--system", GITHUB_TOKEN=TOKEN, WEBHOOK_SECRET=SECRET).exit_code == 0
-    )
+    install_system(config, root)
     again = install(config, root, "--system", WEBHOOK_SECRET="rotated-secret-value")
     assert again.exit_code == 0, again.output
     env_file = root / "etc/runnerscale/runnerscale.env"
@@ -260,9 +261,7 @@ def test_uninstall_removes_what_install_wrote_and_keeps_the_state(
     tmp_path: Path, root: Path
 ) -> None:
     config = write_config(tmp_path)
-    assert (
-        install(config, root, "--system", GITHUB_TOKEN=TOKEN, WEBHOOK_SECRET=SECRET).exit_code == 0
-    )
+    install_system(config, root)
     state = root / "srv/runner work/linux"
     state.mkdir()
     status = invoke(["status", "--system", "--root", str(root)])
