@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -365,3 +366,15 @@ def test_where_systemd_runs_commands_run_and_a_failure_says_what_it_printed() ->
     elsewhere.run(["true"], systemd=False)
     elsewhere.run(["systemctl", "daemon-reload"])
     assert (elsewhere.done, elsewhere.pending) == ([["true"]], [["systemctl", "daemon-reload"]])
+
+
+def test_a_config_the_service_user_cannot_read_is_pointed_out(root: Path) -> None:
+    # Not under pytest's folders, which are for root alone (0700).
+    with tempfile.TemporaryDirectory(prefix="rs-shared-") as folder:
+        shared = Path(folder)
+        shared.chmod(0o755)
+        config = write_config(shared)
+        config.chmod(0o644)
+        assert f"cannot read {config}" not in install_system(config, root).output
+        config.chmod(0o600)
+        assert f"user runnerscale cannot read {config}" in install_system(config, root).output

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import grp
 import os
+import stat
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -83,6 +84,13 @@ def plan_unit(config: Config, layout: Layout, config_path: Path, command: list[s
         )
     groups, docker_notes = _docker_access(config, layout)
     notes += docker_notes
+    if user is not None:
+        notes += [
+            f"the service's user {user} cannot read {path} (only its owner and group can "
+            f"reach it): chgrp {user} on it, or chmod o+r if it holds no secret"
+            for path in (config_path, Path(command[0]))
+            if not _others_can_read(path)
+        ]
     spec = UnitSpec(
         layout=layout,
         command=spec.command,
@@ -93,6 +101,17 @@ def plan_unit(config: Config, layout: Layout, config_path: Path, command: list[s
         after=["docker.service"] if groups else [],
     )
     return Plan(spec, notes)
+
+
+def _others_can_read(path: Path) -> bool:
+    """Whether a user with no claim on ``path`` (not its owner, not in its group) can read
+    it: every folder on the way open to others (``o+x``), the file readable (``o+r``)."""
+    try:
+        if not path.stat().st_mode & stat.S_IROTH:
+            return False
+        return all(folder.stat().st_mode & stat.S_IXOTH for folder in path.parents)
+    except OSError:
+        return False
 
 
 def _writable(config: Config, layout: Layout) -> list[Path]:
