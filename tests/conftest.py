@@ -31,6 +31,7 @@ DIRECTORY_MARKERS = ("e2e", "interop")
 FIXTURE_MARKERS = {
     "docker_engine": "docker",
     "runner_image": "docker",
+    "daemon_image": "docker",
     "postgres_server": "postgres",
     "postgres_url": "postgres",
 }

@@ -38,7 +38,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,7 +153,7 @@ def rootfs_tarball() -> Path:
     return tarball
 
 
-def _overlay_files() -> Iterator[tuple[str, bytes, int, int]]:
+def _overlay_files() -> Iterator[tuple[str, bytes | None, int, int]]:
     """(path in the image, content, mode, uid) of what each run adds to the root filesystem."""
     yield "usr/local/bin/runnerscale-entrypoint", ENTRYPOINT.read_bytes(), 0o755, 0
     yield "home/runner/run.sh", RUN_SH.encode(), 0o755, RUNNER_UID
@@ -170,38 +170,67 @@ def _overlay_files() -> Iterator[tuple[str, bytes, int, int]]:
                 yield f"{destination}/{relative}", path.read_bytes(), 0o644, 0
 
 
-def overlay_digest() -> str:
+#: What a run adds to the root filesystem: (path in the image, content or None for a folder,
+#: mode, uid).
+Overlay = list[tuple[str, bytes | None, int, int]]
+
+
+def overlay_digest(files: Overlay | None = None) -> str:
+    """A short digest of an overlay (default: the runner image's), its image's tag."""
     digest = hashlib.sha256()
-    for name, content, mode, uid in _overlay_files():
+    for name, content, mode, uid in files if files is not None else _overlay_files():
         digest.update(f"{name}\0{mode}\0{uid}\0".encode())
-        digest.update(hashlib.sha256(content).digest())
+        digest.update(hashlib.sha256(content or b"").digest())
     return digest.hexdigest()[:12]
 
 
-def image_tarball(directory: Path) -> Path:
-    """The cached root filesystem with this run's files appended."""
+def image_tarball(
+    directory: Path, files: Overlay | None = None, owned: tuple[str, ...] = ("opt/runnerscale",)
+) -> Path:
+    """The cached root filesystem with an overlay (default: the runner image's) appended; the
+    folders on the way to its files under ``owned`` get entries of their own (0755, root).
+    The engine refuses a path twice in one archive: a file of the overlay that the root
+    filesystem has (``etc/passwd``) replaces it, and the last of an overlay's duplicates wins."""
+    entries = {entry[0]: entry for entry in (files if files is not None else _overlay_files())}
     combined = directory / "image.tar"
-    shutil.copyfile(rootfs_tarball(), combined)
+    _base_without(combined, {f"./{name}" for name in entries})
     with tarfile.open(combined, "a") as archive:
         directories: set[str] = set()
-        for name, content, mode, uid in _overlay_files():
+        for name, content, mode, uid in entries.values():
             parent = name.rsplit("/", 1)[0]
             while parent and parent not in directories:
                 directories.add(parent)
                 parent = parent.rsplit("/", 1)[0] if "/" in parent else ""
             info = tarfile.TarInfo(f"./{name}")
-            info.size = len(content)
             info.mode = mode
             info.uid = info.gid = uid
             info.mtime = int(time.time())
+            if content is None:
+                info.type = tarfile.DIRTYPE
+                archive.addfile(info)
+                continue
+            info.size = len(content)
             archive.addfile(info, io.BytesIO(content))
         for name in sorted(directories):
-            if name.startswith("opt/runnerscale"):
+            if name.startswith(owned):
                 info = tarfile.TarInfo(f"./{name}")
                 info.type = tarfile.DIRTYPE
                 info.mode = 0o755
                 archive.addfile(info)
     return combined
+
+
+def _base_without(destination: Path, names: set[str]) -> None:
+    """The cached root filesystem at ``destination``, without the members ``names``."""
+    with tarfile.open(rootfs_tarball()) as base:
+        replaced = names.intersection(base.getnames())
+        if not replaced:
+            shutil.copyfile(rootfs_tarball(), destination)
+            return
+        with tarfile.open(destination, "w") as archive:
+            for member in base:
+                if member.name not in replaced:
+                    archive.addfile(member, base.extractfile(member) if member.isfile() else None)
 
 
 @dataclass
@@ -336,26 +365,25 @@ def _unmount_under(directory: Path) -> None:
         subprocess.run(["umount", "-l", point], check=False, capture_output=True)
 
 
-def import_runner_image(url: str, scratch: Path) -> str:
-    """Import the test runner image into the engine at ``url``; returns its reference."""
-    reference = f"{IMAGE_REPOSITORY}:{overlay_digest()}"
+def import_image(
+    url: str, scratch: Path, repository: str, files: Overlay, changes: Sequence[str]
+) -> str:
+    """Import the cached root filesystem plus ``files`` into the engine at ``url`` as
+    ``repository:<digest of files>`` with the Dockerfile-like ``changes``, unless it is there
+    already; returns its reference."""
+    reference = f"{repository}:{overlay_digest(files)}"
     client = docker.DockerClient(base_url=url, version="auto", timeout=300)
     try:
         with contextlib.suppress(docker.errors.ImageNotFound):
             client.images.get(reference)
             return reference
-        tarball = image_tarball(scratch)
+        tarball = image_tarball(scratch, files)
         try:
             client.api.import_image_from_file(
                 str(tarball),
-                repository=IMAGE_REPOSITORY,
+                repository=repository,
                 tag=reference.split(":", 1)[1],
-                changes=[
-                    "USER runner",
-                    "WORKDIR /home/runner",
-                    "ENV PYTHONPATH=/opt/runnerscale PYTHONDONTWRITEBYTECODE=1",
-                    'ENTRYPOINT ["/usr/local/bin/runnerscale-entrypoint"]',
-                ],
+                changes=list(changes),
             )
         finally:
             tarball.unlink(missing_ok=True)
@@ -363,6 +391,22 @@ def import_runner_image(url: str, scratch: Path) -> str:
         return reference
     finally:
         client.close()
+
+
+def import_runner_image(url: str, scratch: Path) -> str:
+    """Import the test runner image into the engine at ``url``; returns its reference."""
+    return import_image(
+        url,
+        scratch,
+        IMAGE_REPOSITORY,
+        list(_overlay_files()),
+        [
+            "USER runner",
+            "WORKDIR /home/runner",
+            "ENV PYTHONPATH=/opt/runnerscale PYTHONDONTWRITEBYTECODE=1",
+            'ENTRYPOINT ["/usr/local/bin/runnerscale-entrypoint"]',
+        ],
+    )
 
 
 # -- pytest fixtures (imported by the conftest of the test packages that use them)
@@ -388,16 +432,22 @@ def docker_engine() -> Iterator[Engine]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def imported(engine: Engine, build: Callable[[str, Path], str], what: str) -> str:
+    """``build(engine's url, scratch folder)``: an image made for the session's engine, or
+    the test failed, saying why (CI must run the docker tests)."""
+    scratch = Path(tempfile.mkdtemp(prefix="rs-image-"))
+    try:
+        return build(engine.url, scratch)
+    except EngineUnavailableError as error:
+        pytest.fail(f"cannot build the test {what}: {error}")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def runner_image(docker_engine: Engine) -> str:
     """The test runner image (see the module docstring), imported into the session's engine."""
-    scratch = Path(tempfile.mkdtemp(prefix="rs-image-"))
-    try:
-        return import_runner_image(docker_engine.url, scratch)
-    except EngineUnavailableError as error:
-        pytest.fail(f"cannot build the test runner image: {error}")
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    return imported(docker_engine, import_runner_image, "runner image")
 
 
 # -- TLS for an engine on tcp://

@@ -14,6 +14,7 @@ import pytest
 from starlette.applications import Starlette
 from typer.testing import CliRunner
 
+from runnerscale import __version__
 from runnerscale.cli import app
 from runnerscale.fakegithub.tls import CA_FILE, ensure_certificates
 from runnerscale.httpserve import LoopbackServer
@@ -196,3 +197,8 @@ async def test_loopback_server_binds_ipv6() -> None:
         assert server.url.startswith("http://[::1]:")
         async with httpx.AsyncClient() as client:
             assert (await client.get(server.url + "/nothing")).status_code == 404
+
+
+def test_version_option_prints_the_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert (result.exit_code, result.output) == (0, f"{__version__}\n")

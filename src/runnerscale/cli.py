@@ -12,7 +12,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import signal
 import sys
 from datetime import UTC, datetime
@@ -31,6 +30,8 @@ if TYPE_CHECKING:
     from runnerscale.fakegithub.server import SimulatorOptions
     from runnerscale.fakegithub.tls import ServerTls
     from runnerscale.logs import RedactSecrets
+    from runnerscale.service.install import Outcome
+    from runnerscale.service.layout import Layout
 
 app = typer.Typer(
     name="runnerscale",
@@ -45,6 +46,24 @@ err = Console(stderr=True)
 def fail(message: str, code: int = 2) -> typer.Exit:
     err.print(f"[bold red]error:[/] {message}", highlight=False)
     return typer.Exit(code)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Autoscaler for GitHub Actions self-hosted runners, with a GitHub simulator."""
 
 
 @app.command()
@@ -332,15 +351,18 @@ def _load(path: Path) -> Config:
     return _check(path)[0]
 
 
-def _check(path: Path) -> tuple[Config, list[Problem]]:
-    """The configuration and its warnings (what works but should change)."""
+def _check(
+    path: Path, env: dict[str, str] | None = None, advice: str = ""
+) -> tuple[Config, list[Problem]]:
+    """The configuration and its warnings (what works but should change), loaded with
+    ``env`` (default: this process's environment); ``advice`` follows the problems."""
     from runnerscale.config.load import check_config
     from runnerscale.config.problems import ConfigError
 
     try:
-        return check_config(path)
+        return check_config(path, env)
     except ConfigError as error:
-        raise fail(f"the configuration is not valid:\n{error}") from None
+        raise fail(f"the configuration is not valid:\n{error}{advice}") from None
 
 
 @config_app.command("validate")
@@ -407,12 +429,16 @@ async def _run_daemon(path: Path, config: Config, redactor: RedactSecrets) -> No
     from sqlalchemy.exc import SQLAlchemyError
 
     from runnerscale.config.load import load_config
+    from runnerscale.config.paths import mask_url
     from runnerscale.config.problems import ConfigError
     from runnerscale.daemon import Daemon, StartupError
     from runnerscale.protocols import ProviderError
+    from runnerscale.store import StateVersionError
 
     try:
         daemon = Daemon.build(config, on_secret=redactor.add)
+    except StateVersionError as error:
+        raise StartupError(f"cannot use the state {mask_url(config.state)}: {error}") from None
     except (SQLAlchemyError, OSError) as error:
         raise StartupError(f"cannot open the state database {config.state!r}: {error}") from None
     except ProviderError as error:
@@ -589,6 +615,166 @@ def scale_down(
     typer.echo(f"removed {len(removed)}: {', '.join(removed) or 'none idle'}")
 
 
+# ---------------------------------------------------------------------- the service
+
+service_app = typer.Typer(
+    help="Run the daemon as a systemd service: install (enable, start), uninstall, status."
+)
+app.add_typer(service_app, name="service")
+
+UserOption = Annotated[
+    bool, typer.Option("--user", help="Your own user's service manager (systemctl --user).")
+]
+SystemOption = Annotated[
+    bool,
+    typer.Option(
+        "--system",
+        help="The system's service manager, as the dedicated user runnerscale (needs root; "
+        "the default when run as root).",
+    ),
+]
+RootOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--root",
+        help="Write (or remove, or look for) the files under this folder instead of /, and "
+        "run nothing: for packages and tests. The commands left to run are printed.",
+        file_okay=False,
+    ),
+]
+
+
+def _service_layout(user: bool, system: bool, root: Path | None) -> Layout:
+    """The installation's layout for the options, or a clear refusal."""
+    from runnerscale.service.layout import Scope, layout_for
+
+    if user and system:
+        raise fail("give --user or --system, not both")
+    if not user and not system:
+        scope = Scope.SYSTEM if os.geteuid() == 0 else Scope.USER
+    else:
+        scope = Scope.SYSTEM if system else Scope.USER
+    target = Path("/") if root is None else root.absolute()
+    if scope is Scope.SYSTEM and target == Path("/") and os.geteuid() != 0:
+        raise fail(
+            "--system writes under /etc, creates the user runnerscale and starts the service: "
+            "run it as root (sudo), or pass --user to run the daemon as yourself, or "
+            "--root DIR to write the files under DIR"
+        )
+    return layout_for(scope, target, os.environ)
+
+
+def _print_outcome(outcome: Outcome) -> None:
+    for line in outcome.all_lines():
+        typer.echo(line)
+
+
+@service_app.command("install")
+def service_install(
+    config: ConfigOption,
+    user: UserOption = False,
+    system: SystemOption = False,
+    root: RootOption = None,
+) -> None:
+    """Install the daemon as a systemd service for CONFIG, then enable and start it.
+
+    The config is checked first, as the service will load it: the values of its ${VAR}
+    references come from this command's environment (or the environment file an earlier
+    install wrote) and go into that file, mode 0600. Run it again to upgrade or change them."""
+    from runnerscale.config.problems import ConfigError
+    from runnerscale.config.source import referenced_variables
+    from runnerscale.service import envfile
+    from runnerscale.service.install import install
+    from runnerscale.service.manager import ManagerError
+    from runnerscale.service.plan import entry_point, plan_unit, service_environment
+
+    layout = _service_layout(user, system, root)
+    try:
+        names = referenced_variables(config.read_text(), str(config))
+    except (OSError, UnicodeDecodeError, ConfigError):
+        names = []  # the check below says what is wrong with the file
+    existing = layout.on_disk(layout.env_file)
+    try:
+        earlier = envfile.parse(existing.read_text()) if existing.exists() else {}
+    except OSError as error:
+        raise fail(f"cannot read {existing}: {error.strerror or error}") from None
+    values = {
+        name: os.environ.get(name, earlier.get(name, ""))
+        for name in names
+        if name in os.environ or name in earlier
+    }
+    unset = [name for name in names if name not in values]
+    advice = (
+        f"\nnot set for the service: {', '.join(unset)}. service install takes the values of "
+        f"the config's ${{VAR}} references from its environment (or from {layout.env_file}, "
+        "written by an earlier install): set them and run it again (with sudo: "
+        f"sudo --preserve-env={','.join(unset)} ...)"
+        if unset
+        else ""
+    )
+    loaded, warnings = _check(config, service_environment(layout, values), advice)
+    plan = plan_unit(loaded, layout, config.absolute(), entry_point())
+    try:
+        outcome = install(plan, values)
+    except (envfile.EnvFileError, ManagerError) as error:
+        raise fail(str(error), code=1) from None
+    except OSError as error:
+        raise fail(
+            f"cannot write {error.filename or layout.root}: {error.strerror or error}", code=1
+        ) from None
+    for warning in warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    _print_outcome(outcome)
+    journal = "journalctl" if layout.scope.value == "system" else "journalctl --user"
+    typer.echo(f"its log: {journal} -u runnerscale; what it does: runnerscale status -c {config}")
+
+
+@service_app.command("uninstall")
+def service_uninstall(
+    user: UserOption = False, system: SystemOption = False, root: RootOption = None
+) -> None:
+    """Stop and disable the service, end the runners it left, remove what install wrote.
+    The state directory (and the system user) are kept."""
+    from runnerscale.service.install import installed, uninstall
+    from runnerscale.service.manager import ManagerError
+
+    layout = _service_layout(user, system, root)
+    if not installed(layout):
+        raise fail(
+            f"runnerscale is not installed here: no {layout.unit} under {layout.root} "
+            "(installed with --user or --system? give the same option)",
+            code=1,
+        )
+    try:
+        _print_outcome(uninstall(layout))
+    except ManagerError as error:
+        raise fail(str(error), code=1) from None
+    except OSError as error:
+        raise fail(f"cannot remove {error.filename}: {error.strerror or error}", code=1) from None
+
+
+@service_app.command("status")
+def service_status(
+    user: UserOption = False, system: SystemOption = False, root: RootOption = None
+) -> None:
+    """What is installed, and systemd's view of the service where systemd runs (its exit
+    code is systemctl status's: 3 when it is not running); 1 when nothing is installed."""
+    from runnerscale.service.install import installed, status_lines
+    from runnerscale.service.layout import UNIT
+    from runnerscale.service.manager import Manager
+
+    layout = _service_layout(user, system, root)
+    for line in status_lines(layout):
+        typer.echo(line)
+    if not installed(layout):
+        raise typer.Exit(1)
+    code = Manager.for_layout(layout).show([*layout.scope.systemctl, "status", "--no-pager", UNIT])
+    if code is None:
+        typer.echo("systemd does not run here (or --root was given): no service state to show")
+        code = 0
+    raise typer.Exit(code)
+
+
 @app.command()
 def demo(
     verbose: Annotated[bool, typer.Option(help="Show the daemon's log too.")] = False,
@@ -698,12 +884,13 @@ def _load_for_simulation(path: Path) -> Config:
     """A config for simulation: secrets it names need not be set (nothing reaches GitHub)."""
     from runnerscale.config.load import load_config
     from runnerscale.config.problems import ConfigError
+    from runnerscale.config.source import referenced_variables
 
     env = dict(os.environ)
     try:
-        named = re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", path.read_text())
-    except OSError:
-        named = []
+        named = referenced_variables(path.read_text())
+    except (OSError, UnicodeDecodeError, ConfigError):
+        named = []  # load_config says what is wrong with the file
     for name in named:
         env.setdefault(name, "unused-in-simulation")
     try:

@@ -19,10 +19,11 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["MAX_SOCKET_ADDRESS", "make_dirs", "private_file", "socket_address"]
+__all__ = ["MAX_SOCKET_ADDRESS", "make_dirs", "private_file", "socket_address", "write_atomic"]
 
 #: The longest path a unix socket's address holds (``sun_path``: 108 bytes with its NUL).
 MAX_SOCKET_ADDRESS = 107
@@ -64,6 +65,25 @@ def private_file(path: Path, *, create: bool = True) -> None:
             os.fchmod(fd, stat.S_IMODE(info.st_mode) & ~_OTHERS)
     finally:
         os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write ``path`` whole or not at all (a reader, or a crash, never sees half a file),
+    with exactly ``mode`` from the start: the content is written to a temporary file beside
+    it, made with ``mode`` whatever the umask, and renamed over it."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            os.fchmod(file.fileno(), mode)
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
 
 
 @contextlib.contextmanager

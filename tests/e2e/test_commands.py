@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
 from runnerscale.fakegithub.world import JobSpec
+from runnerscale.store import open_store
 from tests.e2e.harness import (
     ENV,
     TOKEN,
@@ -40,6 +43,22 @@ async def test_config_validate_and_schema(tmp_path: Path) -> None:
     code, output = await runnerscale_command("config", "schema")
     assert code == 0
     assert json.loads(output)["title"] == "runnerscale configuration"
+
+
+async def test_run_refuses_the_state_of_a_newer_runnerscale(tmp_path: Path) -> None:
+    """A rollback that did not restore the state: a clear refusal naming the way back."""
+    config = write_config(tmp_path, "http://127.0.0.1:9")
+    database = tmp_path / "state" / "state.db"
+    open_store(f"sqlite:///{database}").engine.dispose()
+    with sqlite3.connect(database) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = '0099'")
+    path = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
+    env = {**ENV, "HOME": str(tmp_path), **path}
+    code, output = await runnerscale_command("run", "-c", str(config), env=env)
+    assert code == 2, output
+    assert "the state was written by a newer runnerscale" in output
+    assert "docs/deploy.md#rolling-back" in output
+    assert "Traceback" not in output
 
 
 async def test_status_and_scale_commands(tmp_path: Path) -> None:

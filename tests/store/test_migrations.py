@@ -21,7 +21,7 @@ from sqlalchemy import inspect as inspect_db
 import runnerscale.store
 from runnerscale.model import JobLoss, JobState
 from runnerscale.protocols import ObservedJob, Store
-from runnerscale.store import SqlStore, open_store
+from runnerscale.store import SqlStore, StateVersionError, open_store
 from runnerscale.store.sql import engine_url
 from runnerscale.store.tables import metadata
 
@@ -61,7 +61,7 @@ def current_revision(store: SqlStore) -> str | None:
 
 
 def test_public_names() -> None:
-    assert set(runnerscale.store.__all__) == {"SqlStore", "open_store"}
+    assert set(runnerscale.store.__all__) == {"SqlStore", "StateVersionError", "open_store"}
     for name in runnerscale.store.__all__:
         assert getattr(runnerscale.store, name) is not None
 
@@ -212,3 +212,27 @@ def test_engine_url_picks_the_psycopg3_driver(configured: str, driver: str) -> N
 def test_no_column_can_hold_a_secret() -> None:
     columns = {column.name for table in metadata.tables.values() for column in table.columns}
     assert not any(word in name for name in columns for word in ("jit", "secret", "token"))
+
+
+def test_a_state_of_a_newer_runnerscale_is_refused_and_left_as_it_is(tmp_path: Path) -> None:
+    """What a rollback without restoring the backup meets: a clear refusal, not a crash, and
+    the newer schema kept for the newer version."""
+    url = f"sqlite:///{tmp_path}/state.db"
+    open_store(url).engine.dispose()
+    engine = create_engine(engine_url(url))
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    with pytest.raises(StateVersionError) as refused:
+        open_store(url)
+    message = str(refused.value)
+    assert "written by a newer runnerscale" in message
+    assert (
+        f"revision 0099, which this version does not know (it knows up to {head_revision()})"
+        in message
+    )
+    assert "restore the state saved before the upgrade (docs/deploy.md#rolling-back)" in message
+    with engine.connect() as connection:
+        assert (
+            connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0099"
+        )
+    engine.dispose()

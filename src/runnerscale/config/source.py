@@ -16,7 +16,7 @@ Why it is built this way:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -273,3 +273,30 @@ def read_yaml(text: str, source: str, env: Mapping[str, str]) -> tuple[Any, Docu
     finally:
         loader.dispose()
     return data, doc
+
+
+class _Recorder(Mapping[str, str]):
+    """An empty environment that remembers every name looked up in it."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, None] = {}
+
+    def __getitem__(self, name: str) -> str:
+        self.names[name] = None
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def referenced_variables(text: str, source: str = "<config>") -> list[str]:
+    """The names of the variables the YAML's ``${VAR}`` references read, in order of first
+    use: those in string values only (not in comments, not ``$${...}``), whether or not they
+    have a default. For whoever must provide the environment the file will be loaded with
+    (``service install``, ``simulate``). Raises ``ConfigError`` when the text is not YAML."""
+    recorder = _Recorder()
+    read_yaml(text, source, recorder)
+    return list(recorder.names)

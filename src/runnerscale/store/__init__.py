@@ -10,6 +10,6 @@ inside this package (``store/migrations``), and returns a :class:`SqlStore`. Sec
 through here: a runner's JIT config goes from GitHub to the backend and is not stored.
 """
 
-from runnerscale.store.sql import SqlStore, open_store
+from runnerscale.store.sql import SqlStore, StateVersionError, open_store
 
-__all__ = ["SqlStore", "open_store"]
+__all__ = ["SqlStore", "StateVersionError", "open_store"]

@@ -34,6 +34,9 @@ from typing import Any, Final
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, create_engine, delete, event, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
@@ -47,7 +50,7 @@ from runnerscale.store.observations import merge_observation
 from runnerscale.store.tables import DeliveryRow, JobLossRow, JobRow, KeyValueRow, RunnerRow
 from runnerscale.store.transitions import checked_changes, expected_states
 
-__all__ = ["DELIVERY_TTL", "SqlStore", "engine_url", "open_store"]
+__all__ = ["DELIVERY_TTL", "SqlStore", "StateVersionError", "engine_url", "open_store"]
 
 #: How long a webhook delivery id is remembered (GitHub redelivers within hours, not days).
 DELIVERY_TTL: Final = 24 * 3600.0
@@ -124,10 +127,31 @@ def _upgrade(engine: Engine) -> None:
             connection.execute(
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}
             )
+        _refuse_newer(connection, ScriptDirectory(str(script_location)))
         config = Config()
         config.set_main_option("script_location", str(script_location))
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+class StateVersionError(RuntimeError):
+    """The state's schema is of a newer runnerscale than this one: it must not be touched (a
+    rollback restores the state saved before the upgrade)."""
+
+
+def _refuse_newer(connection: Connection, scripts: ScriptDirectory) -> None:
+    current = MigrationContext.configure(connection).get_current_revision()
+    if current is None:
+        return
+    try:
+        scripts.get_revision(current)
+    except CommandError:
+        raise StateVersionError(
+            f"the state was written by a newer runnerscale: its schema is at revision "
+            f"{current}, which this version does not know (it knows up to "
+            f"{scripts.get_current_head()}). Run the newer runnerscale, or, to roll back, "
+            "restore the state saved before the upgrade (docs/deploy.md#rolling-back)"
+        ) from None
 
 
 def _private_sqlite(database: Path) -> None:

@@ -92,7 +92,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runnerscale.files import make_dirs
+from runnerscale.files import make_dirs, write_atomic
 from runnerscale.model import Instance, InstanceSpec
 from runnerscale.protocols import ProviderError
 from runnerscale.providers.command import JITCONFIG_ENV, JITCONFIG_PLACEHOLDER, fill_placeholders
@@ -308,21 +308,6 @@ def _find_session_leader(cwd: Path) -> tuple[int, int] | None:
     return None
 
 
-def _write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-        raise
-
-
 def _rmtree(path: Path) -> None:
     """Remove a tree even when a job left read-only directories behind (Go's module cache)."""
 
@@ -510,7 +495,7 @@ class LocalProvider:
         return record
 
     def _write_record(self, directory: Path, record: _Record) -> None:
-        _write_atomic(directory / RECORD_NAME, record.to_json().encode())
+        write_atomic(directory / RECORD_NAME, record.to_json().encode())
 
     def _update_record(self, directory: Path, record: _Record) -> None:
         """Best effort: an inspection still answers when the directory is being removed."""
@@ -913,7 +898,7 @@ class LocalProvider:
             return
         logs = self._root / LOGS_DIR
         logs.mkdir(mode=0o700, exist_ok=True)
-        _write_atomic(logs / f"{name}.log", _tail(source, KEPT_LOG_BYTES), mode=0o600)
+        write_atomic(logs / f"{name}.log", _tail(source, KEPT_LOG_BYTES), mode=0o600)
         kept = sorted(logs.glob("*.log"), key=lambda path: path.stat().st_mtime, reverse=True)
         for old in kept[KEPT_LOGS:]:
             with contextlib.suppress(OSError):
