@@ -318,18 +318,43 @@ class Daemon:
             self.store.close()
             raise StartupError("\n".join(problems))
 
-    async def stop(self) -> None:
-        """Stop serving and deciding. Runners keep running; the next start adopts them."""
+    async def stop(self, *, remove_runners: bool = False) -> None:
+        """Stop serving and deciding. Runners keep running; the next start adopts them.
+
+        ``remove_runners`` (the demo's, whose runners must end with it) stops and removes
+        every runner of every pool once the loops have stopped, so none is started after."""
         if self._host_task is not None:
             self._host_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._host_task
         await self.succession.stop()  # the loops first, then the lead: nobody acts twice
         await self.http.stop()
+        if remove_runners:
+            await self._remove_runners()
         for pool in self.controller.pools.values():
             await pool.provider.close()
         await self.github.close()
         self.store.close()
+
+    async def _remove_runners(self) -> None:
+        """Stop and remove every instance of every pool's backend, busy or not. A create that
+        was in flight when the loops stopped finishes first (a backend lists it once made),
+        hence the few rounds."""
+        for _ in range(3):
+            found = [
+                (pool.provider, instance)
+                for pool in self.controller.pools.values()
+                for instance in await pool.provider.list()
+            ]
+            if not found:
+                return
+            results = await asyncio.gather(
+                *(provider.delete(instance.id) for provider, instance in found),
+                return_exceptions=True,
+            )
+            for (_, instance), result in zip(found, results, strict=True):
+                if isinstance(result, Exception):
+                    log.error("cannot remove runner %s: %s", instance.runner_name, result)
 
     async def _await_hosts(self) -> None:
         """Ask the hosts of waiting pools again, every janitor interval, until each answers."""

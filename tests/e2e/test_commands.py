@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,11 +16,13 @@ from runnerscale.fakegithub.world import JobSpec
 from tests.e2e.harness import (
     ENV,
     TOKEN,
+    command_env,
     in_process_daemon,
     runnerscale_command,
     wait_until,
     write_config,
 )
+from tests.processes import processes_showing
 
 EXAMPLE = Path(__file__).parents[1] / "fixtures" / "config" / "example.yaml"
 
@@ -107,3 +113,44 @@ async def test_the_demo_serves_everything_and_leaves_nothing(tmp_path: Path) -> 
     assert code == 0, output
     assert "demo passed" in output
     assert "jobs no pool can serve" in output
+
+
+def made_by_demo(temp: Path, below: str = "") -> list[Path]:
+    """The demo's folders in ``temp`` (its TMPDIR), or what matches ``below`` in them."""
+    return list(temp.glob(f"runnerscale-demo-*{below}"))
+
+
+@pytest.mark.timeout(120)
+async def test_ctrl_c_stops_the_demo_and_removes_what_it_made(tmp_path: Path) -> None:
+    """Ctrl-C while runners run: the demo stops within seconds, exits 130, and leaves no
+    runner process and no folder (its runners are in sessions of their own, out of reach of
+    the terminal's Ctrl-C: the demo must stop them itself)."""
+    log = tmp_path / "demo.log"
+    with log.open("wb") as output:  # the child keeps its own copy of the descriptor
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "runnerscale",
+            "demo",
+            stdout=output,
+            stderr=asyncio.subprocess.STDOUT,
+            env=command_env({"HOME": str(tmp_path), "TMPDIR": str(tmp_path)}),
+            start_new_session=True,  # its own process group, as a terminal's foreground job
+        )
+    try:
+        await wait_until(
+            lambda: len(made_by_demo(tmp_path, "/runners/*/rs-*")) >= 3, 60, "three runners"
+        )
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does
+        async with asyncio.timeout(15):
+            await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    text = log.read_text()
+    assert processes_showing([str(tmp_path)], environ=True) == []
+    assert made_by_demo(tmp_path) == []
+    assert process.returncode == 130, text
+    assert "demo interrupted" in text
+    assert "Traceback" not in text
