@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from runnerscale.config.advice import warnings_of
+from runnerscale.config.advice import host_problems_of, warnings_of
 from runnerscale.config.explain import problems_from
 from runnerscale.config.paths import url_secrets
 from runnerscale.config.problems import ConfigError, Problem, redact, sort_problems
@@ -78,10 +78,14 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
 
 
 def check_config(path: Path, env: Mapping[str, str] | None = None) -> tuple[Config, list[Problem]]:
-    """Read and validate a configuration file, and say what in it works but should change:
-    the warnings ``config validate`` prints (and ``runnerscale run`` logs), by line. Raises
-    ``ConfigError``."""
+    """Read and validate a configuration file, check it against this host (a runner command
+    that is not here, an architecture the host does not have: errors), and say what in it
+    works but should change: the warnings ``config validate`` prints (and ``runnerscale run``
+    logs), by line. Raises ``ConfigError``."""
     config, doc = _validate(_read(path), str(path), env, path.parent.absolute())
+    problems = host_problems_of(config, doc)
+    if problems:
+        raise ConfigError(problems)
     return config, warnings_of(config, doc)
 
 

@@ -20,6 +20,7 @@ backends' blocks; this module imports neither the backends nor the blocks' owner
 from __future__ import annotations
 
 import os
+import platform
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -58,6 +59,7 @@ from runnerscale.config.paths import (
 )
 from runnerscale.config.problems import fail
 from runnerscale.config.units import Duration, PollInterval, PositiveDuration
+from runnerscale.hostlabels import normalize_arch
 from runnerscale.model import ARCH_LABELS, AUTO_LABEL, PoolSpec, Target, normalize_labels
 from runnerscale.providers import registry
 
@@ -67,6 +69,8 @@ DEFAULT_LISTEN = "127.0.0.1:8787"
 POOL_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,30}$"
 RUNNER_PREFIX_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$"
 CONTROLLER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+#: The label every self-hosted runner carries, and jobs for self-hosted runners ask for.
+SELF_HOSTED = "self-hosted"
 _REPO_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 _ORG_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
 
@@ -520,6 +524,37 @@ class PoolBase(ConfigModel):
                 echo=False,
             )
         return self
+
+    def advice(self) -> list[Advice]:
+        if SELF_HOSTED not in (label.strip().lower() for label in self.labels):
+            return [
+                Advice(
+                    f"has no '{SELF_HOSTED}': a job comes to a runner only when the runner has "
+                    f"every runs-on label, and jobs for self-hosted runners ask for "
+                    f"'{SELF_HOSTED}' (GitHub's own runners have no such label)",
+                    f"add {SELF_HOSTED} to labels, e.g. [{SELF_HOSTED}, linux, auto]",
+                    ("labels",),
+                )
+            ]
+        return []
+
+    def host_problems(self) -> list[Advice]:
+        """A pool whose runners run on this host cannot name another architecture."""
+        here = normalize_arch(platform.machine())
+        if here is None or not registry.backend(self.provider).runs_here:
+            return []
+        for index, label in enumerate(self.labels):
+            named = label.strip().lower()
+            if named in ARCH_LABELS and named != here:
+                return [
+                    Advice(
+                        f"names architecture {label!r}, but this host's runners are {here}",
+                        f"write {here} (or {AUTO_LABEL}, this host's own labels), or serve "
+                        f"{label} from a pool on a host of that architecture",
+                        ("labels", index),
+                    )
+                ]
+        return []
 
     def to_spec(self, order: int) -> PoolSpec:
         """What the scaler needs of this pool; ``order`` is its position in the config."""
