@@ -404,8 +404,6 @@ def _secrets_of(config: Config) -> list[str]:
 
 
 async def _run_daemon(path: Path, config: Config, redactor: RedactSecrets) -> None:
-    from sqlalchemy.exc import SQLAlchemyError
-
     from runnerscale.config.load import load_config
     from runnerscale.config.problems import ConfigError
     from runnerscale.daemon import Daemon, StartupError
@@ -413,8 +411,6 @@ async def _run_daemon(path: Path, config: Config, redactor: RedactSecrets) -> No
 
     try:
         daemon = Daemon.build(config, on_secret=redactor.add)
-    except (SQLAlchemyError, OSError) as error:
-        raise StartupError(f"cannot open the state database {config.state!r}: {error}") from None
     except ProviderError as error:
         raise StartupError(f"a backend cannot start: {error}") from None
     try:

@@ -19,8 +19,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy.exc import SQLAlchemyError
 
 from runnerscale.clock import Clock, SystemClock
+from runnerscale.config.paths import mask_url, url_secrets
 from runnerscale.config.schema import AppConfig, Config, GitHubConfig, PoolConfig
 from runnerscale.control import ControlError, Listeners, open_listeners
 from runnerscale.controller.loops import Controller
@@ -230,7 +232,15 @@ class Daemon:
         github_config = config.github
         github = github_client(config, clock, on_secret)
         url = store_url(config)
-        store = open_store(url)
+        try:
+            store = open_store(url)
+        except (SQLAlchemyError, OSError) as error:
+            said = str(error)
+            for password in url_secrets(config.state):
+                said = said.replace(password, "***")
+            raise StartupError(
+                f"cannot open the state database {mask_url(config.state)}: {said}"
+            ) from None
         if controller_id is None:
             controller_id = choose_controller_id(store, config.controller_id)
         providers = {
