@@ -634,13 +634,12 @@ def _state_url_from_env() -> str:
     return default_state_url(os.environ)
 
 
-class Config(ConfigModel):
-    """The whole configuration file."""
+class ControlConfig(ConfigModel):
+    """What the control commands (``status``, ``scale``) need of the file: where the daemon's
+    control API is (``server``) and its state directory (``state``), which holds the control
+    socket and the token. :class:`Config` is the whole file; ``load_control_config`` reads
+    only these two, so the commands need none of the daemon's GitHub secrets."""
 
-    github: GitHubConfig = Field(description="GitHub's address and credentials.")
-    targets: list[TargetConfig] = Field(
-        min_length=1, description="Where runners register (at least one)."
-    )
     server: ServerConfig = Field(
         default_factory=ServerConfig, description="The HTTP server (webhooks, metrics)."
     )
@@ -649,25 +648,6 @@ class Config(ConfigModel):
         description="Where state is kept: sqlite:///PATH or postgresql://USER@HOST/DB "
         "(default: sqlite under $RUNNERSCALE_STATE_DIR, $XDG_STATE_HOME/runnerscale or "
         "~/.local/state/runnerscale).",
-    )
-    poll_interval: PollInterval = Field(
-        default=15.0, description="How often the GitHub API is polled (at least 1s)."
-    )
-    webhook_poll_interval: PollInterval = Field(
-        default=300.0,
-        description="How often the API is polled while webhooks arrive (one in the last "
-        "hour): polling is then only the safety net for missed deliveries.",
-    )
-    pools: list[PoolConfig] = Field(min_length=1, description="The pools of runners.")
-    timeouts: Timeouts = Field(
-        default_factory=Timeouts, description="Timeouts and the janitor's interval."
-    )
-    controller_id: str | None = Field(
-        default=None,
-        pattern=CONTROLLER_ID_PATTERN,
-        description="The deployment's id, which its backends tag its runners with (default: "
-        "the one kept in the state; a new state gets rs-<8 hex>). Set it only to keep an id "
-        "across a new state: two deployments must never share one.",
     )
 
     _default_state_dir: Path = PrivateAttr(default_factory=default_state_dir)
@@ -683,17 +663,6 @@ class Config(ConfigModel):
         if isinstance(data, dict) and "state" not in data and isinstance(env, Mapping):
             return {**data, "state": default_state_url(env)}
         return data
-
-    @field_validator("controller_id", mode="before")
-    @classmethod
-    def _controller_id(cls, value: Any) -> Any:
-        if isinstance(value, str) and not re.match(CONTROLLER_ID_PATTERN, value):
-            raise fail(
-                "is not a valid controller id",
-                "use letters, digits, '.', '_' and '-' (at most 63, starting with a letter or "
-                "digit), e.g. rs-ci-eu",
-            )
-        return value
 
     @field_validator("state", mode="before")
     @classmethod
@@ -727,6 +696,63 @@ class Config(ConfigModel):
             raise fail("uses the scheme postgres://", "write postgresql:// instead", echo=False)
         shown = f"the scheme {scheme}://" if scheme else "no scheme"
         raise fail(f"has {shown}, which is not supported", hint, echo=False)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, (mask_url(value) if name == "state" and isinstance(value, str) else value)
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite database file; None for PostgreSQL or an in-memory database."""
+        if not self.state.lower().startswith("sqlite"):
+            return None
+        return sqlite_file(self.state)
+
+    @property
+    def state_dir(self) -> Path:
+        """The directory of the SQLite file, or the default state directory (PostgreSQL or an
+        in-memory database)."""
+        path = self.sqlite_path
+        return path.parent if path is not None else self._default_state_dir
+
+
+class Config(ControlConfig):
+    """The whole configuration file."""
+
+    github: GitHubConfig = Field(description="GitHub's address and credentials.")
+    targets: list[TargetConfig] = Field(
+        min_length=1, description="Where runners register (at least one)."
+    )
+    poll_interval: PollInterval = Field(
+        default=15.0, description="How often the GitHub API is polled (at least 1s)."
+    )
+    webhook_poll_interval: PollInterval = Field(
+        default=300.0,
+        description="How often the API is polled while webhooks arrive (one in the last "
+        "hour): polling is then only the safety net for missed deliveries.",
+    )
+    pools: list[PoolConfig] = Field(min_length=1, description="The pools of runners.")
+    timeouts: Timeouts = Field(
+        default_factory=Timeouts, description="Timeouts and the janitor's interval."
+    )
+    controller_id: str | None = Field(
+        default=None,
+        pattern=CONTROLLER_ID_PATTERN,
+        description="The deployment's id, which its backends tag its runners with (default: "
+        "the one kept in the state; a new state gets rs-<8 hex>). Set it only to keep an id "
+        "across a new state: two deployments must never share one.",
+    )
+
+    @field_validator("controller_id", mode="before")
+    @classmethod
+    def _controller_id(cls, value: Any) -> Any:
+        if isinstance(value, str) and not re.match(CONTROLLER_ID_PATTERN, value):
+            raise fail(
+                "is not a valid controller id",
+                "use letters, digits, '.', '_' and '-' (at most 63, starting with a letter or "
+                "digit), e.g. rs-ci-eu",
+            )
+        return value
 
     @model_validator(mode="after")
     def _unique(self) -> Config:
@@ -772,24 +798,6 @@ class Config(ConfigModel):
                 )
             targets[key] = index
         return self
-
-    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
-        for name, value in super().__repr_args__():
-            yield name, (mask_url(value) if name == "state" and isinstance(value, str) else value)
-
-    @property
-    def sqlite_path(self) -> Path | None:
-        """The SQLite database file; None for PostgreSQL or an in-memory database."""
-        if not self.state.lower().startswith("sqlite"):
-            return None
-        return sqlite_file(self.state)
-
-    @property
-    def state_dir(self) -> Path:
-        """The directory of the SQLite file, or the default state directory (PostgreSQL or an
-        in-memory database)."""
-        path = self.sqlite_path
-        return path.parent if path is not None else self._default_state_dir
 
     def local_work_root(self, pool: PoolConfig) -> Path:
         """Where a pool's runners get their directories when its backend keeps them on this
