@@ -501,6 +501,9 @@ def status(config: ConfigOption) -> None:
             "yes" if pool["healthy"] else f"no: {pool.get('last_error') or ''}",
         )
     Console().print(table)
+    for pool in pools:
+        if pool.get("capped_by"):
+            typer.echo(f"pool {pool['name']}: max_runners {pool['capped_by']}")
     for line in _leadership_lines(body):
         typer.echo(line)
     typer.echo(f"unmatched jobs (no pool serves them): {body.get('unmatched_jobs', 0)}")

@@ -270,6 +270,9 @@ class Daemon:
             poll_pacer=github,
         )
         holder["controller"] = controller
+        for runtime in controller.pools.values():
+            if runtime.capped_by is not None:
+                log.warning("pool %s: max_runners %s", runtime.name, runtime.capped_by)
         succession = Succession(
             open_leadership(url, instance_id()), controller, clock, controller_id=controller_id
         )
@@ -441,6 +444,7 @@ class Daemon:
                     runtime.last_error = None
                 runtime.spec = updated.spec
             runtime.labels = updated.labels
+            runtime.capped_by = updated.capped_by
             if updated.rerun_lost_jobs != runtime.rerun_lost_jobs:
                 changes.append(f"pool {pool_config.name}: rerun_lost_jobs updated")
                 runtime.rerun_lost_jobs = updated.rerun_lost_jobs

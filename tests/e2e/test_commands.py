@@ -17,6 +17,7 @@ from tests.e2e.harness import (
     TOKEN,
     command_env,
     in_process_daemon,
+    local_pool,
     runnerscale_command,
     wait_until,
     write_config,
@@ -153,3 +154,23 @@ async def test_ctrl_c_stops_the_demo_and_removes_what_it_made(tmp_path: Path) ->
     assert process.returncode == 130, text
     assert "demo interrupted" in text
     assert "Traceback" not in text
+
+
+async def test_a_pool_capped_by_its_host_says_so_at_start_and_in_status(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """max_runners 3 on a local backend of capacity 1: the pool runs one runner at most, and
+    the daemon's log and ``status`` say why (issue 13, 5)."""
+    pool = local_pool(tmp_path, 3, "1h").replace("capacity: 3", "capacity: 1")
+    async with SimulatorServer(SimulatorOptions(tokens=(TOKEN,))) as simulator:
+        simulator.simulator.world.ensure_repo("acme/app")
+        config = write_config(tmp_path, simulator.url, pools=pool)
+        async with in_process_daemon(config) as daemon:
+            await daemon.controller.reconcile_once()
+            code, output = await runnerscale_command(
+                "status", "-c", str(config), env={"HOME": str(tmp_path)}
+            )
+    said = "max_runners is 3, but the pool runs at most 1 runners: its local backend's capacity"
+    assert f"pool linux-x64: {said}" in output, output
+    assert code == 0
+    assert said in caplog.text

@@ -526,8 +526,9 @@ class PoolBase(ConfigModel):
         return self
 
     def advice(self) -> list[Advice]:
+        found = []
         if SELF_HOSTED not in (label.strip().lower() for label in self.labels):
-            return [
+            found.append(
                 Advice(
                     f"has no '{SELF_HOSTED}': a job comes to a runner only when the runner has "
                     f"every runs-on label, and jobs for self-hosted runners ask for "
@@ -535,8 +536,35 @@ class PoolBase(ConfigModel):
                     f"add {SELF_HOSTED} to labels, e.g. [{SELF_HOSTED}, linux, auto]",
                     ("labels",),
                 )
-            ]
-        return []
+            )
+        capacity_of = registry.backend(self.provider).capacity
+        host_cap = None if capacity_of is None else capacity_of(self.settings)
+        if host_cap is not None and host_cap < self.max_runners:
+            found.append(
+                Advice(
+                    self.capped_note(host_cap),
+                    f"lower max_runners to {host_cap}, or set {self.provider}.capacity to "
+                    f"{self.max_runners} if this host can run that many runners at once",
+                    ("max_runners",),
+                )
+            )
+        return found
+
+    def capped_note(self, host_cap: int) -> str:
+        """Why the pool runs at most ``host_cap`` runners, below its ``max_runners``: its
+        backend's capacity (the setting's own description says what its default is)."""
+        field = type(self.settings).model_fields.get("capacity")
+        default = re.search(r"\(default: ([^)]*)\)", (field and field.description) or "")
+        unset = (
+            f", unset: {default.group(1)}"
+            if default and getattr(self.settings, "capacity", None) is None
+            else ""
+        )
+        return (
+            f"is {self.max_runners}, but the pool runs at most {host_cap} runners: its "
+            f"{self.provider} backend's capacity here is {host_cap} ({self.provider}.capacity"
+            f"{unset})"
+        )
 
     def host_problems(self) -> list[Advice]:
         """A pool whose runners run on this host cannot name another architecture."""
