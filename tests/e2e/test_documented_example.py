@@ -7,14 +7,12 @@ validate`` had said ``valid``."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
-from runnerscale.fakegithub.world import WorldSettings
+from runnerscale.fakegithub.server import SimulatorServer
 from tests.e2e.harness import (
     TOKEN,
     WEBHOOK_SECRET,
@@ -22,11 +20,14 @@ from tests.e2e.harness import (
     free_port,
     queue_jobs,
     runnerscale_command,
+    simulator,
     start_daemon_process,
     stop_daemon_process,
     wait_until,
 )
 from tests.test_config_host import documented_example
+
+__all__ = ["simulator"]  # a fixture, imported
 
 SECRETS = {"GITHUB_TOKEN": TOKEN, "WEBHOOK_SECRET": WEBHOOK_SECRET}
 
@@ -42,14 +43,6 @@ def here(example: str, directory: Path, api_url: str, port: int) -> Path:
     path = directory / "runnerscale.yaml"
     path.write_text(text)
     return path
-
-
-@pytest.fixture
-async def simulator() -> AsyncIterator[SimulatorServer]:
-    options = SimulatorOptions(tokens=(TOKEN,), world=WorldSettings(runner_offline_after=30.0))
-    async with SimulatorServer(options) as server:
-        server.simulator.world.ensure_repo("acme/app")
-        yield server
 
 
 async def _listening(url: str) -> bool:
