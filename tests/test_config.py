@@ -170,7 +170,7 @@ def test_app_example_loads() -> None:
     assert pool.local.env == {"RUNNER_ALLOW_RUNASROOT": "0"}
     assert pool.local.work_root == Path("/srv/runners")
     assert config.local_work_root(pool) == Path("/srv/runners")
-    assert (pool.local.capacity, pool.local.effective_capacity, pool.local.user) == (4, 4, "runner")
+    assert (pool.local.capacity, pool.local.effective_capacity, pool.local.user) == (8, 8, "runner")
     assert pool.local.stop_grace == 30.0
     assert pool.simulation is not None
     boot = pool.simulation.boot_time
@@ -461,7 +461,7 @@ ERROR_CASES: dict[str, Case] = {
         EXAMPLE
         + "  - name: linux-x64\n    labels: [gpu]\n    provider: local\n    max_runners: 1\n"
         "    local: {command: [run]}\n",
-        20,
+        21,
         "pools[1].name",
         "'linux-x64' is already used by pools[0]",
         "its own name",
@@ -692,7 +692,7 @@ ERROR_CASES: dict[str, Case] = {
     ),
     "bad timeout": (
         EXAMPLE + "timeouts:\n  create: soon\n",
-        21,
+        22,
         "timeouts.create",
         "is not a duration (got 'soon')",
         "write create as",
@@ -861,7 +861,7 @@ def test_anchors_and_merge_keys() -> None:
         "  - <<: *base\n    name: linux-big\n    max_runners: 0\n"
     )
     problem = only(errors_of(text))
-    assert (problem.line, problem.path) == (23, "pools[1].max_runners")
+    assert (problem.line, problem.path) == (24, "pools[1].max_runners")
     config = parse(text.replace("max_runners: 0", "max_runners: 9"))
     assert [(p.name, p.max_runners, p.runner_prefix) for p in config.pools] == [
         ("linux-x64", 4, "rs-linux-x64-"),
@@ -1126,7 +1126,7 @@ def test_runner_prefix_collision_and_format() -> None:
         "    runner_prefix: rs-linux-x64-\n    local: {command: [run]}\n"
     )
     problem = only(errors_of(EXAMPLE + extra))
-    assert (problem.line, problem.path) == (24, "pools[1].runner_prefix")
+    assert (problem.line, problem.path) == (25, "pools[1].runner_prefix")
     problem = only(errors_of(EXAMPLE + extra.replace("rs-linux-x64-", "-bad")))
     assert "is not a valid runner name prefix" in problem.message
 

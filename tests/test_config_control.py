@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runnerscale.config import check_config, load_config
+from runnerscale.config import ConfigError, check_config, load_config, load_control_config
 from runnerscale.config.control import TcpControl, UnixControl, control_address
 from tests.test_config import ENV, edit, errors_of, only, parse
 
@@ -102,3 +102,25 @@ def test_a_control_api_off_loopback_is_a_warning(tmp_path: Path) -> None:
 def test_off_written_bare_is_off_though_yaml_reads_it_as_false(written: str, meant: str) -> None:
     config = parse(server(f"metrics: {written}", f"health: {written}"))
     assert (config.server.metrics, config.server.health) == (meant, meant)
+
+
+def test_the_control_commands_read_the_control_settings_without_the_github_secrets(
+    tmp_path: Path,
+) -> None:
+    """``status`` and ``scale`` need the control API's address and its credential, not the
+    daemon's GitHub token and webhook secret (issue 13, 4); what they read is still checked."""
+    path = tmp_path / "rs.yaml"
+    path.write_text(server("control: tcp://127.0.0.1:8788", "api_token: ${RS_API_TOKEN}"))
+    config = load_control_config(path, env={"RS_API_TOKEN": TOKEN, "HOME": "/home/tester"})
+    assert control_address(config.server.control, config.state_dir) == TcpControl("127.0.0.1", 8788)
+    assert config.server.api_token is not None
+    assert config.server.api_token.get_secret_value() == TOKEN
+    with pytest.raises(ConfigError) as caught:
+        load_control_config(path, env={"HOME": "/home/tester"})
+    [problem] = caught.value.problems
+    assert problem.path == "server.api_token"
+    assert "RS_API_TOKEN is not set" in problem.message
+    path.write_text(server("control: tcp://127.0.0.1:8788", "metrics: sometimes"))
+    with pytest.raises(ConfigError) as caught:
+        load_control_config(path, env={})
+    assert [problem.path for problem in caught.value.problems] == ["server.metrics"]

@@ -3,6 +3,7 @@ and its fix. ``config validate`` prints them and still exits 0; ``runnerscale ru
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,25 @@ def test_config_validate_prints_the_warning_and_exits_0(tmp_path: Path) -> None:
     )
     assert clean.exit_code == 0
     assert clean.stderr == ""
+
+
+def test_a_max_runners_above_the_local_capacity_is_a_warning(tmp_path: Path) -> None:
+    """The local backend runs at most its capacity (by default the CPU count): a larger
+    max_runners was capped without a word (issue 13, 5)."""
+    path = write(tmp_path, edit("      capacity: 4 ", "      capacity: 2 "))
+    [warning] = check_config(path, env=ENV)[1]
+    assert (warning.line, warning.path) == (15, "pools[0].max_runners")
+    assert warning.message == (
+        "is 4, but the pool runs at most 2 runners: its local backend's capacity here is 2 "
+        "(local.capacity)"
+    )
+    assert "lower max_runners to 2, or set local.capacity to 4" in warning.hint
+
+
+def test_an_unset_local_capacity_is_the_cpu_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    text = "\n".join(line for line in EXAMPLE.splitlines() if "capacity" not in line)
+    [warning] = check_config(write(tmp_path, text), env=ENV)[1]
+    assert warning.message.endswith("(local.capacity, unset: the CPU count)")

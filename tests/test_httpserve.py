@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import stat
 from pathlib import Path
@@ -133,3 +134,15 @@ async def test_a_client_that_connects_before_the_server_starts_waits_instead_of_
             reply = await asyncio.to_thread(read_to_end, early)
     assert reply.startswith(b"HTTP/1.1 200")
     assert reply.endswith(b"hello")
+
+
+async def test_a_server_leaves_the_process_signals_alone() -> None:
+    """uvicorn took SIGINT and SIGTERM while it served and raised them again when it stopped:
+    with the demo's three servers, one Ctrl-C stopped one server after another while the demo
+    went on without HTTP. The process's own handlers stay in place, and a stop raises none."""
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    app = Starlette(routes=[Route("/", lambda request: Response("ok"))])
+    async with LoopbackServer(app):
+        during = {signum: signal.getsignal(signum) for signum in before}
+    assert during == before
+    assert {signum: signal.getsignal(signum) for signum in before} == before

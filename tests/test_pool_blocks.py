@@ -35,7 +35,7 @@ pools:
     provider: local
     max_runners: 2
     local:
-      command: [./run.sh]
+      command: [/bin/true]
     cost_centre:
       code: EU-042
 """

@@ -25,7 +25,7 @@ from runnerscale import __version__
 
 if TYPE_CHECKING:
     from runnerscale.config.problems import Problem
-    from runnerscale.config.schema import Config
+    from runnerscale.config.schema import Config, ControlConfig
     from runnerscale.fakegithub.faults import FaultPlan
     from runnerscale.fakegithub.server import SimulatorOptions
     from runnerscale.fakegithub.tls import ServerTls
@@ -347,8 +347,16 @@ ConfigOption = Annotated[
 ]
 
 
-def _load(path: Path) -> Config:
-    return _check(path)[0]
+def _load_control(path: Path) -> ControlConfig:
+    """What ``status`` and ``scale`` need of the file (the control API's address and its
+    credential): the daemon's GitHub secrets need not be set for them."""
+    from runnerscale.config.load import load_control_config
+    from runnerscale.config.problems import ConfigError
+
+    try:
+        return load_control_config(path)
+    except ConfigError as error:
+        raise fail(f"the configuration is not valid:\n{error}") from None
 
 
 def _check(
@@ -426,21 +434,13 @@ def _secrets_of(config: Config) -> list[str]:
 
 
 async def _run_daemon(path: Path, config: Config, redactor: RedactSecrets) -> None:
-    from sqlalchemy.exc import SQLAlchemyError
-
     from runnerscale.config.load import load_config
-    from runnerscale.config.paths import mask_url
     from runnerscale.config.problems import ConfigError
     from runnerscale.daemon import Daemon, StartupError
     from runnerscale.protocols import ProviderError
-    from runnerscale.store import StateVersionError
 
     try:
         daemon = Daemon.build(config, on_secret=redactor.add)
-    except StateVersionError as error:
-        raise StartupError(f"cannot use the state {mask_url(config.state)}: {error}") from None
-    except (SQLAlchemyError, OSError) as error:
-        raise StartupError(f"cannot open the state database {config.state!r}: {error}") from None
     except ProviderError as error:
         raise StartupError(f"a backend cannot start: {error}") from None
     try:
@@ -483,7 +483,9 @@ async def _run_daemon(path: Path, config: Config, redactor: RedactSecrets) -> No
         await daemon.stop()
 
 
-def _call_daemon(config: Config, method: str, path: str, body: object = None) -> dict[str, object]:
+def _call_daemon(
+    config: ControlConfig, method: str, path: str, body: object = None
+) -> dict[str, object]:
     from runnerscale.controlclient import ControlUnreachableError, call
 
     try:
@@ -506,7 +508,7 @@ def status(config: ConfigOption) -> None:
     or server.control: run it as the daemon's user or root)."""
     from rich.table import Table
 
-    loaded = _load(config)
+    loaded = _load_control(config)
     body = _call_daemon(loaded, "GET", "/api/v1/status")
     table = Table(title="runnerscale")
     for column in ("pool", "desired", "booting", "idle", "busy", "queued", "max", "healthy"):
@@ -521,6 +523,9 @@ def status(config: ConfigOption) -> None:
             "yes" if pool["healthy"] else f"no: {pool.get('last_error') or ''}",
         )
     Console().print(table)
+    for pool in pools:
+        if pool.get("capped_by"):
+            typer.echo(f"pool {pool['name']}: max_runners {pool['capped_by']}")
     for line in _leadership_lines(body):
         typer.echo(line)
     typer.echo(f"unmatched jobs (no pool serves them): {body.get('unmatched_jobs', 0)}")
@@ -590,7 +595,9 @@ def scale_up(
     count: Annotated[int, typer.Option("-n", "--count", min=1, help="How many runners.")] = 1,
 ) -> None:
     """Start runners now, whatever the demand (up to the pool's cap)."""
-    body = _call_daemon(_load(config), "POST", f"/api/v1/pools/{pool}/scale-up", {"count": count})
+    body = _call_daemon(
+        _load_control(config), "POST", f"/api/v1/pools/{pool}/scale-up", {"count": count}
+    )
     created = body.get("created", [])
     assert isinstance(created, list)
     typer.echo(f"created {len(created)} of {count}: {', '.join(created) or 'none (cap reached?)'}")
@@ -605,7 +612,7 @@ def scale_down(
     """Remove idle runners now (busy runners are never removed)."""
     if (pool is None) == (runner is None):
         raise fail("give exactly one of --pool POOL or --runner NAME")
-    loaded = _load(config)
+    loaded = _load_control(config)
     if runner is not None:
         body = _call_daemon(loaded, "DELETE", f"/api/v1/runners/{runner}")
     else:

@@ -21,6 +21,7 @@ alone; :func:`open_listeners` makes the token and binds the sockets.
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -210,9 +211,8 @@ def open_listeners(
             Starlette(routes=_public_routes(http, plan, token, guard)), server.host, public_port
         )
     except OSError as error:
-        raise ControlError(
-            f"cannot listen on {server.host}:{public_port}: {error.strerror or error}"
-        ) from None
+        where = f"{server.host}:{public_port}"
+        raise _cannot_listen(where, public_port, "server.listen", error) from None
     try:
         control = _control_listener(http, plan, guard)
     except BaseException:
@@ -238,6 +238,21 @@ def _control_listener(
             "this host its own server.control (e.g. unix:///run/runnerscale/b.sock)"
         ) from None
     except OSError as error:
-        raise ControlError(
-            f"cannot listen for the control API on {where}: {error.strerror or error}"
-        ) from None
+        port = where.port if isinstance(where, TcpControl) else None
+        raise _cannot_listen(f"{where} (the control API)", port, "server.control", error) from None
+
+
+def _cannot_listen(where: str, port: int | None, setting: str, error: OSError) -> ControlError:
+    """Why a listener cannot be opened, naming the address, the setting and the fix."""
+    if error.errno == errno.EADDRINUSE and port is not None:
+        return ControlError(
+            f"cannot listen on {where}: port {port} is already in use by another process "
+            f"(`ss -ltnp 'sport = :{port}'` shows which): stop it, or set {setting} to a free "
+            "port"
+        )
+    if error.errno == errno.EACCES and port is not None and port < 1024:
+        return ControlError(
+            f"cannot listen on {where}: ports below 1024 need root (or CAP_NET_BIND_SERVICE): "
+            f"set {setting} to a port of 1024 or more"
+        )
+    return ControlError(f"cannot listen on {where}: {error.strerror or error} (check {setting})")

@@ -22,7 +22,7 @@ import httpx
 
 from runnerscale.apitoken import TokenFileError, read_token
 from runnerscale.config.control import API_TOKEN_FILE, TcpControl, UnixControl, control_address
-from runnerscale.config.schema import Config
+from runnerscale.config.schema import ControlConfig
 from runnerscale.files import socket_address
 
 __all__ = ["Connection", "ControlUnreachableError", "async_client", "call", "connection"]
@@ -53,7 +53,7 @@ def _connect_host(host: str) -> str:
     return host
 
 
-def connection(config: Config) -> Connection:
+def connection(config: ControlConfig) -> Connection:
     """Where the control API of the daemon run with ``config`` is, and the headers it wants
     (the token read here: :class:`ControlUnreachableError` when it cannot be)."""
     where = control_address(config.server.control, config.state_dir)
@@ -110,7 +110,7 @@ def _unreachable(where: Connection, error: Exception) -> ControlUnreachableError
     )
 
 
-def call(config: Config, method: str, path: str, body: object = None) -> httpx.Response:
+def call(config: ControlConfig, method: str, path: str, body: object = None) -> httpx.Response:
     """One request to the control API of the daemon run with ``config``: its response
     (whatever its status), or :class:`ControlUnreachableError`."""
     where = connection(config)
@@ -152,7 +152,7 @@ class _SocketTransport(httpx.AsyncHTTPTransport):
         self._held.close()
 
 
-def async_client(config: Config, **options: Any) -> httpx.AsyncClient:
+def async_client(config: ControlConfig, **options: Any) -> httpx.AsyncClient:
     """An HTTP client of the control API of the daemon run with ``config`` (requests take
     paths, ``/api/v1/status``), for scripts and tests."""
     where = connection(config)

@@ -19,8 +19,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy.exc import SQLAlchemyError
 
 from runnerscale.clock import Clock, SystemClock
+from runnerscale.config.paths import mask_url, url_secrets
 from runnerscale.config.schema import AppConfig, Config, GitHubConfig, PoolConfig
 from runnerscale.control import ControlError, Listeners, open_listeners
 from runnerscale.controller.loops import Controller
@@ -31,7 +33,7 @@ from runnerscale.model import ARCH_LABELS, AUTO_LABEL
 from runnerscale.protocols import GitHubError, Provider, ProviderError
 from runnerscale.providers.registry import BackendContext, UnknownBackendError, backend
 from runnerscale.server import DaemonHTTP
-from runnerscale.store import SqlStore, open_store
+from runnerscale.store import SqlStore, StateVersionError, open_store
 from runnerscale.store.deployment import choose_controller_id
 from runnerscale.store.leadership import open_leadership
 from runnerscale.succession import Succession
@@ -230,7 +232,17 @@ class Daemon:
         github_config = config.github
         github = github_client(config, clock, on_secret)
         url = store_url(config)
-        store = open_store(url)
+        try:
+            store = open_store(url)
+        except StateVersionError as error:
+            raise StartupError(f"cannot use the state {mask_url(config.state)}: {error}") from None
+        except (SQLAlchemyError, OSError) as error:
+            said = str(error)
+            for password in url_secrets(config.state):
+                said = said.replace(password, "***")
+            raise StartupError(
+                f"cannot open the state database {mask_url(config.state)}: {said}"
+            ) from None
         if controller_id is None:
             controller_id = choose_controller_id(store, config.controller_id)
         providers = {
@@ -260,6 +272,9 @@ class Daemon:
             poll_pacer=github,
         )
         holder["controller"] = controller
+        for runtime in controller.pools.values():
+            if runtime.capped_by is not None:
+                log.warning("pool %s: max_runners %s", runtime.name, runtime.capped_by)
         succession = Succession(
             open_leadership(url, instance_id()), controller, clock, controller_id=controller_id
         )
@@ -318,18 +333,43 @@ class Daemon:
             self.store.close()
             raise StartupError("\n".join(problems))
 
-    async def stop(self) -> None:
-        """Stop serving and deciding. Runners keep running; the next start adopts them."""
+    async def stop(self, *, remove_runners: bool = False) -> None:
+        """Stop serving and deciding. Runners keep running; the next start adopts them.
+
+        ``remove_runners`` (the demo's, whose runners must end with it) stops and removes
+        every runner of every pool once the loops have stopped, so none is started after."""
         if self._host_task is not None:
             self._host_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._host_task
         await self.succession.stop()  # the loops first, then the lead: nobody acts twice
         await self.http.stop()
+        if remove_runners:
+            await self._remove_runners()
         for pool in self.controller.pools.values():
             await pool.provider.close()
         await self.github.close()
         self.store.close()
+
+    async def _remove_runners(self) -> None:
+        """Stop and remove every instance of every pool's backend, busy or not. A create that
+        was in flight when the loops stopped finishes first (a backend lists it once made),
+        hence the few rounds."""
+        for _ in range(3):
+            found = [
+                (pool.provider, instance)
+                for pool in self.controller.pools.values()
+                for instance in await pool.provider.list()
+            ]
+            if not found:
+                return
+            results = await asyncio.gather(
+                *(provider.delete(instance.id) for provider, instance in found),
+                return_exceptions=True,
+            )
+            for (_, instance), result in zip(found, results, strict=True):
+                if isinstance(result, Exception):
+                    log.error("cannot remove runner %s: %s", instance.runner_name, result)
 
     async def _await_hosts(self) -> None:
         """Ask the hosts of waiting pools again, every janitor interval, until each answers."""
@@ -406,6 +446,7 @@ class Daemon:
                     runtime.last_error = None
                 runtime.spec = updated.spec
             runtime.labels = updated.labels
+            runtime.capped_by = updated.capped_by
             if updated.rerun_lost_jobs != runtime.rerun_lost_jobs:
                 changes.append(f"pool {pool_config.name}: rerun_lost_jobs updated")
                 runtime.rerun_lost_jobs = updated.rerun_lost_jobs

@@ -10,8 +10,10 @@ behind: no runner registered in the simulator, no runner process, no live runner
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import secrets
+import signal
 import statistics
 import sys
 import tempfile
@@ -126,8 +128,10 @@ class Outcome:
 
 
 class Demo:
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, stop: asyncio.Event | None = None) -> None:
         self.console = console
+        #: Set on Ctrl-C (or SIGTERM): the workload stops and the demo removes what it made.
+        self.stop = stop or asyncio.Event()
 
     async def run(self) -> Outcome:
         with tempfile.TemporaryDirectory(prefix="runnerscale-demo-") as state_dir:
@@ -146,12 +150,16 @@ class Demo:
                 }
                 config = parse_config(CONFIG, source="<demo defaults>", env=env)
                 daemon = Daemon.build(config, port=0, controller_id="runnerscale-demo")
-                await daemon.start()
-                simulator.simulator.webhooks.add_hook(f"{daemon.url}/webhook", secret)
                 try:
+                    await daemon.start()
+                    simulator.simulator.webhooks.add_hook(f"{daemon.url}/webhook", secret)
                     return await self._drive(simulator, daemon, Path(state_dir))
                 finally:
-                    await daemon.stop()
+                    if self.stop.is_set():
+                        self.console.print("interrupted: stopping the demo's runners…")
+                    # Whatever happened, the demo's runners end with it (the simulator they
+                    # talk to is still up, so they stop at once), then its folder goes.
+                    await daemon.stop(remove_runners=True)
 
     async def _drive(self, simulator: SimulatorServer, daemon: Daemon, state_dir: Path) -> Outcome:
         world = simulator.simulator.world
@@ -163,7 +171,7 @@ class Demo:
         with Live(
             self._table(daemon, world, started), console=self.console, refresh_per_second=4
         ) as live:
-            while time.monotonic() - started < DEADLINE:
+            while time.monotonic() - started < DEADLINE and not self.stop.is_set():
                 elapsed = time.monotonic() - started
                 due = [a for a in pending if a.at <= elapsed]
                 if due:
@@ -173,9 +181,12 @@ class Demo:
                 live.update(self._table(daemon, world, started))
                 if not pending and await self._settled(daemon, world, servable_labels):
                     break
-                await asyncio.sleep(0.25)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), 0.25)
             live.update(self._table(daemon, world, started))
         outcome.elapsed = time.monotonic() - started
+        if self.stop.is_set():
+            return outcome
         outcome.unmatched_reasons = {job.reason for job in daemon.controller.status.unmatched}
         for job in world.jobs.values():
             if tuple(job.labels) in servable_labels:
@@ -252,7 +263,29 @@ def summary(outcome: Outcome) -> Table:
 
 
 async def run_demo(console: Console) -> int:
-    outcome = await Demo(console).run()
+    """Run the demo; 0 when it passed, 1 when not, 128 + the signal's number when stopped by
+    Ctrl-C (130) or SIGTERM, after removing every runner and the folder it made."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    received: list[int] = []
+
+    def interrupt(signum: int) -> None:
+        if received:
+            console.print("still stopping: removing the demo's runners and its folder…")
+        received.append(signum)
+        stop.set()
+
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for signum in signals:
+        loop.add_signal_handler(signum, interrupt, signum)
+    try:
+        outcome = await Demo(console, stop).run()
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+    if received:
+        console.print("[bold yellow]demo interrupted:[/] its runners and its folder are removed")
+        return 128 + received[0]
     console.print()
     console.print(summary(outcome))
     if outcome.ok:

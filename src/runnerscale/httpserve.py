@@ -16,6 +16,7 @@ import os
 import socket
 import stat
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -46,6 +47,21 @@ class Service(ABC):
         traceback: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """A uvicorn server that leaves signals to the process serving it.
+
+    uvicorn's own ``serve`` takes SIGINT and SIGTERM while it runs (``signal.signal``, not the
+    event loop's handlers) and raises them again when it stops. With several servers in one
+    process (the demo runs the simulator, the daemon's listener and its control API), one
+    Ctrl-C stopped one server, whose exit handed the signal to the next, while the process
+    itself went on with its HTTP gone. The commands decide what a signal means; a server
+    stops when told (:meth:`SocketServer.stop`)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 class SocketServer(Service):
@@ -86,7 +102,7 @@ class SocketServer(Service):
             ssl_certfile=self._tls[0],
             ssl_keyfile=self._tls[1],
         )
-        self._server = uvicorn.Server(config)
+        self._server = _EmbeddedServer(config)
         self.task = asyncio.create_task(
             self._server.serve(sockets=[self._socket]), name=f"http {self.url}"
         )

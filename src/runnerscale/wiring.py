@@ -67,9 +67,11 @@ def pool_runtime(
     then serves no job, keeps no idle runner, and shows unhealthy with that reason."""
     cap = spec.max_runners
     host_cap = capacity(pool)
-    if host_cap is not None:
+    capped_by = None
+    if host_cap is not None and host_cap < cap:
         # A pool cannot run more runners than its host allows (the local backend's capacity).
-        cap = min(cap, host_cap)
+        cap = host_cap
+        capped_by = pool.capped_note(host_cap)
     capped = PoolSpec(
         name=spec.name,
         labels=spec.labels,
@@ -86,6 +88,7 @@ def pool_runtime(
         labels=tuple(pool.labels),
         prefix=pool.runner_prefix,
         rerun_lost_jobs=pool.rerun_lost_jobs,
+        capped_by=capped_by,
     )
     if waiting:
         runtime.healthy = False

@@ -5,6 +5,7 @@ HTTP on loopback."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import sys
@@ -182,6 +183,14 @@ def runner_directories(work_root: Path) -> list[Path]:
     return [p for p in work_root.glob("*/*") if p.is_dir() and not p.name.startswith(".")]
 
 
+def command_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a ``runnerscale`` process a test starts: a bare PATH, a wide
+    terminal, the test's ``PYTHONPATH`` (so the code under test runs, not another checkout's
+    installed copy) and ``env``."""
+    inherited = {name: os.environ[name] for name in ("PYTHONPATH",) if name in os.environ}
+    return {"PATH": "/usr/bin:/bin", "COLUMNS": "200", **inherited, **(env or {})}
+
+
 async def runnerscale_command(
     *arguments: str, env: Mapping[str, str] | None = None
 ) -> tuple[int, str]:
@@ -194,7 +203,7 @@ async def runnerscale_command(
         *arguments,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
-        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", **(env or {})},
+        env=command_env(env),
     )
     async with asyncio.timeout(240):
         output, _ = await process.communicate()
@@ -219,7 +228,7 @@ async def start_daemon_process(
             "debug",
             stdout=output,
             stderr=asyncio.subprocess.STDOUT,
-            env={**ENV, "PATH": "/usr/bin:/bin", "HOME": str(config.parent), **(env or {})},
+            env=command_env({**ENV, "HOME": str(config.parent), **(env or {})}),
         )
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import signal
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,13 +16,15 @@ from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
 from runnerscale.fakegithub.world import JobSpec
 from runnerscale.store import open_store
 from tests.e2e.harness import (
-    ENV,
     TOKEN,
+    command_env,
     in_process_daemon,
+    local_pool,
     runnerscale_command,
     wait_until,
     write_config,
 )
+from tests.processes import processes_showing
 
 EXAMPLE = Path(__file__).parents[1] / "fixtures" / "config" / "example.yaml"
 
@@ -67,7 +72,9 @@ async def test_status_and_scale_commands(tmp_path: Path) -> None:
         simulator.simulator.world.ensure_repo("acme/app")
         config = write_config(tmp_path, simulator.url, poll_interval="1s", idle_timeout="1h")
         async with in_process_daemon(config) as daemon:
-            env = {**ENV, "HOME": str(tmp_path)}
+            # The daemon's GitHub token and webhook secret are not set: these commands need
+            # only the control API's address and its credential.
+            env = {"HOME": str(tmp_path)}
             code, output = await runnerscale_command(
                 "scale", "up", "-c", str(config), "--pool", "linux-x64", "-n", "2", env=env
             )
@@ -111,9 +118,7 @@ async def test_status_and_scale_commands(tmp_path: Path) -> None:
             )
             assert code == 1
             assert "no pool named 'nope'" in output
-        code, output = await runnerscale_command(
-            "status", "-c", str(config), env={**ENV, "HOME": str(tmp_path)}
-        )
+        code, output = await runnerscale_command("status", "-c", str(config), env=env)
         assert code == 1
         assert "cannot reach the daemon" in output
 
@@ -126,3 +131,64 @@ async def test_the_demo_serves_everything_and_leaves_nothing(tmp_path: Path) -> 
     assert code == 0, output
     assert "demo passed" in output
     assert "jobs no pool can serve" in output
+
+
+def made_by_demo(temp: Path, below: str = "") -> list[Path]:
+    """The demo's folders in ``temp`` (its TMPDIR), or what matches ``below`` in them."""
+    return list(temp.glob(f"runnerscale-demo-*{below}"))
+
+
+@pytest.mark.timeout(120)
+async def test_ctrl_c_stops_the_demo_and_removes_what_it_made(tmp_path: Path) -> None:
+    """Ctrl-C while runners run: the demo stops within seconds, exits 130, and leaves no
+    runner process and no folder (its runners are in sessions of their own, out of reach of
+    the terminal's Ctrl-C: the demo must stop them itself)."""
+    log = tmp_path / "demo.log"
+    with log.open("wb") as output:  # the child keeps its own copy of the descriptor
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "runnerscale",
+            "demo",
+            stdout=output,
+            stderr=asyncio.subprocess.STDOUT,
+            env=command_env({"HOME": str(tmp_path), "TMPDIR": str(tmp_path)}),
+            start_new_session=True,  # its own process group, as a terminal's foreground job
+        )
+    try:
+        await wait_until(
+            lambda: len(made_by_demo(tmp_path, "/runners/*/rs-*")) >= 3, 60, "three runners"
+        )
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does
+        async with asyncio.timeout(15):
+            await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    text = log.read_text()
+    assert processes_showing([str(tmp_path)], environ=True) == []
+    assert made_by_demo(tmp_path) == []
+    assert process.returncode == 130, text
+    assert "demo interrupted" in text
+    assert "Traceback" not in text
+
+
+async def test_a_pool_capped_by_its_host_says_so_at_start_and_in_status(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """max_runners 3 on a local backend of capacity 1: the pool runs one runner at most, and
+    the daemon's log and ``status`` say why (issue 13, 5)."""
+    pool = local_pool(tmp_path, 3, "1h").replace("capacity: 3", "capacity: 1")
+    async with SimulatorServer(SimulatorOptions(tokens=(TOKEN,))) as simulator:
+        simulator.simulator.world.ensure_repo("acme/app")
+        config = write_config(tmp_path, simulator.url, pools=pool)
+        async with in_process_daemon(config) as daemon:
+            await daemon.controller.reconcile_once()
+            code, output = await runnerscale_command(
+                "status", "-c", str(config), env={"HOME": str(tmp_path)}
+            )
+    said = "max_runners is 3, but the pool runs at most 1 runners: its local backend's capacity"
+    assert f"pool linux-x64: {said}" in output, output
+    assert code == 0
+    assert said in caplog.text

@@ -11,8 +11,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from githubkit import GitHub, TokenAuthStrategy
+from starlette.requests import Request
 
 from runnerscale.clock import SystemClock
+from runnerscale.fakegithub.api import ApiError, read_json
 from runnerscale.fakegithub.app import create_app
 from runnerscale.fakegithub.jitconfig import decode
 from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer, build_simulator
@@ -419,3 +421,15 @@ async def test_registration_tokens_register_runners_until_they_expire(
         json={"token": token["token"], "name": "too-late", "labels": LINUX},
     )
     assert expired.status_code == 401
+
+
+async def test_a_client_gone_before_its_body_is_a_400_not_a_traceback() -> None:
+    """A stopping daemon cuts its requests short: the body never comes."""
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.disconnect"}
+
+    request = Request({"type": "http", "method": "POST", "headers": []}, receive)
+    with pytest.raises(ApiError) as raised:
+        await read_json(request)
+    assert raised.value.status == 400

@@ -57,7 +57,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from runnerscale.config.load import check_config, load_config, parse_config
+    from runnerscale.config.load import (
+        check_config,
+        load_config,
+        load_control_config,
+        parse_config,
+    )
     from runnerscale.config.paths import default_state_dir, default_state_url
     from runnerscale.config.problems import ConfigError, Problem
     from runnerscale.config.schema import (
@@ -65,6 +70,7 @@ if TYPE_CHECKING:
         DEFAULT_LISTEN,
         AppConfig,
         Config,
+        ControlConfig,
         GitHubConfig,
         PoolConfig,
         ServerConfig,
@@ -75,7 +81,7 @@ if TYPE_CHECKING:
     from runnerscale.config.units import parse_duration, parse_size
 
 _HOMES = {
-    "load": ("check_config", "load_config", "parse_config"),
+    "load": ("check_config", "load_config", "load_control_config", "parse_config"),
     "paths": ("default_state_dir", "default_state_url"),
     "problems": ("ConfigError", "Problem"),
     "schema": (
@@ -83,6 +89,7 @@ _HOMES = {
         "DEFAULT_LISTEN",
         "AppConfig",
         "Config",
+        "ControlConfig",
         "GitHubConfig",
         "PoolConfig",
         "ServerConfig",
@@ -100,6 +107,7 @@ __all__ = [
     "AppConfig",
     "Config",
     "ConfigError",
+    "ControlConfig",
     "GitHubConfig",
     "PoolConfig",
     "Problem",
@@ -111,6 +119,7 @@ __all__ = [
     "default_state_dir",
     "default_state_url",
     "load_config",
+    "load_control_config",
     "parse_config",
     "parse_duration",
     "parse_size",

@@ -12,6 +12,11 @@ them would break configurations that work; saying nothing would leave the risk u
 model names them in :meth:`ConfigModel.advice`, and ``config validate`` prints each as a
 warning with its line and its fix (``runnerscale run`` logs them), through
 :mod:`runnerscale.config.advice`.
+
+Some settings are well-formed but cannot work on this host (a runner command that is not
+there, an architecture the host does not have): the file alone cannot tell, the host can. A
+model names them in :meth:`ConfigModel.host_problems`; ``config validate`` and ``runnerscale
+run`` refuse the file with each as an error, rather than ``run`` failing at its first runner.
 """
 
 from __future__ import annotations
@@ -36,4 +41,8 @@ class ConfigModel(BaseModel):
 
     def advice(self) -> list[Advice]:
         """What in this model's own settings works but should change (none by default)."""
+        return []
+
+    def host_problems(self) -> list[Advice]:
+        """What in this model's own settings cannot work on this host (none by default)."""
         return []

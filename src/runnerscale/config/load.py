@@ -12,16 +12,18 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from runnerscale.config.advice import warnings_of
+from runnerscale.config.advice import host_problems_of, warnings_of
 from runnerscale.config.explain import problems_from
 from runnerscale.config.paths import url_secrets
 from runnerscale.config.problems import ConfigError, Problem, redact, sort_problems
-from runnerscale.config.schema import Config
+from runnerscale.config.schema import Config, ControlConfig
 from runnerscale.config.source import Document, read_yaml
+
+Model = TypeVar("Model", bound=ControlConfig)
 
 
 def _collect_secrets(data: Any, doc: Document) -> None:
@@ -59,14 +61,28 @@ def parse_config(
 def _validate(
     text: str, source: str, env: Mapping[str, str] | None, base_dir: Path | None
 ) -> tuple[Config, Document]:
+    return _validate_as(Config, text, source, env, base_dir)
+
+
+def _validate_as(
+    model: type[Model],
+    text: str,
+    source: str,
+    env: Mapping[str, str] | None,
+    base_dir: Path | None,
+    *,
+    sections: frozenset[str] | None = None,
+) -> tuple[Model, Document]:
     env = os.environ if env is None else env
-    data, doc = read_yaml(text, source, env)
+    data, doc = read_yaml(text, source, env, sections)
     _collect_secrets(data, doc)
     if doc.problems:
         raise ConfigError(redact(sort_problems(doc.problems), doc.secrets))
+    if sections is not None and isinstance(data, dict):
+        data = {key: value for key, value in data.items() if key in sections}
     context = {"env": env, "base_dir": base_dir}
     try:
-        return Config.model_validate(data, context=context), doc
+        return model.model_validate(data, context=context), doc
     except ValidationError as error:
         problems = problems_from(error, doc)
     raise ConfigError(redact(sort_problems(problems), doc.secrets)) from None
@@ -77,11 +93,25 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
     return parse_config(_read(path), source=str(path), env=env, base_dir=path.parent.absolute())
 
 
-def check_config(path: Path, env: Mapping[str, str] | None = None) -> tuple[Config, list[Problem]]:
-    """Read and validate a configuration file, and say what in it works but should change:
-    the warnings ``config validate`` prints (and ``runnerscale run`` logs), by line. Raises
+def load_control_config(path: Path, env: Mapping[str, str] | None = None) -> ControlConfig:
+    """What ``status`` and ``scale`` need of a configuration file: ``server`` and ``state``,
+    checked as ``load_config`` checks them. Nothing else in the file is validated, and its
+    ``${VAR}`` need not be set (the daemon's GitHub token and webhook secret). Raises
     ``ConfigError``."""
+    sections = frozenset(ControlConfig.model_fields)
+    text, base_dir = _read(path), path.parent.absolute()
+    return _validate_as(ControlConfig, text, str(path), env, base_dir, sections=sections)[0]
+
+
+def check_config(path: Path, env: Mapping[str, str] | None = None) -> tuple[Config, list[Problem]]:
+    """Read and validate a configuration file, check it against this host (a runner command
+    that is not here, an architecture the host does not have: errors), and say what in it
+    works but should change: the warnings ``config validate`` prints (and ``runnerscale run``
+    logs), by line. Raises ``ConfigError``."""
     config, doc = _validate(_read(path), str(path), env, path.parent.absolute())
+    problems = host_problems_of(config, doc)
+    if problems:
+        raise ConfigError(problems)
     return config, warnings_of(config, doc)
 
 

@@ -20,6 +20,7 @@ backends' blocks; this module imports neither the backends nor the blocks' owner
 from __future__ import annotations
 
 import os
+import platform
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -58,6 +59,7 @@ from runnerscale.config.paths import (
 )
 from runnerscale.config.problems import fail
 from runnerscale.config.units import Duration, PollInterval, PositiveDuration
+from runnerscale.hostlabels import normalize_arch
 from runnerscale.model import ARCH_LABELS, AUTO_LABEL, PoolSpec, Target, normalize_labels
 from runnerscale.providers import registry
 
@@ -67,6 +69,8 @@ DEFAULT_LISTEN = "127.0.0.1:8787"
 POOL_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,30}$"
 RUNNER_PREFIX_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$"
 CONTROLLER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+#: The label every self-hosted runner carries, and jobs for self-hosted runners ask for.
+SELF_HOSTED = "self-hosted"
 _REPO_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 _ORG_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
 
@@ -521,6 +525,65 @@ class PoolBase(ConfigModel):
             )
         return self
 
+    def advice(self) -> list[Advice]:
+        found = []
+        if SELF_HOSTED not in (label.strip().lower() for label in self.labels):
+            found.append(
+                Advice(
+                    f"has no '{SELF_HOSTED}': a job comes to a runner only when the runner has "
+                    f"every runs-on label, and jobs for self-hosted runners ask for "
+                    f"'{SELF_HOSTED}' (GitHub's own runners have no such label)",
+                    f"add {SELF_HOSTED} to labels, e.g. [{SELF_HOSTED}, linux, auto]",
+                    ("labels",),
+                )
+            )
+        capacity_of = registry.backend(self.provider).capacity
+        host_cap = None if capacity_of is None else capacity_of(self.settings)
+        if host_cap is not None and host_cap < self.max_runners:
+            found.append(
+                Advice(
+                    self.capped_note(host_cap),
+                    f"lower max_runners to {host_cap}, or set {self.provider}.capacity to "
+                    f"{self.max_runners} if this host can run that many runners at once",
+                    ("max_runners",),
+                )
+            )
+        return found
+
+    def capped_note(self, host_cap: int) -> str:
+        """Why the pool runs at most ``host_cap`` runners, below its ``max_runners``: its
+        backend's capacity (the setting's own description says what its default is)."""
+        field = type(self.settings).model_fields.get("capacity")
+        default = re.search(r"\(default: ([^)]*)\)", (field and field.description) or "")
+        unset = (
+            f", unset: {default.group(1)}"
+            if default and getattr(self.settings, "capacity", None) is None
+            else ""
+        )
+        return (
+            f"is {self.max_runners}, but the pool runs at most {host_cap} runners: its "
+            f"{self.provider} backend's capacity here is {host_cap} ({self.provider}.capacity"
+            f"{unset})"
+        )
+
+    def host_problems(self) -> list[Advice]:
+        """A pool whose runners run on this host cannot name another architecture."""
+        here = normalize_arch(platform.machine())
+        if here is None or not registry.backend(self.provider).runs_here:
+            return []
+        for index, label in enumerate(self.labels):
+            named = label.strip().lower()
+            if named in ARCH_LABELS and named != here:
+                return [
+                    Advice(
+                        f"names architecture {label!r}, but this host's runners are {here}",
+                        f"write {here} (or {AUTO_LABEL}, this host's own labels), or serve "
+                        f"{label} from a pool on a host of that architecture",
+                        ("labels", index),
+                    )
+                ]
+        return []
+
     def to_spec(self, order: int) -> PoolSpec:
         """What the scaler needs of this pool; ``order`` is its position in the config."""
         return PoolSpec(
@@ -599,13 +662,12 @@ def _state_url_from_env() -> str:
     return default_state_url(os.environ)
 
 
-class Config(ConfigModel):
-    """The whole configuration file."""
+class ControlConfig(ConfigModel):
+    """What the control commands (``status``, ``scale``) need of the file: where the daemon's
+    control API is (``server``) and its state directory (``state``), which holds the control
+    socket and the token. :class:`Config` is the whole file; ``load_control_config`` reads
+    only these two, so the commands need none of the daemon's GitHub secrets."""
 
-    github: GitHubConfig = Field(description="GitHub's address and credentials.")
-    targets: list[TargetConfig] = Field(
-        min_length=1, description="Where runners register (at least one)."
-    )
     server: ServerConfig = Field(
         default_factory=ServerConfig, description="The HTTP server (webhooks, metrics)."
     )
@@ -614,25 +676,6 @@ class Config(ConfigModel):
         description="Where state is kept: sqlite:///PATH or postgresql://USER@HOST/DB "
         "(default: sqlite under $RUNNERSCALE_STATE_DIR, $XDG_STATE_HOME/runnerscale or "
         "~/.local/state/runnerscale).",
-    )
-    poll_interval: PollInterval = Field(
-        default=15.0, description="How often the GitHub API is polled (at least 1s)."
-    )
-    webhook_poll_interval: PollInterval = Field(
-        default=300.0,
-        description="How often the API is polled while webhooks arrive (one in the last "
-        "hour): polling is then only the safety net for missed deliveries.",
-    )
-    pools: list[PoolConfig] = Field(min_length=1, description="The pools of runners.")
-    timeouts: Timeouts = Field(
-        default_factory=Timeouts, description="Timeouts and the janitor's interval."
-    )
-    controller_id: str | None = Field(
-        default=None,
-        pattern=CONTROLLER_ID_PATTERN,
-        description="The deployment's id, which its backends tag its runners with (default: "
-        "the one kept in the state; a new state gets rs-<8 hex>). Set it only to keep an id "
-        "across a new state: two deployments must never share one.",
     )
 
     _default_state_dir: Path = PrivateAttr(default_factory=default_state_dir)
@@ -648,17 +691,6 @@ class Config(ConfigModel):
         if isinstance(data, dict) and "state" not in data and isinstance(env, Mapping):
             return {**data, "state": default_state_url(env)}
         return data
-
-    @field_validator("controller_id", mode="before")
-    @classmethod
-    def _controller_id(cls, value: Any) -> Any:
-        if isinstance(value, str) and not re.match(CONTROLLER_ID_PATTERN, value):
-            raise fail(
-                "is not a valid controller id",
-                "use letters, digits, '.', '_' and '-' (at most 63, starting with a letter or "
-                "digit), e.g. rs-ci-eu",
-            )
-        return value
 
     @field_validator("state", mode="before")
     @classmethod
@@ -692,6 +724,63 @@ class Config(ConfigModel):
             raise fail("uses the scheme postgres://", "write postgresql:// instead", echo=False)
         shown = f"the scheme {scheme}://" if scheme else "no scheme"
         raise fail(f"has {shown}, which is not supported", hint, echo=False)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, (mask_url(value) if name == "state" and isinstance(value, str) else value)
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite database file; None for PostgreSQL or an in-memory database."""
+        if not self.state.lower().startswith("sqlite"):
+            return None
+        return sqlite_file(self.state)
+
+    @property
+    def state_dir(self) -> Path:
+        """The directory of the SQLite file, or the default state directory (PostgreSQL or an
+        in-memory database)."""
+        path = self.sqlite_path
+        return path.parent if path is not None else self._default_state_dir
+
+
+class Config(ControlConfig):
+    """The whole configuration file."""
+
+    github: GitHubConfig = Field(description="GitHub's address and credentials.")
+    targets: list[TargetConfig] = Field(
+        min_length=1, description="Where runners register (at least one)."
+    )
+    poll_interval: PollInterval = Field(
+        default=15.0, description="How often the GitHub API is polled (at least 1s)."
+    )
+    webhook_poll_interval: PollInterval = Field(
+        default=300.0,
+        description="How often the API is polled while webhooks arrive (one in the last "
+        "hour): polling is then only the safety net for missed deliveries.",
+    )
+    pools: list[PoolConfig] = Field(min_length=1, description="The pools of runners.")
+    timeouts: Timeouts = Field(
+        default_factory=Timeouts, description="Timeouts and the janitor's interval."
+    )
+    controller_id: str | None = Field(
+        default=None,
+        pattern=CONTROLLER_ID_PATTERN,
+        description="The deployment's id, which its backends tag its runners with (default: "
+        "the one kept in the state; a new state gets rs-<8 hex>). Set it only to keep an id "
+        "across a new state: two deployments must never share one.",
+    )
+
+    @field_validator("controller_id", mode="before")
+    @classmethod
+    def _controller_id(cls, value: Any) -> Any:
+        if isinstance(value, str) and not re.match(CONTROLLER_ID_PATTERN, value):
+            raise fail(
+                "is not a valid controller id",
+                "use letters, digits, '.', '_' and '-' (at most 63, starting with a letter or "
+                "digit), e.g. rs-ci-eu",
+            )
+        return value
 
     @model_validator(mode="after")
     def _unique(self) -> Config:
@@ -737,24 +826,6 @@ class Config(ConfigModel):
                 )
             targets[key] = index
         return self
-
-    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
-        for name, value in super().__repr_args__():
-            yield name, (mask_url(value) if name == "state" and isinstance(value, str) else value)
-
-    @property
-    def sqlite_path(self) -> Path | None:
-        """The SQLite database file; None for PostgreSQL or an in-memory database."""
-        if not self.state.lower().startswith("sqlite"):
-            return None
-        return sqlite_file(self.state)
-
-    @property
-    def state_dir(self) -> Path:
-        """The directory of the SQLite file, or the default state directory (PostgreSQL or an
-        in-memory database)."""
-        path = self.sqlite_path
-        return path.parent if path is not None else self._default_state_dir
 
     def local_work_root(self, pool: PoolConfig) -> Path:
         """Where a pool's runners get their directories when its backend keeps them on this

@@ -47,6 +47,9 @@ class Document:
     secrets: set[str] = field(default_factory=set)
     problems: list[Problem] = field(default_factory=list)
     nodes: int = 0
+    #: The top-level keys to read (None: all). Values elsewhere are kept as written: their
+    #: ``${VAR}`` is neither substituted nor needed (the control commands read two keys).
+    sections: frozenset[str] | None = None
 
     def problem(self, path: KeyPath, line: int | None, message: str, hint: str) -> None:
         self.problems.append(Problem(self.source, line, render_path(path), message, hint))
@@ -65,7 +68,7 @@ _REFERENCE_HINT = "write ${NAME} or ${NAME:-default}, and $$ for a literal $"
 
 def _substitute(text: str, doc: Document, path: KeyPath, line: int) -> str:
     """Replace ``${VAR}``, ``${VAR:-default}`` and ``$$`` in one scalar string."""
-    if "$" not in text:
+    if "$" not in text or (doc.sections is not None and path[:1] and path[0] not in doc.sections):
         return text
     out: list[str] = []
     names: list[str] = []
@@ -226,8 +229,12 @@ def _yaml_problem(error: yaml.YAMLError, source: str, text: str) -> Problem:
     return Problem(source, line, "", message, hint)
 
 
-def read_yaml(text: str, source: str, env: Mapping[str, str]) -> tuple[Any, Document]:
-    doc = Document(source=source, env=env)
+def read_yaml(
+    text: str, source: str, env: Mapping[str, str], sections: frozenset[str] | None = None
+) -> tuple[Any, Document]:
+    """The file's data and where it came from; with ``sections``, only those top-level keys'
+    variables are substituted (and must be set)."""
+    doc = Document(source=source, env=env, sections=sections)
     try:
         loader = _Loader(text)
     except yaml.YAMLError as error:  # a character YAML does not allow

@@ -63,6 +63,8 @@ class PoolRuntime:
     backoff_until: float = 0.0
     healthy: bool = True
     last_error: str | None = None
+    #: Why the pool's cap (``spec.max_runners``) is below its configured max_runners.
+    capped_by: str | None = None
 
     @property
     def name(self) -> str:

@@ -105,6 +105,8 @@ class PoolStatus:
     queued: int = 0
     healthy: bool = True
     last_error: str | None = None
+    #: Why ``max_runners`` (the pool's effective cap) is below the configured one, if it is.
+    capped_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -810,6 +812,7 @@ class Controller:
                     queued=pool_decision.queued if pool_decision else 0,
                     healthy=pool.healthy,
                     last_error=pool.last_error,
+                    capped_by=pool.capped_by,
                 )
             )
         job_counts = Counter(job.state.value for job in jobs)

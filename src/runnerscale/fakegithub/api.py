@@ -36,7 +36,7 @@ from pydantic import (
     ConfigDict,
     ValidationError,
 )
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -188,7 +188,12 @@ def error_response(error: ApiError, headers: dict[str, str] | None = None) -> JS
 
 
 async def read_json(request: Request, *, optional: bool = False) -> Any:
-    raw = await request.body()
+    try:
+        raw = await request.body()
+    except ClientDisconnect:
+        # The client went away mid-request (a stopping daemon): an answer nobody reads,
+        # not a traceback in the simulator's log.
+        raise ApiError(400, "The client disconnected before sending its body") from None
     if not raw.strip():
         if optional:
             return None

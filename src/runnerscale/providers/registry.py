@@ -29,6 +29,9 @@ What a backend gives (docs/backends/writing-a-backend.md):
 ``capacity(settings) -> int | None`` (optional)
     A cap the host puts on the pool's runners (the local backend: its capacity), below which
     ``max_runners`` and ``min_idle`` are held.
+``runs_here`` (default false)
+    Its runners run on the host that runs runnerscale (the local backend): ``config
+    validate`` then checks a pool's architecture label against this host.
 
 Loading a backend's entry point imports only its package's ``__init__`` (and what that
 imports): keep the SDK out of it. Nothing here imports a backend.
@@ -88,6 +91,8 @@ class Backend:
     host_facts: Callable[[Any, Provider], HostFacts] | None = None
     #: A cap the host puts on the pool's runners (None: no cap but max_runners).
     capacity: Callable[[Any], int | None] | None = None
+    #: Its runners run on this host: a pool's architecture is checked against this host's.
+    runs_here: bool = False
     #: An example of the block, for the hint when a pool lacks it ("{image: NAME}").
     example: str = "{}"
     #: Where it comes in listings (``config schema``, hints): lower first, then by name.

@@ -53,7 +53,7 @@ def build(settings: LocalConfig, context: BackendContext) -> Provider:
         work_root = context.state_dir / "runners"
     return LocalProvider(
         LocalSettings(
-            command=tuple(settings.command),
+            command=settings.argv,
             env=dict(settings.env),
             work_root=work_root / context.pool,
             capacity=settings.effective_capacity,
@@ -78,6 +78,7 @@ def capacity(settings: LocalConfig) -> int:
 BACKEND = Backend(
     settings=LocalConfig,
     build=build,
+    runs_here=True,
     description="Settings of the local backend (provider: local).",
     host_facts=host_facts,
     capacity=capacity,

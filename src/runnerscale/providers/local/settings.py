@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -17,7 +18,10 @@ from runnerscale.providers.settings import (
     reject_unquoted_placeholders,
 )
 
-__all__ = ["LocalConfig"]
+__all__ = ["OWN_PROGRAM", "LocalConfig"]
+
+#: A runner command's program that means this runnerscale (``runnerscale sim-runner``).
+OWN_PROGRAM = "runnerscale"
 
 
 class LocalConfig(ConfigModel):
@@ -25,10 +29,12 @@ class LocalConfig(ConfigModel):
 
     command: list[str] = Field(
         min_length=1,
-        description="The runner's command, e.g. [./run.sh]. The runner gets its one-job "
-        "registration (JIT config) in the environment variable ACTIONS_RUNNER_INPUT_JITCONFIG, "
-        "where the official runner reads it. May contain {runner_name}, {pool} and {workdir}; "
-        '"{jitconfig}" still works but puts the secret on the command line (warned).',
+        description="The runner's command, e.g. [/opt/actions-runner/run.sh]; a bare name is "
+        "looked up on PATH, and runnerscale is the runnerscale that runs the daemon. The "
+        "runner gets its one-job registration (JIT config) in the environment variable "
+        "ACTIONS_RUNNER_INPUT_JITCONFIG, where the official runner reads it. May contain "
+        '{runner_name}, {pool} and {workdir}; "{jitconfig}" still works but puts the secret on '
+        "the command line (warned).",
     )
     env: RunnerEnv = Field(default_factory=dict)
     work_root: ConfigPath | None = Field(
@@ -60,6 +66,50 @@ class LocalConfig(ConfigModel):
 
     def advice(self) -> list[Advice]:
         return jitconfig_on_command_line(self.command)
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        """The command as it is started: ``runnerscale`` as its program is this runnerscale
+        (this interpreter, ``-m runnerscale``), whatever is on PATH, so that the stand-in
+        runner is the daemon's own version and is found without an activated venv."""
+        program, *arguments = self.command
+        if program == OWN_PROGRAM:
+            return (sys.executable, "-m", OWN_PROGRAM, *arguments)
+        return (program, *arguments)
+
+    def host_problems(self) -> list[Advice]:
+        """The runner command's program must be found here, as the runner is started: a bare
+        name on the runner's PATH, a path as written (a relative one from the runner's own
+        working directory, which starts empty)."""
+        program = self.argv[0]
+        where = ("command", 0)
+        if "{" in program:  # a placeholder: known only when a runner starts
+            return []
+        if "/" not in program:
+            path = os.get_exec_path({**os.environ, **self.env})
+            for folder in path:
+                candidate = os.path.join(folder, program)
+                if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                    return []
+            hint = f"give its absolute path (`which {program}` where it is installed)"
+            if "PATH" not in self.env:
+                hint += ", or set PATH in local.env"
+            return [Advice(f"{program!r} is not on PATH ({os.pathsep.join(path)})", hint, where)]
+        if not os.path.isabs(program):
+            return [
+                Advice(
+                    f"{program!r} is relative to the runner's working directory, which starts "
+                    "empty",
+                    "give its absolute path (for the official runner, see "
+                    "docs/backends/local.md#example-the-official-runner)",
+                    where,
+                )
+            ]
+        if not os.path.isfile(program):
+            return [Advice(f"{program} does not exist", "give the path of the runner", where)]
+        if not os.access(program, os.X_OK):
+            return [Advice(f"{program} is not executable", f"chmod +x {program}", where)]
+        return []
 
     @property
     def effective_capacity(self) -> int:
