@@ -798,7 +798,8 @@ def _run_sweep(
             data = config.model_dump()
             for pool in data["pools"]:
                 pool.update(values)
-                pool["min_idle"] = min(int(pool["min_idle"]), int(pool["max_runners"]))
+                if isinstance(pool["min_idle"], int | str):  # (warm windows: as written)
+                    pool["min_idle"] = min(int(pool["min_idle"]), int(pool["max_runners"]))
             try:
                 variant = type(config).model_validate(data)
             except ValidationError as error:
