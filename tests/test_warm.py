@@ -30,11 +30,11 @@ def utc(text: str) -> float:
 def test_the_base_is_in_force_outside_the_window_and_says_when_the_next_opens() -> None:
     schedule = MinIdleSchedule(base=1, windows=(WORKDAY,))
     # Monday 2026-01-05, 07:59 in Berlin (CET, UTC+1).
-    before = schedule.at(utc("2026-01-05T06:59"))
+    before, until = schedule.holding(utc("2026-01-05T06:59"))
     assert before == InForce(
         1, next_window=WORKDAY, next_index=0, next_starts_at=utc("2026-01-05T07:00")
     )
-    assert before.valid_until == utc("2026-01-05T07:00")
+    assert until == utc("2026-01-05T07:00")
 
 
 def test_the_window_is_in_force_from_its_start_until_its_duration_has_passed() -> None:
@@ -105,15 +105,13 @@ def test_the_duration_is_elapsed_time_across_a_clock_change() -> None:
 
 def test_a_window_opening_again_before_it_closes_stays_in_force() -> None:
     hourly = WarmWindow("0 * * * *", 2 * HOUR, 1)
-    in_force = MinIdleSchedule(windows=(hourly,)).at(utc("2026-01-05T10:30"))
+    in_force, until = MinIdleSchedule(windows=(hourly,)).holding(utc("2026-01-05T10:30"))
     assert (in_force.count, in_force.ends_at) == (1, utc("2026-01-05T12:00"))
-    assert in_force.valid_until == utc("2026-01-05T11:00")  # it opens again: a new end
+    assert until == utc("2026-01-05T11:00")  # it opens again: a new end
 
 
 def test_no_window_the_base_holds_forever() -> None:
-    held = MinIdleSchedule(base=2).at(0.0)
-    assert held == InForce(2)
-    assert held.valid_until == float("inf")
+    assert MinIdleSchedule(base=2).holding(0.0) == (InForce(2), float("inf"))
 
 
 def test_capped_and_peak() -> None:
@@ -127,9 +125,9 @@ def test_the_cache_computes_again_only_when_a_window_opens_or_closes() -> None:
     calls: list[float] = []
 
     class Counting(MinIdleSchedule):
-        def at(self, now: float) -> InForce:
+        def holding(self, now: float) -> tuple[InForce, float]:
             calls.append(now)
-            return super().at(now)
+            return super().holding(now)
 
     cache = ScheduleCache(Counting(base=1, windows=(WORKDAY,)))
     monday = utc("2026-01-05T06:00")
@@ -179,16 +177,16 @@ _YEAR_2026 = (utc("2026-01-01T00:00"), utc("2026-12-31T00:00"))
     duration=st.sampled_from([HOUR / 2, HOUR, 5 * HOUR, 30 * HOUR]),
     zone=st.sampled_from([BERLIN, "America/New_York", "Australia/Lord_Howe", "UTC"]),
 )
-def test_what_is_in_force_holds_until_valid_until_and_matches_the_openings(
+def test_what_is_in_force_holds_until_the_next_change_and_matches_the_openings(
     now: float, hour: int, minute: int, duration: float, zone: str
 ) -> None:
     window = WarmWindow(f"{minute} {hour} * * *", duration, 2, zone)
     schedule = MinIdleSchedule(base=1, windows=(window,))
-    held = schedule.at(now)
+    held, until = schedule.holding(now)
     started = window.last_start(now)
     opened = started is not None and started <= now < started + duration
     assert held.count == (2 if opened else 1)
-    assert now < held.valid_until
-    assert schedule.at(min(held.valid_until, now + 400 * 86400) - 1e-3).count == held.count
+    assert now < until
+    assert schedule.at(min(until, now + 400 * 86400) - 1e-3).count == held.count
     if not opened:
-        assert held.next_starts_at == window.next_start(now) == held.valid_until
+        assert held.next_starts_at == window.next_start(now) == until

@@ -18,8 +18,8 @@ the first moment after the gap (``30 2 * * *`` in Europe/Berlin opens at 03:00 o
 Sunday of March); one whose start time happens twice (the clocks go back) opens once, at the
 first of the two. Its duration is elapsed time from there, whatever the clocks do meanwhile.
 
-A day's schedule changes only when a window opens or closes, so :class:`InForce` says until
-when it holds (``valid_until``), and :class:`ScheduleCache` computes it again only then.
+A day's schedule changes only when a window opens or closes, so :meth:`MinIdleSchedule.holding`
+says until when what it found holds, and :class:`ScheduleCache` computes it again only then.
 """
 
 from __future__ import annotations
@@ -119,8 +119,6 @@ class InForce:
     next_window: WarmWindow | None = None
     next_index: int | None = None
     next_starts_at: float | None = None
-    #: Until when this holds: the next moment a window opens or closes (inf: never).
-    valid_until: float = field(default=math.inf, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -143,8 +141,13 @@ class MinIdleSchedule:
         )
 
     def at(self, now: float) -> InForce:
-        """The number in force at ``now`` (seconds since the epoch), the window that sets it
-        and until when it holds."""
+        """The number in force at ``now`` (seconds since the epoch) and the window that sets
+        it."""
+        return self.holding(now)[0]
+
+    def holding(self, now: float) -> tuple[InForce, float]:
+        """What is in force at ``now``, and until when it holds: the next moment a window
+        opens or closes (inf: never)."""
         openings = [(window.last_start(now), window.next_start(now)) for window in self.windows]
         changes = min((start for _, start in openings if start is not None), default=math.inf)
         best: int | None = None
@@ -157,26 +160,18 @@ class MinIdleSchedule:
         if best is not None:
             window, started = self.windows[best], openings[best][0]
             assert started is not None
-            return InForce(
-                max(self.base, window.count),
-                window,
-                best,
-                ends_at=started + window.duration,
-                valid_until=changes,
-            )
+            ends_at = started + window.duration
+            return InForce(max(self.base, window.count), window, best, ends_at), changes
         following = [
             (start, index) for index, (_, start) in enumerate(openings) if start is not None
         ]
         if not following:
-            return InForce(self.base, valid_until=changes)
+            return InForce(self.base), changes
         starts_at, index = min(following)
-        return InForce(
-            self.base,
-            next_window=self.windows[index],
-            next_index=index,
-            next_starts_at=starts_at,
-            valid_until=changes,
+        upcoming = InForce(
+            self.base, next_window=self.windows[index], next_index=index, next_starts_at=starts_at
         )
+        return upcoming, changes
 
 
 @dataclass
@@ -187,10 +182,10 @@ class ScheduleCache:
     schedule: MinIdleSchedule
     _held: InForce | None = field(default=None, init=False, repr=False, compare=False)
     _since: float = field(default=0.0, init=False, repr=False, compare=False)
+    _until: float = field(default=0.0, init=False, repr=False, compare=False)
 
     def at(self, now: float) -> InForce:
-        held = self._held
-        if held is None or not self._since <= now < held.valid_until:
-            held = self._held = self.schedule.at(now)
+        if self._held is None or not self._since <= now < self._until:
+            self._held, self._until = self.schedule.holding(now)
             self._since = now
-        return held
+        return self._held

@@ -264,7 +264,8 @@ class Engine:
 
     def _periodic_reconcile(self) -> None:
         busy = self._open_jobs > 0 or any(b.instances for b in self.backends.values())
-        needs_idle = any(pool.spec.min_idle for pool in self.controller.pools.values())
+        # (as in the daemon, whose reconcile loop runs on: a warm window opens on time)
+        needs_idle = any(pool.keeps_idle for pool in self.controller.pools.values())
         if busy or needs_idle:
             self._reconcile_soon()
 
