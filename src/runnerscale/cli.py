@@ -483,8 +483,9 @@ def status(config: ConfigOption) -> None:
     loaded = _load(config)
     body = _call_daemon(loaded, "GET", "/api/v1/status")
     table = Table(title="runnerscale")
-    for column in ("pool", "desired", "booting", "idle", "busy", "queued", "max", "healthy"):
-        table.add_column(column, justify="left" if column == "pool" else "right")
+    columns = ("pool", "desired", "booting", "idle", "busy", "queued", "max", "min idle")
+    for column in (*columns, "healthy"):
+        table.add_column(column, justify="right" if column in columns[1:-1] else "left")
     pools = body.get("pools", [])
     assert isinstance(pools, list)
     for pool in pools:
@@ -492,6 +493,7 @@ def status(config: ConfigOption) -> None:
             pool["name"],
             *(str(pool[key]) for key in ("desired", "booting", "idle", "busy", "queued")),
             str(pool["max_runners"]),
+            _min_idle_cell(pool),
             "yes" if pool["healthy"] else f"no: {pool.get('last_error') or ''}",
         )
     Console().print(table)
@@ -510,6 +512,34 @@ def status(config: ConfigOption) -> None:
 
         for line in _github_lines(github, time.time()):
             typer.echo(line)
+
+
+def _min_idle_cell(pool: dict[str, Any]) -> str:
+    """The ``min_idle`` in force; with warm windows, the window in force and when it closes,
+    or the window that opens next and when, in the window's time zone."""
+    warm = pool.get("warm")
+    if not isinstance(warm, dict):
+        return str(pool["min_idle"])
+    if warm["window"] is not None:
+        ends = _wall_time(warm["ends_at"], warm["window"]["timezone"])
+        return f"{warm['count']} until {ends} (window {warm['index']})"
+    if warm["next_window"] is not None:
+        window = warm["next_window"]
+        starts = _wall_time(warm["next_starts_at"], window["timezone"])
+        return f"{warm['count']}; {window['count']} from {starts} (window {warm['next_index']})"
+    return str(warm["count"])
+
+
+def _wall_time(epoch: float, zone: str) -> str:
+    """``Mon 05 Jan 18:00 CET``: a moment as the clocks of ``zone`` show it (UTC if this host
+    does not know the zone)."""
+    from runnerscale.warm import time_zone
+
+    try:
+        where = time_zone(zone)
+    except ValueError:
+        where = time_zone("UTC")
+    return datetime.fromtimestamp(epoch, where).strftime("%a %d %b %H:%M %Z")
 
 
 def _leadership_lines(body: dict[str, Any]) -> list[str]:
