@@ -663,6 +663,15 @@ def simulate(
             "(applied to every pool; repeatable for a grid of several keys)."
         ),
     ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            help="When the trace's at 0 is on the virtual clock: an ISO date and time, e.g. "
+            "2026-01-05T07:00:00+01:00 (UTC without an offset; default "
+            "2026-01-01T00:00:00Z). Warm windows open at times of day: start a trace at the "
+            "time it was taken."
+        ),
+    ] = None,
 ) -> None:
     """Replay a trace against a config on a virtual clock (deterministic, no GitHub)."""
     from rich.progress import Progress
@@ -673,6 +682,7 @@ def simulate(
     from runnerscale.simulation.trace import TraceError, read_trace
 
     loaded = _load_for_simulation(config)
+    begins = _trace_start(start)
     try:
         jobs = read_trace(trace)
     except TraceError as error:
@@ -682,7 +692,7 @@ def simulate(
     if sweep:
         if json_out or report or compare:
             raise fail("--sweep prints its own table: run it without --json, --report, --compare")
-        _run_sweep(loaded, jobs, trace.name, seed, plan, sweep)
+        _run_sweep(loaded, jobs, trace.name, seed, plan, sweep, begins)
         return
     console = Console(stderr=True)
     with Progress(console=console, transient=True) as bar:
@@ -702,6 +712,7 @@ def simulate(
                 compare=compare,
                 faults=plan,
                 progress=progress,
+                start=begins,
             )
         )
     rows = [(result.result.policy, result.result.figures)]
@@ -722,6 +733,22 @@ def simulate(
         except RuntimeError as error:  # matplotlib is missing
             raise fail(str(error)) from None
         report.write_text(html)
+
+
+def _trace_start(text: str | None) -> float:
+    """``--start``: when the trace's ``at: 0`` is, in seconds since the epoch."""
+    from runnerscale.simulation.engine import EPOCH
+
+    if text is None:
+        return EPOCH
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise fail(
+            f"--start {text!r} is not a date and time: write it as ISO 8601, e.g. "
+            "2026-01-05T07:00:00+01:00 (UTC without an offset)"
+        ) from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _load_for_simulation(path: Path) -> Config:
@@ -806,6 +833,7 @@ def _run_sweep(
     seed: int,
     plan: FaultPlan | None,
     sweep: list[str],
+    start: float,
 ) -> None:
     """Every combination of the swept values, applied to every pool; one table of the
     trade-off between queue wait and cost."""
@@ -835,7 +863,9 @@ def _run_sweep(
             except ValidationError as error:
                 raise fail(f"--sweep {values}: {error.errors()[0]['msg']}") from None
             result = asyncio.run(
-                run_policy(variant, jobs, RUNNERSCALE, seed=seed, faults=plan, progress=None)
+                run_policy(
+                    variant, jobs, RUNNERSCALE, seed=seed, faults=plan, progress=None, start=start
+                )
             )
             points.append((values, result.figures))
             bar.advance(task)
