@@ -57,35 +57,21 @@ async def test_the_command_takes_the_start(tmp_path: Path) -> None:
     trace_file, config_file = tmp_path / "mornings.jsonl", tmp_path / "warm.yaml"
     write_trace(morning_bursts(), trace_file)
     config_file.write_text(WARM)
+
+    async def warm(start: str, *more: str) -> tuple[int, str]:
+        given = ("--trace", str(trace_file), "--config", str(config_file), "--start", start)
+        return await run_cli(*given, *more)
+
     out = tmp_path / "warm.json"
-    code, output = await run_cli(
-        "--trace",
-        str(trace_file),
-        "--config",
-        str(config_file),
-        "--start",
-        "2026-01-05T07:00:00+01:00",
-        "--json",
-        str(out),
-    )
+    code, output = await warm("2026-01-05T07:00:00+01:00", "--json", str(out))
     assert code == 0, output
     assert json.loads(out.read_text())["queue_wait_s"]["max"] <= 1.0
-    # A sweep keeps the windows of the keys it does not set.
-    code, output = await run_cli(
-        "--trace",
-        str(trace_file),
-        "--config",
-        str(config_file),
-        "--start",
-        "2026-01-05T06:00:00",
-        "--sweep",
-        "idle_timeout=60s",
-    )
+    # A sweep keeps the windows of the keys it does not set (and a start without an offset
+    # is UTC).
+    code, output = await warm("2026-01-05T06:00:00", "--sweep", "idle_timeout=60s")
     assert code == 0, output
     assert "idle_timeout" in output
     assert "31.0" not in output  # no job waited for a boot
-    code, output = await run_cli(
-        "--trace", str(trace_file), "--config", str(config_file), "--start", "monday"
-    )
+    code, output = await warm("monday")
     assert code == 2
     assert "--start 'monday' is not a date and time" in " ".join(output.split())
