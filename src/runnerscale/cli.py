@@ -511,8 +511,9 @@ def status(config: ConfigOption) -> None:
     loaded = _load_control(config)
     body = _call_daemon(loaded, "GET", "/api/v1/status")
     table = Table(title="runnerscale")
-    for column in ("pool", "desired", "booting", "idle", "busy", "queued", "max", "healthy"):
-        table.add_column(column, justify="left" if column == "pool" else "right")
+    columns = ("pool", "desired", "booting", "idle", "busy", "queued", "max", "min idle")
+    for column in (*columns, "healthy"):
+        table.add_column(column, justify="right" if column in columns[1:-1] else "left")
     pools = body.get("pools", [])
     assert isinstance(pools, list)
     for pool in pools:
@@ -520,6 +521,7 @@ def status(config: ConfigOption) -> None:
             pool["name"],
             *(str(pool[key]) for key in ("desired", "booting", "idle", "busy", "queued")),
             str(pool["max_runners"]),
+            _min_idle_cell(pool),
             "yes" if pool["healthy"] else f"no: {pool.get('last_error') or ''}",
         )
     Console().print(table)
@@ -541,6 +543,34 @@ def status(config: ConfigOption) -> None:
 
         for line in _github_lines(github, time.time()):
             typer.echo(line)
+
+
+def _min_idle_cell(pool: dict[str, Any]) -> str:
+    """The ``min_idle`` in force; with warm windows, the window in force and when it closes,
+    or the window that opens next and when, in the window's time zone."""
+    warm = pool.get("warm")
+    if not isinstance(warm, dict):
+        return str(pool["min_idle"])
+    if warm["window"] is not None:
+        ends = _wall_time(warm["ends_at"], warm["window"]["timezone"])
+        return f"{warm['count']} until {ends} (window {warm['index']})"
+    if warm["next_window"] is not None:
+        window = warm["next_window"]
+        starts = _wall_time(warm["next_starts_at"], window["timezone"])
+        return f"{warm['count']}; {window['count']} from {starts} (window {warm['next_index']})"
+    return str(warm["count"])
+
+
+def _wall_time(epoch: float, zone: str) -> str:
+    """``Mon 05 Jan 18:00 CET``: a moment as the clocks of ``zone`` show it (UTC if this host
+    does not know the zone)."""
+    from runnerscale.warm import time_zone
+
+    try:
+        where = time_zone(zone)
+    except ValueError:
+        where = time_zone("UTC")
+    return datetime.fromtimestamp(epoch, where).strftime("%a %d %b %H:%M %Z")
 
 
 def _leadership_lines(body: dict[str, Any]) -> list[str]:
@@ -826,6 +856,15 @@ def simulate(
             "(applied to every pool; repeatable for a grid of several keys)."
         ),
     ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            help="When the trace's at 0 is on the virtual clock: an ISO date and time, e.g. "
+            "2026-01-05T07:00:00+01:00 (UTC without an offset; default "
+            "2026-01-01T00:00:00Z). Warm windows open at times of day: start a trace at the "
+            "time it was taken."
+        ),
+    ] = None,
 ) -> None:
     """Replay a trace against a config on a virtual clock (deterministic, no GitHub)."""
     from rich.progress import Progress
@@ -836,6 +875,7 @@ def simulate(
     from runnerscale.simulation.trace import TraceError, read_trace
 
     loaded = _load_for_simulation(config)
+    begins = _trace_start(start)
     try:
         jobs = read_trace(trace)
     except TraceError as error:
@@ -845,7 +885,7 @@ def simulate(
     if sweep:
         if json_out or report or compare:
             raise fail("--sweep prints its own table: run it without --json, --report, --compare")
-        _run_sweep(loaded, jobs, trace.name, seed, plan, sweep)
+        _run_sweep(loaded, jobs, trace.name, seed, plan, sweep, begins)
         return
     console = Console(stderr=True)
     with Progress(console=console, transient=True) as bar:
@@ -865,6 +905,7 @@ def simulate(
                 compare=compare,
                 faults=plan,
                 progress=progress,
+                start=begins,
             )
         )
     rows = [(result.result.policy, result.result.figures)]
@@ -885,6 +926,22 @@ def simulate(
         except RuntimeError as error:  # matplotlib is missing
             raise fail(str(error)) from None
         report.write_text(html)
+
+
+def _trace_start(text: str | None) -> float:
+    """``--start``: when the trace's ``at: 0`` is, in seconds since the epoch."""
+    from runnerscale.simulation.engine import EPOCH
+
+    if text is None:
+        return EPOCH
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise fail(
+            f"--start {text!r} is not a date and time: write it as ISO 8601, e.g. "
+            "2026-01-05T07:00:00+01:00 (UTC without an offset)"
+        ) from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _load_for_simulation(path: Path) -> Config:
@@ -970,6 +1027,7 @@ def _run_sweep(
     seed: int,
     plan: FaultPlan | None,
     sweep: list[str],
+    start: float,
 ) -> None:
     """Every combination of the swept values, applied to every pool; one table of the
     trade-off between queue wait and cost."""
@@ -992,13 +1050,16 @@ def _run_sweep(
             data = config.model_dump()
             for pool in data["pools"]:
                 pool.update(values)
-                pool["min_idle"] = min(int(pool["min_idle"]), int(pool["max_runners"]))
+                if isinstance(pool["min_idle"], int | str):  # (warm windows: as written)
+                    pool["min_idle"] = min(int(pool["min_idle"]), int(pool["max_runners"]))
             try:
                 variant = type(config).model_validate(data)
             except ValidationError as error:
                 raise fail(f"--sweep {values}: {error.errors()[0]['msg']}") from None
             result = asyncio.run(
-                run_policy(variant, jobs, RUNNERSCALE, seed=seed, faults=plan, progress=None)
+                run_policy(
+                    variant, jobs, RUNNERSCALE, seed=seed, faults=plan, progress=None, start=start
+                )
             )
             points.append((values, result.figures))
             bar.advance(task)

@@ -412,7 +412,8 @@ class Daemon:
     def reload(self, config: Config) -> list[str]:
         """Apply a new configuration's pool limits (SIGHUP). Returns what changed.
 
-        Limits, labels, timeouts and ``rerun_lost_jobs`` of existing pools change in place;
+        Limits (``min_idle``'s warm windows too), labels, timeouts and ``rerun_lost_jobs`` of
+        existing pools change in place;
         adding or removing pools, targets, credentials or the backend needs a restart (said in
         the result).
         Raises :class:`StartupError`, changing nothing, when new labels contradict a pool's
@@ -439,12 +440,13 @@ class Daemon:
             updated = pool_runtime(
                 pool_config, spec, runtime.provider, self.waiting.get(pool_config.name)
             )
-            if updated.spec != runtime.spec:
+            if (updated.spec, updated.warm) != (runtime.spec, runtime.warm):
                 changes.append(f"pool {pool_config.name}: limits updated")
                 if updated.spec.ready and not runtime.spec.ready:
                     runtime.succeeded()  # its labels are known now
                     runtime.last_error = None
                 runtime.spec = updated.spec
+                runtime.warm = updated.warm  # (warm windows: the next decision asks them)
             runtime.labels = updated.labels
             runtime.capped_by = updated.capped_by
             if updated.rerun_lost_jobs != runtime.rerun_lost_jobs:

@@ -4,7 +4,7 @@ Why one function: ``runnerscale run`` (:class:`~runnerscale.daemon.Daemon`) and 
 simulate`` (:class:`~runnerscale.simulation.engine.Engine`) must run the same product, so that
 a simulated figure is a figure of the daemon's own code. Both build their controller here: the
 pools as the controller runs them (:func:`pool_runtime`: the host's capacity cap, ``min_idle``
-clipped to it, a pool waiting for its host's labels), the loop settings
+and its warm windows clipped to it, a pool waiting for its host's labels), the loop settings
 (:func:`controller_settings`: intervals, the janitor's timeouts), the GitHub poll's hints, and
 the failure backoff that :class:`PoolRuntime` and the controller's loops keep.
 
@@ -82,6 +82,7 @@ def pool_runtime(
         order=spec.order,
         ready=waiting is None,
     )
+    schedule = pool.min_idle_schedule
     runtime = PoolRuntime(
         spec=capped,
         provider=provider,
@@ -89,6 +90,7 @@ def pool_runtime(
         prefix=pool.runner_prefix,
         rerun_lost_jobs=pool.rerun_lost_jobs,
         capped_by=capped_by,
+        warm=None if schedule is None else schedule.capped(cap),
     )
     if waiting:
         runtime.healthy = False

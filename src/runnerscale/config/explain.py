@@ -33,19 +33,22 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     return found
 
 
-def _model_at(path: KeyPath) -> type[BaseModel] | None:
-    model: type[BaseModel] = Config
+def _models_at(path: KeyPath) -> list[type[BaseModel]]:
+    """The models a mapping at ``path`` may be: one, or several where a key takes more than
+    one form (``min_idle``: a list of windows, or a base and windows)."""
+    models: list[type[BaseModel]] = [Config]
     for part in path:
         if isinstance(part, int):
             continue
-        info = model.model_fields.get(part)
-        if info is None:
-            return None
-        inner = _models_in(info.annotation)
-        if not inner:
-            return None
-        model = inner[0]
-    return model
+        models = [
+            inner
+            for model in models
+            if (info := model.model_fields.get(part)) is not None
+            for inner in _models_in(info.annotation)
+        ]
+        if not models:
+            return []
+    return models
 
 
 def _key_homes() -> dict[str, list[str]]:
@@ -74,6 +77,9 @@ _EXAMPLES = {
     "max_runners": "max_runners: 4",
     "command": "command: [./run.sh]",
     "id": "id: 4242",
+    "cron": 'cron: "0 8 * * 1-5"',
+    "duration": "duration: 10h",
+    "count": "count: 4",
 }
 
 
@@ -96,10 +102,10 @@ def _describe(value: Any) -> str:
 
 def _unknown_key_hint(path: KeyPath) -> str:
     key = path[-1]
-    model = _model_at(path[:-1])
-    valid = sorted(model.model_fields) if model is not None else []
+    models = _models_at(path[:-1])
+    valid = sorted({name for model in models for name in model.model_fields})
     if isinstance(key, str):
-        if key in _PROVIDERS_LATER and key not in valid and model is PoolConfig:
+        if key in _PROVIDERS_LATER and key not in valid and PoolConfig in models:
             return (
                 f"the {key} backend is not available in this version; "
                 f"these are: {', '.join(installed_providers())}"

@@ -60,8 +60,10 @@ from runnerscale.config.paths import (
 from runnerscale.config.problems import fail
 from runnerscale.config.units import Duration, PollInterval, PositiveDuration
 from runnerscale.hostlabels import normalize_arch
+from runnerscale.config.warm import MinIdleSetting, base_of, check_min_idle, schedule_of
 from runnerscale.model import ARCH_LABELS, AUTO_LABEL, PoolSpec, Target, normalize_labels
 from runnerscale.providers import registry
+from runnerscale.warm import MinIdleSchedule
 
 DEFAULT_API_URL = "https://api.github.com"
 DEFAULT_LISTEN = "127.0.0.1:8787"
@@ -403,8 +405,10 @@ class PoolBase(ConfigModel):
     )
     provider: str = Field(description="The backend that creates runners.")
     max_runners: int = Field(ge=1, description="At most this many runners at once.")
-    min_idle: int = Field(
-        default=0, ge=0, description="Keep this many idle runners ready (at most max_runners)."
+    min_idle: MinIdleSetting = Field(
+        default=0,
+        description="Keep this many idle runners ready (at most max_runners): a number, a list "
+        "of warm windows (none outside them), or {base: N, windows: [...]} (N outside them).",
     )
     idle_timeout: Duration = Field(
         default=60.0, description="Remove a runner that has been idle this long."
@@ -447,6 +451,12 @@ class PoolBase(ConfigModel):
             )
         return value
 
+    @field_validator("min_idle")
+    @classmethod
+    def _min_idle(cls, value: Any, info: ValidationInfo) -> Any:
+        check_min_idle(value, info.data.get("name"), info.data.get("max_runners"))
+        return value
+
     @field_validator("runner_prefix", mode="before")
     @classmethod
     def _prefix(cls, value: Any) -> Any:
@@ -487,9 +497,14 @@ class PoolBase(ConfigModel):
         assert isinstance(settings, BaseModel), f"pool {self.name}: no {self.provider} block"
         return settings
 
+    @property
+    def min_idle_schedule(self) -> MinIdleSchedule | None:
+        """``min_idle`` as a base and warm windows (None: a plain number, always in force)."""
+        return schedule_of(self.min_idle)
+
     @model_validator(mode="after")
     def _consistent(self) -> PoolBase:
-        if self.min_idle > self.max_runners:
+        if isinstance(self.min_idle, int) and self.min_idle > self.max_runners:
             raise fail(
                 f"is more than max_runners ({self.min_idle} > {self.max_runners})",
                 f"lower min_idle to {self.max_runners} or less, or raise max_runners",
@@ -590,7 +605,9 @@ class PoolBase(ConfigModel):
             name=self.name,
             labels=normalize_labels(self.labels),
             max_runners=self.max_runners,
-            min_idle=self.min_idle,
+            # With warm windows, the base: the controller asks the schedule for the number in
+            # force (runnerscale.warm).
+            min_idle=base_of(self.min_idle),
             idle_timeout=self.idle_timeout,
             boot_timeout=self.boot_timeout,
             order=order,

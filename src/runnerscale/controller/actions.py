@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from runnerscale.controller.observe import amend, apply_runner_list, move
 from runnerscale.model import InstanceSpec, JobState, PoolSpec, Runner, RunnerState, Target
@@ -36,6 +36,7 @@ from runnerscale.protocols import (
     ProviderError,
     Store,
 )
+from runnerscale.warm import InForce, MinIdleSchedule, ScheduleCache
 
 log = logging.getLogger("runnerscale.controller")
 
@@ -59,16 +60,42 @@ class PoolRuntime:
     prefix: str
     #: Re-run a job once when its runner died mid-job (:mod:`runnerscale.controller.reruns`).
     rerun_lost_jobs: bool = False
+    #: ``min_idle`` over time, when the pool has warm windows (:mod:`runnerscale.warm`),
+    #: held below the cap; ``spec.min_idle`` is then its base. None: ``spec.min_idle`` always.
+    warm: MinIdleSchedule | None = None
     consecutive_failures: int = 0
     backoff_until: float = 0.0
     healthy: bool = True
     last_error: str | None = None
     #: Why the pool's cap (``spec.max_runners``) is below its configured max_runners.
     capped_by: str | None = None
+    _in_force: ScheduleCache | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    def min_idle_at(self, now: float) -> InForce | None:
+        """The warm window in force at ``now`` and its count, or the base and the window that
+        opens next; None without warm windows."""
+        if self.warm is None:
+            return None
+        if self._in_force is None or self._in_force.schedule is not self.warm:
+            self._in_force = ScheduleCache(self.warm)  # new, or changed by a reload
+        return self._in_force.at(now)
+
+    def spec_at(self, now: float) -> PoolSpec:
+        """The pool's limits with the ``min_idle`` in force at ``now``: what the scaler decides
+        on. A pool waiting for its host's labels keeps no idle runner, window or not."""
+        in_force = self.min_idle_at(now)
+        if in_force is None or not self.spec.ready:
+            return self.spec
+        return replace(self.spec, min_idle=in_force.count)
+
+    @property
+    def keeps_idle(self) -> bool:
+        """Whether the pool ever keeps idle runners (now, or in a warm window)."""
+        return bool(self.spec.min_idle or (self.warm is not None and self.warm.peak))
 
     def failed(self, now: float, error: str) -> None:
         """Back off; several runners failing in the same cycle count as one failure."""

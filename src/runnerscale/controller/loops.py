@@ -66,6 +66,7 @@ from runnerscale.protocols import (
     Store,
 )
 from runnerscale.scaler import Decision, decide
+from runnerscale.warm import InForce
 
 log = logging.getLogger("runnerscale.controller")
 
@@ -97,6 +98,7 @@ class ControllerSettings:
 class PoolStatus:
     name: str
     max_runners: int
+    #: The number in force now (with warm windows: the window's, or the base).
     min_idle: int
     desired: int = 0
     booting: int = 0
@@ -107,6 +109,9 @@ class PoolStatus:
     last_error: str | None = None
     #: Why ``max_runners`` (the pool's effective cap) is below the configured one, if it is.
     capped_by: str | None = None
+    #: With warm windows: the one in force, its count and when it closes, or the base and the
+    #: window that opens next (None: ``min_idle`` is a plain number).
+    warm: InForce | None = None
 
 
 @dataclass(frozen=True)
@@ -691,11 +696,13 @@ class Controller:
 
     def _decide(self, jobs: list[Job]) -> Decision:
         """The pure scaler on ``jobs`` and the runners the store holds now."""
+        now = self.clock.now()
         return decide(
-            [pool.spec for pool in self.pools.values()],
+            # The min_idle in force now: a warm window's count, or the base.
+            [pool.spec_at(now) for pool in self.pools.values()],
             jobs,
             self.store.runners(states=list(LIVE_STATES)),
-            self.clock.now(),
+            now,
             targets=list(self.targets.values()),
             backoff={pool.name: pool.backoff_until for pool in self.pools.values()},
         )
@@ -793,6 +800,7 @@ class Controller:
 
     def _refresh_status(self, decision: Decision, runners: list[Runner]) -> None:
         jobs = self._jobs
+        now = self.clock.now()
         pools = []
         for pool in self.pools.values():
             mine = [r for r in runners if r.pool == pool.name]
@@ -802,7 +810,7 @@ class Controller:
                 PoolStatus(
                     name=pool.name,
                     max_runners=pool.spec.max_runners,
-                    min_idle=pool.spec.min_idle,
+                    min_idle=pool.spec_at(now).min_idle,
                     desired=pool_decision.desired if pool_decision else 0,
                     booting=by_state[RunnerState.PENDING]
                     + by_state[RunnerState.CREATING]
@@ -813,6 +821,8 @@ class Controller:
                     healthy=pool.healthy,
                     last_error=pool.last_error,
                     capped_by=pool.capped_by,
+                    # (a pool waiting for its host's labels keeps none, window or not)
+                    warm=pool.min_idle_at(now) if pool.spec.ready else None,
                 )
             )
         job_counts = Counter(job.state.value for job in jobs)
@@ -833,7 +843,7 @@ class Controller:
             jobs=dict(job_counts),
             cleaned=dict(self.janitor.cleaned),
             lost_jobs=self.reruns.shown(),
-            updated_at=self.clock.now(),
+            updated_at=now,
         )
 
     # ------------------------------------------------------------------ manual scaling

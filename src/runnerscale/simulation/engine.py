@@ -40,7 +40,9 @@ from runnerscale.simulation.trace import TraceJob
 from runnerscale.store.memory import MemoryStore
 from runnerscale.wiring import build_controller
 
-#: The virtual clock starts here (2026-01-01T00:00:00Z); reports count from it.
+#: The virtual clock starts here by default (2026-01-01T00:00:00Z, a Thursday); reports count
+#: from the start. A trace of working hours meets its pools' warm windows (cron times of day)
+#: only when started at the time of day it was taken (``runnerscale simulate --start``).
 EPOCH = 1_767_225_600.0
 #: GitHub delivers a webhook about a second after the event.
 WEBHOOK_DELAY = 1.0
@@ -85,12 +87,15 @@ class Engine:
         policy: Policy = RUNNERSCALE,
         faults: FaultPlan | None = None,
         progress: Callable[[float], None] | None = None,
+        start: float = EPOCH,
     ) -> None:
         self.config = config
         self.trace = list(trace)
         self.policy = policy
         self.progress = progress
-        self.clock = VirtualClock(EPOCH)
+        #: When the trace's ``at: 0`` is, on the virtual clock.
+        self.start = start
+        self.clock = VirtualClock(start)
         self._queue: list[tuple[float, int, Step]] = []
         self._sequence = itertools.count()
         rng = random.Random(seed)  # noqa: S311 - reproducible simulation, not security
@@ -163,7 +168,7 @@ class Engine:
         self._tick_at: float | None = None
         self._timeline: list[TimelinePoint] = []
         last_end = max((job.at + job.duration for job in self.trace), default=0.0)
-        self.horizon = EPOCH + last_end + DRAIN
+        self.horizon = self.start + last_end + DRAIN
 
     # ------------------------------------------------------------------ the event queue
 
@@ -264,7 +269,8 @@ class Engine:
 
     def _periodic_reconcile(self) -> None:
         busy = self._open_jobs > 0 or any(b.instances for b in self.backends.values())
-        needs_idle = any(pool.spec.min_idle for pool in self.controller.pools.values())
+        # (as in the daemon, whose reconcile loop runs on: a warm window opens on time)
+        needs_idle = any(pool.keeps_idle for pool in self.controller.pools.values())
         if busy or needs_idle:
             self._reconcile_soon()
 
@@ -285,9 +291,9 @@ class Engine:
             booting, idle, busy = booting + b, idle + i, busy + u
             cost += backend.cost(now)
         queued = sum(1 for job in self.world.jobs.values() if job.status.value == "queued")
-        self._timeline.append(TimelinePoint(now - EPOCH, queued, booting, idle, busy, cost))
+        self._timeline.append(TimelinePoint(now - self.start, queued, booting, idle, busy, cost))
         if self.progress is not None:
-            self.progress(min(1.0, (now - EPOCH) / max(1.0, self.horizon - EPOCH)))
+            self.progress(min(1.0, (now - self.start) / max(1.0, self.horizon - self.start)))
 
     def _after_step(self) -> None:
         now = self.clock.now()
@@ -326,18 +332,20 @@ class Engine:
 
     async def run(self) -> PolicyResult:
         for job in self.trace:
-            self.schedule(EPOCH + job.at, self._arrive(job))
+            self.schedule(self.start + job.at, self._arrive(job))
         settings = self.controller.settings
-        self._every("poll", settings.poll_interval, self._poll, EPOCH)
+        self._every("poll", settings.poll_interval, self._poll, self.start)
         self._every(
             "janitor",
             settings.janitor_interval,
             self.controller.janitor.sweep,
-            EPOCH + settings.janitor_interval,
+            self.start + settings.janitor_interval,
         )
         if self.policy.periodic_reconcile:
-            self._every("reconcile", settings.reconcile_interval, self._periodic_reconcile, EPOCH)
-        self._every("sample", SAMPLE_EVERY, self._sample, EPOCH)
+            self._every(
+                "reconcile", settings.reconcile_interval, self._periodic_reconcile, self.start
+            )
+        self._every("sample", SAMPLE_EVERY, self._sample, self.start)
         try:
             while self._queue:
                 at, _, step = heapq.heappop(self._queue)

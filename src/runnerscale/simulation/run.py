@@ -13,7 +13,7 @@ from dataclasses import replace
 from runnerscale.config.schema import Config
 from runnerscale.fakegithub.faults import FaultPlan
 from runnerscale.simulation.bounds import lower_bound, pool_models, static_fleet
-from runnerscale.simulation.engine import POLL_60, RUNNERSCALE, Engine, Policy
+from runnerscale.simulation.engine import EPOCH, POLL_60, RUNNERSCALE, Engine, Policy
 from runnerscale.simulation.results import PolicyResult, SimulationResult
 from runnerscale.simulation.trace import TraceJob
 
@@ -28,12 +28,15 @@ async def run_policy(
     seed: int,
     faults: FaultPlan | None,
     progress: Progress | None,
+    start: float = EPOCH,
 ) -> PolicyResult:
     def report(fraction: float) -> None:
         if progress is not None:
             progress(policy.name, fraction)
 
-    engine = Engine(config, trace, seed=seed, policy=policy, faults=faults, progress=report)
+    engine = Engine(
+        config, trace, seed=seed, policy=policy, faults=faults, progress=report, start=start
+    )
     result = await engine.run()
     report(1.0)
     return result
@@ -48,13 +51,18 @@ async def simulate(
     compare: bool = False,
     faults: FaultPlan | None = None,
     progress: Progress | None = None,
+    start: float = EPOCH,
 ) -> SimulationResult:
+    """``start``: when the trace's ``at: 0`` is on the virtual clock (warm windows open at
+    times of day)."""
     pools = pool_models(config)
-    main = await run_policy(config, trace, RUNNERSCALE, seed=seed, faults=faults, progress=progress)
+    main = await run_policy(
+        config, trace, RUNNERSCALE, seed=seed, faults=faults, progress=progress, start=start
+    )
     compared: tuple[PolicyResult, ...] = ()
     if compare:
         polling = await run_policy(
-            config, trace, POLL_60, seed=seed, faults=faults, progress=progress
+            config, trace, POLL_60, seed=seed, faults=faults, progress=progress, start=start
         )
         sizes = "/".join(str(pool.spec.max_runners) for pool in pools)
         static = PolicyResult(f"static-{sizes}", static_fleet(trace, pools))
