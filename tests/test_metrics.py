@@ -62,6 +62,7 @@ def test_every_pool_and_kind_starts_at_zero_and_no_created_series_is_exposed() -
     seen = samples(metrics)
     assert seen[("runnerscale_errors_total", (("kind", "create"), ("pool", "gpu")))] == 0.0
     assert seen[("runnerscale_runner_removals_total", (("pool", "linux"), ("reason", "idle")))] == 0
+    assert seen[("runnerscale_webhook_deliveries_total", (("outcome", "bad_signature"),))] == 0
     assert seen[("runnerscale_runner_startup_seconds_count", (("pool", "gpu"),))] == 0
     assert not [name for name, _ in seen if name.endswith("_created")]
 
@@ -73,6 +74,7 @@ def test_hooks_feed_their_families() -> None:
     events.job_ran("", 30.0)  # a job no pool serves
     events.removing("linux", "boot_timeout")
     events.tick("reconcile", 0.02)
+    metrics.webhook_delivered("accepted")
     seen = samples(metrics)
     assert seen[("runnerscale_runner_startup_seconds_sum", (("pool", "linux"),))] == 14.0
     assert seen[("runnerscale_job_run_seconds_sum", (("pool", "unmatched"),))] == 30.0
@@ -81,3 +83,4 @@ def test_hooks_feed_their_families() -> None:
         == 1
     )
     assert seen[("runnerscale_loop_tick_seconds_count", (("loop", "reconcile"),))] == 1
+    assert seen[("runnerscale_webhook_deliveries_total", (("outcome", "accepted"),))] == 1

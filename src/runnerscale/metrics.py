@@ -18,7 +18,7 @@ series born at 1 shows no increase), and a dashboard shows 0 rather than nothing
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import get_args
+from typing import Literal, get_args
 
 from prometheus_client import (
     CollectorRegistry,
@@ -54,6 +54,18 @@ JOB_RUN_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 1440
 #: Loop tick buckets: seconds one cycle of a loop takes.
 TICK_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
+#: What became of a webhook delivery (``runnerscale_webhook_deliveries_total{outcome}``).
+WebhookOutcome = Literal[
+    "accepted",  # a job of a target: handed to the controller
+    "duplicate",  # the same X-GitHub-Delivery again
+    "not_a_target",  # a repository outside every target
+    "ignored_event",  # signed, but not a workflow_job (ping included)
+    "bad_signature",  # missing or wrong X-Hub-Signature-256
+    "too_large",  # over GitHub's 25 MB
+    "invalid",  # holds what GitHub never sends (400)
+    "failed",  # our own failure (500: see the log)
+    "disabled",  # no github.webhook_secret: webhooks are refused
+]
 #: The pool label of jobs no pool serves, in the job histograms.
 UNMATCHED = "unmatched"
 #: The runner states the runner-seconds counter splits a pool's time into.
@@ -253,6 +265,12 @@ class Metrics:
             buckets=TICK_BUCKETS,
             registry=self.registry,
         )
+        self.webhook_deliveries = Counter(
+            "runnerscale_webhook_deliveries",
+            "Webhook deliveries received, by what became of them",
+            ["outcome"],
+            registry=self.registry,
+        )
         #: The status the runner-seconds were last counted up to.
         self._counted: Status | None = None
         self.registry.register(_StatusCollector(status, budget))
@@ -260,6 +278,8 @@ class Metrics:
 
     def _start_at_zero(self, pools: list[str]) -> None:
         """Create the series of every configured pool and every kind, at zero."""
+        for outcome in get_args(WebhookOutcome):
+            self.webhook_deliveries.labels(outcome)
         for pool in pools:
             for operation in get_args(ScaleOperation):
                 self.scale_operations.labels(pool, operation)
@@ -290,6 +310,9 @@ class Metrics:
 
     def job_started(self, pool: str, wait_seconds: float) -> None:
         self.queue_wait.labels(pool or UNMATCHED).observe(wait_seconds)
+
+    def webhook_delivered(self, outcome: WebhookOutcome) -> None:
+        self.webhook_deliveries.labels(outcome).inc()
 
     def count_runner_time(self) -> None:
         """The controller's status was recomputed: count the time since the last one at the
