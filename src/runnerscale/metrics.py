@@ -27,7 +27,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from runnerscale.controller.actions import (
@@ -153,7 +153,7 @@ def _budget_families(budget: Budgets) -> Iterator[Metric]:
             for resource, bucket in sorted(one.resources.items()):
                 family.add_metric([credential, resource], getattr(bucket, field))
         yield family
-    calls = GaugeMetricFamily(
+    calls = CounterMetricFamily(
         "runnerscale_github_api_calls",
         "GitHub API calls made, by operation",
         labels=["operation"],
@@ -161,7 +161,7 @@ def _budget_families(budget: Budgets) -> Iterator[Metric]:
     for operation, count in sorted(budget.calls.items()):
         calls.add_metric([operation], count)
     yield calls
-    charged = GaugeMetricFamily(
+    charged = CounterMetricFamily(
         "runnerscale_github_charged_calls",
         "GitHub API calls charged to each rate-limit resource (304s are free)",
         labels=["credential", "resource"],
@@ -170,7 +170,7 @@ def _budget_families(budget: Budgets) -> Iterator[Metric]:
         for resource, count in one.charged_by_resource().items():
             charged.add_metric([credential, resource], count)
     yield charged
-    yield GaugeMetricFamily(
+    yield CounterMetricFamily(
         "runnerscale_github_not_modified",
         "Conditional GitHub requests answered 304 (not counted by GitHub)",
         value=budget.not_modified,
