@@ -201,80 +201,72 @@ class Metrics:
         """``pools``: the configured pools, whose series start at zero."""
         self._status = status
         self.registry = CollectorRegistry()
-        self.scale_operations = Counter(
+        counter = self._counter
+        self.scale_operations = counter(
             "runnerscale_scale_operations",
             "Runners created or removed (counted when done)",
-            ["pool", "operation"],
-            registry=self.registry,
+            "pool",
+            "operation",
         )
-        self.removals = Counter(
+        self.removals = counter(
             "runnerscale_runner_removals",
             "Runners taken out of service, by reason (counted when their removal begins)",
-            ["pool", "reason"],
-            registry=self.registry,
+            "pool",
+            "reason",
         )
-        self.errors = Counter(
-            "runnerscale_errors",
-            "Failed operations by kind",
-            ["pool", "kind"],
-            registry=self.registry,
+        self.errors = counter("runnerscale_errors", "Failed operations by kind", "pool", "kind")
+        self.cleanups = counter(
+            "runnerscale_cleanups", "Things the janitor cleaned up, by kind", "pool", "kind"
         )
-        self.cleanups = Counter(
-            "runnerscale_cleanups",
-            "Things the janitor cleaned up, by kind",
-            ["pool", "kind"],
-            registry=self.registry,
+        self.reruns = counter(
+            "runnerscale_jobs_rerun", "Jobs re-run because their runner died mid-job", "pool"
         )
-        self.reruns = Counter(
-            "runnerscale_jobs_rerun",
-            "Jobs re-run because their runner died mid-job",
-            ["pool"],
-            registry=self.registry,
-        )
-        self.runner_seconds = Counter(
+        self.runner_seconds = counter(
             "runnerscale_runner_seconds",
             "Seconds the pool's runners spent booting, idle or busy (cost = these x price)",
-            ["pool", "state"],
-            registry=self.registry,
+            "pool",
+            "state",
         )
-        self.queue_wait = Histogram(
-            "runnerscale_job_queue_wait_seconds",
-            "Seconds from a job being queued to a runner starting it",
-            ["pool"],
-            buckets=QUEUE_WAIT_BUCKETS,
-            registry=self.registry,
-        )
-        self.job_run = Histogram(
-            "runnerscale_job_run_seconds",
-            "Seconds a job ran, from starting to ending",
-            ["pool"],
-            buckets=JOB_RUN_BUCKETS,
-            registry=self.registry,
-        )
-        self.startup = Histogram(
-            "runnerscale_runner_startup_seconds",
-            "Seconds from deciding to create a runner to it being online in GitHub",
-            ["pool"],
-            buckets=STARTUP_BUCKETS,
-            registry=self.registry,
-        )
-        self.tick = Histogram(
-            "runnerscale_loop_tick_seconds",
-            "Seconds one cycle of a controller loop takes",
-            ["loop"],
-            buckets=TICK_BUCKETS,
-            registry=self.registry,
-        )
-        self.webhook_deliveries = Counter(
+        self.webhook_deliveries = counter(
             "runnerscale_webhook_deliveries",
             "Webhook deliveries received, by what became of them",
-            ["outcome"],
-            registry=self.registry,
+            "outcome",
+        )
+        histogram = self._histogram
+        self.queue_wait = histogram(
+            "runnerscale_job_queue_wait_seconds",
+            "Seconds from a job being queued to a runner starting it",
+            "pool",
+            QUEUE_WAIT_BUCKETS,
+        )
+        self.job_run = histogram(
+            "runnerscale_job_run_seconds",
+            "Seconds a job ran, from starting to ending",
+            "pool",
+            JOB_RUN_BUCKETS,
+        )
+        self.startup = histogram(
+            "runnerscale_runner_startup_seconds",
+            "Seconds from deciding to create a runner to it being online in GitHub",
+            "pool",
+            STARTUP_BUCKETS,
+        )
+        self.tick = histogram(
+            "runnerscale_loop_tick_seconds",
+            "Seconds one cycle of a controller loop takes",
+            "loop",
+            TICK_BUCKETS,
         )
         #: The status the runner-seconds were last counted up to.
         self._counted: Status | None = None
         self.registry.register(_StatusCollector(status, budget))
         self._start_at_zero(list(pools))
+
+    def _counter(self, name: str, doc: str, *labels: str) -> Counter:
+        return Counter(name, doc, labels, registry=self.registry)
+
+    def _histogram(self, name: str, doc: str, label: str, buckets: tuple[float, ...]) -> Histogram:
+        return Histogram(name, doc, [label], buckets=buckets, registry=self.registry)
 
     def _start_at_zero(self, pools: list[str]) -> None:
         """Create the series of every configured pool and every kind, at zero."""

@@ -4,10 +4,8 @@ a recomputed status. (What the metrics make of them: ``tests/test_metrics.py``.)
 
 from __future__ import annotations
 
-import asyncio
-
 from runnerscale.model import JobState, RunnerState
-from tests.controller.conftest import BOOT_TIMEOUT, IDLE_TIMEOUT, Rig
+from tests.controller.conftest import BOOT_TIMEOUT, IDLE_TIMEOUT, Rig, settle
 
 Heard = list[tuple[str, str, object]]
 
@@ -117,11 +115,6 @@ async def test_every_recomputed_status_is_told(world: Rig) -> None:
     await world.reconcile()
     await world.reconcile()
     assert len(only(heard, "refreshed")) == 2
-
-
-async def settle() -> None:
-    for _ in range(100):
-        await asyncio.sleep(0)
 
 
 async def test_loops_with_an_interval_tell_their_ticks_and_the_events_loop_does_not(
