@@ -78,11 +78,6 @@ def panels(board: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from panel.get("panels", [])
 
 
-def dashboard_exprs(board: dict[str, Any]) -> list[str]:
-    """The PromQL of every panel's targets."""
-    return [target["expr"] for panel in panels(board) for target in panel.get("targets", [])]
-
-
 @dataclass(frozen=True)
 class LabelQuery:
     """A template variable's ``label_values(METRIC, LABEL)``."""
@@ -127,6 +122,29 @@ def documented_metrics() -> dict[str, Documented]:
         labels = frozenset(re.findall(r"`(\w+)`", cells[2]))
         rows[name] = Documented(name, cells[1], labels)
     return rows
+
+
+#: Series names a histogram exposes besides its own.
+HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+#: Metrics the rules and the dashboard may read that Prometheus itself makes.
+PROMETHEUS_OWN = frozenset({"up"})
+
+
+def series_names(name: str, kind: str) -> set[str]:
+    """The names a metric's samples carry (a histogram's ``_bucket``, ``_sum``, ``_count``)."""
+    if kind == "histogram":
+        return {name + suffix for suffix in HISTOGRAM_SUFFIXES}
+    return {name}
+
+
+def queries() -> dict[str, str]:
+    """Every PromQL query of the alert rules and the dashboard, by where it is."""
+    found = {f"alert {rule['alert']}": str(rule["expr"]) for rule in alert_rules()}
+    board = dashboard()
+    for panel in panels(board):
+        for target in panel.get("targets", []):
+            found[f"panel {panel['title']!r} {target['refId']}"] = target["expr"]
+    return found
 
 
 def promtool() -> str:

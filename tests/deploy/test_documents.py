@@ -1,11 +1,21 @@
 """The reader of ``documents.py`` finds the metric names of the expressions the rules and the
-dashboard are made of, and no function, keyword, label or Grafana variable."""
+dashboard are made of, and no function, keyword, label or Grafana variable; and what the rules
+and the dashboard read is documented in ``docs/metrics.md`` (the e2e test holds the same to a
+live daemon)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.deploy.documents import documented_metrics, metric_names
+from tests.deploy.documents import (
+    PROMETHEUS_OWN,
+    dashboard,
+    documented_metrics,
+    label_queries,
+    metric_names,
+    queries,
+    series_names,
+)
 
 
 @pytest.mark.parametrize(
@@ -46,3 +56,25 @@ def test_the_metrics_table_is_read_with_types_and_labels() -> None:
     assert (errors.kind, errors.labels) == ("counter", frozenset({"pool", "kind"}))
     assert documented["runnerscale_unmatched_jobs"].labels == frozenset()
     assert documented["runnerscale_job_queue_wait_seconds"].kind == "histogram"
+
+
+def test_every_query_of_the_rules_and_the_dashboard_reads_documented_metrics() -> None:
+    """(``tests/e2e/test_metrics.py`` checks the same against a live ``/metrics``.)"""
+    documented = set(PROMETHEUS_OWN)
+    for row in documented_metrics().values():
+        documented |= series_names(row.name, row.kind)
+    unknown = {
+        where: sorted(metric_names(expr) - documented)
+        for where, expr in queries().items()
+        if metric_names(expr) - documented
+    }
+    assert unknown == {}
+    assert all(metric_names(expr) for expr in queries().values())
+
+
+def test_the_dashboard_variables_read_documented_labels() -> None:
+    documented = documented_metrics()
+    variables = label_queries(dashboard())
+    assert variables
+    for variable in variables:
+        assert variable.label in documented[variable.metric].labels, variable
