@@ -147,6 +147,17 @@ def queries() -> dict[str, str]:
     return found
 
 
+def unknown_metrics(known: set[str]) -> dict[str, list[str]]:
+    """The queries of the rules and the dashboard that read a metric not in ``known`` (series
+    names), with those metrics; Prometheus's own (``up``) are known."""
+    found = {}
+    for where, expr in queries().items():
+        unknown = metric_names(expr) - known - PROMETHEUS_OWN
+        if unknown:
+            found[where] = sorted(unknown)
+    return found
+
+
 def promtool() -> str:
     """The path of ``promtool`` (Debian's ``prometheus`` package). The test is skipped, saying
     why, only where it truly is missing: CI installs it (``scripts/install-system-deps``)."""

@@ -8,13 +8,13 @@ from __future__ import annotations
 import pytest
 
 from tests.deploy.documents import (
-    PROMETHEUS_OWN,
     dashboard,
     documented_metrics,
     label_queries,
     metric_names,
     queries,
     series_names,
+    unknown_metrics,
 )
 
 
@@ -60,15 +60,10 @@ def test_the_metrics_table_is_read_with_types_and_labels() -> None:
 
 def test_every_query_of_the_rules_and_the_dashboard_reads_documented_metrics() -> None:
     """(``tests/e2e/test_metrics.py`` checks the same against a live ``/metrics``.)"""
-    documented = set(PROMETHEUS_OWN)
+    documented: set[str] = set()
     for row in documented_metrics().values():
         documented |= series_names(row.name, row.kind)
-    unknown = {
-        where: sorted(metric_names(expr) - documented)
-        for where, expr in queries().items()
-        if metric_names(expr) - documented
-    }
-    assert unknown == {}
+    assert unknown_metrics(documented) == {}
     assert all(metric_names(expr) for expr in queries().values())
 
 
