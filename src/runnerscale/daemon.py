@@ -259,7 +259,11 @@ class Daemon:
                 config.timeouts.janitor_interval,
             )
         holder: dict[str, Controller] = {}
-        metrics = Metrics(lambda: holder["controller"].status, lambda: github.budget)
+        metrics = Metrics(
+            lambda: holder["controller"].status,
+            lambda: github.budget,
+            pools=[pool.name for pool in config.pools],
+        )
         controller = build_controller(
             config,
             store=store,

@@ -1,25 +1,119 @@
 """Prometheus metrics, on a registry of the daemon's own (so tests can run several daemons).
 
 Gauges are read from the controller's status when Prometheus scrapes (a custom collector), so
-they are never stale and never need updating from the loops; counters and the queue-wait
-histogram are fed by the controller's event hooks. Label values are pool names, operation names
-and error kinds: never a token, a URL with credentials or a JIT configuration.
+they are never stale and never need updating from the loops; counters and histograms are fed by
+the controller's event hooks (:class:`~runnerscale.controller.actions.Events`), called where
+the controller learns each fact, and by the HTTP server for webhook deliveries. Nothing here
+decides anything, and the controller never touches a metric. ``docs/metrics.md`` documents
+every family; a test holds the live ``/metrics`` to it.
+
+Label values are pool names, loop and operation names, the short kinds the hooks declare,
+and GitHub credential names (``token``, ``app``, an installation's number): never a token, a
+URL with credentials, a JIT configuration, nor anything unbounded (no job, runner or
+repository names). Every family a pool or a kind labels is created for each configured pool
+and each kind at start, at zero: an alert on ``increase()`` then sees the first failure (a
+series born at 1 shows no increase), and a dashboard shows 0 rather than nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Literal, get_args
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from runnerscale.controller.actions import Events
-from runnerscale.controller.loops import Status
+from runnerscale.controller.actions import (
+    CleanupKind,
+    ErrorKind,
+    Events,
+    RemovalReason,
+    ScaleOperation,
+)
+from runnerscale.controller.loops import PoolStatus, Status
 from runnerscale.github.budget import Budgets
+
+# The ``*_created`` samples prometheus_client adds to every counter and histogram would show
+# up in Prometheus as series of their own (``runnerscale_errors_created``, ...), undocumented
+# and of no use here: Prometheus notices counter resets by itself.
+disable_created_metrics()  # type: ignore[no-untyped-call]  # (untyped in prometheus_client)
 
 #: Queue wait buckets: seconds from a job being queued to a runner starting it.
 QUEUE_WAIT_BUCKETS = (1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1800)
+#: Runner startup buckets: seconds from the decision to create a runner to it being online.
+STARTUP_BUCKETS = (1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600)
+#: Job run time buckets: seconds from a job starting to it ending (GitHub's times).
+JOB_RUN_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 21600)
+#: Loop tick buckets: seconds one cycle of a loop takes.
+TICK_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+#: What became of a webhook delivery (``runnerscale_webhook_deliveries_total{outcome}``).
+WebhookOutcome = Literal[
+    "accepted",  # a job of a target: handed to the controller
+    "duplicate",  # the same X-GitHub-Delivery again
+    "not_a_target",  # a repository outside every target
+    "ignored_event",  # signed, but not a workflow_job (ping included)
+    "bad_signature",  # missing or wrong X-Hub-Signature-256
+    "too_large",  # over GitHub's 25 MB
+    "invalid",  # holds what GitHub never sends (400)
+    "failed",  # our own failure (500: see the log)
+    "disabled",  # no github.webhook_secret: webhooks are refused
+]
+#: The pool label of jobs no pool serves, in the job histograms.
+UNMATCHED = "unmatched"
+#: The runner states the runner-seconds counter splits a pool's time into.
+RUNNER_TIME_STATES = ("booting", "idle", "busy")
+
+
+def busy_ratio(pool: PoolStatus) -> float:
+    """The share of the pool's runners (booting, idle or busy) that run a job; 0 with none."""
+    runners = pool.booting + pool.idle + pool.busy
+    return pool.busy / runners if runners else 0.0
+
+
+#: Pool gauges read from the status: (name, help, the figure of a pool's status).
+_POOL_GAUGES: tuple[tuple[str, str, Callable[[PoolStatus], float]], ...] = (
+    (
+        "runnerscale_pool_desired_runners",
+        "Runners the scaler wants in the pool",
+        lambda pool: pool.desired,
+    ),
+    (
+        "runnerscale_pool_booting_runners",
+        "Runners decided on, being created or booting",
+        lambda pool: pool.booting,
+    ),
+    ("runnerscale_pool_idle_runners", "Runners online without a job", lambda pool: pool.idle),
+    ("runnerscale_pool_busy_runners", "Runners running a job", lambda pool: pool.busy),
+    ("runnerscale_pool_queued_jobs", "Queued jobs the pool serves", lambda pool: pool.queued),
+    (
+        "runnerscale_pool_max_runners",
+        "The pool's cap (max_runners, or its host's capacity when lower)",
+        lambda pool: pool.max_runners,
+    ),
+    (
+        "runnerscale_pool_min_idle_runners",
+        "Idle runners the pool keeps (min_idle)",
+        lambda pool: pool.min_idle,
+    ),
+    (
+        "runnerscale_pool_busy_ratio",
+        "Busy runners over all the pool's runners (booting, idle, busy); 0 with none",
+        busy_ratio,
+    ),
+    (
+        "runnerscale_pool_healthy",
+        "1 when the pool's backend works",
+        lambda pool: 1.0 if pool.healthy else 0.0,
+    ),
+)
 
 
 class _StatusCollector(Collector):
@@ -29,29 +123,11 @@ class _StatusCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         status = self._status()
-        families = {
-            "desired": "Runners the scaler wants in the pool",
-            "booting": "Runners being created or booting",
-            "idle": "Runners online without a job",
-            "busy": "Runners running a job",
-            "queued": "Queued jobs the pool serves",
-        }
-        for field, doc in families.items():
-            name = (
-                "runnerscale_pool_queued_jobs"
-                if field == "queued"
-                else f"runnerscale_pool_{field}_runners"
-            )
+        for name, doc, figure in _POOL_GAUGES:
             family = GaugeMetricFamily(name, doc, labels=["pool"])
             for pool in status.pools:
-                family.add_metric([pool.name], getattr(pool, field))
+                family.add_metric([pool.name], figure(pool))
             yield family
-        healthy = GaugeMetricFamily(
-            "runnerscale_pool_healthy", "1 when the pool's backend works", labels=["pool"]
-        )
-        for pool in status.pools:
-            healthy.add_metric([pool.name], 1.0 if pool.healthy else 0.0)
-        yield healthy
         yield GaugeMetricFamily(
             "runnerscale_unmatched_jobs",
             "Queued jobs no pool can serve",
@@ -59,95 +135,157 @@ class _StatusCollector(Collector):
         )
         budget = self._budget()
         if budget is not None:
-            remaining = GaugeMetricFamily(
-                "runnerscale_github_rate_limit_remaining",
-                "Requests left in GitHub's current rate-limit window, per credential",
-                labels=["credential", "resource"],
-            )
-            used = GaugeMetricFamily(
-                "runnerscale_github_rate_limit_used",
-                "Requests used in GitHub's current rate-limit window, per credential",
-                labels=["credential", "resource"],
-            )
-            for credential, one in sorted(budget.by_credential.items()):
-                for resource, bucket in sorted(one.resources.items()):
-                    remaining.add_metric([credential, resource], bucket.remaining)
-                    used.add_metric([credential, resource], bucket.used)
-            yield remaining
-            yield used
-            calls = GaugeMetricFamily(
-                "runnerscale_github_api_calls",
-                "GitHub API calls made, by operation",
-                labels=["operation"],
-            )
-            for operation, count in sorted(budget.calls.items()):
-                calls.add_metric([operation], count)
-            yield calls
-            charged = GaugeMetricFamily(
-                "runnerscale_github_charged_calls",
-                "GitHub API calls charged to each rate-limit resource (304s are free)",
-                labels=["credential", "resource"],
-            )
-            for credential, one in sorted(budget.by_credential.items()):
-                for resource, count in one.charged_by_resource().items():
-                    charged.add_metric([credential, resource], count)
-            yield charged
-            yield GaugeMetricFamily(
-                "runnerscale_github_not_modified",
-                "Conditional GitHub requests answered 304 (not counted by GitHub)",
-                value=budget.not_modified,
-            )
-            yield GaugeMetricFamily(
-                "runnerscale_github_poll_interval_seconds",
-                "The current poll interval (stretched when the rate-limit budget runs low)",
-                value=budget.interval,
-            )
-            paused = GaugeMetricFamily(
-                "runnerscale_github_paused_seconds",
-                "Seconds left of a pause GitHub asked for (retry-after, secondary limit)",
-                labels=["credential", "resource"],
-            )
-            for credential, one in sorted(budget.by_credential.items()):
-                for resource in sorted(one.pauses):
-                    paused.add_metric([credential, resource], one.pause_remaining(resource))
-            yield paused
+            yield from _budget_families(budget)
+
+
+def _budget_families(budget: Budgets) -> Iterator[Metric]:
+    """GitHub's rate-limit buckets per credential and resource, and our own call counts."""
+    per_bucket = {
+        "limit": "Requests allowed in GitHub's rate-limit window, per credential",
+        "remaining": "Requests left in GitHub's current rate-limit window, per credential",
+        "used": "Requests used in GitHub's current rate-limit window, per credential",
+    }
+    for field, doc in per_bucket.items():
+        family = GaugeMetricFamily(
+            f"runnerscale_github_rate_limit_{field}", doc, labels=["credential", "resource"]
+        )
+        for credential, one in sorted(budget.by_credential.items()):
+            for resource, bucket in sorted(one.resources.items()):
+                family.add_metric([credential, resource], getattr(bucket, field))
+        yield family
+    calls = CounterMetricFamily(
+        "runnerscale_github_api_calls",
+        "GitHub API calls made, by operation",
+        labels=["operation"],
+    )
+    for operation, count in sorted(budget.calls.items()):
+        calls.add_metric([operation], count)
+    yield calls
+    charged = CounterMetricFamily(
+        "runnerscale_github_charged_calls",
+        "GitHub API calls charged to each rate-limit resource (304s are free)",
+        labels=["credential", "resource"],
+    )
+    for credential, one in sorted(budget.by_credential.items()):
+        for resource, count in one.charged_by_resource().items():
+            charged.add_metric([credential, resource], count)
+    yield charged
+    yield CounterMetricFamily(
+        "runnerscale_github_not_modified",
+        "Conditional GitHub requests answered 304 (not counted by GitHub)",
+        value=budget.not_modified,
+    )
+    yield GaugeMetricFamily(
+        "runnerscale_github_poll_interval_seconds",
+        "The current poll interval (stretched when the rate-limit budget runs low)",
+        value=budget.interval,
+    )
+    paused = GaugeMetricFamily(
+        "runnerscale_github_paused_seconds",
+        "Seconds left of a pause GitHub asked for (retry-after, secondary limit); 0: none",
+        labels=["credential", "resource"],
+    )
+    for credential, one in sorted(budget.by_credential.items()):
+        for resource in sorted(set(one.resources) | set(one.pauses)):
+            paused.add_metric([credential, resource], one.pause_remaining(resource))
+    yield paused
 
 
 class Metrics:
-    def __init__(self, status: Callable[[], Status], budget: Callable[[], Budgets | None]) -> None:
+    def __init__(
+        self,
+        status: Callable[[], Status],
+        budget: Callable[[], Budgets | None],
+        pools: Iterable[str] = (),
+    ) -> None:
+        """``pools``: the configured pools, whose series start at zero."""
+        self._status = status
         self.registry = CollectorRegistry()
-        self.scale_operations = Counter(
+        counter = self._counter
+        self.scale_operations = counter(
             "runnerscale_scale_operations",
-            "Runners created or removed",
-            ["pool", "operation"],
-            registry=self.registry,
+            "Runners created or removed (counted when done)",
+            "pool",
+            "operation",
         )
-        self.errors = Counter(
-            "runnerscale_errors",
-            "Failed operations by kind",
-            ["pool", "kind"],
-            registry=self.registry,
+        self.removals = counter(
+            "runnerscale_runner_removals",
+            "Runners taken out of service, by reason (counted when their removal begins)",
+            "pool",
+            "reason",
         )
-        self.cleanups = Counter(
-            "runnerscale_cleanups",
-            "Things the janitor cleaned up, by kind",
-            ["pool", "kind"],
-            registry=self.registry,
+        self.errors = counter("runnerscale_errors", "Failed operations by kind", "pool", "kind")
+        self.cleanups = counter(
+            "runnerscale_cleanups", "Things the janitor cleaned up, by kind", "pool", "kind"
         )
-        self.reruns = Counter(
-            "runnerscale_jobs_rerun",
-            "Jobs re-run because their runner died mid-job",
-            ["pool"],
-            registry=self.registry,
+        self.reruns = counter(
+            "runnerscale_jobs_rerun", "Jobs re-run because their runner died mid-job", "pool"
         )
-        self.queue_wait = Histogram(
+        self.runner_seconds = counter(
+            "runnerscale_runner_seconds",
+            "Seconds the pool's runners spent booting, idle or busy (cost = these x price)",
+            "pool",
+            "state",
+        )
+        self.webhook_deliveries = counter(
+            "runnerscale_webhook_deliveries",
+            "Webhook deliveries received, by what became of them",
+            "outcome",
+        )
+        histogram = self._histogram
+        self.queue_wait = histogram(
             "runnerscale_job_queue_wait_seconds",
             "Seconds from a job being queued to a runner starting it",
-            ["pool"],
-            buckets=QUEUE_WAIT_BUCKETS,
-            registry=self.registry,
+            "pool",
+            QUEUE_WAIT_BUCKETS,
         )
+        self.job_run = histogram(
+            "runnerscale_job_run_seconds",
+            "Seconds a job ran, from starting to ending",
+            "pool",
+            JOB_RUN_BUCKETS,
+        )
+        self.startup = histogram(
+            "runnerscale_runner_startup_seconds",
+            "Seconds from deciding to create a runner to it being online in GitHub",
+            "pool",
+            STARTUP_BUCKETS,
+        )
+        self.tick = histogram(
+            "runnerscale_loop_tick_seconds",
+            "Seconds one cycle of a controller loop takes",
+            "loop",
+            TICK_BUCKETS,
+        )
+        #: The status the runner-seconds were last counted up to.
+        self._counted: Status | None = None
         self.registry.register(_StatusCollector(status, budget))
+        self._start_at_zero(list(pools))
+
+    def _counter(self, name: str, doc: str, *labels: str) -> Counter:
+        return Counter(name, doc, labels, registry=self.registry)
+
+    def _histogram(self, name: str, doc: str, label: str, buckets: tuple[float, ...]) -> Histogram:
+        return Histogram(name, doc, [label], buckets=buckets, registry=self.registry)
+
+    def _start_at_zero(self, pools: list[str]) -> None:
+        """Create the series of every configured pool and every kind, at zero."""
+        for outcome in get_args(WebhookOutcome):
+            self.webhook_deliveries.labels(outcome)
+        for pool in pools:
+            for operation in get_args(ScaleOperation):
+                self.scale_operations.labels(pool, operation)
+            for reason in get_args(RemovalReason):
+                self.removals.labels(pool, reason)
+            for kind in get_args(ErrorKind):
+                self.errors.labels(pool, kind)
+            for cleanup in get_args(CleanupKind):
+                self.cleanups.labels(pool, cleanup)
+            for state in RUNNER_TIME_STATES:
+                self.runner_seconds.labels(pool, state)
+            self.reruns.labels(pool)
+            for histogram in (self.queue_wait, self.job_run, self.startup):
+                histogram.labels(pool)
 
     def events(self) -> Events:
         return Events(
@@ -155,10 +293,34 @@ class Metrics:
             error=lambda pool, kind: self.errors.labels(pool, kind).inc(),
             cleaned=lambda pool, kind: self.cleanups.labels(pool, kind).inc(),
             rerun=lambda pool: self.reruns.labels(pool).inc(),
+            removing=lambda pool, reason: self.removals.labels(pool, reason).inc(),
+            online=lambda pool, seconds: self.startup.labels(pool).observe(seconds),
+            job_ran=lambda pool, seconds: self.job_run.labels(pool or UNMATCHED).observe(seconds),
+            tick=lambda loop, seconds: self.tick.labels(loop).observe(seconds),
+            refreshed=self.count_runner_time,
         )
 
     def job_started(self, pool: str, wait_seconds: float) -> None:
-        self.queue_wait.labels(pool or "unmatched").observe(wait_seconds)
+        self.queue_wait.labels(pool or UNMATCHED).observe(wait_seconds)
+
+    def webhook_delivered(self, outcome: WebhookOutcome) -> None:
+        self.webhook_deliveries.labels(outcome).inc()
+
+    def count_runner_time(self) -> None:
+        """The controller's status was recomputed: count the time since the last one at the
+        runner counts of the last one (they held until now). The status is recomputed at every
+        reconcile (every few seconds, and on every event), so each runner's time is counted to
+        within one reconcile interval."""
+        status = self._status()
+        last, self._counted = self._counted, status
+        if last is None:
+            return
+        elapsed = max(0.0, status.updated_at - last.updated_at)
+        for pool in last.pools:
+            for state in RUNNER_TIME_STATES:
+                runners: int = getattr(pool, state)
+                if runners:
+                    self.runner_seconds.labels(pool.name, state).inc(runners * elapsed)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

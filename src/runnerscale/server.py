@@ -42,7 +42,7 @@ from runnerscale.github.webhooks import (
     verify_signature,
 )
 from runnerscale.logs import untrusted
-from runnerscale.metrics import Metrics
+from runnerscale.metrics import Metrics, WebhookOutcome
 from runnerscale.protocols import GitHubError, ProviderError, Store
 from runnerscale.succession import Role
 
@@ -118,41 +118,48 @@ class DaemonHTTP:
     # ------------------------------------------------------------------ webhooks
 
     async def webhook(self, request: Request) -> Response:
+        outcome, response = await self._deliver(request)
+        self.metrics.webhook_delivered(outcome)
+        return response
+
+    async def _deliver(self, request: Request) -> tuple[WebhookOutcome, Response]:
+        """Take one delivery: what became of it (for the metrics) and the answer."""
         if self._secret is None:
-            return _message(
+            return "disabled", _message(
                 503, "webhooks are disabled: set github.webhook_secret in the config to accept them"
             )
         body = await _read_limited(request)
         if body is None:
-            return _message(413, f"payload larger than {MAX_WEBHOOK_BYTES} bytes")
+            return "too_large", _message(413, f"payload larger than {MAX_WEBHOOK_BYTES} bytes")
         if not verify_signature(self._secret, body, request.headers.get(HEADER_SIGNATURE_256)):
             log.warning("webhook: rejected a delivery with a missing or wrong signature")
-            return _message(401, "missing or invalid X-Hub-Signature-256")
+            return "bad_signature", _message(401, "missing or invalid X-Hub-Signature-256")
         event_name = request.headers.get(HEADER_EVENT, "")
         if event_name == "ping":
-            return JSONResponse({"message": "pong"})
+            return "ignored_event", JSONResponse({"message": "pong"})
         if event_name != "workflow_job":
-            return Response(status_code=204)
+            return "ignored_event", Response(status_code=204)
         delivery = request.headers.get(HEADER_DELIVERY)
         try:
             return self._take(body, delivery)
         except WebhookPayloadError as error:
             log.warning("webhook: refused delivery %s: %s", untrusted(delivery or "-"), error)
-            return _message(400, str(error))
+            return "invalid", _message(400, str(error))
         except Exception:
             log.exception("webhook: delivery %s failed", untrusted(delivery or "-"))
-            return _message(500, "the delivery could not be taken: see the daemon's log")
+            return "failed", _message(500, "the delivery could not be taken: see the daemon's log")
 
-    def _take(self, body: bytes, delivery: str | None) -> Response:
+    def _take(self, body: bytes, delivery: str | None) -> tuple[WebhookOutcome, Response]:
         intake = self.intake.take(body, delivery)
         if intake.verdict is Verdict.DUPLICATE:
-            return JSONResponse({"message": intake.verdict.value}, status_code=200)
+            return "duplicate", JSONResponse({"message": intake.verdict.value}, status_code=200)
         if intake.verdict is Verdict.NOT_A_TARGET:
-            return JSONResponse({"message": intake.verdict.value}, status_code=202)
+            message = {"message": intake.verdict.value}
+            return "not_a_target", JSONResponse(message, status_code=202)
         assert intake.observed is not None
         self.controller.submit(intake.observed)
         log.debug("webhook: job %s %s", intake.event.workflow_job.id, intake.event.action)
-        return JSONResponse({"message": "accepted"}, status_code=202)
+        return "accepted", JSONResponse({"message": "accepted"}, status_code=202)
 
     # ------------------------------------------------------------------ observability
 

@@ -10,6 +10,7 @@ the backend (the fakes) keep what they hold.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,6 +191,12 @@ class Rig:
 
 
 MakeRig = Callable[..., Rig]
+
+
+async def settle() -> None:
+    """Let every task run until all of them wait (on the virtual clock or the inbox)."""
+    for _ in range(100):
+        await asyncio.sleep(0)
 
 
 @pytest.fixture

@@ -165,6 +165,23 @@ async def test_bad_webhooks_are_rejected(simulator: SimulatorServer, tmp_path: P
         assert (first.status_code, again.status_code) == (202, 200)
         assert "duplicate" in again.json()["message"]
 
+        # Each delivery is counted by what became of it.
+        metrics = (await http.get("/metrics")).text
+        examples_count = len(list(examples.glob("*.payload.json")))
+        for outcome, count in (
+            ("bad_signature", 2),
+            ("invalid", 1),
+            ("ignored_event", 1),
+            ("too_large", 1),
+            ("not_a_target", examples_count),
+            ("accepted", 1),
+            ("duplicate", 1),
+            ("failed", 0),
+        ):
+            assert (
+                f'runnerscale_webhook_deliveries_total{{outcome="{outcome}"}} {count}.0' in metrics
+            )
+
 
 async def test_operators_scale_by_hand_and_read_status(
     simulator: SimulatorServer, tmp_path: Path

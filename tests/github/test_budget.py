@@ -487,7 +487,7 @@ def test_status_and_metrics_show_each_resource_and_its_pause() -> None:
     for family, value in (
         ("rate_limit_remaining", 9998),
         ("rate_limit_used", 2),
-        ("charged_calls", 1),
+        ("charged_calls_total", 1),
         ("paused_seconds", 30),
     ):
         line = f'runnerscale_github_{family}{{credential="token",resource="{REGISTRATION}"}}'

@@ -143,10 +143,8 @@ async def test_jit_configs_are_charged_to_the_registration_resource(
         f'runnerscale_github_rate_limit_used{{credential="token",resource="{REGISTRATION}"}} 3.0'
         in metrics
     )
-    assert (
-        f'runnerscale_github_charged_calls{{credential="token",resource="{REGISTRATION}"}} 3.0'
-        in metrics
-    )
+    charged = f'{{credential="token",resource="{REGISTRATION}"}} 3.0'
+    assert f"runnerscale_github_charged_calls_total{charged}" in metrics
 
 
 async def test_a_spent_registration_budget_holds_jit_configs_not_polls(

@@ -24,6 +24,7 @@ import logging
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from runnerscale.controller.observe import amend, apply_runner_list, move
 from runnerscale.model import InstanceSpec, JobState, PoolSpec, Runner, RunnerState, Target
@@ -114,15 +115,46 @@ class PoolRuntime:
         self.last_error = None
 
 
+#: What ``Events.scaled`` reports: a runner's creation or removal completed.
+ScaleOperation = Literal["create", "delete"]
+#: What failed, as ``Events.error`` reports it.
+ErrorKind = Literal["create", "delete", "instance_died", "rerun"]
+#: What the janitor cleaned up, as ``Events.cleaned`` reports it.
+CleanupKind = Literal[
+    "boot_timeout",
+    "create_timeout",
+    "github_orphan",
+    "instance_lost",
+    "instance_orphan",
+    "interrupted_create",
+]
+#: Why a runner is taken out of service, as ``Events.removing`` reports it.
+RemovalReason = Literal[
+    "job_done", "idle", "boot_timeout", "create_timeout", "operator", "interrupted"
+]
+
+
 @dataclass
 class Events:
-    """Hooks for metrics; every callable gets the pool name, and most a short kind."""
+    """Hooks for metrics, called where the controller learns each fact; ``runnerscale.metrics``
+    implements them, so the controller never touches a metric. Pools, loops and the short
+    kinds above only: never a runner's or a job's name (label values must stay few)."""
 
-    scaled: Callable[[str, str], None] = lambda pool, operation: None
-    error: Callable[[str, str], None] = lambda pool, kind: None
-    cleaned: Callable[[str, str], None] = lambda pool, kind: None
+    scaled: Callable[[str, ScaleOperation], None] = lambda pool, operation: None
+    error: Callable[[str, ErrorKind], None] = lambda pool, kind: None
+    cleaned: Callable[[str, CleanupKind], None] = lambda pool, kind: None
     #: A job whose runner died mid-job was re-run.
     rerun: Callable[[str], None] = lambda pool: None
+    #: A runner's removal began (a retry of one already begun is not reported again).
+    removing: Callable[[str, RemovalReason], None] = lambda pool, reason: None
+    #: A runner connected to GitHub for the first time: seconds since it was decided on.
+    online: Callable[[str, float], None] = lambda pool, seconds: None
+    #: A job the pool serves ended: seconds it ran (GitHub's ``completed_at - started_at``).
+    job_ran: Callable[[str, float], None] = lambda pool, seconds: None
+    #: One cycle of a loop (``reconcile``, ``poll``, ``janitor``) took this many seconds.
+    tick: Callable[[str, float], None] = lambda loop, seconds: None
+    #: The controller's status was recomputed (its runner counts hold from now on).
+    refreshed: Callable[[], None] = lambda: None
 
 
 @dataclass
@@ -266,16 +298,24 @@ class Actions:
             return None
 
     async def remove_runner(
-        self, runner: Runner, why: str, *, claimed: Callable[[], None] | None = None
+        self,
+        runner: Runner,
+        why: str,
+        reason: RemovalReason | None,
+        *,
+        claimed: Callable[[], None] | None = None,
     ) -> bool:
         """Take a runner out of service, from the state it was read in. False when it is
         kept: GitHub says it is busy, or another writer moved it first (it took a job, another
         removal got there first), or the removal is left unfinished for the janitor to retry.
-        ``claimed`` is called once the runner is ``deleting`` on this call's behalf (what the
-        caller counts: a timeout, an orphan)."""
+        ``why`` is for the log, ``reason`` for the metrics (None: a retry of a removal begun
+        before, already reported). ``claimed`` is called once the runner is ``deleting`` on
+        this call's behalf (what the caller counts: a timeout, an orphan)."""
         previous = runner.state
         if not move(self.store, runner, RunnerState.DELETING, self.clock.now(), why):
             return False
+        if reason is not None and previous is not RunnerState.DELETING:
+            self.events.removing(runner.pool, reason)
         if claimed is not None:
             claimed()
         if previous is RunnerState.FINISHED and self._job_completed(runner):
@@ -344,8 +384,14 @@ class Actions:
                 errors.append(error)
                 continue
             for runner in apply_runner_list(self.store, key, listed, now):
-                self.came_online(runner.name)
+                self.connected(runner)
         return errors
+
+    def connected(self, runner: Runner) -> None:
+        """A runner of ours connected to GitHub for the first time (it was being created or
+        booting): how long that took since it was decided on, and its pool works."""
+        self.events.online(runner.pool, max(0.0, self.clock.now() - runner.created_at))
+        self.came_online(runner.name)
 
     def came_online(self, runner_name: str) -> None:
         """A runner of ours connected to GitHub: its pool works (ends its failure backoff)."""
@@ -382,4 +428,4 @@ class Actions:
                 continue
             # Its JIT config is lost with the crash: undo the registration, if any. What its
             # create left half-made (``incomplete``) runs no runner: the janitor removes it.
-            await self.remove_runner(runner, "interrupted while being created")
+            await self.remove_runner(runner, "interrupted while being created", "interrupted")

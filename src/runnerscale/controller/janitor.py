@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import partial
 
-from runnerscale.controller.actions import Actions
+from runnerscale.controller.actions import Actions, CleanupKind
 from runnerscale.controller.observe import REGISTERED, move
 from runnerscale.controller.reruns import record_loss
 from runnerscale.model import Instance, Runner, RunnerState
@@ -55,7 +55,7 @@ class Janitor:
         self.cleaned: Counter[str] = Counter()
         self._next_orphan_sweep = 0.0
 
-    def _count(self, pool: str, kind: str) -> None:
+    def _count(self, pool: str, kind: CleanupKind) -> None:
         self.cleaned[kind] += 1
         self.actions.events.cleaned(pool, kind)
 
@@ -103,6 +103,7 @@ class Janitor:
                 await actions.remove_runner(
                     runner,
                     f"did not come online within {pool.spec.boot_timeout:.0f}s",
+                    "boot_timeout",
                     claimed=partial(self._count, runner.pool, "boot_timeout"),
                 )
             elif (
@@ -112,14 +113,15 @@ class Janitor:
                 await actions.remove_runner(
                     runner,
                     "creation did not finish in time",
+                    "create_timeout",
                     claimed=partial(self._count, runner.pool, "create_timeout"),
                 )
             elif runner.state is RunnerState.DELETING:
                 if waited >= self.settings.delete_timeout:
                     log.warning("runner %s: removal pending for %.0fs", runner.name, waited)
-                await actions.remove_runner(runner, "retrying removal")
+                await actions.remove_runner(runner, "retrying removal", None)
             elif runner.state is RunnerState.FINISHED:
-                await actions.remove_runner(runner, "reaping a finished runner")
+                await actions.remove_runner(runner, "reaping a finished runner", "job_done")
 
     async def remove_github_orphans(self) -> None:
         """GitHub runners with a pool's prefix that runnerscale does not hold live."""
@@ -182,7 +184,7 @@ class Janitor:
                     continue
                 self._count(pool.name, kind)
 
-    def _orphan(self, instance: Instance, known: Runner | None) -> str | None:
+    def _orphan(self, instance: Instance, known: Runner | None) -> CleanupKind | None:
         """Why an instance is to be removed now (the clean-up kind; said in the log), or None
         when it stays: its runner is live, or it may be a create still in flight."""
         if known is not None and known.state.live:

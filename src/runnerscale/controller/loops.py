@@ -358,7 +358,8 @@ class Controller:
         beat = self.heartbeats.setdefault(name, Heartbeat(waits_for_work=interval_setting is None))
         while True:
             error: BaseException | None = None
-            beat.began(self.clock.now())
+            began = self.clock.now()
+            beat.began(began)
             try:
                 await step()
             except asyncio.CancelledError:
@@ -370,11 +371,13 @@ class Controller:
                 error = caught
                 log.exception("%s loop failed; retrying next cycle", name)
             if interval_setting is None:
+                # Its step waits for work (the events loop): its length is no tick's.
                 wait = self.after_cycle(name, error, None)
                 beat.ended(self.clock.now() + wait if wait else None)
                 if wait:
                     await self.clock.sleep(wait)
                 continue
+            self.actions.events.tick(name, self.clock.now() - began)
             interval = float(getattr(self.settings, interval_setting))
             wait = self.after_cycle(name, error, interval)
             beat.ended(self.clock.now() + (interval if wait is None else wait))
@@ -439,8 +442,10 @@ class Controller:
             self.newest_jobs.get(repo, observed.created_at), observed.created_at
         )
         before = self.store.get_job(observed.id)
-        after = apply_job(self.store, observed, self.clock.now())
+        after, connected = apply_job(self.store, observed, self.clock.now())
         self._last_observed[observed.id] = observed
+        if connected is not None:
+            self.actions.connected(connected)
         if after.state is JobState.IN_PROGRESS and (
             before is None or before.state is not JobState.IN_PROGRESS
         ):
@@ -449,6 +454,14 @@ class Controller:
             if after.started_at is not None:
                 wait = max(0.0, after.started_at - after.created_at)
                 self._on_job_started(after.pool or "", wait)
+        elif (
+            after.state is JobState.COMPLETED
+            and (before is None or before.state is not JobState.COMPLETED)
+            and after.started_at is not None
+            and after.completed_at is not None
+        ):
+            ran = max(0.0, after.completed_at - after.started_at)
+            self.actions.events.job_ran(after.pool or "", ran)
 
     # ------------------------------------------------------------------ polling
 
@@ -482,7 +495,7 @@ class Controller:
                 errors.append(error)
                 continue
             for runner in apply_runner_list(self.store, target.key, listed, now):
-                self.actions.came_online(runner.name)
+                self.actions.connected(runner)
         backend_error = await self._list_backends()
         if backend_error is not None:
             errors.append(backend_error)
@@ -845,6 +858,7 @@ class Controller:
             lost_jobs=self.reruns.shown(),
             updated_at=now,
         )
+        self.actions.events.refreshed()
 
     # ------------------------------------------------------------------ manual scaling
 
@@ -876,6 +890,6 @@ class Controller:
         for runner in candidates:
             if runner.state in (RunnerState.BUSY, RunnerState.FINISHED, RunnerState.DELETING):
                 continue
-            if await self.actions.remove_runner(runner, "removed by an operator"):
+            if await self.actions.remove_runner(runner, "removed by an operator", "operator"):
                 removed.append(runner.name)
         return removed

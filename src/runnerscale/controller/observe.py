@@ -69,21 +69,24 @@ def amend(store: Store, runner: Runner, why: str, **changes: Any) -> bool:
     return move(store, runner, runner.state, 0.0, why, **changes)
 
 
-def apply_job(store: Store, observed: ObservedJob, now: float) -> Job:
+def apply_job(store: Store, observed: ObservedJob, now: float) -> tuple[Job, Runner | None]:
     """A job moved: record it, and mark the runner that runs (or ran) it. Returns the job as
-    stored."""
+    stored, and the runner of ours whose first sign of life this is (it was being created or
+    booting, and took the job), if any."""
     job = store.observe_job(observed, now)
     if not job.runner_name:
-        return job
+        return job, None
     runner = store.get_runner(job.runner_name)
     if runner is None:
-        return job  # not one of ours
+        return job, None  # not one of ours
     if job.state is JobState.IN_PROGRESS and runner.state in (
         RunnerState.CREATING,
         RunnerState.BOOTING,
         RunnerState.IDLE,
     ):
-        move(store, runner, RunnerState.BUSY, now, f"took job {job.id}", job_id=job.id)
+        starting = runner.state is not RunnerState.IDLE
+        if move(store, runner, RunnerState.BUSY, now, f"took job {job.id}", job_id=job.id):
+            return job, runner if starting else None
     elif job.state is JobState.IN_PROGRESS and runner.job_id is None:
         # Already busy (GitHub's runner list said so first): now its job is known.
         amend(store, runner, f"runs job {job.id}", job_id=job.id)
@@ -96,7 +99,7 @@ def apply_job(store: Store, observed: ObservedJob, now: float) -> Job:
             f"job {job.id} {job.conclusion}",
             job_id=job.id,
         )
-    return job
+    return job, None
 
 
 def apply_runner_list(

@@ -41,7 +41,7 @@ import logging
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
-from runnerscale.controller.actions import Actions, PoolRuntime
+from runnerscale.controller.actions import Actions, PoolRuntime, RemovalReason
 from runnerscale.controller.observe import amend
 from runnerscale.model import Runner, RunnerState
 from runnerscale.scaler import PoolDecision
@@ -51,10 +51,11 @@ log = logging.getLogger("runnerscale.controller")
 #: Runners created at once per pool (GitHub asks for modest concurrency).
 CREATE_CONCURRENCY = 8
 
-#: Why the worker removes a runner, by the state the scaler decided on.
-_WHY = {
-    RunnerState.IDLE: "idle past its timeout",
-    RunnerState.FINISHED: "its job is done",
+#: Why the worker removes a runner (for the log, for the metrics), by the state the scaler
+#: decided on.
+_WHY: dict[RunnerState, tuple[str, RemovalReason]] = {
+    RunnerState.IDLE: ("idle past its timeout", "idle"),
+    RunnerState.FINISHED: ("its job is done", "job_done"),
 }
 
 
@@ -144,7 +145,7 @@ class PoolWorker:
         runner = self.actions.store.get_runner(name)
         if runner is None or runner.state is not decided:
             return False  # it moved since the decision (took a job, was removed already)
-        removed = await self.actions.remove_runner(runner, _WHY[decided])
+        removed = await self.actions.remove_runner(runner, *_WHY[decided])
         if removed:
             self._freed()
         return removed

@@ -59,10 +59,11 @@ CORE = "core"
 #: GitHub's resource for registering runners: JIT configurations, registration and remove
 #: tokens (10,000 an hour per credential in GitHub's published example).
 REGISTRATION = "actions_runner_registration"
-#: The resource each operation (the client's names, as in ``runnerscale_github_api_calls``) is
-#: charged to, known before the call is sent so that it waits only for its own resource's
-#: pause; every operation not listed is charged to :data:`CORE`. An assumption: GitHub does not
-#: document which operations count against ``actions_runner_registration``. The simulator
+#: The resource each operation (the client's names, as in
+#: ``runnerscale_github_api_calls_total``) is charged to, known before the call is sent so that
+#: it waits only for its own resource's pause; every operation not listed is charged to
+#: :data:`CORE`. An assumption: GitHub does not document which operations count against
+#: ``actions_runner_registration``. The simulator
 #: makes the same one (``runnerscale.fakegithub.ratelimit.RUNNER_REGISTRATION_OPERATIONS``, by REST
 #: operation id), the in-process simulation charges by this table, and
 #: :meth:`ApiBudget.learn` replaces an entry when GitHub's answers name another resource. The

@@ -1,0 +1,86 @@
+"""What ``runnerscale.metrics`` makes of the controller's status and hooks (the names, types
+and labels as a whole are held to ``docs/metrics.md`` by ``tests/e2e/test_metrics.py``)."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from runnerscale.controller.loops import PoolStatus, Status
+from runnerscale.metrics import Metrics, busy_ratio
+
+
+def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of the exposition: (name, sorted labels) -> value."""
+    text = metrics.render().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def pool(name: str = "linux", **counts: int) -> PoolStatus:
+    return PoolStatus(name=name, max_runners=8, min_idle=1, **counts)
+
+
+def test_runner_seconds_count_each_state_for_as_long_as_the_counts_held() -> None:
+    statuses = iter(
+        [
+            Status(pools=[pool(booting=2)], updated_at=100.0),
+            Status(pools=[pool(booting=1, busy=1)], updated_at=105.0),
+            Status(pools=[pool(idle=1, busy=1)], updated_at=115.0),
+            Status(pools=[pool()], updated_at=117.0),
+        ]
+    )
+    current: list[Status] = []
+
+    def status() -> Status:
+        return current[-1]
+
+    metrics = Metrics(status, lambda: None, pools=["linux"])
+    refreshed = metrics.events().refreshed
+    for one in statuses:
+        current.append(one)
+        refreshed()
+    seen = samples(metrics)
+
+    def seconds(state: str) -> float:
+        return seen[("runnerscale_runner_seconds_total", (("pool", "linux"), ("state", state)))]
+
+    assert seconds("booting") == 2 * 5 + 1 * 10
+    assert seconds("busy") == 1 * 10 + 1 * 2
+    assert seconds("idle") == 1 * 2
+
+
+def test_the_busy_ratio_is_busy_over_every_runner_of_the_pool() -> None:
+    assert busy_ratio(pool(booting=1, idle=1, busy=2)) == 0.5
+    assert busy_ratio(pool()) == 0.0
+
+
+def test_every_pool_and_kind_starts_at_zero_and_no_created_series_is_exposed() -> None:
+    metrics = Metrics(lambda: Status(pools=[]), lambda: None, pools=["linux", "gpu"])
+    seen = samples(metrics)
+    assert seen[("runnerscale_errors_total", (("kind", "create"), ("pool", "gpu")))] == 0.0
+    assert seen[("runnerscale_runner_removals_total", (("pool", "linux"), ("reason", "idle")))] == 0
+    assert seen[("runnerscale_webhook_deliveries_total", (("outcome", "bad_signature"),))] == 0
+    assert seen[("runnerscale_runner_startup_seconds_count", (("pool", "gpu"),))] == 0
+    assert not [name for name, _ in seen if name.endswith("_created")]
+
+
+def test_hooks_feed_their_families() -> None:
+    metrics = Metrics(lambda: Status(pools=[]), lambda: None, pools=["linux"])
+    events = metrics.events()
+    events.online("linux", 14.0)
+    events.job_ran("", 30.0)  # a job no pool serves
+    events.removing("linux", "boot_timeout")
+    events.tick("reconcile", 0.02)
+    metrics.webhook_delivered("accepted")
+    seen = samples(metrics)
+    assert seen[("runnerscale_runner_startup_seconds_sum", (("pool", "linux"),))] == 14.0
+    assert seen[("runnerscale_job_run_seconds_sum", (("pool", "unmatched"),))] == 30.0
+    assert (
+        seen[("runnerscale_runner_removals_total", (("pool", "linux"), ("reason", "boot_timeout")))]
+        == 1
+    )
+    assert seen[("runnerscale_loop_tick_seconds_count", (("loop", "reconcile"),))] == 1
+    assert seen[("runnerscale_webhook_deliveries_total", (("outcome", "accepted"),))] == 1
