@@ -59,8 +59,8 @@ from runnerscale.config.paths import (
 )
 from runnerscale.config.problems import fail
 from runnerscale.config.units import Duration, PollInterval, PositiveDuration
-from runnerscale.hostlabels import normalize_arch
 from runnerscale.config.warm import MinIdleSetting, base_of, check_min_idle, schedule_of
+from runnerscale.hostlabels import normalize_arch
 from runnerscale.model import ARCH_LABELS, AUTO_LABEL, PoolSpec, Target, normalize_labels
 from runnerscale.providers import registry
 from runnerscale.warm import MinIdleSchedule
