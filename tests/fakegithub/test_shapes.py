@@ -513,8 +513,10 @@ def test_operation_for_rejects_unknown_requests(
 
 def test_contract_lists_all_operations(contract: OpenAPIContract) -> None:
     ids = contract.operation_ids()
-    assert len(ids) == 54  # 29 collected 2026-11-22, 25 added 2026-12-02
+    # 29 collected 2026-11-22, 25 added 2026-12-02; 1 from tests/contract/supplement.json
+    assert len(ids) == 55
     assert "actions/generate-runner-jitconfig-for-repo" in ids
+    assert "checks/list-annotations" in ids
 
 
 def test_validate_response_rejects_a_wrong_body(contract: OpenAPIContract) -> None:
