@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -75,6 +76,19 @@ async def no_leftover_tasks() -> AsyncIterator[None]:
     if leftover:
         names = ", ".join(sorted(task.get_name() for task in leftover))
         pytest.fail(f"test left {len(leftover)} asyncio task(s) running: {names}")
+
+
+@pytest.fixture(autouse=True)
+def restored_logging() -> Iterator[None]:
+    """The root logger as it was before the test: a command run in-process (``CliRunner``)
+    sets up the daemon's logging on a stream closed after it, which a later test's records
+    would otherwise be written to."""
+    root = logging.getLogger()
+    handlers, level, raising = list(root.handlers), root.level, logging.raiseExceptions
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    logging.raiseExceptions = raising
 
 
 @pytest.fixture

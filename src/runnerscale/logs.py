@@ -99,6 +99,9 @@ def setup_logging(level: str = "info", secrets: Iterable[str] = ()) -> RedactSec
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # A handler that fails (its stream closed, a full disk) must not fall back to printing the
+    # record to stderr, unredacted, as logging does by default ("--- Logging error ---").
+    logging.raiseExceptions = False
     for noisy in ("httpx", "httpcore", "uvicorn.access", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return redactor
