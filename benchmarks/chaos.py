@@ -62,8 +62,11 @@ WEBHOOK_SECRET = "chaos-webhook-secret-0123456789"
 LABELS = ("self-hosted", "linux", "x64")
 REPOS = ("acme/api", "acme/web", "acme/tools")
 POOL = "chaos"
-#: Once every job's latest attempt has ended, how long to wait for a re-run before stopping.
-SETTLE = 60.0
+#: Once every job's latest attempt has ended, how long to wait for a re-run before stopping:
+#: the longest a loss can take to be re-run once GitHub has failed its job, when all of its
+#: webhooks were lost (a re-read every ``queued_recheck``, 20 s, at a poll, every 20 s; the
+#: annotations read at the next examination, within 15 s), with room for an injected error.
+SETTLE = 90.0
 
 
 @dataclass(frozen=True)
