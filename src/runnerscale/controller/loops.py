@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -105,6 +105,33 @@ class PoolStatus:
     queued: int = 0
     healthy: bool = True
     last_error: str | None = None
+    #: The scaler's sentence for this pool's last decision: what it counts and does, or why
+    #: its queued jobs wait (the cap, the failure backoff).
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class QueuedJob:
+    """A queued job a pool serves, waiting for a runner (its pool's ``reason`` says why)."""
+
+    id: int
+    repo: str
+    labels: tuple[str, ...]
+    pool: str
+    #: When GitHub created it (what its queue wait is counted from).
+    created_at: float
+
+
+@dataclass(frozen=True)
+class QueueWait:
+    """How long a job waited for a runner: from its creation to its start, as GitHub says."""
+
+    id: int
+    repo: str
+    #: The pool chosen for it ("" when none was: a job started by a runner of no pool).
+    pool: str
+    started_at: float
+    wait: float
 
 
 @dataclass(frozen=True)
@@ -119,6 +146,11 @@ class UnmatchedJob:
 
 #: Unmatched jobs listed in the status (the count covers them all).
 UNMATCHED_SHOWN = 50
+#: Queued jobs listed in the status, the oldest (``jobs`` counts them all).
+QUEUED_SHOWN = 50
+#: Queue waits kept for the status, the latest: enough for a plot of the recent past, a
+#: bounded size whatever the traffic.
+RECENT_WAITS = 200
 
 
 @dataclass
@@ -126,12 +158,27 @@ class Status:
     pools: list[PoolStatus]
     unmatched_jobs: int = 0
     unmatched: list[UnmatchedJob] = field(default_factory=list)
+    #: The oldest queued jobs that a pool serves (at most :data:`QUEUED_SHOWN`).
+    queued: list[QueuedJob] = field(default_factory=list)
+    #: The latest jobs started, oldest first (at most :data:`RECENT_WAITS`, since the start).
+    queue_waits: list[QueueWait] = field(default_factory=list)
     jobs: dict[str, int] = field(default_factory=dict)
     cleaned: dict[str, int] = field(default_factory=dict)
     #: Jobs whose runner died mid-job: those not settled yet, then the latest settled (re-run,
     #: or why not).
     lost_jobs: list[JobLoss] = field(default_factory=list)
     updated_at: float = 0.0
+
+
+def _oldest_queued(jobs: list[Job], decision: Decision) -> list[QueuedJob]:
+    """The queued jobs a pool serves, oldest first, at most :data:`QUEUED_SHOWN`."""
+    served = [
+        QueuedJob(job.id, job.repo, tuple(job.labels), pool, job.created_at)
+        for job in jobs
+        if job.state is JobState.QUEUED and (pool := decision.job_pools.get(job.id)) is not None
+    ]
+    served.sort(key=lambda job: (job.created_at, job.id))
+    return served[:QUEUED_SHOWN]
 
 
 async def wait_for(clock: Clock, event: asyncio.Event, seconds: float) -> None:
@@ -217,6 +264,8 @@ class Controller:
         #: Stale queued jobs whose re-read failed in this cycle: no demand until confirmed.
         self._unconfirmed: set[int] = set()
         self.errors: Counter[str] = Counter()
+        #: The latest queue waits, for the status (the metric has them all, in buckets).
+        self._waits: deque[QueueWait] = deque(maxlen=RECENT_WAITS)
         self.status = Status(pools=[])
         self.last_decision: Decision | None = None
 
@@ -439,6 +488,9 @@ class Controller:
             if after.started_at is not None:
                 wait = max(0.0, after.started_at - after.created_at)
                 self._on_job_started(after.pool or "", wait)
+                self._waits.append(
+                    QueueWait(after.id, after.repo, after.pool or "", after.started_at, wait)
+                )
 
     # ------------------------------------------------------------------ polling
 
@@ -780,6 +832,7 @@ class Controller:
                     queued=pool_decision.queued if pool_decision else 0,
                     healthy=pool.healthy,
                     last_error=pool.last_error,
+                    reason=pool_decision.reason if pool_decision else "",
                 )
             )
         job_counts = Counter(job.state.value for job in jobs)
@@ -797,6 +850,8 @@ class Controller:
             pools=pools,
             unmatched_jobs=len(decision.unmatched),
             unmatched=unmatched,
+            queued=_oldest_queued(jobs, decision),
+            queue_waits=list(self._waits),
             jobs=dict(job_counts),
             cleaned=dict(self.janitor.cleaned),
             lost_jobs=self.reruns.shown(),
