@@ -53,6 +53,7 @@ async def test_the_queue_waits_kept_are_the_latest_few(
     world = make_world()
     for job_id in range(1, 6):
         queued = await world.queue(job_id)
+        await world.reconcile()
         world.clock.advance(job_id)
         started = world.job(job_id, JobState.IN_PROGRESS, runner_name=f"rs-linux-{job_id}")
         await world.deliver(dataclasses.replace(started, created_at=queued.created_at))
@@ -60,3 +61,29 @@ async def test_the_queue_waits_kept_are_the_latest_few(
 
     waits = world.controller.status.queue_waits
     assert [(wait.id, wait.wait) for wait in waits] == [(3, 3.0), (4, 4.0), (5, 5.0)]
+
+
+async def test_a_job_that_ran_between_two_polls_still_leaves_its_wait(world: Rig) -> None:
+    queued = await world.queue(1)
+    await world.reconcile()
+    world.clock.advance(8)
+    done = world.job(1, JobState.COMPLETED, runner_name="rs-linux-a")
+    started = world.clock.now() - 2
+    await world.deliver(dataclasses.replace(done, created_at=queued.created_at, started_at=started))
+    await world.reconcile()
+
+    (wait,) = world.controller.status.queue_waits
+    assert (wait.id, wait.pool, wait.wait) == (1, "linux", 6.0)
+
+
+async def test_jobs_of_no_pool_and_jobs_never_run_leave_no_wait(world: Rig) -> None:
+    await world.queue(1, labels=("ubuntu-latest",))  # GitHub-hosted: not ours
+    await world.queue(2)
+    await world.reconcile()
+    world.clock.advance(5)
+    await world.deliver(world.job(1, JobState.IN_PROGRESS, labels=("ubuntu-latest",)))
+    cancelled = world.job(2, JobState.COMPLETED)  # cancelled before any runner took it
+    await world.deliver(dataclasses.replace(cancelled, runner_name=None, conclusion="cancelled"))
+    await world.reconcile()
+
+    assert world.controller.status.queue_waits == []

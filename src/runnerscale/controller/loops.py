@@ -170,6 +170,20 @@ class Status:
     updated_at: float = 0.0
 
 
+def _first_seen_started(before: Job | None, after: Job) -> bool:
+    """Whether this observation is the first to show that a runner started the job: it is in
+    progress now, or done by a runner while it was last seen waiting for one (it ran between
+    two polls: its queue wait counts all the same)."""
+    if after.state is JobState.IN_PROGRESS:
+        return before is None or before.state is not JobState.IN_PROGRESS
+    return (
+        after.state is JobState.COMPLETED
+        and bool(after.runner_name)
+        and before is not None
+        and before.state in (JobState.QUEUED, JobState.WAITING)
+    )
+
+
 def _oldest_queued(jobs: list[Job], decision: Decision) -> list[QueuedJob]:
     """The queued jobs a pool serves, oldest first, at most :data:`QUEUED_SHOWN`."""
     served = [
@@ -480,16 +494,18 @@ class Controller:
         before = self.store.get_job(observed.id)
         after = apply_job(self.store, observed, self.clock.now())
         self._last_observed[observed.id] = observed
-        if after.state is JobState.IN_PROGRESS and (
-            before is None or before.state is not JobState.IN_PROGRESS
+        if (
+            after.state is JobState.IN_PROGRESS
+            and (before is None or before.state is not JobState.IN_PROGRESS)
+            and after.runner_name
         ):
-            if after.runner_name:
-                self.actions.came_online(after.runner_name)
-            if after.started_at is not None:
-                wait = max(0.0, after.started_at - after.created_at)
-                self._on_job_started(after.pool or "", wait)
+            self.actions.came_online(after.runner_name)
+        if after.started_at is not None and _first_seen_started(before, after):
+            wait = max(0.0, after.started_at - after.created_at)
+            self._on_job_started(after.pool or "", wait)
+            if after.pool:  # one of ours: the status's series is of the pools' waits
                 self._waits.append(
-                    QueueWait(after.id, after.repo, after.pool or "", after.started_at, wait)
+                    QueueWait(after.id, after.repo, after.pool, after.started_at, wait)
                 )
 
     # ------------------------------------------------------------------ polling
