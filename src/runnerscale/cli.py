@@ -15,7 +15,6 @@ import os
 import re
 import signal
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -457,104 +456,52 @@ async def _run_daemon(path: Path, config: Config, redactor: RedactSecrets) -> No
         await daemon.stop()
 
 
-def _call_daemon(config: Config, method: str, path: str, body: object = None) -> dict[str, object]:
-    from runnerscale.controlclient import ControlUnreachableError, call
+def _call_daemon(config: Config, method: str, path: str, body: object = None) -> dict[str, Any]:
+    from runnerscale.controlclient import ControlClientError, request_json
 
     try:
-        response = call(config, method, path, body)
-    except ControlUnreachableError as error:
+        return request_json(config, method, path, body)
+    except ControlClientError as error:
         raise fail(str(error), code=1) from None
-    try:
-        payload = response.json()
-    except ValueError:
-        payload = {"message": response.text}
-    if response.status_code >= 400:
-        raise fail(str(payload.get("message", response.text)), code=1)
-    assert isinstance(payload, dict)
-    return payload
 
 
 @app.command()
-def status(config: ConfigOption) -> None:
+def status(
+    config: ConfigOption,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Keep showing it, read afresh; Ctrl-C stops.")
+    ] = False,
+    interval: Annotated[
+        float, typer.Option(min=0.5, help="Seconds between two reads with --watch.")
+    ] = 2.0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the status API's JSON as it is, for scripts.")
+    ] = False,
+) -> None:
     """Show each pool's runners and jobs, from the running daemon (through its control socket,
     or server.control: run it as the daemon's user or root)."""
-    from rich.table import Table
+    import time
 
+    from runnerscale.controlclient import ControlClientError, request_json
+    from runnerscale.statusview import print_status
+    from runnerscale.statusview import watch as watch_status
+
+    if watch and as_json:
+        raise fail("--json prints the status once: run it in a loop to follow it")
     loaded = _load(config)
-    body = _call_daemon(loaded, "GET", "/api/v1/status")
-    table = Table(title="runnerscale")
-    for column in ("pool", "desired", "booting", "idle", "busy", "queued", "max", "healthy"):
-        table.add_column(column, justify="left" if column == "pool" else "right")
-    pools = body.get("pools", [])
-    assert isinstance(pools, list)
-    for pool in pools:
-        table.add_row(
-            pool["name"],
-            *(str(pool[key]) for key in ("desired", "booting", "idle", "busy", "queued")),
-            str(pool["max_runners"]),
-            "yes" if pool["healthy"] else f"no: {pool.get('last_error') or ''}",
-        )
-    Console().print(table)
-    for line in _leadership_lines(body):
-        typer.echo(line)
-    typer.echo(f"unmatched jobs (no pool serves them): {body.get('unmatched_jobs', 0)}")
-    unmatched = body.get("unmatched") or []
-    assert isinstance(unmatched, list)
-    for job in unmatched[:10]:
-        typer.echo(
-            f"  job {job['id']} of {job['repo']} ({', '.join(job['labels'])}): {job['reason']}"
-        )
-    github = body.get("github")
-    if isinstance(github, dict):
-        import time
 
-        for line in _github_lines(github, time.time()):
-            typer.echo(line)
+    def read() -> dict[str, Any]:
+        return request_json(loaded, "GET", "/api/v1/status")
 
-
-def _leadership_lines(body: dict[str, Any]) -> list[str]:
-    """Who leads the deployment, and whether the daemon asked is the one (its pool figures
-    are those of its last lead when it stands by)."""
-    if "leading" not in body:
-        return []
-    leader = body.get("leader")
-    since = ""
-    if isinstance(leader, dict):
-        since = datetime.fromtimestamp(leader["since"], UTC).isoformat(timespec="seconds")
-    if body["leading"]:
-        said = f"leader: this daemon ({body['instance']}), since {since}"
-    elif isinstance(leader, dict):
-        said = f"leader: {leader['id']}, since {since}; this daemon ({body['instance']}) stands by"
-    else:
-        said = f"leader: none right now; this daemon ({body['instance']}) stands by"
-    return [said, f"controller id: {body['controller_id']}"]
-
-
-def _github_lines(github: dict[str, Any], now: float) -> list[str]:
-    """The status API's ``github`` section in lines: each rate-limit resource (``core``,
-    ``actions_runner_registration``, ...), per credential too when there are several (an App
-    and its installations each have a budget of their own), and what is paused, by resource."""
-    credentials = github.get("credentials") or {}
-    shown = (
-        {
-            f"{resource} ({name})": bucket
-            for name, buckets in credentials.items()
-            for resource, bucket in buckets.items()
-        }
-        if len(credentials) > 1
-        else github.get("rate_limit", {})
-    )
-    lines = [
-        f"GitHub {resource}: {bucket['used']} used, {bucket['remaining']} of "
-        f"{bucket['limit']} remaining"
-        for resource, bucket in shown.items()
-    ]
-    lines += [
-        f"GitHub {resource}: paused for {until - now:.0f}s more (GitHub asked to slow down)"
-        for resource, until in (github.get("paused") or {}).items()
-        if until > now
-    ]
-    return lines
+    try:
+        if as_json:
+            typer.echo(json.dumps(read(), indent=2))
+        elif watch:
+            watch_status(read, interval, Console(), unavailable=(ControlClientError,))
+        else:
+            print_status(Console(), read(), time.time())
+    except ControlClientError as error:
+        raise fail(str(error), code=1) from None
 
 
 @scale_app.command("up")

@@ -25,14 +25,31 @@ from runnerscale.config.control import API_TOKEN_FILE, TcpControl, UnixControl, 
 from runnerscale.config.schema import Config
 from runnerscale.files import socket_address
 
-__all__ = ["Connection", "ControlUnreachableError", "async_client", "call", "connection"]
+__all__ = [
+    "Connection",
+    "ControlAnswerError",
+    "ControlClientError",
+    "ControlUnreachableError",
+    "async_client",
+    "call",
+    "connection",
+    "request_json",
+]
 
 #: Seconds a command waits for the daemon (a scale-up waits for its runners' creation).
 TIMEOUT = 30.0
 
 
-class ControlUnreachableError(Exception):
+class ControlClientError(Exception):
+    """A request to the control API came to nothing; the message says why."""
+
+
+class ControlUnreachableError(ControlClientError):
     """The control API cannot be asked; the message says why and what to do."""
+
+
+class ControlAnswerError(ControlClientError):
+    """The control API refused or failed the request; the message is its own."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +145,20 @@ def call(config: Config, method: str, path: str, body: object = None) -> httpx.R
                 return client.request(method, path, json=body)
     except (httpx.TransportError, OSError) as error:  # OSError: the socket's folder
         raise _unreachable(where, error) from None
+
+
+def request_json(config: Config, method: str, path: str, body: object = None) -> dict[str, Any]:
+    """One request to the control API, and the JSON object it answered; what it said
+    instead of doing it (a 4xx or 5xx) is a :class:`ControlAnswerError` with its message."""
+    response = call(config, method, path, body)
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = None
+    if response.status_code >= 400 or not isinstance(payload, dict):
+        message = payload.get("message") if isinstance(payload, dict) else None
+        raise ControlAnswerError(str(message or response.text or response.reason_phrase))
+    return payload
 
 
 class _SocketTransport(httpx.AsyncHTTPTransport):

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+import runnerscale
 from runnerscale.config import load_config
 from runnerscale.daemon import Daemon
 from runnerscale.fakegithub.entities import Runner
@@ -97,6 +98,12 @@ def local_pool(directory: Path, max_runners: int, idle_timeout: str) -> str:
 
 
 ENV: Mapping[str, str] = {"E2E_TOKEN": TOKEN, "E2E_WEBHOOK_SECRET": WEBHOOK_SECRET}
+#: What a ``runnerscale`` process of a test runs: the code the test imports (a checkout's
+#: ``src``, not whichever copy is installed), and the system's commands.
+COMMAND_ENV: Mapping[str, str] = {
+    "PATH": "/usr/bin:/bin",
+    "PYTHONPATH": str(Path(runnerscale.__file__).parents[1]),
+}
 
 
 @asynccontextmanager
@@ -194,7 +201,7 @@ async def runnerscale_command(
         *arguments,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
-        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", **(env or {})},
+        env={**COMMAND_ENV, "COLUMNS": "200", **(env or {})},
     )
     async with asyncio.timeout(240):
         output, _ = await process.communicate()
@@ -219,7 +226,7 @@ async def start_daemon_process(
             "debug",
             stdout=output,
             stderr=asyncio.subprocess.STDOUT,
-            env={**ENV, "PATH": "/usr/bin:/bin", "HOME": str(config.parent), **(env or {})},
+            env={**ENV, **COMMAND_ENV, "HOME": str(config.parent), **(env or {})},
         )
 
 
