@@ -34,6 +34,7 @@ __all__ = [
     "call",
     "connection",
     "request_json",
+    "unreachable",
 ]
 
 #: Seconds a command waits for the daemon (a scale-up waits for its runners' creation).
@@ -99,7 +100,9 @@ def _errno(error: BaseException) -> int | None:
     return None
 
 
-def _unreachable(where: Connection, error: Exception) -> ControlUnreachableError:
+def unreachable(where: Connection, error: Exception) -> ControlUnreachableError:
+    """What stopped a request to the control API at ``where`` (``error``: httpx's, or the
+    OS error under it), in one sentence with what to do."""
     code = _errno(error)
     if where.socket is None:
         return ControlUnreachableError(
@@ -144,7 +147,7 @@ def call(config: Config, method: str, path: str, body: object = None) -> httpx.R
             ) as client:
                 return client.request(method, path, json=body)
     except (httpx.TransportError, OSError) as error:  # OSError: the socket's folder
-        raise _unreachable(where, error) from None
+        raise unreachable(where, error) from None
 
 
 def request_json(config: Config, method: str, path: str, body: object = None) -> dict[str, Any]:
