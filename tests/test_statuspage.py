@@ -42,4 +42,4 @@ async def test_the_control_api_serves_it_to_the_operator_and_not_to_a_browser(
             assert page.headers[name] == value
         browser = await control.get("/", headers={"Sec-Fetch-Site": "none"})
         assert browser.status_code == 403
-        assert "does not answer web browsers" in browser.json()["message"]
+        assert "runnerscale dashboard" in browser.json()["message"]

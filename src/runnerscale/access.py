@@ -81,7 +81,8 @@ def _browser(headers: Headers) -> Refusal | None:
     return Refusal(
         403,
         f"the control API does not answer web browsers (the request carries {marks[0]}): use "
-        "runnerscale status or runnerscale scale, or a client that sends no Origin",
+        "runnerscale status or runnerscale scale, or a client that sends no Origin (the "
+        "status page in a browser: runnerscale dashboard)",
         suspicious=True,
     )
 

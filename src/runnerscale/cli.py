@@ -504,6 +504,40 @@ def status(
         raise fail(str(error), code=1) from None
 
 
+@app.command()
+def dashboard(
+    config: ConfigOption,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port on 127.0.0.1 (0 picks a free one).")
+    ] = 0,
+) -> None:
+    """Show the status page in a browser: serve it on 127.0.0.1, through a read-only relay of
+    the daemon's control API, at a link with a key of its own (printed); Ctrl-C stops."""
+    from runnerscale.controlclient import ControlUnreachableError
+    from runnerscale.dashboard import Dashboard, serve
+    from runnerscale.logs import setup_logging
+
+    loaded = _load(config)
+    redactor = setup_logging("warning")
+
+    def announce(relay: Dashboard) -> None:
+        port = relay.port
+        err.print(
+            "runnerscale dashboard: the daemon's status page, read-only, for a browser on this "
+            f"machine (from another: ssh -L {port}:127.0.0.1:{port} THIS-HOST); open this link, "
+            "whose key works until this stops (Ctrl-C):",
+            highlight=False,
+        )
+        typer.echo(relay.link)
+
+    try:
+        asyncio.run(serve(loaded, port, announce, on_secret=redactor.add))
+    except ControlUnreachableError as error:
+        raise fail(str(error), code=1) from None
+    except OSError as error:
+        raise fail(f"cannot listen on 127.0.0.1:{port}: {error.strerror or error}") from None
+
+
 @scale_app.command("up")
 def scale_up(
     config: ConfigOption,

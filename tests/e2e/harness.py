@@ -230,6 +230,29 @@ async def start_daemon_process(
         )
 
 
+async def start_dashboard_process(
+    config: Path, log: Path
+) -> tuple[asyncio.subprocess.Process, str]:
+    """``runnerscale dashboard -c CONFIG`` in a process of its own, as the daemon's user runs
+    it (its messages to ``log``), and the link it printed."""
+    with log.open("ab") as errors:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "runnerscale",
+            "dashboard",
+            "-c",
+            str(config),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=errors,
+            env={**ENV, **COMMAND_ENV, "HOME": str(config.parent)},
+        )
+    assert process.stdout is not None
+    async with asyncio.timeout(60):
+        link = (await process.stdout.readline()).decode().strip()
+    return process, link
+
+
 async def stop_daemon_process(daemon: asyncio.subprocess.Process) -> None:
     """SIGTERM to a daemon from :func:`start_daemon_process` that still runs, and wait for it
     (its ``returncode`` then says how it ended)."""
