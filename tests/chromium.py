@@ -3,10 +3,10 @@ and a small client of its DevTools protocol for pages that keep changing.
 
 A page rendered once (the simulation report) is one ``chromium --headless --screenshot``
 run. A page that updates itself (the status page) needs to be asked what it shows, more than
-once, while the test changes the world: :class:`Browser` speaks the DevTools protocol over
-``--remote-debugging-pipe`` (Chromium reads commands on its descriptor 3 and answers on 4,
-each JSON message ended by a NUL byte), so no WebSocket library and no debugging port are
-needed.
+once, while the test changes the world: :func:`headless` gives a :class:`Browser`, which
+speaks the DevTools protocol over ``--remote-debugging-pipe`` (Chromium reads commands on its
+descriptor 3 and answers on 4, each JSON message ended by a NUL byte), so no WebSocket
+library and no debugging port are needed.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import contextlib
 import json
 import os
 import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import pytest
 
@@ -59,9 +60,21 @@ class DevToolsError(Exception):
     """Chromium answered a command with an error."""
 
 
+@asynccontextmanager
+async def headless(profile: Path, log: Path) -> AsyncIterator[Browser]:
+    """Headless Chromium with the profile folder ``profile``, its output to ``log``, closed
+    at the end."""
+    browser = Browser(profile, log)
+    await browser.start()
+    try:
+        yield browser
+    finally:
+        await browser.close()
+
+
 class Browser:
-    """Headless Chromium driven over its DevTools pipe (``async with``; its output goes to
-    ``log``). Every command waits at most ``timeout`` seconds for its answer."""
+    """Headless Chromium driven over its DevTools pipe (see :func:`headless`). Every command
+    waits at most ``timeout`` seconds for its answer."""
 
     def __init__(self, profile: Path, log: Path, *, width: int = 1280, height: int = 1600) -> None:
         self.profile = profile
@@ -76,7 +89,7 @@ class Browser:
         #: Every event Chromium sent (``method``, ``params``, ``sessionId``), in order.
         self.events: list[dict[str, Any]] = []
 
-    async def __aenter__(self) -> Self:
+    async def start(self) -> None:
         to_chromium, commands = os.pipe()
         answers, from_chromium = os.pipe()
         # Chromium's descriptors 3 and 4, from ours (bash moves them there: sh reads one digit).
@@ -105,14 +118,8 @@ class Browser:
             lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(answers, "rb", 0)
         )
         self._reader = asyncio.create_task(self._read(reader), name="chromium answers")
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def close(self) -> None:
         process = self._process
         assert process is not None
         with contextlib.suppress(DevToolsError, TimeoutError, OSError):

@@ -51,6 +51,7 @@ __all__ = [
     "Gate",
     "Refusal",
     "TokenGate",
+    "bearer_refusal",
     "foreign_host",
     "refusal",
     "same_secret",
@@ -161,17 +162,25 @@ def bearer(headers: Headers) -> str | None:
     return given.strip() if scheme.lower() == "bearer" else None
 
 
-def token_refusal(headers: Headers, token: str) -> Refusal | None:
-    """None when ``Authorization: Bearer`` carries ``token`` (compared in constant time)."""
+def bearer_refusal(
+    headers: Headers, secret: str, message: str, realm: str = "runnerscale"
+) -> Refusal | None:
+    """None when ``Authorization: Bearer`` carries ``secret`` (compared in constant time),
+    else a 401 that says ``message``."""
     given = bearer(headers)
-    if given is not None and same_secret(given, token):
+    if given is not None and same_secret(given, secret):
         return None
-    return Refusal(
-        401,
+    return Refusal(401, message, headers={"WWW-Authenticate": f'Bearer realm="{realm}"'})
+
+
+def token_refusal(headers: Headers, token: str) -> Refusal | None:
+    """None when ``Authorization: Bearer`` carries the daemon's ``token``."""
+    return bearer_refusal(
+        headers,
+        token,
         "this needs the daemon's bearer token (Authorization: Bearer TOKEN), which runnerscale "
         "status and scale send: server.api_token, or the api-token file in the daemon's state "
         "directory",
-        headers={"WWW-Authenticate": 'Bearer realm="runnerscale"'},
     )
 
 

@@ -44,7 +44,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Scope
 
-from runnerscale.access import Gate, Refusal, bearer, foreign_host, same_secret
+from runnerscale.access import Gate, Refusal, bearer_refusal, foreign_host
 from runnerscale.config.schema import Config
 from runnerscale.controlclient import async_client, connection, unreachable
 from runnerscale.httpserve import LoopbackServer, Service
@@ -84,16 +84,11 @@ def _from_elsewhere(headers: Headers) -> Refusal | None:
     )
 
 
-def _without_key(headers: Headers, key: str) -> Refusal | None:
-    given = bearer(headers)
-    if given is not None and same_secret(given, key):
-        return None
-    return Refusal(
-        401,
-        "this needs the dashboard's key: open the link runnerscale dashboard printed (the key "
-        "is its end, after #key=), or start it again for a new one",
-        headers={"WWW-Authenticate": 'Bearer realm="runnerscale dashboard"'},
-    )
+#: Why the status was refused without the key, and how to have it.
+_KEY_WANTED = (
+    "this needs the dashboard's key: open the link runnerscale dashboard printed (the key is "
+    "its end, after #key=), or start it again for a new one"
+)
 
 
 class DashboardGate(Gate):
@@ -110,7 +105,11 @@ class DashboardGate(Gate):
         return (
             foreign_host(headers, scope.get("server"))
             or _from_elsewhere(headers)
-            or (_without_key(headers, self._key) if scope["path"] != "/" else None)
+            or (
+                bearer_refusal(headers, self._key, _KEY_WANTED, "runnerscale dashboard")
+                if scope["path"] != "/"
+                else None
+            )
         )
 
 

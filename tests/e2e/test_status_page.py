@@ -19,7 +19,7 @@ from matplotlib import image as mpimg
 
 from runnerscale.fakegithub.server import SimulatorServer
 from runnerscale.fakegithub.world import JobSpec
-from tests.chromium import Browser, Page
+from tests.chromium import Page, headless
 from tests.e2e.harness import (
     LINUX,
     WEBHOOK_SECRET,
@@ -102,7 +102,7 @@ async def test_the_status_page_follows_jobs_as_they_queue_run_and_finish(
         dashboard, link = await start_dashboard_process(config, tmp_path / "dashboard.log")
         assert link.startswith("http://127.0.0.1:"), link
         try:
-            async with Browser(tmp_path / "profile", tmp_path / "chromium.log") as browser:
+            async with headless(tmp_path / "profile", tmp_path / "chromium.log") as browser:
                 page = await browser.open(link)
                 first = await showing(page, "the pool", lambda seen: seen["pool"] is not None)
                 assert first["pool"]["busy"] == 0

@@ -111,37 +111,40 @@ class PoolStatus:
 
 
 @dataclass(frozen=True)
-class QueuedJob:
-    """A queued job a pool serves, waiting for a runner (its pool's ``reason`` says why)."""
+class ListedJob:
+    """A job the status lists: which one, and what it runs on."""
 
     id: int
     repo: str
     labels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class QueuedJob(ListedJob):
+    """A queued job a pool serves, waiting for a runner (its pool's ``reason`` says why)."""
+
     pool: str
     #: When GitHub created it (what its queue wait is counted from).
     created_at: float
 
 
 @dataclass(frozen=True)
-class QueueWait:
-    """How long a job waited for a runner: from its creation to its start, as GitHub says."""
+class UnmatchedJob(ListedJob):
+    """A queued job no pool serves, and why (never provisioned for)."""
 
-    id: int
-    repo: str
-    #: The pool chosen for it ("" when none was: a job started by a runner of no pool).
-    pool: str
-    started_at: float
-    wait: float
+    reason: str
 
 
 @dataclass(frozen=True)
-class UnmatchedJob:
-    """A queued job no pool serves, and why (never provisioned for)."""
+class QueueWait:
+    """How long a job of a pool waited for a runner: from its creation to its start, as
+    GitHub says."""
 
     id: int
     repo: str
-    labels: tuple[str, ...]
-    reason: str
+    pool: str
+    started_at: float
+    wait: float
 
 
 #: Unmatched jobs listed in the status (the count covers them all).
