@@ -174,3 +174,11 @@ async def test_the_command_says_why_it_cannot_start(
     assert code == 1, output
     assert "api-token" in output
     assert "Traceback" not in output
+    # No daemon on the socket: said at once, instead of a link to a page that would say it.
+    config = configure(tmp_path / "no-daemon", simulator.url)
+    code, output = await runnerscale_command(
+        "dashboard", "-c", str(config), env={**ENV, "HOME": str(tmp_path)}
+    )
+    assert code == 1, output
+    assert "cannot reach the daemon" in output
+    assert "#key=" not in output

@@ -46,7 +46,12 @@ from starlette.types import ASGIApp, Scope
 
 from runnerscale.access import Gate, Refusal, bearer_refusal, foreign_host
 from runnerscale.config.schema import Config
-from runnerscale.controlclient import async_client, connection, unreachable
+from runnerscale.controlclient import (
+    ControlUnreachableError,
+    async_client,
+    connection,
+    unreachable,
+)
 from runnerscale.httpserve import LoopbackServer, Service
 
 __all__ = ["Dashboard", "DashboardGate", "serve"]
@@ -159,6 +164,14 @@ class Dashboard(Service):
         if self._client is not None:
             await self._client.aclose()
 
+    async def reachable(self) -> None:
+        """Ask the daemon for its status once: :class:`ControlUnreachableError` (what stops
+        it, and what to do) when it cannot be asked; its answer, whatever it is, is the
+        page's to show."""
+        answer = await self._relay(STATUS)
+        if isinstance(answer, str):
+            raise ControlUnreachableError(answer)
+
     async def _relay(self, path: str) -> Response | str:
         """The daemon's answer to ``GET path``, or why there is none."""
         assert self._client is not None
@@ -185,8 +198,9 @@ async def serve(
     on_secret: Callable[[str], None] = lambda secret: None,
 ) -> None:
     """Run the relay until SIGINT (Ctrl-C) or SIGTERM; ``announce`` is told of it once it
-    listens (to print its link), ``on_secret`` is given its key first (for the log's
-    redaction)."""
+    listens and the daemon answers (to print its link), ``on_secret`` is given its key first
+    (for the log's redaction). A daemon that cannot be asked at first is
+    :class:`ControlUnreachableError`; later, the page says so and the relay asks again."""
     dashboard = Dashboard(config, port)
     on_secret(dashboard.key)
     stopping = asyncio.Event()
@@ -194,5 +208,6 @@ async def serve(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
     async with dashboard:
+        await dashboard.reachable()  # a wrong user or no daemon: said now, not in the page
         announce(dashboard)
         await stopping.wait()
