@@ -36,6 +36,8 @@ __all__ = ["simulator"]  # a fixture, imported
 pytestmark = [pytest.mark.chromium, pytest.mark.timeout(240)]
 
 POOL = "linux-x64"
+#: A label as a workflow file may write it: shown as text, never run.
+HOSTILE = "<img src=x onerror=document.title='owned'>"
 #: What the page shows, read from its DOM.
 SHOWN = """(() => {
   const banner = document.getElementById("problem");
@@ -50,6 +52,8 @@ SHOWN = """(() => {
     pool: row ? pool : null,
     reason: row ? row.nextElementSibling.textContent : null,
     queued: [...document.querySelectorAll("#queued tbody tr")].map((r) => Number(r.dataset.job)),
+    unmatched: [...document.querySelectorAll("#unmatched tbody tr")].map((r) => r.textContent),
+    markup: document.querySelectorAll("main img, main script").length,
     plotted: [...document.querySelectorAll("#wait-plot .wait")].map((c) => Number(c.dataset.job)),
     plot: document.getElementById("wait-plot") !== null,
     budget: [...document.querySelectorAll("#budget tbody tr")].map((r) => r.dataset.resource),
@@ -114,15 +118,20 @@ async def test_the_status_page_follows_jobs_as_they_queue_run_and_finish(
 
                 jobs = world.create_jobs(
                     [JobSpec("acme/app", tuple(LINUX), 8.0, None, f"job-{i}") for i in range(4)]
+                    + [JobSpec("acme/app", ("self-hosted", HOSTILE), 1.0, None, "nowhere")]
                 )
                 simulator.simulator.notify()
-                ids = [job.id for job in jobs]
+                ids = [job.id for job in jobs[:4]]
                 busy = await showing(
                     page,
                     "two busy runners and two queued jobs",
                     lambda seen: seen["pool"]["busy"] == 2 and len(seen["queued"]) == 2,
                 )
                 assert set(busy["queued"]) < set(ids)
+                unmatched = await showing(page, "the job no pool serves", lambda s: s["unmatched"])
+                assert HOSTILE in unmatched["unmatched"][0]
+                assert unmatched["markup"] == 0
+                assert await page.evaluate("document.title") == "runnerscale"
                 assert "at the cap of 2" in busy["reason"]
                 await page.screenshot(tmp_path / "busy.png")
 
