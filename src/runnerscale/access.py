@@ -25,7 +25,8 @@ Why each check:
 
 Deciding apart from doing: :func:`refusal` decides from the request's headers and the address
 it arrived at; the ASGI middlewares :class:`ControlGuard` and :class:`TokenGate` answer the
-refusal or pass the request on. No token, given or expected, is ever logged or echoed.
+refusal or pass the request on (:class:`Gate` is what every gate does, for the dashboard's
+too: :mod:`runnerscale.dashboard`). No token, given or expected, is ever logged or echoed.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import ipaddress
 import json
 import logging
 import socket
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -44,7 +46,16 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from runnerscale.logs import untrusted
 
-__all__ = ["ControlGuard", "Refusal", "TokenGate", "refusal"]
+__all__ = [
+    "ControlGuard",
+    "Gate",
+    "Refusal",
+    "TokenGate",
+    "bearer_refusal",
+    "foreign_host",
+    "refusal",
+    "same_secret",
+]
 
 log = logging.getLogger("runnerscale.access")
 
@@ -71,7 +82,8 @@ def _browser(headers: Headers) -> Refusal | None:
     return Refusal(
         403,
         f"the control API does not answer web browsers (the request carries {marks[0]}): use "
-        "runnerscale status or runnerscale scale, or a client that sends no Origin",
+        "runnerscale status or runnerscale scale, or a client that sends no Origin (the "
+        "status page in a browser: runnerscale dashboard)",
         suspicious=True,
     )
 
@@ -112,8 +124,9 @@ def _names_us(name: str, local: str) -> bool:
     return _ip(name) == ours or name == socket.gethostname().lower()
 
 
-def _foreign_host(headers: Headers, local: tuple[str, int | None] | None) -> Refusal | None:
-    """A ``Host`` that names someone else (DNS rebinding), or None when it names us."""
+def foreign_host(headers: Headers, local: tuple[str, int | None] | None) -> Refusal | None:
+    """A ``Host`` that names someone else (DNS rebinding), or None when it names us (``local``:
+    the address the request came to, ASGI's ``server``; None or no port: a unix socket)."""
     given = headers.get("host", "")
     if local is None or local[1] is None:  # the unix socket (uvicorn: its path, no port)
         if given in ("", "localhost"):
@@ -127,7 +140,7 @@ def _foreign_host(headers: Headers, local: tuple[str, int | None] | None) -> Ref
         allowed = f"the address it listens on and its port ({address}:{port})"
     return Refusal(
         403,
-        f"the control API answers only requests that name it (Host: {allowed}); this one "
+        f"this answers only requests that name it (Host: {allowed}); this one "
         "named another host, as a web page using DNS rebinding would",
         suspicious=True,
     )
@@ -137,17 +150,37 @@ def _digest(text: str) -> bytes:
     return hashlib.sha256(text.encode()).digest()
 
 
-def token_refusal(headers: Headers, token: str) -> Refusal | None:
-    """None when ``Authorization: Bearer`` carries ``token`` (compared in constant time)."""
+def same_secret(given: str, expected: str) -> bool:
+    """Whether ``given`` is ``expected``, in a time that says nothing about how much of it
+    was right (hashes of both, compared with :func:`hmac.compare_digest`)."""
+    return hmac.compare_digest(_digest(given), _digest(expected))
+
+
+def bearer(headers: Headers) -> str | None:
+    """What ``Authorization: Bearer`` carries, or None."""
     scheme, _, given = headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and hmac.compare_digest(_digest(given.strip()), _digest(token)):
+    return given.strip() if scheme.lower() == "bearer" else None
+
+
+def bearer_refusal(
+    headers: Headers, secret: str, message: str, realm: str = "runnerscale"
+) -> Refusal | None:
+    """None when ``Authorization: Bearer`` carries ``secret`` (compared in constant time),
+    else a 401 that says ``message``."""
+    given = bearer(headers)
+    if given is not None and same_secret(given, secret):
         return None
-    return Refusal(
-        401,
+    return Refusal(401, message, headers={"WWW-Authenticate": f'Bearer realm="{realm}"'})
+
+
+def token_refusal(headers: Headers, token: str) -> Refusal | None:
+    """None when ``Authorization: Bearer`` carries the daemon's ``token``."""
+    return bearer_refusal(
+        headers,
+        token,
         "this needs the daemon's bearer token (Authorization: Bearer TOKEN), which runnerscale "
         "status and scale send: server.api_token, or the api-token file in the daemon's state "
         "directory",
-        headers={"WWW-Authenticate": 'Bearer realm="runnerscale"'},
     )
 
 
@@ -169,13 +202,14 @@ def refusal(
     in that order."""
     return (
         _browser(headers)
-        or _foreign_host(headers, local)
+        or foreign_host(headers, local)
         or (token_refusal(headers, token) if token is not None else None)
         or _not_json(method, headers)
     )
 
 
-async def _answer(refused: Refusal, send: Send) -> None:
+async def answer(refused: Refusal, send: Send) -> None:
+    """Send the refusal as the response: its status, headers and message (JSON)."""
     body = json.dumps({"message": refused.message}).encode()
     headers = [
         (b"content-type", _JSON.encode()),
@@ -191,25 +225,34 @@ def _client(scope: Scope) -> str:
     return f"{client[0]}:{client[1]}" if client else "the unix socket"
 
 
-class ControlGuard:
-    """The control API's gate: every request passes :func:`refusal` or is answered with it."""
+class Gate(ABC):
+    """An ASGI gate: every request passes :meth:`refusal` or is answered with it; a
+    suspicious refusal is logged as a warning (what was tried, from where), a missing key
+    at info."""
 
-    def __init__(self, app: ASGIApp, token: str | None) -> None:
+    #: What the gate keeps, for the log ("control API").
+    name: str
+
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._token = token
+
+    @abstractmethod
+    def refusal(self, scope: Scope, headers: Headers) -> Refusal | None:
+        """Why this request is refused, or None to serve it."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        refused = refusal(scope["method"], headers, scope.get("server"), self._token)
+        refused = self.refusal(scope, headers)
         if refused is None:
             await self.app(scope, receive, send)
             return
         if refused.suspicious:
             log.warning(
-                "control API: refused %s %s from %s (Host %s, Origin %s): %s",
+                "%s: refused %s %s from %s (Host %s, Origin %s): %s",
+                self.name,
                 scope["method"],
                 untrusted(scope["path"]),
                 _client(scope),
@@ -218,8 +261,21 @@ class ControlGuard:
                 refused.message,
             )
         elif refused.status == 401:
-            log.info("control API: refused %s without the right token", _client(scope))
-        await _answer(refused, send)
+            log.info("%s: refused %s without the right token", self.name, _client(scope))
+        await answer(refused, send)
+
+
+class ControlGuard(Gate):
+    """The control API's gate: every request passes :func:`refusal` or is answered with it."""
+
+    name = "control API"
+
+    def __init__(self, app: ASGIApp, token: str | None) -> None:
+        super().__init__(app)
+        self._token = token
+
+    def refusal(self, scope: Scope, headers: Headers) -> Refusal | None:
+        return refusal(scope["method"], headers, scope.get("server"), self._token)
 
 
 class TokenGate:
@@ -233,6 +289,6 @@ class TokenGate:
         if scope["type"] == "http":
             refused = token_refusal(Headers(scope=scope), self._token)
             if refused is not None:
-                await _answer(refused, send)
+                await answer(refused, send)
                 return
         await self.app(scope, receive, send)

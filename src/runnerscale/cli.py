@@ -485,137 +485,86 @@ async def _run_daemon(path: Path, config: Config, redactor: RedactSecrets) -> No
 
 def _call_daemon(
     config: ControlConfig, method: str, path: str, body: object = None
-) -> dict[str, object]:
-    from runnerscale.controlclient import ControlUnreachableError, call
+) -> dict[str, Any]:
+    from runnerscale.controlclient import ControlClientError, request_json
 
     try:
-        response = call(config, method, path, body)
-    except ControlUnreachableError as error:
+        return request_json(config, method, path, body)
+    except ControlClientError as error:
         raise fail(str(error), code=1) from None
-    try:
-        payload = response.json()
-    except ValueError:
-        payload = {"message": response.text}
-    if response.status_code >= 400:
-        raise fail(str(payload.get("message", response.text)), code=1)
-    assert isinstance(payload, dict)
-    return payload
 
 
 @app.command()
-def status(config: ConfigOption) -> None:
+def status(
+    config: ConfigOption,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Keep showing it, read afresh; Ctrl-C stops.")
+    ] = False,
+    interval: Annotated[
+        float, typer.Option(min=0.5, help="Seconds between two reads with --watch.")
+    ] = 2.0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the status API's JSON as it is, for scripts.")
+    ] = False,
+) -> None:
     """Show each pool's runners and jobs, from the running daemon (through its control socket,
     or server.control: run it as the daemon's user or root)."""
-    from rich.table import Table
+    import time
 
+    from runnerscale.controlclient import ControlClientError, request_json
+    from runnerscale.statusview import print_status
+    from runnerscale.statusview import watch as watch_status
+
+    if watch and as_json:
+        raise fail("--json prints the status once: run it in a loop to follow it")
     loaded = _load_control(config)
-    body = _call_daemon(loaded, "GET", "/api/v1/status")
-    table = Table(title="runnerscale")
-    columns = ("pool", "desired", "booting", "idle", "busy", "queued", "max", "min idle")
-    for column in (*columns, "healthy"):
-        table.add_column(column, justify="right" if column in columns[1:-1] else "left")
-    pools = body.get("pools", [])
-    assert isinstance(pools, list)
-    for pool in pools:
-        table.add_row(
-            pool["name"],
-            *(str(pool[key]) for key in ("desired", "booting", "idle", "busy", "queued")),
-            str(pool["max_runners"]),
-            _min_idle_cell(pool),
-            "yes" if pool["healthy"] else f"no: {pool.get('last_error') or ''}",
-        )
-    Console().print(table)
-    for pool in pools:
-        if pool.get("capped_by"):
-            typer.echo(f"pool {pool['name']}: max_runners {pool['capped_by']}")
-    for line in _leadership_lines(body):
-        typer.echo(line)
-    typer.echo(f"unmatched jobs (no pool serves them): {body.get('unmatched_jobs', 0)}")
-    unmatched = body.get("unmatched") or []
-    assert isinstance(unmatched, list)
-    for job in unmatched[:10]:
-        typer.echo(
-            f"  job {job['id']} of {job['repo']} ({', '.join(job['labels'])}): {job['reason']}"
-        )
-    github = body.get("github")
-    if isinstance(github, dict):
-        import time
 
-        for line in _github_lines(github, time.time()):
-            typer.echo(line)
-
-
-def _min_idle_cell(pool: dict[str, Any]) -> str:
-    """The ``min_idle`` in force; with warm windows, the window in force and when it closes,
-    or the window that opens next and when, in the window's time zone."""
-    warm = pool.get("warm")
-    if not isinstance(warm, dict):
-        return str(pool["min_idle"])
-    if warm["window"] is not None:
-        ends = _wall_time(warm["ends_at"], warm["window"]["timezone"])
-        return f"{warm['count']} until {ends} (window {warm['index']})"
-    if warm["next_window"] is not None:
-        window = warm["next_window"]
-        starts = _wall_time(warm["next_starts_at"], window["timezone"])
-        return f"{warm['count']}; {window['count']} from {starts} (window {warm['next_index']})"
-    return str(warm["count"])
-
-
-def _wall_time(epoch: float, zone: str) -> str:
-    """``Mon 05 Jan 18:00 CET``: a moment as the clocks of ``zone`` show it (UTC if this host
-    does not know the zone)."""
-    from runnerscale.warm import time_zone
+    def read() -> dict[str, Any]:
+        return request_json(loaded, "GET", "/api/v1/status")
 
     try:
-        where = time_zone(zone)
-    except ValueError:
-        where = time_zone("UTC")
-    return datetime.fromtimestamp(epoch, where).strftime("%a %d %b %H:%M %Z")
+        if as_json:
+            typer.echo(json.dumps(read(), indent=2))
+        elif watch:
+            watch_status(read, interval, Console(), unavailable=(ControlClientError,))
+        else:
+            print_status(Console(), read(), time.time())
+    except ControlClientError as error:
+        raise fail(str(error), code=1) from None
 
 
-def _leadership_lines(body: dict[str, Any]) -> list[str]:
-    """Who leads the deployment, and whether the daemon asked is the one (its pool figures
-    are those of its last lead when it stands by)."""
-    if "leading" not in body:
-        return []
-    leader = body.get("leader")
-    since = ""
-    if isinstance(leader, dict):
-        since = datetime.fromtimestamp(leader["since"], UTC).isoformat(timespec="seconds")
-    if body["leading"]:
-        said = f"leader: this daemon ({body['instance']}), since {since}"
-    elif isinstance(leader, dict):
-        said = f"leader: {leader['id']}, since {since}; this daemon ({body['instance']}) stands by"
-    else:
-        said = f"leader: none right now; this daemon ({body['instance']}) stands by"
-    return [said, f"controller id: {body['controller_id']}"]
+@app.command()
+def dashboard(
+    config: ConfigOption,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port on 127.0.0.1 (0 picks a free one).")
+    ] = 0,
+) -> None:
+    """Show the status page in a browser: serve it on 127.0.0.1, through a read-only relay of
+    the daemon's control API, at a link with a key of its own (printed); Ctrl-C stops."""
+    from runnerscale.controlclient import ControlUnreachableError
+    from runnerscale.dashboard import Dashboard, serve
+    from runnerscale.logs import setup_logging
 
+    loaded = _load_control(config)
+    redactor = setup_logging("warning")
 
-def _github_lines(github: dict[str, Any], now: float) -> list[str]:
-    """The status API's ``github`` section in lines: each rate-limit resource (``core``,
-    ``actions_runner_registration``, ...), per credential too when there are several (an App
-    and its installations each have a budget of their own), and what is paused, by resource."""
-    credentials = github.get("credentials") or {}
-    shown = (
-        {
-            f"{resource} ({name})": bucket
-            for name, buckets in credentials.items()
-            for resource, bucket in buckets.items()
-        }
-        if len(credentials) > 1
-        else github.get("rate_limit", {})
-    )
-    lines = [
-        f"GitHub {resource}: {bucket['used']} used, {bucket['remaining']} of "
-        f"{bucket['limit']} remaining"
-        for resource, bucket in shown.items()
-    ]
-    lines += [
-        f"GitHub {resource}: paused for {until - now:.0f}s more (GitHub asked to slow down)"
-        for resource, until in (github.get("paused") or {}).items()
-        if until > now
-    ]
-    return lines
+    def announce(relay: Dashboard) -> None:
+        port = relay.port
+        err.print(
+            "runnerscale dashboard: the daemon's status page, read-only, for a browser on this "
+            f"machine (from another: ssh -L {port}:127.0.0.1:{port} THIS-HOST); open this link, "
+            "whose key works until this stops (Ctrl-C):",
+            highlight=False,
+        )
+        typer.echo(relay.link)
+
+    try:
+        asyncio.run(serve(loaded, port, announce, on_secret=redactor.add))
+    except ControlUnreachableError as error:
+        raise fail(str(error), code=1) from None
+    except OSError as error:
+        raise fail(f"cannot listen on 127.0.0.1:{port}: {error.strerror or error}") from None
 
 
 @scale_app.command("up")

@@ -108,7 +108,8 @@ async def _not_here(request: Request) -> Response:
         {
             "message": "the control API is not served on this address: use runnerscale status "
             "or runnerscale scale with the daemon's config (they reach its control socket, or "
-            "server.control); see docs/configuration.md#the-control-api"
+            "server.control), or for the status page runnerscale dashboard; see "
+            "docs/configuration.md#the-control-api"
         },
         status_code=404,
     )
@@ -132,6 +133,7 @@ def _public_routes(
     else:
         every = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
         routes.append(Route("/api/{rest:path}", _not_here, methods=every))
+        routes.append(Route("/", _not_here, methods=["GET"]))  # where the status page is not
     return routes
 
 

@@ -25,14 +25,32 @@ from runnerscale.config.control import API_TOKEN_FILE, TcpControl, UnixControl, 
 from runnerscale.config.schema import ControlConfig
 from runnerscale.files import socket_address
 
-__all__ = ["Connection", "ControlUnreachableError", "async_client", "call", "connection"]
+__all__ = [
+    "Connection",
+    "ControlAnswerError",
+    "ControlClientError",
+    "ControlUnreachableError",
+    "async_client",
+    "call",
+    "connection",
+    "request_json",
+    "unreachable",
+]
 
 #: Seconds a command waits for the daemon (a scale-up waits for its runners' creation).
 TIMEOUT = 30.0
 
 
-class ControlUnreachableError(Exception):
+class ControlClientError(Exception):
+    """A request to the control API came to nothing; the message says why."""
+
+
+class ControlUnreachableError(ControlClientError):
     """The control API cannot be asked; the message says why and what to do."""
+
+
+class ControlAnswerError(ControlClientError):
+    """The control API refused or failed the request; the message is its own."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +100,9 @@ def _errno(error: BaseException) -> int | None:
     return None
 
 
-def _unreachable(where: Connection, error: Exception) -> ControlUnreachableError:
+def unreachable(where: Connection, error: Exception) -> ControlUnreachableError:
+    """What stopped a request to the control API at ``where`` (``error``: httpx's, or the
+    OS error under it), in one sentence with what to do."""
     code = _errno(error)
     if where.socket is None:
         return ControlUnreachableError(
@@ -127,7 +147,23 @@ def call(config: ControlConfig, method: str, path: str, body: object = None) -> 
             ) as client:
                 return client.request(method, path, json=body)
     except (httpx.TransportError, OSError) as error:  # OSError: the socket's folder
-        raise _unreachable(where, error) from None
+        raise unreachable(where, error) from None
+
+
+def request_json(
+    config: ControlConfig, method: str, path: str, body: object = None
+) -> dict[str, Any]:
+    """One request to the control API, and the JSON object it answered; what it said
+    instead of doing it (a 4xx or 5xx) is a :class:`ControlAnswerError` with its message."""
+    response = call(config, method, path, body)
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = None
+    if response.status_code >= 400 or not isinstance(payload, dict):
+        message = payload.get("message") if isinstance(payload, dict) else None
+        raise ControlAnswerError(str(message or response.text or response.reason_phrase))
+    return payload
 
 
 class _SocketTransport(httpx.AsyncHTTPTransport):

@@ -13,7 +13,8 @@ takes webhooks into the shared store like the leader and answers health and stat
 leads), but refuses to scale by hand (409): only the leader acts.
 
 The endpoints come in groups (:meth:`DaemonHTTP.routes`): the webhook, metrics, health, and
-the control API (``/api/v1/...``: status and scaling), which authenticates nobody itself:
+the control API (``/api/v1/...``: status and scaling; ``/``: the status page), which
+authenticates nobody itself:
 :mod:`runnerscale.control` serves it on the daemon's unix socket, or behind the bearer token
 and the browser checks of :mod:`runnerscale.access`, never open on ``server.listen``.
 """
@@ -44,6 +45,8 @@ from runnerscale.github.webhooks import (
 from runnerscale.logs import untrusted
 from runnerscale.metrics import Metrics, WebhookOutcome
 from runnerscale.protocols import GitHubError, ProviderError, Store
+from runnerscale.statuspage import HEADERS as PAGE_HEADERS
+from runnerscale.statuspage import PAGE
 from runnerscale.succession import Role
 
 log = logging.getLogger("runnerscale.server")
@@ -104,6 +107,7 @@ class DaemonHTTP:
             "metrics": [("/metrics", self.prometheus, "GET")],
             "health": [("/healthz", self.health, "GET"), ("/readyz", self.ready, "GET")],
             "control": [
+                ("/", self.page, "GET"),
                 ("/api/v1/status", self.status, "GET"),
                 ("/api/v1/pools/{pool}/scale-up", self.scale_up, "POST"),
                 ("/api/v1/pools/{pool}/scale-down", self.scale_down, "POST"),
@@ -191,6 +195,10 @@ class DaemonHTTP:
             {"ready": False, "reason": "the daemon has not reconciled since it started"},
             status_code=503,
         )
+
+    async def page(self, request: Request) -> Response:
+        """The status page (:mod:`runnerscale.statuspage`), which reads ``/api/v1/status``."""
+        return Response(PAGE, media_type="text/html", headers=PAGE_HEADERS)
 
     async def status(self, request: Request) -> Response:
         status = self.controller.status

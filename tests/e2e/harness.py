@@ -5,7 +5,6 @@ HTTP on loopback."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import sys
@@ -16,6 +15,7 @@ from typing import Any
 
 import pytest
 
+import runnerscale
 from runnerscale.config import load_config
 from runnerscale.daemon import Daemon
 from runnerscale.fakegithub.entities import Runner
@@ -98,6 +98,12 @@ def local_pool(directory: Path, max_runners: int, idle_timeout: str) -> str:
 
 
 ENV: Mapping[str, str] = {"E2E_TOKEN": TOKEN, "E2E_WEBHOOK_SECRET": WEBHOOK_SECRET}
+#: What a ``runnerscale`` process of a test runs: the code the test imports (a checkout's
+#: ``src``, not whichever copy is installed), and the system's commands.
+COMMAND_ENV: Mapping[str, str] = {
+    "PATH": "/usr/bin:/bin",
+    "PYTHONPATH": str(Path(runnerscale.__file__).parents[1]),
+}
 
 
 @asynccontextmanager
@@ -184,11 +190,9 @@ def runner_directories(work_root: Path) -> list[Path]:
 
 
 def command_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of a ``runnerscale`` process a test starts: a bare PATH, a wide
-    terminal, the test's ``PYTHONPATH`` (so the code under test runs, not another checkout's
-    installed copy) and ``env``."""
-    inherited = {name: os.environ[name] for name in ("PYTHONPATH",) if name in os.environ}
-    return {"PATH": "/usr/bin:/bin", "COLUMNS": "200", **inherited, **(env or {})}
+    """The environment of a ``runnerscale`` process a test starts: :data:`COMMAND_ENV`, a wide
+    terminal, and ``env``."""
+    return {**COMMAND_ENV, "COLUMNS": "200", **(env or {})}
 
 
 async def runnerscale_command(
@@ -230,6 +234,29 @@ async def start_daemon_process(
             stderr=asyncio.subprocess.STDOUT,
             env=command_env({**ENV, "HOME": str(config.parent), **(env or {})}),
         )
+
+
+async def start_dashboard_process(
+    config: Path, log: Path
+) -> tuple[asyncio.subprocess.Process, str]:
+    """``runnerscale dashboard -c CONFIG`` in a process of its own, as the daemon's user runs
+    it (its messages to ``log``), and the link it printed."""
+    with log.open("ab") as errors:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "runnerscale",
+            "dashboard",
+            "-c",
+            str(config),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=errors,
+            env=command_env({**ENV, "HOME": str(config.parent)}),
+        )
+    assert process.stdout is not None
+    async with asyncio.timeout(60):
+        link = (await process.stdout.readline()).decode().strip()
+    return process, link
 
 
 async def stop_daemon_process(daemon: asyncio.subprocess.Process) -> None:

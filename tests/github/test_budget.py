@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runnerscale.cli import _github_lines
 from runnerscale.controller.loops import Status
 from runnerscale.github.budget import (
     CORE,
@@ -25,6 +24,7 @@ from runnerscale.github.budget import (
     retry_after_seconds,
 )
 from runnerscale.metrics import Metrics
+from runnerscale.statusview import github_lines
 
 T0 = 1_700_000_000.0
 
@@ -477,7 +477,7 @@ def test_status_and_metrics_show_each_resource_and_its_pause() -> None:
     budget.record(headers(9998, limit=10000, used=2, resource=REGISTRATION))
     budget.count("generate-jitconfig")
     budget.pause_from(429, {"retry-after": "30"}, REGISTRATION)
-    lines = _github_lines(budgets.report(), clock.now() + 10)
+    lines = github_lines(budgets.report(), clock.now() + 10)
     assert lines == [
         f"GitHub {REGISTRATION}: 2 used, 9998 of 10000 remaining",
         "GitHub core: 10 used, 4990 of 5000 remaining",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import re
-import shutil
 import struct
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from runnerscale.simulation.report import (
     sweep_table,
 )
 from runnerscale.simulation.results import Figures, PolicyResult, RunnerSeconds, TimelinePoint
+from tests.chromium import command
 
 HOSTILE = "<script>alert('x')</script> & co"
 PNG_URI = "data:image/png;base64,"
@@ -300,37 +300,11 @@ def test_html_without_matplotlib_says_how_to_get_it(monkeypatch: pytest.MonkeyPa
 # --- in a browser ------------------------------------------------------------------------
 
 
-def chromium() -> str:
-    for name in ("chromium", "chromium-browser"):
-        found = shutil.which(name)
-        if found:
-            return found
-    if Path("/usr/bin/chromium").exists():
-        return "/usr/bin/chromium"
-    pytest.fail(
-        "Chromium is not installed; `bash scripts/install-system-deps` installs it "
-        "(CI runs it before the tests)"
-    )
-
-
 def screenshot(page: Path, out: Path, profile: Path) -> None:
-    command = [
-        chromium(),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-        f"--user-data-dir={profile}",
-        "--window-size=1280,2400",
-        f"--screenshot={out}",
-        page.as_uri(),
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    arguments = ("--window-size=1280,2400", f"--screenshot={out}", page.as_uri())
+    done = subprocess.run(
+        command(profile, *arguments), capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.returncode == 0, f"chromium failed ({done.returncode}):\n{done.stderr}"
 
 

@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -112,20 +112,55 @@ class PoolStatus:
     #: With warm windows: the one in force, its count and when it closes, or the base and the
     #: window that opens next (None: ``min_idle`` is a plain number).
     warm: InForce | None = None
+    #: The scaler's sentence for this pool's last decision: what it counts and does, or why
+    #: its queued jobs wait (the cap, the failure backoff).
+    reason: str = ""
 
 
 @dataclass(frozen=True)
-class UnmatchedJob:
-    """A queued job no pool serves, and why (never provisioned for)."""
+class ListedJob:
+    """A job the status lists: which one, and what it runs on."""
 
     id: int
     repo: str
     labels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class QueuedJob(ListedJob):
+    """A queued job a pool serves, waiting for a runner (its pool's ``reason`` says why)."""
+
+    pool: str
+    #: When GitHub created it (what its queue wait is counted from).
+    created_at: float
+
+
+@dataclass(frozen=True)
+class UnmatchedJob(ListedJob):
+    """A queued job no pool serves, and why (never provisioned for)."""
+
     reason: str
+
+
+@dataclass(frozen=True)
+class QueueWait:
+    """How long a job of a pool waited for a runner: from its creation to its start, as
+    GitHub says."""
+
+    id: int
+    repo: str
+    pool: str
+    started_at: float
+    wait: float
 
 
 #: Unmatched jobs listed in the status (the count covers them all).
 UNMATCHED_SHOWN = 50
+#: Queued jobs listed in the status, the oldest (``jobs`` counts them all).
+QUEUED_SHOWN = 50
+#: Queue waits kept for the status, the latest: enough for a plot of the recent past, a
+#: bounded size whatever the traffic.
+RECENT_WAITS = 200
 
 
 @dataclass
@@ -133,12 +168,41 @@ class Status:
     pools: list[PoolStatus]
     unmatched_jobs: int = 0
     unmatched: list[UnmatchedJob] = field(default_factory=list)
+    #: The oldest queued jobs that a pool serves (at most :data:`QUEUED_SHOWN`).
+    queued: list[QueuedJob] = field(default_factory=list)
+    #: The latest jobs started, oldest first (at most :data:`RECENT_WAITS`, since the start).
+    queue_waits: list[QueueWait] = field(default_factory=list)
     jobs: dict[str, int] = field(default_factory=dict)
     cleaned: dict[str, int] = field(default_factory=dict)
     #: Jobs whose runner died mid-job: those not settled yet, then the latest settled (re-run,
     #: or why not).
     lost_jobs: list[JobLoss] = field(default_factory=list)
     updated_at: float = 0.0
+
+
+def _first_seen_started(before: Job | None, after: Job) -> bool:
+    """Whether this observation is the first to show that a runner started the job: it is in
+    progress now, or done by a runner while it was last seen waiting for one (it ran between
+    two polls: its queue wait counts all the same)."""
+    if after.state is JobState.IN_PROGRESS:
+        return before is None or before.state is not JobState.IN_PROGRESS
+    return (
+        after.state is JobState.COMPLETED
+        and bool(after.runner_name)
+        and before is not None
+        and before.state in (JobState.QUEUED, JobState.WAITING)
+    )
+
+
+def _oldest_queued(jobs: list[Job], decision: Decision) -> list[QueuedJob]:
+    """The queued jobs a pool serves, oldest first, at most :data:`QUEUED_SHOWN`."""
+    served = [
+        QueuedJob(job.id, job.repo, tuple(job.labels), pool, job.created_at)
+        for job in jobs
+        if job.state is JobState.QUEUED and (pool := decision.job_pools.get(job.id)) is not None
+    ]
+    served.sort(key=lambda job: (job.created_at, job.id))
+    return served[:QUEUED_SHOWN]
 
 
 async def wait_for(clock: Clock, event: asyncio.Event, seconds: float) -> None:
@@ -227,6 +291,8 @@ class Controller:
         #: Stale queued jobs whose re-read failed in this cycle: no demand until confirmed.
         self._unconfirmed: set[int] = set()
         self.errors: Counter[str] = Counter()
+        #: The latest queue waits, for the status (the metric has them all, in buckets).
+        self._waits: deque[QueueWait] = deque(maxlen=RECENT_WAITS)
         self.status = Status(pools=[])
         self.last_decision: Decision | None = None
 
@@ -446,15 +512,20 @@ class Controller:
         self._last_observed[observed.id] = observed
         if connected is not None:
             self.actions.connected(connected)
-        if after.state is JobState.IN_PROGRESS and (
-            before is None or before.state is not JobState.IN_PROGRESS
+        if (
+            after.state is JobState.IN_PROGRESS
+            and (before is None or before.state is not JobState.IN_PROGRESS)
+            and after.runner_name
         ):
-            if after.runner_name:
-                self.actions.came_online(after.runner_name)
-            if after.started_at is not None:
-                wait = max(0.0, after.started_at - after.created_at)
-                self._on_job_started(after.pool or "", wait)
-        elif (
+            self.actions.came_online(after.runner_name)
+        if after.started_at is not None and _first_seen_started(before, after):
+            wait = max(0.0, after.started_at - after.created_at)
+            self._on_job_started(after.pool or "", wait)
+            if after.pool:  # one of ours: the status's series is of the pools' waits
+                self._waits.append(
+                    QueueWait(after.id, after.repo, after.pool, after.started_at, wait)
+                )
+        if (
             after.state is JobState.COMPLETED
             and (before is None or before.state is not JobState.COMPLETED)
             and after.started_at is not None
@@ -836,6 +907,7 @@ class Controller:
                     capped_by=pool.capped_by,
                     # (a pool waiting for its host's labels keeps none, window or not)
                     warm=pool.min_idle_at(now) if pool.spec.ready else None,
+                    reason=pool_decision.reason if pool_decision else "",
                 )
             )
         job_counts = Counter(job.state.value for job in jobs)
@@ -853,6 +925,8 @@ class Controller:
             pools=pools,
             unmatched_jobs=len(decision.unmatched),
             unmatched=unmatched,
+            queued=_oldest_queued(jobs, decision),
+            queue_waits=list(self._waits),
             jobs=dict(job_counts),
             cleaned=dict(self.janitor.cleaned),
             lost_jobs=self.reruns.shown(),
