@@ -153,8 +153,12 @@ def rootfs_tarball() -> Path:
     return tarball
 
 
-def _overlay_files() -> Iterator[tuple[str, bytes, int, int]]:
-    """(path in the image, content, mode, uid) of what each run adds to the root filesystem."""
+#: A file added to the image: (path in the image, content, mode, uid).
+ImageFile = tuple[str, bytes, int, int]
+
+
+def _overlay_files(extra: Sequence[ImageFile] = ()) -> Iterator[ImageFile]:
+    """What each run adds to the root filesystem, ``extra`` last."""
     yield "usr/local/bin/runnerscale-entrypoint", ENTRYPOINT.read_bytes(), 0o755, 0
     yield "home/runner/run.sh", RUN_SH.encode(), 0o755, RUNNER_UID
     site = Path(str(httpx.__file__)).resolve().parent.parent
@@ -168,23 +172,26 @@ def _overlay_files() -> Iterator[tuple[str, bytes, int, int]]:
             if path.is_file() and "__pycache__" not in path.parts:
                 relative = path.relative_to(source)
                 yield f"{destination}/{relative}", path.read_bytes(), 0o644, 0
+    yield from extra
 
 
-def overlay_digest() -> str:
+def overlay_digest(extra: Sequence[ImageFile] = (), changes: Sequence[str] = ()) -> str:
     digest = hashlib.sha256()
-    for name, content, mode, uid in _overlay_files():
+    for name, content, mode, uid in _overlay_files(extra):
         digest.update(f"{name}\0{mode}\0{uid}\0".encode())
         digest.update(hashlib.sha256(content).digest())
+    for change in changes:
+        digest.update(f"{change}\0".encode())
     return digest.hexdigest()[:12]
 
 
-def image_tarball(directory: Path) -> Path:
-    """The cached root filesystem with this run's files appended."""
+def image_tarball(directory: Path, extra: Sequence[ImageFile] = ()) -> Path:
+    """The cached root filesystem with this run's files (and ``extra``) appended."""
     combined = directory / "image.tar"
     shutil.copyfile(rootfs_tarball(), combined)
     with tarfile.open(combined, "a") as archive:
         directories: set[str] = set()
-        for name, content, mode, uid in _overlay_files():
+        for name, content, mode, uid in _overlay_files(extra):
             parent = name.rsplit("/", 1)[0]
             while parent and parent not in directories:
                 directories.add(parent)
@@ -336,25 +343,35 @@ def _unmount_under(directory: Path) -> None:
         subprocess.run(["umount", "-l", point], check=False, capture_output=True)
 
 
-def import_runner_image(url: str, scratch: Path) -> str:
-    """Import the test runner image into the engine at ``url``; returns its reference."""
-    reference = f"{IMAGE_REPOSITORY}:{overlay_digest()}"
+def import_runner_image(
+    url: str,
+    scratch: Path,
+    *,
+    extra: Sequence[ImageFile] = (),
+    changes: Sequence[str] = (),
+    repository: str = IMAGE_REPOSITORY,
+) -> str:
+    """Import the test runner image into the engine at ``url``; returns its reference. A
+    variant of it (a benchmark's) adds the files ``extra`` and the Dockerfile-like ``changes``
+    under a ``repository`` of its own; the tag is the digest of everything added."""
+    reference = f"{repository}:{overlay_digest(extra, changes)}"
     client = docker.DockerClient(base_url=url, version="auto", timeout=300)
     try:
         with contextlib.suppress(docker.errors.ImageNotFound):
             client.images.get(reference)
             return reference
-        tarball = image_tarball(scratch)
+        tarball = image_tarball(scratch, extra)
         try:
             client.api.import_image_from_file(
                 str(tarball),
-                repository=IMAGE_REPOSITORY,
+                repository=repository,
                 tag=reference.split(":", 1)[1],
                 changes=[
                     "USER runner",
                     "WORKDIR /home/runner",
                     "ENV PYTHONPATH=/opt/runnerscale PYTHONDONTWRITEBYTECODE=1",
                     'ENTRYPOINT ["/usr/local/bin/runnerscale-entrypoint"]',
+                    *changes,
                 ],
             )
         finally:
