@@ -416,3 +416,48 @@ async def test_an_image_removed_after_use_is_checked_again(
         await provider.close()
         with contextlib.suppress(docker.errors.ImageNotFound):
             engine_client.images.remove("runnerscale-test-copy:1")
+
+
+async def test_removing_a_runner_removes_its_anonymous_volumes_and_keeps_the_cache_volume(
+    make_provider: Callable[..., DockerProvider],
+    engine_client: docker.DockerClient,
+    runner_image: str,
+) -> None:
+    # An image that declares a VOLUME gives every container an anonymous volume of its own,
+    # which `docker rm -f` without `-v` leaves behind: one more on the engine per runner.
+    base = engine_client.containers.create(runner_image, entrypoint=["true"], network_mode="none")
+    try:
+        base.commit(
+            repository="runnerscale-test-volume", tag="1", changes=["VOLUME /home/runner/_work"]
+        )
+    finally:
+        base.remove(force=True)
+    before = {volume.name for volume in engine_client.volumes.list()}
+    provider = make_provider(
+        image="runnerscale-test-volume:1", volumes={"rs-test-keep": "/home/runner/.cache"}
+    )
+    exits = make_provider(image="runnerscale-test-volume:1", command=("sh", "-c", "exit 3"))
+    try:
+        await provider.create(spec("rs-vol-running"))
+        await exits.create(spec("rs-vol-exited"))
+        await wait_for_instance(exits, "rs-vol-exited", lambda i: not i.running)
+        # What a crash between `create` and `start` leaves, replaced by the next create.
+        engine_client.containers.create(
+            "runnerscale-test-volume:1",
+            entrypoint=SLEEP,
+            name="rs-vol-stale",
+            labels={LABEL_CONTROLLER: "rs-test", LABEL_POOL: "pool-a"},
+            network_mode="none",
+        )
+        await provider.create(spec("rs-vol-stale"))
+        made = {v.name for v in engine_client.volumes.list()} - before - {"rs-test-keep"}
+        assert len(made) >= 3  # one for each runner's container
+        await provider.delete("rs-vol-running")
+        await exits.delete("rs-vol-exited")
+        await provider.delete("rs-vol-stale")
+        assert {v.name for v in engine_client.volumes.list()} - before == {"rs-test-keep"}
+    finally:
+        await provider.close()
+        await exits.close()
+        remove_labelled(engine_client)
+        engine_client.images.remove("runnerscale-test-volume:1", force=True)
