@@ -23,7 +23,7 @@ Afterwards it checks what must hold whatever happened:
 * every job served: each workflow job's latest attempt succeeded, and a job re-run only after
   its runner died (once per death: ``rerun_lost_jobs: true``);
 * no busy runner removed: every job that failed did so because the benchmark killed its
-  runner (``chaos_runner.py`` marks each death it causes);
+  runner (each death it causes is marked: by ``chaos_runner.py``, or before its ``docker kill``);
 * nothing left: no runner registered with GitHub, no runner folder, no runner process; with
   Docker, no container, no volume but the pool's cache volume, no network but the engine's
   own, no container folder in the engine's data, no process in a container the run saw;
