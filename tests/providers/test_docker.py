@@ -82,6 +82,16 @@ async def provider(
     await made.close()
 
 
+def derive_image(client: docker.DockerClient, image: str, reference: str, change: str) -> None:
+    """Make ``reference``: ``image`` with one Dockerfile instruction applied (``USER root``)."""
+    base = client.containers.create(image, entrypoint=["true"], network_mode="none")
+    try:
+        repository, tag = reference.rsplit(":", 1)
+        base.commit(repository=repository, tag=tag, changes=[change])
+    finally:
+        base.remove(force=True)
+
+
 async def wait_for_instance(
     provider: DockerProvider, name: str, check: Callable[[Instance], bool], timeout: float = 30
 ) -> Instance:
@@ -309,11 +319,7 @@ async def test_an_image_that_runs_as_root_is_refused_unless_root_is_asked_for(
     engine_client: docker.DockerClient,
     runner_image: str,
 ) -> None:
-    base = engine_client.containers.create(runner_image, entrypoint=["true"], network_mode="none")
-    try:
-        base.commit(repository="runnerscale-test-root", tag="1", changes=["USER root"])
-    finally:
-        base.remove(force=True)
+    derive_image(engine_client, runner_image, "runnerscale-test-root:1", "USER root")
     refused = make_provider(image="runnerscale-test-root:1")
     with pytest.raises(ProviderError, match="runs as root") as caught:
         await refused.create(spec("rs-root"))
@@ -425,13 +431,7 @@ async def test_removing_a_runner_removes_its_anonymous_volumes_and_keeps_the_cac
 ) -> None:
     # An image that declares a VOLUME gives every container an anonymous volume of its own,
     # which `docker rm -f` without `-v` leaves behind: one more on the engine per runner.
-    base = engine_client.containers.create(runner_image, entrypoint=["true"], network_mode="none")
-    try:
-        base.commit(
-            repository="runnerscale-test-volume", tag="1", changes=["VOLUME /home/runner/_work"]
-        )
-    finally:
-        base.remove(force=True)
+    derive_image(engine_client, runner_image, "runnerscale-test-volume:1", "VOLUME /data")
     before = {volume.name for volume in engine_client.volumes.list()}
     provider = make_provider(
         image="runnerscale-test-volume:1", volumes={"rs-test-keep": "/home/runner/.cache"}
