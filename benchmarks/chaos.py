@@ -4,8 +4,19 @@ What a platform engineer fears, all at once: GitHub failing 10 % of every operat
 2 s over some), 30 % of webhooks lost, 10 % duplicated, some reordered; 20 % of runner
 creations failing, runners that never register, runners that die mid-job (their jobs fail for
 lost communication, as GitHub fails them); and the daemon itself killed with SIGKILL at ten or
-more random moments and started again. The daemon is the real ``runnerscale run`` process with
-the local backend; GitHub is the fake one, in this process, over real HTTP.
+more random moments and started again. The daemon is the real ``runnerscale run`` process;
+GitHub is the fake one, in this process, over real HTTP.
+
+Runners run on one of two backends (``--backend``):
+
+* ``local`` (the default): each runner is ``chaos_runner.py``, a process of this machine that
+  draws its fate and, when it dies, kills itself;
+* ``docker``: each runner is a container on a Docker engine of the benchmark's own (Debian's
+  ``dockerd``, started here as in the tests: ``tests/docker_engine.py``), of the test runner
+  image plus ``chaos_runner.py --at-boot`` as an extension script of the image's entrypoint
+  (it fails or hangs the runners fated to, before they start) and a ``VOLUME``; the pool
+  mounts a cache volume. A runner that dies is a container the benchmark kills with
+  ``docker kill`` a few seconds after it started. Needs root, ``dockerd`` and ``debootstrap``.
 
 Afterwards it checks what must hold whatever happened:
 
@@ -13,33 +24,48 @@ Afterwards it checks what must hold whatever happened:
   its runner died (once per death: ``rerun_lost_jobs: true``); a re-run attempt that lost its
   runner too is not re-run again (by design) and is counted apart;
 * no busy runner removed: every job that failed did so because the benchmark killed its
-  runner (``chaos_runner.py`` marks each death it causes);
-* nothing left: no runner registered with GitHub, no runner folder, no runner process;
+  runner (each death it causes is marked: by ``chaos_runner.py``, or before its ``docker kill``);
+* nothing left: no runner registered with GitHub, no runner folder, no runner process; with
+  Docker, no container, no volume but the pool's cache volume, no network but the engine's
+  own, no container folder in the engine's data, no process in a container the run saw;
 * no secret anywhere: the token, the webhook secret, every JIT configuration and runner
   credential issued are absent from every process's command line (sampled every second), the
-  daemon's log, its state files, ``/metrics`` and the status API.
+  daemon's log, its state files, ``/metrics`` and the status API; with Docker, also from the
+  containers' command lines (``Path``, ``Args``, ``Entrypoint``, ``Cmd``), their output and the
+  engine's log. Not from their configuration (``docker inspect`` shows the environment, where
+  the JIT configuration travels, to whoever reaches the engine: root on its host anyway).
 
 Seeded: the job schedule, the kill moments and every runner's fate come from ``--seed`` (the
 exact interleaving still depends on timing). Exit code 1 when a check fails.
 
-    .venv/bin/python benchmarks/chaos.py [--seed 1] [--jobs 80] [--span 240] [--kills 12]
+    .venv/bin/python benchmarks/chaos.py [--backend local|docker] [--seed 1] [--jobs 80] \
+        [--span 240] [--kills 12]
+
+Each backend has a section of its own in ``benchmarks/chaos.md``; a run rewrites its own.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import os
 import random
+import re
 import shutil
 import signal
 import sys
 import tempfile
+import textwrap
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
+import docker
+import docker.errors
 import httpx
 from rich.console import Console
 from rich.progress import Progress
@@ -50,10 +76,20 @@ from runnerscale.fakegithub.entities import Conclusion, Job, JobStatus
 from runnerscale.fakegithub.faults import FaultPlan, OperationFaults, WebhookFaults
 from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
 from runnerscale.fakegithub.world import JobSpec, WorldSettings
+from runnerscale.providers.docker.provider import LABEL_POOL
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the test helpers: a free port, the processes showing a string
+sys.path.insert(0, str(ROOT))  # the test helpers: a free port, the processes showing a string,
+# a Docker engine and the runner image
 
+from benchmarks.chaos_runner import death_delay, fate
+from tests.docker_engine import (
+    Engine,
+    ImageFile,
+    import_runner_image,
+    start_engine,
+    stop_engine,
+)
 from tests.e2e.harness import free_port
 from tests.processes import processes_showing
 
@@ -62,6 +98,7 @@ WEBHOOK_SECRET = "chaos-webhook-secret-0123456789"
 LABELS = ("self-hosted", "linux", "x64")
 REPOS = ("acme/api", "acme/web", "acme/tools")
 POOL = "chaos"
+CHAOS_RUNNER = ROOT / "benchmarks" / "chaos_runner.py"
 #: Once every job's latest attempt has ended, how long to wait for a re-run before stopping:
 #: the longest a loss can take to be re-run once GitHub has failed its job, when all of its
 #: webhooks were lost (a re-read every ``queued_recheck``, 20 s, at a poll, every 20 s; the
@@ -71,8 +108,9 @@ SETTLE = 90.0
 
 @dataclass(frozen=True)
 class Plan:
-    """One chaos run: how much work, how much trouble."""
+    """One chaos run: how much work, how much trouble, on which backend."""
 
+    backend: str = "local"
     seed: int = 1
     jobs: int = 80
     #: Jobs are queued over this many seconds.
@@ -99,6 +137,13 @@ class Plan:
             webhooks=WebhookFaults(drop_rate=0.3, duplicate_rate=0.1, reorder_rate=0.1),
         )
 
+    def fates(self) -> list[str]:
+        """``chaos_runner.py``'s options: how each runner's fate is drawn."""
+        return [
+            "--seed", str(self.seed),
+            "--fail", str(self.fail), "--silent", str(self.silent), "--dies", str(self.dies),
+        ]  # fmt: skip
+
 
 @dataclass
 class Outcome:
@@ -124,6 +169,8 @@ class Outcome:
     leftovers: dict[str, int] = field(default_factory=dict)
     secrets_found: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: Where the runners ran, when there is more to say than the backend's name.
+    setting: str = ""
 
     @property
     def held(self) -> bool:
@@ -164,13 +211,8 @@ class Secrets:
         )
 
 
-def config_text(plan: Plan, api_url: str, port: int, scratch: Path) -> str:
-    runner = [
-        sys.executable, str(ROOT / "benchmarks" / "chaos_runner.py"),
-        "--seed", str(plan.seed), "--marks", str(scratch / "marks"),
-        "--fail", str(plan.fail), "--silent", str(plan.silent), "--dies", str(plan.dies),
-    ]  # fmt: skip
-    command = ", ".join(f'"{part}"' for part in runner)
+def config_text(plan: Plan, api_url: str, port: int, scratch: Path, backend: str) -> str:
+    """The daemon's configuration; ``backend``: the pool's ``provider:`` and its block."""
     rerun = "    rerun_lost_jobs: true\n" if "rerun_lost_jobs" in PoolBase.model_fields else ""
     return f"""\
 github:
@@ -190,16 +232,232 @@ timeouts:
 pools:
   - name: {POOL}
     labels: [{", ".join(LABELS)}]
-    provider: local
     max_runners: {plan.max_runners}
     idle_timeout: 5s
     boot_timeout: 30s
-{rerun}    local:
+{rerun}{backend}"""
+
+
+class Runners:
+    """Where the runners run: the pool's backend, what it needs started and stopped, the
+    trouble its runners get besides their own fates, what it may leave and what else must
+    show no secret.
+
+    This one is the local backend: every runner is ``chaos_runner.py``, a process of this
+    machine that draws its fate itself (and kills itself when it dies)."""
+
+    name = "local"
+
+    def __init__(self, plan: Plan, scratch: Path) -> None:
+        self.plan = plan
+        self.scratch = scratch
+        #: Where the runners that died are marked, by the runner or by the benchmark.
+        self.marks = scratch / "marks"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        return None
+
+    def backend(self) -> str:
+        """The pool's ``provider:`` and its block, indented as items of ``pools:``."""
+        runner = [sys.executable, str(CHAOS_RUNNER), "--marks", str(self.marks)]
+        command = ", ".join(f'"{part}"' for part in [*runner, *self.plan.fates()])
+        return f"""\
+    provider: local
+    local:
       command: [{command}]
-      capacity: {plan.max_runners}
-      work_root: {scratch}/runners
+      capacity: {self.plan.max_runners}
+      work_root: {self.scratch}/runners
       stop_grace: 2s
 """
+
+    def setting(self) -> str:
+        return ""
+
+    async def trouble(self) -> None:
+        """Trouble for the runners while the run goes on (cancelled at its end): none here,
+        the runners bring their own."""
+
+    async def leftovers(self) -> dict[str, int]:
+        return {
+            "runner folders": _runner_folders(self.scratch),
+            "runner processes": _runner_processes(),
+        }
+
+    def texts(self) -> list[str]:
+        """What else must show no secret, besides the daemon's log, state and answers."""
+        return []
+
+
+#: The chaos extension of the runner image's entrypoint (it sees the pool's environment).
+EXTENSION = """\
+#!/bin/bash
+# The chaos benchmark's fate for this runner (benchmarks/chaos_runner.py), before it starts.
+# shellcheck disable=SC2086 # the options are words
+exec python3 -m chaos_runner --at-boot $CHAOS_RUNNER_OPTIONS
+"""
+CACHE_VOLUME = "chaos-cache"
+
+
+class DockerRunners(Runners):
+    """The Docker backend, on an engine of the run's own (see the module docstring). The
+    benchmark kills (``docker kill``) the containers of the runners fated to die, and keeps
+    what must show no secret: the containers' command lines and output, the engine's log."""
+
+    name = "docker"
+
+    def __init__(self, plan: Plan, scratch: Path) -> None:
+        super().__init__(plan, scratch)
+        self.directory = scratch / "engine"
+        self.engine: Engine | None = None
+        self.image = ""
+        self._client: docker.DockerClient | None = None
+        self.networks: set[str] = set()
+        #: Every container the run saw: its id, and its command line as the engine has it.
+        self.seen: set[str] = set()
+        self.commands: set[str] = set()
+        #: The output of every container seen ended, by id.
+        self.outputs: dict[str, str] = {}
+        self.doomed: set[str] = set()
+
+    async def __aenter__(self) -> Self:
+        # A short folder of its own: the engine's socket path must stay short.
+        self.directory = Path(tempfile.mkdtemp(prefix="rsck-", dir="/tmp"))
+        self.engine = await asyncio.to_thread(start_engine, self.directory)
+        extra: list[ImageFile] = [
+            ("opt/runnerscale/chaos_runner.py", CHAOS_RUNNER.read_bytes(), 0o644, 0),
+            ("etc/runnerscale/entrypoint.d/50-chaos.sh", EXTENSION.encode(), 0o755, 0),
+        ]
+        self.image = await asyncio.to_thread(
+            import_runner_image,
+            self.engine.url,
+            self.scratch,
+            extra=extra,
+            changes=["VOLUME /home/runner/_work"],
+            repository="runnerscale-chaos-runner",
+        )
+        self._client = docker.DockerClient(base_url=self.engine.url, version="auto")
+        self.networks = {str(network.name) for network in self._client.networks.list()}
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._client is not None:
+            self._client.close()
+        if self.engine is not None:
+            await asyncio.to_thread(stop_engine, self.engine)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    @property
+    def client(self) -> docker.DockerClient:
+        assert self._client is not None, "the engine is not started"
+        return self._client
+
+    def backend(self) -> str:
+        assert self.engine is not None
+        return f"""\
+    provider: docker
+    docker:
+      host: {self.engine.url}
+      image: {self.image}
+      pull: never
+      network: host
+      stop_grace: 2s
+      env:
+        CHAOS_RUNNER_OPTIONS: "{" ".join(self.plan.fates())}"
+      volumes:
+        {CACHE_VOLUME}: /home/runner/.cache
+"""
+
+    def setting(self) -> str:
+        assert self.engine is not None
+        version = self.client.version()
+        return (
+            f"Docker {version.get('Version')} (Debian's dockerd, storage driver "
+            f"{self.engine.storage_driver}), image {self.image}"
+        )
+
+    async def trouble(self) -> None:
+        kills: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                for name in await asyncio.to_thread(self._survey):
+                    kills.add(asyncio.create_task(self._kill_later(name)))
+                await asyncio.sleep(0.5)
+        finally:
+            for task in kills:
+                task.cancel()
+            await asyncio.gather(*kills, return_exceptions=True)
+
+    def _survey(self) -> list[str]:
+        """Look at the pool's containers: keep their command lines and the output of those
+        that ended; return the running ones newly doomed to die."""
+        doomed = []
+        listed = self.client.containers.list(
+            all=True, ignore_removed=True, filters={"label": f"{LABEL_POOL}={POOL}"}
+        )
+        for container in listed:
+            attrs = container.attrs
+            config = attrs.get("Config") or {}
+            self.seen.add(str(container.id))
+            command = [attrs.get("Path"), attrs.get("Args"), config.get("Entrypoint")]
+            self.commands.add(json.dumps([*command, config.get("Cmd")]))
+            name = str(container.name)
+            if container.status in ("exited", "dead") and container.id not in self.outputs:
+                with contextlib.suppress(docker.errors.NotFound):
+                    self.outputs[str(container.id)] = container.logs().decode(errors="replace")
+            plan = self.plan
+            if (
+                container.status == "running"
+                and name not in self.doomed
+                and fate(plan.seed, name, plan.fail, plan.silent, plan.dies) == "dies"
+            ):
+                self.doomed.add(name)
+                doomed.append(name)
+        return doomed
+
+    async def _kill_later(self, name: str) -> None:
+        await asyncio.sleep(death_delay(name))
+        await asyncio.to_thread(self._kill, name)
+
+    def _kill(self, name: str) -> None:
+        """``docker kill`` the runner's container if it still runs, marked as the benchmark's
+        doing first."""
+        with contextlib.suppress(docker.errors.NotFound):
+            container = self.client.containers.get(name)
+            if container.status != "running":
+                return
+            self.marks.mkdir(parents=True, exist_ok=True)
+            mark = self.marks / f"{name}.died"
+            mark.write_text(str(time.time()))
+            try:
+                container.kill()
+            except docker.errors.APIError:  # it ended meanwhile
+                mark.unlink(missing_ok=True)
+
+    async def leftovers(self) -> dict[str, int]:
+        return await asyncio.to_thread(self._leftovers)
+
+    def _leftovers(self) -> dict[str, int]:
+        assert self.engine is not None
+        client = self.client
+        folders = self.engine.directory / "data" / "containers"
+        return {
+            "containers": len(client.containers.list(all=True)),
+            "volumes": sum(1 for v in client.volumes.list() if v.name != CACHE_VOLUME),
+            "networks": sum(1 for n in client.networks.list() if n.name not in self.networks),
+            "container folders": len(list(folders.iterdir())) if folders.exists() else 0,
+            "runner processes": len(_processes_in(self.seen)),
+        }
+
+    def texts(self) -> list[str]:
+        assert self.engine is not None
+        engine_log = (self.engine.directory / "dockerd.log").read_text(errors="replace")
+        return [*self.commands, *self.outputs.values(), engine_log]
+
+
+BACKENDS: dict[str, type[Runners]] = {"local": Runners, "docker": DockerRunners}
 
 
 class DaemonProcess:
@@ -243,7 +501,22 @@ class DaemonProcess:
 
 def _runner_processes() -> int:
     """Runner processes still alive: the chaos runner, or a stand-in it started."""
-    return len(processes_showing([str(ROOT / "benchmarks" / "chaos_runner.py"), "sim-runner"]))
+    return len(processes_showing([str(CHAOS_RUNNER), "sim-runner"]))
+
+
+def _processes_in(containers: set[str]) -> list[str]:
+    """Processes of this host in the control group of one of ``containers`` (by id)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cgroup = (entry / "cgroup").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        if any(container in cgroup for container in containers):
+            found.append(entry.name)
+    return found
 
 
 def _runner_folders(scratch: Path) -> int:
@@ -265,10 +538,13 @@ def _latest_attempts(jobs: list[Job]) -> dict[tuple[int, str], Job]:
 class Chaos:
     """One run: the fake GitHub, the daemon, the trouble, and what is left afterwards."""
 
-    def __init__(self, plan: Plan, scratch: Path, server: SimulatorServer) -> None:
+    def __init__(
+        self, plan: Plan, scratch: Path, server: SimulatorServer, runners: Runners
+    ) -> None:
         self.plan = plan
         self.scratch = scratch
         self.server = server
+        self.runners = runners
         self.world = server.simulator.world
         self.secrets = Secrets(server)
         self.outcome = Outcome(jobs=plan.jobs)
@@ -276,7 +552,7 @@ class Chaos:
         self.rng = random.Random(f"kills:{plan.seed}")  # noqa: S311 - reproducible, no secret
         self.port = free_port()
         config = scratch / "runnerscale.yaml"
-        config.write_text(config_text(plan, server.url, self.port, scratch))
+        config.write_text(config_text(plan, server.url, self.port, scratch, runners.backend()))
         self.daemon = DaemonProcess(config, scratch / "daemon.log")
         self.started = time.monotonic()
         #: Processes seen with a secret on their command line while the run went on.
@@ -291,6 +567,7 @@ class Chaos:
         self.started = time.monotonic()
         await self.daemon.start()
         sampler = asyncio.create_task(self._sample_cmdlines())
+        trouble = asyncio.create_task(self.runners.trouble())
         try:
             await self._storm(console)
             self.outcome.leftovers = await self._wait_clean()
@@ -306,8 +583,11 @@ class Chaos:
             await self.daemon.stop()
         finally:
             sampler.cancel()
+            trouble.cancel()
+            await asyncio.gather(sampler, trouble, return_exceptions=True)
             await self.daemon.stop()
         self.outcome.seconds = time.monotonic() - self.started
+        self.outcome.setting = self.runners.setting()
         _judge(self.outcome, list(self.world.jobs.values()), self.scratch)
         self._look_for_secrets(texts)
         self._count_trouble()
@@ -386,8 +666,7 @@ class Chaos:
         for _ in range(120):
             leftovers = {
                 "runners registered": len(self.world.runners),
-                "runner folders": _runner_folders(self.scratch),
-                "runner processes": _runner_processes(),
+                **await self.runners.leftovers(),
             }
             if not any(leftovers.values()):
                 break
@@ -396,6 +675,7 @@ class Chaos:
 
     def _look_for_secrets(self, texts: list[str]) -> None:
         texts.append((self.scratch / "daemon.log").read_text(errors="replace"))
+        texts.extend(self.runners.texts())
         for path in (self.scratch / "state").rglob("*"):
             if path.is_file():
                 texts.append(path.read_bytes().decode(errors="replace"))
@@ -419,8 +699,11 @@ class Chaos:
 async def run(plan: Plan, scratch: Path, console: Console) -> Outcome:
     """One chaos run in ``scratch`` (the daemon's config, state, log and runner folders)."""
     world = WorldSettings(runner_offline_after=10.0, lost_runner_timeout=10.0, seed=plan.seed)
-    async with SimulatorServer(SimulatorOptions(tokens=(TOKEN,), world=world)) as server:
-        return await Chaos(plan, scratch, server).run(console)
+    async with (
+        BACKENDS[plan.backend](plan, scratch) as runners,
+        SimulatorServer(SimulatorOptions(tokens=(TOKEN,), world=world)) as server,
+    ):
+        return await Chaos(plan, scratch, server, runners).run(console)
 
 
 def _judge(outcome: Outcome, every: list[Job], scratch: Path) -> None:
@@ -477,17 +760,22 @@ def render(plan: Plan, outcome: Outcome) -> str:
         ("secrets found", str(len(outcome.secrets_found))),
         ("wall time", f"{outcome.seconds:.0f} s"),
     ]
+    option = "" if plan.backend == "local" else f" --backend {plan.backend}"
+    about = (
+        f"The daemon (`runnerscale run`, {plan.backend} backend) against the fake GitHub over "
+        "HTTP, under 10 % API errors (2 s latency on job reads), 30 % of webhooks lost, 10 % "
+        f"duplicated, reordering; {plan.fail:.0%} of runners fail at start, {plan.silent:.0%} "
+        f"never register, {plan.dies:.0%} die a few seconds in; the daemon killed {plan.kills} "
+        "times." + (f" Runners: {outcome.setting}." if outcome.setting else "")
+    )
     lines = [
-        "# Chaos benchmark",
+        f"## {plan.backend.capitalize()} backend",
         "",
-        "The daemon (`runnerscale run`, local backend) against the fake GitHub over HTTP, under",
-        "10 % API errors (2 s latency on job reads), 30 % of webhooks lost, 10 % duplicated,",
-        f"reordering; {plan.fail:.0%} of runners fail at start, {plan.silent:.0%} never register,",
-        f"{plan.dies:.0%} die a few seconds in; the daemon killed {plan.kills} times. See the",
-        "docstring of `benchmarks/chaos.py` for what is checked. Reproduce with:",
+        textwrap.fill(about, width=95, break_on_hyphens=False, break_long_words=False),
+        "Reproduce with:",
         "",
         "```sh",
-        f".venv/bin/python benchmarks/chaos.py --seed {plan.seed} --jobs {plan.jobs} "
+        f".venv/bin/python benchmarks/chaos.py{option} --seed {plan.seed} --jobs {plan.jobs} "
         f"--span {plan.span:.0f} --kills {plan.kills}",
         "```",
         "",
@@ -513,8 +801,29 @@ def render(plan: Plan, outcome: Outcome) -> str:
         ("Secrets found", outcome.secrets_found),
     ):
         if items:
-            lines += [f"## {title}", "", *(f"- {item}" for item in items), ""]
+            lines += [f"### {title}", "", *(f"- {item}" for item in items), ""]
     return "\n".join(lines)
+
+
+REPORT_HEADER = """\
+# Chaos benchmark
+
+The daemon under a fault storm, on each backend. See the docstring of `benchmarks/chaos.py` for
+what the storm is and what is checked; `benchmarks/chaos.py --backend NAME` rewrites the
+section of its backend.
+
+"""
+
+
+def write_report(path: Path, backend: str, section: str) -> None:
+    """Put ``section`` in the report at ``path`` as ``backend``'s, keeping the others'."""
+    sections: dict[str, str] = {}
+    if path.exists():
+        for part in re.split(r"(?m)^(?=## \w+ backend$)", path.read_text())[1:]:
+            sections[part.split()[1].lower()] = part.rstrip("\n") + "\n"
+    sections[backend] = section.rstrip("\n") + "\n"
+    ordered = [sections[name] for name in BACKENDS if name in sections]
+    path.write_text(REPORT_HEADER + "\n".join(ordered))
 
 
 def show(console: Console, outcome: Outcome) -> None:
@@ -532,13 +841,16 @@ def show(console: Console, outcome: Outcome) -> None:
 
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=sorted(BACKENDS), default=Plan.backend)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=Plan.jobs)
     parser.add_argument("--span", type=float, default=Plan.span)
     parser.add_argument("--kills", type=int, default=Plan.kills)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "chaos.md")
     args = parser.parse_args()
-    plan = Plan(seed=args.seed, jobs=args.jobs, span=args.span, kills=args.kills)
+    plan = Plan(
+        backend=args.backend, seed=args.seed, jobs=args.jobs, span=args.span, kills=args.kills
+    )
     console = Console(stderr=True)
     scratch = Path(tempfile.mkdtemp(prefix="runnerscale-chaos-"))
     outcome = await run(plan, scratch, console)
@@ -547,7 +859,7 @@ async def main() -> int:
     else:
         console.print(f"kept the daemon's log and state for a look: {scratch}")
     show(console, outcome)
-    args.out.write_text(render(plan, outcome))
+    write_report(args.out, plan.backend, render(plan, outcome))
     console.print(f"wrote {args.out}")
     return 0 if outcome.passed else 1
 

@@ -14,6 +14,15 @@ seed it picks, reproducibly, one fate:
 * ``serves``: the stand-in runner, which takes one job, runs it, reports and exits.
 
     chaos_runner.py --seed N --marks DIR [--fail 0.2] [--silent 0.05] [--dies 0.1]
+
+With the Docker backend the runner image's entrypoint starts the runner, and this runs before
+it, as an extension script of the entrypoint (``--at-boot``, the runner's name from
+``RUNNERSCALE_RUNNER_NAME``; the JIT configuration is not in its environment): ``fail`` exits
+with code 1 (the entrypoint then exits, and the runner never starts), ``silent`` sleeps, and
+``dies`` and ``serves`` let the runner start. The benchmark kills the containers of ``dies``
+(``docker kill``) :func:`death_delay` seconds after they started, and marks them itself.
+
+    chaos_runner.py --at-boot --seed N [--fail 0.2] [--silent 0.05] [--dies 0.1]
 """
 
 from __future__ import annotations
@@ -43,16 +52,27 @@ def fate(seed: int, name: str, fail: float, silent: float, dies: float) -> str:
     return "serves"
 
 
+def death_delay(name: str) -> float:
+    """Seconds from its start until a runner fated to die dies: a few (the stand-in boots in
+    about one), so mid-job when it got one by then."""
+    return 2.0 + (hashlib.sha256(name.encode()).digest()[0] / 255) * 3.0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seed", type=int, required=True)
-    parser.add_argument("--marks", type=Path, required=True)
+    parser.add_argument("--marks", type=Path)
+    parser.add_argument("--at-boot", action="store_true")
     parser.add_argument("--fail", type=float, default=0.2)
     parser.add_argument("--silent", type=float, default=0.05)
     parser.add_argument("--dies", type=float, default=0.1)
     args = parser.parse_args()
-    encoded = os.environ.get(JIT_ENV, "")
-    name = decode(encoded).runner_name
+    if args.at_boot:
+        name = os.environ["RUNNERSCALE_RUNNER_NAME"]
+    else:
+        if args.marks is None:
+            parser.error("--marks is needed, but with --at-boot")
+        name = decode(os.environ.get(JIT_ENV, "")).runner_name
     chosen = fate(args.seed, name, args.fail, args.silent, args.dies)
     if chosen == "fail":
         print(f"chaos: {name} fails at start", file=sys.stderr)
@@ -60,15 +80,16 @@ def main() -> int:
     if chosen == "silent":
         time.sleep(3600)
         return 0
+    if args.at_boot:
+        return 0  # the entrypoint starts the runner; the benchmark kills the ones that die
     runner = subprocess.Popen(
         [sys.executable, "-m", "runnerscale", "sim-runner"], env=dict(os.environ)
     )
     if chosen == "serves":
         return runner.wait()
-    # dies: a few seconds in (the stand-in boots in about one), mid-job when it got one.
-    delay = 2.0 + (hashlib.sha256(name.encode()).digest()[0] / 255) * 3.0
+    # dies: a few seconds in, mid-job when it got one.
     try:
-        return runner.wait(timeout=delay)
+        return runner.wait(timeout=death_delay(name))
     except subprocess.TimeoutExpired:
         args.marks.mkdir(parents=True, exist_ok=True)
         (args.marks / f"{name}.died").write_text(str(time.time()))

@@ -153,8 +153,12 @@ def rootfs_tarball() -> Path:
     return tarball
 
 
-def _overlay_files() -> Iterator[tuple[str, bytes | None, int, int]]:
-    """(path in the image, content, mode, uid) of what each run adds to the root filesystem."""
+#: A file added to an image: (path in the image, content or None for a folder, mode, uid).
+ImageFile = tuple[str, bytes | None, int, int]
+
+
+def _overlay_files() -> Iterator[ImageFile]:
+    """What each run adds to the root filesystem of the runner image."""
     yield "usr/local/bin/runnerscale-entrypoint", ENTRYPOINT.read_bytes(), 0o755, 0
     yield "home/runner/run.sh", RUN_SH.encode(), 0o755, RUNNER_UID
     site = Path(str(httpx.__file__)).resolve().parent.parent
@@ -170,17 +174,19 @@ def _overlay_files() -> Iterator[tuple[str, bytes | None, int, int]]:
                 yield f"{destination}/{relative}", path.read_bytes(), 0o644, 0
 
 
-#: What a run adds to the root filesystem: (path in the image, content or None for a folder,
-#: mode, uid).
-Overlay = list[tuple[str, bytes | None, int, int]]
+#: What a run adds to the root filesystem.
+Overlay = list[ImageFile]
 
 
-def overlay_digest(files: Overlay | None = None) -> str:
-    """A short digest of an overlay (default: the runner image's), its image's tag."""
+def overlay_digest(files: Overlay | None = None, changes: Sequence[str] = ()) -> str:
+    """A short digest of an overlay (default: the runner image's) and the Dockerfile-like
+    changes made on import: its image's tag."""
     digest = hashlib.sha256()
     for name, content, mode, uid in files if files is not None else _overlay_files():
         digest.update(f"{name}\0{mode}\0{uid}\0".encode())
         digest.update(hashlib.sha256(content or b"").digest())
+    for change in changes:
+        digest.update(f"{change}\0".encode())
     return digest.hexdigest()[:12]
 
 
@@ -371,7 +377,7 @@ def import_image(
     """Import the cached root filesystem plus ``files`` into the engine at ``url`` as
     ``repository:<digest of files>`` with the Dockerfile-like ``changes``, unless it is there
     already; returns its reference."""
-    reference = f"{repository}:{overlay_digest(files)}"
+    reference = f"{repository}:{overlay_digest(files, changes)}"
     client = docker.DockerClient(base_url=url, version="auto", timeout=300)
     try:
         with contextlib.suppress(docker.errors.ImageNotFound):
@@ -393,18 +399,28 @@ def import_image(
         client.close()
 
 
-def import_runner_image(url: str, scratch: Path) -> str:
-    """Import the test runner image into the engine at ``url``; returns its reference."""
+def import_runner_image(
+    url: str,
+    scratch: Path,
+    *,
+    extra: Sequence[ImageFile] = (),
+    changes: Sequence[str] = (),
+    repository: str = IMAGE_REPOSITORY,
+) -> str:
+    """Import the test runner image into the engine at ``url``; returns its reference. A
+    variant of it (a benchmark's) adds the files ``extra`` and the Dockerfile-like ``changes``
+    under a ``repository`` of its own."""
     return import_image(
         url,
         scratch,
-        IMAGE_REPOSITORY,
-        list(_overlay_files()),
+        repository,
+        [*_overlay_files(), *extra],
         [
             "USER runner",
             "WORKDIR /home/runner",
             "ENV PYTHONPATH=/opt/runnerscale PYTHONDONTWRITEBYTECODE=1",
             'ENTRYPOINT ["/usr/local/bin/runnerscale-entrypoint"]',
+            *changes,
         ],
     )
 

@@ -82,6 +82,16 @@ async def provider(
     await made.close()
 
 
+def derive_image(client: docker.DockerClient, image: str, reference: str, change: str) -> None:
+    """Make ``reference``: ``image`` with one Dockerfile instruction applied (``USER root``)."""
+    base = client.containers.create(image, entrypoint=["true"], network_mode="none")
+    try:
+        repository, tag = reference.rsplit(":", 1)
+        base.commit(repository=repository, tag=tag, changes=[change])
+    finally:
+        base.remove(force=True)
+
+
 async def wait_for_instance(
     provider: DockerProvider, name: str, check: Callable[[Instance], bool], timeout: float = 30
 ) -> Instance:
@@ -309,11 +319,7 @@ async def test_an_image_that_runs_as_root_is_refused_unless_root_is_asked_for(
     engine_client: docker.DockerClient,
     runner_image: str,
 ) -> None:
-    base = engine_client.containers.create(runner_image, entrypoint=["true"], network_mode="none")
-    try:
-        base.commit(repository="runnerscale-test-root", tag="1", changes=["USER root"])
-    finally:
-        base.remove(force=True)
+    derive_image(engine_client, runner_image, "runnerscale-test-root:1", "USER root")
     refused = make_provider(image="runnerscale-test-root:1")
     with pytest.raises(ProviderError, match="runs as root") as caught:
         await refused.create(spec("rs-root"))
@@ -416,3 +422,42 @@ async def test_an_image_removed_after_use_is_checked_again(
         await provider.close()
         with contextlib.suppress(docker.errors.ImageNotFound):
             engine_client.images.remove("runnerscale-test-copy:1")
+
+
+async def test_removing_a_runner_removes_its_anonymous_volumes_and_keeps_the_cache_volume(
+    make_provider: Callable[..., DockerProvider],
+    engine_client: docker.DockerClient,
+    runner_image: str,
+) -> None:
+    # An image that declares a VOLUME gives every container an anonymous volume of its own,
+    # which `docker rm -f` without `-v` leaves behind: one more on the engine per runner.
+    derive_image(engine_client, runner_image, "runnerscale-test-volume:1", "VOLUME /data")
+    before = {volume.name for volume in engine_client.volumes.list()}
+    provider = make_provider(
+        image="runnerscale-test-volume:1", volumes={"rs-test-keep": "/home/runner/.cache"}
+    )
+    exits = make_provider(image="runnerscale-test-volume:1", command=("sh", "-c", "exit 3"))
+    try:
+        await provider.create(spec("rs-vol-running"))
+        await exits.create(spec("rs-vol-exited"))
+        await wait_for_instance(exits, "rs-vol-exited", lambda i: not i.running)
+        # What a crash between `create` and `start` leaves, replaced by the next create.
+        engine_client.containers.create(
+            "runnerscale-test-volume:1",
+            entrypoint=SLEEP,
+            name="rs-vol-stale",
+            labels={LABEL_CONTROLLER: "rs-test", LABEL_POOL: "pool-a"},
+            network_mode="none",
+        )
+        await provider.create(spec("rs-vol-stale"))
+        made = {v.name for v in engine_client.volumes.list()} - before - {"rs-test-keep"}
+        assert len(made) >= 3  # one for each runner's container
+        await provider.delete("rs-vol-running")
+        await exits.delete("rs-vol-exited")
+        await provider.delete("rs-vol-stale")
+        assert {v.name for v in engine_client.volumes.list()} - before == {"rs-test-keep"}
+    finally:
+        await provider.close()
+        await exits.close()
+        remove_labelled(engine_client)
+        engine_client.images.remove("runnerscale-test-volume:1", force=True)

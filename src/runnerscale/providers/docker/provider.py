@@ -36,7 +36,9 @@ runner's container exited (with its code, whether the kernel killed it for memor
 log lines when it failed) and removes it; removal logs those last lines at warning level when
 the exit was a failure, so they are in runnerscale's log after the container is gone.
 ``delete`` stops a running container with SIGTERM (the runner cancels its job cleanly) and
-SIGKILL after ``stop_grace``; deleting what is already gone is success.
+SIGKILL after ``stop_grace``; deleting what is already gone is success. Every removal takes the
+container's anonymous volumes with it (an image's ``VOLUME``: one per container, which would
+pile up on the engine otherwise); the pool's named volumes stay.
 
 *Crash leftovers are listed.* A create makes the container (with its labels), then starts it. A
 ``kill -9`` of the daemon in between leaves a container that was created but never started:
@@ -454,7 +456,7 @@ class DockerProvider:
                 container is not None
                 and (container.labels or {}).get(LABEL_CREATED) == f"{created_at:.3f}"
             ):
-                container.remove(force=True)
+                container.remove(force=True, v=True)
 
     def _create_container(
         self, client: docker.DockerClient, spec: InstanceSpec, created_at: float
@@ -550,7 +552,7 @@ class DockerProvider:
                 f"pool {self.settings.pool!r}: runner {name} already runs in container "
                 f"{existing.short_id}"
             )
-        existing.remove(force=True)
+        existing.remove(force=True, v=True)
 
     def _command(self, spec: InstanceSpec) -> builtins.list[str] | None:
         if self.settings.command is None:
@@ -624,7 +626,7 @@ class DockerProvider:
             # A container that failed by itself was reported with its last log lines from
             # list()'s detail (by the controller, or the janitor for one nobody knew).
             try:
-                container.remove(force=True)
+                container.remove(force=True, v=True)
             except docker.errors.NotFound:
                 pass
             except docker.errors.APIError as error:
