@@ -30,7 +30,7 @@ from rich.text import Text
 
 from runnerscale.warm import time_zone
 
-__all__ = ["github_lines", "leadership_lines", "print_status", "render", "watch"]
+__all__ = ["github_lines", "leadership_lines", "min_idle_cell", "print_status", "render", "watch"]
 
 #: Jobs listed under each heading (the status API lists more; the page shows them all).
 LISTED = 10
@@ -62,13 +62,13 @@ def _pool_table(pools: Sequence[dict[str, Any]]) -> Table:
             Text(pool["name"]),
             *(str(pool[key]) for key in ("desired", "booting", "idle", "busy", "queued")),
             str(pool["max_runners"]),
-            _min_idle_cell(pool),
+            min_idle_cell(pool),
             Text(healthy),
         )
     return table
 
 
-def _min_idle_cell(pool: dict[str, Any]) -> str:
+def min_idle_cell(pool: dict[str, Any]) -> str:
     """The ``min_idle`` in force; with warm windows, the window in force and when it closes,
     or the window that opens next and when, in the window's time zone."""
     warm = pool.get("warm")
