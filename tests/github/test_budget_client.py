@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from runnerscale.cli import _github_lines
 from runnerscale.controller.loops import Status
 from runnerscale.fakegithub.faults import FaultPlan, RateLimitFaults
 from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
@@ -20,6 +19,7 @@ from runnerscale.github.client import MAX_CONCURRENT_REQUESTS, GitHubClient
 from runnerscale.metrics import Metrics
 from runnerscale.model import Target
 from runnerscale.protocols import GitHubError
+from runnerscale.statusview import github_lines
 from tests.virtual_time import SkipAhead, virtual_clock
 
 TOKEN = "ghp_budget_test_token"
@@ -136,7 +136,7 @@ async def test_jit_configs_are_charged_to_the_registration_resource(
         overview = (await http.get(f"{simulator.url}/rate_limit")).json()
     assert overview["resources"][REGISTRATION]["used"] == 3
     # Status and metrics show it, per resource.
-    lines = _github_lines(client.budget.report(), simulator.clock.now())
+    lines = github_lines(client.budget.report(), simulator.clock.now())
     assert f"GitHub {REGISTRATION}: 3 used, 9997 of 10000 remaining" in lines
     metrics = Metrics(lambda: Status(pools=[]), lambda: client.budget).render().decode()
     assert (
