@@ -99,6 +99,11 @@ LABELS = ("self-hosted", "linux", "x64")
 REPOS = ("acme/api", "acme/web", "acme/tools")
 POOL = "chaos"
 CHAOS_RUNNER = ROOT / "benchmarks" / "chaos_runner.py"
+#: How long the fake GitHub waits for a silent busy runner before it fails the job. GitHub
+#: takes minutes; at 10 s, the benchmark's first setting, a runner killed while all of its
+#: job's webhooks were lost left a window shorter than one poll retry for the daemon to see
+#: that job at all, a race no deployment meets.
+LOST_RUNNER_TIMEOUT = 45.0
 #: Once every job's latest attempt has ended, how long to wait for a re-run before stopping:
 #: the longest a loss can take to be re-run once GitHub has failed its job, when all of its
 #: webhooks were lost (a re-read every ``queued_recheck``, 20 s, at a poll, every 20 s; the
@@ -698,7 +703,9 @@ class Chaos:
 
 async def run(plan: Plan, scratch: Path, console: Console) -> Outcome:
     """One chaos run in ``scratch`` (the daemon's config, state, log and runner folders)."""
-    world = WorldSettings(runner_offline_after=10.0, lost_runner_timeout=10.0, seed=plan.seed)
+    world = WorldSettings(
+        runner_offline_after=10.0, lost_runner_timeout=LOST_RUNNER_TIMEOUT, seed=plan.seed
+    )
     async with (
         BACKENDS[plan.backend](plan, scratch) as runners,
         SimulatorServer(SimulatorOptions(tokens=(TOKEN,), world=world)) as server,
