@@ -128,7 +128,7 @@ class Plan:
     silent: float = 0.05
     dies: float = 0.1
     #: How long, after the last job was queued, everything may take to be served and cleaned.
-    drain: float = 240.0
+    drain: float = 360.0
 
     def faults(self) -> FaultPlan:
         slow = OperationFaults(error_rate=0.1, latency=2.0)

@@ -282,9 +282,11 @@ class Controller:
         self.newest_jobs: dict[str, float] = {}
         #: Targeted re-checks while webhooks arrive: job id -> (next check, wait after it).
         self._rechecks: dict[int, tuple[float, float]] = {}
-        #: A runner of ours died while runnerscale thought it had no job: it may have run one
-        #: whose webhooks were lost. The next poll reads as if no webhook arrived.
-        self._missed_events_suspected = False
+        #: Webhooks may have been missed: the next poll reads as if none arrived. So at the
+        #: start (those sent while the daemon was down are lost), and when a runner of ours
+        #: died while runnerscale thought it had no job (it may have run one whose webhooks
+        #: were all lost).
+        self._missed_events_suspected = True
         #: Each loop's pulse (see :mod:`.health`), and when the first decision was written.
         self.heartbeats: dict[str, Heartbeat] = {}
         self.reconciled_at: float | None = None
