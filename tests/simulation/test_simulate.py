@@ -108,6 +108,102 @@ async def test_same_inputs_and_seed_give_identical_json() -> None:
     assert set(body["compared"]) == {"poll-60", "static-50/20/4"}
 
 
+TWO_POOLS = (
+    CONFIG
+    + """\
+  - name: gpu
+    labels: [self-hosted, linux, x64, gpu]
+    provider: local
+    max_runners: 1
+    idle_timeout: 60s
+    local: {command: [run.sh]}
+    simulation: {boot_time: 30s, cost_per_hour: 3.6}
+"""
+)
+GPU = (*X64, "gpu")
+#: The keys ``--json`` has always had, for the run and for each policy compared.
+FIGURE_KEYS = [
+    "jobs",
+    "served",
+    "unserved",
+    "queue_wait_s",
+    "runner_seconds",
+    "idle_ratio",
+    "api_calls",
+    "api_calls_per_job",
+    "api_calls_by_operation",
+    "cost",
+]
+
+
+def two_pool_trace() -> list[TraceJob]:
+    """Two gpu jobs at once on a pool of one runner, x64 jobs once no gpu runner is left (a
+    gpu runner would take an x64 job too), and a job no pool serves."""
+    return [
+        TraceJob(0, "acme/app", GPU, 60, 1, "gpu-1"),
+        TraceJob(0, "acme/app", GPU, 60, 1, "gpu-2"),
+        *(TraceJob(600, "acme/app", X64, 100, 2, f"x64-{i}") for i in range(3)),
+        TraceJob(600, "acme/app", ("self-hosted", "windows"), 10, 3, "windows"),
+    ]
+
+
+async def test_each_pool_has_its_own_figures_and_they_add_up() -> None:
+    result = await simulate(config(TWO_POOLS), two_pool_trace(), trace_name="t", compare=True)
+    figures = result.result.figures
+    x64, gpu = figures.pools["x64"], figures.pools["gpu"]
+    assert list(figures.pools) == ["x64", "gpu"]
+    assert (x64.jobs, x64.served, x64.unserved) == (3, 3, 0)
+    assert (gpu.jobs, gpu.served, gpu.unserved) == (2, 2, 0)
+    assert set(x64.queue_waits) == {30.0 + WEBHOOK_DELAY}
+    # The second gpu job waits for the first to end and for a runner of its own to boot.
+    first, second = sorted(gpu.queue_waits)
+    assert first == 30.0
+    assert second == first + 60 + 30
+    assert x64.runner_seconds.busy == pytest.approx(300.0)
+    assert gpu.runner_seconds.busy == pytest.approx(120.0)
+    assert x64.runner_seconds.booting == pytest.approx(3 * 30.0)
+    assert gpu.runner_seconds.booting == pytest.approx(2 * 30.0)
+    assert x64.cost == pytest.approx(x64.runner_seconds.total / 3600 * 0.36)
+    assert gpu.cost == pytest.approx(gpu.runner_seconds.total / 3600 * 3.6)
+    # The run is the sum of its pools, and of the job no pool serves.
+    assert (figures.jobs, figures.served, figures.unserved) == (6, 5, 1)
+    assert figures.runner_seconds == x64.runner_seconds + gpu.runner_seconds
+    assert figures.cost == pytest.approx(x64.cost + gpu.cost)
+    assert figures.queue_wait.max == gpu.queue_wait.max == second
+    # Every reference point is broken down the same way.
+    for other in (*(p.figures for p in result.compared), result.limit):
+        assert list(other.pools) == ["x64", "gpu"]
+        assert [p.jobs for p in other.pools.values()] == [3, 2]
+    assert result.limit.pools["gpu"].queue_waits == (30.0, 30.0 + 60 + 30)
+
+
+async def test_the_json_adds_pools_and_keeps_every_key_it_had() -> None:
+    result = await simulate(config(TWO_POOLS), two_pool_trace(), trace_name="t", compare=True)
+    body = json.loads(json.dumps(result.as_json()))
+    assert list(body)[: len(FIGURE_KEYS)] == FIGURE_KEYS
+    assert list(body)[len(FIGURE_KEYS) :] == [
+        "pools",
+        "limit",
+        "policy",
+        "trace",
+        "seed",
+        "compared",
+        "timeline",
+    ]
+    pool_keys = [key for key in FIGURE_KEYS if not key.startswith("api_calls")]
+    for figures in (body, body["limit"], *body["compared"].values()):
+        assert [key for key in figures if key in {*FIGURE_KEYS, "pools"}] == [*FIGURE_KEYS, "pools"]
+        assert list(figures["pools"]) == ["x64", "gpu"]
+        for pool in figures["pools"].values():
+            assert list(pool) == pool_keys
+            assert set(pool["queue_wait_s"]) == {"p50", "p95", "p99", "max"}
+            assert set(pool["runner_seconds"]) == {"busy", "idle", "booting"}
+    gpu = body["pools"]["gpu"]
+    assert (gpu["jobs"], gpu["served"], gpu["unserved"]) == (2, 2, 0)
+    assert gpu["queue_wait_s"]["max"] == body["queue_wait_s"]["max"]
+    assert body["pools"]["x64"]["cost"] + gpu["cost"] == pytest.approx(body["cost"], abs=1e-3)
+
+
 async def run_cli(*arguments: str) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
