@@ -819,7 +819,7 @@ def simulate(
     from rich.progress import Progress
 
     from runnerscale.logs import setup_logging
-    from runnerscale.simulation.report import comparison_table, render_html
+    from runnerscale.simulation.report import comparison_table, pool_table, render_html
     from runnerscale.simulation.run import simulate as run
     from runnerscale.simulation.trace import TraceError, read_trace
 
@@ -862,6 +862,9 @@ def simulate(
     rows.append(("lower bound", result.limit))
     wide = Console(width=None if sys.stdout.isatty() else 220)  # files and pipes get the full table
     wide.print(comparison_table(rows, title=f"{trace.name} with {config.name}"))
+    for name, figures in rows:  # which pool made each policy's waits and cost
+        if figures.pools:
+            wide.print(pool_table(figures, title=f"{name}, by pool"))
     if json_out is not None:
         json_out.write_text(json.dumps(result.as_json(), indent=2) + "\n")
     if report is not None:

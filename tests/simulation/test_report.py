@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
 import struct
 import subprocess
@@ -18,17 +19,26 @@ from rich.table import Table
 from runnerscale.simulation.report import (
     COMPARISON_HEADER,
     LOWER_BOUND,
+    POOL_HEADER,
     SWEEP_FIGURES_HEADER,
     comparison_rows,
     comparison_table,
     markdown_table,
+    pool_rows,
+    pool_table,
     render_html,
     sweep_header,
     sweep_markdown,
     sweep_rows,
     sweep_table,
 )
-from runnerscale.simulation.results import Figures, PolicyResult, RunnerSeconds, TimelinePoint
+from runnerscale.simulation.results import (
+    Figures,
+    PolicyResult,
+    PoolFigures,
+    RunnerSeconds,
+    TimelinePoint,
+)
 from tests.chromium import command
 
 HOSTILE = "<script>alert('x')</script> & co"
@@ -78,16 +88,34 @@ def timeline(*, boot: int, spare: int, total: float, points: int = 50) -> tuple[
     return tuple(samples)
 
 
+def pool(waits: range, *, busy: float, idle: float, booting: float, cost: float) -> PoolFigures:
+    """A pool that served every one of its jobs, which waited ``waits`` seconds."""
+    return PoolFigures(
+        jobs=len(waits),
+        served=len(waits),
+        unserved=0,
+        queue_waits=tuple(float(wait) for wait in waits),
+        runner_seconds=RunnerSeconds(busy=busy, idle=idle, booting=booting),
+        cost=cost,
+    )
+
+
+# The main policy's two pools, which add up to its figures below.
+X64_POOL = pool(range(1, 81), busy=5400, idle=1800, booting=600, cost=2.3)
+GPU_POOL = pool(range(81, 101), busy=1800, idle=0, booting=300, cost=10.0)
 # Waits 1..100 s give exact nearest-rank percentiles: p50 50, p95 95, p99 99, max 100.
 MAIN = PolicyResult(
     policy="runnerscale",
-    figures=figures(
-        waits=tuple(float(i) for i in range(1, 101)),
-        busy=7200,
-        idle=1800,
-        booting=900,
-        cost=12.3,
-        api_calls=250,
+    figures=dataclasses.replace(
+        figures(
+            waits=tuple(float(i) for i in range(1, 101)),
+            busy=7200,
+            idle=1800,
+            booting=900,
+            cost=12.3,
+            api_calls=250,
+        ),
+        pools={"x64": X64_POOL, "gpu": GPU_POOL},
     ),
     timeline=timeline(boot=2, spare=1, total=12.3),
 )
@@ -186,6 +214,36 @@ def test_rich_comparison_table_shows_every_policy_and_number() -> None:
         assert cell in text
 
 
+# --- per pool ----------------------------------------------------------------------------
+
+EXPECTED_POOLS = [
+    ["x64", "80", "80", "0", "40.0", "76.0", "80.0", "80.0",
+     "1.50", "0.50", "0.17", "0.33", "$2.30"],
+    ["gpu", "20", "20", "0", "90.0", "99.0", "100.0", "100.0",
+     "0.50", "0.00", "0.08", "0.00", "$10.00"],
+]  # fmt: skip
+
+
+def test_pool_rows_are_the_comparisons_columns_but_the_api_calls() -> None:
+    assert ("pool", *COMPARISON_HEADER[1:12], "cost") == POOL_HEADER
+    assert pool_rows(MAIN.figures) == EXPECTED_POOLS
+    # A run of one pool: its pool's row is its comparison row, less the API calls.
+    alone = dataclasses.replace(MAIN.figures, pools={"all": MAIN.figures})
+    [comparison] = comparison_rows([("all", alone)])
+    assert pool_rows(alone) == [[*comparison[:12], comparison[-1]]]
+    assert pool_rows(POLL.figures) == []
+
+
+def test_rich_pool_table_shows_every_pool_and_number() -> None:
+    table = pool_table(MAIN.figures, title="runnerscale, by pool")
+    assert [column.header for column in table.columns] == list(POOL_HEADER)
+    text = render(300, table)
+    assert "runnerscale, by pool" in text
+    for row in EXPECTED_POOLS:
+        for cell in row:
+            assert cell in text
+
+
 # --- sweep -------------------------------------------------------------------------------
 
 
@@ -261,8 +319,30 @@ def test_html_shows_the_comparison_table() -> None:
     assert "seed 7, config ci.yaml" in page
 
 
+def test_html_shows_a_table_per_pool_for_each_policy_that_has_pools() -> None:
+    page = report()
+    by_pool = page.split("<h2>By pool</h2>")[1].split("</section>")[0]
+    assert by_pool.count('<table class="pools">') == 1  # only the main policy has pools here
+    assert "<h3>runnerscale</h3>" in by_pool
+    assert "<h3>poll-60</h3>" not in by_pool
+    for row in EXPECTED_POOLS:
+        assert (
+            f'<tr><td class="text">{row[0]}</td>'
+            + "".join(f"<td>{cell}</td>" for cell in row[1:])
+            + "</tr>"
+            in by_pool
+        )
+    limit = dataclasses.replace(LIMIT, pools={"x64": X64_POOL})
+    both = render_html("t", "", POLICIES, limit)
+    assert both.count('<table class="pools">') == 2
+    assert "<h3>lower bound</h3>" in both
+    # Figures without pools (made by hand, or by an older runnerscale): no section at all.
+    assert "By pool" not in render_html("t", "", (POLL, STATIC), LIMIT)
+
+
 def test_html_escapes_every_text() -> None:
-    hostile = PolicyResult(policy=HOSTILE, figures=MAIN.figures, timeline=MAIN.timeline)
+    hostile_figures = dataclasses.replace(MAIN.figures, pools={HOSTILE: X64_POOL})
+    hostile = PolicyResult(policy=HOSTILE, figures=hostile_figures, timeline=MAIN.timeline)
     page = render_html(f"<b>{HOSTILE}</b>", HOSTILE, (hostile, POLL), None)
     assert "<script" not in page
     assert "<b>" not in page

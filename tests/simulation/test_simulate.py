@@ -37,6 +37,20 @@ pools:
     simulation: {boot_time: 30s, cost_per_hour: 0.36}
 """
 
+#: The keys ``--json`` has always had, for the run and for each policy compared.
+FIGURE_KEYS = [
+    "jobs",
+    "served",
+    "unserved",
+    "queue_wait_s",
+    "runner_seconds",
+    "idle_ratio",
+    "api_calls",
+    "api_calls_per_job",
+    "api_calls_by_operation",
+    "cost",
+]
+
 
 def config(text: str = CONFIG) -> Config:
     return parse_config(text, source="test.yaml", env={"HOME": "/tmp"})
@@ -91,18 +105,7 @@ async def test_same_inputs_and_seed_give_identical_json() -> None:
     second = await simulate(reference, jobs, trace_name="workday", seed=3, compare=True)
     assert json.dumps(first.as_json()) == json.dumps(second.as_json())
     body = first.as_json()
-    for key in (
-        "jobs",
-        "served",
-        "unserved",
-        "queue_wait_s",
-        "runner_seconds",
-        "idle_ratio",
-        "api_calls",
-        "api_calls_per_job",
-        "cost",
-        "limit",
-    ):
+    for key in (*FIGURE_KEYS, "limit"):
         assert key in body
     assert set(body["queue_wait_s"]) == {"p50", "p95", "p99", "max"}
     assert set(body["compared"]) == {"poll-60", "static-50/20/4"}
@@ -121,19 +124,6 @@ TWO_POOLS = (
 """
 )
 GPU = (*X64, "gpu")
-#: The keys ``--json`` has always had, for the run and for each policy compared.
-FIGURE_KEYS = [
-    "jobs",
-    "served",
-    "unserved",
-    "queue_wait_s",
-    "runner_seconds",
-    "idle_ratio",
-    "api_calls",
-    "api_calls_per_job",
-    "api_calls_by_operation",
-    "cost",
-]
 
 
 def two_pool_trace() -> list[TraceJob]:
@@ -249,6 +239,10 @@ async def test_the_command_writes_byte_identical_json_and_a_report(tmp_path: Pat
         outputs.append((tmp_path / name).read_bytes())
     assert outputs[0] == outputs[1]
     assert "lower bound" in output
+    # After the comparison, a table per policy of its pools.
+    assert "runnerscale, by pool" in output
+    assert "lower bound, by pool" in output
+    assert output.index("runnerscale, by pool") > output.index("lower bound │")
     code, output = await run_cli(
         "--trace",
         str(trace_file),

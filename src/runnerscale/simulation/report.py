@@ -12,8 +12,9 @@ that no autoscaler can beat. The numbers go to three places that must agree with
   artifact store where nothing beside it can be fetched.
 
 So every table is built from the same rows of already formatted strings
-(:func:`comparison_rows`, :func:`sweep_rows`), and each figure is formatted one way everywhere:
-waits in seconds with one decimal, runner time in hours with two, cost in dollars with two.
+(:func:`comparison_rows`, :func:`pool_rows`, :func:`sweep_rows`), and each figure is formatted
+one way everywhere: waits in seconds with one decimal, runner time in hours with two, cost in
+dollars with two.
 
 The report is deterministic: the same result gives the same bytes (fixed style, sizes and DPI,
 no timestamps in the PNG metadata), so it can be checked into a benchmark folder and diffed.
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from rich.table import Table
 
-from runnerscale.simulation.results import Figures, PolicyResult, TimelinePoint
+from runnerscale.simulation.results import Figures, PolicyResult, PoolFigures, TimelinePoint
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -43,10 +44,13 @@ if TYPE_CHECKING:
 __all__ = [
     "COMPARISON_HEADER",
     "LOWER_BOUND",
+    "POOL_HEADER",
     "SWEEP_FIGURES_HEADER",
     "comparison_rows",
     "comparison_table",
     "markdown_table",
+    "pool_rows",
+    "pool_table",
     "render_html",
     "sweep_header",
     "sweep_markdown",
@@ -57,8 +61,8 @@ __all__ = [
 #: The name the lower bound goes by in every table and plot.
 LOWER_BOUND = "lower bound"
 
-COMPARISON_HEADER: tuple[str, ...] = (
-    "policy",
+#: What a run and each of its pools have alike: how jobs were served and the runners' time.
+_SERVICE_HEADER: tuple[str, ...] = (
     "jobs",
     "served",
     "unserved",
@@ -70,10 +74,13 @@ COMPARISON_HEADER: tuple[str, ...] = (
     "idle runner-h",
     "booting runner-h",
     "idle ratio",
-    "API calls",
-    "calls/job",
-    "cost",
 )
+
+COMPARISON_HEADER: tuple[str, ...] = ("policy", *_SERVICE_HEADER, "API calls", "calls/job", "cost")
+
+#: A policy's figures per pool: the comparison's columns but the API calls, which are the
+#: run's (GitHub is called per target, not per pool).
+POOL_HEADER: tuple[str, ...] = ("pool", *_SERVICE_HEADER, "cost")
 
 #: The figure columns of the sweep table; the swept parameters come before them.
 SWEEP_FIGURES_HEADER: tuple[str, ...] = (
@@ -118,32 +125,37 @@ def _cost(dollars: float) -> str:
 # --- comparison ---------------------------------------------------------------------------
 
 
+def _service_cells(figures: PoolFigures) -> list[str]:
+    """The :data:`_SERVICE_HEADER` cells of a run or of one of its pools."""
+    wait = figures.queue_wait
+    runner = figures.runner_seconds
+    return [
+        str(figures.jobs),
+        str(figures.served),
+        str(figures.unserved),
+        _wait(wait.p50),
+        _wait(wait.p95),
+        _wait(wait.p99),
+        _wait(wait.max),
+        _hours(runner.busy),
+        _hours(runner.idle),
+        _hours(runner.booting),
+        _ratio(figures.idle_ratio),
+    ]
+
+
 def comparison_rows(results: Sequence[tuple[str, Figures]]) -> list[list[str]]:
     """One row of formatted strings per ``(name, figures)``, in :data:`COMPARISON_HEADER` order."""
-    rows: list[list[str]] = []
-    for name, figures in results:
-        wait = figures.queue_wait
-        runner = figures.runner_seconds
-        rows.append(
-            [
-                name,
-                str(figures.jobs),
-                str(figures.served),
-                str(figures.unserved),
-                _wait(wait.p50),
-                _wait(wait.p95),
-                _wait(wait.p99),
-                _wait(wait.max),
-                _hours(runner.busy),
-                _hours(runner.idle),
-                _hours(runner.booting),
-                _ratio(figures.idle_ratio),
-                str(figures.api_calls),
-                _ratio(figures.api_calls_per_job),
-                _cost(figures.cost),
-            ]
-        )
-    return rows
+    return [
+        [
+            name,
+            *_service_cells(figures),
+            str(figures.api_calls),
+            _ratio(figures.api_calls_per_job),
+            _cost(figures.cost),
+        ]
+        for name, figures in results
+    ]
 
 
 def comparison_table(results: Sequence[tuple[str, Figures]], title: str | None = None) -> Table:
@@ -154,6 +166,19 @@ def comparison_table(results: Sequence[tuple[str, Figures]], title: str | None =
 def markdown_table(results: Sequence[tuple[str, Figures]]) -> str:
     """The comparison as a GitHub-flavoured markdown table (for benchmarks and pull requests)."""
     return _markdown(COMPARISON_HEADER, comparison_rows(results), text_columns=1)
+
+
+# --- per pool -----------------------------------------------------------------------------
+
+
+def pool_rows(figures: Figures) -> list[list[str]]:
+    """One row per pool of a policy's run, in the config's order (:data:`POOL_HEADER`)."""
+    return [[name, *_service_cells(pool), _cost(pool.cost)] for name, pool in figures.pools.items()]
+
+
+def pool_table(figures: Figures, title: str | None = None) -> Table:
+    """A policy's figures per pool for the terminal: which pool made its waits and its cost."""
+    return _rich_table(POOL_HEADER, pool_rows(figures), text_columns=1, title=title)
 
 
 # --- sweep --------------------------------------------------------------------------------
@@ -435,6 +460,7 @@ header { border-bottom: 1px solid #d0d7de; margin-bottom: 20px; }
 h1 { font-size: 1.6em; margin: 0 0 4px 0; }
 header p { color: #57606a; margin: 0 0 14px 0; }
 h2 { font-size: 1.2em; margin: 28px 0 6px 0; }
+h3 { font-size: 1em; margin: 16px 0 4px 0; }
 .note { color: #57606a; font-size: 0.9em; margin: 4px 0 10px 0; max-width: 70em; }
 .table-wrap { overflow-x: auto; }
 table { border-collapse: collapse; font-size: 0.85em; font-variant-numeric: tabular-nums; }
@@ -460,19 +486,15 @@ def _page(
     has_limit: bool,
 ) -> str:
     esc = html.escape
-    head = "".join(
-        f'<th class="text">{esc(name)}</th>' if index == 0 else f"<th>{esc(name)}</th>"
-        for index, name in enumerate(COMPARISON_HEADER)
+    last = len(named) - 1
+    comparison = _html_table(
+        COMPARISON_HEADER,
+        comparison_rows(named),
+        [
+            "limit" if has_limit and index == last else "main" if index == 0 else ""
+            for index in range(len(named))
+        ],
     )
-    body: list[str] = []
-    rows = comparison_rows(named)
-    for index, row in enumerate(rows):
-        kind = "limit" if has_limit and index == len(rows) - 1 else "main" if index == 0 else ""
-        cells = "".join(
-            f'<td class="text">{esc(cell)}</td>' if column == 0 else f"<td>{esc(cell)}</td>"
-            for column, cell in enumerate(row)
-        )
-        body.append(f'<tr class="{kind}">{cells}</tr>' if kind else f"<tr>{cells}</tr>")
     note = (
         "Waits are the time from a job being queued to a runner starting it. Runner-hours are "
         "summed over all runners; the idle ratio is idle over busy runner time."
@@ -503,17 +525,57 @@ def _page(
 <section>
 <h2>Comparison</h2>
 <p class="note">{esc(note)}</p>
-<div class="table-wrap">
-<table>
-<thead><tr>{head}</tr></thead>
-<tbody>
-{chr(10).join(body)}
-</tbody>
-</table>
-</div>
+{comparison}
 </section>
+{_by_pool(named)}
 {figures}
 <footer>Made by runnerscale simulate.</footer>
 </body>
 </html>
 """
+
+
+def _by_pool(named: Sequence[tuple[str, Figures]]) -> str:
+    """A table per policy of its figures per pool; nothing when no figures have pools."""
+    esc = html.escape
+    tables = [
+        f"<h3>{esc(name)}</h3>\n{_html_table(POOL_HEADER, pool_rows(figures), [], kind='pools')}"
+        for name, figures in named
+        if figures.pools
+    ]
+    if not tables:
+        return ""
+    note = (
+        "Each policy's figures, pool by pool: a job counts in the pool it is routed to (its "
+        "most specific matching pool), runner time and cost are the pool's own runners'. "
+        "Jobs no pool matches count in the comparison only, and so do API calls."
+    )
+    body = "\n".join(tables)
+    return f'<section>\n<h2>By pool</h2>\n<p class="note">{esc(note)}</p>\n{body}\n</section>'
+
+
+def _html_table(
+    header: Sequence[str], rows: Sequence[Sequence[str]], classes: Sequence[str], kind: str = ""
+) -> str:
+    """A table whose first column is text and the others figures; ``classes`` gives the rows'
+    (``main``, ``limit``, or none), ``kind`` the table's own class."""
+    esc = html.escape
+
+    def cells(tag: str, row: Sequence[str]) -> str:
+        return "".join(
+            f'<{tag} class="text">{esc(cell)}</{tag}>'
+            if column == 0
+            else f"<{tag}>{esc(cell)}</{tag}>"
+            for column, cell in enumerate(row)
+        )
+
+    body = []
+    for index, row in enumerate(rows):
+        row_class = classes[index] if index < len(classes) else ""
+        opening = f'<tr class="{row_class}">' if row_class else "<tr>"
+        body.append(f"{opening}{cells('td', row)}</tr>")
+    table = f'<table class="{kind}">' if kind else "<table>"
+    return (
+        f'<div class="table-wrap">\n{table}\n<thead><tr>{cells("th", header)}</tr></thead>\n'
+        f"<tbody>\n{chr(10).join(body)}\n</tbody>\n</table>\n</div>"
+    )
