@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import itertools
 import re
 import struct
 import subprocess
@@ -16,6 +17,7 @@ from matplotlib import image as mpimg
 from rich.console import Console
 from rich.table import Table
 
+from runnerscale.simulation.occupancy import STATES, Buckets, Span, bucketed
 from runnerscale.simulation.report import (
     COMPARISON_HEADER,
     LOWER_BOUND,
@@ -88,6 +90,17 @@ def timeline(*, boot: int, spare: int, total: float, points: int = 50) -> tuple[
     return tuple(samples)
 
 
+def occupancy(samples: tuple[TimelinePoint, ...]) -> Buckets:
+    """Runners by state as the samples say, each count holding until the next sample."""
+    spans = [
+        Span(state, point.at, following.at)
+        for point, following in itertools.pairwise(samples)
+        for state in STATES
+        for _ in range(getattr(point, state))
+    ]
+    return bucketed(spans, samples[0].at, samples[-1].at)
+
+
 def pool(waits: range, *, busy: float, idle: float, booting: float, cost: float) -> PoolFigures:
     """A pool that served every one of its jobs, which waited ``waits`` seconds."""
     return PoolFigures(
@@ -118,6 +131,7 @@ MAIN = PolicyResult(
         pools={"x64": X64_POOL, "gpu": GPU_POOL},
     ),
     timeline=timeline(boot=2, spare=1, total=12.3),
+    occupancy=occupancy(timeline(boot=2, spare=1, total=12.3)),
 )
 POLL = PolicyResult(
     policy="poll-60",
@@ -348,6 +362,15 @@ def test_html_escapes_every_text() -> None:
     assert "<b>" not in page
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; co" in page
     assert "lower bound" not in page.split("<tbody>")[1].split("</tbody>")[0]
+    assert page.count(PNG_URI) == 3
+
+
+def test_html_says_what_the_runners_plot_averages_over() -> None:
+    # 50 samples 5 minutes apart: 4 h 5 min, in 245 buckets of 1 minute (at most 300).
+    assert "each the mean count over a 1-minute bucket" in report()
+    without = dataclasses.replace(MAIN, occupancy=None)
+    page = render_html("t", "", (without,), None)
+    assert "mean count" not in page
     assert page.count(PNG_URI) == 3
 
 

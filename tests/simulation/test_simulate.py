@@ -17,6 +17,7 @@ from runnerscale.fakegithub.world import JobSpec
 from runnerscale.github.budget import REGISTRATION
 from runnerscale.hostlabels import detect_local_host
 from runnerscale.simulation.engine import POLL_60, WEBHOOK_DELAY, Engine
+from runnerscale.simulation.occupancy import MOST_BUCKETS
 from runnerscale.simulation.run import simulate
 from runnerscale.simulation.trace import TraceJob, read_trace
 
@@ -192,6 +193,24 @@ async def test_the_json_adds_pools_and_keeps_every_key_it_had() -> None:
     assert (gpu["jobs"], gpu["served"], gpu["unserved"]) == (2, 2, 0)
     assert gpu["queue_wait_s"]["max"] == body["queue_wait_s"]["max"]
     assert body["pools"]["x64"]["cost"] + gpu["cost"] == pytest.approx(body["cost"], abs=1e-3)
+
+
+async def test_runners_by_state_are_exact_and_bounded_over_ten_hours() -> None:
+    # A job every half hour for ten hours, and a burst that queues behind the cap of 10.
+    jobs = trace(*((i * 1800.0, 600.0) for i in range(21)), *((7200.0, 300.0) for _ in range(14)))
+    result = await Engine(config(), jobs).run()
+    occupancy = result.occupancy
+    assert occupancy is not None
+    assert occupancy.edges[-1] >= 10 * 3600
+    assert len(occupancy.edges) - 1 <= MOST_BUCKETS
+    assert occupancy.width == 180.0
+    # The plot's areas are the table's runner time, and the jobs' time in the queue.
+    runner = result.figures.runner_seconds
+    assert occupancy.seconds("busy") == pytest.approx(runner.busy)
+    assert occupancy.seconds("idle") == pytest.approx(runner.idle)
+    assert occupancy.seconds("booting") == pytest.approx(runner.booting)
+    assert occupancy.seconds("queued") == pytest.approx(sum(result.figures.queue_waits))
+    assert max(occupancy.means["queued"]) > 0
 
 
 async def run_cli(*arguments: str) -> tuple[int, str]:

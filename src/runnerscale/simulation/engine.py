@@ -34,6 +34,7 @@ from runnerscale.model import match_pool, normalize_labels
 from runnerscale.protocols import GitHubError, ProviderError
 from runnerscale.simulation.backend import SimulatedBackend
 from runnerscale.simulation.github import SimulatedGitHub
+from runnerscale.simulation.occupancy import Buckets, Span, bucketed
 from runnerscale.simulation.results import (
     Figures,
     PolicyResult,
@@ -365,9 +366,21 @@ class Engine:
                 if self._finished():
                     break
             self._sample()
-            return PolicyResult(self.policy.name, self._figures(), tuple(self._timeline))
+            return PolicyResult(
+                self.policy.name, self._figures(), tuple(self._timeline), self._occupancy()
+            )
         finally:
             self.store.close()
+
+    def _occupancy(self) -> Buckets:
+        """Runners by state and jobs queued over the run, exactly, in buckets for the report."""
+        now = self.clock.now()
+        spans = [span for backend in self.backends.values() for span in backend.spans(now)]
+        for job in self.world.jobs.values():
+            # Queued until a runner took it (or it was cancelled), or until the end.
+            left = job.started_at if job.started_at is not None else job.completed_at
+            spans.append(Span("queued", job.created_at, now if left is None else left))
+        return bucketed(spans, self.start, now)
 
     def _figures(self) -> Figures:
         """Each pool's figures, from the jobs routed to it and its backend's books; the run's

@@ -30,12 +30,14 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from rich.table import Table
 
-from runnerscale.simulation.results import Figures, PolicyResult, PoolFigures, TimelinePoint
+from runnerscale.simulation.occupancy import State
+from runnerscale.simulation.results import Figures, PolicyResult, PoolFigures
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -304,8 +306,7 @@ def render_html(
             ),
             (
                 "Runners by state against queued jobs",
-                f"The main policy, {policies[0].policy if policies else '-'}: runners booting, "
-                "idle and busy (stacked), and the jobs waiting in the queue.",
+                _runners_caption(policies[0] if policies else None),
                 _png(_plot_runners, policies),
             ),
             (
@@ -375,45 +376,93 @@ def _plot_queue_waits(axes: Axes, data: tuple[Sequence[tuple[str, Figures]], boo
         _no_data(axes, "no job was served")
 
 
+def _runners_caption(main: PolicyResult | None) -> str:
+    name = main.policy if main is not None else "-"
+    caption = (
+        f"The main policy, {name}: runners busy, booting and idle (stacked), and the jobs "
+        "waiting in the queue"
+    )
+    if main is None or main.occupancy is None:
+        return caption + "."
+    return (
+        f"{caption}, each the mean count over a {_span_phrase(main.occupancy.width)} bucket, "
+        "from every runner's and job's exact times: a band's area is its runner time in "
+        "the table."
+    )
+
+
+def _span_phrase(seconds: float) -> str:
+    """``180`` as "3-minute", for a caption."""
+    for unit, name in ((3600.0, "hour"), (60.0, "minute")):
+        if seconds >= unit:
+            return f"{seconds / unit:g}-{name}"
+    return f"{seconds:g}-second"
+
+
 def _plot_runners(axes: Axes, policies: Sequence[PolicyResult]) -> None:
-    timeline: Sequence[TimelinePoint] = policies[0].timeline if policies else ()
+    occupancy = policies[0].occupancy if policies else None
     name = policies[0].policy if policies else "-"
     axes.set_title(_label(f"Runners by state against queued jobs: {name}"))
-    axes.set_xlabel("time since the trace started (h)")
-    axes.set_ylabel("runners / queued jobs")
+    axes.set_ylabel("runners / queued jobs (mean)")
     axes.grid(visible=True, alpha=0.3)
-    if not timeline:
+    if occupancy is None or occupancy.edges[-1] <= 0:
         _no_data(axes, "no timeline recorded")
         return
-    hours = [point.at / 3600 for point in timeline]
+
+    def series(state: State) -> list[float]:
+        # A step drawn "post" needs a value at the last edge too: the last bucket's, again.
+        means = list(occupancy.means[state])
+        return [*means, means[-1]]
+
+    # The work at the bottom, what it costs on top of it: booting, then idle.
     axes.stackplot(
-        hours,
-        [point.booting for point in timeline],
-        [point.idle for point in timeline],
-        [point.busy for point in timeline],
-        labels=["booting", "idle", "busy"],
-        colors=[_STATE_COLOURS["booting"], _STATE_COLOURS["idle"], _STATE_COLOURS["busy"]],
+        occupancy.edges,
+        series("busy"),
+        series("booting"),
+        series("idle"),
+        labels=["busy", "booting", "idle"],
+        colors=[_STATE_COLOURS["busy"], _STATE_COLOURS["booting"], _STATE_COLOURS["idle"]],
         step="post",
         alpha=0.9,
     )
     axes.plot(
-        hours,
-        [point.queued for point in timeline],
+        occupancy.edges,
+        series("queued"),
         drawstyle="steps-post",
         color=_QUEUED_COLOUR,
-        linewidth=1.6,
+        linewidth=1.4,
         label="queued jobs",
     )
-    if hours[-1] > hours[0]:
-        axes.set_xlim(hours[0], hours[-1])
+    _time_axis(axes, occupancy.edges[-1])
     axes.set_ylim(bottom=0)
     axes.legend(loc="upper right")
+
+
+#: Time-axis tick steps to choose from, in seconds: 1, 5, 10, 15, 30 minutes, then hours.
+_TICK_STEPS = (60, 300, 600, 900, 1800, *(3600 * h for h in (1, 2, 3, 4, 6, 12, 24)))
+#: At most this many ticks on a time axis, about one per 100 pixels.
+_MOST_TICKS = 12
+
+
+def _time_axis(axes: Axes, end: float) -> None:
+    """An x axis of seconds since the start, from 0 to ``end``, labelled as hours:minutes
+    ("10:30") at round steps: the clock a reader of a day's trace thinks in."""
+    from matplotlib.ticker import FuncFormatter, MultipleLocator  # noqa: PLC0415
+
+    step = next((s for s in _TICK_STEPS if end / s <= _MOST_TICKS), None)
+    if step is None:
+        step = 86_400 * math.ceil(end / (86_400 * _MOST_TICKS))
+    axes.xaxis.set_major_locator(MultipleLocator(step))
+    axes.xaxis.set_major_formatter(
+        FuncFormatter(lambda value, _: f"{int(value // 3600)}:{int(value % 3600 // 60):02d}")
+    )
+    axes.set_xlim(0, max(end, 1.0))
+    axes.set_xlabel("time since the trace started (h:mm)")
 
 
 def _plot_costs(axes: Axes, data: tuple[Sequence[PolicyResult], Figures | None]) -> None:
     policies, limit = data
     axes.set_title("Cumulative cost per policy")
-    axes.set_xlabel("time since the trace started (h)")
     axes.set_ylabel("cost ($)")
     axes.grid(visible=True, alpha=0.3)
     end = 0.0
@@ -421,10 +470,10 @@ def _plot_costs(axes: Axes, data: tuple[Sequence[PolicyResult], Figures | None])
     for index, policy in enumerate(policies):
         if not policy.timeline:
             continue
-        hours = [point.at / 3600 for point in policy.timeline]
-        end = max(end, hours[-1])
+        seconds = [point.at for point in policy.timeline]
+        end = max(end, seconds[-1])
         axes.plot(
-            hours,
+            seconds,
             [point.cost for point in policy.timeline],
             color=_colour(index),
             linewidth=1.8,
@@ -443,8 +492,9 @@ def _plot_costs(axes: Axes, data: tuple[Sequence[PolicyResult], Figures | None])
             linestyle="none",
             color=_LOWER_BOUND_COLOUR,
             label=_label(f"{LOWER_BOUND}, total ({_cost(limit.cost)})"),
+            clip_on=False,  # (on the axis's right end)
         )
-    axes.set_xlim(left=0)
+    _time_axis(axes, end)
     axes.set_ylim(bottom=0)
     axes.legend(loc="upper left")
 

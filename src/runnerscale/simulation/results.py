@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from runnerscale.simulation.occupancy import Buckets
+
 
 def percentile(values: Sequence[float], fraction: float) -> float:
     """Nearest-rank percentile (0 for no values); deterministic and dependency-free."""
@@ -178,11 +180,14 @@ class TimelinePoint:
 
 @dataclass(frozen=True)
 class PolicyResult:
-    """One policy's run: its figures and its timeline."""
+    """One policy's run: its figures, its timeline (samples, for the JSON and the cost plot)
+    and, for a simulated run, its runners by state over time (exact, in buckets, for the
+    report's plot; see :mod:`runnerscale.simulation.occupancy`)."""
 
     policy: str
     figures: Figures
     timeline: tuple[TimelinePoint, ...] = ()
+    occupancy: Buckets | None = None
 
 
 @dataclass(frozen=True)
