@@ -374,6 +374,31 @@ def test_html_says_what_the_runners_plot_averages_over() -> None:
     assert page.count(PNG_URI) == 3
 
 
+def test_the_wait_plot_gives_the_tail_room() -> None:
+    from matplotlib.figure import Figure  # noqa: PLC0415 - as the report does
+
+    from runnerscale.simulation.report import _plot_queue_waits  # noqa: PLC0415 - its drawing
+
+    axes = Figure().add_subplot()
+    _plot_queue_waits(axes, (NAMED, True))
+    # Shares of jobs that waited longer, on a log axis down to below one job in a hundred.
+    assert axes.get_yscale() == "log"
+    bottom, top = axes.get_ylim()
+    assert bottom <= 1 / 100 / 2
+    assert top >= 1.0
+    # Each policy's p50, p95 and p99 sit where its curve crosses 50%, 5% and 1%.
+    marks = {
+        (line.get_color(), tuple(line.get_xdata())): tuple(line.get_ydata())
+        for line in axes.get_lines()
+        if line.get_marker() == "o"
+    }
+    assert ("C0", (50.0, 95.0, 99.0)) in marks
+    assert set(marks.values()) == {(0.5, 0.05, 0.01)}
+    assert len(marks) == len(NAMED)
+    assert [text.get_text() for text in axes.texts] == ["p50", "p95", "p99"]
+    assert axes.get_xlim()[1] >= max(max(f.queue_waits) for _, f in NAMED)
+
+
 def test_html_is_deterministic() -> None:
     assert report() == report()
 

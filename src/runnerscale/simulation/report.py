@@ -300,8 +300,11 @@ def render_html(
         plots = [
             (
                 "Queue-wait distribution",
-                "Share of jobs that waited at most a given time for a runner, per policy "
-                "(further left is better).",
+                "Share of jobs that waited longer than a given time for a runner, per policy, "
+                "on a log scale, so that the slowest 5% and 1% of jobs get as much room as the "
+                "median: a curve crosses the dotted p50, p95 and p99 lines at that policy's "
+                "percentiles (the dots) and ends at its longest wait. Lower and further left "
+                "is better.",
                 _png(_plot_queue_waits, (named, limit is not None)),
             ),
             (
@@ -340,38 +343,79 @@ def _colour(index: int) -> str:
     return f"C{index % 10}"
 
 
+#: The percentiles marked on the queue-wait plot, as the share of jobs that waited longer.
+_TAIL_MARKS = (("p50", 0.5), ("p95", 0.05), ("p99", 0.01))
+
+
 def _plot_queue_waits(axes: Axes, data: tuple[Sequence[tuple[str, Figures]], bool]) -> None:
-    from matplotlib.ticker import FuncFormatter  # noqa: PLC0415
+    """The complementary CDF (share of jobs that waited longer than x) on a log y axis.
+
+    A CDF on a linear axis gives the median and the slowest 5% of jobs the same height as any
+    5% of the others: p99 and the longest waits, the ones people complain about, end up in a
+    sliver under 100%. On a log axis every tenth of the jobs gets the same room (50% to 5% to
+    0.5%), so p95 and p99 are as readable as the median, and each percentile is where a curve
+    crosses a horizontal line.
+    """
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: PLC0415
+    from matplotlib.transforms import blended_transform_factory  # noqa: PLC0415
 
     named, has_limit = data
     drawn = 0
+    fewest = 1.0  # the share one job is, in the policy with the most jobs served
+    longest = 0.0
     for index, (name, figures) in enumerate(named):
-        waits = sorted(figures.queue_waits)
+        waits = figures.queue_waits
         if not waits:
             continue
         is_limit = has_limit and index == len(named) - 1
+        colour = _LOWER_BOUND_COLOUR if is_limit else _colour(index)
         axes.ecdf(
             waits,
+            complementary=True,
             label=_label(name),
-            color=_LOWER_BOUND_COLOUR if is_limit else _colour(index),
+            color=colour,
             linestyle="--" if is_limit else "-",
             linewidth=1.8,
         )
+        wait = figures.queue_wait
+        axes.plot(
+            [wait.p50, wait.p95, wait.p99],
+            [share for _, share in _TAIL_MARKS],
+            linestyle="none",
+            marker="o",
+            markersize=4.5,
+            color=colour,
+        )
+        fewest = min(fewest, 1 / len(waits))
+        longest = max(longest, wait.max)
         drawn += 1
+    # Down to half the share of one job, so that the last job's step shows before the curve
+    # leaves the axis at the longest wait (zero is not on a log axis).
+    bottom = min(fewest, _TAIL_MARKS[-1][1]) / 2
+    axes.set_yscale("log", nonpositive="clip")
+    axes.set_ylim(bottom, 1.6)
+    ticks = [share * 10.0**-exponent for exponent in range(7) for share in (1.0, 0.5)]
+    axes.yaxis.set_major_locator(FixedLocator([tick for tick in ticks if tick >= bottom]))
+    axes.yaxis.set_minor_locator(NullLocator())
+    axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value * 100:g}%"))
+    beside = blended_transform_factory(axes.transAxes, axes.transData)
+    for mark, share in _TAIL_MARKS:
+        axes.axhline(share, color="#777777", linestyle=":", linewidth=1.0)
+        axes.text(1.005, share, mark, transform=beside, va="center", ha="left", color="#555555")
     # Waits span from zero (a warm runner) to hours (a saturated fleet): a symmetric log axis
     # shows both, with plain numbers on it.
     axes.set_xscale("symlog", linthresh=1.0)
     # A little room left of zero, so a policy whose jobs never waited is not hidden by the axis.
-    axes.set_xlim(left=-0.3)
+    # ... and some on the right, so that where the longest wait's curve ends shows.
+    axes.set_xlim(-0.3, max(2.0, longest * 1.5))
     axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    axes.set_ylim(0, 1.02)
-    axes.set_yticks([0, 0.25, 0.5, 0.75, 0.95, 1.0], ["0%", "25%", "50%", "75%", "95%", "100%"])
     axes.grid(visible=True, alpha=0.3)
     axes.set_xlabel("queue wait (s, log scale)")
-    axes.set_ylabel("jobs that waited at most this long")
-    axes.set_title("Queue-wait distribution per policy")
+    axes.set_ylabel("jobs that waited longer (log scale)")
+    axes.set_title("Queue-wait distribution per policy: the tail")
     if drawn:
-        axes.legend(loc="lower right")
+        # Below the plot: curves may run anywhere in it.
+        axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=min(drawn, 5))
     else:
         _no_data(axes, "no job was served")
 
