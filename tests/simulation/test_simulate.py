@@ -213,7 +213,7 @@ async def test_runners_by_state_are_exact_and_bounded_over_ten_hours() -> None:
     assert max(occupancy.means["queued"]) > 0
 
 
-async def run_cli(*arguments: str) -> tuple[int, str]:
+async def run_cli(*arguments: str, cwd: Path | None = None) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -225,6 +225,7 @@ async def run_cli(*arguments: str) -> tuple[int, str]:
         # Wide enough that a message naming a file under a deep temporary directory (a
         # pytest-xdist worker's) is not wrapped in the middle of its path.
         env={**os.environ, "COLUMNS": "400"},
+        cwd=cwd,
     )
     async with asyncio.timeout(240):
         output, _ = await process.communicate()
@@ -272,6 +273,36 @@ async def test_the_command_writes_byte_identical_json_and_a_report(tmp_path: Pat
     )
     assert code == 0, output
     assert (tmp_path / "r.html").read_text().count("data:image/png;base64,") == 3
+
+
+async def test_the_command_says_where_it_wrote_each_file(tmp_path: Path) -> None:
+    (tmp_path / "t.jsonl").write_text(
+        "".join(json.dumps(job.as_json()) + "\n" for job in two_pool_trace())
+    )
+    (tmp_path / "c.yaml").write_text(TWO_POOLS)
+    (tmp_path / "out").mkdir()
+    inputs = ("--trace", "t.jsonl", "--config", "c.yaml")
+    code, output = await run_cli(
+        *inputs, "--json", "out/r.json", "--report", "out/../out/r.html", cwd=tmp_path
+    )
+    assert code == 0, output
+    # Absolute, whatever folder the command ran in, and the report's with what to do with it.
+    assert f"wrote the JSON to {tmp_path / 'out' / 'r.json'}\n" in output
+    assert f"wrote the report to {tmp_path / 'out' / 'r.html'} (open it in a browser)\n" in output
+    assert json.loads((tmp_path / "out" / "r.json").read_text())["pools"]["gpu"]["jobs"] == 2
+    assert (tmp_path / "out" / "r.html").read_text().startswith("<!DOCTYPE html>")
+    # A folder that does not exist is refused before the simulation runs; nothing is written.
+    code, output = await run_cli(
+        *inputs, "--json", "out/r2.json", "--report", "missing/r.html", cwd=tmp_path
+    )
+    assert code == 2, output
+    assert f"--report missing/r.html: the folder {tmp_path / 'missing'} does not exist" in output
+    assert "simulating" not in output
+    assert not (tmp_path / "out" / "r2.json").exists()
+    assert not (tmp_path / "missing").exists()
+    code, output = await run_cli(*inputs, "--json", "out", cwd=tmp_path)
+    assert code == 2, output
+    assert "is a directory" in output
 
 
 async def test_bad_traces_and_configs_are_reported_with_file_and_line(tmp_path: Path) -> None:
