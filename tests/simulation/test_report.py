@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import itertools
 import re
 import struct
-import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -41,7 +42,7 @@ from runnerscale.simulation.results import (
     RunnerSeconds,
     TimelinePoint,
 )
-from tests.chromium import command
+from tests.chromium import Page, headless
 
 HOSTILE = "<script>alert('x')</script> & co"
 PNG_URI = "data:image/png;base64,"
@@ -427,30 +428,76 @@ def test_html_without_matplotlib_says_how_to_get_it(monkeypatch: pytest.MonkeyPa
 
 # --- in a browser ------------------------------------------------------------------------
 
+#: What the report shows once loaded, read from its DOM: the tables per pool under their
+#: headings, and each plot as decoded and laid out.
+SHOWN = """(() => {
+  if (document.readyState !== "complete") return null;
+  const box = (element) => element.getBoundingClientRect();
+  return {
+    pools: [...document.querySelectorAll("table.pools")].map((table) => ({
+      policy: table.closest(".table-wrap").previousElementSibling.textContent,
+      header: [...table.tHead.rows[0].cells].map((cell) => cell.textContent),
+      rows: [...table.tBodies[0].rows].map((row) => [...row.cells].map((c) => c.textContent)),
+      width: box(table).width,
+    })),
+    plots: [...document.images].map((image) => ({
+      alt: image.alt,
+      complete: image.complete,
+      natural: [image.naturalWidth, image.naturalHeight],
+      shown: [box(image).width, box(image).height],
+    })),
+  };
+})()"""
 
-def screenshot(page: Path, out: Path, profile: Path) -> None:
-    arguments = ("--window-size=1280,2400", f"--screenshot={out}", page.as_uri())
-    done = subprocess.run(
-        command(profile, *arguments), capture_output=True, text=True, timeout=60, check=False
-    )
-    assert done.returncode == 0, f"chromium failed ({done.returncode}):\n{done.stderr}"
+
+async def loaded(page: Page) -> dict[str, Any]:
+    """What :data:`SHOWN` reads, once the page and its images are loaded."""
+    async with asyncio.timeout(30):
+        while (value := await page.evaluate(SHOWN)) is None:
+            await asyncio.sleep(0.1)
+    assert isinstance(value, dict)
+    return value
 
 
 @pytest.mark.chromium
-def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
-    page = tmp_path / "report.html"
-    page.write_text(report(), encoding="utf-8")
+async def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
+    page_file = tmp_path / "report.html"
+    limit = dataclasses.replace(LIMIT, pools={"x64": X64_POOL, "gpu": GPU_POOL})
+    page_file.write_text(render_html("Simulation", "seed 7", POLICIES, limit), encoding="utf-8")
     shot = tmp_path / "shot.png"
-    screenshot(page, shot, tmp_path / "profile")
+    async with headless(tmp_path / "profile", tmp_path / "chromium.log") as browser:
+        page = await browser.open(page_file.as_uri())
+        shown = await loaded(page)
+        await page.screenshot(shot)
 
-    assert shot.exists()
-    assert shot.stat().st_size > 20_000
+    # A table per policy that has pools, under its name, with a row per pool as formatted.
+    assert [table["policy"] for table in shown["pools"]] == ["runnerscale", LOWER_BOUND]
+    main = shown["pools"][0]
+    assert main["header"] == list(POOL_HEADER)
+    assert main["rows"] == EXPECTED_POOLS
+    assert all(table["width"] > 600 for table in shown["pools"])
+    # Every plot was decoded (a broken image has no natural size) and laid out at full width.
+    assert [plot["alt"] for plot in shown["plots"]] == [
+        "Queue-wait distribution",
+        "Runners by state against queued jobs",
+        "Cost over time",
+    ]
+    for plot in shown["plots"]:
+        assert plot["complete"], plot
+        width, height = plot["natural"]
+        assert width > 800, plot
+        assert height > 300, plot
+        width, height = plot["shown"]
+        assert width > 1000, plot
+        assert height > 300, plot
+
     pixels = (mpimg.imread(shot)[..., :3] * 255).round().astype(np.uint32)
-    assert pixels.shape == (2400, 1280, 3)
+    assert pixels.shape[1] == 1280
+    assert pixels.shape[0] > 2400  # the whole page: tables per pool, then three plots
     packed = (pixels[..., 0] << 16) | (pixels[..., 1] << 8) | pixels[..., 2]
     assert len(np.unique(packed)) > 50, "the screenshot is (nearly) one flat colour"
-    # The plots were decoded and drawn: the busy runners' blue (#2f6db5 at alpha 0.9 on white)
-    # fills a sizeable area of the runners-by-state plot.
+    # The plots were drawn: the busy runners' blue (#2f6db5 at alpha 0.9 on white) fills a
+    # sizeable area of the runners-by-state plot.
     busy = np.array([0x2F, 0x6D, 0xB5]) * 0.9 + 255 * 0.1
     near = np.abs(pixels.astype(np.float64) - busy).max(axis=-1) <= 8
     assert near.sum() > 5_000
