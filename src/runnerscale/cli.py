@@ -819,7 +819,7 @@ def simulate(
     from rich.progress import Progress
 
     from runnerscale.logs import setup_logging
-    from runnerscale.simulation.report import comparison_table, render_html
+    from runnerscale.simulation.report import comparison_table, pool_table, render_html
     from runnerscale.simulation.run import simulate as run
     from runnerscale.simulation.trace import TraceError, read_trace
 
@@ -836,6 +836,9 @@ def simulate(
             raise fail("--sweep prints its own table: run it without --json, --report, --compare")
         _run_sweep(loaded, jobs, trace.name, seed, plan, sweep, begins)
         return
+    # Before the run, not after it: a mistyped folder must not cost the whole simulation.
+    json_file = _output_file("--json", json_out)
+    report_file = _output_file("--report", report)
     console = Console(stderr=True)
     with Progress(console=console, transient=True) as bar:
         tasks: dict[str, Any] = {}
@@ -862,9 +865,12 @@ def simulate(
     rows.append(("lower bound", result.limit))
     wide = Console(width=None if sys.stdout.isatty() else 220)  # files and pipes get the full table
     wide.print(comparison_table(rows, title=f"{trace.name} with {config.name}"))
-    if json_out is not None:
-        json_out.write_text(json.dumps(result.as_json(), indent=2) + "\n")
-    if report is not None:
+    for name, figures in rows:  # which pool made each policy's waits and cost
+        if figures.pools:
+            wide.print(pool_table(figures, title=f"{name}, by pool"))
+    if json_file is not None:
+        _write_output(json_file, json.dumps(result.as_json(), indent=2) + "\n", "the JSON")
+    if report_file is not None:
         try:
             html = render_html(
                 f"runnerscale simulation: {trace.name}",
@@ -874,7 +880,32 @@ def simulate(
             )
         except RuntimeError as error:  # matplotlib is missing
             raise fail(str(error)) from None
-        report.write_text(html)
+        _write_output(report_file, html, "the report", "(open it in a browser)")
+
+
+def _output_file(option: str, path: Path | None) -> Path | None:
+    """Where ``option`` writes, as an absolute path (said after writing, so it can be found
+    from any folder). Its folder must exist: a missing one is more often a typo than a wish,
+    so it is refused (exit 2) rather than made. (An existing folder as the path is refused by
+    the option itself: ``dir_okay=False``.)"""
+    if path is None:
+        return None
+    absolute = Path(os.path.abspath(path.expanduser()))
+    if not absolute.parent.is_dir():
+        raise fail(
+            f"{option} {path}: the folder {absolute.parent} does not exist; create it "
+            "(mkdir -p) or write somewhere else"
+        )
+    return absolute
+
+
+def _write_output(path: Path, text: str, what: str, then: str = "") -> None:
+    """Write ``what`` to ``path`` and say so; a failure to write ends the command (exit 1)."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise fail(f"could not write {what} to {path}: {error.strerror or error}", code=1) from None
+    typer.echo(f"wrote {what} to {path}" + (f" {then}" if then else ""))
 
 
 def _trace_start(text: str | None) -> float:

@@ -93,6 +93,39 @@ def test_jobs_go_to_their_most_specific_pool_and_caps_are_per_pool() -> None:
     assert figures.served == 4
 
 
+def test_the_bound_is_given_pool_by_pool_and_adds_up() -> None:
+    pools = [pool("x64", X64, 10, price=3.6), pool("gpu", GPU, 1, price=36.0, order=1)]
+    jobs = [
+        job(0, 100, GPU),
+        job(0, 50, GPU),  # waits for the gpu pool's one slot: 30 + 100 + 30
+        job(0, 20, X64),
+        job(5, 1, ("windows",)),  # no pool: counted in the whole run only
+    ]
+    figures = lower_bound(jobs, pools)
+    x64, gpu = figures.pools["x64"], figures.pools["gpu"]
+    assert list(figures.pools) == ["x64", "gpu"]
+    assert (x64.jobs, x64.served, x64.unserved, x64.queue_waits) == (1, 1, 0, (30.0,))
+    assert (gpu.jobs, gpu.served, gpu.unserved, gpu.queue_waits) == (2, 2, 0, (30.0, 160.0))
+    assert gpu.runner_seconds == RunnerSeconds(busy=150.0, idle=0.0, booting=60.0)
+    assert gpu.cost == pytest.approx(210 / 3600 * 36.0)
+    assert x64.cost == pytest.approx(50 / 3600 * 3.6)
+    assert (figures.jobs, figures.unserved) == (4, 1)
+    assert figures.runner_seconds == x64.runner_seconds + gpu.runner_seconds
+    assert figures.cost == pytest.approx(x64.cost + gpu.cost)
+    assert figures.queue_wait.max == gpu.queue_wait.max == 160.0
+
+
+def test_jobs_the_autoscaler_never_hears_of_are_unserved_in_their_pool() -> None:
+    outside = TraceJob(at=0, repo="elsewhere/app", labels=X64, duration=10)
+    figures = lower_bound(
+        [job(0, 10), outside], [pool("x64", X64, 2)], seen=lambda j: j.repo == "acme/app"
+    )
+    x64 = figures.pools["x64"]
+    assert (x64.jobs, x64.served, x64.unserved) == (2, 1, 1)
+    assert (figures.jobs, figures.served, figures.unserved) == (2, 1, 1)
+    assert figures.api_calls == 1
+
+
 def test_equally_specific_pools_go_by_declared_order() -> None:
     pools = [pool("first", X64, 1, order=0), pool("second", X64, 1, order=1)]
     figures = lower_bound([job(0, 100), job(0, 100)], pools)
@@ -180,6 +213,20 @@ def test_static_fleet_of_zero_serves_nothing() -> None:
     assert (figures.served, figures.unserved, figures.cost) == (0, 2, 0.0)
     with pytest.raises(ValueError, match="0 or more runners"):
         static_fleet([], [pool("x64", X64, 4)], n=-1)
+
+
+def test_static_fleet_pools_are_paid_for_the_whole_trace() -> None:
+    pools = [pool("x64", X64, 1, price=3.6), pool("gpu", GPU, 2, price=36.0)]
+    figures = static_fleet([job(0, 100), job(0, 50), job(10, 10, GPU)], pools)
+    x64, gpu = figures.pools["x64"], figures.pools["gpu"]
+    # The trace ends at 150 with the second x64 job; the gpu fleet is on until then too.
+    assert x64.queue_waits == (0.0, 100.0)
+    assert x64.runner_seconds == RunnerSeconds(busy=150.0, idle=0.0, booting=0.0)
+    assert gpu.runner_seconds == RunnerSeconds(busy=10.0, idle=2 * 150 - 10, booting=0.0)
+    assert gpu.cost == pytest.approx(2 * 150 / 3600 * 36.0)
+    assert figures.runner_seconds == x64.runner_seconds + gpu.runner_seconds
+    empty = static_fleet([job(0, 100)], pools, n=0).pools["x64"]
+    assert (empty.jobs, empty.served, empty.unserved, empty.runner_seconds.total) == (1, 0, 1, 0)
 
 
 def test_static_fleet_lasts_until_the_last_job_is_queued_at_least() -> None:

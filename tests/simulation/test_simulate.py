@@ -17,6 +17,7 @@ from runnerscale.fakegithub.world import JobSpec
 from runnerscale.github.budget import REGISTRATION
 from runnerscale.hostlabels import detect_local_host
 from runnerscale.simulation.engine import POLL_60, WEBHOOK_DELAY, Engine
+from runnerscale.simulation.occupancy import MOST_BUCKETS
 from runnerscale.simulation.run import simulate
 from runnerscale.simulation.trace import TraceJob, read_trace
 
@@ -36,6 +37,20 @@ pools:
     local: {command: [run.sh]}
     simulation: {boot_time: 30s, cost_per_hour: 0.36}
 """
+
+#: The keys ``--json`` has always had, for the run and for each policy compared.
+FIGURE_KEYS = [
+    "jobs",
+    "served",
+    "unserved",
+    "queue_wait_s",
+    "runner_seconds",
+    "idle_ratio",
+    "api_calls",
+    "api_calls_per_job",
+    "api_calls_by_operation",
+    "cost",
+]
 
 
 def config(text: str = CONFIG) -> Config:
@@ -91,24 +106,114 @@ async def test_same_inputs_and_seed_give_identical_json() -> None:
     second = await simulate(reference, jobs, trace_name="workday", seed=3, compare=True)
     assert json.dumps(first.as_json()) == json.dumps(second.as_json())
     body = first.as_json()
-    for key in (
-        "jobs",
-        "served",
-        "unserved",
-        "queue_wait_s",
-        "runner_seconds",
-        "idle_ratio",
-        "api_calls",
-        "api_calls_per_job",
-        "cost",
-        "limit",
-    ):
+    for key in (*FIGURE_KEYS, "limit"):
         assert key in body
     assert set(body["queue_wait_s"]) == {"p50", "p95", "p99", "max"}
     assert set(body["compared"]) == {"poll-60", "static-50/20/4"}
 
 
-async def run_cli(*arguments: str) -> tuple[int, str]:
+TWO_POOLS = (
+    CONFIG
+    + """\
+  - name: gpu
+    labels: [self-hosted, linux, x64, gpu]
+    provider: local
+    max_runners: 1
+    idle_timeout: 60s
+    local: {command: [run.sh]}
+    simulation: {boot_time: 30s, cost_per_hour: 3.6}
+"""
+)
+GPU = (*X64, "gpu")
+
+
+def two_pool_trace() -> list[TraceJob]:
+    """Two gpu jobs at once on a pool of one runner, x64 jobs once no gpu runner is left (a
+    gpu runner would take an x64 job too), and a job no pool serves."""
+    return [
+        TraceJob(0, "acme/app", GPU, 60, 1, "gpu-1"),
+        TraceJob(0, "acme/app", GPU, 60, 1, "gpu-2"),
+        *(TraceJob(600, "acme/app", X64, 100, 2, f"x64-{i}") for i in range(3)),
+        TraceJob(600, "acme/app", ("self-hosted", "windows"), 10, 3, "windows"),
+    ]
+
+
+async def test_each_pool_has_its_own_figures_and_they_add_up() -> None:
+    result = await simulate(config(TWO_POOLS), two_pool_trace(), trace_name="t", compare=True)
+    figures = result.result.figures
+    x64, gpu = figures.pools["x64"], figures.pools["gpu"]
+    assert list(figures.pools) == ["x64", "gpu"]
+    assert (x64.jobs, x64.served, x64.unserved) == (3, 3, 0)
+    assert (gpu.jobs, gpu.served, gpu.unserved) == (2, 2, 0)
+    assert set(x64.queue_waits) == {30.0 + WEBHOOK_DELAY}
+    # The second gpu job waits for the first to end and for a runner of its own to boot.
+    first, second = sorted(gpu.queue_waits)
+    assert first == 30.0
+    assert second == first + 60 + 30
+    assert x64.runner_seconds.busy == pytest.approx(300.0)
+    assert gpu.runner_seconds.busy == pytest.approx(120.0)
+    assert x64.runner_seconds.booting == pytest.approx(3 * 30.0)
+    assert gpu.runner_seconds.booting == pytest.approx(2 * 30.0)
+    assert x64.cost == pytest.approx(x64.runner_seconds.total / 3600 * 0.36)
+    assert gpu.cost == pytest.approx(gpu.runner_seconds.total / 3600 * 3.6)
+    # The run is the sum of its pools, and of the job no pool serves.
+    assert (figures.jobs, figures.served, figures.unserved) == (6, 5, 1)
+    assert figures.runner_seconds == x64.runner_seconds + gpu.runner_seconds
+    assert figures.cost == pytest.approx(x64.cost + gpu.cost)
+    assert figures.queue_wait.max == gpu.queue_wait.max == second
+    # Every reference point is broken down the same way.
+    for other in (*(p.figures for p in result.compared), result.limit):
+        assert list(other.pools) == ["x64", "gpu"]
+        assert [p.jobs for p in other.pools.values()] == [3, 2]
+    assert result.limit.pools["gpu"].queue_waits == (30.0, 30.0 + 60 + 30)
+
+
+async def test_the_json_adds_pools_and_keeps_every_key_it_had() -> None:
+    result = await simulate(config(TWO_POOLS), two_pool_trace(), trace_name="t", compare=True)
+    body = json.loads(json.dumps(result.as_json()))
+    assert list(body)[: len(FIGURE_KEYS)] == FIGURE_KEYS
+    assert list(body)[len(FIGURE_KEYS) :] == [
+        "pools",
+        "limit",
+        "policy",
+        "trace",
+        "seed",
+        "compared",
+        "timeline",
+    ]
+    pool_keys = [key for key in FIGURE_KEYS if not key.startswith("api_calls")]
+    for figures in (body, body["limit"], *body["compared"].values()):
+        assert [key for key in figures if key in {*FIGURE_KEYS, "pools"}] == [*FIGURE_KEYS, "pools"]
+        assert list(figures["pools"]) == ["x64", "gpu"]
+        for pool in figures["pools"].values():
+            assert list(pool) == pool_keys
+            assert set(pool["queue_wait_s"]) == {"p50", "p95", "p99", "max"}
+            assert set(pool["runner_seconds"]) == {"busy", "idle", "booting"}
+    gpu = body["pools"]["gpu"]
+    assert (gpu["jobs"], gpu["served"], gpu["unserved"]) == (2, 2, 0)
+    assert gpu["queue_wait_s"]["max"] == body["queue_wait_s"]["max"]
+    assert body["pools"]["x64"]["cost"] + gpu["cost"] == pytest.approx(body["cost"], abs=1e-3)
+
+
+async def test_runners_by_state_are_exact_and_bounded_over_ten_hours() -> None:
+    # A job every half hour for ten hours, and a burst that queues behind the cap of 10.
+    jobs = trace(*((i * 1800.0, 600.0) for i in range(21)), *((7200.0, 300.0) for _ in range(14)))
+    result = await Engine(config(), jobs).run()
+    occupancy = result.occupancy
+    assert occupancy is not None
+    assert occupancy.edges[-1] >= 10 * 3600
+    assert len(occupancy.edges) - 1 <= MOST_BUCKETS
+    assert occupancy.width == 180.0
+    # The plot's areas are the table's runner time, and the jobs' time in the queue.
+    runner = result.figures.runner_seconds
+    assert occupancy.seconds("busy") == pytest.approx(runner.busy)
+    assert occupancy.seconds("idle") == pytest.approx(runner.idle)
+    assert occupancy.seconds("booting") == pytest.approx(runner.booting)
+    assert occupancy.seconds("queued") == pytest.approx(sum(result.figures.queue_waits))
+    assert max(occupancy.means["queued"]) > 0
+
+
+async def run_cli(*arguments: str, cwd: Path | None = None) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -120,6 +225,7 @@ async def run_cli(*arguments: str) -> tuple[int, str]:
         # Wide enough that a message naming a file under a deep temporary directory (a
         # pytest-xdist worker's) is not wrapped in the middle of its path.
         env={**os.environ, "COLUMNS": "400"},
+        cwd=cwd,
     )
     async with asyncio.timeout(240):
         output, _ = await process.communicate()
@@ -153,6 +259,10 @@ async def test_the_command_writes_byte_identical_json_and_a_report(tmp_path: Pat
         outputs.append((tmp_path / name).read_bytes())
     assert outputs[0] == outputs[1]
     assert "lower bound" in output
+    # After the comparison, a table per policy of its pools.
+    assert "runnerscale, by pool" in output
+    assert "lower bound, by pool" in output
+    assert output.index("runnerscale, by pool") > output.index("lower bound │")
     code, output = await run_cli(
         "--trace",
         str(trace_file),
@@ -163,6 +273,36 @@ async def test_the_command_writes_byte_identical_json_and_a_report(tmp_path: Pat
     )
     assert code == 0, output
     assert (tmp_path / "r.html").read_text().count("data:image/png;base64,") == 3
+
+
+async def test_the_command_says_where_it_wrote_each_file(tmp_path: Path) -> None:
+    (tmp_path / "t.jsonl").write_text(
+        "".join(json.dumps(job.as_json()) + "\n" for job in two_pool_trace())
+    )
+    (tmp_path / "c.yaml").write_text(TWO_POOLS)
+    (tmp_path / "out").mkdir()
+    inputs = ("--trace", "t.jsonl", "--config", "c.yaml")
+    code, output = await run_cli(
+        *inputs, "--json", "out/r.json", "--report", "out/../out/r.html", cwd=tmp_path
+    )
+    assert code == 0, output
+    # Absolute, whatever folder the command ran in, and the report's with what to do with it.
+    assert f"wrote the JSON to {tmp_path / 'out' / 'r.json'}\n" in output
+    assert f"wrote the report to {tmp_path / 'out' / 'r.html'} (open it in a browser)\n" in output
+    assert json.loads((tmp_path / "out" / "r.json").read_text())["pools"]["gpu"]["jobs"] == 2
+    assert (tmp_path / "out" / "r.html").read_text().startswith("<!DOCTYPE html>")
+    # A folder that does not exist is refused before the simulation runs; nothing is written.
+    code, output = await run_cli(
+        *inputs, "--json", "out/r2.json", "--report", "missing/r.html", cwd=tmp_path
+    )
+    assert code == 2, output
+    assert f"--report missing/r.html: the folder {tmp_path / 'missing'} does not exist" in output
+    assert "simulating" not in output
+    assert not (tmp_path / "out" / "r2.json").exists()
+    assert not (tmp_path / "missing").exists()
+    code, output = await run_cli(*inputs, "--json", "out", cwd=tmp_path)
+    assert code == 2, output
+    assert "is a directory" in output
 
 
 async def test_bad_traces_and_configs_are_reported_with_file_and_line(tmp_path: Path) -> None:

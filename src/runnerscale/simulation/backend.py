@@ -21,6 +21,7 @@ from runnerscale.fakegithub.jitconfig import decode
 from runnerscale.fakegithub.world import ApiError, World
 from runnerscale.model import Instance, InstanceSpec
 from runnerscale.protocols import ProviderError
+from runnerscale.simulation.occupancy import Span
 from runnerscale.simulation.settings import SimulationConfig
 
 Schedule = Callable[[float, Callable[[], None]], None]
@@ -41,17 +42,29 @@ class SimInstance:
     def running(self) -> bool:
         return self.deleted_at is None and self.job_ended_at is None
 
+    def spans(self, now: float) -> list[Span]:
+        """Its life up to ``now`` (or its deletion): booting until its runner connected, then
+        idle, busy while its job ran, and idle again until it was deleted."""
+        end = self.deleted_at if self.deleted_at is not None else now
+        connected = min(self.connected_at if self.connected_at is not None else end, end)
+        spans = [Span("booting", self.created_at, connected)]
+        if self.job_started_at is None:
+            spans.append(Span("idle", connected, end))
+        else:
+            job_end = min(self.job_ended_at if self.job_ended_at is not None else end, end)
+            spans += [
+                Span("idle", connected, self.job_started_at),
+                Span("busy", self.job_started_at, job_end),
+                Span("idle", job_end, end),
+            ]
+        return [span for span in spans if span.end > span.start]
+
     def seconds(self, now: float) -> tuple[float, float, float]:
         """(booting, idle, busy) seconds up to ``now`` (or its deletion)."""
-        end = self.deleted_at if self.deleted_at is not None else now
-        connected = self.connected_at if self.connected_at is not None else end
-        booting = max(0.0, min(connected, end) - self.created_at)
-        busy = 0.0
-        if self.job_started_at is not None:
-            job_end = self.job_ended_at if self.job_ended_at is not None else end
-            busy = max(0.0, min(job_end, end) - self.job_started_at)
-        idle = max(0.0, end - self.created_at - booting - busy)
-        return booting, idle, busy
+        totals = dict.fromkeys(("booting", "idle", "busy"), 0.0)
+        for span in self.spans(now):
+            totals[span.state] += span.end - span.start
+        return totals["booting"], totals["idle"], totals["busy"]
 
 
 class SimulatedBackend:
@@ -150,6 +163,10 @@ class SimulatedBackend:
             else:
                 idle += 1
         return booting, idle, busy
+
+    def spans(self, now: float) -> tuple[Span, ...]:
+        """Every instance's spans, for :func:`~runnerscale.simulation.occupancy.bucketed`."""
+        return tuple(span for instance in self.history for span in instance.spans(now))
 
     def seconds(self, now: float) -> tuple[float, float, float]:
         totals = [0.0, 0.0, 0.0]

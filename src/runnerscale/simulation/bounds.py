@@ -33,12 +33,12 @@ The boot time here is a single number, the mean of the pool's configured distrib
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from runnerscale.model import PoolSpec, match_pool
-from runnerscale.simulation.results import Figures, RunnerSeconds
+from runnerscale.simulation.results import Figures, PoolFigures, RunnerSeconds
 from runnerscale.simulation.trace import TraceJob
 
 if TYPE_CHECKING:
@@ -99,36 +99,50 @@ def _route(
     return routed, unmatched
 
 
-def lower_bound(jobs: Sequence[TraceJob], pools: Sequence[PoolModel]) -> Figures:
-    """The best any autoscaler could do with these pools (see the module docstring)."""
-    routed, unmatched = _route(jobs, pools)
+def _first_come(jobs: Sequence[TraceJob], slots: int, boot: float) -> tuple[list[float], float]:
+    """``jobs`` (in order of ``at``) on ``slots`` runner slots, first come, first served: a job
+    takes the earliest slot to free (at once when one is free), its runner boots for ``boot``
+    and runs it. The jobs' waits, and when the last slot frees (0 for no jobs)."""
+    # When each slot next frees; a slot never used is free at 0.
+    frees = [0.0] * min(slots, len(jobs))
     waits: list[float] = []
-    booting = busy = cost = 0.0
-    served = 0
+    for job in jobs:
+        start = max(job.at, heapq.heappop(frees))
+        heapq.heappush(frees, start + boot + job.duration)
+        waits.append(start + boot - job.at)
+    return waits, max(frees, default=0.0)
+
+
+def lower_bound(
+    jobs: Sequence[TraceJob],
+    pools: Sequence[PoolModel],
+    *,
+    seen: Callable[[TraceJob], bool] = lambda job: True,
+) -> Figures:
+    """The best any autoscaler could do with these pools (see the module docstring).
+
+    A job for which ``seen`` is false (its repository is outside the config's targets) is
+    never heard of: unserved in the pool it is routed to, like in the simulation.
+    """
+    routed, unmatched = _route(jobs, pools)
+    per_pool: dict[str, PoolFigures] = {}
     for pool in pools:
         pool_jobs = routed[pool.spec.name]
-        if not pool_jobs:
-            continue
-        boot = pool.boot_time
-        # When each of the pool's max_runners slots next frees; a slot never used is free at 0.
-        slots = [0.0] * min(pool.spec.max_runners, len(pool_jobs))
-        for job in pool_jobs:
-            start = max(job.at, heapq.heappop(slots))
-            heapq.heappush(slots, start + boot + job.duration)
-            waits.append(start + boot - job.at)
-            booting += boot
-            busy += job.duration
-            cost += (boot + job.duration) / 3600.0 * pool.cost_per_hour
-            served += 1
-    return Figures(
-        jobs=len(jobs),
-        served=served,
-        unserved=unmatched,
-        queue_waits=tuple(waits),
-        runner_seconds=RunnerSeconds(busy=busy, idle=0.0, booting=booting),
-        cost=cost,
-        api_calls=served,  # one JIT configuration per job
-    )
+        heard = [job for job in pool_jobs if seen(job)]
+        waits, _ = _first_come(heard, pool.spec.max_runners, pool.boot_time)
+        busy = sum((job.duration for job in heard), 0.0)
+        booting = pool.boot_time * len(heard)
+        per_pool[pool.spec.name] = PoolFigures(
+            jobs=len(pool_jobs),
+            served=len(heard),
+            unserved=len(pool_jobs) - len(heard),
+            queue_waits=tuple(waits),
+            runner_seconds=RunnerSeconds(busy=busy, idle=0.0, booting=booting),
+            cost=(booting + busy) / 3600.0 * pool.cost_per_hour,
+        )
+    served = sum(figures.served for figures in per_pool.values())
+    # One JIT configuration per job.
+    return Figures.of_pools(per_pool, unmatched=unmatched, api_calls=served)
 
 
 def static_fleet(
@@ -142,39 +156,29 @@ def static_fleet(
     """
     if n is not None and n < 0:
         raise ValueError(f"a static fleet needs 0 or more runners per pool, not {n}")
-    routed, unserved = _route(jobs, pools)
-    waits: list[float] = []
-    busy_by_pool: dict[str, float] = {}
+    routed, unmatched = _route(jobs, pools)
     span = max((job.at for job in jobs), default=0.0)
-    served = 0
+    served: dict[str, list[float]] = {}
     for pool in pools:
+        size = pool.spec.max_runners if n is None else n
+        if size > 0:
+            waits, last_free = _first_come(routed[pool.spec.name], size, boot=0.0)
+            served[pool.spec.name] = waits
+            span = max(span, last_free)
+    # Every pool's fleet is paid for the whole trace, which ends with the last job of any pool.
+    per_pool: dict[str, PoolFigures] = {}
+    for pool in pools:
+        size = pool.spec.max_runners if n is None else n
         pool_jobs = routed[pool.spec.name]
-        size = pool.spec.max_runners if n is None else n
-        if size == 0:
-            unserved += len(pool_jobs)
-            continue
-        slots = [0.0] * size
-        busy = 0.0
-        for job in pool_jobs:
-            start = max(job.at, heapq.heappop(slots))
-            end = start + job.duration
-            heapq.heappush(slots, end)
-            waits.append(start - job.at)
-            busy += job.duration
-            span = max(span, end)
-            served += 1
-        busy_by_pool[pool.spec.name] = busy
-    idle = cost = 0.0
-    for pool in pools:
-        size = pool.spec.max_runners if n is None else n
-        idle += size * span - busy_by_pool.get(pool.spec.name, 0.0)
-        cost += size * span / 3600.0 * pool.cost_per_hour
-    return Figures(
-        jobs=len(jobs),
-        served=served,
-        unserved=unserved,
-        queue_waits=tuple(waits),
-        runner_seconds=RunnerSeconds(busy=sum(busy_by_pool.values()), idle=idle, booting=0.0),
-        cost=cost,
-        api_calls=0,  # the fleet registers once, not per job
-    )
+        waits = served.get(pool.spec.name, [])
+        ran = pool.spec.name in served  # (a fleet of 0 runs nothing)
+        busy = sum((job.duration for job in pool_jobs), 0.0) if ran else 0.0
+        per_pool[pool.spec.name] = PoolFigures(
+            jobs=len(pool_jobs),
+            served=len(waits),
+            unserved=len(pool_jobs) - len(waits),
+            queue_waits=tuple(waits),
+            runner_seconds=RunnerSeconds(busy=busy, idle=size * span - busy, booting=0.0),
+            cost=size * span / 3600.0 * pool.cost_per_hour,
+        )
+    return Figures.of_pools(per_pool, unmatched=unmatched)  # the fleet registers once: 0 calls

@@ -30,11 +30,18 @@ from runnerscale.fakegithub.ratelimit import RateLimits
 from runnerscale.fakegithub.webhooks import Delivery, WebhookHub
 from runnerscale.fakegithub.world import JobSpec, World, WorldSettings
 from runnerscale.github.webhooks import Verdict, WebhookIntake, WebhookPayloadError
-from runnerscale.model import normalize_labels
+from runnerscale.model import match_pool, normalize_labels
 from runnerscale.protocols import GitHubError, ProviderError
 from runnerscale.simulation.backend import SimulatedBackend
 from runnerscale.simulation.github import SimulatedGitHub
-from runnerscale.simulation.results import Figures, PolicyResult, RunnerSeconds, TimelinePoint
+from runnerscale.simulation.occupancy import Buckets, Span, bucketed
+from runnerscale.simulation.results import (
+    Figures,
+    PolicyResult,
+    PoolFigures,
+    RunnerSeconds,
+    TimelinePoint,
+)
 from runnerscale.simulation.settings import SimulationConfig, pool_simulation
 from runnerscale.simulation.trace import TraceJob
 from runnerscale.store.memory import MemoryStore
@@ -359,32 +366,51 @@ class Engine:
                 if self._finished():
                     break
             self._sample()
-            return PolicyResult(self.policy.name, self._figures(), tuple(self._timeline))
+            return PolicyResult(
+                self.policy.name, self._figures(), tuple(self._timeline), self._occupancy()
+            )
         finally:
             self.store.close()
 
-    def _figures(self) -> Figures:
+    def _occupancy(self) -> Buckets:
+        """Runners by state and jobs queued over the run, exactly, in buckets for the report."""
         now = self.clock.now()
-        servable = set(self._servable_job_ids())
-        waits = [
-            job.started_at - job.created_at
-            for job in self.world.jobs.values()
-            if job.id in servable and job.started_at is not None
-        ]
-        booting = idle = busy = 0.0
-        cost = 0.0
-        for backend in self.backends.values():
-            b, i, u = backend.seconds(now)
-            booting, idle, busy = booting + b, idle + i, busy + u
-            cost += backend.cost(now)
-        served = len(waits)
-        return Figures(
-            jobs=len(self.trace),
-            served=served,
-            unserved=len(self.trace) - served,
-            queue_waits=tuple(waits),
-            runner_seconds=RunnerSeconds(busy=busy, idle=idle, booting=booting),
-            cost=cost,
+        spans = [span for backend in self.backends.values() for span in backend.spans(now)]
+        for job in self.world.jobs.values():
+            # Queued until a runner took it (or it was cancelled), or until the end.
+            left = job.started_at if job.started_at is not None else job.completed_at
+            spans.append(Span("queued", job.created_at, now if left is None else left))
+        return bucketed(spans, self.start, now)
+
+    def _figures(self) -> Figures:
+        """Each pool's figures, from the jobs routed to it and its backend's books; the run's
+        are their sum (:meth:`Figures.of_pools`)."""
+        now = self.clock.now()
+        specs = self.config.pool_specs()
+        routed: dict[str, list[Job]] = {spec.name: [] for spec in specs}
+        unmatched = 0
+        for job in self.world.jobs.values():
+            spec = match_pool(specs, job.labels)
+            if spec is None:
+                unmatched += 1
+            else:
+                routed[spec.name].append(job)
+        pools: dict[str, PoolFigures] = {}
+        for name, jobs in routed.items():
+            waits = [job.started_at - job.created_at for job in jobs if job.started_at is not None]
+            backend = self.backends[name]
+            booting, idle, busy = backend.seconds(now)
+            pools[name] = PoolFigures(
+                jobs=len(jobs),
+                served=len(waits),
+                unserved=len(jobs) - len(waits),
+                queue_waits=tuple(waits),
+                runner_seconds=RunnerSeconds(busy=busy, idle=idle, booting=booting),
+                cost=backend.cost(now),
+            )
+        return Figures.of_pools(
+            pools,
+            unmatched=unmatched,
             api_calls=self.github.api_calls,
-            api_calls_by_operation=dict(self.github.ledger.stats.charged),
+            api_calls_by_operation=self.github.ledger.stats.charged,
         )

@@ -12,8 +12,9 @@ that no autoscaler can beat. The numbers go to three places that must agree with
   artifact store where nothing beside it can be fetched.
 
 So every table is built from the same rows of already formatted strings
-(:func:`comparison_rows`, :func:`sweep_rows`), and each figure is formatted one way everywhere:
-waits in seconds with one decimal, runner time in hours with two, cost in dollars with two.
+(:func:`comparison_rows`, :func:`pool_rows`, :func:`sweep_rows`), and each figure is formatted
+one way everywhere: waits in seconds with one decimal, runner time in hours with two, cost in
+dollars with two.
 
 The report is deterministic: the same result gives the same bytes (fixed style, sizes and DPI,
 no timestamps in the PNG metadata), so it can be checked into a benchmark folder and diffed.
@@ -29,12 +30,14 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from rich.table import Table
 
-from runnerscale.simulation.results import Figures, PolicyResult, TimelinePoint
+from runnerscale.simulation.occupancy import State
+from runnerscale.simulation.results import Figures, PolicyResult, PoolFigures
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -43,10 +46,13 @@ if TYPE_CHECKING:
 __all__ = [
     "COMPARISON_HEADER",
     "LOWER_BOUND",
+    "POOL_HEADER",
     "SWEEP_FIGURES_HEADER",
     "comparison_rows",
     "comparison_table",
     "markdown_table",
+    "pool_rows",
+    "pool_table",
     "render_html",
     "sweep_header",
     "sweep_markdown",
@@ -57,8 +63,8 @@ __all__ = [
 #: The name the lower bound goes by in every table and plot.
 LOWER_BOUND = "lower bound"
 
-COMPARISON_HEADER: tuple[str, ...] = (
-    "policy",
+#: What a run and each of its pools have alike: how jobs were served and the runners' time.
+_SERVICE_HEADER: tuple[str, ...] = (
     "jobs",
     "served",
     "unserved",
@@ -70,10 +76,13 @@ COMPARISON_HEADER: tuple[str, ...] = (
     "idle runner-h",
     "booting runner-h",
     "idle ratio",
-    "API calls",
-    "calls/job",
-    "cost",
 )
+
+COMPARISON_HEADER: tuple[str, ...] = ("policy", *_SERVICE_HEADER, "API calls", "calls/job", "cost")
+
+#: A policy's figures per pool: the comparison's columns but the API calls, which are the
+#: run's (GitHub is called per target, not per pool).
+POOL_HEADER: tuple[str, ...] = ("pool", *_SERVICE_HEADER, "cost")
 
 #: The figure columns of the sweep table; the swept parameters come before them.
 SWEEP_FIGURES_HEADER: tuple[str, ...] = (
@@ -118,32 +127,37 @@ def _cost(dollars: float) -> str:
 # --- comparison ---------------------------------------------------------------------------
 
 
+def _service_cells(figures: PoolFigures) -> list[str]:
+    """The :data:`_SERVICE_HEADER` cells of a run or of one of its pools."""
+    wait = figures.queue_wait
+    runner = figures.runner_seconds
+    return [
+        str(figures.jobs),
+        str(figures.served),
+        str(figures.unserved),
+        _wait(wait.p50),
+        _wait(wait.p95),
+        _wait(wait.p99),
+        _wait(wait.max),
+        _hours(runner.busy),
+        _hours(runner.idle),
+        _hours(runner.booting),
+        _ratio(figures.idle_ratio),
+    ]
+
+
 def comparison_rows(results: Sequence[tuple[str, Figures]]) -> list[list[str]]:
     """One row of formatted strings per ``(name, figures)``, in :data:`COMPARISON_HEADER` order."""
-    rows: list[list[str]] = []
-    for name, figures in results:
-        wait = figures.queue_wait
-        runner = figures.runner_seconds
-        rows.append(
-            [
-                name,
-                str(figures.jobs),
-                str(figures.served),
-                str(figures.unserved),
-                _wait(wait.p50),
-                _wait(wait.p95),
-                _wait(wait.p99),
-                _wait(wait.max),
-                _hours(runner.busy),
-                _hours(runner.idle),
-                _hours(runner.booting),
-                _ratio(figures.idle_ratio),
-                str(figures.api_calls),
-                _ratio(figures.api_calls_per_job),
-                _cost(figures.cost),
-            ]
-        )
-    return rows
+    return [
+        [
+            name,
+            *_service_cells(figures),
+            str(figures.api_calls),
+            _ratio(figures.api_calls_per_job),
+            _cost(figures.cost),
+        ]
+        for name, figures in results
+    ]
 
 
 def comparison_table(results: Sequence[tuple[str, Figures]], title: str | None = None) -> Table:
@@ -154,6 +168,19 @@ def comparison_table(results: Sequence[tuple[str, Figures]], title: str | None =
 def markdown_table(results: Sequence[tuple[str, Figures]]) -> str:
     """The comparison as a GitHub-flavoured markdown table (for benchmarks and pull requests)."""
     return _markdown(COMPARISON_HEADER, comparison_rows(results), text_columns=1)
+
+
+# --- per pool -----------------------------------------------------------------------------
+
+
+def pool_rows(figures: Figures) -> list[list[str]]:
+    """One row per pool of a policy's run, in the config's order (:data:`POOL_HEADER`)."""
+    return [[name, *_service_cells(pool), _cost(pool.cost)] for name, pool in figures.pools.items()]
+
+
+def pool_table(figures: Figures, title: str | None = None) -> Table:
+    """A policy's figures per pool for the terminal: which pool made its waits and its cost."""
+    return _rich_table(POOL_HEADER, pool_rows(figures), text_columns=1, title=title)
 
 
 # --- sweep --------------------------------------------------------------------------------
@@ -273,14 +300,16 @@ def render_html(
         plots = [
             (
                 "Queue-wait distribution",
-                "Share of jobs that waited at most a given time for a runner, per policy "
-                "(further left is better).",
+                "Share of jobs that waited longer than a given time for a runner, per policy, "
+                "on a log scale, so that the slowest 5% and 1% of jobs get as much room as the "
+                "median: a curve crosses the dotted p50, p95 and p99 lines at that policy's "
+                "percentiles (the dots) and ends at its longest wait. Lower and further left "
+                "is better.",
                 _png(_plot_queue_waits, (named, limit is not None)),
             ),
             (
                 "Runners by state against queued jobs",
-                f"The main policy, {policies[0].policy if policies else '-'}: runners booting, "
-                "idle and busy (stacked), and the jobs waiting in the queue.",
+                _runners_caption(policies[0] if policies else None),
                 _png(_plot_runners, policies),
             ),
             (
@@ -314,81 +343,170 @@ def _colour(index: int) -> str:
     return f"C{index % 10}"
 
 
+#: The percentiles marked on the queue-wait plot, as the share of jobs that waited longer.
+_TAIL_MARKS = (("p50", 0.5), ("p95", 0.05), ("p99", 0.01))
+
+
 def _plot_queue_waits(axes: Axes, data: tuple[Sequence[tuple[str, Figures]], bool]) -> None:
-    from matplotlib.ticker import FuncFormatter  # noqa: PLC0415
+    """The complementary CDF (share of jobs that waited longer than x) on a log y axis.
+
+    A CDF on a linear axis gives the median and the slowest 5% of jobs the same height as any
+    5% of the others: p99 and the longest waits, the ones people complain about, end up in a
+    sliver under 100%. On a log axis every tenth of the jobs gets the same room (50% to 5% to
+    0.5%), so p95 and p99 are as readable as the median, and each percentile is where a curve
+    crosses a horizontal line.
+    """
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: PLC0415
+    from matplotlib.transforms import blended_transform_factory  # noqa: PLC0415
 
     named, has_limit = data
     drawn = 0
+    fewest = 1.0  # the share one job is, in the policy with the most jobs served
+    longest = 0.0
     for index, (name, figures) in enumerate(named):
-        waits = sorted(figures.queue_waits)
+        waits = figures.queue_waits
         if not waits:
             continue
         is_limit = has_limit and index == len(named) - 1
+        colour = _LOWER_BOUND_COLOUR if is_limit else _colour(index)
         axes.ecdf(
             waits,
+            complementary=True,
             label=_label(name),
-            color=_LOWER_BOUND_COLOUR if is_limit else _colour(index),
+            color=colour,
             linestyle="--" if is_limit else "-",
             linewidth=1.8,
         )
+        wait = figures.queue_wait
+        axes.plot(
+            [wait.p50, wait.p95, wait.p99],
+            [share for _, share in _TAIL_MARKS],
+            linestyle="none",
+            marker="o",
+            markersize=4.5,
+            color=colour,
+        )
+        fewest = min(fewest, 1 / len(waits))
+        longest = max(longest, wait.max)
         drawn += 1
+    # Down to half the share of one job, so that the last job's step shows before the curve
+    # leaves the axis at the longest wait (zero is not on a log axis).
+    bottom = min(fewest, _TAIL_MARKS[-1][1]) / 2
+    axes.set_yscale("log", nonpositive="clip")
+    axes.set_ylim(bottom, 1.6)
+    ticks = [share * 10.0**-exponent for exponent in range(7) for share in (1.0, 0.5)]
+    axes.yaxis.set_major_locator(FixedLocator([tick for tick in ticks if tick >= bottom]))
+    axes.yaxis.set_minor_locator(NullLocator())
+    axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value * 100:g}%"))
+    beside = blended_transform_factory(axes.transAxes, axes.transData)
+    for mark, share in _TAIL_MARKS:
+        axes.axhline(share, color="#777777", linestyle=":", linewidth=1.0)
+        axes.text(1.005, share, mark, transform=beside, va="center", ha="left", color="#555555")
     # Waits span from zero (a warm runner) to hours (a saturated fleet): a symmetric log axis
     # shows both, with plain numbers on it.
     axes.set_xscale("symlog", linthresh=1.0)
     # A little room left of zero, so a policy whose jobs never waited is not hidden by the axis.
-    axes.set_xlim(left=-0.3)
+    # ... and some on the right, so that where the longest wait's curve ends shows.
+    axes.set_xlim(-0.3, max(2.0, longest * 1.5))
     axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    axes.set_ylim(0, 1.02)
-    axes.set_yticks([0, 0.25, 0.5, 0.75, 0.95, 1.0], ["0%", "25%", "50%", "75%", "95%", "100%"])
     axes.grid(visible=True, alpha=0.3)
     axes.set_xlabel("queue wait (s, log scale)")
-    axes.set_ylabel("jobs that waited at most this long")
-    axes.set_title("Queue-wait distribution per policy")
+    axes.set_ylabel("jobs that waited longer (log scale)")
+    axes.set_title("Queue-wait distribution per policy: the tail")
     if drawn:
-        axes.legend(loc="lower right")
+        # Below the plot: curves may run anywhere in it.
+        axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=min(drawn, 5))
     else:
         _no_data(axes, "no job was served")
 
 
+def _runners_caption(main: PolicyResult | None) -> str:
+    name = main.policy if main is not None else "-"
+    caption = (
+        f"The main policy, {name}: runners busy, booting and idle (stacked), and the jobs "
+        "waiting in the queue"
+    )
+    if main is None or main.occupancy is None:
+        return caption + "."
+    return (
+        f"{caption}, each the mean count over a {_span_phrase(main.occupancy.width)} bucket, "
+        "from every runner's and job's exact times: a band's area is its runner time in "
+        "the table."
+    )
+
+
+def _span_phrase(seconds: float) -> str:
+    """``180`` as "3-minute", for a caption."""
+    for unit, name in ((3600.0, "hour"), (60.0, "minute")):
+        if seconds >= unit:
+            return f"{seconds / unit:g}-{name}"
+    return f"{seconds:g}-second"
+
+
 def _plot_runners(axes: Axes, policies: Sequence[PolicyResult]) -> None:
-    timeline: Sequence[TimelinePoint] = policies[0].timeline if policies else ()
+    occupancy = policies[0].occupancy if policies else None
     name = policies[0].policy if policies else "-"
     axes.set_title(_label(f"Runners by state against queued jobs: {name}"))
-    axes.set_xlabel("time since the trace started (h)")
-    axes.set_ylabel("runners / queued jobs")
+    axes.set_ylabel("runners / queued jobs (mean)")
     axes.grid(visible=True, alpha=0.3)
-    if not timeline:
+    if occupancy is None or occupancy.edges[-1] <= 0:
         _no_data(axes, "no timeline recorded")
         return
-    hours = [point.at / 3600 for point in timeline]
+
+    def series(state: State) -> list[float]:
+        # A step drawn "post" needs a value at the last edge too: the last bucket's, again.
+        means = list(occupancy.means[state])
+        return [*means, means[-1]]
+
+    # The work at the bottom, what it costs on top of it: booting, then idle.
     axes.stackplot(
-        hours,
-        [point.booting for point in timeline],
-        [point.idle for point in timeline],
-        [point.busy for point in timeline],
-        labels=["booting", "idle", "busy"],
-        colors=[_STATE_COLOURS["booting"], _STATE_COLOURS["idle"], _STATE_COLOURS["busy"]],
+        occupancy.edges,
+        series("busy"),
+        series("booting"),
+        series("idle"),
+        labels=["busy", "booting", "idle"],
+        colors=[_STATE_COLOURS["busy"], _STATE_COLOURS["booting"], _STATE_COLOURS["idle"]],
         step="post",
         alpha=0.9,
     )
     axes.plot(
-        hours,
-        [point.queued for point in timeline],
+        occupancy.edges,
+        series("queued"),
         drawstyle="steps-post",
         color=_QUEUED_COLOUR,
-        linewidth=1.6,
+        linewidth=1.4,
         label="queued jobs",
     )
-    if hours[-1] > hours[0]:
-        axes.set_xlim(hours[0], hours[-1])
+    _time_axis(axes, occupancy.edges[-1])
     axes.set_ylim(bottom=0)
     axes.legend(loc="upper right")
+
+
+#: Time-axis tick steps to choose from, in seconds: 1, 5, 10, 15, 30 minutes, then hours.
+_TICK_STEPS = (60, 300, 600, 900, 1800, *(3600 * h for h in (1, 2, 3, 4, 6, 12, 24)))
+#: At most this many ticks on a time axis, about one per 100 pixels.
+_MOST_TICKS = 12
+
+
+def _time_axis(axes: Axes, end: float) -> None:
+    """An x axis of seconds since the start, from 0 to ``end``, labelled as hours:minutes
+    ("10:30") at round steps: the clock a reader of a day's trace thinks in."""
+    from matplotlib.ticker import FuncFormatter, MultipleLocator  # noqa: PLC0415
+
+    step = next((s for s in _TICK_STEPS if end / s <= _MOST_TICKS), None)
+    if step is None:
+        step = 86_400 * math.ceil(end / (86_400 * _MOST_TICKS))
+    axes.xaxis.set_major_locator(MultipleLocator(step))
+    axes.xaxis.set_major_formatter(
+        FuncFormatter(lambda value, _: f"{int(value // 3600)}:{int(value % 3600 // 60):02d}")
+    )
+    axes.set_xlim(0, max(end, 1.0))
+    axes.set_xlabel("time since the trace started (h:mm)")
 
 
 def _plot_costs(axes: Axes, data: tuple[Sequence[PolicyResult], Figures | None]) -> None:
     policies, limit = data
     axes.set_title("Cumulative cost per policy")
-    axes.set_xlabel("time since the trace started (h)")
     axes.set_ylabel("cost ($)")
     axes.grid(visible=True, alpha=0.3)
     end = 0.0
@@ -396,10 +514,10 @@ def _plot_costs(axes: Axes, data: tuple[Sequence[PolicyResult], Figures | None])
     for index, policy in enumerate(policies):
         if not policy.timeline:
             continue
-        hours = [point.at / 3600 for point in policy.timeline]
-        end = max(end, hours[-1])
+        seconds = [point.at for point in policy.timeline]
+        end = max(end, seconds[-1])
         axes.plot(
-            hours,
+            seconds,
             [point.cost for point in policy.timeline],
             color=_colour(index),
             linewidth=1.8,
@@ -418,8 +536,9 @@ def _plot_costs(axes: Axes, data: tuple[Sequence[PolicyResult], Figures | None])
             linestyle="none",
             color=_LOWER_BOUND_COLOUR,
             label=_label(f"{LOWER_BOUND}, total ({_cost(limit.cost)})"),
+            clip_on=False,  # (on the axis's right end)
         )
-    axes.set_xlim(left=0)
+    _time_axis(axes, end)
     axes.set_ylim(bottom=0)
     axes.legend(loc="upper left")
 
@@ -435,6 +554,7 @@ header { border-bottom: 1px solid #d0d7de; margin-bottom: 20px; }
 h1 { font-size: 1.6em; margin: 0 0 4px 0; }
 header p { color: #57606a; margin: 0 0 14px 0; }
 h2 { font-size: 1.2em; margin: 28px 0 6px 0; }
+h3 { font-size: 1em; margin: 16px 0 4px 0; }
 .note { color: #57606a; font-size: 0.9em; margin: 4px 0 10px 0; max-width: 70em; }
 .table-wrap { overflow-x: auto; }
 table { border-collapse: collapse; font-size: 0.85em; font-variant-numeric: tabular-nums; }
@@ -460,19 +580,15 @@ def _page(
     has_limit: bool,
 ) -> str:
     esc = html.escape
-    head = "".join(
-        f'<th class="text">{esc(name)}</th>' if index == 0 else f"<th>{esc(name)}</th>"
-        for index, name in enumerate(COMPARISON_HEADER)
+    last = len(named) - 1
+    comparison = _html_table(
+        COMPARISON_HEADER,
+        comparison_rows(named),
+        [
+            "limit" if has_limit and index == last else "main" if index == 0 else ""
+            for index in range(len(named))
+        ],
     )
-    body: list[str] = []
-    rows = comparison_rows(named)
-    for index, row in enumerate(rows):
-        kind = "limit" if has_limit and index == len(rows) - 1 else "main" if index == 0 else ""
-        cells = "".join(
-            f'<td class="text">{esc(cell)}</td>' if column == 0 else f"<td>{esc(cell)}</td>"
-            for column, cell in enumerate(row)
-        )
-        body.append(f'<tr class="{kind}">{cells}</tr>' if kind else f"<tr>{cells}</tr>")
     note = (
         "Waits are the time from a job being queued to a runner starting it. Runner-hours are "
         "summed over all runners; the idle ratio is idle over busy runner time."
@@ -503,17 +619,57 @@ def _page(
 <section>
 <h2>Comparison</h2>
 <p class="note">{esc(note)}</p>
-<div class="table-wrap">
-<table>
-<thead><tr>{head}</tr></thead>
-<tbody>
-{chr(10).join(body)}
-</tbody>
-</table>
-</div>
+{comparison}
 </section>
+{_by_pool(named)}
 {figures}
 <footer>Made by runnerscale simulate.</footer>
 </body>
 </html>
 """
+
+
+def _by_pool(named: Sequence[tuple[str, Figures]]) -> str:
+    """A table per policy of its figures per pool; nothing when no figures have pools."""
+    esc = html.escape
+    tables = [
+        f"<h3>{esc(name)}</h3>\n{_html_table(POOL_HEADER, pool_rows(figures), [], kind='pools')}"
+        for name, figures in named
+        if figures.pools
+    ]
+    if not tables:
+        return ""
+    note = (
+        "Each policy's figures, pool by pool: a job counts in the pool it is routed to (its "
+        "most specific matching pool), runner time and cost are the pool's own runners'. "
+        "Jobs no pool matches count in the comparison only, and so do API calls."
+    )
+    body = "\n".join(tables)
+    return f'<section>\n<h2>By pool</h2>\n<p class="note">{esc(note)}</p>\n{body}\n</section>'
+
+
+def _html_table(
+    header: Sequence[str], rows: Sequence[Sequence[str]], classes: Sequence[str], kind: str = ""
+) -> str:
+    """A table whose first column is text and the others figures; ``classes`` gives the rows'
+    (``main``, ``limit``, or none), ``kind`` the table's own class."""
+    esc = html.escape
+
+    def cells(tag: str, row: Sequence[str]) -> str:
+        return "".join(
+            f'<{tag} class="text">{esc(cell)}</{tag}>'
+            if column == 0
+            else f"<{tag}>{esc(cell)}</{tag}>"
+            for column, cell in enumerate(row)
+        )
+
+    body = []
+    for index, row in enumerate(rows):
+        row_class = classes[index] if index < len(classes) else ""
+        opening = f'<tr class="{row_class}">' if row_class else "<tr>"
+        body.append(f"{opening}{cells('td', row)}</tr>")
+    table = f'<table class="{kind}">' if kind else "<table>"
+    return (
+        f'<div class="table-wrap">\n{table}\n<thead><tr>{cells("th", header)}</tr></thead>\n'
+        f"<tbody>\n{chr(10).join(body)}\n</tbody>\n</table>\n</div>"
+    )

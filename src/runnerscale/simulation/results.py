@@ -3,8 +3,10 @@
 The keys are an interface (DESIGN.md): ``jobs``, ``served``, ``unserved``, ``queue_wait_s``
 (``p50``, ``p95``, ``p99``, ``max``), ``runner_seconds`` (``busy``, ``idle``, ``booting``),
 ``idle_ratio`` (idle / busy), ``api_calls``, ``api_calls_per_job``, ``cost``, and the same
-figures for the lower bound under ``limit``. Timelines for the report ride along under
-``timeline``; they are sampled, so the JSON stays small.
+figures for the lower bound under ``limit``. Under ``pools`` the same figures but the API
+calls come again for each pool: a whole-run p95 or cost does not say which pool made it.
+Timelines for the report ride along under ``timeline``; they are sampled, so the JSON stays
+small.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from runnerscale.simulation.occupancy import Buckets
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -51,10 +55,28 @@ class RunnerSeconds:
     def total(self) -> float:
         return self.busy + self.idle + self.booting
 
+    def __add__(self, other: RunnerSeconds) -> RunnerSeconds:
+        return RunnerSeconds(
+            busy=self.busy + other.busy,
+            idle=self.idle + other.idle,
+            booting=self.booting + other.booting,
+        )
+
+
+#: No runner time at all: where sums of :class:`RunnerSeconds` start.
+NO_RUNNER_SECONDS = RunnerSeconds(busy=0.0, idle=0.0, booting=0.0)
+
 
 @dataclass(frozen=True)
-class Figures:
-    """The figures one policy (or the lower bound) achieved on one trace."""
+class PoolFigures:
+    """How one pool served its jobs and what its runners cost.
+
+    A job belongs to the pool it is routed to (:func:`runnerscale.model.match_pool`, the rule
+    the controller provisions by and the lower bound assumes), whichever runner took it in
+    the end; runner time and cost are the pool's own instances'. :class:`Figures` are these
+    figures for the whole run, with what only the whole run has: the GitHub API calls, which
+    are made per target, not per pool.
+    """
 
     jobs: int
     served: int
@@ -62,10 +84,6 @@ class Figures:
     queue_waits: tuple[float, ...]
     runner_seconds: RunnerSeconds
     cost: float
-    api_calls: int = 0
-    #: The calls GitHub charged, by REST operation (its ``operationId``), as the fake GitHub
-    #: counts them (``GET /_sim/stats``); empty for figures no controller produced.
-    api_calls_by_operation: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def queue_wait(self) -> QueueWait:
@@ -75,10 +93,6 @@ class Figures:
     def idle_ratio(self) -> float:
         busy = self.runner_seconds.busy
         return self.runner_seconds.idle / busy if busy > 0 else 0.0
-
-    @property
-    def api_calls_per_job(self) -> float:
-        return self.api_calls / self.jobs if self.jobs else 0.0
 
     def as_json(self) -> dict[str, Any]:
         wait = self.queue_wait
@@ -98,11 +112,58 @@ class Figures:
                 "booting": _round(self.runner_seconds.booting),
             },
             "idle_ratio": _round(self.idle_ratio, 4),
-            "api_calls": self.api_calls,
-            "api_calls_per_job": _round(self.api_calls_per_job, 3),
-            "api_calls_by_operation": dict(sorted(self.api_calls_by_operation.items())),
             "cost": _round(self.cost, 4),
         }
+
+
+@dataclass(frozen=True)
+class Figures(PoolFigures):
+    """The figures one policy (or the lower bound) achieved on one trace."""
+
+    api_calls: int = 0
+    #: The calls GitHub charged, by REST operation (its ``operationId``), as the fake GitHub
+    #: counts them (``GET /_sim/stats``); empty for figures no controller produced.
+    api_calls_by_operation: Mapping[str, int] = field(default_factory=dict)
+    #: The same figures per pool, in the config's order; empty for figures made by hand.
+    pools: Mapping[str, PoolFigures] = field(default_factory=dict)
+
+    @classmethod
+    def of_pools(
+        cls,
+        pools: Mapping[str, PoolFigures],
+        *,
+        unmatched: int,
+        api_calls: int = 0,
+        api_calls_by_operation: Mapping[str, int] | None = None,
+    ) -> Figures:
+        """The whole run as the sum of its pools, so that the two never disagree. The
+        ``unmatched`` jobs, which no pool serves, count as jobs and as unserved, in no pool."""
+        parts = list(pools.values())
+        return cls(
+            jobs=sum(part.jobs for part in parts) + unmatched,
+            served=sum(part.served for part in parts),
+            unserved=sum(part.unserved for part in parts) + unmatched,
+            queue_waits=tuple(wait for part in parts for wait in part.queue_waits),
+            runner_seconds=sum((part.runner_seconds for part in parts), NO_RUNNER_SECONDS),
+            cost=sum((part.cost for part in parts), 0.0),
+            api_calls=api_calls,
+            api_calls_by_operation=dict(api_calls_by_operation or {}),
+            pools=dict(pools),
+        )
+
+    @property
+    def api_calls_per_job(self) -> float:
+        return self.api_calls / self.jobs if self.jobs else 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        body = super().as_json()
+        cost = body.pop("cost")  # the keys keep the order they have always had
+        body["api_calls"] = self.api_calls
+        body["api_calls_per_job"] = _round(self.api_calls_per_job, 3)
+        body["api_calls_by_operation"] = dict(sorted(self.api_calls_by_operation.items()))
+        body["cost"] = cost
+        body["pools"] = {name: pool.as_json() for name, pool in self.pools.items()}
+        return body
 
 
 @dataclass(frozen=True)
@@ -119,11 +180,14 @@ class TimelinePoint:
 
 @dataclass(frozen=True)
 class PolicyResult:
-    """One policy's run: its figures and its timeline."""
+    """One policy's run: its figures, its timeline (samples, for the JSON and the cost plot)
+    and, for a simulated run, its runners by state over time (exact, in buckets, for the
+    report's plot; see :mod:`runnerscale.simulation.occupancy`)."""
 
     policy: str
     figures: Figures
     timeline: tuple[TimelinePoint, ...] = ()
+    occupancy: Buckets | None = None
 
 
 @dataclass(frozen=True)

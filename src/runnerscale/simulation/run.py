@@ -8,7 +8,6 @@ trace and seed: ``poll-60`` (the same engine, webhooks off, a poll every minute)
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 
 from runnerscale.config.schema import Config
 from runnerscale.fakegithub.faults import FaultPlan
@@ -69,10 +68,9 @@ async def simulate(
         compared = (polling, static)
     # Jobs of repositories outside the targets cannot be served by any autoscaler here.
     targets = config.to_targets()
-    covered = [job for job in trace if any(t.covers(job.repo) for t in targets)]
-    limit = lower_bound(covered, pools)
-    outside = len(trace) - len(covered)
-    limit = replace(limit, jobs=len(trace), unserved=limit.unserved + outside)
+    limit = lower_bound(
+        trace, pools, seen=lambda job: any(target.covers(job.repo) for target in targets)
+    )
     return SimulationResult(
         trace=trace_name, seed=seed, result=main, limit=limit, compared=compared
     )
