@@ -91,11 +91,12 @@ async def test_the_first_hour_from_the_readme_to_the_status_page(tmp_path: Path)
     home = {"HOME": str(tmp_path), "TMPDIR": str(tmp_path)}
     example_state_before = await asyncio.to_thread(EXAMPLE_STATE.exists)
 
-    # (a) The README: --help lists every command; the version.
+    # (a) --help lists every command (the README); the version (docs/deploy.md).
     says(README, ".venv/bin/runnerscale --help")
     code, output = await runnerscale_command("--help", env=home)
     assert code == 0, output
     assert all(f" {name} " in output for name in COMMANDS), output
+    says(DEPLOY, "runnerscale --version")
     code, output = await runnerscale_command("--version", env=home)
     assert (code, output.strip()) == (0, runnerscale.__version__)
 
