@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,14 +80,6 @@ async def curl_post(command: list[str]) -> Any:
     return answer.json()
 
 
-async def status_json(config: Path, env: dict[str, str]) -> dict[str, Any]:
-    code, output = await runnerscale_command("status", "-c", str(config), "--json", env=env)
-    assert code == 0, output
-    body = json.loads(output)
-    assert isinstance(body, dict)
-    return body
-
-
 async def test_the_first_hour_from_the_readme_to_the_status_page(tmp_path: Path) -> None:
     home = {"HOME": str(tmp_path), "TMPDIR": str(tmp_path)}
     example_state_before = await asyncio.to_thread(EXAMPLE_STATE.exists)
@@ -147,25 +140,19 @@ async def test_the_first_hour_from_the_readme_to_the_status_page(tmp_path: Path)
         queued = await curl_post(job)
         job_id = queued["id"]
         # Terminal 3 has neither variable: status needs them not.
-        busy = await _until_status(config, home, lambda s: s["pools"][0]["busy"] == 1, "busy")
-        assert busy["pools"][0]["name"] == "linux-x64"
-        code, output = await runnerscale_command(*runnerscale_arguments(status), env=home)
-        assert code == 0, output
-        assert "pool linux-x64: 0 queued, 1 busy" in output
-        done = await _until_status(
-            config,
-            home,
-            lambda s: s["pools"][0]["busy"] == 0 and s["queue_waits"],
-            "the job done",
-        )
-        assert [wait["id"] for wait in done["queue_waits"]] == [job_id]
+        said = "pool linux-x64: 0 queued, 1 busy"
+        await until_said(runnerscale_arguments(status), home, lambda out: said in out, said)
+        await wait_until(lambda: concluded(simulator, job_id), 60, "the job done")
         says(CONFIGURATION, "runnerscale status -c FILE --json")
+        code, output = await runnerscale_command(*runnerscale_arguments(status), "--json", env=home)
+        assert code == 0, output
+        done = json.loads(output)
+        assert [pool["name"] for pool in done["pools"]] == ["linux-x64"]
+        assert [wait["id"] for wait in done["queue_waits"]] == [job_id]
         code, output = await runnerscale_command(*runnerscale_arguments(status), env=home)
         assert code == 0, output
         assert "queue waits of the last 1 jobs" in output
-        async with httpx.AsyncClient() as client:
-            jobs = (await client.get(f"{simulator}/_sim/jobs")).json()
-        assert [(j["id"], j["conclusion"]) for j in jobs] == [(job_id, "success")]
+        assert await concluded(simulator, job_id) == "success"
 
         # (d) docs/deploy.md: what an install would write, and systemd's verdict on the unit.
         root = tmp_path / "root"
@@ -218,6 +205,15 @@ async def test_the_first_hour_from_the_readme_to_the_status_page(tmp_path: Path)
     assert await asyncio.to_thread(EXAMPLE_STATE.exists) == example_state_before
 
 
+async def concluded(simulator: str, job_id: int) -> str | None:
+    """The conclusion of the job ``job_id`` of the simulator (``GET /_sim/jobs``), once done."""
+    async with httpx.AsyncClient() as client:
+        jobs = (await client.get(f"{simulator}/_sim/jobs")).json()
+    [conclusion] = [job["conclusion"] for job in jobs if job["id"] == job_id]
+    assert conclusion is None or isinstance(conclusion, str)
+    return conclusion
+
+
 def left_behind(folder: Path) -> list[str]:
     """What the walk left that it should not have: a process of its own (they all have
     ``HOME`` ``folder``), a runner's folder, a demo's folder."""
@@ -228,13 +224,20 @@ def left_behind(folder: Path) -> list[str]:
     ]
 
 
-async def _until_status(config: Path, env: dict[str, str], check: Any, what: str) -> dict[str, Any]:
-    """``status --json`` once ``check`` holds for it."""
-    seen: dict[str, Any] = {}
+async def until_said(
+    arguments: list[str], env: dict[str, str], check: Callable[[str], bool], what: str
+) -> str:
+    """What ``runnerscale ARGUMENTS`` says once ``check`` holds for it (and it exits 0)."""
+    said = ""
 
     async def holds() -> bool:
-        seen.update(await status_json(config, env))
-        return bool(check(seen))
+        nonlocal said
+        code, said = await runnerscale_command(*arguments, env=env)
+        assert code == 0, said
+        return check(said)
 
-    await wait_until(holds, 60, f"the status to show {what}", poll=0.5)
-    return seen
+    try:
+        await wait_until(holds, 60, what, poll=0.5)
+    except AssertionError as error:
+        raise AssertionError(f"{error}; it says {said}") from None
+    return said
