@@ -8,7 +8,6 @@ or at start (the architecture)."""
 from __future__ import annotations
 
 import platform
-import re
 import sys
 from pathlib import Path
 
@@ -18,10 +17,10 @@ from typer.testing import CliRunner
 from runnerscale.cli import app
 from runnerscale.config import ConfigError, Problem, check_config, load_config
 from runnerscale.hostlabels import normalize_arch
+from tests.documented import documented_example
 from tests.test_config import ENV, edit
 from tests.test_config_docker import DOCKER
 
-DOCS = Path(__file__).parents[1] / "docs" / "configuration.md"
 COMMAND = "      command: [runnerscale, sim-runner]"
 HERE = normalize_arch(platform.machine()) or "x64"
 OTHER = "arm64" if HERE != "arm64" else "x64"
@@ -31,13 +30,6 @@ def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "rs.yaml"
     path.write_text(text)
     return path
-
-
-def documented_example() -> str:
-    """The first YAML block of docs/configuration.md."""
-    found = re.search(r"```yaml\n(.*?)```", DOCS.read_text(), re.DOTALL)
-    assert found is not None, f"no yaml block in {DOCS}"
-    return found.group(1)
 
 
 @pytest.mark.skipif(HERE != "x64", reason="the documented example is an x64 pool")

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 import runnerscale
@@ -215,25 +216,46 @@ async def runnerscale_command(
     return process.returncode, output.decode()
 
 
-async def start_daemon_process(
-    config: Path, log: Path, env: Mapping[str, str] | None = None
+async def start_command_process(
+    *arguments: str, log: Path, env: Mapping[str, str] | None = None
 ) -> asyncio.subprocess.Process:
-    """``runnerscale run -c CONFIG`` in a process of its own, logging at debug to ``log``,
-    with the e2e secrets and ``HOME`` the config's folder (plus ``env``)."""
+    """``runnerscale ARGUMENTS`` as a user runs it, in a process of its own that goes on
+    (a daemon, the simulator), its output (stdout and stderr) to ``log``."""
     with log.open("ab") as output:  # the child keeps its own copy of the descriptor
         return await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "runnerscale",
-            "run",
-            "-c",
-            str(config),
-            "--log-level",
-            "debug",
+            *arguments,
             stdout=output,
             stderr=asyncio.subprocess.STDOUT,
-            env=command_env({**ENV, "HOME": str(config.parent), **(env or {})}),
+            env=command_env(env),
         )
+
+
+async def start_daemon_process(
+    config: Path, log: Path, env: Mapping[str, str] | None = None
+) -> asyncio.subprocess.Process:
+    """``runnerscale run -c CONFIG`` in a process of its own, logging at debug to ``log``,
+    with the e2e secrets and ``HOME`` the config's folder (plus ``env``)."""
+    return await start_command_process(
+        "run",
+        "-c",
+        str(config),
+        "--log-level",
+        "debug",
+        log=log,
+        env={**ENV, "HOME": str(config.parent), **(env or {})},
+    )
+
+
+async def answers(url: str) -> bool:
+    """Whether ``url`` answers ``200`` (a server that is not listening yet does not)."""
+    async with httpx.AsyncClient() as client:
+        try:
+            return (await client.get(url)).status_code == 200
+        except httpx.TransportError:
+            return False
 
 
 async def start_dashboard_process(
@@ -259,10 +281,13 @@ async def start_dashboard_process(
     return process, link
 
 
-async def stop_daemon_process(daemon: asyncio.subprocess.Process) -> None:
-    """SIGTERM to a daemon from :func:`start_daemon_process` that still runs, and wait for it
+async def stop_daemon_process(
+    daemon: asyncio.subprocess.Process, how: signal.Signals = signal.SIGTERM
+) -> None:
+    """SIGTERM (or ``how``: SIGINT is Ctrl-C) to a daemon from :func:`start_daemon_process`
+    (or another process of :func:`start_command_process`) that still runs, and wait for it
     (its ``returncode`` then says how it ended)."""
     if daemon.returncode is None:
-        daemon.send_signal(signal.SIGTERM)
+        daemon.send_signal(how)
         async with asyncio.timeout(30):
             await daemon.wait()

@@ -6,17 +6,17 @@ validate`` had said ``valid``."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-import httpx
 import pytest
 
 from runnerscale.fakegithub.server import SimulatorServer
+from tests.documented import documented_example, example_here
 from tests.e2e.harness import (
     TOKEN,
     WEBHOOK_SECRET,
     all_done,
+    answers,
     free_port,
     queue_jobs,
     runnerscale_command,
@@ -25,32 +25,10 @@ from tests.e2e.harness import (
     stop_daemon_process,
     wait_until,
 )
-from tests.test_config_host import documented_example
 
 __all__ = ["simulator"]  # a fixture, imported
 
 SECRETS = {"GITHUB_TOKEN": TOKEN, "WEBHOOK_SECRET": WEBHOOK_SECRET}
-
-
-def here(example: str, directory: Path, api_url: str, port: int) -> Path:
-    """The example pointed at this test's simulator, port and folder (nothing else changed)."""
-    text = example.replace("http://127.0.0.1:9000", api_url)
-    text = text.replace("127.0.0.1:8787", f"127.0.0.1:{port}")
-    text = re.sub(r"^state: \S+", f"state: sqlite:///{directory}/state.db", text, flags=re.M)
-    assert text.count(api_url) == 1
-    assert text.count(f":{port}") == 1
-    assert str(directory) in text
-    path = directory / "runnerscale.yaml"
-    path.write_text(text)
-    return path
-
-
-async def _listening(url: str) -> bool:
-    async with httpx.AsyncClient() as client:
-        try:
-            return (await client.get(url)).status_code == 200
-        except httpx.TransportError:
-            return False
 
 
 @pytest.mark.timeout(120)
@@ -58,7 +36,7 @@ async def test_the_documented_example_validates_and_serves_a_job(
     simulator: SimulatorServer, tmp_path: Path
 ) -> None:
     port = free_port()
-    config = here(documented_example(), tmp_path, simulator.url, port)
+    config = example_here(documented_example(), tmp_path, simulator.url, port)
     env = {**SECRETS, "HOME": str(tmp_path)}
     code, output = await runnerscale_command("config", "validate", "-c", str(config), env=env)
     assert code == 0, output
@@ -67,7 +45,7 @@ async def test_the_documented_example_validates_and_serves_a_job(
     daemon = await start_daemon_process(config, log, env=SECRETS)
     try:
         await wait_until(
-            lambda: _listening(f"http://127.0.0.1:{port}/healthz"), 30, "the daemon to listen"
+            lambda: answers(f"http://127.0.0.1:{port}/healthz"), 30, "the daemon to listen"
         )
         simulator.simulator.webhooks.add_hook(f"http://127.0.0.1:{port}/webhook", WEBHOOK_SECRET)
         world = simulator.simulator.world

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import signal
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -19,7 +18,7 @@ from matplotlib import image as mpimg
 
 from runnerscale.fakegithub.server import SimulatorServer
 from runnerscale.fakegithub.world import JobSpec
-from tests.chromium import Page, headless
+from tests.chromium import headless
 from tests.e2e.harness import (
     LINUX,
     WEBHOOK_SECRET,
@@ -30,64 +29,14 @@ from tests.e2e.harness import (
     wait_until,
     write_config,
 )
+from tests.e2e.statuspage import showing
 
 __all__ = ["simulator"]  # a fixture, imported
 
 pytestmark = [pytest.mark.chromium, pytest.mark.timeout(240)]
 
-POOL = "linux-x64"
 #: A label as a workflow file may write it: shown as text, never run.
 HOSTILE = "<img src=x onerror=document.title='owned'>"
-#: What the page shows, read from its DOM.
-SHOWN = """(() => {
-  const banner = document.getElementById("problem");
-  if (banner === null) return null;  // not loaded yet
-  const row = document.querySelector('#pools tr[data-pool="linux-x64"]');
-  const pool = {};
-  for (const cell of row ? row.querySelectorAll("[data-field]") : []) {
-    pool[cell.dataset.field] = Number(cell.textContent);
-  }
-  return {
-    refreshes: Number(document.body.dataset.refreshes),
-    pool: row ? pool : null,
-    reason: row ? row.nextElementSibling.textContent : null,
-    queued: [...document.querySelectorAll("#queued tbody tr")].map((r) => Number(r.dataset.job)),
-    unmatched: [...document.querySelectorAll("#unmatched tbody tr")].map((r) => r.textContent),
-    markup: document.querySelectorAll("main img, main script").length,
-    plotted: [...document.querySelectorAll("#wait-plot .wait")].map((c) => Number(c.dataset.job)),
-    plot: document.getElementById("wait-plot") !== null,
-    budget: [...document.querySelectorAll("#budget tbody tr")].map((r) => r.dataset.resource),
-    problem: banner.hidden ? null : banner.textContent,
-    address: location.href,
-    html: document.documentElement.outerHTML,
-  };
-})()"""
-
-
-async def shown(page: Page) -> dict[str, Any] | None:
-    """What the page shows, or None before it is loaded."""
-    value = await page.evaluate(SHOWN)
-    assert value is None or isinstance(value, dict)
-    return value
-
-
-async def showing(page: Page, what: str, check: Any, timeout: float = 90) -> dict[str, Any]:
-    """What the page shows once ``check`` holds for it."""
-    seen: dict[str, Any] = {}
-
-    async def holds() -> bool:
-        now = await shown(page)
-        if now is None:
-            return False
-        seen.update(now)
-        return bool(check(seen))
-
-    try:
-        await wait_until(holds, timeout, f"the page to show {what}", poll=0.5)
-    except AssertionError as error:
-        last = {key: value for key, value in seen.items() if key != "html"}
-        raise AssertionError(f"{error}; it shows {last}") from None
-    return seen
 
 
 def flat(png: Path) -> bool:

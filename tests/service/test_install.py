@@ -4,13 +4,9 @@ Every install here writes under ``--root`` (a temporary folder), so the file eff
 seen and nothing of this machine is touched; systemd does not run here, so the commands left
 to run are printed.
 
-The units are checked with Debian's ``systemd-analyze verify``, which loads a unit as the
-manager would: an unknown key, a bad value, a command that is not executable. It never resolves
-``User=`` nor reads ``EnvironmentFile=``, so the unit's user need not exist. Some problems
-(an unknown key) it only prints, and still exits 0: the tests require its output to be empty
-too. ``--root`` is of no use for it (it wants a whole system tree: ``sysinit.target``); the unit
-is given by its path. A user unit is verified with ``--user``, which needs a
-``$XDG_RUNTIME_DIR``: the test's own.
+The units are checked with Debian's ``systemd-analyze verify`` (:mod:`tests.systemd`), which
+never resolves ``User=``, so the unit's user need not exist. A user unit is verified with
+``--user``, which needs a ``$XDG_RUNTIME_DIR``: the test's own.
 """
 
 from __future__ import annotations
@@ -28,6 +24,7 @@ from typer.testing import CliRunner, Result
 from runnerscale.cli import app
 from runnerscale.service import envfile
 from runnerscale.service.manager import Manager, ManagerError
+from tests.systemd import verify
 
 runner = CliRunner()
 
@@ -152,19 +149,6 @@ def test_a_system_install_writes_the_unit_the_secrets_0600_and_the_user(
     for secret in (TOKEN, SECRET):
         assert secret not in result.output
         assert secret not in unit
-
-
-def verify(unit: Path, *options: str, env: dict[str, str] | None = None) -> None:
-    analyze = shutil.which("systemd-analyze")
-    assert analyze is not None, "systemd-analyze is missing: bash scripts/install-system-deps"
-    done = subprocess.run(
-        [analyze, *options, "verify", str(unit)],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, **(env or {})},
-    )
-    assert (done.returncode, done.stdout + done.stderr) == (0, "")
 
 
 @pytest.mark.parametrize("extra", ["", DOCKER_POOL], ids=["local", "local-and-docker"])
