@@ -220,19 +220,31 @@ async def start_daemon_process(
 ) -> asyncio.subprocess.Process:
     """``runnerscale run -c CONFIG`` in a process of its own, logging at debug to ``log``,
     with the e2e secrets and ``HOME`` the config's folder (plus ``env``)."""
+    return await start_command_process(
+        "run",
+        "-c",
+        str(config),
+        "--log-level",
+        "debug",
+        log=log,
+        env={**ENV, "HOME": str(config.parent), **(env or {})},
+    )
+
+
+async def start_command_process(
+    *arguments: str, log: Path, env: Mapping[str, str] | None = None
+) -> asyncio.subprocess.Process:
+    """``runnerscale ARGUMENTS`` in a process of its own, in :func:`command_env` (plus
+    ``env``), its output (standard output and error) to ``log``."""
     with log.open("ab") as output:  # the child keeps its own copy of the descriptor
         return await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "runnerscale",
-            "run",
-            "-c",
-            str(config),
-            "--log-level",
-            "debug",
+            *arguments,
             stdout=output,
             stderr=asyncio.subprocess.STDOUT,
-            env=command_env({**ENV, "HOME": str(config.parent), **(env or {})}),
+            env=command_env(env),
         )
 
 

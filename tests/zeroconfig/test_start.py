@@ -50,4 +50,4 @@ def test_the_header_says_how_to_save_it_and_run_it() -> None:
     assert "the same command with --print-config > runnerscale.yaml" in running
     assert running.endswith("run runnerscale run -c runnerscale.yaml")
     assert "--print-config" not in printing
-    assert printing.endswith("run runnerscale run -c runnerscale.yaml")
+    assert printing.endswith("run runnerscale run -c FILE")

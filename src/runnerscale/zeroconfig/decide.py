@@ -71,7 +71,8 @@ class Request:
     owner: str | None = None
     repo: str | None = None
     max_runners: int | None = None
-    listen: str = DEFAULT_LISTEN
+    #: None: the config's default.
+    listen: str | None = None
     api_url: str | None = None
     webhook_secret_env: str | None = None
     runner_dir: Path | None = None
@@ -135,7 +136,7 @@ def decide(
         token_variable=token_variable,
         token_hint=token_hint,
         webhook_secret_variable=secret,
-        listen=request.listen,
+        listen=request.listen or DEFAULT_LISTEN,
         max_runners=request.max_runners,
         pool=pool_of(request.runner_dir, request.image, host),
     )

@@ -30,10 +30,15 @@ class ZeroConfig:
 
     def header(self, *, printing: bool) -> str:
         """One comment line: how to keep this config and run it from the file."""
-        save = "" if printing else f"save it (the same command with --print-config > {SAVE_AS}), "
+        if printing:
+            return (
+                "# runnerscale's zero-config start, as a config file: change it if you like "
+                "(docs/configuration.md), and run runnerscale run -c FILE"
+            )
         return (
-            f"# runnerscale's zero-config start, as a config file: {save}change it "
-            f"(docs/configuration.md), and run runnerscale run -c {SAVE_AS}"
+            "# runnerscale's zero-config start runs this config: save it (the same command "
+            f"with --print-config > {SAVE_AS}), change it if you like, and run runnerscale run "
+            f"-c {SAVE_AS}"
         )
 
 
