@@ -3,7 +3,9 @@ environment it comes with, and holds no token."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from runnerscale.config import check_text
 from runnerscale.zeroconfig.decide import DEFAULT_RUNNER_DIR, Request
@@ -51,3 +53,13 @@ def test_the_header_says_how_to_save_it_and_run_it() -> None:
     assert running.endswith("run runnerscale run -c runnerscale.yaml")
     assert "--print-config" not in printing
     assert printing.endswith("run runnerscale run -c FILE")
+
+
+def test_the_documented_output_is_what_it_prints() -> None:
+    """docs/configuration.md's zero-config example, where a Docker engine answers."""
+    docs = Path(__file__).parents[2] / "docs" / "configuration.md"
+    [shown] = re.findall(
+        r"```yaml\n(# runnerscale's zero-config start.*?)```", docs.read_text(), re.S
+    )
+    made = build(Request(owner="acme", max_runners=4), {"GH_TOKEN": TOKEN}, TellingHost(None))
+    assert shown == made.header(printing=False) + "\n" + made.text
