@@ -12,7 +12,10 @@ from typer.testing import CliRunner
 
 from runnerscale.cli import app
 from runnerscale.config import parse_config
-from runnerscale.zeroconfig.decide import DEFAULT_RUNNER_DIR
+from runnerscale.zeroconfig.decide import DEFAULT_IMAGE, DEFAULT_RUNNER_DIR
+from tests.docker_engine import Engine, docker_engine
+
+__all__ = ["docker_engine"]  # a fixture, imported
 
 TOKEN = "ghp_zero_config_token_0123456789"
 GH_LOGIN_TOKEN = "gho_gh_login_token_0123456789"
@@ -106,6 +109,20 @@ def test_gh_s_login_to_gh_host_gives_the_token_and_the_api(
     assert GH_LOGIN_TOKEN not in result.output
     config = parse_config(result.stdout, env={"GH_TOKEN": GH_LOGIN_TOKEN})
     assert [(t.kind, t.name) for t in config.targets] == [("org", "acme")]
+
+
+def test_docker_where_an_engine_answers(
+    environ: dict[str, str | None], docker_engine: Engine
+) -> None:
+    result = run(
+        *("--owner", "acme", "--max-runners", "2", "--print-config"),
+        env={**environ, "GH_TOKEN": TOKEN, "DOCKER_HOST": docker_engine.url},
+    )
+    assert result.exit_code == 0, result.output
+    docker = parse_config(result.stdout, env={"GH_TOKEN": TOKEN}).pools[0].docker
+    assert docker is not None
+    assert docker.image == DEFAULT_IMAGE
+    assert "provider: docker  # a Docker engine answered" in result.stdout
 
 
 def test_no_token_names_the_three_ways(environ: dict[str, str | None]) -> None:

@@ -1,5 +1,6 @@
 """What the zero-config start asks this machine: the official runner's folder, and a Docker
-engine through the docker backend (one that is not there, one that never answers)."""
+engine through the docker backend (the session's own dockerd, one that is not there, one that
+never answers)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from pathlib import Path
 import pytest
 
 from runnerscale.zeroconfig.host import ThisHost
+from tests.docker_engine import Engine, docker_engine
+
+__all__ = ["docker_engine"]  # a fixture, imported
 
 
 def test_a_runner_folder_needs_an_executable_run_sh(tmp_path: Path) -> None:
@@ -21,6 +25,13 @@ def test_a_runner_folder_needs_an_executable_run_sh(tmp_path: Path) -> None:
     assert host.runner_problem(tmp_path) == "its run.sh is not executable"
     script.chmod(0o755)
     assert host.runner_problem(tmp_path) is None
+
+
+def test_an_engine_that_answers_is_found(
+    docker_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", docker_engine.url)
+    assert ThisHost().docker_refusal() is None
 
 
 def test_no_engine_at_docker_host_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
