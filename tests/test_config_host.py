@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from runnerscale.cli import app
-from runnerscale.config import ConfigError, Problem, check_config, load_config
+from runnerscale.config import ConfigError, Problem, check_config, check_text, load_config
 from runnerscale.hostlabels import normalize_arch
 from tests.documented import documented_example
 from tests.test_config import ENV, edit
@@ -114,3 +114,22 @@ def test_validate_and_run_refuse_it_alike(tmp_path: Path, command: str) -> None:
     assert result.exit_code == 2, result.output
     assert "the configuration is not valid" in result.output
     assert "pools[0].labels[2]" in result.output
+
+
+def test_a_text_is_checked_as_the_same_file_would_be(tmp_path: Path) -> None:
+    """``check_text``: a config made in memory (the zero-config start's) meets the host checks
+    and the warnings of the file it would be saved as, named by its ``source``."""
+    missing = edit(COMMAND, "      command: [/nonexistent/run.sh]")
+    with pytest.raises(ConfigError) as caught:
+        check_text(missing, source="(zero-config)", env=ENV)
+    [problem] = caught.value.problems
+    on_file = refused(write(tmp_path, missing))
+    assert problem.file == "(zero-config)"
+    assert (problem.line, problem.path, problem.message) == (
+        on_file.line,
+        on_file.path,
+        on_file.message,
+    )
+    warned = edit(COMMAND, '      command: [runnerscale, sim-runner, --jitconfig, "{jitconfig}"]')
+    _, warnings = check_text(warned, source="(zero-config)", env=ENV)
+    assert [(w.file, w.path) for w in warnings] == [("(zero-config)", "pools[0].local.command[3]")]

@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from runnerscale.logs import RedactSecrets
     from runnerscale.service.install import Outcome
     from runnerscale.service.layout import Layout
+    from runnerscale.zeroconfig.decide import Request
 
 app = typer.Typer(
     name="runnerscale",
@@ -365,10 +367,18 @@ def _check(
     """The configuration and its warnings (what works but should change), loaded with
     ``env`` (default: this process's environment); ``advice`` follows the problems."""
     from runnerscale.config.load import check_config
+
+    return _checked(lambda: check_config(path, env), advice)
+
+
+def _checked(
+    check: Callable[[], tuple[Config, list[Problem]]], advice: str = ""
+) -> tuple[Config, list[Problem]]:
+    """What ``check`` gives, or its ``ConfigError`` as a clear refusal."""
     from runnerscale.config.problems import ConfigError
 
     try:
-        return check_config(path, env)
+        return check()
     except ConfigError as error:
         raise fail(f"the configuration is not valid:\n{error}{advice}") from None
 
@@ -392,18 +402,131 @@ def config_schema() -> None:
     typer.echo(json.dumps(config_json_schema(), indent=2))
 
 
+ZERO_CONFIG = "Zero-config start (in place of -c: docs/configuration.md)"
+
+
 @app.command()
 def run(
-    config: ConfigOption,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="The runnerscale YAML file.", dir_okay=False),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    owner: Annotated[
+        str | None,
+        typer.Option(
+            help="Serve this organisation's jobs, without a config file (token from GH_TOKEN, "
+            "GITHUB_TOKEN or gh auth token; GitHub Enterprise Server from GH_HOST).",
+            rich_help_panel=ZERO_CONFIG,
+        ),
+    ] = None,
+    repo: Annotated[
+        str | None,
+        typer.Option(
+            help="Serve this repository's jobs (OWNER/NAME), without a config file.",
+            rich_help_panel=ZERO_CONFIG,
+        ),
+    ] = None,
+    max_runners: Annotated[
+        int | None,
+        typer.Option(min=1, help="At most this many runners at once.", rich_help_panel=ZERO_CONFIG),
+    ] = None,
+    runner_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run the runners as processes here, each a copy of the official runner "
+            "unpacked in this folder (default: Docker when an engine answers, else "
+            "/opt/actions-runner).",
+            file_okay=False,
+            resolve_path=True,
+            rich_help_panel=ZERO_CONFIG,
+        ),
+    ] = None,
+    image: Annotated[
+        str | None,
+        typer.Option(
+            help="Run the runners in Docker containers of this image (default, when an engine "
+            "answers: runnerscale-runner:2.328.0, built from images/runner).",
+            rich_help_panel=ZERO_CONFIG,
+        ),
+    ] = None,
+    webhook_secret_env: Annotated[
+        str | None,
+        typer.Option(
+            help="The environment variable holding the webhook secret, for workflow_job "
+            "webhooks to /webhook (default: none, polling alone).",
+            rich_help_panel=ZERO_CONFIG,
+        ),
+    ] = None,
+    listen: Annotated[
+        str | None,
+        typer.Option(
+            help="HOST:PORT of /webhook, /metrics and /healthz (default 127.0.0.1:8787).",
+            rich_help_panel=ZERO_CONFIG,
+        ),
+    ] = None,
+    api_url: Annotated[
+        str | None,
+        typer.Option(
+            help="GitHub's API, for a GitHub Enterprise Server that GH_HOST does not name "
+            "(https://HOST/api/v3) or the simulator (fake-github's URL).",
+            rich_help_panel=ZERO_CONFIG,
+        ),
+    ] = None,
+    print_config: Annotated[
+        bool,
+        typer.Option(
+            "--print-config",
+            help="Print the zero-config start's config file on standard output and exit.",
+            rich_help_panel=ZERO_CONFIG,
+        ),
+    ] = False,
 ) -> None:
-    """Run the autoscaler daemon (webhooks, loops, /metrics, /healthz, the control API)."""
+    """Run the autoscaler daemon (webhooks, loops, /metrics, /healthz, the control API), from
+    a config file (-c), or without one (--owner or --repo, and --max-runners: the zero-config
+    start, which prints the config it runs)."""
     from runnerscale.daemon import StartupError
     from runnerscale.logs import setup_logging
+    from runnerscale.zeroconfig.decide import Request
 
     if log_level.lower() not in ("debug", "info", "warning", "error"):
         raise fail(f"--log-level must be debug, info, warning or error, not {log_level!r}")
-    loaded, warnings = _check(config)
+    zero = {
+        "--owner": owner,
+        "--repo": repo,
+        "--max-runners": max_runners,
+        "--runner-dir": runner_dir,
+        "--image": image,
+        "--webhook-secret-env": webhook_secret_env,
+        "--listen": listen,
+        "--api-url": api_url,
+        "--print-config": print_config or None,
+    }
+    given = [flag for flag, value in zero.items() if value is not None]
+    if config is not None and given:
+        raise fail(
+            f"-c runs the config file given, and {', '.join(given)} belong to the zero-config "
+            "start, which makes one: give -c alone, or leave it out"
+        )
+    if config is None and owner is None and repo is None:
+        raise fail(
+            "give -c FILE (a runnerscale config: docs/configuration.md), or start without "
+            "one: --owner ORG or --repo OWNER/NAME, and --max-runners N"
+        )
+    if config is not None:
+        loaded, warnings = _check(config)
+    else:
+        request = Request(
+            owner=owner,
+            repo=repo,
+            max_runners=max_runners,
+            listen=listen,
+            api_url=api_url,
+            webhook_secret_env=webhook_secret_env,
+            runner_dir=runner_dir,
+            image=image,
+        )
+        loaded, warnings = _zero_config(request, print_config)
     redactor = setup_logging(log_level, _secrets_of(loaded))
     for warning in warnings:
         logging.getLogger("runnerscale").warning("configuration: %s", warning)
@@ -413,6 +536,29 @@ def run(
         raise fail(str(error)) from None
     except OSError as error:
         raise fail(f"cannot listen on {loaded.server.listen}: {error.strerror or error}") from None
+
+
+def _zero_config(request: Request, print_config: bool) -> tuple[Config, list[Problem]]:
+    """The zero-config start's configuration, printed (on standard error while it runs, on
+    standard output for --print-config) and checked as its file would be; with
+    --print-config, exit when it is checked."""
+    from runnerscale.config.load import check_text
+    from runnerscale.zeroconfig.decide import ZeroConfigError
+    from runnerscale.zeroconfig.host import ThisHost
+    from runnerscale.zeroconfig.start import SOURCE, build
+
+    try:
+        made = build(request, os.environ, ThisHost())
+    except ZeroConfigError as error:
+        raise fail(str(error)) from None
+    typer.echo(made.header(printing=print_config), err=True)
+    typer.echo(made.text, nl=False, err=not print_config)
+    loaded, warnings = _checked(lambda: check_text(made.text, source=SOURCE, env=made.env))
+    if print_config:
+        for warning in warnings:
+            typer.echo(f"warning: {warning}", err=True)
+        raise typer.Exit(0)
+    return loaded, warnings
 
 
 def _secrets_of(config: Config) -> list[str]:
@@ -433,7 +579,9 @@ def _secrets_of(config: Config) -> list[str]:
     return secrets
 
 
-async def _run_daemon(path: Path, config: Config, redactor: RedactSecrets) -> None:
+async def _run_daemon(path: Path | None, config: Config, redactor: RedactSecrets) -> None:
+    """The daemon until SIGTERM or SIGINT; SIGHUP reloads the config file at ``path`` (None:
+    the zero-config start's, which has no file to read again)."""
     from runnerscale.config.load import load_config
     from runnerscale.config.problems import ConfigError
     from runnerscale.daemon import Daemon, StartupError
@@ -452,6 +600,12 @@ async def _run_daemon(path: Path, config: Config, redactor: RedactSecrets) -> No
     stopping = asyncio.Event()
 
     def reload() -> None:
+        if path is None:
+            logging.getLogger("runnerscale").info(
+                "reload: nothing to read again, this daemon runs the zero-config start's "
+                "config (printed at start): save it and run runnerscale run -c FILE to change it"
+            )
+            return
         try:
             fresh = load_config(path)
         except ConfigError as error:

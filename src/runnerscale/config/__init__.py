@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from runnerscale.config.load import (
         check_config,
+        check_text,
         load_config,
         load_control_config,
         parse_config,
@@ -81,7 +82,7 @@ if TYPE_CHECKING:
     from runnerscale.config.units import parse_duration, parse_size
 
 _HOMES = {
-    "load": ("check_config", "load_config", "load_control_config", "parse_config"),
+    "load": ("check_config", "check_text", "load_config", "load_control_config", "parse_config"),
     "paths": ("default_state_dir", "default_state_url"),
     "problems": ("ConfigError", "Problem"),
     "schema": (
@@ -115,6 +116,7 @@ __all__ = [
     "TargetConfig",
     "Timeouts",
     "check_config",
+    "check_text",
     "config_json_schema",
     "default_state_dir",
     "default_state_url",

@@ -1,5 +1,5 @@
 """The entry points: ``parse_config`` for YAML text, ``load_config`` for a file, and
-``check_config`` for a file and its warnings.
+``check_config`` (``check_text``) for a file (a text) and its warnings.
 
 Why: reading the source, validating against the schema, explaining what failed and collecting
 the advice of a valid file are steps of their own modules; this one runs them in order,
@@ -108,7 +108,20 @@ def check_config(path: Path, env: Mapping[str, str] | None = None) -> tuple[Conf
     that is not here, an architecture the host does not have: errors), and say what in it
     works but should change: the warnings ``config validate`` prints (and ``runnerscale run``
     logs), by line. Raises ``ConfigError``."""
-    config, doc = _validate(_read(path), str(path), env, path.parent.absolute())
+    return check_text(_read(path), source=str(path), env=env, base_dir=path.parent.absolute())
+
+
+def check_text(
+    text: str,
+    *,
+    source: str = "<config>",
+    env: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
+) -> tuple[Config, list[Problem]]:
+    """``check_config`` for a configuration given as YAML text (arguments as
+    ``parse_config``'s): a config made in memory, such as the zero-config start's, is checked
+    exactly as the same text saved in a file would be."""
+    config, doc = _validate(text, source, env, base_dir)
     problems = host_problems_of(config, doc)
     if problems:
         raise ConfigError(problems)
