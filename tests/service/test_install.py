@@ -362,3 +362,23 @@ def test_a_config_the_service_user_cannot_read_is_pointed_out(root: Path) -> Non
         assert f"cannot read {config}" not in install_system(config, root).output
         config.chmod(0o600)
         assert f"user runnerscale cannot read {config}" in install_system(config, root).output
+
+
+def test_a_config_in_a_folder_closed_to_the_service_user_names_the_folder(root: Path) -> None:
+    with tempfile.TemporaryDirectory(prefix="rs-closed-") as folder:  # made 0700
+        config = write_config(Path(folder))
+        config.chmod(0o644)  # its own mode does not help
+        said = " ".join(install_system(config, root).output.split())
+        assert f"the folder {folder} is closed to it" in said
+        assert "chmod o+r" not in said
+
+
+def test_what_is_under_a_private_tmp_is_pointed_out(root: Path) -> None:
+    with tempfile.TemporaryDirectory(prefix="rs-tmp-", dir="/tmp") as folder:
+        config = write_config(Path(folder))
+        said = " ".join(install_system(config, root).output.split())
+        assert f"{config} is under /tmp" in said
+        assert "(PrivateTmp)" in said
+    with tempfile.TemporaryDirectory(prefix="rs-srv-", dir="/var/lib") as folder:
+        config = write_config(Path(folder))
+        assert "PrivateTmp" not in install_system(config, root).output

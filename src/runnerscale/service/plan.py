@@ -84,10 +84,16 @@ def plan_unit(config: Config, layout: Layout, config_path: Path, command: list[s
         )
     groups, docker_notes = _docker_access(config, layout)
     notes += docker_notes
+    notes += [
+        f"{path} is under {tmp}, which the service sees as a private folder of its own "
+        "(PrivateTmp): it will not find what is there now, and what it writes there is gone "
+        "when it stops; move it elsewhere (the state under /var/lib)"
+        for path in (config_path, *_written(config))
+        if (tmp := _private_tmp(path)) is not None
+    ]
     if user is not None:
         notes += [
-            f"the service's user {user} cannot read {path} (only its owner and group can "
-            f"reach it): chgrp {user} on it, or chmod o+r if it holds no secret"
+            _unreadable_note(user, path)
             for path in (config_path, Path(command[0]))
             if not _others_can_read(path)
         ]
@@ -103,6 +109,31 @@ def plan_unit(config: Config, layout: Layout, config_path: Path, command: list[s
     return Plan(spec, notes)
 
 
+def _unreadable_note(user: str, path: Path) -> str:
+    """What stops ``user`` from reading ``path``, and the fix: a folder on the way closed to
+    others (the file's own mode would not help), or the file itself."""
+    closed = next(
+        (folder for folder in reversed(path.parents) if not _mode_allows(folder, stat.S_IXOTH)),
+        None,
+    )
+    if closed is not None:
+        return (
+            f"the service's user {user} cannot read {path}: the folder {closed} is closed to "
+            f"it; chgrp {user} and chmod g+x that folder, or move the file where it can reach"
+        )
+    return (
+        f"the service's user {user} cannot read {path} (only its owner and group can "
+        f"reach it): chgrp {user} on it, or chmod o+r if it holds no secret"
+    )
+
+
+def _mode_allows(path: Path, bit: int) -> bool:
+    try:
+        return bool(path.stat().st_mode & bit)
+    except OSError:
+        return False
+
+
 def _others_can_read(path: Path) -> bool:
     """Whether a user with no claim on ``path`` (not its owner, not in its group) can read
     it: every folder on the way open to others (``o+x``), the file readable (``o+r``)."""
@@ -114,15 +145,29 @@ def _others_can_read(path: Path) -> bool:
         return False
 
 
-def _writable(config: Config, layout: Layout) -> list[Path]:
-    """The folders the daemon writes outside its state directory, outermost only."""
+#: The folders a unit with ``PrivateTmp=yes`` sees as its own, empty at each start.
+PRIVATE_TMP = (Path("/tmp"), Path("/var/tmp"))  # noqa: S108 - named, not used
+
+
+def _private_tmp(path: Path) -> Path | None:
+    """The private temporary folder ``path`` is under, if any."""
+    return next((tmp for tmp in PRIVATE_TMP if path.absolute().is_relative_to(tmp)), None)
+
+
+def _written(config: Config) -> list[Path]:
+    """The folders the daemon writes: its state, the control socket's, the local runners'."""
     wanted = [config.state_dir]
     control = control_address(config.server.control, config.state_dir)
     if isinstance(control, UnixControl):
         wanted.append(control.path.parent)
     wanted += [config.local_work_root(pool) for pool in config.pools if pool.provider == "local"]
+    return wanted
+
+
+def _writable(config: Config, layout: Layout) -> list[Path]:
+    """The folders the daemon writes outside its state directory, outermost only."""
     kept: list[Path] = []
-    for folder in sorted(set(wanted), key=lambda p: len(p.parts)):
+    for folder in sorted(set(_written(config)), key=lambda p: len(p.parts)):
         if not any(folder.is_relative_to(outer) for outer in [layout.state_dir, *kept]):
             kept.append(folder)
     return kept
