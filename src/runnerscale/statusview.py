@@ -158,6 +158,10 @@ def _sparkline(values: Sequence[float]) -> str:
     return "".join(_BARS[min(len(_BARS) - 1, int(value / top * len(_BARS)))] for value in values)
 
 
+def _jobs(count: int) -> str:
+    return "job" if count == 1 else f"{count} jobs"
+
+
 def _wait_lines(body: Status) -> list[str]:
     """The latest queue waits: how many, their median and longest, and a sparkline."""
     waits = [float(item["wait"]) for item in body.get("queue_waits") or []]
@@ -165,7 +169,8 @@ def _wait_lines(body: Status) -> list[str]:
         return ["queue waits: no job has started since the daemon started"]
     shown = waits[-SPARKLINE_WAITS:]
     return [
-        f"queue waits of the last {len(waits)} jobs: median {_seconds(statistics.median(waits))}, "
+        f"queue waits of the last {_jobs(len(waits))}: "
+        f"median {_seconds(statistics.median(waits))}, "
         f"longest {_seconds(max(waits))}  {_sparkline(shown)}"
     ]
 

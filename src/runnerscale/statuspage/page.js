@@ -137,7 +137,7 @@
     } else {
       const middle = Math.floor(sorted.length / 2);
       const median = sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-      summary.textContent = "The last " + waits.length + " jobs started: median wait " + seconds(median) +
+      summary.textContent = (waits.length === 1 ? "The last job" : "The last " + waits.length + " jobs") + " started: median wait " + seconds(median) +
         ", longest " + seconds(sorted[sorted.length - 1]) + ".";
     }
     const yMax = niceCeiling(sorted.length ? sorted[sorted.length - 1] : 1);
