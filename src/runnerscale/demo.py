@@ -221,7 +221,7 @@ class Demo:
         }
 
     def _table(self, daemon: Daemon, world: World, started: float) -> Table:
-        table = Table(title=f"runnerscale demo — {time.monotonic() - started:5.1f}s")
+        table = Table(title=f"runnerscale demo — {time.monotonic() - started:.1f}s")
         for column in ("pool", "queued", "booting", "idle", "busy", "desired"):
             table.add_column(column, justify="right" if column != "pool" else "left")
         for pool in daemon.controller.status.pools:

@@ -176,7 +176,12 @@ class Store(Protocol):
 
     def get_job(self, job_id: int) -> Job | None: ...
 
-    def jobs(self, states: Sequence[JobState] | None = None) -> list[Job]: ...
+    def jobs(
+        self, states: Sequence[JobState] | None = None, *, completed_since: float | None = None
+    ) -> list[Job]:
+        """Jobs in any of ``states`` (all when None), oldest first; with ``completed_since``,
+        only those completed at or after it (an index serves it: the store keeps a week)."""
+        ...
 
     def set_job_pool(self, job_id: int, pool: str | None) -> None: ...
 

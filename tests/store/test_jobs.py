@@ -167,3 +167,13 @@ def test_prune_jobs_deletes_only_old_completed_jobs(store: SqlStore) -> None:
     assert store.prune_jobs(completed_before=200.0) == 0
     assert store.prune_jobs(completed_before=300.0) == 0  # strictly before
     assert store.prune_jobs(completed_before=301.0) == 1
+
+
+def test_jobs_completed_since_a_moment(store: SqlStore) -> None:
+    """What the examination of failed jobs reads (an index serves it, not a scan of a week)."""
+    store.observe_job(observed(C, job_id=1, completed_at=1100.0), now=1.0)
+    store.observe_job(observed(C, job_id=2, completed_at=1200.0), now=1.0)
+    store.observe_job(observed(P, job_id=3), now=1.0)
+    assert [job.id for job in store.jobs([C], completed_since=1150.0)] == [2]
+    assert [job.id for job in store.jobs([C], completed_since=1100.0)] == [1, 2]
+    assert [job.id for job in store.jobs(completed_since=1000.0)] == [1, 2]

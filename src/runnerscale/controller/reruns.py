@@ -239,14 +239,8 @@ class Reruns:
         self._next_examination = now + EXAMINE_EVERY
         recorded = {loss.job_id for loss in self.store.job_losses()}
         candidates: list[tuple[Job, str]] = []
-        for job in self.store.jobs([JobState.COMPLETED]):
-            if (
-                job.conclusion != "failure"
-                or job.id in recorded
-                or job.runner_name is None
-                or job.completed_at is None
-                or now - job.completed_at > EXAMINE_FOR
-            ):
+        for job in self.store.jobs([JobState.COMPLETED], completed_since=now - EXAMINE_FOR):
+            if job.conclusion != "failure" or job.id in recorded or job.runner_name is None:
                 continue
             name = job.runner_name
             pool = next((p for prefix, p in prefixes.items() if name.startswith(prefix)), None)

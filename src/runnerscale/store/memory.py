@@ -58,9 +58,19 @@ class MemoryStore:
         stored = self._jobs.get(job_id)
         return copy.copy(stored) if stored is not None else None
 
-    def jobs(self, states: Sequence[JobState] | None = None) -> list[Job]:
+    def jobs(
+        self, states: Sequence[JobState] | None = None, *, completed_since: float | None = None
+    ) -> list[Job]:
         wanted = None if states is None else set(states)
-        chosen = [j for j in self._jobs.values() if wanted is None or j.state in wanted]
+        chosen = [
+            j
+            for j in self._jobs.values()
+            if (wanted is None or j.state in wanted)
+            and (
+                completed_since is None
+                or (j.completed_at is not None and j.completed_at >= completed_since)
+            )
+        ]
         return [copy.copy(j) for j in sorted(chosen, key=lambda j: (j.created_at, j.id))]
 
     def set_job_pool(self, job_id: int, pool: str | None) -> None:

@@ -324,11 +324,16 @@ class SqlStore:
             row = session.get(JobRow, job_id)
             return None if row is None else _to_job(row)
 
-    def jobs(self, states: Sequence[JobState] | None = None) -> list[Job]:
-        """Jobs in any of ``states`` (all jobs when None), oldest first."""
+    def jobs(
+        self, states: Sequence[JobState] | None = None, *, completed_since: float | None = None
+    ) -> list[Job]:
+        """Jobs in any of ``states`` (all jobs when None), oldest first; with
+        ``completed_since``, only those completed at or after it."""
         query = select(JobRow).order_by(JobRow.created_at, JobRow.id)
         if states is not None:
             query = query.where(JobRow.state.in_([state.value for state in states]))
+        if completed_since is not None:
+            query = query.where(JobRow.completed_at >= completed_since)
         with self._read() as session:
             return [_to_job(row) for row in session.scalars(query)]
 
