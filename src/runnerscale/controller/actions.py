@@ -134,6 +134,12 @@ RemovalReason = Literal[
 ]
 
 
+def pool_by_runner_name(pools: Iterable[PoolRuntime], runner_name: str) -> PoolRuntime | None:
+    """The pool whose ``runner_prefix`` begins ``runner_name`` (prefixes are unique across
+    pools): which pool a runner GitHub names is of, whether or not the store holds it."""
+    return next((pool for pool in pools if runner_name.startswith(pool.prefix)), None)
+
+
 @dataclass
 class Events:
     """Hooks for metrics, called where the controller learns each fact; ``runnerscale.metrics``

@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import partial
 
-from runnerscale.controller.actions import Actions, CleanupKind
+from runnerscale.controller.actions import Actions, CleanupKind, pool_by_runner_name
 from runnerscale.controller.observe import REGISTERED, move
 from runnerscale.controller.reruns import record_loss
 from runnerscale.model import Instance, Runner, RunnerState
@@ -126,7 +126,6 @@ class Janitor:
     async def remove_github_orphans(self) -> None:
         """GitHub runners with a pool's prefix that runnerscale does not hold live."""
         actions = self.actions
-        prefixes = {pool.prefix: pool.name for pool in actions.pools.values()}
         for target in actions.targets.values():
             try:
                 listed = await actions.github.list_runners(target)
@@ -134,9 +133,7 @@ class Janitor:
                 log.warning("janitor: cannot list runners of %s: %s", target.name, error)
                 continue
             for seen in listed:
-                pool = next(
-                    (p for prefix, p in prefixes.items() if seen.name.startswith(prefix)), None
-                )
+                pool = pool_by_runner_name(actions.pools.values(), seen.name)
                 if pool is None or seen.busy:
                     continue
                 known = actions.store.get_runner(seen.name)
@@ -150,7 +147,7 @@ class Janitor:
                 except GitHubError as error:
                     log.warning("janitor: deleting orphan %s failed: %s", seen.name, error)
                     continue
-                self._count(pool, "github_orphan")
+                self._count(pool.name, "github_orphan")
 
     async def remove_instance_orphans(self) -> None:
         """Backend instances whose runner is unknown or already gone."""

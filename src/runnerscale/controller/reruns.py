@@ -39,7 +39,7 @@ from collections import deque
 from collections.abc import Collection, Mapping
 from dataclasses import replace
 
-from runnerscale.controller.actions import Events, PoolRuntime
+from runnerscale.controller.actions import Events, PoolRuntime, pool_by_runner_name
 from runnerscale.logs import untrusted
 from runnerscale.model import RERUN, Job, JobLoss, JobState, Runner
 from runnerscale.protocols import Clock, GitHubAPI, GitHubError, Store
@@ -86,16 +86,15 @@ def record_loss(store: Store, runner: Runner, why: str, now: float) -> JobLoss |
             runner.pool,
         )
         return None
-    loss = JobLoss(
-        job_id=job.id,
-        repo=job.repo,
-        pool=runner.pool,
-        reason=f"runner {runner.name} died mid-job: {why}",
-        lost_at=now,
-    )
+    reason = f"runner {runner.name} died mid-job: {why}"
+    return _record(store, JobLoss(job.id, job.repo, runner.pool, reason, lost_at=now))
+
+
+def _record(store: Store, loss: JobLoss) -> JobLoss | None:
+    """Record ``loss`` and say so; None when its job's loss was recorded already."""
     if not store.record_job_loss(loss):
         return None
-    log.info("job %s of %s: lost: %s", job.id, job.repo, loss.reason)
+    log.info("job %s of %s: lost: %s", loss.job_id, loss.repo, loss.reason)
     return loss
 
 
@@ -233,8 +232,8 @@ class Reruns:
         """Record the losses GitHub reports and runnerscale did not see: each job of a pool
         that re-runs lost jobs (by its runner's name prefix) that failed within
         :data:`EXAMINE_FOR` with no loss recorded gets its annotations read, once."""
-        prefixes = {pool.prefix: name for name, pool in self.pools.items() if pool.rerun_lost_jobs}
-        if not prefixes or now < self._next_examination:
+        rerunning = [pool for pool in self.pools.values() if pool.rerun_lost_jobs]
+        if not rerunning or now < self._next_examination:
             return
         self._next_examination = now + EXAMINE_EVERY
         recorded = {loss.job_id for loss in self.store.job_losses()}
@@ -242,10 +241,9 @@ class Reruns:
         for job in self.store.jobs([JobState.COMPLETED], completed_since=now - EXAMINE_FOR):
             if job.conclusion != "failure" or job.id in recorded or job.runner_name is None:
                 continue
-            name = job.runner_name
-            pool = next((p for prefix, p in prefixes.items() if name.startswith(prefix)), None)
-            if pool is not None:
-                candidates.append((job, pool))
+            owner = pool_by_runner_name(rerunning, job.runner_name)
+            if owner is not None:
+                candidates.append((job, owner.name))
         self._examined &= {job.id for job, _pool in candidates}
         for job, pool in candidates:
             if job.id in self._examined:
@@ -264,15 +262,8 @@ class Reruns:
             message = lost_runner_message(messages)
             if message is None:
                 continue  # failed by its own steps
-            loss = JobLoss(
-                job_id=job.id,
-                repo=job.repo,
-                pool=pool,
-                reason=f"GitHub: {untrusted(message, REASON_LIMIT)}",
-                lost_at=now,
-            )
-            if self.store.record_job_loss(loss):
-                log.info("job %s of %s: lost: %s", job.id, job.repo, loss.reason)
+            reason = f"GitHub: {untrusted(message, REASON_LIMIT)}"
+            _record(self.store, JobLoss(job.id, job.repo, pool, reason, lost_at=now))
 
     def _rerun_before(self) -> set[Attempts]:
         """The jobs (across attempts) whose loss was settled by a re-run."""
