@@ -332,9 +332,7 @@ class SimulatedGitHub:
             # Not conditional (the production client reads annotations once, without an
             # ETag): every read is charged.
             with self._request("list-annotations"):
-                job = self.world.jobs.get(job_id)
-                if job is None or job.repo.full_name.lower() != repo.lower():
-                    raise not_found()
+                job = self.world.job_in(self._repo(repo), job_id)
                 reasons = [job.failure_reason] if job.failure_reason is not None else []
         except GitHubError as error:
             if error.status == 404:
