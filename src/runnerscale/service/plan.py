@@ -128,6 +128,7 @@ def _unreadable_note(user: str, path: Path) -> str:
 
 
 def _mode_allows(path: Path, bit: int) -> bool:
+    """Whether ``path``'s mode has ``bit`` (False when it cannot be looked at)."""
     try:
         return bool(path.stat().st_mode & bit)
     except OSError:
@@ -137,12 +138,9 @@ def _mode_allows(path: Path, bit: int) -> bool:
 def _others_can_read(path: Path) -> bool:
     """Whether a user with no claim on ``path`` (not its owner, not in its group) can read
     it: every folder on the way open to others (``o+x``), the file readable (``o+r``)."""
-    try:
-        if not path.stat().st_mode & stat.S_IROTH:
-            return False
-        return all(folder.stat().st_mode & stat.S_IXOTH for folder in path.parents)
-    except OSError:
-        return False
+    return _mode_allows(path, stat.S_IROTH) and all(
+        _mode_allows(folder, stat.S_IXOTH) for folder in path.parents
+    )
 
 
 #: The folders a unit with ``PrivateTmp=yes`` sees as its own, empty at each start.
