@@ -514,13 +514,10 @@ class Controller:
         self._last_observed[observed.id] = observed
         if connected is not None:
             self.actions.connected(connected)
-        if (
-            after.state is JobState.IN_PROGRESS
-            and (before is None or before.state is not JobState.IN_PROGRESS)
-            and after.runner_name
-        ):
+        started = _first_seen_started(before, after)
+        if started and after.state is JobState.IN_PROGRESS and after.runner_name:
             self.actions.came_online(after.runner_name)
-        if after.started_at is not None and _first_seen_started(before, after):
+        if started and after.started_at is not None:
             wait = max(0.0, after.started_at - after.created_at)
             self._on_job_started(after.pool or "", wait)
             if after.pool:  # one of ours: the status's series is of the pools' waits
