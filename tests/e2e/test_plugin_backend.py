@@ -117,8 +117,18 @@ async def test_the_daemon_serves_jobs_through_the_plugin(
             ) as control,
         ):
             await wait_until(lambda: _status(http, port), 90, "the daemon to listen")
-            status = (await control.get("/api/v1/status")).json()
-            assert [pool["name"] for pool in status["pools"]] == ["mem"]
+
+            async def pools() -> list[str]:
+                status = (await control.get("/api/v1/status")).json()
+                return [pool["name"] for pool in status["pools"]]
+
+            async def reconciled() -> bool:
+                return bool(await pools())
+
+            # The status lists the pools from the first reconcile on, which may come just
+            # after the daemon answers.
+            await wait_until(reconciled, 30, "the first reconcile")
+            assert await pools() == ["mem"]
         job_ids = queue_jobs(simulator, 3, duration=1.0)
         await wait_until(lambda: all_done(world, job_ids), 120, "the jobs served by the plug-in")
         assert all(world.jobs[j].conclusion.value == "success" for j in job_ids)  # type: ignore[union-attr]
