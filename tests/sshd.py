@@ -186,7 +186,7 @@ def sshd_config(
     host_key: Path,
     authorized_keys: Path,
     pid_file: Path,
-    force_command: Path | None = None,
+    force_command: str | None = None,
 ) -> str:
     """An ``sshd_config`` for a test server: keys only, no PAM, no DNS lookups, room for the
     many channels one pooled connection multiplexes."""
@@ -373,7 +373,7 @@ class SshServer:
         if user != "root" and hidden_from_users():
             # A mount namespace of its own, where the user can reach the venv's interpreter.
             script = mount_script(stage=server / "stage", then=command)
-            command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
+            command = ["unshare", "--mount", "--propagation", "slave", "sh", "-c", script]
         self.sshd = Sshd(command, self.log)
 
     @classmethod
