@@ -50,6 +50,7 @@ import pytest
 __all__ = [
     "SSHD",
     "TEST_USER",
+    "SshLogin",
     "SshServer",
     "Sshd",
     "ensure_user",
@@ -58,7 +59,6 @@ __all__ = [
     "known_hosts_line",
     "mount_script",
     "require_sshd",
-    "ssh_client_argv",
     "ssh_server",
     "sshd_argv",
     "sshd_config",
@@ -220,44 +220,35 @@ def sshd_config(
     return "\n".join(lines) + "\n"
 
 
-def ssh_client_argv(
-    *,
-    host: str,
-    port: int,
-    user: str,
-    key_file: Path,
-    known_hosts: Path,
-    command: Sequence[str],
-    timeout: float = 5.0,
-) -> list[str]:
-    """The system ``ssh`` client's command line to run ``command`` (shell-quoted) there, with
-    host keys checked against ``known_hosts`` only and no prompt ever."""
-    return [
-        "ssh",
-        "-F",
-        "/dev/null",
-        "-i",
-        str(key_file),
-        "-o",
-        "IdentitiesOnly=yes",
-        "-o",
-        "IdentityAgent=none",
-        "-o",
-        f"UserKnownHostsFile={known_hosts}",
-        "-o",
-        "GlobalKnownHostsFile=/dev/null",
-        "-o",
-        "StrictHostKeyChecking=yes",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        f"ConnectTimeout={max(1, round(timeout))}",
-        "-p",
-        str(port),
-        f"{user}@{host}",
-        "--",
-        shlex.join(command),
-    ]
+class SshLogin:
+    """How a test logs in to its servers with the system ``ssh`` client: as ``user`` with
+    ``key_file``, host keys checked against ``known_hosts`` only, never a prompt."""
+
+    user: str
+    key_file: Path
+    known_hosts: Path
+
+    def client_argv(
+        self,
+        host: str,
+        port: int,
+        command: Sequence[str],
+        *,
+        user: str | None = None,
+        known_hosts: Path | None = None,
+        timeout: float = 5.0,
+    ) -> list[str]:
+        """The command line that runs ``command`` (shell-quoted) at ``host:port``."""
+        return [
+            "ssh",
+            *("-F", "/dev/null", "-i", str(self.key_file)),
+            *("-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none"),
+            *("-o", f"UserKnownHostsFile={known_hosts or self.known_hosts}"),
+            *("-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes"),
+            *("-o", "BatchMode=yes", "-o", f"ConnectTimeout={max(1, round(timeout))}"),
+            *("-p", str(port), f"{user or self.user}@{host}"),
+            *("--", shlex.join(command)),
+        ]
 
 
 def _free_port() -> int:
@@ -349,7 +340,7 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
-class SshServer:
+class SshServer(SshLogin):
     """One throwaway sshd on 127.0.0.1: ``start()`` it, log in as ``user`` (or root) with
     ``key_file`` checking ``known_hosts``, ``stop()`` it."""
 
@@ -431,16 +422,11 @@ class SshServer:
             path.write_text(known_hosts_line(self.host, self.port, other))
         return path
 
-    def ssh_argv(self, *command: str, user: str | None = None) -> list[str]:
+    def ssh_argv(
+        self, *command: str, user: str | None = None, known_hosts: Path | None = None
+    ) -> list[str]:
         """The system ``ssh`` client's command line to run ``command`` on this server."""
-        return ssh_client_argv(
-            host=self.host,
-            port=self.port,
-            user=user or self.user,
-            key_file=self.key_file,
-            known_hosts=self.known_hosts,
-            command=command,
-        )
+        return self.client_argv(self.host, self.port, command, user=user, known_hosts=known_hosts)
 
     def stop(self) -> None:
         self.sshd.stop()

@@ -60,12 +60,12 @@ import pytest
 from tests.sshd import (
     TEST_USER,
     Sshd,
+    SshLogin,
     ensure_user,
     generate_key,
     known_hosts_line,
     mount_script,
     require_sshd,
-    ssh_client_argv,
     sshd_argv,
     sshd_config,
 )
@@ -103,7 +103,7 @@ class Node:
     home: Path  #: the host folder that is the SSH user's home on this node
 
 
-class Fleet:
+class Fleet(SshLogin):
     """Nodes as network namespaces with an sshd each; ``close()`` leaves nothing."""
 
     def __init__(self, index: int, root: Path, user: str) -> None:
@@ -292,16 +292,11 @@ class Fleet:
             raise RuntimeError(f"{node.name}'s sshd is gone:\n{self._sshd[node.name].tail()}")
         return int(children[0])
 
-    def ssh_argv(self, node: Node, *command: str, user: str | None = None) -> list[str]:
+    def ssh_argv(
+        self, node: Node, *command: str, user: str | None = None, known_hosts: Path | None = None
+    ) -> list[str]:
         """The system ``ssh`` client's command line to run ``command`` on the node."""
-        return ssh_client_argv(
-            host=node.host,
-            port=node.port,
-            user=user or self.user,
-            key_file=self.key_file,
-            known_hosts=self.known_hosts,
-            command=command,
-        )
+        return self.client_argv(node.host, node.port, command, user=user, known_hosts=known_hosts)
 
     def wrong_known_hosts(self, node: Node) -> Path:
         """A ``known_hosts`` like the fleet's but with another key for ``node``: what a client

@@ -63,17 +63,11 @@ def test_every_node_answers_on_its_own_address_with_its_own_host_key(ssh_fleet: 
 
 def test_a_changed_host_key_is_refused(ssh_fleet: Fleet) -> None:
     node = ssh_fleet.nodes[2]
-    argv = ssh_fleet.ssh_argv(node, "true")
     wrong = ssh_fleet.wrong_known_hosts(node)
-    argv[argv.index(f"UserKnownHostsFile={ssh_fleet.known_hosts}")] = f"UserKnownHostsFile={wrong}"
-    done = _ssh(argv)
+    done = _ssh(ssh_fleet.ssh_argv(node, "true", known_hosts=wrong))
     assert done.returncode == 255
     assert "HOST IDENTIFICATION HAS CHANGED" in done.stderr
-    other = ssh_fleet.ssh_argv(ssh_fleet.nodes[0], "true")
-    other[other.index(f"UserKnownHostsFile={ssh_fleet.known_hosts}")] = (
-        f"UserKnownHostsFile={wrong}"
-    )
-    assert _ssh(other).returncode == 0
+    assert _ssh(ssh_fleet.ssh_argv(ssh_fleet.nodes[0], "true", known_hosts=wrong)).returncode == 0
 
 
 def test_each_node_has_a_home_of_its_own(ssh_fleet: Fleet) -> None:
@@ -137,10 +131,11 @@ def test_a_slow_node_starts_every_command_late_and_still_forwards(ssh_fleet: Fle
         assert done.stdout == "late\n"
         assert time.monotonic() - began >= 1.5
         with _listener(ssh_fleet.host_address) as server:
-            argv = ssh_fleet.ssh_argv(slow)[:-3]  # no command: a forwarded connection (-W)
+            argv = ssh_fleet.ssh_argv(slow)
+            argv = argv[: argv.index("--")]  # no command: a forwarded connection (-W)
             target = f"{ssh_fleet.host_address}:{server.getsockname()[1]}"
             with subprocess.Popen(
-                [*argv, "-W", target, f"{ssh_fleet.user}@{slow.host}"],
+                [*argv, "-W", target],
                 stdin=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
