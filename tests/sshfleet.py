@@ -221,12 +221,16 @@ class Fleet(SshLogin):
                 *("--pid", "--fork", "--mount-proc", "--kill-child"),
                 *("sh", "-c", script),
             ],
-            server / "sshd.log",
+            self.sshd_log(node),
         )
         self._sshd[node.name] = sshd
         if not sshd.start(host, port):
             pytest.fail(f"sshd of {node.name} did not start:\n{sshd.tail()}", pytrace=False)
         return node
+
+    def sshd_log(self, node: Node) -> Path:
+        """The node's sshd log (``LogLevel VERBOSE``): logins, forwardings, why one failed."""
+        return self.root / node.name / "server" / "sshd.log"
 
     def _delay_file(self, node: Node) -> Path:
         return self.root / "public" / f"{node.name}.delay"

@@ -4,6 +4,7 @@ reach, links that can be cut and restored, slow nodes, and nothing left behind."
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -14,6 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncssh
 import pytest
 
 from tests.sshd import ensure_user
@@ -154,6 +156,42 @@ def test_a_slow_node_starts_every_command_late_and_still_forwards(ssh_fleet: Fle
                     forward.kill()
     finally:
         ssh_fleet.slow(slow, 0)
+
+
+async def test_a_slow_node_forwards_a_unix_socket_to_asyncssh(ssh_fleet: Fleet) -> None:
+    node = ssh_fleet.nodes[1]
+    received: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await received.put(await reader.readline())
+        writer.write(b"pong\n")
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    path = node.home / "forwarded.sock"  # the node sees it in the user's home
+    server = await asyncio.start_unix_server(serve, path=str(path))
+    path.chmod(0o666)
+    ssh_fleet.slow(node, 1)
+    try:
+        async with asyncssh.connect(
+            node.host,
+            node.port,
+            username=ssh_fleet.user,
+            client_keys=[str(ssh_fleet.key_file)],
+            known_hosts=str(ssh_fleet.known_hosts),
+        ) as connection:
+            home = ensure_user(ssh_fleet.user).pw_dir
+            reader, writer = await connection.open_unix_connection(f"{home}/forwarded.sock")
+            writer.write(b"ping\n")
+            assert await reader.readline() == b"pong\n"
+            writer.close()
+            assert await received.get() == b"ping\n"
+    finally:
+        ssh_fleet.slow(node, 0)
+        server.close()
+        await server.wait_closed()
+        path.unlink()
 
 
 def test_run_on_sees_only_the_node_s_processes(ssh_fleet: Fleet) -> None:
