@@ -20,9 +20,10 @@ that the test user can run the venv's ``python`` there (a stand-in runner in pro
 sshd then runs in a mount namespace of its own where ``/root`` is a tmpfs showing only that
 folder (``mount_script``). The rest of the filesystem is the host's.
 
-Fixture (expose it from a ``conftest.py`` with ``from tests.sshd import ssh_server``):
-``ssh_server``, one server per session (a few milliseconds to start; nothing is shared between
-tests but the server: a test keeps its files in its own folder under the user's home).
+Fixture (exposed to ``tests/providers``; elsewhere from a ``conftest.py`` with
+``from tests.sshd import ssh_server``): ``ssh_server``, one server per session (under 0.1 s to
+start; nothing is shared between tests but the server and the user's home, so a test keeps its
+files in a folder of its own there).
 
 No ``sshd``: the fixture skips, saying that ``bash scripts/install-system-deps`` installs it.
 The fleet of nodes (``tests/sshfleet.py``) builds on ``generate_key``, ``ensure_user``,

@@ -34,7 +34,8 @@ inside the node's namespaces, for assertions.
 the bridge and the files; a fleet whose test process died (``kill -9``) is swept by the next
 ``Fleet.start``.
 
-Fixture (expose it from a ``conftest.py`` with ``from tests.sshfleet import ssh_fleet``):
+Fixture (exposed to ``tests/providers``; elsewhere from a ``conftest.py`` with
+``from tests.sshfleet import ssh_fleet``):
 ``ssh_fleet``, three nodes per test module (the third on port 2222). A test that cuts a link or
 slows a node restores it in a ``finally``.
 """
