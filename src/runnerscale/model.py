@@ -279,6 +279,8 @@ class Runner:
     last_error: str | None = None
     #: When the runner last became idle (scale-down waits ``idle_timeout`` from here).
     idle_since: float | None = None
+    #: The labels it was registered with at GitHub; empty means its pool's configured labels.
+    labels: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name:
