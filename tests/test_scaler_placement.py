@@ -213,6 +213,7 @@ CASES = [
         ),
         [*plain_jobs(1), *deploy_jobs(1)],
         unmatched=(1, 101),
+        says=("nothing to do; no node is up (down: n1, n2)",),
     ),
 ]
 

@@ -516,6 +516,9 @@ def _decide_placed(
     action = _action(pool, len(creates), filling.short, removal, surplus, placed=_placed(creates))
     if filling.no_slot:
         action += f"; {_slot_wait(filling.no_slot)}"
+    if not filling.groups:
+        down = sorted(name for group in pool.groups or () for name in group.down)
+        action += "; no node is up" + (f" (down: {', '.join(down)})" if down else "")
     return PoolDecision(
         pool=pool.name,
         queued=len(waiting),
