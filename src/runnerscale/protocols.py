@@ -12,7 +12,7 @@ from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from runnerscale.clock import Clock
 from runnerscale.model import (
@@ -33,7 +33,10 @@ __all__ = [
     "GitHubAPI",
     "GitHubError",
     "JitConfig",
+    "NodeState",
     "ObservedJob",
+    "Placement",
+    "PlacingProvider",
     "Provider",
     "ProviderError",
     "Store",
@@ -163,6 +166,42 @@ class Provider(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """One host of a placing backend, as its provider knows it now."""
+
+    name: str  # the node's address as configured ("10.0.0.12:2222")
+    up: bool
+    slots: int  # runners it may hold (0 while not known, e.g. never reached)
+    extra_labels: frozenset[str]  # its own labels beyond the pool's, lower-case
+    reason: str = ""  # why it is down ("" when up)
+    since: float | None = None  # when it last changed between up and down (wall clock)
+    runners: int = 0  # instances of this pool the provider knows on it
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a placing backend can start runners now."""
+
+    nodes: tuple[NodeState, ...]
+    #: Runner names whose instances are on nodes that are down now: they hold no slot of a
+    #: live node and cannot take a job, but they are not gone (the node may come back).
+    unreachable: frozenset[str] = frozenset()
+
+
+@runtime_checkable
+class PlacingProvider(Provider, Protocol):
+    """A provider over several hosts with per-host capacity and labels (the SSH backend).
+
+    Its ``create(spec)`` places the runner on an up node whose ``extra_labels`` are all in
+    ``spec.labels``, preferring the largest such set; the scaler has already counted the room
+    (:mod:`runnerscale.scaler`)."""
+
+    def placement(self) -> Placement:
+        """Cheap and non-blocking: from the provider's own health state."""
+        ...
 
 
 class Store(Protocol):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy import inspect as inspect_db
 
 import runnerscale.store
-from runnerscale.model import JobLoss, JobState
+from runnerscale.model import JobLoss, JobState, RunnerState
 from runnerscale.protocols import ObservedJob, Store
 from runnerscale.store import SqlStore, StateVersionError, open_store
 from runnerscale.store.sql import engine_url
@@ -83,7 +84,8 @@ def test_package_ships_the_migrations() -> None:
     assert (location / "script.py.mako").is_file()
     assert (location / "versions" / "0001_initial.py").is_file()
     assert (location / "versions" / "0002_job_losses.py").is_file()
-    assert head_revision() == "0002"
+    assert (location / "versions" / "0003_runner_labels.py").is_file()
+    assert head_revision() == "0003"
 
 
 def test_migrations_create_the_schema(sql_store: SqlStore) -> None:
@@ -151,6 +153,45 @@ def test_the_job_losses_migration_goes_back_down(store_url: str) -> None:
         assert store.record_job_loss(JobLoss(1, "acme/app", "linux", "why", lost_at=2.0))
     finally:
         store.close()
+
+
+def test_runners_of_the_second_version_gain_empty_labels_and_keep_their_rows(
+    store_url: str,
+) -> None:
+    migrate(store_url, "0002")
+    engine = create_engine(engine_url(store_url))
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO runners (name, pool, target, state, created_at, state_since, "
+                    "attempts) VALUES ('rs-1', 'linux', 'repo:acme/app', 'busy', 1.0, 2.0, 1)"
+                )
+            )
+    finally:
+        engine.dispose()
+    store = open_store(store_url)
+    try:
+        runner = store.get_runner("rs-1")
+        assert runner is not None
+        assert (runner.pool, runner.state, runner.labels) == ("linux", RunnerState.BUSY, ())
+        assert store.transition("rs-1", RunnerState.BUSY, RunnerState.BUSY, labels=("deploy",))
+        assert store.get_runner("rs-1") == replace(runner, labels=("deploy",))
+    finally:
+        store.close()
+
+
+def test_the_runner_labels_migration_goes_back_down(store_url: str) -> None:
+    open_store(store_url).close()
+    migrate(store_url, "0002", down=True)
+    engine = create_engine(engine_url(store_url))
+    try:
+        columns = {column["name"] for column in inspect_db(engine).get_columns("runners")}
+        assert "labels" not in columns
+        assert "idle_since" in columns
+    finally:
+        engine.dispose()
+    open_store(store_url).close()  # and up again
 
 
 def test_reopening_is_idempotent(make_store: Callable[[], SqlStore]) -> None:
