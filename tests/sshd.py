@@ -15,6 +15,11 @@ test user ``rsnode`` (``TEST_USER``, made here if missing, with a home) by defau
 ``wrong_known_hosts()`` writes one with another key for the same address (the changed host key
 a client must refuse).
 
+The test run's interpreter may live under ``/root`` (pyenv), which other users cannot enter; so
+that the test user can run the venv's ``python`` there (a stand-in runner in process mode),
+sshd then runs in a mount namespace of its own where ``/root`` is a tmpfs showing only that
+folder (``mount_script``). The rest of the filesystem is the host's.
+
 Fixture (expose it from a ``conftest.py`` with ``from tests.sshd import ssh_server``):
 ``ssh_server``, one server per session (a few milliseconds to start; nothing is shared between
 tests but the server: a test keeps its files in its own folder under the user's home).
@@ -34,6 +39,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -48,10 +54,13 @@ __all__ = [
     "Sshd",
     "ensure_user",
     "generate_key",
+    "hidden_from_users",
     "known_hosts_line",
+    "mount_script",
     "require_sshd",
     "ssh_client_argv",
     "ssh_server",
+    "sshd_argv",
     "sshd_config",
 ]
 
@@ -60,6 +69,7 @@ SSHD = Path("/usr/sbin/sshd")
 TEST_USER = "rsnode"
 #: sshd's privilege separation directory: it refuses to start without it.
 PRIVSEP_DIR = Path("/run/sshd")
+ROOT_HOME = Path("/root")
 MISSING = (
     f"{SSHD} is not installed: run `bash scripts/install-system-deps` "
     "(it installs Debian's openssh-server)"
@@ -110,6 +120,45 @@ def _locked(name: str) -> bool:
             if fields[0] == name and len(fields) > 1:
                 return fields[1].startswith("!")
     return False
+
+
+def hidden_from_users() -> list[Path]:
+    """The folders under ``/root`` (closed to other users) that this test run's interpreter
+    lives in: a test user must run the venv's ``python`` on a server, as a runner would."""
+    prefix = Path(sys.base_prefix).resolve()
+    if prefix.is_relative_to(ROOT_HOME) and prefix != ROOT_HOME:
+        return [ROOT_HOME / prefix.relative_to(ROOT_HOME).parts[0]]
+    return []
+
+
+def mount_script(
+    *, stage: Path, home: Path | None = None, user_home: Path | None = None, then: Sequence[str]
+) -> str:
+    """A shell script, for a private mount namespace, that shows the servers' processes what a
+    machine of their own would: ``home`` as the user's home (``user_home``), the folders of
+    ``hidden_from_users()`` through ``/root`` (a tmpfs, or the node's home when the user is
+    root), then execs ``then``. ``stage`` is an empty folder it uses on the way."""
+    lines = ["set -e"]
+    reveal = hidden_from_users()
+    if reveal:
+        lines.append(f"mount --bind {ROOT_HOME} {_q(stage)}")
+    if home is not None and user_home is not None and user_home == ROOT_HOME:
+        lines.append(f"mount --bind {_q(home)} {ROOT_HOME}")
+    elif reveal:
+        lines.append(f"mount -t tmpfs -o mode=0711 runnerscale-test {ROOT_HOME}")
+    for folder in reveal:
+        staged = stage / folder.relative_to(ROOT_HOME)
+        lines.append(f"mkdir -p {_q(folder)} && mount --bind {_q(staged)} {_q(folder)}")
+    if reveal:
+        lines.append(f"umount -l {_q(stage)}")
+    if home is not None and user_home is not None and user_home != ROOT_HOME:
+        lines.append(f"mount --bind {_q(home)} {_q(user_home)}")
+    lines.append(f"exec {shlex.join(then)}")
+    return "\n".join(lines) + "\n"
+
+
+def _q(path: Path | str) -> str:
+    return shlex.quote(str(path))
 
 
 def generate_key(path: Path, comment: str) -> str:
@@ -228,21 +277,25 @@ def _answers(host: str, port: int) -> bool:
         return False
 
 
-class Sshd:
-    """One sshd process, started with ``prefix`` before it (e.g. ``ip netns exec NODE``) and
-    its stderr in ``log``; stopped with everything it started that is still its descendant."""
+def sshd_argv(config: Path) -> list[str]:
+    """sshd in the foreground, logging to its stderr."""
+    return [str(SSHD), "-D", "-e", "-f", str(config)]
 
-    def __init__(self, config: Path, log: Path, prefix: Sequence[str] = ()) -> None:
-        self.config = config
+
+class Sshd:
+    """One sshd process (``argv``: ``sshd_argv`` or a command that ends up exec'ing it), its
+    stderr in ``log``; stopped with every process it started that is still its descendant."""
+
+    def __init__(self, argv: Sequence[str], log: Path) -> None:
+        self.argv = list(argv)
         self.log = log
-        self.prefix = list(prefix)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, host: str, port: int) -> bool:
         """Start it and wait for its banner at ``host:port``; False if it exited first."""
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [*self.prefix, str(SSHD), "-D", "-e", "-f", str(self.config)],
+                self.argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
@@ -316,7 +369,12 @@ class SshServer:
         self.authorized_keys = root / "authorized_keys"
         self.config = server / "sshd_config"
         self.log = server / "sshd.log"
-        self.sshd = Sshd(self.config, self.log)
+        command = sshd_argv(self.config)
+        if user != "root" and hidden_from_users():
+            # A mount namespace of its own, where the user can reach the venv's interpreter.
+            script = mount_script(stage=server / "stage", then=command)
+            command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
+        self.sshd = Sshd(command, self.log)
 
     @classmethod
     def start(cls, user: str = TEST_USER, attempts: int = 3) -> SshServer:
@@ -340,7 +398,7 @@ class SshServer:
         return server
 
     def _prepare(self) -> None:
-        for folder in (self.key_file.parent, self.host_key.parent):
+        for folder in (self.key_file.parent, self.host_key.parent, self.host_key.parent / "stage"):
             folder.mkdir(mode=0o700)
         self.host_public = generate_key(self.host_key, "runnerscale test sshd")
         public = generate_key(self.key_file, "runnerscale test client")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pwd
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +16,8 @@ from tests.sshd import TEST_USER, SshServer, ssh_server
 __all__ = ["ssh_server"]
 
 pytestmark = pytest.mark.ssh
+
+SRC = str(Path(__file__).resolve().parent.parent / "src")
 
 
 def _ssh(argv: list[str]) -> subprocess.CompletedProcess[str]:
@@ -26,6 +30,14 @@ def test_the_client_logs_in_as_the_test_user_checking_the_host_key(ssh_server: S
     assert done.stdout.split() == [TEST_USER, pwd.getpwnam(TEST_USER).pw_dir]
     assert ssh_server.address == f"127.0.0.1:{ssh_server.port}"
     assert ssh_server.known_hosts.read_text().startswith(f"[127.0.0.1]:{ssh_server.port} ")
+
+
+def test_the_test_user_runs_the_venv_python(ssh_server: SshServer) -> None:
+    code = "import runnerscale, sys; print(sys.prefix)"
+    command = ("sh", "-c", f'PYTHONPATH="$1" "$2" -c "{code}"', "-", SRC, sys.executable)
+    done = _ssh(ssh_server.ssh_argv(*command))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == sys.prefix
 
 
 def test_root_logs_in_with_the_same_key(ssh_server: SshServer) -> None:
