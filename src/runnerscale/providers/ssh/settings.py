@@ -130,6 +130,12 @@ class SshConfig(ConfigModel):
     command_timeout: PositiveDuration = Field(
         default=60.0, description="How long one command on a node may take."
     )
+    health_interval: PositiveDuration = Field(
+        default=5.0,
+        description="How often each node is checked (a round trip): a node that fails a check "
+        "is marked down, its slots stop counting and jobs go to the others, until a check "
+        "succeeds again.",
+    )
     work_dir: str = Field(
         default="~/runnerscale",
         description="process mode: where runner folders go on the node (~ is the SSH user's home).",
