@@ -55,7 +55,7 @@ from runnerscale.model import Instance, InstanceSpec
 from runnerscale.protocols import ProviderError
 from runnerscale.providers.command import JITCONFIG_ENV, JITCONFIG_PLACEHOLDER, fill_placeholders
 from runnerscale.providers.pause import pause_after
-from runnerscale.providers.ssh.connection import CommandResult, NodeConnection
+from runnerscale.providers.ssh.connection import CommandResult, NodeConnection, NodeUnreachable
 
 __all__ = ["LOG_NAME", "NAME_RE", "ProcessRunners", "ProcessSettings"]
 
@@ -231,12 +231,14 @@ for dir in "$base"/$4; do
 done
 """
 
-# $1 work_dir, $2 controller id, $3 pool, $4 runner name, $5 grace in tenths of a second.
-# Exit 10: the group outlived SIGKILL; 11: the folder cannot be removed.
+# $1 work_dir, $2 controller id, $3 pool, $4 runner name, $5 grace in tenths of a second, $6
+# "any", or "unstarted" to leave a folder whose process was started. Exit 10: the group
+# outlived SIGKILL; 11: the folder cannot be removed.
 _DELETE = r"""
 expand_root "$1"
 dir=$root/$2/$3/$4
 [ -e "$dir" ] || [ -L "$dir" ] || exit 0
+[ "$6" = any ] || [ ! -e "$dir/pid" ] || exit 0
 stop_group "$dir" "$5" || exit 10
 rm -rf "$dir" 2>/dev/null
 [ ! -e "$dir" ] || exit 11
@@ -329,16 +331,20 @@ class ProcessRunners:
         self._creating.add(name)
         try:
             created_at = time.time()
-            await self._prepare(name, created_at)
-            pause_after("folder")
+            made = False
             try:
+                await self._prepare(name, created_at)
+                made = True
+                pause_after("folder")
                 pid = await self._start(spec)
                 pause_after("process")
-            except Exception:
-                # Whatever failed, even an answer lost after the process started, nothing of
-                # it may stay behind (best effort: a node that is gone keeps a leftover, which
-                # is listed and removed later).
-                await self._discard(name)
+            except Exception as error:
+                # Whatever failed, even an answer lost after the folder was made or the process
+                # started, nothing of it may stay behind (best effort: a node that is gone
+                # keeps a leftover, which is listed and removed later). A folder that may be
+                # another create's (of the same name) is left alone unless it has no process.
+                if made or isinstance(error, NodeUnreachable):
+                    await self._discard(name, started=made)
                 raise
         finally:
             self._creating.discard(name)
@@ -357,7 +363,7 @@ class ProcessRunners:
         grace = max(0, round(self.settings.stop_grace * 10))
         done = await self._sh(
             _DELETE,
-            [*self._where(instance_id), str(grace)],
+            [*self._where(instance_id), str(grace), "any"],
             limit=self.settings.command_timeout + self.settings.stop_grace + KILL_TIMEOUT,
         )
         if done.exit_status == 10:
@@ -432,9 +438,11 @@ class ProcessRunners:
             raise self._fail(f"cannot start runner {spec.runner_name}", done, spec.jitconfig)
         return int(done.stdout.strip())
 
-    async def _discard(self, name: str) -> None:
+    async def _discard(self, name: str, *, started: bool) -> None:
+        """Remove what a failed create made: everything when its own process may run
+        (``started``), else only a folder without a process."""
         with contextlib.suppress(ProviderError):
-            await self._sh(_DELETE, [*self._where(name), "0"])
+            await self._sh(_DELETE, [*self._where(name), "0", "any" if started else "unstarted"])
 
     # -- inspection
 
