@@ -20,9 +20,10 @@ that the test user can run the venv's ``python`` there (a stand-in runner in pro
 sshd then runs in a mount namespace of its own where ``/root`` is a tmpfs showing only that
 folder (``mount_script``). The rest of the filesystem is the host's.
 
-Fixture (expose it from a ``conftest.py`` with ``from tests.sshd import ssh_server``):
-``ssh_server``, one server per session (a few milliseconds to start; nothing is shared between
-tests but the server: a test keeps its files in its own folder under the user's home).
+Fixture (exposed to ``tests/providers``; elsewhere from a ``conftest.py`` with
+``from tests.sshd import ssh_server``): ``ssh_server``, one server per session (under 0.1 s to
+start; nothing is shared between tests but the server and the user's home, so a test keeps its
+files in a folder of its own there).
 
 No ``sshd``: the fixture skips, saying that ``bash scripts/install-system-deps`` installs it.
 The fleet of nodes (``tests/sshfleet.py``) builds on ``generate_key``, ``ensure_user``,
@@ -50,6 +51,7 @@ import pytest
 __all__ = [
     "SSHD",
     "TEST_USER",
+    "SshLogin",
     "SshServer",
     "Sshd",
     "ensure_user",
@@ -58,7 +60,6 @@ __all__ = [
     "known_hosts_line",
     "mount_script",
     "require_sshd",
-    "ssh_client_argv",
     "ssh_server",
     "sshd_argv",
     "sshd_config",
@@ -186,7 +187,7 @@ def sshd_config(
     host_key: Path,
     authorized_keys: Path,
     pid_file: Path,
-    force_command: Path | None = None,
+    force_command: str | None = None,
 ) -> str:
     """An ``sshd_config`` for a test server: keys only, no PAM, no DNS lookups, room for the
     many channels one pooled connection multiplexes."""
@@ -220,44 +221,35 @@ def sshd_config(
     return "\n".join(lines) + "\n"
 
 
-def ssh_client_argv(
-    *,
-    host: str,
-    port: int,
-    user: str,
-    key_file: Path,
-    known_hosts: Path,
-    command: Sequence[str],
-    timeout: float = 5.0,
-) -> list[str]:
-    """The system ``ssh`` client's command line to run ``command`` (shell-quoted) there, with
-    host keys checked against ``known_hosts`` only and no prompt ever."""
-    return [
-        "ssh",
-        "-F",
-        "/dev/null",
-        "-i",
-        str(key_file),
-        "-o",
-        "IdentitiesOnly=yes",
-        "-o",
-        "IdentityAgent=none",
-        "-o",
-        f"UserKnownHostsFile={known_hosts}",
-        "-o",
-        "GlobalKnownHostsFile=/dev/null",
-        "-o",
-        "StrictHostKeyChecking=yes",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        f"ConnectTimeout={max(1, round(timeout))}",
-        "-p",
-        str(port),
-        f"{user}@{host}",
-        "--",
-        shlex.join(command),
-    ]
+class SshLogin:
+    """How a test logs in to its servers with the system ``ssh`` client: as ``user`` with
+    ``key_file``, host keys checked against ``known_hosts`` only, never a prompt."""
+
+    user: str
+    key_file: Path
+    known_hosts: Path
+
+    def client_argv(
+        self,
+        host: str,
+        port: int,
+        command: Sequence[str],
+        *,
+        user: str | None = None,
+        known_hosts: Path | None = None,
+        timeout: float = 5.0,
+    ) -> list[str]:
+        """The command line that runs ``command`` (shell-quoted) at ``host:port``."""
+        return [
+            "ssh",
+            *("-F", "/dev/null", "-i", str(self.key_file)),
+            *("-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none"),
+            *("-o", f"UserKnownHostsFile={known_hosts or self.known_hosts}"),
+            *("-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes"),
+            *("-o", "BatchMode=yes", "-o", f"ConnectTimeout={max(1, round(timeout))}"),
+            *("-p", str(port), f"{user or self.user}@{host}"),
+            *("--", shlex.join(command)),
+        ]
 
 
 def _free_port() -> int:
@@ -349,7 +341,7 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
-class SshServer:
+class SshServer(SshLogin):
     """One throwaway sshd on 127.0.0.1: ``start()`` it, log in as ``user`` (or root) with
     ``key_file`` checking ``known_hosts``, ``stop()`` it."""
 
@@ -373,7 +365,7 @@ class SshServer:
         if user != "root" and hidden_from_users():
             # A mount namespace of its own, where the user can reach the venv's interpreter.
             script = mount_script(stage=server / "stage", then=command)
-            command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
+            command = ["unshare", "--mount", "--propagation", "slave", "sh", "-c", script]
         self.sshd = Sshd(command, self.log)
 
     @classmethod
@@ -431,16 +423,11 @@ class SshServer:
             path.write_text(known_hosts_line(self.host, self.port, other))
         return path
 
-    def ssh_argv(self, *command: str, user: str | None = None) -> list[str]:
+    def ssh_argv(
+        self, *command: str, user: str | None = None, known_hosts: Path | None = None
+    ) -> list[str]:
         """The system ``ssh`` client's command line to run ``command`` on this server."""
-        return ssh_client_argv(
-            host=self.host,
-            port=self.port,
-            user=user or self.user,
-            key_file=self.key_file,
-            known_hosts=self.known_hosts,
-            command=command,
-        )
+        return self.client_argv(self.host, self.port, command, user=user, known_hosts=known_hosts)
 
     def stop(self) -> None:
         self.sshd.stop()

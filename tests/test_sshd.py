@@ -47,10 +47,7 @@ def test_root_logs_in_with_the_same_key(ssh_server: SshServer) -> None:
 
 
 def test_a_changed_host_key_is_refused(ssh_server: SshServer) -> None:
-    argv = ssh_server.ssh_argv("true")
-    wrong = ssh_server.wrong_known_hosts()
-    argv[argv.index(f"UserKnownHostsFile={ssh_server.known_hosts}")] = f"UserKnownHostsFile={wrong}"
-    done = _ssh(argv)
+    done = _ssh(ssh_server.ssh_argv("true", known_hosts=ssh_server.wrong_known_hosts()))
     assert done.returncode == 255
     assert "HOST IDENTIFICATION HAS CHANGED" in done.stderr
 
