@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from runnerscale.fakegithub.faults import FaultPlan
     from runnerscale.fakegithub.server import SimulatorOptions
     from runnerscale.fakegithub.tls import ServerTls
+    from runnerscale.hosts.fleet import FleetNode
     from runnerscale.logs import RedactSecrets
     from runnerscale.service.install import Outcome
     from runnerscale.service.layout import Layout
@@ -913,6 +914,46 @@ def service_status(
         typer.echo("systemd does not run here (or --root was given): no service state to show")
         code = 0
     raise typer.Exit(code)
+
+
+# ---------------------------------------------------------------------- ssh hosts
+
+hosts_app = typer.Typer(help="The nodes of ssh pools: check them, prepare them.")
+app.add_typer(hosts_app, name="hosts")
+
+PoolOption = Annotated[
+    str | None, typer.Option("--pool", help="Only this ssh pool's nodes (default: every one).")
+]
+
+
+def _fleet(config: Path, pool: str | None, hosts: list[str] | None = None) -> list[FleetNode]:
+    """The ssh pools' nodes the options name, or a clear refusal. Only the file's pools are
+    read: the daemon's GitHub secrets need not be set."""
+    from runnerscale.config.load import load_pools_config
+    from runnerscale.config.problems import ConfigError
+    from runnerscale.hosts.fleet import FleetError, fleet_nodes
+
+    try:
+        return fleet_nodes(load_pools_config(config), pool=pool, hosts=hosts or ())
+    except ConfigError as error:
+        raise fail(f"the configuration is not valid:\n{error}") from None
+    except FleetError as error:
+        raise fail(str(error)) from None
+
+
+@hosts_app.command("check")
+def hosts_check(config: ConfigOption, pool: PoolOption = None) -> None:
+    """Ask every node of the ssh pools, at once: reachable with a verified host key, its
+    engine (docker mode) or runner (process mode), free disk, CPUs and architecture (the
+    labels auto stands for), clock skew. Exits 1 when a node is unusable (reasons below the
+    table)."""
+    from runnerscale.hosts.check import check_fleet
+    from runnerscale.hosts.show import check_table
+
+    reports = asyncio.run(check_fleet(_fleet(config, pool)))
+    Console(width=max(Console().width, 160)).print(check_table(reports))
+    if not all(report.usable for report in reports):
+        raise typer.Exit(1)
 
 
 @app.command()
