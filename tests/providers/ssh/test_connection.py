@@ -432,6 +432,26 @@ async def test_a_forwarded_socket_survives_a_reconnect(own_server: SshServer) ->
         await node.close()
 
 
+async def test_closing_with_a_forwarded_connection_open_logs_no_error(
+    ssh_server: SshServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that keeps its connection to the forwarded socket (the Docker SDK's pool does)
+    is cut off by ``close()`` without an error: on Python 3.11 the server's callback logs a
+    piping task that ends cancelled as "Exception in callback" (the daemon's every stop)."""
+    node = NodeConnection(address_of(ssh_server), options_for(ssh_server))
+    async with echo_server() as remote:
+        local = await node.forward_socket(remote)
+        reader, writer = await asyncio.open_unix_connection(local)
+        writer.write(b"kept open")
+        assert await reader.readexactly(9) == b"kept open"
+        await node.close()
+        assert await reader.read() == b""  # cut off
+        writer.close()
+        for _ in range(3):  # the server's callbacks run
+            await asyncio.sleep(0)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
 # -- secrets --------------------------------------------------------------------------------
 
 

@@ -344,6 +344,10 @@ class NodeConnection:
             self._pipes.add(task)
             try:
                 await self._pipe(reader, writer, remote_path)
+            except asyncio.CancelledError:
+                # close() ended it. Not re-raised: the server's callback on Python 3.11 logs a
+                # task that ends cancelled as "Exception in callback" (fixed in 3.12).
+                pass
             finally:
                 self._pipes.discard(task)
 
