@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from runnerscale.logs import REDACTED, UNTRUSTED_LIMIT, untrusted
+from runnerscale.logs import REDACTED, UNTRUSTED_LIMIT, setup_logging, untrusted
 from tests.logcapture import daemon_log
 
 SECRET = "webhook-secret-value"
@@ -53,3 +53,16 @@ def test_the_handler_escapes_raw_control_characters_but_keeps_lines() -> None:
     assert "\x1b" not in text
     assert "label gpu\\x00\\x1b[2J" in text
     assert "two lines:\n\tsecond" in text
+
+
+def test_the_ssh_library_s_chatter_stays_out_of_the_daemon_s_log() -> None:
+    """At the daemon's default level, asyncssh's info lines (every connection step, every
+    command's whole script, a health check per node every few seconds) are left out."""
+    chatty = logging.getLogger("asyncssh")
+    level = chatty.level
+    try:
+        setup_logging("info")
+        assert not chatty.isEnabledFor(logging.INFO)
+        assert chatty.isEnabledFor(logging.WARNING)
+    finally:
+        chatty.setLevel(level)

@@ -102,6 +102,9 @@ def setup_logging(level: str = "info", secrets: Iterable[str] = ()) -> RedactSec
     # A handler that fails (its stream closed, a full disk) must not fall back to printing the
     # record to stderr, unredacted, as logging does by default ("--- Logging error ---").
     logging.raiseExceptions = False
-    for noisy in ("httpx", "httpcore", "uvicorn.access", "alembic"):
+    # asyncssh logs each connection's steps and each command's whole text at info: with a
+    # health check per node every few seconds, that would be most of the log (the SSH
+    # backend logs what matters: a node connected, down, back).
+    for noisy in ("httpx", "httpcore", "uvicorn.access", "alembic", "asyncssh"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return redactor

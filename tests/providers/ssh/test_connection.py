@@ -459,6 +459,7 @@ async def test_no_secret_given_on_stdin_reaches_a_log_record(
     own_server: SshServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)  # every logger, asyncssh's too
+    caplog.set_level(logging.DEBUG, logger="asyncssh")  # (the daemon's log setup quiets it)
     node = NodeConnection(address_of(own_server), options_for(own_server))
     try:
         await node.run(["sh", "-c", "cat > /dev/null"], stdin=SECRET)
