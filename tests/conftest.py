@@ -8,8 +8,10 @@ Markers (registered in ``pyproject.toml``) are applied here, by where a test liv
 uses, so that they stay true as tests are added: ``e2e`` and ``interop`` by directory,
 ``docker`` for a test that uses the session's Docker engine, ``postgres`` for one that uses the
 session's PostgreSQL server (``postgres_url``, or a fixture parametrized ``"postgres"`` that
-asks for it while it runs, like the store tests'). ``slow`` and ``chromium`` are put on the
-tests themselves. ``scripts/check --quick`` deselects all of them; CI runs everything.
+asks for it while it runs, like the store tests'), ``ssh`` for one that uses real OpenSSH
+servers (``ssh_server`` on loopback, ``ssh_fleet`` in network namespaces; both need root).
+``slow`` and ``chromium`` are put on the tests themselves (and ``ssh`` on a test that starts
+its own server). ``scripts/check --quick`` deselects all of them; CI runs everything.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ FIXTURE_MARKERS = {
     "daemon_image": "docker",
     "postgres_server": "postgres",
     "postgres_url": "postgres",
+    "ssh_server": "ssh",
+    "ssh_fleet": "ssh",
 }
 
 
