@@ -21,11 +21,12 @@ from typing import Any
 from runnerscale.providers.registry import BackendContext
 from runnerscale.providers.ssh.provider import SshProvider
 from runnerscale.providers.ssh.settings import SshConfig
-from tests.sshd import SshServer
+from tests.sshd import Sshd, SshServer, mount_script, sshd_argv
 
 __all__ = [
     "BOOTED",
     "RUN_SH",
+    "NodeServer",
     "folders_under",
     "home_of",
     "kill_all_under",
@@ -70,6 +71,61 @@ def runner_script() -> Iterator[RunnerScript]:
         yield script
     finally:
         script.remove()
+
+
+class NodeServer(SshServer):
+    """A loopback server that is a machine of its own to the test user: the user's home there
+    is a folder of this server's (``home``), in a mount namespace of its sshd, so the runner
+    folders of two such nodes never see each other. Stopping it (``sshd.stop()``) cuts its
+    connections but not its runners (they run in sessions of their own), as a node's sshd
+    dying would; ``sshd.start(host, port)`` brings it back with the same keys and home.
+
+    With ``gate``, every command waits while ``gate`` exists (a node that stalls) and then
+    runs."""
+
+    def __init__(self, root: Path, port: int, user: str) -> None:
+        super().__init__(root, port, user)
+        self.home = root / "home"
+        self.gate = root / "gate"
+        script = mount_script(
+            stage=root / "server" / "stage",
+            home=self.home,
+            user_home=home_of(user),
+            then=sshd_argv(self.config),
+        )
+        self.sshd = Sshd(
+            ["unshare", "--mount", "--propagation", "slave", "sh", "-c", script], self.log
+        )
+
+    def _prepare(self) -> None:
+        super()._prepare()
+        self.home.mkdir(mode=0o755)
+        entry = pwd.getpwnam(self.user)
+        os.chown(self.home, entry.pw_uid, entry.pw_gid)
+        gated = self.root / "gated.sh"
+        gated.write_text(
+            f"#!/bin/sh\nwhile [ -e {self.gate} ]; do sleep 0.05; done\n"
+            'exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"\n'
+        )
+        gated.chmod(0o755)
+
+    def _configure(self) -> None:
+        super()._configure()
+        with self.config.open("a") as config:
+            config.write(f"ForceCommand {self.root / 'gated.sh'}\n")
+
+    def runner_pids(self) -> list[int]:
+        """The process groups of the runners in its home (from their pid files)."""
+        found = []
+        for path in self.home.glob("*/*/*/*/pid"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                found.append(int(path.read_text().split()[0]))
+        return found
+
+    def kill_runners(self) -> None:
+        for pid in self.runner_pids():
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
 
 
 def ssh_config(

@@ -125,7 +125,7 @@ class Node:
     def mark_down(self, reason: str) -> None:
         """It did not answer (or refused us): its runners stay remembered, its slots stop
         counting. Logged once per transition."""
-        reason = reason.strip() or "no reason given"
+        reason = reason.strip().removeprefix(f"node {self.name}: ") or "no reason given"
         if self.up or self.reason == NOT_CHECKED:
             self.since = self._clock()
             log.warning("pool %s: node %s is down: %s", self.pool, self.name, reason)
