@@ -195,9 +195,9 @@ class SshProvider:
         except _NODE_FAILURES as error:
             node.mark_down(str(error))
             raise ProviderError(f"pool {self.context.pool!r}: {error}") from None
-        except ProviderError:
-            if not node.connection.connected:  # the engine's socket went with the connection
-                node.mark_down("the connection was lost")
+        except ProviderError as error:
+            if not node.connection.connected:  # (the engine's socket went with the connection)
+                node.mark_down(str(error))
             raise
 
     async def _unless_down(self, node: Node, work: Awaitable[_T]) -> _T:
@@ -302,14 +302,20 @@ class SshProvider:
 
     async def list(self) -> builtins.list[Instance]:
         self._watch()
-        listed = await asyncio.gather(*(self._list_node(node) for node in self._nodes))
-        return [instance for found in listed for instance in found]
+        listed = await asyncio.gather(
+            *(self._list_node(node) for node in self._nodes), return_exceptions=True
+        )
+        for found in listed:
+            if isinstance(found, BaseException):
+                raise found  # (once every node's listing has ended)
+        return [instance for found in listed if isinstance(found, list) for instance in found]
 
     async def _list_node(self, node: Node) -> builtins.list[Instance]:
         with contextlib.suppress(_NodeDownError):
             if node.up or not node.checked.is_set():
+                since = node.generation
                 found = await self._unless_down(node, self._runners[node.name].list())
-                node.seen(found)
+                node.seen(found, since)
                 return [node.outward(instance) for instance in found]
         return node.remembered()
 
