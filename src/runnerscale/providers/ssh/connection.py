@@ -63,6 +63,7 @@ __all__ = [
     "NodeConnection",
     "NodeUnreachable",
     "SshOptions",
+    "public_key_line",
 ]
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,19 @@ class SshOptions:
             keepalive_interval=config.keepalive_interval,
             command_timeout=config.command_timeout,
         )
+
+
+def public_key_line(key_file: Path) -> str:
+    """The OpenSSH public key line of a private key file (what ``authorized_keys`` holds).
+    Raises ``ProviderError`` when it cannot be read."""
+    try:
+        key = asyncssh.read_private_key(key_file)
+    except (OSError, asyncssh.KeyImportError, ValueError) as error:
+        raise ProviderError(
+            f"cannot read the key {key_file}: {getattr(error, 'strerror', None) or error} "
+            "(a readable private key without a passphrase)"
+        ) from None
+    return key.export_public_key("openssh").decode().strip()
 
 
 class KeyVerdict(Enum):
