@@ -761,6 +761,18 @@ class ControlConfig(ConfigModel):
         return path.parent if path is not None else self._default_state_dir
 
 
+#: The pools of a file (the same definition in :class:`Config` and :class:`PoolsConfig`).
+_POOLS_FIELD: Any = Field(min_length=1, description="The pools of runners.")
+
+
+class PoolsConfig(ConfigModel):
+    """What the ``hosts`` commands need of the file: its pools, checked as :class:`Config`
+    checks each; ``load_pools_config`` reads only them, so the commands need none of the
+    daemon's GitHub secrets."""
+
+    pools: list[PoolConfig] = _POOLS_FIELD
+
+
 class Config(ControlConfig):
     """The whole configuration file."""
 
@@ -776,7 +788,7 @@ class Config(ControlConfig):
         description="How often the API is polled while webhooks arrive (one in the last "
         "hour): polling is then only the safety net for missed deliveries.",
     )
-    pools: list[PoolConfig] = Field(min_length=1, description="The pools of runners.")
+    pools: list[PoolConfig] = _POOLS_FIELD
     timeouts: Timeouts = Field(
         default_factory=Timeouts, description="Timeouts and the janitor's interval."
     )
