@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from runnerscale.controller.loops import PoolStatus, Status
+from runnerscale.controller.loops import NodeStatus, PoolStatus, Status
 from runnerscale.metrics import Metrics, busy_ratio
 
 
@@ -84,3 +84,23 @@ def test_hooks_feed_their_families() -> None:
     )
     assert seen[("runnerscale_loop_tick_seconds_count", (("loop", "reconcile"),))] == 1
     assert seen[("runnerscale_webhook_deliveries_total", (("outcome", "accepted"),))] == 1
+
+
+def test_the_hosts_of_a_pool_over_several_are_up_or_down_with_their_slots() -> None:
+    nodes = [
+        NodeStatus("node1.example.net", up=True, slots=4, labels=(), runners=3),
+        NodeStatus("10.0.0.12:2222", up=False, slots=2, labels=("deploy",), reason="timeout"),
+    ]
+    status = Status(pools=[pool("vps", busy=3), pool("linux")])
+    status.pools[0].nodes = nodes
+    metrics = Metrics(lambda: status, lambda: None, pools=["vps", "linux"])
+    seen = samples(metrics)
+    node_series = {
+        key: value for key, value in seen.items() if key[0].startswith("runnerscale_node")
+    }
+    assert node_series == {
+        ("runnerscale_node_up", (("node", "node1.example.net"), ("pool", "vps"))): 1.0,
+        ("runnerscale_node_up", (("node", "10.0.0.12:2222"), ("pool", "vps"))): 0.0,
+        ("runnerscale_node_slots", (("node", "node1.example.net"), ("pool", "vps"))): 4.0,
+        ("runnerscale_node_slots", (("node", "10.0.0.12:2222"), ("pool", "vps"))): 2.0,
+    }

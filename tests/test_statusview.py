@@ -89,6 +89,28 @@ def test_before_any_job_started_the_waits_say_so() -> None:
     assert "queued jobs" not in text
 
 
+def test_a_pool_over_several_hosts_shows_a_line_per_node() -> None:
+    nodes = [
+        {"name": "node1.example.net", "up": True, "slots": 4, "labels": [], "reason": "",
+         "since": None, "runners": 3},
+        {"name": "10.0.0.12:2222", "up": False, "slots": 2, "labels": ["deploy"],
+         "reason": "no answer to keepalives", "since": NOW - 303, "runners": 1},
+        {"name": "10.0.0.13", "up": False, "slots": 0, "labels": [], "reason": "",
+         "since": None, "runners": 0},
+    ]  # fmt: skip
+    body = a_status()
+    body["pools"][0]["nodes"] = nodes
+    text = printed(body)
+    assert "pool linux-x64: node node1.example.net: up, 3 runners on 4 slots" in text
+    assert (
+        "pool linux-x64: node 10.0.0.12:2222 (deploy): down for 5m 03s: "
+        "no answer to keepalives; 1 runner"
+    ) in text
+    assert "pool linux-x64: node 10.0.0.13: down: no reason given; 0 runners" in text
+    # An ordinary pool has no nodes.
+    assert "node" not in printed(a_status())
+
+
 class UnreachableError(Exception):
     pass
 

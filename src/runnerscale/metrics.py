@@ -8,7 +8,8 @@ decides anything, and the controller never touches a metric. ``docs/metrics.md``
 every family; a test holds the live ``/metrics`` to it.
 
 Label values are pool names, loop and operation names, the short kinds the hooks declare,
-and GitHub credential names (``token``, ``app``, an installation's number): never a token, a
+the configured addresses of a pool's hosts (nodes of a backend over several), and GitHub
+credential names (``token``, ``app``, an installation's number): never a token, a
 URL with credentials, a JIT configuration, nor anything unbounded (no job, runner or
 repository names). Every family a pool or a kind labels is created for each configured pool
 and each kind at start, at zero: an alert on ``increase()`` then sees the first failure (a
@@ -128,6 +129,7 @@ class _StatusCollector(Collector):
             for pool in status.pools:
                 family.add_metric([pool.name], figure(pool))
             yield family
+        yield from _node_families(status)
         yield GaugeMetricFamily(
             "runnerscale_unmatched_jobs",
             "Queued jobs no pool can serve",
@@ -136,6 +138,27 @@ class _StatusCollector(Collector):
         budget = self._budget()
         if budget is not None:
             yield from _budget_families(budget)
+
+
+def _node_families(status: Status) -> Iterator[Metric]:
+    """The hosts of pools over several (a placing backend's nodes): whether each is up, and
+    its slots. Node names are the configured addresses: as few as the pools' hosts."""
+    up = GaugeMetricFamily(
+        "runnerscale_node_up",
+        "1 while a host of a pool over several answers, 0 while it is down",
+        labels=["pool", "node"],
+    )
+    slots = GaugeMetricFamily(
+        "runnerscale_node_slots",
+        "Runners a host of a pool over several may hold",
+        labels=["pool", "node"],
+    )
+    for pool in status.pools:
+        for node in pool.nodes or ():
+            up.add_metric([pool.name, node.name], 1.0 if node.up else 0.0)
+            slots.add_metric([pool.name, node.name], node.slots)
+    yield up
+    yield slots
 
 
 def _budget_families(budget: Budgets) -> Iterator[Metric]:

@@ -111,6 +111,34 @@ class Target:
         return True  # an enterprise covers its organisations
 
 
+def narrowest(labels: frozenset[str]) -> tuple[int, list[str]]:
+    """Sort key of label sets: fewest labels first, then by their sorted names."""
+    return len(labels), sorted(labels)
+
+
+@dataclass(frozen=True)
+class LabelGroup:
+    """The nodes of a pool over several hosts that offer the same labels beyond the pool's.
+
+    Why groups, not nodes: the scaler decides how many runners to start with which labels; the
+    backend picks the node of the group (by its spread or pack policy), as the
+    :class:`~runnerscale.protocols.PlacingProvider` contract says. A runner registered with the
+    pool's labels plus a group's ``extra_labels`` lands on a node of that group, so counting
+    the room per group is counting it where the runners go."""
+
+    #: The nodes' own labels beyond the pool's, lower-case (empty: plain nodes).
+    extra_labels: frozenset[str]
+    #: Runners its up nodes may hold together (0: none of them is up: it takes no job).
+    slots: int
+    #: Its nodes that are down now (named where a job waits for them).
+    down: tuple[str, ...] = ()
+
+    @property
+    def live(self) -> bool:
+        """Whether it can take a runner: some node of it is up and has slots."""
+        return self.slots > 0
+
+
 @dataclass(frozen=True)
 class PoolSpec:
     """What the scaler needs of a pool (the config carries the backend template)."""
@@ -126,13 +154,59 @@ class PoolSpec:
     #: False while the pool's labels are not known (``auto`` with its Docker engine away):
     #: it serves no job until they are.
     ready: bool = True
+    #: A pool whose backend places runners on several hosts: its node groups now, from the
+    #: provider's health (``runnerscale.protocols.Placement``). None: an ordinary pool, whose
+    #: labels are all it offers and whose only room is ``max_runners``.
+    groups: tuple[LabelGroup, ...] | None = None
+    #: Names of runners on nodes that are down: they count against ``max_runners`` (they
+    #: exist) but can take no job and hold no slot of a live group.
+    unreachable: frozenset[str] = frozenset()
+
+    def live_groups(self) -> list[LabelGroup]:
+        """Its node groups that can take a runner, narrowest first (fewest extra labels, then
+        by name). Empty for an ordinary pool."""
+        return sorted(
+            (group for group in self.groups or () if group.live),
+            key=lambda group: narrowest(group.extra_labels),
+        )
+
+    def covering(self, job_labels: Iterable[str]) -> list[LabelGroup]:
+        """The live groups whose nodes offer every label of the job (with the pool's),
+        narrowest first. Empty for an ordinary pool."""
+        return self._covering(normalize_labels(job_labels))
+
+    def _covering(self, wanted: frozenset[str]) -> list[LabelGroup]:
+        beyond = wanted - self.labels
+        return [group for group in self.live_groups() if beyond <= group.extra_labels]
 
     def serves(self, job_labels: Iterable[str]) -> bool:
-        """A pool serves a job when its labels contain every label of the job's runs-on."""
-        return self.ready and normalize_labels(job_labels) <= self.labels
+        """A pool serves a job when its labels contain every label of the job's runs-on; a
+        pool over several hosts, when its labels and those of one of its live node groups
+        do."""
+        return self._serves(normalize_labels(job_labels))
+
+    def _serves(self, wanted: frozenset[str]) -> bool:
+        if not self.ready:
+            return False
+        if self.groups is None:
+            return wanted <= self.labels
+        return bool(self._covering(wanted))
 
     def extra_labels(self, job_labels: Iterable[str]) -> int:
-        return len(self.labels - normalize_labels(job_labels))
+        """How many labels beyond the job's the pool's runners for it have (the narrowest
+        covering group's, for a pool over several hosts): fewer is more specific."""
+        return self._extra_labels(normalize_labels(job_labels))
+
+    def _extra_labels(self, wanted: frozenset[str]) -> int:
+        covering = self._covering(wanted)
+        offered = self.labels | covering[0].extra_labels if covering else self.labels
+        return len(offered - wanted)
+
+    def offered(self) -> frozenset[str]:
+        """Every label some runner of the pool can have (its nodes' too, up or down)."""
+        if self.groups is None:
+            return self.labels
+        return self.labels.union(*(group.extra_labels for group in self.groups))
 
 
 def match_pool(pools: Sequence[PoolSpec], job_labels: Iterable[str]) -> PoolSpec | None:
@@ -141,10 +215,10 @@ def match_pool(pools: Sequence[PoolSpec], job_labels: Iterable[str]) -> PoolSpec
     wanted = normalize_labels(job_labels)
     if not wanted:
         return None
-    candidates = [pool for pool in pools if pool.ready and wanted <= pool.labels]
+    candidates = [pool for pool in pools if pool._serves(wanted)]
     if not candidates:
         return None
-    return min(candidates, key=lambda pool: (len(pool.labels - wanted), pool.order))
+    return min(candidates, key=lambda pool: (pool._extra_labels(wanted), pool.order))
 
 
 #: GitHub's runner architecture labels (lower-case). A runner has at most one.
@@ -163,8 +237,10 @@ def explain_unmatched(pools: Sequence[PoolSpec], job_labels: Iterable[str]) -> s
     Pools waiting for their host's labels (not ``ready``) are left out, and named. Checked in
     order: the job names no labels; no pools are configured; it needs an
     architecture no pool has; it needs an accelerator no pool has; otherwise the closest pool
-    (fewest missing labels, then declared order) and the labels it lacks. Labels compare
-    case-insensitively; label lists are sorted so the text is deterministic.
+    (fewest missing labels, then declared order) and the labels it lacks. A pool over several
+    hosts offers its nodes' labels too; when it lacks none but no node that is up has them
+    all, that is the reason ("pool 'vps': no live node offers deploy (down: NODE)"). Labels
+    compare case-insensitively; label lists are sorted so the text is deterministic.
     """
     wanted = normalize_labels(job_labels)
     if not wanted:
@@ -180,7 +256,8 @@ def explain_unmatched(pools: Sequence[PoolSpec], job_labels: Iterable[str]) -> s
 
 
 def _explain(pools: Sequence[PoolSpec], wanted: frozenset[str]) -> str:
-    pool_labels = [normalize_labels(pool.labels) for pool in pools]
+    # A pool over several hosts offers its nodes' labels too (whether or not a node is up).
+    pool_labels = [normalize_labels(pool.offered()) for pool in pools]
     offered = frozenset().union(*pool_labels)
 
     missing_arch = sorted((wanted & ARCH_LABELS) - offered)
@@ -211,9 +288,30 @@ def _explain(pools: Sequence[PoolSpec], wanted: frozenset[str]) -> str:
         key=lambda item: (len(wanted - pool_labels[item[0]]), item[1].order, item[0]),
     )
     lacking = sorted(wanted - pool_labels[index])
-    if not lacking:
-        return f"pool '{closest.name}' serves it"
-    return f"closest pool '{closest.name}' lacks: {', '.join(lacking)}"
+    if lacking:
+        return f"closest pool '{closest.name}' lacks: {', '.join(lacking)}"
+    serving = next((pool for pool in (closest, *pools) if pool.serves(wanted)), None)
+    if serving is not None:
+        return f"pool '{serving.name}' serves it"
+    return _no_live_node(closest, wanted)
+
+
+def _no_live_node(pool: PoolSpec, wanted: frozenset[str]) -> str:
+    """Why a pool over several hosts whose nodes have the job's labels does not take it: no
+    node that is up has them all (and which nodes that are down would)."""
+    beyond = sorted(wanted - pool.labels)
+    down = sorted(
+        name
+        for group in pool.groups or ()
+        if set(beyond) <= group.extra_labels
+        for name in group.down
+    )
+    reason = (
+        f"pool '{pool.name}': no live node offers {', '.join(beyond)}"
+        if beyond
+        else f"pool '{pool.name}': no node is up"
+    )
+    return f"{reason} (down: {', '.join(down)})" if down else reason
 
 
 @dataclass

@@ -58,7 +58,8 @@ Counting rules (per pool)
 
 ``create`` and ``remove`` are never both non-empty for one pool: creating needs fewer free
 runners than needed and room under the cap; removing needs more free runners than needed or a
-pool over its cap.
+pool over its cap. (A pool over several hosts may have both a runner no job can take and a job
+that needs a new one: its removals wait for a cycle without creations.)
 
 Where new runners register (``create_on``)
 -------------------------------------------
@@ -67,15 +68,61 @@ first target (in config order) that covers its repository, each free runner of t
 against its own target, and each new runner goes to the target with the most demand left (ties:
 config order). The decision is the whole decision: the controller writes it and acts on it,
 and chooses nothing itself.
+
+Pools over several hosts (``PoolSpec.groups``)
+----------------------------------------------
+A backend over a fleet of nodes (a ``PlacingProvider``: the SSH backend) tells its nodes'
+health, slots and labels; the controller hands them over as the pool's node *groups*: the
+extra labels a set of nodes offers beyond the pool's, and the total slots of its nodes that
+are up (a group with no slot on an up node is not live). ``groups=None`` is an ordinary pool,
+decided by the rules above, unchanged. For a pool with groups:
+
+- A job is served when its labels are within the pool's labels plus those of some live
+  group (``PoolSpec.serves``); ``match_pool`` ranks such a pool by the narrowest covering
+  group's labels. A job only a down node (or no node) could take is unmatched: reported,
+  never provisioned for, and ``explain_unmatched`` says so ("pool 'vps': no live node offers
+  deploy (down: 10.0.0.12:2222)").
+- A runner belongs to the group whose extra labels equal its labels (``Runner.labels``, the
+  ones it registered with) minus the pool's; a runner without labels of its own has the
+  pool's, so it is of the group without extra labels. Runners named in
+  ``PoolSpec.unreachable`` are on nodes that are down: they count against ``max_runners``
+  (they exist, and their node may come back) but neither as free nor against a live group's
+  slots (a node that is down holds no slot: its runners are not counted twice), and they are
+  never scaled down (their node cannot be asked to remove them).
+- Queued jobs are matched one by one, the most constrained first (fewest covering groups,
+  then by id): to a free runner that covers it (on a live node; the narrowest group first),
+  else to a new runner in a covering group with a free slot (the narrowest first, so the
+  slots of deploy nodes are kept for deploy jobs while other nodes can take a plain job),
+  never above ``max_runners - live`` in all. A busy runner whose job is not known yet has
+  taken the first queued job it covers. Jobs that live groups cover but that find no room
+  wait; ``reason`` says how many, and what they need.
+- ``min_idle``: free runners no queued job takes count towards it; each one missing is
+  created in the group with the most free slots (on a tie the narrowest).
+- Scale-down is as above, on the runners of live nodes: the idle ones no queued job takes
+  are the candidates for the timeout (``surplus`` = those free runners beyond ``min_idle``).
+- ``create_labels`` names the group (its extra labels) of each new runner; the controller
+  registers it with the pool's labels plus those, and the backend places it on a node of
+  that group.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from runnerscale.model import Job, JobState, PoolSpec, Runner, RunnerState, Target, match_pool
+from runnerscale.model import (
+    Job,
+    JobState,
+    LabelGroup,
+    PoolSpec,
+    Runner,
+    RunnerState,
+    Target,
+    match_pool,
+    narrowest,
+    normalize_labels,
+)
 
 __all__ = ["Decision", "PoolDecision", "decide"]
 
@@ -111,6 +158,11 @@ class PoolDecision:
     reap: tuple[str, ...] = ()
     #: Runners the pool would create now but for its failure backoff.
     held_back: int = 0
+    #: For a pool over several hosts: the node group (its extra labels) of each new runner,
+    #: one per ``create``; empty for an ordinary pool.
+    create_labels: tuple[frozenset[str], ...] = ()
+    #: Live runners on nodes that are down (counted in ``live``, not in ``free``).
+    unreachable: int = 0
 
 
 @dataclass(frozen=True)
@@ -170,7 +222,7 @@ def decide(
     backoff = backoff or {}
     decisions = {}
     for pool in pools:
-        decided = _decide_pool(pool, len(queued[pool.name]), by_pool[pool.name], now)
+        decided = _decide_pool(pool, queued[pool.name], by_pool[pool.name], now)
         decided = _hold_back(decided, backoff.get(pool.name, 0.0), now)
         create_on = _targets_for(targets, decided.create, queued[pool.name], by_pool[pool.name])
         reap = tuple(
@@ -189,6 +241,7 @@ def _hold_back(decided: PoolDecision, backoff_until: float, now: float) -> PoolD
     return replace(
         decided,
         create=0,
+        create_labels=(),
         held_back=decided.create,
         reason=f"{decided.reason}; held back by the failure backoff for "
         f"{backoff_until - now:.0f}s more",
@@ -224,55 +277,123 @@ def _idle_since(runner: Runner) -> float:
     return runner.idle_since if runner.idle_since is not None else runner.state_since
 
 
-def _decide_pool(pool: PoolSpec, queued: int, runners: list[Runner], now: float) -> PoolDecision:
-    busy = sum(1 for runner in runners if runner.state is RunnerState.BUSY)
-    # A runner GitHub shows busy before its job's move to in_progress was observed has taken
-    # one of the queued jobs: that job needs no other runner.
-    taken = sum(1 for r in runners if r.state is RunnerState.BUSY and r.job_id is None)
-    queued = max(0, queued - taken)
-    free = sum(1 for runner in runners if runner.state.free)
-    live = sum(1 for runner in runners if runner.state.live)
-    staying = sum(1 for runner in runners if runner.state.live and runner.state not in _LEAVING)
-    on_the_way = sum(1 for runner in runners if runner.state in _ON_THE_WAY)
-    # Idle longest first; the name makes equal times deterministic.
-    idle = sorted(
+def _idle_longest_first(runners: Iterable[Runner]) -> list[Runner]:
+    """Idle runners, idle longest first; the name makes equal times deterministic."""
+    return sorted(
         (runner for runner in runners if runner.state is RunnerState.IDLE),
         key=lambda runner: (_idle_since(runner), runner.name),
     )
+
+
+def _staying(runners: Iterable[Runner]) -> int:
+    """Live runners that do not leave by themselves (what an excess over the cap counts)."""
+    return sum(1 for runner in runners if runner.state.live and runner.state not in _LEAVING)
+
+
+@dataclass(frozen=True)
+class _Removal:
+    """Idle runners to scale down, and the counts the reason names."""
+
+    names: tuple[str, ...]
+    by_timeout: int
+    by_cap: int
+    over_cap: int
+
+
+def _removal(
+    pool: PoolSpec,
+    idle: Sequence[Runner],
+    *,
+    eligible: int,
+    surplus: int,
+    staying: int,
+    now: float,
+) -> _Removal:
+    """Which of ``idle`` (in removal order) go: up to ``surplus`` of the first ``eligible``
+    ones idle for ``idle_timeout``, or as many as the pool is over its cap.
+
+    The timed-out runners are a prefix of the first ``eligible`` (same timeout, sorted by idle
+    time), so both rules remove a prefix of ``idle`` and the larger count covers both."""
+    timed_out = sum(
+        1 for runner in idle[:eligible] if now - _idle_since(runner) >= pool.idle_timeout
+    )
+    by_timeout = min(surplus, timed_out)
+    over_cap = max(0, staying - pool.max_runners)
+    by_cap = min(over_cap, len(idle))
+    names = tuple(runner.name for runner in idle[: max(by_timeout, by_cap)])
+    return _Removal(names, by_timeout, by_cap, over_cap)
+
+
+def _counts(queued: int, runners: Iterable[Runner]) -> tuple[int, int, int, str]:
+    """Busy, on the way and idle runners, and the reason's sentence of them and the queue."""
+    by_state = Counter(runner.state for runner in runners)
+    busy = by_state[RunnerState.BUSY]
+    on_the_way = sum(by_state[state] for state in _ON_THE_WAY)
+    idle = by_state[RunnerState.IDLE]
+    return (
+        busy,
+        on_the_way,
+        idle,
+        f"{queued} queued, {busy} busy, {on_the_way} on the way, {idle} idle",
+    )
+
+
+def _action(
+    pool: PoolSpec,
+    create: int,
+    short: int,
+    removal: _Removal,
+    surplus: int,
+    *,
+    placed: str = "",
+) -> str:
+    """The reason's account of what the pool does. ``short``: runners wanted but kept out by
+    the cap; ``placed``: where the new runners go, for a pool over several hosts."""
+    if create:
+        action = f"create {create} (cap {pool.max_runners}{placed})"
+        if short:
+            action += f", {short} more wanted but the cap is reached"
+        return action
+    if removal.by_cap > removal.by_timeout:
+        return (
+            f"remove {len(removal.names)} idle to get down to the lowered cap of {pool.max_runners}"
+        )
+    if removal.names:
+        return f"remove {len(removal.names)} idle for {pool.idle_timeout:g}s or more"
+    if removal.over_cap:
+        return f"over the cap of {pool.max_runners} but no idle runner to remove, wait"
+    if short:
+        return f"at the cap of {pool.max_runners}, {short} wanted, wait"
+    if surplus:
+        return f"{surplus} more than needed, idle ones go after {pool.idle_timeout:g}s idle"
+    if pool.min_idle:
+        return f"enough, keeping min_idle {pool.min_idle}"
+    return "nothing to do"
+
+
+def _decide_pool(
+    pool: PoolSpec, jobs: Sequence[Job], runners: list[Runner], now: float
+) -> PoolDecision:
+    if pool.groups is not None:
+        return _decide_placed(pool, jobs, runners, now)
+    # A runner GitHub shows busy before its job's move to in_progress was observed has taken
+    # one of the queued jobs: that job needs no other runner.
+    taken = sum(1 for r in runners if r.state is RunnerState.BUSY and r.job_id is None)
+    queued = max(0, len(jobs) - taken)
+    free = sum(1 for runner in runners if runner.state.free)
+    live = sum(1 for runner in runners if runner.state.live)
+    busy, _, _, counts = _counts(queued, runners)
 
     needed_free = queued + pool.min_idle
     room = pool.max_runners - live
     create = max(0, min(needed_free - free, room))
 
-    # The timed-out runners are a prefix of ``idle`` (same timeout, sorted by idle time), so
-    # both rules below remove a prefix of it and the larger count covers both.
+    idle = _idle_longest_first(runners)
     surplus = max(0, free - needed_free)
-    timed_out = sum(1 for runner in idle if now - _idle_since(runner) >= pool.idle_timeout)
-    by_timeout = min(surplus, timed_out)
-    over_cap = max(0, staying - pool.max_runners)
-    by_cap = min(over_cap, len(idle))
-    remove = tuple(runner.name for runner in idle[: max(by_timeout, by_cap)])
-
-    counts = f"{queued} queued, {busy} busy, {on_the_way} on the way, {len(idle)} idle"
-    if create:
-        action = f"create {create} (cap {pool.max_runners})"
-        if create < needed_free - free:
-            action += f", {needed_free - free - create} more wanted but the cap is reached"
-    elif by_cap > by_timeout:
-        action = f"remove {len(remove)} idle to get down to the lowered cap of {pool.max_runners}"
-    elif remove:
-        action = f"remove {len(remove)} idle for {pool.idle_timeout:g}s or more"
-    elif over_cap:
-        action = f"over the cap of {pool.max_runners} but no idle runner to remove, wait"
-    elif needed_free > free:
-        action = f"at the cap of {pool.max_runners}, {needed_free - free} wanted, wait"
-    elif surplus:
-        action = f"{surplus} more than needed, idle ones go after {pool.idle_timeout:g}s idle"
-    elif pool.min_idle:
-        action = f"enough, keeping min_idle {pool.min_idle}"
-    else:
-        action = "nothing to do"
-
+    removal = _removal(
+        pool, idle, eligible=len(idle), surplus=surplus, staying=_staying(runners), now=now
+    )
+    short = max(0, needed_free - free - create)
     return PoolDecision(
         pool=pool.name,
         queued=queued,
@@ -281,6 +402,156 @@ def _decide_pool(pool: PoolSpec, queued: int, runners: list[Runner], now: float)
         live=live,
         desired=min(pool.max_runners, busy + queued + pool.min_idle),
         create=create,
-        remove=remove,
-        reason=f"{counts}: {action}",
+        remove=removal.names,
+        reason=f"{counts}: {_action(pool, create, short, removal, surplus)}",
     )
+
+
+class _Filling:
+    """A pool over several hosts being filled: the free slots of its live node groups, its
+    free runners on live nodes, and the new runners placed so far (module docstring)."""
+
+    def __init__(self, pool: PoolSpec, runners: Sequence[Runner]) -> None:
+        self.pool = pool
+        self.groups = pool.live_groups()
+        self.reachable = [runner for runner in runners if runner.name not in pool.unreachable]
+        self.room = {group.extra_labels: group.slots for group in self.groups}
+        for runner in self.reachable:
+            if runner.state.live and self.group_of(runner) in self.room:
+                self.room[self.group_of(runner)] -= 1
+        self.cap_room = max(0, pool.max_runners - sum(1 for r in runners if r.state.live))
+        #: Free runners on live nodes, narrowest group first.
+        self.free = sorted(
+            (runner for runner in self.reachable if runner.state.free),
+            key=lambda runner: (narrowest(self.group_of(runner)), runner.name),
+        )
+        #: Free runners a queued job will take.
+        self.matched: set[str] = set()
+        #: The group (its extra labels) of each new runner.
+        self.creates: list[frozenset[str]] = []
+        #: Runners wanted but kept out by the cap.
+        self.short = 0
+        #: Per job that waits for a free slot: its labels beyond the pool's.
+        self.no_slot: list[frozenset[str]] = []
+
+    def group_of(self, runner: Runner) -> frozenset[str]:
+        """The runner's group: its labels beyond the pool's (none of its own: the pool's)."""
+        return normalize_labels(runner.labels) - self.pool.labels
+
+    def covers(self, runner: Runner, job: Job) -> bool:
+        return normalize_labels(job.labels) <= self.pool.labels | self.group_of(runner)
+
+    def serve(self, jobs: Sequence[Job], runners: Sequence[Runner]) -> list[Job]:
+        """Match each queued job to a free runner or new room; returns the jobs that still
+        need a runner (a busy runner whose job is not known yet has taken one it covers)."""
+        covering = {job.id: self.pool.covering(job.labels) for job in jobs}
+        # Most constrained first: a job only deploy nodes can take picks before one any can.
+        waiting = sorted(jobs, key=lambda job: (len(covering[job.id]), job.id))
+        for runner in sorted(runners, key=lambda r: r.name):
+            if runner.state is RunnerState.BUSY and runner.job_id is None:
+                taken = next((job for job in waiting if self.covers(runner, job)), None)
+                if taken is not None:
+                    waiting.remove(taken)
+        for job in waiting:
+            free = next(
+                (r for r in self.free if r.name not in self.matched and self.covers(r, job)), None
+            )
+            if free is not None:
+                self.matched.add(free.name)
+                continue
+            group = next((g for g in covering[job.id] if self.room[g.extra_labels] > 0), None)
+            if group is None:
+                self.no_slot.append(normalize_labels(job.labels) - self.pool.labels)
+            else:
+                self._create(group)
+        return waiting
+
+    @property
+    def spare(self) -> int:
+        """Free runners on live nodes that no queued job takes."""
+        return len(self.free) - len(self.matched)
+
+    def keep_idle(self) -> None:
+        """New runners up to ``min_idle`` spare ones, each in the group with the most free
+        slots (on a tie the narrowest: ``max`` keeps the first)."""
+        for _ in range(max(0, self.pool.min_idle - self.spare)):
+            roomy = [group for group in self.groups if self.room[group.extra_labels] > 0]
+            if not roomy:
+                return
+            self._create(max(roomy, key=lambda group: self.room[group.extra_labels]))
+
+    def _create(self, group: LabelGroup) -> None:
+        if len(self.creates) >= self.cap_room:
+            self.short += 1
+            return
+        self.room[group.extra_labels] -= 1
+        self.creates.append(group.extra_labels)
+
+
+def _decide_placed(
+    pool: PoolSpec, jobs: Sequence[Job], runners: list[Runner], now: float
+) -> PoolDecision:
+    """A pool over several hosts: room counted per node group (see the module docstring)."""
+    filling = _Filling(pool, runners)
+    waiting = filling.serve(jobs, runners)
+    filling.keep_idle()
+    reachable, matched = filling.reachable, filling.matched
+    unmatched_idle = _idle_longest_first(r for r in reachable if r.name not in matched)
+    matched_idle = _idle_longest_first(r for r in reachable if r.name in matched)
+    surplus = max(0, filling.spare - pool.min_idle)
+    removal = _removal(
+        pool,
+        # While it creates, an idle runner no job takes waits a cycle (never both at once).
+        [] if filling.creates else unmatched_idle + matched_idle,
+        eligible=len(unmatched_idle),
+        surplus=surplus,
+        staying=_staying(runners),
+        now=now,
+    )
+    away = sum(1 for r in runners if r.name in pool.unreachable and r.state.live)
+    busy, _, _, counts = _counts(len(waiting), reachable)
+    if away:
+        counts += f", {away} on down nodes"
+    creates = filling.creates
+    action = _action(pool, len(creates), filling.short, removal, surplus, placed=_placed(creates))
+    if filling.no_slot:
+        action += f"; {_slot_wait(filling.no_slot)}"
+    if not filling.groups:
+        down = sorted(name for group in pool.groups or () for name in group.down)
+        action += "; no node is up" + (f" (down: {', '.join(down)})" if down else "")
+    return PoolDecision(
+        pool=pool.name,
+        queued=len(waiting),
+        busy=busy,
+        free=len(filling.free),
+        live=sum(1 for runner in runners if runner.state.live),
+        desired=min(pool.max_runners, busy + len(waiting) + pool.min_idle),
+        create=len(creates),
+        remove=removal.names,
+        reason=f"{counts}: {action}",
+        create_labels=tuple(creates),
+        unreachable=away,
+    )
+
+
+def _by_labels(label_sets: Iterable[frozenset[str]]) -> list[tuple[frozenset[str], int]]:
+    """How many of each non-empty label set, narrowest first."""
+    counted = Counter(labels for labels in label_sets if labels)
+    return sorted(counted.items(), key=lambda item: narrowest(item[0]))
+
+
+def _placed(creates: Sequence[frozenset[str]]) -> str:
+    """Where the new runners go, beyond plain nodes: ``; 1 with deploy``."""
+    return "".join(
+        f"; {count} with {', '.join(sorted(labels))}" for labels, count in _by_labels(creates)
+    )
+
+
+def _slot_wait(needs: Sequence[frozenset[str]]) -> str:
+    """Jobs that live nodes serve but have no free slot for, and what they need."""
+    detail = "; ".join(
+        f"{count} need{'s' if count == 1 else ''} {', '.join(sorted(labels))}"
+        for labels, count in _by_labels(needs)
+    )
+    said = f"{len(needs)} wait{'s' if len(needs) == 1 else ''} for a free node slot"
+    return f"{said} ({detail})" if detail else said

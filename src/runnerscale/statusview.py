@@ -30,7 +30,15 @@ from rich.text import Text
 
 from runnerscale.warm import time_zone
 
-__all__ = ["github_lines", "leadership_lines", "min_idle_cell", "print_status", "render", "watch"]
+__all__ = [
+    "github_lines",
+    "leadership_lines",
+    "min_idle_cell",
+    "node_lines",
+    "print_status",
+    "render",
+    "watch",
+]
 
 #: Jobs listed under each heading (the status API lists more; the page shows them all).
 LISTED = 10
@@ -101,6 +109,24 @@ def _capped_lines(pools: Sequence[dict[str, Any]]) -> list[str]:
         for pool in pools
         if pool.get("capped_by")
     ]
+
+
+def node_lines(pools: Sequence[dict[str, Any]], now: float) -> list[str]:
+    """A line per host of each pool over several hosts: up with its runners and slots, or down
+    with why (and for how long)."""
+    lines = []
+    for pool in pools:
+        for node in pool.get("nodes") or []:
+            labels = f" ({', '.join(node['labels'])})" if node["labels"] else ""
+            runners = f"{node['runners']} runner{'' if node['runners'] == 1 else 's'}"
+            head = f"pool {pool['name']}: node {node['name']}{labels}"
+            if node["up"]:
+                lines.append(f"{head}: up, {runners} on {node['slots']} slots")
+                continue
+            since = node.get("since")
+            down = "down" if since is None else f"down for {_seconds(now - since)}"
+            lines.append(f"{head}: {down}: {node['reason'] or 'no reason given'}; {runners}")
+    return lines
 
 
 def leadership_lines(body: Status) -> list[str]:
@@ -204,9 +230,11 @@ def github_lines(github: dict[str, Any], now: float) -> list[str]:
 
 def render(body: Status, now: float) -> list[RenderableType]:
     """The status as the terminal shows it: the pools' table, then lines (who leads, why
-    queued jobs wait, the jobs no pool serves, the recent queue waits, the API budget)."""
+    queued jobs wait, the hosts of pools over several, the jobs no pool serves, the recent
+    queue waits, the API budget)."""
     pools = body.get("pools") or []
     lines = _capped_lines(pools) + leadership_lines(body) + _reason_lines(pools)
+    lines += node_lines(pools, now)
     lines += _queued_lines(body, now)
     lines += _unmatched_lines(body) + _wait_lines(body)
     github = body.get("github")

@@ -11,7 +11,7 @@ the backend (the fakes) keep what they hold.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +24,14 @@ from runnerscale.controller.loops import Controller, ControllerSettings
 from runnerscale.model import JobState, PoolSpec, Runner, RunnerState, Target, normalize_labels
 from runnerscale.protocols import ObservedJob
 from runnerscale.store import SqlStore, open_store
-from tests.controller.fakes import FakeGitHub, FakeProvider, Journal, RecordingStore
+from tests.controller.fakes import (
+    FakeFleet,
+    FakeGitHub,
+    FakeNode,
+    FakeProvider,
+    Journal,
+    RecordingStore,
+)
 
 REPO_A = Target("repo", "acme/app")
 REPO_B = Target("repo", "acme/lib")
@@ -209,7 +216,9 @@ def make_world(tmp_path: Path) -> Iterator[MakeRig]:
         min_idle: int = 0,
         targets: tuple[Target, ...] = (REPO_A,),
         rerun_lost_jobs: bool = False,
+        nodes: Sequence[FakeNode] | None = None,
     ) -> Rig:
+        """``nodes``: the pool's backend is a placing one over these hosts (a FakeFleet)."""
         journal = Journal()
         spec = PoolSpec(
             name="linux",
@@ -224,7 +233,11 @@ def make_world(tmp_path: Path) -> Iterator[MakeRig]:
             clock=VirtualClock(),
             journal=journal,
             github=FakeGitHub(journal=journal),
-            provider=FakeProvider(pool="linux", journal=journal),
+            provider=(
+                FakeProvider(pool="linux", journal=journal)
+                if nodes is None
+                else FakeFleet(pool="linux", journal=journal, nodes=list(nodes))
+            ),
             spec=spec,
             targets=list(targets),
             rerun_lost_jobs=rerun_lost_jobs,

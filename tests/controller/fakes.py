@@ -28,17 +28,28 @@ from runnerscale.model import (
     Runner,
     RunnerState,
     Target,
+    normalize_labels,
 )
 from runnerscale.protocols import (
     DeleteOutcome,
     GitHubError,
     JitConfig,
+    NodeState,
     ObservedJob,
+    Placement,
     ProviderError,
 )
 from runnerscale.store import SqlStore
 
-__all__ = ["CrashError", "FakeGitHub", "FakeProvider", "Journal", "RecordingStore"]
+__all__ = [
+    "CrashError",
+    "FakeFleet",
+    "FakeGitHub",
+    "FakeNode",
+    "FakeProvider",
+    "Journal",
+    "RecordingStore",
+]
 
 #: One entry per call: (who, operation, subject), e.g. ("github", "delete_runner", "rs-x-1").
 Entry = tuple[str, str, str]
@@ -400,6 +411,93 @@ class FakeProvider:
         )
         self.instances[instance.id] = instance
         return instance
+
+
+@dataclass
+class FakeNode:
+    """One host of :class:`FakeFleet`."""
+
+    name: str
+    slots: int
+    extra_labels: frozenset[str] = frozenset()
+    up: bool = True
+    reason: str = ""
+    since: float | None = None
+
+
+@dataclass
+class FakeFleet(FakeProvider):
+    """A placing backend (:class:`~runnerscale.protocols.PlacingProvider`) over the fake one:
+    its instances are spread over ``nodes`` as the contract says (an up node whose extra
+    labels are all the runner's, the widest such set first; then the fewest runners per
+    slot). A node taken ``down`` keeps its instances listed (the backend remembers them), and
+    refuses to delete them until it is ``up`` again."""
+
+    nodes: list[FakeNode] = field(default_factory=list)
+    #: Instance id -> the name of the node it is on.
+    where: dict[str, str] = field(default_factory=dict)
+
+    def node(self, name: str) -> FakeNode:
+        return next(node for node in self.nodes if node.name == name)
+
+    def on(self, name: str) -> set[str]:
+        """The runner names of the instances on a node."""
+        return {
+            self.instances[id_].runner_name
+            for id_, node in self.where.items()
+            if node == name and id_ in self.instances
+        }
+
+    def down(self, name: str, reason: str = "no answer to keepalives", since: float = 0.0) -> None:
+        node = self.node(name)
+        node.up, node.reason, node.since = False, reason, since
+
+    def back(self, name: str, since: float = 0.0) -> None:
+        node = self.node(name)
+        node.up, node.reason, node.since = True, "", since
+
+    # -- the PlacingProvider protocol
+
+    def placement(self) -> Placement:
+        return Placement(
+            nodes=tuple(
+                NodeState(
+                    node.name,
+                    node.up,
+                    node.slots,
+                    node.extra_labels,
+                    node.reason,
+                    node.since,
+                    len(self.on(node.name)),
+                )
+                for node in self.nodes
+            ),
+            unreachable=frozenset(
+                name for node in self.nodes if not node.up for name in self.on(node.name)
+            ),
+        )
+
+    async def create(self, spec: InstanceSpec) -> Instance:
+        wanted = normalize_labels(spec.labels)
+        candidates = [node for node in self.nodes if node.up and node.extra_labels <= wanted]
+        if not candidates:
+            raise ProviderError(f"no node that is up offers {', '.join(sorted(wanted))}")
+        widest = max(len(node.extra_labels) for node in candidates)
+        node = min(
+            (node for node in candidates if len(node.extra_labels) == widest),
+            key=lambda node: len(self.on(node.name)) / max(node.slots, 1),
+        )
+        instance = await super().create(spec)
+        self.where[instance.id] = node.name
+        return instance
+
+    async def delete(self, instance_id: str) -> None:
+        node = self.where.get(instance_id)
+        if node is not None and not self.node(node).up:
+            self.journal.append(("provider", "delete refused", instance_id))
+            raise ProviderError(f"node {node} is down")
+        await super().delete(instance_id)
+        self.where.pop(instance_id, None)
 
 
 # ---------------------------------------------------------------------------------- store

@@ -124,6 +124,12 @@ def documented_metrics() -> dict[str, Documented]:
     return rows
 
 
+def per_host(row: Documented) -> bool:
+    """Whether a documented metric is about the hosts of a pool over several (labelled by
+    ``node``): exported only by a daemon with such a pool."""
+    return "node" in row.labels
+
+
 #: Series names a histogram exposes besides its own.
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 #: Metrics the rules and the dashboard may read that Prometheus itself makes.

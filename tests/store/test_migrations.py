@@ -4,8 +4,10 @@ its rows kept; and the hand-written migrations match ``tables.py``."""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
@@ -15,11 +17,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy import inspect as inspect_db
 
 import runnerscale.store
-from runnerscale.model import JobLoss, JobState
+from runnerscale.model import JobLoss, JobState, RunnerState
 from runnerscale.protocols import ObservedJob, Store
 from runnerscale.store import SqlStore, StateVersionError, open_store
 from runnerscale.store.sql import engine_url
@@ -55,6 +57,17 @@ def migrate(url: str, revision: str, *, down: bool = False) -> None:
         engine.dispose()
 
 
+@contextlib.contextmanager
+def raw_engine(url: str) -> Iterator[Engine]:
+    """An engine on the database at ``url``, beside the store (to write rows as an older
+    runnerscale did, or to inspect the schema)."""
+    engine = create_engine(engine_url(url))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
 def current_revision(store: SqlStore) -> str | None:
     with store.engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
@@ -83,7 +96,8 @@ def test_package_ships_the_migrations() -> None:
     assert (location / "script.py.mako").is_file()
     assert (location / "versions" / "0001_initial.py").is_file()
     assert (location / "versions" / "0002_job_losses.py").is_file()
-    assert head_revision() == "0002"
+    assert (location / "versions" / "0003_runner_labels.py").is_file()
+    assert head_revision() == "0003"
 
 
 def test_migrations_create_the_schema(sql_store: SqlStore) -> None:
@@ -108,8 +122,7 @@ def test_a_database_of_the_first_version_gains_the_job_losses_and_keeps_its_rows
     store_url: str,
 ) -> None:
     migrate(store_url, "0001")
-    engine = create_engine(engine_url(store_url))
-    try:
+    with raw_engine(store_url) as engine:
         assert "job_losses" not in inspect_db(engine).get_table_names()
         with engine.begin() as connection:
             connection.execute(
@@ -118,8 +131,6 @@ def test_a_database_of_the_first_version_gains_the_job_losses_and_keeps_its_rows
                     "VALUES (7, 'acme/app', '[\"linux\"]', 'in_progress', 1.0, 2.0)"
                 )
             )
-    finally:
-        engine.dispose()
     store = open_store(store_url)
     try:
         assert current_revision(store) == head_revision()
@@ -137,11 +148,8 @@ def test_a_database_of_the_first_version_gains_the_job_losses_and_keeps_its_rows
 def test_the_job_losses_migration_goes_back_down(store_url: str) -> None:
     open_store(store_url).close()
     migrate(store_url, "0001", down=True)
-    engine = create_engine(engine_url(store_url))
-    try:
+    with raw_engine(store_url) as engine:
         assert "job_losses" not in inspect_db(engine).get_table_names()
-    finally:
-        engine.dispose()
     store = open_store(store_url)  # and up again
     try:
         store.observe_job(
@@ -151,6 +159,38 @@ def test_the_job_losses_migration_goes_back_down(store_url: str) -> None:
         assert store.record_job_loss(JobLoss(1, "acme/app", "linux", "why", lost_at=2.0))
     finally:
         store.close()
+
+
+def test_runners_of_the_second_version_gain_empty_labels_and_keep_their_rows(
+    store_url: str,
+) -> None:
+    migrate(store_url, "0002")
+    with raw_engine(store_url) as engine, engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO runners (name, pool, target, state, created_at, state_since, "
+                "attempts) VALUES ('rs-1', 'linux', 'repo:acme/app', 'busy', 1.0, 2.0, 1)"
+            )
+        )
+    store = open_store(store_url)
+    try:
+        runner = store.get_runner("rs-1")
+        assert runner is not None
+        assert (runner.pool, runner.state, runner.labels) == ("linux", RunnerState.BUSY, ())
+        assert store.transition("rs-1", RunnerState.BUSY, RunnerState.BUSY, labels=("deploy",))
+        assert store.get_runner("rs-1") == replace(runner, labels=("deploy",))
+    finally:
+        store.close()
+
+
+def test_the_runner_labels_migration_goes_back_down(store_url: str) -> None:
+    open_store(store_url).close()
+    migrate(store_url, "0002", down=True)
+    with raw_engine(store_url) as engine:
+        columns = {column["name"] for column in inspect_db(engine).get_columns("runners")}
+        assert "labels" not in columns
+        assert "idle_since" in columns
+    open_store(store_url).close()  # and up again
 
 
 def test_reopening_is_idempotent(make_store: Callable[[], SqlStore]) -> None:

@@ -52,6 +52,7 @@ def test_update_round_trips_every_field(store: SqlStore) -> None:
         attempts=3,
         last_error="docker: no space left on device\nsecond line ünïcode",
         idle_since=1200.125,
+        labels=("self-hosted", "Linux", "x64", "deploy"),
     )
     # The test must change every field but the name, or it proves nothing.
     for field in fields(Runner):
@@ -60,7 +61,9 @@ def test_update_round_trips_every_field(store: SqlStore) -> None:
     _write_whole(store, RunnerState.PENDING, changed)
     assert store.get_runner("rs-linux-1") == changed
 
-    cleared = replace(changed, github_id=None, instance_id=None, job_id=None, idle_since=None)
+    cleared = replace(
+        changed, github_id=None, instance_id=None, job_id=None, idle_since=None, labels=()
+    )
     _write_whole(store, RunnerState.BUSY, replace(cleared, last_error=None))
     assert store.get_runner("rs-linux-1") == replace(cleared, last_error=None)
 
@@ -70,6 +73,22 @@ def _write_whole(store: Store, expected: RunnerState, runner: Runner) -> None:
     changes = {f.name: getattr(runner, f.name) for f in fields(Runner)}
     del changes["name"], changes["state"]
     assert store.transition(runner.name, expected, runner.state, **changes)
+
+
+def test_a_runners_labels_are_kept_through_its_lifecycle(store: Store) -> None:
+    """Written when it is planned (the labels it registers with), never lost by a transition
+    that does not name them, nor by a restart's adoption (``creating`` to ``booting``)."""
+    labels = ("self-hosted", "linux", "x64", "deploy")
+    store.add_runner(runner(labels=labels))
+    assert store.transition("rs-linux-1", RunnerState.PENDING, RunnerState.CREATING, github_id=7)
+    assert store.transition(
+        "rs-linux-1", RunnerState.CREATING, RunnerState.BOOTING, instance_id="i-1"
+    )
+    assert store.transition("rs-linux-1", RunnerState.BOOTING, RunnerState.IDLE, idle_since=5.0)
+    stored = store.get_runner("rs-linux-1")
+    assert stored is not None
+    assert stored.labels == labels
+    assert [r.labels for r in store.runners(pool="linux")] == [labels]
 
 
 def test_update_of_an_unknown_runner(store: SqlStore) -> None:

@@ -22,17 +22,29 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from runnerscale.controller.observe import amend, apply_runner_list, move
-from runnerscale.model import InstanceSpec, JobState, PoolSpec, Runner, RunnerState, Target
+from runnerscale.model import (
+    InstanceSpec,
+    JobState,
+    LabelGroup,
+    PoolSpec,
+    Runner,
+    RunnerState,
+    Target,
+    narrowest,
+    normalize_labels,
+)
 from runnerscale.protocols import (
     Clock,
     DeleteOutcome,
     GitHubAPI,
     GitHubError,
+    Placement,
+    PlacingProvider,
     Provider,
     ProviderError,
     Store,
@@ -87,11 +99,35 @@ class PoolRuntime:
 
     def spec_at(self, now: float) -> PoolSpec:
         """The pool's limits with the ``min_idle`` in force at ``now``: what the scaler decides
-        on. A pool waiting for its host's labels keeps no idle runner, window or not."""
+        on. A pool waiting for its host's labels keeps no idle runner, window or not. A pool
+        whose backend places runners on several hosts has its node groups and the runners on
+        its nodes that are down, as the backend knows them now."""
+        spec = self.spec
         in_force = self.min_idle_at(now)
-        if in_force is None or not self.spec.ready:
-            return self.spec
-        return replace(self.spec, min_idle=in_force.count)
+        if in_force is not None and spec.ready:
+            spec = replace(spec, min_idle=in_force.count)
+        placement = self.placement()
+        if placement is not None:
+            spec = replace(
+                spec,
+                groups=node_groups(placement, spec.labels),
+                unreachable=placement.unreachable,
+            )
+        return spec
+
+    def placement(self) -> Placement | None:
+        """Where the backend can start runners now; None when it is not a placing one."""
+        if isinstance(self.provider, PlacingProvider):
+            return self.provider.placement()
+        return None
+
+    def runner_labels(self, extra: frozenset[str]) -> tuple[str, ...]:
+        """The labels a new runner registers with: none of its own for an ordinary pool (it
+        has the pool's); on a pool over several hosts, the pool's as configured and its node
+        group's ``extra`` ones, sorted (the backend places it on a node of that group)."""
+        if not isinstance(self.provider, PlacingProvider):
+            return ()
+        return (*self.labels, *sorted(extra - normalize_labels(self.labels)))
 
     @property
     def keeps_idle(self) -> bool:
@@ -113,6 +149,24 @@ class PoolRuntime:
         self.backoff_until = 0.0
         self.healthy = True
         self.last_error = None
+
+
+def node_groups(placement: Placement, pool_labels: frozenset[str]) -> tuple[LabelGroup, ...]:
+    """A placing backend's nodes as the scaler counts them: one group per set of labels the
+    nodes offer beyond the pool's, with the slots of its nodes that are up and the names of
+    those that are down; narrowest first."""
+    slots: dict[frozenset[str], int] = {}
+    down: dict[frozenset[str], list[str]] = {}
+    for node in placement.nodes:
+        extra = normalize_labels(node.extra_labels) - pool_labels
+        slots[extra] = slots.get(extra, 0) + (node.slots if node.up else 0)
+        down.setdefault(extra, [])
+        if not node.up:
+            down[extra].append(node.name)
+    return tuple(
+        LabelGroup(extra, slots[extra], tuple(down[extra]))
+        for extra in sorted(slots, key=narrowest)
+    )
 
 
 #: What ``Events.scaled`` reports: a runner's creation or removal completed.
@@ -177,9 +231,10 @@ class Actions:
     def new_name(self, pool: PoolRuntime) -> str:
         return f"{pool.prefix}{self.suffix()}"
 
-    def plan_runner(self, pool: PoolRuntime, target: Target) -> Runner:
+    def plan_runner(self, pool: PoolRuntime, target: Target, labels: Sequence[str] = ()) -> Runner:
         """Write a new ``pending`` runner: the decision to create it, before anything is asked
-        of GitHub or the backend (:meth:`start_runner` acts on it)."""
+        of GitHub or the backend (:meth:`start_runner` acts on it). ``labels``: those it is to
+        register with (:meth:`PoolRuntime.runner_labels`; none: the pool's)."""
         now = self.clock.now()
         runner = Runner(
             name=self.new_name(pool),
@@ -188,6 +243,7 @@ class Actions:
             state=RunnerState.PENDING,
             created_at=now,
             state_since=now,
+            labels=tuple(labels),
         )
         self.store.add_runner(runner)
         return runner
@@ -202,8 +258,10 @@ class Actions:
         if target is None:
             self._creation_failed(pool, runner, f"its target {runner.target} is not configured")
             return None
+        # Its own labels (a node group's beyond the pool's), else the pool's.
+        labels = runner.labels or pool.labels
         try:
-            jit = await self.github.generate_jitconfig(target, runner.name, pool.labels)
+            jit = await self.github.generate_jitconfig(target, runner.name, labels)
         except GitHubError as error:
             self._creation_failed(pool, runner, f"GitHub refused the JIT config: {error}")
             return None
@@ -220,7 +278,7 @@ class Actions:
             await self._delete_registration(runner, target, jit.runner_id)
             return None
         spec = InstanceSpec(
-            runner_name=runner.name, pool=pool.name, jitconfig=jit.encoded, labels=pool.labels
+            runner_name=runner.name, pool=pool.name, jitconfig=jit.encoded, labels=labels
         )
         try:
             instance = await pool.provider.create(spec)

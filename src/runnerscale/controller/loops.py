@@ -60,6 +60,7 @@ from runnerscale.protocols import (
     GitHubAPI,
     GitHubError,
     ObservedJob,
+    Placement,
     PollHints,
     PollPacer,
     ProviderError,
@@ -94,6 +95,42 @@ class ControllerSettings:
     janitor: JanitorSettings = field(default_factory=JanitorSettings)
 
 
+@dataclass(frozen=True)
+class NodeStatus:
+    """One host of a pool over several hosts, as its backend knows it now
+    (:class:`~runnerscale.protocols.NodeState`)."""
+
+    name: str
+    up: bool
+    slots: int
+    #: Its own labels beyond the pool's, sorted.
+    labels: tuple[str, ...]
+    #: Why it is down ("" when up).
+    reason: str = ""
+    #: When it last went up or down (wall clock; None: not since the daemon started).
+    since: float | None = None
+    #: The pool's runners the backend knows on it.
+    runners: int = 0
+
+
+def node_statuses(placement: Placement | None) -> list[NodeStatus] | None:
+    """The nodes of a placing backend for the status (None: not a placing backend)."""
+    if placement is None:
+        return None
+    return [
+        NodeStatus(
+            node.name,
+            node.up,
+            node.slots,
+            tuple(sorted(node.extra_labels)),
+            node.reason,
+            node.since,
+            node.runners,
+        )
+        for node in placement.nodes
+    ]
+
+
 @dataclass
 class PoolStatus:
     name: str
@@ -115,6 +152,8 @@ class PoolStatus:
     #: The scaler's sentence for this pool's last decision: what it counts and does, or why
     #: its queued jobs wait (the cap, the failure backoff).
     reason: str = ""
+    #: A pool whose backend places runners on several hosts: its nodes (None: another pool).
+    nodes: list[NodeStatus] | None = None
 
 
 @dataclass(frozen=True)
@@ -770,8 +809,9 @@ class Controller:
             pool = self.pools[pool_decision.pool]
             if pool_decision.create or pool_decision.remove or pool_decision.held_back:
                 log.info("pool %s: %s", pool.name, pool_decision.reason)
-            for key in pool_decision.create_on:
-                self.actions.plan_runner(pool, self.targets[key])
+            groups = pool_decision.create_labels or (frozenset(),) * len(pool_decision.create_on)
+            for key, extra in zip(pool_decision.create_on, groups, strict=True):
+                self.actions.plan_runner(pool, self.targets[key], pool.runner_labels(extra))
             self.workers[pool.name].publish(pool_decision)
         if self.reconciled_at is None:
             self.reconciled_at = self.clock.now()
@@ -879,7 +919,9 @@ class Controller:
                 )
 
     def unmatched_reason(self, labels: tuple[str, ...]) -> str:
-        return explain_unmatched([pool.spec for pool in self.pools.values()], labels)
+        # The pools as decided on: those over several hosts with their live nodes now.
+        now = self.clock.now()
+        return explain_unmatched([pool.spec_at(now) for pool in self.pools.values()], labels)
 
     def _refresh_status(self, decision: Decision, runners: list[Runner]) -> None:
         jobs = self._jobs
@@ -907,6 +949,7 @@ class Controller:
                     # (a pool waiting for its host's labels keeps none, window or not)
                     warm=pool.min_idle_at(now) if pool.spec.ready else None,
                     reason=pool_decision.reason if pool_decision else "",
+                    nodes=node_statuses(pool.placement()),
                 )
             )
         job_counts = Counter(job.state.value for job in jobs)

@@ -228,6 +228,7 @@ def _to_runner(row: RunnerRow) -> Runner:
         attempts=row.attempts,
         last_error=row.last_error,
         idle_since=row.idle_since,
+        labels=tuple(row.labels),
     )
 
 
@@ -245,6 +246,7 @@ def _runner_values(runner: Runner) -> dict[str, Any]:
         "attempts": runner.attempts,
         "last_error": runner.last_error,
         "idle_since": runner.idle_since,
+        "labels": list(runner.labels),
     }
 
 
@@ -457,6 +459,8 @@ class SqlStore:
         ``expected``; KeyError for an unknown name."""
         states = expected_states(expected)
         values = checked_changes(changes)
+        if "labels" in values:
+            values["labels"] = list(values["labels"])
         with self._write() as session:
             connection = session.connection()
             result = connection.execute(

@@ -15,7 +15,7 @@ them, so change both together (with a new migration, never by editing an old one
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Double, Index, Integer, MetaData, String, Text
+from sqlalchemy import JSON, BigInteger, Double, Index, Integer, MetaData, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = ["Base", "DeliveryRow", "JobLossRow", "JobRow", "KeyValueRow", "RunnerRow", "metadata"]
@@ -96,6 +96,8 @@ class RunnerRow(Base):
     attempts: Mapped[int] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
     idle_since: Mapped[float | None] = mapped_column(Double)
+    #: The labels it registered with at GitHub; empty: its pool's (``Runner.labels``).
+    labels: Mapped[list[str]] = mapped_column(JSON, server_default=text("'[]'"))
 
     # The controller lists runners per pool and state; the janitor (and pruning) per state.
     __table_args__ = (
