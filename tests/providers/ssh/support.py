@@ -18,19 +18,21 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from runnerscale.protocols import Provider
 from runnerscale.providers.registry import BackendContext
 from runnerscale.providers.ssh.provider import SshProvider
 from runnerscale.providers.ssh.settings import SshConfig
+from tests.processes import processes_under
+from tests.providers.test_conformance_docker import BOOTED, RUN_SH
 from tests.sshd import Sshd, SshServer, mount_script, sshd_argv
 
 __all__ = [
     "BOOTED",
-    "RUN_SH",
     "NodeServer",
+    "SshBackendParts",
     "folders_under",
     "home_of",
     "kill_all_under",
-    "processes_under",
     "provider",
     "runner_script",
     "ssh_config",
@@ -38,20 +40,10 @@ __all__ = [
     "unique",
 ]
 
-BOOTED = "run.sh: started"
-#: The stand-in for the official run.sh: it keeps running with the JIT config it was given,
-#: until it is stopped, and exits at once when the JIT config did not reach it.
-RUN_SH = f"""\
-#!/bin/sh
-[ -n "$ACTIONS_RUNNER_INPUT_JITCONFIG" ] || {{ echo "run.sh: no JIT config"; exit 2; }}
-echo "{BOOTED}"
-trap 'exit 0' TERM INT
-while :; do sleep 1 & wait $!; done
-"""
-
 
 class RunnerScript:
-    """``RUN_SH`` in a folder every user may read (the test user runs it)."""
+    """The Docker conformance suite's ``run.sh`` (it runs until it is stopped, and only with
+    a JIT config), in a folder every user may read (the test user runs it)."""
 
     def __init__(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="rs-ssh-runner-"))
@@ -165,22 +157,6 @@ def folders_under(root: Path) -> list[Path]:
     return sorted(path for path in root.glob("*/*/*") if path.is_dir())
 
 
-def processes_under(root: Path) -> list[int]:
-    """Processes whose working directory is in ``root`` (runners, their launchers)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-            state = (entry / "stat").read_text().rpartition(")")[2].split()[0]
-        except OSError:
-            continue
-        if state != "Z" and (cwd == str(root) or cwd.startswith(f"{root}/")):
-            found.append(int(entry.name))
-    return found
-
-
 def kill_all_under(root: Path) -> None:
     for _ in range(3):
         pids = processes_under(root)
@@ -198,6 +174,27 @@ def tags_of(root: Path, name: str) -> Mapping[str, str] | None:
         return None
     (folder,) = found
     return {"controller": folder.parent.parent.name, "pool": folder.parent.name, "runner": name}
+
+
+class SshBackendParts:
+    """What the conformance suite's backends of both modes share: providers of the pool's
+    ``ssh:`` block (``config``) for any pool and controller id (mixed into a
+    ``BackendUnderTest``)."""
+
+    config: SshConfig
+    folder: Path
+    pool: str
+    controller_id: str
+
+    def context(self, pool: str | None = None, controller_id: str | None = None) -> BackendContext:
+        return BackendContext(
+            pool=pool or self.pool,
+            controller_id=controller_id or self.controller_id,
+            state_dir=self.folder,
+        )
+
+    def provider(self, *, pool: str | None = None, controller_id: str | None = None) -> Provider:
+        return SshProvider(self.config, self.context(pool, controller_id))
 
 
 def unique(prefix: str) -> str:

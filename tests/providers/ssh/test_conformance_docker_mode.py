@@ -3,7 +3,9 @@ in docker mode: the node is the loopback OpenSSH server (``tests/sshd.py``), log
 root, and its engine is the session's Docker engine (``tests/docker_engine.py``), whose socket
 the provider forwards over the SSH connection to the Docker backend's provider. The image is
 the Docker conformance suite's (its ``run.sh`` keeps running until it is stopped), with no
-``command``: the image's real entrypoint takes the JIT config from the environment.
+``command``: the image's real entrypoint takes the JIT config from the environment. The
+backend's state is read on the engine as the Docker suite reads it (its ``DockerBackend``), by
+the container's name: the instance id without its node.
 
 Also here, beyond the suite: two nodes that reach one engine (the same server under two
 names) each see only their own containers, labelled with their node.
@@ -12,9 +14,8 @@ names) each see only their own containers, labelled with their node.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import docker
@@ -23,22 +24,18 @@ import pytest
 from docker.models.containers import Container
 
 from runnerscale.model import InstanceSpec
-from runnerscale.protocols import Provider
-from runnerscale.providers.docker.provider import LABEL_CONTROLLER, LABEL_POOL, LABEL_RUNNER
-from runnerscale.providers.registry import BackendContext
 from runnerscale.providers.ssh.containers import LABEL_NODE
 from runnerscale.providers.ssh.provider import SshProvider
 from runnerscale.providers.ssh.settings import SshConfig
-from tests.docker_engine import Engine, remove_labelled
-from tests.providers.conformance import (
-    BackendUnderTest,
-    Breakage,
-    Interruption,
-    ProviderConformance,
-)
+from tests.docker_engine import Engine
+from tests.providers.conformance import Breakage, Interruption, ProviderConformance
 from tests.providers.interrupt import create_killed_after
-from tests.providers.ssh.support import ssh_config
-from tests.providers.test_conformance_docker import BOOTED, conformance_image, docker_breakages
+from tests.providers.ssh.support import SshBackendParts, ssh_config
+from tests.providers.test_conformance_docker import (
+    DockerBackend,
+    conformance_image,
+    docker_breakages,
+)
 from tests.sshd import SshServer, known_hosts_line
 
 __all__ = ["conformance_image"]
@@ -46,11 +43,17 @@ __all__ = ["conformance_image"]
 pytestmark = [pytest.mark.ssh, pytest.mark.docker, pytest.mark.timeout(240)]
 
 
-class SshDockerBackend(BackendUnderTest):
-    def __init__(self, server: SshServer, engine: Engine, image: str, folder: Path) -> None:
-        super().__init__()
+class SshDockerBackend(SshBackendParts, DockerBackend):
+    def __init__(
+        self,
+        server: SshServer,
+        engine: Engine,
+        image: str,
+        client: docker.DockerClient,
+        folder: Path,
+    ) -> None:
+        super().__init__(engine, image, client)
         self.folder = folder
-        self.client = docker.DockerClient(base_url=engine.url, version="auto")
         self.config = ssh_config(
             [server],
             folder,
@@ -61,7 +64,7 @@ class SshDockerBackend(BackendUnderTest):
             container={"network": "none", "pull": "never"},
         )
 
-    def settings(self, image: str | None = None, network: str | None = None) -> SshConfig:
+    def changed(self, image: str | None = None, network: str | None = None) -> SshConfig:
         container = self.config.container
         if network is not None:
             container = container.model_copy(update={"network": network})
@@ -69,62 +72,12 @@ class SshDockerBackend(BackendUnderTest):
             update={"image": image or self.config.image, "container": container}
         )
 
-    def context(self, pool: str | None = None, controller_id: str | None = None) -> BackendContext:
-        return BackendContext(
-            pool=pool or self.pool,
-            controller_id=controller_id or self.controller_id,
-            state_dir=self.folder,
-        )
-
-    def provider(self, *, pool: str | None = None, controller_id: str | None = None) -> Provider:
-        return SshProvider(self.config, self.context(pool, controller_id))
-
-    def _container(self, instance_id: str) -> Container | None:
-        try:
-            return self.client.containers.get(instance_id.rpartition("/")[2])
-        except docker.errors.NotFound:
-            return None
-
-    async def booted(self, instance_id: str) -> None:
-        container = self._container(instance_id)
-        assert container is not None
-        async with asyncio.timeout(60):
-            while BOOTED.encode() not in await asyncio.to_thread(container.logs):
-                await asyncio.sleep(0.05)
-
-    async def tags(self, instance_id: str) -> Mapping[str, str] | None:
-        container = await asyncio.to_thread(self._container, instance_id)
-        if container is None:
-            return None
-        labels = container.labels
-        return {
-            "controller": labels.get(LABEL_CONTROLLER, ""),
-            "pool": labels.get(LABEL_POOL, ""),
-            "runner": labels.get(LABEL_RUNNER, ""),
-        }
-
-    async def leftovers(self) -> list[str]:
-        found = await asyncio.to_thread(
-            self.client.containers.list,
-            all=True,
-            ignore_removed=True,
-            filters={"label": f"{LABEL_CONTROLLER}={self.controller_id}"},
-        )
-        return [f"container {container.name} ({container.status})" for container in found]
-
-    async def end(self, instance_id: str) -> None:
-        container = self._container(instance_id)
-        assert container is not None
-        await asyncio.to_thread(container.kill)
-
-    async def vanish(self, instance_id: str) -> None:
-        container = self._container(instance_id)
-        assert container is not None
-        await asyncio.to_thread(container.remove, force=True)
+    def _container(self, name: str) -> Container | None:
+        return super()._container(name.rpartition("/")[2])  # (an instance id names its node)
 
     def breakages(self) -> Sequence[Breakage]:
         return docker_breakages(
-            lambda **changes: SshProvider(self.settings(**changes), self.context())
+            lambda **changes: SshProvider(self.changed(**changes), self.context())
         )
 
     def interruptions(self) -> Sequence[Interruption]:
@@ -138,21 +91,18 @@ class SshDockerBackend(BackendUnderTest):
             )
         ]
 
-    def remove_everything(self) -> None:
-        with contextlib.suppress(docker.errors.DockerException):
-            remove_labelled(self.client, f"{LABEL_CONTROLLER}={self.controller_id}")
-        self.client.close()
-
 
 @pytest.fixture
 async def backend(
     ssh_server: SshServer, docker_engine: Engine, conformance_image: str, tmp_path: Path
 ) -> AsyncIterator[SshDockerBackend]:
-    made = SshDockerBackend(ssh_server, docker_engine, conformance_image, tmp_path)
+    client = docker.DockerClient(base_url=docker_engine.url, version="auto")
+    made = SshDockerBackend(ssh_server, docker_engine, conformance_image, client, tmp_path)
     try:
         yield made
     finally:
         await asyncio.to_thread(made.remove_everything)
+        client.close()
 
 
 class TestSshDockerConformance(ProviderConformance):
@@ -165,19 +115,10 @@ async def test_nodes_sharing_an_engine_see_only_their_own_containers(
     # The same server under a second name: a second node, with the same engine.
     second = f"localhost:{ssh_server.port}"
     known = tmp_path / "known_hosts"
-    public = known.read_text().split(maxsplit=1)[1]
-    known.write_text(
-        known.read_text() + known_hosts_line("localhost", ssh_server.port, public.strip())
-    )
-    config = backend.config.model_copy(
-        update={
-            "hosts": [
-                *backend.config.hosts,
-                backend.config.hosts[0].model_copy(update={"address": second}),
-            ]
-        }
-    )
-    made = SshProvider(config, backend.context())
+    public = known.read_text().split(maxsplit=1)[1].strip()
+    known.write_text(known.read_text() + known_hosts_line("localhost", ssh_server.port, public))
+    hosts = [*backend.config.hosts, backend.config.hosts[0].model_copy(update={"address": second})]
+    made = SshProvider(backend.config.model_copy(update={"hosts": hosts}), backend.context())
     try:
         instances = [await made.create(backend.spec(number)) for number in (1, 2)]
         nodes = sorted(instance.id.rpartition("/")[0] for instance in instances)
