@@ -6,8 +6,8 @@ Why it looks the way it does:
 (:mod:`.nodes`) has its pooled connection and a task that checks it every ``health_interval``
 (started on first use, stopped by :meth:`SshProvider.close`). What is done on a node waits only
 on that node: there is no lock over the provider, so a slow node (seconds per command) delays
-only the creations placed on it, and a silent one is given up on by whatever waits for it as
-soon as its health check marks it down.
+only the creations placed on it, and a silent one is given up on by whatever waits for it
+(a listing, a creation, a removal) as soon as its health check marks it down.
 
 *Placement is decided apart* (:mod:`.placement`, pure): a runner goes to an up node of its
 label group by the pool's policy, counting the instances last seen on each node and the
@@ -266,7 +266,12 @@ class SshProvider:
         name = spec.runner_name
         node.creating.add(name)  # counted by the next placement at once: no await before
         try:
-            instance = await self._on(node, self._runners[node.name].create(spec))
+            instance = await self._unless_down(node, self._runners[node.name].create(spec))
+        except _NodeDownError:
+            raise ProviderError(
+                f"pool {spec.pool!r}: runner {name} was being created when "
+                f"{node.down_since()}; what it left there is removed once the node is back"
+            ) from None
         finally:
             node.creating.discard(name)
         node.seen_one(name, instance)
@@ -284,7 +289,13 @@ class SshProvider:
                 f"pool {self.context.pool!r}: cannot remove runner {name} now: "
                 f"{node.down_since()}; will retry"
             )
-        await self._on(node, self._runners[node.name].delete(name))
+        try:
+            await self._unless_down(node, self._runners[node.name].delete(name))
+        except _NodeDownError:
+            raise ProviderError(
+                f"pool {self.context.pool!r}: runner {name} was being removed when "
+                f"{node.down_since()}; will retry"
+            ) from None
         node.seen_one(name, None)
 
     async def get(self, instance_id: str) -> Instance | None:
