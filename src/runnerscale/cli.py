@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from runnerscale.fakegithub.faults import FaultPlan
     from runnerscale.fakegithub.server import SimulatorOptions
     from runnerscale.fakegithub.tls import ServerTls
+    from runnerscale.hosts.fleet import FleetNode
     from runnerscale.logs import RedactSecrets
     from runnerscale.service.install import Outcome
     from runnerscale.service.layout import Layout
@@ -913,6 +914,124 @@ def service_status(
         typer.echo("systemd does not run here (or --root was given): no service state to show")
         code = 0
     raise typer.Exit(code)
+
+
+# ---------------------------------------------------------------------- ssh hosts
+
+hosts_app = typer.Typer(help="The nodes of ssh pools: check them, prepare them.")
+app.add_typer(hosts_app, name="hosts")
+
+PoolOption = Annotated[
+    str | None, typer.Option("--pool", help="Only this ssh pool's nodes (default: every one).")
+]
+
+
+def _fleet(config: Path, pool: str | None, hosts: list[str] | None = None) -> list[FleetNode]:
+    """The ssh pools' nodes the options name, or a clear refusal. Only the file's pools are
+    read: the daemon's GitHub secrets need not be set."""
+    from runnerscale.config.load import load_pools_config
+    from runnerscale.config.problems import ConfigError
+    from runnerscale.hosts.fleet import FleetError, fleet_nodes
+
+    try:
+        return fleet_nodes(load_pools_config(config), pool=pool, hosts=hosts or ())
+    except ConfigError as error:
+        raise fail(f"the configuration is not valid:\n{error}") from None
+    except FleetError as error:
+        raise fail(str(error)) from None
+
+
+@hosts_app.command("check")
+def hosts_check(config: ConfigOption, pool: PoolOption = None) -> None:
+    """Ask every node of the ssh pools, at once: reachable with a verified host key, its
+    engine (docker mode) or runner (process mode), free disk, CPUs and architecture (the
+    labels auto stands for), clock skew. Exits 1 when a node is unusable (reasons below the
+    table)."""
+    from runnerscale.hosts.check import check_fleet
+    from runnerscale.hosts.show import check_table
+
+    reports = asyncio.run(check_fleet(_fleet(config, pool)))
+    Console(width=max(Console().width, 160)).print(check_table(reports))
+    if not all(report.usable for report in reports):
+        raise typer.Exit(1)
+
+
+@hosts_app.command("bootstrap")
+def hosts_bootstrap(
+    config: ConfigOption,
+    pool: PoolOption = None,
+    host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--host", help="Only this node (its address as the pool writes it); repeat for more."
+        ),
+    ] = None,
+    monitoring: Annotated[
+        bool,
+        typer.Option(
+            help="Also install Debian's prometheus-node-exporter, and print the "
+            "Prometheus scrape configuration for the nodes."
+        ),
+    ] = False,
+    admin_user: Annotated[
+        str, typer.Option(help="Log in as this user to prepare the nodes (not root: sudo -n).")
+    ] = "root",
+    image_archive: Annotated[
+        Path | None,
+        typer.Option(
+            help="Docker mode: a docker save tarball of the image, loaded where it is "
+            "missing (offline nodes).",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    build_context: Annotated[
+        Path | None,
+        typer.Option(
+            help="Docker mode: the folder the image is built from where it is "
+            "missing (default: this checkout's images/runner).",
+            exists=True,
+            file_okay=False,
+        ),
+    ] = None,
+    runner_tarball: Annotated[
+        Path | None,
+        typer.Option(
+            help="Process mode: the official actions-runner tarball, unpacked where "
+            "the pool's command expects it.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+) -> None:
+    """Prepare the nodes of the ssh pools over SSH, idempotently, printing what changed on
+    each: the runner user (and the pool's key), its folders or the docker group, the image
+    (docker mode) or the runner (process mode). Exits 1 when a node could not be prepared."""
+    from runnerscale.hosts.bootstrap import (
+        BootstrapOptions,
+        bootstrap_fleet,
+        default_build_context,
+    )
+    from runnerscale.hosts.scrape import scrape_config
+    from runnerscale.hosts.show import bootstrap_lines
+
+    nodes = _fleet(config, pool, host)
+    options = BootstrapOptions(
+        admin_user=admin_user,
+        monitoring=monitoring,
+        image_archive=image_archive,
+        build_context=build_context or default_build_context(),
+        runner_tarball=runner_tarball,
+    )
+    outcomes = asyncio.run(bootstrap_fleet(nodes, options))
+    console = Console(width=max(Console().width, 160), highlight=False)
+    for line in bootstrap_lines(outcomes):
+        console.print(line)
+    if monitoring:
+        typer.echo("")
+        typer.echo(scrape_config(nodes), nl=False)
+    if any(outcome.failure for outcome in outcomes):
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -17,13 +17,14 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from runnerscale.config.advice import host_problems_of, warnings_of
+from runnerscale.config.base import ConfigModel
 from runnerscale.config.explain import problems_from
 from runnerscale.config.paths import url_secrets
 from runnerscale.config.problems import ConfigError, Problem, redact, sort_problems
-from runnerscale.config.schema import Config, ControlConfig
+from runnerscale.config.schema import Config, ControlConfig, PoolsConfig
 from runnerscale.config.source import Document, read_yaml
 
-Model = TypeVar("Model", bound=ControlConfig)
+Model = TypeVar("Model", bound=ConfigModel)
 
 
 def _collect_secrets(data: Any, doc: Document) -> None:
@@ -101,6 +102,15 @@ def load_control_config(path: Path, env: Mapping[str, str] | None = None) -> Con
     sections = frozenset(ControlConfig.model_fields)
     text, base_dir = _read(path), path.parent.absolute()
     return _validate_as(ControlConfig, text, str(path), env, base_dir, sections=sections)[0]
+
+
+def load_pools_config(path: Path, env: Mapping[str, str] | None = None) -> PoolsConfig:
+    """What the ``hosts`` commands need of a configuration file: its ``pools``, checked as
+    ``load_config`` checks them; nothing else in the file is validated, and the ``${VAR}`` of
+    other sections need not be set. Raises ``ConfigError``."""
+    sections = frozenset(PoolsConfig.model_fields)
+    text, base_dir = _read(path), path.parent.absolute()
+    return _validate_as(PoolsConfig, text, str(path), env, base_dir, sections=sections)[0]
 
 
 def check_config(path: Path, env: Mapping[str, str] | None = None) -> tuple[Config, list[Problem]]:

@@ -40,7 +40,8 @@ def build(settings: DockerConfig, context: BackendContext) -> Provider:
         return None if path is None else str(path)
 
     return DockerProvider(
-        DockerSettings(
+        DockerSettings.from_options(
+            settings,
             pool=context.pool,
             image=settings.image,
             host=settings.host,
@@ -49,21 +50,6 @@ def build(settings: DockerConfig, context: BackendContext) -> Provider:
             tls_client_key=text(settings.tls_client_key),
             command=None if settings.command is None else tuple(settings.command),
             env=dict(settings.env),
-            cpus=settings.cpus,
-            memory=settings.memory,
-            pids_limit=settings.pids_limit,
-            user=settings.user,
-            network=settings.network,
-            read_only=settings.read_only,
-            work_tmpfs=settings.work_tmpfs,
-            tmpfs_size=settings.tmpfs_size,
-            volumes=dict(settings.volumes),
-            labels=dict(settings.labels),
-            gpus=settings.gpus,
-            devices=tuple(settings.devices),
-            runtime=settings.runtime,
-            pull=settings.pull,
-            no_new_privileges=settings.no_new_privileges,
             stop_grace=settings.stop_grace,
             controller_id=context.controller_id,
         )

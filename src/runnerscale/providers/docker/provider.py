@@ -82,6 +82,7 @@ from docker.models.containers import Container
 from runnerscale.model import Instance, InstanceSpec
 from runnerscale.protocols import ProviderError
 from runnerscale.providers.command import JITCONFIG_ENV, JITCONFIG_PLACEHOLDER, fill_placeholders
+from runnerscale.providers.containers import ContainerOptions
 from runnerscale.providers.pause import pause_after
 
 __all__ = [
@@ -157,6 +158,28 @@ class DockerSettings:
     no_new_privileges: bool = True
     stop_grace: float = 10.0
     controller_id: str = "runnerscale"
+    #: More labels that say whose a container is, next to the controller's and the pool's:
+    #: set on every container, and a container without them is not this provider's (the ssh
+    #: backend's node, when several nodes' providers share one engine). May be runnerscale's.
+    owner_labels: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_options(cls, options: ContainerOptions, **rest: Any) -> DockerSettings:
+        """The settings of a pool whose containers are made with ``options`` (a ``docker:``
+        block, or the ssh backend's ``container:`` block), the rest given by name."""
+        made = options.model_dump(include=set(ContainerOptions.model_fields))
+        made["devices"] = tuple(options.devices)
+        return cls(**made, **rest)
+
+    @property
+    def owner(self) -> dict[str, str]:
+        """The labels a container of this provider carries: controller, pool and the owner
+        labels."""
+        return {
+            **self.owner_labels,
+            LABEL_CONTROLLER: self.controller_id,
+            LABEL_POOL: self.pool,
+        }
 
 
 @dataclass(frozen=True)
@@ -330,10 +353,7 @@ class DockerProvider:
 
     def _owned(self, container: Container) -> bool:
         labels = container.labels or {}
-        return (
-            labels.get(LABEL_CONTROLLER) == self.settings.controller_id
-            and labels.get(LABEL_POOL) == self.settings.pool
-        )
+        return all(labels.get(key) == value for key, value in self.settings.owner.items())
 
     def _find(self, name: str) -> Container | None:
         try:
@@ -399,12 +419,7 @@ class DockerProvider:
             containers = self._engine().containers.list(
                 all=True,
                 ignore_removed=True,  # one removed between listing and inspecting is no error
-                filters={
-                    "label": [
-                        f"{LABEL_CONTROLLER}={settings.controller_id}",
-                        f"{LABEL_POOL}={settings.pool}",
-                    ]
-                },
+                filters={"label": [f"{key}={value}" for key, value in settings.owner.items()]},
             )
             return [self._instance(container) for container in containers]
 
@@ -469,8 +484,7 @@ class DockerProvider:
             environment=self._environment(spec),
             labels={
                 **settings.labels,
-                LABEL_CONTROLLER: settings.controller_id,
-                LABEL_POOL: settings.pool,
+                **settings.owner,
                 LABEL_RUNNER: spec.runner_name,
                 LABEL_CREATED: f"{created_at:.3f}",
             },

@@ -1,0 +1,80 @@
+"""The SSH backend: the hosts a team already owns, reached over SSH, as one pool.
+
+The package holds all of it: the pool's ``ssh:`` settings (:mod:`.settings`, no SDK), a
+node's address (:mod:`.address`), its pooled connection (:mod:`.connection`, the only module
+importing asyncssh, an optional extra), the provider (:mod:`.provider`, whose docstring says
+why it works the way it does) with its parts (:mod:`.nodes`, :mod:`.placement`,
+:mod:`.process`, :mod:`.containers`), and :data:`BACKEND`, the entry registered in the
+``runnerscale.providers`` entry-point group. This module imports the provider only when a pool
+is built or its nodes are asked about, so a configuration naming ``ssh`` validates on a host
+without asyncssh.
+"""
+
+from __future__ import annotations
+
+from runnerscale.hostlabels import HostFacts, normalize_arch
+from runnerscale.protocols import Provider, ProviderError
+from runnerscale.providers.registry import Backend, BackendContext
+from runnerscale.providers.ssh.settings import SshConfig
+
+__all__ = ["BACKEND", "SshConfig"]
+
+_EXTRA = "pip install 'runnerscale[ssh]'"
+
+
+def build(settings: SshConfig, context: BackendContext) -> Provider:
+    """The pool's provider (imports asyncssh)."""
+    try:
+        from runnerscale.providers.ssh.provider import SshProvider  # noqa: PLC0415 - an extra
+    except ImportError:
+        raise ProviderError(
+            f"pool {context.pool}: the ssh backend needs the asyncssh package: {_EXTRA}"
+        ) from None
+    return SshProvider(settings, context)
+
+
+def host_facts(settings: SshConfig, provider: Provider) -> HostFacts:
+    """The nodes' architecture (``uname -m`` on each that answers: they must agree); no
+    accelerators."""
+    try:
+        from runnerscale.providers.ssh.provider import node_machines  # noqa: PLC0415 - an extra
+    except ImportError:
+        raise ProviderError(f"the ssh backend needs the asyncssh package: {_EXTRA}") from None
+    machines, failures = node_machines(settings)
+    if not machines:
+        said = "; ".join(f"{node}: {why}" for node, why in failures.items())
+        raise ProviderError(
+            f"no node answered, and the pool's labels need the nodes' architecture (they name "
+            f"'auto' or an architecture): {said}; bring a node up, or write the labels out"
+        )
+    architectures = {node: normalize_arch(machine) or machine for node, machine in machines.items()}
+    if len(set(architectures.values())) > 1:
+        said = ", ".join(f"{node} is {machines[node]}" for node in architectures)
+        raise ProviderError(
+            f"the nodes differ in architecture ({said}), and a pool's runners all carry its "
+            "labels: put the nodes of each architecture in a pool of their own"
+        )
+    return HostFacts(arch=normalize_arch(next(iter(machines.values()))))
+
+
+def capacity(settings: SshConfig) -> int | None:
+    """The nodes' slots, when every node gives its own (else they are learned from the nodes'
+    CPU counts, which the file does not know)."""
+    slots = [host.slots for host in settings.hosts]
+    if any(count is None for count in slots):
+        return None
+    return sum(count for count in slots if count is not None)
+
+
+BACKEND = Backend(
+    settings=SshConfig,
+    build=build,
+    description="Settings of the SSH backend (provider: ssh): the pool's runners on hosts "
+    "reached over SSH.",
+    host_facts=host_facts,
+    capacity=capacity,
+    capacity_source="the sum of the slots of ssh.hosts",
+    example="{user: runner, known_hosts: /etc/runnerscale/known_hosts, image: "
+    "runnerscale-runner:latest, hosts: [{address: node1.example.net}]}",
+    order=2,
+)
