@@ -1,4 +1,5 @@
-"""What the processes of this host show to others: their command lines (and environments).
+"""What the processes of this host show to others: their command lines (and environments),
+and where they work (a backend's runners are the processes working in its folders).
 
 Why apart: the provider conformance suite and the end-to-end secret scan both read ``/proc``
 for secrets, and a test module importing the suite (a module pytest rewrites for its asserts)
@@ -12,7 +13,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["processes_showing"]
+__all__ = ["processes_showing", "processes_under"]
 
 
 def processes_showing(
@@ -37,4 +38,20 @@ def processes_showing(
                 with contextlib.suppress(OSError):
                     program = (entry / "comm").read_text().strip()
                 found.append(f"pid {entry.name} ({program}) in its {name}")
+    return found
+
+
+def processes_under(root: Path) -> list[int]:
+    """Processes whose working directory is in ``root`` (runners and what they started; a
+    zombie has none)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if cwd == str(root) or cwd.startswith(f"{root}/"):
+            found.append(int(entry.name))
     return found

@@ -956,6 +956,84 @@ def hosts_check(config: ConfigOption, pool: PoolOption = None) -> None:
         raise typer.Exit(1)
 
 
+@hosts_app.command("bootstrap")
+def hosts_bootstrap(
+    config: ConfigOption,
+    pool: PoolOption = None,
+    host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--host", help="Only this node (its address as the pool writes it); repeat for more."
+        ),
+    ] = None,
+    monitoring: Annotated[
+        bool,
+        typer.Option(
+            help="Also install Debian's prometheus-node-exporter, and print the "
+            "Prometheus scrape configuration for the nodes."
+        ),
+    ] = False,
+    admin_user: Annotated[
+        str, typer.Option(help="Log in as this user to prepare the nodes (not root: sudo -n).")
+    ] = "root",
+    image_archive: Annotated[
+        Path | None,
+        typer.Option(
+            help="Docker mode: a docker save tarball of the image, loaded where it is "
+            "missing (offline nodes).",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    build_context: Annotated[
+        Path | None,
+        typer.Option(
+            help="Docker mode: the folder the image is built from where it is "
+            "missing (default: this checkout's images/runner).",
+            exists=True,
+            file_okay=False,
+        ),
+    ] = None,
+    runner_tarball: Annotated[
+        Path | None,
+        typer.Option(
+            help="Process mode: the official actions-runner tarball, unpacked where "
+            "the pool's command expects it.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+) -> None:
+    """Prepare the nodes of the ssh pools over SSH, idempotently, printing what changed on
+    each: the runner user (and the pool's key), its folders or the docker group, the image
+    (docker mode) or the runner (process mode). Exits 1 when a node could not be prepared."""
+    from runnerscale.hosts.bootstrap import (
+        BootstrapOptions,
+        bootstrap_fleet,
+        default_build_context,
+    )
+    from runnerscale.hosts.scrape import scrape_config
+    from runnerscale.hosts.show import bootstrap_lines
+
+    nodes = _fleet(config, pool, host)
+    options = BootstrapOptions(
+        admin_user=admin_user,
+        monitoring=monitoring,
+        image_archive=image_archive,
+        build_context=build_context or default_build_context(),
+        runner_tarball=runner_tarball,
+    )
+    outcomes = asyncio.run(bootstrap_fleet(nodes, options))
+    console = Console(width=max(Console().width, 160), highlight=False)
+    for line in bootstrap_lines(outcomes):
+        console.print(line)
+    if monitoring:
+        typer.echo("")
+        typer.echo(scrape_config(nodes), nl=False)
+    if any(outcome.failure for outcome in outcomes):
+        raise typer.Exit(1)
+
+
 @app.command()
 def demo(
     verbose: Annotated[bool, typer.Option(help="Show the daemon's log too.")] = False,

@@ -10,7 +10,6 @@ import os
 import platform
 import socket
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,11 +18,10 @@ import pytest
 
 from runnerscale.hosts.check import check_fleet
 from runnerscale.hosts.fleet import FleetNode
-from runnerscale.providers import registry
 from tests.docker_engine import Engine
+from tests.hosts.cli import pool_file, runnerscale
 from tests.hosts.nodes import fleet_node
 from tests.hosts.remote import owned_file, user_folder
-from tests.plugins.entry_points import install, python_path
 from tests.sshd import SshServer
 
 HERE_ARCH = {"x86_64": "x64", "aarch64": "arm64"}.get(platform.machine())
@@ -164,41 +162,10 @@ def test_an_engine_socket_the_user_may_not_use(ssh_server: SshServer) -> None:
 def test_the_command_prints_a_table_and_fails_for_an_unusable_node(
     ssh_server: SshServer, runner_folder: Path, tmp_path: Path
 ) -> None:
-    env = {**os.environ, "COLUMNS": "200"}
-    env.pop("GITHUB_TOKEN", None)  # the hosts commands read only the pools
-    if "ssh" not in registry.installed():
-        site = install(tmp_path / "site", {"ssh": "tests.providers.ssh.settings_backend:BACKEND"})
-        env["PYTHONPATH"] = python_path(site)
-    config = f"""\
-github:
-  token: ${{GITHUB_TOKEN}}
-targets:
-  - repo: acme/app
-pools:
-  - name: nodes
-    labels: [self-hosted, linux, auto]
-    provider: ssh
-    max_runners: 4
-    ssh:
-      user: rsnode
-      key_file: {ssh_server.key_file}
-      known_hosts: {ssh_server.known_hosts}
-      mode: process
-      command: [{runner_folder / "run.sh"}]
-      hosts:
-        - address: {ssh_server.address}
-          slots: 2
-"""
-    path = tmp_path / "runnerscale.yaml"
-    path.write_text(config)
+    ssh = f"      mode: process\n      command: [{runner_folder / 'run.sh'}]\n"
+    path = pool_file(tmp_path / "runnerscale.yaml", ssh_server, user="rsnode", ssh=ssh)
 
-    def hosts_check(*extra: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "runnerscale", "hosts", "check", "-c", str(path), *extra]
-        return subprocess.run(
-            command, env=env, capture_output=True, text=True, timeout=60, check=False
-        )
-
-    good = hosts_check()
+    good = runnerscale(tmp_path / "site", "hosts", "check", "-c", str(path))
     assert good.returncode == 0, good.stdout + good.stderr
     assert ssh_server.address in good.stdout
     assert "ok" in good.stdout
@@ -206,12 +173,14 @@ pools:
     assert "2 / " in good.stdout  # slots / cpus
 
     port = closed_port()
-    path.write_text(config + f"        - address: 127.0.0.1:{port}\n")
-    bad = hosts_check("--pool", "nodes")
+    pool_file(
+        path, ssh_server, user="rsnode", ssh=ssh, hosts=f"        - address: 127.0.0.1:{port}\n"
+    )
+    bad = runnerscale(tmp_path / "site", "hosts", "check", "-c", str(path), "--pool", "nodes")
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert "UNUSABLE" in bad.stdout
     assert f"127.0.0.1:{port} (nodes): unusable: cannot connect: Connection refused" in bad.stdout
 
-    unknown = hosts_check("--pool", "other")
+    unknown = runnerscale(tmp_path / "site", "hosts", "check", "-c", str(path), "--pool", "x")
     assert unknown.returncode == 2
-    assert "no ssh pool is named 'other'; the ssh pools: nodes" in unknown.stderr
+    assert "no ssh pool is named 'x'; the ssh pools: nodes" in unknown.stderr

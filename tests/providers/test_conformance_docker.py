@@ -15,7 +15,7 @@ import contextlib
 import functools
 import io
 import tarfile
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -80,6 +80,53 @@ def conformance_image(docker_engine: Engine, runner_image: str) -> Iterator[str]
         with contextlib.suppress(docker.errors.DockerException):
             client.images.remove(f"{repository}:{tag}", force=True)
         client.close()
+
+
+def docker_breakages(make: Callable[..., Provider]) -> list[Breakage]:
+    """The ways a create of the Docker backend's provider fails part-way; ``make(**changes)``
+    is a provider with those ``DockerSettings`` changed (``image``, ``network``), made the way
+    the backend under test makes it (the ssh backend's docker mode wraps it)."""
+
+    def missing_image(patch: pytest.MonkeyPatch) -> Provider:
+        return make(image="runnerscale-missing:1")
+
+    def refused_start(patch: pytest.MonkeyPatch) -> Provider:
+        return make(network="rs-no-such-network")
+
+    def lost_answer(cls: type, method: str, error: Exception) -> Any:
+        """``cls.method`` does its work on the engine, then its answer is lost."""
+        real = getattr(cls, method)
+
+        def lost(*args: Any, **kwargs: Any) -> Any:
+            real(*args, **kwargs)
+            raise error
+
+        return lost
+
+    def create_answer_lost(patch: pytest.MonkeyPatch) -> Provider:
+        timeout = requests.exceptions.ReadTimeout("injected: no answer to create in time")
+        patch.setattr(
+            ContainerCollection, "create", lost_answer(ContainerCollection, "create", timeout)
+        )
+        return make()
+
+    def start_answer_lost(patch: pytest.MonkeyPatch) -> Provider:
+        timeout = requests.exceptions.ReadTimeout("injected: no answer to start in time")
+        patch.setattr(Container, "start", lost_answer(Container, "start", timeout))
+        return make()
+
+    def inspect_fails(patch: pytest.MonkeyPatch) -> Provider:
+        error = docker.errors.APIError("injected: the engine failed to inspect it")
+        patch.setattr(Container, "reload", lost_answer(Container, "reload", error))
+        return make()
+
+    return [
+        Breakage("the image is not on the engine (pull: never)", missing_image),
+        Breakage("the engine refuses to start it (after the container was made)", refused_start),
+        Breakage("the answer to create is lost (the container was made)", create_answer_lost),
+        Breakage("the answer to start is lost (the container runs)", start_answer_lost),
+        Breakage("inspecting it fails (after the container started)", inspect_fails),
+    ]
 
 
 class DockerBackend(BackendUnderTest):
@@ -152,48 +199,7 @@ class DockerBackend(BackendUnderTest):
         await asyncio.to_thread(container.remove, force=True)
 
     def breakages(self) -> Sequence[Breakage]:
-        def missing_image(patch: pytest.MonkeyPatch) -> Provider:
-            return DockerProvider(self.settings(image="runnerscale-missing:1"))
-
-        def refused_start(patch: pytest.MonkeyPatch) -> Provider:
-            return DockerProvider(self.settings(network="rs-no-such-network"))
-
-        def lost_answer(cls: type, method: str, error: Exception) -> Any:
-            """``cls.method`` does its work on the engine, then its answer is lost."""
-            real = getattr(cls, method)
-
-            def lost(*args: Any, **kwargs: Any) -> Any:
-                real(*args, **kwargs)
-                raise error
-
-            return lost
-
-        def create_answer_lost(patch: pytest.MonkeyPatch) -> Provider:
-            timeout = requests.exceptions.ReadTimeout("injected: no answer to create in time")
-            patch.setattr(
-                ContainerCollection, "create", lost_answer(ContainerCollection, "create", timeout)
-            )
-            return self.provider()
-
-        def start_answer_lost(patch: pytest.MonkeyPatch) -> Provider:
-            timeout = requests.exceptions.ReadTimeout("injected: no answer to start in time")
-            patch.setattr(Container, "start", lost_answer(Container, "start", timeout))
-            return self.provider()
-
-        def inspect_fails(patch: pytest.MonkeyPatch) -> Provider:
-            error = docker.errors.APIError("injected: the engine failed to inspect it")
-            patch.setattr(Container, "reload", lost_answer(Container, "reload", error))
-            return self.provider()
-
-        return [
-            Breakage("the image is not on the engine (pull: never)", missing_image),
-            Breakage(
-                "the engine refuses to start it (after the container was made)", refused_start
-            ),
-            Breakage("the answer to create is lost (the container was made)", create_answer_lost),
-            Breakage("the answer to start is lost (the container runs)", start_answer_lost),
-            Breakage("inspecting it fails (after the container started)", inspect_fails),
-        ]
+        return docker_breakages(lambda **changes: DockerProvider(self.settings(**changes)))
 
     def interruptions(self) -> Sequence[Interruption]:
         async def created_not_started(spec: InstanceSpec) -> None:

@@ -26,6 +26,7 @@ from runnerscale.model import InstanceSpec
 from runnerscale.protocols import Provider
 from runnerscale.providers.local import LocalProvider, LocalSettings
 from runnerscale.providers.local import provider as local
+from tests.processes import processes_under
 from tests.providers.conformance import (
     BackendUnderTest,
     Breakage,
@@ -42,21 +43,6 @@ RUNNER = (
     "    time.sleep(1)\n"
 )
 COMMAND = (sys.executable, "-c", RUNNER, "--name={runner_name}")
-
-
-def _processes_under(root: Path) -> list[int]:
-    """Processes whose working directory is in ``root`` (runners and what they started)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-        except OSError:
-            continue
-        if cwd == str(root) or cwd.startswith(f"{root}/"):
-            found.append(int(entry.name))
-    return found
 
 
 def _reap(pid: int) -> None:
@@ -113,7 +99,7 @@ class LocalBackend(BackendUnderTest):
                 for entry in sorted(self.root.iterdir())
                 if not entry.name.startswith(".")  # .lock, .logs (kept logs) are the root's
             ]
-        found += [f"process {pid}" for pid in _processes_under(self.root)]
+        found += [f"process {pid}" for pid in processes_under(self.root)]
         return found
 
     async def end(self, instance_id: str) -> None:
@@ -191,7 +177,7 @@ class LocalBackend(BackendUnderTest):
 
     def remove_everything(self) -> None:
         for _ in range(3):
-            pids = _processes_under(self.root)
+            pids = processes_under(self.root)
             if not pids:
                 break
             for pid in pids:

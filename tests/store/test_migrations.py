@@ -4,8 +4,9 @@ its rows kept; and the hand-written migrations match ``tables.py``."""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
@@ -16,7 +17,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy import inspect as inspect_db
 
 import runnerscale.store
@@ -52,6 +53,17 @@ def migrate(url: str, revision: str, *, down: bool = False) -> None:
             config.set_main_option("script_location", str(location))
             config.attributes["connection"] = connection
             (command.downgrade if down else command.upgrade)(config, revision)
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def raw_engine(url: str) -> Iterator[Engine]:
+    """An engine on the database at ``url``, beside the store (to write rows as an older
+    runnerscale did, or to inspect the schema)."""
+    engine = create_engine(engine_url(url))
+    try:
+        yield engine
     finally:
         engine.dispose()
 
@@ -110,8 +122,7 @@ def test_a_database_of_the_first_version_gains_the_job_losses_and_keeps_its_rows
     store_url: str,
 ) -> None:
     migrate(store_url, "0001")
-    engine = create_engine(engine_url(store_url))
-    try:
+    with raw_engine(store_url) as engine:
         assert "job_losses" not in inspect_db(engine).get_table_names()
         with engine.begin() as connection:
             connection.execute(
@@ -120,8 +131,6 @@ def test_a_database_of_the_first_version_gains_the_job_losses_and_keeps_its_rows
                     "VALUES (7, 'acme/app', '[\"linux\"]', 'in_progress', 1.0, 2.0)"
                 )
             )
-    finally:
-        engine.dispose()
     store = open_store(store_url)
     try:
         assert current_revision(store) == head_revision()
@@ -139,11 +148,8 @@ def test_a_database_of_the_first_version_gains_the_job_losses_and_keeps_its_rows
 def test_the_job_losses_migration_goes_back_down(store_url: str) -> None:
     open_store(store_url).close()
     migrate(store_url, "0001", down=True)
-    engine = create_engine(engine_url(store_url))
-    try:
+    with raw_engine(store_url) as engine:
         assert "job_losses" not in inspect_db(engine).get_table_names()
-    finally:
-        engine.dispose()
     store = open_store(store_url)  # and up again
     try:
         store.observe_job(
@@ -159,17 +165,13 @@ def test_runners_of_the_second_version_gain_empty_labels_and_keep_their_rows(
     store_url: str,
 ) -> None:
     migrate(store_url, "0002")
-    engine = create_engine(engine_url(store_url))
-    try:
-        with engine.begin() as connection:
-            connection.execute(
-                text(
-                    "INSERT INTO runners (name, pool, target, state, created_at, state_since, "
-                    "attempts) VALUES ('rs-1', 'linux', 'repo:acme/app', 'busy', 1.0, 2.0, 1)"
-                )
+    with raw_engine(store_url) as engine, engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO runners (name, pool, target, state, created_at, state_since, "
+                "attempts) VALUES ('rs-1', 'linux', 'repo:acme/app', 'busy', 1.0, 2.0, 1)"
             )
-    finally:
-        engine.dispose()
+        )
     store = open_store(store_url)
     try:
         runner = store.get_runner("rs-1")
@@ -184,13 +186,10 @@ def test_runners_of_the_second_version_gain_empty_labels_and_keep_their_rows(
 def test_the_runner_labels_migration_goes_back_down(store_url: str) -> None:
     open_store(store_url).close()
     migrate(store_url, "0002", down=True)
-    engine = create_engine(engine_url(store_url))
-    try:
+    with raw_engine(store_url) as engine:
         columns = {column["name"] for column in inspect_db(engine).get_columns("runners")}
         assert "labels" not in columns
         assert "idle_since" in columns
-    finally:
-        engine.dispose()
     open_store(store_url).close()  # and up again
 
 

@@ -552,14 +552,19 @@ class PoolBase(ConfigModel):
                     ("labels",),
                 )
             )
-        capacity_of = registry.backend(self.provider).capacity
-        host_cap = None if capacity_of is None else capacity_of(self.settings)
+        backend = registry.backend(self.provider)
+        host_cap = None if backend.capacity is None else backend.capacity(self.settings)
         if host_cap is not None and host_cap < self.max_runners:
+            raise_it = (
+                f"raise {backend.capacity_source} to {self.max_runners}"
+                if backend.capacity_source
+                else f"set {self.provider}.capacity to {self.max_runners} if this host can run "
+                "that many runners at once"
+            )
             found.append(
                 Advice(
                     self.capped_note(host_cap),
-                    f"lower max_runners to {host_cap}, or set {self.provider}.capacity to "
-                    f"{self.max_runners} if this host can run that many runners at once",
+                    f"lower max_runners to {host_cap}, or {raise_it}",
                     ("max_runners",),
                 )
             )
@@ -575,10 +580,11 @@ class PoolBase(ConfigModel):
             if default and getattr(self.settings, "capacity", None) is None
             else ""
         )
+        source = registry.backend(self.provider).capacity_source
         return (
             f"is {self.max_runners}, but the pool runs at most {host_cap} runners: its "
-            f"{self.provider} backend's capacity here is {host_cap} ({self.provider}.capacity"
-            f"{unset})"
+            f"{self.provider} backend's capacity here is {host_cap} "
+            f"({source or f'{self.provider}.capacity{unset}'})"
         )
 
     def host_problems(self) -> list[Advice]:

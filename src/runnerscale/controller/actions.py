@@ -125,7 +125,7 @@ class PoolRuntime:
         """The labels a new runner registers with: none of its own for an ordinary pool (it
         has the pool's); on a pool over several hosts, the pool's as configured and its node
         group's ``extra`` ones, sorted (the backend places it on a node of that group)."""
-        if self.placement() is None:
+        if not isinstance(self.provider, PlacingProvider):
             return ()
         return (*self.labels, *sorted(extra - normalize_labels(self.labels)))
 

@@ -9,9 +9,10 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from runnerscale.hosts.bootstrap import NodeOutcome
 from runnerscale.hosts.check import NodeReport
 
-__all__ = ["check_table"]
+__all__ = ["bootstrap_lines", "check_table"]
 
 
 def _engine(report: NodeReport) -> str:
@@ -88,3 +89,17 @@ def check_table(reports: Sequence[NodeReport]) -> RenderableType:
         for note in report.notes:
             lines.append(Text.assemble((f"{where}: ", "bold"), ("note: ", "yellow"), note))
     return Group(*lines)
+
+
+def bootstrap_lines(outcomes: Sequence[NodeOutcome]) -> list[Text]:
+    """What ``hosts bootstrap`` changed, a line per change, per node in order."""
+    lines: list[Text] = []
+    for outcome in outcomes:
+        where = (f"{outcome.node.name} ({outcome.node.pool}): ", "bold")
+        for change in outcome.changes:
+            lines.append(Text.assemble(where, change))
+        if outcome.failure:
+            lines.append(Text.assemble(where, ("FAILED: ", "bold red"), outcome.failure))
+        elif not outcome.changes:
+            lines.append(Text.assemble(where, ("nothing to change", "green")))
+    return lines

@@ -28,14 +28,19 @@ the configuration, the daemon and ``config schema`` ask it by name and never nam
 so a new backend (in this repository or a separate distribution) touches no other file. Each
 backend's SDK (docker, boto3, asyncssh, kubernetes) is an optional extra, imported only when
 the backend builds a provider, so validating a configuration and importing ``runnerscale`` or
-another backend work without it. Backends never import each other, and this package's
-``__init__`` imports no backend. docs/backends/writing-a-backend.md is the guide.
+another backend work without it. Backends never import each other (one exception: the ``ssh``
+backend's docker mode runs the Docker backend's provider on each node's engine, so that its
+containers are exactly the Docker backend's), and this package's ``__init__`` imports no
+backend. docs/backends/writing-a-backend.md is the guide.
 
 Backends:
 
 - :mod:`runnerscale.providers.local` - runner processes on this host (no SDK).
 - :mod:`runnerscale.providers.docker` - runner containers on local or remote Docker engines
   (the ``docker`` extra); its runner image is ``images/runner``.
+- :mod:`runnerscale.providers.ssh` - runner processes or containers on a fleet of hosts
+  reached over SSH, placed by their slots and labels (the ``ssh`` extra; ``ssh`` and
+  ``docker`` for docker mode).
 
 Shared by the backends (no SDK): :mod:`runnerscale.providers.command`, a runner command's
 placeholders; :mod:`runnerscale.providers.settings`, the settings pieces (runner environment,

@@ -91,6 +91,9 @@ class Backend:
     host_facts: Callable[[Any, Provider], HostFacts] | None = None
     #: A cap the host puts on the pool's runners (None: no cap but max_runners).
     capacity: Callable[[Any], int | None] | None = None
+    #: Where that cap comes from, for the warning when ``max_runners`` is above it ("the sum
+    #: of ssh.hosts' slots"); empty: the block's ``capacity`` setting.
+    capacity_source: str = ""
     #: Its runners run on this host: a pool's architecture is checked against this host's.
     runs_here: bool = False
     #: An example of the block, for the hint when a pool lacks it ("{image: NAME}").

@@ -18,18 +18,21 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from runnerscale.protocols import Provider
 from runnerscale.providers.registry import BackendContext
 from runnerscale.providers.ssh.provider import SshProvider
 from runnerscale.providers.ssh.settings import SshConfig
-from tests.sshd import SshServer
+from tests.processes import processes_under
+from tests.providers.test_conformance_docker import BOOTED, RUN_SH
+from tests.sshd import Sshd, SshServer, mount_script, sshd_argv
 
 __all__ = [
     "BOOTED",
-    "RUN_SH",
+    "NodeServer",
+    "SshBackendParts",
     "folders_under",
     "home_of",
     "kill_all_under",
-    "processes_under",
     "provider",
     "runner_script",
     "ssh_config",
@@ -37,20 +40,10 @@ __all__ = [
     "unique",
 ]
 
-BOOTED = "run.sh: started"
-#: The stand-in for the official run.sh: it keeps running with the JIT config it was given,
-#: until it is stopped, and exits at once when the JIT config did not reach it.
-RUN_SH = f"""\
-#!/bin/sh
-[ -n "$ACTIONS_RUNNER_INPUT_JITCONFIG" ] || {{ echo "run.sh: no JIT config"; exit 2; }}
-echo "{BOOTED}"
-trap 'exit 0' TERM INT
-while :; do sleep 1 & wait $!; done
-"""
-
 
 class RunnerScript:
-    """``RUN_SH`` in a folder every user may read (the test user runs it)."""
+    """The Docker conformance suite's ``run.sh`` (it runs until it is stopped, and only with
+    a JIT config), in a folder every user may read (the test user runs it)."""
 
     def __init__(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="rs-ssh-runner-"))
@@ -70,6 +63,61 @@ def runner_script() -> Iterator[RunnerScript]:
         yield script
     finally:
         script.remove()
+
+
+class NodeServer(SshServer):
+    """A loopback server that is a machine of its own to the test user: the user's home there
+    is a folder of this server's (``home``), in a mount namespace of its sshd, so the runner
+    folders of two such nodes never see each other. Stopping it (``sshd.stop()``) cuts its
+    connections but not its runners (they run in sessions of their own), as a node's sshd
+    dying would; ``sshd.start(host, port)`` brings it back with the same keys and home.
+
+    With ``gate``, every command waits while ``gate`` exists (a node that stalls) and then
+    runs."""
+
+    def __init__(self, root: Path, port: int, user: str) -> None:
+        super().__init__(root, port, user)
+        self.home = root / "home"
+        self.gate = root / "gate"
+        script = mount_script(
+            stage=root / "server" / "stage",
+            home=self.home,
+            user_home=home_of(user),
+            then=sshd_argv(self.config),
+        )
+        self.sshd = Sshd(
+            ["unshare", "--mount", "--propagation", "slave", "sh", "-c", script], self.log
+        )
+
+    def _prepare(self) -> None:
+        super()._prepare()
+        self.home.mkdir(mode=0o755)
+        entry = pwd.getpwnam(self.user)
+        os.chown(self.home, entry.pw_uid, entry.pw_gid)
+        gated = self.root / "gated.sh"
+        gated.write_text(
+            f"#!/bin/sh\nwhile [ -e {self.gate} ]; do sleep 0.05; done\n"
+            'exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"\n'
+        )
+        gated.chmod(0o755)
+
+    def _configure(self) -> None:
+        super()._configure()
+        with self.config.open("a") as config:
+            config.write(f"ForceCommand {self.root / 'gated.sh'}\n")
+
+    def runner_pids(self) -> list[int]:
+        """The process groups of the runners in its home (from their pid files)."""
+        found = []
+        for path in self.home.glob("*/*/*/*/pid"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                found.append(int(path.read_text().split()[0]))
+        return found
+
+    def kill_runners(self) -> None:
+        for pid in self.runner_pids():
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
 
 
 def ssh_config(
@@ -109,22 +157,6 @@ def folders_under(root: Path) -> list[Path]:
     return sorted(path for path in root.glob("*/*/*") if path.is_dir())
 
 
-def processes_under(root: Path) -> list[int]:
-    """Processes whose working directory is in ``root`` (runners, their launchers)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-            state = (entry / "stat").read_text().rpartition(")")[2].split()[0]
-        except OSError:
-            continue
-        if state != "Z" and (cwd == str(root) or cwd.startswith(f"{root}/")):
-            found.append(int(entry.name))
-    return found
-
-
 def kill_all_under(root: Path) -> None:
     for _ in range(3):
         pids = processes_under(root)
@@ -142,6 +174,27 @@ def tags_of(root: Path, name: str) -> Mapping[str, str] | None:
         return None
     (folder,) = found
     return {"controller": folder.parent.parent.name, "pool": folder.parent.name, "runner": name}
+
+
+class SshBackendParts:
+    """What the conformance suite's backends of both modes share: providers of the pool's
+    ``ssh:`` block (``config``) for any pool and controller id (mixed into a
+    ``BackendUnderTest``)."""
+
+    config: SshConfig
+    folder: Path
+    pool: str
+    controller_id: str
+
+    def context(self, pool: str | None = None, controller_id: str | None = None) -> BackendContext:
+        return BackendContext(
+            pool=pool or self.pool,
+            controller_id=controller_id or self.controller_id,
+            state_dir=self.folder,
+        )
+
+    def provider(self, *, pool: str | None = None, controller_id: str | None = None) -> Provider:
+        return SshProvider(self.config, self.context(pool, controller_id))
 
 
 def unique(prefix: str) -> str:

@@ -25,10 +25,10 @@ import pytest
 
 from runnerscale.model import InstanceSpec
 from runnerscale.protocols import Provider
-from runnerscale.providers.registry import BackendContext
 from runnerscale.providers.ssh.connection import NodeConnection, NodeUnreachable
 from runnerscale.providers.ssh.provider import SshProvider
 from runnerscale.providers.ssh.settings import SshConfig
+from tests.processes import processes_under
 from tests.providers.conformance import (
     BackendUnderTest,
     Breakage,
@@ -39,10 +39,10 @@ from tests.providers.interrupt import create_killed_after
 from tests.providers.ssh.support import (
     BOOTED,
     RunnerScript,
+    SshBackendParts,
     folders_under,
     home_of,
     kill_all_under,
-    processes_under,
     runner_script,
     ssh_config,
     tags_of,
@@ -55,7 +55,7 @@ __all__ = ["ssh_server"]
 pytestmark = [pytest.mark.ssh, pytest.mark.timeout(180)]
 
 
-class SshProcessBackend(BackendUnderTest):
+class SshProcessBackend(SshBackendParts, BackendUnderTest):
     def __init__(self, server: SshServer, script: RunnerScript, folder: Path) -> None:
         super().__init__()
         self.server = server
@@ -70,16 +70,6 @@ class SshProcessBackend(BackendUnderTest):
 
     def settings(self, **changes: Any) -> SshConfig:
         return self.config.model_copy(update=changes)
-
-    def context(self, pool: str | None = None, controller_id: str | None = None) -> BackendContext:
-        return BackendContext(
-            pool=pool or self.pool,
-            controller_id=controller_id or self.controller_id,
-            state_dir=self.folder,
-        )
-
-    def provider(self, *, pool: str | None = None, controller_id: str | None = None) -> Provider:
-        return SshProvider(self.config, self.context(pool, controller_id))
 
     def _folder(self, instance_id: str) -> Path:
         node, _, name = instance_id.rpartition("/")

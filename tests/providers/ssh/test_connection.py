@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import shutil
@@ -129,6 +130,23 @@ async def test_stdin_reaches_the_command(node: NodeConnection) -> None:
     assert done.stdout == "line one\nline two\n"
     read = await node.run(["sh", "-c", 'read -r s; [ "$s" = "$1" ]', "-", SECRET], stdin=SECRET)
     assert read.exit_status == 0
+
+
+async def test_without_input_a_command_reads_end_of_file(node: NodeConnection) -> None:
+    assert (await node.run(["cat"], timeout=5)).stdout == ""
+    ignored = await node.run(["true"], stdin="x" * 2_000_000)  # exits before reading it
+    assert ignored.exit_status == 0
+
+
+async def test_a_file_is_streamed_to_a_commands_stdin(node: NodeConnection, tmp_path: Path) -> None:
+    source = tmp_path / "blob"
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    source.write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    done = await node.send(["sh", "-c", "sha256sum | cut -d' ' -f1"], source)
+    assert done.stdout.strip() == digest
+    with pytest.raises(ProviderError, match=r"sh exited with status 4: no\n?$"):
+        await node.send(["sh", "-c", "cat >/dev/null; echo no >&2; exit 4"], source)
 
 
 async def test_a_command_that_outlasts_its_timeout(node: NodeConnection) -> None:

@@ -167,24 +167,9 @@ class DockerSettings:
     def from_options(cls, options: ContainerOptions, **rest: Any) -> DockerSettings:
         """The settings of a pool whose containers are made with ``options`` (a ``docker:``
         block, or the ssh backend's ``container:`` block), the rest given by name."""
-        return cls(
-            cpus=options.cpus,
-            memory=options.memory,
-            pids_limit=options.pids_limit,
-            user=options.user,
-            network=options.network,
-            read_only=options.read_only,
-            work_tmpfs=options.work_tmpfs,
-            tmpfs_size=options.tmpfs_size,
-            volumes=dict(options.volumes),
-            labels=dict(options.labels),
-            gpus=options.gpus,
-            devices=tuple(options.devices),
-            runtime=options.runtime,
-            pull=options.pull,
-            no_new_privileges=options.no_new_privileges,
-            **rest,
-        )
+        made = options.model_dump(include=set(ContainerOptions.model_fields))
+        made["devices"] = tuple(options.devices)
+        return cls(**made, **rest)
 
     @property
     def owner(self) -> dict[str, str]:

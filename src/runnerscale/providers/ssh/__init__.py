@@ -73,6 +73,7 @@ BACKEND = Backend(
     "reached over SSH.",
     host_facts=host_facts,
     capacity=capacity,
+    capacity_source="the sum of the slots of ssh.hosts",
     example="{user: runner, known_hosts: /etc/runnerscale/known_hosts, image: "
     "runnerscale-runner:latest, hosts: [{address: node1.example.net}]}",
     order=2,

@@ -40,7 +40,7 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -63,6 +63,7 @@ __all__ = [
     "NodeConnection",
     "NodeUnreachable",
     "SshOptions",
+    "public_key_line",
 ]
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,19 @@ class SshOptions:
             keepalive_interval=config.keepalive_interval,
             command_timeout=config.command_timeout,
         )
+
+
+def public_key_line(key_file: Path) -> str:
+    """The OpenSSH public key line of a private key file (what ``authorized_keys`` holds).
+    Raises ``ProviderError`` when it cannot be read."""
+    try:
+        key = asyncssh.read_private_key(key_file)
+    except (OSError, asyncssh.KeyImportError, ValueError) as error:
+        raise ProviderError(
+            f"cannot read the key {key_file}: {getattr(error, 'strerror', None) or error} "
+            "(a readable private key without a passphrase)"
+        ) from None
+    return key.export_public_key("openssh").decode().strip()
 
 
 class KeyVerdict(Enum):
@@ -267,16 +281,55 @@ class NodeConnection:
         connection is lost meanwhile or the command outlasts ``timeout`` (default: the
         options' ``command_timeout``), and with ``check`` a ``ProviderError`` naming the node,
         the program and the end of its stderr when it exits non-zero."""
+        data = b"" if stdin is None else stdin.encode()
+
+        async def feed(process: asyncssh.SSHClientProcess[bytes]) -> None:
+            process.stdin.write(data)
+            process.stdin.write_eof()
+
+        return await self._execute(command, feed, timeout, check)
+
+    async def send(
+        self,
+        command: str | Sequence[str],
+        source: Path,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - a limit per command, on the node
+        check: bool = True,
+    ) -> CommandResult:
+        """Run ``command`` with the local file ``source`` as its stdin, streamed (an image
+        archive for ``docker load``, a tarball for ``tar -x``); otherwise as :meth:`run`."""
+
+        async def feed(process: asyncssh.SSHClientProcess[bytes]) -> None:
+            with source.open("rb") as file:
+                while chunk := await asyncio.to_thread(file.read, _COPY_CHUNK * 4):
+                    process.stdin.write(chunk)
+                    await process.stdin.drain()
+            process.stdin.write_eof()
+
+        return await self._execute(command, feed, timeout, check)
+
+    async def _execute(
+        self,
+        command: str | Sequence[str],
+        feed: Callable[[asyncssh.SSHClientProcess[bytes]], Awaitable[None]],
+        given_limit: float | None,
+        check: bool,
+    ) -> CommandResult:
         line = command if isinstance(command, str) else shlex.join(command)
         program = _program(command)
-        limit = self.options.command_timeout if timeout is None else timeout
+        limit = self.options.command_timeout if given_limit is None else given_limit
         started = time.monotonic()
         async with self._sessions:
             try:
                 async with asyncio.timeout(limit):
                     process = await self._open_process(line)
                     try:
-                        stdout, stderr = await process.communicate(stdin)
+                        # Fed while its output is read: a command that writes much before it
+                        # has read all its input never waits on us.
+                        _, (stdout, stderr) = await asyncio.gather(
+                            _fed(feed, process), process.communicate()
+                        )
                     finally:
                         process.close()
             except TimeoutError:
@@ -289,8 +342,8 @@ class NodeConnection:
         if status is None or (status < 0 and process.exit_signal is None):
             raise self._unreachable(f"{program} was cut off", None)
         if status < 0:
-            signal = process.exit_signal[0] if process.exit_signal else "a signal"
-            status = 128 + _signal_number(signal)
+            signal_name = process.exit_signal[0] if process.exit_signal else ""
+            status = 128 + _signal_number(signal_name)
         result = CommandResult(status, _text(stdout), _text(stderr))
         log.debug(
             "node %s: %s exited %d after %.2fs",
@@ -313,17 +366,17 @@ class NodeConnection:
         await self.run("true", check=True, timeout=self.options.connect_timeout * 2)
         return time.monotonic() - started
 
-    async def _open_process(self, line: str) -> asyncssh.SSHClientProcess[str]:
+    async def _open_process(self, line: str) -> asyncssh.SSHClientProcess[bytes]:
         conn = await self._connection()
         try:
-            return await conn.create_process(line, encoding="utf-8", errors="replace")
+            return await conn.create_process(line, encoding=None)
         except asyncssh.ChannelOpenError:
             if not conn.is_closed():
                 raise
         # The connection was found dead at the channel's opening: the command never
         # started, so it is safe to try once more on a fresh one.
         conn = await self._connection()
-        return await conn.create_process(line, encoding="utf-8", errors="replace")
+        return await conn.create_process(line, encoding=None)
 
     # -- forwarding -------------------------------------------------------------------------
 
@@ -507,6 +560,16 @@ class NodeConnection:
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
             self._socket_dir = None
+
+
+async def _fed(
+    feed: Callable[[asyncssh.SSHClientProcess[bytes]], Awaitable[None]],
+    process: asyncssh.SSHClientProcess[bytes],
+) -> None:
+    """``feed(process)``, where a command that exits before reading all of its input is not
+    an error (its exit status tells); a lost connection shows in its output's end."""
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError, asyncssh.Error):
+        await feed(process)
 
 
 async def _copy(

@@ -87,6 +87,11 @@ class Node:
         self.learned_slots: int | None = None
         #: The instances last seen on it, by runner name (its own instance ids).
         self.instances: dict[str, Instance] = {}
+        #: Counts what this provider learned of single instances (created, got, deleted), so
+        #: that a listing that began before does not undo it (:meth:`seen`).
+        self.generation = 0
+        self._changed: dict[str, int] = {}
+        self._applied = -1
         #: Runner names being created on it right now.
         self.creating: set[str] = set()
         #: Set once its first check has answered (up or down).
@@ -125,7 +130,7 @@ class Node:
     def mark_down(self, reason: str) -> None:
         """It did not answer (or refused us): its runners stay remembered, its slots stop
         counting. Logged once per transition."""
-        reason = reason.strip() or "no reason given"
+        reason = reason.strip().removeprefix(f"node {self.name}: ") or "no reason given"
         if self.up or self.reason == NOT_CHECKED:
             self.since = self._clock()
             log.warning("pool %s: node %s is down: %s", self.pool, self.name, reason)
@@ -162,8 +167,8 @@ class Node:
             self.mark_down(f"did not answer within {limit:g}s")
         except ProviderError as error:
             self.mark_down(str(error))
-        except OSError as error:
-            self.mark_down(error.strerror or type(error).__name__)
+        except Exception as error:  # the library's, or ours: the node is not usable now
+            self.mark_down(f"{type(error).__name__}: {error}")
         else:
             self.mark_up()
 
@@ -216,11 +221,27 @@ class Node:
         when = "" if self.since is None else f" since {_when(self.since)}"
         return f"node {self.name} is down{when}: {self.reason}"
 
-    def seen(self, instances: list[Instance]) -> None:
-        """A full listing answered: it replaces what was remembered."""
-        self.instances = {instance.runner_name: instance for instance in instances}
+    def seen(self, instances: list[Instance], since: int) -> None:
+        """A full listing answered, begun at generation ``since``: it replaces what was
+        remembered, except what was learned of single instances while it ran (a creation that
+        finished, a removal), and unless a listing begun later was applied already."""
+        if since < self._applied:
+            return
+        listed = {instance.runner_name: instance for instance in instances}
+        for name, when in self._changed.items():
+            if when > since:
+                if name in self.instances:
+                    listed[name] = self.instances[name]
+                else:
+                    listed.pop(name, None)
+        self.instances = listed
+        self._applied = since
+        self._changed = {name: when for name, when in self._changed.items() if when > since}
 
     def seen_one(self, name: str, instance: Instance | None) -> None:
+        """What is known of one instance now (None: it is gone)."""
+        self.generation += 1
+        self._changed[name] = self.generation
         if instance is None:
             self.instances.pop(name, None)
         else:

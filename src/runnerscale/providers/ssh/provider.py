@@ -6,8 +6,8 @@ Why it looks the way it does:
 (:mod:`.nodes`) has its pooled connection and a task that checks it every ``health_interval``
 (started on first use, stopped by :meth:`SshProvider.close`). What is done on a node waits only
 on that node: there is no lock over the provider, so a slow node (seconds per command) delays
-only the creations placed on it, and a silent one is given up on by whatever waits for it as
-soon as its health check marks it down.
+only the creations placed on it, and a silent one is given up on by whatever waits for it
+(a listing, a creation, a removal) as soon as its health check marks it down.
 
 *Placement is decided apart* (:mod:`.placement`, pure): a runner goes to an up node of its
 label group by the pool's policy, counting the instances last seen on each node and the
@@ -195,9 +195,9 @@ class SshProvider:
         except _NODE_FAILURES as error:
             node.mark_down(str(error))
             raise ProviderError(f"pool {self.context.pool!r}: {error}") from None
-        except ProviderError:
-            if not node.connection.connected:  # the engine's socket went with the connection
-                node.mark_down("the connection was lost")
+        except ProviderError as error:
+            if not node.connection.connected:  # (the engine's socket went with the connection)
+                node.mark_down(str(error))
             raise
 
     async def _unless_down(self, node: Node, work: Awaitable[_T]) -> _T:
@@ -266,7 +266,12 @@ class SshProvider:
         name = spec.runner_name
         node.creating.add(name)  # counted by the next placement at once: no await before
         try:
-            instance = await self._on(node, self._runners[node.name].create(spec))
+            instance = await self._unless_down(node, self._runners[node.name].create(spec))
+        except _NodeDownError:
+            raise ProviderError(
+                f"pool {spec.pool!r}: runner {name} was being created when "
+                f"{node.down_since()}; what it left there is removed once the node is back"
+            ) from None
         finally:
             node.creating.discard(name)
         node.seen_one(name, instance)
@@ -284,7 +289,13 @@ class SshProvider:
                 f"pool {self.context.pool!r}: cannot remove runner {name} now: "
                 f"{node.down_since()}; will retry"
             )
-        await self._on(node, self._runners[node.name].delete(name))
+        try:
+            await self._unless_down(node, self._runners[node.name].delete(name))
+        except _NodeDownError:
+            raise ProviderError(
+                f"pool {self.context.pool!r}: runner {name} was being removed when "
+                f"{node.down_since()}; will retry"
+            ) from None
         node.seen_one(name, None)
 
     async def get(self, instance_id: str) -> Instance | None:
@@ -302,14 +313,20 @@ class SshProvider:
 
     async def list(self) -> builtins.list[Instance]:
         self._watch()
-        listed = await asyncio.gather(*(self._list_node(node) for node in self._nodes))
-        return [instance for found in listed for instance in found]
+        listed = await asyncio.gather(
+            *(self._list_node(node) for node in self._nodes), return_exceptions=True
+        )
+        for found in listed:
+            if isinstance(found, BaseException):
+                raise found  # (once every node's listing has ended)
+        return [instance for found in listed if isinstance(found, list) for instance in found]
 
     async def _list_node(self, node: Node) -> builtins.list[Instance]:
         with contextlib.suppress(_NodeDownError):
             if node.up or not node.checked.is_set():
+                since = node.generation
                 found = await self._unless_down(node, self._runners[node.name].list())
-                node.seen(found)
+                node.seen(found, since)
                 return [node.outward(instance) for instance in found]
         return node.remembered()
 

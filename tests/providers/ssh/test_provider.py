@@ -1,0 +1,397 @@
+"""The SSH backend's provider over several nodes, on real OpenSSH servers on loopback (each
+a machine of its own to the test user: ``NodeServer``), in process mode with the stand-in
+``run.sh``: placement spread and pack, per-node labels, a node that stops answering and comes
+back, a stalled node that holds up only its own creations, adoption by a new provider, and the
+backend's entry (capacity, host facts)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import platform
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runnerscale.hostlabels import normalize_arch
+from runnerscale.model import InstanceSpec
+from runnerscale.protocols import PlacingProvider, ProviderError
+from runnerscale.providers.ssh import BACKEND
+from runnerscale.providers.ssh.provider import SshProvider
+from runnerscale.providers.ssh.settings import SshConfig
+from tests.providers.ssh.support import (
+    NodeServer,
+    RunnerScript,
+    provider,
+    runner_script,
+    ssh_config,
+    unique,
+)
+
+pytestmark = [pytest.mark.ssh, pytest.mark.timeout(180)]
+
+LABELS = ("self-hosted", "linux", "x64")
+PATIENCE = 60.0
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[tuple[NodeServer, NodeServer, NodeServer]]:
+    """Three nodes; the third is the one tests stall (its gate)."""
+    started: list[NodeServer] = []
+    try:
+        for _ in range(3):
+            started.append(NodeServer.start())
+        key = started[0].key_file.with_name(started[0].key_file.name + ".pub").read_text()
+        for server in started[1:]:  # one client key for every node, as a pool has
+            with server.authorized_keys.open("a") as keys:
+                keys.write(key)
+        yield started[0], started[1], started[2]
+    finally:
+        for server in started:
+            server.kill_runners()
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def script() -> Iterator[RunnerScript]:
+    with runner_script() as made:
+        yield made
+
+
+class Pool:
+    """Providers of one pool (a fresh controller id and work folder) over some of the nodes."""
+
+    def __init__(
+        self, nodes: list[NodeServer], script: RunnerScript, folder: Path, key_file: Path
+    ) -> None:
+        self.nodes = nodes
+        self.key_file = key_file
+        self.script = script
+        self.folder = folder
+        self.controller_id = unique("rsc")
+        self.work = unique("provider")
+        self.providers: list[SshProvider] = []
+        self.count = 0
+
+    def config(self, **block: Any) -> SshConfig:
+        values: dict[str, Any] = {
+            "mode": "process",
+            "command": [str(self.script.path)],
+            "work_dir": f"~/{self.work}",
+            "key_file": str(self.key_file),
+        }
+        values.update(block)
+        return ssh_config(self.nodes, self.folder, **values)
+
+    def provider(self, **block: Any) -> SshProvider:
+        made = provider(self.config(**block), "vps", self.controller_id)
+        self.providers.append(made)
+        return made
+
+    def spec(self, *extra: str) -> InstanceSpec:
+        self.count += 1
+        return InstanceSpec(
+            runner_name=f"{self.controller_id}-{self.count}",
+            pool="vps",
+            jitconfig="JIT-not-a-secret-here",
+            labels=(*LABELS, *extra),
+        )
+
+    async def close(self) -> None:
+        for made in self.providers:
+            await made.close()
+        for node in self.nodes:
+            node.kill_runners()
+
+
+@pytest.fixture
+async def pool_of(
+    servers: tuple[NodeServer, NodeServer, NodeServer], script: RunnerScript, tmp_path: Path
+) -> AsyncIterator[Callable[..., Pool]]:
+    made: list[Pool] = []
+
+    def make(*indexes: int) -> Pool:
+        pool = Pool([servers[index] for index in indexes], script, tmp_path, servers[0].key_file)
+        made.append(pool)
+        return pool
+
+    yield make
+    for pool in made:
+        await pool.close()
+
+
+def node_of(instance_id: str) -> str:
+    return instance_id.rpartition("/")[0]
+
+
+async def until(check: Callable[[], bool | Awaitable[bool]], what: str) -> None:
+    async with asyncio.timeout(PATIENCE):
+        while True:
+            answer = check()
+            if not isinstance(answer, bool):
+                answer = await answer
+            if answer:
+                return
+            await asyncio.sleep(0.05)
+    raise AssertionError(what)  # pragma: no cover - the timeout raises first
+
+
+def up(made: SshProvider, node: NodeServer) -> bool:
+    return any(state.up for state in made.placement().nodes if state.name == node.address)
+
+
+async def ready(made: SshProvider) -> SshProvider:
+    """Once every node has answered its first check (a creation right after the start goes to
+    the first node that answers)."""
+    await until(lambda: all(state.up for state in made.placement().nodes), "every node is up")
+    return made
+
+
+async def test_the_provider_places_runners_and_says_where(
+    pool_of: Callable[..., Pool], servers: tuple[NodeServer, ...]
+) -> None:
+    pool = pool_of(0, 1)
+    made = await ready(
+        pool.provider(hosts=[{"address": s.address, "slots": 2} for s in servers[:2]])
+    )
+    assert isinstance(made, PlacingProvider)
+    instance = await made.create(pool.spec())
+    assert node_of(instance.id) == servers[0].address
+    assert instance.detail.startswith(f"node {servers[0].address}: ")
+    placement = made.placement()
+    assert [(state.name, state.up, state.slots, state.runners) for state in placement.nodes] == [
+        (servers[0].address, True, 2, 1),
+        (servers[1].address, True, 2, 0),
+    ]
+    assert placement.unreachable == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [("spread", [0, 1, 0, 1]), ("pack", [0, 0, 1, 1])],
+)
+async def test_spread_and_pack(
+    pool_of: Callable[..., Pool],
+    servers: tuple[NodeServer, ...],
+    policy: str,
+    expected: list[int],
+) -> None:
+    pool = pool_of(0, 1)
+    made = await ready(
+        pool.provider(
+            placement=policy, hosts=[{"address": s.address, "slots": 2} for s in servers[:2]]
+        )
+    )
+    placed = [node_of((await made.create(pool.spec())).id) for _ in expected]
+    assert placed == [servers[index].address for index in expected]
+    # Concurrent creations spread too: each counts the others in flight.
+    more = await asyncio.gather(*(made.create(pool.spec()) for _ in range(4)))
+    counts = {s.address: 0 for s in servers[:2]}
+    for instance in more:
+        counts[node_of(instance.id)] += 1
+    assert counts == {servers[0].address: 2, servers[1].address: 2}
+    assert {state.runners for state in made.placement().nodes} == {4}
+
+
+async def test_a_node_with_labels_of_its_own_takes_only_runners_that_ask_for_them(
+    pool_of: Callable[..., Pool], servers: tuple[NodeServer, ...]
+) -> None:
+    pool = pool_of(0, 1)
+    made = pool.provider(
+        hosts=[
+            {"address": servers[0].address},
+            {"address": servers[1].address, "labels": ["deploy"]},
+        ]
+    )
+    plain = [await made.create(pool.spec()) for _ in range(3)]
+    deploy = [await made.create(pool.spec("Deploy")) for _ in range(2)]
+    assert {node_of(instance.id) for instance in plain} == {servers[0].address}
+    assert {node_of(instance.id) for instance in deploy} == {servers[1].address}
+    states = {state.name: state for state in made.placement().nodes}
+    assert states[servers[1].address].extra_labels == frozenset({"deploy"})
+    assert states[servers[0].address].slots >= 1  # learned from nproc
+    # A pool whose every node has a label of its own has no room for a plain runner.
+    only_deploy = pool.provider(hosts=[{"address": servers[1].address, "labels": ["deploy"]}])
+    with pytest.raises(ProviderError, match=r"no node serves the labels \[.*'linux'.*\]"):
+        await only_deploy.create(pool.spec())
+
+
+async def test_a_node_that_stops_answering_is_down_and_comes_back(
+    pool_of: Callable[..., Pool],
+    servers: tuple[NodeServer, ...],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="runnerscale.providers.ssh")
+    pool = pool_of(0, 1)
+    first, second = servers[0], servers[1]
+    made = await ready(pool.provider())
+    on_first = await made.create(pool.spec())
+    on_second = await made.create(pool.spec())
+    assert [node_of(on_first.id), node_of(on_second.id)] == [first.address, second.address]
+    assert {instance.id for instance in await made.list()} == {on_first.id, on_second.id}
+
+    second.sshd.stop()
+    try:
+        await until(lambda: not up(made, second), "the stopped node is marked down")
+        state = next(s for s in made.placement().nodes if s.name == second.address)
+        assert state.reason  # why, as the connection said it
+        assert state.since is not None
+        assert made.placement().unreachable == {on_second.runner_name}
+
+        # Its runner is still reported, running, with the reason; nothing is lost.
+        listed = {instance.id: instance for instance in await made.list()}
+        assert set(listed) == {on_first.id, on_second.id}
+        assert listed[on_second.id].running
+        assert listed[on_second.id].detail.startswith(f"node {second.address} is down since")
+        got = await made.get(on_second.id)
+        assert got is not None
+        assert got.running
+        with pytest.raises(ProviderError, match=r"cannot remove runner .* now"):
+            await made.delete(on_second.id)
+
+        # Creations go to the other node, whatever the spread would say.
+        placed = [node_of((await made.create(pool.spec())).id) for _ in range(2)]
+        assert placed == [first.address, first.address]
+
+        # A new provider (a restart) knows nothing of the unreachable node's runners.
+        fresh = pool.provider()
+        assert {node_of(instance.id) for instance in await fresh.list()} == {first.address}
+        assert not up(fresh, second)
+    finally:
+        assert second.sshd.start(second.host, second.port)
+
+    await until(lambda: up(made, second), "the node is up again")
+    got = await made.get(on_second.id)
+    assert got is not None
+    assert got.running
+    assert got.detail.startswith(f"node {second.address}: pid ")
+    await made.delete(on_second.id)
+    assert await made.get(on_second.id) is None
+    downs = [r for r in caplog.records if "is down" in r.getMessage()]
+    assert [r.levelno for r in downs] == [logging.WARNING] * len(downs)
+    assert len([r for r in downs if second.address in r.getMessage()]) == 2  # two providers
+    assert any("back up" in r.getMessage() and r.levelno == logging.INFO for r in caplog.records)
+
+
+async def test_a_stalled_node_holds_up_only_its_own_creations(
+    pool_of: Callable[..., Pool], servers: tuple[NodeServer, ...]
+) -> None:
+    stalled, fast = servers[2], servers[0]
+    pool = pool_of(2, 0)
+    made = await ready(
+        pool.provider(
+            hosts=[{"address": stalled.address, "slots": 2}, {"address": fast.address, "slots": 2}]
+        )
+    )
+    stalled.gate.touch()
+    try:
+        held = asyncio.create_task(made.create(pool.spec()))  # spread: the first node
+        await until(lambda: made.placement().nodes[0].runners == 1, "the creation is in flight")
+        quick = await asyncio.wait_for(made.create(pool.spec()), PATIENCE)
+        assert node_of(quick.id) == fast.address
+        assert not held.done()  # still waiting on the stalled node
+        listed = await asyncio.wait_for(made.get(quick.id), PATIENCE)
+        assert listed is not None
+        assert listed.running
+    finally:
+        stalled.gate.unlink()
+    instance = await asyncio.wait_for(held, PATIENCE)
+    assert node_of(instance.id) == stalled.address
+
+
+async def test_a_node_that_hangs_is_given_up_on_when_its_check_fails(
+    pool_of: Callable[..., Pool], servers: tuple[NodeServer, ...]
+) -> None:
+    stalled = servers[2]
+    pool = pool_of(2, 0)
+    made = await ready(pool.provider(connect_timeout=1))
+    on_stalled = await made.create(pool.spec())
+    assert node_of(on_stalled.id) == stalled.address
+    stalled.gate.touch()  # from now on, nothing it is asked answers
+    try:
+        # A removal under way gives up when the node is marked down (the controller retries).
+        with pytest.raises(ProviderError, match=r"was being removed when node .* is down"):
+            await asyncio.wait_for(made.delete(on_stalled.id), PATIENCE)
+        listed = await asyncio.wait_for(made.list(), PATIENCE)
+        assert stalled.gate.exists()
+        (remembered,) = [i for i in listed if i.id == on_stalled.id]
+        assert remembered.running
+        assert "is down since" in remembered.detail
+        assert remembered.detail.endswith("did not finish within 2s")  # twice connect_timeout
+        assert not up(made, stalled)
+        got = await asyncio.wait_for(made.get(on_stalled.id), PATIENCE)
+        assert got == remembered
+    finally:
+        stalled.gate.unlink()
+    await until(lambda: up(made, stalled), "the node answers again")
+    await made.delete(on_stalled.id)
+
+
+async def test_a_new_provider_adopts_what_runs_on_every_node(
+    pool_of: Callable[..., Pool], servers: tuple[NodeServer, ...]
+) -> None:
+    pool = pool_of(0, 1)
+    old = await ready(pool.provider())
+    made = [await old.create(pool.spec()) for _ in range(4)]
+    await old.close()  # the runners keep running
+    new = pool.provider()
+    listed = {instance.id: instance for instance in await new.list()}
+    assert set(listed) == {instance.id for instance in made}
+    assert all(instance.running for instance in listed.values())
+    assert {node_of(instance_id) for instance_id in listed} == {s.address for s in servers[:2]}
+    # Its placement counts them: the next runner goes where there are fewest.
+    assert [state.runners for state in new.placement().nodes] == [2, 2]
+    for instance in made:
+        await new.delete(instance.id)
+    assert await new.list() == []
+
+
+async def test_ids_of_other_nodes_or_forms_are_nobodys(pool_of: Callable[..., Pool]) -> None:
+    made = pool_of(0).provider()
+    assert await made.get("10.9.9.9:22/runner-1") is None
+    assert await made.get("runner-1") is None
+    await made.delete("10.9.9.9:22/runner-1")
+    await made.delete("no-node-here")
+
+
+def test_the_backend_caps_a_pool_at_its_slots_when_every_node_gives_them(tmp_path: Path) -> None:
+    def block(*slots: int | None) -> SshConfig:
+        return SshConfig.model_validate(
+            {
+                "user": "runner",
+                "known_hosts": "/etc/runnerscale/known_hosts",
+                "image": "runnerscale-runner:latest",
+                "hosts": [
+                    {"address": f"node{index}", **({} if count is None else {"slots": count})}
+                    for index, count in enumerate(slots)
+                ],
+            },
+            context={"base_dir": tmp_path},
+        )
+
+    assert BACKEND.capacity is not None
+    assert BACKEND.capacity(block(4, 2)) == 6
+    assert BACKEND.capacity(block(4, None)) is None
+
+
+async def test_the_nodes_architecture_is_their_uname(
+    pool_of: Callable[..., Pool], servers: tuple[NodeServer, ...]
+) -> None:
+    pool = pool_of(0, 1)
+    config = pool.config()
+    assert BACKEND.host_facts is not None
+    facts = await asyncio.to_thread(BACKEND.host_facts, config, pool.provider())
+    assert facts.arch == normalize_arch(platform.machine())
+    assert facts.accelerators == frozenset()
+    # A node that does not answer is left out; when none answers, the pool waits.
+    servers[1].sshd.stop()
+    try:
+        facts = await asyncio.to_thread(BACKEND.host_facts, config, pool.provider())
+        assert facts.arch == normalize_arch(platform.machine())
+        lone = pool_of(1).config()
+        with pytest.raises(ProviderError, match="no node answered"):
+            await asyncio.to_thread(BACKEND.host_facts, lone, pool.provider())
+    finally:
+        assert servers[1].sshd.start(servers[1].host, servers[1].port)
