@@ -153,9 +153,9 @@ async def bare_round(
         "--network",
         "host",
         "-e",
-        "RUNNERSCALE_JITCONFIG",
+        "ACTIONS_RUNNER_INPUT_JITCONFIG",
         image,
-        env={**os.environ, "RUNNERSCALE_JITCONFIG": jitconfig},
+        env={**os.environ, "ACTIONS_RUNNER_INPUT_JITCONFIG": jitconfig},
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
