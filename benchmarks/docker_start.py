@@ -69,7 +69,9 @@ class Samples:
     bare: list[float] = field(default_factory=list)
 
 
-def config_text(engine: Engine, image: str, api_url: str, state: Path) -> str:
+def daemon_config(api_url: str, state: Path, pool: str) -> str:
+    """The daemon of a start-up benchmark: the simulator's repository, its webhooks, and the
+    one ``pool`` (a list item of ``pools:``, indented by two spaces)."""
     return f"""\
 github:
   api_url: {api_url}
@@ -82,6 +84,14 @@ server:
 state: sqlite:///{state}
 poll_interval: 60s
 pools:
+{pool}"""
+
+
+def config_text(engine: Engine, image: str, api_url: str, state: Path) -> str:
+    return daemon_config(
+        api_url,
+        state,
+        f"""\
   - name: bench
     labels: [self-hosted, linux, auto]
     provider: docker
@@ -95,7 +105,8 @@ pools:
       cpus: 1
       memory: 512m
       pids_limit: 512
-"""
+""",
+    )
 
 
 async def until_started(server: SimulatorServer, job_id: int, since: float) -> float:
@@ -207,27 +218,38 @@ def summary(values: list[float]) -> tuple[float, float, float, float]:
     return min(ordered), statistics.median(ordered), p90, max(ordered)
 
 
-def report(samples: Samples, engine: Engine, rounds: int, out: Path) -> float:
-    rs = summary(samples.runnerscale)
-    bare = summary(samples.bare)
-    ratio = rs[1] / bare[1]
-    met = "met" if ratio <= TARGET_RATIO else "missed"
-    version = subprocess.run(
+def ratio_of_medians(samples: Samples) -> tuple[float, str]:
+    """runnerscale's median over the bare path's, and whether that meets the target."""
+    ratio = statistics.median(samples.runnerscale) / statistics.median(samples.bare)
+    return ratio, "met" if ratio <= TARGET_RATIO else "missed"
+
+
+def engine_version(engine: Engine) -> str:
+    return subprocess.run(
         ["docker", "-H", engine.url, "version", "--format", "{{.Server.Version}}"],
         capture_output=True,
         text=True,
         check=False,
     ).stdout.strip()
-    rows = [
-        "| path | min | median | p90 | max |",
-        "|---|---:|---:|---:|---:|",
-        "| runnerscale (queued → runner in container took the job) | "
-        + " | ".join(f"{v:.2f} s" for v in rs)
-        + " |",
-        "| bare `docker run` (queued → runner took the job) | "
-        + " | ".join(f"{v:.2f} s" for v in bare)
-        + " |",
-    ]
+
+
+def table_rows(paths: list[tuple[str, list[float]]]) -> list[str]:
+    """A Markdown table of each path's min, median, p90 and max."""
+    rows = ["| path | min | median | p90 | max |", "|---|---:|---:|---:|---:|"]
+    for name, values in paths:
+        rows.append(f"| {name} | " + " | ".join(f"{v:.2f} s" for v in summary(values)) + " |")
+    return rows
+
+
+def report(samples: Samples, engine: Engine, rounds: int, out: Path) -> float:
+    ratio, met = ratio_of_medians(samples)
+    version = engine_version(engine)
+    rows = table_rows(
+        [
+            ("runnerscale (queued → runner in container took the job)", samples.runnerscale),
+            ("bare `docker run` (queued → runner took the job)", samples.bare),
+        ]
+    )
     text = "\n".join(
         [
             "# Docker backend: time to a running runner, against a bare `docker run`",
@@ -259,7 +281,14 @@ def report(samples: Samples, engine: Engine, rounds: int, out: Path) -> float:
     return ratio
 
 
-def plot(samples: Samples, out: Path) -> None:
+def plot(
+    samples: Samples,
+    out: Path,
+    *,
+    labels: tuple[str, str] = ("runnerscale (job queued → running)", "bare docker run"),
+    title: str = "Time until a runner in a container has taken the job",
+) -> None:
+    """Every round of both paths (``labels``: runnerscale's, the bare one's)."""
     import matplotlib  # noqa: PLC0415 - only for the picture
 
     matplotlib.use("Agg")
@@ -267,13 +296,13 @@ def plot(samples: Samples, out: Path) -> None:
 
     figure, axes = plt.subplots(figsize=(7, 3.5))
     rounds = range(1, len(samples.runnerscale) + 1)
-    axes.plot(rounds, samples.runnerscale, "o-", label="runnerscale (job queued → running)")
-    axes.plot(rounds, samples.bare, "s-", label="bare docker run")
+    axes.plot(rounds, samples.runnerscale, "o-", label=labels[0])
+    axes.plot(rounds, samples.bare, "s-", label=labels[1])
     axes.set_xlabel("round")
     axes.set_ylabel("seconds")
     axes.set_ylim(bottom=0)
     axes.legend()
-    axes.set_title("Time until a runner in a container has taken the job")
+    axes.set_title(title)
     figure.tight_layout()
     figure.savefig(out, dpi=100)
     plt.close(figure)
@@ -294,19 +323,25 @@ def main() -> int:
     try:
         image = import_runner_image(engine.url, scratch)
         samples = asyncio.run(measure(engine, image, args.rounds, scratch))
-        ratio = report(samples, engine, args.rounds, args.out)
+        report(samples, engine, args.rounds, args.out)
         plot(samples, args.out.with_suffix(".png"))
     finally:
         stop_engine(engine)
         shutil.rmtree(scratch, ignore_errors=True)
-    table = Table(title="time to a runner in a container (s)")
+    show(samples, "time to a runner in a container (s)", "bare docker run", args.out)
+    return 0
+
+
+def show(samples: Samples, title: str, bare: str, out: Path) -> None:
+    """The figures on the terminal, and where the report went."""
+    table = Table(title=title)
     for column in ("path", "min", "median", "p90", "max"):
         table.add_column(column)
-    for name, values in (("runnerscale", samples.runnerscale), ("bare docker run", samples.bare)):
+    for name, values in (("runnerscale", samples.runnerscale), (bare, samples.bare)):
         table.add_row(name, *(f"{v:.2f}" for v in summary(values)))
     Console().print(table)
-    print(f"ratio of medians: {ratio:.2f}x (target {TARGET_RATIO}x); written to {args.out}")
-    return 0
+    ratio, _ = ratio_of_medians(samples)
+    print(f"ratio of medians: {ratio:.2f}x (target {TARGET_RATIO}x); written to {out}")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ live runner in the store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 import time
@@ -196,8 +197,14 @@ def queue(
     return [job.id for job in jobs]
 
 
-def hook(simulator: SimulatorServer, daemon: Daemon) -> None:
-    simulator.simulator.webhooks.add_hook(f"{daemon.url}/webhook", WEBHOOK_SECRET)
+@contextlib.asynccontextmanager
+async def serving(
+    config: Path, simulator: SimulatorServer, env: dict[str, str] | None = None
+) -> AsyncIterator[Daemon]:
+    """The daemon of ``config``, in this process, hearing the simulator's webhooks."""
+    async with in_process_daemon(config, env=env) as daemon:
+        simulator.simulator.webhooks.add_hook(f"{daemon.url}/webhook", WEBHOOK_SECRET)
+        yield daemon
 
 
 def succeeded(simulator: SimulatorServer, job_ids: Sequence[int]) -> bool:
@@ -239,8 +246,7 @@ async def test_the_issue_s_configuration_serves_a_burst_in_containers_over_the_n
         return listed
 
     try:
-        async with in_process_daemon(config, env={KEY_ENV: str(fleet.key_file)}) as daemon:
-            hook(simulator, daemon)
+        async with serving(config, simulator, env={KEY_ENV: str(fleet.key_file)}) as daemon:
             deploy = queue(simulator, DEPLOY, 1, 3.0)
             plain = queue(simulator, LINUX, 7, 3.0)
 
@@ -280,8 +286,7 @@ async def test_deploy_jobs_run_only_on_the_deploy_node_and_plain_jobs_spread(
 ) -> None:
     config = write_config(tmp_path, simulator.url, pools=process_pool(fleet))
     world = simulator.simulator.world
-    async with in_process_daemon(config) as daemon:
-        hook(simulator, daemon)
+    async with serving(config, simulator) as daemon:
         deploy = queue(simulator, DEPLOY, 2, 2.0)
         plain = queue(simulator, LINUX, 4, 2.0)
         await wait_until(lambda: all_done(world, deploy + plain), 90, "6 jobs")
@@ -312,8 +317,7 @@ async def test_a_node_cut_off_mid_job_is_reported_down_served_around_and_reconci
 ) -> None:
     config = write_config(tmp_path, simulator.url, pools=process_pool(fleet))
     world = simulator.simulator.world
-    async with in_process_daemon(config) as daemon:
-        hook(simulator, daemon)
+    async with serving(config, simulator) as daemon:
         [long_job] = queue(simulator, LINUX, 1, 12.0)
         await wait_until(
             lambda: world.jobs[long_job].status.value == "in_progress", 60, "the long job to start"
@@ -367,8 +371,7 @@ async def test_a_node_whose_host_key_changed_is_refused_named_and_given_no_runne
     pools = process_pool(fleet, known_hosts=fleet.wrong_known_hosts(node2))
     config = write_config(tmp_path, simulator.url, pools=pools)
     world = simulator.simulator.world
-    async with in_process_daemon(config) as daemon:
-        hook(simulator, daemon)
+    async with serving(config, simulator) as daemon:
 
         async def refused() -> bool:
             return "CHANGED" in (await node_status(daemon, node2))["reason"]
@@ -443,8 +446,7 @@ async def test_a_slow_node_delays_only_its_own_runners(
     node1 = fleet.nodes[0]
     config = write_config(tmp_path, simulator.url, pools=process_pool(fleet))
     world = simulator.simulator.world
-    async with in_process_daemon(config) as daemon:
-        hook(simulator, daemon)
+    async with serving(config, simulator) as daemon:
 
         async def all_up() -> bool:
             async with control_client(daemon) as control:
