@@ -124,12 +124,16 @@ def _locked(name: str) -> bool:
 
 
 def hidden_from_users() -> list[Path]:
-    """The folders under ``/root`` (closed to other users) that this test run's interpreter
-    lives in: a test user must run the venv's ``python`` on a server, as a runner would."""
-    prefix = Path(sys.base_prefix).resolve()
-    if prefix.is_relative_to(ROOT_HOME) and prefix != ROOT_HOME:
-        return [ROOT_HOME / prefix.relative_to(ROOT_HOME).parts[0]]
-    return []
+    """The folders under ``/root`` (closed to other users) that this test run's interpreter,
+    its venv and this checkout live in: a test user must run the venv's ``python`` with
+    runnerscale importable on a server, as a runner would (CI may clone under ``/root``)."""
+    needed = (Path(sys.base_prefix), Path(sys.prefix), Path(__file__).parents[1])
+    folders = {
+        ROOT_HOME / path.resolve().relative_to(ROOT_HOME).parts[0]
+        for path in needed
+        if path.resolve().is_relative_to(ROOT_HOME) and path.resolve() != ROOT_HOME
+    }
+    return sorted(folders)
 
 
 def mount_script(
