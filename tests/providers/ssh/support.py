@@ -141,10 +141,10 @@ def ssh_config(
     return SshConfig.model_validate(values, context={"base_dir": Path("/")})
 
 
-def provider(config: SshConfig, pool: str, controller_id: str) -> SshProvider:
+def provider(config: SshConfig, pool: str, controller_id: str, state_dir: Path) -> SshProvider:
+    """A provider of ``config`` keeping its memory of the nodes under ``state_dir``."""
     return SshProvider(
-        config,
-        BackendContext(pool=pool, controller_id=controller_id, state_dir=Path("/nonexistent")),
+        config, BackendContext(pool=pool, controller_id=controller_id, state_dir=state_dir)
     )
 
 

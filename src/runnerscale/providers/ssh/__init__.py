@@ -3,11 +3,11 @@
 The package holds all of it: the pool's ``ssh:`` settings (:mod:`.settings`, no SDK), a
 node's address (:mod:`.address`), its pooled connection (:mod:`.connection`, the only module
 importing asyncssh, an optional extra), the provider (:mod:`.provider`, whose docstring says
-why it works the way it does) with its parts (:mod:`.nodes`, :mod:`.placement`,
-:mod:`.process`, :mod:`.containers`), and :data:`BACKEND`, the entry registered in the
-``runnerscale.providers`` entry-point group. This module imports the provider only when a pool
-is built or its nodes are asked about, so a configuration naming ``ssh`` validates on a host
-without asyncssh.
+why it works the way it does) with its parts (:mod:`.nodes`, :mod:`.memory`,
+:mod:`.placement`, :mod:`.process`, :mod:`.containers`), and :data:`BACKEND`, the entry
+registered in the ``runnerscale.providers`` entry-point group. This module imports the
+provider only when a pool is built or its nodes are asked about, so a configuration naming
+``ssh`` validates on a host without asyncssh.
 """
 
 from __future__ import annotations

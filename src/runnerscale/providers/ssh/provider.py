@@ -26,8 +26,11 @@ pool (``<node>/<runner name>``) and names the node in every instance's detail.
 instances as they were last seen (running, the detail saying since when the node is down), so
 the controller removes nothing while it is away and does not count its runners twice;
 ``delete`` of such an instance fails (the controller retries later). When the node answers
-again its real state is listed and reconciled. A restarted daemon knows nothing of an
-unreachable node: its instances are not listed until it answers.
+again its real state is listed and reconciled. What each node holds is also kept in a small
+file under the daemon's state directory (:mod:`.memory`, written only when it changed), so a
+restarted daemon reports the runners of a node that does not answer the same way (their state
+unknown) instead of taking them as vanished: the janitor then neither finishes a busy runner
+there nor records its job as lost.
 
 *The host's architecture* (for ``auto`` labels) is asked with ``uname -m`` on every node that
 answers, over connections of its own (:func:`node_machines`: the daemon asks from a thread
@@ -55,6 +58,7 @@ from runnerscale.providers.ssh.connection import (
     NodeUnreachable,
     SshOptions,
 )
+from runnerscale.providers.ssh.memory import NodeMemory
 from runnerscale.providers.ssh.nodes import Node, split_instance_id, stop_watching
 from runnerscale.providers.ssh.placement import choose_node, label_group, normalise_labels
 from runnerscale.providers.ssh.process import ProcessRunners, ProcessSettings
@@ -100,6 +104,10 @@ class SshProvider:
             for host in settings.hosts
         )
         self._by_name = {node.name: node for node in self._nodes}
+        self._memory = NodeMemory(context.state_dir, context.controller_id, pool)
+        for name, recalled in self._memory.load().items():
+            if name in self._by_name:
+                self._by_name[name].recall(recalled.instances, recalled.recorded_at)
         make = self._runners_factory()
         self._runners: dict[str, Provider] = {
             node.name: make(node.name, node.connection) for node in self._nodes
@@ -220,6 +228,10 @@ class SshProvider:
         assert error is not None  # (only a node going down cancels the work)
         raise error
 
+    def _remember(self) -> None:
+        """Keep what the nodes hold now in the memory file (written only when it changed)."""
+        self._memory.update({node.name: node.instances.values() for node in self._nodes})
+
     def _node_of(self, instance_id: str) -> tuple[Node, str] | None:
         split = split_instance_id(instance_id)
         if split is None or split[0] not in self._by_name:
@@ -275,6 +287,7 @@ class SshProvider:
         finally:
             node.creating.discard(name)
         node.seen_one(name, instance)
+        self._remember()
         log.info("pool %s: runner %s placed on node %s", spec.pool, name, node.name)
         return node.outward(instance)
 
@@ -297,6 +310,7 @@ class SshProvider:
                 f"{node.down_since()}; will retry"
             ) from None
         node.seen_one(name, None)
+        self._remember()
 
     async def get(self, instance_id: str) -> Instance | None:
         self._watch()
@@ -308,6 +322,7 @@ class SshProvider:
             if node.up or not node.checked.is_set():
                 instance = await self._unless_down(node, self._runners[node.name].get(name))
                 node.seen_one(name, instance)
+                self._remember()
                 return None if instance is None else node.outward(instance)
         return next((i for i in node.remembered() if i.runner_name == name), None)
 
@@ -316,6 +331,7 @@ class SshProvider:
         listed = await asyncio.gather(
             *(self._list_node(node) for node in self._nodes), return_exceptions=True
         )
+        self._remember()
         for found in listed:
             if isinstance(found, BaseException):
                 raise found  # (once every node's listing has ended)
