@@ -119,6 +119,7 @@ from runnerscale.model import (
     Runner,
     RunnerState,
     Target,
+    labels_beyond,
     match_pool,
     narrowest,
     normalize_labels,
@@ -436,7 +437,7 @@ class _Filling:
 
     def group_of(self, runner: Runner) -> frozenset[str]:
         """The runner's group: its labels beyond the pool's (none of its own: the pool's)."""
-        return normalize_labels(runner.labels) - self.pool.labels
+        return labels_beyond(runner.labels, self.pool.labels)
 
     def covers(self, runner: Runner, job: Job) -> bool:
         return normalize_labels(job.labels) <= self.pool.labels | self.group_of(runner)
@@ -461,7 +462,7 @@ class _Filling:
                 continue
             group = next((g for g in covering[job.id] if self.room[g.extra_labels] > 0), None)
             if group is None:
-                self.no_slot.append(normalize_labels(job.labels) - self.pool.labels)
+                self.no_slot.append(labels_beyond(job.labels, self.pool.labels))
             else:
                 self._create(group)
         return waiting

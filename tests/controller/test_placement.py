@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from collections import Counter
 
+from runnerscale.controller.actions import node_groups
 from runnerscale.controller.loops import NodeStatus
-from runnerscale.model import JobState, RunnerState
+from runnerscale.model import JobState, LabelGroup, RunnerState, labels_beyond, normalize_labels
+from runnerscale.protocols import NodeState, Placement
 from tests.controller.conftest import IDLE_TIMEOUT, JOB_LABELS, POOL_LABELS, MakeRig, Rig
 from tests.controller.fakes import FakeFleet, FakeNode
 
@@ -183,3 +185,20 @@ async def test_an_ordinary_pool_lists_no_nodes_and_registers_with_its_own_labels
     assert runner.labels == ()  # the pool's, as configured
     assert world.provider.specs[0].labels == POOL_LABELS
     assert world.controller.status.pools[0].nodes is None
+
+
+def test_a_node_label_the_pool_has_already_makes_no_group_of_its_own() -> None:
+    """The scaler's side of a host that repeats a pool label (the ssh provider leaves it out
+    of the node's own labels with the same function)."""
+    placement = Placement(
+        nodes=(
+            NodeState("n1", True, 2, frozenset()),
+            NodeState("n2", True, 2, frozenset({"x64"})),
+            NodeState("n3", False, 1, frozenset({"x64", "deploy"})),
+        )
+    )
+    assert node_groups(placement, normalize_labels(POOL_LABELS)) == (
+        LabelGroup(frozenset(), 4),
+        LabelGroup(DEPLOY, 0, ("n3",)),
+    )
+    assert labels_beyond(["X64", " Deploy ", ""], POOL_LABELS) == DEPLOY

@@ -95,7 +95,7 @@ class Pool:
         return ssh_config(self.nodes, self.folder, **values)
 
     def provider(self, **block: Any) -> SshProvider:
-        made = provider(self.config(**block), "vps", self.controller_id, self.state_dir)
+        made = provider(self.config(**block), "vps", self.controller_id, self.state_dir, LABELS)
         self.providers.append(made)
         return made
 
@@ -225,6 +225,36 @@ async def test_a_node_with_labels_of_its_own_takes_only_runners_that_ask_for_the
     only_deploy = pool.provider(hosts=[{"address": servers[1].address, "labels": ["deploy"]}])
     with pytest.raises(ProviderError, match=r"no node serves the labels \[.*'linux'.*\]"):
         await only_deploy.create(pool.spec())
+
+
+async def test_a_host_label_the_pool_has_already_sets_the_node_apart_from_none(
+    pool_of: Callable[..., Pool], servers: tuple[NodeServer, ...]
+) -> None:
+    pool = pool_of(0, 1)
+    made = await ready(
+        pool.provider(
+            hosts=[
+                {"address": servers[0].address, "slots": 2},
+                {"address": servers[1].address, "slots": 2, "labels": ["X64", "deploy"]},
+            ]
+        )
+    )
+    # x64 is the pool's: the second node is a deploy node, no more (as the scaler counts it).
+    assert [state.extra_labels for state in made.placement().nodes] == [
+        frozenset(),
+        frozenset({"deploy"}),
+    ]
+    deploy = await made.create(pool.spec("deploy"))
+    assert node_of(deploy.id) == servers[1].address
+    plain = pool_of(0, 1).provider(
+        hosts=[
+            {"address": servers[0].address, "slots": 2},
+            {"address": servers[1].address, "slots": 2, "labels": ["x64"]},
+        ]
+    )
+    await ready(plain)
+    placed = [node_of((await plain.create(pool.spec())).id) for _ in range(2)]
+    assert placed == [servers[0].address, servers[1].address]  # spread over both
 
 
 async def test_a_node_that_stops_answering_is_down_and_comes_back(

@@ -12,6 +12,9 @@ provider only when a pool is built or its nodes are asked about, so a configurat
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from runnerscale.config.base import Advice
 from runnerscale.hostlabels import HostFacts, normalize_arch
 from runnerscale.protocols import Provider, ProviderError
 from runnerscale.providers.registry import Backend, BackendContext
@@ -66,6 +69,11 @@ def capacity(settings: SshConfig) -> int | None:
     return sum(count for count in slots if count is not None)
 
 
+def pool_advice(settings: SshConfig, labels: Sequence[str]) -> list[Advice]:
+    """Host labels the pool has already (see :meth:`SshConfig.labels_advice`)."""
+    return settings.labels_advice(labels)
+
+
 BACKEND = Backend(
     settings=SshConfig,
     build=build,
@@ -74,6 +82,7 @@ BACKEND = Backend(
     host_facts=host_facts,
     capacity=capacity,
     capacity_source="the sum of the slots of ssh.hosts",
+    pool_advice=pool_advice,
     example="{user: runner, known_hosts: /etc/runnerscale/known_hosts, image: "
     "runnerscale-runner:latest, hosts: [{address: node1.example.net}]}",
     order=2,

@@ -31,10 +31,9 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
-from runnerscale.model import Instance
+from runnerscale.model import Instance, normalize_labels
 from runnerscale.protocols import NodeState, ProviderError
 from runnerscale.providers.ssh.connection import NodeConnection
-from runnerscale.providers.ssh.placement import normalise_labels
 
 __all__ = ["NOT_CHECKED", "Node", "instance_id", "split_instance_id", "stop_watching"]
 
@@ -81,7 +80,8 @@ class Node:
         self.connection = connection
         self.pool = pool
         self.configured_slots = slots
-        self.extra_labels = normalise_labels(labels)
+        #: Its own labels beyond the pool's (the provider leaves out those the pool has).
+        self.extra_labels = normalize_labels(labels)
         self._clock = clock
         self.up = False
         self.reason = NOT_CHECKED

@@ -48,7 +48,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from runnerscale.model import Instance, InstanceSpec
+from runnerscale.model import Instance, InstanceSpec, labels_beyond, normalize_labels
 from runnerscale.protocols import Placement, Provider, ProviderError
 from runnerscale.providers.registry import BackendContext
 from runnerscale.providers.ssh.connection import (
@@ -60,7 +60,7 @@ from runnerscale.providers.ssh.connection import (
 )
 from runnerscale.providers.ssh.memory import NodeMemory
 from runnerscale.providers.ssh.nodes import Node, split_instance_id, stop_watching
-from runnerscale.providers.ssh.placement import choose_node, label_group, normalise_labels
+from runnerscale.providers.ssh.placement import choose_node, label_group
 from runnerscale.providers.ssh.process import ProcessRunners, ProcessSettings
 from runnerscale.providers.ssh.settings import SshConfig
 
@@ -99,7 +99,8 @@ class SshProvider:
                 NodeConnection(host.node, options),
                 pool=pool,
                 slots=host.slots,
-                labels=host.labels,
+                # (a label the pool has already sets the node apart from none)
+                labels=labels_beyond(host.labels, context.labels),
             )
             for host in settings.hosts
         )
@@ -252,7 +253,7 @@ class SshProvider:
     async def _place(self, spec: InstanceSpec) -> Node:
         """The node for ``spec`` (see :mod:`.placement`), or why there is none."""
         pool = self.context.pool
-        labels = sorted(normalise_labels(spec.labels))
+        labels = sorted(normalize_labels(spec.labels))
         group = label_group([node.state() for node in self._nodes], labels)
         if not group:
             own = sorted({label for node in self._nodes for label in node.extra_labels})
