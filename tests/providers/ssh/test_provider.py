@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from runnerscale.clock import VirtualClock
-from runnerscale.hostlabels import normalize_arch
+from runnerscale.hostlabels import NVIDIA_LABELS, HostFacts, normalize_arch
 from runnerscale.model import InstanceSpec, JobState, PoolSpec, RunnerState, normalize_labels
 from runnerscale.protocols import PlacingProvider, ProviderError
 from runnerscale.providers.ssh import BACKEND
@@ -427,7 +427,11 @@ async def test_the_nodes_architecture_is_their_uname(
     assert BACKEND.host_facts is not None
     facts = await asyncio.to_thread(BACKEND.host_facts, config, pool.provider())
     assert facts.arch == normalize_arch(platform.machine())
-    assert facts.accelerators == frozenset()
+    assert facts.accelerators == frozenset()  # (no GPU on these nodes)
+    # Docker mode: the accelerators the pool passes to its containers, as hosts check says.
+    passed = pool.config(mode="docker", image="runner:1", container={"gpus": "all"})
+    facts = await asyncio.to_thread(BACKEND.host_facts, passed, pool.provider())
+    assert facts == HostFacts(normalize_arch(platform.machine()), NVIDIA_LABELS)
     # A node that does not answer is left out; when none answers, the pool waits.
     servers[1].sshd.stop()
     try:

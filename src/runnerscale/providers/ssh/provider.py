@@ -32,9 +32,10 @@ restarted daemon reports the runners of a node that does not answer the same way
 unknown) instead of taking them as vanished: the janitor then neither finishes a busy runner
 there nor records its job as lost.
 
-*The host's architecture* (for ``auto`` labels) is asked with ``uname -m`` on every node that
-answers, over connections of its own (:func:`node_machines`: the daemon asks from a thread
-that may not run the provider's event loop); the nodes of a pool must agree.
+*The host's architecture and accelerators* (for ``auto`` labels) are asked of every node that
+answers, over connections of its own (:func:`node_traces`: the daemon asks from a thread that
+may not run the provider's event loop), and judged as ``hosts check`` judges them
+(:mod:`.facts`); the nodes of a pool must agree.
 """
 
 from __future__ import annotations
@@ -58,13 +59,14 @@ from runnerscale.providers.ssh.connection import (
     NodeUnreachable,
     SshOptions,
 )
+from runnerscale.providers.ssh.facts import TRACES_SCRIPT, NodeTraces
 from runnerscale.providers.ssh.memory import NodeMemory
 from runnerscale.providers.ssh.nodes import Node, split_instance_id, stop_watching
 from runnerscale.providers.ssh.placement import choose_node, label_group
 from runnerscale.providers.ssh.process import ProcessRunners, ProcessSettings
 from runnerscale.providers.ssh.settings import SshConfig
 
-__all__ = ["SshProvider", "node_machines"]
+__all__ = ["SshProvider", "node_traces"]
 
 log = logging.getLogger("runnerscale.providers.ssh")
 
@@ -358,48 +360,49 @@ class SshProvider:
             await node.connection.close()
 
 
-# -- the nodes' architecture
+# -- the nodes' architecture and accelerators
 
 
-async def _machines(settings: SshConfig) -> tuple[dict[str, str], dict[str, str]]:
+async def _traces(settings: SshConfig) -> tuple[dict[str, NodeTraces], dict[str, str]]:
     options = SshOptions.of(settings)
     timeout = 3 * settings.connect_timeout
 
-    async def ask(address: NodeAddress) -> str:
+    async def ask(address: NodeAddress) -> NodeTraces:
         connection = NodeConnection(address, options)
         try:
             async with asyncio.timeout(timeout):
-                done = await connection.run(["uname", "-m"])
-            return done.stdout.strip()
+                done = await connection.run(["sh", "-c", TRACES_SCRIPT])
+            return NodeTraces.parse(done.stdout)
         finally:
             await connection.close()
 
     addresses = settings.nodes
     answers = await asyncio.gather(*(ask(address) for address in addresses), return_exceptions=True)
-    machines: dict[str, str] = {}
+    traces: dict[str, NodeTraces] = {}
     failures: dict[str, str] = {}
     for address, answer in zip(addresses, answers, strict=True):
-        if isinstance(answer, str) and answer:
-            machines[str(address)] = answer
+        if isinstance(answer, NodeTraces) and answer.machine:
+            traces[str(address)] = answer
         elif isinstance(answer, TimeoutError):
             failures[str(address)] = f"did not answer within {timeout:g}s"
         elif isinstance(answer, BaseException) and not isinstance(answer, Exception):
             raise answer
         else:
             failures[str(address)] = str(answer) or "no answer"
-    return machines, failures
+    return traces, failures
 
 
-def node_machines(settings: SshConfig) -> tuple[dict[str, str], dict[str, str]]:
-    """Each node's ``uname -m``, asked over connections of its own in a thread of its own
-    (blocking: the daemon asks at start, from its event loop's thread or a worker's); and why
-    the others did not answer. Both by node, as configured."""
-    result: builtins.list[tuple[dict[str, str], dict[str, str]]] = []
+def node_traces(settings: SshConfig) -> tuple[dict[str, NodeTraces], dict[str, str]]:
+    """What each node says of its architecture and accelerators (:mod:`.facts`), asked over
+    connections of its own in a thread of its own (blocking: the daemon asks at start, from
+    its event loop's thread or a worker's); and why the others did not answer. Both by node,
+    as configured."""
+    result: builtins.list[tuple[dict[str, NodeTraces], dict[str, str]]] = []
     errors: builtins.list[BaseException] = []
 
     def run() -> None:
         try:
-            result.append(asyncio.run(_machines(settings)))
+            result.append(asyncio.run(_traces(settings)))
         except BaseException as error:  # handed to the caller's thread
             errors.append(error)
 
