@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from runnerscale import daemon
 from runnerscale.config import Config
 from runnerscale.daemon import Daemon, StartupError, build_provider, resolve_host_labels
 from runnerscale.hostlabels import HostFacts, normalize_arch
+from runnerscale.protocols import Provider, ProviderError
+from runnerscale.providers.registry import Backend, BackendContext
 from tests.test_config import EXAMPLE, edit, errors_of, parse
 
 AWAY = "unix:///nonexistent/docker.sock"
@@ -141,3 +144,22 @@ async def test_reload_expands_auto_refuses_a_wrong_architecture_and_names_backen
 def test_two_architectures_are_refused_when_the_file_is_checked() -> None:
     error = errors_of(edit("labels: [self-hosted, linux, x64]", "labels: [x64, ARM64]"))
     assert any("more than one architecture (arm64, x64)" in p.message for p in error.problems)
+
+
+def test_a_backend_is_built_knowing_its_pools_labels_without_auto(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A placing backend sets nodes apart only by labels beyond the pool's: it gets them."""
+    seen: list[BackendContext] = []
+
+    def build(settings: object, context: BackendContext) -> Provider:
+        seen.append(context)
+        raise ProviderError("only the context is under test")
+
+    monkeypatch.setattr(daemon, "backend", lambda name: Backend(settings=Config, build=build))
+    config = docker_config("[self-hosted, Linux, auto]")
+    with pytest.raises(StartupError, match="only the context"):
+        build_provider(config, config.pools[0], "rs-test")
+    (context,) = seen
+    assert (context.pool, context.controller_id) == ("linux-x64", "rs-test")
+    assert context.labels == {"self-hosted", "linux"}

@@ -21,7 +21,7 @@ from runnerscale.model import (
     match_pool,
     normalize_labels,
 )
-from runnerscale.scaler import decide
+from runnerscale.scaler import decide, manual_runners
 from tests.test_scaler import X64, job, pool, runner
 
 IDLE, BUSY, BOOTING = RunnerState.IDLE, RunnerState.BUSY, RunnerState.BOOTING
@@ -435,3 +435,17 @@ def test_a_pool_over_several_hosts_is_decided_deterministically(
         assert (j.id in first.unmatched) == (not covered)
         if not covered:
             assert "serves it" not in explain_unmatched([spec], j.labels)
+
+
+def test_runners_asked_for_by_hand_go_where_most_slots_are_free_up_to_cap_and_slots() -> None:
+    # plain: 4 slots, one held by a busy runner; deploy: 2 slots.
+    held = [on("a", BUSY)]
+    assert manual_runners(vps(), held, 4) == (PLAIN, PLAIN, DEPLOY, PLAIN)
+    assert manual_runners(vps(), held, 9) == (PLAIN, PLAIN, DEPLOY, PLAIN, DEPLOY)
+    # The cap counts every live runner, those on down nodes too (they hold no slot).
+    assert manual_runners(vps(max_runners=3), [*held, on("b", IDLE)], 5) == (PLAIN,)
+    away = vps(max_runners=3, unreachable=("b",))
+    assert manual_runners(away, [*held, on("b", IDLE)], 5) == (PLAIN,)
+    assert manual_runners(vps(plain=0, deploy=0), [], 2) == ()
+    # An ordinary pool: up to its cap, none of their own.
+    assert manual_runners(pool("x64", X64, 3), [runner("c", IDLE)], 5) == (PLAIN, PLAIN)

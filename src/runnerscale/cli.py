@@ -734,7 +734,9 @@ def scale_up(
     )
     created = body.get("created", [])
     assert isinstance(created, list)
-    typer.echo(f"created {len(created)} of {count}: {', '.join(created) or 'none (cap reached?)'}")
+    # (the pool's cap, or on a pool over several hosts its nodes' free slots)
+    said = ", ".join(created) or "none (cap or free node slots reached?)"
+    typer.echo(f"created {len(created)} of {count}: {said}")
 
 
 @scale_app.command("down")

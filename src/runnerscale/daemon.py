@@ -29,7 +29,7 @@ from runnerscale.controller.loops import Controller
 from runnerscale.github.client import AppCredentials, GitHubClient
 from runnerscale.hostlabels import HostFacts, HostLabelError, expand_labels
 from runnerscale.metrics import Metrics
-from runnerscale.model import ARCH_LABELS, AUTO_LABEL
+from runnerscale.model import ARCH_LABELS, AUTO_LABEL, normalize_labels
 from runnerscale.protocols import GitHubError, Provider, ProviderError
 from runnerscale.providers.registry import BackendContext, UnknownBackendError, backend
 from runnerscale.server import DaemonHTTP
@@ -73,7 +73,10 @@ def build_provider(config: Config, pool: PoolConfig, controller_id: str) -> Prov
     except UnknownBackendError as error:
         raise StartupError(f"pool {pool.name}: {error}") from None
     context = BackendContext(
-        pool=pool.name, controller_id=controller_id, state_dir=config.state_dir
+        pool=pool.name,
+        controller_id=controller_id,
+        state_dir=config.state_dir,
+        labels=normalize_labels(pool.labels) - {AUTO_LABEL},
     )
     try:
         return entry.build(pool.settings, context)

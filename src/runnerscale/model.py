@@ -90,6 +90,14 @@ def normalize_labels(labels: Iterable[str]) -> frozenset[str]:
     return frozenset(label.strip().lower() for label in labels if label.strip())
 
 
+def labels_beyond(labels: Iterable[str], pool_labels: Iterable[str]) -> frozenset[str]:
+    """The labels of a node (or of a runner) of a pool over several hosts beyond the pool's
+    own, normalised: what sets its node group apart. The scaler, the controller and a placing
+    backend all count with this one function, so a node that repeats a pool label (``labels:
+    [docker]`` on a node of a pool labelled ``docker``) is a plain node to each of them."""
+    return normalize_labels(labels) - normalize_labels(pool_labels)
+
+
 @dataclass(frozen=True)
 class Target:
     """Where runners register: a repository (``owner/name``), an organisation or an enterprise."""

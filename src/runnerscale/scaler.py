@@ -103,6 +103,9 @@ decided by the rules above, unchanged. For a pool with groups:
 - ``create_labels`` names the group (its extra labels) of each new runner; the controller
   registers it with the pool's labels plus those, and the backend places it on a node of
   that group.
+- Runners an operator asks for by hand (``runnerscale scale up``, :func:`manual_runners`)
+  are counted the same way, whatever the demand: each in the group with the most free slots
+  (on a tie the narrowest), up to the cap and the free slots.
 """
 
 from __future__ import annotations
@@ -119,12 +122,13 @@ from runnerscale.model import (
     Runner,
     RunnerState,
     Target,
+    labels_beyond,
     match_pool,
     narrowest,
     normalize_labels,
 )
 
-__all__ = ["Decision", "PoolDecision", "decide"]
+__all__ = ["Decision", "PoolDecision", "decide", "manual_runners"]
 
 #: Live runners that leave by themselves: they hold a slot under the cap but are no excess.
 _LEAVING = frozenset({RunnerState.FINISHED, RunnerState.DELETING})
@@ -436,7 +440,7 @@ class _Filling:
 
     def group_of(self, runner: Runner) -> frozenset[str]:
         """The runner's group: its labels beyond the pool's (none of its own: the pool's)."""
-        return normalize_labels(runner.labels) - self.pool.labels
+        return labels_beyond(runner.labels, self.pool.labels)
 
     def covers(self, runner: Runner, job: Job) -> bool:
         return normalize_labels(job.labels) <= self.pool.labels | self.group_of(runner)
@@ -461,7 +465,7 @@ class _Filling:
                 continue
             group = next((g for g in covering[job.id] if self.room[g.extra_labels] > 0), None)
             if group is None:
-                self.no_slot.append(normalize_labels(job.labels) - self.pool.labels)
+                self.no_slot.append(labels_beyond(job.labels, self.pool.labels))
             else:
                 self._create(group)
         return waiting
@@ -472,9 +476,14 @@ class _Filling:
         return len(self.free) - len(self.matched)
 
     def keep_idle(self) -> None:
-        """New runners up to ``min_idle`` spare ones, each in the group with the most free
-        slots (on a tie the narrowest: ``max`` keeps the first)."""
-        for _ in range(max(0, self.pool.min_idle - self.spare)):
+        """New runners up to ``min_idle`` spare ones."""
+        self.add(max(0, self.pool.min_idle - self.spare))
+
+    def add(self, count: int) -> None:
+        """``count`` new runners whatever the demand, each in the group with the most free
+        slots (on a tie the narrowest: ``max`` keeps the first); fewer when the slots run
+        out (or the cap: :attr:`short`)."""
+        for _ in range(count):
             roomy = [group for group in self.groups if self.room[group.extra_labels] > 0]
             if not roomy:
                 return
@@ -486,6 +495,22 @@ class _Filling:
             return
         self.room[group.extra_labels] -= 1
         self.creates.append(group.extra_labels)
+
+
+def manual_runners(
+    pool: PoolSpec, runners: Sequence[Runner], count: int
+) -> tuple[frozenset[str], ...]:
+    """Where ``count`` runners asked for by hand go, whatever the demand: the group (its
+    extra labels) of each, counted as a decision counts the room (module docstring). An
+    ordinary pool's have none of their own, up to its cap; on a pool over several hosts, up
+    to the cap and its live groups' free slots (none when no node is up). ``runners``: the
+    pool's."""
+    if pool.groups is None:
+        live = sum(1 for runner in runners if runner.state.live)
+        return (frozenset(),) * max(0, min(count, pool.max_runners - live))
+    filling = _Filling(pool, runners)
+    filling.add(count)
+    return tuple(filling.creates)
 
 
 def _decide_placed(

@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from runnerscale.controller.loops import Controller
+from runnerscale.controller.loops import Controller, ScaleUpRefusedError
 from runnerscale.github.budget import Budgets
 from runnerscale.github.webhooks import (
     HEADER_DELIVERY,
@@ -252,6 +252,8 @@ class DaemonHTTP:
             return count
         try:
             created = await self.controller.scale_up(pool, count)
+        except ScaleUpRefusedError as error:
+            return _message(409, str(error))
         except (GitHubError, ProviderError) as error:
             return _message(502, str(error))
         return JSONResponse({"created": created, "requested": count})

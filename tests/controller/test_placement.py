@@ -7,8 +7,16 @@ from __future__ import annotations
 
 from collections import Counter
 
-from runnerscale.controller.loops import NodeStatus
-from runnerscale.model import JobState, RunnerState
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from runnerscale.controller.actions import node_groups
+from runnerscale.controller.loops import NodeStatus, ScaleUpRefusedError
+from runnerscale.metrics import Metrics
+from runnerscale.model import JobState, LabelGroup, RunnerState, labels_beyond, normalize_labels
+from runnerscale.protocols import NodeState, Placement
+from runnerscale.server import DaemonHTTP
 from tests.controller.conftest import IDLE_TIMEOUT, JOB_LABELS, POOL_LABELS, MakeRig, Rig
 from tests.controller.fakes import FakeFleet, FakeNode
 
@@ -174,6 +182,47 @@ async def test_a_pool_whose_every_node_is_down_creates_nothing_and_says_why(
     assert status.pools[0].reason.endswith("no node is up (down: n1, n2)")
 
 
+async def test_a_manual_scale_up_fills_the_groups_with_the_most_free_slots(
+    make_world: MakeRig,
+) -> None:
+    world = make_world(max_runners=8, nodes=three_nodes(plain=1, deploy=2))
+    # Slots: plain 2 (n1, n2), deploy 2 (n3). Each runner goes to the group with the most
+    # free slots, the narrowest on a tie: plain, deploy, plain, deploy.
+    created = await world.controller.scale_up("linux", 3)
+    assert [world.runner(name).labels for name in created] == [
+        POOL_LABELS,
+        DEPLOY_LABELS,
+        POOL_LABELS,
+    ]
+    assert placed(world) == {"n1": 1, "n2": 1, "n3": 1}
+    # Beyond the free slots (one left, on n3), nothing is planned: the cap is not the limit.
+    created = await world.controller.scale_up("linux", 3)
+    assert [world.runner(name).labels for name in created] == [DEPLOY_LABELS]
+    assert await world.controller.scale_up("linux", 1) == []
+    assert placed(world) == {"n1": 1, "n2": 1, "n3": 2}
+
+
+async def test_a_manual_scale_up_is_refused_when_no_node_is_up(make_world: MakeRig) -> None:
+    world = make_world(nodes=[FakeNode("n1", 2), FakeNode("n2", 2, DEPLOY)])
+    fleet_of(world).down("n1")
+    fleet_of(world).down("n2")
+    with pytest.raises(
+        ScaleUpRefusedError, match=r"^pool linux: no node is up \(down: n1, n2\), so no"
+    ):
+        await world.controller.scale_up("linux", 2)
+    assert world.runners() == []
+
+    # Through the control API: a 409 with the reason.
+    controller = world.controller
+    metrics = Metrics(lambda: controller.status, lambda: None)
+    app = Starlette(routes=DaemonHTTP(controller, world.store, metrics, None).routes("control"))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://daemon") as http:
+        answer = await http.post("/api/v1/pools/linux/scale-up", json={"count": 1})
+    assert answer.status_code == 409
+    assert "no node is up (down: n1, n2)" in answer.json()["message"]
+
+
 async def test_an_ordinary_pool_lists_no_nodes_and_registers_with_its_own_labels(
     world: Rig,
 ) -> None:
@@ -183,3 +232,20 @@ async def test_an_ordinary_pool_lists_no_nodes_and_registers_with_its_own_labels
     assert runner.labels == ()  # the pool's, as configured
     assert world.provider.specs[0].labels == POOL_LABELS
     assert world.controller.status.pools[0].nodes is None
+
+
+def test_a_node_label_the_pool_has_already_makes_no_group_of_its_own() -> None:
+    """The scaler's side of a host that repeats a pool label (the ssh provider leaves it out
+    of the node's own labels with the same function)."""
+    placement = Placement(
+        nodes=(
+            NodeState("n1", True, 2, frozenset()),
+            NodeState("n2", True, 2, frozenset({"x64"})),
+            NodeState("n3", False, 1, frozenset({"x64", "deploy"})),
+        )
+    )
+    assert node_groups(placement, normalize_labels(POOL_LABELS)) == (
+        LabelGroup(frozenset(), 4),
+        LabelGroup(DEPLOY, 0, ("n3",)),
+    )
+    assert labels_beyond(["X64", " Deploy ", ""], POOL_LABELS) == DEPLOY

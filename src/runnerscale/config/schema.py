@@ -23,6 +23,7 @@ import os
 import platform
 import re
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
@@ -553,6 +554,11 @@ class PoolBase(ConfigModel):
                 )
             )
         backend = registry.backend(self.provider)
+        if backend.pool_advice is not None:
+            found += [
+                replace(item, at=(self.provider, *item.at))
+                for item in backend.pool_advice(self.settings, self.labels)
+            ]
         host_cap = None if backend.capacity is None else backend.capacity(self.settings)
         if host_cap is not None and host_cap < self.max_runners:
             raise_it = (

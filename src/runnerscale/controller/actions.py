@@ -35,8 +35,8 @@ from runnerscale.model import (
     Runner,
     RunnerState,
     Target,
+    labels_beyond,
     narrowest,
-    normalize_labels,
 )
 from runnerscale.protocols import (
     Clock,
@@ -127,7 +127,7 @@ class PoolRuntime:
         group's ``extra`` ones, sorted (the backend places it on a node of that group)."""
         if not isinstance(self.provider, PlacingProvider):
             return ()
-        return (*self.labels, *sorted(extra - normalize_labels(self.labels)))
+        return (*self.labels, *sorted(labels_beyond(extra, self.labels)))
 
     @property
     def keeps_idle(self) -> bool:
@@ -158,7 +158,7 @@ def node_groups(placement: Placement, pool_labels: frozenset[str]) -> tuple[Labe
     slots: dict[frozenset[str], int] = {}
     down: dict[frozenset[str], list[str]] = {}
     for node in placement.nodes:
-        extra = normalize_labels(node.extra_labels) - pool_labels
+        extra = labels_beyond(node.extra_labels, pool_labels)
         slots[extra] = slots.get(extra, 0) + (node.slots if node.up else 0)
         down.setdefault(extra, [])
         if not node.up:

@@ -66,7 +66,7 @@ from runnerscale.protocols import (
     ProviderError,
     Store,
 )
-from runnerscale.scaler import Decision, decide
+from runnerscale.scaler import Decision, decide, manual_runners
 from runnerscale.warm import InForce
 
 log = logging.getLogger("runnerscale.controller")
@@ -79,6 +79,10 @@ BOOTING_CHECK_AFTER = 60.0
 LOOP_BACKOFF_CAP = 600.0
 #: The longest wait between two re-checks of a job that looks stuck while webhooks arrive.
 RECHECK_BACKOFF_CAP = 3600.0
+
+
+class ScaleUpRefusedError(Exception):
+    """A manual scale-up that cannot start any runner now (the message says why)."""
 
 
 @dataclass
@@ -979,12 +983,26 @@ class Controller:
     # ------------------------------------------------------------------ manual scaling
 
     async def scale_up(self, pool_name: str, count: int) -> list[str]:
-        """Start ``count`` runners now (up to the cap), whatever the demand."""
+        """Start ``count`` runners now, whatever the demand, up to the cap; on a pool over
+        several hosts, in the node groups with free slots, as the scaler counts them
+        (:func:`~runnerscale.scaler.manual_runners`). :class:`ScaleUpRefusedError` when no node
+        of such a pool is up."""
         pool = self.pools[pool_name]
-        live = len(self.store.runners(pool=pool_name, states=list(LIVE_STATES)))
-        room = max(0, pool.spec.max_runners - live)
+        spec = pool.spec_at(self.clock.now())
+        if spec.groups is not None and not spec.live_groups():
+            down = sorted(name for group in spec.groups for name in group.down)
+            raise ScaleUpRefusedError(
+                f"pool {pool_name}: no node is up"
+                + (f" (down: {', '.join(down)})" if down else "")
+                + ", so no runner can be started now; runnerscale status says why each node "
+                "is down"
+            )
+        runners = self.store.runners(pool=pool_name, states=list(LIVE_STATES))
+        groups = manual_runners(spec, runners, count)
         target = next(iter(self.targets.values()))
-        planned = [self.actions.plan_runner(pool, target) for _ in range(min(count, room))]
+        planned = [
+            self.actions.plan_runner(pool, target, pool.runner_labels(extra)) for extra in groups
+        ]
         # The pool's worker starts them (it alone starts ``pending`` runners of its pool).
         started = await self.workers[pool_name].start(runner.name for runner in planned)
         return [runner.name for runner in started if runner is not None]

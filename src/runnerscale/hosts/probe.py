@@ -10,18 +10,23 @@ usable: :mod:`runnerscale.hosts.check` does, from these facts.
 
 from __future__ import annotations
 
-import fnmatch
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import quote
 
 import httpx
 
-from runnerscale.hostlabels import HostFacts, Probes, container_host_facts, detect_local_host
+from runnerscale.hostlabels import HostFacts
 from runnerscale.hosts.fleet import FleetNode
 from runnerscale.providers.ssh.connection import NodeConnection
+from runnerscale.providers.ssh.facts import (
+    TRACES_SCRIPT,
+    NodeTraces,
+    node_host_facts,
+    parse_lines,
+)
 
 __all__ = ["DOCKER_ROOT", "EngineFacts", "NodeFacts", "engine_facts", "probe"]
 
@@ -30,18 +35,11 @@ DOCKER_ROOT = "/var/lib/docker"
 #: The engine API version asked for (old enough for every supported engine).
 _API = "v1.41"
 
+#: After :data:`~runnerscale.providers.ssh.facts.TRACES_SCRIPT` (the architecture and the
+#: accelerators' traces, as the daemon asks them for ``auto``).
 _FACTS_SCRIPT = r"""
-printf 'machine=%s\n' "$(uname -m)"
 printf 'cpus=%s\n' "$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null)"
 printf 'time=%s\n' "$(date +%s.%N)"
-for tool in nvidia-smi rocminfo rocm-smi; do
-  command -v "$tool" >/dev/null 2>&1 && printf 'command=%s\n' "$tool"
-done
-for path in /dev/kfd /opt/rocm /dev/accel/accel* /opt/intel/openvino*; do
-  [ -e "$path" ] && printf 'path=%s\n' "$path"
-done
-[ -n "${INTEL_OPENVINO_DIR:-}" ] && printf 'env=INTEL_OPENVINO_DIR\n'
-if command -v nvidia-smi >/dev/null 2>&1; then nvidia-smi -L 2>/dev/null | sed 's/^/nvidia=/'; fi
 home() { case "$1" in "~") echo "$HOME" ;; "~/"*) echo "$HOME/${1#\~/}" ;; *) echo "$1" ;; esac; }
 if [ "$1" = docker ]; then
   if [ ! -S "$2" ]; then echo socket=missing
@@ -105,44 +103,19 @@ class NodeFacts:
     runner_present: bool | None = None
 
     def host_facts(self, node: FleetNode) -> HostFacts:
-        """What ``auto`` stands for on this node, as the docker backend tells it for an engine
-        (docker mode: the engine's architecture and what the pool passes through) and as the
-        local backend tells it for its host (process mode: the node's own accelerators)."""
-        if node.settings.mode == "docker":
-            container = node.settings.container
-            machine = self.engine.arch if self.engine is not None else self.machine
-            return container_host_facts(
-                machine, gpus=container.gpus is not None, devices=container.devices
-            )
-        return detect_local_host(self._probes())
-
-    def _probes(self) -> Probes:
-        """The node's traces as :class:`~runnerscale.hostlabels.Probes`: the local backend's
-        detection, answered from what the node said."""
-
-        def run(argv: Sequence[str]) -> str | None:
-            return "\n".join(self.nvidia) if self.nvidia else None
-
-        def found(pattern: str) -> list[str]:
-            return sorted(path for path in self.paths if fnmatch.fnmatch(path, pattern))
-
-        return Probes(
-            machine=lambda: self.machine,
-            which=lambda name: f"/usr/bin/{name}" if name in self.commands else None,
-            exists=lambda path: path in self.paths,
-            glob=found,
-            run=run,
-            environ={"INTEL_OPENVINO_DIR": "set"} if self.openvino_env else {},
+        """What ``auto`` stands for on this node, as the daemon tells it
+        (:func:`~runnerscale.providers.ssh.facts.node_host_facts`: docker mode, the engine's
+        architecture and what the pool passes through; process mode, the node's own
+        accelerators)."""
+        traces = NodeTraces(
+            machine=self.machine,
+            commands=self.commands,
+            paths=self.paths,
+            nvidia=self.nvidia,
+            openvino_env=self.openvino_env,
         )
-
-
-def _lines(output: str) -> list[tuple[str, str]]:
-    pairs = []
-    for line in output.splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            pairs.append((key.strip(), value.strip()))
-    return pairs
+        engine = self.engine.arch if self.engine is not None else None
+        return node_host_facts(node.settings, traces, engine)
 
 
 def _disk(value: str) -> tuple[int | None, str]:
@@ -163,14 +136,11 @@ async def probe(
         command = settings.runner_command or ("",)
         subject, disk_dir = command[0], settings.work_dir
     before = clock()
-    script = _DISK_FUNCTION + _FACTS_SCRIPT + 'disk "$3"\n'
+    script = _DISK_FUNCTION + TRACES_SCRIPT + _FACTS_SCRIPT + 'disk "$3"\n'
     shown = await connection.run(["sh", "-c", script, "-", settings.mode, subject, disk_dir])
     after = clock()
-    values: dict[str, str] = {}
-    lists: dict[str, list[str]] = {}
-    for key, value in _lines(shown.stdout):
-        values[key] = value
-        lists.setdefault(key, []).append(value)
+    values = dict(parse_lines(shown.stdout))
+    traces = NodeTraces.parse(shown.stdout)
     remote_time = _float(values.get("time", ""))
     disk_free, disk_path = _disk(values.get("disk", ""))
     socket = values.get("socket")
@@ -184,19 +154,19 @@ async def probe(
         if engine is not None and engine.root_dir and engine.root_dir != disk_dir:
             script = _DISK_FUNCTION + 'disk "$1"\n'
             disk = await connection.run(["sh", "-c", script, "-", engine.root_dir])
-            disk_free, disk_path = _disk(dict(_lines(disk.stdout)).get("disk", ""))
+            disk_free, disk_path = _disk(dict(parse_lines(disk.stdout)).get("disk", ""))
     cpus = values.get("cpus", "")
     return NodeFacts(
         round_trip=round_trip,
-        machine=values.get("machine", ""),
+        machine=traces.machine,
         cpus=int(cpus) if cpus.isdigit() else None,
         clock_skew=None if remote_time is None else remote_time - (before + after) / 2,
         disk_free=disk_free,
         disk_path=disk_path,
-        commands=frozenset(lists.get("command", [])),
-        paths=frozenset(lists.get("path", [])),
-        nvidia=tuple(lists.get("nvidia", [])),
-        openvino_env="env" in values,
+        commands=traces.commands,
+        paths=traces.paths,
+        nvidia=traces.nvidia,
+        openvino_env=traces.openvino_env,
         socket=socket if socket in ("missing", "denied", "ok") else None,  # type: ignore[arg-type]
         engine=engine,
         engine_error=engine_error,

@@ -29,6 +29,11 @@ What a backend gives (docs/backends/writing-a-backend.md):
 ``capacity(settings) -> int | None`` (optional)
     A cap the host puts on the pool's runners (the local backend: its capacity), below which
     ``max_runners`` and ``min_idle`` are held.
+``pool_advice(settings, labels) -> list[Advice]`` (optional)
+    What of the block works but should change given the rest of its pool (its configured
+    ``labels``, which the block's own ``advice()`` cannot see): ``config validate`` prints it
+    as a warning, at a path below the block (the ssh backend: a host label the pool already
+    has).
 ``runs_here`` (default false)
     Its runners run on the host that runs runnerscale (the local backend): ``config
     validate`` then checks a pool's architecture label against this host.
@@ -40,7 +45,7 @@ imports): keep the SDK out of it. Nothing here imports a backend.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +56,7 @@ from runnerscale.protocols import Provider
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
+    from runnerscale.config.base import Advice
     from runnerscale.hostlabels import HostFacts
 
 __all__ = [
@@ -75,6 +81,10 @@ class BackendContext:
     controller_id: str
     #: The daemon's state directory (a backend keeping files on this host puts them below it).
     state_dir: Path
+    #: The pool's labels as configured, lower-case, without ``auto`` (what it stands for is
+    #: asked of the backend once built). A placing backend sets a node apart only by labels
+    #: beyond these (:func:`runnerscale.model.labels_beyond`), as the scaler counts them.
+    labels: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -94,6 +104,8 @@ class Backend:
     #: Where that cap comes from, for the warning when ``max_runners`` is above it ("the sum
     #: of ssh.hosts' slots"); empty: the block's ``capacity`` setting.
     capacity_source: str = ""
+    #: Advice on the block given its pool's labels as configured (paths below the block).
+    pool_advice: Callable[[Any, Sequence[str]], list[Advice]] | None = None
     #: Its runners run on this host: a pool's architecture is checked against this host's.
     runs_here: bool = False
     #: An example of the block, for the hint when a pool lacks it ("{image: NAME}").

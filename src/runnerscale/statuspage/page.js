@@ -92,6 +92,32 @@
     document.querySelector("#pools tbody").replaceChildren(...rows);
   }
 
+  // The hosts of each pool over several hosts, as `runnerscale status` lists them: up with
+  // their runners and slots, or down for how long and why (a down node's slots do not count).
+  function renderNodes(status) {
+    const now = status.updated_at;
+    const rows = [];
+    for (const pool of status.pools || []) {
+      for (const node of pool.nodes || []) {
+        const plural = node.runners === 1 ? " runner" : " runners";
+        const state = node.up
+          ? el("span", { class: "healthy" }, "up")
+          : el("span", { class: "unhealthy" },
+            node.since === null || node.since === undefined ? "down" : "down for " + seconds(now - node.since));
+        const runners = node.up
+          ? el("td", {}, node.runners + plural + " on " + node.slots + " slots",
+            bar([["held", node.runners]], node.slots))
+          : el("td", {}, node.runners + plural);
+        rows.push(el("tr", { "data-pool": pool.name, "data-node": node.name, "data-up": String(node.up) },
+          el("td", {}, pool.name), el("td", {}, node.name), el("td", {}, node.labels.join(", ")),
+          el("td", {}, state), runners, el("td", {}, node.up ? "" : node.reason || "no reason given")));
+      }
+    }
+    const section = document.getElementById("nodes");
+    section.hidden = rows.length === 0;
+    section.querySelector("tbody").replaceChildren(...rows);
+  }
+
   function renderJobs(status) {
     const now = status.updated_at;
     const queued = document.getElementById("queued");
@@ -205,6 +231,7 @@
   function render(status) {
     renderLeadership(status);
     renderPools(status.pools || []);
+    renderNodes(status);
     renderWaits(status);
     renderJobs(status);
     renderBudget(status);

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from runnerscale.protocols import Provider, ProviderError
 from runnerscale.providers.registry import Backend, BackendContext
+from runnerscale.providers.ssh import pool_advice
 from runnerscale.providers.ssh.settings import SshConfig
 
 
@@ -13,4 +14,9 @@ def _build(settings: SshConfig, context: BackendContext) -> Provider:
     raise ProviderError(f"pool {context.pool}: only the settings are under test")
 
 
-BACKEND = Backend(settings=SshConfig, build=_build, description="The ssh block (tests).")
+BACKEND = Backend(
+    settings=SshConfig,
+    build=_build,
+    description="The ssh block (tests).",
+    pool_advice=pool_advice,
+)

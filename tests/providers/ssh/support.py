@@ -141,11 +141,22 @@ def ssh_config(
     return SshConfig.model_validate(values, context={"base_dir": Path("/")})
 
 
-def provider(config: SshConfig, pool: str, controller_id: str) -> SshProvider:
-    return SshProvider(
-        config,
-        BackendContext(pool=pool, controller_id=controller_id, state_dir=Path("/nonexistent")),
+def provider(
+    config: SshConfig,
+    pool: str,
+    controller_id: str,
+    state_dir: Path,
+    labels: Sequence[str] = (),
+) -> SshProvider:
+    """A provider of ``config`` for a pool with ``labels``, keeping its memory of the nodes
+    under ``state_dir``."""
+    context = BackendContext(
+        pool=pool,
+        controller_id=controller_id,
+        state_dir=state_dir,
+        labels=frozenset(label.lower() for label in labels),
     )
+    return SshProvider(config, context)
 
 
 def home_of(user: str) -> Path:

@@ -100,3 +100,21 @@ def test_a_transition_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     ]
     assert node.reason == "gone again"
     assert node.down.is_set()
+
+
+def test_what_was_recalled_after_a_restart_is_reported_unknown_until_a_listing() -> None:
+    node = make_node()
+    node.recall([instance("a")], 3600.0)
+    node.mark_down("cannot connect: Connection refused")
+    (reported,) = node.remembered()
+    assert reported.running
+    assert reported.detail == (
+        f"node {NAME} is down since 1970-01-01 00:00:00 UTC: cannot connect: Connection refused "
+        "(its runners as recorded at 1970-01-01 01:00:00 UTC, before a restart: their state is "
+        "unknown)"
+    )
+    assert node.state().runners == 1
+    node.mark_up()
+    node.seen([instance("b")], node.generation)  # the node answers: the memory is replaced
+    assert set(node.instances) == {"b"}
+    assert node.recalled_at is None

@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from runnerscale.model import normalize_labels
 from runnerscale.protocols import NodeState
-from runnerscale.providers.ssh.placement import choose_node, label_group, normalise_labels
+from runnerscale.providers.ssh.placement import choose_node, label_group
 
 POOL = ("self-hosted", "linux", "x64", "docker")
 
@@ -32,7 +33,7 @@ def chosen(nodes: list[NodeState], labels: tuple[str, ...] = POOL, policy: str =
 
 
 def test_labels_are_compared_as_github_does() -> None:
-    assert normalise_labels([" Deploy", "X64", ""]) == frozenset({"deploy", "x64"})
+    assert normalize_labels([" Deploy", "X64", ""]) == frozenset({"deploy", "x64"})
 
 
 @pytest.mark.parametrize(
@@ -118,13 +119,13 @@ def test_a_chosen_node_is_up_and_of_the_runners_most_specific_labels(
     nodes: list[NodeState], labels: tuple[str, ...], policy: str
 ) -> None:
     found = choose_node(nodes, labels, policy)  # type: ignore[arg-type]
-    fitting = [state for state in nodes if state.extra_labels <= normalise_labels(labels)]
+    fitting = [state for state in nodes if state.extra_labels <= normalize_labels(labels)]
     if found is None:
         most = max((len(state.extra_labels) for state in fitting), default=0)
         assert not any(state.up and len(state.extra_labels) == most for state in fitting)
         return
     assert found.up
-    assert found.extra_labels <= normalise_labels(labels)
+    assert found.extra_labels <= normalize_labels(labels)
     assert all(len(state.extra_labels) <= len(found.extra_labels) for state in fitting)
 
 

@@ -8,19 +8,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import platform
+import shutil
+import signal
+import stat
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from runnerscale.hostlabels import normalize_arch
-from runnerscale.model import InstanceSpec
+from runnerscale.clock import VirtualClock
+from runnerscale.hostlabels import NVIDIA_LABELS, HostFacts, normalize_arch
+from runnerscale.model import InstanceSpec, JobState, PoolSpec, RunnerState, normalize_labels
 from runnerscale.protocols import PlacingProvider, ProviderError
 from runnerscale.providers.ssh import BACKEND
 from runnerscale.providers.ssh.provider import SshProvider
 from runnerscale.providers.ssh.settings import SshConfig
+from tests.controller.conftest import POOL_LABELS, REPO_A, Rig
+from tests.controller.fakes import FakeGitHub, Journal
 from tests.providers.ssh.support import (
     NodeServer,
     RunnerScript,
@@ -70,6 +77,8 @@ class Pool:
         self.key_file = key_file
         self.script = script
         self.folder = folder
+        #: The daemon's state directory (where the providers keep their memory of the nodes).
+        self.state_dir = folder / "state"
         self.controller_id = unique("rsc")
         self.work = unique("provider")
         self.providers: list[SshProvider] = []
@@ -86,7 +95,7 @@ class Pool:
         return ssh_config(self.nodes, self.folder, **values)
 
     def provider(self, **block: Any) -> SshProvider:
-        made = provider(self.config(**block), "vps", self.controller_id)
+        made = provider(self.config(**block), "vps", self.controller_id, self.state_dir, LABELS)
         self.providers.append(made)
         return made
 
@@ -218,6 +227,36 @@ async def test_a_node_with_labels_of_its_own_takes_only_runners_that_ask_for_the
         await only_deploy.create(pool.spec())
 
 
+async def test_a_host_label_the_pool_has_already_sets_the_node_apart_from_none(
+    pool_of: Callable[..., Pool], servers: tuple[NodeServer, ...]
+) -> None:
+    pool = pool_of(0, 1)
+    made = await ready(
+        pool.provider(
+            hosts=[
+                {"address": servers[0].address, "slots": 2},
+                {"address": servers[1].address, "slots": 2, "labels": ["X64", "deploy"]},
+            ]
+        )
+    )
+    # x64 is the pool's: the second node is a deploy node, no more (as the scaler counts it).
+    assert [state.extra_labels for state in made.placement().nodes] == [
+        frozenset(),
+        frozenset({"deploy"}),
+    ]
+    deploy = await made.create(pool.spec("deploy"))
+    assert node_of(deploy.id) == servers[1].address
+    plain = pool_of(0, 1).provider(
+        hosts=[
+            {"address": servers[0].address, "slots": 2},
+            {"address": servers[1].address, "slots": 2, "labels": ["x64"]},
+        ]
+    )
+    await ready(plain)
+    placed = [node_of((await plain.create(pool.spec())).id) for _ in range(2)]
+    assert placed == [servers[0].address, servers[1].address]  # spread over both
+
+
 async def test_a_node_that_stops_answering_is_down_and_comes_back(
     pool_of: Callable[..., Pool],
     servers: tuple[NodeServer, ...],
@@ -255,9 +294,13 @@ async def test_a_node_that_stops_answering_is_down_and_comes_back(
         placed = [node_of((await made.create(pool.spec())).id) for _ in range(2)]
         assert placed == [first.address, first.address]
 
-        # A new provider (a restart) knows nothing of the unreachable node's runners.
+        # A new provider (a restart) reports them as its memory file recorded them.
         fresh = pool.provider()
-        assert {node_of(instance.id) for instance in await fresh.list()} == {first.address}
+        recalled = {instance.id: instance for instance in await fresh.list()}
+        assert recalled[on_second.id].running
+        assert recalled[on_second.id].detail.endswith("their state is unknown)")
+        await until(lambda: up(fresh, first), "the other node answers its first check")
+        assert fresh.placement().unreachable == {on_second.runner_name}
         assert not up(fresh, second)
     finally:
         assert second.sshd.start(second.host, second.port)
@@ -384,7 +427,11 @@ async def test_the_nodes_architecture_is_their_uname(
     assert BACKEND.host_facts is not None
     facts = await asyncio.to_thread(BACKEND.host_facts, config, pool.provider())
     assert facts.arch == normalize_arch(platform.machine())
-    assert facts.accelerators == frozenset()
+    assert facts.accelerators == frozenset()  # (no GPU on these nodes)
+    # Docker mode: the accelerators the pool passes to its containers, as hosts check says.
+    passed = pool.config(mode="docker", image="runner:1", container={"gpus": "all"})
+    facts = await asyncio.to_thread(BACKEND.host_facts, passed, pool.provider())
+    assert facts == HostFacts(normalize_arch(platform.machine()), NVIDIA_LABELS)
     # A node that does not answer is left out; when none answers, the pool waits.
     servers[1].sshd.stop()
     try:
@@ -395,3 +442,153 @@ async def test_the_nodes_architecture_is_their_uname(
             await asyncio.to_thread(BACKEND.host_facts, lone, pool.provider())
     finally:
         assert servers[1].sshd.start(servers[1].host, servers[1].port)
+
+
+def memory_file(pool: Pool) -> Path:
+    return pool.state_dir / "ssh" / pool.controller_id / "vps.json"
+
+
+def kill_runner(server: NodeServer, pool: Pool, name: str, *, forget: bool = False) -> None:
+    """End one runner's process on a node behind the provider's back; with ``forget``, its
+    folder goes too (the node no longer knows it)."""
+    folder = server.home / pool.work / pool.controller_id / "vps" / name
+    os.killpg(int((folder / "pid").read_text().split()[0]), signal.SIGKILL)
+    if forget:
+        shutil.rmtree(folder)
+
+
+async def test_a_restart_while_a_node_is_down_reports_its_runners_as_last_recorded(
+    pool_of: Callable[..., Pool], servers: tuple[NodeServer, ...]
+) -> None:
+    first, second = servers[0], servers[1]
+    pool = pool_of(1, 0)
+    block = {
+        "placement": "pack",
+        "hosts": [{"address": second.address, "slots": 3}, {"address": first.address}],
+    }
+    old = await ready(pool.provider(**block))
+    busy, finishing, forgotten, elsewhere = [await old.create(pool.spec()) for _ in range(4)]
+    assert [node_of(i.id) for i in (busy, finishing, forgotten)] == [second.address] * 3
+    assert node_of(elsewhere.id) == first.address
+
+    # What the nodes hold is kept on this host, for this deployment's pool only, privately,
+    # and without a secret; a listing that finds the same runners does not write it again.
+    path = memory_file(pool)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    text = path.read_text()
+    assert "JIT" not in text
+    assert all(i.runner_name in text for i in (busy, finishing, forgotten, elsewhere))
+    written = path.stat().st_ino
+    await old.list()
+    assert path.stat().st_ino == written
+    await old.close()  # the daemon stops; its runners keep running
+
+    second.sshd.stop()
+    try:
+        new = pool.provider(**block)
+        listed = {instance.id: instance for instance in await new.list()}
+        assert set(listed) == {i.id for i in (busy, finishing, forgotten, elsewhere)}
+        for recalled in (busy, finishing, forgotten):
+            assert listed[recalled.id].running
+            assert listed[recalled.id].detail.startswith(f"node {second.address} is down since")
+            assert "before a restart: their state is unknown" in listed[recalled.id].detail
+        assert listed[elsewhere.id].detail.startswith(f"node {first.address}: pid ")
+        assert not up(new, second)
+        await until(lambda: up(new, first), "the other node answers its first check")
+        placement = new.placement()
+        assert placement.unreachable == {i.runner_name for i in (busy, finishing, forgotten)}
+        assert [state.runners for state in placement.nodes] == [3, 1]
+        assert await new.get(busy.id) == listed[busy.id]
+        with pytest.raises(ProviderError, match=r"cannot remove runner .* now"):
+            await new.delete(busy.id)
+        assert path.stat().st_ino == written  # nothing changed: nothing written
+
+        # While it is away, one runner ends and one is removed there by hand.
+        kill_runner(second, pool, finishing.runner_name)
+        kill_runner(second, pool, forgotten.runner_name, forget=True)
+    finally:
+        assert second.sshd.start(second.host, second.port)
+
+    # Back: its real listing replaces the memory (the file too).
+    await until(lambda: up(new, second), "the node is up again")
+    listed = {instance.id: instance for instance in await new.list()}
+    assert set(listed) == {busy.id, finishing.id, elsewhere.id}
+    assert listed[busy.id].running
+    assert listed[busy.id].detail.startswith(f"node {second.address}: pid ")
+    assert not listed[finishing.id].running
+    assert new.placement().unreachable == frozenset()
+    assert forgotten.runner_name not in path.read_text()
+    await new.delete(finishing.id)
+    assert finishing.runner_name not in path.read_text()
+
+
+async def test_a_memory_it_cannot_use_is_set_aside_and_replaced(
+    pool_of: Callable[..., Pool], caplog: pytest.LogCaptureFixture
+) -> None:
+    pool = pool_of(0)
+    path = memory_file(pool)
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    made = await ready(pool.provider())
+    assert "is not a memory of its nodes" in caplog.text
+    instance = await made.create(pool.spec())
+    assert instance.runner_name in path.read_text()
+    await made.delete(instance.id)
+
+
+async def test_after_a_restart_the_janitor_leaves_a_busy_runner_of_a_node_that_is_down(
+    pool_of: Callable[..., Pool], servers: tuple[NodeServer, ...], tmp_path: Path
+) -> None:
+    """The controller's side of the memory: the instance of a busy runner on a node that does
+    not answer after a restart has not vanished, so its runner is not finished and its job
+    is not recorded as lost; it is still busy when the node is back."""
+    node = servers[1]
+    pool = pool_of(1)
+
+    def made() -> SshProvider:
+        provider_ = provider(pool.config(), "linux", pool.controller_id, pool.state_dir)
+        pool.providers.append(provider_)
+        return provider_
+
+    journal = Journal()
+    world = Rig(
+        path=tmp_path / "state.db",
+        clock=VirtualClock(),
+        journal=journal,
+        github=FakeGitHub(journal=journal),
+        provider=await ready(made()),  # type: ignore[arg-type]  # (a real one, not a fake)
+        spec=PoolSpec(name="linux", labels=normalize_labels(POOL_LABELS), max_runners=3),
+        targets=[REPO_A],
+    )
+    try:
+        await world.queue(7)
+        await world.reconcile()
+        (runner,) = world.runners(RunnerState.BOOTING)
+        world.github.set_runner(runner.name, online=True, busy=True)
+        await world.deliver(
+            world.github.update_job(7, state=JobState.IN_PROGRESS, runner_name=runner.name)
+        )
+        assert world.runner(runner.name).state is RunnerState.BUSY
+
+        node.sshd.stop()
+        try:
+            await world.provider.close()
+            world.provider = made()  # type: ignore[assignment]
+            world.restart()
+            await world.sweep()
+            await world.reconcile()
+            assert world.runner(runner.name).state is RunnerState.BUSY
+            assert world.store.job_losses() == []
+            assert "instance_lost" not in world.controller.janitor.cleaned
+            (status,) = world.controller.status.pools
+            assert "1 on down nodes" in status.reason
+        finally:
+            assert node.sshd.start(node.host, node.port)
+
+        await until(lambda: up(world.provider, node), "the node is up again")  # type: ignore[arg-type]
+        await world.sweep()
+        assert world.runner(runner.name).state is RunnerState.BUSY
+        assert world.store.job_losses() == []
+    finally:
+        world.close()

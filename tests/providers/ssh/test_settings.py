@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from runnerscale.config.base import Advice
 from runnerscale.config.problems import ERROR_TYPE
 from runnerscale.config.source import read_yaml
 from runnerscale.providers import registry
@@ -70,6 +71,22 @@ def test_the_issue_configuration_validates_as_written() -> None:
     assert [(host.slots, host.labels) for host in ssh.hosts] == [(4, []), (2, ["deploy"])]
     assert ssh.runner_command is None  # the image's entrypoint
     assert ssh.advice() == []
+
+
+def test_a_host_label_the_pool_has_already_is_advised_against() -> None:
+    block = issue_block()
+    block["hosts"][1]["labels"] = ["deploy", "Docker", "X64"]
+    ssh = validate(block)
+    assert ssh.labels_advice(["self-hosted", "linux", "x64", "docker"]) == [
+        Advice(
+            "docker, x64 are among the pool's labels already: every runner of the pool has "
+            "them, so they set this node apart from none (placement ignores them)",
+            "remove docker, x64 from this host's labels; a host's labels are those only its "
+            "jobs ask for (deploy)",
+            at=("hosts", 1, "labels"),
+        )
+    ]
+    assert ssh.labels_advice(["self-hosted", "linux"]) == []
 
 
 def test_defaults() -> None:
@@ -218,3 +235,10 @@ def test_the_whole_issue_file_validates_through_the_command_line(tmp_path: Path)
     line = config.splitlines().index("        - address: 10.0.0.12:2222") + 1
     assert re.search(rf"runnerscale\.yaml:{line}: pools\[0\]\.ssh\.hosts\[1\]\.address: ", output)
     assert "is the same node as hosts[0]" in output
+    # A host label the pool has already: a warning at the host's labels (the pool's advice).
+    repeated = validate_file(config.replace("labels: [deploy]", "labels: [deploy, Docker]"))
+    output = repeated.stdout + repeated.stderr
+    assert repeated.returncode == 0, output
+    line = next(n for n, text in enumerate(config.splitlines(), 1) if "labels: [deploy" in text)
+    assert re.search(rf"runnerscale\.yaml:{line}: pools\[0\]\.ssh\.hosts\[1\]\.labels: ", output)
+    assert "docker is among the pool's labels already" in output

@@ -3,18 +3,23 @@
 The package holds all of it: the pool's ``ssh:`` settings (:mod:`.settings`, no SDK), a
 node's address (:mod:`.address`), its pooled connection (:mod:`.connection`, the only module
 importing asyncssh, an optional extra), the provider (:mod:`.provider`, whose docstring says
-why it works the way it does) with its parts (:mod:`.nodes`, :mod:`.placement`,
-:mod:`.process`, :mod:`.containers`), and :data:`BACKEND`, the entry registered in the
-``runnerscale.providers`` entry-point group. This module imports the provider only when a pool
-is built or its nodes are asked about, so a configuration naming ``ssh`` validates on a host
-without asyncssh.
+why it works the way it does) with its parts (:mod:`.nodes`, :mod:`.memory`,
+:mod:`.placement`, :mod:`.process`, :mod:`.containers`), what ``auto`` stands for on the nodes
+(:mod:`.facts`), and :data:`BACKEND`, the entry
+registered in the ``runnerscale.providers`` entry-point group. This module imports the
+provider only when a pool is built or its nodes are asked about, so a configuration naming
+``ssh`` validates on a host without asyncssh.
 """
 
 from __future__ import annotations
 
-from runnerscale.hostlabels import HostFacts, normalize_arch
+from collections.abc import Sequence
+
+from runnerscale.config.base import Advice
+from runnerscale.hostlabels import HostFacts
 from runnerscale.protocols import Provider, ProviderError
 from runnerscale.providers.registry import Backend, BackendContext
+from runnerscale.providers.ssh.facts import pool_host_facts
 from runnerscale.providers.ssh.settings import SshConfig
 
 __all__ = ["BACKEND", "SshConfig"]
@@ -34,27 +39,13 @@ def build(settings: SshConfig, context: BackendContext) -> Provider:
 
 
 def host_facts(settings: SshConfig, provider: Provider) -> HostFacts:
-    """The nodes' architecture (``uname -m`` on each that answers: they must agree); no
-    accelerators."""
+    """The nodes' architecture and accelerators, asked of every node that answers (they must
+    agree): see :mod:`.facts`."""
     try:
-        from runnerscale.providers.ssh.provider import node_machines  # noqa: PLC0415 - an extra
+        from runnerscale.providers.ssh.provider import node_traces  # noqa: PLC0415 - an extra
     except ImportError:
         raise ProviderError(f"the ssh backend needs the asyncssh package: {_EXTRA}") from None
-    machines, failures = node_machines(settings)
-    if not machines:
-        said = "; ".join(f"{node}: {why}" for node, why in failures.items())
-        raise ProviderError(
-            f"no node answered, and the pool's labels need the nodes' architecture (they name "
-            f"'auto' or an architecture): {said}; bring a node up, or write the labels out"
-        )
-    architectures = {node: normalize_arch(machine) or machine for node, machine in machines.items()}
-    if len(set(architectures.values())) > 1:
-        said = ", ".join(f"{node} is {machines[node]}" for node in architectures)
-        raise ProviderError(
-            f"the nodes differ in architecture ({said}), and a pool's runners all carry its "
-            "labels: put the nodes of each architecture in a pool of their own"
-        )
-    return HostFacts(arch=normalize_arch(next(iter(machines.values()))))
+    return pool_host_facts(settings, *node_traces(settings))
 
 
 def capacity(settings: SshConfig) -> int | None:
@@ -66,6 +57,11 @@ def capacity(settings: SshConfig) -> int | None:
     return sum(count for count in slots if count is not None)
 
 
+def pool_advice(settings: SshConfig, labels: Sequence[str]) -> list[Advice]:
+    """Host labels the pool has already (see :meth:`SshConfig.labels_advice`)."""
+    return settings.labels_advice(labels)
+
+
 BACKEND = Backend(
     settings=SshConfig,
     build=build,
@@ -74,6 +70,7 @@ BACKEND = Backend(
     host_facts=host_facts,
     capacity=capacity,
     capacity_source="the sum of the slots of ssh.hosts",
+    pool_advice=pool_advice,
     example="{user: runner, known_hosts: /etc/runnerscale/known_hosts, image: "
     "runnerscale-runner:latest, hosts: [{address: node1.example.net}]}",
     order=2,

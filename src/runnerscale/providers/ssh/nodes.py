@@ -15,8 +15,10 @@ silent node delays only what is done on it.
 instances when it can and keeps the last answer. While a node is down those instances are still
 reported (as running, with a detail saying the node is down since when), so the controller
 neither counts their runners as gone nor removes them: when the node comes back, its real state
-is listed again and reconciled. Right after a restart nothing is remembered, so an unreachable
-node's instances are simply not listed.
+is listed again and reconciled. Right after a restart, a node starts with what the provider's
+memory file recorded of it (:mod:`.memory`, :meth:`Node.recall`): while it does not answer,
+those instances are reported the same way, their detail saying that their state is unknown
+since the restart; its first full listing replaces them.
 """
 
 from __future__ import annotations
@@ -26,13 +28,12 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
-from runnerscale.model import Instance
+from runnerscale.model import Instance, normalize_labels
 from runnerscale.protocols import NodeState, ProviderError
 from runnerscale.providers.ssh.connection import NodeConnection
-from runnerscale.providers.ssh.placement import normalise_labels
 
 __all__ = ["NOT_CHECKED", "Node", "instance_id", "split_instance_id", "stop_watching"]
 
@@ -79,7 +80,8 @@ class Node:
         self.connection = connection
         self.pool = pool
         self.configured_slots = slots
-        self.extra_labels = normalise_labels(labels)
+        #: Its own labels beyond the pool's (the provider leaves out those the pool has).
+        self.extra_labels = normalize_labels(labels)
         self._clock = clock
         self.up = False
         self.reason = NOT_CHECKED
@@ -87,6 +89,8 @@ class Node:
         self.learned_slots: int | None = None
         #: The instances last seen on it, by runner name (its own instance ids).
         self.instances: dict[str, Instance] = {}
+        #: When the instances it holds were recorded before a restart (None: seen since).
+        self.recalled_at: float | None = None
         #: Counts what this provider learned of single instances (created, got, deleted), so
         #: that a listing that began before does not undo it (:meth:`seen`).
         self.generation = 0
@@ -204,6 +208,11 @@ class Node:
         """The instances last seen on it, as reported while it is down: running (nothing is
         removed while it is away), with the reason in their detail."""
         detail = self.down_since()
+        if self.recalled_at is not None:
+            detail += (
+                f" (its runners as recorded at {_when(self.recalled_at)}, before a restart: "
+                "their state is unknown)"
+            )
         return [
             dataclasses.replace(
                 instance,
@@ -235,8 +244,15 @@ class Node:
                 else:
                     listed.pop(name, None)
         self.instances = listed
+        self.recalled_at = None
         self._applied = since
         self._changed = {name: when for name, when in self._changed.items() if when > since}
+
+    def recall(self, instances: Iterable[Instance], recorded_at: float) -> None:
+        """Right after a restart: what the memory file recorded of it, at ``recorded_at``
+        (replaced by its first full listing)."""
+        self.instances = {instance.runner_name: instance for instance in instances}
+        self.recalled_at = recorded_at
 
     def seen_one(self, name: str, instance: Instance | None) -> None:
         """What is known of one instance now (None: it is gone)."""

@@ -3,7 +3,9 @@
 Why it looks the way it does (the rule is the contract of
 :class:`~runnerscale.protocols.PlacingProvider`):
 
-*Labels first, and strictly.* A node serves the pool's labels plus its own (``deploy``). A
+*Labels first, and strictly.* A node serves the pool's labels plus its own (``deploy``; one
+the pool has already is not its own: the provider leaves it out with
+:func:`~runnerscale.model.labels_beyond`, as the scaler does when it counts the room). A
 runner may go only to a node whose own labels are all among the runner's, and among those only
 to the most specific ones: a runner registered with the pool's labels plus ``deploy`` goes to a
 ``deploy`` node, one with the pool's labels alone to a node without labels of its own. The
@@ -28,24 +30,20 @@ from collections.abc import Iterable, Sequence
 from fractions import Fraction
 from typing import Literal, TypeAlias
 
+from runnerscale.model import normalize_labels
 from runnerscale.protocols import NodeState
 
-__all__ = ["Policy", "choose_node", "label_group", "normalise_labels"]
+__all__ = ["Policy", "choose_node", "label_group"]
 
 #: How runners are laid out over the nodes of their label group.
 Policy: TypeAlias = Literal["spread", "pack"]
-
-
-def normalise_labels(labels: Iterable[str]) -> frozenset[str]:
-    """Labels as GitHub compares them: case-insensitive, surrounding blanks ignored."""
-    return frozenset(label.strip().lower() for label in labels if label.strip())
 
 
 def label_group(nodes: Sequence[NodeState], labels: Iterable[str]) -> tuple[NodeState, ...]:
     """The nodes a runner with ``labels`` belongs on, up or not: those whose own labels are all
     among ``labels``, keeping only the ones with the most such labels (in configured order).
     Empty when no node's labels fit."""
-    wanted = normalise_labels(labels)
+    wanted = normalize_labels(labels)
     fitting = [node for node in nodes if node.extra_labels <= wanted]
     if not fitting:
         return ()

@@ -26,12 +26,16 @@ pool (``<node>/<runner name>``) and names the node in every instance's detail.
 instances as they were last seen (running, the detail saying since when the node is down), so
 the controller removes nothing while it is away and does not count its runners twice;
 ``delete`` of such an instance fails (the controller retries later). When the node answers
-again its real state is listed and reconciled. A restarted daemon knows nothing of an
-unreachable node: its instances are not listed until it answers.
+again its real state is listed and reconciled. What each node holds is also kept in a small
+file under the daemon's state directory (:mod:`.memory`, written only when it changed), so a
+restarted daemon reports the runners of a node that does not answer the same way (their state
+unknown) instead of taking them as vanished: the janitor then neither finishes a busy runner
+there nor records its job as lost.
 
-*The host's architecture* (for ``auto`` labels) is asked with ``uname -m`` on every node that
-answers, over connections of its own (:func:`node_machines`: the daemon asks from a thread
-that may not run the provider's event loop); the nodes of a pool must agree.
+*The host's architecture and accelerators* (for ``auto`` labels) are asked of every node that
+answers, over connections of its own (:func:`node_traces`: the daemon asks from a thread that
+may not run the provider's event loop), and judged as ``hosts check`` judges them
+(:mod:`.facts`); the nodes of a pool must agree.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from runnerscale.model import Instance, InstanceSpec
+from runnerscale.model import Instance, InstanceSpec, labels_beyond, normalize_labels
 from runnerscale.protocols import Placement, Provider, ProviderError
 from runnerscale.providers.registry import BackendContext
 from runnerscale.providers.ssh.connection import (
@@ -55,12 +59,14 @@ from runnerscale.providers.ssh.connection import (
     NodeUnreachable,
     SshOptions,
 )
+from runnerscale.providers.ssh.facts import TRACES_SCRIPT, NodeTraces
+from runnerscale.providers.ssh.memory import NodeMemory
 from runnerscale.providers.ssh.nodes import Node, split_instance_id, stop_watching
-from runnerscale.providers.ssh.placement import choose_node, label_group, normalise_labels
+from runnerscale.providers.ssh.placement import choose_node, label_group
 from runnerscale.providers.ssh.process import ProcessRunners, ProcessSettings
 from runnerscale.providers.ssh.settings import SshConfig
 
-__all__ = ["SshProvider", "node_machines"]
+__all__ = ["SshProvider", "node_traces"]
 
 log = logging.getLogger("runnerscale.providers.ssh")
 
@@ -95,11 +101,16 @@ class SshProvider:
                 NodeConnection(host.node, options),
                 pool=pool,
                 slots=host.slots,
-                labels=host.labels,
+                # (a label the pool has already sets the node apart from none)
+                labels=labels_beyond(host.labels, context.labels),
             )
             for host in settings.hosts
         )
         self._by_name = {node.name: node for node in self._nodes}
+        self._memory = NodeMemory(context.state_dir, context.controller_id, pool)
+        for name, recalled in self._memory.load().items():
+            if name in self._by_name:
+                self._by_name[name].recall(recalled.instances, recalled.recorded_at)
         make = self._runners_factory()
         self._runners: dict[str, Provider] = {
             node.name: make(node.name, node.connection) for node in self._nodes
@@ -220,6 +231,10 @@ class SshProvider:
         assert error is not None  # (only a node going down cancels the work)
         raise error
 
+    def _remember(self) -> None:
+        """Keep what the nodes hold now in the memory file (written only when it changed)."""
+        self._memory.update({node.name: node.instances.values() for node in self._nodes})
+
     def _node_of(self, instance_id: str) -> tuple[Node, str] | None:
         split = split_instance_id(instance_id)
         if split is None or split[0] not in self._by_name:
@@ -240,7 +255,7 @@ class SshProvider:
     async def _place(self, spec: InstanceSpec) -> Node:
         """The node for ``spec`` (see :mod:`.placement`), or why there is none."""
         pool = self.context.pool
-        labels = sorted(normalise_labels(spec.labels))
+        labels = sorted(normalize_labels(spec.labels))
         group = label_group([node.state() for node in self._nodes], labels)
         if not group:
             own = sorted({label for node in self._nodes for label in node.extra_labels})
@@ -275,6 +290,7 @@ class SshProvider:
         finally:
             node.creating.discard(name)
         node.seen_one(name, instance)
+        self._remember()
         log.info("pool %s: runner %s placed on node %s", spec.pool, name, node.name)
         return node.outward(instance)
 
@@ -297,6 +313,7 @@ class SshProvider:
                 f"{node.down_since()}; will retry"
             ) from None
         node.seen_one(name, None)
+        self._remember()
 
     async def get(self, instance_id: str) -> Instance | None:
         self._watch()
@@ -308,6 +325,7 @@ class SshProvider:
             if node.up or not node.checked.is_set():
                 instance = await self._unless_down(node, self._runners[node.name].get(name))
                 node.seen_one(name, instance)
+                self._remember()
                 return None if instance is None else node.outward(instance)
         return next((i for i in node.remembered() if i.runner_name == name), None)
 
@@ -316,6 +334,7 @@ class SshProvider:
         listed = await asyncio.gather(
             *(self._list_node(node) for node in self._nodes), return_exceptions=True
         )
+        self._remember()
         for found in listed:
             if isinstance(found, BaseException):
                 raise found  # (once every node's listing has ended)
@@ -341,48 +360,49 @@ class SshProvider:
             await node.connection.close()
 
 
-# -- the nodes' architecture
+# -- the nodes' architecture and accelerators
 
 
-async def _machines(settings: SshConfig) -> tuple[dict[str, str], dict[str, str]]:
+async def _traces(settings: SshConfig) -> tuple[dict[str, NodeTraces], dict[str, str]]:
     options = SshOptions.of(settings)
     timeout = 3 * settings.connect_timeout
 
-    async def ask(address: NodeAddress) -> str:
+    async def ask(address: NodeAddress) -> NodeTraces:
         connection = NodeConnection(address, options)
         try:
             async with asyncio.timeout(timeout):
-                done = await connection.run(["uname", "-m"])
-            return done.stdout.strip()
+                done = await connection.run(["sh", "-c", TRACES_SCRIPT])
+            return NodeTraces.parse(done.stdout)
         finally:
             await connection.close()
 
     addresses = settings.nodes
     answers = await asyncio.gather(*(ask(address) for address in addresses), return_exceptions=True)
-    machines: dict[str, str] = {}
+    traces: dict[str, NodeTraces] = {}
     failures: dict[str, str] = {}
     for address, answer in zip(addresses, answers, strict=True):
-        if isinstance(answer, str) and answer:
-            machines[str(address)] = answer
+        if isinstance(answer, NodeTraces) and answer.machine:
+            traces[str(address)] = answer
         elif isinstance(answer, TimeoutError):
             failures[str(address)] = f"did not answer within {timeout:g}s"
         elif isinstance(answer, BaseException) and not isinstance(answer, Exception):
             raise answer
         else:
             failures[str(address)] = str(answer) or "no answer"
-    return machines, failures
+    return traces, failures
 
 
-def node_machines(settings: SshConfig) -> tuple[dict[str, str], dict[str, str]]:
-    """Each node's ``uname -m``, asked over connections of its own in a thread of its own
-    (blocking: the daemon asks at start, from its event loop's thread or a worker's); and why
-    the others did not answer. Both by node, as configured."""
-    result: builtins.list[tuple[dict[str, str], dict[str, str]]] = []
+def node_traces(settings: SshConfig) -> tuple[dict[str, NodeTraces], dict[str, str]]:
+    """What each node says of its architecture and accelerators (:mod:`.facts`), asked over
+    connections of its own in a thread of its own (blocking: the daemon asks at start, from
+    its event loop's thread or a worker's); and why the others did not answer. Both by node,
+    as configured."""
+    result: builtins.list[tuple[dict[str, NodeTraces], dict[str, str]]] = []
     errors: builtins.list[BaseException] = []
 
     def run() -> None:
         try:
-            result.append(asyncio.run(_machines(settings)))
+            result.append(asyncio.run(_traces(settings)))
         except BaseException as error:  # handed to the caller's thread
             errors.append(error)
 

@@ -10,6 +10,7 @@ extra.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -18,7 +19,7 @@ from runnerscale.config.base import Advice, ConfigModel
 from runnerscale.config.paths import ConfigPath
 from runnerscale.config.problems import fail
 from runnerscale.config.units import PositiveDuration
-from runnerscale.model import normalize_labels
+from runnerscale.model import labels_beyond, normalize_labels
 from runnerscale.providers.containers import ContainerEnv, ContainerOptions, ImageRef
 from runnerscale.providers.settings import (
     StopGrace,
@@ -231,6 +232,28 @@ class SshConfig(ConfigModel):
     def nodes(self) -> tuple[NodeAddress, ...]:
         """Every node's parsed address, in the order written."""
         return tuple(host.node for host in self.hosts)
+
+    def labels_advice(self, pool_labels: Iterable[str]) -> list[Advice]:
+        """A host label the pool has already (the block's own :meth:`advice` cannot see the
+        pool's labels: the registry's ``pool_advice`` hook hands them here). Every runner of
+        the pool has it, so it sets the node apart from none: placement ignores it, and the
+        node takes the pool's plain runners like a node without it."""
+        found = []
+        for index, host in enumerate(self.hosts):
+            repeated = sorted(set(host.labels) - labels_beyond(host.labels, pool_labels))
+            if repeated:
+                said = ", ".join(repeated)
+                found.append(
+                    Advice(
+                        f"{said} {'is' if len(repeated) == 1 else 'are'} among the pool's labels "
+                        "already: every runner of the pool has them, so they set this node "
+                        "apart from none (placement ignores them)",
+                        f"remove {said} from this host's labels; a host's labels are those only "
+                        "its jobs ask for (deploy)",
+                        at=("hosts", index, "labels"),
+                    )
+                )
+        return found
 
     def advice(self) -> list[Advice]:
         found = jitconfig_on_command_line(self.command)
