@@ -362,8 +362,18 @@ class NodeConnection:
     async def check(self) -> float:
         """A round trip to the node (connecting when needed); its duration in seconds. Raises
         :class:`NodeUnreachable` or :class:`HostKeyRefused`."""
+        limit = self.options.connect_timeout * 2
         started = time.monotonic()
-        await self.run("true", check=True, timeout=self.options.connect_timeout * 2)
+        try:
+            await self.run("true", check=True, timeout=limit)
+        except NodeUnreachable:
+            if time.monotonic() - started < limit:
+                raise  # refused, reset, closed: its own words say why
+            # "true did not finish" would puzzle an operator: say what was asked.
+            raise NodeUnreachable(
+                f"node {self.address}: no answer within {limit:g}s (a health check: the node "
+                "or its network is down, or it is overloaded)"
+            ) from None
         return time.monotonic() - started
 
     async def _open_process(self, line: str) -> asyncssh.SSHClientProcess[bytes]:
