@@ -27,7 +27,6 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 
 from runnerscale.providers.ec2 import tags
 from tests.fake_imds import FakeIMDS, InstanceView, rebalance_notice, spot_notice
@@ -101,7 +100,7 @@ def client(service: str, moto_url: str) -> Any:
         region_name=REGION,
         endpoint_url=moto_url,
         aws_access_key_id="testing",
-        aws_secret_access_key="testing",  # noqa: S106
+        aws_secret_access_key="testing",
     )
 
 
@@ -127,12 +126,8 @@ class Instance:
         )
 
     def parameter_exists(self) -> bool:
-        try:
-            client("ssm", self.moto_url).get_parameter(Name=self.parameter)
-        except ClientError as error:
-            assert error.response["Error"]["Code"] == "ParameterNotFound"
-            return False
-        return True
+        found = client("ssm", self.moto_url).get_parameters(Names=[self.parameter])
+        return bool(found["Parameters"])
 
     def tags(self) -> dict[str, str]:
         described = client("ec2", self.moto_url).describe_tags(
@@ -199,6 +194,9 @@ class Layout:
 
     def read(self, name: str) -> str:
         return (self.record / name).read_text()
+
+    def started(self) -> bool:
+        return (self.record / "started").exists()
 
     def release(self, code: int = 0) -> None:
         (self.home / "release").write_text(str(code))
@@ -310,13 +308,17 @@ def environments_with(secret: str) -> set[int]:
     return found
 
 
-def readable_files_with(secret: str, *roots: Path, recursive: bool = True) -> list[str]:
-    """Files in ``roots`` that hold ``secret`` and that a user but their owner may read."""
+def readable_files_with(
+    secret: str, *roots: Path, recursive: bool = True, since: float = 0.0
+) -> list[str]:
+    """Files in ``roots`` changed since ``since`` that hold ``secret`` and that a user but their
+    owner may read."""
     found = []
     for root in roots:
         for path in root.rglob("*") if recursive else root.iterdir():
             try:
-                if not path.is_file() or path.stat().st_mode & 0o077 == 0:
+                mode = path.stat()
+                if not path.is_file() or mode.st_mode & 0o077 == 0 or mode.st_mtime < since:
                     continue
                 if secret.encode() in path.read_bytes():
                     found.append(str(path))
@@ -328,11 +330,12 @@ def readable_files_with(secret: str, *roots: Path, recursive: bool = True) -> li
 def test_the_runner_gets_the_jit_config_in_its_environment_only_and_the_parameter_goes(
     instance: Instance, layout: Layout, start: Callable[[dict[str, str]], subprocess.Popen[str]]
 ) -> None:
+    began = time.time()
     process = start(boot_env(instance, layout))
     # The daemon writes the parameter after the launch: the script waits for it.
     time.sleep(0.5)
     instance.put_parameter()
-    wait_until(lambda: (layout.record / "started").exists(), "the runner started")
+    wait_until(layout.started, "the runner started")
 
     # While the runner runs: the secret is on no command line, in the environment of run.sh
     # alone (as the runner user), and in no file another user may read.
@@ -341,7 +344,10 @@ def test_the_runner_gets_the_jit_config_in_its_environment_only_and_the_paramete
     if os.geteuid() == 0:
         assert environments_with(SECRET) == {runner_pid}
     assert readable_files_with(SECRET, layout.home, layout.tmp) == []  # and the script's TMPDIR
-    assert readable_files_with(SECRET, Path("/tmp"), Path("/dev/shm"), recursive=False) == []
+    assert (
+        readable_files_with(SECRET, Path("/tmp"), Path("/dev/shm"), recursive=False, since=began)
+        == []
+    )
     assert not instance.parameter_exists()
 
     layout.release(0)
@@ -378,7 +384,7 @@ def test_the_runners_exit_code_is_the_scripts(
 ) -> None:
     instance.put_parameter()
     process = start(boot_env(instance, layout))
-    wait_until(lambda: (layout.record / "started").exists(), "the runner started")
+    wait_until(layout.started, "the runner started")
     layout.release(7)
     code, err = finish(process)
     assert code == 7
@@ -390,7 +396,7 @@ def test_a_spot_notice_tags_the_instance_once_after_a_rebalance_recommendation(
 ) -> None:
     instance.put_parameter()
     process = start(boot_env(instance, layout))
-    wait_until(lambda: (layout.record / "started").exists(), "the runner started")
+    wait_until(layout.started, "the runner started")
     assert tags.INTERRUPTION not in instance.tags()
 
     instance.view.rebalance = rebalance_notice()
@@ -416,7 +422,7 @@ def test_a_stop_while_the_runner_runs_is_passed_to_it_and_exits_0(
 ) -> None:
     instance.put_parameter()
     process = start(boot_env(instance, layout))
-    wait_until(lambda: (layout.record / "started").exists(), "the runner started")
+    wait_until(layout.started, "the runner started")
     process.send_signal(signal.SIGTERM)
     code, err = finish(process)
     assert code == 0, err
@@ -434,7 +440,7 @@ def test_without_a_parameter_it_gives_up_with_exit_4_and_says_where_to_look(
     assert "ParameterNotFound" in err
     assert f"gave up on {instance.parameter} after 0s" in err
     assert "images/ec2/iam/instance-policy.json" in err
-    assert not (layout.record / "started").exists()
+    assert not layout.started()
 
 
 def test_the_prefix_comes_from_the_instance_tag_or_the_environment(
