@@ -34,8 +34,8 @@ _SSM_SEGMENT_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _TAG_KEY_RE = re.compile(r"^[A-Za-z0-9+\-=.,_:@]{1,127}$")
 _TAG_VALUE_MAX = 255
 #: AWS's cap on an instance's tags, less the backend's own (:mod:`.tags`: controller, pool,
-#: runner, SSM prefix, and the interruption the boot script may add).
-_MAX_USER_TAGS = 50 - 5
+#: runner, SSM prefix, hand-off, and the interruption the boot script may add).
+_MAX_USER_TAGS = 50 - 6
 #: The instance id the longest parameter name is checked with.
 _LONGEST_INSTANCE_ID = "i-0123456789abcdef0"
 #: AWS's limit on a parameter's name, with its prefix.
