@@ -21,7 +21,10 @@ deletes the parameter: nothing is left running for a create that failed. The JIT
 in no user data, tag, log line or error.
 
 *The boot script's needs travel as tags*, none secret: the parameter's prefix
-(``runnerscale:ssm-prefix``); the region and the instance id come from the instance metadata.
+(``runnerscale:ssm-prefix``); the region and the instance id come from the instance metadata,
+where the script reads the tags too: every launch asks for the tags in the metadata and for
+IMDSv2 (``MetadataOptions``: ``InstanceMetadataTags=enabled``, ``HttpTokens=required``,
+whatever the template says; its other metadata options stay).
 The script (``images/ec2/``) waits for ``<prefix>/<instance-id>``, reads it with the
 instance's role, deletes it and starts the runner with it in ``ACTIONS_RUNNER_INPUT_JITCONFIG``.
 
@@ -113,9 +116,9 @@ class Ec2Provider:
         self.settings = settings
         self.context = context
         self.pool = context.pool
-        self._clients = clients if clients is not None else connect(settings, context.pool)
+        self.clients = clients if clients is not None else connect(settings, context.pool)
         self._owner = {tags.CONTROLLER: context.controller_id, tags.POOL: context.pool}
-        self._handoff = Handoff(self._clients.ssm, settings.ssm_parameter_prefix, self._owner)
+        self._handoff = Handoff(self.clients.ssm, settings.ssm_parameter_prefix, self._owner)
         #: Runner names being created right now: their instances exist before their
         #: parameters do.
         self._creating: set[str] = set()
@@ -125,21 +128,21 @@ class Ec2Provider:
         self._swept_at: float | None = None
 
     def __repr__(self) -> str:
-        return f"Ec2Provider(pool={self.pool!r}, {self._clients.where})"
+        return f"Ec2Provider(pool={self.pool!r}, {self.clients.where})"
 
     # -- at start
 
     def check(self) -> None:
         """Refuse to start when AWS rejects the credentials or the launch template is missing
         (blocking: :func:`.aws.check`)."""
-        check(self._clients, self.settings, self.pool)
+        check(self.clients, self.settings, self.pool)
 
     def host_facts(self) -> HostFacts:
         """The pool's instance types' architecture and GPUs (blocking; they must agree)."""
         types = list(self.settings.instance_types)
         with self._errors("cannot describe the instance types"):
             try:
-                answer = self._clients.ec2.describe_instance_types(InstanceTypes=types)
+                answer = self.clients.ec2.describe_instance_types(InstanceTypes=types)
             except botocore.exceptions.ClientError as error:
                 if error_code(error) != "InvalidInstanceType":
                     raise
@@ -174,7 +177,7 @@ class Ec2Provider:
 
     async def close(self) -> None:
         """Close the clients. Instances keep running: the next daemon adopts them."""
-        clients = self._clients
+        clients = self.clients
         for client in (clients.ec2, clients.launch, clients.ssm):
             await asyncio.to_thread(client.close)
 
@@ -209,7 +212,7 @@ class Ec2Provider:
                     self._discard(spec.runner_name)  # (an error of AWS's may hide a launch)
                     raise ProviderError(
                         f"pool {self.pool}: cannot launch runner {spec.runner_name} "
-                        f"({attempt}, {self._clients.where}): {reason(error)}"
+                        f"({attempt}, {self.clients.where}): {reason(error)}"
                     ) from None
                 attempts = after_failure(attempts, code)
                 continue
@@ -226,7 +229,7 @@ class Ec2Provider:
                 self._discard(spec.runner_name)
                 raise ProviderError(
                     f"pool {self.pool}: cannot launch runner {spec.runner_name} ({attempt}, "
-                    f"{self._clients.where}): {reason(error)}"
+                    f"{self.clients.where}): {reason(error)}"
                 ) from None
             self.context.record("launch", "launched")
             log.info(
@@ -256,6 +259,8 @@ class Ec2Provider:
             "InstanceType": attempt.instance_type,
             "MinCount": 1,
             "MaxCount": 1,
+            # The boot script reads its tags from the instance metadata, with IMDSv2 tokens.
+            "MetadataOptions": {"HttpTokens": "required", "InstanceMetadataTags": "enabled"},
             "TagSpecifications": [
                 {"ResourceType": "instance", "Tags": tag_list(instance_tags)},
                 {"ResourceType": "volume", "Tags": tag_list(owned)},
@@ -271,7 +276,7 @@ class Ec2Provider:
                     "InstanceInterruptionBehavior": "terminate",
                 },
             }
-        answer = self._clients.launch.run_instances(**request)
+        answer = self.clients.launch.run_instances(**request)
         entry: dict[str, Any] = dict(answer["Instances"][0])
         entry["Tags"] = tag_list(instance_tags)
         return entry
@@ -290,7 +295,7 @@ class Ec2Provider:
             )
             pause_after("parameter")
             doing = "tagging it"
-            self._clients.ec2.create_tags(
+            self.clients.ec2.create_tags(
                 Resources=[instance_id], Tags=tag_list({tags.HANDOFF: WRITTEN})
             )
         except Exception as error:
@@ -359,7 +364,7 @@ class Ec2Provider:
             raise
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
             raise ProviderError(
-                f"pool {self.pool}: {doing} ({self._clients.where}): {reason(error)}"
+                f"pool {self.pool}: {doing} ({self.clients.where}): {reason(error)}"
             ) from None
 
     def _instances(
@@ -379,7 +384,7 @@ class Ec2Provider:
             filters.append({"Name": f"tag:{tags.RUNNER}", "Values": [runner]})
         found: builtins.list[Mapping[str, Any]] = []
         with self._errors("cannot list the pool's instances"):
-            paginator = self._clients.ec2.get_paginator("describe_instances")
+            paginator = self.clients.ec2.get_paginator("describe_instances")
             for page in paginator.paginate(Filters=filters):
                 for reservation in page.get("Reservations", []):
                     found.extend(reservation.get("Instances", []))
@@ -438,7 +443,7 @@ class Ec2Provider:
         written: it boots its runner (best effort; the next listing tries again)."""
         instance_id = str(entry["InstanceId"])
         try:
-            self._clients.ec2.create_tags(
+            self.clients.ec2.create_tags(
                 Resources=[instance_id], Tags=tag_list({tags.HANDOFF: WRITTEN})
             )
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
@@ -496,7 +501,7 @@ class Ec2Provider:
     def _terminate(self, instance_id: str) -> None:
         with self._errors(f"cannot terminate instance {instance_id}"):
             try:
-                self._clients.ec2.terminate_instances(InstanceIds=[instance_id])
+                self.clients.ec2.terminate_instances(InstanceIds=[instance_id])
             except botocore.exceptions.ClientError as error:
                 if error_code(error) not in _GONE_CODES:
                     raise
