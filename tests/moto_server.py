@@ -41,7 +41,6 @@ from __future__ import annotations
 import http.client
 import importlib.util
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -447,13 +446,8 @@ class MotoServer:
 
     def stop(self) -> None:
         self.proxy.close()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        self.process.kill()  # moto keeps nothing worth a clean exit
+        self.process.wait()
 
 
 def _free_port() -> int:
