@@ -412,7 +412,12 @@ class Instance:
     killed between two of its steps): it never ran and never will, so it is never adopted as
     a runner's instance, and it is removed once no live runner claims it and it is older than
     the create timeout (a create still in flight is never touched). Its ``created_at`` is when
-    the backend made it, or later (never earlier: the grace is never cut short)."""
+    the backend made it, or later (never earlier: the grace is never cut short).
+
+    ``price_per_hour``: what the instance costs while it exists, in US dollars (None: unknown
+    or free); the controller integrates it into the pool's spend between listings.
+    ``draining``: why the instance must take no new job (a spot interruption notice, say);
+    None: it may. Its runner is removed once it is not busy, and is not counted as free."""
 
     id: str
     runner_name: str
@@ -422,6 +427,8 @@ class Instance:
     created_at: float | None = None
     detail: str = ""
     incomplete: bool = False
+    price_per_hour: float | None = None
+    draining: str | None = None
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,11 @@ __all__ = [
 ENTRY_POINT_GROUP = "runnerscale.providers"
 
 
+def _record_nothing(event: str, outcome: str) -> None:
+    """The default of :attr:`BackendContext.record`: a context built without one counts
+    nothing (tests, ``config validate``)."""
+
+
 @dataclass(frozen=True)
 class BackendContext:
     """What every backend's factory gets besides its pool's settings."""
@@ -85,6 +90,10 @@ class BackendContext:
     #: asked of the backend once built). A placing backend sets a node apart only by labels
     #: beyond these (:func:`runnerscale.model.labels_beyond`), as the scaler counts them.
     labels: frozenset[str] = frozenset()
+    #: Counts one of the backend's own events by outcome, e.g. ``record("launch",
+    #: "insufficient_capacity")`` (the metric ``runnerscale_backend_events_total``). Both are
+    #: short fixed words: never an instance id, a name or anything secret.
+    record: Callable[[str, str], None] = _record_nothing
 
 
 @dataclass(frozen=True)

@@ -3,23 +3,17 @@ every error naming what is wrong and how to fix it."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
 
 from runnerscale.config.base import Advice
-from runnerscale.config.problems import ERROR_TYPE
 from runnerscale.config.source import read_yaml
-from runnerscale.providers import registry
 from runnerscale.providers.ec2 import prices, tags
 from runnerscale.providers.ec2.settings import Ec2Config, Ec2Price
-from tests.plugins.entry_points import install, python_path
+from tests.providers.settings_checks import FILE_HEAD, file_validator, validation_problems
 
 #: The pool of issue 15, verbatim.
 ISSUE_POOL = (Path(__file__).parent / "issue15.yaml").read_text()
@@ -37,19 +31,7 @@ def issue_block() -> dict[str, Any]:
 
 
 def problems(block: dict[str, Any]) -> list[tuple[tuple[Any, ...], str, str]]:
-    """Each error as (where, message, hint), where includes ``fail``'s own sub-path."""
-    with pytest.raises(ValidationError) as raised:
-        Ec2Config.model_validate(block)
-    found = []
-    for error in raised.value.errors():
-        context = error.get("ctx") or {}
-        if error["type"] == ERROR_TYPE:
-            found.append(
-                (tuple(error["loc"]) + tuple(context["at"]), error["msg"], context["hint"])
-            )
-        else:
-            found.append((tuple(error["loc"]), error["msg"], ""))
-    return found
+    return validation_problems(Ec2Config.model_validate, block)
 
 
 def test_the_issue_configuration_validates_as_written() -> None:
@@ -210,7 +192,7 @@ def test_an_unknown_price_and_an_unused_one_are_advised() -> None:
         ({"tags": {"cost centre": "x"}}, ("tags", "cost centre"), "instance metadata", "no /"),
         ({"tags": {"team/app": "x"}}, ("tags", "team/app"), "instance metadata", "no /"),
         ({"tags": {"team": "x" * 256}}, ("tags", "team"), "256 characters", "255"),
-        ({"tags": {f"k{n}": "v" for n in range(46)}}, ("tags",), "has 46 tags", "keep to 45"),
+        ({"tags": {f"k{n}": "v" for n in range(45)}}, ("tags",), "has 45 tags", "keep to 44"),
         ({"endpoint_url": "127.0.0.1:5000"}, ("endpoint_url",), "http(s) URL", "http://"),
         ({"profile": "my profile"}, ("profile",), "is not a profile name", "~/.aws/config"),
         ({"prices": {"m7i.large": {}}}, ("prices", "m7i.large"), "gives no price", "on_demand"),
@@ -239,44 +221,27 @@ def test_the_tag_keys_are_ones_the_instance_metadata_can_show() -> None:
 def test_the_whole_issue_file_validates_through_the_command_line(tmp_path: Path) -> None:
     """``runnerscale config validate`` on the issue's pool in a complete file: the block is a
     pool's ``ec2:`` block, and its errors name the file's line and the fix."""
-    config = (
-        "github:\n  token: ghp_Ec2SettingsTestToken0123456789abcdefgh\n"
-        "targets:\n  - repo: acme/app\n" + ISSUE_POOL
-    )
-    env = {**os.environ, "COLUMNS": "400"}
-    if "ec2" not in registry.installed():
-        site = install(tmp_path / "site", {"ec2": "tests.providers.ec2.settings_backend:BACKEND"})
-        env["PYTHONPATH"] = python_path(site)
-
-    def validate_file(text: str) -> subprocess.CompletedProcess[str]:
-        path = tmp_path / "runnerscale.yaml"
-        path.write_text(text)
-        command = [sys.executable, "-m", "runnerscale", "config", "validate", "-c", str(path)]
-        return subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-
+    config = FILE_HEAD + ISSUE_POOL
+    validate_file = file_validator(tmp_path, "ec2", "tests.providers.ec2.settings_backend:BACKEND")
     good = validate_file(config)
     assert good.returncode == 0, good.stdout + good.stderr
     assert "ec2-x64 (ec2, max 50)" in good.stdout
 
     lines = config.splitlines()
-    bad = validate_file(config.replace("[subnet-aaa, subnet-bbb]", "[subnet-aaa, sn-bbb]"))
-    output = bad.stdout + bad.stderr
-    assert bad.returncode == 2, output
-    line = next(n for n, text in enumerate(lines, 1) if "subnets:" in text)
-    assert re.search(rf"runnerscale\.yaml:{line}: pools\[0\]\.ec2\.subnets\[1\]: ", output)
-    assert "'sn-bbb' is not a subnet id" in output
-
-    reserved = validate_file(config.replace("{team: ci}", "{team: ci, 'aws:owner': me}"))
-    output = reserved.stdout + reserved.stderr
-    assert reserved.returncode == 2, output
-    line = next(n for n, text in enumerate(lines, 1) if "tags:" in text)
-    assert re.search(rf"runnerscale\.yaml:{line}: pools\[0\]\.ec2\.tags\.aws:owner: ", output)
-    assert "is reserved" in output
-
-    # An instance type without a known price: a warning on its line, the file still valid.
-    unpriced = validate_file(config.replace("m5.large]", "x9z.large]"))
-    output = unpriced.stdout + unpriced.stderr
-    assert unpriced.returncode == 0, output
-    line = next(n for n, text in enumerate(lines, 1) if "instance_types:" in text)
-    assert re.search(rf"runnerscale\.yaml:{line}: pools\[0\]\.ec2\.instance_types\[2\]: ", output)
-    assert "no known spot or on-demand price for x9z.large" in output
+    # (old, new, exit code, the key on the line, the path, what is said); an instance type
+    # without a known price is a warning on its line, the file still valid.
+    cases = [
+        ("[subnet-aaa, subnet-bbb]", "[subnet-aaa, sn-bbb]", 2, "subnets:", r"subnets\[1\]",
+         "'sn-bbb' is not a subnet id"),
+        ("{team: ci}", "{team: ci, 'aws:owner': me}", 2, "tags:", r"tags\.aws:owner",
+         "is reserved"),
+        ("m5.large]", "x9z.large]", 0, "instance_types:", r"instance_types\[2\]",
+         "no known spot or on-demand price for x9z.large"),
+    ]  # fmt: skip
+    for old, new, code, key, path, said in cases:
+        result = validate_file(config.replace(old, new))
+        output = result.stdout + result.stderr
+        assert result.returncode == code, output
+        line = next(n for n, text in enumerate(lines, 1) if key in text)
+        assert re.search(rf"runnerscale\.yaml:{line}: pools\[0\]\.ec2\.{path}: ", output), output
+        assert said in output

@@ -11,9 +11,9 @@ credentials.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
 from runnerscale.config.base import Advice, ConfigModel
 from runnerscale.config.problems import fail
@@ -29,13 +29,15 @@ _VERSION_RE = re.compile(r"^(\$Default|\$Latest|[1-9][0-9]*)$")
 _INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
 _SUBNET_RE = re.compile(r"^subnet-[0-9a-f]{1,17}$")
 _SSM_SEGMENT_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+_URL_RE = re.compile(r"^https?://[^\s/]+(/\S*)?$")
+_PROFILE_RE = re.compile(r"^\S+$")
 #: The characters of a tag key the instance metadata can show (the boot script reads tags
 #: there, so every tag of the launch must be one of these: AWS refuses the launch otherwise).
 _TAG_KEY_RE = re.compile(r"^[A-Za-z0-9+\-=.,_:@]{1,127}$")
 _TAG_VALUE_MAX = 255
 #: AWS's cap on an instance's tags, less the backend's own (:mod:`.tags`: controller, pool,
-#: runner, SSM prefix, and the interruption the boot script may add).
-_MAX_USER_TAGS = 50 - 5
+#: runner, SSM prefix, hand-off, and the interruption the boot script may add).
+_MAX_USER_TAGS = 50 - 6
 #: The instance id the longest parameter name is checked with.
 _LONGEST_INSTANCE_ID = "i-0123456789abcdef0"
 #: AWS's limit on a parameter's name, with its prefix.
@@ -62,6 +64,17 @@ def _unique(values: list[str], what: str) -> list[str]:
     return values
 
 
+def _matching(pattern: re.Pattern[str], message: str, hint: str) -> AfterValidator:
+    """A check that the whole value matches ``pattern``, failing with ``message`` and ``hint``."""
+
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise fail(message, hint)
+        return value
+
+    return AfterValidator(check)
+
+
 def _instance_type(value: str, at: tuple[str | int, ...]) -> None:
     if not _INSTANCE_TYPE_RE.fullmatch(value):
         raise fail(
@@ -75,12 +88,22 @@ def _instance_type(value: str, at: tuple[str | int, ...]) -> None:
 class Ec2Config(ConfigModel):
     """The ``ec2`` backend: each runner is an EC2 instance launched from a launch template."""
 
-    region: str = Field(description="The AWS region the pool's instances run in, e.g. eu-west-1.")
+    region: Annotated[
+        str,
+        _matching(_REGION_RE, "is not an AWS region", "write the region's code, e.g. eu-west-1"),
+    ] = Field(description="The AWS region the pool's instances run in, e.g. eu-west-1.")
     launch_template: str = Field(
         description="The launch template, by name or id (lt-...): it gives the AMI, the "
         "security groups, the instance profile and the user data that runs the boot script."
     )
-    launch_template_version: str = Field(
+    launch_template_version: Annotated[
+        str,
+        _matching(
+            _VERSION_RE,
+            "is not a launch template version",
+            "write $Default, $Latest or a version number, e.g. 3",
+        ),
+    ] = Field(
         default="$Default",
         description="The template's version: $Default, $Latest or a number.",
     )
@@ -108,12 +131,32 @@ class Ec2Config(ConfigModel):
         description="More tags for the instances and their parameters (keys starting with "
         "runnerscale: or aws: are reserved).",
     )
-    endpoint_url: str | None = Field(
+    endpoint_url: (
+        Annotated[
+            str,
+            _matching(
+                _URL_RE,
+                "is not an http(s) URL",
+                "write the endpoint's URL, e.g. http://127.0.0.1:5000, or remove endpoint_url",
+            ),
+        ]
+        | None
+    ) = Field(
         default=None,
         description="An AWS-compatible endpoint for EC2 and SSM (tests, other clouds); "
         "default: AWS's own.",
     )
-    profile: str | None = Field(
+    profile: (
+        Annotated[
+            str,
+            _matching(
+                _PROFILE_RE,
+                "is not a profile name",
+                "write a profile of ~/.aws/config, e.g. profile: ci, or remove profile",
+            ),
+        ]
+        | None
+    ) = Field(
         default=None,
         description="A named profile of the AWS configuration files (default: the standard "
         "chain: environment, profile, instance role).",
@@ -123,13 +166,6 @@ class Ec2Config(ConfigModel):
         description="Hourly prices in US dollars by instance type, over the defaults "
         "(eu-west-1 list prices), e.g. {m7i.large: {on_demand: 0.1008, spot: 0.04}}.",
     )
-
-    @field_validator("region")
-    @classmethod
-    def _region(cls, value: str) -> str:
-        if not _REGION_RE.fullmatch(value):
-            raise fail("is not an AWS region", "write the region's code, e.g. eu-west-1")
-        return value
 
     @field_validator("launch_template")
     @classmethod
@@ -151,16 +187,6 @@ class Ec2Config(ConfigModel):
     @classmethod
     def _version_number(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-    @field_validator("launch_template_version")
-    @classmethod
-    def _version(cls, value: str) -> str:
-        if not _VERSION_RE.fullmatch(value):
-            raise fail(
-                "is not a launch template version",
-                "write $Default, $Latest or a version number, e.g. 3",
-            )
-        return value
 
     @field_validator("instance_types")
     @classmethod
@@ -241,26 +267,6 @@ class Ec2Config(ConfigModel):
                 f"keep to {_MAX_USER_TAGS}: AWS allows 50 per instance and runnerscale writes "
                 f"{50 - _MAX_USER_TAGS}",
                 echo=False,
-            )
-        return value
-
-    @field_validator("endpoint_url")
-    @classmethod
-    def _endpoint(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
-            raise fail(
-                "is not an http(s) URL",
-                "write the endpoint's URL, e.g. http://127.0.0.1:5000, or remove endpoint_url",
-            )
-        return value
-
-    @field_validator("profile")
-    @classmethod
-    def _profile(cls, value: str | None) -> str | None:
-        if value is not None and (not value.strip() or any(c.isspace() for c in value)):
-            raise fail(
-                "is not a profile name",
-                "write a profile of ~/.aws/config, e.g. profile: ci, or remove profile",
             )
         return value
 

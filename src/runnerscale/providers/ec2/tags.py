@@ -12,6 +12,7 @@ from __future__ import annotations
 
 __all__ = [
     "CONTROLLER",
+    "HANDOFF",
     "INTERRUPTION",
     "INTERRUPTION_KINDS",
     "POOL",
@@ -29,6 +30,11 @@ RUNNER = "runnerscale:runner"
 #: The pool's ``ssm_parameter_prefix``: the boot script reads ``<prefix>/<instance id>``. Not
 #: a secret; the region comes from the instance metadata (``placement/region``).
 SSM_PREFIX = "runnerscale:ssm-prefix"
+#: How far the JIT config's hand-off got: ``pending`` from the launch until the provider has
+#: written the parameter, then ``written`` (the boot script may write ``taken`` once it read
+#: it). An instance still ``pending`` with no parameter is what a create interrupted between
+#: the launch and the parameter left: it never runs a runner.
+HANDOFF = "runnerscale:handoff"
 #: Written by the boot script on its own instance when the metadata service gives a notice;
 #: its value is one of :data:`INTERRUPTION_KINDS`. Such an instance takes no new job.
 INTERRUPTION = "runnerscale:interruption"
