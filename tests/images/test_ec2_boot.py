@@ -1,11 +1,12 @@
 """The ec2 runner AMI's boot script (images/ec2/boot.sh), run with bash on this host.
 
-Real parts: the aws CLI (on PATH), moto in server mode on loopback (EC2 and SSM), the script's
-own curl calls. Stand-ins: the instance metadata service (:mod:`tests.fake_imds`, on loopback:
-the script's RUNNERSCALE_IMDS_URL, and the aws CLI's AWS_EC2_METADATA_SERVICE_ENDPOINT, so the
-CLI takes the instance role's credentials from it as on an instance), and the official runner:
-a ``run.sh`` that records how it was started, then waits for the test to let it go. As root
-(CI), the runner runs as ``nobody``, so the drop of privileges is real too.
+Real parts: the aws CLI (on PATH), moto in server mode on loopback (EC2 and SSM:
+``tests/moto_server.py``), the script's own curl calls. Stand-ins: the instance metadata
+service (:mod:`tests.fake_imds`, on loopback: the script's RUNNERSCALE_IMDS_URL, and the aws
+CLI's AWS_EC2_METADATA_SERVICE_ENDPOINT, so the CLI takes the instance role's credentials from
+it as on an instance), and the official runner: a ``run.sh`` that records how it was started,
+then waits for the test to let it go. As root (CI), the runner runs as ``nobody``, so the drop
+of privileges is real too.
 """
 
 from __future__ import annotations
@@ -15,26 +16,22 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import boto3
 import pytest
 
 from runnerscale.providers.ec2 import tags
 from tests.fake_imds import FakeIMDS, InstanceView, rebalance_notice, spot_notice
+from tests.moto_server import Ec2Setup
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 BOOT = Path(__file__).resolve().parents[2] / "images" / "ec2" / "boot.sh"
-REGION = "eu-west-1"
 PREFIX = "/runnerscale/jit"
 SECRET = "eyJydW5uZXIiOiJlYzItc2VjcmV0LWppdC1jb25maWcifQ-9a8b7c6d"
 JITCONFIG_ENV = "ACTIONS_RUNNER_INPUT_JITCONFIG"
@@ -62,53 +59,11 @@ exit "$(cat "$here/release")"
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    """moto in server mode on loopback, for this module."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    try:
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"moto_server did not start on port {port}")
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-
-
-def client(service: str, moto_url: str) -> Any:
-    return boto3.client(
-        service,
-        region_name=REGION,
-        endpoint_url=moto_url,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
 @dataclass
 class Instance:
     """One instance in moto, as the daemon launched it (tags, no parameter yet), and its IMDS."""
 
-    moto_url: str
+    setup: Ec2Setup
     view: InstanceView
     imds: FakeIMDS
 
@@ -121,63 +76,47 @@ class Instance:
         return f"{PREFIX}/{self.id}"
 
     def put_parameter(self, value: str = SECRET) -> None:
-        client("ssm", self.moto_url).put_parameter(
-            Name=self.parameter, Value=value, Type="SecureString"
-        )
+        self.setup.ssm.put_parameter(Name=self.parameter, Value=value, Type="SecureString")
 
     def parameter_exists(self) -> bool:
-        found = client("ssm", self.moto_url).get_parameters(Names=[self.parameter])
+        found = self.setup.ssm.get_parameters(Names=[self.parameter])
         return bool(found["Parameters"])
 
     def tags(self) -> dict[str, str]:
-        described = client("ec2", self.moto_url).describe_tags(
+        described = self.setup.ec2.describe_tags(
             Filters=[{"Name": "resource-id", "Values": [self.id]}]
         )
         return {tag["Key"]: tag["Value"] for tag in described["Tags"]}
 
 
-@pytest.fixture(scope="module")
-def image(moto_url: str) -> str:
-    """One of the images moto knows (listing them takes seconds: once per module)."""
-    images = client("ec2", moto_url).describe_images(Owners=["amazon"])["Images"]
-    image_id: str = images[0]["ImageId"]
-    return image_id
-
-
 @pytest.fixture
-def instance(moto_url: str, image: str) -> Iterator[Instance]:
-    ec2 = client("ec2", moto_url)
-    launched = ec2.run_instances(
-        ImageId=image,
+def instance(ec2_setup: Ec2Setup) -> Iterator[Instance]:
+    """Launched from the launch template with the tags the provider gives; its metadata shows
+    them."""
+    launch_tags = {
+        tags.CONTROLLER: "rs-test",
+        tags.POOL: "ec2-x64",
+        tags.RUNNER: "rs-ec2-x64-1",
+        tags.SSM_PREFIX: PREFIX,
+    }
+    launched = ec2_setup.ec2.run_instances(
+        LaunchTemplate={"LaunchTemplateName": ec2_setup.launch_template_name},
         MinCount=1,
         MaxCount=1,
-        InstanceType="m7i.large",
         TagSpecifications=[
             {
                 "ResourceType": "instance",
-                "Tags": [
-                    {"Key": tags.CONTROLLER, "Value": "rs-test"},
-                    {"Key": tags.POOL, "Value": "ec2-x64"},
-                    {"Key": tags.RUNNER, "Value": "rs-ec2-x64-1"},
-                    {"Key": tags.SSM_PREFIX, "Value": PREFIX},
-                ],
+                "Tags": [{"Key": key, "Value": value} for key, value in launch_tags.items()],
             }
         ],
-    )
-    instance_id = launched["Instances"][0]["InstanceId"]
+    )["Instances"][0]
     view = InstanceView(
-        instance_id=instance_id,
-        region=REGION,
-        tags={
-            tags.CONTROLLER: "rs-test",
-            tags.POOL: "ec2-x64",
-            tags.RUNNER: "rs-ec2-x64-1",
-            tags.SSM_PREFIX: PREFIX,
-        },
+        instance_id=launched["InstanceId"],
+        region=ec2_setup.region,
+        tags={tag["Key"]: tag["Value"] for tag in launched["Tags"]},
     )
     with FakeIMDS(view) as imds:
-        yield Instance(moto_url, view, imds)
-    ec2.terminate_instances(InstanceIds=[instance_id])
+        yield Instance(ec2_setup, view, imds)
 
 
 @dataclass
@@ -234,7 +173,7 @@ def boot_env(instance: Instance, layout: Layout, **extra: str) -> dict[str, str]
         TMPDIR=str(layout.tmp),
         AWS_CONFIG_FILE=str(layout.tmp / "no-aws-config"),
         AWS_SHARED_CREDENTIALS_FILE=str(layout.tmp / "no-aws-credentials"),
-        AWS_ENDPOINT_URL=instance.moto_url,
+        AWS_ENDPOINT_URL=instance.setup.server.url,
         RUNNER_HOME=str(layout.home),
         RUNNERSCALE_RUNNER_USER=layout.user,
         RUNNERSCALE_IMDS_URL=instance.imds.url,
@@ -368,7 +307,7 @@ def test_the_runner_gets_the_jit_config_in_its_environment_only_and_the_paramete
     ]:
         assert env[key] == value
     assert not any(key.startswith("AWS_ACCESS") for key in env)  # the role's, from IMDS
-    assert f"instance {instance.id} in {REGION}: reading {instance.parameter}" in err
+    assert f"instance {instance.id} in {instance.view.region}: reading {instance.parameter}" in err
     assert f"read and deleted {instance.parameter}" in err
     assert "starting runner rs-ec2-x64-1 of pool ec2-x64" in err
     assert "runner exited with code 0" in err
