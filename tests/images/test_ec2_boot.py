@@ -426,11 +426,3 @@ def test_a_bad_setting_exits_2_and_names_it(
     assert code == 2, err
     assert message in err
     assert instance.view.requests == []  # before anything else
-
-
-def test_shellcheck_finds_nothing() -> None:
-    shellcheck = shutil.which("shellcheck")
-    if shellcheck is None:
-        pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
-    done = subprocess.run([shellcheck, str(BOOT)], capture_output=True, text=True, check=False)
-    assert (done.returncode, done.stdout) == (0, "")
