@@ -296,6 +296,71 @@ def test_counts_and_reason() -> None:
     )
 
 
+def draining(spec: PoolSpec, *names: str) -> PoolSpec:
+    """The pool with these runners' instances draining (a spot interruption notice)."""
+    return replace(spec, draining=frozenset(names))
+
+
+DRAINING_CASES = [
+    Case(
+        "a runner whose instance drains is not free: the queued job gets another",
+        [draining(pool("x64"), "d")],
+        queued(1),
+        [runner("d", IDLE, idle_since=990.0)],
+        expect={"x64": (1, ())},
+    ),
+    Case(
+        "a booting runner whose instance drains is not free either",
+        [draining(pool("x64"), "d")],
+        queued(2),
+        [runner("d", BOOTING), runner("b", BOOTING)],
+        expect={"x64": (1, ())},
+    ),
+    Case(
+        "it is never scaled down here (the controller removes it, interrupted)",
+        [draining(pool("x64", idle_timeout=60), "d")],
+        runners=[runner("d", IDLE, idle_since=0.0)],
+        expect={"x64": (0, ())},
+    ),
+    Case(
+        "it counts against the cap",
+        [draining(pool("x64", max_runners=2), "d")],
+        queued(2),
+        [runner("d", IDLE, idle_since=990.0)],
+        expect={"x64": (1, ())},
+    ),
+    Case(
+        "min_idle is kept with runners that take jobs",
+        [draining(pool("x64", min_idle=1), "d")],
+        runners=[runner("d", IDLE, idle_since=990.0)],
+        expect={"x64": (1, ())},
+    ),
+    Case(
+        "another pool's draining names are none of this one's",
+        [draining(pool("gpu", GPU), "d"), pool("x64", order=1)],
+        queued(1),
+        [runner("d", IDLE, idle_since=990.0)],
+        expect={"gpu": (0, ()), "x64": (0, ())},
+    ),
+]
+
+
+@pytest.mark.parametrize("case", DRAINING_CASES, ids=[case.id for case in DRAINING_CASES])
+def test_runners_whose_instance_drains(case: Case) -> None:
+    test_table(case)
+
+
+def test_the_reason_counts_the_draining_runners() -> None:
+    decided = decide(
+        [draining(pool("x64"), "d", "gone")],
+        queued(1),
+        [runner("d", BUSY), runner("gone", RunnerState.GONE)],
+        now=0.0,
+    ).pools["x64"]
+    assert (decided.free, decided.live, decided.draining, decided.create) == (0, 1, 1, 1)
+    assert decided.reason.startswith("1 queued, 1 busy, 0 on the way, 0 idle, 1 draining: ")
+
+
 def test_no_pools() -> None:
     assert decide([], queued(2), [], 0.0) == Decision(
         pools={}, job_pools={1: None, 2: None}, unmatched=(1, 2)

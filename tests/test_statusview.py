@@ -111,6 +111,21 @@ def test_a_pool_over_several_hosts_shows_a_line_per_node() -> None:
     assert "node" not in printed(a_status())
 
 
+def test_a_runner_whose_instance_drains_says_why_and_what_becomes_of_it() -> None:
+    body = a_status()
+    body["pools"][0]["draining"] = [
+        {"name": "rs-a", "state": "busy", "reason": "spot interruption notice"},
+        {"name": "rs-b", "state": "idle", "reason": "[red]rebalance"},
+    ]
+    text = printed(body)
+    assert (
+        "pool linux-x64: runner rs-a drains (spot interruption notice): "
+        "it finishes its job and takes no other"
+    ) in text
+    assert "pool linux-x64: runner rs-b drains ([red]rebalance): idle, being removed" in text
+    assert "drains" not in printed(a_status())
+
+
 class UnreachableError(Exception):
     pass
 

@@ -112,6 +112,11 @@ _POOL_GAUGES: tuple[tuple[str, str, Callable[[PoolStatus], float]], ...] = (
     ("runnerscale_pool_busy_runners", "Runners running a job", lambda pool: pool.busy),
     ("runnerscale_pool_queued_jobs", "Queued jobs the pool serves", lambda pool: pool.queued),
     (
+        "runnerscale_pool_draining_runners",
+        "Runners whose instance drains (a spot interruption notice): they take no new job",
+        lambda pool: len(pool.draining),
+    ),
+    (
         "runnerscale_pool_max_runners",
         "The pool's cap (max_runners, or its host's capacity when lower)",
         lambda pool: pool.max_runners,

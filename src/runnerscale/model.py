@@ -169,6 +169,10 @@ class PoolSpec:
     #: Names of runners on nodes that are down: they count against ``max_runners`` (they
     #: exist) but can take no job and hold no slot of a live group.
     unreachable: frozenset[str] = frozenset()
+    #: Names of runners whose instance drains (``Instance.draining``: a spot interruption
+    #: notice, say): they count against ``max_runners`` and hold their slot, but take no new
+    #: job, so they are not free; the controller removes them once they are not busy.
+    draining: frozenset[str] = frozenset()
 
     def live_groups(self) -> list[LabelGroup]:
         """Its node groups that can take a runner, narrowest first (fewest extra labels, then

@@ -49,6 +49,11 @@ Counting rules (per pool)
   the cap for creation, but not as an excess to remove: they leave by themselves, and counting
   them would retire one more idle runner every cycle until their deletion completes.
 
+- Runners named in ``PoolSpec.draining`` are on instances that must take no new job (a spot
+  interruption notice): they count against the cap, but not as free, so a queued job gets
+  another runner; they are never scaled down here (the controller removes them once they are
+  not busy, with the reason ``interrupted``). The reason counts them (``1 draining``).
+
 - Finished runners (their one job is done) are reaped: ``reap`` names them all, oldest first.
   They still count against the cap in the cycle that reaps them (their removal may fail, and
   an instance may still be there); the next cycle, once they are gone, uses their slots.
@@ -167,6 +172,8 @@ class PoolDecision:
     create_labels: tuple[frozenset[str], ...] = ()
     #: Live runners on nodes that are down (counted in ``live``, not in ``free``).
     unreachable: int = 0
+    #: Live runners whose instance drains (counted in ``live``, not in ``free``).
+    draining: int = 0
 
 
 @dataclass(frozen=True)
@@ -228,7 +235,9 @@ def decide(
     for pool in pools:
         decided = _decide_pool(pool, queued[pool.name], by_pool[pool.name], now)
         decided = _hold_back(decided, backoff.get(pool.name, 0.0), now)
-        create_on = _targets_for(targets, decided.create, queued[pool.name], by_pool[pool.name])
+        create_on = _targets_for(
+            targets, decided.create, queued[pool.name], _not_draining(pool, by_pool[pool.name])
+        )
         reap = tuple(
             runner.name
             for runner in sorted(by_pool[pool.name], key=lambda r: (r.created_at, r.name))
@@ -384,15 +393,19 @@ def _decide_pool(
     # one of the queued jobs: that job needs no other runner.
     taken = sum(1 for r in runners if r.state is RunnerState.BUSY and r.job_id is None)
     queued = max(0, len(jobs) - taken)
-    free = sum(1 for runner in runners if runner.state.free)
+    available = _not_draining(pool, runners)
+    free = sum(1 for runner in available if runner.state.free)
     live = sum(1 for runner in runners if runner.state.live)
     busy, _, _, counts = _counts(queued, runners)
+    draining = _draining(pool, runners)
+    if draining:
+        counts += f", {draining} draining"
 
     needed_free = queued + pool.min_idle
     room = pool.max_runners - live
     create = max(0, min(needed_free - free, room))
 
-    idle = _idle_longest_first(runners)
+    idle = _idle_longest_first(available)
     surplus = max(0, free - needed_free)
     removal = _removal(
         pool, idle, eligible=len(idle), surplus=surplus, staying=_staying(runners), now=now
@@ -408,7 +421,18 @@ def _decide_pool(
         create=create,
         remove=removal.names,
         reason=f"{counts}: {_action(pool, create, short, removal, surplus)}",
+        draining=draining,
     )
+
+
+def _not_draining(pool: PoolSpec, runners: Iterable[Runner]) -> list[Runner]:
+    """The runners that may take a job: not those whose instance drains."""
+    return [runner for runner in runners if runner.name not in pool.draining]
+
+
+def _draining(pool: PoolSpec, runners: Iterable[Runner]) -> int:
+    """Live runners whose instance drains."""
+    return sum(1 for r in runners if r.name in pool.draining and r.state.live)
 
 
 class _Filling:
@@ -424,9 +448,9 @@ class _Filling:
             if runner.state.live and self.group_of(runner) in self.room:
                 self.room[self.group_of(runner)] -= 1
         self.cap_room = max(0, pool.max_runners - sum(1 for r in runners if r.state.live))
-        #: Free runners on live nodes, narrowest group first.
+        #: Free runners on live nodes (not draining), narrowest group first.
         self.free = sorted(
-            (runner for runner in self.reachable if runner.state.free),
+            (runner for runner in _not_draining(pool, self.reachable) if runner.state.free),
             key=lambda runner: (narrowest(self.group_of(runner)), runner.name),
         )
         #: Free runners a queued job will take.
@@ -520,9 +544,9 @@ def _decide_placed(
     filling = _Filling(pool, runners)
     waiting = filling.serve(jobs, runners)
     filling.keep_idle()
-    reachable, matched = filling.reachable, filling.matched
-    unmatched_idle = _idle_longest_first(r for r in reachable if r.name not in matched)
-    matched_idle = _idle_longest_first(r for r in reachable if r.name in matched)
+    available, matched = _not_draining(pool, filling.reachable), filling.matched
+    unmatched_idle = _idle_longest_first(r for r in available if r.name not in matched)
+    matched_idle = _idle_longest_first(r for r in available if r.name in matched)
     surplus = max(0, filling.spare - pool.min_idle)
     removal = _removal(
         pool,
@@ -534,9 +558,12 @@ def _decide_placed(
         now=now,
     )
     away = sum(1 for r in runners if r.name in pool.unreachable and r.state.live)
-    busy, _, _, counts = _counts(len(waiting), reachable)
+    busy, _, _, counts = _counts(len(waiting), filling.reachable)
     if away:
         counts += f", {away} on down nodes"
+    draining = _draining(pool, filling.reachable)
+    if draining:
+        counts += f", {draining} draining"
     creates = filling.creates
     action = _action(pool, len(creates), filling.short, removal, surplus, placed=_placed(creates))
     if filling.no_slot:
@@ -556,6 +583,7 @@ def _decide_placed(
         reason=f"{counts}: {action}",
         create_labels=tuple(creates),
         unreachable=away,
+        draining=draining,
     )
 
 

@@ -31,6 +31,7 @@ from rich.text import Text
 from runnerscale.warm import time_zone
 
 __all__ = [
+    "draining_lines",
     "github_lines",
     "leadership_lines",
     "min_idle_cell",
@@ -127,6 +128,20 @@ def node_lines(pools: Sequence[dict[str, Any]], now: float) -> list[str]:
             down = "down" if since is None else f"down for {_seconds(now - since)}"
             lines.append(f"{head}: {down}: {node['reason'] or 'no reason given'}; {runners}")
     return lines
+
+
+def draining_lines(pools: Sequence[dict[str, Any]]) -> list[str]:
+    """A line per runner whose instance drains: why, and what becomes of it."""
+    return [
+        f"pool {pool['name']}: runner {runner['name']} drains ({runner['reason']}): "
+        + (
+            "it finishes its job and takes no other"
+            if runner["state"] == "busy"
+            else f"{runner['state']}, being removed"
+        )
+        for pool in pools
+        for runner in pool.get("draining") or []
+    ]
 
 
 def leadership_lines(body: Status) -> list[str]:
@@ -230,11 +245,12 @@ def github_lines(github: dict[str, Any], now: float) -> list[str]:
 
 def render(body: Status, now: float) -> list[RenderableType]:
     """The status as the terminal shows it: the pools' table, then lines (who leads, why
-    queued jobs wait, the hosts of pools over several, the jobs no pool serves, the recent
-    queue waits, the API budget)."""
+    queued jobs wait, the hosts of pools over several, the runners whose instance drains, the
+    jobs no pool serves, the recent queue waits, the API budget)."""
     pools = body.get("pools") or []
     lines = _capped_lines(pools) + leadership_lines(body) + _reason_lines(pools)
     lines += node_lines(pools, now)
+    lines += draining_lines(pools)
     lines += _queued_lines(body, now)
     lines += _unmatched_lines(body) + _wait_lines(body)
     github = body.get("github")

@@ -389,6 +389,12 @@ class FakeProvider:
             instance, running=False, exit_code=code, detail=detail
         )
 
+    def drain(self, runner_name: str, reason: str = "spot interruption notice") -> None:
+        """The instance must take no new job (its backend got a spot interruption notice)."""
+        instance = self.find(runner_name)
+        assert instance is not None, f"no instance for {runner_name}"
+        self.instances[instance.id] = replace(instance, draining=reason)
+
     def lose(self, runner_name: str) -> None:
         """The instance vanished without the controller's doing (host gone, manual delete)."""
         instance = self.find(runner_name)

@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from runnerscale.controller.actions import Actions, Events, PoolRuntime
+from runnerscale.controller.draining import drain
 from runnerscale.controller.health import Heartbeat, assess
 from runnerscale.controller.janitor import Janitor, JanitorSettings
 from runnerscale.controller.observe import (
@@ -135,6 +136,17 @@ def node_statuses(placement: Placement | None) -> list[NodeStatus] | None:
     ]
 
 
+@dataclass(frozen=True)
+class DrainingRunner:
+    """A runner whose instance drains: it takes no new job (a busy one finishes its own)."""
+
+    name: str
+    #: Its state (``busy``: it finishes its job; otherwise it is being removed).
+    state: str
+    #: Why, as the backend says (a spot interruption notice, say).
+    reason: str
+
+
 @dataclass
 class PoolStatus:
     name: str
@@ -158,6 +170,8 @@ class PoolStatus:
     reason: str = ""
     #: A pool whose backend places runners on several hosts: its nodes (None: another pool).
     nodes: list[NodeStatus] | None = None
+    #: Its runners whose instance drains (they take no new job), by name.
+    draining: list[DrainingRunner] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -664,6 +678,7 @@ class Controller:
                 continue
             for runner, instance in apply_instances(self.store, pool.name, instances, now):
                 self._instance_failed(runner, instance)
+            await drain(self.actions, pool, instances)
         return first
 
     def _instance_failed(self, runner: Runner, instance: Instance) -> None:
@@ -954,6 +969,11 @@ class Controller:
                     warm=pool.min_idle_at(now) if pool.spec.ready else None,
                     reason=pool_decision.reason if pool_decision else "",
                     nodes=node_statuses(pool.placement()),
+                    draining=[
+                        DrainingRunner(r.name, r.state.value, pool.draining[r.name])
+                        for r in sorted(mine, key=lambda r: r.name)
+                        if r.name in pool.draining
+                    ],
                 )
             )
         job_counts = Counter(job.state.value for job in jobs)
