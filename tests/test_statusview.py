@@ -126,6 +126,21 @@ def test_a_runner_whose_instance_drains_says_why_and_what_becomes_of_it() -> Non
     assert "drains" not in printed(a_status())
 
 
+def test_what_a_pool_spends_is_shown_against_its_budget() -> None:
+    body = a_status()
+    body["pools"][0].update(spend_today=50.13, cost_total=1234.5, budget_per_day=50.0)
+    body["pools"][0]["reason"] += (
+        "; held back by the budget: $50.13 spent today of $50.00 a day, until 00:00 UTC (in 3h 05m)"
+    )
+    text = printed(body)
+    assert (
+        "pool linux-x64: $50.13 spent today (UTC) of a budget of $50.00 a day; $1234.50 in all"
+    ) in text
+    assert "held back by the budget: $50.13 spent today of $50.00 a day, until 00:00 UTC" in text
+    # A pool without a price or a budget says nothing of money.
+    assert "spent" not in printed(a_status())
+
+
 class UnreachableError(Exception):
     pass
 

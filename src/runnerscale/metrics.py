@@ -49,6 +49,7 @@ from runnerscale.controller.actions import (
 )
 from runnerscale.controller.loops import PoolStatus, Status
 from runnerscale.github.budget import Budgets
+from runnerscale.scaler import HeldBackBy
 
 # The ``*_created`` samples prometheus_client adds to every counter and histogram would show
 # up in Prometheus as series of their own (``runnerscale_errors_created``, ...), undocumented
@@ -152,6 +153,7 @@ class _StatusCollector(Collector):
                 family.add_metric([pool.name], figure(pool))
             yield family
         yield from _node_families(status)
+        yield from _spend_families(status)
         yield GaugeMetricFamily(
             "runnerscale_unmatched_jobs",
             "Queued jobs no pool can serve",
@@ -181,6 +183,41 @@ def _node_families(status: Status) -> Iterator[Metric]:
             slots.add_metric([pool.name, node.name], node.slots)
     yield up
     yield slots
+
+
+def _spend_families(status: Status) -> Iterator[Metric]:
+    """What each pool's instances cost (from the prices its backend lists), its budget, and
+    the runners held back (by the budget or the failure backoff) while jobs wait."""
+    cost = CounterMetricFamily(
+        "runnerscale_pool_cost_dollars",
+        "US dollars the pool's instances cost, from the prices its backend lists",
+        labels=["pool"],
+    )
+    today = GaugeMetricFamily(
+        "runnerscale_pool_spend_today_dollars",
+        "US dollars the pool's instances cost today (since 00:00 UTC)",
+        labels=["pool"],
+    )
+    budget = GaugeMetricFamily(
+        "runnerscale_pool_budget_per_day_dollars",
+        "The pool's budget.per_day: it launches nothing new once today's spend reaches it",
+        labels=["pool"],
+    )
+    held = GaugeMetricFamily(
+        "runnerscale_pool_held_back_runners",
+        "Runners the pool would create now for its queued jobs (or min_idle), held back",
+        labels=["pool", "reason"],
+    )
+    for pool in status.pools:
+        cost.add_metric([pool.name], pool.cost_total)
+        today.add_metric([pool.name], pool.spend_today)
+        if pool.budget_per_day is not None:
+            budget.add_metric([pool.name], pool.budget_per_day)
+        for reason in get_args(HeldBackBy):
+            held.add_metric(
+                [pool.name, reason], pool.held_back if pool.held_back_by == reason else 0
+            )
+    yield from (cost, today, budget, held)
 
 
 def _budget_families(budget: Budgets) -> Iterator[Metric]:

@@ -57,9 +57,12 @@ Counting rules (per pool)
 - Finished runners (their one job is done) are reaped: ``reap`` names them all, oldest first.
   They still count against the cap in the cycle that reaps them (their removal may fail, and
   an instance may still be there); the next cycle, once they are gone, uses their slots.
-- A pool backing off after failed creations (``backoff``: until when) creates nothing before
-  that time: ``held_back`` says how many it would have, and ``reason`` says why. Removals and
-  reaping go on.
+- A pool with a budget (``PoolSpec.budget_per_day``) whose spend today (``spent``: US
+  dollars since 00:00 UTC) has reached it creates nothing until the next 00:00 UTC. A pool
+  backing off after failed creations (``backoff``: until when) creates nothing before that
+  time. Either way ``held_back`` says how many it would have created, ``held_back_by`` which
+  of the two holds them (the budget first: it lasts longer), and ``reason`` says why and
+  until when. Removals and reaping go on; running runners are never stopped for either.
 
 ``create`` and ``remove`` are never both non-empty for one pool: creating needs fewer free
 runners than needed and room under the cap; removing needs more free runners than needed or a
@@ -118,6 +121,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from runnerscale.model import (
     Job,
@@ -131,13 +135,25 @@ from runnerscale.model import (
     match_pool,
     narrowest,
     normalize_labels,
+    until_next_utc_day,
 )
 
-__all__ = ["Decision", "PoolDecision", "decide", "manual_runners"]
+__all__ = [
+    "Decision",
+    "HeldBackBy",
+    "PoolDecision",
+    "budget_reached",
+    "decide",
+    "manual_runners",
+]
 
 #: Live runners that leave by themselves: they hold a slot under the cap but are no excess.
 _LEAVING = frozenset({RunnerState.FINISHED, RunnerState.DELETING})
 _ON_THE_WAY = frozenset({RunnerState.PENDING, RunnerState.CREATING, RunnerState.BOOTING})
+
+
+#: What holds a pool's creations back (``PoolDecision.held_back_by``).
+HeldBackBy = Literal["budget", "failure_backoff"]
 
 
 @dataclass(frozen=True)
@@ -165,8 +181,10 @@ class PoolDecision:
     create_on: tuple[str, ...] = ()
     #: Names of finished runners to reap now, oldest first.
     reap: tuple[str, ...] = ()
-    #: Runners the pool would create now but for its failure backoff.
+    #: Runners the pool would create now but for its budget or its failure backoff.
     held_back: int = 0
+    #: What holds them back: ``budget`` or ``failure_backoff`` ("" when nothing is).
+    held_back_by: HeldBackBy | Literal[""] = ""
     #: For a pool over several hosts: the node group (its extra labels) of each new runner,
     #: one per ``create``; empty for an ordinary pool.
     create_labels: tuple[frozenset[str], ...] = ()
@@ -196,12 +214,14 @@ def decide(
     *,
     targets: Sequence[Target] = (),
     backoff: Mapping[str, float] | None = None,
+    spent: Mapping[str, float] | None = None,
 ) -> Decision:
     """Decide, for every pool, how many runners to create and where, which idle runners to
     remove and which finished ones to reap.
 
     ``targets``: where runners can register, in config order (without them, ``create_on`` is
     empty). ``backoff``: per pool, until when failed creations hold its creations back.
+    ``spent``: per pool, US dollars spent today (UTC), against its ``budget_per_day``.
     Pure and deterministic: the same input gives the same output, whatever the order of
     ``jobs`` and ``runners``. Runners of pools not in ``pools`` are ignored.
     """
@@ -231,9 +251,11 @@ def decide(
             by_pool[runner.pool].append(runner)
 
     backoff = backoff or {}
+    spent = spent or {}
     decisions = {}
     for pool in pools:
         decided = _decide_pool(pool, queued[pool.name], by_pool[pool.name], now)
+        decided = _within_budget(decided, pool, spent.get(pool.name, 0.0), now)
         decided = _hold_back(decided, backoff.get(pool.name, 0.0), now)
         create_on = _targets_for(
             targets, decided.create, queued[pool.name], _not_draining(pool, by_pool[pool.name])
@@ -247,17 +269,44 @@ def decide(
     return Decision(pools=decisions, job_pools=job_pools, unmatched=tuple(sorted(unmatched)))
 
 
+def budget_reached(pool: PoolSpec, spent: float) -> bool:
+    """Whether the pool's spend today (``spent``, US dollars) has reached its budget: it then
+    launches nothing new until 00:00 UTC (neither for demand nor by hand)."""
+    return pool.budget_per_day is not None and spent >= pool.budget_per_day
+
+
+def _within_budget(decided: PoolDecision, pool: PoolSpec, spent: float, now: float) -> PoolDecision:
+    """No creation once the pool's spend today has reached its budget, until 00:00 UTC."""
+    budget = pool.budget_per_day
+    if not decided.create or budget is None or not budget_reached(pool, spent):
+        return decided
+    return _held(
+        decided,
+        "budget",
+        f"held back by the budget: ${spent:.2f} spent today of ${budget:.2f} a day, until "
+        f"{until_next_utc_day(now)}",
+    )
+
+
 def _hold_back(decided: PoolDecision, backoff_until: float, now: float) -> PoolDecision:
     """No creation while the pool backs off after failed creations."""
     if not decided.create or now >= backoff_until:
         return decided
+    return _held(
+        decided,
+        "failure_backoff",
+        f"held back by the failure backoff for {backoff_until - now:.0f}s more",
+    )
+
+
+def _held(decided: PoolDecision, by: HeldBackBy, why: str) -> PoolDecision:
     return replace(
         decided,
         create=0,
         create_labels=(),
         held_back=decided.create,
-        reason=f"{decided.reason}; held back by the failure backoff for "
-        f"{backoff_until - now:.0f}s more",
+        held_back_by=by,
+        reason=f"{decided.reason}; {why}",
     )
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "node_lines",
     "print_status",
     "render",
+    "spend_lines",
     "watch",
 ]
 
@@ -144,6 +145,22 @@ def draining_lines(pools: Sequence[dict[str, Any]]) -> list[str]:
     ]
 
 
+def spend_lines(pools: Sequence[dict[str, Any]]) -> list[str]:
+    """What each pool with a price or a budget spent: today (UTC) against its budget, and in
+    all. (Whether its budget holds creations back is in its reason.)"""
+    lines = []
+    for pool in pools:
+        budget = pool.get("budget_per_day")
+        total = pool.get("cost_total") or 0.0
+        if budget is None and not total:
+            continue
+        today = f"${pool.get('spend_today') or 0.0:.2f} spent today (UTC)"
+        if budget is not None:
+            today += f" of a budget of ${budget:.2f} a day"
+        lines.append(f"pool {pool['name']}: {today}; ${total:.2f} in all")
+    return lines
+
+
 def leadership_lines(body: Status) -> list[str]:
     """Who leads the deployment, and whether the daemon asked is the one (its pool figures
     are those of its last lead when it stands by)."""
@@ -245,12 +262,13 @@ def github_lines(github: dict[str, Any], now: float) -> list[str]:
 
 def render(body: Status, now: float) -> list[RenderableType]:
     """The status as the terminal shows it: the pools' table, then lines (who leads, why
-    queued jobs wait, the hosts of pools over several, the runners whose instance drains, the
-    jobs no pool serves, the recent queue waits, the API budget)."""
+    queued jobs wait, the hosts of pools over several, the runners whose instance drains,
+    what pools spend, the jobs no pool serves, the recent queue waits, the API budget)."""
     pools = body.get("pools") or []
     lines = _capped_lines(pools) + leadership_lines(body) + _reason_lines(pools)
     lines += node_lines(pools, now)
     lines += draining_lines(pools)
+    lines += spend_lines(pools)
     lines += _queued_lines(body, now)
     lines += _unmatched_lines(body) + _wait_lines(body)
     github = body.get("github")

@@ -317,6 +317,8 @@ class FakeProvider:
     create_wait: Callable[[], Awaitable[None]] | None = None
     #: Awaited by ``delete`` before the instance is gone.
     delete_wait: Callable[[], Awaitable[None]] | None = None
+    #: What each new instance costs an hour (``Instance.price_per_hour``; None: no price).
+    price: float | None = None
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def fail(
@@ -346,7 +348,11 @@ class FakeProvider:
         if self.create_wait is not None:
             await self.create_wait()
         instance = Instance(
-            id=f"i-{next(self._ids)}", runner_name=spec.runner_name, pool=spec.pool, running=True
+            id=f"i-{next(self._ids)}",
+            runner_name=spec.runner_name,
+            pool=spec.pool,
+            running=True,
+            price_per_hour=self.price,
         )
         self.instances[instance.id] = instance
         self.faults.check("create", after=True)
