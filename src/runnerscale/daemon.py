@@ -441,8 +441,8 @@ class Daemon:
     def reload(self, config: Config) -> list[str]:
         """Apply a new configuration's pool limits (SIGHUP). Returns what changed.
 
-        Limits (``min_idle``'s warm windows too), labels, timeouts and ``rerun_lost_jobs`` of
-        existing pools change in place;
+        Limits (``min_idle``'s warm windows too, ``budget``), labels, timeouts and
+        ``rerun_lost_jobs`` of existing pools change in place;
         adding or removing pools, targets, credentials or the backend needs a restart (said in
         the result).
         Raises :class:`StartupError`, changing nothing, when new labels contradict a pool's
