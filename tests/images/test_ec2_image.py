@@ -26,6 +26,7 @@ from botocore import xform_name
 
 from runnerscale.providers.ec2 import tags
 from runnerscale.providers.ec2.settings import Ec2Config
+from tests.providers.settings_checks import file_validator
 from tests.systemd import verify
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,10 +43,10 @@ DAEMON_EXTRAS = {
     "iam:PassRole": "RunInstances with the template's instance profile",
     "iam:CreateServiceLinkedRole": "the first spot launch of an account",
     "ssm:AddTagsToResource": "PutParameter with Tags",
-    "kms:Encrypt": "PutParameter (standard tier) with a customer managed key",
-    "kms:GenerateDataKey": "PutParameter (advanced tier) with a customer managed key",
 }
-INSTANCE_EXTRAS = {"kms:Decrypt": "GetParameter --with-decryption with a customer managed key"}
+#: None: the parameters are encrypted with the account's key aws/ssm, whose key policy lets
+#: every principal of the account use it through SSM (no kms: statement needed).
+INSTANCE_EXTRAS: dict[str, str] = {}
 #: Actions that are permissions only (no API operation of that name).
 PERMISSION_ONLY = {"iam:PassRole"}
 #: The EC2 and SSM actions that have no resource-level permissions: "Resource": "*" is a must.
@@ -141,7 +142,7 @@ def test_each_policy_keeps_the_iam_grammar(name: str) -> None:
         for operator, keys in statement.get("Condition", {}).items():
             assert operator in CONDITION_OPERATORS, operator
             for key, value in keys.items():
-                assert re.fullmatch(r"(aws|ec2|iam|kms|ssm):[A-Za-z0-9/:_-]+", key), key
+                assert re.fullmatch(r"(aws|ec2|iam|ssm):[A-Za-z0-9/:_-]+", key), key
                 assert isinstance(value, (str, list))
         text = json.dumps(statement)
         assert set(re.findall(r"\$\{[^}]*\}", text)) <= POLICY_VARIABLES
@@ -156,8 +157,8 @@ def test_resources_are_arns_and_a_wildcard_only_where_iam_has_no_resources(name:
             continue
         for resource in resources:
             service = statement["Action"] if isinstance(statement["Action"], str) else ""
-            assert re.fullmatch(r"arn:aws:(ec2|ssm|iam|kms):[a-z0-9*-]*:[0-9*]*:\S+", resource)
-            if service.startswith(("ec2:", "ssm:", "kms:")):
+            assert re.fullmatch(r"arn:aws:(ec2|ssm|iam):[a-z0-9*-]*:[0-9*]*:\S+", resource)
+            if service.startswith(("ec2:", "ssm:")):
                 assert resource.startswith(f"arn:aws:{service.partition(':')[0]}:")
 
 
@@ -310,3 +311,21 @@ def test_shellcheck_finds_nothing(script: Path) -> None:
         pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
     done = subprocess.run([shellcheck, str(script)], capture_output=True, text=True, check=False)
     assert (done.returncode, done.stdout) == (0, "")
+
+
+def test_the_pool_of_the_backends_page_validates_as_written(tmp_path: Path) -> None:
+    """docs/backends/ec2.md's configuration (step 6), with the issue's block in it, through
+    ``runnerscale config validate``."""
+    page = (ROOT / "docs" / "backends" / "ec2.md").read_text()
+    found = re.search(r"```yaml\n(.*?)```", page.split("### 6. The pool", 1)[1], re.DOTALL)
+    assert found is not None
+    documented = found.group(1)
+    issue = (ROOT / "tests" / "providers" / "ec2" / "issue15.yaml").read_text()
+    for line in issue.splitlines()[6:-1]:  # the issue's ec2: block, as written
+        assert line.split("#")[0].rstrip() in documented
+    validate_file = file_validator(
+        tmp_path, "ec2", "runnerscale.providers.ec2:BACKEND", env={"GITHUB_TOKEN": "ghp_doc"}
+    )
+    done = validate_file(documented)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ec2-x64 (ec2, max 50)" in done.stdout
