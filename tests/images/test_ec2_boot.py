@@ -222,6 +222,16 @@ def finish(process: subprocess.Popen[str], timeout: float = 30) -> tuple[int, st
     return process.returncode, err
 
 
+def runner_running(
+    instance: Instance, layout: Layout, start: Callable[[dict[str, str]], subprocess.Popen[str]]
+) -> subprocess.Popen[str]:
+    """The parameter written, the script started, and its runner running."""
+    instance.put_parameter()
+    process = start(boot_env(instance, layout))
+    wait_until(layout.started, "the runner started")
+    return process
+
+
 def command_lines_with(secret: str) -> list[str]:
     found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
@@ -321,9 +331,7 @@ def test_the_runner_gets_the_jit_config_in_its_environment_only_and_the_paramete
 def test_the_runners_exit_code_is_the_scripts(
     instance: Instance, layout: Layout, start: Callable[[dict[str, str]], subprocess.Popen[str]]
 ) -> None:
-    instance.put_parameter()
-    process = start(boot_env(instance, layout))
-    wait_until(layout.started, "the runner started")
+    process = runner_running(instance, layout, start)
     layout.release(7)
     code, err = finish(process)
     assert code == 7
@@ -333,9 +341,7 @@ def test_the_runners_exit_code_is_the_scripts(
 def test_a_spot_notice_tags_the_instance_once_after_a_rebalance_recommendation(
     instance: Instance, layout: Layout, start: Callable[[dict[str, str]], subprocess.Popen[str]]
 ) -> None:
-    instance.put_parameter()
-    process = start(boot_env(instance, layout))
-    wait_until(layout.started, "the runner started")
+    process = runner_running(instance, layout, start)
     assert tags.INTERRUPTION not in instance.tags()
 
     instance.view.rebalance = rebalance_notice()
@@ -359,9 +365,7 @@ def test_a_spot_notice_tags_the_instance_once_after_a_rebalance_recommendation(
 def test_a_stop_while_the_runner_runs_is_passed_to_it_and_exits_0(
     instance: Instance, layout: Layout, start: Callable[[dict[str, str]], subprocess.Popen[str]]
 ) -> None:
-    instance.put_parameter()
-    process = start(boot_env(instance, layout))
-    wait_until(layout.started, "the runner started")
+    process = runner_running(instance, layout, start)
     process.send_signal(signal.SIGTERM)
     code, err = finish(process)
     assert code == 0, err
