@@ -23,8 +23,9 @@ in no user data, tag, log line or error.
 *The boot script's needs travel as tags*, none secret: the parameter's prefix
 (``runnerscale:ssm-prefix``); the region and the instance id come from the instance metadata,
 where the script reads the tags too: every launch asks for the tags in the metadata and for
-IMDSv2 (``MetadataOptions``: ``InstanceMetadataTags=enabled``, ``HttpTokens=required``,
-whatever the template says; its other metadata options stay).
+IMDSv2 tokens (``MetadataOptions``: ``InstanceMetadataTags=enabled``, ``HttpTokens=required``,
+over the template's), so a template without them still boots its runners, and never with
+the metadata open to IMDSv1.
 The script (``images/ec2/``) waits for ``<prefix>/<instance-id>``, reads it with the
 instance's role, deletes it and starts the runner with it in ``ACTIONS_RUNNER_INPUT_JITCONFIG``.
 
