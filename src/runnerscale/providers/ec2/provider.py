@@ -156,13 +156,7 @@ class Ec2Provider:
     # -- the Provider protocol
 
     async def create(self, spec: InstanceSpec) -> Instance:
-        with self._lock:
-            self._creating.add(spec.runner_name)
-        try:
-            return await asyncio.to_thread(self._create, spec)
-        finally:
-            with self._lock:
-                self._creating.discard(spec.runner_name)
+        return await asyncio.to_thread(self._creating_one, spec)
 
     async def delete(self, instance_id: str) -> None:
         if ID_PATTERN.fullmatch(instance_id):
@@ -183,6 +177,17 @@ class Ec2Provider:
             await asyncio.to_thread(client.close)
 
     # -- create
+
+    def _creating_one(self, spec: InstanceSpec) -> Instance:
+        """The create, counted in flight for as long as its thread runs (a caller that gave
+        up waiting leaves it running: its instance is not incomplete meanwhile)."""
+        with self._lock:
+            self._creating.add(spec.runner_name)
+        try:
+            return self._create(spec)
+        finally:
+            with self._lock:
+                self._creating.discard(spec.runner_name)
 
     def _create(self, spec: InstanceSpec) -> Instance:
         settings = self.settings
