@@ -32,6 +32,7 @@ from runnerscale.providers.ec2.ssm import Handoff
 from tests.ec2_boot import BootStandIn
 from tests.moto_server import Ec2Setup
 from tests.providers.conformance import (
+    LINGERING_RUNNER,
     BackendUnderTest,
     Breakage,
     Interruption,
@@ -41,15 +42,6 @@ from tests.providers.ec2 import support
 from tests.providers.interrupt import create_killed_after
 
 pytestmark = pytest.mark.timeout(180)
-
-#: The runner a booted instance starts: it lingers while it has its JIT config.
-RUNNER = (
-    "import os, sys, time\n"
-    "if not os.environ.get('ACTIONS_RUNNER_INPUT_JITCONFIG'):\n"
-    "    sys.exit('no JIT config')\n"
-    "while True:\n"
-    "    time.sleep(1)\n"
-)
 
 
 def _client_error(code: str, operation: str) -> botocore.exceptions.ClientError:
@@ -65,7 +57,7 @@ class Ec2Backend(BackendUnderTest):
         self.boot = BootStandIn(
             setup.server,
             match={tags.CONTROLLER: self.controller_id},
-            command=(sys.executable, "-c", RUNNER),
+            command=(sys.executable, "-c", LINGERING_RUNNER),
         )
 
     def provider(

@@ -16,7 +16,7 @@ import pytest
 from runnerscale.hostlabels import HostFacts
 from runnerscale.model import InstanceSpec
 from runnerscale.protocols import ProviderError
-from runnerscale.providers.ec2 import build, host_facts, tags
+from runnerscale.providers.ec2 import BACKEND, build, host_facts, tags
 from runnerscale.providers.ec2 import provider as ec2_provider
 from runnerscale.providers.ec2.prices import hourly_price
 from runnerscale.providers.ec2.provider import Ec2Provider
@@ -33,12 +33,14 @@ SECRET = "JITSECRET-ec2-provider-test-0123456789abcdef0123456789abcdef"
 
 
 class Recorder:
-    """``context.record``: the events a provider counted."""
+    """``context.record``: the events a provider counted (each one the backend declares, so
+    its series starts at zero)."""
 
     def __init__(self) -> None:
         self.events: list[tuple[str, str]] = []
 
     def __call__(self, event: str, outcome: str) -> None:
+        assert outcome in BACKEND.events.get(event, ()), f"{event}/{outcome} is not declared"
         self.events.append((event, outcome))
 
     def launches(self) -> list[str]:

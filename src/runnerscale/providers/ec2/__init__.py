@@ -14,10 +14,11 @@ a host without it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 from runnerscale.hostlabels import HostFacts
 from runnerscale.protocols import Provider, ProviderError
+from runnerscale.providers.ec2.launch import Outcome
 from runnerscale.providers.ec2.settings import Ec2Config
 from runnerscale.providers.registry import Backend, BackendContext
 
@@ -58,4 +59,6 @@ BACKEND = Backend(
     host_facts=host_facts,
     example="{region: eu-west-1, launch_template: runnerscale-runner, instance_types: [m7i.large]}",
     order=3,
+    # Every launch attempt by its outcome; the parameters the provider swept (provider.py).
+    events={"launch": get_args(Outcome), "parameter": ("swept",)},
 )

@@ -23,8 +23,9 @@ in no user data, tag, log line or error.
 *The boot script's needs travel as tags*, none secret: the parameter's prefix
 (``runnerscale:ssm-prefix``); the region and the instance id come from the instance metadata,
 where the script reads the tags too: every launch asks for the tags in the metadata and for
-IMDSv2 (``MetadataOptions``: ``InstanceMetadataTags=enabled``, ``HttpTokens=required``,
-whatever the template says; its other metadata options stay).
+IMDSv2 tokens (``MetadataOptions``: ``InstanceMetadataTags=enabled``, ``HttpTokens=required``,
+over the template's), so a template without them still boots its runners, and never with
+the metadata open to IMDSv1.
 The script (``images/ec2/``) waits for ``<prefix>/<instance-id>``, reads it with the
 instance's role, deletes it and starts the runner with it in ``ACTIONS_RUNNER_INPUT_JITCONFIG``.
 
@@ -155,13 +156,7 @@ class Ec2Provider:
     # -- the Provider protocol
 
     async def create(self, spec: InstanceSpec) -> Instance:
-        with self._lock:
-            self._creating.add(spec.runner_name)
-        try:
-            return await asyncio.to_thread(self._create, spec)
-        finally:
-            with self._lock:
-                self._creating.discard(spec.runner_name)
+        return await asyncio.to_thread(self._creating_one, spec)
 
     async def delete(self, instance_id: str) -> None:
         if ID_PATTERN.fullmatch(instance_id):
@@ -182,6 +177,17 @@ class Ec2Provider:
             await asyncio.to_thread(client.close)
 
     # -- create
+
+    def _creating_one(self, spec: InstanceSpec) -> Instance:
+        """The create, counted in flight for as long as its thread runs (a caller that gave
+        up waiting leaves it running: its instance is not incomplete meanwhile)."""
+        with self._lock:
+            self._creating.add(spec.runner_name)
+        try:
+            return self._create(spec)
+        finally:
+            with self._lock:
+                self._creating.discard(spec.runner_name)
 
     def _create(self, spec: InstanceSpec) -> Instance:
         settings = self.settings
