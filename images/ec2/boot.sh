@@ -301,6 +301,9 @@ cd "$RUNNER_HOME"
 # Assignments before a command are exported to that command alone: setpriv (and, by exec, run.sh)
 # gets the secret in its environment, never on its command line.
 runner_user_home=$(getent passwd "$RUNNER_USER" | cut -d: -f6)
+# The runner and its jobs get the usual umask (this script's own is 077, for its scratch files):
+# a job's files must be readable by the containers it starts as another user.
+umask 022
 if (($(id -u) == runner_uid)); then
     as_runner=() # already that user (tests that do not run as root)
 else

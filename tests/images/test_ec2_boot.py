@@ -44,8 +44,9 @@ AWS = shutil.which("aws")
 RUN_SH = """\
 #!/usr/bin/env bash
 set -eu
-umask 077
 here=$(cd "$(dirname "$0")" && pwd)
+umask > "$here/record/umask"
+umask 077
 env > "$here/record/env"
 printf '%s\\n' "$#" "$@" > "$here/record/args"
 id -u > "$here/record/uid"
@@ -308,6 +309,7 @@ def test_the_runner_gets_the_jit_config_in_its_environment_only_and_the_paramete
     assert layout.read("args") == "0\n"  # nothing on run.sh's command line
     assert int(layout.read("uid")) == pwd.getpwnam(layout.user).pw_uid
     assert layout.read("cwd").strip() == str(layout.home)
+    assert layout.read("umask") == "0022\n"  # the script's own 077 is not the jobs'
     assert (layout.record / "env").stat().st_mode & 0o077 == 0
     for key, value in [
         ("RUNNERSCALE_RUNNER_NAME", "rs-ec2-x64-1"),
