@@ -1184,6 +1184,41 @@ def test_rerun_lost_jobs_is_true_or_false() -> None:
     assert "died mid-job" in schema["description"]
 
 
+BUDGET_ERRORS = {
+    "per_day: 0": ("per_day", "must be more than 0 (got 0)", "set per_day to more than 0"),
+    "per_day: -5": ("per_day", "must be more than 0 (got -5)", "set per_day to more than 0"),
+    "per_day: .inf": ("per_day", "must be a number (got inf)", "write a number"),
+    "per_day: fifty": ("per_day", "must be a number (got 'fifty')", "write a number"),
+    "per_dya: 50": ("per_dya", "is not a known key", "did you mean 'per_day'?"),
+    "{}": ("per_day", "is required", "add 'per_day: ...' under pools[0].budget"),
+}
+
+
+@pytest.mark.parametrize("written", list(BUDGET_ERRORS), ids=list(BUDGET_ERRORS))
+def test_a_budget_is_a_positive_number_of_dollars_a_day(written: str) -> None:
+    block = written if written == "{}" else f"{{{written}}}"
+    error = errors_of(edit("idle_timeout: 60s", f"idle_timeout: 60s\n    budget: {block}"))
+    key, message, hint = BUDGET_ERRORS[written]
+    problem = next(p for p in error.problems if p.path == f"pools[0].budget.{key}")
+    assert (problem.line, problem.message) == (18, message), problem
+    assert hint in problem.hint, problem
+
+
+def test_a_budget_reaches_the_scaler_and_the_schema_describes_it() -> None:
+    text = edit("idle_timeout: 60s", "idle_timeout: 60s\n    budget: {per_day: 50}")
+    config = parse(text)
+    assert config.pools[0].budget is not None
+    assert config.pools[0].budget.per_day == 50.0
+    assert config.pool_specs()[0].budget_per_day == 50.0
+    assert parse(EXAMPLE).pool_specs()[0].budget_per_day is None
+    schema = config_json_schema()
+    budget = schema["$defs"]["PoolConfig"]["properties"]["budget"]
+    assert "per_day" in budget["description"]
+    per_day = schema["$defs"]["BudgetConfig"]["properties"]["per_day"]
+    assert per_day["exclusiveMinimum"] == 0
+    assert "00:00 UTC" in per_day["description"]
+
+
 def test_json_schema_says_durations_are_strings_or_numbers() -> None:
     schema = config_json_schema()
     pool = schema["$defs"]["PoolConfig"]["properties"]

@@ -3,6 +3,7 @@ the Docker engine here is one that cannot be reached)."""
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 from pathlib import Path
 
@@ -163,3 +164,37 @@ def test_a_backend_is_built_knowing_its_pools_labels_without_auto(
     (context,) = seen
     assert (context.pool, context.controller_id) == ("linux-x64", "rs-test")
     assert context.labels == {"self-hosted", "linux"}
+
+
+async def test_the_daemon_hands_each_backend_a_recorder_of_its_pools_events(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``BackendContext.record`` counts in the daemon's ``runnerscale_backend_events_total``,
+    labelled with the pool; what the backend declares is there from the start."""
+    seen: list[BackendContext] = []
+    installed = daemon.backend
+
+    def backend(name: str) -> Backend:
+        real = installed(name)
+
+        def build(settings: object, context: BackendContext) -> Provider:
+            seen.append(context)
+            return real.build(settings, context)
+
+        return dataclasses.replace(real, build=build, events={"launch": ("launched",)})
+
+    monkeypatch.setattr(daemon, "backend", backend)
+    built = Daemon.build(local_config(tmp_path, "[self-hosted, linux, x64]"))
+    try:
+        (context,) = seen
+        assert (
+            'event="launch",outcome="launched",pool="linux-x64"} 0.0'
+            in built.metrics.render().decode()
+        )
+        context.record("launch", "quota_exceeded")
+        assert (
+            'runnerscale_backend_events_total{event="launch",outcome="quota_exceeded",'
+            'pool="linux-x64"} 1.0' in built.metrics.render().decode()
+        )
+    finally:
+        await built.stop()

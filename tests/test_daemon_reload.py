@@ -1,9 +1,10 @@
-"""A reload (SIGHUP) applies a pool's ``rerun_lost_jobs`` in place."""
+"""A reload (SIGHUP) applies a pool's ``rerun_lost_jobs`` and its ``budget`` in place."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from runnerscale.config.schema import BudgetConfig
 from runnerscale.daemon import Daemon
 from tests.test_daemon_labels import local_config
 
@@ -21,5 +22,24 @@ async def test_reload_turns_rerun_lost_jobs_on_and_off(tmp_path: Path) -> None:
         assert daemon.reload(on) == []
         assert daemon.reload(off) == ["pool linux-x64: rerun_lost_jobs updated"]
         assert pool.rerun_lost_jobs is False
+    finally:
+        await daemon.stop()
+
+
+async def test_reload_changes_a_pools_budget_in_place(tmp_path: Path) -> None:
+    """What a pool whose budget is spent needs to launch more today: a higher budget."""
+    plain = local_config(tmp_path, "[self-hosted, linux]")
+    budget = BudgetConfig(per_day=50.0)
+    capped = plain.model_copy(
+        update={"pools": [plain.pools[0].model_copy(update={"budget": budget})]}
+    )
+    daemon = Daemon.build(plain)
+    try:
+        pool = daemon.controller.pools["linux-x64"]
+        assert pool.spec.budget_per_day is None
+        assert daemon.reload(capped) == ["pool linux-x64: limits updated"]
+        assert pool.spec.budget_per_day == 50.0
+        assert daemon.reload(plain) == ["pool linux-x64: limits updated"]
+        assert pool.spec.budget_per_day is None
     finally:
         await daemon.stop()

@@ -3,10 +3,11 @@ and labels as a whole are held to ``docs/metrics.md`` by ``tests/e2e/test_metric
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from runnerscale.controller.loops import NodeStatus, PoolStatus, Status
-from runnerscale.metrics import Metrics, busy_ratio
+from runnerscale.metrics import BACKEND_PAIRS_CAP, Metrics, busy_ratio
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -104,3 +105,41 @@ def test_the_hosts_of_a_pool_over_several_are_up_or_down_with_their_slots() -> N
         ("runnerscale_node_slots", (("node", "node1.example.net"), ("pool", "vps"))): 4.0,
         ("runnerscale_node_slots", (("node", "10.0.0.12:2222"), ("pool", "vps"))): 2.0,
     }
+
+
+def test_a_backend_counts_its_own_events_by_outcome_and_declared_ones_start_at_zero() -> None:
+    declared = {"ec2": {"launch": ("launched", "insufficient_capacity")}}
+    metrics = Metrics(
+        lambda: Status(pools=[]), lambda: None, pools=["ec2"], backend_events=declared
+    )
+    record = metrics.backend_recorder("ec2")
+    record("launch", "insufficient_capacity")
+    record("launch", "insufficient_capacity")
+    record("terminate", "gone")  # not declared: counted all the same
+    seen = samples(metrics)
+
+    def count(event: str, outcome: str) -> float:
+        labels = (("event", event), ("outcome", outcome), ("pool", "ec2"))
+        return seen[("runnerscale_backend_events_total", labels)]
+
+    assert count("launch", "insufficient_capacity") == 2
+    assert count("launch", "launched") == 0
+    assert count("terminate", "gone") == 1
+
+
+def test_what_is_no_fixed_word_is_not_a_label_and_is_said_once_without_itself(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    metrics = Metrics(lambda: Status(pools=[]), lambda: None, pools=["ec2"])
+    record = metrics.backend_recorder("ec2")
+    record("launch", "i-0123456789abcdef0")  # an instance id: unbounded
+    record("Launch", "launched")
+    record("launch", "x" * 41)
+    for number in range(BACKEND_PAIRS_CAP + 5):
+        record("launch", f"outcome_{number}")
+    events = [name for name, _ in samples(metrics) if name == "runnerscale_backend_events_total"]
+    assert len(events) == BACKEND_PAIRS_CAP
+    said = [record.getMessage() for record in caplog.records if "ec2" in record.getMessage()]
+    assert len(said) == 1
+    assert "no short fixed word" in said[0]
+    assert "i-0123" not in caplog.text

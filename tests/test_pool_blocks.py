@@ -44,7 +44,13 @@ pools:
 def test_the_simulation_block_is_registered_by_its_entry_point() -> None:
     assert blocks.installed() == {simulation.NAME: simulation.BLOCK}
     assert simulation.BLOCK.settings is simulation.SimulationConfig
-    assert list(schema.PoolConfig.model_fields)[-4:] == ["local", "docker", "ssh", "simulation"]
+    assert list(schema.PoolConfig.model_fields)[-5:] == [
+        "local",
+        "docker",
+        "ssh",
+        "ec2",
+        "simulation",
+    ]
     pool = schema.PoolConfig.model_validate({**POOL, **LOCAL})
     assert simulation.pool_simulation(pool) == simulation.SimulationConfig()
     priced = schema.PoolConfig.model_validate({**POOL, **LOCAL, "simulation": {"cost_per_hour": 2}})
@@ -57,7 +63,7 @@ def test_a_distribution_on_the_path_adds_a_pool_block(
 ) -> None:
     monkeypatch.syspath_prepend(str(install(tmp_path, {}, COST_CENTRE)))
     model = schema._pool_model()
-    assert list(model.model_fields)[-3:] == ["ssh", "cost_centre", "simulation"]  # by name
+    assert list(model.model_fields)[-3:] == ["ec2", "cost_centre", "simulation"]  # by name
     properties = model.model_json_schema()["properties"]
     assert properties["cost_centre"] == {
         "anyOf": [{"$ref": "#/$defs/CostCentreConfig"}, {"type": "null"}],
@@ -91,7 +97,7 @@ def test_the_command_line_sees_the_block_and_names_its_errors_lines(tmp_path: Pa
     shown = runnerscale("config", "schema")
     assert shown.returncode == 0, shown.stderr
     pool = json.loads(shown.stdout)["$defs"]["PoolConfig"]["properties"]
-    assert list(pool)[-3:] == ["ssh", "cost_centre", "simulation"]
+    assert list(pool)[-3:] == ["ec2", "cost_centre", "simulation"]
 
     good = tmp_path / "good.yaml"
     good.write_text(CONFIG)

@@ -296,6 +296,71 @@ def test_counts_and_reason() -> None:
     )
 
 
+def draining(spec: PoolSpec, *names: str) -> PoolSpec:
+    """The pool with these runners' instances draining (a spot interruption notice)."""
+    return replace(spec, draining=frozenset(names))
+
+
+DRAINING_CASES = [
+    Case(
+        "a runner whose instance drains is not free: the queued job gets another",
+        [draining(pool("x64"), "d")],
+        queued(1),
+        [runner("d", IDLE, idle_since=990.0)],
+        expect={"x64": (1, ())},
+    ),
+    Case(
+        "a booting runner whose instance drains is not free either",
+        [draining(pool("x64"), "d")],
+        queued(2),
+        [runner("d", BOOTING), runner("b", BOOTING)],
+        expect={"x64": (1, ())},
+    ),
+    Case(
+        "it is never scaled down here (the controller removes it, interrupted)",
+        [draining(pool("x64", idle_timeout=60), "d")],
+        runners=[runner("d", IDLE, idle_since=0.0)],
+        expect={"x64": (0, ())},
+    ),
+    Case(
+        "it counts against the cap",
+        [draining(pool("x64", max_runners=2), "d")],
+        queued(2),
+        [runner("d", IDLE, idle_since=990.0)],
+        expect={"x64": (1, ())},
+    ),
+    Case(
+        "min_idle is kept with runners that take jobs",
+        [draining(pool("x64", min_idle=1), "d")],
+        runners=[runner("d", IDLE, idle_since=990.0)],
+        expect={"x64": (1, ())},
+    ),
+    Case(
+        "another pool's draining names are none of this one's",
+        [draining(pool("gpu", GPU), "d"), pool("x64", order=1)],
+        queued(1),
+        [runner("d", IDLE, idle_since=990.0)],
+        expect={"gpu": (0, ()), "x64": (0, ())},
+    ),
+]
+
+
+@pytest.mark.parametrize("case", DRAINING_CASES, ids=[case.id for case in DRAINING_CASES])
+def test_runners_whose_instance_drains(case: Case) -> None:
+    test_table(case)
+
+
+def test_the_reason_counts_the_draining_runners() -> None:
+    decided = decide(
+        [draining(pool("x64"), "d", "gone")],
+        queued(1),
+        [runner("d", BUSY), runner("gone", RunnerState.GONE)],
+        now=0.0,
+    ).pools["x64"]
+    assert (decided.free, decided.live, decided.draining, decided.create) == (0, 1, 1, 1)
+    assert decided.reason.startswith("1 queued, 1 busy, 0 on the way, 0 idle, 1 draining: ")
+
+
 def test_no_pools() -> None:
     assert decide([], queued(2), [], 0.0) == Decision(
         pools={}, job_pools={1: None, 2: None}, unmatched=(1, 2)
@@ -690,6 +755,90 @@ def test_the_failure_backoff_holds_creations_back(case: BackoffCase) -> None:
         backoff=case.backoff,
     ).pools["x64"]
     assert (decided.create, decided.held_back, decided.remove) == case.expect
+    assert len(decided.create_on) == decided.create
+    assert case.reason in decided.reason
+
+
+#: 2026-01-01 20:54:30 UTC: 3h 05m 30s before the next day.
+EVENING = 1_767_225_600.0 + 20 * 3600 + 54 * 60 + 30
+
+
+@dataclass
+class BudgetCase:
+    id: str
+    #: The pool's budget.per_day (None: no cap), and what it spent today.
+    budget: float | None
+    spent: dict[str, float]
+    runners: list[Runner] = field(default_factory=list)
+    queued: int = 2
+    min_idle: int = 0
+    backoff: dict[str, float] = field(default_factory=dict)
+    #: (create, held_back, held_back_by, remove)
+    expect: tuple[int, int, str, tuple[str, ...]] = (0, 0, "", ())
+    reason: str = ""
+
+
+BUDGET_CASES = [
+    BudgetCase("no budget: no cap", None, {"x64": 1e9}, expect=(2, 0, "", ())),
+    BudgetCase("below the budget", 50.0, {"x64": 49.99}, expect=(2, 0, "", ())),
+    BudgetCase("nothing spent yet (no figure)", 50.0, {}, expect=(2, 0, "", ())),
+    BudgetCase(
+        "reached: held back, and said why and until when",
+        50.0,
+        {"x64": 50.0},
+        expect=(0, 2, "budget", ()),
+        reason="held back by the budget: $50.00 spent today of $50.00 a day, until "
+        "00:00 UTC (in 3h 05m)",
+    ),
+    BudgetCase("another pool's spend", 50.0, {"gpu": 80.0}, expect=(2, 0, "", ())),
+    BudgetCase(
+        "min_idle is held back too",
+        50.0,
+        {"x64": 51.0},
+        queued=0,
+        min_idle=1,
+        expect=(0, 1, "budget", ()),
+    ),
+    BudgetCase(
+        "running runners stay; idle ones still time out",
+        50.0,
+        {"x64": 60.0},
+        [runner("busy", BUSY), *(runner(f"i{n}", IDLE, idle_since=float(n)) for n in range(2))],
+        queued=0,
+        expect=(0, 0, "", ("i0", "i1")),
+    ),
+    BudgetCase(
+        "the budget first when the failure backoff holds them too",
+        50.0,
+        {"x64": 60.0},
+        backoff={"x64": EVENING + 30},
+        expect=(0, 2, "budget", ()),
+    ),
+    BudgetCase(
+        "the failure backoff alone",
+        50.0,
+        {"x64": 10.0},
+        backoff={"x64": EVENING + 30},
+        expect=(0, 2, "failure_backoff", ()),
+        reason="held back by the failure backoff for 30s more",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", BUDGET_CASES, ids=[case.id for case in BUDGET_CASES])
+def test_a_spent_budget_holds_creations_back_until_the_next_day(case: BudgetCase) -> None:
+    spec = replace(pool("x64", min_idle=case.min_idle), budget_per_day=case.budget)
+    decided = decide(
+        [spec, pool("gpu", GPU)],
+        queued(case.queued),
+        case.runners,
+        EVENING,
+        targets=[REPO_A],
+        backoff=case.backoff,
+        spent=case.spent,
+    ).pools["x64"]
+    got = (decided.create, decided.held_back, decided.held_back_by, decided.remove)
+    assert got == case.expect
     assert len(decided.create_on) == decided.create
     assert case.reason in decided.reason
 

@@ -131,6 +131,21 @@ CASES = [
         creates=(PLAIN,),
     ),
     Case(
+        "a runner whose instance drains holds its slot but is not free, nor removed",
+        replace(vps(plain=2, deploy=0), draining=frozenset({"d"})),
+        plain_jobs(1),
+        [on("d", IDLE, idle_since=0.0)],
+        creates=(PLAIN,),
+        says=("1 draining",),
+    ),
+    Case(
+        "a runner whose instance drains leaves no slot to a job that needs one",
+        replace(vps(plain=1, deploy=0), draining=frozenset({"d"})),
+        plain_jobs(1),
+        [on("d", IDLE, idle_since=0.0)],
+        says=("1 waits for a free node slot",),
+    ),
+    Case(
         "runners on a down node hold no slot of a live group",
         vps(plain=2, unreachable=("a1", "a2")),
         plain_jobs(2),

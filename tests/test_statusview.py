@@ -111,6 +111,36 @@ def test_a_pool_over_several_hosts_shows_a_line_per_node() -> None:
     assert "node" not in printed(a_status())
 
 
+def test_a_runner_whose_instance_drains_says_why_and_what_becomes_of_it() -> None:
+    body = a_status()
+    body["pools"][0]["draining"] = [
+        {"name": "rs-a", "state": "busy", "reason": "spot interruption notice"},
+        {"name": "rs-b", "state": "idle", "reason": "[red]rebalance"},
+    ]
+    text = printed(body)
+    assert (
+        "pool linux-x64: runner rs-a drains (spot interruption notice): "
+        "it finishes its job and takes no other"
+    ) in text
+    assert "pool linux-x64: runner rs-b drains ([red]rebalance): idle, being removed" in text
+    assert "drains" not in printed(a_status())
+
+
+def test_what_a_pool_spends_is_shown_against_its_budget() -> None:
+    body = a_status()
+    body["pools"][0].update(spend_today=50.13, cost_total=1234.5, budget_per_day=50.0)
+    body["pools"][0]["reason"] += (
+        "; held back by the budget: $50.13 spent today of $50.00 a day, until 00:00 UTC (in 3h 05m)"
+    )
+    text = printed(body)
+    assert (
+        "pool linux-x64: $50.13 spent today (UTC) of a budget of $50.00 a day; $1234.50 in all"
+    ) in text
+    assert "held back by the budget: $50.13 spent today of $50.00 a day, until 00:00 UTC" in text
+    # A pool without a price or a budget says nothing of money.
+    assert "spent" not in printed(a_status())
+
+
 class UnreachableError(Exception):
     pass
 

@@ -14,7 +14,7 @@ import os
 import secrets
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -64,10 +64,16 @@ def instance_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
 
 
-def build_provider(config: Config, pool: PoolConfig, controller_id: str) -> Provider:
+def build_provider(
+    config: Config,
+    pool: PoolConfig,
+    controller_id: str,
+    record: Callable[[str, str], None] | None = None,
+) -> Provider:
     """The backend of one pool, built by the installed backend the pool names (the
     ``runnerscale.providers`` entry points). A backend imports its SDK only when it builds a
-    provider, so a Docker-less host never needs the docker package."""
+    provider, so a Docker-less host never needs the docker package. ``record``: where the
+    backend counts its own events (the daemon's metrics; none: nowhere)."""
     try:
         entry = backend(pool.provider)
     except UnknownBackendError as error:
@@ -78,10 +84,22 @@ def build_provider(config: Config, pool: PoolConfig, controller_id: str) -> Prov
         state_dir=config.state_dir,
         labels=normalize_labels(pool.labels) - {AUTO_LABEL},
     )
+    if record is not None:
+        context = replace(context, record=record)
     try:
         return entry.build(pool.settings, context)
     except ProviderError as error:
         raise StartupError(str(error)) from None
+
+
+def declared_backend_events(config: Config) -> dict[str, Mapping[str, tuple[str, ...]]]:
+    """The events each pool's backend declares it counts (their series start at zero); a
+    pool naming no installed backend has none (:func:`build_provider` refuses it)."""
+    declared = {}
+    for pool in config.pools:
+        with contextlib.suppress(UnknownBackendError):
+            declared[pool.name] = backend(pool.provider).events
+    return declared
 
 
 def github_client(
@@ -248,8 +266,18 @@ class Daemon:
             ) from None
         if controller_id is None:
             controller_id = choose_controller_id(store, config.controller_id)
+        holder: dict[str, Controller] = {}
+        metrics = Metrics(
+            lambda: holder["controller"].status,
+            lambda: github.budget,
+            pools=[pool.name for pool in config.pools],
+            backend_events=declared_backend_events(config),
+        )
         providers = {
-            pool.name: build_provider(config, pool, controller_id) for pool in config.pools
+            pool.name: build_provider(
+                config, pool, controller_id, metrics.backend_recorder(pool.name)
+            )
+            for pool in config.pools
         }
         facts: dict[str, HostFacts] = {}
         waiting: dict[str, str] = {}
@@ -261,12 +289,6 @@ class Daemon:
                 name,
                 config.timeouts.janitor_interval,
             )
-        holder: dict[str, Controller] = {}
-        metrics = Metrics(
-            lambda: holder["controller"].status,
-            lambda: github.budget,
-            pools=[pool.name for pool in config.pools],
-        )
         controller = build_controller(
             config,
             store=store,
@@ -419,8 +441,8 @@ class Daemon:
     def reload(self, config: Config) -> list[str]:
         """Apply a new configuration's pool limits (SIGHUP). Returns what changed.
 
-        Limits (``min_idle``'s warm windows too), labels, timeouts and ``rerun_lost_jobs`` of
-        existing pools change in place;
+        Limits (``min_idle``'s warm windows too, ``budget``), labels, timeouts and
+        ``rerun_lost_jobs`` of existing pools change in place;
         adding or removing pools, targets, credentials or the backend needs a restart (said in
         the result).
         Raises :class:`StartupError`, changing nothing, when new labels contradict a pool's

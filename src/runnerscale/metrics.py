@@ -14,11 +14,20 @@ URL with credentials, a JIT configuration, nor anything unbounded (no job, runne
 repository names). Every family a pool or a kind labels is created for each configured pool
 and each kind at start, at zero: an alert on ``increase()`` then sees the first failure (a
 series born at 1 shows no increase), and a dashboard shows 0 rather than nothing.
+
+A backend counts events of its own (``BackendContext.record``: a launch and its outcome, say)
+through :meth:`Metrics.backend_recorder`. Their words are the backend's, so they are held to
+the shape of a fixed word (:data:`BACKEND_WORD`: lower case, digits and ``_``, no id, no
+name) and to a few pairs per pool (:data:`BACKEND_PAIRS_CAP`): what breaks either is not
+counted, and said once in the log. The pairs a backend declares (``Backend.events``) start at
+zero like the kinds above.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import logging
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Literal, get_args
 
 from prometheus_client import (
@@ -40,6 +49,7 @@ from runnerscale.controller.actions import (
 )
 from runnerscale.controller.loops import PoolStatus, Status
 from runnerscale.github.budget import Budgets
+from runnerscale.scaler import HeldBackBy
 
 # The ``*_created`` samples prometheus_client adds to every counter and histogram would show
 # up in Prometheus as series of their own (``runnerscale_errors_created``, ...), undocumented
@@ -67,6 +77,14 @@ WebhookOutcome = Literal[
     "failed",  # our own failure (500: see the log)
     "disabled",  # no github.webhook_secret: webhooks are refused
 ]
+log = logging.getLogger("runnerscale.metrics")
+
+#: What a backend's event and outcome words look like (``BackendContext.record``): a fixed
+#: word of its own, never an instance id, a name or anything unbounded.
+BACKEND_WORD = re.compile(r"[a-z][a-z0-9_]{0,39}")
+#: The (event, outcome) pairs one pool's backend may count: label values must stay few.
+BACKEND_PAIRS_CAP = 64
+
 #: The pool label of jobs no pool serves, in the job histograms.
 UNMATCHED = "unmatched"
 #: The runner states the runner-seconds counter splits a pool's time into.
@@ -94,6 +112,11 @@ _POOL_GAUGES: tuple[tuple[str, str, Callable[[PoolStatus], float]], ...] = (
     ("runnerscale_pool_idle_runners", "Runners online without a job", lambda pool: pool.idle),
     ("runnerscale_pool_busy_runners", "Runners running a job", lambda pool: pool.busy),
     ("runnerscale_pool_queued_jobs", "Queued jobs the pool serves", lambda pool: pool.queued),
+    (
+        "runnerscale_pool_draining_runners",
+        "Runners whose instance drains (a spot interruption notice): they take no new job",
+        lambda pool: len(pool.draining),
+    ),
     (
         "runnerscale_pool_max_runners",
         "The pool's cap (max_runners, or its host's capacity when lower)",
@@ -130,6 +153,7 @@ class _StatusCollector(Collector):
                 family.add_metric([pool.name], figure(pool))
             yield family
         yield from _node_families(status)
+        yield from _spend_families(status)
         yield GaugeMetricFamily(
             "runnerscale_unmatched_jobs",
             "Queued jobs no pool can serve",
@@ -159,6 +183,41 @@ def _node_families(status: Status) -> Iterator[Metric]:
             slots.add_metric([pool.name, node.name], node.slots)
     yield up
     yield slots
+
+
+def _spend_families(status: Status) -> Iterator[Metric]:
+    """What each pool's instances cost (from the prices its backend lists), its budget, and
+    the runners held back (by the budget or the failure backoff) while jobs wait."""
+    cost = CounterMetricFamily(
+        "runnerscale_pool_cost_dollars",
+        "US dollars the pool's instances cost, from the prices its backend lists",
+        labels=["pool"],
+    )
+    today = GaugeMetricFamily(
+        "runnerscale_pool_spend_today_dollars",
+        "US dollars the pool's instances cost today (since 00:00 UTC)",
+        labels=["pool"],
+    )
+    budget = GaugeMetricFamily(
+        "runnerscale_pool_budget_per_day_dollars",
+        "The pool's budget.per_day: it launches nothing new once today's spend reaches it",
+        labels=["pool"],
+    )
+    held = GaugeMetricFamily(
+        "runnerscale_pool_held_back_runners",
+        "Runners the pool would create now for its queued jobs (or min_idle), held back",
+        labels=["pool", "reason"],
+    )
+    for pool in status.pools:
+        cost.add_metric([pool.name], pool.cost_total)
+        today.add_metric([pool.name], pool.spend_today)
+        if pool.budget_per_day is not None:
+            budget.add_metric([pool.name], pool.budget_per_day)
+        for reason in get_args(HeldBackBy):
+            held.add_metric(
+                [pool.name, reason], pool.held_back if pool.held_back_by == reason else 0
+            )
+    yield from (cost, today, budget, held)
 
 
 def _budget_families(budget: Budgets) -> Iterator[Metric]:
@@ -220,8 +279,10 @@ class Metrics:
         status: Callable[[], Status],
         budget: Callable[[], Budgets | None],
         pools: Iterable[str] = (),
+        backend_events: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
     ) -> None:
-        """``pools``: the configured pools, whose series start at zero."""
+        """``pools``: the configured pools, whose series start at zero. ``backend_events``:
+        per pool, the events its backend declares and their outcomes (started at zero too)."""
         self._status = status
         self.registry = CollectorRegistry()
         counter = self._counter
@@ -255,6 +316,17 @@ class Metrics:
             "Webhook deliveries received, by what became of them",
             "outcome",
         )
+        self.backend_events = counter(
+            "runnerscale_backend_events",
+            "A backend's own events by outcome (launch attempts, capacity errors, ...)",
+            "pool",
+            "event",
+            "outcome",
+        )
+        #: Per pool, the (event, outcome) pairs its backend counted (held to the cap).
+        self._backend_pairs: dict[str, set[tuple[str, str]]] = {}
+        #: Pools whose backend was told off in the log already (said once each).
+        self._backend_refused: set[str] = set()
         histogram = self._histogram
         self.queue_wait = histogram(
             "runnerscale_job_queue_wait_seconds",
@@ -284,6 +356,10 @@ class Metrics:
         self._counted: Status | None = None
         self.registry.register(_StatusCollector(status, budget))
         self._start_at_zero(list(pools))
+        for pool, events in (backend_events or {}).items():
+            for event, outcomes in events.items():
+                for outcome in outcomes:
+                    self._backend_pair(pool, event, outcome)
 
     def _counter(self, name: str, doc: str, *labels: str) -> Counter:
         return Counter(name, doc, labels, registry=self.registry)
@@ -322,6 +398,39 @@ class Metrics:
             tick=lambda loop, seconds: self.tick.labels(loop).observe(seconds),
             refreshed=self.count_runner_time,
         )
+
+    def backend_recorder(self, pool: str) -> Callable[[str, str], None]:
+        """What the daemon hands ``pool``'s backend as ``BackendContext.record``: counts one
+        event by outcome in ``runnerscale_backend_events_total``."""
+
+        def record(event: str, outcome: str) -> None:
+            if self._backend_pair(pool, event, outcome):
+                self.backend_events.labels(pool, event, outcome).inc()
+
+        return record
+
+    def _backend_pair(self, pool: str, event: str, outcome: str) -> bool:
+        """Whether a backend's event and outcome may label a series (created at zero when
+        new); False, said once per pool, when they are no fixed words or too many."""
+        pairs = self._backend_pairs.setdefault(pool, set())
+        if (event, outcome) in pairs:
+            return True
+        words = all(BACKEND_WORD.fullmatch(word) for word in (event, outcome))
+        if words and len(pairs) < BACKEND_PAIRS_CAP:
+            pairs.add((event, outcome))
+            self.backend_events.labels(pool, event, outcome)
+            return True
+        if pool not in self._backend_refused:
+            self._backend_refused.add(pool)
+            # The words themselves are not logged: they may be anything (an id, a name).
+            log.warning(
+                "pool %s: its backend counted an event %s: not counted (said once)",
+                pool,
+                f"beyond the {BACKEND_PAIRS_CAP} kinds a pool may have"
+                if words
+                else "whose event or outcome is no short fixed word ([a-z][a-z0-9_]*)",
+            )
+        return False
 
     def job_started(self, pool: str, wait_seconds: float) -> None:
         self.queue_wait.labels(pool or UNMATCHED).observe(wait_seconds)

@@ -19,6 +19,7 @@ completed``; duplicate and out-of-order observations are harmless.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -147,6 +148,27 @@ class LabelGroup:
         return self.slots > 0
 
 
+#: Seconds in a UTC day: a pool's budget is per day from 00:00 UTC (POSIX time has no leap
+#: seconds, so every day has as many).
+DAY = 86400.0
+
+
+def utc_day(now: float) -> int:
+    """The UTC day ``now`` (seconds since the epoch) falls in: days since 1970-01-01."""
+    return math.floor(now / DAY)
+
+
+def next_utc_midnight(now: float) -> float:
+    """The next 00:00 UTC after ``now``: when a new day's budget begins."""
+    return (utc_day(now) + 1) * DAY
+
+
+def until_next_utc_day(now: float) -> str:
+    """When the next UTC day begins, as a sentence says it: ``00:00 UTC (in 3h 05m)``."""
+    left = int(next_utc_midnight(now) - now)
+    return f"00:00 UTC (in {left // 3600}h {left % 3600 // 60:02d}m)"
+
+
 @dataclass(frozen=True)
 class PoolSpec:
     """What the scaler needs of a pool (the config carries the backend template)."""
@@ -159,6 +181,9 @@ class PoolSpec:
     boot_timeout: float = 300.0
     #: Position in the config: breaks ties between equally specific pools.
     order: int = 0
+    #: What the pool may spend a UTC day, in US dollars (``budget.per_day``; None: no cap):
+    #: once its instances cost that much today, it creates nothing until 00:00 UTC.
+    budget_per_day: float | None = None
     #: False while the pool's labels are not known (``auto`` with its Docker engine away):
     #: it serves no job until they are.
     ready: bool = True
@@ -169,6 +194,10 @@ class PoolSpec:
     #: Names of runners on nodes that are down: they count against ``max_runners`` (they
     #: exist) but can take no job and hold no slot of a live group.
     unreachable: frozenset[str] = frozenset()
+    #: Names of runners whose instance drains (``Instance.draining``: a spot interruption
+    #: notice, say): they count against ``max_runners`` and hold their slot, but take no new
+    #: job, so they are not free; the controller removes them once they are not busy.
+    draining: frozenset[str] = frozenset()
 
     def live_groups(self) -> list[LabelGroup]:
         """Its node groups that can take a runner, narrowest first (fewest extra labels, then
@@ -412,7 +441,12 @@ class Instance:
     killed between two of its steps): it never ran and never will, so it is never adopted as
     a runner's instance, and it is removed once no live runner claims it and it is older than
     the create timeout (a create still in flight is never touched). Its ``created_at`` is when
-    the backend made it, or later (never earlier: the grace is never cut short)."""
+    the backend made it, or later (never earlier: the grace is never cut short).
+
+    ``price_per_hour``: what the instance costs while it exists, in US dollars (None: unknown
+    or free); the controller integrates it into the pool's spend between listings.
+    ``draining``: why the instance must take no new job (a spot interruption notice, say);
+    None: it may. Its runner is removed once it is not busy, and is not counted as free."""
 
     id: str
     runner_name: str
@@ -422,6 +456,8 @@ class Instance:
     created_at: float | None = None
     detail: str = ""
     incomplete: bool = False
+    price_per_hour: float | None = None
+    draining: str | None = None
 
 
 @dataclass(frozen=True)

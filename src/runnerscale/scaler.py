@@ -49,12 +49,20 @@ Counting rules (per pool)
   the cap for creation, but not as an excess to remove: they leave by themselves, and counting
   them would retire one more idle runner every cycle until their deletion completes.
 
+- Runners named in ``PoolSpec.draining`` are on instances that must take no new job (a spot
+  interruption notice): they count against the cap, but not as free, so a queued job gets
+  another runner; they are never scaled down here (the controller removes them once they are
+  not busy, with the reason ``interrupted``). The reason counts them (``1 draining``).
+
 - Finished runners (their one job is done) are reaped: ``reap`` names them all, oldest first.
   They still count against the cap in the cycle that reaps them (their removal may fail, and
   an instance may still be there); the next cycle, once they are gone, uses their slots.
-- A pool backing off after failed creations (``backoff``: until when) creates nothing before
-  that time: ``held_back`` says how many it would have, and ``reason`` says why. Removals and
-  reaping go on.
+- A pool with a budget (``PoolSpec.budget_per_day``) whose spend today (``spent``: US
+  dollars since 00:00 UTC) has reached it creates nothing until the next 00:00 UTC. A pool
+  backing off after failed creations (``backoff``: until when) creates nothing before that
+  time. Either way ``held_back`` says how many it would have created, ``held_back_by`` which
+  of the two holds them (the budget first: it lasts longer), and ``reason`` says why and
+  until when. Removals and reaping go on; running runners are never stopped for either.
 
 ``create`` and ``remove`` are never both non-empty for one pool: creating needs fewer free
 runners than needed and room under the cap; removing needs more free runners than needed or a
@@ -113,6 +121,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from runnerscale.model import (
     Job,
@@ -126,13 +135,25 @@ from runnerscale.model import (
     match_pool,
     narrowest,
     normalize_labels,
+    until_next_utc_day,
 )
 
-__all__ = ["Decision", "PoolDecision", "decide", "manual_runners"]
+__all__ = [
+    "Decision",
+    "HeldBackBy",
+    "PoolDecision",
+    "budget_reached",
+    "decide",
+    "manual_runners",
+]
 
 #: Live runners that leave by themselves: they hold a slot under the cap but are no excess.
 _LEAVING = frozenset({RunnerState.FINISHED, RunnerState.DELETING})
 _ON_THE_WAY = frozenset({RunnerState.PENDING, RunnerState.CREATING, RunnerState.BOOTING})
+
+
+#: What holds a pool's creations back (``PoolDecision.held_back_by``).
+HeldBackBy = Literal["budget", "failure_backoff"]
 
 
 @dataclass(frozen=True)
@@ -160,13 +181,17 @@ class PoolDecision:
     create_on: tuple[str, ...] = ()
     #: Names of finished runners to reap now, oldest first.
     reap: tuple[str, ...] = ()
-    #: Runners the pool would create now but for its failure backoff.
+    #: Runners the pool would create now but for its budget or its failure backoff.
     held_back: int = 0
+    #: What holds them back: ``budget`` or ``failure_backoff`` ("" when nothing is).
+    held_back_by: HeldBackBy | Literal[""] = ""
     #: For a pool over several hosts: the node group (its extra labels) of each new runner,
     #: one per ``create``; empty for an ordinary pool.
     create_labels: tuple[frozenset[str], ...] = ()
     #: Live runners on nodes that are down (counted in ``live``, not in ``free``).
     unreachable: int = 0
+    #: Live runners whose instance drains (counted in ``live``, not in ``free``).
+    draining: int = 0
 
 
 @dataclass(frozen=True)
@@ -189,12 +214,14 @@ def decide(
     *,
     targets: Sequence[Target] = (),
     backoff: Mapping[str, float] | None = None,
+    spent: Mapping[str, float] | None = None,
 ) -> Decision:
     """Decide, for every pool, how many runners to create and where, which idle runners to
     remove and which finished ones to reap.
 
     ``targets``: where runners can register, in config order (without them, ``create_on`` is
     empty). ``backoff``: per pool, until when failed creations hold its creations back.
+    ``spent``: per pool, US dollars spent today (UTC), against its ``budget_per_day``.
     Pure and deterministic: the same input gives the same output, whatever the order of
     ``jobs`` and ``runners``. Runners of pools not in ``pools`` are ignored.
     """
@@ -224,11 +251,15 @@ def decide(
             by_pool[runner.pool].append(runner)
 
     backoff = backoff or {}
+    spent = spent or {}
     decisions = {}
     for pool in pools:
         decided = _decide_pool(pool, queued[pool.name], by_pool[pool.name], now)
+        decided = _within_budget(decided, pool, spent.get(pool.name, 0.0), now)
         decided = _hold_back(decided, backoff.get(pool.name, 0.0), now)
-        create_on = _targets_for(targets, decided.create, queued[pool.name], by_pool[pool.name])
+        create_on = _targets_for(
+            targets, decided.create, queued[pool.name], _not_draining(pool, by_pool[pool.name])
+        )
         reap = tuple(
             runner.name
             for runner in sorted(by_pool[pool.name], key=lambda r: (r.created_at, r.name))
@@ -238,17 +269,44 @@ def decide(
     return Decision(pools=decisions, job_pools=job_pools, unmatched=tuple(sorted(unmatched)))
 
 
+def budget_reached(pool: PoolSpec, spent: float) -> bool:
+    """Whether the pool's spend today (``spent``, US dollars) has reached its budget: it then
+    launches nothing new until 00:00 UTC (neither for demand nor by hand)."""
+    return pool.budget_per_day is not None and spent >= pool.budget_per_day
+
+
+def _within_budget(decided: PoolDecision, pool: PoolSpec, spent: float, now: float) -> PoolDecision:
+    """No creation once the pool's spend today has reached its budget, until 00:00 UTC."""
+    budget = pool.budget_per_day
+    if not decided.create or budget is None or not budget_reached(pool, spent):
+        return decided
+    return _held(
+        decided,
+        "budget",
+        f"held back by the budget: ${spent:.2f} spent today of ${budget:.2f} a day, until "
+        f"{until_next_utc_day(now)}",
+    )
+
+
 def _hold_back(decided: PoolDecision, backoff_until: float, now: float) -> PoolDecision:
     """No creation while the pool backs off after failed creations."""
     if not decided.create or now >= backoff_until:
         return decided
+    return _held(
+        decided,
+        "failure_backoff",
+        f"held back by the failure backoff for {backoff_until - now:.0f}s more",
+    )
+
+
+def _held(decided: PoolDecision, by: HeldBackBy, why: str) -> PoolDecision:
     return replace(
         decided,
         create=0,
         create_labels=(),
         held_back=decided.create,
-        reason=f"{decided.reason}; held back by the failure backoff for "
-        f"{backoff_until - now:.0f}s more",
+        held_back_by=by,
+        reason=f"{decided.reason}; {why}",
     )
 
 
@@ -384,15 +442,19 @@ def _decide_pool(
     # one of the queued jobs: that job needs no other runner.
     taken = sum(1 for r in runners if r.state is RunnerState.BUSY and r.job_id is None)
     queued = max(0, len(jobs) - taken)
-    free = sum(1 for runner in runners if runner.state.free)
+    available = _not_draining(pool, runners)
+    free = sum(1 for runner in available if runner.state.free)
     live = sum(1 for runner in runners if runner.state.live)
     busy, _, _, counts = _counts(queued, runners)
+    draining = _draining(pool, runners)
+    if draining:
+        counts += f", {draining} draining"
 
     needed_free = queued + pool.min_idle
     room = pool.max_runners - live
     create = max(0, min(needed_free - free, room))
 
-    idle = _idle_longest_first(runners)
+    idle = _idle_longest_first(available)
     surplus = max(0, free - needed_free)
     removal = _removal(
         pool, idle, eligible=len(idle), surplus=surplus, staying=_staying(runners), now=now
@@ -408,7 +470,18 @@ def _decide_pool(
         create=create,
         remove=removal.names,
         reason=f"{counts}: {_action(pool, create, short, removal, surplus)}",
+        draining=draining,
     )
+
+
+def _not_draining(pool: PoolSpec, runners: Iterable[Runner]) -> list[Runner]:
+    """The runners that may take a job: not those whose instance drains."""
+    return [runner for runner in runners if runner.name not in pool.draining]
+
+
+def _draining(pool: PoolSpec, runners: Iterable[Runner]) -> int:
+    """Live runners whose instance drains."""
+    return sum(1 for r in runners if r.name in pool.draining and r.state.live)
 
 
 class _Filling:
@@ -424,9 +497,9 @@ class _Filling:
             if runner.state.live and self.group_of(runner) in self.room:
                 self.room[self.group_of(runner)] -= 1
         self.cap_room = max(0, pool.max_runners - sum(1 for r in runners if r.state.live))
-        #: Free runners on live nodes, narrowest group first.
+        #: Free runners on live nodes (not draining), narrowest group first.
         self.free = sorted(
-            (runner for runner in self.reachable if runner.state.free),
+            (runner for runner in _not_draining(pool, self.reachable) if runner.state.free),
             key=lambda runner: (narrowest(self.group_of(runner)), runner.name),
         )
         #: Free runners a queued job will take.
@@ -520,9 +593,9 @@ def _decide_placed(
     filling = _Filling(pool, runners)
     waiting = filling.serve(jobs, runners)
     filling.keep_idle()
-    reachable, matched = filling.reachable, filling.matched
-    unmatched_idle = _idle_longest_first(r for r in reachable if r.name not in matched)
-    matched_idle = _idle_longest_first(r for r in reachable if r.name in matched)
+    available, matched = _not_draining(pool, filling.reachable), filling.matched
+    unmatched_idle = _idle_longest_first(r for r in available if r.name not in matched)
+    matched_idle = _idle_longest_first(r for r in available if r.name in matched)
     surplus = max(0, filling.spare - pool.min_idle)
     removal = _removal(
         pool,
@@ -534,9 +607,12 @@ def _decide_placed(
         now=now,
     )
     away = sum(1 for r in runners if r.name in pool.unreachable and r.state.live)
-    busy, _, _, counts = _counts(len(waiting), reachable)
+    busy, _, _, counts = _counts(len(waiting), filling.reachable)
     if away:
         counts += f", {away} on down nodes"
+    draining = _draining(pool, filling.reachable)
+    if draining:
+        counts += f", {draining} draining"
     creates = filling.creates
     action = _action(pool, len(creates), filling.short, removal, surplus, placed=_placed(creates))
     if filling.no_slot:
@@ -556,6 +632,7 @@ def _decide_placed(
         reason=f"{counts}: {action}",
         create_labels=tuple(creates),
         unreachable=away,
+        draining=draining,
     )
 
 

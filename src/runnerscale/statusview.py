@@ -31,12 +31,14 @@ from rich.text import Text
 from runnerscale.warm import time_zone
 
 __all__ = [
+    "draining_lines",
     "github_lines",
     "leadership_lines",
     "min_idle_cell",
     "node_lines",
     "print_status",
     "render",
+    "spend_lines",
     "watch",
 ]
 
@@ -126,6 +128,36 @@ def node_lines(pools: Sequence[dict[str, Any]], now: float) -> list[str]:
             since = node.get("since")
             down = "down" if since is None else f"down for {_seconds(now - since)}"
             lines.append(f"{head}: {down}: {node['reason'] or 'no reason given'}; {runners}")
+    return lines
+
+
+def draining_lines(pools: Sequence[dict[str, Any]]) -> list[str]:
+    """A line per runner whose instance drains: why, and what becomes of it."""
+    return [
+        f"pool {pool['name']}: runner {runner['name']} drains ({runner['reason']}): "
+        + (
+            "it finishes its job and takes no other"
+            if runner["state"] == "busy"
+            else f"{runner['state']}, being removed"
+        )
+        for pool in pools
+        for runner in pool.get("draining") or []
+    ]
+
+
+def spend_lines(pools: Sequence[dict[str, Any]]) -> list[str]:
+    """What each pool with a price or a budget spent: today (UTC) against its budget, and in
+    all. (Whether its budget holds creations back is in its reason.)"""
+    lines = []
+    for pool in pools:
+        budget = pool.get("budget_per_day")
+        total = pool.get("cost_total") or 0.0
+        if budget is None and not total:
+            continue
+        today = f"${pool.get('spend_today') or 0.0:.2f} spent today (UTC)"
+        if budget is not None:
+            today += f" of a budget of ${budget:.2f} a day"
+        lines.append(f"pool {pool['name']}: {today}; ${total:.2f} in all")
     return lines
 
 
@@ -230,11 +262,13 @@ def github_lines(github: dict[str, Any], now: float) -> list[str]:
 
 def render(body: Status, now: float) -> list[RenderableType]:
     """The status as the terminal shows it: the pools' table, then lines (who leads, why
-    queued jobs wait, the hosts of pools over several, the jobs no pool serves, the recent
-    queue waits, the API budget)."""
+    queued jobs wait, the hosts of pools over several, the runners whose instance drains,
+    what pools spend, the jobs no pool serves, the recent queue waits, the API budget)."""
     pools = body.get("pools") or []
     lines = _capped_lines(pools) + leadership_lines(body) + _reason_lines(pools)
     lines += node_lines(pools, now)
+    lines += draining_lines(pools)
+    lines += spend_lines(pools)
     lines += _queued_lines(body, now)
     lines += _unmatched_lines(body) + _wait_lines(body)
     github = body.get("github")

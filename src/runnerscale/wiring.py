@@ -18,6 +18,7 @@ and the seeded runner names of the simulation.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Protocol
 
 from runnerscale.config.schema import Config, PoolConfig
@@ -72,14 +73,10 @@ def pool_runtime(
         # A pool cannot run more runners than its host allows (the local backend's capacity).
         cap = host_cap
         capped_by = pool.capped_note(host_cap)
-    capped = PoolSpec(
-        name=spec.name,
-        labels=spec.labels,
+    capped = replace(
+        spec,
         max_runners=cap,
         min_idle=0 if waiting else min(spec.min_idle, cap),
-        idle_timeout=spec.idle_timeout,
-        boot_timeout=spec.boot_timeout,
-        order=spec.order,
         ready=waiting is None,
     )
     schedule = pool.min_idle_schedule

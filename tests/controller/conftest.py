@@ -217,8 +217,10 @@ def make_world(tmp_path: Path) -> Iterator[MakeRig]:
         targets: tuple[Target, ...] = (REPO_A,),
         rerun_lost_jobs: bool = False,
         nodes: Sequence[FakeNode] | None = None,
+        budget_per_day: float | None = None,
     ) -> Rig:
-        """``nodes``: the pool's backend is a placing one over these hosts (a FakeFleet)."""
+        """``nodes``: the pool's backend is a placing one over these hosts (a FakeFleet).
+        ``budget_per_day``: the pool's ``budget.per_day``."""
         journal = Journal()
         spec = PoolSpec(
             name="linux",
@@ -227,6 +229,7 @@ def make_world(tmp_path: Path) -> Iterator[MakeRig]:
             min_idle=min_idle,
             idle_timeout=IDLE_TIMEOUT,
             boot_timeout=BOOT_TIMEOUT,
+            budget_per_day=budget_per_day,
         )
         world = Rig(
             path=tmp_path / f"world{len(worlds)}" / "state.db",

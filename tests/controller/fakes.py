@@ -317,6 +317,8 @@ class FakeProvider:
     create_wait: Callable[[], Awaitable[None]] | None = None
     #: Awaited by ``delete`` before the instance is gone.
     delete_wait: Callable[[], Awaitable[None]] | None = None
+    #: What each new instance costs an hour (``Instance.price_per_hour``; None: no price).
+    price: float | None = None
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def fail(
@@ -346,7 +348,11 @@ class FakeProvider:
         if self.create_wait is not None:
             await self.create_wait()
         instance = Instance(
-            id=f"i-{next(self._ids)}", runner_name=spec.runner_name, pool=spec.pool, running=True
+            id=f"i-{next(self._ids)}",
+            runner_name=spec.runner_name,
+            pool=spec.pool,
+            running=True,
+            price_per_hour=self.price,
         )
         self.instances[instance.id] = instance
         self.faults.check("create", after=True)
@@ -388,6 +394,12 @@ class FakeProvider:
         self.instances[instance.id] = replace(
             instance, running=False, exit_code=code, detail=detail
         )
+
+    def drain(self, runner_name: str, reason: str = "spot interruption notice") -> None:
+        """The instance must take no new job (its backend got a spot interruption notice)."""
+        instance = self.find(runner_name)
+        assert instance is not None, f"no instance for {runner_name}"
+        self.instances[instance.id] = replace(instance, draining=reason)
 
     def lose(self, runner_name: str) -> None:
         """The instance vanished without the controller's doing (host gone, manual delete)."""

@@ -106,6 +106,8 @@ class Documented:
     name: str
     kind: str
     labels: frozenset[str]
+    #: What the table says it means.
+    meaning: str = ""
 
 
 def documented_metrics() -> dict[str, Documented]:
@@ -120,14 +122,15 @@ def documented_metrics() -> dict[str, Documented]:
         name = cells[0].strip("`")
         assert name not in rows, f"{name} is documented twice"
         labels = frozenset(re.findall(r"`(\w+)`", cells[2]))
-        rows[name] = Documented(name, cells[1], labels)
+        rows[name] = Documented(name, cells[1], labels, cells[3])
     return rows
 
 
-def per_host(row: Documented) -> bool:
-    """Whether a documented metric is about the hosts of a pool over several (labelled by
-    ``node``): exported only by a daemon with such a pool."""
-    return "node" in row.labels
+def with_some_pools(row: Documented) -> bool:
+    """Whether a documented metric has series only with some pools: those about the hosts of
+    a pool over several (labelled by ``node``), and those whose meaning says which pools
+    alone have them ("Pools with a ``budget`` only: ...")."""
+    return "node" in row.labels or " only:" in row.meaning
 
 
 #: Series names a histogram exposes besides its own.

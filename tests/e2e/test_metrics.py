@@ -21,9 +21,9 @@ from tests.deploy.documents import (
     dashboard,
     documented_metrics,
     label_queries,
-    per_host,
     series_names,
     unknown_metrics,
+    with_some_pools,
 )
 from tests.e2e.harness import (
     TOKEN,
@@ -111,7 +111,7 @@ def test_every_documented_metric_is_exported_with_its_type_and_labels(
     wrong = {}
     for row in documented_metrics().values():
         exported = families.get(family_name(row.name, row.kind))
-        if per_host(row) and not (exported and exported[2]):
+        if with_some_pools(row) and not (exported and exported[2]):
             continue  # this daemon's pool has one host (its series exist with a fleet's)
         if exported is None:
             wrong[row.name] = "not exported"
@@ -137,7 +137,7 @@ def test_every_query_of_the_rules_and_the_dashboard_reads_an_exported_metric(
     exported = set().union(*(samples for _, _, samples in families.values()))
     # Those of the hosts of a pool over several: documented, exported with such a pool.
     for row in documented_metrics().values():
-        if per_host(row):
+        if with_some_pools(row):
             exported |= series_names(row.name, row.kind)
     assert unknown_metrics(exported) == {}
 

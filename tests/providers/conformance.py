@@ -97,6 +97,7 @@ from tests.processes import processes_showing
 
 __all__ = [
     "CREDENTIAL_VARIABLES",
+    "LINGERING_RUNNER",
     "BackendUnderTest",
     "Breakage",
     "Interruption",
@@ -118,6 +119,15 @@ CREDENTIAL_VARIABLES = (
 PATIENCE = 60.0
 #: Tags every instance carries, as :meth:`BackendUnderTest.tags` reports them.
 TAG_KEYS = ("controller", "pool", "runner")
+#: A runner for a backend under test (``python -c LINGERING_RUNNER``): it keeps running while
+#: it has its JIT config, as one waiting for its job does, and exits at once without it.
+LINGERING_RUNNER = (
+    "import os, sys, time\n"
+    "if not os.environ.get('ACTIONS_RUNNER_INPUT_JITCONFIG'):\n"
+    "    sys.exit('no JIT config')\n"
+    "while True:\n"
+    "    time.sleep(1)\n"
+)
 
 
 @dataclass(frozen=True)

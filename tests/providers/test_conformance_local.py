@@ -28,6 +28,7 @@ from runnerscale.providers.local import LocalProvider, LocalSettings
 from runnerscale.providers.local import provider as local
 from tests.processes import processes_under
 from tests.providers.conformance import (
+    LINGERING_RUNNER,
     BackendUnderTest,
     Breakage,
     Interruption,
@@ -35,14 +36,7 @@ from tests.providers.conformance import (
 )
 from tests.providers.interrupt import create_killed_after
 
-RUNNER = (
-    "import os, sys, time\n"
-    "if not os.environ.get('ACTIONS_RUNNER_INPUT_JITCONFIG'):\n"
-    "    sys.exit('no JIT config')\n"
-    "while True:\n"
-    "    time.sleep(1)\n"
-)
-COMMAND = (sys.executable, "-c", RUNNER, "--name={runner_name}")
+COMMAND = (sys.executable, "-c", LINGERING_RUNNER, "--name={runner_name}")
 
 
 def _reap(pid: int) -> None:

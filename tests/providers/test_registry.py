@@ -31,15 +31,17 @@ def test_a_distribution_on_the_path_adds_a_backend(
     monkeypatch.syspath_prepend(
         str(install(tmp_path, {"memory": "tests.plugins.memory_backend:BACKEND"}))
     )
-    assert list(registry.installed()) == ["local", "docker", "ssh", "memory"]
+    assert list(registry.installed()) == ["local", "docker", "ssh", "ec2", "memory"]
     assert registry.backend("memory").settings is MemoryConfig
 
 
 @pytest.mark.usefixtures("fresh_plugins")
 def test_an_unknown_name_lists_the_installed_backends() -> None:
     with pytest.raises(registry.UnknownBackendError) as raised:
-        registry.backend("ec2")
-    assert str(raised.value) == "provider 'ec2' is not installed; installed: local, docker, ssh"
+        registry.backend("kubernetes")
+    assert str(raised.value) == (
+        "provider 'kubernetes' is not installed; installed: local, docker, ssh, ec2"
+    )
 
 
 @pytest.mark.usefixtures("fresh_plugins")

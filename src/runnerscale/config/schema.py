@@ -390,6 +390,19 @@ def _drop_default(schema: dict[str, Any]) -> None:
     schema.pop("default", None)
 
 
+class BudgetConfig(ConfigModel):
+    """What a pool may spend, counted from its instances' prices (a backend that knows them:
+    EC2); a pool whose backend tells no price spends nothing."""
+
+    per_day: float = Field(
+        gt=0,
+        allow_inf_nan=False,
+        description="US dollars a UTC day: once the pool's instances have cost this much since "
+        "00:00 UTC, it launches nothing new until the next 00:00 UTC (running runners are not "
+        "stopped; queued jobs wait, reported with the reason in status and metrics).",
+    )
+
+
 class PoolBase(ConfigModel):
     """A pool: a label set, a backend template and limits (without its blocks:
     :class:`PoolConfig` adds one per installed backend and one per pool block)."""
@@ -427,6 +440,11 @@ class PoolBase(ConfigModel):
         default=False,
         description="Re-run a job once when its runner died mid-job (GitHub failed it: the "
         "runner lost communication with the server).",
+    )
+    budget: BudgetConfig | None = Field(
+        default=None,
+        description="A cap on what the pool spends a day, e.g. {per_day: 50.0} (US dollars; "
+        "none: no cap).",
     )
 
     @model_validator(mode="before")
@@ -623,6 +641,7 @@ class PoolBase(ConfigModel):
             idle_timeout=self.idle_timeout,
             boot_timeout=self.boot_timeout,
             order=order,
+            budget_per_day=None if self.budget is None else self.budget.per_day,
         )
 
 

@@ -82,6 +82,9 @@ class PoolRuntime:
     last_error: str | None = None
     #: Why the pool's cap (``spec.max_runners``) is below its configured max_runners.
     capped_by: str | None = None
+    #: Runners whose instance drains (takes no new job), and why, as the backend's last
+    #: listing said (:mod:`runnerscale.controller.draining`).
+    draining: dict[str, str] = field(default_factory=dict)
     _in_force: ScheduleCache | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -101,8 +104,11 @@ class PoolRuntime:
         """The pool's limits with the ``min_idle`` in force at ``now``: what the scaler decides
         on. A pool waiting for its host's labels keeps no idle runner, window or not. A pool
         whose backend places runners on several hosts has its node groups and the runners on
-        its nodes that are down, as the backend knows them now."""
+        its nodes that are down, as the backend knows them now. The runners whose instance
+        drains are named, as the backend's last listing said."""
         spec = self.spec
+        if self.draining:
+            spec = replace(spec, draining=frozenset(self.draining))
         in_force = self.min_idle_at(now)
         if in_force is not None and spec.ready:
             spec = replace(spec, min_idle=in_force.count)

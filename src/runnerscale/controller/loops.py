@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from runnerscale.controller.actions import Actions, Events, PoolRuntime
+from runnerscale.controller.draining import drain
 from runnerscale.controller.health import Heartbeat, assess
 from runnerscale.controller.janitor import Janitor, JanitorSettings
 from runnerscale.controller.observe import (
@@ -43,6 +44,7 @@ from runnerscale.controller.observe import (
     apply_runner_list,
 )
 from runnerscale.controller.reruns import Reruns, record_loss
+from runnerscale.controller.spend import SpendBook
 from runnerscale.controller.workers import PoolWorker
 from runnerscale.logs import untrusted
 from runnerscale.model import (
@@ -54,6 +56,7 @@ from runnerscale.model import (
     RunnerState,
     Target,
     explain_unmatched,
+    until_next_utc_day,
 )
 from runnerscale.protocols import (
     Clock,
@@ -66,7 +69,7 @@ from runnerscale.protocols import (
     ProviderError,
     Store,
 )
-from runnerscale.scaler import Decision, decide, manual_runners
+from runnerscale.scaler import Decision, budget_reached, decide, manual_runners
 from runnerscale.warm import InForce
 
 log = logging.getLogger("runnerscale.controller")
@@ -135,6 +138,17 @@ def node_statuses(placement: Placement | None) -> list[NodeStatus] | None:
     ]
 
 
+@dataclass(frozen=True)
+class DrainingRunner:
+    """A runner whose instance drains: it takes no new job (a busy one finishes its own)."""
+
+    name: str
+    #: Its state (``busy``: it finishes its job; otherwise it is being removed).
+    state: str
+    #: Why, as the backend says (a spot interruption notice, say).
+    reason: str
+
+
 @dataclass
 class PoolStatus:
     name: str
@@ -158,6 +172,18 @@ class PoolStatus:
     reason: str = ""
     #: A pool whose backend places runners on several hosts: its nodes (None: another pool).
     nodes: list[NodeStatus] | None = None
+    #: Its runners whose instance drains (they take no new job), by name.
+    draining: list[DrainingRunner] = field(default_factory=list)
+    #: Runners it would create now but for its budget or its failure backoff, and which of
+    #: the two holds them (``budget``, ``failure_backoff``; "" when nothing does).
+    held_back: int = 0
+    held_back_by: str = ""
+    #: US dollars its instances cost today (UTC) and since it was first counted (from the
+    #: prices its backend lists; 0 for a backend that tells none).
+    spend_today: float = 0.0
+    cost_total: float = 0.0
+    #: Its ``budget.per_day`` (None: no cap).
+    budget_per_day: float | None = None
 
 
 @dataclass(frozen=True)
@@ -296,6 +322,8 @@ class Controller:
         self.janitor = Janitor(self.actions, self.settings.janitor)
         #: Re-runs jobs whose runner died mid-job (pools with ``rerun_lost_jobs``).
         self.reruns = Reruns(store, github, clock, self.pools, self.actions.events)
+        #: What each pool's instances cost, today and in all (kept in the store).
+        self.spend = SpendBook(store)
         #: One worker per pool, acting on the pool's part of each decision.
         self.workers = {
             pool.name: PoolWorker(
@@ -664,6 +692,8 @@ class Controller:
                 continue
             for runner, instance in apply_instances(self.store, pool.name, instances, now):
                 self._instance_failed(runner, instance)
+            self.spend.count(pool.name, instances, self.clock.now())
+            await drain(self.actions, pool, instances)
         return first
 
     def _instance_failed(self, runner: Runner, instance: Instance) -> None:
@@ -832,6 +862,7 @@ class Controller:
             now,
             targets=list(self.targets.values()),
             backoff={pool.name: pool.backoff_until for pool in self.pools.values()},
+            spent={name: self.spend.today(name, now) for name in self.pools},
         )
 
     async def confirm_stale_demand(self) -> None:
@@ -954,6 +985,16 @@ class Controller:
                     warm=pool.min_idle_at(now) if pool.spec.ready else None,
                     reason=pool_decision.reason if pool_decision else "",
                     nodes=node_statuses(pool.placement()),
+                    draining=[
+                        DrainingRunner(r.name, r.state.value, pool.draining[r.name])
+                        for r in sorted(mine, key=lambda r: r.name)
+                        if r.name in pool.draining
+                    ],
+                    held_back=pool_decision.held_back if pool_decision else 0,
+                    held_back_by=pool_decision.held_back_by if pool_decision else "",
+                    spend_today=self.spend.today(pool.name, now),
+                    cost_total=self.spend.total(pool.name),
+                    budget_per_day=pool.spec.budget_per_day,
                 )
             )
         job_counts = Counter(job.state.value for job in jobs)
@@ -986,9 +1027,18 @@ class Controller:
         """Start ``count`` runners now, whatever the demand, up to the cap; on a pool over
         several hosts, in the node groups with free slots, as the scaler counts them
         (:func:`~runnerscale.scaler.manual_runners`). :class:`ScaleUpRefusedError` when no node
-        of such a pool is up."""
+        of such a pool is up, or when its budget for today is spent."""
         pool = self.pools[pool_name]
-        spec = pool.spec_at(self.clock.now())
+        now = self.clock.now()
+        spec = pool.spec_at(now)
+        spent = self.spend.today(pool_name, now)
+        if budget_reached(spec, spent):
+            raise ScaleUpRefusedError(
+                f"pool {pool_name}: ${spent:.2f} spent today, its budget of "
+                f"${spec.budget_per_day:.2f} a day is reached: it launches nothing new until "
+                f"{until_next_utc_day(now)}; raise budget.per_day and reload the "
+                "configuration to launch more today"
+            )
         if spec.groups is not None and not spec.live_groups():
             down = sorted(name for group in spec.groups for name in group.down)
             raise ScaleUpRefusedError(

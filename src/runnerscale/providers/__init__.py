@@ -41,6 +41,9 @@ Backends:
 - :mod:`runnerscale.providers.ssh` - runner processes or containers on a fleet of hosts
   reached over SSH, placed by their slots and labels (the ``ssh`` extra; ``ssh`` and
   ``docker`` for docker mode).
+- :mod:`runnerscale.providers.ec2` - an EC2 instance per runner from a launch template, the
+  JIT config handed over through SSM, spot with on-demand fallback (the ``aws`` extra); its
+  runner image is ``images/ec2``.
 
 Shared by the backends (no SDK): :mod:`runnerscale.providers.command`, a runner command's
 placeholders; :mod:`runnerscale.providers.settings`, the settings pieces (runner environment,

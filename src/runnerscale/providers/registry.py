@@ -34,6 +34,10 @@ What a backend gives (docs/backends/writing-a-backend.md):
     ``labels``, which the block's own ``advice()`` cannot see): ``config validate`` prints it
     as a warning, at a path below the block (the ssh backend: a host label the pool already
     has).
+``events`` (optional)
+    The events the backend counts through ``context.record(event, outcome)`` (the metric
+    ``runnerscale_backend_events_total``) and their outcomes, so that their series exist
+    from the start; an event not declared is counted all the same.
 ``runs_here`` (default false)
     Its runners run on the host that runs runnerscale (the local backend): ``config
     validate`` then checks a pool's architecture label against this host.
@@ -46,7 +50,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +75,11 @@ __all__ = [
 ENTRY_POINT_GROUP = "runnerscale.providers"
 
 
+def _record_nothing(event: str, outcome: str) -> None:
+    """The default of :attr:`BackendContext.record`: a context built without one counts
+    nothing (tests, ``config validate``)."""
+
+
 @dataclass(frozen=True)
 class BackendContext:
     """What every backend's factory gets besides its pool's settings."""
@@ -85,6 +94,10 @@ class BackendContext:
     #: asked of the backend once built). A placing backend sets a node apart only by labels
     #: beyond these (:func:`runnerscale.model.labels_beyond`), as the scaler counts them.
     labels: frozenset[str] = frozenset()
+    #: Counts one of the backend's own events by outcome, e.g. ``record("launch",
+    #: "insufficient_capacity")`` (the metric ``runnerscale_backend_events_total``). Both are
+    #: short fixed words: never an instance id, a name or anything secret.
+    record: Callable[[str, str], None] = _record_nothing
 
 
 @dataclass(frozen=True)
@@ -112,6 +125,9 @@ class Backend:
     example: str = "{}"
     #: Where it comes in listings (``config schema``, hints): lower first, then by name.
     order: int = 100
+    #: The events it counts (``BackendContext.record``) and the outcomes of each, as fixed
+    #: words: their series start at zero (an alert on ``increase()`` sees the first one).
+    events: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class UnknownBackendError(LookupError):

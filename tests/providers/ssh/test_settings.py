@@ -3,25 +3,19 @@ error naming what is wrong and how to fix it."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
 
 from runnerscale.config.base import Advice
-from runnerscale.config.problems import ERROR_TYPE
 from runnerscale.config.source import read_yaml
-from runnerscale.providers import registry
 from runnerscale.providers.containers import ContainerOptions
 from runnerscale.providers.docker.settings import DockerConfig
 from runnerscale.providers.ssh.address import NodeAddress
 from runnerscale.providers.ssh.settings import DEFAULT_PROCESS_COMMAND, SshConfig
-from tests.plugins.entry_points import install, python_path
+from tests.providers.settings_checks import FILE_HEAD, file_validator, validation_problems
 
 #: The pool of issue 14, verbatim.
 ISSUE_POOL = (Path(__file__).parent / "issue14.yaml").read_text()
@@ -45,19 +39,7 @@ def validate(block: dict[str, Any]) -> SshConfig:
 
 
 def problems(block: dict[str, Any]) -> list[tuple[tuple[Any, ...], str, str]]:
-    """Each error as (where, message, hint), where includes ``fail``'s own sub-path."""
-    with pytest.raises(ValidationError) as raised:
-        validate(block)
-    found = []
-    for error in raised.value.errors():
-        context = error.get("ctx") or {}
-        if error["type"] == ERROR_TYPE:
-            found.append(
-                (tuple(error["loc"]) + tuple(context["at"]), error["msg"], context["hint"])
-            )
-        else:
-            found.append((tuple(error["loc"]), error["msg"], ""))
-    return found
+    return validation_problems(validate, block)
 
 
 def test_the_issue_configuration_validates_as_written() -> None:
@@ -212,21 +194,10 @@ def test_errors_name_the_setting_and_the_fix(
 def test_the_whole_issue_file_validates_through_the_command_line(tmp_path: Path) -> None:
     """``runnerscale config validate`` on the issue's pool in a complete file: the block is a
     pool's ``ssh:`` block, and its errors name the file's line."""
-    config = (
-        "github:\n  token: ghp_SshSettingsTestToken0123456789abcdefgh\n"
-        "targets:\n  - repo: acme/app\n" + ISSUE_POOL
+    config = FILE_HEAD + ISSUE_POOL
+    validate_file = file_validator(
+        tmp_path, "ssh", "tests.providers.ssh.settings_backend:BACKEND", ENV
     )
-    env = {**os.environ, **ENV, "COLUMNS": "400"}
-    if "ssh" not in registry.installed():
-        site = install(tmp_path / "site", {"ssh": "tests.providers.ssh.settings_backend:BACKEND"})
-        env["PYTHONPATH"] = python_path(site)
-
-    def validate_file(text: str) -> subprocess.CompletedProcess[str]:
-        path = tmp_path / "runnerscale.yaml"
-        path.write_text(text)
-        command = [sys.executable, "-m", "runnerscale", "config", "validate", "-c", str(path)]
-        return subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-
     good = validate_file(config)
     assert good.returncode == 0, good.stdout + good.stderr
     bad = validate_file(config.replace("address: 10.0.0.12:2222", "address: node1.example.net"))
