@@ -378,6 +378,44 @@ async def test_a_create_killed_after_writing_the_parameter_is_a_runners_instance
     assert support.leftovers(account, CONTROLLER) == []
 
 
+async def test_a_create_killed_after_the_parameter_was_taken_by_the_boot_script_is_adopted(
+    account: Ec2Setup,
+) -> None:
+    """The boot script deletes the parameter once read, often before a restarted daemon
+    lists: the instance is still a runner's (it was tagged before the parameter was written),
+    not an incomplete one to terminate under its running runner."""
+    await create_killed_after("parameter", support.factory(account, POOL, CONTROLLER), spec())
+    [entry] = [e for e in account.instances() if e["State"]["Name"] != "terminated"]
+    instance_id = entry["InstanceId"]
+    account.ssm.delete_parameter(Name=f"{support.PREFIX}/{instance_id}")  # what boot.sh does
+    provider = make(account)
+    try:
+        [listed] = await provider.list()
+        assert (listed.id, listed.running, listed.incomplete) == (instance_id, True, False)
+        await provider.delete(instance_id)
+    finally:
+        await provider.close()
+    assert support.leftovers(account, CONTROLLER) == []
+
+
+async def test_a_create_killed_between_the_tag_and_the_parameter_waits_for_its_boot_timeout(
+    account: Ec2Setup,
+) -> None:
+    """Its runner never comes online (its boot script waits for nothing): the daemon's boot
+    timeout removes it, as any runner that never came online."""
+    await create_killed_after("tagged", support.factory(account, POOL, CONTROLLER), spec())
+    [entry] = [e for e in account.instances() if e["State"]["Name"] != "terminated"]
+    assert support.parameter_value(account, entry["InstanceId"]) is None
+    provider = make(account)
+    try:
+        [listed] = await provider.list()
+        assert (listed.running, listed.incomplete) == (True, False)
+        await provider.delete(listed.id)
+    finally:
+        await provider.close()
+    assert support.leftovers(account, CONTROLLER) == []
+
+
 async def test_a_create_killed_after_the_launch_is_incomplete(account: Ec2Setup) -> None:
     await create_killed_after("launched", support.factory(account, POOL, CONTROLLER), spec())
     provider = make(account)

@@ -9,12 +9,14 @@ coming up; ``stopping``, ``stopped`` and ``shutting-down`` one that ended (liste
 running, until it is deleted); ``terminated`` is gone (never listed).
 
 *Incomplete is the hand-off's tag*: an instance is launched with ``runnerscale:handoff``
-``pending``, and tagged ``written`` once its parameter is. Still ``pending`` with no parameter
-(and no create of this provider in flight for it) is what a create interrupted between the
-launch and the parameter left: its boot script waits for a parameter that never comes, so it
-never runs a runner. ``pending`` with a parameter is a create interrupted after writing it:
-the instance boots and runs its runner, so it is a runner's instance (the provider finishes
-the tag, :meth:`Ec2Provider.list`).
+``pending``, and tagged ``written`` just before its parameter is written (not after: the boot
+script deletes the parameter once read, so a parameter's absence cannot tell "never written"
+from "taken"). Still ``pending`` with no parameter (and no create of this provider in flight
+for it) is what a create interrupted between the launch and the tag left: its boot script
+waits for a parameter that never comes, so it never runs a runner. ``pending`` with a
+parameter (a daemon that wrote the parameter first, interrupted before the tag) boots its
+runner, so it is a runner's instance (the provider finishes the tag,
+:meth:`Ec2Provider.list`).
 
 *Draining is the boot script's tag*: on a spot interruption notice or a rebalance
 recommendation the boot script tags its own instance ``runnerscale:interruption``; such an

@@ -14,11 +14,13 @@ daemon never sees or touches another's. The instance id is the ``Instance`` id.
 trying the plan of :mod:`.launch` in order: each instance type in each subnet, spot first
 then on-demand as the pool's ``market`` allows, moving on when AWS says capacity or a quota
 is short, stopping at any other error. Every attempt is logged and counted
-(``context.record("launch", outcome)``). Then it writes the JIT config into the
-``SecureString`` parameter ``<prefix>/<instance-id>`` (:mod:`.ssm`) and tags the instance
-``runnerscale:handoff=written``. A failure after the launch terminates the instance and
-deletes the parameter: nothing is left running for a create that failed. The JIT config is
-in no user data, tag, log line or error.
+(``context.record("launch", outcome)``). Then it tags the instance
+``runnerscale:handoff=written`` and writes the JIT config into the ``SecureString``
+parameter ``<prefix>/<instance-id>`` (:mod:`.ssm`), in that order: the boot script deletes
+the parameter as soon as it has read it, so once it is written nothing but the tag can say
+that the instance boots a runner (see below). A failure after the launch terminates the
+instance and deletes the parameter: nothing is left running for a create that failed. The
+JIT config is in no user data, tag, log line or error.
 
 *The boot script's needs travel as tags*, none secret: the parameter's prefix
 (``runnerscale:ssm-prefix``); the region and the instance id come from the instance metadata,
@@ -35,9 +37,13 @@ parameters whose instance ended (stopped, shutting down, terminated), is gone fo
 :data:`ORPHAN_GRACE` (EC2 may take seconds to list a new instance), or has been running for
 :data:`HANDOFF_WINDOW` (its runner is online by then, having read it, or never will be: the
 boot timeout removed it). An interrupted create is finished or cleaned the same way:
-launched but never given its parameter, the instance is listed ``incomplete`` (the janitor
-terminates it after the create timeout); given its parameter but not its final tag, it boots
-its runner, so ``list`` writes the tag and reports it as any runner's instance.
+launched but never tagged ``written``, the instance never gets a parameter, so it is listed
+``incomplete`` (the janitor terminates it after the create timeout); tagged but never given
+its parameter, its runner never comes online, and the boot timeout removes it; given its
+parameter, it boots its runner (whether or not the boot script has taken the parameter by the
+time a restarted daemon lists it) and is adopted. (A pending instance with a parameter, left
+by a daemon that wrote the parameter before the tag, boots its runner too: ``list`` writes
+its tag.)
 
 *Spot interruptions* reach the daemon through the boot script: it polls the instance metadata
 (``spot/instance-action``, ``events/recommendations/rebalance``) and tags its own instance
@@ -288,22 +294,23 @@ class Ec2Provider:
         return entry
 
     def _hand_over(self, entry: Mapping[str, Any], spec: InstanceSpec) -> Instance:
-        """Write the instance's parameter and tag it written; on any failure terminate it and
-        delete the parameter."""
+        """Tag the instance written, then write its parameter (the order: the module
+        docstring); on any failure terminate it and delete the parameter."""
         instance_id = str(entry["InstanceId"])
-        doing = "writing its JIT config parameter"
+        doing = "tagging it"
         try:
             pause_after("launched")
+            self.clients.ec2.create_tags(
+                Resources=[instance_id], Tags=tag_list({tags.HANDOFF: WRITTEN})
+            )
+            pause_after("tagged")
+            doing = "writing its JIT config parameter"
             self._handoff.write(
                 instance_id,
                 spec.jitconfig,
                 {**self.settings.tags, **self._owner, tags.RUNNER: spec.runner_name},
             )
             pause_after("parameter")
-            doing = "tagging it"
-            self.clients.ec2.create_tags(
-                Resources=[instance_id], Tags=tag_list({tags.HANDOFF: WRITTEN})
-            )
         except Exception as error:
             self._remove_failed(instance_id, spec.runner_name)
             if not isinstance(
@@ -445,8 +452,9 @@ class Ec2Provider:
         return [self._describe_entry(entry, parameters=parameters) for entry in entries]
 
     def _finish(self, entry: Mapping[str, Any]) -> None:
-        """Tag written an instance whose create was interrupted after its parameter was
-        written: it boots its runner (best effort; the next listing tries again)."""
+        """Tag written a pending instance with a parameter (a create of a daemon that wrote
+        the parameter first, interrupted before the tag): it boots its runner (best effort;
+        the next listing tries again)."""
         instance_id = str(entry["InstanceId"])
         try:
             self.clients.ec2.create_tags(
