@@ -66,3 +66,18 @@ def test_the_ssh_library_s_chatter_stays_out_of_the_daemon_s_log() -> None:
         assert chatty.isEnabledFor(logging.WARNING)
     finally:
         chatty.setLevel(level)
+
+
+def test_the_aws_library_s_request_dumps_stay_out_of_the_daemon_s_debug_log() -> None:
+    """At --log-level debug, botocore's whole requests and answers (every listing of the ec2
+    backend, every poll interval) are left out; its warnings are not."""
+    loggers = [logging.getLogger(name) for name in ("botocore", "boto3", "urllib3")]
+    levels = [logger.level for logger in loggers]
+    try:
+        setup_logging("debug")
+        for logger in loggers:
+            assert not logging.getLogger(f"{logger.name}.child").isEnabledFor(logging.DEBUG)
+            assert logger.isEnabledFor(logging.WARNING)
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)

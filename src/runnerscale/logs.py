@@ -104,7 +104,19 @@ def setup_logging(level: str = "info", secrets: Iterable[str] = ()) -> RedactSec
     logging.raiseExceptions = False
     # asyncssh logs each connection's steps and each command's whole text at info: with a
     # health check per node every few seconds, that would be most of the log (the SSH
-    # backend logs what matters: a node connected, down, back).
-    for noisy in ("httpx", "httpcore", "uvicorn.access", "alembic", "asyncssh"):
+    # backend logs what matters: a node connected, down, back). botocore (and boto3, and the
+    # urllib3 under it) logs every AWS request and answer whole at debug, the ec2 backend's
+    # listing every poll interval among them: at --log-level debug they would bury the
+    # daemon's own lines (the backend logs every launch attempt and clean-up itself).
+    for noisy in (
+        "httpx",
+        "httpcore",
+        "uvicorn.access",
+        "alembic",
+        "asyncssh",
+        "botocore",
+        "boto3",
+        "urllib3",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return redactor
