@@ -19,9 +19,9 @@ import pytest
 import runnerscale
 from runnerscale.config import load_config
 from runnerscale.daemon import Daemon
-from runnerscale.fakegithub.entities import Runner
+from runnerscale.fakegithub.entities import Job, Runner
 from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
-from runnerscale.fakegithub.world import JobSpec, World, WorldSettings
+from runnerscale.fakegithub.world import LOST_COMMUNICATION, JobSpec, World, WorldSettings
 
 TOKEN = "ghp_e2e_token_value_1234567890"
 WEBHOOK_SECRET = "e2e-webhook-secret-value"
@@ -149,6 +149,24 @@ def record_jit_configs(world: World) -> list[str]:
 
 def all_done(world: World, job_ids: list[int]) -> bool:
     return all(world.jobs[job_id].status.value == "completed" for job_id in job_ids)
+
+
+async def rerun_after_loss(world: World, job: Job, runner: str) -> Job:
+    """Wait for GitHub to fail ``job`` for losing ``runner`` (killed mid-job) and for its one
+    re-run to succeed on another runner; the new attempt."""
+    await wait_until(lambda: job.status.value == "completed", 60, "GitHub to fail the job")
+    lost = LOST_COMMUNICATION.format(runner=runner)
+    assert (job.conclusion, job.failure_reason) == ("failure", lost)
+
+    def attempts() -> list[Job]:
+        return [other for other in world.jobs.values() if other.run is job.run and other is not job]
+
+    await wait_until(
+        lambda: [a.conclusion for a in attempts()] == ["success"], 90, "the re-run to succeed"
+    )
+    (attempt,) = attempts()
+    assert attempt.runner_name not in (None, runner)
+    return attempt
 
 
 async def wait_until(

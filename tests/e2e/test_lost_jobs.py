@@ -17,9 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runnerscale.fakegithub.entities import Job
 from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
-from runnerscale.fakegithub.world import LOST_COMMUNICATION, JobSpec, WorldSettings
+from runnerscale.fakegithub.world import JobSpec, WorldSettings
 from runnerscale.model import RERUN
 from tests.e2e.control import control_client
 from tests.e2e.harness import (
@@ -29,6 +28,7 @@ from tests.e2e.harness import (
     in_process_daemon,
     local_pool,
     nothing_left,
+    rerun_after_loss,
     wait_until,
     write_config,
 )
@@ -73,20 +73,7 @@ async def test_a_job_whose_runner_is_killed_is_rerun_once_and_served_by_a_new_ru
         record = json.loads((work_root / "linux-x64" / runner / "instance.json").read_text())
         os.kill(record["pid"], signal.SIGKILL)
 
-        await wait_until(lambda: job.status.value == "completed", 60, "GitHub to fail the job")
-        lost = LOST_COMMUNICATION.format(runner=runner)
-        assert (job.conclusion, job.failure_reason) == ("failure", lost)
-
-        def attempts() -> list[Job]:
-            return [
-                other for other in world.jobs.values() if other.run is job.run and other is not job
-            ]
-
-        await wait_until(
-            lambda: [a.conclusion for a in attempts()] == ["success"], 90, "the re-run to succeed"
-        )
-        (attempt,) = attempts()
-        assert attempt.runner_name not in (None, runner)
+        await rerun_after_loss(world, job, runner)
         await wait_until(lambda: nothing_left(simulator, daemon, work_root), 60, "clean-up")
 
         (loss,) = daemon.store.job_losses()
