@@ -219,7 +219,10 @@ async def test_what_was_short_a_moment_ago_is_tried_last(account: Ec2Setup) -> N
 async def test_the_jit_config_reaches_the_instance_through_ssm_only(
     account: Ec2Setup, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG)  # botocore logs every request's parameters at DEBUG
+    # botocore logs every request's parameters at DEBUG (asked for by name: the daemon's
+    # log setup quiets it, and a test that ran it may have left it so).
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="botocore")
     provider = make(account)
     boot = BootStandIn(account.server, match={tags.CONTROLLER: CONTROLLER})
     try:
