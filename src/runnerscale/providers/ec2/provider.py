@@ -29,8 +29,12 @@ the metadata open to IMDSv1.
 The script (``images/ec2/``) waits for ``<prefix>/<instance-id>``, reads it with the
 instance's role, deletes it and starts the runner with it in ``ACTIONS_RUNNER_INPUT_JITCONFIG``.
 
-*The daemon deletes the parameter too*, so none outlives its use: ``delete`` removes it with
-the instance, and ``list`` sweeps, at most every :data:`SWEEP_INTERVAL`, this pool's
+*The daemon deletes the parameter too*, so none outlives its use: as soon as the controller
+sees the instance's runner online (:meth:`Ec2Provider.runner_online`, the optional
+:class:`~runnerscale.protocols.OnlineAware` hook: it has read its JIT config by then, and
+the boot script has deleted it, unless that failed), ``delete`` removes it with the
+instance, and ``list`` sweeps, as the safety net for a hook that failed or a daemon that
+restarted, at most every :data:`SWEEP_INTERVAL`, this pool's
 parameters whose instance ended (stopped, shutting down, terminated), is gone for
 :data:`ORPHAN_GRACE` (EC2 may take seconds to list a new instance), or has been running for
 :data:`HANDOFF_WINDOW` (its runner is online by then, having read it, or never will be: the
@@ -169,6 +173,15 @@ class Ec2Provider:
 
     async def list(self) -> builtins.list[Instance]:
         return await asyncio.to_thread(self._list)
+
+    # -- the OnlineAware hook
+
+    async def runner_online(self, instance_id: str) -> None:
+        """The instance's runner is online: it has read its JIT config, so the parameter goes
+        now (the boot script deleted it already, unless it could not: deleting what is gone
+        is success). A failure raises ProviderError; the sweep deletes it later."""
+        if ID_PATTERN.fullmatch(instance_id):
+            await asyncio.to_thread(self._online, instance_id)
 
     async def close(self) -> None:
         """Close the clients. Instances keep running: the next daemon adopts them."""
@@ -501,6 +514,17 @@ class Ec2Provider:
                     instance_id,
                     why,
                 )
+
+    def _online(self, instance_id: str) -> None:
+        with self._errors(f"cannot delete the parameter of instance {instance_id}"):
+            deleted = self._handoff.delete(instance_id)
+        if deleted:
+            self.context.record("parameter", "deleted_online")
+            log.info(
+                "pool %s: deleted the JIT config parameter of instance %s (its runner is online)",
+                self.pool,
+                instance_id,
+            )
 
     # -- delete
 
