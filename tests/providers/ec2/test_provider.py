@@ -22,7 +22,7 @@ from runnerscale.providers.ec2 import provider as ec2_provider
 from runnerscale.providers.ec2.prices import hourly_price
 from runnerscale.providers.ec2.provider import Ec2Provider
 from tests.ec2_boot import BootStandIn
-from tests.moto_server import Ec2Setup
+from tests.moto_server import REGION, Ec2Setup
 from tests.providers.ec2 import support
 from tests.providers.interrupt import create_killed_after
 
@@ -229,10 +229,15 @@ async def test_the_jit_config_reaches_the_instance_through_ssm_only(
         # (What the test reads back below, botocore logs too: only the provider's records.)
         records = [r.getMessage() for r in caplog.records]
         assert support.parameter_value(account, instance.id) == SECRET
+        account_id = account.ec2.describe_instances(InstanceIds=[instance.id])["Reservations"][0][
+            "OwnerId"
+        ]
         assert support.parameter_tags(account, instance.id) == {
             tags.CONTROLLER: CONTROLLER,
             tags.POOL: POOL,
             tags.RUNNER: "rs-ec2-1",
+            # What the instance role's policy compares with ${ec2:SourceInstanceARN}.
+            tags.INSTANCE_ARN: f"arn:aws:ec2:{REGION}:{account_id}:instance/{instance.id}",
             "team": "ci",
         }
         instance_tags = support.instance_tags(account, instance.id)

@@ -17,7 +17,10 @@ is short, stopping at any other error. Every attempt is logged and counted
 (``context.record("launch", outcome)``). Then it writes the JIT config into the
 ``SecureString`` parameter ``<prefix>/<instance-id>`` (:mod:`.ssm`) and tags the instance
 ``runnerscale:handoff=written``. A failure after the launch terminates the instance and
-deletes the parameter: nothing is left running for a create that failed. The JIT config is
+deletes the parameter: nothing is left running for a create that failed. The parameter is
+tagged like the instance, and with the instance's ARN (``runnerscale:instance-arn``): the
+instance role's policy lets an instance read and delete only the parameter whose tag is its
+own ARN (``${ec2:SourceInstanceARN}``). The JIT config is
 in no user data, tag, log line or error.
 
 *The boot script's needs travel as tags*, none secret: the parameter's prefix
@@ -298,6 +301,7 @@ class Ec2Provider:
         answer = self.clients.launch.run_instances(**request)
         entry: dict[str, Any] = dict(answer["Instances"][0])
         entry["Tags"] = tag_list(instance_tags)
+        entry.setdefault("OwnerId", answer.get("OwnerId", ""))
         return entry
 
     def _hand_over(self, entry: Mapping[str, Any], spec: InstanceSpec) -> Instance:
@@ -310,7 +314,12 @@ class Ec2Provider:
             self._handoff.write(
                 instance_id,
                 spec.jitconfig,
-                {**self.settings.tags, **self._owner, tags.RUNNER: spec.runner_name},
+                {
+                    **self.settings.tags,
+                    **self._owner,
+                    tags.RUNNER: spec.runner_name,
+                    tags.INSTANCE_ARN: self._instance_arn(entry),
+                },
             )
             pause_after("parameter")
             doing = "tagging it"
@@ -333,6 +342,15 @@ class Ec2Provider:
             tag for tag in entry.get("Tags", []) if tag["Key"] != tags.HANDOFF
         ] + tag_list({tags.HANDOFF: WRITTEN})
         return self._describe_entry(written, parameters=(instance_id,))
+
+    def _instance_arn(self, entry: Mapping[str, Any]) -> str:
+        """The instance's ARN, what its role's requests carry as ``ec2:SourceInstanceARN``
+        (the account is the launch's reservation owner)."""
+        meta = self.clients.ec2.meta
+        return (
+            f"arn:{meta.partition}:ec2:{meta.region_name}:{entry.get('OwnerId', '')}:"
+            f"instance/{entry['InstanceId']}"
+        )
 
     def _remove_failed(self, instance_id: str, runner: str) -> None:
         """Best effort: what a create that failed after its launch made goes."""
