@@ -9,6 +9,7 @@ import logging
 
 import pytest
 
+from runnerscale.controller import online
 from runnerscale.controller.online import OnlineNotices
 from runnerscale.model import JobState, RunnerState
 from runnerscale.protocols import OnlineAware
@@ -133,8 +134,6 @@ async def test_a_backend_without_the_hook_is_not_told(world: Rig) -> None:
 
 
 async def test_what_is_remembered_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    from runnerscale.controller import online
-
     monkeypatch.setattr(online, "REMEMBERED", 2)
     notices = OnlineNotices()
     provider = OnlineAwareProvider(pool="linux")
