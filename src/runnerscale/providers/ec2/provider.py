@@ -525,24 +525,23 @@ class Ec2Provider:
                 )
                 continue
             if deleted:
-                self.context.record("parameter", "swept")
-                log.info(
-                    "pool %s: deleted the JIT config parameter of instance %s (%s)",
-                    self.pool,
-                    instance_id,
-                    why,
-                )
+                self._deleted(instance_id, "swept", why)
 
     def _online(self, instance_id: str) -> None:
         with self._errors(f"cannot delete the parameter of instance {instance_id}"):
             deleted = self._handoff.delete(instance_id)
         if deleted:
-            self.context.record("parameter", "deleted_online")
-            log.info(
-                "pool %s: deleted the JIT config parameter of instance %s (its runner is online)",
-                self.pool,
-                instance_id,
-            )
+            self._deleted(instance_id, "deleted_online", "its runner is online")
+
+    def _deleted(self, instance_id: str, outcome: str, why: str) -> None:
+        """Count and say that the daemon deleted an instance's parameter (``outcome``)."""
+        self.context.record("parameter", outcome)
+        log.info(
+            "pool %s: deleted the JIT config parameter of instance %s (%s)",
+            self.pool,
+            instance_id,
+            why,
+        )
 
     # -- delete
 
