@@ -15,11 +15,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from runnerscale.controller.loops import NodeStatus, PoolStatus, Status
+from runnerscale.controller.loops import DrainingRunner, NodeStatus, PoolStatus, Status
 from runnerscale.fakegithub.server import SimulatorServer
 from runnerscale.httpserve import LoopbackServer
 from runnerscale.statuspage import HEADERS, PAGE
-from runnerscale.statusview import node_lines
+from runnerscale.statusview import draining_lines, node_lines, spend_lines
 from tests.chromium import headless
 from tests.e2e.control import control_client
 from tests.e2e.harness import in_process_daemon
@@ -97,25 +97,8 @@ NODE_ROWS = """(() => {
 
 @pytest.mark.chromium
 async def test_the_page_shows_each_nodes_state_as_runnerscale_status_does(tmp_path: Path) -> None:
-    async def page(request: Request) -> Response:
-        return Response(PAGE, media_type="text/html", headers=HEADERS)
-
-    async def status(request: Request) -> Response:
-        return JSONResponse(NODES_STATUS)
-
-    app = Starlette(routes=[Route("/", page), Route("/api/v1/status", status)])
-    async with (
-        LoopbackServer(app) as server,
-        headless(tmp_path / "profile", tmp_path / "chromium.log") as browser,
-    ):
-        tab = await browser.open(f"{server.url}/")
-        shown = None
-        for _ in range(200):
-            shown = await tab.evaluate(NODE_ROWS)
-            if shown is not None:
-                break
-            await asyncio.sleep(0.05)
-    assert shown is not None, "the page showed no node"
+    shown = await shown_on_the_page(tmp_path, NODES_STATUS, NODE_ROWS)
+    assert isinstance(shown, dict)
     assert shown["hidden"] is False
     assert shown["rows"] == [
         ["vps", "node1.example.net", "", "up", "2 runners on 4 slots", ""],
@@ -134,4 +117,118 @@ async def test_the_page_shows_each_nodes_state_as_runnerscale_status_does(tmp_pa
         "pool vps: node node1.example.net: up, 2 runners on 4 slots",
         "pool vps: node 10.0.0.12:2222 (deploy): down for 5m 00s: cannot connect: Connection "
         "refused; 1 runner",
+    ]
+
+
+#: A pool of EC2 runners whose budget is spent (its launches held back) and two of whose
+#: instances drain, and a pool without prices, as the status API answers.
+SPEND_STATUS = asdict(
+    Status(
+        pools=[
+            PoolStatus(
+                name="ec2-x64",
+                max_runners=50,
+                min_idle=0,
+                busy=2,
+                queued=3,
+                held_back=3,
+                held_back_by="budget",
+                spend_today=50.4,
+                cost_total=130.25,
+                budget_per_day=50.0,
+                draining=[
+                    DrainingRunner("rs-ec2-a", "busy", "spot interruption notice"),
+                    DrainingRunner("rs-ec2-b", "idle", "spot rebalance recommendation"),
+                ],
+            ),
+            PoolStatus(
+                name="ec2-arm",
+                max_runners=4,
+                min_idle=0,
+                spend_today=1.5,
+                cost_total=2.0,
+                budget_per_day=10.0,
+            ),
+            PoolStatus(name="linux", max_runners=4, min_idle=0),
+        ],
+        updated_at=1_300.0,
+    )
+)
+
+SPEND_ROWS = """(() => {
+  const rows = (id) => [...document.querySelectorAll("#" + id + " tbody tr")];
+  if (rows("spend").length === 0) return null;
+  const cells = (row) => [...row.children].map((cell) => cell.textContent);
+  return {
+    hidden: [document.getElementById("spend").hidden, document.getElementById("draining").hidden],
+    spend: rows("spend").map(cells),
+    heldBackBy: rows("spend").map((row) => row.dataset.heldBackBy),
+    over: document.querySelectorAll("#spend .bar .spent.over").length,
+    draining: rows("draining").map(cells),
+  };
+})()"""
+
+
+async def shown_on_the_page(tmp_path: Path, body: dict[str, object], script: str) -> object:
+    """What ``script`` reads from the page once it is not null, the status API answering
+    ``body``."""
+
+    async def page(request: Request) -> Response:
+        return Response(PAGE, media_type="text/html", headers=HEADERS)
+
+    async def status(request: Request) -> Response:
+        return JSONResponse(body)
+
+    app = Starlette(routes=[Route("/", page), Route("/api/v1/status", status)])
+    async with (
+        LoopbackServer(app) as server,
+        headless(tmp_path / "profile", tmp_path / "chromium.log") as browser,
+    ):
+        tab = await browser.open(f"{server.url}/")
+        for _ in range(200):
+            shown = await tab.evaluate(script)
+            if shown is not None:
+                return shown
+            await asyncio.sleep(0.05)
+    raise AssertionError("the page never showed it")
+
+
+@pytest.mark.chromium
+async def test_the_page_shows_spend_against_the_budget_and_draining_runners(
+    tmp_path: Path,
+) -> None:
+    shown = await shown_on_the_page(tmp_path, SPEND_STATUS, SPEND_ROWS)
+    assert isinstance(shown, dict)
+    assert shown["hidden"] == [False, False]
+    assert shown["spend"] == [
+        [
+            "ec2-x64",
+            "$50.40 of $50.00",
+            "$50.00",
+            "$130.25",
+            "3 runners held back by the budget, until the next day (UTC)",
+        ],
+        ["ec2-arm", "$1.50 of $10.00", "$10.00", "$2.00", "not held back"],
+    ]  # (a pool with no price and no budget has no row)
+    assert shown["heldBackBy"] == ["budget", ""]
+    assert shown["over"] == 1
+    assert shown["draining"] == [
+        [
+            "ec2-x64",
+            "rs-ec2-a",
+            "spot interruption notice",
+            "it finishes its job and takes no other",
+        ],
+        ["ec2-x64", "rs-ec2-b", "spot rebalance recommendation", "idle, being removed"],
+    ]
+    # The command line says the same of them.
+    pools = SPEND_STATUS["pools"]
+    assert spend_lines(pools) == [
+        "pool ec2-x64: $50.40 spent today (UTC) of a budget of $50.00 a day; $130.25 in all",
+        "pool ec2-arm: $1.50 spent today (UTC) of a budget of $10.00 a day; $2.00 in all",
+    ]
+    assert draining_lines(pools) == [
+        "pool ec2-x64: runner rs-ec2-a drains (spot interruption notice): it finishes its job "
+        "and takes no other",
+        "pool ec2-x64: runner rs-ec2-b drains (spot rebalance recommendation): idle, being removed",
     ]

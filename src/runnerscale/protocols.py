@@ -35,6 +35,7 @@ __all__ = [
     "JitConfig",
     "NodeState",
     "ObservedJob",
+    "OnlineAware",
     "Placement",
     "PlacingProvider",
     "Provider",
@@ -166,6 +167,22 @@ class Provider(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class OnlineAware(Provider, Protocol):
+    """A provider that wants to hear when a runner of its pool first connects to GitHub
+    (optional: the EC2 backend deletes the instance's JIT config parameter then, rather than
+    when its safety-net sweep comes round).
+
+    The controller calls :meth:`runner_online` at most once per runner, in a task of its own
+    (the loop never waits for it), once the runner's instance id is known. It is a courtesy:
+    raising :class:`ProviderError` is logged and nothing else happens, so whatever the hook
+    cleans up must also be cleaned up without it."""
+
+    async def runner_online(self, instance_id: str) -> None:
+        """The runner on ``instance_id`` is online (idle or busy) in GitHub."""
+        ...
 
 
 @dataclass(frozen=True)

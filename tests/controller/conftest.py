@@ -30,6 +30,7 @@ from tests.controller.fakes import (
     FakeNode,
     FakeProvider,
     Journal,
+    OnlineAwareProvider,
     RecordingStore,
 )
 
@@ -218,9 +219,11 @@ def make_world(tmp_path: Path) -> Iterator[MakeRig]:
         rerun_lost_jobs: bool = False,
         nodes: Sequence[FakeNode] | None = None,
         budget_per_day: float | None = None,
+        online_aware: bool = False,
     ) -> Rig:
         """``nodes``: the pool's backend is a placing one over these hosts (a FakeFleet).
-        ``budget_per_day``: the pool's ``budget.per_day``."""
+        ``budget_per_day``: the pool's ``budget.per_day``. ``online_aware``: its backend
+        wants to hear of runners coming online (an OnlineAwareProvider)."""
         journal = Journal()
         spec = PoolSpec(
             name="linux",
@@ -237,9 +240,11 @@ def make_world(tmp_path: Path) -> Iterator[MakeRig]:
             journal=journal,
             github=FakeGitHub(journal=journal),
             provider=(
-                FakeProvider(pool="linux", journal=journal)
-                if nodes is None
-                else FakeFleet(pool="linux", journal=journal, nodes=list(nodes))
+                FakeFleet(pool="linux", journal=journal, nodes=list(nodes))
+                if nodes is not None
+                else OnlineAwareProvider(pool="linux", journal=journal)
+                if online_aware
+                else FakeProvider(pool="linux", journal=journal)
             ),
             spec=spec,
             targets=list(targets),

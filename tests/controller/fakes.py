@@ -426,6 +426,27 @@ class FakeProvider:
 
 
 @dataclass
+class OnlineAwareProvider(FakeProvider):
+    """A backend that wants to hear when a runner comes online (``OnlineAware``, as the EC2
+    backend does to delete the JIT config's parameter); ``online_wait`` is awaited before it
+    answers (a slow backend), and ``fail("runner_online")`` makes it fail."""
+
+    #: The instance ids it was told of, in order.
+    told: list[str] = field(default_factory=list)
+    online_wait: Callable[[], Awaitable[None]] | None = None
+
+    async def runner_online(self, instance_id: str) -> None:
+        instance = self.instances.get(instance_id)
+        self.journal.append(
+            ("provider", "runner_online", instance.runner_name if instance else instance_id)
+        )
+        if self.online_wait is not None:
+            await self.online_wait()
+        self.faults.check("runner_online", after=False)
+        self.told.append(instance_id)
+
+
+@dataclass
 class FakeNode:
     """One host of :class:`FakeFleet`."""
 

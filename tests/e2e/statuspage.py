@@ -14,6 +14,9 @@ SHOWN = """(() => {
   const banner = document.getElementById("problem");
   if (banner === null) return null;  // not loaded yet
   const row = document.querySelector('#pools tr[data-pool="linux-x64"]');
+  // The rows of a section that is shown.
+  const rows = (id) => document.getElementById(id).hidden ? []
+    : [...document.querySelectorAll("#" + id + " tbody tr")];
   const pool = {};
   for (const cell of row ? row.querySelectorAll("[data-field]") : []) {
     pool[cell.dataset.field] = Number(cell.textContent);
@@ -28,6 +31,8 @@ SHOWN = """(() => {
     plotted: [...document.querySelectorAll("#wait-plot .wait")].map((c) => Number(c.dataset.job)),
     plot: document.getElementById("wait-plot") !== null,
     budget: [...document.querySelectorAll("#budget tbody tr")].map((r) => r.dataset.resource),
+    spend: rows("spend").map((r) => [...r.children].map((cell) => cell.textContent)),
+    draining: rows("draining").map((r) => r.dataset.runner),
     problem: banner.hidden ? null : banner.textContent,
     address: location.href,
     html: document.documentElement.outerHTML,

@@ -2,9 +2,10 @@
 jobs from the simulated GitHub, ``runnerscale dashboard`` (a process of its own) prints its
 link, and Chromium opens it. While jobs queue, run and finish, the page is asked what it shows
 (the DevTools protocol, :mod:`tests.chromium`): the pool's runners, the queued jobs, the plot
-of queue waits and the API budget, each updated without reloading. Screenshots are kept in
-the test's folder. The page loads nothing from elsewhere and breaks no rule of its policy,
-and its key is nowhere but in the link."""
+of queue waits, the pool's spend against its budget and the API budget, each updated without
+reloading (an EC2 pool's spend and draining runners: ``tests/test_statuspage.py``).
+Screenshots are kept in the test's folder. The page loads nothing from elsewhere and breaks
+no rule of its policy, and its key is nowhere but in the link."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from tests.e2e.harness import (
     WEBHOOK_SECRET,
     all_done,
     in_process_daemon,
+    local_pool,
     simulator,
     start_dashboard_process,
     wait_until,
@@ -48,7 +50,9 @@ def flat(png: Path) -> bool:
 async def test_the_status_page_follows_jobs_as_they_queue_run_and_finish(
     tmp_path: Path, simulator: SimulatorServer
 ) -> None:
-    config = write_config(tmp_path, simulator.url, poll_interval="1s", max_runners=2)
+    # A budget on a pool whose backend tells no price: it spends nothing, and says so.
+    pool = local_pool(tmp_path, 2, "2s") + "    budget: {per_day: 50.0}\n"
+    config = write_config(tmp_path, simulator.url, poll_interval="1s", pools=pool)
     world = simulator.simulator.world
     async with in_process_daemon(config) as daemon:
         simulator.simulator.webhooks.add_hook(f"{daemon.url}/webhook", WEBHOOK_SECRET)
@@ -64,6 +68,10 @@ async def test_the_status_page_follows_jobs_as_they_queue_run_and_finish(
                 assert first["plotted"] == []
                 assert first["problem"] is None
                 assert "key=" not in first["address"]  # taken out of the address bar
+                assert first["spend"] == [
+                    ["linux-x64", "$0.00 of $50.00", "$50.00", "$0.00", "not held back"]
+                ]
+                assert first["draining"] == []  # (a local runner never drains)
 
                 jobs = world.create_jobs(
                     [JobSpec("acme/app", tuple(LINUX), 8.0, None, f"job-{i}") for i in range(4)]

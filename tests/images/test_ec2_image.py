@@ -65,7 +65,9 @@ CONDITION_OPERATORS = {
     "ForAllValues:StringEquals",
     "ForAnyValue:StringEquals",
 }
-POLICY_VARIABLES = {"${ec2:InstanceID}", "${ec2:SourceInstanceARN}"}
+#: The policy variables the policies may use: documented ones only (IAM's "Request information
+#: that you can use for policy variables"; ``${ec2:InstanceID}`` is not one).
+POLICY_VARIABLES = {"${ec2:SourceInstanceARN}"}
 CANONICAL = "099720109477"
 
 
@@ -195,7 +197,16 @@ def test_the_policies_name_the_default_prefix_and_the_backends_tags() -> None:
     daemon = json.dumps(policy("daemon-policy.json"))
     instance = json.dumps(policy("instance-policy.json"))
     assert f"parameter{prefix}/*" in daemon
-    assert f"parameter{prefix}/${{ec2:InstanceID}}" in instance
+    assert f"parameter{prefix}/*" in instance
+    (own,) = [
+        s
+        for s in policy("instance-policy.json")["Statement"]
+        if "Condition" in s and "ssm:GetParameter" in as_list(s["Action"])
+    ]
+    # Its own parameter only: the one the daemon tagged with its ARN.
+    assert own["Condition"] == {
+        "StringEquals": {f"aws:ResourceTag/{tags.INSTANCE_ARN}": "${ec2:SourceInstanceARN}"}
+    }
     assert f"aws:RequestTag/{tags.CONTROLLER}" in daemon  # launches carry the controller id
     assert f"aws:ResourceTag/{tags.CONTROLLER}" in daemon  # and only those are touched
     assert f'"{tags.HANDOFF}"' in daemon

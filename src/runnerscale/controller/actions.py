@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from runnerscale.controller.observe import amend, apply_runner_list, move
+from runnerscale.controller.online import OnlineNotices
 from runnerscale.model import (
     InstanceSpec,
     JobState,
@@ -233,6 +234,8 @@ class Actions:
     events: Events = field(default_factory=Events)
     #: The unique part of runner names (the simulation passes a seeded one).
     suffix: Callable[[], str] = field(default=lambda: secrets.token_hex(4))
+    #: Tells the backends that want to know which runners came online (:mod:`.online`).
+    online: OnlineNotices = field(default_factory=OnlineNotices)
 
     def new_name(self, pool: PoolRuntime) -> str:
         return f"{pool.prefix}{self.suffix()}"
@@ -320,6 +323,7 @@ class Actions:
         if current is not None and current.state in _AT_WORK:
             if amend(self.store, current, "instance started", instance_id=instance_id):
                 self.events.scaled(pool.name, "create")
+                self.online.notify(pool.provider, pool.name, current.name, instance_id)
                 return current
             return None  # moved once more: the janitor's inventory sweeps take it from here
         await self._discard_instance(pool, runner, instance_id)
@@ -459,9 +463,14 @@ class Actions:
 
     def connected(self, runner: Runner) -> None:
         """A runner of ours connected to GitHub for the first time (it was being created or
-        booting): how long that took since it was decided on, and its pool works."""
+        booting): how long that took since it was decided on, and its pool works; its
+        backend hears of it if it wants to (once its instance is known: a runner online before
+        its create returned is told of when the create returns)."""
         self.events.online(runner.pool, max(0.0, self.clock.now() - runner.created_at))
         self.came_online(runner.name)
+        pool = self.pools.get(runner.pool)
+        if pool is not None:
+            self.online.notify(pool.provider, pool.name, runner.name, runner.instance_id)
 
     def came_online(self, runner_name: str) -> None:
         """A runner of ours connected to GitHub: its pool works (ends its failure backoff)."""

@@ -482,6 +482,7 @@ class Controller:
         self._tasks = []
         for worker in self.workers.values():
             await worker.stop()
+        await self.actions.online.stop()
         self.heartbeats.clear()
         while not self._inbox.empty():
             try:

@@ -118,6 +118,54 @@
     section.querySelector("tbody").replaceChildren(...rows);
   }
 
+  function dollars(value) {
+    return "$" + Number(value || 0).toFixed(2);
+  }
+
+  // What each pool with a price or a budget spent, as `runnerscale status` lists it: today
+  // (UTC) against its budget, in all, and whether the budget (or the failure backoff) holds
+  // its launches back.
+  function renderSpend(pools) {
+    const rows = [];
+    for (const pool of pools) {
+      const budget = pool.budget_per_day;
+      const hasBudget = budget !== null && budget !== undefined;
+      if (!hasBudget && !pool.cost_total) continue;
+      const spent = pool.spend_today || 0;
+      const over = hasBudget && spent >= budget;
+      const today = el("td", {}, dollars(spent) + (hasBudget ? " of " + dollars(budget) : ""));
+      if (hasBudget) today.append(bar([[over ? "spent over" : "spent", spent]], budget));
+      const held = pool.held_back || 0;
+      const by = { budget: "the budget, until the next day (UTC)", failure_backoff: "the failure backoff" }[pool.held_back_by];
+      const launches = held && by
+        ? el("span", { class: "unhealthy" }, held + (held === 1 ? " runner" : " runners") + " held back by " + by)
+        : el("span", {}, over ? "none launched: the budget is spent" : "not held back");
+      rows.push(el("tr", { "data-pool": pool.name, "data-held-back-by": pool.held_back_by || "" },
+        el("td", {}, pool.name), today,
+        el("td", { class: "n" }, hasBudget ? dollars(budget) : "no cap"),
+        el("td", { class: "n" }, dollars(pool.cost_total)), el("td", {}, launches)));
+    }
+    const section = document.getElementById("spend");
+    section.hidden = rows.length === 0;
+    section.querySelector("tbody").replaceChildren(...rows);
+  }
+
+  // The runners whose instance drains (a spot interruption notice, say): they take no new job.
+  function renderDraining(pools) {
+    const rows = [];
+    for (const pool of pools) {
+      for (const runner of pool.draining || []) {
+        rows.push(el("tr", { "data-pool": pool.name, "data-runner": runner.name, "data-state": runner.state },
+          el("td", {}, pool.name), el("td", {}, runner.name), el("td", {}, runner.reason),
+          el("td", {}, runner.state === "busy"
+            ? "it finishes its job and takes no other" : runner.state + ", being removed")));
+      }
+    }
+    const section = document.getElementById("draining");
+    section.hidden = rows.length === 0;
+    section.querySelector("tbody").replaceChildren(...rows);
+  }
+
   function renderJobs(status) {
     const now = status.updated_at;
     const queued = document.getElementById("queued");
@@ -232,6 +280,8 @@
     renderLeadership(status);
     renderPools(status.pools || []);
     renderNodes(status);
+    renderSpend(status.pools || []);
+    renderDraining(status.pools || []);
     renderWaits(status);
     renderJobs(status);
     renderBudget(status);

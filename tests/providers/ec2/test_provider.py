@@ -11,17 +11,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import botocore.exceptions
 import pytest
 
 from runnerscale.hostlabels import HostFacts
 from runnerscale.model import InstanceSpec
-from runnerscale.protocols import ProviderError
+from runnerscale.protocols import OnlineAware, ProviderError
 from runnerscale.providers.ec2 import BACKEND, build, host_facts, tags
 from runnerscale.providers.ec2 import provider as ec2_provider
 from runnerscale.providers.ec2.prices import hourly_price
 from runnerscale.providers.ec2.provider import Ec2Provider
 from tests.ec2_boot import BootStandIn
-from tests.moto_server import Ec2Setup
+from tests.moto_server import REGION, Ec2Setup
 from tests.providers.ec2 import support
 from tests.providers.interrupt import create_killed_after
 
@@ -231,10 +232,15 @@ async def test_the_jit_config_reaches_the_instance_through_ssm_only(
         # (What the test reads back below, botocore logs too: only the provider's records.)
         records = [r.getMessage() for r in caplog.records]
         assert support.parameter_value(account, instance.id) == SECRET
+        account_id = account.ec2.describe_instances(InstanceIds=[instance.id])["Reservations"][0][
+            "OwnerId"
+        ]
         assert support.parameter_tags(account, instance.id) == {
             tags.CONTROLLER: CONTROLLER,
             tags.POOL: POOL,
             tags.RUNNER: "rs-ec2-1",
+            # What the instance role's policy compares with ${ec2:SourceInstanceARN}.
+            tags.INSTANCE_ARN: f"arn:aws:ec2:{REGION}:{account_id}:instance/{instance.id}",
             "team": "ci",
         }
         instance_tags = support.instance_tags(account, instance.id)
@@ -470,6 +476,59 @@ async def test_parameters_that_outlived_their_use_are_swept(
         assert support.parameter_value(account, "i-0000000000000f00d") is None
         await provider.delete("i-0000000000000beef")  # another pool's: untouched
         assert support.parameter_value(account, "i-0000000000000beef") is not None
+    finally:
+        await provider.close()
+
+
+async def test_the_parameter_goes_once_the_runner_is_online(
+    account: Ec2Setup, recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    provider = make(account, recorder)
+    assert isinstance(provider, OnlineAware)
+    try:
+        # The boot script could not delete it (its role, a crash): the hook does.
+        instance = await provider.create(spec())
+        assert support.parameter_value(account, instance.id) == SECRET
+        await provider.runner_online(instance.id)
+        assert support.parameter_value(account, instance.id) is None
+        assert recorder.events.count(("parameter", "deleted_online")) == 1
+        # Already taken (by the boot script, or a hook told twice): success, not counted.
+        await provider.runner_online(instance.id)
+        await provider.runner_online("not-an-instance-id")
+        assert recorder.events.count(("parameter", "deleted_online")) == 1
+        # (The test's own reads of the value are logged by botocore: the provider's only.)
+        ours = [r for r in caplog.records if r.name.startswith("runnerscale")]
+        assert any("its runner is online" in r.getMessage() for r in ours)
+        assert [r for r in ours if SECRET in r.getMessage()] == []
+        # The instance is untouched: only its parameter went.
+        assert support.state(account, instance.id) in ("pending", "running")
+        await provider.delete(instance.id)
+    finally:
+        await provider.close()
+    assert support.leftovers(account, CONTROLLER) == []
+
+
+async def test_a_failed_online_hook_is_a_provider_error_without_the_secret(
+    account: Ec2Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    provider = make(account)
+    try:
+        instance = await provider.create(spec())
+
+        def refused(**_: Any) -> None:
+            raise botocore.exceptions.ClientError(
+                {"Error": {"Code": "AccessDeniedException", "Message": "not allowed"}},
+                "DeleteParameter",
+            )
+
+        monkeypatch.setattr(provider.clients.ssm, "delete_parameter", refused)
+        with pytest.raises(ProviderError, match=f"parameter of instance {instance.id}") as raised:
+            await provider.runner_online(instance.id)
+        assert SECRET not in str(raised.value)
+        monkeypatch.undo()
+        assert support.parameter_value(account, instance.id) == SECRET  # the sweep's, then
+        await provider.delete(instance.id)
     finally:
         await provider.close()
 

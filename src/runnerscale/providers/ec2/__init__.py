@@ -59,6 +59,7 @@ BACKEND = Backend(
     host_facts=host_facts,
     example="{region: eu-west-1, launch_template: runnerscale-runner, instance_types: [m7i.large]}",
     order=3,
-    # Every launch attempt by its outcome; the parameters the provider swept (provider.py).
-    events={"launch": get_args(Outcome), "parameter": ("swept",)},
+    # Every launch attempt by its outcome; the parameters the provider deleted once their
+    # runner was online, and those it swept (provider.py).
+    events={"launch": get_args(Outcome), "parameter": ("deleted_online", "swept")},
 )

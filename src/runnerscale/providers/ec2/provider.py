@@ -20,7 +20,10 @@ parameter ``<prefix>/<instance-id>`` (:mod:`.ssm`), in that order: the boot scri
 the parameter as soon as it has read it, so once it is written nothing but the tag can say
 that the instance boots a runner (see below). A failure after the launch terminates the
 instance and deletes the parameter: nothing is left running for a create that failed. The
-JIT config is in no user data, tag, log line or error.
+parameter is tagged like the instance, and with the instance's ARN
+(``runnerscale:instance-arn``): the instance role's policy lets an instance read and delete
+only the parameter whose tag is its own ARN (``${ec2:SourceInstanceARN}``). The JIT config is
+in no user data, tag, log line or error.
 
 *The boot script's needs travel as tags*, none secret: the parameter's prefix
 (``runnerscale:ssm-prefix``); the region and the instance id come from the instance metadata,
@@ -31,8 +34,12 @@ the metadata open to IMDSv1.
 The script (``images/ec2/``) waits for ``<prefix>/<instance-id>``, reads it with the
 instance's role, deletes it and starts the runner with it in ``ACTIONS_RUNNER_INPUT_JITCONFIG``.
 
-*The daemon deletes the parameter too*, so none outlives its use: ``delete`` removes it with
-the instance, and ``list`` sweeps, at most every :data:`SWEEP_INTERVAL`, this pool's
+*The daemon deletes the parameter too*, so none outlives its use: as soon as the controller
+sees the instance's runner online (:meth:`Ec2Provider.runner_online`, the optional
+:class:`~runnerscale.protocols.OnlineAware` hook: it has read its JIT config by then, and
+the boot script has deleted it, unless that failed), ``delete`` removes it with the
+instance, and ``list`` sweeps, as the safety net for a hook that failed or a daemon that
+restarted, at most every :data:`SWEEP_INTERVAL`, this pool's
 parameters whose instance ended (stopped, shutting down, terminated), is gone for
 :data:`ORPHAN_GRACE` (EC2 may take seconds to list a new instance), or has been running for
 :data:`HANDOFF_WINDOW` (its runner is online by then, having read it, or never will be: the
@@ -176,6 +183,15 @@ class Ec2Provider:
     async def list(self) -> builtins.list[Instance]:
         return await asyncio.to_thread(self._list)
 
+    # -- the OnlineAware hook
+
+    async def runner_online(self, instance_id: str) -> None:
+        """The instance's runner is online: it has read its JIT config, so the parameter goes
+        now (the boot script deleted it already, unless it could not: deleting what is gone
+        is success). A failure raises ProviderError; the sweep deletes it later."""
+        if ID_PATTERN.fullmatch(instance_id):
+            await asyncio.to_thread(self._online, instance_id)
+
     async def close(self) -> None:
         """Close the clients. Instances keep running: the next daemon adopts them."""
         clients = self.clients
@@ -291,6 +307,7 @@ class Ec2Provider:
         answer = self.clients.launch.run_instances(**request)
         entry: dict[str, Any] = dict(answer["Instances"][0])
         entry["Tags"] = tag_list(instance_tags)
+        entry.setdefault("OwnerId", answer.get("OwnerId", ""))
         return entry
 
     def _hand_over(self, entry: Mapping[str, Any], spec: InstanceSpec) -> Instance:
@@ -308,7 +325,12 @@ class Ec2Provider:
             self._handoff.write(
                 instance_id,
                 spec.jitconfig,
-                {**self.settings.tags, **self._owner, tags.RUNNER: spec.runner_name},
+                {
+                    **self.settings.tags,
+                    **self._owner,
+                    tags.RUNNER: spec.runner_name,
+                    tags.INSTANCE_ARN: self._instance_arn(entry),
+                },
             )
             pause_after("parameter")
         except Exception as error:
@@ -327,6 +349,15 @@ class Ec2Provider:
             tag for tag in entry.get("Tags", []) if tag["Key"] != tags.HANDOFF
         ] + tag_list({tags.HANDOFF: WRITTEN})
         return self._describe_entry(written, parameters=(instance_id,))
+
+    def _instance_arn(self, entry: Mapping[str, Any]) -> str:
+        """The instance's ARN, what its role's requests carry as ``ec2:SourceInstanceARN``
+        (the account is the launch's reservation owner)."""
+        meta = self.clients.ec2.meta
+        return (
+            f"arn:{meta.partition}:ec2:{meta.region_name}:{entry.get('OwnerId', '')}:"
+            f"instance/{entry['InstanceId']}"
+        )
 
     def _remove_failed(self, instance_id: str, runner: str) -> None:
         """Best effort: what a create that failed after its launch made goes."""
@@ -502,13 +533,23 @@ class Ec2Provider:
                 )
                 continue
             if deleted:
-                self.context.record("parameter", "swept")
-                log.info(
-                    "pool %s: deleted the JIT config parameter of instance %s (%s)",
-                    self.pool,
-                    instance_id,
-                    why,
-                )
+                self._deleted(instance_id, "swept", why)
+
+    def _online(self, instance_id: str) -> None:
+        with self._errors(f"cannot delete the parameter of instance {instance_id}"):
+            deleted = self._handoff.delete(instance_id)
+        if deleted:
+            self._deleted(instance_id, "deleted_online", "its runner is online")
+
+    def _deleted(self, instance_id: str, outcome: str, why: str) -> None:
+        """Count and say that the daemon deleted an instance's parameter (``outcome``)."""
+        self.context.record("parameter", outcome)
+        log.info(
+            "pool %s: deleted the JIT config parameter of instance %s (%s)",
+            self.pool,
+            instance_id,
+            why,
+        )
 
     # -- delete
 

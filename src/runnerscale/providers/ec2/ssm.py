@@ -5,8 +5,9 @@ Why it looks the way it does:
 
 *Never in user data or tags.* Whoever may describe an instance reads its user data and tags;
 a parameter is encrypted with KMS and read only by who may decrypt it: the daemon, which
-writes it, and the instance's role, which may read and delete only the parameter named by
-its own id (``<prefix>/<instance-id>``, the instance role's policy in ``images/ec2/iam/``).
+writes it, and the instance's role, which may read and delete only the parameter tagged with
+its own ARN (``runnerscale:instance-arn``, the instance role's policy in ``images/ec2/iam/``),
+named ``<prefix>/<instance-id>``.
 The instance's boot script reads it, deletes it and starts the runner with it in the
 environment. The parameter carries the instance's tags (controller, pool, runner), so a
 sweep finds this pool's parameters without reading any of them.

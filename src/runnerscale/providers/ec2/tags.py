@@ -13,6 +13,7 @@ from __future__ import annotations
 __all__ = [
     "CONTROLLER",
     "HANDOFF",
+    "INSTANCE_ARN",
     "INTERRUPTION",
     "INTERRUPTION_KINDS",
     "POOL",
@@ -35,6 +36,11 @@ SSM_PREFIX = "runnerscale:ssm-prefix"
 #: it). An instance still ``pending`` with no parameter is what a create interrupted between
 #: the launch and the parameter left: it never runs a runner.
 HANDOFF = "runnerscale:handoff"
+#: On the SSM parameter only: the ARN of the instance it is for. The instance role's policy
+#: lets an instance read and delete a parameter only when this tag is its own ARN
+#: (``aws:ResourceTag/runnerscale:instance-arn`` equal to ``${ec2:SourceInstanceARN}``,
+#: ``images/ec2/iam/instance-policy.json``).
+INSTANCE_ARN = "runnerscale:instance-arn"
 #: Written by the boot script on its own instance when the metadata service gives a notice;
 #: its value is one of :data:`INTERRUPTION_KINDS`. Such an instance takes no new job.
 INTERRUPTION = "runnerscale:interruption"
