@@ -14,7 +14,8 @@ that no autoscaler can beat. The numbers go to three places that must agree with
 So every table is built from the same rows of already formatted strings
 (:func:`comparison_rows`, :func:`pool_rows`, :func:`sweep_rows`), and each figure is formatted
 one way everywhere: waits in seconds with one decimal, runner time in hours with two, cost in
-dollars with two.
+dollars with two. Where a pool is priced by market (ec2), the per-pool and sweep tables add
+:data:`MARKET_HEADER`: the cost on each market, and what spot took besides money.
 
 The report is deterministic: the same result gives the same bytes (fixed style, sizes and DPI,
 no timestamps in the PNG metadata), so it can be checked into a benchmark folder and diffed.
@@ -37,7 +38,8 @@ from typing import TYPE_CHECKING, TypeVar
 from rich.table import Table
 
 from runnerscale.simulation.occupancy import State
-from runnerscale.simulation.results import Figures, PolicyResult, PoolFigures
+from runnerscale.simulation.pools import ON_DEMAND, SPOT
+from runnerscale.simulation.results import Figures, MarketFigures, PolicyResult, PoolFigures
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -46,11 +48,13 @@ if TYPE_CHECKING:
 __all__ = [
     "COMPARISON_HEADER",
     "LOWER_BOUND",
+    "MARKET_HEADER",
     "POOL_HEADER",
     "SWEEP_FIGURES_HEADER",
     "comparison_rows",
     "comparison_table",
     "markdown_table",
+    "pool_header",
     "pool_rows",
     "pool_table",
     "render_html",
@@ -83,6 +87,18 @@ COMPARISON_HEADER: tuple[str, ...] = ("policy", *_SERVICE_HEADER, "API calls", "
 #: A policy's figures per pool: the comparison's columns but the API calls, which are the
 #: run's (GitHub is called per target, not per pool).
 POOL_HEADER: tuple[str, ...] = ("pool", *_SERVICE_HEADER, "cost")
+
+#: A pool priced by market (ec2): its cost on each market, spot launches refused for capacity
+#: (they went on demand, or failed), instances taken back, the jobs running on them, and the
+#: lost jobs runnerscale re-ran.
+MARKET_HEADER: tuple[str, ...] = (
+    "spot cost",
+    "on-demand cost",
+    "spot refused",
+    "interrupted",
+    "jobs lost",
+    "re-run",
+)
 
 #: The figure columns of the sweep table; the swept parameters come before them.
 SWEEP_FIGURES_HEADER: tuple[str, ...] = (
@@ -173,14 +189,50 @@ def markdown_table(results: Sequence[tuple[str, Figures]]) -> str:
 # --- per pool -----------------------------------------------------------------------------
 
 
+def _market_cells(market: MarketFigures | None) -> list[str]:
+    """The :data:`MARKET_HEADER` cells (``-`` for figures without markets)."""
+    if market is None:
+        return ["-"] * len(MARKET_HEADER)
+    return [
+        _cost(market.cost.get(SPOT, 0.0)),
+        _cost(market.cost.get(ON_DEMAND, 0.0)),
+        str(market.spot_capacity_short),
+        str(market.interruptions),
+        str(market.jobs_lost),
+        str(market.jobs_rerun),
+    ]
+
+
+def _has_markets(figures: Sequence[PoolFigures]) -> bool:
+    return any(part.market is not None for part in figures)
+
+
+def pool_header(figures: Figures) -> tuple[str, ...]:
+    """:data:`POOL_HEADER`, and :data:`MARKET_HEADER` when a pool is priced by market."""
+    return (
+        (*POOL_HEADER, *MARKET_HEADER)
+        if _has_markets(list(figures.pools.values()))
+        else POOL_HEADER
+    )
+
+
 def pool_rows(figures: Figures) -> list[list[str]]:
-    """One row per pool of a policy's run, in the config's order (:data:`POOL_HEADER`)."""
-    return [[name, *_service_cells(pool), _cost(pool.cost)] for name, pool in figures.pools.items()]
+    """One row per pool of a policy's run, in the config's order (:func:`pool_header`)."""
+    markets = _has_markets(list(figures.pools.values()))
+    return [
+        [
+            name,
+            *_service_cells(pool),
+            _cost(pool.cost),
+            *(_market_cells(pool.market) if markets else []),
+        ]
+        for name, pool in figures.pools.items()
+    ]
 
 
 def pool_table(figures: Figures, title: str | None = None) -> Table:
     """A policy's figures per pool for the terminal: which pool made its waits and its cost."""
-    return _rich_table(POOL_HEADER, pool_rows(figures), text_columns=1, title=title)
+    return _rich_table(pool_header(figures), pool_rows(figures), text_columns=1, title=title)
 
 
 # --- sweep --------------------------------------------------------------------------------
@@ -194,8 +246,10 @@ def _sweep_parameters(points: Sequence[tuple[dict[str, str], Figures]]) -> list[
 
 
 def sweep_header(points: Sequence[tuple[dict[str, str], Figures]]) -> list[str]:
-    """The swept parameters' names (first-seen order), then :data:`SWEEP_FIGURES_HEADER`."""
-    return [*_sweep_parameters(points), *SWEEP_FIGURES_HEADER]
+    """The swept parameters' names (first-seen order), then :data:`SWEEP_FIGURES_HEADER`, and
+    :data:`MARKET_HEADER` when a pool is priced by market."""
+    markets = MARKET_HEADER if _has_markets([figures for _, figures in points]) else ()
+    return [*_sweep_parameters(points), *SWEEP_FIGURES_HEADER, *markets]
 
 
 def sweep_rows(points: Sequence[tuple[dict[str, str], Figures]]) -> list[list[str]]:
@@ -205,6 +259,7 @@ def sweep_rows(points: Sequence[tuple[dict[str, str], Figures]]) -> list[list[st
     A parameter a point does not set is shown as ``-``.
     """
     names = _sweep_parameters(points)
+    markets = _has_markets([figures for _, figures in points])
     rows: list[list[str]] = []
     for parameters, figures in points:
         wait = figures.queue_wait
@@ -216,6 +271,7 @@ def sweep_rows(points: Sequence[tuple[dict[str, str], Figures]]) -> list[list[st
                 _wait(wait.p95),
                 _ratio(figures.idle_ratio),
                 _cost(figures.cost),
+                *(_market_cells(figures.market) if markets else []),
             ]
         )
     return rows
@@ -226,14 +282,14 @@ def sweep_table(
 ) -> Table:
     """The trade-off of queue wait against cost over a parameter sweep, for the terminal."""
     header = sweep_header(points)
-    text_columns = len(header) - len(SWEEP_FIGURES_HEADER)
+    text_columns = len(_sweep_parameters(points))
     return _rich_table(header, sweep_rows(points), text_columns=text_columns, title=title)
 
 
 def sweep_markdown(points: Sequence[tuple[dict[str, str], Figures]]) -> str:
     """The sweep's trade-off table as GitHub-flavoured markdown."""
     header = sweep_header(points)
-    text_columns = len(header) - len(SWEEP_FIGURES_HEADER)
+    text_columns = len(_sweep_parameters(points))
     return _markdown(header, sweep_rows(points), text_columns=text_columns)
 
 
@@ -633,7 +689,8 @@ def _by_pool(named: Sequence[tuple[str, Figures]]) -> str:
     """A table per policy of its figures per pool; nothing when no figures have pools."""
     esc = html.escape
     tables = [
-        f"<h3>{esc(name)}</h3>\n{_html_table(POOL_HEADER, pool_rows(figures), [], kind='pools')}"
+        f"<h3>{esc(name)}</h3>\n"
+        f"{_html_table(pool_header(figures), pool_rows(figures), [], kind='pools')}"
         for name, figures in named
         if figures.pools
     ]
@@ -644,6 +701,12 @@ def _by_pool(named: Sequence[tuple[str, Figures]]) -> str:
         "most specific matching pool), runner time and cost are the pool's own runners'. "
         "Jobs no pool matches count in the comparison only, and so do API calls."
     )
+    if any(figures.market is not None for _, figures in named):
+        note += (
+            " An ec2 pool's cost is split by market; spot refused counts spot launches refused "
+            "for capacity, interrupted the spot instances taken back, jobs lost the jobs "
+            "running on them, re-run those runnerscale re-ran (rerun_lost_jobs)."
+        )
     body = "\n".join(tables)
     return f'<section>\n<h2>By pool</h2>\n<p class="note">{esc(note)}</p>\n{body}\n</section>'
 
