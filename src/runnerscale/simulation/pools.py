@@ -150,7 +150,7 @@ def backend_model(pool: PoolBase) -> BackendModel:
     if block.cost_per_hour is not None:
         first = plan.instance_types[0]
         raise ModelError(
-            f"{at}.cost_per_hour does not apply to a {pool.provider} pool: its instances cost "
+            f"{at}.cost_per_hour does not apply with provider: {pool.provider}: its instances cost "
             f"what {pool.provider}.prices (over the default prices) says, by instance type and "
             f"market; remove cost_per_hour, and write a price that differs as "
             f"{pool.provider}.prices: {{{first}: {{on_demand: 0.1, spot: 0.04}}}}"
