@@ -1095,7 +1095,13 @@ def simulate(
     from rich.progress import Progress
 
     from runnerscale.logs import setup_logging
-    from runnerscale.simulation.report import comparison_table, pool_table, render_html
+    from runnerscale.simulation.report import (
+        comparison_table,
+        market_rows,
+        market_table,
+        pool_table,
+        render_html,
+    )
     from runnerscale.simulation.run import simulate as run
     from runnerscale.simulation.trace import TraceError, read_trace
 
@@ -1144,6 +1150,9 @@ def simulate(
     for name, figures in rows:  # which pool made each policy's waits and cost
         if figures.pools:
             wide.print(pool_table(figures, title=f"{name}, by pool"))
+    for name, figures in rows:  # an ec2 pool's cost by market, and spot's interruptions
+        if market_rows(figures):
+            wide.print(market_table(figures, title=f"{name}, by market"))
     if json_file is not None:
         _write_output(json_file, json.dumps(result.as_json(), indent=2) + "\n", "the JSON")
     if report_file is not None:

@@ -18,7 +18,7 @@ from runnerscale.simulation.pools import (
     Offer,
     backend_model,
 )
-from runnerscale.simulation.report import MARKET_HEADER, pool_rows, render_html
+from runnerscale.simulation.report import MARKET_HEADER, market_rows, render_html
 from runnerscale.simulation.run import simulate
 from runnerscale.simulation.trace import TraceJob
 from tests.simulation.test_simulate import CONFIG, TRACES, config, run_cli
@@ -244,8 +244,11 @@ async def test_market_figures_in_the_json_the_table_and_the_report() -> None:
     assert body["market"] == market  # the run's, of its one ec2 pool
     assert sum(market["cost"].values()) == pytest.approx(body["cost"], abs=1e-3)
     assert "market" not in body["limit"]
-    (row,) = pool_rows(result.result.figures)
-    assert row[-len(MARKET_HEADER) :][0] == f"${market['cost']['spot']:.2f}"
+    (row,) = market_rows(result.result.figures)
+    assert row[:2] == ["ec2-x64", f"${body['cost']:.2f}"]
+    assert row[2:5] == [str(market["launches"]["spot"]), str(market["launches"]["on-demand"]),
+                        f"${market['cost']['spot']:.2f}"]  # fmt: skip
+    assert market_rows(result.limit) == []
     pytest.importorskip("matplotlib")
     page = render_html("t", "s", [result.result], result.limit)
     assert "spot cost" in page

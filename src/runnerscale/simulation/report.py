@@ -14,8 +14,9 @@ that no autoscaler can beat. The numbers go to three places that must agree with
 So every table is built from the same rows of already formatted strings
 (:func:`comparison_rows`, :func:`pool_rows`, :func:`sweep_rows`), and each figure is formatted
 one way everywhere: waits in seconds with one decimal, runner time in hours with two, cost in
-dollars with two. Where a pool is priced by market (ec2), the per-pool and sweep tables add
-:data:`MARKET_HEADER`: the cost on each market, and what spot took besides money.
+dollars with two. Where a pool is priced by market (ec2), a table of those pools
+(:func:`market_rows`) and the sweep's table add :data:`MARKET_HEADER`: the cost on each
+market, and what spot took besides money.
 
 The report is deterministic: the same result gives the same bytes (fixed style, sizes and DPI,
 no timestamps in the PNG metadata), so it can be checked into a benchmark folder and diffed.
@@ -49,12 +50,14 @@ __all__ = [
     "COMPARISON_HEADER",
     "LOWER_BOUND",
     "MARKET_HEADER",
+    "MARKET_POOL_HEADER",
     "POOL_HEADER",
     "SWEEP_FIGURES_HEADER",
     "comparison_rows",
     "comparison_table",
     "markdown_table",
-    "pool_header",
+    "market_rows",
+    "market_table",
     "pool_rows",
     "pool_table",
     "render_html",
@@ -98,6 +101,15 @@ MARKET_HEADER: tuple[str, ...] = (
     "interrupted",
     "jobs lost",
     "re-run",
+)
+#: The table of a policy's pools priced by market: each pool's cost, its launches on each
+#: market, then :data:`MARKET_HEADER`.
+MARKET_POOL_HEADER: tuple[str, ...] = (
+    "pool",
+    "cost",
+    "spot launches",
+    "on-demand launches",
+    *MARKET_HEADER,
 )
 
 #: The figure columns of the sweep table; the swept parameters come before them.
@@ -207,32 +219,36 @@ def _has_markets(figures: Sequence[PoolFigures]) -> bool:
     return any(part.market is not None for part in figures)
 
 
-def pool_header(figures: Figures) -> tuple[str, ...]:
-    """:data:`POOL_HEADER`, and :data:`MARKET_HEADER` when a pool is priced by market."""
-    return (
-        (*POOL_HEADER, *MARKET_HEADER)
-        if _has_markets(list(figures.pools.values()))
-        else POOL_HEADER
-    )
-
-
 def pool_rows(figures: Figures) -> list[list[str]]:
-    """One row per pool of a policy's run, in the config's order (:func:`pool_header`)."""
-    markets = _has_markets(list(figures.pools.values()))
+    """One row per pool of a policy's run, in the config's order (:data:`POOL_HEADER`)."""
+    return [[name, *_service_cells(pool), _cost(pool.cost)] for name, pool in figures.pools.items()]
+
+
+def market_rows(figures: Figures) -> list[list[str]]:
+    """One row per pool priced by market (:data:`MARKET_POOL_HEADER`); none without such a
+    pool."""
     return [
         [
             name,
-            *_service_cells(pool),
             _cost(pool.cost),
-            *(_market_cells(pool.market) if markets else []),
+            str(pool.market.launches.get(SPOT, 0)),
+            str(pool.market.launches.get(ON_DEMAND, 0)),
+            *_market_cells(pool.market),
         ]
         for name, pool in figures.pools.items()
+        if pool.market is not None
     ]
+
+
+def market_table(figures: Figures, title: str | None = None) -> Table:
+    """A policy's pools priced by market, for the terminal: what each market cost, and what
+    spot took besides money."""
+    return _rich_table(MARKET_POOL_HEADER, market_rows(figures), text_columns=1, title=title)
 
 
 def pool_table(figures: Figures, title: str | None = None) -> Table:
     """A policy's figures per pool for the terminal: which pool made its waits and its cost."""
-    return _rich_table(pool_header(figures), pool_rows(figures), text_columns=1, title=title)
+    return _rich_table(POOL_HEADER, pool_rows(figures), text_columns=1, title=title)
 
 
 # --- sweep --------------------------------------------------------------------------------
@@ -689,10 +705,15 @@ def _by_pool(named: Sequence[tuple[str, Figures]]) -> str:
     """A table per policy of its figures per pool; nothing when no figures have pools."""
     esc = html.escape
     tables = [
-        f"<h3>{esc(name)}</h3>\n"
-        f"{_html_table(pool_header(figures), pool_rows(figures), [], kind='pools')}"
+        f"<h3>{esc(name)}</h3>\n{_html_table(POOL_HEADER, pool_rows(figures), [], kind='pools')}"
         for name, figures in named
         if figures.pools
+    ]
+    tables += [
+        f"<h3>{esc(name)}, by market</h3>\n"
+        f"{_html_table(MARKET_POOL_HEADER, market_rows(figures), [], kind='pools')}"
+        for name, figures in named
+        if market_rows(figures)
     ]
     if not tables:
         return ""
@@ -703,9 +724,9 @@ def _by_pool(named: Sequence[tuple[str, Figures]]) -> str:
     )
     if any(figures.market is not None for _, figures in named):
         note += (
-            " An ec2 pool's cost is split by market; spot refused counts spot launches refused "
-            "for capacity, interrupted the spot instances taken back, jobs lost the jobs "
-            "running on them, re-run those runnerscale re-ran (rerun_lost_jobs)."
+            " By market: an ec2 pool's cost split by market; spot refused counts spot "
+            "launches refused for capacity, interrupted the spot instances taken back, jobs "
+            "lost the jobs running on them, re-run those runnerscale re-ran (rerun_lost_jobs)."
         )
     body = "\n".join(tables)
     return f'<section>\n<h2>By pool</h2>\n<p class="note">{esc(note)}</p>\n{body}\n</section>'
