@@ -317,3 +317,17 @@ async def test_bad_market_and_cost_per_hour_on_ec2_are_refused(tmp_path: Path) -
     assert code == 2
     assert "cannot be simulated" in output
     assert "ec2.prices" in output
+
+
+async def test_the_pools_daily_budget_holds_launches_back_in_the_simulation_too() -> None:
+    # Instances are listed with their price, as the provider lists them: the controller's own
+    # spend book counts them, and the scaler holds creations back once the day's budget is hit.
+    capped = ec2_config("on-demand", "boot_time: 60s", extra="    budget: {per_day: 0.05}\n")
+    result = await Engine(config(capped), ec2_trace(10, 1800, every=60)).run()
+    figures = result.figures
+    assert figures.served < 10
+    assert figures.unserved == 10 - figures.served
+    free = await Engine(
+        config(ec2_config("on-demand", "boot_time: 60s")), ec2_trace(10, 1800)
+    ).run()
+    assert free.figures.served == 10

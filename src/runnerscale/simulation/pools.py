@@ -60,7 +60,7 @@ DEFAULT_BOOT_TIME = BootTime(distribution="fixed", value=30.0)
 #: A planning figure, not a measurement here: EC2's pending to running (10-20 s), an Ubuntu
 #: boot (20-40 s), the boot script's SSM read and the runner's start (10-20 s); public
 #: accounts of ephemeral EC2 runners from a prepared AMI say "under two minutes". Measure
-#: yours (a runner's creation to its ``online`` in the daemon's log) and write it.
+#: yours (from an instance's launch to its runner online in GitHub) and write it.
 EC2_BOOT_TIME = BootTime(distribution="lognormal", median=90.0, sigma=0.3)
 
 
