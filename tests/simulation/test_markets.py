@@ -288,15 +288,10 @@ async def test_sweep_compares_markets_side_by_side(tmp_path: Path) -> None:
     assert output.count("│ spot-then-on-demand") + output.count("│ on-demand") == 4
 
 
-async def test_sweep_market_without_an_ec2_pool_says_so(tmp_path: Path) -> None:
-    code, output = await run_cli(
-        "--trace",
-        str(TRACES / "workday.jsonl"),
-        "--config",
-        str(TRACES / "reference.yaml"),
-        "--sweep",
-        "market=spot,on-demand",
-    )
+async def test_sweep_market_without_an_ec2_pool_says_so() -> None:
+    reference = ["--config", str(TRACES / "reference.yaml")]
+    trace = ["--trace", str(TRACES / "workday.jsonl")]
+    code, output = await run_cli(*reference, *trace, "--sweep", "market=spot,on-demand")
     assert code == 2
     assert "no pool launches on a market" in output
     assert "provider: ec2" in output
