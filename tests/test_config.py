@@ -31,6 +31,7 @@ from runnerscale.config import (
     parse_duration,
 )
 from runnerscale.model import PoolSpec, Target
+from runnerscale.simulation.pools import backend_model
 from runnerscale.simulation.settings import BootTime
 
 FIXTURES = Path(__file__).parent / "fixtures" / "config"
@@ -1088,12 +1089,12 @@ def test_server_defaults() -> None:
 )
 def test_simulation_boot_time(simulation: str, distribution: str, mean: float) -> None:
     config = parse(edit("    local:\n", f"    simulation: {simulation}\n    local:\n"))
-    sim = config.pools[0].simulation
-    assert sim is not None
-    assert sim.boot_time.distribution == distribution
-    assert sim.boot_time.mean == pytest.approx(mean)
+    assert config.pools[0].simulation is not None
+    boot = backend_model(config.pools[0]).boot_time  # (the default when the block gives none)
+    assert boot.distribution == distribution
+    assert boot.mean == pytest.approx(mean)
     rng = random.Random(7)
-    samples = [sim.boot_time.sample(rng) for _ in range(200)]
+    samples = [boot.sample(rng) for _ in range(200)]
     assert all(sample >= 0 for sample in samples)
     if distribution == "uniform":
         assert all(10.0 <= sample <= 50.0 for sample in samples)

@@ -1077,7 +1077,8 @@ def simulate(
         list[str] | None,
         typer.Option(
             help="Run a grid: KEY=V1,V2,... with KEY min_idle, max_runners or idle_timeout "
-            "(applied to every pool; repeatable for a grid of several keys)."
+            "(applied to every pool), or market (spot, on-demand, spot-then-on-demand: applied "
+            "to every ec2 pool); repeatable for a grid of several keys."
         ),
     ] = None,
     start: Annotated[
@@ -1094,7 +1095,13 @@ def simulate(
     from rich.progress import Progress
 
     from runnerscale.logs import setup_logging
-    from runnerscale.simulation.report import comparison_table, pool_table, render_html
+    from runnerscale.simulation.report import (
+        comparison_table,
+        market_rows,
+        market_table,
+        pool_table,
+        render_html,
+    )
     from runnerscale.simulation.run import simulate as run
     from runnerscale.simulation.trace import TraceError, read_trace
 
@@ -1143,6 +1150,9 @@ def simulate(
     for name, figures in rows:  # which pool made each policy's waits and cost
         if figures.pools:
             wide.print(pool_table(figures, title=f"{name}, by pool"))
+    for name, figures in rows:  # an ec2 pool's cost by market, and spot's interruptions
+        if market_rows(figures):
+            wide.print(market_table(figures, title=f"{name}, by market"))
     if json_file is not None:
         _write_output(json_file, json.dumps(result.as_json(), indent=2) + "\n", "the JSON")
     if report_file is not None:
@@ -1216,7 +1226,19 @@ def _load_for_simulation(path: Path) -> Config:
         loaded = load_config(path, env=env)
     except ConfigError as error:
         raise fail(f"the configuration is not valid:\n{error}") from None
+    _check_simulated_pools(loaded)
     return _expand_auto_here(loaded)
+
+
+def _check_simulated_pools(config: Config) -> None:
+    """Each pool's ``simulation:`` block agrees with its backend's (an ec2 pool's prices are
+    its ``ec2:`` block's, say)."""
+    from runnerscale.simulation.pools import ModelError, backend_models
+
+    try:
+        backend_models(config.pools)
+    except ModelError as error:
+        raise fail(f"the configuration cannot be simulated: {error}") from None
 
 
 def _expand_auto_here(config: Config) -> Config:
@@ -1259,7 +1281,10 @@ def _fault_plan(path: Path | None) -> FaultPlan | None:
         raise fail(f"--faults {path} is not a valid fault plan: {problems}") from None
 
 
-SWEEPABLE = ("min_idle", "max_runners", "idle_timeout")
+SWEEPABLE = ("min_idle", "max_runners", "idle_timeout", "market")
+#: Swept keys that are a backend's, not the pool's: set in the block of every pool whose
+#: backend has them (``market``: the ec2 pools, :func:`runnerscale.simulation.pools.market_pools`).
+BACKEND_SWEEPABLE = ("market",)
 
 
 def _parse_sweep(values: list[str]) -> list[tuple[str, list[str]]]:
@@ -1292,10 +1317,17 @@ def _run_sweep(
     from rich.progress import Progress
 
     from runnerscale.simulation.engine import RUNNERSCALE
+    from runnerscale.simulation.pools import market_pools
     from runnerscale.simulation.report import sweep_table
     from runnerscale.simulation.run import run_policy
 
     grid = _parse_sweep(sweep)
+    priced = set(market_pools(config))
+    if any(key in BACKEND_SWEEPABLE for key, _ in grid) and not priced:
+        raise fail(
+            "--sweep market: no pool launches on a market; market applies to pools with "
+            "provider: ec2 (the others have no spot or on-demand to choose)"
+        )
     points = []
     combinations = list(itertools.product(*(options for _, options in grid)))
     with Progress(console=Console(stderr=True), transient=True) as bar:
@@ -1304,7 +1336,10 @@ def _run_sweep(
             values = dict(zip((key for key, _ in grid), combination, strict=True))
             data = config.model_dump()
             for pool in data["pools"]:
-                pool.update(values)
+                backend = {k: v for k, v in values.items() if k in BACKEND_SWEEPABLE}
+                pool.update({k: v for k, v in values.items() if k not in backend})
+                if pool["name"] in priced:
+                    pool[pool["provider"]].update(backend)
                 if isinstance(pool["min_idle"], int | str):  # (warm windows: as written)
                     pool["min_idle"] = min(int(pool["min_idle"]), int(pool["max_runners"]))
             try:
@@ -1318,7 +1353,7 @@ def _run_sweep(
             )
             points.append((values, result.figures))
             bar.advance(task)
-    wide = Console(width=None if sys.stdout.isatty() else 160)
+    wide = Console(width=None if sys.stdout.isatty() else 220)
     wide.print(sweep_table(points, title=f"{trace_name}: queue wait against cost"))
 
 

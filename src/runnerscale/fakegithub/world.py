@@ -64,6 +64,11 @@ LOST_COMMUNICATION = (
     "terminates the runner process, starves it for CPU/Memory, or blocks its network access "
     "can cause this error."
 )
+#: GitHub's words on a job whose runner was stopped by a signal mid-job (its machine shut down).
+SHUTDOWN_SIGNAL = (
+    "The runner has received a shutdown signal. This can happen when the runner service is "
+    "stopped, or a manually started runner is canceled."
+)
 QUEUE_TIMEOUT_REASON = "The job was not acquired by a runner within the queue time limit."
 MAX_LABELS = 100
 DEFAULT_GROUP_ID = 1
@@ -706,6 +711,20 @@ class World:
         runner = self.runner_by_credential(credential)
         runner.connected = False
         self._changed()
+
+    def runner_shut_down(self, credential: str) -> None:
+        """The runner's machine shuts down under it (a spot instance taken back): the runner
+        process gets SIGTERM, a job it runs fails with GitHub's words for that, and it goes
+        offline (an ephemeral runner that ran a job is removed, as after any job)."""
+        runner = self.runner_by_credential(credential)
+        runner.connected = False
+        job = self.jobs.get(runner.job_id) if runner.job_id is not None else None
+        if job is None:
+            self._changed()
+            return
+        if job.status is not JobStatus.COMPLETED:
+            self._complete(job, Conclusion.FAILURE, SHUTDOWN_SIGNAL)
+        self._release(runner)
 
     def _release(self, runner: Runner) -> None:
         runner.job_id = None

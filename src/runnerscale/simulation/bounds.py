@@ -58,17 +58,18 @@ class PoolModel:
 def pool_models(config: Config) -> list[PoolModel]:
     """The config's pools, with the shortest boot time each pool's model allows (so the bound
     stays a bound when boot times vary: fixed value, uniform low, 0 for lognormal) and its
-    price (a pool without a ``simulation`` section gets the defaults: 30 s boot, free)."""
-    from runnerscale.simulation.settings import pool_simulation  # noqa: PLC0415 - keep this module light
+    lowest price (spot, for an ec2 pool that may launch there; see
+    :func:`~runnerscale.simulation.pools.backend_model` for the defaults)."""
+    from runnerscale.simulation.pools import backend_model  # noqa: PLC0415 - keep this module light
 
     models: list[PoolModel] = []
     for spec, pool in zip(config.pool_specs(), config.pools, strict=True):
-        simulation = pool_simulation(pool)
+        backend = backend_model(pool)
         models.append(
             PoolModel(
                 spec=spec,
-                boot_time=_shortest_boot(simulation.boot_time),
-                cost_per_hour=simulation.cost_per_hour,
+                boot_time=_shortest_boot(backend.boot_time),
+                cost_per_hour=backend.cheapest,
             )
         )
     return models

@@ -30,19 +30,20 @@ from runnerscale.fakegithub.ratelimit import RateLimits
 from runnerscale.fakegithub.webhooks import Delivery, WebhookHub
 from runnerscale.fakegithub.world import JobSpec, World, WorldSettings
 from runnerscale.github.webhooks import Verdict, WebhookIntake, WebhookPayloadError
-from runnerscale.model import match_pool, normalize_labels
+from runnerscale.model import RERUN, match_pool, normalize_labels
 from runnerscale.protocols import GitHubError, ProviderError
 from runnerscale.simulation.backend import SimulatedBackend
 from runnerscale.simulation.github import SimulatedGitHub
 from runnerscale.simulation.occupancy import Buckets, Span, bucketed
+from runnerscale.simulation.pools import backend_models
 from runnerscale.simulation.results import (
     Figures,
+    MarketFigures,
     PolicyResult,
     PoolFigures,
     RunnerSeconds,
     TimelinePoint,
 )
-from runnerscale.simulation.settings import SimulationConfig, pool_simulation
 from runnerscale.simulation.trace import TraceJob
 from runnerscale.store.memory import MemoryStore
 from runnerscale.wiring import build_controller
@@ -78,10 +79,6 @@ POLL_60 = Policy("poll-60", webhooks=False, poll_interval=60.0, periodic_reconci
 def no_host_cap(pool: PoolConfig) -> int | None:
     """A simulated backend has no host of its own: a pool's cap is its ``max_runners``."""
     return None
-
-
-def simulation_model(config: Config, pool_name: str) -> SimulationConfig:
-    return pool_simulation(next(p for p in config.pools if p.name == pool_name))
 
 
 class Engine:
@@ -130,10 +127,9 @@ class Engine:
             self.hub.add_hook("http://runnerscale.simulation.invalid/webhook")
         self.store = MemoryStore()
         self.backends: dict[str, SimulatedBackend] = {}
-        for pool in config.pools:
-            self.backends[pool.name] = SimulatedBackend(
-                pool.name,
-                simulation_model(config, pool.name),
+        for name, model in backend_models(config.pools).items():
+            self.backends[name] = SimulatedBackend(
+                model,
                 self.world,
                 self.schedule,
                 random.Random(rng.random()),  # noqa: S311
@@ -322,6 +318,8 @@ class Engine:
             return False
         if any(b.instances for b in self.backends.values()):
             return False
+        if self.store.job_losses(settled=False):
+            return False  # a lost job's re-run is still to be asked for (or refused)
         return all(
             self.world.jobs[job_id].status.value == "completed"
             for job_id in self._servable_job_ids()
@@ -382,6 +380,26 @@ class Engine:
             spans.append(Span("queued", job.created_at, now if left is None else left))
         return bucketed(spans, self.start, now)
 
+    def _market(self, backend: SimulatedBackend, now: float) -> MarketFigures | None:
+        """A pool priced by market: its books by market, and the lost jobs the controller
+        re-ran (its own record of them, as ``runnerscale status`` shows it)."""
+        if not backend.model.has_markets:
+            return None
+        rerun = sum(
+            1
+            for loss in self.store.job_losses(settled=True)
+            if loss.pool == backend.pool and loss.outcome == RERUN
+        )
+        return MarketFigures(
+            cost={str(m): cost for m, cost in backend.cost_by_market(now).items()},
+            launches={str(m): count for m, count in backend.launches_by_market().items()},
+            spot_capacity_short=backend.spot_refused,
+            interruption_notices=backend.notices,
+            interruptions=backend.interruptions,
+            jobs_lost=backend.jobs_lost,
+            jobs_rerun=rerun,
+        )
+
     def _figures(self) -> Figures:
         """Each pool's figures, from the jobs routed to it and its backend's books; the run's
         are their sum (:meth:`Figures.of_pools`)."""
@@ -407,6 +425,7 @@ class Engine:
                 queue_waits=tuple(waits),
                 runner_seconds=RunnerSeconds(busy=busy, idle=idle, booting=booting),
                 cost=backend.cost(now),
+                market=self._market(backend, now),
             )
         return Figures.of_pools(
             pools,

@@ -14,7 +14,9 @@ that no autoscaler can beat. The numbers go to three places that must agree with
 So every table is built from the same rows of already formatted strings
 (:func:`comparison_rows`, :func:`pool_rows`, :func:`sweep_rows`), and each figure is formatted
 one way everywhere: waits in seconds with one decimal, runner time in hours with two, cost in
-dollars with two.
+dollars with two. Where a pool is priced by market (ec2), a table of those pools
+(:func:`market_rows`) and the sweep's table add :data:`MARKET_HEADER`: the cost on each
+market, and what spot took besides money.
 
 The report is deterministic: the same result gives the same bytes (fixed style, sizes and DPI,
 no timestamps in the PNG metadata), so it can be checked into a benchmark folder and diffed.
@@ -37,7 +39,8 @@ from typing import TYPE_CHECKING, TypeVar
 from rich.table import Table
 
 from runnerscale.simulation.occupancy import State
-from runnerscale.simulation.results import Figures, PolicyResult, PoolFigures
+from runnerscale.simulation.pools import ON_DEMAND, SPOT
+from runnerscale.simulation.results import Figures, MarketFigures, PolicyResult, PoolFigures
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -46,11 +49,15 @@ if TYPE_CHECKING:
 __all__ = [
     "COMPARISON_HEADER",
     "LOWER_BOUND",
+    "MARKET_HEADER",
+    "MARKET_POOL_HEADER",
     "POOL_HEADER",
     "SWEEP_FIGURES_HEADER",
     "comparison_rows",
     "comparison_table",
     "markdown_table",
+    "market_rows",
+    "market_table",
     "pool_rows",
     "pool_table",
     "render_html",
@@ -83,6 +90,27 @@ COMPARISON_HEADER: tuple[str, ...] = ("policy", *_SERVICE_HEADER, "API calls", "
 #: A policy's figures per pool: the comparison's columns but the API calls, which are the
 #: run's (GitHub is called per target, not per pool).
 POOL_HEADER: tuple[str, ...] = ("pool", *_SERVICE_HEADER, "cost")
+
+#: A pool priced by market (ec2): its cost on each market, spot launches refused for capacity
+#: (they went on demand, or failed), instances taken back, the jobs running on them, and the
+#: lost jobs runnerscale re-ran.
+MARKET_HEADER: tuple[str, ...] = (
+    "spot cost",
+    "on-demand cost",
+    "spot refused",
+    "interrupted",
+    "jobs lost",
+    "re-run",
+)
+#: The table of a policy's pools priced by market: each pool's cost, its launches on each
+#: market, then :data:`MARKET_HEADER`.
+MARKET_POOL_HEADER: tuple[str, ...] = (
+    "pool",
+    "cost",
+    "spot launches",
+    "on-demand launches",
+    *MARKET_HEADER,
+)
 
 #: The figure columns of the sweep table; the swept parameters come before them.
 SWEEP_FIGURES_HEADER: tuple[str, ...] = (
@@ -173,9 +201,49 @@ def markdown_table(results: Sequence[tuple[str, Figures]]) -> str:
 # --- per pool -----------------------------------------------------------------------------
 
 
+def _market_cells(market: MarketFigures | None) -> list[str]:
+    """The :data:`MARKET_HEADER` cells (``-`` for figures without markets)."""
+    if market is None:
+        return ["-"] * len(MARKET_HEADER)
+    return [
+        _cost(market.cost.get(SPOT, 0.0)),
+        _cost(market.cost.get(ON_DEMAND, 0.0)),
+        str(market.spot_capacity_short),
+        str(market.interruptions),
+        str(market.jobs_lost),
+        str(market.jobs_rerun),
+    ]
+
+
+def _has_markets(figures: Sequence[PoolFigures]) -> bool:
+    return any(part.market is not None for part in figures)
+
+
 def pool_rows(figures: Figures) -> list[list[str]]:
     """One row per pool of a policy's run, in the config's order (:data:`POOL_HEADER`)."""
     return [[name, *_service_cells(pool), _cost(pool.cost)] for name, pool in figures.pools.items()]
+
+
+def market_rows(figures: Figures) -> list[list[str]]:
+    """One row per pool priced by market (:data:`MARKET_POOL_HEADER`); none without such a
+    pool."""
+    return [
+        [
+            name,
+            _cost(pool.cost),
+            str(pool.market.launches.get(SPOT, 0)),
+            str(pool.market.launches.get(ON_DEMAND, 0)),
+            *_market_cells(pool.market),
+        ]
+        for name, pool in figures.pools.items()
+        if pool.market is not None
+    ]
+
+
+def market_table(figures: Figures, title: str | None = None) -> Table:
+    """A policy's pools priced by market, for the terminal: what each market cost, and what
+    spot took besides money."""
+    return _rich_table(MARKET_POOL_HEADER, market_rows(figures), text_columns=1, title=title)
 
 
 def pool_table(figures: Figures, title: str | None = None) -> Table:
@@ -194,8 +262,10 @@ def _sweep_parameters(points: Sequence[tuple[dict[str, str], Figures]]) -> list[
 
 
 def sweep_header(points: Sequence[tuple[dict[str, str], Figures]]) -> list[str]:
-    """The swept parameters' names (first-seen order), then :data:`SWEEP_FIGURES_HEADER`."""
-    return [*_sweep_parameters(points), *SWEEP_FIGURES_HEADER]
+    """The swept parameters' names (first-seen order), then :data:`SWEEP_FIGURES_HEADER`, and
+    :data:`MARKET_HEADER` when a pool is priced by market."""
+    markets = MARKET_HEADER if _has_markets([figures for _, figures in points]) else ()
+    return [*_sweep_parameters(points), *SWEEP_FIGURES_HEADER, *markets]
 
 
 def sweep_rows(points: Sequence[tuple[dict[str, str], Figures]]) -> list[list[str]]:
@@ -205,6 +275,7 @@ def sweep_rows(points: Sequence[tuple[dict[str, str], Figures]]) -> list[list[st
     A parameter a point does not set is shown as ``-``.
     """
     names = _sweep_parameters(points)
+    markets = _has_markets([figures for _, figures in points])
     rows: list[list[str]] = []
     for parameters, figures in points:
         wait = figures.queue_wait
@@ -216,6 +287,7 @@ def sweep_rows(points: Sequence[tuple[dict[str, str], Figures]]) -> list[list[st
                 _wait(wait.p95),
                 _ratio(figures.idle_ratio),
                 _cost(figures.cost),
+                *(_market_cells(figures.market) if markets else []),
             ]
         )
     return rows
@@ -226,14 +298,14 @@ def sweep_table(
 ) -> Table:
     """The trade-off of queue wait against cost over a parameter sweep, for the terminal."""
     header = sweep_header(points)
-    text_columns = len(header) - len(SWEEP_FIGURES_HEADER)
+    text_columns = len(_sweep_parameters(points))
     return _rich_table(header, sweep_rows(points), text_columns=text_columns, title=title)
 
 
 def sweep_markdown(points: Sequence[tuple[dict[str, str], Figures]]) -> str:
     """The sweep's trade-off table as GitHub-flavoured markdown."""
     header = sweep_header(points)
-    text_columns = len(header) - len(SWEEP_FIGURES_HEADER)
+    text_columns = len(_sweep_parameters(points))
     return _markdown(header, sweep_rows(points), text_columns=text_columns)
 
 
@@ -637,6 +709,12 @@ def _by_pool(named: Sequence[tuple[str, Figures]]) -> str:
         for name, figures in named
         if figures.pools
     ]
+    tables += [
+        f"<h3>{esc(name)}, by market</h3>\n"
+        f"{_html_table(MARKET_POOL_HEADER, market_rows(figures), [], kind='pools')}"
+        for name, figures in named
+        if market_rows(figures)
+    ]
     if not tables:
         return ""
     note = (
@@ -644,6 +722,12 @@ def _by_pool(named: Sequence[tuple[str, Figures]]) -> str:
         "most specific matching pool), runner time and cost are the pool's own runners'. "
         "Jobs no pool matches count in the comparison only, and so do API calls."
     )
+    if any(figures.market is not None for _, figures in named):
+        note += (
+            " By market: an ec2 pool's cost split by market; spot refused counts spot "
+            "launches refused for capacity, interrupted the spot instances taken back, jobs "
+            "lost the jobs running on them, re-run those runnerscale re-ran (rerun_lost_jobs)."
+        )
     body = "\n".join(tables)
     return f'<section>\n<h2>By pool</h2>\n<p class="note">{esc(note)}</p>\n{body}\n</section>'
 

@@ -6,7 +6,8 @@ The keys are an interface (DESIGN.md): ``jobs``, ``served``, ``unserved``, ``que
 figures for the lower bound under ``limit``. Under ``pools`` the same figures but the API
 calls come again for each pool: a whole-run p95 or cost does not say which pool made it.
 Timelines for the report ride along under ``timeline``; they are sampled, so the JSON stays
-small.
+small. A pool priced by market (ec2) adds ``market`` (:class:`MarketFigures`), and so does the
+run when it has such a pool.
 """
 
 from __future__ import annotations
@@ -67,6 +68,51 @@ class RunnerSeconds:
 NO_RUNNER_SECONDS = RunnerSeconds(busy=0.0, idle=0.0, booting=0.0)
 
 
+def _merged(first: Mapping[str, float], second: Mapping[str, float]) -> dict[str, float]:
+    merged = dict(first)
+    for key, value in second.items():
+        merged[key] = merged.get(key, 0) + value
+    return merged
+
+
+@dataclass(frozen=True)
+class MarketFigures:
+    """What a pool priced by market (ec2) spent on each market, and what spot cost it besides
+    money: launches refused for capacity, instances taken back, the jobs they were running
+    (``jobs_lost``: by the simulation's own books) and those runnerscale re-ran
+    (``jobs_rerun``: losses the controller settled as re-run)."""
+
+    cost: Mapping[str, float]
+    launches: Mapping[str, int]
+    spot_capacity_short: int = 0
+    interruption_notices: int = 0
+    interruptions: int = 0
+    jobs_lost: int = 0
+    jobs_rerun: int = 0
+
+    def __add__(self, other: MarketFigures) -> MarketFigures:
+        return MarketFigures(
+            cost=_merged(self.cost, other.cost),
+            launches={k: int(v) for k, v in _merged(self.launches, other.launches).items()},
+            spot_capacity_short=self.spot_capacity_short + other.spot_capacity_short,
+            interruption_notices=self.interruption_notices + other.interruption_notices,
+            interruptions=self.interruptions + other.interruptions,
+            jobs_lost=self.jobs_lost + other.jobs_lost,
+            jobs_rerun=self.jobs_rerun + other.jobs_rerun,
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "cost": {market: _round(cost, 4) for market, cost in self.cost.items()},
+            "launches": dict(self.launches),
+            "spot_capacity_short": self.spot_capacity_short,
+            "interruption_notices": self.interruption_notices,
+            "interruptions": self.interruptions,
+            "jobs_lost": self.jobs_lost,
+            "jobs_rerun": self.jobs_rerun,
+        }
+
+
 @dataclass(frozen=True)
 class PoolFigures:
     """How one pool served its jobs and what its runners cost.
@@ -84,6 +130,8 @@ class PoolFigures:
     queue_waits: tuple[float, ...]
     runner_seconds: RunnerSeconds
     cost: float
+    #: For a pool priced by market (and a run with one): cost by market, spot's toll.
+    market: MarketFigures | None = None
 
     @property
     def queue_wait(self) -> QueueWait:
@@ -113,6 +161,7 @@ class PoolFigures:
             },
             "idle_ratio": _round(self.idle_ratio, 4),
             "cost": _round(self.cost, 4),
+            **({"market": self.market.as_json()} if self.market is not None else {}),
         }
 
 
@@ -139,6 +188,7 @@ class Figures(PoolFigures):
         """The whole run as the sum of its pools, so that the two never disagree. The
         ``unmatched`` jobs, which no pool serves, count as jobs and as unserved, in no pool."""
         parts = list(pools.values())
+        markets = [part.market for part in parts if part.market is not None]
         return cls(
             jobs=sum(part.jobs for part in parts) + unmatched,
             served=sum(part.served for part in parts),
@@ -146,6 +196,7 @@ class Figures(PoolFigures):
             queue_waits=tuple(wait for part in parts for wait in part.queue_waits),
             runner_seconds=sum((part.runner_seconds for part in parts), NO_RUNNER_SECONDS),
             cost=sum((part.cost for part in parts), 0.0),
+            market=sum(markets[1:], markets[0]) if markets else None,
             api_calls=api_calls,
             api_calls_by_operation=dict(api_calls_by_operation or {}),
             pools=dict(pools),
@@ -158,10 +209,13 @@ class Figures(PoolFigures):
     def as_json(self) -> dict[str, Any]:
         body = super().as_json()
         cost = body.pop("cost")  # the keys keep the order they have always had
+        market = body.pop("market", None)
         body["api_calls"] = self.api_calls
         body["api_calls_per_job"] = _round(self.api_calls_per_job, 3)
         body["api_calls_by_operation"] = dict(sorted(self.api_calls_by_operation.items()))
         body["cost"] = cost
+        if market is not None:
+            body["market"] = market
         body["pools"] = {name: pool.as_json() for name, pool in self.pools.items()}
         return body
 

@@ -1,4 +1,4 @@
-"""How ``runnerscale simulate`` models a pool's backend: boot time, failures, cost.
+"""How ``runnerscale simulate`` models a pool's backend: boot time, failures, cost, spot.
 
 Why it is here and not in ``runnerscale.config``: ``run`` ignores these settings, which belong
 to the simulation. A pool's ``simulation:`` block is still part of the configuration file (its
@@ -120,15 +120,21 @@ def _boot_time_short_form(value: Any) -> Any:
 
 
 class SimulationConfig(ConfigModel):
-    """How `runnerscale simulate` models this pool's backend (ignored by `run`)."""
+    """How `runnerscale simulate` models this pool's backend (ignored by `run`).
+
+    ``boot_time`` and ``cost_per_hour`` are None when not written: the backend's default then
+    applies (:func:`runnerscale.simulation.market.backend_model` says which), so a default
+    survives a round trip through ``model_dump`` (as ``--sweep`` makes).
+    """
 
     boot_time: Annotated[
-        BootTime,
+        BootTime | None,
         BeforeValidator(_boot_time_short_form, json_schema_input_type=Duration | BootTime),
     ] = Field(
-        default_factory=lambda: BootTime(distribution="fixed", value=30.0),
+        default=None,
         description="A duration (fixed), or {distribution: uniform, low: .., high: ..} or "
-        "{distribution: lognormal, median: .., sigma: ..}.",
+        "{distribution: lognormal, median: .., sigma: ..} (default: 30s; for an ec2 pool "
+        "{distribution: lognormal, median: 90s, sigma: 0.3}).",
     )
     create_failure_rate: float = Field(
         default=0.0, ge=0, le=1, description="Share of creations that fail (0..1)."
@@ -139,8 +145,24 @@ class SimulationConfig(ConfigModel):
         le=1,
         description="Share of runners that start but never come online (0..1).",
     )
-    cost_per_hour: float = Field(
-        default=0.0, ge=0, description="What one runner costs per hour it exists."
+    cost_per_hour: float | None = Field(
+        default=None,
+        ge=0,
+        description="What one runner costs per hour it exists (default: free). Not for an ec2 "
+        "pool: its prices are its ec2 block's, by instance type and market.",
+    )
+    spot_capacity_short_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="ec2 pools: share of spot launches refused for want of capacity (0..1); "
+        "they go on demand with spot-then-on-demand, and fail with spot.",
+    )
+    spot_interruptions_per_hour: float = Field(
+        default=0.0,
+        ge=0,
+        description="ec2 pools: how often AWS takes back a running spot instance, per "
+        "instance-hour (after a 2-minute notice, during which it takes no new job).",
     )
 
 
@@ -151,8 +173,8 @@ BLOCK = PoolBlock(
 
 
 def pool_simulation(pool: PoolBase) -> SimulationConfig:
-    """The pool's ``simulation:`` block, or the defaults (30 s boot, no failures, free) when it
-    has none."""
+    """The pool's ``simulation:`` block, or the defaults (the backend's boot time and price, no
+    failures) when it has none."""
     block = getattr(pool, NAME, None)
     if block is None:
         return SimulationConfig()
