@@ -28,7 +28,7 @@ import base64
 import json
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -90,7 +90,7 @@ def _is_uuid(value: Any) -> bool:
     return isinstance(value, str)
 
 
-_TYPES = {
+_TYPES: dict[str, Callable[[Any], bool]] = {
     "$int": lambda v: isinstance(v, int) and not isinstance(v, bool),
     "$str": lambda v: isinstance(v, str),
     "$bool": lambda v: isinstance(v, bool),

@@ -110,7 +110,5 @@ def test_the_checker_refuses_an_envelope_whose_body_is_not_a_string() -> None:
     assert check(shape, {"messageId": 1, "body": []}) == [
         "$.body: expected a JSON string, got list"
     ]
-    assert check(shape, {"messageId": "1", "body": "[]"}) == [
-        "$.messageId: expected $int, got '1'"
-    ]
+    assert check(shape, {"messageId": "1", "body": "[]"}) == ["$.messageId: expected $int, got '1'"]
     assert check(shape, {"messageId": 1, "body": '[{"jobId": 7}]'})  # jobId is a string

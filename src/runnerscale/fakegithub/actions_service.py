@@ -47,7 +47,8 @@ def tenant_url(sim: Simulator, tenant: int) -> str:
 
 
 def queue_url(sim: Simulator, scale_set_id: int, session_id: str) -> str:
-    return f"{sim.root_urls.web}/_services/broker/scalesets/{scale_set_id}/messages?sessionId={session_id}"
+    base = f"{sim.root_urls.web}/_services/broker/scalesets/{scale_set_id}/messages"
+    return f"{base}?sessionId={session_id}"
 
 
 def _bearer(request: Request) -> str:
@@ -143,7 +144,6 @@ def _scale_set_json(sim: Simulator, request: Request, scale_set_id: int, scope: 
     return shapes.scale_set(record, stats, tenant_url(sim, _tenant(request)))
 
 
-
 async def list_runner_groups(sim: Simulator, request: Request, scope: str) -> Response:
     name = request.query_params.get("groupName")
     groups = sim.scale_sets.runner_groups(scope, name)
@@ -213,17 +213,13 @@ async def generate_jitconfig(sim: Simulator, request: Request, scope: str) -> Re
     runner, encoded = sim.scale_sets.generate_jitconfig(
         scope, _id(request), body.name, body.work_folder or "_work"
     )
-    return JSONResponse(
-        {"runner": shapes.runner_reference(runner), "encodedJITConfig": encoded}
-    )
+    return JSONResponse({"runner": shapes.runner_reference(runner), "encodedJITConfig": encoded})
 
 
 async def find_agents(sim: Simulator, request: Request, scope: str) -> Response:
     name = request.query_params.get("agentName")
     runners = [
-        r
-        for r in sim.world.runners_in(scope)
-        if name is None or r.name.lower() == name.lower()
+        r for r in sim.world.runners_in(scope) if name is None or r.name.lower() == name.lower()
     ]
     return JSONResponse(shapes.listing([shapes.runner_reference(r) for r in runners]))
 
@@ -359,15 +355,32 @@ def routes() -> list[Route]:
         op("GET", ONE, "runnerscalesets/get", get_scale_set),
         op("PATCH", ONE, "runnerscalesets/update", update_scale_set),
         op("DELETE", ONE, "runnerscalesets/delete", delete_scale_set),
-        op("POST", f"{ONE}/generatejitconfig", "runnerscalesets/generatejitconfig", generate_jitconfig),
+        op(
+            "POST",
+            f"{ONE}/generatejitconfig",
+            "runnerscalesets/generatejitconfig",
+            generate_jitconfig,
+        ),
         op("POST", f"{ONE}/sessions", "sessions/create", create_session),
         op("PATCH", ONE + "/sessions/{session_id}", "sessions/refresh", refresh_session),
         op("DELETE", ONE + "/sessions/{session_id}", "sessions/delete", delete_session),
-        op("POST", f"{ONE}/acquirejobs", "runnerscalesets/acquirejobs", acquire_jobs, queue_token=True),
+        op(
+            "POST",
+            f"{ONE}/acquirejobs",
+            "runnerscalesets/acquirejobs",
+            acquire_jobs,
+            queue_token=True,
+        ),
         op("GET", f"{ONE}/acquirablejobs", "runnerscalesets/acquirablejobs", acquirable_jobs),
         op("GET", AGENTS, "agents/find", find_agents),
         op("GET", AGENTS + "/{runner_id:int}", "agents/get", get_agent),
         op("DELETE", AGENTS + "/{runner_id:int}", "agents/remove", remove_agent),
         op("GET", BROKER, "broker/get-message", get_message, queue_token=True),
-        op("DELETE", BROKER + "/{message_id:int}", "broker/delete-message", delete_message, queue_token=True),
+        op(
+            "DELETE",
+            BROKER + "/{message_id:int}",
+            "broker/delete-message",
+            delete_message,
+            queue_token=True,
+        ),
     ]

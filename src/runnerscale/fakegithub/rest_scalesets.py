@@ -50,9 +50,7 @@ async def runner_registration(request: Request) -> Response:
     try:
         response = await _register(sim, request)
     except ActionsError as error:
-        response = JSONResponse(
-            scaleset_shapes.error(error.type_name, error.message), error.status
-        )
+        response = JSONResponse(scaleset_shapes.error(error.type_name, error.message), error.status)
     except ApiError as error:
         response = JSONResponse(scaleset_shapes.error("ApiException", error.message), error.status)
     sim.stats.statuses[OPERATION][response.status_code] += 1

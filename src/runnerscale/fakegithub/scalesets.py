@@ -65,7 +65,7 @@ RESULTS = {
     Conclusion.SKIPPED: "skipped",
 }
 NOT_TAKEN_REASON = "The job was not acquired by a runner of the scale set in time."
-ADMIN_TOKEN_ALGORITHM = "HS256"
+ADMIN_TOKEN_ALGORITHM = "HS256"  # noqa: S105 - an algorithm name, not a secret
 
 
 class ActionsError(Exception):
@@ -155,8 +155,7 @@ def scope_from_config_path(path: str) -> tuple[str, str]:
     raise ActionsError(
         400,
         "ArgumentException",
-        f"The config URL path {path!r} names no scope: use /ORG, /OWNER/REPO or "
-        "/enterprises/NAME.",
+        f"The config URL path {path!r} names no scope: use /ORG, /OWNER/REPO or /enterprises/NAME.",
     )
 
 
@@ -515,7 +514,9 @@ class ScaleSets:
         queue = self._queues[scale_set_id]
         queue.messages = [(mid, ev) for mid, ev in queue.messages if mid != message_id]
 
-    def acquire_jobs(self, scale_set_id: int, queue_token: str, request_ids: list[int]) -> list[int]:
+    def acquire_jobs(
+        self, scale_set_id: int, queue_token: str, request_ids: list[int]
+    ) -> list[int]:
         """Take offered jobs (``JobAvailable``) for the scale set: those still offered to it
         become assigned (``JobAssigned``); returns the ids acquired."""
         if scale_set_id not in self.scale_sets:
@@ -744,4 +745,3 @@ class ScaleSets:
         queue = self._queues.get(scale_set_id)
         if queue is not None:
             queue.outbox.append(self._event(kind, job, result))
-
