@@ -4,6 +4,7 @@ by the stand-in runner from a scale set's JIT configuration."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -232,3 +233,39 @@ async def test_a_job_runs_end_to_end_on_a_scale_set_runner(
     stats = (await http.get(f"{server.url}/_sim/stats")).json()
     assert stats["actions_service"]["operations"]["broker/get-message"]["requests"] >= 2
     assert "broker/get-message" not in stats["operations"]  # counted apart from REST
+
+
+async def test_a_held_poll_wakes_when_a_message_arrives(
+    sim_options: SimulatorOptions,
+) -> None:
+    async with (
+        SimulatorServer(with_world(sim_options, scale_set_poll_hold=600)) as live,
+        httpx.AsyncClient(timeout=60) as http,
+    ):
+        await http.post(f"{live.url}/_sim/repos", json={"repo": "acme/app"})
+        tenant = await connect(http, live.url)
+        scale_set = await create_scale_set(tenant, "rs", [])
+        session = (await open_session(tenant, scale_set["id"])).json()
+        held = asyncio.create_task(poll(http, session))  # held for 600 s unless woken
+        asked = live.simulator.actions_stats.requests
+        while asked["broker/get-message"] == 0:
+            await asyncio.sleep(0.01)
+        await http.post(
+            f"{live.url}/_sim/jobs", json={"repo": "acme/app", "labels": ["rs"], "duration": 1}
+        )
+        assert (await held).status_code == 200
+
+
+async def test_settings_change_at_run_time_and_unknown_ones_are_named(
+    server: SimulatorServer, http: httpx.AsyncClient
+) -> None:
+    changed = await http.post(
+        f"{server.url}/_sim/settings", json={"zero_capacity_is_forever": False}
+    )
+    assert changed.json()["zero_capacity_is_forever"] is False
+    assert server.simulator.world.settings.zero_capacity_is_forever is False
+    unknown = await http.post(f"{server.url}/_sim/settings", json={"poll_hold": 1})
+    assert unknown.status_code == 422
+    assert "poll_hold" in unknown.json()["message"]
+    wrong = await http.post(f"{server.url}/_sim/settings", json={"scale_set_poll_hold": "x"})
+    assert wrong.status_code == 422
