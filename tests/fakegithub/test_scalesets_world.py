@@ -282,3 +282,37 @@ def test_events_name_the_job(setup: Setup) -> None:
     assert event.kind is ScaleSetEventKind.JOB_ASSIGNED
     assert (event.job_id, event.repository, event.labels) == (job.id, REPO, ("rs-x64",))
     assert event.queued_at == job.created_at
+
+
+def test_a_session_being_polled_does_not_lapse_however_far_the_clock_jumps(
+    setup: Setup,
+) -> None:
+    clock, world, scale_sets, record = setup
+    session = scale_sets.create_session(ORG, record.id, "listener")
+    held = scale_sets.poll_started(*_queue(session))
+    clock.advance(600)
+    world.tick()
+    assert scale_sets.sessions[record.id] is session
+    scale_sets.poll_ended(held)
+    clock.advance(60)
+    world.tick()
+    assert record.id not in scale_sets.sessions
+
+
+def test_no_secret_in_a_repr_or_an_error(setup: Setup) -> None:
+    _, world, scale_sets, record = setup
+    session = scale_sets.create_session(ORG, record.id, "listener")
+    assert session.queue_token not in repr(session)
+    token = world.create_token(ORG, "registration").token
+    _, admin = scale_sets.register(token, "/acme")
+    for call in (
+        lambda: scale_sets.get_message(record.id, session.id, session.queue_token + "x"),
+        lambda: scale_sets.admin_scope(99, admin),
+        lambda: scale_sets.register(token, "/acme/app"),
+    ):
+        with pytest.raises(ActionsError) as refused:
+            call()
+        text = str(refused.value) + repr(refused.value)
+        assert session.queue_token not in text
+        assert admin not in text
+        assert token not in text

@@ -321,18 +321,22 @@ async def get_message(sim: Simulator, request: Request, token: str) -> Response:
     last = _int_query(request, "lastMessageId")
     capacity = _capacity(request)
     deadline = sim.clock.now() + sim.world.settings.scale_set_poll_hold
-    while True:
-        message = sim.scale_sets.get_message(scale_set_id, session_id, token, last, capacity)
-        if message is not None:
-            scope = sim.scale_sets.scale_sets[scale_set_id].scope
-            url = _acquire_url(sim, scope, scale_set_id)
-            return JSONResponse(shapes.envelope(message, url))
-        left = deadline - sim.clock.now()
-        if left <= 0:
-            return Response(status_code=202)
-        await sim.wait_for_change(min(POLL_STEP, left))
-        if await request.is_disconnected():
-            return Response(status_code=202)
+    session = sim.scale_sets.poll_started(scale_set_id, session_id, token)
+    try:
+        while True:
+            message = sim.scale_sets.get_message(scale_set_id, session_id, token, last, capacity)
+            if message is not None:
+                scope = sim.scale_sets.scale_sets[scale_set_id].scope
+                url = _acquire_url(sim, scope, scale_set_id)
+                return JSONResponse(shapes.envelope(message, url))
+            left = deadline - sim.clock.now()
+            if left <= 0:
+                return Response(status_code=202)
+            await sim.wait_for_change(min(POLL_STEP, left))
+            if await request.is_disconnected():
+                return Response(status_code=202)
+    finally:
+        sim.scale_sets.poll_ended(session)
 
 
 async def delete_message(sim: Simulator, request: Request, token: str) -> Response:

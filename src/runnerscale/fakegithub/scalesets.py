@@ -119,6 +119,9 @@ class Session:
     last_active: float
     #: The last ``X-ScaleSetMaxCapacity`` announced; None until the first poll.
     max_capacity: int | None = None
+    #: Long polls being held open for it right now: a session being polled never lapses,
+    #: however far a virtual clock jumps meanwhile.
+    polls_in_flight: int = 0
 
 
 @dataclass
@@ -211,7 +214,7 @@ class ScaleSets:
         tenant = self.tenant_of(scope)
         now = self.world.now
         claims = {
-            "scope": scope.lower(),
+            "scope": scope,
             "tenant": tenant,
             "iat": int(now),
             "exp": int(now + self._settings.scale_set_admin_token_ttl),
@@ -400,7 +403,8 @@ class ScaleSets:
         session = self.sessions.get(scale_set_id)
         if session is None:
             return None
-        if self.world.now - session.last_active >= self._settings.scale_set_session_lapse:
+        lapsed = self.world.now - session.last_active >= self._settings.scale_set_session_lapse
+        if lapsed and session.polls_in_flight == 0:
             del self.sessions[scale_set_id]
             return None
         return session
@@ -477,6 +481,17 @@ class ScaleSets:
         return session
 
     # ------------------------------------------------------------------ the queue
+
+    def poll_started(self, scale_set_id: int, session_id: str, queue_token: str) -> Session:
+        """A long poll is held open for the session (checked like :meth:`get_message`);
+        pair with :meth:`poll_ended`."""
+        session = self._queue_session(scale_set_id, session_id, queue_token)
+        session.polls_in_flight += 1
+        return session
+
+    def poll_ended(self, session: Session) -> None:
+        session.polls_in_flight = max(0, session.polls_in_flight - 1)
+        session.last_active = self.world.now
 
     def get_message(
         self,
