@@ -30,6 +30,7 @@ from __future__ import annotations
 import itertools
 import random
 import uuid
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -614,19 +615,24 @@ class ScaleSets:
             scopes.add(repo.owner.enterprise.scope.lower())
         return scopes
 
-    def _load(self, scale_set_id: int) -> int:
-        return sum(
-            1
-            for job_id, route in self._routes.items()
-            if route.state in ("available", "assigned", "running")
-            and (job := self.world.jobs[job_id]).scale_set_id == scale_set_id
-            and job.status is not JobStatus.COMPLETED
-        )
+    def _loads(self) -> Counter[int]:
+        """Jobs routed to each scale set and not completed (what its capacity bounds)."""
+        loads: Counter[int] = Counter()
+        for job_id, route in self._routes.items():
+            job = self.world.jobs[job_id]
+            if (
+                route.state in ("available", "assigned", "running")
+                and job.scale_set_id is not None
+                and job.status is not JobStatus.COMPLETED
+            ):
+                loads[job.scale_set_id] += 1
+        return loads
 
     def route(self, queued: list[Job]) -> None:
         """Route queued jobs, oldest first, to a scale set holding all of their labels
         (superset rule), within each scale set's announced capacity."""
         settings = self._settings
+        loads: Counter[int] | None = None
         for job in queued:
             if job.scale_set_id is not None:
                 continue
@@ -647,9 +653,11 @@ class ScaleSets:
                 continue
             if route is None:
                 route = self._routes[job.id] = _Route(request_id=next(self._request_ids))
-            chosen = self._choose(job, route, candidates)
+            loads = self._loads() if loads is None else loads
+            chosen = self._choose(route, candidates, loads)
             if chosen is None:
                 continue
+            loads[chosen.id] += 1
             job.scale_set_id = chosen.id
             route.attempt += 1
             route.routed_at = self.world.now
@@ -661,7 +669,7 @@ class ScaleSets:
                 self._send(chosen.id, ScaleSetEventKind.JOB_ASSIGNED, job)
 
     def _choose(
-        self, job: Job, route: _Route, candidates: list[ScaleSetRecord]
+        self, route: _Route, candidates: list[ScaleSetRecord], loads: Counter[int]
     ) -> ScaleSetRecord | None:
         """Among matching scale sets with capacity left, prefer those with an open session,
         then draw (GitHub: "distributed arbitrarily", ARC #4004)."""
@@ -671,7 +679,7 @@ class ScaleSets:
             capacity = session.max_capacity if session is not None else None
             if capacity == 0 and self._settings.zero_capacity_is_forever:
                 route.excluded.add(record.id)
-            elif capacity is None or self._load(record.id) < capacity:
+            elif capacity is None or loads[record.id] < capacity:
                 fitting.append(record)
         if self._settings.scale_set_prefer_open_session:
             with_session = [r for r in fitting if self._open_session(r.id) is not None]
@@ -710,6 +718,7 @@ class ScaleSets:
             route.state = "pending"
             if route.attempt >= settings.scale_set_max_reassignments:
                 self.world.give_up(job, NOT_TAKEN_REASON)
+                del self._routes[job_id]
 
     def next_deadline(self) -> float | None:
         settings = self._settings
@@ -736,6 +745,7 @@ class ScaleSets:
         elif action == "completed":
             result = RESULTS.get(job.conclusion or Conclusion.FAILURE, "failed")
             self._send(job.scale_set_id, ScaleSetEventKind.JOB_COMPLETED, job, result=result)
+            del self._routes[job.id]  # its story is told: keep the routing table small
 
     def _event(self, kind: ScaleSetEventKind, job: Job, result: str | None = None) -> ScaleSetEvent:
         route = self._routes[job.id]
