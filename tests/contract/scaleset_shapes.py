@@ -150,3 +150,60 @@ def pick(value: Any, path: list[str | int]) -> Any:
     for part in path:
         value = json.loads(value) if part == "$json" else value[part]
     return value
+
+
+_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+#: Placeholders that stand for a URL prefix (slashes and all); the others are one segment.
+_URL_PLACEHOLDERS = frozenset({"base", "tenant", "queue_url"})
+
+
+def _template_regex(template: str) -> re.Pattern[str]:
+    parts: list[str] = []
+    last = 0
+    for found in _PLACEHOLDER.finditer(template):
+        parts.append(re.escape(template[last : found.start()]))
+        parts.append(".+" if found.group(1) in _URL_PLACEHOLDERS else "[^/?&]+")
+        last = found.end()
+    parts.append(re.escape(template[last:]))
+    return re.compile("".join(parts))
+
+
+def request_problems(
+    expected: dict[str, Any],
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    body: Any,
+) -> list[str]:
+    """What in a sent request differs from a fixture step's ``request`` (``$def`` already
+    resolved, placeholders *not* filled): the method, the URL's path (placeholders match
+    anything), every query parameter and header the step names, and the body's shape.
+
+    The production client's tests record its requests and check each against its step.
+    """
+    problems: list[str] = []
+    if method.upper() != expected["method"]:
+        problems.append(f"method: expected {expected['method']}, sent {method}")
+    sent_path = url.split("?", 1)[0]
+    template = expected["url"].split("?", 1)[0] + expected.get("path_suffix", "")
+    if not _template_regex(template).fullmatch(sent_path):
+        problems.append(f"url: {sent_path} does not match {template}")
+    sent_query = dict(
+        pair.split("=", 1) if "=" in pair else (pair, "")
+        for pair in (url.split("?", 1)[1].split("&") if "?" in url else [])
+    )
+    for name, value in expected.get("query", {}).items():
+        if name not in sent_query:
+            problems.append(f"query: {name} missing")
+        elif not _template_regex(str(value)).fullmatch(sent_query[name]):
+            problems.append(f"query: {name}={sent_query[name]} does not match {value}")
+    lowered = {key.lower(): value for key, value in headers.items()}
+    for name, value in expected.get("headers", {}).items():
+        sent = lowered.get(name.lower())
+        if sent is None:
+            problems.append(f"header: {name} missing")
+        elif not _template_regex(str(value)).fullmatch(sent):
+            problems.append(f"header: {name} does not match {value}")
+    if "body_shape" in expected:
+        problems += check(expected["body_shape"], body, "body")
+    return problems

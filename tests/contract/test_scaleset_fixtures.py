@@ -9,6 +9,7 @@ the simulator's control API (queue a job, expire tokens, delete a scale set).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,7 +19,14 @@ import pytest
 
 from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
 from runnerscale.fakegithub.world import WorldSettings
-from tests.contract.scaleset_shapes import check, definitions, fixtures, pick, resolve
+from tests.contract.scaleset_shapes import (
+    check,
+    definitions,
+    fixtures,
+    pick,
+    request_problems,
+    resolve,
+)
 
 PAT = "ghp_contract_token"
 FIXTURES = dict(fixtures())
@@ -83,10 +91,16 @@ async def test_the_simulator_answers_as_the_fixture_says(
                 )
                 assert done.status_code < 300, f"step {index}: {done.text}"
                 continue
-            request = fill(resolve(step["request"], defs), context)
-            if "body_shape" in request:
-                assert check(request["body_shape"], request.get("body")) == [], f"step {index}"
+            template = resolve(step["request"], defs)
+            request = fill(template, context)
             answer = await send(http, request)
+            sent = answer.request
+            sent_body = json.loads(sent.content) if sent.content else None
+            # The checker the client's tests use passes the fixture's own requests.
+            problems = request_problems(
+                template, sent.method, str(sent.url), dict(sent.headers), sent_body
+            )
+            assert problems == [], f"step {index}"
             expected = step["response"]
             assert answer.status_code == expected["status"], f"step {index}: {answer.text}"
             if "body" in expected:
@@ -112,3 +126,22 @@ def test_the_checker_refuses_an_envelope_whose_body_is_not_a_string() -> None:
     ]
     assert check(shape, {"messageId": "1", "body": "[]"}) == ["$.messageId: expected $int, got '1'"]
     assert check(shape, {"messageId": 1, "body": '[{"jobId": 7}]'})  # jobId is a string
+
+
+def test_the_request_checker_names_what_differs() -> None:
+    template = resolve(FIXTURES["session-conflict-409"]["steps"][0]["request"], definitions())
+    problems = request_problems(
+        template,
+        "PUT",
+        "http://h/_services/pipelines/tenant-1/_apis/runtime/runnerscalesets/7/session",
+        {"Authorization": "token x"},
+        {"owner": "x"},
+    )
+    assert problems == [
+        "method: expected POST, sent PUT",
+        "url: http://h/_services/pipelines/tenant-1/_apis/runtime/runnerscalesets/7/session "
+        "does not match {tenant}_apis/runtime/runnerscalesets/{scale_set_id}/sessions",
+        "query: api-version missing",
+        "header: Authorization does not match Bearer {admin_token}",
+        "body.ownerName: missing",
+    ]
