@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 FIXTURES = Path(__file__).parent / "scaleset"
 
@@ -188,10 +189,8 @@ def request_problems(
     template = expected["url"].split("?", 1)[0] + expected.get("path_suffix", "")
     if not _template_regex(template).fullmatch(sent_path):
         problems.append(f"url: {sent_path} does not match {template}")
-    sent_query = dict(
-        pair.split("=", 1) if "=" in pair else (pair, "")
-        for pair in (url.split("?", 1)[1].split("&") if "?" in url else [])
-    )
+    query_text = url.split("?", 1)[1] if "?" in url else ""
+    sent_query = dict(parse_qsl(query_text, keep_blank_values=True))
     for name, value in expected.get("query", {}).items():
         if name not in sent_query:
             problems.append(f"query: {name} missing")
