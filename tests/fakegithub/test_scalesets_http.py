@@ -269,3 +269,25 @@ async def test_settings_change_at_run_time_and_unknown_ones_are_named(
     assert "poll_hold" in unknown.json()["message"]
     wrong = await http.post(f"{server.url}/_sim/settings", json={"scale_set_poll_hold": "x"})
     assert wrong.status_code == 422
+
+
+async def test_removing_a_busy_scale_set_runner_is_job_still_running(
+    server: SimulatorServer, tenant: Tenant
+) -> None:
+    http = tenant.http
+    scale_set = await create_scale_set(tenant, "rs", [])
+    jit = await tenant.call(
+        "POST", f"{SCALE_SETS}/{scale_set['id']}/generatejitconfig", json={"name": "busy-1"}
+    )
+    config = decode(jit.json()["encodedJITConfig"])
+    await http.post(
+        f"{server.url}/_sim/jobs", json={"repo": "acme/app", "labels": ["rs"], "duration": 60}
+    )
+    runner_auth = {"Authorization": f"Bearer {config.credential}"}
+    await http.post(f"{server.url}/_sim/runner/connect", headers=runner_auth)
+    taken = await http.get(f"{server.url}/_sim/runner/job", headers=runner_auth)
+    assert taken.json()["job"] is not None
+    refused = await tenant.call(
+        "DELETE", f"_apis/distributedtask/pools/0/agents/{config.runner_id}"
+    )
+    assert (refused.status_code, refused.json()["typeName"]) == (400, "JobStillRunningException")
