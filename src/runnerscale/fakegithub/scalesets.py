@@ -465,15 +465,18 @@ class ScaleSets:
             )
         del self.sessions[scale_set_id]
 
-    def _queue_session(self, scale_set_id: int, session_id: str, queue_token: str) -> Session:
-        """The session a queue call acts for: 404 for a gone scale set, 401 for a token that
-        is expired, replaced or of a dropped session."""
+    def _queue_session(
+        self, scale_set_id: int, session_id: str | None, queue_token: str
+    ) -> Session:
+        """The session a queue call acts for (``session_id`` None: whichever holds the
+        token): 404 for a gone scale set, 401 for a token that is expired, replaced or of a
+        dropped session."""
         if scale_set_id not in self.scale_sets:
             raise scale_set_not_found(scale_set_id)
         session = self._open_session(scale_set_id)
         if (
             session is None
-            or session.id != session_id
+            or (session_id is not None and session.id != session_id)
             or session.queue_token != queue_token
             or self.world.now >= session.queue_token_expires_at
         ):
@@ -535,15 +538,7 @@ class ScaleSets:
     ) -> list[int]:
         """Take offered jobs (``JobAvailable``) for the scale set: those still offered to it
         become assigned (``JobAssigned``); returns the ids acquired."""
-        if scale_set_id not in self.scale_sets:
-            raise scale_set_not_found(scale_set_id)
-        session = self._open_session(scale_set_id)
-        if (
-            session is None
-            or session.queue_token != queue_token
-            or self.world.now >= session.queue_token_expires_at
-        ):
-            raise unauthorized("message queue token")
+        self._queue_session(scale_set_id, None, queue_token)
         wanted = set(request_ids)
         acquired: list[int] = []
         for job_id, route in sorted(self._routes.items()):
