@@ -134,6 +134,43 @@ def fake_github(
     queue_timeout: Annotated[
         float, typer.Option(help="Seconds a job may stay queued before it fails.")
     ] = 86_400.0,
+    scale_set_poll_hold: Annotated[
+        float,
+        typer.Option(help="Seconds a scale set's empty long poll is held before its 202."),
+    ] = 50.0,
+    scale_set_session_lapse: Annotated[
+        float,
+        typer.Option(
+            help="Seconds after which a scale-set session whose owner stopped polling lapses."
+        ),
+    ] = 60.0,
+    scale_set_queue_token_ttl: Annotated[
+        float, typer.Option(help="Seconds a scale-set session's message-queue token is valid.")
+    ] = 3_600.0,
+    scale_set_admin_token_ttl: Annotated[
+        float, typer.Option(help="Seconds an Actions-service admin token (JWT) is valid.")
+    ] = 3_600.0,
+    scale_set_assign_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds (times the attempt) before a job assigned to a scale set and taken by "
+            "no runner is cancelled and reassigned."
+        ),
+    ] = 120.0,
+    scale_set_job_mode: Annotated[
+        str,
+        typer.Option(
+            help="'assigned' (github.com: JobAssigned) or 'available' (older GHES: JobAvailable, "
+            "then acquirejobs)."
+        ),
+    ] = "assigned",
+    zero_capacity_is_forever: Annotated[
+        bool,
+        typer.Option(
+            help="A job queued while a scale set announced capacity 0 is never assigned to it "
+            "(measured: runpool ADR 2026-08-11)."
+        ),
+    ] = True,
     tls: Annotated[
         bool,
         typer.Option(
@@ -190,9 +227,19 @@ def fake_github(
         (unconnected_runner_ttl, "--unconnected-runner-ttl"),
         (lost_runner_timeout, "--lost-runner-timeout"),
         (queue_timeout, "--queue-timeout"),
+        (scale_set_session_lapse, "--scale-set-session-lapse"),
+        (scale_set_queue_token_ttl, "--scale-set-queue-token-ttl"),
+        (scale_set_admin_token_ttl, "--scale-set-admin-token-ttl"),
+        (scale_set_assign_timeout, "--scale-set-assign-timeout"),
     ):
         if value <= 0:
             raise fail(f"{name} must be a positive number of seconds, got {value}")
+    if scale_set_poll_hold < 0:
+        raise fail(f"--scale-set-poll-hold must be 0 or more seconds, got {scale_set_poll_hold}")
+    if scale_set_job_mode not in ("assigned", "available"):
+        raise fail(
+            f"--scale-set-job-mode must be 'assigned' or 'available', got {scale_set_job_mode!r}"
+        )
     server_tls = _server_tls(tls, tls_dir, tls_cert, tls_key, host)
     options = SimulatorOptions(
         host=host,
@@ -209,6 +256,13 @@ def fake_github(
             unconnected_runner_ttl=unconnected_runner_ttl,
             lost_runner_timeout=lost_runner_timeout,
             queue_timeout=queue_timeout,
+            scale_set_poll_hold=scale_set_poll_hold,
+            scale_set_session_lapse=scale_set_session_lapse,
+            scale_set_queue_token_ttl=scale_set_queue_token_ttl,
+            scale_set_admin_token_ttl=scale_set_admin_token_ttl,
+            scale_set_assign_timeout=scale_set_assign_timeout,
+            scale_set_job_mode="available" if scale_set_job_mode == "available" else "assigned",
+            zero_capacity_is_forever=zero_capacity_is_forever,
         ),
         tls=server_tls,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import Any
 
 import httpx
 import pytest
@@ -95,5 +96,5 @@ async def control(simulator: SimulatorServer) -> AsyncIterator[httpx.AsyncClient
         yield client
 
 
-def with_world(options: SimulatorOptions, **changes: float) -> SimulatorOptions:
+def with_world(options: SimulatorOptions, **changes: Any) -> SimulatorOptions:
     return replace(options, world=replace(options.world, **changes))

@@ -47,10 +47,12 @@ from runnerscale.fakegithub.accounting import (
     PrimaryLimitError,
     RefusedError,
     SecondaryLimitError,
+    Stats,
 )
 from runnerscale.fakegithub.auth import ANONYMOUS, Authenticator, Caller, CallerKind
 from runnerscale.fakegithub.faults import FaultPlan, Faults
 from runnerscale.fakegithub.ratelimit import CORE, RateLimits
+from runnerscale.fakegithub.scalesets import ScaleSets
 from runnerscale.fakegithub.scopes import check_scopes, scope_headers
 from runnerscale.fakegithub.webhooks import WebhookHub
 from runnerscale.fakegithub.world import ApiError, World, not_found
@@ -145,6 +147,11 @@ class Simulator:
         #: Requests, charges and answers by operation (``GET /_sim/stats``).
         self.stats = self.ledger.stats
         self.request_ids = RequestIds(world.settings.seed)
+        #: The runner scale sets (:mod:`runnerscale.fakegithub.actions_service` serves them).
+        self.scale_sets = ScaleSets(world)
+        #: Actions-service calls (scale sets), counted apart from REST calls: GitHub has
+        #: not published their limits, and they are not charged to any REST budget.
+        self.actions_stats = Stats()
         self.webhooks = WebhookHub(
             world, self.faults, clock, web_url=self.root_urls.web, api_url=self.root_urls.api
         )

@@ -17,12 +17,14 @@ from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import Receive, Scope, Send
 
 from runnerscale.fakegithub import (
+    actions_service,
     control,
     rest_apps,
     rest_hooks,
     rest_reads,
     rest_runners,
     rest_runs,
+    rest_scalesets,
     runner_protocol,
 )
 from runnerscale.fakegithub.api import API_PREFIX, Simulator, error_response
@@ -38,6 +40,7 @@ def api_routes() -> list[BaseRoute]:
         *rest_runners.routes(),
         *rest_runs.routes(),
         *rest_apps.routes(),
+        *rest_scalesets.routes(),
     ]
 
 
@@ -119,6 +122,7 @@ def create_app(sim: Simulator) -> Starlette:
             *routes,
             *control.routes(),
             *runner_protocol.routes(),
+            *actions_service.routes(),
         ],
         exception_handlers={404: _not_found, 405: _method_not_allowed},
     )

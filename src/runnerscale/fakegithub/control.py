@@ -5,6 +5,7 @@ delivery log. Not GitHub's: unauthenticated, never rate limited, faulted or coun
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -34,7 +35,8 @@ from runnerscale.fakegithub.api import (
 )
 from runnerscale.fakegithub.entities import Conclusion, Enterprise, Job, OwnerType
 from runnerscale.fakegithub.faults import FaultPlan
-from runnerscale.fakegithub.world import ApiError, JobSpec, not_found
+from runnerscale.fakegithub.scalesets import ActionsError
+from runnerscale.fakegithub.world import ApiError, JobSpec, WorldSettings, invalid, not_found
 
 
 class JobRequest(StrictBody):
@@ -181,6 +183,8 @@ async def sim_approve_job(sim: Simulator, request: Request) -> Response:
 async def sim_stats(sim: Simulator, request: Request) -> Response:
     body = sim.stats.public()
     body["webhooks"] = dict(Counter(d.status for d in sim.webhooks.log))
+    # Scale sets' Actions-service calls, apart from the REST calls above.
+    body["actions_service"] = sim.actions_stats.public()
     return JSONResponse(body)
 
 
@@ -275,9 +279,116 @@ async def sim_list_runners(sim: Simulator, request: Request) -> Response:
     )
 
 
+#: The settings the control API may change while the simulator runs (the scale sets' rules
+#: and assumptions, and the world's timeouts).
+CHANGEABLE_SETTINGS = frozenset(
+    f.name
+    for f in dataclasses.fields(WorldSettings)
+    if f.name not in {"server_url", "server_ca", "app_id", "app_slug", "token_user", "seed"}
+)
+
+
+async def sim_get_settings(sim: Simulator, request: Request) -> Response:
+    return JSONResponse(
+        {name: getattr(sim.world.settings, name) for name in sorted(CHANGEABLE_SETTINGS)}
+    )
+
+
+async def sim_set_settings(sim: Simulator, request: Request) -> Response:
+    """Change settings by name (``{"zero_capacity_is_forever": false}``); unknown names
+    and values of the wrong type are a 422 naming them."""
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise ApiError(422, "Validation Failed: the body must be an object of settings")
+    defaults = WorldSettings()
+    for name, value in body.items():
+        if name not in CHANGEABLE_SETTINGS:
+            raise invalid(
+                f"unknown setting {name!r}; changeable: {', '.join(sorted(CHANGEABLE_SETTINGS))}",
+                resource="Settings",
+                field_name=name,
+            )
+        expected = type(getattr(defaults, name))
+        ok = isinstance(value, expected) or (expected is float and isinstance(value, int))
+        if not ok or (expected is not bool and isinstance(value, bool)):
+            raise invalid(
+                f"{name} must be a {expected.__name__}, got {value!r}",
+                resource="Settings",
+                field_name=name,
+            )
+    if body.get("scale_set_job_mode", "assigned") not in ("assigned", "available"):
+        raise invalid(
+            "scale_set_job_mode must be 'assigned' or 'available'",
+            resource="Settings",
+            field_name="scale_set_job_mode",
+        )
+    sim.world.settings = dataclasses.replace(sim.world.settings, **body)
+    sim.world.dispatch()
+    return await sim_get_settings(sim, request)
+
+
+async def sim_list_scale_sets(sim: Simulator, request: Request) -> Response:
+    records = []
+    for record in sorted(sim.scale_sets.scale_sets.values(), key=lambda r: r.id):
+        session = sim.scale_sets.sessions.get(record.id)
+        records.append(
+            {
+                "id": record.id,
+                "name": record.name,
+                "scope": record.scope,
+                "labels": record.label_names,
+                "runner_group": record.group.name,
+                "session_owner": session.owner if session else None,
+                "max_capacity": session.max_capacity if session else None,
+                "statistics": dataclasses.asdict(sim.scale_sets.statistics(record.id)),
+            }
+        )
+    return JSONResponse(records)
+
+
+async def sim_delete_scale_set(sim: Simulator, request: Request) -> Response:
+    """Delete a scale set behind its listener's back (GitHub's clean-up of idle ones)."""
+    try:
+        sim.scale_sets.delete(None, int_param(request, "scale_set_id"))
+    except ActionsError as error:
+        raise ApiError(error.status, error.message) from None
+    return Response(status_code=204)
+
+
+def _target(request: Request) -> int | None:
+    raw = request.query_params.get("scale_set_id")
+    return int(raw) if raw and raw.isdigit() else None
+
+
+async def sim_expire_queue_tokens(sim: Simulator, request: Request) -> Response:
+    return JSONResponse({"expired": sim.scale_sets.expire_queue_tokens(_target(request))})
+
+
+async def sim_drop_sessions(sim: Simulator, request: Request) -> Response:
+    return JSONResponse({"dropped": sim.scale_sets.drop_sessions(_target(request))})
+
+
 def routes() -> list[Route]:
     """The control API, under ``/_sim/``."""
     return [
+        Route("/_sim/settings", control_endpoint(sim_get_settings), methods=["GET"]),
+        Route("/_sim/settings", control_endpoint(sim_set_settings), methods=["POST"]),
+        Route("/_sim/scale-sets", control_endpoint(sim_list_scale_sets), methods=["GET"]),
+        Route(
+            "/_sim/scale-sets/{scale_set_id}",
+            control_endpoint(sim_delete_scale_set),
+            methods=["DELETE"],
+        ),
+        Route(
+            "/_sim/scale-sets/expire-queue-tokens",
+            control_endpoint(sim_expire_queue_tokens),
+            methods=["POST"],
+        ),
+        Route(
+            "/_sim/scale-sets/drop-sessions",
+            control_endpoint(sim_drop_sessions),
+            methods=["POST"],
+        ),
         Route("/_sim/jobs", control_endpoint(sim_create_jobs), methods=["POST"]),
         Route("/_sim/jobs", control_endpoint(sim_list_jobs), methods=["GET"]),
         Route("/_sim/jobs/{job_id}/approve", control_endpoint(sim_approve_job), methods=["POST"]),

@@ -140,6 +140,9 @@ class Runner:
     last_job_id: int | None = None
     #: An ephemeral runner that has taken its one job never takes another.
     used: bool = False
+    #: The runner scale set it was registered for (its ``generatejitconfig``), if any: such a
+    #: runner takes only the jobs GitHub assigned to that scale set.
+    scale_set_id: int | None = None
 
     @property
     def busy(self) -> bool:
@@ -197,6 +200,9 @@ class Job:
     failure_reason: str | None = None
     #: The environment a waiting job waits on, if any.
     environment: str | None = None
+    #: The runner scale set the job is routed to (offered or assigned), if any: then only
+    #: that scale set's runners may take it (:mod:`runnerscale.fakegithub.scalesets`).
+    scale_set_id: int | None = None
 
     @property
     def repo(self) -> Repo:

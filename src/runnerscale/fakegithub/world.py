@@ -35,6 +35,7 @@ import random
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Literal, Protocol
 
 from runnerscale.clock import Clock
 from runnerscale.fakegithub.entities import (
@@ -136,6 +137,34 @@ class WorldSettings:
     #: The user behind every personal access token (``GET /user``); it also owns the App.
     token_user: str = "octocat"  # noqa: S105 - a login, not a secret
     seed: int = 0
+    # Runner scale sets (:mod:`runnerscale.fakegithub.scalesets`; docs/simulator.md has the
+    # assumptions table with sources).
+    #: How long an empty long poll is held before its 202 (GitHub: "up to ~50 seconds").
+    scale_set_poll_hold: float = 50.0
+    #: A session whose owner stops polling lapses after this long (runpool ADR 2026-08-11:
+    #: a successor got 409 for about fifty seconds after a SIGKILL).
+    scale_set_session_lapse: float = 60.0
+    #: Lifetime of a session's message-queue token (not published; 401 when expired).
+    scale_set_queue_token_ttl: float = 3_600.0
+    #: Lifetime of the Actions-service admin token (the ``exp`` of its JWT).
+    scale_set_admin_token_ttl: float = 3_600.0
+    #: An assigned job no runner takes within this many seconds × attempt is reassigned.
+    scale_set_assign_timeout: float = 120.0
+    #: How many times an untaken job is cancelled and reassigned before it is given up.
+    scale_set_max_reassignments: int = 3
+    #: ``assigned``: github.com assigns jobs (``JobAssigned``); ``available``: older GHES
+    #: offers them (``JobAvailable``) and the listener must ``acquirejobs``.
+    scale_set_job_mode: Literal["assigned", "available"] = "assigned"
+    #: A job queued while the scale set announced capacity 0 is never assigned to it.
+    zero_capacity_is_forever: bool = True
+    #: At most this many job messages in one answer of the long poll.
+    scale_set_message_batch: int = 50
+    #: A job a scale set matches goes to the scale set even when an ordinary runner could
+    #: take it; False lets idle ordinary runners take it first.
+    scale_sets_before_runners: bool = True
+    #: Between overlapping scale sets, prefer those with an open session (ties by a seeded
+    #: draw); False draws among all of them.
+    scale_set_prefer_open_session: bool = True
 
 
 @dataclass(frozen=True)
@@ -152,6 +181,21 @@ class JobSpec:
 
 
 JobListener = Callable[[str, Job], None]
+
+
+class WorldExtension(Protocol):
+    """Rules that ride on the world's routing and clock (the runner scale sets): the world
+    asks them before handing queued jobs to runners, and applies their timeouts."""
+
+    def route(self, queued: list[Job]) -> None:
+        """Claim queued jobs (set ``job.scale_set_id``) before runners are matched."""
+
+    def may_take(self, runner: Runner, job: Job) -> bool:
+        """Whether ``runner`` may take ``job`` when either belongs to a scale set."""
+
+    def tick(self) -> None: ...
+
+    def next_deadline(self) -> float | None: ...
 
 
 @dataclass
@@ -214,6 +258,7 @@ class World:
         self._run_numbers: dict[str, int] = {}
         #: Bumped on every change; long-polling runners wait for it to move.
         self.version = 0
+        self.extensions: list[WorldExtension] = []
 
     # ------------------------------------------------------------------ plumbing
 
@@ -523,12 +568,16 @@ class World:
         *,
         ephemeral: bool,
         jit: bool,
+        scale_set_id: int | None = None,
     ) -> Runner:
         if any(r.name.lower() == name.lower() for r in self.runners_in(scope)):
             raise ApiError(409, f"A runner with the name {name!r} already exists.")
-        implicit = [
-            x for x in DEFAULT_RUNNER_LABELS if x.lower() not in {y.lower() for y in labels}
-        ]
+        # Scale-set runners get no default labels (live tests, runpool ADR 2026-08-29).
+        implicit = (
+            []
+            if scale_set_id is not None
+            else [x for x in DEFAULT_RUNNER_LABELS if x.lower() not in {y.lower() for y in labels}]
+        )
         runner = Runner(
             id=_next(self._ids.runner),
             name=name,
@@ -539,6 +588,7 @@ class World:
             jit=jit,
             credential=self.new_secret("rnr_"),
             created_at=self.now,
+            scale_set_id=scale_set_id,
         )
         self.runners[runner.id] = runner
         self._runners_by_credential[runner.credential] = runner.id
@@ -567,7 +617,11 @@ class World:
         if not isinstance(work_folder, str):
             raise rejected("work_folder must be a string")
         runner = self._register(scope, name, labels, group, ephemeral=True, jit=True)
-        encoded = encode(
+        return runner, self.encode_jitconfig(runner, work_folder)
+
+    def encode_jitconfig(self, runner: Runner, work_folder: str = "_work") -> str:
+        """The encoded JIT configuration the stand-in runner starts ``runner`` from."""
+        return encode(
             JitConfig(
                 server_url=self.settings.server_url,
                 server_ca=self.settings.server_ca,
@@ -577,7 +631,20 @@ class World:
                 work_folder=work_folder,
             )
         )
-        return runner, encoded
+
+    def register_jit_runner(
+        self,
+        scope: str,
+        name: str,
+        labels: list[str],
+        group: RunnerGroup | None,
+        *,
+        scale_set_id: int | None = None,
+    ) -> Runner:
+        """Register an ephemeral just-in-time runner (the scale sets' ``generatejitconfig``)."""
+        return self._register(
+            scope, name, labels, group, ephemeral=True, jit=True, scale_set_id=scale_set_id
+        )
 
     def _group_for(self, scope: str, group_id: int, *, org_level: bool) -> RunnerGroup | None:
         if not org_level:
@@ -623,6 +690,15 @@ class World:
         if runner.busy:
             raise ApiError(422, f'Bad request - Runner "{runner.name}" is still running a job".')
         self._remove_runner(runner)
+
+    def unregister(self, runner: Runner) -> None:
+        """Remove a runner's registration, whatever it is doing (callers check first)."""
+        self._remove_runner(runner)
+
+    def give_up(self, job: Job, reason: str) -> None:
+        """End a job that was never taken: cancelled, with ``reason``."""
+        if job.status is not JobStatus.COMPLETED:
+            self._complete(job, Conclusion.CANCELLED, reason)
 
     def _remove_runner(self, runner: Runner) -> None:
         self.runners.pop(runner.id, None)
@@ -908,7 +984,22 @@ class World:
                 return False
         elif runner.scope.lower() != job.repo.owner.login.lower():
             return False
+        if runner.scale_set_id is not None or job.scale_set_id is not None:
+            return any(extension.may_take(runner, job) for extension in self.extensions)
         return labels_satisfy(runner.label_names, job.labels)
+
+    def ordinary_runner_could_take(self, job: Job) -> bool:
+        """Whether an idle runner outside any scale set could take ``job`` now."""
+        return any(
+            runner.scale_set_id is None and self._eligible(runner, job)
+            for runner in self.runners.values()
+            if job.scale_set_id is None
+        )
+
+    def dispatch(self) -> None:
+        """Route and hand out queued jobs now (after a change outside the world's own
+        methods, e.g. a scale set's announced capacity)."""
+        self._dispatch()
 
     def _dispatch(self) -> None:
         """Hand queued jobs, oldest first, to online idle runners that match."""
@@ -918,6 +1009,8 @@ class World:
         )
         if not queued:
             return
+        for extension in self.extensions:
+            extension.route(queued)
         idle = [r for r in sorted(self.runners.values(), key=lambda r: r.id) if not r.busy]
         for job in queued:
             runner = next((r for r in idle if self._eligible(r, job)), None)
@@ -980,6 +1073,8 @@ class World:
         for job in list(self.jobs.values()):
             if job.status is JobStatus.QUEUED and now - job.created_at >= settings.queue_timeout:
                 self._complete(job, Conclusion.FAILURE, QUEUE_TIMEOUT_REASON)
+        for extension in self.extensions:
+            extension.tick()
         self._dispatch()
 
     def next_deadline(self) -> float | None:
@@ -998,4 +1093,8 @@ class World:
             for job in self.jobs.values()
             if job.status is JobStatus.QUEUED
         )
+        for extension in self.extensions:
+            deadline = extension.next_deadline()
+            if deadline is not None:
+                deadlines.append(deadline)
         return min(deadlines, default=None)
