@@ -243,6 +243,14 @@ def _budget_families(budget: Budgets) -> Iterator[Metric]:
     for operation, count in sorted(budget.calls.items()):
         calls.add_metric([operation], count)
     yield calls
+    service_calls = CounterMetricFamily(
+        "runnerscale_github_actions_service_calls",
+        "Calls to GitHub's Actions service (runner scale sets), by operation; not REST calls",
+        labels=["operation"],
+    )
+    for operation, count in sorted(budget.actions_service_calls.items()):
+        service_calls.add_metric([operation], count)
+    yield service_calls
     charged = CounterMetricFamily(
         "runnerscale_github_charged_calls",
         "GitHub API calls charged to each rate-limit resource (304s are free)",
