@@ -113,8 +113,8 @@ def _epoch(value: Any) -> float | None:
     # .NET writes up to 7 fractional digits; Python reads at most 6.
     head, dot, rest = text.partition(".")
     if dot:
-        digits = "".join(c for c in rest if c.isdigit())
-        zone = rest[len(digits) :]
+        zone_at = next((i for i, c in enumerate(rest) if not c.isdigit()), len(rest))
+        digits, zone = rest[:zone_at], rest[zone_at:]
         text = f"{head}.{digits[:6]}{zone}"
     try:
         parsed = datetime.fromisoformat(text)
