@@ -39,7 +39,8 @@ async def test_the_chain_registration_token_then_remote_auth() -> None:
     assert github.budget.calls["create-registration-token"] == 1
     service = github.budget.actions_service_calls
     assert service["runner-registration"] == 1
-    assert service["get-runner-group"] == 1 and service["create-scale-set"] == 1
+    assert service["get-runner-group"] == 1
+    assert service["create-scale-set"] == 1
     assert "runner-registration" not in github.budget.calls
 
 

@@ -55,7 +55,8 @@ def test_the_envelope_its_statistics_and_the_body_string() -> None:
     assert message.statistics == ScaleSetStatistics(1, 2, 3, 4, 5, 6, 7)
     available, assigned, started, completed = message.events
     assert [e.kind for e in message.events] == list(ScaleSetEventKind)
-    assert available.runner_request_id == 1 and available.runner_id is None
+    assert available.runner_request_id == 1
+    assert available.runner_id is None
     assert assigned.repository == "acme/app"
     assert assigned.job_id == 20  # jobId is a string on the wire
     assert assigned.workflow_run_id == 502
@@ -88,7 +89,8 @@ def test_drifted_fields_take_their_zero() -> None:
         None,
     )
     empty = parse_message({"messageId": 1, "messageType": "RunnerScaleSetJobMessages"})
-    assert empty.events == () and empty.statistics == ScaleSetStatistics()
+    assert empty.events == ()
+    assert empty.statistics == ScaleSetStatistics()
 
 
 @pytest.mark.parametrize(
@@ -144,5 +146,6 @@ def test_scale_sets_sessions_and_jit_configs() -> None:
     jit = parse_jit_config(
         {"runner": {"id": 8, "name": "r", "runnerScaleSetId": 3}, "encodedJITConfig": "JIT_SECRET"}
     )
-    assert jit.runner_id == 8 and "JIT_SECRET" not in repr(jit)
+    assert jit.runner_id == 8
+    assert "JIT_SECRET" not in repr(jit)
     assert scale_set_labels("rs", ["linux", "RS", "x64", "linux"]) == ("rs", "linux", "x64")

@@ -3,9 +3,9 @@
 A scale set has one session at a time. Its requests to the message queue carry the session's
 *queue token*, which expires on its own schedule: a 401 refreshes the session (``PATCH``, with
 the admin token) and repeats the request once. A session the service has dropped (a 404 that
-is not the scale set's, seen on refresh in the field: ``actions/scaleset`` PR #123) is created
-anew; a scale set that is gone raises :class:`~runnerscale.scaleset_api.ScaleSetGoneError` so
-the pool re-creates it.
+is not the scale set's, seen on refresh in the field: ``actions/scaleset`` PR #123) is deleted
+for good measure and created anew; a scale set that is gone raises
+:class:`~runnerscale.scaleset_api.ScaleSetGoneError` so the pool re-creates it.
 
 Creating a session while another listener holds one (a crashed daemon's, until the service
 expires it, about a minute in field reports) is refused with 409: :func:`create_session`
@@ -230,4 +230,6 @@ class Session:
             self._scale_set.name,
             why,
         )
+        # Should the service still hold it after all, a new one would wait for it (409).
+        await self.close()
         self._info = await create_session(self._service, self._scale_set, self._owner, self._clock)
