@@ -612,6 +612,11 @@ class GitHubClient:
         data = response.parsed_data
         return JitConfig(runner_id=int(data.runner.id), encoded=data.encoded_jit_config)
 
+    def learn_secret(self, secret: str) -> None:
+        """Tell the log redactor a secret some other client got with these credentials (the
+        scale-set client's admin and queue tokens)."""
+        self._on_secret(secret)
+
     async def registration_token(self, target: Target) -> tuple[str, float]:
         """A runner registration token for ``target`` and when it expires (epoch seconds):
         what the scale-set client exchanges for the Actions service's admin connection."""

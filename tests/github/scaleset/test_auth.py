@@ -9,6 +9,8 @@ import jwt
 import pytest
 
 from runnerscale.clock import VirtualClock
+from runnerscale.github.client import GitHubClient
+from runnerscale.github.scaleset import ScaleSetClient
 from runnerscale.github.scaleset.auth import token_expiry
 from runnerscale.protocols import GitHubError
 from runnerscale.scaleset_api import ScaleSetSpec
@@ -16,8 +18,10 @@ from runnerscale.scaleset_api import ScaleSetSpec
 from .fake_actions import (
     API,
     PAT,
+    QUEUE_TOKEN_PREFIX,
     REGISTRATION_TOKEN,
     SECRETS,
+    TARGET,
     FakeActions,
     connected,
     drive,
@@ -128,3 +132,24 @@ async def test_no_token_in_logs_errors_or_reprs(caplog: pytest.LogCaptureFixture
     for secret in (*SECRETS, "ENCODED_JIT_SECRET"):
         for text in texts:
             assert secret not in text, (secret, text)
+
+
+async def test_the_log_redactor_learns_every_token_handed_out() -> None:
+    clock = VirtualClock()
+    fake = FakeActions(clock)
+    learned: list[str] = []
+    transport = httpx.MockTransport(fake.handler)
+    github = GitHubClient(API, PAT, transport=transport, clock=clock.now, on_secret=learned.append)
+    async with httpx.AsyncClient(transport=transport) as http:
+        client = ScaleSetClient(github, TARGET, clock=clock, http=http)
+        scale_set = await client.ensure_scale_set(ScaleSetSpec("rs"))
+        session = await client.open_session(scale_set, "ctl")
+        fake.script("GET", "/messages", fault(401))
+        await session.next_message(0, 1)
+    admin = (await client._auth.connection()).token
+    assert learned == [
+        REGISTRATION_TOKEN,
+        admin,
+        QUEUE_TOKEN_PREFIX + "1",
+        QUEUE_TOKEN_PREFIX + "2",
+    ]

@@ -51,6 +51,8 @@ class RegistrationTokens(Protocol):
 
     async def registration_token(self, target: Target) -> tuple[str, float]: ...
 
+    def learn_secret(self, secret: str) -> None: ...
+
 
 def token_expiry(token: str, fallback: float) -> float:
     """The ``exp`` claim of a JWT, read without verifying it; ``fallback`` when the token is
@@ -120,6 +122,7 @@ class AdminAuth:
             error.args = (f"{error.args[0]}{_HINTS.get(response.status_code, '')}",)
             raise error
         connection = parse_connection(decode(response.content))
+        self._tokens.learn_secret(connection.token)
         self._expires_at = token_expiry(connection.token, token_expires)
         log.info(
             "connected to the Actions service for %s (admin token valid until %s)",

@@ -71,7 +71,7 @@ class ScaleSetClient:
         self._http = http if http is not None else httpx.AsyncClient(verify=github.tls_verify)
         transport = Transport(self._http, clock, github.budget.actions_service_calls)
         self._auth = AdminAuth(github, target, github.api_url, transport, clock)
-        self._service = ActionsService(self._auth, transport)
+        self._service = ActionsService(self._auth, transport, github.learn_secret)
 
     def __repr__(self) -> str:
         return f"ScaleSetClient(target={self._target.key!r})"

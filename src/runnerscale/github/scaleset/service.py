@@ -9,7 +9,7 @@ names (:mod:`.errors`).
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 from runnerscale.github.scaleset.auth import AdminAuth
@@ -27,9 +27,13 @@ RUNNERS = "_apis/distributedtask/pools/0/agents"
 class ActionsService:
     """The Actions service of one scope, called with its admin token."""
 
-    def __init__(self, auth: AdminAuth, transport: Transport) -> None:
+    def __init__(
+        self, auth: AdminAuth, transport: Transport, learn_secret: Callable[[str], None]
+    ) -> None:
         self._auth = auth
         self.transport = transport
+        #: Tells the log redactor a token the service handed out (a session's queue token).
+        self.learn_secret = learn_secret
 
     async def url(self, path: str, params: dict[str, str] | None = None) -> str:
         """``path`` under the current tenant URL (renewing the connection when due)."""

@@ -82,7 +82,9 @@ async def create_session(
             )
             await clock.sleep(wait)
             continue
-        return parse_session(answer)
+        info = parse_session(answer)
+        service.learn_secret(info.queue_token)
+        return info
 
 
 class Session:
@@ -222,6 +224,7 @@ class Session:
             await self._recreate(f"refreshing it failed: {error.type_name or error.status}")
             return
         self._info = parse_session(answer)
+        self._service.learn_secret(self._info.queue_token)
         log.debug("scale set %s: message session refreshed", self._scale_set.name)
 
     async def _recreate(self, why: str) -> None:
