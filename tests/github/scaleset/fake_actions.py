@@ -118,6 +118,12 @@ class FakeActions:
 
     # ------------------------------------------------------------------ the transport
 
+    async def answer(self, request: httpx.Request) -> httpx.Response:
+        """:meth:`handler`, after letting other tasks run (so requests can be in flight
+        together, as over a network)."""
+        await asyncio.sleep(0)
+        return self.handler(request)
+
     def handler(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content) if request.content else None
         self.requests.append(Seen(request.method, request.url, request.headers, body))
@@ -266,7 +272,7 @@ async def connected(
     fake: FakeActions, target: Target = TARGET
 ) -> AsyncIterator[tuple[ScaleSetClient, GitHubClient]]:
     """A ScaleSetClient (and its GitHubClient) whose every request the fake answers."""
-    transport = httpx.MockTransport(fake.handler)
+    transport = httpx.MockTransport(fake.answer)
     github = GitHubClient(API, PAT, transport=transport, clock=fake.clock.now)
     async with httpx.AsyncClient(transport=transport) as http:
         client = ScaleSetClient(github, target, clock=fake.clock, http=http)

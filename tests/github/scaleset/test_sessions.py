@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
 
 from runnerscale.clock import VirtualClock
+from runnerscale.github.scaleset import ScaleSetClient
 from runnerscale.github.scaleset.errors import ActionsServiceError
 from runnerscale.github.scaleset.session import POLL_TIMEOUT, Session, conflict_wait
-from runnerscale.scaleset_api import ScaleSetGoneError, ScaleSetSpec
+from runnerscale.scaleset_api import ScaleSetAPI, ScaleSetGoneError, ScaleSetSession, ScaleSetSpec
 
 from .fake_actions import BROKER, QUEUE_TOKEN_PREFIX, FakeActions, connected, drive, fault, job
 
@@ -71,6 +73,7 @@ async def test_the_long_poll_sends_the_last_id_the_capacity_and_the_queue_token(
     assert second.headers["x-scalesetmaxcapacity"] == "5"
     assert second.headers["authorization"] == f"Bearer {QUEUE_TOKEN_PREFIX}1"
     assert "api-version=6.0-preview" in second.headers["accept"]
+    assert second.query("api-version") is None  # the queue URL is left as the service gave it
     [ack] = fake.seen("DELETE", "/messages/4")
     assert ack.query("sessionId") == session.session_id
     assert ack.headers["authorization"] == f"Bearer {QUEUE_TOKEN_PREFIX}1"
@@ -160,3 +163,26 @@ async def test_close_deletes_the_session_and_never_raises() -> None:
         await again.close()
         fake.script("DELETE", f"/sessions/{again.session_id}", *[fault(503)] * 5)
         await drive(clock, again.close())
+
+
+async def test_requests_refused_together_refresh_the_session_once() -> None:
+    fake = FakeActions(VirtualClock())
+    async with connected(fake) as (client, _):
+        scale_set = await client.ensure_scale_set(ScaleSetSpec("rs"))
+        session = await client.open_session(scale_set, OWNER)
+        fake.script("DELETE", "/messages/1", fault(401))
+        fake.script("DELETE", "/messages/2", fault(401))
+        await asyncio.gather(session.acknowledge(1), session.acknowledge(2))
+    assert len(fake.seen("PATCH", f"/sessions/{session.session_id}")) == 1
+    acks = [r for r in fake.requests if r.method == "DELETE" and "/messages/" in r.path]
+    tokens = [r.headers["authorization"][-1] for r in acks]
+    assert tokens == ["1", "1", "2", "2"]  # both refused with the old token, both repeated
+
+
+def test_the_client_and_its_sessions_are_what_the_daemon_builds_on() -> None:
+    """mypy checks these assignments: the classes meet the protocols of scaleset_api."""
+
+    def check(client: ScaleSetClient, session: Session) -> tuple[ScaleSetAPI, ScaleSetSession]:
+        return client, session
+
+    assert callable(check)

@@ -15,6 +15,7 @@ waited. Giving up would leave the pool without demand, and the conflict does cle
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
@@ -30,7 +31,7 @@ from runnerscale.github.scaleset.errors import (
 )
 from runnerscale.github.scaleset.service import SCALE_SETS, ActionsService
 from runnerscale.github.scaleset.transport import TIMEOUT
-from runnerscale.github.scaleset.urls import message_url, poll_url, with_api_version
+from runnerscale.github.scaleset.urls import message_url, poll_url
 from runnerscale.github.scaleset.wire import (
     SessionInfo,
     decode,
@@ -48,7 +49,8 @@ CONFLICT_MAX_WAIT = 15.0
 #: Seconds to wait for a long poll's answer: the service holds it about 50 s.
 POLL_TIMEOUT = 90.0
 MAX_CAPACITY_HEADER = "X-ScaleSetMaxCapacity"
-_POLL_ACCEPT = "application/json; api-version=6.0-preview"
+#: The queue URL is the service's own (opaque): the API version goes in the Accept header.
+_QUEUE_ACCEPT = "application/json; api-version=6.0-preview"
 
 
 def conflict_wait(attempt: int) -> float:
@@ -103,6 +105,8 @@ class Session:
         self._owner = owner
         self._info = info
         self._clock = clock
+        #: One renewal at a time: requests refused together renew the session once.
+        self._renewing = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"Session(scale_set={self._scale_set.name!r}, session_id={self._info.session_id!r})"
@@ -119,8 +123,8 @@ class Session:
         response = await self._queue(
             "get-message",
             "GET",
-            lambda info: with_api_version(poll_url(info.queue_url, last_message_id)),
-            headers={"Accept": _POLL_ACCEPT, MAX_CAPACITY_HEADER: str(max(0, max_capacity))},
+            lambda info: poll_url(info.queue_url, last_message_id),
+            headers={MAX_CAPACITY_HEADER: str(max(0, max_capacity))},
             answer_within=POLL_TIMEOUT,
         )
         if response.status_code == 202:
@@ -133,7 +137,7 @@ class Session:
         response = await self._queue(
             "acknowledge-message",
             "DELETE",
-            lambda info: with_api_version(message_url(info.queue_url, message_id)),
+            lambda info: message_url(info.queue_url, message_id),
         )
         if response.status_code not in (200, 204):
             raise error_from_response("acknowledge-message", response)
@@ -194,7 +198,7 @@ class Session:
                 method,
                 url_of(info),
                 authorization=f"Bearer {info.queue_token}",
-                headers=headers,
+                headers={"Accept": _QUEUE_ACCEPT, **(headers or {})},
                 body=body,
                 idempotent=idempotent,
                 answer_within=answer_within,
@@ -202,13 +206,17 @@ class Session:
             if renewed or response.status_code not in (401, 404):
                 return response
             renewed = True
-            if response.status_code == 401:
-                await self._refresh()
-                continue
-            error = error_from_response(operation, response)
-            if isinstance(error, ScaleSetNotFoundError):
-                raise error
-            await self._recreate(f"{operation} answered 404")
+            if response.status_code == 404:
+                error = error_from_response(operation, response)
+                if isinstance(error, ScaleSetNotFoundError):
+                    raise error
+            async with self._renewing:
+                if self._info is not info:
+                    continue  # renewed by a concurrent request meanwhile
+                if response.status_code == 401:
+                    await self._refresh()
+                else:
+                    await self._recreate(f"{operation} answered 404")
 
     async def _refresh(self) -> None:
         """A new queue token for the session (a 401 said the old one expired)."""
