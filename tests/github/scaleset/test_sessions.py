@@ -110,8 +110,9 @@ async def test_an_expired_queue_token_refreshes_the_session_once() -> None:
         assert raised.value.status == 401
 
 
-async def test_a_dropped_session_is_created_anew() -> None:
+async def test_a_dropped_session_is_created_anew(caplog: pytest.LogCaptureFixture) -> None:
     fake = FakeActions(VirtualClock())
+    caplog.set_level(logging.INFO, "runnerscale.github.scaleset")
     async with connected(fake) as (client, _):
         scale_set = await client.ensure_scale_set(ScaleSetSpec("rs"))
         session = await client.open_session(scale_set, OWNER)
@@ -127,6 +128,8 @@ async def test_a_dropped_session_is_created_anew() -> None:
         fake.script("GET", "/messages", fault(404, "MessageQueueNotFoundException", "gone"))
         assert await session.next_message(1, 2) is None
         assert fake.session_count == 3
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "the service dropped the message session" in caplog.text
 
 
 async def test_a_deleted_scale_set_is_reported_gone() -> None:

@@ -158,6 +158,11 @@ class Session:
         return parse_acquired(decode(response.content))
 
     async def close(self) -> None:
+        await self._delete(logging.WARNING)
+
+    async def _delete(self, failure_level: int) -> None:
+        """Delete the session; a failure is logged at ``failure_level``, never raised (the
+        service expires a session on its own)."""
         try:
             await self._service.call(
                 "delete-session",
@@ -165,10 +170,11 @@ class Session:
                 f"{SCALE_SETS}/{self._scale_set.id}/sessions/{self._info.session_id}",
                 expect=(200, 204),
             )
-        except SessionExpiredError:
-            log.debug("scale set %s: the session had expired already", self._scale_set.name)
+        except (SessionExpiredError, SessionNotFoundError):
+            log.debug("scale set %s: the session was gone already", self._scale_set.name)
         except Exception as error:  # closing must never fail the shutdown
-            log.warning(
+            log.log(
+                failure_level,
                 "scale set %s: could not delete the message session (%s); the service "
                 "expires it on its own",
                 self._scale_set.name,
@@ -242,5 +248,5 @@ class Session:
             why,
         )
         # Should the service still hold it after all, a new one would wait for it (409).
-        await self.close()
+        await self._delete(logging.DEBUG)
         self._info = await create_session(self._service, self._scale_set, self._owner, self._clock)
