@@ -207,3 +207,24 @@ async def test_actions_service_calls_are_counted_apart_in_the_metrics() -> None:
     assert github.budget.report()["actions_service_calls"] == sum(
         github.budget.actions_service_calls.values()
     )
+
+
+async def test_labels_the_service_drops_are_said_once_updated(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake = FakeActions(VirtualClock())
+    fake.add_scale_set("rs")
+    kept = fake.scale_sets[1]
+    fake.script("PATCH", "/runnerscalesets/1", lambda request: httpx.Response(200, json=kept))
+    async with connected(fake) as (client, _):
+        updated = await client.ensure_scale_set(ScaleSetSpec("rs", labels=("gpu",)))
+    assert updated.labels == ("rs",)
+    assert "AllowRunnerScaleSetCustomLabels" in caplog.text
+
+
+def test_a_retry_after_reaches_the_error() -> None:
+    request = httpx.Request("GET", "https://t.example/x")
+    limited = httpx.Response(429, headers={"retry-after": "42"}, request=request)
+    assert error_from_response("find-scale-set", limited).retry_after == 42
+    garbage = httpx.Response(429, headers={"retry-after": "soon"}, request=request)
+    assert error_from_response("find-scale-set", garbage).retry_after is None

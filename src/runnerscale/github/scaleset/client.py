@@ -115,6 +115,15 @@ class ScaleSetClient:
             ", ".join(found.labels),
             ", ".join(updated.labels),
         )
+        if not _same_labels(updated.labels, labels):
+            log.warning(
+                "scale set %s: GitHub kept the labels %s, not %s: GitHub Enterprise Server "
+                "drops extra labels unless it is 3.21 or newer, or 3.18 or newer with the "
+                "feature flag DistributedTask.AllowRunnerScaleSetCustomLabels",
+                updated.name,
+                ", ".join(updated.labels),
+                ", ".join(labels),
+            )
         return updated
 
     async def _runner_group(self, name: str) -> RunnerGroup:

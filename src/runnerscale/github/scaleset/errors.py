@@ -82,9 +82,16 @@ def exception_of(body: Any) -> tuple[str, str]:
     return str(body.get("typeName") or ""), str(body.get("message") or "")
 
 
-def error_from_response(
-    operation: str, response: httpx.Response, retry_after: float | None = None
-) -> ActionsServiceError:
+def _retry_after(response: httpx.Response) -> float | None:
+    """A ``Retry-After`` in seconds (the caller's loop backs off at least that long)."""
+    try:
+        seconds = float(response.headers.get("retry-after", ""))
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds < 86_400 else None
+
+
+def error_from_response(operation: str, response: httpx.Response) -> ActionsServiceError:
     """The exception for an answer ``operation`` did not expect."""
     try:
         body = decode(response.content)
@@ -100,7 +107,7 @@ def error_from_response(
         f"{operation} {response.request.url.path}: the Actions service answered "
         f"{status}{said}{_HINTS.get(status, '') if not type_name else ''}"
     )
-    return cls(text, status=status, type_name=type_name, retry_after=retry_after)
+    return cls(text, status=status, type_name=type_name, retry_after=_retry_after(response))
 
 
 def unreachable(operation: str, error: Exception) -> ActionsServiceError:
