@@ -220,6 +220,13 @@ def _spend_families(status: Status) -> Iterator[Metric]:
     yield from (cost, today, budget, held)
 
 
+def _by_operation(name: str, doc: str, counts: Mapping[str, int]) -> Metric:
+    family = CounterMetricFamily(name, doc, labels=["operation"])
+    for operation, count in sorted(counts.items()):
+        family.add_metric([operation], count)
+    return family
+
+
 def _budget_families(budget: Budgets) -> Iterator[Metric]:
     """GitHub's rate-limit buckets per credential and resource, and our own call counts."""
     per_bucket = {
@@ -235,14 +242,14 @@ def _budget_families(budget: Budgets) -> Iterator[Metric]:
             for resource, bucket in sorted(one.resources.items()):
                 family.add_metric([credential, resource], getattr(bucket, field))
         yield family
-    calls = CounterMetricFamily(
-        "runnerscale_github_api_calls",
-        "GitHub API calls made, by operation",
-        labels=["operation"],
+    yield _by_operation(
+        "runnerscale_github_api_calls", "GitHub API calls made, by operation", budget.calls
     )
-    for operation, count in sorted(budget.calls.items()):
-        calls.add_metric([operation], count)
-    yield calls
+    yield _by_operation(
+        "runnerscale_github_actions_service_calls",
+        "Calls to GitHub's Actions service (runner scale sets), by operation; not REST calls",
+        budget.actions_service_calls,
+    )
     charged = CounterMetricFamily(
         "runnerscale_github_charged_calls",
         "GitHub API calls charged to each rate-limit resource (304s are free)",

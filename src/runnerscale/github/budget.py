@@ -424,6 +424,9 @@ class Budgets:
         #: Makes a credential's budget (with the clock and sleeper to use).
         self._new = new
         self.by_credential: dict[str, ApiBudget] = {}
+        #: Calls to GitHub's Actions service (runner scale sets), by operation: not REST
+        #: calls, not charged to a rate-limit resource GitHub reports, so counted apart.
+        self.actions_service_calls: Counter[str] = Counter()
         #: The last interval :meth:`poll_interval` returned, and its ratio to ``base``.
         self.interval = 0.0
         self.factor = 1.0
@@ -493,6 +496,7 @@ class Budgets:
             "rate_limit": {name: asdict(b) for name, b in sorted(self.resources.items())},
             "credentials": {name: report["rate_limit"] for name, report in reports.items()},
             "calls": sum(report["calls"] for report in reports.values()),
+            "actions_service_calls": sum(self.actions_service_calls.values()),
             "charged": self.charged_by_resource(),
             "not_modified": self.not_modified,
             "poll_interval": self.interval,

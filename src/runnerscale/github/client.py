@@ -51,6 +51,7 @@ from githubkit.exception import RequestError, RequestFailed, RequestTimeout
 from githubkit.response import Response
 from githubkit.throttling import LocalThrottler
 from githubkit_schemas.latest.models import (
+    AuthenticationToken,
     OrgsOrgActionsRunnerGroupsGetResponse200,
     OrgsOrgActionsRunnersGenerateJitconfigPostResponse201,
     OrgsOrgActionsRunnersGetResponse200,
@@ -239,6 +240,17 @@ class GitHubClient:
         self._installation_ids: dict[str, int] = {}
         #: Which repositories a poll reads, and reading them, over this client's reads.
         self._poller = Poller(self, self._clock)
+
+    @property
+    def api_url(self) -> str:
+        """The API base (no trailing slash), e.g. ``https://api.github.com``."""
+        return str(self._options["base_url"]).rstrip("/")
+
+    @property
+    def tls_verify(self) -> Any:
+        """What this client verifies GitHub's certificate with (True, or a custom CA's SSL
+        context): the scale-set client's HTTP client uses the same."""
+        return self._options["ssl_verify"]
 
     @property
     def poll_hints(self) -> Callable[[], PollHints]:
@@ -599,6 +611,33 @@ class GitHubClient:
         response = await self._call("generate-jitconfig", owner, call)
         data = response.parsed_data
         return JitConfig(runner_id=int(data.runner.id), encoded=data.encoded_jit_config)
+
+    def learn_secret(self, secret: str) -> None:
+        """Tell the log redactor a secret some other client got with these credentials (the
+        scale-set client's admin and queue tokens)."""
+        self._on_secret(secret)
+
+    async def registration_token(self, target: Target) -> tuple[str, float]:
+        """A runner registration token for ``target`` and when it expires (epoch seconds):
+        what the scale-set client exchanges for the Actions service's admin connection."""
+
+        def call(client: GitHub[Any]) -> Awaitable[Response[Any, Any]]:
+            actions = client.rest.actions
+            if target.kind == "repo":
+                repo_owner, repo = _split(target.name)
+                return actions.async_create_registration_token_for_repo(repo_owner, repo)
+            if target.kind == "org":
+                return actions.async_create_registration_token_for_org(target.name)
+            return client.arequest(
+                "POST",
+                f"/enterprises/{target.name}/actions/runners/registration-token",
+                response_model=AuthenticationToken,
+            )
+
+        response = await self._call("create-registration-token", _owner_of(target), call)
+        data = response.parsed_data
+        self._on_secret(data.token)
+        return data.token, data.expires_at.timestamp()
 
     async def delete_runner(self, target: Target, runner_id: int) -> DeleteOutcome:
         def call(client: GitHub[Any]) -> Awaitable[Response[Any, Any]]:
