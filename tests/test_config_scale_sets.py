@@ -79,7 +79,7 @@ def test_a_scale_set_pool_gets_no_self_hosted_advice() -> None:
     ("old", "new", "line", "path", "message", "hint"),
     [
         (
-            "    demand: scale_set              # default: webhooks (with polling as the safety net)\n",
+            ISSUE_POOL.splitlines(keepends=True)[1],
             "",
             7,
             "pools[0].scale_set",
@@ -87,9 +87,7 @@ def test_a_scale_set_pool_gets_no_self_hosted_advice() -> None:
             "add 'demand: scale_set'",
         ),
         (
-            "    scale_set:\n      name: runnerscale-x64        # jobs use runs-on: runnerscale-x64\n"
-            "      runner_group: Default\n"
-            "      labels: [linux, x64]         # extra labels (multi-label scale sets)\n",
+            "".join(ISSUE_POOL.splitlines(keepends=True)[2:6]),
             "",
             7,
             "pools[0].demand",

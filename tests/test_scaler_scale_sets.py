@@ -73,9 +73,9 @@ def test_assigned_jobs_are_the_demand(
     assigned: int, states: list[RunnerState], min_idle: int, create: int, desired: int
 ) -> None:
     runners = [runner(f"r{i}", state) for i, state in enumerate(states)]
-    decided = decide(
-        [scale_set_pool(assigned, min_idle=min_idle)], [], runners, now=100.0
-    ).pools["ss"]
+    decided = decide([scale_set_pool(assigned, min_idle=min_idle)], [], runners, now=100.0).pools[
+        "ss"
+    ]
     assert (decided.create, decided.desired) == (create, desired)
     assert f"{assigned} assigned to the scale set" in decided.reason
 

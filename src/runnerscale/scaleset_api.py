@@ -110,9 +110,7 @@ class ScaleSetSession(Protocol):
         """The counts the session was created (or last refreshed) with."""
         ...
 
-    async def next_message(
-        self, last_message_id: int, max_capacity: int
-    ) -> ScaleSetMessage | None:
+    async def next_message(self, last_message_id: int, max_capacity: int) -> ScaleSetMessage | None:
         """One long poll: the next message after ``last_message_id``, or None when the
         service held the poll and had none (202). Refreshes the session on an expired queue
         token; raises :class:`ScaleSetGoneError` when the scale set is gone."""

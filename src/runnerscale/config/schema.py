@@ -415,8 +415,8 @@ class ScaleSetConfig(ConfigModel):
         "'.', '_' and '-', at most 45); it is created at the first target when absent.",
     )
     runner_group: str = Field(
-        default="Default", description="The runner group the scale set is in (org and "
-        "enterprise targets)."
+        default="Default",
+        description="The runner group the scale set is in (org and enterprise targets).",
     )
     labels: list[str] = Field(
         default_factory=list,
