@@ -234,6 +234,20 @@ class GitHubConfig(ConfigModel):
         return self
 
 
+def check_labels(labels: list[str]) -> None:
+    """Labels as GitHub takes them: none empty, none with a comma (each its own item)."""
+    for index, label in enumerate(labels):
+        if not label.strip():
+            raise fail("is empty", "remove the empty label", at=(index,))
+        if "," in label:
+            raise fail("contains a comma", "write each label as its own list item", at=(index,))
+
+
+def check_runner_group(name: str) -> None:
+    if not name.strip():
+        raise fail("is empty", "give the runner group's name, or remove runner_group")
+
+
 class TargetConfig(ConfigModel):
     """Where runners register: exactly one of repo, org or enterprise."""
 
@@ -269,8 +283,8 @@ class TargetConfig(ConfigModel):
     @field_validator("runner_group")
     @classmethod
     def _group(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise fail("is empty", "give the runner group's name, or remove runner_group")
+        if value is not None:
+            check_runner_group(value)
         return value
 
     @model_validator(mode="after")
@@ -439,18 +453,14 @@ class ScaleSetConfig(ConfigModel):
     @field_validator("runner_group")
     @classmethod
     def _group(cls, value: str) -> str:
-        if not value.strip():
-            raise fail("is empty", "give the runner group's name, or remove runner_group")
+        check_runner_group(value)
         return value
 
     @field_validator("labels")
     @classmethod
     def _labels(cls, value: list[str]) -> list[str]:
+        check_labels(value)
         for index, label in enumerate(value):
-            if not label.strip():
-                raise fail("is empty", "remove the empty label", at=(index,))
-            if "," in label:
-                raise fail("contains a comma", "write each label as its own list item", at=(index,))
             if label.strip().lower() == AUTO_LABEL:
                 raise fail(
                     "is auto, which a scale set cannot have",
@@ -610,11 +620,7 @@ class PoolBase(ConfigModel):
     @field_validator("labels")
     @classmethod
     def _labels(cls, value: list[str]) -> list[str]:
-        for index, label in enumerate(value):
-            if not label.strip():
-                raise fail("is empty", "remove the empty label", at=(index,))
-            if "," in label:
-                raise fail("contains a comma", "write each label as its own list item", at=(index,))
+        check_labels(value)
         return value
 
     @field_validator("provider", mode="before")
