@@ -441,3 +441,28 @@ async def test_a_burst_is_served_and_the_pool_scales_back_to_zero(rig: ScaleSetR
     assert rig.service.acknowledged == [1, 2, 3, 4, 5]
     assert sorted(job.id for job in rig.store.jobs()) == list(jobs)
     assert rig.github.journal.ops() == []  # no REST call served the burst
+
+
+async def test_the_controller_runs_the_listener_and_closes_its_session_on_stop(
+    rig: ScaleSetRig,
+) -> None:
+    await rig.controller.start()
+    try:
+        await settle()
+        assert rig.state.session == "open"
+        assert rig.service.owners == [OWNER]
+        rig.service.send(SET, event(ASSIGNED, 31), assigned=1)
+        await settle()
+        assert rig.state.assigned == 1
+        assert rig.service.acknowledged == [1]
+    finally:
+        await rig.controller.stop()
+    assert rig.state.session == "closed"
+    assert rig.service.sessions == {}
+    assert rig.service.sessions_closed == 1
+
+
+async def test_with_only_scale_set_pools_the_poll_reads_no_jobs(rig: ScaleSetRig) -> None:
+    await rig.controller.poll_once()
+    assert "active_jobs" not in rig.github.journal.ops()
+    assert "list_runners" in rig.github.journal.ops()
