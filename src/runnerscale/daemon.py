@@ -388,6 +388,7 @@ class Daemon:
                 log.warning("cannot check the GitHub credentials' permissions now: %s", error)
                 return
         if problems:
+            await self._close_scale_sets()
             await self.github.close()
             self.store.close()
             raise StartupError("\n".join(problems))
@@ -407,11 +408,15 @@ class Daemon:
             await self._remove_runners()
         for pool in self.controller.pools.values():
             await pool.provider.close()
-        # (The listeners closed their sessions as the loops stopped.)
-        for client in {id(api): api for api in self.scale_sets.values()}.values():
-            await client.close()
+        await self._close_scale_sets()
         await self.github.close()
         self.store.close()
+
+    async def _close_scale_sets(self) -> None:
+        """Close the Actions-service clients (the listeners closed their sessions as the
+        loops stopped)."""
+        for client in {id(api): api for api in self.scale_sets.values()}.values():
+            await client.close()
 
     async def _remove_runners(self) -> None:
         """Stop and remove every instance of every pool's backend, busy or not. A create that
