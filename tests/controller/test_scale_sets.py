@@ -25,7 +25,7 @@ from runnerscale.controller.scaleset import (
     state_key,
 )
 from runnerscale.model import JobState, PoolSpec, RunnerState, Target, normalize_labels
-from runnerscale.protocols import DeleteOutcome, GitHubError
+from runnerscale.protocols import DeleteOutcome, GitHubError, ObservedJob
 from runnerscale.scaleset_api import (
     ScaleSetEventKind,
     ScaleSetMessage,
@@ -466,3 +466,23 @@ async def test_with_only_scale_set_pools_the_poll_reads_no_jobs(rig: ScaleSetRig
     await rig.controller.poll_once()
     assert "active_jobs" not in rig.github.journal.ops()
     assert "list_runners" in rig.github.journal.ops()
+
+
+async def test_a_webhook_for_a_scale_set_job_is_not_counted_twice(rig: ScaleSetRig) -> None:
+    await rig.connect()
+    rig.service.send(SET, event(ASSIGNED, 41), assigned=1)
+    await rig.listener.step()
+    rig.controller.submit(
+        ObservedJob(
+            id=42,  # a delivery matching the scale set: the assigned count alone is demand
+            repo="acme/app",
+            labels=(SET,),
+            state=JobState.QUEUED,
+            created_at=rig.clock.now(),
+        )
+    )
+    await rig.controller.reconcile_once()
+    assert len(rig.live()) == 1
+    decision = rig.controller.last_decision
+    assert decision is not None
+    assert decision.job_pools[42] == POOL

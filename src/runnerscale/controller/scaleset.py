@@ -41,6 +41,7 @@ __all__ = [
     "ScaleSetListener",
     "ScaleSetState",
     "effects_of",
+    "observation_of",
     "state_key",
 ]
 
