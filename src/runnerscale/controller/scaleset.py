@@ -210,7 +210,10 @@ class ScaleSetListener:
             )
 
     async def run(self) -> None:
-        """Listen until cancelled; the session is closed on the way out."""
+        """Listen until cancelled; the session is closed on the way out. What the store holds
+        is read again first: a daemon that stood by while another led starts from where the
+        leader stopped."""
+        self.restore()
         try:
             while True:
                 try:
