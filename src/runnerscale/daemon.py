@@ -32,6 +32,7 @@ from runnerscale.metrics import Metrics
 from runnerscale.model import ARCH_LABELS, AUTO_LABEL, normalize_labels
 from runnerscale.protocols import GitHubError, Provider, ProviderError
 from runnerscale.providers.registry import BackendContext, UnknownBackendError, backend
+from runnerscale.scaleset_api import ScaleSetAPI
 from runnerscale.server import DaemonHTTP
 from runnerscale.store import SqlStore, StateVersionError, open_store
 from runnerscale.store.deployment import choose_controller_id
@@ -131,6 +132,20 @@ def _github_client(github: GitHubConfig, common: dict[str, Any]) -> GitHubClient
         installation_id=github.app.installation_id,
     )
     return GitHubClient(github.api_url, app=app, **common)
+
+
+def scale_set_apis(config: Config, github: GitHubClient, clock: Clock) -> dict[str, ScaleSetAPI]:
+    """The Actions-service client of each scale-set pool, by pool name: one per target
+    (scale sets live at the first target, so one in all), over the daemon's GitHub client
+    (its credentials start the authentication chain). Empty without scale-set pools."""
+    pools = [pool.name for pool in config.pools if pool.scale_set is not None]
+    if not pools:
+        return {}
+    # Imported here: only a configuration with scale-set pools needs the client.
+    from runnerscale.github.scaleset import ScaleSetClient  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
+
+    client: ScaleSetAPI = ScaleSetClient(github, config.to_targets()[0], clock=clock)
+    return dict.fromkeys(pools, client)
 
 
 def app_private_key(app: AppConfig) -> str:
@@ -234,6 +249,8 @@ class Daemon:
     host_facts: dict[str, HostFacts] = field(default_factory=dict)
     #: Pools whose host labels are not known yet (their engine is away), and why.
     waiting: dict[str, str] = field(default_factory=dict)
+    #: The Actions-service client of each scale-set pool (closed on stopping).
+    scale_sets: dict[str, ScaleSetAPI] = field(default_factory=dict)
     _host_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -289,6 +306,7 @@ class Daemon:
                 name,
                 config.timeouts.janitor_interval,
             )
+        scale_sets = scale_set_apis(config, github, clock)
         controller = build_controller(
             config,
             store=store,
@@ -299,6 +317,8 @@ class Daemon:
             events=metrics.events(),
             on_job_started=metrics.job_started,
             poll_pacer=github,
+            scale_sets=scale_sets,
+            owner=controller_id,
         )
         holder["controller"] = controller
         for runtime in controller.pools.values():
@@ -322,7 +342,17 @@ class Daemon:
             store.close()
             raise StartupError(str(error)) from None
         return cls(
-            config, clock, store, github, controller, metrics, server, succession, facts, waiting
+            config,
+            clock,
+            store,
+            github,
+            controller,
+            metrics,
+            server,
+            succession,
+            facts,
+            waiting,
+            scale_sets,
         )
 
     @property
@@ -358,6 +388,7 @@ class Daemon:
                 log.warning("cannot check the GitHub credentials' permissions now: %s", error)
                 return
         if problems:
+            await self._close_scale_sets()
             await self.github.close()
             self.store.close()
             raise StartupError("\n".join(problems))
@@ -377,8 +408,15 @@ class Daemon:
             await self._remove_runners()
         for pool in self.controller.pools.values():
             await pool.provider.close()
+        await self._close_scale_sets()
         await self.github.close()
         self.store.close()
+
+    async def _close_scale_sets(self) -> None:
+        """Close the Actions-service clients (the listeners closed their sessions as the
+        loops stopped)."""
+        for client in {id(api): api for api in self.scale_sets.values()}.values():
+            await client.close()
 
     async def _remove_runners(self) -> None:
         """Stop and remove every instance of every pool's backend, busy or not. A create that
@@ -476,6 +514,11 @@ class Daemon:
                     runtime.last_error = None
                 runtime.spec = updated.spec
                 runtime.warm = updated.warm  # (warm windows: the next decision asks them)
+            if before.scale_set != pool_config.scale_set:
+                changes.append(
+                    f"pool {pool_config.name}: its scale set changed: restart runnerscale to "
+                    "apply that"
+                )
             runtime.labels = updated.labels
             runtime.capped_by = updated.capped_by
             if updated.rerun_lost_jobs != runtime.rerun_lost_jobs:

@@ -154,6 +154,7 @@ class _StatusCollector(Collector):
             yield family
         yield from _node_families(status)
         yield from _spend_families(status)
+        yield from _scale_set_families(status)
         yield GaugeMetricFamily(
             "runnerscale_unmatched_jobs",
             "Queued jobs no pool can serve",
@@ -225,6 +226,19 @@ def _by_operation(name: str, doc: str, counts: Mapping[str, int]) -> Metric:
     for operation, count in sorted(counts.items()):
         family.add_metric([operation], count)
     return family
+
+
+def _scale_set_families(status: Status) -> Iterator[Metric]:
+    """Each scale-set pool's demand: the jobs GitHub assigned to its scale set."""
+    assigned = GaugeMetricFamily(
+        "runnerscale_scale_set_assigned_jobs",
+        "Jobs assigned to the scale-set pool's scale set, waiting or running (its demand)",
+        labels=["pool"],
+    )
+    for pool in status.pools:
+        if pool.scale_set is not None:
+            assigned.add_metric([pool.name], pool.scale_set.assigned_jobs)
+    yield assigned
 
 
 def _budget_families(budget: Budgets) -> Iterator[Metric]:

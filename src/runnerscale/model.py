@@ -198,6 +198,10 @@ class PoolSpec:
     #: notice, say): they count against ``max_runners`` and hold their slot, but take no new
     #: job, so they are not free; the controller removes them once they are not busy.
     draining: frozenset[str] = frozenset()
+    #: A scale-set pool's demand: the jobs GitHub has assigned to its scale set, waiting or
+    #: running (``statistics.totalAssignedJobs`` of the listener's last answer). None: a
+    #: webhook pool, whose demand is the queued jobs its labels match.
+    assigned_jobs: int | None = None
 
     def live_groups(self) -> list[LabelGroup]:
         """Its node groups that can take a runner, narrowest first (fewest extra labels, then

@@ -69,6 +69,15 @@ runners than needed and room under the cap; removing needs more free runners tha
 pool over its cap. (A pool over several hosts may have both a runner no job can take and a job
 that needs a new one: its removals wait for a cycle without creations.)
 
+Scale-set pools (``PoolSpec.assigned_jobs``)
+---------------------------------------------
+A pool fed by a runner scale set knows its demand exactly: GitHub counts the jobs it has
+assigned to the scale set, waiting or running (``statistics.totalAssignedJobs``). Its queued
+count is ``max(0, assigned - busy)`` (busy runners run some of them), so ``desired =
+min(max_runners, assigned + min_idle)``; the cap, the budget and the failure backoff apply as
+to any pool. Queued jobs its labels match (a webhook or the poll saw them) are routed as usual
+but not counted again. Its runners register at the first target, where its scale set lives.
+
 Where new runners register (``create_on``)
 -------------------------------------------
 With one target, all of them there. With several, each queued job of the pool counts for the
@@ -254,11 +263,18 @@ def decide(
     spent = spent or {}
     decisions = {}
     for pool in pools:
-        decided = _decide_pool(pool, queued[pool.name], by_pool[pool.name], now)
+        # A scale-set pool's demand is its assigned count: the jobs its labels match (seen by
+        # webhook or poll, or reported by its listener) are not counted a second time.
+        pool_jobs = queued[pool.name] if pool.assigned_jobs is None else []
+        decided = _decide_pool(pool, pool_jobs, by_pool[pool.name], now)
         decided = _within_budget(decided, pool, spent.get(pool.name, 0.0), now)
         decided = _hold_back(decided, backoff.get(pool.name, 0.0), now)
         create_on = _targets_for(
-            targets, decided.create, queued[pool.name], _not_draining(pool, by_pool[pool.name])
+            # A scale-set pool's scale set lives at the first target: its runners register there.
+            targets[:1] if pool.assigned_jobs is not None else targets,
+            decided.create,
+            pool_jobs,
+            _not_draining(pool, by_pool[pool.name]),
         )
         reap = tuple(
             runner.name
@@ -438,14 +454,22 @@ def _decide_pool(
 ) -> PoolDecision:
     if pool.groups is not None:
         return _decide_placed(pool, jobs, runners, now)
-    # A runner GitHub shows busy before its job's move to in_progress was observed has taken
-    # one of the queued jobs: that job needs no other runner.
-    taken = sum(1 for r in runners if r.state is RunnerState.BUSY and r.job_id is None)
-    queued = max(0, len(jobs) - taken)
+    if pool.assigned_jobs is not None:
+        # A scale-set pool: GitHub says how many jobs it holds for the pool, waiting or
+        # running; the busy runners run some of them, the rest wait for a runner.
+        busy_now = sum(1 for r in runners if r.state is RunnerState.BUSY)
+        queued = max(0, pool.assigned_jobs - busy_now)
+    else:
+        # A runner GitHub shows busy before its job's move to in_progress was observed has
+        # taken one of the queued jobs: that job needs no other runner.
+        taken = sum(1 for r in runners if r.state is RunnerState.BUSY and r.job_id is None)
+        queued = max(0, len(jobs) - taken)
     available = _not_draining(pool, runners)
     free = sum(1 for runner in available if runner.state.free)
     live = sum(1 for runner in runners if runner.state.live)
     busy, _, _, counts = _counts(queued, runners)
+    if pool.assigned_jobs is not None:
+        counts = f"{pool.assigned_jobs} assigned to the scale set, {counts}"
     draining = _draining(pool, runners)
     if draining:
         counts += f", {draining} draining"

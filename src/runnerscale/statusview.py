@@ -38,6 +38,7 @@ __all__ = [
     "node_lines",
     "print_status",
     "render",
+    "scale_set_lines",
     "spend_lines",
     "watch",
 ]
@@ -143,6 +144,24 @@ def draining_lines(pools: Sequence[dict[str, Any]]) -> list[str]:
         for pool in pools
         for runner in pool.get("draining") or []
     ]
+
+
+def scale_set_lines(pools: Sequence[dict[str, Any]]) -> list[str]:
+    """A line per scale-set pool: its scale set, the jobs assigned to it, its session."""
+    lines = []
+    for pool in pools:
+        scale_set = pool.get("scale_set")
+        if not isinstance(scale_set, dict):
+            continue
+        named = scale_set["name"] + ("" if scale_set["id"] is None else f" (id {scale_set['id']})")
+        line = (
+            f"pool {pool['name']}: scale set {named}: {scale_set['assigned_jobs']} jobs "
+            f"assigned; session {scale_set['session']}"
+        )
+        if scale_set.get("last_error"):
+            line += f" (last error: {scale_set['last_error']})"
+        lines.append(line)
+    return lines
 
 
 def spend_lines(pools: Sequence[dict[str, Any]]) -> list[str]:
@@ -269,6 +288,7 @@ def render(body: Status, now: float) -> list[RenderableType]:
     lines += node_lines(pools, now)
     lines += draining_lines(pools)
     lines += spend_lines(pools)
+    lines += scale_set_lines(pools)
     lines += _queued_lines(body, now)
     lines += _unmatched_lines(body) + _wait_lines(body)
     github = body.get("github")

@@ -25,9 +25,11 @@ from runnerscale.config.schema import Config, PoolConfig
 from runnerscale.controller.actions import Events, PoolRuntime
 from runnerscale.controller.janitor import JanitorSettings
 from runnerscale.controller.loops import Controller, ControllerSettings
+from runnerscale.controller.scaleset import ScaleSetState
 from runnerscale.model import PoolSpec
 from runnerscale.protocols import Clock, GitHubAPI, PollHints, PollPacer, Provider, Store
 from runnerscale.providers.registry import backend
+from runnerscale.scaleset_api import ScaleSetAPI
 
 __all__ = [
     "Capacity",
@@ -88,6 +90,9 @@ def pool_runtime(
         rerun_lost_jobs=pool.rerun_lost_jobs,
         capped_by=capped_by,
         warm=None if schedule is None else schedule.capped(cap),
+        scale_set=None
+        if pool.scale_set_spec is None
+        else ScaleSetState(pool.name, pool.scale_set_spec),
     )
     if waiting:
         runtime.healthy = False
@@ -136,6 +141,8 @@ def build_controller(
     on_job_started: Callable[[str, float], None] | None = None,
     poll_pacer: PollPacer | None = None,
     runner_suffix: Callable[[], str] | None = None,
+    scale_sets: Mapping[str, ScaleSetAPI] | None = None,
+    owner: str = "runnerscale",
 ) -> Controller:
     """The controller of ``config``, one pool per configured pool on ``providers[name]``,
     and GitHub's poll fed with its hints.
@@ -145,6 +152,8 @@ def build_controller(
     the config's (the simulation's ``poll-60`` policy). ``events``, ``on_job_started``: metric
     hooks. ``poll_pacer``: stretches the poll when polling's share of the API budget runs low.
     ``runner_suffix``: the unique part of runner names (seeded in the simulation).
+    ``scale_sets``: the Actions-service client of each scale-set pool, by pool name (the
+    listeners' sessions are opened as ``owner``: the deployment's controller id).
     """
     waiting = waiting or {}
     pools = [
@@ -162,6 +171,8 @@ def build_controller(
         on_job_started=on_job_started,
         poll_pacer=poll_pacer,
         runner_suffix=runner_suffix,
+        scale_sets=scale_sets,
+        owner=owner,
     )
     github.poll_hints = controller.poll_hints
     return controller

@@ -64,6 +64,7 @@ from runnerscale.config.warm import MinIdleSetting, base_of, check_min_idle, sch
 from runnerscale.hostlabels import normalize_arch
 from runnerscale.model import ARCH_LABELS, AUTO_LABEL, PoolSpec, Target, normalize_labels
 from runnerscale.providers import registry
+from runnerscale.scaleset_api import ScaleSetSpec
 from runnerscale.warm import MinIdleSchedule
 
 DEFAULT_API_URL = "https://api.github.com"
@@ -72,6 +73,8 @@ DEFAULT_LISTEN = "127.0.0.1:8787"
 POOL_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,30}$"
 RUNNER_PREFIX_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$"
 CONTROLLER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+#: A runner scale set's name: what jobs write in ``runs-on`` (ARC's rule: at most 45).
+SCALE_SET_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,44}$"
 #: The label every self-hosted runner carries, and jobs for self-hosted runners ask for.
 SELF_HOSTED = "self-hosted"
 _REPO_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
@@ -231,6 +234,20 @@ class GitHubConfig(ConfigModel):
         return self
 
 
+def check_labels(labels: list[str]) -> None:
+    """Labels as GitHub takes them: none empty, none with a comma (each its own item)."""
+    for index, label in enumerate(labels):
+        if not label.strip():
+            raise fail("is empty", "remove the empty label", at=(index,))
+        if "," in label:
+            raise fail("contains a comma", "write each label as its own list item", at=(index,))
+
+
+def check_runner_group(name: str) -> None:
+    if not name.strip():
+        raise fail("is empty", "give the runner group's name, or remove runner_group")
+
+
 class TargetConfig(ConfigModel):
     """Where runners register: exactly one of repo, org or enterprise."""
 
@@ -266,8 +283,8 @@ class TargetConfig(ConfigModel):
     @field_validator("runner_group")
     @classmethod
     def _group(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise fail("is empty", "give the runner group's name, or remove runner_group")
+        if value is not None:
+            check_runner_group(value)
         return value
 
     @model_validator(mode="after")
@@ -403,6 +420,66 @@ class BudgetConfig(ConfigModel):
     )
 
 
+class ScaleSetConfig(ConfigModel):
+    """A scale-set pool's runner scale set: GitHub assigns it the jobs whose runs-on it
+    matches, and tells the pool's listener how many it holds (docs/scale-sets.md)."""
+
+    name: str = Field(
+        description="The scale set's name, which jobs write in runs-on (letters, digits, "
+        "'.', '_' and '-', at most 45); it is created at the first target when absent.",
+    )
+    runner_group: str = Field(
+        default="Default",
+        description="The runner group the scale set is in (org and enterprise targets).",
+    )
+    labels: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Labels beyond its name (a job matches when the scale set has all of its "
+        "runs-on labels); GitHub Enterprise Server needs 3.18 or later for these.",
+    )
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name(cls, value: Any) -> Any:
+        if isinstance(value, str) and not re.match(SCALE_SET_NAME_PATTERN, value):
+            raise fail(
+                "is not a valid scale set name",
+                "use letters, digits, '.', '_' and '-' (at most 45, starting with a letter or "
+                "digit), e.g. runnerscale-x64",
+            )
+        return value
+
+    @field_validator("runner_group")
+    @classmethod
+    def _group(cls, value: str) -> str:
+        check_runner_group(value)
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: list[str]) -> list[str]:
+        check_labels(value)
+        for index, label in enumerate(value):
+            if label.strip().lower() == AUTO_LABEL:
+                raise fail(
+                    "is auto, which a scale set cannot have",
+                    "a scale set's labels are registered with GitHub as written: name the "
+                    "host's labels (e.g. linux, x64)",
+                    at=(index,),
+                )
+        return value
+
+    def to_spec(self) -> ScaleSetSpec:
+        return ScaleSetSpec(
+            name=self.name, runner_group=self.runner_group, labels=tuple(self.labels)
+        )
+
+
+#: Where a pool's demand comes from (``PoolBase.demand``).
+Demand = Literal["webhooks", "scale_set"]
+
+
 class PoolBase(ConfigModel):
     """A pool: a label set, a backend template and limits (without its blocks:
     :class:`PoolConfig` adds one per installed backend and one per pool block)."""
@@ -446,6 +523,59 @@ class PoolBase(ConfigModel):
         description="A cap on what the pool spends a day, e.g. {per_day: 50.0} (US dollars; "
         "none: no cap).",
     )
+    demand: Demand = Field(
+        default="webhooks",
+        description="Where the pool learns of its jobs: webhooks (with polling as the safety "
+        "net), or scale_set (a runner scale set's listener: no inbound endpoint, GitHub's "
+        "exact count of assigned jobs; needs a scale_set block).",
+    )
+    scale_set: ScaleSetConfig | None = Field(
+        default=None,
+        description="With demand: scale_set, the pool's runner scale set, e.g. {name: "
+        "runnerscale-x64, labels: [linux, x64]}; its runners carry its name and labels.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scale_set_labels(cls, data: Any) -> Any:
+        """A scale-set pool's labels are its scale set's name and extra labels: GitHub routes
+        jobs to the scale set by those, and gives its runners no others. So ``labels:`` on
+        such a pool is refused (two lists that must agree are one too many), and the pool's
+        labels are filled in from ``scale_set:`` here, before the fields are checked."""
+        if not isinstance(data, dict):
+            return data
+        demand, block = data.get("demand", "webhooks"), data.get("scale_set")
+        if demand == "webhooks":
+            if block is not None:
+                raise fail(
+                    "is set, but the pool's demand is webhooks",
+                    "add 'demand: scale_set' to the pool, or remove the scale_set block",
+                    at=("scale_set",),
+                    echo=False,
+                )
+            return data
+        if demand == "scale_set" and "labels" in data:
+            raise fail(
+                "is set on a scale-set pool (demand: scale_set), whose runners carry the scale "
+                "set's name and scale_set.labels",
+                "move these labels to scale_set.labels and remove labels",
+                at=("labels",),
+                echo=False,
+            )
+        if demand == "scale_set" and block is None:
+            raise fail(
+                "is scale_set, but the pool has no scale_set block",
+                "add 'scale_set: {name: NAME}' (jobs use runs-on: NAME), or remove demand",
+                at=("demand",),
+                echo=False,
+            )
+        # (An unknown demand with a scale_set block: its labels too, so that the one error
+        # shown is the demand's.)
+        if "labels" not in data and isinstance(block, dict) and isinstance(block.get("name"), str):
+            extra = block.get("labels") or []
+            if isinstance(extra, list):
+                return {**data, "labels": [block["name"], *extra]}
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -490,11 +620,7 @@ class PoolBase(ConfigModel):
     @field_validator("labels")
     @classmethod
     def _labels(cls, value: list[str]) -> list[str]:
-        for index, label in enumerate(value):
-            if not label.strip():
-                raise fail("is empty", "remove the empty label", at=(index,))
-            if "," in label:
-                raise fail("contains a comma", "write each label as its own list item", at=(index,))
+        check_labels(value)
         return value
 
     @field_validator("provider", mode="before")
@@ -561,7 +687,10 @@ class PoolBase(ConfigModel):
 
     def advice(self) -> list[Advice]:
         found = []
-        if SELF_HOSTED not in (label.strip().lower() for label in self.labels):
+        # A scale set's runners get no default labels: jobs name the scale set.
+        if self.scale_set is None and SELF_HOSTED not in (
+            label.strip().lower() for label in self.labels
+        ):
             found.append(
                 Advice(
                     f"has no '{SELF_HOSTED}': a job comes to a runner only when the runner has "
@@ -642,7 +771,14 @@ class PoolBase(ConfigModel):
             boot_timeout=self.boot_timeout,
             order=order,
             budget_per_day=None if self.budget is None else self.budget.per_day,
+            # A scale-set pool's demand is its listener's count, none until it reports.
+            assigned_jobs=0 if self.scale_set is not None else None,
         )
+
+    @property
+    def scale_set_spec(self) -> ScaleSetSpec | None:
+        """The scale set a scale-set pool asks for (None: a webhook pool)."""
+        return None if self.scale_set is None else self.scale_set.to_spec()
 
 
 _POOL_DOC = "A pool: a label set, a backend template and limits."
@@ -864,6 +1000,7 @@ class Config(ControlConfig):
                     echo=False,
                 )
             prefixes[pool.runner_prefix] = index
+        self._unique_scale_sets()
         targets: dict[str, int] = {}
         for index, target in enumerate(self.targets):
             if target.kind == "enterprise" and self.github.app is not None:
@@ -886,6 +1023,24 @@ class Config(ControlConfig):
                 )
             targets[key] = index
         return self
+
+    def _unique_scale_sets(self) -> None:
+        """Scale sets live at the first target, where a name is one scale set (GitHub
+        compares names without case): two pools cannot share one."""
+        names: dict[str, int] = {}
+        for index, pool in enumerate(self.pools):
+            if pool.scale_set is None:
+                continue
+            name = pool.scale_set.name.lower()
+            if name in names:
+                raise fail(
+                    f"the scale set {pool.scale_set.name!r} is already used by "
+                    f"pools[{names[name]}]; a scale set has one listener",
+                    "give every scale-set pool its own scale set name",
+                    at=("pools", index, "scale_set", "name"),
+                    echo=False,
+                )
+            names[name] = index
 
     def local_work_root(self, pool: PoolConfig) -> Path:
         """Where a pool's runners get their directories when its backend keeps them on this

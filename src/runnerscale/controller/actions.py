@@ -28,6 +28,8 @@ from typing import Literal
 
 from runnerscale.controller.observe import amend, apply_runner_list, move
 from runnerscale.controller.online import OnlineNotices
+from runnerscale.controller.registrar import Registrar, RestRegistrar
+from runnerscale.controller.scaleset import ScaleSetState
 from runnerscale.model import (
     InstanceSpec,
     JobState,
@@ -86,6 +88,9 @@ class PoolRuntime:
     #: Runners whose instance drains (takes no new job), and why, as the backend's last
     #: listing said (:mod:`runnerscale.controller.draining`).
     draining: dict[str, str] = field(default_factory=dict)
+    #: A scale-set pool's listener state (its scale set, its assigned jobs); None: a webhook
+    #: pool.
+    scale_set: ScaleSetState | None = None
     _in_force: ScheduleCache | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -106,8 +111,11 @@ class PoolRuntime:
         on. A pool waiting for its host's labels keeps no idle runner, window or not. A pool
         whose backend places runners on several hosts has its node groups and the runners on
         its nodes that are down, as the backend knows them now. The runners whose instance
-        drains are named, as the backend's last listing said."""
+        drains are named, as the backend's last listing said. A scale-set pool's demand is
+        the count of jobs its scale set was last assigned."""
         spec = self.spec
+        if self.scale_set is not None:
+            spec = replace(spec, assigned_jobs=self.scale_set.assigned)
         if self.draining:
             spec = replace(spec, draining=frozenset(self.draining))
         in_force = self.min_idle_at(now)
@@ -236,6 +244,13 @@ class Actions:
     suffix: Callable[[], str] = field(default=lambda: secrets.token_hex(4))
     #: Tells the backends that want to know which runners came online (:mod:`.online`).
     online: OnlineNotices = field(default_factory=OnlineNotices)
+    #: Per pool, where its runners are registered when not over GitHub's REST API (a
+    #: scale-set pool's scale set).
+    registrars: dict[str, Registrar] = field(default_factory=dict)
+
+    def registrar(self, pool: str) -> Registrar:
+        """Where the pool's runners are registered and unregistered."""
+        return self.registrars.get(pool) or RestRegistrar(self.github)
 
     def new_name(self, pool: PoolRuntime) -> str:
         return f"{pool.prefix}{self.suffix()}"
@@ -270,7 +285,7 @@ class Actions:
         # Its own labels (a node group's beyond the pool's), else the pool's.
         labels = runner.labels or pool.labels
         try:
-            jit = await self.github.generate_jitconfig(target, runner.name, labels)
+            jit = await self.registrar(pool.name).register(target, runner.name, labels)
         except GitHubError as error:
             self._creation_failed(pool, runner, f"GitHub refused the JIT config: {error}")
             return None
@@ -337,7 +352,7 @@ class Actions:
 
     async def _delete_registration(self, runner: Runner, target: Target, runner_id: int) -> None:
         try:
-            await self.github.delete_runner(target, runner_id)
+            await self.registrar(runner.pool).unregister(target, runner_id)
         except GitHubError as error:
             # Not live in the store: the janitor's GitHub orphan sweep deletes it later.
             log.warning("runner %s: undoing its registration failed: %s", runner.name, error)
@@ -365,7 +380,7 @@ class Actions:
         if target is None:
             return DeleteOutcome.GONE
         try:
-            return await self.github.delete_runner(target, runner.github_id)
+            return await self.registrar(runner.pool).unregister(target, runner.github_id)
         except GitHubError as error:
             log.warning("runner %s: deleting it in GitHub failed: %s", runner.name, error)
             self.events.error(runner.pool, "delete")

@@ -143,7 +143,7 @@ class Janitor:
                     "janitor: %s is registered in GitHub but not tracked: deleting it", seen.name
                 )
                 try:
-                    await actions.github.delete_runner(target, seen.id)
+                    await actions.registrar(pool.name).unregister(target, seen.id)
                 except GitHubError as error:
                     log.warning("janitor: deleting orphan %s failed: %s", seen.name, error)
                     continue

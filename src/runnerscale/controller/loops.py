@@ -30,7 +30,7 @@ import contextlib
 import logging
 import random
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from runnerscale.controller.actions import Actions, Events, PoolRuntime
@@ -43,7 +43,9 @@ from runnerscale.controller.observe import (
     apply_job,
     apply_runner_list,
 )
+from runnerscale.controller.registrar import ScaleSetRegistrar
 from runnerscale.controller.reruns import Reruns, record_loss
+from runnerscale.controller.scaleset import ScaleSetListener, ScaleSetState
 from runnerscale.controller.spend import SpendBook
 from runnerscale.controller.workers import PoolWorker
 from runnerscale.logs import untrusted
@@ -70,6 +72,7 @@ from runnerscale.protocols import (
     Store,
 )
 from runnerscale.scaler import Decision, budget_reached, decide, manual_runners
+from runnerscale.scaleset_api import ScaleSetAPI
 from runnerscale.warm import InForce
 
 log = logging.getLogger("runnerscale.controller")
@@ -150,6 +153,32 @@ class DrainingRunner:
 
 
 @dataclass
+class ScaleSetStatus:
+    """A scale-set pool's scale set and its listener, as ``status`` shows them."""
+
+    name: str
+    #: None until the listener has found or created it.
+    id: int | None
+    #: Jobs assigned to it, waiting or running (the pool's demand).
+    assigned_jobs: int
+    #: Where its listener is (``open``, ``opening the session``, ``backing off``, ...).
+    session: str
+    last_error: str | None = None
+
+
+def scale_set_status(state: ScaleSetState | None) -> ScaleSetStatus | None:
+    if state is None:
+        return None
+    return ScaleSetStatus(
+        name=state.spec.name,
+        id=None if state.scale_set is None else state.scale_set.id,
+        assigned_jobs=state.assigned,
+        session=state.session,
+        last_error=state.last_error,
+    )
+
+
+@dataclass
 class PoolStatus:
     name: str
     max_runners: int
@@ -184,6 +213,8 @@ class PoolStatus:
     cost_total: float = 0.0
     #: Its ``budget.per_day`` (None: no cap).
     budget_per_day: float | None = None
+    #: A scale-set pool's scale set and listener (None: a webhook pool).
+    scale_set: ScaleSetStatus | None = None
 
 
 @dataclass(frozen=True)
@@ -294,6 +325,11 @@ async def wait_for(clock: Clock, event: asyncio.Event, seconds: float) -> None:
         await asyncio.wait({sleeper, waiter})
 
 
+def _cap_of(pool: PoolRuntime) -> Callable[[], int]:
+    """The pool's cap as it is now (a reload may change it)."""
+    return lambda: pool.spec.max_runners
+
+
 class Controller:
     def __init__(
         self,
@@ -309,7 +345,11 @@ class Controller:
         runner_suffix: Callable[[], str] | None = None,
         poll_pacer: PollPacer | None = None,
         rng: random.Random | None = None,
+        scale_sets: Mapping[str, ScaleSetAPI] | None = None,
+        owner: str = "runnerscale",
     ) -> None:
+        """``scale_sets``: the Actions-service client of each scale-set pool (by pool name);
+        ``owner``: the name its sessions are opened as (the deployment's controller id)."""
         self.store = store
         self.github = github
         self.clock = clock
@@ -368,6 +408,34 @@ class Controller:
         self._waits: deque[QueueWait] = deque(maxlen=RECENT_WAITS)
         self.status = Status(pools=[])
         self.last_decision: Decision | None = None
+        #: One listener per scale-set pool (:mod:`.scaleset`), run while the loops run.
+        self.listeners = self._listeners(scale_sets or {}, owner)
+        #: Whether any pool learns of jobs from GitHub's REST API (a webhook pool): when all
+        #: are scale-set pools, the poll reads no jobs (their listeners tell), only runners.
+        self.polls_jobs = any(pool.scale_set is None for pool in pools)
+
+    def _listeners(
+        self, apis: Mapping[str, ScaleSetAPI], owner: str
+    ) -> dict[str, ScaleSetListener]:
+        listeners = {}
+        for pool in self.pools.values():
+            if pool.scale_set is None:
+                continue
+            api = apis.get(pool.name)
+            if api is None:
+                raise ValueError(f"pool {pool.name} is a scale-set pool but has no scale set API")
+            self.actions.registrars[pool.name] = ScaleSetRegistrar(api, pool.scale_set)
+            listeners[pool.name] = ScaleSetListener(
+                pool.scale_set,
+                api,
+                self.store,
+                self.clock,
+                owner=owner,
+                capacity=_cap_of(pool),
+                observe=self.observe,
+                changed=self.kick,
+            )
+        return listeners
 
     # ------------------------------------------------------------------ intake
 
@@ -447,6 +515,10 @@ class Controller:
             ),
             asyncio.create_task(
                 self._forever("janitor", self.janitor.sweep, "janitor_interval"), name="janitor"
+            ),
+            *(
+                asyncio.create_task(listener.run(), name=f"scale set {name}")
+                for name, listener in self.listeners.items()
             ),
         ]
         self.kick()
@@ -627,7 +699,8 @@ class Controller:
         errors: list[GitHubError | ProviderError] = []
         for target in self.targets.values():
             try:
-                for observed in await self.github.active_jobs(target):
+                # Scale-set pools' jobs come from their listeners: no job is read for them.
+                for observed in await self.github.active_jobs(target) if self.polls_jobs else []:
                     seen.add(observed.id)
                     self.observe(observed)
                 listed = await self.github.list_runners(target)
@@ -645,7 +718,7 @@ class Controller:
             # Forget jobs the poll no longer returns (it re-reads every active one).
             self._last_observed = {k: v for k, v in self._last_observed.items() if k in seen}
             self._missed_events_suspected = False
-        recheck_error = await self._recheck_unseen(seen, failed)
+        recheck_error = await self._recheck_unseen(seen, failed) if self.polls_jobs else None
         if recheck_error is not None:
             errors.append(recheck_error)
         self.kick()
@@ -887,8 +960,8 @@ class Controller:
         idle = Counter(r.pool for r in self.store.runners(states=[RunnerState.IDLE]))
         for pool in decision.pools.values():
             room = pool.create + idle[pool.pool]
-            if not room:
-                continue
+            if not room or self.pools[pool.pool].scale_set is not None:
+                continue  # (a scale-set pool's demand is its assigned count, not its jobs)
             stale = sorted(
                 (
                     job
@@ -996,6 +1069,7 @@ class Controller:
                     spend_today=self.spend.today(pool.name, now),
                     cost_total=self.spend.total(pool.name),
                     budget_per_day=pool.spec.budget_per_day,
+                    scale_set=scale_set_status(pool.scale_set),
                 )
             )
         job_counts = Counter(job.state.value for job in jobs)

@@ -1,0 +1,66 @@
+"""Where a pool's runners are registered and unregistered: GitHub's REST API (webhook pools)
+or the pool's runner scale set (scale-set pools).
+
+The rest of the controller asks a pool's :class:`Registrar` for a runner's JIT configuration
+and for its removal, whichever demand source the pool has. Removal answers ``BUSY`` when the
+service refuses a runner that runs a job (REST: 422; a scale set: ``JobStillRunning``): that
+refusal is the safe-delete check, and the runner is kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from runnerscale.controller.scaleset import ScaleSetState
+from runnerscale.model import Target
+from runnerscale.protocols import DeleteOutcome, GitHubAPI, GitHubError, JitConfig
+from runnerscale.scaleset_api import ScaleSetAPI
+
+__all__ = ["Registrar", "RestRegistrar", "ScaleSetRegistrar"]
+
+
+class Registrar(Protocol):
+    async def register(self, target: Target, name: str, labels: Sequence[str]) -> JitConfig:
+        """A JIT configuration for a new runner ``name`` at ``target``."""
+        ...
+
+    async def unregister(self, target: Target, runner_id: int) -> DeleteOutcome:
+        """Remove the runner's registration: DELETED, GONE, or BUSY (it runs a job: kept)."""
+        ...
+
+
+@dataclass(frozen=True)
+class RestRegistrar:
+    """A webhook pool's runners: registered at their target over GitHub's REST API, with the
+    pool's labels."""
+
+    github: GitHubAPI
+
+    async def register(self, target: Target, name: str, labels: Sequence[str]) -> JitConfig:
+        return await self.github.generate_jitconfig(target, name, labels)
+
+    async def unregister(self, target: Target, runner_id: int) -> DeleteOutcome:
+        return await self.github.delete_runner(target, runner_id)
+
+
+@dataclass(frozen=True)
+class ScaleSetRegistrar:
+    """A scale-set pool's runners: registered in its scale set (``generatejitconfig``), so
+    they carry the scale set's name and labels and take the jobs GitHub assigns to it."""
+
+    api: ScaleSetAPI
+    state: ScaleSetState
+
+    async def register(self, target: Target, name: str, labels: Sequence[str]) -> JitConfig:
+        scale_set = self.state.scale_set
+        if scale_set is None:
+            raise GitHubError(
+                f"scale set {self.state.spec.name} is not ready yet (its listener is "
+                f"{self.state.session})"
+            )
+        return await self.api.generate_jitconfig(scale_set, name)
+
+    async def unregister(self, target: Target, runner_id: int) -> DeleteOutcome:
+        return await self.api.remove_runner(runner_id)
