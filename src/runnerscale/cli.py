@@ -1090,6 +1090,15 @@ def simulate(
             "time it was taken."
         ),
     ] = None,
+    demand_sources: Annotated[
+        bool,
+        typer.Option(
+            "--demand-sources",
+            help="Compare how runnerscale hears of jobs: webhooks with polling, polling only, "
+            "scale sets, with and without 30% of webhooks lost (waits, REST and "
+            "Actions-service calls per job).",
+        ),
+    ] = False,
 ) -> None:
     """Replay a trace against a config on a virtual clock (deterministic, no GitHub)."""
     from rich.progress import Progress
@@ -1114,9 +1123,30 @@ def simulate(
     plan = _fault_plan(faults)
     setup_logging("error")  # the controller's warnings would tear the progress display
     if sweep:
-        if json_out or report or compare:
-            raise fail("--sweep prints its own table: run it without --json, --report, --compare")
+        if json_out or report or compare or demand_sources:
+            raise fail(
+                "--sweep prints its own table: run it without --json, --report, --compare, "
+                "--demand-sources"
+            )
         _run_sweep(loaded, jobs, trace.name, seed, plan, sweep, begins)
+        return
+    if demand_sources:
+        if compare:
+            raise fail(
+                "--demand-sources and --compare are two different comparisons: run one, then "
+                "the other"
+            )
+        _run_demand_sources(
+            loaded,
+            jobs,
+            trace.name,
+            seed,
+            plan,
+            begins,
+            json_file=_output_file("--json", json_out),
+            report_file=_output_file("--report", report),
+            title=f"{trace.name} with {config.name}",
+        )
         return
     # Before the run, not after it: a mistyped folder must not cost the whole simulation.
     json_file = _output_file("--json", json_out)
@@ -1355,6 +1385,66 @@ def _run_sweep(
             bar.advance(task)
     wide = Console(width=None if sys.stdout.isatty() else 220)
     wide.print(sweep_table(points, title=f"{trace_name}: queue wait against cost"))
+
+
+def _run_demand_sources(
+    config: Config,
+    jobs: list[Any],
+    trace_name: str,
+    seed: int,
+    plan: FaultPlan | None,
+    start: float,
+    *,
+    json_file: Path | None,
+    report_file: Path | None,
+    title: str,
+) -> None:
+    """Every demand-source variant on the trace (:mod:`runnerscale.simulation.demand`); one
+    table, and the variants skipped with why."""
+    from rich.progress import Progress
+
+    from runnerscale.simulation.demand import compare_demand_sources
+    from runnerscale.simulation.report import demand_table, render_html
+
+    console = Console(stderr=True)
+    with Progress(console=console, transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(variant: str, fraction: float) -> None:
+            if variant not in tasks:
+                tasks[variant] = bar.add_task(f"simulating {variant}", total=1.0)
+            bar.update(tasks[variant], completed=fraction)
+
+        comparison = asyncio.run(
+            compare_demand_sources(
+                config,
+                jobs,
+                trace_name=trace_name,
+                seed=seed,
+                faults=plan,
+                progress=progress,
+                start=start,
+            )
+        )
+    rows = [(result.policy, result.figures) for result in comparison.results]
+    wide = Console(width=None if sys.stdout.isatty() else 220)
+    wide.print(demand_table(rows, title=f"{title}: demand sources"))
+    for variant, reason in comparison.skipped.items():
+        typer.echo(f"skipped {variant}: {reason}")
+    if json_file is not None:
+        _write_output(json_file, json.dumps(comparison.as_json(), indent=2) + "\n", "the JSON")
+    if report_file is not None:
+        try:
+            html = render_html(
+                f"runnerscale simulation: {trace_name}, demand sources",
+                f"seed {seed}",
+                comparison.results,
+                None,
+                demand=True,
+            )
+        except RuntimeError as error:  # matplotlib is missing
+            raise fail(str(error)) from None
+        _write_output(report_file, html, "the report", "(open it in a browser)")
 
 
 trace_app = typer.Typer(help="Make workload traces for runnerscale simulate.")
