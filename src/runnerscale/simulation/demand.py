@@ -26,8 +26,9 @@ from runnerscale.simulation.results import PolicyResult
 from runnerscale.simulation.run import Progress, run_policy
 from runnerscale.simulation.trace import TraceJob
 
-#: The share of webhooks the lossy variants lose (GitHub: "does not automatically redeliver
-#: failed deliveries", docs.github.com/en/webhooks/using-webhooks/handling-failed-webhook-deliveries).
+#: The share of webhooks the lossy variants lose. GitHub "does not automatically redeliver
+#: failed deliveries" (docs.github.com/en/webhooks/using-webhooks/
+#: handling-failed-webhook-deliveries).
 WEBHOOK_LOSS = 0.3
 
 WEBHOOKS = "webhooks"

@@ -714,7 +714,9 @@ def _page(
     esc = html.escape
     last = len(named) - 1
     header, rows = (
-        (DEMAND_HEADER, demand_rows(named)) if demand else (COMPARISON_HEADER, comparison_rows(named))
+        (DEMAND_HEADER, demand_rows(named))
+        if demand
+        else (COMPARISON_HEADER, comparison_rows(named))
     )
     comparison = _html_table(
         header,
