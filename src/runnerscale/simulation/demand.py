@@ -137,7 +137,9 @@ class DemandComparison:
         return {
             "trace": self.trace,
             "seed": self.seed,
-            "demand_sources": {r.policy: r.figures.as_json() for r in self.results},
+            "demand_sources": {
+                r.policy: {**r.figures.as_json(), **r.figures.demand_json()} for r in self.results
+            },
             "skipped": dict(self.skipped),
         }
 

@@ -9,10 +9,11 @@ Timelines for the report ride along under ``timeline``; they are sampled, so the
 small. A pool priced by market (ec2) adds ``market`` (:class:`MarketFigures`), and so does the
 run when it has such a pool.
 
-``api_calls`` are REST calls (those GitHub charged). The run also says how it learnt of demand
-otherwise: ``actions_service_calls`` (the requests to the Actions service, which runner scale
-sets talk to; uncharged, so all of them) and ``webhooks`` (deliveries that reached runnerscale,
-and those GitHub lost): the figures ``runnerscale simulate --demand-sources`` compares.
+``api_calls`` are REST calls (those GitHub charged). ``runnerscale simulate --demand-sources``
+adds, per variant, how the run heard of its jobs otherwise (:meth:`Figures.demand_json`):
+``actions_service_calls`` (the requests to the Actions service, which runner scale sets talk
+to; uncharged, so all of them) and ``webhooks`` (deliveries that reached runnerscale, and those
+GitHub lost).
 """
 
 from __future__ import annotations
@@ -237,17 +238,24 @@ class Figures(PoolFigures):
         body["api_calls"] = self.api_calls
         body["api_calls_per_job"] = _round(self.api_calls_per_job, 3)
         body["api_calls_by_operation"] = dict(sorted(self.api_calls_by_operation.items()))
-        body["actions_service_calls"] = self.actions_service_calls
-        body["actions_service_calls_per_job"] = _round(self.actions_service_calls_per_job, 3)
-        body["actions_service_calls_by_operation"] = dict(
-            sorted(self.actions_service_calls_by_operation.items())
-        )
-        body["webhooks"] = {"delivered": self.webhooks_delivered, "lost": self.webhooks_lost}
         body["cost"] = cost
         if market is not None:
             body["market"] = market
         body["pools"] = {name: pool.as_json() for name, pool in self.pools.items()}
         return body
+
+    def demand_json(self) -> dict[str, Any]:
+        """How the run heard of its jobs besides the REST calls (``--demand-sources`` adds
+        these keys to each variant's :meth:`as_json`; ``--json`` keeps the keys it has always
+        had)."""
+        return {
+            "actions_service_calls": self.actions_service_calls,
+            "actions_service_calls_per_job": _round(self.actions_service_calls_per_job, 3),
+            "actions_service_calls_by_operation": dict(
+                sorted(self.actions_service_calls_by_operation.items())
+            ),
+            "webhooks": {"delivered": self.webhooks_delivered, "lost": self.webhooks_lost},
+        }
 
 
 @dataclass(frozen=True)
