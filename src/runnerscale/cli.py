@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -1101,8 +1101,6 @@ def simulate(
     ] = False,
 ) -> None:
     """Replay a trace against a config on a virtual clock (deterministic, no GitHub)."""
-    from rich.progress import Progress
-
     from runnerscale.logs import setup_logging
     from runnerscale.simulation.report import (
         comparison_table,
@@ -1151,15 +1149,7 @@ def simulate(
     # Before the run, not after it: a mistyped folder must not cost the whole simulation.
     json_file = _output_file("--json", json_out)
     report_file = _output_file("--report", report)
-    console = Console(stderr=True)
-    with Progress(console=console, transient=True) as bar:
-        tasks: dict[str, Any] = {}
-
-        def progress(policy: str, fraction: float) -> None:
-            if policy not in tasks:
-                tasks[policy] = bar.add_task(f"simulating {policy}", total=1.0)
-            bar.update(tasks[policy], completed=fraction)
-
+    with _progress_bars() as progress:
         result = asyncio.run(
             run(
                 loaded,
@@ -1183,19 +1173,51 @@ def simulate(
     for name, figures in rows:  # an ec2 pool's cost by market, and spot's interruptions
         if market_rows(figures):
             wide.print(market_table(figures, title=f"{name}, by market"))
+    _write_results(
+        json_file,
+        result.as_json(),
+        report_file,
+        lambda: render_html(
+            f"runnerscale simulation: {trace.name}",
+            f"config {config.name}, seed {seed}",
+            [result.result, *result.compared],
+            result.limit,
+        ),
+    )
+
+
+def _write_results(
+    json_file: Path | None,
+    body: dict[str, Any],
+    report_file: Path | None,
+    html: Callable[[], str],
+) -> None:
+    """``--json`` and ``--report``, each when asked (the report drawn only then)."""
     if json_file is not None:
-        _write_output(json_file, json.dumps(result.as_json(), indent=2) + "\n", "the JSON")
+        _write_output(json_file, json.dumps(body, indent=2) + "\n", "the JSON")
     if report_file is not None:
         try:
-            html = render_html(
-                f"runnerscale simulation: {trace.name}",
-                f"config {config.name}, seed {seed}",
-                [result.result, *result.compared],
-                result.limit,
-            )
+            page = html()
         except RuntimeError as error:  # matplotlib is missing
             raise fail(str(error)) from None
-        _write_output(report_file, html, "the report", "(open it in a browser)")
+        _write_output(report_file, page, "the report", "(open it in a browser)")
+
+
+@contextlib.contextmanager
+def _progress_bars() -> Iterator[Callable[[str, float], None]]:
+    """A progress bar on stderr for each policy (or variant) the hook hears of; gone when
+    done, so that only the tables stay."""
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(name: str, fraction: float) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(f"simulating {name}", total=1.0)
+            bar.update(tasks[name], completed=fraction)
+
+        yield progress
 
 
 def _output_file(option: str, path: Path | None) -> Path | None:
@@ -1401,20 +1423,10 @@ def _run_demand_sources(
 ) -> None:
     """Every demand-source variant on the trace (:mod:`runnerscale.simulation.demand`); one
     table, and the variants skipped with why."""
-    from rich.progress import Progress
-
     from runnerscale.simulation.demand import compare_demand_sources
     from runnerscale.simulation.report import demand_table, render_html
 
-    console = Console(stderr=True)
-    with Progress(console=console, transient=True) as bar:
-        tasks: dict[str, Any] = {}
-
-        def progress(variant: str, fraction: float) -> None:
-            if variant not in tasks:
-                tasks[variant] = bar.add_task(f"simulating {variant}", total=1.0)
-            bar.update(tasks[variant], completed=fraction)
-
+    with _progress_bars() as progress:
         comparison = asyncio.run(
             compare_demand_sources(
                 config,
@@ -1431,20 +1443,18 @@ def _run_demand_sources(
     wide.print(demand_table(rows, title=f"{title}: demand sources"))
     for variant, reason in comparison.skipped.items():
         typer.echo(f"skipped {variant}: {reason}")
-    if json_file is not None:
-        _write_output(json_file, json.dumps(comparison.as_json(), indent=2) + "\n", "the JSON")
-    if report_file is not None:
-        try:
-            html = render_html(
-                f"runnerscale simulation: {trace_name}, demand sources",
-                f"seed {seed}",
-                comparison.results,
-                None,
-                demand=True,
-            )
-        except RuntimeError as error:  # matplotlib is missing
-            raise fail(str(error)) from None
-        _write_output(report_file, html, "the report", "(open it in a browser)")
+    _write_results(
+        json_file,
+        comparison.as_json(),
+        report_file,
+        lambda: render_html(
+            f"runnerscale simulation: {trace_name}, demand sources",
+            f"seed {seed}",
+            comparison.results,
+            None,
+            demand=True,
+        ),
+    )
 
 
 trace_app = typer.Typer(help="Make workload traces for runnerscale simulate.")

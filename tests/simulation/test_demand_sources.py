@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
-from runnerscale.config import Config
 from runnerscale.fakegithub.accounting import ACTIONS_SERVICE_PREFIX, Api, Ledger, api_of
 from runnerscale.fakegithub.faults import FaultPlan, Faults
 from runnerscale.fakegithub.ratelimit import RateLimits
@@ -17,11 +15,11 @@ from runnerscale.simulation.demand import (
     DemandComparison,
     DemandSource,
     DemandVariant,
+    Replay,
     compare_demand_sources,
 )
 from runnerscale.simulation.report import DEMAND_HEADER, demand_markdown, demand_rows
 from runnerscale.simulation.results import Figures, PolicyResult, RunnerSeconds
-from runnerscale.simulation.run import Progress
 from runnerscale.simulation.trace import TraceJob
 from tests.simulation.test_simulate import config, run_cli, trace
 
@@ -116,18 +114,9 @@ def scale_set_figures(jobs: int) -> Figures:
 async def test_a_registered_scale_set_runner_fills_its_rows_with_actions_service_calls() -> None:
     seen: list[tuple[str, float]] = []
 
-    async def run_scale_sets(
-        config: Config,
-        trace: Sequence[TraceJob],
-        variant: DemandVariant,
-        *,
-        seed: int,
-        faults: FaultPlan,
-        progress: Progress | None,
-        start: float,
-    ) -> PolicyResult:
-        seen.append((variant.name, faults.webhooks.drop_rate))
-        return PolicyResult(variant.name, scale_set_figures(len(trace)))
+    async def run_scale_sets(variant: DemandVariant, replay: Replay) -> PolicyResult:
+        seen.append((variant.name, replay.faults.webhooks.drop_rate))
+        return PolicyResult(variant.name, scale_set_figures(len(replay.trace)))
 
     sources = {**SOURCES, SCALE_SETS: DemandSource(run_scale_sets)}
     comparison = await compared(sources=sources)

@@ -15,9 +15,9 @@ drive scale-set pools) is listed and skipped with the entry's reason, not left o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from runnerscale.config.schema import Config
 from runnerscale.fakegithub.faults import FaultPlan
@@ -45,21 +45,21 @@ class DemandVariant:
     webhook_loss: float = 0.0
 
 
-class VariantRunner(Protocol):
-    """Runs ``config``'s pools on ``trace`` with the variant's demand source; the result's
-    policy is named after the variant."""
+@dataclass(frozen=True)
+class Replay:
+    """What every variant replays alike: the config's pools, the trace, the seed, the fault
+    plan (the variant's webhook loss already in it), the progress hook, the start."""
 
-    async def __call__(
-        self,
-        config: Config,
-        trace: Sequence[TraceJob],
-        variant: DemandVariant,
-        *,
-        seed: int,
-        faults: FaultPlan,
-        progress: Progress | None,
-        start: float,
-    ) -> PolicyResult: ...
+    config: Config
+    trace: Sequence[TraceJob]
+    seed: int
+    faults: FaultPlan
+    progress: Progress | None
+    start: float
+
+
+#: Runs a variant on its source; the result's policy is named after the variant.
+VariantRunner = Callable[[DemandVariant, Replay], Awaitable[PolicyResult]]
 
 
 @dataclass(frozen=True)
@@ -73,26 +73,22 @@ class DemandSource:
 def _engine_runner(webhooks: bool) -> VariantRunner:
     """The engine with webhooks on or off; polling at the config's intervals either way."""
 
-    async def run(
-        config: Config,
-        trace: Sequence[TraceJob],
-        variant: DemandVariant,
-        *,
-        seed: int,
-        faults: FaultPlan,
-        progress: Progress | None,
-        start: float,
-    ) -> PolicyResult:
-        policy = Policy(variant.name, webhooks=webhooks)
+    async def run(variant: DemandVariant, replay: Replay) -> PolicyResult:
         return await run_policy(
-            config, trace, policy, seed=seed, faults=faults, progress=progress, start=start
+            replay.config,
+            replay.trace,
+            Policy(variant.name, webhooks=webhooks),
+            seed=replay.seed,
+            faults=replay.faults,
+            progress=replay.progress,
+            start=replay.start,
         )
 
     return run
 
 
 #: The demand sources by name. The scale-set source's runner is the integrator's to give once
-#: the simulation drives scale-set pools (a ``VariantRunner`` that runs the config's pools as
+#: the simulation drives scale-set pools (a :data:`VariantRunner` that runs the config's pools as
 #: ``demand: scale_set`` pools and counts their calls as ``actions-service/...`` operations in
 #: the simulated GitHub's ledger); until then its variants are skipped with this reason.
 SOURCES: dict[str, DemandSource] = {
@@ -170,9 +166,6 @@ async def compare_demand_sources(
                 skipping(variant.name, reason)
             continue
         plan = with_webhook_loss(faults or FaultPlan(), variant.webhook_loss)
-        results.append(
-            await source.runner(
-                config, trace, variant, seed=seed, faults=plan, progress=progress, start=start
-            )
-        )
+        replay = Replay(config, trace, seed, plan, progress, start)
+        results.append(await source.runner(variant, replay))
     return DemandComparison(trace_name, seed, tuple(results), skipped)
