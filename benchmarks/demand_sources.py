@@ -70,7 +70,7 @@ def section(comparison: DemandComparison, seconds: float) -> str:
             f"every job is still served ({lossy.served} of {lossy.jobs}): the safety-net poll "
             "finds the rest"
             if lossy.served == lossy.jobs
-            else f"**{lossy.unserved} of {lossy.jobs} jobs are never served** (see below)"
+            else f"**{lossy.unserved} of {lossy.jobs} jobs never served** (see below)"
         )
         lines += [
             "",

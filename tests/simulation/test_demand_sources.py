@@ -175,7 +175,9 @@ async def test_the_command_prints_the_table_and_the_skipped_rows(tmp_path: Path)
         "    local: {command: [run.sh]}\n"
     )
     inputs = ("--trace", "t.jsonl", "--config", "c.yaml", "--demand-sources")
-    code, output = await run_cli(*inputs, "--json", "d.json", "--seed", "2", cwd=tmp_path)
+    code, output = await run_cli(
+        *inputs, "--json", "d.json", "--report", "d.html", "--seed", "2", cwd=tmp_path
+    )
     assert code == 0, output
     for header in ("demand source", "REST calls/job", "Actions-service calls/job"):
         assert header in output
@@ -187,6 +189,9 @@ async def test_the_command_prints_the_table_and_the_skipped_rows(tmp_path: Path)
     assert list(body["demand_sources"]) == [LOSSLESS, POLLING, LOSSY]
     assert body["demand_sources"][POLLING]["webhooks"] == {"delivered": 0, "lost": 0}
     assert list(body["skipped"]) == SCALE_SET_VARIANTS
+    page = (tmp_path / "d.html").read_text()
+    assert "<th>Actions-service calls/job</th>" in page
+    assert f'<td class="text">{LOSSY}</td>' in page
     code, output = await run_cli(*inputs, "--compare", cwd=tmp_path)
     assert code == 2
     assert "--demand-sources and --compare" in output
