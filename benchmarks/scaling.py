@@ -14,7 +14,7 @@ import re
 import time
 from pathlib import Path
 
-from runnerscale.config import load_config
+from runnerscale.config import Config, load_config
 from runnerscale.simulation.report import markdown_table
 from runnerscale.simulation.results import Figures, SimulationResult
 from runnerscale.simulation.run import simulate
@@ -69,15 +69,26 @@ def section(name: str, result: SimulationResult, seconds: float) -> str:
     return "\n".join(lines)
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def arguments(out: str, description: str = __doc__) -> argparse.Namespace:
+    """A benchmark's options over the shared traces: where they are, the seed, the output
+    (``out`` under benchmarks/ by default); ``description``: the benchmark's docstring."""
+    parser = argparse.ArgumentParser(description=description.splitlines()[0])
     parser.add_argument("--traces", type=Path, default=ROOT.parent / "shared" / "traces")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "scaling.md")
-    args = parser.parse_args()
-    reference = args.traces / "reference.yaml"
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / out)
+    return parser.parse_args()
+
+
+def reference_config(traces: Path) -> Config:
+    """The traces' ``reference.yaml``; the secrets it names need not be set."""
+    reference = traces / "reference.yaml"
     names = re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", reference.read_text())
-    config = load_config(reference, env=dict.fromkeys(names, "unused-in-simulation"))
+    return load_config(reference, env=dict.fromkeys(names, "unused-in-simulation"))
+
+
+async def main() -> None:
+    args = arguments("scaling.md")
+    config = reference_config(args.traces)
     parts = [
         "# Scaling benchmark",
         "",

@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -1144,10 +1144,17 @@ def simulate(
             "time it was taken."
         ),
     ] = None,
+    demand_sources: Annotated[
+        bool,
+        typer.Option(
+            "--demand-sources",
+            help="Compare how runnerscale hears of jobs: webhooks with polling, polling only, "
+            "scale sets, with and without 30% of webhooks lost (waits, REST and "
+            "Actions-service calls per job).",
+        ),
+    ] = False,
 ) -> None:
     """Replay a trace against a config on a virtual clock (deterministic, no GitHub)."""
-    from rich.progress import Progress
-
     from runnerscale.logs import setup_logging
     from runnerscale.simulation.report import (
         comparison_table,
@@ -1168,22 +1175,35 @@ def simulate(
     plan = _fault_plan(faults)
     setup_logging("error")  # the controller's warnings would tear the progress display
     if sweep:
-        if json_out or report or compare:
-            raise fail("--sweep prints its own table: run it without --json, --report, --compare")
+        if json_out or report or compare or demand_sources:
+            raise fail(
+                "--sweep prints its own table: run it without --json, --report, --compare, "
+                "--demand-sources"
+            )
         _run_sweep(loaded, jobs, trace.name, seed, plan, sweep, begins)
+        return
+    if demand_sources:
+        if compare:
+            raise fail(
+                "--demand-sources and --compare are two different comparisons: run one, then "
+                "the other"
+            )
+        _run_demand_sources(
+            loaded,
+            jobs,
+            trace.name,
+            seed,
+            plan,
+            begins,
+            json_file=_output_file("--json", json_out),
+            report_file=_output_file("--report", report),
+            title=f"{trace.name} with {config.name}",
+        )
         return
     # Before the run, not after it: a mistyped folder must not cost the whole simulation.
     json_file = _output_file("--json", json_out)
     report_file = _output_file("--report", report)
-    console = Console(stderr=True)
-    with Progress(console=console, transient=True) as bar:
-        tasks: dict[str, Any] = {}
-
-        def progress(policy: str, fraction: float) -> None:
-            if policy not in tasks:
-                tasks[policy] = bar.add_task(f"simulating {policy}", total=1.0)
-            bar.update(tasks[policy], completed=fraction)
-
+    with _progress_bars() as progress:
         result = asyncio.run(
             run(
                 loaded,
@@ -1207,19 +1227,51 @@ def simulate(
     for name, figures in rows:  # an ec2 pool's cost by market, and spot's interruptions
         if market_rows(figures):
             wide.print(market_table(figures, title=f"{name}, by market"))
+    _write_results(
+        json_file,
+        result.as_json(),
+        report_file,
+        lambda: render_html(
+            f"runnerscale simulation: {trace.name}",
+            f"config {config.name}, seed {seed}",
+            [result.result, *result.compared],
+            result.limit,
+        ),
+    )
+
+
+def _write_results(
+    json_file: Path | None,
+    body: dict[str, Any],
+    report_file: Path | None,
+    html: Callable[[], str],
+) -> None:
+    """``--json`` and ``--report``, each when asked (the report drawn only then)."""
     if json_file is not None:
-        _write_output(json_file, json.dumps(result.as_json(), indent=2) + "\n", "the JSON")
+        _write_output(json_file, json.dumps(body, indent=2) + "\n", "the JSON")
     if report_file is not None:
         try:
-            html = render_html(
-                f"runnerscale simulation: {trace.name}",
-                f"config {config.name}, seed {seed}",
-                [result.result, *result.compared],
-                result.limit,
-            )
+            page = html()
         except RuntimeError as error:  # matplotlib is missing
             raise fail(str(error)) from None
-        _write_output(report_file, html, "the report", "(open it in a browser)")
+        _write_output(report_file, page, "the report", "(open it in a browser)")
+
+
+@contextlib.contextmanager
+def _progress_bars() -> Iterator[Callable[[str, float], None]]:
+    """A progress bar on stderr for each policy (or variant) the hook hears of; gone when
+    done, so that only the tables stay."""
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(name: str, fraction: float) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(f"simulating {name}", total=1.0)
+            bar.update(tasks[name], completed=fraction)
+
+        yield progress
 
 
 def _output_file(option: str, path: Path | None) -> Path | None:
@@ -1416,6 +1468,54 @@ def _run_sweep(
             bar.advance(task)
     wide = Console(width=None if sys.stdout.isatty() else 220)
     wide.print(sweep_table(points, title=f"{trace_name}: queue wait against cost"))
+
+
+def _run_demand_sources(
+    config: Config,
+    jobs: list[Any],
+    trace_name: str,
+    seed: int,
+    plan: FaultPlan | None,
+    start: float,
+    *,
+    json_file: Path | None,
+    report_file: Path | None,
+    title: str,
+) -> None:
+    """Every demand-source variant on the trace (:mod:`runnerscale.simulation.demand`); one
+    table, and the variants skipped with why."""
+    from runnerscale.simulation.demand import compare_demand_sources
+    from runnerscale.simulation.report import demand_table, render_html
+
+    with _progress_bars() as progress:
+        comparison = asyncio.run(
+            compare_demand_sources(
+                config,
+                jobs,
+                trace_name=trace_name,
+                seed=seed,
+                faults=plan,
+                progress=progress,
+                start=start,
+            )
+        )
+    rows = [(result.policy, result.figures) for result in comparison.results]
+    wide = Console(width=None if sys.stdout.isatty() else 220)
+    wide.print(demand_table(rows, title=f"{title}: demand sources"))
+    for variant, reason in comparison.skipped.items():
+        typer.echo(f"skipped {variant}: {reason}")
+    _write_results(
+        json_file,
+        comparison.as_json(),
+        report_file,
+        lambda: render_html(
+            f"runnerscale simulation: {trace_name}, demand sources",
+            f"seed {seed}",
+            comparison.results,
+            None,
+            demand=True,
+        ),
+    )
 
 
 trace_app = typer.Typer(help="Make workload traces for runnerscale simulate.")

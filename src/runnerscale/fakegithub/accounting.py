@@ -19,6 +19,12 @@ rules live here once, in GitHub's order, free of any transport:
 OpenAPI ``operationId``: that is what the fault plan's ``operations`` and
 :func:`~runnerscale.fakegithub.ratelimit.resource_for` key on, and what ``GET /_sim/stats``
 counts.
+
+Two APIs pass through a ledger (:func:`api_of`): GitHub's REST API, and the Actions service
+that runner scale sets talk to (operations named ``actions-service/...``). An Actions-service
+request is counted and can be failed by the fault plan, but never charged to a REST budget:
+its limits are not published (``../shared/scale-sets.md`` section 1.3), and a comparison of
+demand sources must count the two apart (:meth:`Stats.requests_of`).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from runnerscale.fakegithub.faults import FaultPlan, Faults
@@ -33,6 +40,25 @@ from runnerscale.fakegithub.ratelimit import Bucket, RateLimits, resource_for
 
 #: The operation GitHub never charges or limits (asking how much budget is left).
 FREE_OPERATION = "rate-limit/get"
+#: How the Actions service's operations (scale sets, sessions, the message queue) are named.
+ACTIONS_SERVICE_PREFIX = "actions-service/"
+
+
+class Api(StrEnum):
+    """Which of GitHub's APIs an operation belongs to."""
+
+    REST = "rest"
+    ACTIONS_SERVICE = "actions_service"
+
+
+def api_of(operation: str) -> Api:
+    """The API of an operation, by its name (:data:`ACTIONS_SERVICE_PREFIX`)."""
+    return Api.ACTIONS_SERVICE if operation.startswith(ACTIONS_SERVICE_PREFIX) else Api.REST
+
+
+def _rate_limited(operation: str) -> bool:
+    """Whether a REST budget limits and charges the operation."""
+    return operation != FREE_OPERATION and api_of(operation) is Api.REST
 
 
 class RefusedError(Exception):
@@ -73,6 +99,11 @@ class Stats:
     charged_by_resource: Counter[str] = field(default_factory=Counter)
     not_modified: Counter[str] = field(default_factory=Counter)
     statuses: defaultdict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
+
+    def requests_of(self, api: Api) -> Counter[str]:
+        """The requests of one API, by operation (all of them: Actions-service requests are
+        never charged)."""
+        return Counter({op: n for op, n in self.requests.items() if api_of(op) is api})
 
     def public(self) -> dict[str, Any]:
         """The body of ``GET /_sim/stats``."""
@@ -123,7 +154,7 @@ class Ledger:
         """Steps before the operation runs (the module docstring's 2.). Returns the bucket a
         write was charged to (None for a read: it is charged once answered)."""
         charged: Bucket | None = None
-        if operation != FREE_OPERATION:
+        if _rate_limited(operation):
             retry_after = self.rate_limits.secondary_active(self.now())
             if retry_after is not None:
                 raise SecondaryLimitError(self._limited_status, retry_after)
@@ -140,7 +171,7 @@ class Ledger:
         if not_modified:
             self.stats.not_modified[operation] += 1
             return None
-        if operation == FREE_OPERATION:
+        if not _rate_limited(operation):
             return None
         return self._charge(operation, identity)
 

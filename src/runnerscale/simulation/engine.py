@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from runnerscale.clock import VirtualClock
 from runnerscale.config.schema import Config, PoolConfig
+from runnerscale.fakegithub.accounting import Api
 from runnerscale.fakegithub.entities import Job
 from runnerscale.fakegithub.faults import FaultPlan, Faults
 from runnerscale.fakegithub.ratelimit import RateLimits
@@ -427,9 +428,16 @@ class Engine:
                 cost=backend.cost(now),
                 market=self._market(backend, now),
             )
+        deliveries = [d for d in self.hub.log if d.event == "workflow_job"]
         return Figures.of_pools(
             pools,
             unmatched=unmatched,
             api_calls=self.github.api_calls,
+            # (REST only: the Actions service's requests are never charged)
             api_calls_by_operation=self.github.ledger.stats.charged,
+            actions_service_calls_by_operation=self.github.ledger.stats.requests_of(
+                Api.ACTIONS_SERVICE
+            ),
+            webhooks_delivered=sum(1 for d in deliveries if d.status == "delivered"),
+            webhooks_lost=sum(1 for d in deliveries if d.status == "dropped"),
         )

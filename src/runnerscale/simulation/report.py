@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COMPARISON_HEADER",
+    "DEMAND_HEADER",
     "LOWER_BOUND",
     "MARKET_HEADER",
     "MARKET_POOL_HEADER",
@@ -55,6 +56,9 @@ __all__ = [
     "SWEEP_FIGURES_HEADER",
     "comparison_rows",
     "comparison_table",
+    "demand_markdown",
+    "demand_rows",
+    "demand_table",
     "markdown_table",
     "market_rows",
     "market_table",
@@ -86,6 +90,23 @@ _SERVICE_HEADER: tuple[str, ...] = (
 )
 
 COMPARISON_HEADER: tuple[str, ...] = ("policy", *_SERVICE_HEADER, "API calls", "calls/job", "cost")
+
+#: The demand sources side by side (``--demand-sources``): waits against what hearing of the
+#: jobs cost, REST calls and the Actions service's apart, and the webhooks delivered and lost.
+DEMAND_HEADER: tuple[str, ...] = (
+    "demand source",
+    "jobs",
+    "served",
+    "p50 wait (s)",
+    "p95 wait (s)",
+    "REST calls",
+    "REST calls/job",
+    "Actions-service calls",
+    "Actions-service calls/job",
+    "webhooks delivered",
+    "webhooks lost",
+    "cost",
+)
 
 #: A policy's figures per pool: the comparison's columns but the API calls, which are the
 #: run's (GitHub is called per target, not per pool).
@@ -196,6 +217,40 @@ def comparison_table(results: Sequence[tuple[str, Figures]], title: str | None =
 def markdown_table(results: Sequence[tuple[str, Figures]]) -> str:
     """The comparison as a GitHub-flavoured markdown table (for benchmarks and pull requests)."""
     return _markdown(COMPARISON_HEADER, comparison_rows(results), text_columns=1)
+
+
+# --- demand sources ----------------------------------------------------------------------
+
+
+def demand_rows(results: Sequence[tuple[str, Figures]]) -> list[list[str]]:
+    """One row per demand-source variant, in :data:`DEMAND_HEADER` order."""
+    return [
+        [
+            name,
+            str(figures.jobs),
+            str(figures.served),
+            _wait(figures.queue_wait.p50),
+            _wait(figures.queue_wait.p95),
+            str(figures.api_calls),
+            _ratio(figures.api_calls_per_job),
+            str(figures.actions_service_calls),
+            _ratio(figures.actions_service_calls_per_job),
+            str(figures.webhooks_delivered),
+            str(figures.webhooks_lost),
+            _cost(figures.cost),
+        ]
+        for name, figures in results
+    ]
+
+
+def demand_table(results: Sequence[tuple[str, Figures]], title: str | None = None) -> Table:
+    """The demand sources for the terminal."""
+    return _rich_table(DEMAND_HEADER, demand_rows(results), text_columns=1, title=title)
+
+
+def demand_markdown(results: Sequence[tuple[str, Figures]]) -> str:
+    """The demand sources as GitHub-flavoured markdown."""
+    return _markdown(DEMAND_HEADER, demand_rows(results), text_columns=1)
 
 
 # --- per pool -----------------------------------------------------------------------------
@@ -346,12 +401,16 @@ def render_html(
     subtitle: str,
     policies: Sequence[PolicyResult],
     limit: Figures | None,
+    *,
+    demand: bool = False,
 ) -> str:
     """One self-contained HTML page: the comparison table and three plots.
 
     ``policies[0]`` is the main policy (runnerscale as configured): the runners-by-state plot
     shows its timeline. ``limit``, when given, is the lower bound, shown as the table's last row
-    and in the queue-wait plot. Raises :class:`RuntimeError` when matplotlib is not installed.
+    and in the queue-wait plot. ``demand``: the policies are demand sources, compared in
+    :data:`DEMAND_HEADER`'s table. Raises :class:`RuntimeError` when matplotlib is not
+    installed.
     """
     try:
         import matplotlib  # noqa: PLC0415 - optional extra, needed only for the report
@@ -390,7 +449,7 @@ def render_html(
                 _png(_plot_costs, (policies, limit)),
             ),
         ]
-    return _page(title, subtitle, named, plots, has_limit=limit is not None)
+    return _page(title, subtitle, named, plots, has_limit=limit is not None, demand=demand)
 
 
 def _png(draw: Callable[[Axes, _T], None], data: _T) -> str:
@@ -650,12 +709,18 @@ def _page(
     plots: Sequence[tuple[str, str, str]],
     *,
     has_limit: bool,
+    demand: bool = False,
 ) -> str:
     esc = html.escape
     last = len(named) - 1
+    header, rows = (
+        (DEMAND_HEADER, demand_rows(named))
+        if demand
+        else (COMPARISON_HEADER, comparison_rows(named))
+    )
     comparison = _html_table(
-        COMPARISON_HEADER,
-        comparison_rows(named),
+        header,
+        rows,
         [
             "limit" if has_limit and index == last else "main" if index == 0 else ""
             for index in range(len(named))
@@ -665,6 +730,11 @@ def _page(
         "Waits are the time from a job being queued to a runner starting it. Runner-hours are "
         "summed over all runners; the idle ratio is idle over busy runner time."
     )
+    if demand:
+        note += (
+            " REST calls are those GitHub charged; Actions-service calls are the requests a "
+            "scale set's listener and runners make to the Actions service, counted apart."
+        )
     if has_limit:
         note += (
             " The lower bound is the best any autoscaler could do with the same pools: it learns "

@@ -8,6 +8,12 @@ calls come again for each pool: a whole-run p95 or cost does not say which pool 
 Timelines for the report ride along under ``timeline``; they are sampled, so the JSON stays
 small. A pool priced by market (ec2) adds ``market`` (:class:`MarketFigures`), and so does the
 run when it has such a pool.
+
+``api_calls`` are REST calls (those GitHub charged). ``runnerscale simulate --demand-sources``
+adds, per variant, how the run heard of its jobs otherwise (:meth:`Figures.demand_json`):
+``actions_service_calls`` (the requests to the Actions service, which runner scale sets talk
+to; uncharged, so all of them) and ``webhooks`` (deliveries that reached runnerscale, and those
+GitHub lost).
 """
 
 from __future__ import annotations
@@ -175,6 +181,11 @@ class Figures(PoolFigures):
     api_calls_by_operation: Mapping[str, int] = field(default_factory=dict)
     #: The same figures per pool, in the config's order; empty for figures made by hand.
     pools: Mapping[str, PoolFigures] = field(default_factory=dict)
+    #: Requests to the Actions service (scale sets), by operation: apart from the REST calls.
+    actions_service_calls_by_operation: Mapping[str, int] = field(default_factory=dict)
+    #: ``workflow_job`` deliveries that reached runnerscale, and those GitHub lost.
+    webhooks_delivered: int = 0
+    webhooks_lost: int = 0
 
     @classmethod
     def of_pools(
@@ -184,6 +195,9 @@ class Figures(PoolFigures):
         unmatched: int,
         api_calls: int = 0,
         api_calls_by_operation: Mapping[str, int] | None = None,
+        actions_service_calls_by_operation: Mapping[str, int] | None = None,
+        webhooks_delivered: int = 0,
+        webhooks_lost: int = 0,
     ) -> Figures:
         """The whole run as the sum of its pools, so that the two never disagree. The
         ``unmatched`` jobs, which no pool serves, count as jobs and as unserved, in no pool."""
@@ -200,11 +214,22 @@ class Figures(PoolFigures):
             api_calls=api_calls,
             api_calls_by_operation=dict(api_calls_by_operation or {}),
             pools=dict(pools),
+            actions_service_calls_by_operation=dict(actions_service_calls_by_operation or {}),
+            webhooks_delivered=webhooks_delivered,
+            webhooks_lost=webhooks_lost,
         )
 
     @property
     def api_calls_per_job(self) -> float:
         return self.api_calls / self.jobs if self.jobs else 0.0
+
+    @property
+    def actions_service_calls(self) -> int:
+        return sum(self.actions_service_calls_by_operation.values())
+
+    @property
+    def actions_service_calls_per_job(self) -> float:
+        return self.actions_service_calls / self.jobs if self.jobs else 0.0
 
     def as_json(self) -> dict[str, Any]:
         body = super().as_json()
@@ -218,6 +243,19 @@ class Figures(PoolFigures):
             body["market"] = market
         body["pools"] = {name: pool.as_json() for name, pool in self.pools.items()}
         return body
+
+    def demand_json(self) -> dict[str, Any]:
+        """How the run heard of its jobs besides the REST calls (``--demand-sources`` adds
+        these keys to each variant's :meth:`as_json`; ``--json`` keeps the keys it has always
+        had)."""
+        return {
+            "actions_service_calls": self.actions_service_calls,
+            "actions_service_calls_per_job": _round(self.actions_service_calls_per_job, 3),
+            "actions_service_calls_by_operation": dict(
+                sorted(self.actions_service_calls_by_operation.items())
+            ),
+            "webhooks": {"delivered": self.webhooks_delivered, "lost": self.webhooks_lost},
+        }
 
 
 @dataclass(frozen=True)

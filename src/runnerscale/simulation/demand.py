@@ -1,0 +1,171 @@
+"""``runnerscale simulate --demand-sources``: how runnerscale hears of jobs, compared on a trace.
+
+runnerscale can learn of demand three ways: ``workflow_job`` webhooks with REST polling as the
+safety net (the default), REST polling alone (no inbound endpoint), and GitHub's runner scale
+sets (a long poll to the Actions service that hands out the demand number itself:
+``docs/scale-sets.md``). Which to pick is a trade of waits against API calls and of what can
+go wrong: GitHub does not redeliver a lost webhook, so each source also runs with 30% of the
+webhooks lost (:data:`WEBHOOK_LOSS`), where polling has to repair what the webhooks missed.
+
+Each variant runs the config's pools on the same trace, seed and fault plan; only the demand
+source (and the webhook loss) differs. A source is a registry entry (:data:`SOURCES`) with the
+function that runs a variant on it; a source without one (scale sets, until the simulation can
+drive scale-set pools) is listed and skipped with the entry's reason, not left out silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from runnerscale.config.schema import Config
+from runnerscale.fakegithub.faults import FaultPlan
+from runnerscale.simulation.engine import EPOCH, Policy
+from runnerscale.simulation.results import PolicyResult
+from runnerscale.simulation.run import Progress, run_policy
+from runnerscale.simulation.trace import TraceJob
+
+#: The share of webhooks the lossy variants lose. GitHub "does not automatically redeliver
+#: failed deliveries" (docs.github.com/en/webhooks/using-webhooks/
+#: handling-failed-webhook-deliveries).
+WEBHOOK_LOSS = 0.3
+
+WEBHOOKS = "webhooks"
+POLLING = "polling"
+SCALE_SETS = "scale_sets"
+
+
+@dataclass(frozen=True)
+class DemandVariant:
+    """One row of the comparison: a demand source, and how many webhooks GitHub loses."""
+
+    name: str
+    source: str
+    webhook_loss: float = 0.0
+
+
+@dataclass(frozen=True)
+class Replay:
+    """What every variant replays alike: the config's pools, the trace, the seed, the fault
+    plan (the variant's webhook loss already in it), the progress hook, the start."""
+
+    config: Config
+    trace: Sequence[TraceJob]
+    seed: int
+    faults: FaultPlan
+    progress: Progress | None
+    start: float
+
+
+#: Runs a variant on its source; the result's policy is named after the variant.
+VariantRunner = Callable[[DemandVariant, Replay], Awaitable[PolicyResult]]
+
+
+@dataclass(frozen=True)
+class DemandSource:
+    """A registry entry: how to run a variant on this source, or why it cannot be run yet."""
+
+    runner: VariantRunner | None
+    missing: str = ""
+
+
+def _engine_runner(webhooks: bool) -> VariantRunner:
+    """The engine with webhooks on or off; polling at the config's intervals either way."""
+
+    async def run(variant: DemandVariant, replay: Replay) -> PolicyResult:
+        return await run_policy(
+            replay.config,
+            replay.trace,
+            Policy(variant.name, webhooks=webhooks),
+            seed=replay.seed,
+            faults=replay.faults,
+            progress=replay.progress,
+            start=replay.start,
+        )
+
+    return run
+
+
+#: The demand sources by name. The scale-set source's runner is the integrator's to give once
+#: the simulation drives scale-set pools (a :data:`VariantRunner` that runs the config's pools as
+#: ``demand: scale_set`` pools and counts their calls as ``actions-service/...`` operations in
+#: the simulated GitHub's ledger); until then its variants are skipped with this reason.
+SOURCES: dict[str, DemandSource] = {
+    WEBHOOKS: DemandSource(_engine_runner(webhooks=True)),
+    POLLING: DemandSource(_engine_runner(webhooks=False)),
+    SCALE_SETS: DemandSource(
+        None,
+        missing="the simulation cannot drive scale-set pools yet (issue 16): no runner is "
+        "registered for this source in runnerscale.simulation.demand.SOURCES",
+    ),
+}
+
+#: The comparison's rows, in order. A scale set hears no webhook, so its lossy variant is the
+#: same run by construction: it is there to show so beside the others.
+VARIANTS: tuple[DemandVariant, ...] = (
+    DemandVariant("webhooks+polling", WEBHOOKS),
+    DemandVariant("polling only", POLLING),
+    DemandVariant(f"webhooks+polling, {WEBHOOK_LOSS:.0%} webhooks lost", WEBHOOKS, WEBHOOK_LOSS),
+    DemandVariant("scale sets", SCALE_SETS),
+    DemandVariant(f"scale sets, {WEBHOOK_LOSS:.0%} webhooks lost", SCALE_SETS, WEBHOOK_LOSS),
+)
+
+
+def with_webhook_loss(plan: FaultPlan, loss: float) -> FaultPlan:
+    """``plan`` with GitHub losing ``loss`` of the webhooks; a loss of 0 leaves it as given."""
+    if loss <= 0.0:
+        return plan
+    webhooks = plan.webhooks.model_copy(update={"drop_rate": loss})
+    return plan.model_copy(update={"webhooks": webhooks})
+
+
+@dataclass(frozen=True)
+class DemandComparison:
+    """The variants that ran, in :data:`VARIANTS` order, and those skipped, with why."""
+
+    trace: str
+    seed: int
+    results: tuple[PolicyResult, ...]
+    skipped: Mapping[str, str] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "trace": self.trace,
+            "seed": self.seed,
+            "demand_sources": {
+                r.policy: {**r.figures.as_json(), **r.figures.demand_json()} for r in self.results
+            },
+            "skipped": dict(self.skipped),
+        }
+
+
+async def compare_demand_sources(
+    config: Config,
+    trace: Sequence[TraceJob],
+    *,
+    trace_name: str,
+    seed: int = 0,
+    faults: FaultPlan | None = None,
+    progress: Progress | None = None,
+    start: float = EPOCH,
+    sources: Mapping[str, DemandSource] = SOURCES,
+    variants: Sequence[DemandVariant] = VARIANTS,
+    skipping: Callable[[str, str], None] | None = None,
+) -> DemandComparison:
+    """Run every variant whose source has a runner; ``skipping(variant, reason)`` hears of the
+    others as they are passed over."""
+    results: list[PolicyResult] = []
+    skipped: dict[str, str] = {}
+    for variant in variants:
+        source = sources.get(variant.source)
+        if source is None or source.runner is None:
+            reason = source.missing if source is not None else "no such demand source"
+            skipped[variant.name] = reason
+            if skipping is not None:
+                skipping(variant.name, reason)
+            continue
+        plan = with_webhook_loss(faults or FaultPlan(), variant.webhook_loss)
+        replay = Replay(config, trace, seed, plan, progress, start)
+        results.append(await source.runner(variant, replay))
+    return DemandComparison(trace_name, seed, tuple(results), skipped)
