@@ -3,8 +3,6 @@ factory of Actions-service clients, and simulate's refusal."""
 
 from __future__ import annotations
 
-import sys
-import types
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -106,9 +104,7 @@ def test_the_daemon_builds_one_client_at_the_first_target(
         def __init__(self, github: object, target: object, *, clock: object) -> None:
             made.append((github, target, clock))
 
-    module = types.ModuleType("runnerscale.github.scaleset")
-    module.ScaleSetClient = ScaleSetClient  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "runnerscale.github.scaleset", module)
+    monkeypatch.setattr("runnerscale.daemon.ScaleSetClient", ScaleSetClient)
     github, clock = object(), VirtualClock()
     apis = scale_set_apis(config(), github, clock)  # type: ignore[arg-type]
     assert sorted(apis) == ["scaleset-arm", "scaleset-x64"]

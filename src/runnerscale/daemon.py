@@ -27,6 +27,7 @@ from runnerscale.config.schema import AppConfig, Config, GitHubConfig, PoolConfi
 from runnerscale.control import ControlError, Listeners, open_listeners
 from runnerscale.controller.loops import Controller
 from runnerscale.github.client import AppCredentials, GitHubClient
+from runnerscale.github.scaleset import ScaleSetClient
 from runnerscale.hostlabels import HostFacts, HostLabelError, expand_labels
 from runnerscale.metrics import Metrics
 from runnerscale.model import ARCH_LABELS, AUTO_LABEL, normalize_labels
@@ -141,9 +142,6 @@ def scale_set_apis(config: Config, github: GitHubClient, clock: Clock) -> dict[s
     pools = [pool.name for pool in config.pools if pool.scale_set is not None]
     if not pools:
         return {}
-    # Imported here: only a configuration with scale-set pools needs the client.
-    from runnerscale.github.scaleset import ScaleSetClient  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
-
     client: ScaleSetAPI = ScaleSetClient(github, config.to_targets()[0], clock=clock)
     return dict.fromkeys(pools, client)
 
