@@ -109,6 +109,11 @@ class PollHints:
     #: Repositories where the controller expects a job it has not heard of yet (a re-run it
     #: asked for, whose webhook may be lost): every poll reads them in full.
     expected_repos: frozenset[str] = frozenset()
+    #: The newest creation time of a job heard of, per run heard of: (lower case
+    #: ``owner/name``, run id). Webhooks are lost one by one, so a run some of whose jobs were
+    #: heard may hold one that was not: while webhooks arrive, a poll reads each such run's
+    #: jobs once (:meth:`runnerscale.github.schedule.RepoSchedule.runs_to_confirm`).
+    heard_runs: Mapping[tuple[str, int], float] = field(default_factory=dict)
 
 
 class GitHubAPI(Protocol):

@@ -83,6 +83,8 @@ LIVE_STATES = tuple(state for state in RunnerState if state.live)
 BOOTING_CHECK_AFTER = 60.0
 #: The longest wait between two failing cycles of a loop.
 LOOP_BACKOFF_CAP = 600.0
+#: How long a run heard of is remembered for the poll (GitHub cancels a job queued a day).
+HEARD_RUN_MEMORY = 24 * 3600.0
 #: The longest wait between two re-checks of a job that looks stuck while webhooks arrive.
 RECHECK_BACKOFF_CAP = 3600.0
 
@@ -391,6 +393,9 @@ class Controller:
         #: The newest creation time of a job heard of, per repository (lower case): a push
         #: newer than that may have started jobs whose webhooks were lost.
         self.newest_jobs: dict[str, float] = {}
+        #: The newest creation time of a job heard of per run, (``owner/name``, run id): a poll
+        #: reads the jobs of a heard run once, in case a sibling's webhook was lost.
+        self.heard_runs: dict[tuple[str, int], float] = {}
         #: Targeted re-checks while webhooks arrive: job id -> (next check, wait after it).
         self._rechecks: dict[int, tuple[float, float]] = {}
         #: Webhooks may have been missed: the next poll reads as if none arrived. So at the
@@ -480,12 +485,16 @@ class Controller:
         return frozenset(job.repo for job in self.store.jobs(list(ACTIVE_JOB_STATES)))
 
     def poll_hints(self) -> PollHints:
-        """What a GitHub poll of an organisation needs to know to read less."""
+        """What a GitHub poll of an organisation needs to know to read less. Runs heard of
+        more than a day ago are forgotten: GitHub cancels a job queued that long."""
+        oldest = self.clock.now() - HEARD_RUN_MEMORY
+        self.heard_runs = {run: at for run, at in self.heard_runs.items() if at >= oldest}
         return PollHints(
             self.active_repos(),
             self.webhooks_flow() and not self._missed_events_suspected,
             self.newest_jobs,
             self.reruns.expected_repos(),
+            self.heard_runs,
         )
 
     def kick(self) -> None:
@@ -653,6 +662,11 @@ class Controller:
         self.newest_jobs[repo] = max(
             self.newest_jobs.get(repo, observed.created_at), observed.created_at
         )
+        if observed.run_id is not None:
+            run = (observed.repo, observed.run_id)
+            self.heard_runs[run] = max(
+                self.heard_runs.get(run, observed.created_at), observed.created_at
+            )
         before = self.store.get_job(observed.id)
         after, connected = apply_job(self.store, observed, self.clock.now())
         self._last_observed[observed.id] = observed

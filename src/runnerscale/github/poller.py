@@ -5,7 +5,8 @@ repository; for an ``org:`` target, the organisation's repository list (whole ev
 ``REPO_LIST_TTL``, its first page or nothing in between) and the
 :class:`~runnerscale.github.schedule.RepoSchedule` choose which repositories to read in full
 (both active run lists) and which to probe (their newest runs, in one request); then the jobs
-of each active run. An ``enterprise:`` target is not polled: GitHub has no API listing an
+of each active run, and of each run heard of by webhook whose siblings' webhooks may have been
+lost. An ``enterprise:`` target is not polled: GitHub has no API listing an
 enterprise's jobs.
 
 :class:`Poller` does all of that over a :class:`PollReader`, the few reads a poll makes. The
@@ -111,8 +112,9 @@ class Poller:
         listed = await self._repos_of(target)
         plan = PollPlan(full=[repo.name for repo in listed], probe=[])
         now = self._clock()
+        hints = self.hints()
         if target.kind == "org":
-            plan = self._schedule.plan(target.key, listed, self.hints(), now)
+            plan = self._schedule.plan(target.key, listed, hints, now)
         by_name = {repo.name: repo for repo in listed}
         for repo in plan.full + plan.probe:
             run_ids = await self._probe(repo) if repo in plan.probe else None
@@ -122,6 +124,10 @@ class Poller:
                     run_ids.extend(await self._reader.runs(repo, status))
             self._schedule.record(by_name[repo], bool(run_ids), now)
             for run_id in dict.fromkeys(run_ids):
+                jobs.extend(await self._reader.jobs_of_run(repo, run_id))
+        if target.kind == "org":
+            read = plan.full + plan.probe
+            for repo, run_id in self._schedule.runs_to_confirm(hints, by_name, read, now):
                 jobs.extend(await self._reader.jobs_of_run(repo, run_id))
         return jobs
 

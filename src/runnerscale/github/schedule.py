@@ -26,6 +26,13 @@ reads:
   slowly, and not at all while webhooks arrive: a run there is announced by its webhook, and
   they are swept again once webhooks stop.
 
+Webhooks are lost one by one, not a push at a time: a run some of whose jobs were heard of may
+hold one whose webhook was lost, and its push, announced by its siblings, is no suspect. So
+while webhooks arrive a poll also reads the jobs of each **heard run** once (one request),
+:data:`WEBHOOK_GRACE` after the newest job heard of there, and again only when a newer one is
+heard (:meth:`RepoSchedule.runs_to_confirm`): a lost job of a heard run is found within
+``WEBHOOK_GRACE`` and a poll interval, for about one request per run.
+
 Pure: no I/O, no clock (``now`` is given, on GitHub's clock like ``pushed_at``).
 """
 
@@ -113,6 +120,9 @@ class RepoSchedule:
     _credit: dict[str, float] = field(default_factory=dict)
     #: Per repository read: its ``pushed_at`` when it was last read (-inf when unknown).
     _read_pushed: dict[str, float] = field(default_factory=dict)
+    #: Per heard run (``PollHints.heard_runs``' key): its newest job heard of when its jobs
+    #: were last read.
+    _confirmed: dict[tuple[str, int], float] = field(default_factory=dict)
 
     def plan(self, org: str, repos: Sequence[ListedRepo], hints: PollHints, now: float) -> PollPlan:
         """The repositories this poll reads: suspects and hot ones in full, a slice probed."""
@@ -145,6 +155,30 @@ class RepoSchedule:
         return PollPlan(
             full=[repo.name for repo in full], probe=[repo.name for repo in cold] + swept
         )
+
+    def runs_to_confirm(
+        self, hints: PollHints, listed: Iterable[str], read: Iterable[str], now: float
+    ) -> list[tuple[str, int]]:
+        """The heard runs of the ``listed`` repositories whose jobs this poll reads, one
+        request each (see the module docstring), besides the repositories it ``read``s (whose
+        active runs it reads anyway). Without webhooks none: a repository with active jobs is
+        hot, read in full every poll."""
+        listed_keys = {repo.lower() for repo in listed}
+        covered = {repo.lower() for repo in read}
+        due: list[tuple[str, int]] = []
+        for run, newest in hints.heard_runs.items():
+            repo = run[0].lower()
+            if repo not in listed_keys or self._confirmed.get(run, -math.inf) >= newest:
+                continue
+            if hints.webhooks and now - newest < WEBHOOK_GRACE:
+                continue  # its siblings' webhooks may still come
+            self._confirmed[run] = newest
+            if hints.webhooks and repo not in covered:
+                due.append(run)
+        self._confirmed = {
+            run: newest for run, newest in self._confirmed.items() if run in hints.heard_runs
+        }
+        return due
 
     @staticmethod
     def list_read(hints: PollHints, age: float | None) -> ListRead:
