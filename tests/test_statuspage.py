@@ -15,11 +15,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from runnerscale.controller.loops import DrainingRunner, NodeStatus, PoolStatus, Status
+from runnerscale.controller.loops import (
+    DrainingRunner,
+    NodeStatus,
+    PoolStatus,
+    ScaleSetStatus,
+    Status,
+)
 from runnerscale.fakegithub.server import SimulatorServer
 from runnerscale.httpserve import LoopbackServer
 from runnerscale.statuspage import HEADERS, PAGE
-from runnerscale.statusview import draining_lines, node_lines, spend_lines
+from runnerscale.statusview import draining_lines, node_lines, scale_set_lines, spend_lines
 from tests.chromium import headless
 from tests.e2e.control import control_client
 from tests.e2e.harness import in_process_daemon
@@ -231,4 +237,62 @@ async def test_the_page_shows_spend_against_the_budget_and_draining_runners(
         "pool ec2-x64: runner rs-ec2-a drains (spot interruption notice): it finishes its job "
         "and takes no other",
         "pool ec2-x64: runner rs-ec2-b drains (spot rebalance recommendation): idle, being removed",
+    ]
+
+
+#: Two scale-set pools, one listening and one whose session failed before the listener found
+#: its scale set, and a webhook pool, as the status API answers.
+SCALE_SET_STATUS = asdict(
+    Status(
+        pools=[
+            PoolStatus(
+                name="linux",
+                max_runners=10,
+                min_idle=0,
+                scale_set=ScaleSetStatus("rs-linux", 7, assigned_jobs=3, session="open"),
+            ),
+            PoolStatus(
+                name="gpu",
+                max_runners=2,
+                min_idle=0,
+                scale_set=ScaleSetStatus(
+                    "rs-gpu",
+                    None,
+                    assigned_jobs=0,
+                    session="backing off",
+                    last_error="session conflict: another listener holds it",
+                ),
+            ),
+            PoolStatus(name="webhooks", max_runners=4, min_idle=0),
+        ],
+        updated_at=1_300.0,
+    )
+)
+
+SCALE_SET_ROWS = """(() => {
+  const rows = [...document.querySelectorAll("#scale-sets tbody tr")];
+  if (rows.length === 0) return null;
+  return {
+    hidden: document.getElementById("scale-sets").hidden,
+    rows: rows.map((row) => [...row.children].map((cell) => cell.textContent)),
+    sessions: rows.map((row) => row.dataset.session),
+  };
+})()"""
+
+
+@pytest.mark.chromium
+async def test_the_page_shows_each_scale_set_as_runnerscale_status_does(tmp_path: Path) -> None:
+    shown = await shown_on_the_page(tmp_path, SCALE_SET_STATUS, SCALE_SET_ROWS)
+    assert isinstance(shown, dict)
+    assert shown["hidden"] is False
+    assert shown["rows"] == [
+        ["linux", "rs-linux (id 7)", "3", "open", ""],
+        ["gpu", "rs-gpu", "0", "backing off", "session conflict: another listener holds it"],
+    ]  # (a webhook pool has no row)
+    assert shown["sessions"] == ["open", "backing off"]
+    # The command line says the same of them.
+    assert scale_set_lines(SCALE_SET_STATUS["pools"]) == [
+        "pool linux: scale set rs-linux (id 7): 3 jobs assigned; session open",
+        "pool gpu: scale set rs-gpu: 0 jobs assigned; session backing off (last error: session "
+        "conflict: another listener holds it)",
     ]

@@ -150,6 +150,24 @@
     section.querySelector("tbody").replaceChildren(...rows);
   }
 
+  // Each scale-set pool's scale set, as `runnerscale status` lists it: its name (and id once
+  // the listener has found or created it), the jobs assigned to it, its listener's session.
+  function renderScaleSets(pools) {
+    const rows = [];
+    for (const pool of pools) {
+      const scaleSet = pool.scale_set;
+      if (!scaleSet) continue;
+      const named = scaleSet.name + (scaleSet.id === null || scaleSet.id === undefined ? "" : " (id " + scaleSet.id + ")");
+      rows.push(el("tr", { "data-pool": pool.name, "data-session": scaleSet.session },
+        el("td", {}, pool.name), el("td", {}, named),
+        el("td", { class: "n" }, String(scaleSet.assigned_jobs)), el("td", {}, scaleSet.session),
+        el("td", {}, scaleSet.last_error ? el("span", { class: "unhealthy" }, scaleSet.last_error) : "")));
+    }
+    const section = document.getElementById("scale-sets");
+    section.hidden = rows.length === 0;
+    section.querySelector("tbody").replaceChildren(...rows);
+  }
+
   // The runners whose instance drains (a spot interruption notice, say): they take no new job.
   function renderDraining(pools) {
     const rows = [];
@@ -282,6 +300,7 @@
     renderNodes(status);
     renderSpend(status.pools || []);
     renderDraining(status.pools || []);
+    renderScaleSets(status.pools || []);
     renderWaits(status);
     renderJobs(status);
     renderBudget(status);
