@@ -120,8 +120,8 @@ class RepoSchedule:
     _credit: dict[str, float] = field(default_factory=dict)
     #: Per repository read: its ``pushed_at`` when it was last read (-inf when unknown).
     _read_pushed: dict[str, float] = field(default_factory=dict)
-    #: Per heard run (``PollHints.heard_runs``' key): its newest job heard of when its jobs
-    #: were last read.
+    #: Per heard run (``PollHints.heard_runs``' key): when its jobs were last read, less
+    #: :data:`PUSHED_AT_RESOLUTION`; a job of it created later is news.
     _confirmed: dict[tuple[str, int], float] = field(default_factory=dict)
 
     def plan(self, org: str, repos: Sequence[ListedRepo], hints: PollHints, now: float) -> PollPlan:
@@ -172,7 +172,8 @@ class RepoSchedule:
                 continue
             if hints.webhooks and now - newest < WEBHOOK_GRACE:
                 continue  # its siblings' webhooks may still come
-            self._confirmed[run] = newest
+            # Read now: only a job created since (within the second: whole-second times) is news.
+            self._confirmed[run] = now - PUSHED_AT_RESOLUTION
             if hints.webhooks and repo not in covered:
                 due.append(run)
         self._confirmed = {
