@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from runnerscale.controller.loops import HEARD_RUN_MEMORY
 from runnerscale.model import JobState, RunnerState
 from runnerscale.protocols import GitHubError
 from tests.controller.conftest import QUEUED_RECHECK, Rig
@@ -213,6 +214,10 @@ async def test_poll_hints_say_what_webhooks_told(world: Rig) -> None:
     assert hints.webhooks is True
     assert hints.active_repos == frozenset({"Acme/App"})
     assert hints.newest_jobs == {"acme/app": world.clock.now()}
+    # Its run, in case a sibling's webhook was lost (the poll reads its jobs once).
+    assert hints.heard_runs == {("Acme/App", 50): world.clock.now()}
+    world.clock.advance(HEARD_RUN_MEMORY + 1)  # a day on, GitHub has cancelled its jobs
+    assert world.controller.poll_hints().heard_runs == {}
 
 
 async def test_with_webhooks_a_job_on_a_runner_of_ours_that_ended_is_asked_for_steadily(
