@@ -90,22 +90,34 @@ NODES_STATUS = asdict(
     )
 )
 
-NODE_ROWS = """(() => {
-  const rows = [...document.querySelectorAll("#nodes tbody tr")];
+
+def section_rows(section: str, data: str) -> str:
+    """A script reading a section's table from the page (null while it has no row): whether
+    the section is hidden, each row's cells, and each row's ``data-`` attribute ``data``."""
+    return f"""(() => {{
+  const rows = [...document.querySelectorAll("#{section} tbody tr")];
   if (rows.length === 0) return null;
-  return {
-    hidden: document.getElementById("nodes").hidden,
+  return {{
+    hidden: document.getElementById("{section}").hidden,
     rows: rows.map((row) => [...row.children].map((cell) => cell.textContent)),
-    up: rows.map((row) => row.dataset.up),
-  };
-})()"""
+    data: rows.map((row) => row.dataset.{data}),
+  }};
+}})()"""
+
+
+async def shown_section(
+    tmp_path: Path, body: dict[str, object], section: str, data: str
+) -> dict[str, list[object]]:
+    """The section's table as the page shows it (:func:`section_rows`), which must be shown."""
+    shown = await shown_on_the_page(tmp_path, body, section_rows(section, data))
+    assert isinstance(shown, dict)
+    assert shown["hidden"] is False
+    return shown
 
 
 @pytest.mark.chromium
 async def test_the_page_shows_each_nodes_state_as_runnerscale_status_does(tmp_path: Path) -> None:
-    shown = await shown_on_the_page(tmp_path, NODES_STATUS, NODE_ROWS)
-    assert isinstance(shown, dict)
-    assert shown["hidden"] is False
+    shown = await shown_section(tmp_path, NODES_STATUS, "nodes", "up")
     assert shown["rows"] == [
         ["vps", "node1.example.net", "", "up", "2 runners on 4 slots", ""],
         [
@@ -117,7 +129,7 @@ async def test_the_page_shows_each_nodes_state_as_runnerscale_status_does(tmp_pa
             "cannot connect: Connection refused",
         ],
     ]
-    assert shown["up"] == ["true", "false"]
+    assert shown["data"] == ["true", "false"]  # data-up
     # The command line says the same of them.
     assert node_lines(NODES_STATUS["pools"], 1_300.0) == [
         "pool vps: node node1.example.net: up, 2 runners on 4 slots",
@@ -269,27 +281,15 @@ SCALE_SET_STATUS = asdict(
     )
 )
 
-SCALE_SET_ROWS = """(() => {
-  const rows = [...document.querySelectorAll("#scale-sets tbody tr")];
-  if (rows.length === 0) return null;
-  return {
-    hidden: document.getElementById("scale-sets").hidden,
-    rows: rows.map((row) => [...row.children].map((cell) => cell.textContent)),
-    sessions: rows.map((row) => row.dataset.session),
-  };
-})()"""
-
 
 @pytest.mark.chromium
 async def test_the_page_shows_each_scale_set_as_runnerscale_status_does(tmp_path: Path) -> None:
-    shown = await shown_on_the_page(tmp_path, SCALE_SET_STATUS, SCALE_SET_ROWS)
-    assert isinstance(shown, dict)
-    assert shown["hidden"] is False
+    shown = await shown_section(tmp_path, SCALE_SET_STATUS, "scale-sets", "session")
     assert shown["rows"] == [
         ["linux", "rs-linux (id 7)", "3", "open", ""],
         ["gpu", "rs-gpu", "0", "backing off", "session conflict: another listener holds it"],
     ]  # (a webhook pool has no row)
-    assert shown["sessions"] == ["open", "backing off"]
+    assert shown["data"] == ["open", "backing off"]  # data-session
     # The command line says the same of them.
     assert scale_set_lines(SCALE_SET_STATUS["pools"]) == [
         "pool linux: scale set rs-linux (id 7): 3 jobs assigned; session open",
