@@ -164,8 +164,10 @@ def report(rows: list[Row], seed: int) -> str:
         "",
         "How: while webhooks arrive, a GitHub poll (every `webhook_poll_interval`, 5 minutes) "
         "leaves the repositories with active jobs to them and reads only a repository pushed "
-        "to after the newest job heard of there (its webhooks were lost), plus a slow sweep "
-        "of the others, one request each (their newest runs). Repositories without a push "
+        "to after the newest job heard of there (its webhooks were lost), the jobs of each "
+        "run heard of, once, a minute after its newest job heard of (one request per run: a "
+        "sibling's delivery may have been lost; about 0.3 calls per job here), plus a slow "
+        "sweep of the others, one request each (their newest runs). Repositories without a push "
         "for a week (the 950 quiet ones, pushed a month ago) are left to webhooks; they are "
         "read only in the first seconds, before the first webhook arrives (the column above). "
         "A job the poll did not show is asked for only when it looks stuck: queued while a "
