@@ -9,8 +9,12 @@ webhooks lost (:data:`WEBHOOK_LOSS`), where polling has to repair what the webho
 
 Each variant runs the config's pools on the same trace, seed and fault plan; only the demand
 source (and the webhook loss) differs. A source is a registry entry (:data:`SOURCES`) with the
-function that runs a variant on it; a source without one (scale sets, until the simulation can
-drive scale-set pools) is listed and skipped with the entry's reason, not left out silently.
+function that runs a variant on it; a source without one is listed and skipped with the
+entry's reason, not left out silently.
+
+The scale-set variants run the config's pools as ``demand: scale_set`` pools
+(:func:`as_scale_set_pools`): each pool becomes a scale set named after it, with its labels
+as the scale set's extra labels, so the trace's ``runs-on`` labels reach it unchanged.
 """
 
 from __future__ import annotations
@@ -87,18 +91,38 @@ def _engine_runner(webhooks: bool) -> VariantRunner:
     return run
 
 
-#: The demand sources by name. The scale-set source's runner is the integrator's to give once
-#: the simulation drives scale-set pools (a :data:`VariantRunner` that runs the config's pools as
-#: ``demand: scale_set`` pools and counts their calls as ``actions-service/...`` operations in
-#: the simulated GitHub's ledger); until then its variants are skipped with this reason.
+def as_scale_set_pools(config: Config) -> Config:
+    """``config`` with every webhook pool a scale-set pool: a scale set named after the pool,
+    the pool's labels its extra labels (jobs that asked for the pool's labels match it). The
+    copy is validated as a file would be."""
+    data = config.model_dump(mode="python", exclude_unset=True)
+    for pool in data["pools"]:
+        labels = pool.pop("labels", [])  # (a scale-set pool's: filled in from its block)
+        if pool.get("demand", "webhooks") == "scale_set":
+            continue
+        pool["demand"] = "scale_set"
+        pool["scale_set"] = {"name": pool["name"], "labels": labels}
+    return Config.model_validate(data)
+
+
+async def _run_scale_sets(variant: DemandVariant, replay: Replay) -> PolicyResult:
+    """The config's pools as scale-set pools; webhooks (never heard by a scale set) off."""
+    return await run_policy(
+        as_scale_set_pools(replay.config),
+        replay.trace,
+        Policy(variant.name, webhooks=False),
+        seed=replay.seed,
+        faults=replay.faults,
+        progress=replay.progress,
+        start=replay.start,
+    )
+
+
+#: The demand sources by name.
 SOURCES: dict[str, DemandSource] = {
     WEBHOOKS: DemandSource(_engine_runner(webhooks=True)),
     POLLING: DemandSource(_engine_runner(webhooks=False)),
-    SCALE_SETS: DemandSource(
-        None,
-        missing="the simulation cannot drive scale-set pools yet (issue 16): no runner is "
-        "registered for this source in runnerscale.simulation.demand.SOURCES",
-    ),
+    SCALE_SETS: DemandSource(_run_scale_sets),
 }
 
 #: The comparison's rows, in order. A scale set hears no webhook, so its lossy variant is the
