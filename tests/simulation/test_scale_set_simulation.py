@@ -59,6 +59,8 @@ async def test_a_scale_set_pool_serves_the_trace_through_the_actions_service() -
     assert actions(figures, "runnerscalesets/create") == 1
     assert actions(figures, "sessions/create") == 1
     assert actions(figures, "broker/get-message") > actions(figures, "broker/delete-message") > 0
+    # The authentication chain: one registration token (REST, charged) for the admin token.
+    assert figures.api_calls_by_operation["actions/create-registration-token-for-org"] == 1
     # No job is read over REST: the listener tells.
     assert not set(JOB_POLLING) & set(figures.api_calls_by_operation)
     assert figures.actions_service_calls > figures.api_calls

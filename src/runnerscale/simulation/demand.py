@@ -74,12 +74,15 @@ class DemandSource:
     missing: str = ""
 
 
-def _engine_runner(webhooks: bool) -> VariantRunner:
-    """The engine with webhooks on or off; polling at the config's intervals either way."""
+def _engine_runner(
+    webhooks: bool, pools: Callable[[Config], Config] = lambda config: config
+) -> VariantRunner:
+    """The engine with webhooks on or off; polling at the config's intervals either way.
+    ``pools``: the config's pools as this source runs them."""
 
     async def run(variant: DemandVariant, replay: Replay) -> PolicyResult:
         return await run_policy(
-            replay.config,
+            pools(replay.config),
             replay.trace,
             Policy(variant.name, webhooks=webhooks),
             seed=replay.seed,
@@ -105,24 +108,12 @@ def as_scale_set_pools(config: Config) -> Config:
     return Config.model_validate(data)
 
 
-async def _run_scale_sets(variant: DemandVariant, replay: Replay) -> PolicyResult:
-    """The config's pools as scale-set pools; webhooks (never heard by a scale set) off."""
-    return await run_policy(
-        as_scale_set_pools(replay.config),
-        replay.trace,
-        Policy(variant.name, webhooks=False),
-        seed=replay.seed,
-        faults=replay.faults,
-        progress=replay.progress,
-        start=replay.start,
-    )
-
-
 #: The demand sources by name.
 SOURCES: dict[str, DemandSource] = {
     WEBHOOKS: DemandSource(_engine_runner(webhooks=True)),
     POLLING: DemandSource(_engine_runner(webhooks=False)),
-    SCALE_SETS: DemandSource(_run_scale_sets),
+    # (No webhook: a scale set never hears one.)
+    SCALE_SETS: DemandSource(_engine_runner(webhooks=False, pools=as_scale_set_pools)),
 }
 
 #: The comparison's rows, in order. A scale set hears no webhook, so its lossy variant is the

@@ -195,7 +195,7 @@ class Engine:
         if not pools:
             return {}
         api = SimulatedScaleSetAPI(
-            ScaleSets(self.world), self.github.ledger, config.to_targets()[0], self._wait
+            ScaleSets(self.world), self.github, config.to_targets()[0], self._wait
         )
         return dict.fromkeys(pools, api)
 

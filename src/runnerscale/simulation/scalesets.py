@@ -7,12 +7,12 @@ build_controller` with ``scale_sets=``) this in-process implementation over the 
 world's :class:`~runnerscale.fakegithub.scalesets.ScaleSets` rules instead: no socket, no
 JSON, the same answers.
 
-Every call is one request in the simulated GitHub's :class:`~runnerscale.fakegithub.
-accounting.Ledger`, named ``actions-service/<operation>`` (the HTTP simulator's operation
-names), so it is counted apart from REST (:func:`~runnerscale.fakegithub.accounting.api_of`)
-and the fault plan can fail it. The authentication chain is counted as the client makes it:
-a REST registration token (charged) and ``actions/runner-registration`` whenever the admin
-token is due for renewal.
+Every call is one request of the simulated GitHub
+(:meth:`~runnerscale.simulation.github.SimulatedGitHub.actions_service`), named
+``actions-service/<operation>`` (the HTTP simulator's operation names), so it is counted
+apart from REST (:func:`~runnerscale.fakegithub.accounting.api_of`) and the fault plan can
+fail it. The authentication chain is the client's: a REST registration token (charged), then
+``actions/runner-registration`` for the admin token, again whenever that is due for renewal.
 
 The long poll waits in virtual time: :class:`SimulatedScaleSetSession.next_message` looks at
 the queue, and while it is empty waits for the engine's next change (``wait``) up to the
@@ -24,7 +24,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-from runnerscale.fakegithub.accounting import ACTIONS_SERVICE_PREFIX, Ledger, RefusedError
 from runnerscale.fakegithub.scalesets import ActionsError, ScaleSets, Session
 from runnerscale.model import Target
 from runnerscale.protocols import DeleteOutcome, GitHubError, JitConfig
@@ -35,10 +34,10 @@ from runnerscale.scaleset_api import (
     ScaleSetSpec,
     ScaleSetStatistics,
 )
+from runnerscale.simulation.github import SimulatedGitHub
 
 __all__ = ["ChangeWait", "SimulatedScaleSetAPI", "SimulatedScaleSetSession"]
 
-IDENTITY = "simulation"
 #: The client renews its admin token when less than this is left (as the HTTP client does).
 ADMIN_RENEW_BEFORE = 60.0
 
@@ -47,29 +46,21 @@ ChangeWait = Callable[[float], Awaitable[None]]
 
 
 class _Calls:
-    """One scope's requests through the ledger, with the service's refusals as our errors."""
+    """Requests to the Actions service, with its refusals as the client raises them."""
 
-    def __init__(self, ledger: Ledger) -> None:
-        self.ledger = ledger
+    def __init__(self, github: SimulatedGitHub) -> None:
+        self.github = github
 
     @contextmanager
-    def request(self, operation: str, *, rest: bool = False) -> Iterator[None]:
-        """One request: ``actions-service/<operation>``, or a REST ``operation`` (the chain's
-        registration token: a charged write)."""
-        name = operation if rest else ACTIONS_SERVICE_PREFIX + operation
-        self.ledger.asked(name)
+    def request(self, operation: str) -> Iterator[None]:
         try:
-            self.ledger.admit(name, IDENTITY, read=not rest)
-            yield
+            with self.github.actions_service(operation):
+                yield
         except ActionsError as error:
             if error.type_name == "RunnerScaleSetNotFoundException":
                 raise ScaleSetGoneError(error.message, status=error.status) from None
             raise GitHubError(
                 f"{operation}: {error.type_name}: {error.message}", status=error.status
-            ) from None
-        except RefusedError as refused:
-            raise GitHubError(
-                f"{operation}: GitHub answered {refused.status}", status=refused.status
             ) from None
 
 
@@ -77,9 +68,15 @@ class SimulatedScaleSetSession:
     """A listener's session on one scale set (the in-process :class:`ScaleSetSession`)."""
 
     def __init__(
-        self, api: SimulatedScaleSetAPI, scale_set: ScaleSet, owner: str, session: Session
+        self,
+        api: SimulatedScaleSetAPI,
+        scale_set: ScaleSet,
+        owner: str,
+        session: Session,
+        scope: str,
     ) -> None:
         self._api = api
+        self._scope = scope
         self._scale_set = scale_set
         self._owner = owner
         self._session = session
@@ -130,11 +127,11 @@ class SimulatedScaleSetSession:
             if now >= current.queue_token_expires_at:
                 with self._api.calls.request("sessions/refresh"):
                     self._session = rules.refresh_session(
-                        self._api.scope, self._scale_set.id, current.id
+                        self._scope, self._scale_set.id, current.id
                     )
             return self._session
         with self._api.calls.request("sessions/create"):
-            self._session = rules.create_session(self._api.scope, self._scale_set.id, self._owner)
+            self._session = rules.create_session(self._scope, self._scale_set.id, self._owner)
         return self._session
 
     async def acknowledge(self, message_id: int) -> None:
@@ -153,9 +150,7 @@ class SimulatedScaleSetSession:
         """Delete the session; never raises (a session already gone is fine)."""
         try:
             with self._api.calls.request("sessions/delete"):
-                self._api.rules.delete_session(
-                    self._api.scope, self._scale_set.id, self._session.id
-                )
+                self._api.rules.delete_session(self._scope, self._scale_set.id, self._session.id)
         except GitHubError:
             pass
 
@@ -163,32 +158,44 @@ class SimulatedScaleSetSession:
 class SimulatedScaleSetAPI:
     """The Actions-service side of one target, over the world's scale-set rules."""
 
-    def __init__(self, rules: ScaleSets, ledger: Ledger, target: Target, wait: ChangeWait) -> None:
+    def __init__(
+        self, rules: ScaleSets, github: SimulatedGitHub, target: Target, wait: ChangeWait
+    ) -> None:
         self.rules = rules
-        self.calls = _Calls(ledger)
+        self.github = github
+        self.calls = _Calls(github)
         self.target = target
         self.wait = wait
-        self._admin_until: float | None = None
+        #: The admin token's tenant, the token (a secret), and when it expires.
+        self._admin: tuple[int, str, float] | None = None
 
-    @property
-    def scope(self) -> str:
-        """The target's scope in the world; the authentication chain is counted when due."""
+    async def scope(self) -> str:
+        """The scope the admin token grants, after the authentication chain when it is due:
+        a registration token (REST), traded at ``actions/runner-registration`` for the
+        tenant and an admin JWT."""
         world = self.rules.world
-        now = world.now
-        if self._admin_until is None or now >= self._admin_until - ADMIN_RENEW_BEFORE:
-            level = "org" if self.target.kind == "org" else "repo"
-            with self.calls.request(f"actions/create-registration-token-for-{level}", rest=True):
-                pass
-            self.calls.ledger.asked("actions/runner-registration")
-            self._admin_until = now + world.settings.scale_set_admin_token_ttl
-        if self.target.kind == "org":
-            return world.scope_for_org(self.target.name)
-        owner, _, name = self.target.name.partition("/")
-        return world.scope_for_repo(owner, name)
+        if self._admin is None or world.now >= self._admin[2] - ADMIN_RENEW_BEFORE:
+            token, _ = await self.github.registration_token(self.target)
+            self.github.ledger.asked("actions/runner-registration")
+            path = ("/" + self.target.name) if self.target.kind in ("org", "repo") else ""
+            try:
+                tenant, admin_token = self.rules.register(token, path)
+            except ActionsError as error:
+                raise GitHubError(
+                    f"runner-registration: {error.type_name}: {error.message}",
+                    status=error.status,
+                ) from None
+            self._admin = (
+                tenant,
+                admin_token,
+                world.now + world.settings.scale_set_admin_token_ttl,
+            )
+        tenant, admin_token, _ = self._admin
+        return self.rules.admin_scope(tenant, admin_token)
 
     async def ensure_scale_set(self, spec: ScaleSetSpec) -> ScaleSet:
         """Find by name in the runner group; create when absent; update labels that differ."""
-        scope = self.scope
+        scope = await self.scope()
         with self.calls.request("runnergroups/list"):
             groups = self.rules.runner_groups(scope, spec.runner_group)
         if not groups:
@@ -213,13 +220,13 @@ class SimulatedScaleSetAPI:
     async def open_session(self, scale_set: ScaleSet, owner: str) -> SimulatedScaleSetSession:
         """Open the session; while another holds it (409), wait in virtual time for it to
         lapse, as the client backs off."""
-        scope = self.scope
+        scope = await self.scope()
         delay = 1.0
         while True:
             try:
                 with self.calls.request("sessions/create"):
                     session = self.rules.create_session(scope, scale_set.id, owner)
-                return SimulatedScaleSetSession(self, scale_set, owner, session)
+                return SimulatedScaleSetSession(self, scale_set, owner, session, scope)
             except GitHubError as error:
                 if error.status != 409:
                     raise
@@ -227,13 +234,13 @@ class SimulatedScaleSetAPI:
             delay = min(15.0, delay * 2)
 
     async def generate_jitconfig(self, scale_set: ScaleSet, name: str) -> JitConfig:
-        scope = self.scope
+        scope = await self.scope()
         with self.calls.request("runnerscalesets/generatejitconfig"):
             runner, encoded = self.rules.generate_jitconfig(scope, scale_set.id, name)
         return JitConfig(runner_id=runner.id, encoded=encoded)
 
     async def remove_runner(self, runner_id: int) -> DeleteOutcome:
-        scope = self.scope
+        scope = await self.scope()
         try:
             with self.calls.request("agents/remove"):
                 self.rules.remove_runner(scope, runner_id)
@@ -246,7 +253,7 @@ class SimulatedScaleSetAPI:
         return DeleteOutcome.DELETED
 
     async def delete_scale_set(self, scale_set_id: int) -> None:
-        scope = self.scope
+        scope = await self.scope()
         with self.calls.request("runnerscalesets/delete"):
             self.rules.delete(scope, scale_set_id)
 
