@@ -11,22 +11,15 @@ from runnerscale.simulation.demand import VARIANTS, as_scale_set_pools, compare_
 from runnerscale.simulation.engine import Engine
 from runnerscale.simulation.results import Figures
 from runnerscale.simulation.run import simulate
-from tests.simulation.test_simulate import config, run_cli, trace
+from tests.simulation.test_simulate import CONFIG, config, run_cli, trace
 
-SCALE_SET_CONFIG = """\
-github: {api_url: "http://127.0.0.1:9", token: t}
-targets: [{org: acme}]
-poll_interval: 15s
-pools:
-  - name: x64
-    demand: scale_set
-    scale_set: {name: runnerscale-x64, labels: [self-hosted, linux, x64]}
-    provider: local
-    max_runners: 10
-    idle_timeout: 60s
-    local: {command: [run.sh]}
-    simulation: {boot_time: 30s, cost_per_hour: 0.36}
-"""
+#: test_simulate's pool of ten, as a scale-set pool.
+SCALE_SET_CONFIG = CONFIG.replace(
+    "    labels: [self-hosted, linux, x64]\n",
+    "    demand: scale_set\n"
+    "    scale_set: {name: runnerscale-x64, labels: [self-hosted, linux, x64]}\n",
+)
+assert "demand: scale_set" in SCALE_SET_CONFIG
 
 #: The REST operations that read jobs: a scale-set pool needs none of them.
 JOB_POLLING = (
