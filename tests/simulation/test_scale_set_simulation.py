@@ -7,10 +7,19 @@ import json
 from pathlib import Path
 
 from runnerscale.fakegithub.accounting import ACTIONS_SERVICE_PREFIX
-from runnerscale.simulation.demand import VARIANTS, as_scale_set_pools, compare_demand_sources
+from runnerscale.fakegithub.faults import FaultPlan
+from runnerscale.model import match_pool
+from runnerscale.simulation.demand import (
+    VARIANTS,
+    Replay,
+    as_scale_set_pools,
+    as_scale_sets,
+    compare_demand_sources,
+)
 from runnerscale.simulation.engine import Engine
 from runnerscale.simulation.results import Figures
 from runnerscale.simulation.run import simulate
+from runnerscale.simulation.trace import TraceJob
 from tests.simulation.test_simulate import CONFIG, config, run_cli, trace
 
 #: test_simulate's pool of ten, as a scale-set pool.
@@ -82,10 +91,46 @@ def test_a_webhook_pool_becomes_a_scale_set_named_after_it_with_its_labels() -> 
     pool = converted.pools[0]
     assert pool.demand == "scale_set"
     assert pool.scale_set is not None
-    assert (pool.scale_set.name, pool.scale_set.labels) == ("x64", ["self-hosted", "linux", "x64"])
-    # The trace's runs-on labels still match the pool.
-    assert {"self-hosted", "linux", "x64"} <= converted.pool_specs()[0].labels
+    assert (pool.scale_set.name, pool.scale_set.labels) == (
+        "runnerscale-x64",
+        ["self-hosted", "linux", "x64"],
+    )
     assert as_scale_set_pools(converted) == converted  # scale-set pools are kept as they are
+
+
+def test_each_job_runs_on_the_scale_set_of_the_pool_that_served_it() -> None:
+    # Nested label sets: as scale sets, a plain x64 job would match both.
+    nested = config(
+        CONFIG
+        + """  - name: gpu
+    labels: [self-hosted, linux, x64, gpu]
+    provider: local
+    max_runners: 2
+    local: {command: [run.sh]}
+"""
+    )
+    jobs = [
+        TraceJob(0.0, "acme/app", ("self-hosted", "linux", "x64"), 10.0),
+        TraceJob(1.0, "acme/app", ("self-hosted", "linux", "x64", "gpu"), 10.0),
+        TraceJob(2.0, "acme/app", ("self-hosted", "windows"), 10.0),  # no pool: as it was
+    ]
+    replay = as_scale_sets(Replay(nested, jobs, 1, FaultPlan(), None, 0.0))
+    assert [job.labels for job in replay.trace] == [
+        ("runnerscale-x64",),
+        ("runnerscale-gpu",),
+        ("self-hosted", "windows"),
+    ]
+    assert [pool.scale_set_spec.name for pool in replay.config.pools if pool.scale_set_spec] == [
+        "runnerscale-x64",
+        "runnerscale-gpu",
+    ]
+    # Each job's pool is the one it was for.
+    specs = replay.config.pool_specs()
+    assert [getattr(match_pool(specs, job.labels), "name", None) for job in replay.trace] == [
+        "x64",
+        "gpu",
+        None,
+    ]
 
 
 async def test_the_demand_sources_fill_the_scale_set_rows() -> None:
