@@ -2,7 +2,7 @@
 
 Runs ``runnerscale simulate --demand-sources`` on each trace in ../shared/traces/ against
 reference.yaml (webhooks with polling, polling only, webhooks with polling and 30% of the
-webhooks lost, and the scale-set rows once the simulation drives scale-set pools) and writes
+webhooks lost, and the same pools as runner scale sets, with and without the loss) and writes
 benchmarks/demand_sources.md and benchmarks/demand_sources.png: p95 wait and API calls per
 job (REST and Actions service apart) per variant per trace.
 
@@ -80,6 +80,15 @@ def section(comparison: DemandComparison, seconds: float) -> str:
             f"waits {polling.queue_wait.p95:.1f} s at p95 for "
             f"{polling.api_calls_per_job:.2f} REST calls per job "
             f"(webhooks: {lossless.api_calls_per_job:.2f}).",
+        ]
+    scale_sets = figures.get("scale sets")
+    if lossless is not None and scale_sets is not None:
+        lines += [
+            "",
+            f"As scale sets, {scale_sets.served} of {scale_sets.jobs} jobs are served with a "
+            f"p95 wait of {scale_sets.queue_wait.p95:.1f} s (webhooks: "
+            f"{lossless.queue_wait.p95:.1f} s), for {scale_sets.api_calls_per_job:.2f} REST "
+            f"and {scale_sets.actions_service_calls_per_job:.2f} Actions-service calls per job.",
         ]
     lines += ["", f"Simulated in {seconds:.1f} s.", ""]
     return "\n".join(lines)
@@ -200,12 +209,23 @@ async def main() -> None:
         "  Scale sets need none of this: GitHub redelivers a message until it is acknowledged.",
         "- **Polling only** hears of a job within `poll_interval` (15 s) but reads every",
         "  active repository's runs and jobs each time: several REST calls per job.",
-        "- **Scale sets** hear of jobs from a long poll whose messages wait until they are",
-        "  acknowledged, so no event is lost and the 30% row is the same run by construction",
-        "  (no webhook is used); their calls go to the Actions service, about one long poll,",
-        "  one acknowledgement and one JIT configuration per job or batch, and next to no",
-        "  REST calls. Their rows appear here once the simulation drives scale-set pools",
-        "  (`runnerscale.simulation.demand.SOURCES`); until then the table says why not.",
+        "- **Scale sets** run the same three pools as `demand: scale_set` pools (the scale set",
+        "  `runnerscale-<pool>`, the pool's labels its extra labels), each job `runs-on` its",
+        "  pool's scale set as a user who moved to them would write it, through the daemon's",
+        "  own listeners and registrars against the simulated Actions service",
+        "  (`runnerscale.simulation.scalesets`). They hear of a",
+        "  job from a long poll whose messages wait until acknowledged, so no event is lost",
+        "  and the 30% row is the same run by construction (no webhook is used). Their",
+        "  Actions-service calls are the long polls (one per message, and one per empty",
+        "  50 s hold per scale set: three scale sets poll all day), an acknowledgement per",
+        "  message, and one JIT configuration per runner; their REST calls are only the",
+        "  safety-net runner list (every `webhook_poll_interval`) and the registration",
+        "  token the authentication chain renews hourly. No REST call reads a job.",
+        "- Why the jobs name their scale set: GitHub gives a job to a scale set holding all",
+        '  of its labels, and "arbitrarily" to one of several (docs/simulator.md). `gpu`',
+        "  holds every label of `x64`, so with the jobs' labels unchanged many of",
+        "  the plain `x64` jobs ran on `gpu` runners (at $1.20 an hour): on `workday` the",
+        "  cost rose from $4.56 to $19.20 for the same waits.",
         "",
     ]
     args.out.write_text("\n".join(parts))

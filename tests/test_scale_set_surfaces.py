@@ -1,8 +1,9 @@
 """What a scale-set pool shows and where it is wired: the status line, the gauge, the daemon's
-factory of Actions-service clients, and simulate's refusal."""
+factory of Actions-service clients, and simulate taking scale-set pools."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -122,14 +123,24 @@ def test_no_client_without_scale_set_pools() -> None:
     assert scale_set_apis(webhooks_only, object(), VirtualClock()) == {}  # type: ignore[arg-type]
 
 
-def test_simulate_refuses_a_scale_set_pool_for_now(tmp_path: Path) -> None:
+def test_simulate_takes_a_config_with_scale_set_pools(tmp_path: Path) -> None:
     (tmp_path / "rs.yaml").write_text(CONFIG)
-    (tmp_path / "trace.jsonl").write_text("")
+    (tmp_path / "trace.jsonl").write_text(
+        '{"at": 0, "repo": "acme/app", "labels": ["runnerscale-x64"], "duration": 60, '
+        '"run_id": 1, "job": "build"}\n'
+    )
     result = CliRunner().invoke(
         app,
-        ["simulate", "--trace", str(tmp_path / "trace.jsonl"), "-c", str(tmp_path / "rs.yaml")],
+        [
+            "simulate",
+            "--trace",
+            str(tmp_path / "trace.jsonl"),
+            "-c",
+            str(tmp_path / "rs.yaml"),
+            "--json",
+            str(tmp_path / "r.json"),
+        ],
     )
-    assert result.exit_code != 0
-    said = " ".join(result.output.split())
-    assert "pool scaleset-x64 has demand: scale_set" in said
-    assert "simulate does not model yet" in said
+    assert result.exit_code == 0, result.output
+    body = json.loads((tmp_path / "r.json").read_text())
+    assert (body["jobs"], body["served"]) == (1, 1)

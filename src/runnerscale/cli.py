@@ -1341,13 +1341,6 @@ def _check_simulated_pools(config: Config) -> None:
     its ``ec2:`` block's, say)."""
     from runnerscale.simulation.pools import ModelError, backend_models
 
-    for pool in config.pools:
-        if pool.scale_set is not None:
-            raise fail(
-                f"the configuration cannot be simulated: pool {pool.name} has demand: "
-                "scale_set, which simulate does not model yet. Simulate a copy of the file "
-                "whose scale-set pools have demand: webhooks and labels: [...] instead"
-            )
     try:
         backend_models(config.pools)
     except ModelError as error:

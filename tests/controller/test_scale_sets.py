@@ -468,6 +468,16 @@ async def test_with_only_scale_set_pools_the_poll_reads_no_jobs(rig: ScaleSetRig
     assert "list_runners" in rig.github.journal.ops()
 
 
+def test_with_only_scale_set_pools_the_runner_list_is_a_safety_net(rig: ScaleSetRig) -> None:
+    settings = rig.controller.settings
+    assert settings.webhook_poll_interval > settings.poll_interval
+    # No webhook arrives, yet the listeners tell of every job: the slow safety-net interval.
+    assert not rig.controller.webhooks_flow()
+    assert rig.controller.github_poll_interval() == max(
+        settings.poll_interval, settings.webhook_poll_interval
+    )
+
+
 async def test_a_webhook_for_a_scale_set_job_is_not_counted_twice(rig: ScaleSetRig) -> None:
     await rig.connect()
     rig.service.send(SET, event(ASSIGNED, 41), assigned=1)

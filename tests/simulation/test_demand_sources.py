@@ -27,6 +27,7 @@ LOSSLESS = "webhooks+polling"
 POLLING = "polling only"
 LOSSY = "webhooks+polling, 30% webhooks lost"
 SCALE_SET_VARIANTS = ["scale sets", "scale sets, 30% webhooks lost"]
+ALL_VARIANTS = [LOSSLESS, POLLING, LOSSY, *SCALE_SET_VARIANTS]
 
 
 def jobs() -> list[TraceJob]:
@@ -48,20 +49,28 @@ def by_name(comparison: DemandComparison) -> dict[str, Figures]:
     return {result.policy: result.figures for result in comparison.results}
 
 
-async def test_each_runnable_variant_is_a_row_and_scale_sets_are_skipped_with_why() -> None:
+async def test_each_variant_is_a_row_scale_sets_included() -> None:
     heard: list[tuple[str, str]] = []
     comparison = await compared(skipping=lambda name, why: heard.append((name, why)))
-    assert [result.policy for result in comparison.results] == [LOSSLESS, POLLING, LOSSY]
-    assert list(comparison.skipped) == SCALE_SET_VARIANTS
-    assert [name for name, _ in heard] == SCALE_SET_VARIANTS
-    assert all("cannot drive scale-set pools yet" in why for why in comparison.skipped.values())
+    assert [result.policy for result in comparison.results] == ALL_VARIANTS
+    assert comparison.skipped == {}
+    assert heard == []
     rows = demand_rows([(r.policy, r.figures) for r in comparison.results])
-    assert [row[0] for row in rows] == [LOSSLESS, POLLING, LOSSY]
+    assert [row[0] for row in rows] == ALL_VARIANTS
     assert all(len(row) == len(DEMAND_HEADER) for row in rows)
     assert all(row[1] == row[2] == "20" for row in rows)  # jobs, served
     body = comparison.as_json()
-    assert list(body["demand_sources"]) == [LOSSLESS, POLLING, LOSSY]
-    assert body["skipped"] == comparison.skipped
+    assert list(body["demand_sources"]) == ALL_VARIANTS
+    assert body["skipped"] == {}
+
+
+async def test_a_source_without_a_runner_is_skipped_with_why() -> None:
+    heard: list[tuple[str, str]] = []
+    sources = {**SOURCES, SCALE_SETS: DemandSource(None, missing="not today")}
+    comparison = await compared(sources=sources, skipping=lambda n, why: heard.append((n, why)))
+    assert [result.policy for result in comparison.results] == [LOSSLESS, POLLING, LOSSY]
+    assert comparison.skipped == dict.fromkeys(SCALE_SET_VARIANTS, "not today")
+    assert heard == [(name, "not today") for name in SCALE_SET_VARIANTS]
 
 
 async def test_lost_webhooks_are_lost_and_polling_still_serves_every_job() -> None:
@@ -84,8 +93,10 @@ async def test_polling_only_hears_no_webhook_and_pays_in_rest_calls() -> None:
     assert (polling.webhooks_delivered, polling.webhooks_lost) == (0, 0)
     assert polling.served == 20
     assert polling.api_calls > figures[LOSSLESS].api_calls
-    # Nothing here talks to the Actions service.
-    assert all(f.actions_service_calls == 0 for f in figures.values())
+    # Only the scale sets talk to the Actions service.
+    assert all(
+        (f.actions_service_calls > 0) == (name in SCALE_SET_VARIANTS) for name, f in figures.items()
+    )
 
 
 async def test_a_fault_plan_of_the_users_applies_to_every_variant() -> None:
@@ -160,7 +171,7 @@ def test_the_ledger_counts_actions_service_requests_apart_and_never_charges_them
     assert sum(ledger.stats.charged.values()) == 0
 
 
-async def test_the_command_prints_the_table_and_the_skipped_rows(tmp_path: Path) -> None:
+async def test_the_command_prints_the_table_with_every_row(tmp_path: Path) -> None:
     (tmp_path / "t.jsonl").write_text(
         "".join(json.dumps(job.as_json()) + "\n" for job in jobs()[:8])
     )
@@ -181,14 +192,14 @@ async def test_the_command_prints_the_table_and_the_skipped_rows(tmp_path: Path)
     assert code == 0, output
     for header in ("demand source", "REST calls/job", "Actions-service calls/job"):
         assert header in output
-    for variant in (LOSSLESS, POLLING, LOSSY):
+    for variant in ALL_VARIANTS:
         assert f"│ {variant} " in output
-    for variant in SCALE_SET_VARIANTS:
-        assert f"skipped {variant}: the simulation cannot drive scale-set pools yet" in output
+    assert "skipped" not in output
     body = json.loads((tmp_path / "d.json").read_text())
-    assert list(body["demand_sources"]) == [LOSSLESS, POLLING, LOSSY]
+    assert list(body["demand_sources"]) == ALL_VARIANTS
     assert body["demand_sources"][POLLING]["webhooks"] == {"delivered": 0, "lost": 0}
-    assert list(body["skipped"]) == SCALE_SET_VARIANTS
+    assert body["demand_sources"]["scale sets"]["actions_service_calls"] > 0
+    assert body["skipped"] == {}
     page = (tmp_path / "d.html").read_text()
     assert "<th>Actions-service calls/job</th>" in page
     assert f'<td class="text">{LOSSY}</td>' in page

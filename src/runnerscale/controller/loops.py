@@ -469,7 +469,9 @@ class Controller:
         budget runs low. (Backends are listed every ``poll_interval`` regardless.)"""
         settings = self.settings
         base = settings.poll_interval
-        if self.webhooks_flow():
+        if self.webhooks_flow() or not self.polls_jobs:
+            # (With scale-set pools only, their listeners tell of every job: the runner list
+            # read here is a safety net, as the poll is while webhooks arrive.)
             base = max(base, settings.webhook_poll_interval)
         return base if self._poll_pacer is None else self._poll_pacer.poll_interval(base)
 

@@ -9,18 +9,27 @@ webhooks lost (:data:`WEBHOOK_LOSS`), where polling has to repair what the webho
 
 Each variant runs the config's pools on the same trace, seed and fault plan; only the demand
 source (and the webhook loss) differs. A source is a registry entry (:data:`SOURCES`) with the
-function that runs a variant on it; a source without one (scale sets, until the simulation can
-drive scale-set pools) is listed and skipped with the entry's reason, not left out silently.
+function that runs a variant on it; a source without one is listed and skipped with the
+entry's reason, not left out silently.
+
+The scale-set variants run the config's pools as ``demand: scale_set`` pools, and the trace's
+jobs as a user who moved to them would write them (:func:`as_scale_sets`): each pool becomes
+the scale set ``runnerscale-<pool>`` with the pool's labels as its extra labels, and each job
+``runs-on`` the scale set of the pool that served it. Why not keep the jobs' labels: GitHub
+gives a job to a scale set holding all of its labels, and "arbitrarily" to one of several
+(docs/simulator.md); where pools' labels nest (``gpu`` holds all of ``x64``'s), plain jobs
+would run on the dearest pool's runners, which no one would configure on purpose.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from runnerscale.config.schema import Config
 from runnerscale.fakegithub.faults import FaultPlan
+from runnerscale.model import match_pool
 from runnerscale.simulation.engine import EPOCH, Policy
 from runnerscale.simulation.results import PolicyResult
 from runnerscale.simulation.run import Progress, run_policy
@@ -70,10 +79,14 @@ class DemandSource:
     missing: str = ""
 
 
-def _engine_runner(webhooks: bool) -> VariantRunner:
-    """The engine with webhooks on or off; polling at the config's intervals either way."""
+def _engine_runner(
+    webhooks: bool, adapt: Callable[[Replay], Replay] = lambda replay: replay
+) -> VariantRunner:
+    """The engine with webhooks on or off; polling at the config's intervals either way.
+    ``adapt``: the config and trace as this source runs them."""
 
-    async def run(variant: DemandVariant, replay: Replay) -> PolicyResult:
+    async def run(variant: DemandVariant, given: Replay) -> PolicyResult:
+        replay = adapt(given)
         return await run_policy(
             replay.config,
             replay.trace,
@@ -87,18 +100,50 @@ def _engine_runner(webhooks: bool) -> VariantRunner:
     return run
 
 
-#: The demand sources by name. The scale-set source's runner is the integrator's to give once
-#: the simulation drives scale-set pools (a :data:`VariantRunner` that runs the config's pools as
-#: ``demand: scale_set`` pools and counts their calls as ``actions-service/...`` operations in
-#: the simulated GitHub's ledger); until then its variants are skipped with this reason.
+def scale_set_name(pool: str) -> str:
+    """The scale set a webhook pool becomes (a name no pool's label is, as a job's
+    ``runs-on`` must single it out)."""
+    return f"runnerscale-{pool}"
+
+
+def as_scale_set_pools(config: Config) -> Config:
+    """``config`` with every webhook pool a scale-set pool: the scale set
+    :func:`scale_set_name`, the pool's labels its extra labels. The copy is validated as a
+    file would be."""
+    data = config.model_dump(mode="python", exclude_unset=True)
+    for pool in data["pools"]:
+        labels = pool.pop("labels", [])  # (a scale-set pool's: filled in from its block)
+        if pool.get("demand", "webhooks") == "scale_set":
+            continue
+        pool["demand"] = "scale_set"
+        pool["scale_set"] = {"name": scale_set_name(pool["name"]), "labels": labels}
+    return Config.model_validate(data)
+
+
+def as_scale_sets(replay: Replay) -> Replay:
+    """The replay with the config's pools as scale-set pools (:func:`as_scale_set_pools`) and
+    each job asking for the scale set of the pool that would have served it (the module says
+    why); a job no pool serves, or a scale-set pool's, keeps its labels."""
+    config = replay.config
+    specs = config.pool_specs()
+    webhook_pools = {pool.name for pool in config.pools if pool.scale_set is None}
+
+    def runs_on(job: TraceJob) -> TraceJob:
+        spec = match_pool(specs, job.labels)
+        if spec is None or spec.name not in webhook_pools:
+            return job
+        return replace(job, labels=(scale_set_name(spec.name),))
+
+    trace = tuple(runs_on(job) for job in replay.trace)
+    return replace(replay, config=as_scale_set_pools(config), trace=trace)
+
+
+#: The demand sources by name.
 SOURCES: dict[str, DemandSource] = {
     WEBHOOKS: DemandSource(_engine_runner(webhooks=True)),
     POLLING: DemandSource(_engine_runner(webhooks=False)),
-    SCALE_SETS: DemandSource(
-        None,
-        missing="the simulation cannot drive scale-set pools yet (issue 16): no runner is "
-        "registered for this source in runnerscale.simulation.demand.SOURCES",
-    ),
+    # (No webhook: a scale set never hears one.)
+    SCALE_SETS: DemandSource(_engine_runner(webhooks=False, adapt=as_scale_sets)),
 }
 
 #: The comparison's rows, in order. A scale set hears no webhook, so its lossy variant is the

@@ -15,6 +15,7 @@ The ``poll-60`` reference policy is the same machinery with webhooks off and a p
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import itertools
 import math
@@ -28,11 +29,13 @@ from runnerscale.fakegithub.accounting import Api
 from runnerscale.fakegithub.entities import Job
 from runnerscale.fakegithub.faults import FaultPlan, Faults
 from runnerscale.fakegithub.ratelimit import RateLimits
+from runnerscale.fakegithub.scalesets import ScaleSets
 from runnerscale.fakegithub.webhooks import Delivery, WebhookHub
 from runnerscale.fakegithub.world import JobSpec, World, WorldSettings
 from runnerscale.github.webhooks import Verdict, WebhookIntake, WebhookPayloadError
 from runnerscale.model import RERUN, match_pool, normalize_labels
 from runnerscale.protocols import GitHubError, ProviderError
+from runnerscale.scaleset_api import ScaleSetAPI
 from runnerscale.simulation.backend import SimulatedBackend
 from runnerscale.simulation.github import SimulatedGitHub
 from runnerscale.simulation.occupancy import Buckets, Span, bucketed
@@ -45,6 +48,7 @@ from runnerscale.simulation.results import (
     RunnerSeconds,
     TimelinePoint,
 )
+from runnerscale.simulation.scalesets import SimulatedScaleSetAPI
 from runnerscale.simulation.trace import TraceJob
 from runnerscale.store.memory import MemoryStore
 from runnerscale.wiring import build_controller
@@ -61,6 +65,10 @@ PRE_EXISTING_PUSH_AGE = 3600.0
 SAMPLE_EVERY = 60.0
 #: After the last job could have ended, how long the simulation lets the system drain.
 DRAIN = 3600.0
+#: Rounds of the event loop after a step, for the scale-set listeners (tasks of their own) to
+#: act on it until each waits again: a listener woken runs to its next wait in one round;
+#: the spare rounds cover a wait that resumes another.
+SETTLE_ROUNDS = 3
 
 Step = Callable[[], Awaitable[None] | None]
 
@@ -136,6 +144,9 @@ class Engine:
                 random.Random(rng.random()),  # noqa: S311
             )
         names = random.Random(rng.random())  # noqa: S311
+        #: Long polls (and session waits) of the scale-set listeners, woken by any change.
+        self._waiters: list[tuple[float, asyncio.Future[None]]] = []
+        scale_sets = self._scale_set_apis(config)
         # The daemon's own wiring; what differs is a parameter: the virtual clock, the
         # in-process GitHub, the simulated backends (which have no host of their own to cap
         # a pool: ``max_runners`` is the cap), the policy's poll, seeded runner names.
@@ -148,7 +159,10 @@ class Engine:
             capacity=no_host_cap,
             poll_interval=policy.poll_interval,
             runner_suffix=lambda: f"{names.getrandbits(32):08x}",
+            scale_sets=scale_sets,
+            owner="runnerscale-simulation",
         )
+        self._listener_tasks: list[asyncio.Task[None]] = []
         # The trace's repositories exist before the replay starts, last pushed to a while
         # before it (within a day, so the first poll still probes them): a push at the very
         # instant of the first poll would make every first read ambiguous to the second.
@@ -173,6 +187,52 @@ class Engine:
         self._timeline: list[TimelinePoint] = []
         last_end = max((job.at + job.duration for job in self.trace), default=0.0)
         self.horizon = self.start + last_end + DRAIN
+
+    def _scale_set_apis(self, config: Config) -> dict[str, ScaleSetAPI]:
+        """The in-process Actions service for the scale-set pools (none: no scale sets in
+        the world), one client for the first target, as the daemon has."""
+        pools = [pool.name for pool in config.pools if pool.scale_set is not None]
+        if not pools:
+            return {}
+        api = SimulatedScaleSetAPI(
+            ScaleSets(self.world), self.github, config.to_targets()[0], self._wait
+        )
+        return dict.fromkeys(pools, api)
+
+    async def _wait(self, until: float) -> None:
+        """A listener's wait: until the next step changes anything, or ``until``."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((until, future))
+        await future
+
+    def _listeners_due(self) -> float | None:
+        """When a listener acts next of itself: a back-off ends, or a long poll's hold."""
+        times = [until for until, future in self._waiters if not future.done()]
+        wakeup = self.clock.next_wakeup()
+        if wakeup is not None:
+            times.append(wakeup)
+        return min(times, default=None)
+
+    async def _settle(self) -> None:
+        """Wake the listeners' waits and let them act on what the step changed; a message
+        that moved a pool's demand or its jobs is reconciled, as a webhook is."""
+        if not self._listener_tasks:
+            return
+        before = self._listener_marks()
+        waiters, self._waiters = self._waiters, []
+        for _, future in waiters:
+            if not future.done():
+                future.set_result(None)
+        for _ in range(SETTLE_ROUNDS):
+            await asyncio.sleep(0)
+        if self._listener_marks() != before:
+            self._reconcile_soon()
+
+    def _listener_marks(self) -> list[tuple[int, int]]:
+        return [
+            (listener.state.last_message_id, listener.state.assigned)
+            for listener in self.controller.listeners.values()
+        ]
 
     # ------------------------------------------------------------------ the event queue
 
@@ -352,8 +412,21 @@ class Engine:
                 "reconcile", settings.reconcile_interval, self._periodic_reconcile, self.start
             )
         self._every("sample", SAMPLE_EVERY, self._sample, self.start)
+        self._listener_tasks = [
+            asyncio.create_task(listener.run(), name=f"scale set {name}")
+            for name, listener in self.controller.listeners.items()
+        ]
         try:
+            await self._settle()
             while self._queue:
+                at = self._queue[0][0]
+                due = self._listeners_due()
+                if due is not None and due <= min(at, self.horizon):
+                    # A listener's wait ends first: it acts at its own time.
+                    self.clock.advance(max(0.0, due - self.clock.now()))
+                    await self._settle()
+                    self._after_step()
+                    continue
                 at, _, step = heapq.heappop(self._queue)
                 if at > self.horizon:
                     break
@@ -361,6 +434,7 @@ class Engine:
                 result = step()
                 if result is not None:
                     await result
+                await self._settle()
                 self._after_step()
                 if self._finished():
                     break
@@ -369,7 +443,16 @@ class Engine:
                 self.policy.name, self._figures(), tuple(self._timeline), self._occupancy()
             )
         finally:
+            await self._stop_listeners()
             self.store.close()
+
+    async def _stop_listeners(self) -> None:
+        """Stop the listeners as the daemon does on shutdown (each closes its session)."""
+        for task in self._listener_tasks:
+            task.cancel()
+        if self._listener_tasks:
+            await asyncio.gather(*self._listener_tasks, return_exceptions=True)
+        self._listener_tasks = []
 
     def _occupancy(self) -> Buckets:
         """Runners by state and jobs queued over the run, exactly, in buckets for the report."""

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from runnerscale.fakegithub.accounting import (
+    ACTIONS_SERVICE_PREFIX,
     Ledger,
     PrimaryLimitError,
     RefusedError,
@@ -59,6 +60,7 @@ _OPERATION_IDS = {
     "get-job": "actions/get-job-for-workflow-run",
     "rerun-job": "actions/re-run-job-for-workflow-run",
     "list-annotations": "checks/list-annotations",
+    "registration-token": "actions/create-registration-token-for-{level}",
 }
 _STATES = {
     JobStatus.WAITING: JobState.WAITING,
@@ -149,8 +151,9 @@ class SimulatedGitHub:
         org), through the fake GitHub's :class:`Ledger` in GitHub's order: admitted (limits,
         a write's charge, injected errors), answered by the world in the ``with`` body, then
         a read charged unless its content is the one already read (a free 304). Raises
-        :class:`GitHubError` as the real client does."""
-        operation_id = _OPERATION_IDS[operation].format(level=level)
+        :class:`GitHubError` as the real client does. An operation the table does not name
+        is its own ``operationId`` (the Actions service's: :meth:`actions_service`)."""
+        operation_id = _OPERATION_IDS.get(operation, operation).format(level=level)
         self.requests[operation] += 1
         self.ledger.asked(operation_id)
         answer = _Answer()
@@ -216,6 +219,19 @@ class SimulatedGitHub:
         if target.kind not in ("repo", "org"):
             raise GitHubError(f"{target.kind} targets are not supported in the simulation")
         return target.kind
+
+    @contextmanager
+    def actions_service(self, operation: str) -> Iterator[None]:
+        """One request to the Actions service (``actions-service/<operation>``): counted and
+        failed by the fault plan like any other, never charged to a REST budget."""
+        with self._request(ACTIONS_SERVICE_PREFIX + operation, read=False):
+            yield
+
+    async def registration_token(self, target: Target) -> tuple[str, float]:
+        """A registration token of the target (the first step of the scale sets' chain)."""
+        with self._request("registration-token", level=self._level(target), read=False):
+            token = self.world.create_token(self._scope(target), "registration")
+        return token.token, token.expires_at
 
     # ------------------------------------------------------------------ GitHubAPI
 
