@@ -371,9 +371,8 @@ async def test_two_engines_one_over_tls_serve_two_pools(
                 return all_done(world, local_jobs + remote_jobs)
 
             await wait_until(done, 90, "jobs on both engines")
-            assert all(
-                world.jobs[j].conclusion.value == "success" for j in local_jobs + remote_jobs
-            )  # type: ignore[union-attr]
+            every = local_jobs + remote_jobs
+            assert all(world.jobs[j].conclusion.value == "success" for j in every)  # type: ignore[union-attr]
             remote_runners = {world.jobs[j].runner_name for j in remote_jobs}
             local_runners = {world.jobs[j].runner_name for j in local_jobs}
             assert all(name and name.startswith("rs-remote-") for name in remote_runners)
