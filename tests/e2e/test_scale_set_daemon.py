@@ -10,7 +10,6 @@ import asyncio
 import json
 import logging
 import signal
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from runnerscale.daemon import Daemon
 from runnerscale.fakegithub.entities import Job
 from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
 from runnerscale.fakegithub.world import JobSpec, WorldSettings
@@ -29,6 +29,7 @@ from tests.e2e.harness import (
     all_done,
     in_process_daemon,
     leftovers,
+    local_backend,
     local_pool,
     nothing_left,
     queue_jobs,
@@ -72,13 +73,7 @@ def scale_set_pool(directory: Path, max_runners: int = 6, min_idle: int = 0) -> 
     max_runners: {max_runners}
     min_idle: {min_idle}
     idle_timeout: 2s
-    boot_timeout: 60s
-    local:
-      command: ["{sys.executable}", -m, runnerscale, sim-runner]
-      capacity: {max_runners}
-      work_root: {directory}/runners
-      stop_grace: 3s
-"""
+{local_backend(directory, max_runners)}"""
 
 
 def queue_scale_set_jobs(
@@ -90,6 +85,16 @@ def queue_scale_set_jobs(
     )
     simulator.simulator.notify()
     return [job.id for job in jobs]
+
+
+async def cleaned_up(simulator: SimulatorServer, daemon: Daemon, work_root: Path) -> None:
+    """Wait for nothing to be left; if something is, say what."""
+    try:
+        await wait_until(lambda: nothing_left(simulator, daemon, work_root), 60, "clean-up")
+    except AssertionError as error:
+        left = await leftovers(simulator, work_root)
+        live = [(r.name, r.pool, str(r.state)) for r in daemon.store.runners() if r.state.live]
+        raise AssertionError(f"{error}: left {left}, live in the store {live}") from None
 
 
 def succeeded(jobs: list[Job]) -> bool:
@@ -110,9 +115,7 @@ async def test_a_burst_on_a_scale_set_pool_is_served_and_nothing_is_left(
         job_ids = queue_scale_set_jobs(simulator, 12)
         await wait_until(lambda: all_done(world, job_ids), 120, "12 jobs to complete")
         assert succeeded([world.jobs[j] for j in job_ids])
-        await wait_until(
-            lambda: nothing_left(simulator, daemon, tmp_path / "runners"), 60, "clean-up"
-        )
+        await cleaned_up(simulator, daemon, tmp_path / "runners")
         created = [r for r in daemon.store.runners() if r.pool == "scaleset-x64"]
         assert 12 <= len(created) <= 12 + 6
     assert open_sessions(simulator) == 0
@@ -162,9 +165,7 @@ async def test_kill_9_with_unacknowledged_messages_loses_no_job(
     async with in_process_daemon(config) as daemon:
         await wait_until(lambda: all_done(world, job_ids), 120, "every job after the kill")
         assert succeeded([world.jobs[j] for j in job_ids])
-        await wait_until(
-            lambda: nothing_left(simulator, daemon, tmp_path / "runners"), 60, "clean-up"
-        )
+        await cleaned_up(simulator, daemon, tmp_path / "runners")
     assert "another listener holds its session (409" in caplog.text
     assert open_sessions(simulator) == 0
 
@@ -194,9 +195,7 @@ async def test_queue_tokens_expired_mid_poll_are_refreshed_and_jobs_served(
         (refreshed,) = sessions.values()
         assert refreshed.id == session.id  # refreshed, not re-created
         assert refreshed.queue_token != first_token
-        await wait_until(
-            lambda: nothing_left(simulator, daemon, tmp_path / "runners"), 60, "clean-up"
-        )
+        await cleaned_up(simulator, daemon, tmp_path / "runners")
 
 
 async def test_a_scale_set_deleted_behind_the_daemons_back_is_recreated(
@@ -219,9 +218,7 @@ async def test_a_scale_set_deleted_behind_the_daemons_back_is_recreated(
         later = queue_scale_set_jobs(simulator, 3)
         await wait_until(lambda: all_done(world, later), 90, "the jobs after the deletion")
         assert succeeded([world.jobs[j] for j in first + later])
-        await wait_until(
-            lambda: nothing_left(simulator, daemon, tmp_path / "runners"), 60, "clean-up"
-        )
+        await cleaned_up(simulator, daemon, tmp_path / "runners")
         stored = json.loads(daemon.store.get_value("scaleset:scaleset-x64") or "{}")
         assert stored["scale_set_id"] == new_id
 
@@ -240,9 +237,7 @@ async def test_a_scale_set_pool_and_a_webhook_pool_each_serve_their_own_jobs(
         every = scale_set_jobs + webhook_jobs
         await wait_until(lambda: all_done(world, every), 120, "both pools' jobs")
         assert succeeded([world.jobs[j] for j in every])
-        await wait_until(
-            lambda: nothing_left(simulator, daemon, tmp_path / "runners"), 60, "clean-up"
-        )
+        await cleaned_up(simulator, daemon, tmp_path / "runners")
         pool_of = {r.name: r.pool for r in daemon.store.runners()}
         served_by = {j: pool_of.get(world.jobs[j].runner_name or "") for j in every}
         assert served_by == {
@@ -297,10 +292,10 @@ async def test_no_scale_set_secret_in_the_log_or_on_a_command_line(
             60,
             "a runner at work",
         )
-        await control(simulator, "POST", "/_sim/scale-sets/expire-queue-tokens")
         at_work = processes_showing(["sim-runner"])
         secrets = [TOKEN, *(secret for kind in issued.values() for secret in kind)]
         on_command_lines = processes_showing(secrets)
+        await control(simulator, "POST", "/_sim/scale-sets/expire-queue-tokens")
         await wait_until(lambda: all_done(world, job_ids), 90, "every job")
     finally:
         await stop_daemon_process(process)
@@ -313,5 +308,6 @@ async def test_no_scale_set_secret_in_the_log_or_on_a_command_line(
     assert issued["admin token"]
     text = log.read_text()
     assert "scale set runnerscale-x64" in text  # the listener did log
+    secrets = [TOKEN, *(secret for kind in issued.values() for secret in kind)]  # all now
     leaked = [number for number, secret in enumerate(secrets) if secret in text]
     assert leaked == [], "secrets (by number) in the daemon's log"
