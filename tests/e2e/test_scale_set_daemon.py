@@ -227,7 +227,7 @@ async def test_a_scale_set_pool_and_a_webhook_pool_each_serve_their_own_jobs(
     simulator: SimulatorServer, tmp_path: Path
 ) -> None:
     pools = scale_set_pool(tmp_path, max_runners=4) + local_pool(tmp_path, 4, "2s")
-    config = write_config(tmp_path, simulator.url, poll_interval="1h", pools=pools)
+    config = write_config(tmp_path, simulator.url, pools=pools)  # polling too: the safety net
     world = simulator.simulator.world
     async with in_process_daemon(config) as daemon:
         simulator.simulator.webhooks.add_hook(f"{daemon.url}/webhook", WEBHOOK_SECRET)
