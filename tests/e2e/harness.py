@@ -89,10 +89,17 @@ def local_pool(directory: Path, max_runners: int, idle_timeout: str) -> str:
     max_runners: {max_runners}
     min_idle: 0
     idle_timeout: {idle_timeout}
+{local_backend(directory, max_runners)}"""
+
+
+def local_backend(directory: Path, capacity: int) -> str:
+    """A local pool's backend lines (after ``idle_timeout``): the stand-in runner as the
+    runner command, runner folders under ``directory/runners``."""
+    return f"""\
     boot_timeout: 60s
     local:
       command: ["{sys.executable}", -m, runnerscale, sim-runner]
-      capacity: {max_runners}
+      capacity: {capacity}
       work_root: {directory}/runners
       stop_grace: 3s
 """

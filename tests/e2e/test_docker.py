@@ -371,9 +371,8 @@ async def test_two_engines_one_over_tls_serve_two_pools(
                 return all_done(world, local_jobs + remote_jobs)
 
             await wait_until(done, 90, "jobs on both engines")
-            assert all(
-                world.jobs[j].conclusion.value == "success" for j in local_jobs + remote_jobs
-            )  # type: ignore[union-attr]
+            every = local_jobs + remote_jobs
+            assert all(world.jobs[j].conclusion.value == "success" for j in every)  # type: ignore[union-attr]
             remote_runners = {world.jobs[j].runner_name for j in remote_jobs}
             local_runners = {world.jobs[j].runner_name for j in local_jobs}
             assert all(name and name.startswith("rs-remote-") for name in remote_runners)
@@ -427,3 +426,64 @@ async def test_a_pool_whose_engine_is_away_at_start_takes_jobs_once_it_answers(
         assert (world.jobs[waiting_job.id].runner_name or "").startswith("rs-later-")
         assert daemon.controller.pools["later"].healthy
         await wait_until(lambda: not containers(later_client, "later"), 60, "clean-up")
+
+
+async def test_the_issues_scale_set_pool_on_docker_serves_jobs_and_returns_to_min_idle(
+    docker_engine: Engine,
+    runner_image: str,
+    engine_client: docker.DockerClient,
+    tmp_path: Path,
+) -> None:
+    """Issue 16's configuration as written (plus the ``docker:`` block that points at the
+    test's engine): the scale set's JIT configs start containers, and the pool goes back to
+    its one idle runner."""
+    world_settings = WorldSettings(
+        runner_offline_after=30.0, scale_set_poll_hold=2.0, scale_set_session_lapse=5.0
+    )
+    options = SimulatorOptions(tokens=(TOKEN,), world=world_settings)
+    pools = f"""\
+  - name: scaleset-x64
+    demand: scale_set              # default: webhooks (with polling as the safety net)
+    scale_set:
+      name: runnerscale-x64        # jobs use runs-on: runnerscale-x64
+      runner_group: Default
+      labels: [linux, x64]         # extra labels (multi-label scale sets)
+    provider: docker
+    max_runners: 20
+    min_idle: 1
+    docker:
+      host: {docker_engine.url}
+      image: {runner_image}
+      network: host
+      pull: never
+"""
+    async with SimulatorServer(options) as simulator:
+        world = simulator.simulator.world
+        world.ensure_repo("acme/app")
+        config = write_config(tmp_path, simulator.url, poll_interval="1h", pools=pools)
+        async with in_process_daemon(config) as daemon:
+
+            def idle_runners() -> list[object]:
+                return [
+                    r
+                    for r in world.runners.values()
+                    if r.connected and r.job_id is None and not r.used
+                ]
+
+            await wait_until(idle_runners, 90, "the idle runner (min_idle: 1)")
+            jobs = world.create_jobs(
+                [JobSpec("acme/app", ("runnerscale-x64",), 2.0, None, f"j{i}") for i in range(3)]
+            )
+            simulator.simulator.notify()
+            job_ids = [job.id for job in jobs]
+            await wait_until(lambda: all_done(world, job_ids), 120, "3 scale-set jobs")
+            assert all(world.jobs[j].conclusion.value == "success" for j in job_ids)  # type: ignore[union-attr]
+            served_by = {world.jobs[j].runner_name for j in job_ids}
+            assert len(served_by) == 3  # ephemeral: one container per job
+
+            async def back_to_min_idle() -> bool:
+                held = await asyncio.to_thread(containers, engine_client, "scaleset-x64")
+                return len(held) == 1 and len(world.runners) == 1 and len(idle_runners()) == 1
+
+            await wait_until(back_to_min_idle, 60, "one idle runner again")
+            assert daemon.controller.pools["scaleset-x64"].labels  # the scale set's labels

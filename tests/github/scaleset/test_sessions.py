@@ -168,6 +168,22 @@ async def test_close_deletes_the_session_and_never_raises() -> None:
         await drive(clock, again.close())
 
 
+async def test_closing_the_session_of_a_deleted_scale_set_is_quiet(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The session went with its scale set: the listener's close on the way to re-creating
+    the set is the normal path, not a warning."""
+    fake = FakeActions(VirtualClock())
+    async with connected(fake) as (client, _):
+        scale_set = await client.ensure_scale_set(ScaleSetSpec("rs"))
+        session = await client.open_session(scale_set, OWNER)
+        gone = fault(404, "RunnerScaleSetNotFoundException", "No RunnerScaleSet found")
+        fake.script("DELETE", f"/sessions/{session.session_id}", gone)
+        with caplog.at_level(logging.INFO, logger="runnerscale"):
+            await session.close()
+    assert caplog.records == []
+
+
 async def test_requests_refused_together_refresh_the_session_once() -> None:
     fake = FakeActions(VirtualClock())
     async with connected(fake) as (client, _):

@@ -170,7 +170,8 @@ class Session:
                 f"{SCALE_SETS}/{self._scale_set.id}/sessions/{self._info.session_id}",
                 expect=(200, 204),
             )
-        except (SessionExpiredError, SessionNotFoundError):
+        except (SessionExpiredError, SessionNotFoundError, ScaleSetNotFoundError):
+            # (A deleted scale set takes its session with it: nothing to warn about.)
             log.debug("scale set %s: the session was gone already", self._scale_set.name)
         except Exception as error:  # closing must never fail the shutdown
             log.log(
