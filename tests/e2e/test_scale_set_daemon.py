@@ -90,7 +90,7 @@ def queue_scale_set_jobs(
 async def cleaned_up(simulator: SimulatorServer, daemon: Daemon, work_root: Path) -> None:
     """Wait for nothing to be left; if something is, say what."""
     try:
-        await wait_until(lambda: nothing_left(simulator, daemon, work_root), 60, "clean-up")
+        await wait_until(lambda: nothing_left(simulator, daemon, work_root), 120, "clean-up")
     except AssertionError as error:
         left = await leftovers(simulator, work_root)
         live = [(r.name, r.pool, str(r.state)) for r in daemon.store.runners() if r.state.live]
@@ -286,7 +286,7 @@ async def test_no_scale_set_secret_in_the_log_or_on_a_command_line(
     process = await start_daemon_process(config, log)
     try:
         await wait_until(lambda: open_sessions(simulator) == 1, 60, "the daemon's session")
-        job_ids = queue_scale_set_jobs(simulator, 3, duration=4.0)
+        job_ids = queue_scale_set_jobs(simulator, 3, duration=8.0)
         await wait_until(
             lambda: any(world.jobs[j].status.value == "in_progress" for j in job_ids),
             60,
