@@ -28,9 +28,18 @@ _AS_IS = re.compile(
 def scalar(value: str) -> str:
     """``value`` as a YAML scalar (also inside ``[...]``) that the loader reads as ``value``."""
     text = value.replace("$", "$$")
-    if _PLAIN.fullmatch(text) and yaml.safe_load(text) == text:
+    if _PLAIN.fullmatch(text) and _reads_back(text):
         return text
     return '"' + "".join(map(_quoted, text)) + '"'
+
+
+def _reads_back(text: str) -> bool:
+    """Whether ``text`` left plain reads back as itself (``...`` is YAML's document end: it
+    does not even parse)."""
+    try:
+        return bool(yaml.safe_load(text) == text)
+    except yaml.YAMLError:
+        return False
 
 
 def _quoted(character: str) -> str:
