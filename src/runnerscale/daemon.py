@@ -39,7 +39,7 @@ from runnerscale.store import SqlStore, StateVersionError, open_store
 from runnerscale.store.deployment import choose_controller_id
 from runnerscale.store.leadership import open_leadership
 from runnerscale.succession import Succession
-from runnerscale.wiring import apply_settings, build_controller, pool_runtime
+from runnerscale.wiring import apply_settings, build_controller, pool_runtime, scale_set_clients
 
 log = logging.getLogger("runnerscale")
 
@@ -136,14 +136,10 @@ def _github_client(github: GitHubConfig, common: dict[str, Any]) -> GitHubClient
 
 
 def scale_set_apis(config: Config, github: GitHubClient, clock: Clock) -> dict[str, ScaleSetAPI]:
-    """The Actions-service client of each scale-set pool, by pool name: one per target
-    (scale sets live at the first target, so one in all), over the daemon's GitHub client
-    (its credentials start the authentication chain). Empty without scale-set pools."""
-    pools = [pool.name for pool in config.pools if pool.scale_set is not None]
-    if not pools:
-        return {}
-    client: ScaleSetAPI = ScaleSetClient(github, config.to_targets()[0], clock=clock)
-    return dict.fromkeys(pools, client)
+    """The Actions-service client of each scale-set pool, by pool name: one per target a
+    scale set lives at, over the daemon's GitHub client (its credentials start the
+    authentication chain). Empty without scale-set pools."""
+    return scale_set_clients(config, lambda target: ScaleSetClient(github, target, clock=clock))
 
 
 def app_private_key(app: AppConfig) -> str:
@@ -465,7 +461,7 @@ class Daemon:
         pools = list(self.config.pools)
         pools[index] = resolved
         self.config = self.config.model_copy(update={"pools": pools})
-        updated = pool_runtime(resolved, resolved.to_spec(index), runtime.provider)
+        updated = pool_runtime(resolved, self.config.pool_spec(index), runtime.provider)
         runtime.spec = updated.spec
         runtime.labels = updated.labels
         runtime.succeeded()

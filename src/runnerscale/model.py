@@ -198,6 +198,9 @@ class PoolSpec:
     #: notice, say): they count against ``max_runners`` and hold their slot, but take no new
     #: job, so they are not free; the controller removes them once they are not busy.
     draining: frozenset[str] = frozenset()
+    #: Where all of the pool's runners register (a ``Target.key``): a scale-set pool's
+    #: scale set's target. None: wherever its queued jobs are (``create_on``).
+    target: str | None = None
     #: A scale-set pool's demand: the jobs GitHub has assigned to its scale set, waiting or
     #: running (``statistics.totalAssignedJobs`` of the listener's last answer). None: a
     #: webhook pool, whose demand is the queued jobs its labels match.

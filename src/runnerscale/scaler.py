@@ -76,7 +76,7 @@ assigned to the scale set, waiting or running (``statistics.totalAssignedJobs``)
 count is ``max(0, assigned - busy)`` (busy runners run some of them), so ``desired =
 min(max_runners, assigned + min_idle)``; the cap, the budget and the failure backoff apply as
 to any pool. Queued jobs its labels match (a webhook or the poll saw them) are routed as usual
-but not counted again. Its runners register at the first target, where its scale set lives.
+but not counted again. Its runners register at its scale set's target (``PoolSpec.target``).
 
 Where new runners register (``create_on``)
 -------------------------------------------
@@ -270,8 +270,7 @@ def decide(
         decided = _within_budget(decided, pool, spent.get(pool.name, 0.0), now)
         decided = _hold_back(decided, backoff.get(pool.name, 0.0), now)
         create_on = _targets_for(
-            # A scale-set pool's scale set lives at the first target: its runners register there.
-            targets[:1] if pool.assigned_jobs is not None else targets,
+            _pool_targets(pool, targets),
             decided.create,
             pool_jobs,
             _not_draining(pool, by_pool[pool.name]),
@@ -324,6 +323,14 @@ def _held(decided: PoolDecision, by: HeldBackBy, why: str) -> PoolDecision:
         held_back_by=by,
         reason=f"{decided.reason}; {why}",
     )
+
+
+def _pool_targets(pool: PoolSpec, targets: Sequence[Target]) -> Sequence[Target]:
+    """Where the pool may register runners: its own target when it has one (a scale-set
+    pool's scale set lives there); a scale-set pool without one, the first; else all."""
+    if pool.target is not None:
+        return [target for target in targets if target.key == pool.target]
+    return targets[:1] if pool.assigned_jobs is not None else targets
 
 
 def _targets_for(

@@ -26,7 +26,7 @@ from runnerscale.controller.actions import Events, PoolRuntime
 from runnerscale.controller.janitor import JanitorSettings
 from runnerscale.controller.loops import Controller, ControllerSettings
 from runnerscale.controller.scaleset import ScaleSetState
-from runnerscale.model import PoolSpec
+from runnerscale.model import PoolSpec, Target
 from runnerscale.protocols import Clock, GitHubAPI, PollHints, PollPacer, Provider, Store
 from runnerscale.providers.registry import backend
 from runnerscale.scaleset_api import ScaleSetAPI
@@ -38,6 +38,7 @@ __all__ = [
     "build_controller",
     "controller_settings",
     "host_capacity",
+    "scale_set_clients",
     "pool_runtime",
 ]
 
@@ -125,6 +126,25 @@ def apply_settings(settings: ControllerSettings, config: Config) -> None:
     settings.queued_recheck = fresh.queued_recheck
     settings.janitor.create_timeout = fresh.janitor.create_timeout
     settings.janitor.delete_timeout = fresh.janitor.delete_timeout
+
+
+def scale_set_clients(
+    config: Config, client_at: Callable[[Target], ScaleSetAPI]
+) -> dict[str, ScaleSetAPI]:
+    """The Actions-service client of each scale-set pool, by pool name: ``client_at`` is
+    called once per distinct target of a scale set, and pools at one target share its client
+    (the daemon's is githubkit's over HTTP, the simulation's the in-process service). Empty
+    without scale-set pools."""
+    clients: dict[str, ScaleSetAPI] = {}
+    by_pool: dict[str, ScaleSetAPI] = {}
+    for pool in config.pools:
+        if pool.scale_set is None:
+            continue
+        target = config.scale_set_target(pool)
+        if target.key not in clients:
+            clients[target.key] = client_at(target)
+        by_pool[pool.name] = clients[target.key]
+    return by_pool
 
 
 def build_controller(

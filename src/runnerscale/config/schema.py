@@ -243,6 +243,13 @@ def check_labels(labels: list[str]) -> None:
             raise fail("contains a comma", "write each label as its own list item", at=(index,))
 
 
+def target_key(written: str) -> str:
+    """A target as a pool names it (``org:acme``, ``repo: acme/app``) in the form of
+    :attr:`Target.key`: blanks around the colon dropped, without case."""
+    kind, _, name = written.partition(":")
+    return f"{kind.strip()}:{name.strip()}".lower()
+
+
 def check_runner_group(name: str) -> None:
     if not name.strip():
         raise fail("is empty", "give the runner group's name, or remove runner_group")
@@ -426,7 +433,13 @@ class ScaleSetConfig(ConfigModel):
 
     name: str = Field(
         description="The scale set's name, which jobs write in runs-on (letters, digits, "
-        "'.', '_' and '-', at most 45); it is created at the first target when absent.",
+        "'.', '_' and '-', at most 45); it is created at its target when absent.",
+    )
+    target: str | None = Field(
+        default=None,
+        description="The target the scale set lives at, and the pool's runners register at, as "
+        "KIND:NAME of one of targets, e.g. org:acme, repo:acme/app or enterprise:acme "
+        "(default: the first target).",
     )
     runner_group: str = Field(
         default="Default",
@@ -1025,22 +1038,41 @@ class Config(ControlConfig):
         return self
 
     def _unique_scale_sets(self) -> None:
-        """Scale sets live at the first target, where a name is one scale set (GitHub
-        compares names without case): two pools cannot share one."""
-        names: dict[str, int] = {}
+        """A scale set lives at its target, where a name is one scale set (GitHub compares
+        names without case): two pools cannot share one there; at two targets they are two."""
+        keys = [target.to_target().key for target in self.targets]
+        names: dict[tuple[str, str], int] = {}
         for index, pool in enumerate(self.pools):
             if pool.scale_set is None:
                 continue
-            name = pool.scale_set.name.lower()
+            target = pool.scale_set.target
+            if target is not None and target_key(target) not in keys:
+                raise fail(
+                    f"is not one of the targets ({', '.join(keys)})",
+                    "write one of them as KIND:NAME, e.g. target: org:acme, or remove "
+                    "target (the scale set then lives at the first target)",
+                    at=("pools", index, "scale_set", "target"),
+                    echo=False,
+                )
+            name = (self.scale_set_target(pool).key, pool.scale_set.name.lower())
             if name in names:
                 raise fail(
                     f"the scale set {pool.scale_set.name!r} is already used by "
-                    f"pools[{names[name]}]; a scale set has one listener",
-                    "give every scale-set pool its own scale set name",
+                    f"pools[{names[name]}] at the same target; a scale set has one listener",
+                    "give every scale-set pool its own scale set name (or target)",
                     at=("pools", index, "scale_set", "name"),
                     echo=False,
                 )
             names[name] = index
+
+    def scale_set_target(self, pool: PoolConfig) -> Target:
+        """Where a scale-set pool's scale set lives and its runners register: its
+        ``scale_set.target``, else the first target."""
+        targets = self.to_targets()
+        wanted = None if pool.scale_set is None else pool.scale_set.target
+        if wanted is None:
+            return targets[0]
+        return next(target for target in targets if target.key == target_key(wanted))
 
     def local_work_root(self, pool: PoolConfig) -> Path:
         """Where a pool's runners get their directories when its backend keeps them on this
@@ -1050,7 +1082,16 @@ class Config(ControlConfig):
         return work_root if isinstance(work_root, Path) else self.state_dir / "runners"
 
     def pool_specs(self) -> list[PoolSpec]:
-        return [pool.to_spec(order) for order, pool in enumerate(self.pools)]
+        return [self.pool_spec(order) for order in range(len(self.pools))]
+
+    def pool_spec(self, order: int) -> PoolSpec:
+        """The scaler's view of ``pools[order]``; a scale-set pool's runners all register
+        at its scale set's target."""
+        pool = self.pools[order]
+        spec = pool.to_spec(order)
+        if pool.scale_set is None:
+            return spec
+        return replace(spec, target=self.scale_set_target(pool).key)
 
     def to_targets(self) -> list[Target]:
         return [target.to_target() for target in self.targets]

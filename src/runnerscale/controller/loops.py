@@ -1140,7 +1140,11 @@ class Controller:
             )
         runners = self.store.runners(pool=pool_name, states=list(LIVE_STATES))
         groups = manual_runners(spec, runners, count)
-        target = next(iter(self.targets.values()))
+        target = (
+            self.targets[spec.target]
+            if spec.target is not None
+            else next(iter(self.targets.values()))
+        )
         planned = [
             self.actions.plan_runner(pool, target, pool.runner_labels(extra)) for extra in groups
         ]

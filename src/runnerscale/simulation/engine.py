@@ -51,7 +51,7 @@ from runnerscale.simulation.results import (
 from runnerscale.simulation.scalesets import SimulatedScaleSetAPI
 from runnerscale.simulation.trace import TraceJob
 from runnerscale.store.memory import MemoryStore
-from runnerscale.wiring import build_controller
+from runnerscale.wiring import build_controller, scale_set_clients
 
 #: The virtual clock starts here by default (2026-01-01T00:00:00Z, a Thursday); reports count
 #: from the start. A trace of working hours meets its pools' warm windows (cron times of day)
@@ -190,14 +190,14 @@ class Engine:
 
     def _scale_set_apis(self, config: Config) -> dict[str, ScaleSetAPI]:
         """The in-process Actions service for the scale-set pools (none: no scale sets in
-        the world), one client for the first target, as the daemon has."""
-        pools = [pool.name for pool in config.pools if pool.scale_set is not None]
-        if not pools:
-            return {}
-        api = SimulatedScaleSetAPI(
-            ScaleSets(self.world), self.github, config.to_targets()[0], self._wait
+        the world), one client per target a scale set lives at, as the daemon has."""
+        if all(pool.scale_set is None for pool in config.pools):
+            return {}  # no service: it would draw from the world's seeded secrets
+        service = ScaleSets(self.world)
+        return scale_set_clients(
+            config,
+            lambda target: SimulatedScaleSetAPI(service, self.github, target, self._wait),
         )
-        return dict.fromkeys(pools, api)
 
     async def _wait(self, until: float) -> None:
         """A listener's wait: until the next step changes anything, or ``until``."""
