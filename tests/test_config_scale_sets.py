@@ -149,6 +149,42 @@ def test_two_pools_cannot_share_a_scale_set() -> None:
     assert "its own scale set name" in problem.hint
 
 
+TWO_ORGS = HEAD.replace("  - org: acme\n", "  - org: acme\n  - org: Other\n")
+
+
+def test_a_scale_set_lives_at_its_target_and_the_first_by_default() -> None:
+    at_other = ISSUE_POOL.replace("scaleset-x64", "other").replace(
+        "runner_group: Default", "runner_group: Default\n      target: 'org: other'"
+    )
+    config = parse_config(TWO_ORGS + ISSUE_POOL + at_other, source="rs.yaml", env={})
+    first, other = config.pools
+    assert config.scale_set_target(first).key == "org:acme"
+    assert config.scale_set_target(other).key == "org:other"
+    # The same name at two targets is two scale sets; each pool's runners register at its own.
+    assert [spec.target for spec in config.pool_specs()] == ["org:acme", "org:other"]
+
+
+def test_an_unknown_scale_set_target_lists_the_targets() -> None:
+    pool = ISSUE_POOL.replace("runner_group: Default", "runner_group: Default\n      target: org:acme2")
+    with pytest.raises(ConfigError) as caught:
+        parse_config(TWO_ORGS + pool, source="rs.yaml", env={})
+    (problem,) = caught.value.problems
+    assert (problem.line, problem.path) == (12, "pools[0].scale_set.target"), str(problem)
+    assert "is not one of the targets (org:acme, org:other)" in problem.message
+    assert "KIND:NAME" in problem.hint
+
+
+def test_two_pools_at_one_target_cannot_share_a_scale_set_name() -> None:
+    second = ISSUE_POOL.replace("scaleset-x64", "second").replace(
+        "runner_group: Default", "runner_group: Default\n      target: ORG:acme"
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_config(TWO_ORGS + ISSUE_POOL + second, source="rs.yaml", env={})
+    (problem,) = caught.value.problems
+    assert problem.path == "pools[1].scale_set.name"
+    assert "already used by pools[0] at the same target" in problem.message
+
+
 def test_the_schema_describes_demand_and_the_scale_set_block() -> None:
     schema = config_json_schema()
     text = str(schema)

@@ -113,6 +113,26 @@ def test_the_daemon_builds_one_client_at_the_first_target(
     assert made == [(github, config().to_targets()[0], clock)]
 
 
+def test_the_daemon_builds_one_client_per_target_of_a_scale_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: list[object] = []
+
+    class ScaleSetClient:
+        def __init__(self, github: object, target: object, *, clock: object) -> None:
+            made.append(target)
+
+    monkeypatch.setattr("runnerscale.daemon.ScaleSetClient", ScaleSetClient)
+    two = parse_config(
+        CONFIG.replace("{name: runnerscale-arm64}", "{name: runnerscale-arm64, target: org:other}"),
+        source="rs.yaml",
+        env={},
+    )
+    apis = scale_set_apis(two, object(), VirtualClock())  # type: ignore[arg-type]
+    assert apis["scaleset-arm"] is not apis["scaleset-x64"]
+    assert made == two.to_targets()  # org:acme for x64, org:other for arm
+
+
 def test_no_client_without_scale_set_pools() -> None:
     webhooks_only = parse_config(
         CONFIG[: CONFIG.index("  - name: scaleset-x64")]
