@@ -55,6 +55,9 @@ class ScaleSetRig:
     github: FakeGitHub = field(default_factory=FakeGitHub)
     provider: FakeProvider = field(default_factory=lambda: FakeProvider(POOL))
     max_runners: int = 4
+    targets: list[Target] = field(default_factory=lambda: [ORG])
+    #: The pool's ``PoolSpec.target`` (its scale set's target; None: the first).
+    pool_target: str | None = None
     stores: list[SqlStore] = field(default_factory=list)
     controller: Controller = field(init=False)
 
@@ -70,6 +73,7 @@ class ScaleSetRig:
             max_runners=self.max_runners,
             idle_timeout=60.0,
             assigned_jobs=0,
+            target=self.pool_target,
         )
         pool = PoolRuntime(
             spec=spec,
@@ -83,7 +87,7 @@ class ScaleSetRig:
             self.github,
             self.clock,
             pools=[pool],
-            targets=[ORG],
+            targets=self.targets,
             settings=ControllerSettings(),
             scale_sets={POOL: self.service},
             owner=OWNER,
@@ -351,6 +355,31 @@ async def test_runners_are_registered_in_the_scale_set(rig: ScaleSetRig) -> None
     runner = rig.store.get_runner(name)
     assert runner is not None
     assert runner.target == ORG.key
+
+
+async def test_runners_register_at_the_target_of_the_scale_set(tmp_path: Path) -> None:
+    other = Target("org", "other")
+    clock = VirtualClock()
+    rig = ScaleSetRig(
+        tmp_path / "state.db",
+        clock,
+        FakeScaleSetService(clock),
+        targets=[ORG, other],
+        pool_target=other.key,
+    )
+    try:
+        await rig.connect()
+        rig.service.send(SET, event(ASSIGNED, 11), assigned=2)
+        await rig.listener.step()
+        await rig.controller.reconcile_once()
+        manual = await rig.controller.scale_up(POOL, 1)
+        runners = rig.store.runners()
+        assert len(runners) == 3 and manual
+        assert {runner.target for runner in runners} == {other.key}
+        assert all(rig.service.runner_named(runner.name) for runner in runners)
+    finally:
+        for store in rig.stores:
+            store.close()
 
 
 async def test_no_runner_is_registered_before_the_scale_set_is_known(rig: ScaleSetRig) -> None:
