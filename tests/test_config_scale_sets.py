@@ -165,7 +165,9 @@ def test_a_scale_set_lives_at_its_target_and_the_first_by_default() -> None:
 
 
 def test_an_unknown_scale_set_target_lists_the_targets() -> None:
-    pool = ISSUE_POOL.replace("runner_group: Default", "runner_group: Default\n      target: org:acme2")
+    pool = ISSUE_POOL.replace(
+        "runner_group: Default", "runner_group: Default\n      target: org:acme2"
+    )
     with pytest.raises(ConfigError) as caught:
         parse_config(TWO_ORGS + pool, source="rs.yaml", env={})
     (problem,) = caught.value.problems

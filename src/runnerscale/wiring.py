@@ -38,8 +38,8 @@ __all__ = [
     "build_controller",
     "controller_settings",
     "host_capacity",
-    "scale_set_clients",
     "pool_runtime",
+    "scale_set_clients",
 ]
 
 #: The cap a pool's host puts on its runners (None: none but ``max_runners``).

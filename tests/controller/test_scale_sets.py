@@ -374,7 +374,8 @@ async def test_runners_register_at_the_target_of_the_scale_set(tmp_path: Path) -
         await rig.controller.reconcile_once()
         manual = await rig.controller.scale_up(POOL, 1)
         runners = rig.store.runners()
-        assert len(runners) == 3 and manual
+        assert len(runners) == 3
+        assert manual
         assert {runner.target for runner in runners} == {other.key}
         assert all(rig.service.runner_named(runner.name) for runner in runners)
     finally:

@@ -1,13 +1,14 @@
 """A scale-set pool's listener: GitHub's long poll as the pool's demand source.
 
-A pool with ``demand: scale_set`` owns a runner scale set at its first target. Its listener,
-a task of its own, finds or creates the scale set, opens the scale set's one message session
-(as the deployment's controller id), and then long-polls for messages. Every answer carries
-``statistics.totalAssignedJobs``: the jobs GitHub holds for the pool, waiting or running, which
-the scaler takes as the pool's demand (``PoolSpec.assigned_jobs``). The job messages of a batch
-(``JobAssigned``, ``JobStarted``, ``JobCompleted``) go through the same path as a webhook's
-observation (:meth:`Controller.observe`), so a runner is marked busy and finished as it is
-for a webhook pool; ``JobAvailable`` jobs (older GHES) are acquired first.
+A pool with ``demand: scale_set`` owns a runner scale set at its target (``scale_set.target``,
+default the first). Its listener, a task of its own, finds or creates the scale set, opens the
+scale set's one message session (as the deployment's controller id), and then long-polls for
+messages. Every answer carries ``statistics.totalAssignedJobs``: the jobs GitHub holds for the
+pool, waiting or running, which the scaler takes as the pool's demand
+(``PoolSpec.assigned_jobs``). The job messages of a batch (``JobAssigned``, ``JobStarted``,
+``JobCompleted``) go through the same path as a webhook's observation
+(:meth:`Controller.observe`), so a runner is marked busy and finished as it is for a webhook
+pool; ``JobAvailable`` jobs (older GHES) are acquired first.
 
 Deciding is apart from doing: :func:`effects_of` says what a message means (pure), and
 :class:`ScaleSetListener` applies it, persists it, and only then acknowledges it.
