@@ -311,3 +311,44 @@ async def test_no_scale_set_secret_in_the_log_or_on_a_command_line(
     secrets = [TOKEN, *(secret for kind in issued.values() for secret in kind)]  # all now
     leaked = [number for number, secret in enumerate(secrets) if secret in text]
     assert leaked == [], "secrets (by number) in the daemon's log"
+
+
+async def test_two_orgs_each_with_its_scale_set_pool_serve_their_own_jobs(
+    simulator: SimulatorServer, tmp_path: Path
+) -> None:
+    """``scale_set.target``: one scale set of the same name in each of two organisations;
+    each org's jobs are run by its own pool's runners, registered there."""
+    simulator.simulator.world.ensure_repo("widgets/app")
+    widgets_pool = (
+        scale_set_pool(tmp_path, max_runners=3)
+        .replace("scaleset-x64", "widgets-x64")
+        .replace("runner_group: Default", "runner_group: Default\n      target: org:widgets")
+    )
+    config = write_config(
+        tmp_path,
+        simulator.url,
+        target="org: acme\n  - org: widgets",
+        pools=scale_set_pool(tmp_path, max_runners=3) + widgets_pool,
+    )
+    world = simulator.simulator.world
+    async with in_process_daemon(config) as daemon:
+        await wait_until(lambda: open_sessions(simulator) == 2, 30, "both listeners' sessions")
+        jobs = world.create_jobs(
+            [
+                JobSpec(repo, (SCALE_SET,), 1.0, None, f"{repo}-{i}")
+                for repo in ("acme/app", "widgets/app")
+                for i in range(3)
+            ]
+        )
+        simulator.simulator.notify()
+        job_ids = [job.id for job in jobs]
+        await wait_until(lambda: all_done(world, job_ids), 90, "6 jobs to complete")
+        assert succeeded(jobs)
+        pool_of = {runner.name: (runner.pool, runner.target) for runner in daemon.store.runners()}
+        served = {(job.repo.full_name, pool_of[job.runner_name or ""]) for job in jobs}
+        assert served == {
+            ("acme/app", ("scaleset-x64", "org:acme")),
+            ("widgets/app", ("widgets-x64", "org:widgets")),
+        }
+        await cleaned_up(simulator, daemon, tmp_path / "runners")
+    assert open_sessions(simulator) == 0
