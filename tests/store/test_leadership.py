@@ -140,7 +140,9 @@ def test_a_leader_whose_session_is_dropped_loses_the_lead_at_its_next_check(
         host=url.host, port=url.port, user=url.username, dbname=url.database, autocommit=True
     ) as admin:
         ended = admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            # With a timeout it returns once the backend is gone (and its locks with it),
+            # not when the signal is sent: the standby's next try must find the lock free.
+            "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity"
             " WHERE application_name = 'runnerscale leadership' AND pid IN"
             " (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
             "  AND objsubid = 2)"
