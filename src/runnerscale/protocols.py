@@ -40,6 +40,7 @@ __all__ = [
     "PlacingProvider",
     "Provider",
     "ProviderError",
+    "RemovesAll",
     "Store",
 ]
 
@@ -187,6 +188,21 @@ class OnlineAware(Provider, Protocol):
 
     async def runner_online(self, instance_id: str) -> None:
         """The runner on ``instance_id`` is online (idle or busy) in GitHub."""
+        ...
+
+
+@runtime_checkable
+class RemovesAll(Provider, Protocol):
+    """A provider that can remove every instance of its pool in one call (optional: garm's
+    ``RemoveAllInstances``, which the external backend runs).
+
+    ``runnerscale pools drain POOL`` calls it once the drained pool holds no busy runner, to
+    sweep whatever the backend still holds for the pool; a provider without it has each
+    instance its :meth:`Provider.list` shows deleted instead. Like ``delete``, it succeeds
+    when nothing is left, and raises :class:`ProviderError` when it cannot."""
+
+    async def remove_all(self) -> None:
+        """Remove every instance of this pool (of this controller) the backend holds."""
         ...
 
 

@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runnerscale import plugins
+from runnerscale.instance_access import InstanceAccess
 from runnerscale.protocols import Provider
 
 if TYPE_CHECKING:
@@ -98,6 +99,10 @@ class BackendContext:
     #: "insufficient_capacity")`` (the metric ``runnerscale_backend_events_total``). Both are
     #: short fixed words: never an instance id, a name or anything secret.
     record: Callable[[str, str], None] = _record_nothing
+    #: The daemon's per-instance credentials (:mod:`runnerscale.instance_access`): a backend
+    #: whose instances fetch their JIT config from the daemon (the external backend) grants
+    #: each one a token here. None where no daemon serves them (``config validate``, tests).
+    instance_access: InstanceAccess | None = None
 
 
 @dataclass(frozen=True)
