@@ -49,7 +49,7 @@ imports): keep the SDK out of it. Nothing here imports a backend.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -103,6 +103,20 @@ class BackendContext:
     #: whose instances fetch their JIT config from the daemon (the external backend) grants
     #: each one a token here. None where no daemon serves them (``config validate``, tests).
     instance_access: InstanceAccess | None = None
+    #: The pool's ``boot_timeout``: how long its runner may take to come online after it is
+    #: created (a grant's token need not outlive the create plus this).
+    boot_timeout: float = 300.0
+    #: The web URL of the GitHub target the pool's runners register at
+    #: (``https://github.com/acme``, ``https://ghe.example.com/acme/app``); "" when unknown.
+    target_url: str = ""
+    #: The runner group the pool's runners join ("" when the default).
+    runner_group: str = ""
+    #: The runner application downloads GitHub offers the pool's target, as GitHub's API
+    #: answers them (objects with ``os``, ``architecture``, ``download_url``, ``filename``
+    #: and, where given, ``temp_download_token`` and ``sha256_checksum``), asked when
+    #: awaited; None where no GitHub client is at hand. Raises
+    #: :class:`~runnerscale.protocols.GitHubError` when GitHub cannot answer now.
+    runner_downloads: Callable[[], Awaitable[list[dict[str, str]]]] | None = None
 
 
 @dataclass(frozen=True)
