@@ -384,11 +384,26 @@ def sim_runner(
             show_default=False,
         ),
     ] = None,
+    root: Annotated[
+        Path,
+        typer.Option(
+            help="The runner's folder: with no JIT config given, its settings files (.runner, "
+            ".credentials, .credentials_rsaparams) are read there, as the official runner "
+            "reads those a boot script fetched.",
+        ),
+    ] = Path("."),
 ) -> None:
     """Stand-in for the official runner: take one job from the simulator, run it, exit."""
-    from runnerscale.fakegithub.runner import run_stand_in, take_jitconfig
+    from runnerscale.fakegithub.jitconfig import JitConfigError
+    from runnerscale.fakegithub.runner import jitconfig_from_files, run_stand_in, take_jitconfig
 
-    raise typer.Exit(asyncio.run(run_stand_in(take_jitconfig(jitconfig))))
+    encoded = take_jitconfig(jitconfig)
+    if encoded is None:
+        try:
+            encoded = jitconfig_from_files(root)
+        except JitConfigError as error:
+            raise fail(f"sim-runner: {error}") from None
+    raise typer.Exit(asyncio.run(run_stand_in(encoded)))
 
 
 # ---------------------------------------------------------------------- the daemon

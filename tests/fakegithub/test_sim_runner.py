@@ -4,6 +4,8 @@ JIT config in ``ACTIONS_RUNNER_INPUT_JITCONFIG`` (or, still, on its command line
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
 import signal
 import sys
@@ -22,14 +24,14 @@ AUTH = {"Authorization": "token ghp_simulator_test_token"}
 
 
 async def spawn(
-    jitconfig: str | None, *, on_command_line: bool = False
+    jitconfig: str | None, *, on_command_line: bool = False, options: list[str] | None = None
 ) -> asyncio.subprocess.Process:
     """``runnerscale sim-runner`` with the JIT config in its environment, as backends start it
     (``on_command_line``: as ``--jitconfig``, as they did before)."""
     env = {name: value for name, value in os.environ.items() if name != JITCONFIG_ENV}
-    options = []
+    options = list(options or [])
     if jitconfig is not None and on_command_line:
-        options = ["--jitconfig", jitconfig]
+        options += ["--jitconfig", jitconfig]
     elif jitconfig is not None:
         env[JITCONFIG_ENV] = jitconfig
     return await asyncio.create_subprocess_exec(
@@ -217,3 +219,28 @@ async def test_a_cancelled_job_stops_the_runner_cleanly(
     assert code == 0, output
     assert "was cancelled" in output
     assert runner_id not in world.runners
+
+
+async def test_it_reads_the_settings_files_a_boot_script_fetched(
+    simulator: SimulatorServer, control: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """Without a JIT config given, the runner reads ``.runner``, ``.credentials`` and
+    ``.credentials_rsaparams`` in its folder, as the official runner does once garm's boot
+    script (or the external backend's) fetched them one by one."""
+    await control.post("/_sim/repos", json={"repo": "acme/app"})
+    runner_id, jitconfig = await new_jit(control)
+    for name, content in json.loads(base64.b64decode(jitconfig)).items():
+        (tmp_path / name).write_bytes(base64.b64decode(content))
+    process = await spawn(None, options=["--root", str(tmp_path)])
+    world = simulator.simulator.world
+    await wait_until(lambda: world.runners[runner_id].connected)
+    process.send_signal(signal.SIGTERM)
+    code, output = await finish(process)
+    assert code == 0, output
+
+
+async def test_a_missing_settings_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / ".runner").write_text("{}")
+    code, output = await finish(await spawn(None, options=["--root", str(tmp_path)]))
+    assert code == 2
+    assert "cannot read the runner's settings file .credentials" in output

@@ -13,6 +13,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -68,6 +69,24 @@ def encode(config: JitConfig) -> str:
             ".credentials_rsaparams": _b64_json({"simulated": True}),
         }
     )
+
+
+#: The settings files an encoded config holds, as the official runner names them in its folder.
+SETTINGS_FILES = (".runner", ".credentials", ".credentials_rsaparams")
+
+
+def from_files(root: Path) -> str:
+    """The encoded configuration of the settings files in ``root`` (each file's content, as
+    the runner's folder holds it, is one base64 value of the outer object)."""
+    files = {}
+    for name in SETTINGS_FILES:
+        try:
+            files[name] = base64.b64encode((root / name).read_bytes()).decode()
+        except OSError as error:
+            raise JitConfigError(
+                f"cannot read the runner's settings file {name} in {root}: {error.strerror}"
+            ) from None
+    return base64.b64encode(json.dumps(files, separators=(",", ":")).encode()).decode()
 
 
 def _optional_text(value: Any) -> str | None:

@@ -7,7 +7,9 @@ exactly as they launch the real runner, so the whole autoscaler can be exercised
 
 It takes the configuration where the official runner does (:func:`take_jitconfig`): the
 ``--jitconfig`` option, else the environment variable ``ACTIONS_RUNNER_INPUT_JITCONFIG``, which
-keeps it off the command line that every local user can read.
+keeps it off the command line that every local user can read; else the settings files in its
+root folder (:func:`jitconfig_from_files`), where a boot script that fetched them one by one
+(garm's, the external backend's) puts them for the official runner's ``run.sh``.
 
 The protocol (all JSON, ``Authorization: Bearer <runner credential>``, under ``/_sim/runner``):
 ``POST connect``; ``GET job?wait=S`` (long-poll; ``{"job": null}`` or the job message);
@@ -28,11 +30,12 @@ import ssl
 import sys
 from collections.abc import MutableMapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
 
-from runnerscale.fakegithub.jitconfig import JitConfig, JitConfigError, decode
+from runnerscale.fakegithub.jitconfig import JitConfig, JitConfigError, decode, from_files
 
 EXIT_OK = 0
 EXIT_BAD_CONFIG = 2
@@ -72,6 +75,16 @@ def take_jitconfig(
         if name.upper() == JITCONFIG_ENV and value:
             found = value
     return option if option else found
+
+
+def jitconfig_from_files(root: Path) -> str | None:
+    """The encoded JIT config made of the settings files in ``root`` (``.runner``,
+    ``.credentials``, ``.credentials_rsaparams``, as GitHub's encoded config holds them and
+    the official runner reads them from its folder); None when ``.runner`` is not there.
+    Raises :class:`JitConfigError` when a file is missing or unreadable."""
+    if not (root / ".runner").exists():
+        return None
+    return from_files(root)
 
 
 class UnregisteredError(Exception):
@@ -206,7 +219,8 @@ async def run_stand_in(encoded: str | None, out: TextIO = sys.stdout) -> int:
     """Run the stand-in runner with the encoded config (None: none was given; exit 2)."""
     if encoded is None:
         print(
-            f"sim-runner: no JIT config: set {JITCONFIG_ENV} (or give --jitconfig, which "
+            f"sim-runner: no JIT config: set {JITCONFIG_ENV}, or run it where the runner's "
+            "settings files are (.runner, .credentials: --root DIR), or give --jitconfig (which "
             "every local user can read on the command line)",
             file=sys.stderr,
         )
