@@ -60,9 +60,7 @@ def test_a_drained_scale_set_pool_creates_nothing_for_its_assigned_jobs() -> Non
 
 
 def test_a_drained_pool_over_several_hosts_creates_nothing_either() -> None:
-    spec = replace(
-        pool("x64", min_idle=1), drained=True, groups=(LabelGroup(frozenset(), 4),)
-    )
+    spec = replace(pool("x64", min_idle=1), drained=True, groups=(LabelGroup(frozenset(), 4),))
     x64 = decide([spec], queued(2), [runner("a", IDLE, idle_since=NOW)], NOW).pools["x64"]
     assert (x64.create, x64.create_labels, x64.remove) == (0, (), ("a",))
 
