@@ -60,7 +60,7 @@ def test_the_drain_says_what_it_removed_and_what_is_left() -> None:
 
 
 def test_wait_says_each_stage_once_until_swept() -> None:
-    clock, said = Ticking(), []
+    clock, said = Ticking(), list[str]()
     answers = reads(
         status(drain("draining: 2 busy runners left", busy=2)),
         status(drain("draining: 2 busy runners left", busy=2)),
@@ -79,7 +79,7 @@ def test_wait_says_each_stage_once_until_swept() -> None:
 
 
 def test_wait_gives_up_after_the_timeout_saying_what_is_left() -> None:
-    clock, said = Ticking(), []
+    clock, said = Ticking(), list[str]()
     answers = reads(status(drain("drained"), last_error="sweeping its backend failed: 503"))
     with pytest.raises(DrainWaitError) as raised:
         wait_drained(

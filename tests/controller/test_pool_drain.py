@@ -132,7 +132,8 @@ async def test_a_failed_sweep_is_retried_after_the_pools_backoff(
         await world.poll()
     assert "pool linux: sweeping its backend after the drain failed" in caplog.text
     assert not world.pool.healthy
-    assert world.pool.drained is not None and not world.pool.drained.swept
+    assert world.pool.drained is not None
+    assert not world.pool.drained.swept
     await world.poll()  # within the backoff: not asked again
     assert world.journal.ops("provider").count("remove_all") == 1
     world.clock.advance(10)
@@ -174,9 +175,9 @@ async def test_resume_scales_again_and_scale_up_is_refused_while_drained(world: 
 async def test_the_drain_survives_a_restart_and_so_does_its_sweep(world: Rig) -> None:
     await world.controller.drain_pool("linux")
     await world.poll()  # nothing live: swept
-    assert world.journal.ops("provider").count("list") >= 1
     world.restart()
-    assert world.pool.drained is not None and world.pool.drained.swept
+    assert world.pool.drained is not None
+    assert world.pool.drained.swept
     await world.queue(1)
     await world.reconcile()
     assert world.runners() == []
