@@ -244,10 +244,13 @@ class DaemonHTTP:
             return _message(404, f"no pool named {name!r} (pools: {known})")
         return str(name)
 
+    def _acted_on(self, request: Request) -> str | Response:
+        """The pool a change names, or its refusal: a standby acts on none (409), an unknown
+        pool is a 404 naming the pools."""
+        return self._standing_by() or self._pool(request)
+
     async def scale_up(self, request: Request) -> Response:
-        if refused := self._standing_by():
-            return refused
-        pool = self._pool(request)
+        pool = self._acted_on(request)
         if isinstance(pool, Response):
             return pool
         count = await self._count(request)
@@ -262,9 +265,7 @@ class DaemonHTTP:
         return JSONResponse({"created": created, "requested": count})
 
     async def scale_down(self, request: Request) -> Response:
-        if refused := self._standing_by():
-            return refused
-        pool = self._pool(request)
+        pool = self._acted_on(request)
         if isinstance(pool, Response):
             return pool
         removed = await self.controller.scale_down(pool_name=pool)
@@ -275,9 +276,7 @@ class DaemonHTTP:
     async def drain(self, request: Request) -> Response:
         """Take a pool out of service (:mod:`runnerscale.controller.pooldrain`): what was
         removed now, what is left (busy runners finish their jobs)."""
-        if refused := self._standing_by():
-            return refused
-        pool = self._pool(request)
+        pool = self._acted_on(request)
         if isinstance(pool, Response):
             return pool
         report = await self.controller.drain_pool(pool)
@@ -285,9 +284,7 @@ class DaemonHTTP:
 
     async def resume(self, request: Request) -> Response:
         """Put a drained pool back in service (``resumed``: false when it was not drained)."""
-        if refused := self._standing_by():
-            return refused
-        pool = self._pool(request)
+        pool = self._acted_on(request)
         if isinstance(pool, Response):
             return pool
         return JSONResponse({"pool": pool, "resumed": self.controller.resume_pool(pool)})

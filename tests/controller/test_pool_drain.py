@@ -19,21 +19,7 @@ from runnerscale.protocols import DeleteOutcome
 from runnerscale.server import DaemonHTTP
 from runnerscale.succession import Role
 from tests.controller.conftest import MakeRig, Rig
-
-
-async def busy_with_job(world: Rig, job_id: int) -> str:
-    """A runner that took job ``job_id`` and runs it (the pool has no other runner yet)."""
-    await world.queue(job_id)
-    await world.reconcile()
-    (runner,) = world.runners(RunnerState.BOOTING)
-    world.github.set_runner(runner.name, online=True, busy=True)
-    await world.deliver(
-        world.github.update_job(
-            job_id, state=JobState.IN_PROGRESS, runner_name=runner.name, started_at=1.0
-        )
-    )
-    assert world.runner(runner.name).state is RunnerState.BUSY
-    return runner.name
+from tests.controller.test_reruns import running
 
 
 async def finish(world: Rig, job_id: int, name: str) -> None:
@@ -56,7 +42,7 @@ def drain_state(world: Rig) -> str:
 async def test_idle_and_booting_go_now_busy_finishes_its_job_then_the_backend_is_swept_once(
     world: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:
-    busy = await busy_with_job(world, 7)
+    busy = await running(world, 7)
     idle = await world.idle_runner()
     booting = await world.booting_runner()
     leftover = world.provider.add_instance("rs-linux-leftover")  # nothing tracks it
