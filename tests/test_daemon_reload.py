@@ -43,3 +43,20 @@ async def test_reload_changes_a_pools_budget_in_place(tmp_path: Path) -> None:
         assert pool.spec.budget_per_day is None
     finally:
         await daemon.stop()
+
+
+async def test_a_drained_pool_stays_drained_through_a_reload(tmp_path: Path) -> None:
+    """A reload changes a pool's limits in place: the operator's drain is not the config's."""
+    plain = local_config(tmp_path, "[self-hosted, linux]")
+    roomier = plain.model_copy(
+        update={"pools": [plain.pools[0].model_copy(update={"max_runners": 2})]}
+    )
+    daemon = Daemon.build(plain)
+    try:
+        await daemon.controller.drain_pool("linux-x64")
+        assert daemon.reload(roomier) == ["pool linux-x64: limits updated"]
+        pool = daemon.controller.pools["linux-x64"]
+        assert pool.drained is not None
+        assert pool.spec_at(0.0).drained
+    finally:
+        await daemon.stop()

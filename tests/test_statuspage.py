@@ -22,6 +22,7 @@ from runnerscale.controller.loops import (
     ScaleSetStatus,
     Status,
 )
+from runnerscale.controller.pooldrain import DrainStatus
 from runnerscale.fakegithub.server import SimulatorServer
 from runnerscale.httpserve import LoopbackServer
 from runnerscale.statuspage import HEADERS, PAGE
@@ -250,6 +251,36 @@ async def test_the_page_shows_spend_against_the_budget_and_draining_runners(
         "and takes no other",
         "pool ec2-x64: runner rs-ec2-b drains (spot rebalance recommendation): idle, being removed",
     ]
+
+
+#: A pool an operator drained, its busy runners finishing, and one in service.
+DRAINED_STATUS = asdict(
+    Status(
+        pools=[
+            PoolStatus(
+                name="linux",
+                max_runners=4,
+                min_idle=0,
+                busy=1,
+                drain=DrainStatus(1_000.0, 1, 0, False, "draining: 1 busy runner left"),
+            ),
+            PoolStatus(name="gpu", max_runners=2, min_idle=0),
+        ],
+        updated_at=1_300.0,
+    )
+)
+
+DRAINED_ROWS = """(() => {
+  const rows = [...document.querySelectorAll("#pools tbody tr[data-pool]")];
+  if (rows.length === 0) return null;
+  return rows.map((row) => row.children[0].textContent);
+})()"""
+
+
+@pytest.mark.chromium
+async def test_the_page_shows_a_drained_pool_and_how_far_its_drain_is(tmp_path: Path) -> None:
+    shown = await shown_on_the_page(tmp_path, DRAINED_STATUS, DRAINED_ROWS)
+    assert shown == ["linux draining: 1 busy runner left", "gpu"]
 
 
 #: Two scale-set pools, one listening and one whose session failed before the listener found

@@ -126,6 +126,24 @@ def test_a_runner_whose_instance_drains_says_why_and_what_becomes_of_it() -> Non
     assert "drains" not in printed(a_status())
 
 
+def test_a_drained_pool_is_marked_and_says_how_far_its_drain_is() -> None:
+    body = a_status()
+    body["pools"][0]["drain"] = {
+        "since": NOW - 125,
+        "busy_left": 2,
+        "leaving": 0,
+        "swept": False,
+        "state": "draining: 2 busy runners left",
+    }
+    text = printed(body)
+    assert "linux-x64 (drained)" in text
+    assert (
+        "pool linux-x64: out of service for 2m 05s, draining: 2 busy runners left "
+        "(runnerscale pools resume linux-x64 puts it back)"
+    ) in text
+    assert "drained" not in printed(a_status())
+
+
 def test_what_a_pool_spends_is_shown_against_its_budget() -> None:
     body = a_status()
     body["pools"][0].update(spend_today=50.13, cost_total=1234.5, budget_per_day=50.0)

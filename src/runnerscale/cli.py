@@ -412,6 +412,11 @@ config_app = typer.Typer(help="Check a configuration file, or print its JSON Sch
 scale_app = typer.Typer(help="Scale a pool by hand through the running daemon.")
 app.add_typer(config_app, name="config")
 app.add_typer(scale_app, name="scale")
+pools_app = typer.Typer(
+    help="Take a pool out of service safely (busy runners finish their jobs), or put it back, "
+    "through the running daemon."
+)
+app.add_typer(pools_app, name="pools")
 
 ConfigOption = Annotated[
     Path,
@@ -825,6 +830,57 @@ def scale_down(
     removed = body.get("removed", [])
     assert isinstance(removed, list)
     typer.echo(f"removed {len(removed)}: {', '.join(removed) or 'none idle'}")
+
+
+@pools_app.command("drain")
+def pools_drain(
+    pool: Annotated[str, typer.Argument(help="The pool to take out of service.")],
+    config: ConfigOption,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait", help="Wait until its busy runners are done and its backend is swept."
+        ),
+    ] = False,
+    timeout: Annotated[
+        str, typer.Option(help="With --wait: how long at most (30s, 10m, 1h30m).")
+    ] = "30m",
+) -> None:
+    """Take a pool out of service: it starts no runner (its queued jobs wait), its runners
+    without a job are removed now, busy ones finish their job (never killed); once none is
+    left, its backend is swept. It stays drained across restarts until `pools resume`."""
+    from runnerscale.config.units import parse_duration
+    from runnerscale.controlclient import ControlClientError, request_json
+    from runnerscale.poolsview import DrainWaitError, drained_lines, wait_drained
+
+    try:
+        seconds = parse_duration(timeout)
+    except ValueError as error:
+        raise fail(f"--timeout {timeout}: {error}") from None
+    loaded = _load_control(config)
+    answer = _call_daemon(loaded, "POST", f"/api/v1/pools/{pool}/drain", {})
+    for line in drained_lines(answer):
+        typer.echo(line)
+    if not wait:
+        return
+    try:
+        wait_drained(
+            lambda: request_json(loaded, "GET", "/api/v1/status"), pool, seconds, typer.echo
+        )
+    except (DrainWaitError, ControlClientError) as error:
+        raise fail(str(error), code=1) from None
+
+
+@pools_app.command("resume")
+def pools_resume(
+    pool: Annotated[str, typer.Argument(help="The drained pool to put back in service.")],
+    config: ConfigOption,
+) -> None:
+    """Put a drained pool back in service: it scales as its configuration says again."""
+    from runnerscale.poolsview import resumed_line
+
+    answer = _call_daemon(_load_control(config), "POST", f"/api/v1/pools/{pool}/resume", {})
+    typer.echo(resumed_line(answer))
 
 
 # ---------------------------------------------------------------------- the service

@@ -133,6 +133,11 @@ _POOL_GAUGES: tuple[tuple[str, str, Callable[[PoolStatus], float]], ...] = (
         busy_ratio,
     ),
     (
+        "runnerscale_pool_drained",
+        "1 while an operator holds the pool out of service (runnerscale pools drain)",
+        lambda pool: 0.0 if pool.drain is None else 1.0,
+    ),
+    (
         "runnerscale_pool_healthy",
         "1 when the pool's backend works",
         lambda pool: 1.0 if pool.healthy else 0.0,

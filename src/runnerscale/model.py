@@ -205,6 +205,10 @@ class PoolSpec:
     #: running (``statistics.totalAssignedJobs`` of the listener's last answer). None: a
     #: webhook pool, whose demand is the queued jobs its labels match.
     assigned_jobs: int | None = None
+    #: Taken out of service by an operator (``runnerscale pools drain``): it creates no
+    #: runner (no demand, no ``min_idle``), every idle runner goes at once whatever its idle
+    #: time, busy ones finish their job. Its queued jobs wait (still routed to it).
+    drained: bool = False
 
     def live_groups(self) -> list[LabelGroup]:
         """Its node groups that can take a runner, narrowest first (fewest extra labels, then
@@ -475,3 +479,15 @@ class InstanceSpec:
     pool: str
     jitconfig: str = field(repr=False)
     labels: tuple[str, ...] = ()
+
+
+@dataclass
+class PoolDrain:
+    """A pool an operator took out of service (``runnerscale pools drain``): since when, and
+    whether its backend was swept once it held no live runner. Kept in the store (key
+    ``pool-drained:POOL``), so a restart or a reload keeps the pool out of service."""
+
+    since: float
+    swept: bool = False
+    #: Why the last sweep of its backend failed (memory only; None: none failed).
+    sweep_error: str | None = None

@@ -54,6 +54,14 @@ Counting rules (per pool)
   another runner; they are never scaled down here (the controller removes them once they are
   not busy, with the reason ``interrupted``). The reason counts them (``1 draining``).
 
+- A drained pool (``PoolSpec.drained``: an operator took it out of service with
+  ``runnerscale pools drain``) creates nothing: no runner for its queued jobs (they stay
+  queued, routed to it, and counted), none for ``min_idle``, whatever the budget or backoff.
+  Every idle runner of it is removed now, whatever its idle time, oldest idle first; busy
+  ones finish their job (never stopped), then are reaped like any finished runner. Its
+  ``desired`` is its busy runners. The controller removes its booting runners and, once it
+  holds no live runner, sweeps its backend (``runnerscale.controller.pooldrain``).
+
 - Finished runners (their one job is done) are reaped: ``reap`` names them all, oldest first.
   They still count against the cap in the cycle that reaps them (their removal may fail, and
   an instance may still be there); the next cycle, once they are gone, uses their slots.
@@ -267,6 +275,8 @@ def decide(
         # webhook or poll, or reported by its listener) are not counted a second time.
         pool_jobs = queued[pool.name] if pool.assigned_jobs is None else []
         decided = _decide_pool(pool, pool_jobs, by_pool[pool.name], now)
+        if pool.drained:
+            decided = _drained(decided, by_pool[pool.name])
         decided = _within_budget(decided, pool, spent.get(pool.name, 0.0), now)
         decided = _hold_back(decided, backoff.get(pool.name, 0.0), now)
         create_on = _targets_for(
@@ -282,6 +292,31 @@ def decide(
         )
         decisions[pool.name] = replace(decided, create_on=create_on, reap=reap)
     return Decision(pools=decisions, job_pools=job_pools, unmatched=tuple(sorted(unmatched)))
+
+
+def _drained(decided: PoolDecision, runners: Sequence[Runner]) -> PoolDecision:
+    """A drained pool: nothing created, every idle runner removed (oldest idle first), its
+    queued jobs left waiting; the reason says so (after the counts ``_decide_pool`` wrote)."""
+    idle = tuple(runner.name for runner in _idle_longest_first(runners))
+    done: list[str] = []
+    if decided.queued:
+        done.append(f"{decided.queued} queued wait")
+    if idle:
+        done.append(f"remove {len(idle)} idle")
+    if decided.busy == 1:
+        done.append("1 busy finishes its job")
+    elif decided.busy:
+        done.append(f"{decided.busy} busy finish their jobs")
+    counts = decided.reason.split(": ", 1)[0]
+    return replace(
+        decided,
+        desired=decided.busy,
+        create=0,
+        create_labels=(),
+        remove=idle,
+        reason=f"{counts}: drained ({', '.join(done) or 'nothing left'}); "
+        f"runnerscale pools resume {decided.pool} puts it back in service",
+    )
 
 
 def budget_reached(pool: PoolSpec, spent: float) -> bool:

@@ -13,7 +13,8 @@ takes webhooks into the shared store like the leader and answers health and stat
 leads), but refuses to scale by hand (409): only the leader acts.
 
 The endpoints come in groups (:meth:`DaemonHTTP.routes`): the webhook, metrics, health, and
-the control API (``/api/v1/...``: status and scaling; ``/``: the status page), which
+the control API (``/api/v1/...``: status, scaling, draining and resuming a pool; ``/``: the
+status page), which
 authenticates nobody itself:
 :mod:`runnerscale.control` serves it on the daemon's unix socket, or behind the bearer token
 and the browser checks of :mod:`runnerscale.access`, never open on ``server.listen``.
@@ -111,6 +112,8 @@ class DaemonHTTP:
                 ("/api/v1/status", self.status, "GET"),
                 ("/api/v1/pools/{pool}/scale-up", self.scale_up, "POST"),
                 ("/api/v1/pools/{pool}/scale-down", self.scale_down, "POST"),
+                ("/api/v1/pools/{pool}/drain", self.drain, "POST"),
+                ("/api/v1/pools/{pool}/resume", self.resume, "POST"),
                 ("/api/v1/runners/{name}", self.remove_runner, "DELETE"),
             ],
         }
@@ -241,10 +244,13 @@ class DaemonHTTP:
             return _message(404, f"no pool named {name!r} (pools: {known})")
         return str(name)
 
+    def _acted_on(self, request: Request) -> str | Response:
+        """The pool a change names, or its refusal: a standby acts on none (409), an unknown
+        pool is a 404 naming the pools."""
+        return self._standing_by() or self._pool(request)
+
     async def scale_up(self, request: Request) -> Response:
-        if refused := self._standing_by():
-            return refused
-        pool = self._pool(request)
+        pool = self._acted_on(request)
         if isinstance(pool, Response):
             return pool
         count = await self._count(request)
@@ -259,13 +265,29 @@ class DaemonHTTP:
         return JSONResponse({"created": created, "requested": count})
 
     async def scale_down(self, request: Request) -> Response:
-        if refused := self._standing_by():
-            return refused
-        pool = self._pool(request)
+        pool = self._acted_on(request)
         if isinstance(pool, Response):
             return pool
         removed = await self.controller.scale_down(pool_name=pool)
         return JSONResponse({"removed": removed})
+
+    # ------------------------------------------------------------------ out of service
+
+    async def drain(self, request: Request) -> Response:
+        """Take a pool out of service (:mod:`runnerscale.controller.pooldrain`): what was
+        removed now, what is left (busy runners finish their jobs)."""
+        pool = self._acted_on(request)
+        if isinstance(pool, Response):
+            return pool
+        report = await self.controller.drain_pool(pool)
+        return JSONResponse(asdict(report))
+
+    async def resume(self, request: Request) -> Response:
+        """Put a drained pool back in service (``resumed``: false when it was not drained)."""
+        pool = self._acted_on(request)
+        if isinstance(pool, Response):
+            return pool
+        return JSONResponse({"pool": pool, "resumed": self.controller.resume_pool(pool)})
 
     async def remove_runner(self, request: Request) -> Response:
         if refused := self._standing_by():

@@ -31,6 +31,7 @@ from rich.text import Text
 from runnerscale.warm import time_zone
 
 __all__ = [
+    "drain_lines",
     "draining_lines",
     "github_lines",
     "leadership_lines",
@@ -69,8 +70,9 @@ def _pool_table(pools: Sequence[dict[str, Any]]) -> Table:
         table.add_column(column, justify="right" if column in columns[1:-1] else "left")
     for pool in pools:
         healthy = "yes" if pool["healthy"] else f"no: {pool.get('last_error') or ''}"
+        drained = " (drained)" if isinstance(pool.get("drain"), dict) else ""
         table.add_row(
-            Text(pool["name"]),
+            Text(pool["name"] + drained),
             *(str(pool[key]) for key in ("desired", "booting", "idle", "busy", "queued")),
             str(pool["max_runners"]),
             min_idle_cell(pool),
@@ -129,6 +131,20 @@ def node_lines(pools: Sequence[dict[str, Any]], now: float) -> list[str]:
             since = node.get("since")
             down = "down" if since is None else f"down for {_seconds(now - since)}"
             lines.append(f"{head}: {down}: {node['reason'] or 'no reason given'}; {runners}")
+    return lines
+
+
+def drain_lines(pools: Sequence[dict[str, Any]], now: float) -> list[str]:
+    """A line per pool an operator drained (``runnerscale pools drain``): how far it is."""
+    lines = []
+    for pool in pools:
+        drain = pool.get("drain")
+        if not isinstance(drain, dict):
+            continue
+        lines.append(
+            f"pool {pool['name']}: out of service for {_seconds(now - drain['since'])}, "
+            f"{drain['state']} (runnerscale pools resume {pool['name']} puts it back)"
+        )
     return lines
 
 
@@ -281,12 +297,13 @@ def github_lines(github: dict[str, Any], now: float) -> list[str]:
 
 def render(body: Status, now: float) -> list[RenderableType]:
     """The status as the terminal shows it: the pools' table, then lines (who leads, why
-    queued jobs wait, the hosts of pools over several, the runners whose instance drains,
+    queued jobs wait, the hosts of pools over several, the pools an operator drained, the
+    runners whose instance drains,
     what pools spend, the jobs no pool serves, the recent queue waits, the API budget)."""
     pools = body.get("pools") or []
     lines = _capped_lines(pools) + leadership_lines(body) + _reason_lines(pools)
     lines += node_lines(pools, now)
-    lines += draining_lines(pools)
+    lines += drain_lines(pools, now) + draining_lines(pools)
     lines += spend_lines(pools)
     lines += scale_set_lines(pools)
     lines += _queued_lines(body, now)

@@ -32,6 +32,7 @@ from tests.controller.fakes import (
     Journal,
     OnlineAwareProvider,
     RecordingStore,
+    SweepingProvider,
 )
 
 REPO_A = Target("repo", "acme/app")
@@ -220,10 +221,12 @@ def make_world(tmp_path: Path) -> Iterator[MakeRig]:
         nodes: Sequence[FakeNode] | None = None,
         budget_per_day: float | None = None,
         online_aware: bool = False,
+        removes_all: bool = False,
     ) -> Rig:
         """``nodes``: the pool's backend is a placing one over these hosts (a FakeFleet).
         ``budget_per_day``: the pool's ``budget.per_day``. ``online_aware``: its backend
-        wants to hear of runners coming online (an OnlineAwareProvider)."""
+        wants to hear of runners coming online (an OnlineAwareProvider). ``removes_all``: its
+        backend removes all it holds in one call (a SweepingProvider: ``RemovesAll``)."""
         journal = Journal()
         spec = PoolSpec(
             name="linux",
@@ -244,6 +247,8 @@ def make_world(tmp_path: Path) -> Iterator[MakeRig]:
                 if nodes is not None
                 else OnlineAwareProvider(pool="linux", journal=journal)
                 if online_aware
+                else SweepingProvider(pool="linux", journal=journal)
+                if removes_all
                 else FakeProvider(pool="linux", journal=journal)
             ),
             spec=spec,

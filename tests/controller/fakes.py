@@ -426,6 +426,17 @@ class FakeProvider:
 
 
 @dataclass
+class SweepingProvider(FakeProvider):
+    """A backend that removes every instance of its pool in one call (``RemovesAll``, as the
+    external backend's ``RemoveAllInstances``); ``fail("remove_all")`` makes it fail."""
+
+    async def remove_all(self) -> None:
+        self.journal.append(("provider", "remove_all", self.pool))
+        self.faults.check("remove_all", after=False)
+        self.instances.clear()
+
+
+@dataclass
 class OnlineAwareProvider(FakeProvider):
     """A backend that wants to hear when a runner comes online (``OnlineAware``, as the EC2
     backend does to delete the JIT config's parameter); ``online_wait`` is awaited before it

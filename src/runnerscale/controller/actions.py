@@ -34,6 +34,7 @@ from runnerscale.model import (
     InstanceSpec,
     JobState,
     LabelGroup,
+    PoolDrain,
     PoolSpec,
     Runner,
     RunnerState,
@@ -91,6 +92,9 @@ class PoolRuntime:
     #: A scale-set pool's listener state (its scale set, its assigned jobs); None: a webhook
     #: pool.
     scale_set: ScaleSetState | None = None
+    #: Out of service by an operator's hand (:mod:`runnerscale.controller.pooldrain`);
+    #: None: in service.
+    drained: PoolDrain | None = None
     _in_force: ScheduleCache | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -112,12 +116,15 @@ class PoolRuntime:
         whose backend places runners on several hosts has its node groups and the runners on
         its nodes that are down, as the backend knows them now. The runners whose instance
         drains are named, as the backend's last listing said. A scale-set pool's demand is
-        the count of jobs its scale set was last assigned."""
+        the count of jobs its scale set was last assigned. A pool an operator drained is
+        said so (it creates nothing)."""
         spec = self.spec
         if self.scale_set is not None:
             spec = replace(spec, assigned_jobs=self.scale_set.assigned)
         if self.draining:
             spec = replace(spec, draining=frozenset(self.draining))
+        if self.drained is not None:
+            spec = replace(spec, drained=True)
         in_force = self.min_idle_at(now)
         if in_force is not None and spec.ready:
             spec = replace(spec, min_idle=in_force.count)

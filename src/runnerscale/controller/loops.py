@@ -43,6 +43,15 @@ from runnerscale.controller.observe import (
     apply_job,
     apply_runner_list,
 )
+from runnerscale.controller.pooldrain import (
+    DrainReport,
+    DrainStatus,
+    drain_status,
+    put_back,
+    sweep,
+    take_out,
+)
+from runnerscale.controller.pooldrain import load as load_drain
 from runnerscale.controller.registrar import ScaleSetRegistrar
 from runnerscale.controller.reruns import Reruns, record_loss
 from runnerscale.controller.scaleset import ScaleSetListener, ScaleSetState
@@ -217,6 +226,8 @@ class PoolStatus:
     budget_per_day: float | None = None
     #: A scale-set pool's scale set and listener (None: a webhook pool).
     scale_set: ScaleSetStatus | None = None
+    #: Out of service by an operator's hand (``runnerscale pools drain``); None: in service.
+    drain: DrainStatus | None = None
 
 
 @dataclass(frozen=True)
@@ -358,6 +369,7 @@ class Controller:
         self.settings = settings or ControllerSettings()
         self.targets = {target.key: target for target in targets}
         self.pools = {pool.name: pool for pool in pools}
+        self._read_drains(store)
         self.actions = Actions(store, github, clock, self.targets, self.pools, events or Events())
         if runner_suffix is not None:
             self.actions.suffix = runner_suffix
@@ -509,7 +521,14 @@ class Controller:
         """Whether the loops run (:meth:`start` until :meth:`stop`)."""
         return bool(self._tasks)
 
+    def _read_drains(self, store: Store) -> None:
+        """Which pools an operator drained, as the store keeps it (a restart, a reload, a
+        standby taking the lead: the pools stay out of service)."""
+        for pool in self.pools.values():
+            pool.drained = load_drain(store, pool.name)
+
     async def start(self) -> None:
+        self._read_drains(self.store)
         await self.actions.recover()
         self._tasks = [
             asyncio.create_task(self._forever("events", self._drain_inbox, None), name="events"),
@@ -784,6 +803,7 @@ class Controller:
                 self._instance_failed(runner, instance)
             self.spend.count(pool.name, instances, self.clock.now())
             await drain(self.actions, pool, instances)
+            await sweep(self.actions, pool, instances)
         return first
 
     def _instance_failed(self, runner: Runner, instance: Instance) -> None:
@@ -1086,6 +1106,7 @@ class Controller:
                     cost_total=self.spend.total(pool.name),
                     budget_per_day=pool.spec.budget_per_day,
                     scale_set=scale_set_status(pool.scale_set),
+                    drain=drain_status(pool, mine),
                 )
             )
         job_counts = Counter(job.state.value for job in jobs)
@@ -1120,6 +1141,11 @@ class Controller:
         (:func:`~runnerscale.scaler.manual_runners`). :class:`ScaleUpRefusedError` when no node
         of such a pool is up, or when its budget for today is spent."""
         pool = self.pools[pool_name]
+        if pool.drained is not None:
+            raise ScaleUpRefusedError(
+                f"pool {pool_name} is drained: it starts no runner; runnerscale pools resume "
+                f"{pool_name} puts it back in service"
+            )
         now = self.clock.now()
         spec = pool.spec_at(now)
         spent = self.spend.today(pool_name, now)
@@ -1172,3 +1198,20 @@ class Controller:
             if await self.actions.remove_runner(runner, "removed by an operator", "operator"):
                 removed.append(runner.name)
         return removed
+
+    # ------------------------------------------------------------------ out of service
+
+    async def drain_pool(self, pool_name: str) -> DrainReport:
+        """Take the pool out of service (:mod:`~runnerscale.controller.pooldrain`): it starts
+        no runner, its runners without a job are removed now, busy ones finish their job; its
+        backend is swept once it holds none. ``KeyError`` for an unknown pool."""
+        report = await take_out(self.actions, self.pools[pool_name])
+        self.kick()
+        return report
+
+    def resume_pool(self, pool_name: str) -> bool:
+        """Put a drained pool back in service (False: it was not drained). ``KeyError`` for
+        an unknown pool."""
+        resumed = put_back(self.store, self.pools[pool_name])
+        self.kick()
+        return resumed

@@ -43,6 +43,7 @@ from typing import Any
 
 from runnerscale.controller.actions import Actions, PoolRuntime, RemovalReason
 from runnerscale.controller.observe import amend
+from runnerscale.controller.pooldrain import WHY as DRAINED_WHY
 from runnerscale.model import Runner, RunnerState
 from runnerscale.scaler import PoolDecision
 
@@ -145,7 +146,10 @@ class PoolWorker:
         runner = self.actions.store.get_runner(name)
         if runner is None or runner.state is not decided:
             return False  # it moved since the decision (took a job, was removed already)
-        removed = await self.actions.remove_runner(runner, *_WHY[decided])
+        why = _WHY[decided]
+        if self.pool.drained is not None and decided is RunnerState.IDLE:
+            why = (DRAINED_WHY, "operator")
+        removed = await self.actions.remove_runner(runner, *why)
         if removed:
             self._freed()
         return removed

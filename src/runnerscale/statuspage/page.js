@@ -82,7 +82,11 @@
         : el("span", { class: "unhealthy" }, "failing: " + (pool.last_error || "see the log"));
       const runners = el("td", {}, live + " of " + pool.max_runners,
         bar([["busy", pool.busy], ["idle", pool.idle], ["booting", pool.booting]], pool.max_runners));
-      const cells = [el("td", {}, pool.name), el("td", {}, health), runners];
+      // A pool an operator drained (`runnerscale pools drain`): how far it is, by its name.
+      const name = pool.drain
+        ? el("td", {}, pool.name, " ", el("span", { class: "drained", "data-drain": pool.drain.state }, pool.drain.state))
+        : el("td", {}, pool.name);
+      const cells = [name, el("td", {}, health), runners];
       for (const field of ["busy", "idle", "booting", "queued", "desired", "min_idle", "max_runners"]) {
         cells.push(el("td", { class: "n", "data-field": field }, pool[field]));
       }
