@@ -15,8 +15,9 @@ leads), but refuses to scale by hand (409): only the leader acts.
 The endpoints come in groups (:meth:`DaemonHTTP.routes`): the webhook, metrics, health, the
 instances' metadata and callbacks (:mod:`runnerscale.instancemeta`, which the instance's own
 token opens), and the control API (``/api/v1/...``: status and scaling; ``/``: the status
-page), which authenticates nobody itself: :mod:`runnerscale.control` serves it on the daemon's unix socket, or behind the bearer token
-and the browser checks of :mod:`runnerscale.access`, never open on ``server.listen``.
+page), which authenticates nobody itself: :mod:`runnerscale.control` serves it on the
+daemon's unix socket, or behind the bearer token and the browser checks of
+:mod:`runnerscale.access`, never open on ``server.listen``.
 """
 
 from __future__ import annotations
