@@ -308,6 +308,8 @@ class Daemon:
     waiting: dict[str, str] = field(default_factory=dict)
     #: The Actions-service client of each scale-set pool (closed on stopping).
     scale_sets: dict[str, ScaleSetAPI] = field(default_factory=dict)
+    #: The per-instance tokens of backends whose instances boot by the daemon's endpoints.
+    instances: InstanceRegistry | None = None
     _host_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -419,6 +421,7 @@ class Daemon:
             facts,
             waiting,
             scale_sets,
+            instances,
         )
 
     @property
