@@ -114,7 +114,8 @@ async def test_garms_boot_script_fetches_the_jit_config_once_and_reports(
         False,
     )
     info = served.registry.system_info("rs-lxd-1")
-    assert info is not None and info.os_name == "Ubuntu"
+    assert info is not None
+    assert info.os_name == "Ubuntu"
     statuses = [outcome for route, outcome in served.counted if route == "status"]
     assert statuses == ["ok"] * 5
 

@@ -57,7 +57,8 @@ async def test_the_routes_are_served_on_the_public_listener(
             assert (await http.get(f"{daemon.url}/api/v1/status")).status_code == 404
             metrics = (await http.get(f"{daemon.url}/metrics")).text
         report = registry.report("r1")
-        assert report is not None and report.failed
+        assert report is not None
+        assert report.failed
         assert (
             'runnerscale_instance_requests_total{outcome="unauthorized",route="credentials"} 1.0'
             in metrics
@@ -72,7 +73,8 @@ async def test_port_0_and_public_url(simulator: SimulatorServer, tmp_path: Path)
         port = daemon.http.public.port
         assert port != 0
         assert daemon.http.public_url == f"http://127.0.0.1:{port}"
-        assert daemon.instances is not None and daemon.instances.public_url == daemon.url
+        assert daemon.instances is not None
+        assert daemon.instances.public_url == daemon.url
     finally:
         daemon.http.close()
         daemon.store.close()
@@ -97,9 +99,7 @@ async def test_a_backends_context_gets_the_pools_target_and_downloads(
     try:
         assert daemon.instances is not None
         base = BackendContext(pool="linux-x64", controller_id="rs-test", state_dir=tmp_path)
-        context = _instance_context(
-            base, config, config.pools[0], daemon.instances, daemon.github
-        )
+        context = _instance_context(base, config, config.pools[0], daemon.instances, daemon.github)
         assert context.instance_access is daemon.instances
         assert context.boot_timeout == config.pools[0].boot_timeout
         assert context.target_url == f"{simulator.url}/acme"

@@ -56,7 +56,8 @@ def test_the_token_opens_its_grant_only(registry: InstanceRegistry) -> None:
     two = registry.grant(pool="p", runner_name="r2", jitconfig=encoded(), lifetime=60)
     assert one.token != two.token
     opened = registry.authenticate(bearer(one.token))
-    assert opened is not None and opened.runner_name == "r1"
+    assert opened is not None
+    assert opened.runner_name == "r1"
     # garm splits on one space and checks not the first word.
     assert registry.authenticate(f"Token {one.token}") is opened
     for header in (None, "", one.token, f"Bearer  {one.token}", f"Bearer {one.token} x"):
@@ -135,11 +136,13 @@ def test_a_failure_is_remembered_and_a_message_alone_keeps_the_status(
     assert instance is not None
     registry.record_status(instance, None, "downloading tools")
     report = registry.report("r1")
-    assert report is not None and (report.status, report.failed) == ("installing", False)
+    assert report is not None
+    assert (report.status, report.failed) == ("installing", False)
     registry.record_status(instance, "failed", "no disk")
     registry.record_status(instance, None, "later words")
     report = registry.report("r1")
-    assert report is not None and (report.status, report.failed) == ("failed", True)
+    assert report is not None
+    assert (report.status, report.failed) == ("failed", True)
 
 
 def test_a_jit_config_of_another_shape_is_granted_without_files(
@@ -148,7 +151,8 @@ def test_a_jit_config_of_another_shape_is_granted_without_files(
     caplog.set_level(logging.DEBUG)
     grant = registry.grant(pool="p", runner_name="r1", jitconfig="opaque-secret", lifetime=60)
     instance = registry.authenticate(bearer(grant.token))
-    assert instance is not None and not instance.readable
+    assert instance is not None
+    assert not instance.readable
     assert "not GitHub's encoded_jit_config" in caplog.text
     assert "opaque-secret" not in caplog.text
 
@@ -183,6 +187,7 @@ def test_the_unit_file_runs_the_runner_as_the_user() -> None:
     assert "User=ci\n" in unit
     assert "WorkingDirectory=/home/ci/actions-runner\n" in unit
     assert "WantedBy=multi-user.target\n" in unit
-    assert valid_user("runner") and valid_user("ci_1")
+    assert valid_user("runner")
+    assert valid_user("ci_1")
     for bad in ("root\nExecStartPre=/bin/sh", "../x", "", "A" * 40):
         assert not valid_user(bad)

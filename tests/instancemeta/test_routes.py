@@ -96,7 +96,8 @@ async def test_status_reports_are_kept_and_logged_without_the_token(
         answer = await http.post(url, headers=headers(live), json={"status": "installing"})
         assert answer.status_code == 401
     report = served.registry.report("rs-lxd-1")
-    assert report is not None and report.status == "idle"
+    assert report is not None
+    assert report.status == "idle"
     assert "rs-lxd-1's instance reports installing: downloading\\ntools" in caplog.text
     assert "reports idle: runner successfully installed" in caplog.text
     assert live.token not in caplog.text
@@ -117,7 +118,8 @@ async def test_a_long_message_is_kept_whole_and_logged_cut(
         )
     assert answer.status_code == 200
     report = served.registry.report("rs-lxd-1")
-    assert report is not None and report.message == message
+    assert report is not None
+    assert report.message == message
     assert message not in caplog.text
     assert "more characters" in caplog.text
 
@@ -134,7 +136,8 @@ async def test_system_info_is_kept(served: Served) -> None:
         empty = await http.post(f"{live.callback_url}/system-info", headers=headers(live))
         assert empty.status_code == 200
     info = served.registry.system_info("rs-lxd-1")
-    assert info is not None and (info.os_name, info.os_version) == ("Ubuntu", "24.04")
+    assert info is not None
+    assert (info.os_name, info.os_version) == ("Ubuntu", "24.04")
 
 
 async def test_each_file_is_served_once_as_garm_serves_it(served: Served) -> None:
