@@ -4,23 +4,15 @@ URL from the API's."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
-from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
+from runnerscale.fakegithub.server import SimulatorServer
 from runnerscale.github.client import GitHubClient
 from runnerscale.github.weburl import target_web_url, web_url
 from runnerscale.model import Target
+from tests.github.test_client import TOKEN, simulator
 
-TOKEN = "ghp_downloads_test_token"
-
-
-@pytest.fixture
-async def simulator() -> AsyncIterator[SimulatorServer]:
-    async with SimulatorServer(SimulatorOptions(tokens=(TOKEN,))) as server:
-        server.simulator.world.ensure_repo("acme/app")
-        yield server
+__all__ = ["simulator"]  # a fixture, imported
 
 
 @pytest.mark.parametrize("target", [Target("repo", "acme/app"), Target("org", "acme")])

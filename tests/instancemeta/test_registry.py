@@ -12,6 +12,7 @@ from runnerscale.clock import VirtualClock
 from runnerscale.instance_access import InstanceAccess
 from runnerscale.instancemeta import InstanceRegistry
 from runnerscale.instancemeta.jitfiles import service_name, split_jitconfig, unit_file, valid_user
+from runnerscale.instancemeta.registry import KEPT_AFTER_EXPIRY
 from tests.instancemeta.jit import CREDENTIALS_FILE, RSA_FILE, RUNNER_FILE, encoded
 
 BASE = "http://10.0.0.5:8787"
@@ -191,3 +192,18 @@ def test_the_unit_file_runs_the_runner_as_the_user() -> None:
     assert valid_user("ci_1")
     for bad in ("root\nExecStartPre=/bin/sh", "../x", "", "A" * 40):
         assert not valid_user(bad)
+
+
+def test_grants_never_revoked_are_forgotten_an_hour_after_expiry(
+    registry: InstanceRegistry, clock: VirtualClock
+) -> None:
+    grant = registry.grant(pool="p", runner_name="old", jitconfig=encoded(), lifetime=60)
+    instance = registry.authenticate(bearer(grant.token))
+    assert instance is not None
+    registry.record_status(instance, "failed", "x")
+    clock.advance(60 + KEPT_AFTER_EXPIRY)
+    registry.grant(pool="p", runner_name="new", jitconfig=encoded(), lifetime=60)
+    assert registry.report("old") is not None  # an hour after expiry: still kept
+    clock.advance(1)
+    registry.grant(pool="p", runner_name="newer", jitconfig=encoded(), lifetime=60)
+    assert registry.report("old") is None

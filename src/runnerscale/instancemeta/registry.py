@@ -33,6 +33,8 @@ log = logging.getLogger("runnerscale.instancemeta")
 METADATA_PATH = "/api/v1/metadata"
 CALLBACK_PATH = "/api/v1/callbacks"
 
+#: How long an expired grant's reports are kept, for a backend that never revoked it (s).
+KEPT_AFTER_EXPIRY = 3600.0
 #: The statuses after which an instance is still booting (its token keeps working).
 _BOOTING: frozenset[str] = frozenset({"installing"})
 
@@ -113,6 +115,7 @@ class InstanceRegistry:
         instance = Instance(pool, runner_name, expires_at, files, github_url, readable)
         with self._lock:
             self._forget(runner_name)
+            self._forget_expired()
             self._by_runner[runner_name] = (digest, instance)
             self._by_digest[digest] = instance
         return InstanceGrant(
@@ -131,6 +134,13 @@ class InstanceRegistry:
         with self._lock:
             held = self._by_runner.get(runner_name)
         return None if held is None else held[1].report
+
+    def _forget_expired(self) -> None:
+        """Drop grants expired for :data:`KEPT_AFTER_EXPIRY` (a backend that never revoked
+        them: the registry does not grow without end)."""
+        horizon = self._clock.now() - KEPT_AFTER_EXPIRY
+        for name in [n for n, (_, i) in self._by_runner.items() if i.expires_at < horizon]:
+            self._forget(name)
 
     def _forget(self, runner_name: str) -> None:
         held = self._by_runner.pop(runner_name, None)

@@ -92,6 +92,27 @@ def _empty() -> tuple[Outcome, Response]:
     return "ok", Response(b"", media_type="application/json")
 
 
+def _refusal(status: int, details: str) -> Handler:
+    """A route runnerscale serves only to say why it does not (garm's error shape)."""
+
+    async def refuse(request: Request, instance: Instance) -> tuple[Outcome, Response]:
+        return _error(status, details)
+
+    return refuse
+
+
+#: Why runnerscale hands out no registration token (it registers runners with JIT configs).
+JIT_ONLY = (
+    "runnerscale registers every runner with a JIT config: fetch credentials/runner, "
+    "credentials/credentials and credentials/credentials_rsaparams instead"
+)
+#: Why it serves no install script (it keeps no templates: the provider's own script runs).
+NO_INSTALL_SCRIPT = (
+    "runnerscale serves no install script: the provider's built-in boot script runs "
+    "(remove runner_install_template from the pool's extra specs)"
+)
+
+
 def _text(body: str) -> tuple[Outcome, Response]:
     return "ok", Response(body, media_type="text/plain")
 
@@ -195,15 +216,6 @@ class _Routes:
         headers = {"Content-Disposition": f"attachment; filename=.{name}"}
         return "ok", Response(content, media_type="octet-stream", headers=headers)
 
-    async def registration_token(
-        self, request: Request, instance: Instance
-    ) -> tuple[Outcome, Response]:
-        return _error(
-            401,
-            "runnerscale registers every runner with a JIT config: fetch credentials/runner, "
-            "credentials/credentials and credentials/credentials_rsaparams instead",
-        )
-
     async def service_name(self, request: Request, instance: Instance) -> tuple[Outcome, Response]:
         return _text(service_name(instance.github_url, instance.pool))
 
@@ -215,15 +227,6 @@ class _Routes:
 
     async def cert_bundle(self, request: Request, instance: Instance) -> tuple[Outcome, Response]:
         return "ok", JSONResponse({"root_certificates": {}})
-
-    async def install_script(
-        self, request: Request, instance: Instance
-    ) -> tuple[Outcome, Response]:
-        return _error(
-            409,
-            "runnerscale serves no install script: the provider's built-in boot script runs "
-            "(remove runner_install_template from the pool's extra specs)",
-        )
 
 
 def instance_routes(registry: InstanceRegistry, count: Count = _count_nothing) -> list[Route]:
@@ -238,13 +241,13 @@ def instance_routes(registry: InstanceRegistry, count: Count = _count_nothing) -
         (
             f"{meta}/runner-registration-token",
             "registration_token",
-            routes.registration_token,
+            _refusal(401, JIT_ONLY),
             "GET",
         ),
         (f"{meta}/system/service-name", "service_name", routes.service_name, "GET"),
         (f"{meta}/systemd/unit-file", "unit_file", routes.unit_file, "GET"),
         (f"{meta}/system/cert-bundle", "cert_bundle", routes.cert_bundle, "GET"),
-        (f"{meta}/install-script", "install_script", routes.install_script, "GET"),
+        (f"{meta}/install-script", "install_script", _refusal(409, NO_INSTALL_SCRIPT), "GET"),
     ]
     return [
         route
