@@ -2,7 +2,9 @@
 
 Why: the daemon has two audiences. GitHub and monitoring reach ``server.listen`` (TCP): the
 webhook (which proves itself by its signature), ``/metrics`` and the health endpoints (open by
-default, or for holders of the token, or off: ``server.metrics``, ``server.health``). The
+default, or for holders of the token, or off: ``server.metrics``, ``server.health``), and
+the instances of external providers their metadata and callback routes (open: each
+instance's own token is the key, :mod:`runnerscale.instancemeta`). The
 control API (status, scaling, runner removal) is the operator's alone, so it is never served
 open there. It is served:
 
@@ -44,6 +46,7 @@ from runnerscale.config.control import (
 from runnerscale.config.control import control_address as address_of
 from runnerscale.config.schema import Config
 from runnerscale.httpserve import LoopbackServer, Service, SocketInUseError, UnixSocketServer
+from runnerscale.publicurl import public_url
 from runnerscale.server import DaemonHTTP, Group
 
 __all__ = ["ControlError", "Layout", "Listeners", "layout", "open_listeners"]
@@ -118,7 +121,8 @@ async def _not_here(request: Request) -> Response:
 def _public_routes(
     http: DaemonHTTP, plan: Layout, token: str | None, guard: list[Middleware]
 ) -> list[BaseRoute]:
-    routes: list[BaseRoute] = list(http.routes("webhook"))
+    # The instances' routes: open, the instance's token is the key (none: 401).
+    routes: list[BaseRoute] = [*http.routes("webhook"), *http.routes("instances")]
     groups: tuple[tuple[Group, Access], ...] = (("metrics", plan.metrics), ("health", plan.health))
     for group, access in groups:
         if access == "off":
@@ -145,10 +149,13 @@ class Listeners(Service):
         public: LoopbackServer,
         control: LoopbackServer | UnixSocketServer | None,
         plan: Layout,
+        public_url: str,
     ) -> None:
         self.public = public
         self.control = control
         self.plan = plan
+        #: Where instances reach the daemon (``server.public_url``, or the listener's).
+        self.public_url = public_url
 
     @property
     def url(self) -> str:
@@ -199,7 +206,8 @@ def open_listeners(
 ) -> Listeners:
     """The daemon's listeners, bound (``port`` overrides ``server.listen``'s, for tests);
     the token made or read first when one is needed (``on_secret`` learns it, for the log's
-    redaction). Raises :class:`ControlError` with what to change."""
+    redaction); the instances' registry told where they reach the daemon, now that the port
+    is known. Raises :class:`ControlError` with what to change."""
     plan = layout(config)
     token = _token(config, plan)
     if token is not None and on_secret is not None:
@@ -220,7 +228,10 @@ def open_listeners(
     except BaseException:
         public.close()
         raise
-    return Listeners(public, control, plan)
+    reached_at = public_url(server.public_url, server.host, public.port)
+    if http.instances is not None:
+        http.instances.serve_at(reached_at)
+    return Listeners(public, control, plan, reached_at)
 
 
 def _control_listener(

@@ -13,7 +13,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -28,9 +28,12 @@ from runnerscale.control import ControlError, Listeners, open_listeners
 from runnerscale.controller.loops import Controller
 from runnerscale.github.client import AppCredentials, GitHubClient
 from runnerscale.github.scaleset import ScaleSetClient
+from runnerscale.github.weburl import target_web_url
 from runnerscale.hostlabels import HostFacts, HostLabelError, expand_labels
+from runnerscale.instance_access import InstanceAccess
+from runnerscale.instancemeta import InstanceRegistry
 from runnerscale.metrics import Metrics
-from runnerscale.model import ARCH_LABELS, AUTO_LABEL, normalize_labels
+from runnerscale.model import ARCH_LABELS, AUTO_LABEL, Target, normalize_labels
 from runnerscale.protocols import GitHubError, Provider, ProviderError
 from runnerscale.providers.registry import BackendContext, UnknownBackendError, backend
 from runnerscale.scaleset_api import ScaleSetAPI
@@ -66,16 +69,73 @@ def instance_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
 
 
+def pool_target(config: Config, pool: PoolConfig) -> Target:
+    """Where a pool's runners register: its scale set's target, else the first target."""
+    return config.scale_set_target(pool)
+
+
+def downloads_target(targets: list[Target], target: Target) -> Target | None:
+    """Whose runner downloads list stands for ``target``'s: its own, or for an enterprise
+    (GitHub lists none) the first repo or org target; None when there is none."""
+    if target.kind != "enterprise":
+        return target
+    return next((other for other in targets if other.kind != "enterprise"), None)
+
+
+def runner_downloads(
+    github: GitHubClient, targets: list[Target], target: Target
+) -> Callable[[], Awaitable[list[dict[str, str]]]]:
+    """What a backend awaits for the runner downloads of ``target`` (GitHub asked then)."""
+    source = downloads_target(targets, target)
+
+    async def downloads() -> list[dict[str, str]]:
+        if source is None:
+            raise GitHubError(
+                f"GitHub lists runner downloads for repositories and organisations only, and "
+                f"{target.key} is an enterprise: add one of its organisations as a target "
+                "(targets: - org: NAME)"
+            )
+        return await github.runner_downloads(source)
+
+    return downloads
+
+
+def _instance_context(
+    context: BackendContext,
+    config: Config,
+    pool: PoolConfig,
+    instances: InstanceAccess,
+    github: GitHubClient | None,
+) -> BackendContext:
+    """The context's fields for backends whose instances boot by the daemon's endpoints."""
+    target = pool_target(config, pool)
+    return replace(
+        context,
+        instance_access=instances,
+        boot_timeout=pool.boot_timeout,
+        target_url=target_web_url(config.github.api_url, target),
+        runner_group=target.runner_group or "",
+        runner_downloads=None
+        if github is None
+        else runner_downloads(github, config.to_targets(), target),
+    )
+
+
 def build_provider(
     config: Config,
     pool: PoolConfig,
     controller_id: str,
     record: Callable[[str, str], None] | None = None,
+    *,
+    instances: InstanceAccess | None = None,
+    github: GitHubClient | None = None,
 ) -> Provider:
     """The backend of one pool, built by the installed backend the pool names (the
     ``runnerscale.providers`` entry points). A backend imports its SDK only when it builds a
     provider, so a Docker-less host never needs the docker package. ``record``: where the
-    backend counts its own events (the daemon's metrics; none: nowhere)."""
+    backend counts its own events (the daemon's metrics; none: nowhere). ``instances``: the
+    daemon's per-instance tokens (with ``github``, for the runner downloads), for backends
+    whose instances fetch their JIT config from the daemon."""
     try:
         entry = backend(pool.provider)
     except UnknownBackendError as error:
@@ -85,9 +145,12 @@ def build_provider(
         controller_id=controller_id,
         state_dir=config.state_dir,
         labels=normalize_labels(pool.labels) - {AUTO_LABEL},
+        boot_timeout=pool.boot_timeout,
     )
     if record is not None:
         context = replace(context, record=record)
+    if instances is not None:
+        context = _instance_context(context, config, pool, instances, github)
     try:
         return entry.build(pool.settings, context)
     except ProviderError as error:
@@ -245,6 +308,8 @@ class Daemon:
     waiting: dict[str, str] = field(default_factory=dict)
     #: The Actions-service client of each scale-set pool (closed on stopping).
     scale_sets: dict[str, ScaleSetAPI] = field(default_factory=dict)
+    #: The per-instance tokens of backends whose instances boot by the daemon's endpoints.
+    instances: InstanceRegistry | None = None
     _host_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -284,9 +349,17 @@ class Daemon:
             pools=[pool.name for pool in config.pools],
             backend_events=declared_backend_events(config),
         )
+        # One registry of instance tokens for the daemon; its URLs are known once the
+        # listener is bound (below), before any backend grants (at create, after start).
+        instances = InstanceRegistry(clock)
         providers = {
             pool.name: build_provider(
-                config, pool, controller_id, metrics.backend_recorder(pool.name)
+                config,
+                pool,
+                controller_id,
+                metrics.backend_recorder(pool.name),
+                instances=instances,
+                github=github,
             )
             for pool in config.pools
         }
@@ -329,6 +402,7 @@ class Daemon:
             secret.get_secret_value() if secret is not None else None,
             budget=github.budget,
             role=succession.role,
+            instances=instances,
         )
         try:
             server = open_listeners(http, config, port, on_secret)
@@ -347,6 +421,7 @@ class Daemon:
             facts,
             waiting,
             scale_sets,
+            instances,
         )
 
     @property

@@ -49,6 +49,8 @@ from runnerscale.controller.actions import (
 )
 from runnerscale.controller.loops import PoolStatus, Status
 from runnerscale.github.budget import Budgets
+from runnerscale.instancemeta import MetadataRoute
+from runnerscale.instancemeta import Outcome as MetadataOutcome
 from runnerscale.scaler import HeldBackBy
 
 # The ``*_created`` samples prometheus_client adds to every counter and histogram would show
@@ -342,6 +344,12 @@ class Metrics:
             "Webhook deliveries received, by what became of them",
             "outcome",
         )
+        self.instance_requests = counter(
+            "runnerscale_instance_requests",
+            "Requests of instances to the metadata and callback endpoints, by route and outcome",
+            "route",
+            "outcome",
+        )
         self.backend_events = counter(
             "runnerscale_backend_events",
             "A backend's own events by outcome (launch attempts, capacity errors, ...)",
@@ -463,6 +471,10 @@ class Metrics:
 
     def webhook_delivered(self, outcome: WebhookOutcome) -> None:
         self.webhook_deliveries.labels(outcome).inc()
+
+    def instance_request(self, route: MetadataRoute, outcome: MetadataOutcome) -> None:
+        """An instance's request to the metadata or callback endpoints (both fixed words)."""
+        self.instance_requests.labels(route, outcome).inc()
 
     def count_runner_time(self) -> None:
         """The controller's status was recomputed: count the time since the last one at the

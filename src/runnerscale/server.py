@@ -12,12 +12,12 @@ A daemon that stands by (another on the same state leads, see ``runnerscale.succ
 takes webhooks into the shared store like the leader and answers health and status (saying who
 leads), but refuses to scale by hand (409): only the leader acts.
 
-The endpoints come in groups (:meth:`DaemonHTTP.routes`): the webhook, metrics, health, and
-the control API (``/api/v1/...``: status, scaling, draining and resuming a pool; ``/``: the
-status page), which
-authenticates nobody itself:
-:mod:`runnerscale.control` serves it on the daemon's unix socket, or behind the bearer token
-and the browser checks of :mod:`runnerscale.access`, never open on ``server.listen``.
+The endpoints come in groups (:meth:`DaemonHTTP.routes`): the webhook, metrics, health, the
+instances' metadata and callbacks (:mod:`runnerscale.instancemeta`, which the instance's own
+token opens), and the control API (``/api/v1/...``: status, scaling, draining and resuming a
+pool; ``/``: the status page), which authenticates nobody itself: :mod:`runnerscale.control`
+serves it on the daemon's unix socket, or behind the bearer token and the browser checks of
+:mod:`runnerscale.access`, never open on ``server.listen``.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from runnerscale.github.webhooks import (
     WebhookPayloadError,
     verify_signature,
 )
+from runnerscale.instancemeta import InstanceRegistry, instance_routes
 from runnerscale.logs import untrusted
 from runnerscale.metrics import Metrics, WebhookOutcome
 from runnerscale.protocols import GitHubError, ProviderError, Store
@@ -53,7 +54,7 @@ from runnerscale.succession import Role
 log = logging.getLogger("runnerscale.server")
 
 #: The groups of endpoints, served apart (see :meth:`DaemonHTTP.routes`).
-Group: TypeAlias = Literal["webhook", "metrics", "health", "control"]
+Group: TypeAlias = Literal["webhook", "metrics", "health", "control", "instances"]
 
 #: GitHub caps webhook payloads at 25 MB.
 MAX_WEBHOOK_BYTES = 25 * 1024 * 1024
@@ -88,6 +89,7 @@ class DaemonHTTP:
         *,
         budget: Budgets | None = None,
         role: Callable[[], Role] | None = None,
+        instances: InstanceRegistry | None = None,
     ) -> None:
         self.controller = controller
         self.store = store
@@ -96,14 +98,21 @@ class DaemonHTTP:
         self.budget = budget
         #: Whether this daemon leads or stands by (None: it always leads).
         self.role = role
+        #: The per-instance tokens the ``instances`` group serves by (None: it serves none).
+        self.instances = instances
         self.intake = WebhookIntake(store, controller.covers, controller.clock)
 
     def routes(self, group: Group, middleware: Sequence[Middleware] = ()) -> list[Route]:
         """One group of endpoints, each behind ``middleware``: ``webhook`` (GitHub's signed
-        deliveries), ``metrics``, ``health`` (``/healthz``, ``/readyz``) or ``control`` (status,
-        scaling, runner removal). Where each group is served, and behind what, is for
-        :mod:`runnerscale.control` to say."""
-        table: dict[Group, list[tuple[str, Callable[[Request], Awaitable[Response]], str]]] = {
+        deliveries), ``metrics``, ``health`` (``/healthz``, ``/readyz``), ``control`` (status,
+        scaling, runner removal) or ``instances`` (garm's metadata and callback routes, which
+        the instance's token opens: :mod:`runnerscale.instancemeta`). Where each group is
+        served, and behind what, is for :mod:`runnerscale.control` to say."""
+        if group == "instances":
+            if self.instances is None:
+                return []
+            return instance_routes(self.instances, self.metrics.instance_request)
+        table: dict[str, list[tuple[str, Callable[[Request], Awaitable[Response]], str]]] = {
             "webhook": [("/webhook", self.webhook, "POST")],
             "metrics": [("/metrics", self.prometheus, "GET")],
             "health": [("/healthz", self.health, "GET"), ("/readyz", self.ready, "GET")],

@@ -69,6 +69,9 @@ from runnerscale.warm import MinIdleSchedule
 
 DEFAULT_API_URL = "https://api.github.com"
 DEFAULT_LISTEN = "127.0.0.1:8787"
+#: The backend that runs garm's provider programs, whose instances fetch their JIT config from
+#: the daemon (named, not imported: the schema imports no backend).
+EXTERNAL_PROVIDER = "external"
 
 POOL_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,30}$"
 RUNNER_PREFIX_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$"
@@ -357,6 +360,13 @@ class ServerConfig(ConfigModel):
     health: AccessSetting = Field(
         default="open", description="/healthz and /readyz: open, token (the bearer token) or off."
     )
+    public_url: str | None = Field(
+        default=None,
+        description="The base URL instances reach this daemon at (http://10.0.0.5:8787), for "
+        "the boot scripts of external providers' instances (their metadata and callback "
+        "URLs); default: http://LISTEN_HOST:PORT, this host's primary address when listen is "
+        "0.0.0.0 or [::].",
+    )
 
     @field_validator("listen", mode="before")
     @classmethod
@@ -372,6 +382,28 @@ class ServerConfig(ConfigModel):
                 ) from None
             return str(value).strip()
         return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        text = value.strip().rstrip("/")
+        example = "write the scheme, the host and the port alone, e.g. http://10.0.0.5:8787"
+        try:
+            parts = urlsplit(text)
+            _ = parts.port  # a port that is no number raises
+        except ValueError:
+            raise fail("is not a URL", example) from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise fail("is not an http:// or https:// URL with a host", example)
+        if parts.path or parts.query or parts.fragment or parts.username or parts.password:
+            raise fail(
+                "has a path, a query or a user: runnerscale appends /api/v1/metadata and "
+                "/api/v1/callbacks itself",
+                example,
+            )
+        return text
 
     @field_validator("api_token")
     @classmethod
@@ -1095,6 +1127,29 @@ class Config(ControlConfig):
 
     def to_targets(self) -> list[Target]:
         return [target.to_target() for target in self.targets]
+
+    def advice(self) -> list[Advice]:
+        """A pool of the external backend whose instances would be told a loopback URL:
+        their boot scripts, on other machines, could not reach the daemon."""
+        host = self.server.host
+        if self.server.public_url is not None:
+            host = urlsplit(self.server.public_url).hostname or host
+        if not is_loopback(host):
+            return []
+        where = "server.public_url" if self.server.public_url is not None else "server.listen"
+        return [
+            Advice(
+                f"uses provider external, whose instances fetch their JIT config from this "
+                f"daemon, but {where} makes that URL loopback ({host}): instances on other "
+                "machines cannot reach it",
+                "set server.public_url to an address the instances reach, e.g. "
+                "http://10.0.0.5:8787, and server.listen to one they can connect to (e.g. "
+                "0.0.0.0:8787)",
+                ("pools", index, "provider"),
+            )
+            for index, pool in enumerate(self.pools)
+            if pool.provider == EXTERNAL_PROVIDER
+        ]
 
 
 def config_json_schema() -> dict[str, Any]:

@@ -639,6 +639,39 @@ class GitHubClient:
         self._on_secret(data.token)
         return data.token, data.expires_at.timestamp()
 
+    async def runner_downloads(self, target: Target) -> list[dict[str, str]]:
+        """The runner application downloads GitHub offers ``target`` (a repo or an org: GitHub's
+        API has no enterprise list), as GitHub's objects (``os``, ``architecture``,
+        ``download_url``, ``filename``, and where given ``temp_download_token`` (a secret,
+        told to the redactor) and ``sha256_checksum``)."""
+        if target.kind == "enterprise":
+            raise ValueError("GitHub lists runner downloads for repositories and orgs only")
+        path = (
+            f"/repos/{target.name}/actions/runners/downloads"
+            if target.kind == "repo"
+            else f"/orgs/{target.name}/actions/runners/downloads"
+        )
+        response = await self._call(
+            "list-runner-applications",
+            _owner_of(target),
+            lambda client: client.arequest("GET", path),
+        )
+        try:
+            listed = response.json()
+        except ValueError:
+            listed = None
+        if not isinstance(listed, list):
+            raise GitHubError("list-runner-applications: GitHub's answer is not a list")
+        downloads = [
+            {key: value for key, value in item.items() if isinstance(value, str)}
+            for item in listed
+            if isinstance(item, dict)
+        ]
+        for download in downloads:
+            if download.get("temp_download_token"):
+                self._on_secret(download["temp_download_token"])
+        return downloads
+
     async def delete_runner(self, target: Target, runner_id: int) -> DeleteOutcome:
         def call(client: GitHub[Any]) -> Awaitable[Response[Any, Any]]:
             actions = client.rest.actions
