@@ -1,0 +1,190 @@
+"""What the external backend's tests share: an in-memory :class:`InstanceAccess` (the daemon's
+side is our own boundary), the test providers under ``bin/``, and a provider built over one of
+them with a config file and a state directory of its own."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runnerscale.instance_access import BootStatus, InstanceGrant, InstanceReport
+from runnerscale.providers.external import ExternalProvider
+from runnerscale.providers.external.contract import arch_from_labels
+from runnerscale.providers.external.settings import ExternalConfig
+from runnerscale.providers.registry import BackendContext
+
+__all__ = [
+    "BIN",
+    "METADATA_URL",
+    "Call",
+    "MemoryAccess",
+    "Rig",
+    "calls",
+    "group_alive",
+]
+
+#: The test providers.
+BIN = Path(__file__).parent / "bin"
+METADATA_URL = "http://127.0.0.1:9/api/v1/metadata"
+CALLBACK_URL = "http://127.0.0.1:9/api/v1/callbacks"
+
+
+@dataclass
+class MemoryAccess:
+    """InstanceAccess in memory: grants by runner name, and the reports a test makes."""
+
+    grants: dict[str, InstanceGrant] = field(default_factory=dict)
+    jitconfigs: dict[str, str] = field(default_factory=dict)
+    lifetimes: dict[str, float] = field(default_factory=dict)
+    reports: dict[str, InstanceReport] = field(default_factory=dict)
+    revoked: list[str] = field(default_factory=list)
+
+    def grant(
+        self, *, pool: str, runner_name: str, jitconfig: str, lifetime: float
+    ) -> InstanceGrant:
+        grant = InstanceGrant(
+            runner_name=runner_name,
+            token=f"itok-{secrets.token_hex(16)}",
+            metadata_url=METADATA_URL,
+            callback_url=CALLBACK_URL,
+            expires_at=1e12,
+        )
+        self.grants[runner_name] = grant
+        self.jitconfigs[runner_name] = jitconfig
+        self.lifetimes[runner_name] = lifetime
+        return grant
+
+    def revoke(self, runner_name: str) -> None:
+        self.revoked.append(runner_name)
+        self.grants.pop(runner_name, None)
+        self.reports.pop(runner_name, None)
+
+    def report(self, runner_name: str) -> InstanceReport | None:
+        return self.reports.get(runner_name)
+
+    def say(self, runner_name: str, status: BootStatus, message: str) -> None:
+        """The instance reports its status (as its boot script would, over HTTP)."""
+        self.reports[runner_name] = InstanceReport(
+            status=status, message=message, at=0.0, failed=status == "failed"
+        )
+
+
+@dataclass(frozen=True)
+class Call:
+    """One run of a test provider, as it recorded it."""
+
+    command: str
+    env: dict[str, str]
+    stdin: bytes
+
+    @property
+    def document(self) -> Any:
+        return json.loads(self.stdin)
+
+
+def calls(state: Path, command: str | None = None) -> list[Call]:
+    """The runs a test provider recorded under its state directory, oldest first."""
+    found = []
+    folder = state / "calls"
+    for directory in sorted(folder.iterdir()) if folder.is_dir() else ():
+        name = directory.name.split("-")[1].split(".")[0]
+        if command is not None and name != command:
+            continue
+        lines = (directory / "env").read_text().splitlines()
+        env = dict(line.split("=", 1) for line in lines if "=" in line)
+        found.append(Call(name, env, (directory / "stdin").read_bytes()))
+    return found
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def group_alive(pgid: int) -> list[int]:
+    """The live (not zombie) processes of a process group."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(int(entry.name))
+        if fields is not None and int(fields[2]) == pgid and fields[0] not in "ZX":
+            members.append(int(entry.name))
+    return members
+
+
+class Rig:
+    """A test provider in a directory of its own: its config file, its state, and the
+    runnerscale provider over it."""
+
+    def __init__(self, root: Path, program: str, **switches: str) -> None:
+        self.root = root
+        self.state = root / "state"
+        self.config_file = root / f"{program}.conf"
+        self.access = MemoryAccess()
+        self.events: list[tuple[str, str]] = []
+        self.program = program
+        self.configure(**switches)
+
+    def configure(self, **switches: str) -> None:
+        """Rewrite the provider's config file (STATE and the provider's own switches)."""
+        lines = [f"STATE={self.state}", *(f"{key}={value}" for key, value in switches.items())]
+        self.config_file.write_text("\n".join(lines) + "\n")
+
+    def provider(
+        self,
+        *,
+        pool: str = "lxd",
+        controller_id: str = "ctl-test",
+        environ: Mapping[str, str] | None = None,
+        labels: frozenset[str] = frozenset({"self-hosted", "linux", "x64"}),
+        downloads: list[dict[str, str]] | None = None,
+        **settings: Any,
+    ) -> ExternalProvider:
+        config = ExternalConfig.model_validate(
+            {
+                "executable": str(BIN / self.program),
+                "config_file": str(self.config_file),
+                "image": "ubuntu:24.04",
+                "flavor": "default",
+                **settings,
+            }
+        )
+
+        async def runner_downloads() -> list[dict[str, str]]:
+            return list(downloads or [])
+
+        context = BackendContext(
+            pool=pool,
+            controller_id=controller_id,
+            state_dir=self.root,
+            labels=labels,
+            record=lambda event, outcome: self.events.append((event, outcome)),
+            instance_access=self.access,
+            boot_timeout=600.0,
+            target_url="https://github.com/acme/app",
+            runner_group="ci",
+            runner_downloads=runner_downloads,
+        )
+        return ExternalProvider(
+            config,
+            context,
+            self.access,
+            arch=config.arch or arch_from_labels(labels),
+            environ=environ,
+            kill_grace=0.3,
+        )
+
+    def calls(self, command: str | None = None) -> list[Call]:
+        return calls(self.state, command)
+
+    def instance_dirs(self) -> Iterator[Path]:
+        folder = self.state / "instances"
+        return iter(sorted(folder.iterdir()) if folder.is_dir() else ())
