@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from runnerscale.providers.registry import BackendContext
 
 __all__ = [
     "BIN",
+    "DOWNLOAD",
+    "ENVIRON",
     "METADATA_URL",
     "Call",
     "MemoryAccess",
@@ -31,6 +34,25 @@ __all__ = [
 BIN = Path(__file__).parent / "bin"
 METADATA_URL = "http://127.0.0.1:9/api/v1/metadata"
 CALLBACK_URL = "http://127.0.0.1:9/api/v1/callbacks"
+#: The daemon's environment, as the tests give it: secrets that must not reach a provider,
+#: a proxy that must.
+ENVIRON = {
+    "PATH": "/usr/bin:/bin",
+    "HOME": "/root",
+    "GITHUB_TOKEN": "ghp_DaemonToken0123456789",
+    "RUNNERSCALE_ADMIN_TOKEN": "admin-secret",
+    "AWS_SECRET_ACCESS_KEY": "aws-secret",
+    "http_proxy": "http://proxy.invalid:3128",
+    "LXD_SOCKET": "/var/lib/lxd/unix.socket",
+}
+#: The runner download GitHub offers (what becomes the bootstrap's tools).
+DOWNLOAD = {
+    "os": "linux",
+    "architecture": "x64",
+    "download_url": "https://github.com/actions/runner/releases/download/v2.330.0/r.tar.gz",
+    "filename": "actions-runner-linux-x64-2.330.0.tar.gz",
+    "sha256_checksum": "abc123",
+}
 
 
 @dataclass
@@ -145,7 +167,8 @@ class Rig:
         controller_id: str = "ctl-test",
         environ: Mapping[str, str] | None = None,
         labels: frozenset[str] = frozenset({"self-hosted", "linux", "x64"}),
-        downloads: list[dict[str, str]] | None = None,
+        downloads: Callable[[], Awaitable[list[dict[str, str]]]] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
         **settings: Any,
     ) -> ExternalProvider:
         config = ExternalConfig.model_validate(
@@ -159,7 +182,7 @@ class Rig:
         )
 
         async def runner_downloads() -> list[dict[str, str]]:
-            return list(downloads or [])
+            return [dict(DOWNLOAD)]
 
         context = BackendContext(
             pool=pool,
@@ -171,14 +194,15 @@ class Rig:
             boot_timeout=600.0,
             target_url="https://github.com/acme/app",
             runner_group="ci",
-            runner_downloads=runner_downloads,
+            runner_downloads=downloads or runner_downloads,
         )
         return ExternalProvider(
             config,
             context,
             self.access,
             arch=config.arch or arch_from_labels(labels),
-            environ=environ,
+            environ=ENVIRON if environ is None else environ,
+            monotonic=monotonic,
             kill_grace=0.3,
         )
 

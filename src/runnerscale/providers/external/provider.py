@@ -155,7 +155,9 @@ class ExternalProvider:
         return contract.to_instance(found, self.context.pool, None)
 
     async def delete(self, instance_id: str) -> None:
-        result = await self._run("DeleteInstance", instance_id=instance_id)
+        result = await self._run(
+            "DeleteInstance", instance_id=instance_id, accept=_exit_not_found
+        )
         if result.exit_code == contract.NOT_FOUND_EXIT:
             log.debug("instance %s was gone already", instance_id)
         self._revoke(self._names.pop(instance_id, instance_id))
@@ -245,7 +247,7 @@ class ExternalProvider:
     async def _undo_create(self, name: str) -> None:
         """Delete what a failed create may have left, by name (as garm does); revoke."""
         try:
-            await self._run("DeleteInstance", instance_id=name)
+            await self._run("DeleteInstance", instance_id=name, accept=_exit_not_found)
         except ProviderError as error:
             log.warning("pool %s: cleaning up after a failed create: %s", self.context.pool, error)
         finally:
@@ -282,8 +284,8 @@ class ExternalProvider:
         stdin: bytes = b"",
         accept: Callable[[execute.Completed], bool] | None = None,
     ) -> execute.Completed:
-        """One run. Exit 0 is returned, and a failure ``accept`` accepts (by default exit 30,
-        not found, which the callers take for success); anything else is a ProviderError."""
+        """One run. Exit 0 is returned, and a failure ``accept`` accepts (not found, where the
+        caller takes that for an answer); anything else is a ProviderError."""
         settings = self.settings
         env = contract.environment(
             command,
@@ -315,7 +317,7 @@ class ExternalProvider:
             raise ProviderError(
                 f"{self._who(command)} cannot be started: {error.strerror or error}"
             ) from None
-        if result.exit_code == 0 or (accept or _exit_not_found)(result):
+        if result.exit_code == 0 or (accept is not None and accept(result)):
             self.context.record("command", "ok")
             return result
         self.context.record("command", "failed")
