@@ -113,7 +113,8 @@ def test_the_environment_is_clean_but_for_proxies_and_the_configured_prefixes() 
     found = env("ListInstances", "v0.1.0", inherited=INHERITED, prefixes=["LXD_", "PATH", "GA"])
     passed = {name for name in found if not name.startswith("GARM_")}
     assert passed == {"http_proxy", "NO_PROXY", "LXD_SOCKET", "PATH"}
-    assert "GITHUB_TOKEN" not in found and "RUNNERSCALE_ADMIN_TOKEN" not in found
+    assert "GITHUB_TOKEN" not in found
+    assert "RUNNERSCALE_ADMIN_TOKEN" not in found
 
 
 def test_a_per_instance_command_needs_an_instance_id() -> None:
@@ -338,7 +339,8 @@ def test_faults_are_base64_and_plain_text_is_tolerated() -> None:
     )
     instance = contract.to_instance(found, "lxd", None)
     assert not instance.running
-    assert "status error" in instance.detail and "fault: quota exceeded" in instance.detail
+    assert "status error" in instance.detail
+    assert "fault: quota exceeded" in instance.detail
 
 
 def test_a_failed_boot_report_means_not_running() -> None:

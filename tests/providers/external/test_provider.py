@@ -32,6 +32,10 @@ def spec(name: str = "lxd-r1", pool: str = "lxd") -> InstanceSpec:
     return InstanceSpec(runner_name=name, pool=pool, jitconfig=JITCONFIG, labels=("x64",))
 
 
+def command_line(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
 @pytest.fixture
 def working(tmp_path: Path) -> Rig:
     return Rig(tmp_path, "working")
@@ -46,9 +50,7 @@ async def remove_everything(rig: Rig) -> None:
 
 
 @pytest.mark.parametrize("version", ["v0.1.0", "v0.1.1"])
-async def test_create_hands_the_provider_exactly_the_contract(
-    working: Rig, version: str
-) -> None:
+async def test_create_hands_the_provider_exactly_the_contract(working: Rig, version: str) -> None:
     provider = working.provider(interface_version=version, extra_specs={"disk_gb": 20})
     try:
         instance = await provider.create(spec())
@@ -131,15 +133,18 @@ async def test_the_instance_lifecycle_get_list_delete(working: Rig) -> None:
         await provider.create(spec("lxd-r2"))
         assert sorted(i.runner_name for i in await provider.list()) == ["lxd-r1", "lxd-r2"]
         found = await provider.get("lxd-r1")
-        assert found is not None and found.running
+        assert found is not None
+        assert found.running
 
         await provider.delete("lxd-r1")
         assert await provider.get("lxd-r1") is None  # exit 30: not found
         assert [i.runner_name for i in await provider.list()] == ["lxd-r2"]
-        assert "lxd-r1" in working.access.revoked and "lxd-r1" not in working.access.grants
+        assert "lxd-r1" in working.access.revoked
+        assert "lxd-r1" not in working.access.grants
         await provider.delete("lxd-r1")  # gone already: success
         delete = working.calls("DeleteInstance")[0]
-        assert delete.env["GARM_INSTANCE_ID"] == "lxd-r1" and delete.stdin == b""
+        assert delete.env["GARM_INSTANCE_ID"] == "lxd-r1"
+        assert delete.stdin == b""
         assert "GARM_POOL_ID" not in delete.env  # v0.1.0 gives the pool id to create and list only
     finally:
         await remove_everything(working)
@@ -151,11 +156,13 @@ async def test_stop_and_start(working: Rig) -> None:
         await provider.create(spec())
         await provider.stop("lxd-r1")
         stopped = await provider.get("lxd-r1")
-        assert stopped is not None and not stopped.running
+        assert stopped is not None
+        assert not stopped.running
         assert "status stopped" in stopped.detail
         await provider.start("lxd-r1")
         started = await provider.get("lxd-r1")
-        assert started is not None and started.running
+        assert started is not None
+        assert started.running
         assert [c.env["GARM_COMMAND"] for c in working.calls()][1:4:2] == [
             "StopInstance",
             "StartInstance",
@@ -231,9 +238,11 @@ async def test_the_instance_token_never_shows(tmp_path: Path) -> None:
     assert token.startswith("itok-")
     message = str(raised.value)
     assert '"instance-token":"***"' in message  # the provider echoed it: cut out
-    assert token not in message and JITCONFIG not in message
+    assert token not in message
+    assert JITCONFIG not in message
     assert token not in log.getvalue()
-    assert token not in repr(raised.value) and token not in repr(provider.__dict__)
+    assert token not in repr(raised.value)
+    assert token not in repr(provider.__dict__)
 
 
 async def test_a_hanging_provider_is_killed_with_its_whole_group(tmp_path: Path) -> None:
@@ -276,13 +285,13 @@ async def test_garbage_output_names_the_provider_the_command_and_the_fault(
 ) -> None:
     rig = Rig(tmp_path, "garbage", MODE=mode)
     provider = rig.provider()
+    calls = {
+        "CreateInstance": lambda: provider.create(spec()),
+        "GetInstance": lambda: provider.get("lxd-r1"),
+        "ListInstances": provider.list,
+    }
     with pytest.raises(ProviderError) as raised:
-        if command == "CreateInstance":
-            await provider.create(spec())
-        elif command == "GetInstance":
-            await provider.get("lxd-r1")
-        else:
-            await provider.list()
+        await calls[command]()
     message = str(raised.value)
     assert message.startswith(
         f"pool 'lxd': provider {BIN / 'garbage'} {command} printed what the contract does "
@@ -314,9 +323,7 @@ async def test_remove_all_with_v010_deletes_the_pools_instances_one_by_one(
         await working.provider(pool="other").create(spec("other-r1", pool="other"))
         await provider.remove_all()
         assert await provider.list() == []
-        assert [i.runner_name for i in await working.provider(pool="other").list()] == [
-            "other-r1"
-        ]
+        assert [i.runner_name for i in await working.provider(pool="other").list()] == ["other-r1"]
         # v0.1.0's RemoveAllInstances names no pool: it would take the other pool's too.
         assert working.calls("RemoveAllInstances") == []
     finally:
@@ -389,8 +396,9 @@ async def test_the_stand_ins_command_line_holds_no_secret(working: Rig) -> None:
         token = working.access.grants["lxd-r1"].token
         (directory,) = working.instance_dirs()
         pid = int((directory / "pid").read_text())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        assert token.encode() not in cmdline and JITCONFIG.encode() not in cmdline
+        cmdline = command_line(pid)
+        assert token.encode() not in cmdline
+        assert JITCONFIG.encode() not in cmdline
         assert json.loads((directory / "bootstrap.json").read_text())["name"] == "lxd-r1"
     finally:
         await remove_everything(working)

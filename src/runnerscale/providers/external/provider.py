@@ -155,9 +155,7 @@ class ExternalProvider:
         return contract.to_instance(found, self.context.pool, None)
 
     async def delete(self, instance_id: str) -> None:
-        result = await self._run(
-            "DeleteInstance", instance_id=instance_id, accept=_exit_not_found
-        )
+        result = await self._run("DeleteInstance", instance_id=instance_id, accept=_exit_not_found)
         if result.exit_code == contract.NOT_FOUND_EXIT:
             log.debug("instance %s was gone already", instance_id)
         self._revoke(self._names.pop(instance_id, instance_id))
