@@ -23,6 +23,7 @@ __all__ = [
     "DOWNLOAD",
     "ENVIRON",
     "METADATA_URL",
+    "USER_DATA_OPTIONS",
     "Call",
     "MemoryAccess",
     "Rig",
@@ -44,6 +45,12 @@ ENVIRON = {
     "AWS_SECRET_ACCESS_KEY": "aws-secret",
     "http_proxy": "http://proxy.invalid:3128",
     "LXD_SOCKET": "/var/lib/lxd/unix.socket",
+}
+#: garm's ``user_data_options``, as it always sends them (the zero value).
+USER_DATA_OPTIONS = {
+    "disable_updates_on_boot": False,
+    "extra_packages": None,
+    "enable_boot_debug": False,
 }
 #: The runner download GitHub offers (what becomes the bootstrap's tools).
 DOWNLOAD = {

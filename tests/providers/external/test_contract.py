@@ -10,8 +10,10 @@ import uuid
 import pytest
 
 from runnerscale.instance_access import InstanceGrant, InstanceReport
+from runnerscale.model import Instance
 from runnerscale.providers.external import contract
 from runnerscale.providers.external.contract import InvalidOutputError
+from tests.providers.external.support import USER_DATA_OPTIONS
 
 IDENTITY = contract.Identity(controller_id="c-uuid", pool_id="p-uuid")
 BASE = {
@@ -214,11 +216,7 @@ def test_the_bootstrap_document_has_garms_keys_in_order() -> None:
         "image": "ubuntu:24.04",
         "labels": None,
         "pool_id": "p-uuid",
-        "user_data_options": {
-            "disable_updates_on_boot": False,
-            "extra_packages": None,
-            "enable_boot_debug": False,
-        },
+        "user_data_options": USER_DATA_OPTIONS,
         "jit_config_enabled": True,
         "proxy_config": {"http_proxy": "http://proxy:3128", "https_proxy": "", "no_proxy": ""},
     }
@@ -285,14 +283,13 @@ def test_an_instance_is_parsed() -> None:
         os_version="24.04",
         addresses=("10.0.0.5 (private)",),
     )
-    instance = contract.to_instance(found, "lxd", None)
-    assert (instance.id, instance.runner_name, instance.pool, instance.running) == (
-        "lxd-1",
-        "r-1",
-        "lxd",
-        True,
+    assert contract.to_instance(found, "lxd", None) == Instance(
+        id="lxd-1",
+        runner_name="r-1",
+        pool="lxd",
+        running=True,
+        detail="ubuntu 24.04; 10.0.0.5 (private)",
     )
-    assert instance.detail == "ubuntu 24.04; 10.0.0.5 (private)"
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from runnerscale.model import InstanceSpec
+from runnerscale.model import Instance, InstanceSpec
 from runnerscale.protocols import GitHubError, ProviderError, RemovesAll
 from runnerscale.providers.external import contract
 from runnerscale.providers.external.provider import GARM_REAP_SLACK, TOOLS_TTL
@@ -26,6 +26,23 @@ from tests.providers.external.support import (
 )
 
 JITCONFIG = "eyJqaXQiOiJzZWNyZXQtaml0LWNvbmZpZyJ9"
+#: The bootstrap keys whose values come from the pool, its settings and the runner.
+FROM_THE_POOL = (
+    "name",
+    "tools",
+    "repo_url",
+    "callback-url",
+    "metadata-url",
+    "instance-token",
+    "extra_specs",
+    "github-runner-group",
+    "arch",
+    "os_type",
+    "flavor",
+    "image",
+    "pool_id",
+    "proxy_config",
+)
 
 
 def spec(name: str = "lxd-r1", pool: str = "lxd") -> InstanceSpec:
@@ -68,45 +85,39 @@ async def test_create_hands_the_provider_exactly_the_contract(working: Rig, vers
             expected_env["GARM_POOL_EXTRASPECS"] = base64.b64encode(b'{"disk_gb":20}').decode()
         assert call.env == expected_env  # nothing else of the daemon's environment
         grant = working.access.grants["lxd-r1"]
-        assert call.document == {
+        # What the pool and the runner give; the constants are the contract's tests'.
+        document = call.document
+        assert {key: document[key] for key in FROM_THE_POOL} == {
             "name": "lxd-r1",
             "tools": [DOWNLOAD],
             "repo_url": "https://github.com/acme/app",
             "callback-url": CALLBACK_URL,
             "metadata-url": METADATA_URL,
             "instance-token": grant.token,
-            "ssh-keys": None,
             "extra_specs": {"disk_gb": 20},
             "github-runner-group": "ci",
-            "ca-cert-bundle": None,
             "arch": "amd64",
             "os_type": "linux",
             "flavor": "default",
             "image": "ubuntu:24.04",
-            "labels": None,
             "pool_id": identity.pool_id,
-            "user_data_options": {
-                "disable_updates_on_boot": False,
-                "extra_packages": None,
-                "enable_boot_debug": False,
-            },
-            "jit_config_enabled": True,
             "proxy_config": {
                 "http_proxy": "http://proxy.invalid:3128",
                 "https_proxy": "",
                 "no_proxy": "",
             },
         }
+        assert (document["jit_config_enabled"], document["labels"]) == (True, None)
         assert JITCONFIG.encode() not in call.stdin  # the instance fetches it from the daemon
         assert working.access.jitconfigs["lxd-r1"] == JITCONFIG
         assert working.access.lifetimes["lxd-r1"] == 300.0 + 600.0 + GARM_REAP_SLACK
-        assert (instance.id, instance.runner_name, instance.pool, instance.running) == (
-            "lxd-r1",
-            "lxd-r1",
-            "lxd",
-            True,
+        assert instance == Instance(
+            id="lxd-r1",
+            runner_name="lxd-r1",
+            pool="lxd",
+            running=True,
+            detail="standin 1.0; 127.0.0.1 (private)",
         )
-        assert instance.detail == "standin 1.0; 127.0.0.1 (private)"
         assert working.events == [("command", "ok")]
     finally:
         await remove_everything(working)

@@ -268,11 +268,20 @@ class ExternalProvider:
         try:
             return parse(stdout)
         except contract.InvalidOutputError as error:
-            self.context.record("command", "invalid_output")
-            raise ProviderError(
-                f"{self._who(command)} printed what the contract does not allow: {error}; "
-                f"output: {_tail(stdout, builtins.list(self._tokens.values())) or '(none)'}"
+            raise self._failure(
+                command,
+                "invalid_output",
+                f"printed what the contract does not allow: {error}; output: {self._shown(stdout)}",
             ) from None
+
+    def _shown(self, output: bytes) -> str:
+        """The end of a run's output for an error, the grants' tokens cut out."""
+        return _tail(output, builtins.list(self._tokens.values())) or "(none)"
+
+    def _failure(self, command: contract.Command, outcome: str, what: str) -> ProviderError:
+        """Count a run that did not do its part, and say so (``what`` it did)."""
+        self.context.record("command", outcome)
+        return ProviderError(f"{self._who(command)} {what}")
 
     async def _run(
         self,
@@ -295,7 +304,6 @@ class ExternalProvider:
             inherited=self._environ,
             prefixes=settings.environment_variables,
         )
-        secrets = builtins.list(self._tokens.values())
         try:
             result = await execute.run(
                 settings.executable,
@@ -305,22 +313,22 @@ class ExternalProvider:
                 kill_grace=self._kill_grace,
             )
         except execute.TimedOutError as timed_out:
-            self.context.record("command", "timeout")
-            raise ProviderError(
-                f"{self._who(command)} timed out after {_duration(settings.timeout)} and was "
-                f"killed; stderr: {_tail(timed_out.stderr, secrets) or '(none)'}"
+            raise self._failure(
+                command,
+                "timeout",
+                f"timed out after {_duration(settings.timeout)} and was killed; stderr: "
+                f"{self._shown(timed_out.stderr)}",
             ) from None
         except OSError as error:
-            self.context.record("command", "failed")
-            raise ProviderError(
-                f"{self._who(command)} cannot be started: {error.strerror or error}"
+            raise self._failure(
+                command, "failed", f"cannot be started: {error.strerror or error}"
             ) from None
         if result.exit_code == 0 or (accept is not None and accept(result)):
             self.context.record("command", "ok")
             return result
-        self.context.record("command", "failed")
-        raise ProviderError(
-            f"{self._who(command)} failed with exit code {result.exit_code}; stderr: "
-            f"{_tail(result.stderr, secrets) or '(none)'}; stdout: "
-            f"{_tail(result.stdout, secrets) or '(none)'}"
+        raise self._failure(
+            command,
+            "failed",
+            f"failed with exit code {result.exit_code}; stderr: {self._shown(result.stderr)}; "
+            f"stdout: {self._shown(result.stdout)}",
         )
