@@ -91,10 +91,24 @@ async def _kill(process: asyncio.subprocess.Process, grace: float) -> None:
     """SIGTERM to the run's process group, SIGKILL to it once the leader exited or after
     ``grace`` (whatever of the group ignored SIGTERM goes too)."""
     _signal_group(process.pid, signal.SIGTERM)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(process.wait(), grace)
+    await _exited(process, grace)
     _signal_group(process.pid, signal.SIGKILL)
-    await process.wait()
+    await _exited(process, grace)
+
+
+async def _exited(process: asyncio.subprocess.Process, within: float) -> bool:
+    """Whether the program exited within ``within`` seconds. (Not ``process.wait()``: that
+    also waits for its pipes to close, which a child of it may hold open for ever.)"""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    pause = 0.005
+    while process.returncode is None:
+        left = deadline - loop.time()
+        if left <= 0:
+            return False
+        await asyncio.sleep(min(pause, left))
+        pause = min(pause * 2, 0.1)
+    return True
 
 
 async def run(
@@ -124,13 +138,11 @@ async def run(
     out, err = _Capture(process.stdout, limit), _Capture(process.stderr, limit)
     readers = asyncio.gather(out.read(), err.read(), _feed(process.stdin, stdin))
     try:
-        try:
-            await asyncio.wait_for(process.wait(), time_limit)
-        except TimeoutError:
+        if not await _exited(process, time_limit):
             await _kill(process, kill_grace)
-            await _drain(readers)
+            await _drain(process, readers)
             raise TimedOutError(bytes(out.data), bytes(err.data)) from None
-        await _drain(readers)
+        await _drain(process, readers)
     except asyncio.CancelledError:
         if process.returncode is None:
             await asyncio.shield(_kill(process, kill_grace))
@@ -144,9 +156,9 @@ async def run(
     )
 
 
-async def _drain(readers: asyncio.Future[Any]) -> None:
+async def _drain(process: asyncio.subprocess.Process, readers: asyncio.Future[Any]) -> None:
     """Finish reading, but not for longer than :data:`DRAIN_GRACE` (a child of the program
-    may keep its pipes open)."""
+    may keep its pipes open: then our ends are closed, so that no descriptor stays behind)."""
     try:
         await asyncio.wait_for(asyncio.shield(readers), DRAIN_GRACE)
     except TimeoutError:
@@ -154,3 +166,7 @@ async def _drain(readers: asyncio.Future[Any]) -> None:
         readers.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await readers
+        # asyncio.subprocess.Process has no public close; its transport's closes the pipes.
+        transport = getattr(process, "_transport", None)
+        if transport is not None:
+            transport.close()
