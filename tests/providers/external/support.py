@@ -159,7 +159,8 @@ class Rig:
         self.config_file = root / f"{program}.conf"
         self.access = MemoryAccess()
         self.events: list[tuple[str, str]] = []
-        self.program = program
+        #: The provider program (one of ``bin/`` by default).
+        self.executable = BIN / program
         self.configure(**switches)
 
     def configure(self, **switches: str) -> None:
@@ -180,7 +181,7 @@ class Rig:
     ) -> ExternalProvider:
         config = ExternalConfig.model_validate(
             {
-                "executable": str(BIN / self.program),
+                "executable": str(self.executable),
                 "config_file": str(self.config_file),
                 "image": "ubuntu:24.04",
                 "flavor": "default",
