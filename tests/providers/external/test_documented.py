@@ -44,7 +44,8 @@ async def test_the_documented_provider_works(tmp_path: Path) -> None:
         assert (instance.id, instance.running) == ("lxd-r1", True)
         assert [i.runner_name for i in await provider.list()] == ["lxd-r1"]
         found = await provider.get("lxd-r1")
-        assert found is not None and found.running
+        assert found is not None
+        assert found.running
         assert await rig.provider(pool="other").list() == []
     finally:
         await provider.delete("lxd-r1")
