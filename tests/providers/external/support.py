@@ -4,6 +4,7 @@ them with a config file and a state directory of its own."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
@@ -29,6 +30,7 @@ __all__ = [
     "Rig",
     "calls",
     "group_alive",
+    "hanging_pid",
 ]
 
 #: The test providers.
@@ -147,6 +149,17 @@ def group_alive(pgid: int) -> list[int]:
         if fields is not None and int(fields[2]) == pgid and fields[0] not in "ZX":
             members.append(int(entry.name))
     return members
+
+
+async def hanging_pid(rig: Rig) -> int:
+    """The pid of the ``hanging`` provider's run, once it has started (it writes it)."""
+    pid_file = rig.state / "hanging.pid"
+    for _ in range(1000):
+        text = pid_file.read_text().strip() if pid_file.exists() else ""
+        if text:
+            return int(text)
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the hanging provider never wrote {pid_file}")
 
 
 class Rig:

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from runnerscale.model import InstanceSpec
 from runnerscale.protocols import ProviderError
 from runnerscale.providers.external import execute
-from tests.providers.external.support import Rig, group_alive
+from tests.providers.external.support import Rig, group_alive, hanging_pid
 
 
 def script(path: Path, body: str) -> str:
@@ -54,15 +55,26 @@ async def test_a_cancelled_run_is_killed(tmp_path: Path) -> None:
     rig = Rig(tmp_path, "hanging")
     provider = rig.provider()
     task = asyncio.create_task(provider.list())
-    pid_file = rig.state / "hanging.pid"
-    for _ in range(500):
-        if pid_file.exists() and pid_file.read_text().strip():
-            break
-        await asyncio.sleep(0.01)
+    pid = await hanging_pid(rig)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert group_alive(int(pid_file.read_text())) == []
+    assert group_alive(pid) == []
+
+
+async def test_a_cancelled_create_revokes_its_grant(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, "hanging")
+    provider = rig.provider()
+    task = asyncio.create_task(
+        provider.create(InstanceSpec(runner_name="lxd-r1", pool="lxd", jitconfig="jit"))
+    )
+    pid = await hanging_pid(rig)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert group_alive(pid) == []
+    assert rig.access.revoked == ["lxd-r1"]
+    assert [call.command for call in rig.calls()] == ["CreateInstance"]  # no run while stopping
 
 
 async def test_a_program_that_cannot_start_is_a_provider_error(tmp_path: Path) -> None:

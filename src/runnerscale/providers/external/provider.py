@@ -31,6 +31,7 @@ only with v0.1.1, which names the pool (``GARM_POOL_ID``) for the provider to ke
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import logging
 import os
@@ -141,7 +142,12 @@ class ExternalProvider:
         self._tokens[spec.runner_name] = grant.token
         try:
             found = await self._create(spec, grant, tools)
-        except BaseException:
+        except asyncio.CancelledError:
+            # The daemon is stopping: no new run now. What the provider made is listed for the
+            # pool, runner-less, so the janitor removes it.
+            self._revoke(spec.runner_name)
+            raise
+        except Exception:
             await self._undo_create(spec.runner_name)
             raise
         if found.status != "running":
