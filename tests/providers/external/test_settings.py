@@ -12,7 +12,7 @@ import pytest
 
 from runnerscale.config.source import read_yaml
 from runnerscale.protocols import ProviderError
-from runnerscale.providers.external import BACKEND, ExternalProvider, build
+from runnerscale.providers.external import BACKEND, ExternalProvider, build, pool_advice
 from runnerscale.providers.external.settings import ExternalConfig
 from runnerscale.providers.registry import BackendContext
 from tests.providers.external.support import BIN, MemoryAccess
@@ -142,6 +142,23 @@ def test_build_checks_the_hosts_files_and_the_daemon(tmp_path: Path) -> None:
     provider = build(settings, context(tmp_path))
     assert isinstance(provider, ExternalProvider)
     assert provider.arch == "arm64"  # from the pool's labels
+
+
+def test_an_arch_the_labels_contradict_is_advised_against() -> None:
+    def advice(arch: str | None, labels: list[str]) -> list[tuple[str, tuple[Any, ...]]]:
+        settings = ExternalConfig.model_validate({"executable": "/p", "arch": arch})
+        return [(item.message, item.at) for item in pool_advice(settings, labels)]
+
+    assert advice("arm64", ["self-hosted", "x64"]) == [
+        (
+            "is arm64, but the pool's labels name amd64: its jobs ask for amd64 and would run "
+            "on arm64",
+            ("arch",),
+        )
+    ]
+    assert advice("arm64", ["self-hosted", "ARM64"]) == []
+    assert advice("i386", ["self-hosted"]) == []
+    assert advice(None, ["x64"]) == []
 
 
 def test_the_backend_declares_its_events() -> None:

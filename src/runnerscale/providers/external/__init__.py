@@ -13,14 +13,16 @@ standard library is needed.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
+from runnerscale.config.base import Advice
 from runnerscale.protocols import Provider, ProviderError
-from runnerscale.providers.external.contract import arch_from_labels
+from runnerscale.providers.external.contract import arch_from_labels, named_arch
 from runnerscale.providers.external.provider import COMMAND_OUTCOMES, ExternalProvider
 from runnerscale.providers.external.settings import ExternalConfig
 from runnerscale.providers.registry import Backend, BackendContext
 
-__all__ = ["BACKEND", "ExternalConfig", "ExternalProvider", "build"]
+__all__ = ["BACKEND", "ExternalConfig", "ExternalProvider", "build", "pool_advice"]
 
 
 def _check_file(pool: str, what: str, path: str, *, executable: bool) -> None:
@@ -47,6 +49,22 @@ def build(settings: ExternalConfig, context: BackendContext) -> Provider:
     return ExternalProvider(settings, context, context.instance_access, arch=arch)
 
 
+def pool_advice(settings: ExternalConfig, labels: Sequence[str]) -> list[Advice]:
+    """An ``arch`` other than the one the pool's labels name: its jobs would land on runners
+    of another architecture than they ask for."""
+    named = named_arch(labels)
+    if settings.arch is None or named is None or named == settings.arch:
+        return []
+    return [
+        Advice(
+            f"is {settings.arch}, but the pool's labels name {named}: its jobs ask for {named} "
+            f"and would run on {settings.arch}",
+            f"remove arch (the labels give {named}), or fix the pool's labels",
+            at=("arch",),
+        )
+    ]
+
+
 BACKEND = Backend(
     settings=ExternalConfig,
     build=build,
@@ -54,6 +72,7 @@ BACKEND = Backend(
     "instance a garm-compatible provider program creates.",
     example="{executable: /usr/local/bin/garm-provider-lxd, config_file: "
     "/etc/runnerscale/lxd-provider.toml, image: 'ubuntu:24.04', flavor: default}",
+    pool_advice=pool_advice,
     order=4,
     # Every run of the provider program, by how it ended (provider.py).
     events={"command": COMMAND_OUTCOMES},

@@ -49,6 +49,7 @@ __all__ = [
     "controller_uuid",
     "decode_fault",
     "environment",
+    "named_arch",
     "parse_instance",
     "parse_instances",
     "pool_uuid",
@@ -123,13 +124,18 @@ def pool_uuid(controller: str, pool: str) -> str:
     return str(uuid.uuid5(uuid.UUID(controller), pool))
 
 
-def arch_from_labels(labels: Iterable[str]) -> Arch:
-    """The architecture a pool's labels name (``x64``, ``arm64``, ``arm``), else amd64."""
+def named_arch(labels: Iterable[str]) -> Arch | None:
+    """The architecture a pool's labels name (``x64``, ``arm64``, ``arm``), if any."""
     lowered = {label.lower() for label in labels}
     for label, arch in _LABEL_ARCH:
         if label in lowered:
             return arch
-    return "amd64"
+    return None
+
+
+def arch_from_labels(labels: Iterable[str]) -> Arch:
+    """The architecture a pool's labels name, else amd64 (garm's default)."""
+    return named_arch(labels) or "amd64"
 
 
 @dataclass(frozen=True)
