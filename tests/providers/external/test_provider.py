@@ -413,3 +413,22 @@ async def test_the_stand_ins_command_line_holds_no_secret(working: Rig) -> None:
         assert json.loads((directory / "bootstrap.json").read_text())["name"] == "lxd-r1"
     finally:
         await remove_everything(working)
+
+
+async def test_an_instance_named_otherwise_is_undone_and_refused(tmp_path: Path) -> None:
+    program = tmp_path / "renaming"
+    program.write_text(
+        "#!/bin/bash\n"
+        'if [ "$GARM_COMMAND" = CreateInstance ]; then\n'
+        '    echo \'{"provider_id": "vm-7", "name": "vm-7", "status": "running"}\'\n'
+        "fi\n"
+        'echo "$GARM_COMMAND $GARM_INSTANCE_ID" >> "${GARM_PROVIDER_CONFIG_FILE%/*}/log"\n'
+    )
+    program.chmod(0o755)
+    rig = Rig(tmp_path, "renaming")
+    rig.executable = program
+    with pytest.raises(ProviderError) as raised:
+        await rig.provider().create(spec())
+    assert "CreateInstance named the instance 'vm-7', not 'lxd-r1'" in str(raised.value)
+    assert (tmp_path / "log").read_text().splitlines()[-1] == "DeleteInstance vm-7"
+    assert rig.access.revoked == ["lxd-r1"]

@@ -150,6 +150,15 @@ class ExternalProvider:
         except Exception:
             await self._undo_create(spec.runner_name)
             raise
+        if found.name != spec.runner_name:
+            # runnerscale knows an instance by its runner's name (the janitor would take one
+            # of another name for a leftover): it is undone by the id it was given.
+            await self._undo_create(spec.runner_name, found.provider_id)
+            raise ProviderError(
+                f"{self._who('CreateInstance')} named the instance "
+                f"{untrusted(found.name, 100)!r}, not {spec.runner_name!r} (the bootstrap's "
+                "name): a provider must name an instance as it is asked to"
+            )
         if found.status != "running":
             await self._undo_create(spec.runner_name)
             why = f": {untrusted(found.fault, 500)}" if found.fault else ""
@@ -248,10 +257,13 @@ class ExternalProvider:
         result = await self._run("CreateInstance", stdin=document)
         return self._parse("CreateInstance", contract.parse_instance, result.stdout)
 
-    async def _undo_create(self, name: str) -> None:
-        """Delete what a failed create may have left, by name (as garm does); revoke."""
+    async def _undo_create(self, name: str, instance_id: str | None = None) -> None:
+        """Delete what a failed create may have left, by name (as garm does) unless its id is
+        known; revoke the grant."""
         try:
-            await self._run("DeleteInstance", instance_id=name, accept=_exit_not_found)
+            await self._run(
+                "DeleteInstance", instance_id=instance_id or name, accept=_exit_not_found
+            )
         except ProviderError as error:
             log.warning("pool %s: cleaning up after a failed create: %s", self.context.pool, error)
         finally:
