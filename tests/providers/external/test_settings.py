@@ -46,6 +46,10 @@ def test_defaults() -> None:
     external = ExternalConfig.model_validate({"executable": "/opt/p"})
     assert (external.config_file, external.image, external.flavor) == (None, "", "")
     assert external.timeout == 300.0
+    ((message, at),) = [(item.message, item.at) for item in external.advice()]
+    assert message.startswith("no config_file: providers built on garm-provider-common")
+    assert at == ("config_file",)
+    assert ExternalConfig.model_validate(issue_block()).advice() == []
 
 
 @pytest.mark.parametrize(

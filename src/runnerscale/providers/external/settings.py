@@ -14,7 +14,7 @@ from typing import Any, Literal, TypeAlias
 
 from pydantic import Field, field_validator
 
-from runnerscale.config.base import ConfigModel
+from runnerscale.config.base import Advice, ConfigModel
 from runnerscale.config.problems import fail
 from runnerscale.config.units import PositiveDuration
 
@@ -110,3 +110,17 @@ class ExternalConfig(ConfigModel):
                     echo=False,
                 )
         return value
+
+    def advice(self) -> list[Advice]:
+        if self.config_file is not None:
+            return []
+        return [
+            Advice(
+                "no config_file: providers built on garm-provider-common (LXD, Incus, "
+                "OpenStack, ...) refuse to run without one (GARM_PROVIDER_CONFIG_FILE is then "
+                "empty)",
+                "give the provider's configuration file as config_file (a shell provider that "
+                "needs none may ignore this)",
+                at=("config_file",),
+            )
+        ]
