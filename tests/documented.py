@@ -12,6 +12,7 @@ ROOT = Path(__file__).parents[1]
 README = ROOT / "README.md"
 CONFIGURATION = ROOT / "docs" / "configuration.md"
 DEPLOY = ROOT / "docs" / "deploy.md"
+EXTERNAL = ROOT / "docs" / "backends" / "external.md"
 
 
 def documented_example() -> str:
@@ -55,3 +56,12 @@ def shell_block(
         text = re.sub(pattern, value, text)
     commands = (shlex.split(line, comments=True) for line in text.splitlines())
     return [command for command in commands if command]
+
+
+def fenced_block(page: Path, language: str, containing: str) -> str:
+    """The first fenced block in ``language`` (```bash) of ``page`` that holds ``containing``,
+    as written (its text between the fences)."""
+    blocks = re.findall(rf"^```{re.escape(language)}\n(.*?)^```", page.read_text(), re.DOTALL | re.M)
+    found = [block for block in blocks if containing in block]
+    assert found, f"{page.relative_to(ROOT)} has no {language} block with {containing!r}"
+    return str(found[0])

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runnerscale.instance_access import BootStatus, InstanceGrant, InstanceReport
+from runnerscale.instance_access import BootStatus, InstanceAccess, InstanceGrant, InstanceReport
 from runnerscale.providers.external import ExternalProvider
 from runnerscale.providers.external.contract import arch_from_labels
 from runnerscale.providers.external.settings import ExternalConfig
@@ -164,17 +164,31 @@ async def hanging_pid(rig: Rig) -> int:
 
 class Rig:
     """A test provider in a directory of its own: its config file, its state, and the
-    runnerscale provider over it."""
+    runnerscale provider over it. ``program`` is one of ``bin/`` or an absolute path; with
+    ``config_file`` given, that file is the provider's (not written here)."""
 
-    def __init__(self, root: Path, program: str, **switches: str) -> None:
+    def __init__(
+        self,
+        root: Path,
+        program: str,
+        *,
+        instance_access: InstanceAccess | None = None,
+        config_file: Path | None = None,
+        **switches: str,
+    ) -> None:
         self.root = root
         self.state = root / "state"
-        self.config_file = root / f"{program}.conf"
+        self.config_file = config_file or root / f"{program}.conf"
         self.access = MemoryAccess()
+        #: What the providers grant through: :attr:`access`, or the real endpoints' registry.
+        self.instance_access: InstanceAccess = instance_access or self.access
         self.events: list[tuple[str, str]] = []
+        #: The daemon's environment its providers are given (by default :data:`ENVIRON`).
+        self.environ: Mapping[str, str] = ENVIRON
         #: The provider program (one of ``bin/`` by default).
         self.executable = BIN / program
-        self.configure(**switches)
+        if config_file is None:
+            self.configure(**switches)
 
     def configure(self, **switches: str) -> None:
         """Rewrite the provider's config file (STATE and the provider's own switches)."""
@@ -211,7 +225,7 @@ class Rig:
             state_dir=self.root,
             labels=labels,
             record=lambda event, outcome: self.events.append((event, outcome)),
-            instance_access=self.access,
+            instance_access=self.instance_access,
             boot_timeout=600.0,
             target_url="https://github.com/acme/app",
             runner_group="ci",
@@ -220,9 +234,9 @@ class Rig:
         return ExternalProvider(
             config,
             context,
-            self.access,
+            self.instance_access,
             arch=config.arch or arch_from_labels(labels),
-            environ=ENVIRON if environ is None else environ,
+            environ=self.environ if environ is None else environ,
             monotonic=monotonic,
             kill_grace=0.3,
         )

@@ -1,54 +1,74 @@
-"""docs/backends/external.md's shell provider, as written: under 30 lines, and a provider
-runnerscale can create, find, list and delete runners with."""
+"""docs/backends/external.md's provider and boot script, as written on the page: the provider
+under 30 lines, both clean under ``shellcheck``, and together a provider runnerscale creates,
+finds, lists and deletes runners with, whose instances fetch their JIT files from the real
+endpoints."""
 
 from __future__ import annotations
 
-import re
+import shutil
+import subprocess
 from pathlib import Path
 
+import pytest
+
 from runnerscale.model import InstanceSpec
-from tests.providers.external.support import Rig
+from tests.instancemeta.conftest import Served, served
+from tests.instancemeta.jit import encoded
+from tests.providers.external.documented import (
+    boot_script,
+    documented_provider,
+    install,
+    lingering_runner,
+    rig,
+)
+from tests.providers.external.waiting import booted
 
-PAGE = Path(__file__).parents[3] / "docs" / "backends" / "external.md"
-
-
-def documented_provider() -> str:
-    """The page's bash block (its one provider)."""
-    (block,) = re.findall(r"^```bash\n(.*?)^```", PAGE.read_text(), re.DOTALL | re.MULTILINE)
-    return str(block)
-
-
-def install(folder: Path) -> Rig:
-    """The page's provider, and a BOOT that stands in for a runner, in ``folder``."""
-    program = folder / "provider"
-    program.write_text(documented_provider())
-    program.chmod(0o755)
-    boot = folder / "boot"
-    boot.write_text("#!/bin/bash\nexec /usr/bin/sleep 300\n")
-    boot.chmod(0o755)
-    rig = Rig(folder, "provider", BOOT=str(boot))
-    rig.executable = program
-    return rig
+__all__ = ["served"]  # a fixture, imported
 
 
 def test_the_page_shows_a_provider_in_under_30_lines() -> None:
     assert len(documented_provider().splitlines()) < 30
 
 
-async def test_the_documented_provider_works(tmp_path: Path) -> None:
-    rig = install(tmp_path)
-    provider = rig.provider()
-    spec = InstanceSpec(runner_name="lxd-r1", pool="lxd", jitconfig="secret-jit")
+@pytest.mark.parametrize("script", [documented_provider, boot_script], ids=["provider", "boot"])
+def test_the_scripts_pass_shellcheck(script: object, tmp_path: Path) -> None:
+    shellcheck = shutil.which("shellcheck")
+    assert shellcheck, "shellcheck is missing: run scripts/install-system-deps"
+    assert callable(script)
+    path = tmp_path / "script"
+    path.write_text(script())
+    checked = subprocess.run(  # noqa: S603 - our own file
+        [shellcheck, str(path)], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+async def test_the_documented_provider_works(served: Served, tmp_path: Path) -> None:
+    installed = install(tmp_path, lingering_runner())
+    made = rig(installed, served.registry)
+    provider = made.provider()
+    spec = InstanceSpec(runner_name="lxd-r1", pool="lxd", jitconfig=encoded())
     instance = await provider.create(spec)
     try:
         assert (instance.id, instance.running) == ("lxd-r1", True)
+        await booted(served.registry, "lxd-r1", installed.instance_dirs()[0])
         assert [i.runner_name for i in await provider.list()] == ["lxd-r1"]
         found = await provider.get("lxd-r1")
         assert found is not None
         assert found.running
-        assert await rig.provider(pool="other").list() == []
+        # Another controller's provider, and (told the pool, v0.1.1) another pool's, neither
+        # see it nor remove it.
+        for other in (
+            made.provider(controller_id="ctl-other"),
+            made.provider(pool="other", interface_version="v0.1.1"),
+        ):
+            assert await other.list() == []
+            assert await other.get("lxd-r1") is None
+            await other.delete("lxd-r1")
+        assert [i.runner_name for i in await provider.list() if i.running] == ["lxd-r1"]
     finally:
         await provider.delete("lxd-r1")
     assert await provider.list() == []
     assert await provider.get("lxd-r1") is None
+    assert installed.instance_dirs() == []
     await provider.delete("lxd-r1")  # gone: success
