@@ -61,7 +61,9 @@ def shell_block(
 def fenced_block(page: Path, language: str, containing: str) -> str:
     """The first fenced block in ``language`` (```bash) of ``page`` that holds ``containing``,
     as written (its text between the fences)."""
-    blocks = re.findall(rf"^```{re.escape(language)}\n(.*?)^```", page.read_text(), re.DOTALL | re.M)
+    blocks = re.findall(
+        rf"^```{re.escape(language)}\n(.*?)^```", page.read_text(), re.DOTALL | re.M
+    )
     found = [block for block in blocks if containing in block]
     assert found, f"{page.relative_to(ROOT)} has no {language} block with {containing!r}"
     return str(found[0])

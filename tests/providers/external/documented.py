@@ -114,7 +114,9 @@ def install(folder: Path, run_sh: str) -> Installed:
         ("/usr/local/bin/garm-local-boot", boot),
         ("/opt/actions-runner", runner),
     ):
-        assert config.count(f'"{documented}"') == 1, f"the page's config no longer names {documented}"
+        assert config.count(f'"{documented}"') == 1, (
+            f"the page's config no longer names {documented}"
+        )
         config = config.replace(f'"{documented}"', f'"{here}"')
     config_file.write_text(config)
     return Installed(provider, config_file, boot, runner, root)
