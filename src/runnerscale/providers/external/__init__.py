@@ -16,13 +16,14 @@ import os
 from collections.abc import Sequence
 
 from runnerscale.config.base import Advice
+from runnerscale.hostlabels import HostFacts, normalize_arch
 from runnerscale.protocols import Provider, ProviderError
 from runnerscale.providers.external.contract import arch_from_labels, named_arch
 from runnerscale.providers.external.provider import COMMAND_OUTCOMES, ExternalProvider
 from runnerscale.providers.external.settings import ExternalConfig
 from runnerscale.providers.registry import Backend, BackendContext
 
-__all__ = ["BACKEND", "ExternalConfig", "ExternalProvider", "build", "pool_advice"]
+__all__ = ["BACKEND", "ExternalConfig", "ExternalProvider", "build", "host_facts", "pool_advice"]
 
 
 def _check_file(pool: str, what: str, path: str, *, executable: bool) -> None:
@@ -49,6 +50,14 @@ def build(settings: ExternalConfig, context: BackendContext) -> Provider:
     return ExternalProvider(settings, context, context.instance_access, arch=arch)
 
 
+def host_facts(settings: ExternalConfig, provider: Provider) -> HostFacts:
+    """The instances' architecture as the provider is told it (the bootstrap's ``arch``): a
+    pool whose labels name an architecture (``x64``) is checked against it. Whatever the
+    provider's machines carry besides is not known here: no accelerators."""
+    external: ExternalProvider = provider  # type: ignore[assignment]  # what build() made
+    return HostFacts(arch=normalize_arch(external.arch))
+
+
 def pool_advice(settings: ExternalConfig, labels: Sequence[str]) -> list[Advice]:
     """An ``arch`` other than the one the pool's labels name: its jobs would land on runners
     of another architecture than they ask for."""
@@ -73,6 +82,7 @@ BACKEND = Backend(
     example="{executable: /usr/local/bin/garm-provider-lxd, config_file: "
     "/etc/runnerscale/lxd-provider.toml, image: 'ubuntu:24.04', flavor: default}",
     pool_advice=pool_advice,
+    host_facts=host_facts,
     order=4,
     # Every run of the provider program, by how it ended (provider.py).
     events={"command": COMMAND_OUTCOMES},
