@@ -67,7 +67,7 @@ class Provider:
             f'echo "$GARM_COMMAND ${{GARM_INSTANCE_ID:-}}" >>{self.log}\n'
             'if [ "$GARM_COMMAND" = CreateInstance ]; then\n'
             f'    if [ -e {self.broken} ]; then echo "{BROKEN}" >&2; exit 1; fi\n'
-            f"    bootstrap=$(/bin/cat); echo \"$bootstrap\" >>{self.bootstraps}\n"
+            f'    bootstrap=$(/bin/cat); echo "$bootstrap" >>{self.bootstraps}\n'
             f'    exec {self.installed.provider} <<<"$bootstrap"\n'
             "fi\n"
             f"exec {self.installed.provider}\n",
@@ -253,4 +253,3 @@ async def make_orphan(provider: Provider, daemon: Daemon, name: str) -> None:
     await process.communicate(json.dumps(bootstrap).encode())
     assert process.returncode == 0
     assert name in provider.instances()
-

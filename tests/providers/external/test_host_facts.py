@@ -25,6 +25,5 @@ def test_the_instances_architecture_is_the_pools(
     tmp_path: Path, labels: set[str], arch: str | None, expected: str
 ) -> None:
     rig = Rig(tmp_path, "working")
-    settings = {"arch": arch} if arch else {}
-    provider = rig.provider(labels=frozenset(labels), **settings)
+    provider = rig.provider(labels=frozenset(labels), arch=arch)
     assert host_facts(provider.settings, provider) == HostFacts(arch=expected)
