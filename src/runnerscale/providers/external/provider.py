@@ -201,9 +201,8 @@ class ExternalProvider:
     async def remove_all(self) -> None:
         for instance in await self.list():
             await self.delete(instance.id)
-        if self.settings.interface_version == "v0.1.1":
-            await self._run("RemoveAllInstances")
-        elif sharing.alone(self._program, self.context.pool):
+        scoped = self.settings.interface_version == "v0.1.1"  # it names the pool
+        if scoped or sharing.alone(self._program, self.context.pool):
             await self._run("RemoveAllInstances")
         else:
             log.info(
