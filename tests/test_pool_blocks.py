@@ -44,11 +44,12 @@ pools:
 def test_the_simulation_block_is_registered_by_its_entry_point() -> None:
     assert blocks.installed() == {simulation.NAME: simulation.BLOCK}
     assert simulation.BLOCK.settings is simulation.SimulationConfig
-    assert list(schema.PoolConfig.model_fields)[-5:] == [
+    assert list(schema.PoolConfig.model_fields)[-6:] == [
         "local",
         "docker",
         "ssh",
         "ec2",
+        "external",
         "simulation",
     ]
     pool = schema.PoolConfig.model_validate({**POOL, **LOCAL})
@@ -63,7 +64,7 @@ def test_a_distribution_on_the_path_adds_a_pool_block(
 ) -> None:
     monkeypatch.syspath_prepend(str(install(tmp_path, {}, COST_CENTRE)))
     model = schema._pool_model()
-    assert list(model.model_fields)[-3:] == ["ec2", "cost_centre", "simulation"]  # by name
+    assert list(model.model_fields)[-3:] == ["external", "cost_centre", "simulation"]  # by name
     properties = model.model_json_schema()["properties"]
     assert properties["cost_centre"] == {
         "anyOf": [{"$ref": "#/$defs/CostCentreConfig"}, {"type": "null"}],
@@ -97,7 +98,7 @@ def test_the_command_line_sees_the_block_and_names_its_errors_lines(tmp_path: Pa
     shown = runnerscale("config", "schema")
     assert shown.returncode == 0, shown.stderr
     pool = json.loads(shown.stdout)["$defs"]["PoolConfig"]["properties"]
-    assert list(pool)[-3:] == ["ec2", "cost_centre", "simulation"]
+    assert list(pool)[-3:] == ["external", "cost_centre", "simulation"]
 
     good = tmp_path / "good.yaml"
     good.write_text(CONFIG)

@@ -31,7 +31,7 @@ def test_a_distribution_on_the_path_adds_a_backend(
     monkeypatch.syspath_prepend(
         str(install(tmp_path, {"memory": "tests.plugins.memory_backend:BACKEND"}))
     )
-    assert list(registry.installed()) == ["local", "docker", "ssh", "ec2", "memory"]
+    assert list(registry.installed()) == ["local", "docker", "ssh", "ec2", "external", "memory"]
     assert registry.backend("memory").settings is MemoryConfig
 
 
@@ -40,7 +40,7 @@ def test_an_unknown_name_lists_the_installed_backends() -> None:
     with pytest.raises(registry.UnknownBackendError) as raised:
         registry.backend("kubernetes")
     assert str(raised.value) == (
-        "provider 'kubernetes' is not installed; installed: local, docker, ssh, ec2"
+        "provider 'kubernetes' is not installed; installed: local, docker, ssh, ec2, external"
     )
 
 

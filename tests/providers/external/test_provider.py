@@ -338,6 +338,27 @@ async def test_remove_all_with_v010_deletes_the_pools_instances_one_by_one(
         # v0.1.0's RemoveAllInstances names no pool: it would take the other pool's too.
         assert working.calls("RemoveAllInstances") == []
     finally:
+        await provider.close()
+        await remove_everything(working)
+
+
+async def test_remove_all_with_v010_runs_remove_all_instances_for_the_only_pool(
+    working: Rig,
+) -> None:
+    """The issue's case: one pool on the provider, so v0.1.0's controller-wide command removes
+    that pool's instances only. Once another pool's provider is closed, the pool is alone."""
+    provider = working.provider()
+    other = working.provider(pool="other")
+    try:
+        await provider.create(spec("lxd-r1"))
+        await other.close()
+        await provider.remove_all()
+        assert await provider.list() == []
+        (call,) = working.calls("RemoveAllInstances")
+        assert "GARM_POOL_ID" not in call.env
+        assert call.env["GARM_CONTROLLER_ID"] == provider.identity.controller_id
+    finally:
+        await provider.close()
         await remove_everything(working)
 
 

@@ -22,11 +22,13 @@ the controller backs the pool off and tries again like with any backend. A creat
 or returned status ``error``, leaves nothing behind: its instance is deleted by name (garm
 does the same; a provider must accept a name where it expects its id) and the grant revoked.
 
-*Removing all.* garm's ``RemoveAllInstances`` removes what carries the controller's id: with
-v0.1.0 it is not told the pool, so it would remove the instances of every pool of this
-controller that uses the same provider, busy runners included. ``remove_all`` therefore
-deletes each instance ``ListInstances`` shows for the pool, and sends ``RemoveAllInstances``
-only with v0.1.1, which names the pool (``GARM_POOL_ID``) for the provider to keep to.
+*Removing all.* ``runnerscale pools drain`` ends with ``remove_all``, once the pool holds no
+busy runner. It deletes each instance ``ListInstances`` shows for the pool, then sends garm's
+``RemoveAllInstances`` to sweep what the provider holds beyond its listing. With v0.1.1 the
+command names the pool (``GARM_POOL_ID``) for the provider to keep to; with v0.1.0 it names
+none, and the provider removes every instance of the controller, so it is sent only while no
+other pool of this daemon runs the same program with the same configuration file
+(:mod:`.sharing`): otherwise it would take that pool's runners, busy ones included.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from runnerscale.instance_access import InstanceAccess, InstanceGrant
 from runnerscale.logs import untrusted
 from runnerscale.model import Instance, InstanceSpec
 from runnerscale.protocols import GitHubError, ProviderError
-from runnerscale.providers.external import contract, execute
+from runnerscale.providers.external import contract, execute, sharing
 from runnerscale.providers.external.settings import Arch, ExternalConfig
 from runnerscale.providers.registry import BackendContext
 
@@ -120,6 +122,13 @@ class ExternalProvider:
             controller_id=controller, pool_id=contract.pool_uuid(controller, context.pool)
         )
         self._access = access
+        self._program = sharing.ProgramKey(
+            controller_id=controller,
+            executable=str(settings.executable),
+            config_file=str(settings.config_file or ""),
+        )
+        sharing.join(self._program, context.pool)
+        self._closed = False
         self._environ = os.environ if environ is None else environ
         self._monotonic = monotonic
         self._kill_grace = kill_grace
@@ -192,8 +201,15 @@ class ExternalProvider:
     async def remove_all(self) -> None:
         for instance in await self.list():
             await self.delete(instance.id)
-        if self.settings.interface_version == "v0.1.1":
+        scoped = self.settings.interface_version == "v0.1.1"  # it names the pool
+        if scoped or sharing.alone(self._program, self.context.pool):
             await self._run("RemoveAllInstances")
+        else:
+            log.info(
+                "pool %s: RemoveAllInstances not sent: with interface v0.1.0 it names no pool, "
+                "and another pool runs the same provider (its instances were deleted one by one)",
+                self.context.pool,
+            )
 
     async def start(self, instance_id: str) -> None:
         """Start a stopped instance (garm's ``StartInstance``)."""
@@ -204,7 +220,11 @@ class ExternalProvider:
         await self._run("StopInstance", instance_id=instance_id)
 
     async def close(self) -> None:
-        """Nothing is held: every operation is a run of its own."""
+        """Nothing is held (every operation is a run of its own) but the pool's place among
+        the pools running this program (:mod:`.sharing`)."""
+        if not self._closed:
+            self._closed = True
+            sharing.leave(self._program, self.context.pool)
 
     # -- create's steps
 
