@@ -88,7 +88,7 @@ async def test_a_config_naming_the_plugin_validates_and_the_schema_shows_it(
     assert code == 0, output
     pool = json.loads(output)["$defs"]["PoolConfig"]["properties"]
     assert {"local", "docker", "memory"} <= set(pool)
-    assert pool["provider"]["enum"] == ["local", "docker", "ssh", "ec2", "memory"]
+    assert pool["provider"]["enum"] == ["local", "docker", "ssh", "ec2", "external", "memory"]
 
     # Without the distribution, the name is unknown and the installed ones are listed.
     code, output = await runnerscale_command("config", "validate", "-c", str(config), env=env)
