@@ -405,6 +405,10 @@ class Metrics:
         """Create the series of every configured pool and every kind, at zero."""
         for outcome in get_args(WebhookOutcome):
             self.webhook_deliveries.labels(outcome)
+        for route in get_args(MetadataRoute):
+            # Every route can answer these two; an alert on refused tokens sees the first one.
+            for answer in ("ok", "unauthorized"):
+                self.instance_requests.labels(route, answer)
         for pool in pools:
             for operation in get_args(ScaleOperation):
                 self.scale_operations.labels(pool, operation)
