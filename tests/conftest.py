@@ -9,8 +9,10 @@ uses, so that they stay true as tests are added: ``e2e`` and ``interop`` by dire
 ``docker`` for a test that uses the session's Docker engine, ``postgres`` for one that uses the
 session's PostgreSQL server (``postgres_url``, or a fixture parametrized ``"postgres"`` that
 asks for it while it runs, like the store tests'), ``ssh`` for one that uses real OpenSSH
-servers (``ssh_server`` on loopback, ``ssh_fleet`` in network namespaces; both need root).
-``slow`` and ``chromium`` are put on the tests themselves (and ``ssh`` on a test that starts
+servers (``ssh_server`` on loopback, ``ssh_fleet`` in network namespaces; both need root),
+``aws`` for one that uses the session's moto server (``moto_server``: every EC2 test).
+``slow`` (a second or more here: a real process waited for, a whole simulation run) and
+``chromium`` are put on the tests themselves (and ``ssh`` on a test that starts
 its own server). ``scripts/check --quick`` deselects all of them; CI runs everything.
 """
 
@@ -39,6 +41,7 @@ FIXTURE_MARKERS = {
     "postgres_url": "postgres",
     "ssh_server": "ssh",
     "ssh_fleet": "ssh",
+    "moto_server": "aws",
 }
 
 

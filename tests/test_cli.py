@@ -114,6 +114,7 @@ def test_fake_github_refuses_bad_tls_options(
     assert "PRIVATE KEY" not in result.output
 
 
+@pytest.mark.slow
 async def test_fake_github_serves_https_and_names_the_ca(tmp_path: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -153,6 +154,7 @@ async def test_fake_github_serves_https_and_names_the_ca(tmp_path: Path) -> None
     assert b"PRIVATE KEY" not in rest
 
 
+@pytest.mark.slow
 async def test_fake_github_serves_until_sigterm() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

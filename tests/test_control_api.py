@@ -143,6 +143,7 @@ def open_folder() -> Iterator[Path]:
         shutil.rmtree(folder)
 
 
+@pytest.mark.slow
 @as_root
 @pytest.mark.parametrize("where", ["the state directory", "an open folder"])
 async def test_nobody_is_refused_by_the_socket_and_finds_no_control_api_on_the_port(
@@ -195,6 +196,7 @@ async def test_nobody_is_refused_by_the_socket_and_finds_no_control_api_on_the_p
     assert f"its control socket {socket} is not there" in " ".join(output.split())
 
 
+@pytest.mark.slow
 @as_root
 async def test_a_tcp_control_listener_wants_the_token_from_its_0600_file(
     simulator: SimulatorServer, tmp_path: Path
@@ -247,6 +249,7 @@ async def test_a_tcp_control_listener_wants_the_token_from_its_0600_file(
         Daemon.build(load_config(config, env={**ENV, "HOME": str(tmp_path)}))
 
 
+@pytest.mark.slow
 async def test_the_token_may_come_from_the_config_and_the_control_api_share_the_port(
     simulator: SimulatorServer, tmp_path: Path
 ) -> None:
@@ -279,6 +282,7 @@ async def test_the_token_may_come_from_the_config_and_the_control_api_share_the_
     assert API_TOKEN not in log.getvalue()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["unix", "tcp"])
 async def test_what_a_browser_page_sends_is_refused(
     simulator: SimulatorServer, tmp_path: Path, kind: str
@@ -325,6 +329,7 @@ async def test_what_a_browser_page_sends_is_refused(
         assert daemon.store.runners() == []
 
 
+@pytest.mark.slow
 async def test_the_webhook_stays_open_and_metrics_and_health_can_be_closed(
     simulator: SimulatorServer, tmp_path: Path
 ) -> None:

@@ -42,6 +42,7 @@ CHANGES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["unix", "tcp"])
 async def test_the_relay_passes_on_the_page_and_the_status_for_its_key_only(
     simulator: SimulatorServer, tmp_path: Path, kind: str
@@ -88,6 +89,7 @@ async def test_the_relay_passes_on_the_page_and_the_status_for_its_key_only(
     assert "not-the-key" not in log.getvalue()
 
 
+@pytest.mark.slow
 async def test_the_relay_refuses_other_sites_and_names(
     simulator: SimulatorServer, tmp_path: Path
 ) -> None:
@@ -138,6 +140,7 @@ async def test_a_daemon_that_does_not_answer_is_said_so_on_the_page(
         assert (page.status_code, page.text) == (502, said)
 
 
+@pytest.mark.slow
 async def test_the_command_prints_its_link_and_ends_with_0_on_ctrl_c(
     simulator: SimulatorServer, tmp_path: Path
 ) -> None:
@@ -163,6 +166,7 @@ async def test_the_command_prints_its_link_and_ends_with_0_on_ctrl_c(
     assert key not in said
 
 
+@pytest.mark.slow
 async def test_the_command_says_why_it_cannot_start(
     simulator: SimulatorServer, tmp_path: Path
 ) -> None:

@@ -87,6 +87,7 @@ def test_a_block_named_like_a_pool_key_is_refused(
         schema._pool_model()
 
 
+@pytest.mark.slow
 def test_the_command_line_sees_the_block_and_names_its_errors_lines(tmp_path: Path) -> None:
     site = install(tmp_path / "site", {}, COST_CENTRE)
     env = {**os.environ, "COLUMNS": "400", "PYTHONPATH": python_path(site)}

@@ -20,6 +20,7 @@ from runnerscale.model import (
     normalize_labels,
 )
 from runnerscale.scaler import Decision, PoolDecision, decide
+from tests.examples import examples
 
 X64 = ("self-hosted", "linux", "x64")
 GPU = (*X64, "gpu")
@@ -487,7 +488,7 @@ def _since(r: Runner) -> float:
     return r.idle_since if r.idle_since is not None else r.state_since
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(scenarios())
 def test_pool_invariants(scenario: Scenario) -> None:
     pools, jobs, runners, now = scenario
@@ -542,7 +543,7 @@ def test_pool_invariants(scenario: Scenario) -> None:
             assert free_after >= min(needed, p.max_runners - d.busy)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(scenarios(), st.randoms(use_true_random=False))
 def test_deterministic_and_order_independent(scenario: Scenario, rnd: random.Random) -> None:
     pools, jobs, runners, now = scenario
@@ -554,7 +555,7 @@ def test_deterministic_and_order_independent(scenario: Scenario, rnd: random.Ran
     assert decide(pools, shuffled_jobs, shuffled_runners, now) == first
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(scenarios())
 def test_job_routing(scenario: Scenario) -> None:
     pools, jobs, runners, now = scenario
@@ -843,7 +844,7 @@ def test_a_spent_budget_holds_creations_back_until_the_next_day(case: BudgetCase
     assert case.reason in decided.reason
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(scenarios(), st.lists(st.sampled_from([REPO_A, REPO_B, ORG]), unique=True, max_size=3))
 def test_the_whole_decision(scenario: Scenario, targets: list[Target]) -> None:
     pools, jobs, runners, now = scenario

@@ -22,6 +22,7 @@ from runnerscale.model import (
     normalize_labels,
 )
 from runnerscale.scaler import decide, manual_runners
+from tests.examples import examples
 from tests.test_scaler import X64, job, pool, runner
 
 IDLE, BUSY, BOOTING = RunnerState.IDLE, RunnerState.BUSY, RunnerState.BOOTING
@@ -393,7 +394,7 @@ def group_of(spec: PoolSpec, runner: Runner) -> frozenset[str]:
     return normalize_labels(runner.labels) - spec.labels
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(fleets())
 def test_a_pool_over_several_hosts_keeps_its_limits(fleet: Fleet) -> None:
     spec, jobs, runners, now = fleet
@@ -432,7 +433,7 @@ def test_a_pool_over_several_hosts_keeps_its_limits(fleet: Fleet) -> None:
         assert name not in spec.unreachable
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(fleets(), st.randoms(use_true_random=False))
 def test_a_pool_over_several_hosts_is_decided_deterministically(
     fleet: Fleet, rnd: random.Random

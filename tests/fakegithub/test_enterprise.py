@@ -455,6 +455,7 @@ async def test_control_api_for_enterprises(control: httpx.AsyncClient) -> None:
     assert unknown.status_code == 404
 
 
+@pytest.mark.slow
 async def test_an_enterprise_jit_runner_runs_a_job_end_to_end(
     simulator: SimulatorServer, gh: GitHub[TokenAuthStrategy], control: httpx.AsyncClient
 ) -> None:

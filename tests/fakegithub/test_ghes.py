@@ -205,6 +205,7 @@ async def test_a_client_that_does_not_trust_the_ca_is_refused(
             await client.get(f"{tls_simulator.url}{GHES}{RUNNERS}")
 
 
+@pytest.mark.slow
 async def test_the_stand_in_runner_trusts_the_ca_from_its_jit_config(
     tls_simulator: SimulatorServer, trust: ssl.SSLContext, tls_files: ServerTls
 ) -> None:

@@ -74,6 +74,7 @@ async def wait_until(predicate: object, timeout: float = 15) -> None:
             await asyncio.sleep(0.05)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("on_command_line", [False, True], ids=["environment", "option"])
 async def test_runs_its_one_job_reports_and_exits(
     simulator: SimulatorServer, control: httpx.AsyncClient, on_command_line: bool

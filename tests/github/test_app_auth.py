@@ -72,6 +72,7 @@ def token_requests(simulator: SimulatorServer) -> int:
     return simulator.simulator.stats.requests["apps/create-installation-access-token"]
 
 
+@pytest.mark.slow
 async def test_one_client_serves_several_installations(simulator: SimulatorServer) -> None:
     secrets: list[str] = []
     client = GitHubClient(simulator.url, app=AppCredentials(APP_ID, KEY), on_secret=secrets.append)

@@ -77,6 +77,7 @@ async def test_the_poll_interval_stretches_when_the_budget_runs_low(
     assert (bucket.limit, bucket.remaining) == (60, 55)
 
 
+@pytest.mark.slow
 async def test_only_polling_calls_make_up_what_a_poll_costs(simulator: SimulatorServer) -> None:
     """Issue 12's fault storm: every core call since the last poll (runner deletions, the
     janitor's lists) was charged to polling, and the poll interval stretched to minutes while

@@ -271,6 +271,7 @@ def test_without_an_executable_run_sh_it_exits_4(layout: Layout, state: str) -> 
     assert_no_secret(result.stdout, result.stderr)
 
 
+@pytest.mark.slow
 async def test_the_stand_in_runner_behind_the_entrypoint_runs_a_job(layout: Layout) -> None:
     """run.sh execs ``runnerscale sim-runner``, which reads the JIT config from its environment
     like the real one."""

@@ -526,6 +526,7 @@ async def test_delete_kills_what_the_runner_left_in_its_group(
     assert "sent SIGKILL" in archived
 
 
+@pytest.mark.slow
 async def test_delete_does_not_block_the_event_loop(
     make_settings: Callable[..., LocalSettings], work_root: Path
 ) -> None:

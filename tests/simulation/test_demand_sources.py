@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from runnerscale.fakegithub.accounting import ACTIONS_SERVICE_PREFIX, Api, Ledger, api_of
 from runnerscale.fakegithub.faults import FaultPlan, Faults
 from runnerscale.fakegithub.ratelimit import RateLimits
@@ -87,6 +89,7 @@ async def test_lost_webhooks_are_lost_and_polling_still_serves_every_job() -> No
     assert lossy.queue_wait.max > lossless.queue_wait.max
 
 
+@pytest.mark.slow
 async def test_polling_only_hears_no_webhook_and_pays_in_rest_calls() -> None:
     figures = by_name(await compared())
     polling = figures[POLLING]
@@ -99,6 +102,7 @@ async def test_polling_only_hears_no_webhook_and_pays_in_rest_calls() -> None:
     )
 
 
+@pytest.mark.slow
 async def test_a_fault_plan_of_the_users_applies_to_every_variant() -> None:
     failing = FaultPlan.model_validate({"error_rate": 0.2, "seed": 3})
     figures = by_name(await compared(faults=failing))
@@ -171,6 +175,7 @@ def test_the_ledger_counts_actions_service_requests_apart_and_never_charges_them
     assert sum(ledger.stats.charged.values()) == 0
 
 
+@pytest.mark.slow
 async def test_the_command_prints_the_table_with_every_row(tmp_path: Path) -> None:
     (tmp_path / "t.jsonl").write_text(
         "".join(json.dumps(job.as_json()) + "\n" for job in jobs()[:8])

@@ -219,6 +219,7 @@ async def test_without_rerun_lost_jobs_a_lost_job_stays_failed() -> None:
     assert figures.jobs == 20
 
 
+@pytest.mark.slow
 async def test_the_same_seed_gives_the_same_interruptions_and_another_seed_others() -> None:
     runs = [(await (await interrupted(rerun=True, seed=seed)).run()) for seed in (4, 4, 5)]
     first, again, other = (json.dumps(run.figures.as_json()) for run in runs)
@@ -258,6 +259,7 @@ async def test_market_figures_in_the_json_the_table_and_the_report() -> None:
 # ---------------------------------------------------------------------- the command
 
 
+@pytest.mark.slow
 async def test_sweep_compares_markets_side_by_side(tmp_path: Path) -> None:
     config_file = tmp_path / "ec2.yaml"
     config_file.write_text(
@@ -288,6 +290,7 @@ async def test_sweep_compares_markets_side_by_side(tmp_path: Path) -> None:
     assert output.count("│ spot-then-on-demand") + output.count("│ on-demand") == 4
 
 
+@pytest.mark.slow
 async def test_sweep_market_without_an_ec2_pool_says_so() -> None:
     reference = ["--config", str(TRACES / "reference.yaml")]
     trace = ["--trace", str(TRACES / "workday.jsonl")]
@@ -297,6 +300,7 @@ async def test_sweep_market_without_an_ec2_pool_says_so() -> None:
     assert "provider: ec2" in output
 
 
+@pytest.mark.slow
 async def test_bad_market_and_cost_per_hour_on_ec2_are_refused(tmp_path: Path) -> None:
     config_file = tmp_path / "ec2.yaml"
     trace_file = tmp_path / "t.jsonl"

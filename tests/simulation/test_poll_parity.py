@@ -66,6 +66,7 @@ FAULTS = FaultPlan(
     [(False, FaultPlan()), (True, FaultPlan()), (False, FAULTS)],
     ids=["polling", "webhooks", "polling-with-faults"],
 )
+@pytest.mark.slow
 async def test_the_client_and_the_simulation_poll_alike(webhooks: bool, plan: FaultPlan) -> None:
     clock = VirtualClock(EPOCH)
     simulator = build_simulator(SimulatorOptions(tokens=(TOKEN,)), clock, URL)

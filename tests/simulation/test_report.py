@@ -306,6 +306,7 @@ def images(page: str) -> list[str]:
     return re.findall(r'<img src="(data:image/png;base64,[A-Za-z0-9+/=]+)"', page)
 
 
+@pytest.mark.slow
 def test_html_is_self_contained_with_three_plots() -> None:
     page = report()
     assert page.startswith("<!DOCTYPE html>")
@@ -323,6 +324,7 @@ def test_html_is_self_contained_with_three_plots() -> None:
     assert "<style>" in page
 
 
+@pytest.mark.slow
 def test_html_shows_the_comparison_table() -> None:
     page = report()
     for name, _ in NAMED:
@@ -334,6 +336,7 @@ def test_html_shows_the_comparison_table() -> None:
     assert "seed 7, config ci.yaml" in page
 
 
+@pytest.mark.slow
 def test_html_shows_a_table_per_pool_for_each_policy_that_has_pools() -> None:
     page = report()
     by_pool = page.split("<h2>By pool</h2>")[1].split("</section>")[0]
@@ -366,6 +369,7 @@ def test_html_escapes_every_text() -> None:
     assert page.count(PNG_URI) == 3
 
 
+@pytest.mark.slow
 def test_html_says_what_the_runners_plot_averages_over() -> None:
     # 50 samples 5 minutes apart: 4 h 5 min, in 245 buckets of 1 minute (at most 300).
     assert "each the mean count over a 1-minute bucket" in report()
@@ -400,10 +404,12 @@ def test_the_wait_plot_gives_the_tail_room() -> None:
     assert axes.get_xlim()[1] >= max(max(f.queue_waits) for _, f in NAMED)
 
 
+@pytest.mark.slow
 def test_html_is_deterministic() -> None:
     assert report() == report()
 
 
+@pytest.mark.slow
 def test_html_copes_with_missing_data() -> None:
     # No timelines, no served jobs, names matplotlib would misread ($ is mathtext, _ hides).
     empty = figures(waits=(), busy=0, idle=0, booting=0, cost=0, api_calls=0, unserved=3)

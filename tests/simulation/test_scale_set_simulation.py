@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from runnerscale.fakegithub.accounting import ACTIONS_SERVICE_PREFIX
 from runnerscale.fakegithub.faults import FaultPlan
 from runnerscale.model import match_pool
@@ -151,6 +153,7 @@ async def test_the_demand_sources_fill_the_scale_set_rows() -> None:
     assert figures["webhooks+polling"].actions_service_calls == 0
 
 
+@pytest.mark.slow
 async def test_the_command_simulates_a_scale_set_config(tmp_path: Path) -> None:
     (tmp_path / "t.jsonl").write_text(
         "".join(json.dumps(job.as_json()) + "\n" for job in short_trace()[:4])

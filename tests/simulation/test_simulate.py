@@ -99,6 +99,7 @@ async def test_unmatched_jobs_are_unserved_and_never_provisioned_for() -> None:
     assert (result.figures.served, result.figures.unserved) == (1, 1)
 
 
+@pytest.mark.slow
 async def test_same_inputs_and_seed_give_identical_json() -> None:
     jobs = read_trace(TRACES / "workday.jsonl")[:80]
     reference = config((TRACES / "reference.yaml").read_text().replace("${GITHUB_TOKEN}", "t"))
@@ -195,6 +196,7 @@ async def test_the_json_adds_pools_and_keeps_every_key_it_had() -> None:
     assert body["pools"]["x64"]["cost"] + gpu["cost"] == pytest.approx(body["cost"], abs=1e-3)
 
 
+@pytest.mark.slow
 async def test_runners_by_state_are_exact_and_bounded_over_ten_hours() -> None:
     # A job every half hour for ten hours, and a burst that queues behind the cap of 10.
     jobs = trace(*((i * 1800.0, 600.0) for i in range(21)), *((7200.0, 300.0) for _ in range(14)))
@@ -233,6 +235,7 @@ async def run_cli(*arguments: str, cwd: Path | None = None) -> tuple[int, str]:
     return process.returncode, output.decode()
 
 
+@pytest.mark.slow
 async def test_the_command_writes_byte_identical_json_and_a_report(tmp_path: Path) -> None:
     trace_file = tmp_path / "small.jsonl"
     trace_file.write_text(
@@ -275,6 +278,7 @@ async def test_the_command_writes_byte_identical_json_and_a_report(tmp_path: Pat
     assert (tmp_path / "r.html").read_text().count("data:image/png;base64,") == 3
 
 
+@pytest.mark.slow
 async def test_the_command_says_where_it_wrote_each_file(tmp_path: Path) -> None:
     (tmp_path / "t.jsonl").write_text(
         "".join(json.dumps(job.as_json()) + "\n" for job in two_pool_trace())
@@ -305,6 +309,7 @@ async def test_the_command_says_where_it_wrote_each_file(tmp_path: Path) -> None
     assert "is a directory" in output
 
 
+@pytest.mark.slow
 async def test_bad_traces_and_configs_are_reported_with_file_and_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text(
@@ -322,6 +327,7 @@ async def test_bad_traces_and_configs_are_reported_with_file_and_line(tmp_path: 
     assert "broken.yaml:" in output
 
 
+@pytest.mark.slow
 async def test_sweep_prints_the_trade_off_table(tmp_path: Path) -> None:
     trace_file = tmp_path / "t.jsonl"
     trace_file.write_text(
@@ -353,6 +359,7 @@ async def test_sweep_prints_the_trade_off_table(tmp_path: Path) -> None:
     assert "KEY=V1,V2" in output
 
 
+@pytest.mark.slow
 async def test_faults_from_a_plan_file(tmp_path: Path) -> None:
     trace_file = tmp_path / "t.jsonl"
     trace_file.write_text(
@@ -404,6 +411,7 @@ async def test_jobs_outside_the_targets_are_unserved_in_the_bound_too() -> None:
     assert (result.result.figures.unserved, result.limit.unserved) == (1, 1)
 
 
+@pytest.mark.slow
 async def test_sweep_refuses_options_it_would_ignore(tmp_path: Path) -> None:
     code, output = await run_cli(
         "--trace",
@@ -462,6 +470,7 @@ async def test_registering_runners_is_charged_apart_from_polling() -> None:
     assert result.figures.api_calls == charged.total()
 
 
+@pytest.mark.slow
 async def test_trace_export_command_against_the_simulator(tmp_path: Path) -> None:
     async with SimulatorServer(SimulatorOptions(tokens=("t0k",))) as server:
         world = server.simulator.world
@@ -502,6 +511,7 @@ async def test_trace_export_command_against_the_simulator(tmp_path: Path) -> Non
     )
 
 
+@pytest.mark.slow
 async def test_auto_in_a_simulated_pool_is_this_machines_labels(tmp_path: Path) -> None:
     lines = (TRACES / "nightly.jsonl").read_text().splitlines()[:40]
     trace_file = tmp_path / "small.jsonl"

@@ -7,6 +7,8 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from runnerscale.config import Config
 from runnerscale.simulation.results import Figures
 from runnerscale.simulation.run import simulate
@@ -33,6 +35,7 @@ async def figures(pools: Config, start: float = MONDAY_7_BERLIN) -> Figures:
     return result.result.figures
 
 
+@pytest.mark.slow
 async def test_a_window_before_the_bursts_buys_lower_waits_for_idle_cost() -> None:
     cold, warm = await figures(config()), await figures(config(WARM))
     assert cold.served == warm.served == 12
@@ -53,6 +56,7 @@ async def test_the_window_opens_at_the_simulated_time_of_day() -> None:
     assert warm.queue_waits == cold.queue_waits
 
 
+@pytest.mark.slow
 async def test_the_command_takes_the_start(tmp_path: Path) -> None:
     trace_file, config_file = tmp_path / "mornings.jsonl", tmp_path / "warm.yaml"
     write_trace(morning_bursts(), trace_file)

@@ -133,6 +133,7 @@ async def test_the_client_serves_a_job_end_to_end(
     assert problems == {}
 
 
+@pytest.mark.slow
 async def test_expiry_drops_conflicts_and_a_deleted_scale_set(server: SimulatorServer) -> None:
     github = GitHubClient(server.url, TOKEN, clock=server.clock.now)
     client = ScaleSetClient(github, Target("org", "acme"), clock=server.clock)

@@ -270,6 +270,7 @@ async def test_a_hanging_provider_is_killed_with_its_whole_group(tmp_path: Path)
     assert rig.events == [("command", "timeout")]
 
 
+@pytest.mark.slow
 async def test_a_create_that_times_out_is_cleaned_up(tmp_path: Path) -> None:
     rig = Rig(tmp_path, "hanging")
     provider = rig.provider(timeout="1s")

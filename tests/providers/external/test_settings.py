@@ -170,6 +170,7 @@ def test_the_backend_declares_its_events() -> None:
     assert BACKEND.settings is ExternalConfig
 
 
+@pytest.mark.slow
 def test_the_issue_file_passes_config_validate(tmp_path: Path) -> None:
     validate_file = file_validator(tmp_path, "external", "runnerscale.providers.external:BACKEND")
     good = validate_file(FILE_HEAD + ISSUE_POOL)

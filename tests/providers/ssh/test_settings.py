@@ -191,6 +191,7 @@ def test_errors_name_the_setting_and_the_fix(
     assert got_hint.startswith(hint)
 
 
+@pytest.mark.slow
 def test_the_whole_issue_file_validates_through_the_command_line(tmp_path: Path) -> None:
     """``runnerscale config validate`` on the issue's pool in a complete file: the block is a
     pool's ``ssh:`` block, and its errors name the file's line."""
