@@ -1,0 +1,235 @@
+"""Start-up: ``runnerscale run`` from the process's start to a healthy ``/healthz`` (issue 18).
+
+Each run starts ``python -m runnerscale run -c CONFIG`` as a process of its own, against the
+GitHub simulator (in this process, on loopback) with SQLite state and one local pool, and polls
+``/healthz`` every few milliseconds until it answers 200. Measured per run: the wall time from
+spawning the process to the first 200, and the CPU time the daemon's process had used by then
+(user + system, from ``/proc/PID/stat``; CPU is the steadier figure on a shared machine). Two
+cases, alternating run by run: a **fresh** state (no database: it is created) and an
+**existing** one (the database of an earlier run, at the current schema). Then one more start
+under ``python -X importtime``, whose slowest imports (cumulative, top-level packages and the
+slowest modules) say where the import time goes.
+
+Target (issue 18): under 1 s to healthy.
+
+    .venv/bin/python benchmarks/startup.py [--runs 10] [--out benchmarks/startup.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "ghp_benchmark_token_0123456789"
+SECRET = "benchmark-webhook-secret"
+CASES = ("fresh", "existing")
+#: Ticks of ``/proc/PID/stat``'s CPU times per second.
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Sample:
+    wall: float
+    cpu: float
+
+
+@dataclass
+class Outcome:
+    runs: int
+    samples: dict[str, list[Sample]] = field(default_factory=lambda: defaultdict(list))
+    #: (module, cumulative seconds), slowest first.
+    imports: list[tuple[str, float]] = field(default_factory=list)
+    #: (top-level package, cumulative seconds), slowest first.
+    packages: list[tuple[str, float]] = field(default_factory=list)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def write_config(directory: Path, api_url: str, port: int) -> Path:
+    """One local pool (no runner wanted: min_idle 0), SQLite state under ``directory``."""
+    path = directory / "runnerscale.yaml"
+    path.write_text(
+        f"""\
+github:
+  api_url: {api_url}
+  token: ${{BENCH_TOKEN}}
+  webhook_secret: ${{BENCH_WEBHOOK_SECRET}}
+targets:
+  - org: acme
+server:
+  listen: 127.0.0.1:{port}
+state: sqlite:///{directory}/state/state.db
+poll_interval: 1h
+pools:
+  - name: linux-x64
+    labels: [self-hosted, linux, x64]
+    provider: local
+    max_runners: 2
+    min_idle: 0
+    local:
+      command: ["{sys.executable}", -m, runnerscale, sim-runner]
+      capacity: 2
+      work_root: {directory}/runners
+"""
+    )
+    return path
+
+
+def environment(directory: Path) -> dict[str, str]:
+    return {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(ROOT / "src"),
+        "HOME": str(directory),
+        "BENCH_TOKEN": TOKEN,
+        "BENCH_WEBHOOK_SECRET": SECRET,
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+async def start_once(
+    config: Path, port: int, *, python_flags: tuple[str, ...] = (), stderr: Path | None = None
+) -> Sample:
+    """Start the daemon, wait for a healthy ``/healthz``, stop it; its wall and CPU time."""
+    url = f"http://127.0.0.1:{port}/healthz"
+    with (stderr or Path(os.devnull)).open("wb") as errors:
+        began = time.perf_counter()
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *python_flags,
+            "-m",
+            "runnerscale",
+            "run",
+            "-c",
+            str(config),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=errors,
+            env=environment(config.parent),
+        )
+    try:
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            while True:
+                if process.returncode is not None:
+                    raise RuntimeError(f"the daemon ended with {process.returncode} at start")
+                try:
+                    if (await client.get(url)).status_code == 200:
+                        wall = time.perf_counter() - began
+                        return Sample(wall=wall, cpu=cpu_seconds(process.pid))
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.005)
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            await process.wait()
+
+
+def slowest_imports(log: Path, top: int) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+    """The slowest modules (cumulative) and top-level packages of an ``-X importtime`` log."""
+    modules: dict[str, float] = {}
+    packages: dict[str, float] = defaultdict(float)
+    for line in log.read_text(errors="replace").splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        parts = line.removeprefix("import time:").split("|")
+        try:
+            cumulative = int(parts[1]) / 1e6
+        except ValueError:
+            continue  # the header
+        name = parts[2].rstrip()
+        module = name.strip()
+        modules[module] = max(modules.get(module, 0.0), cumulative)
+        if name == " " + module:  # imported at the top level (not nested under another)
+            packages[module.split(".")[0]] += cumulative
+    by_time = sorted(modules.items(), key=lambda item: -item[1])[:top]
+    return by_time, sorted(packages.items(), key=lambda item: -item[1])[:top]
+
+
+async def run(runs: int, directory: Path, top: int = 15) -> Outcome:
+    outcome = Outcome(runs=runs)
+    options = SimulatorOptions(tokens=(TOKEN,))
+    async with SimulatorServer(options) as simulator:
+        simulator.simulator.world.ensure_repo("acme/app")
+        port = free_port()
+        config = write_config(directory, simulator.url, port)
+        state = directory / "state"
+        await start_once(config, port)  # warm the file cache and create the state once
+        for _ in range(runs):
+            for case in CASES:
+                if case == "fresh":
+                    shutil.rmtree(state, ignore_errors=True)
+                outcome.samples[case].append(await start_once(config, port))
+        log = directory / "importtime.log"
+        await start_once(config, port, python_flags=("-X", "importtime"), stderr=log)
+        outcome.imports, outcome.packages = slowest_imports(log, top)
+    return outcome
+
+
+def render(outcome: Outcome, command: str) -> str:
+    lines = [
+        f"`{command}`",
+        "",
+        f"{outcome.runs} runs per case (alternating), {os.cpu_count()} cores, "
+        f"Python {sys.version.split()[0]}.",
+        "",
+        "| state | wall median (s) | wall min (s) | CPU median (s) | CPU min (s) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for case in CASES:
+        samples = outcome.samples[case]
+        walls = [sample.wall for sample in samples]
+        cpus = [sample.cpu for sample in samples]
+        lines.append(
+            f"| {case} | {statistics.median(walls):.3f} | {min(walls):.3f} | "
+            f"{statistics.median(cpus):.3f} | {min(cpus):.3f} |"
+        )
+    lines += ["", "Slowest imports at start (`-X importtime`, cumulative):", ""]
+    lines += ["| top-level package | s |", "|---|---:|"]
+    lines += [f"| {name} | {seconds:.3f} |" for name, seconds in outcome.packages]
+    lines += ["", "| module | s |", "|---|---:|"]
+    lines += [f"| {name} | {seconds:.3f} |" for name, seconds in outcome.imports]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--out", type=Path, default=None)
+    arguments = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="rs-startup-") as scratch:
+        outcome = asyncio.run(run(arguments.runs, Path(scratch)))
+    text = render(outcome, f"python benchmarks/startup.py --runs {arguments.runs}")
+    print(text)
+    if arguments.out is not None:
+        arguments.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
