@@ -67,6 +67,7 @@ from runnerscale.github.budget import (
 )
 from runnerscale.github.poller import PER_PAGE, Poller, RunStatus
 from runnerscale.github.schedule import PROBE_RUNS, ListedRepo, PollHints
+from runnerscale.github.tls import tls_verify
 from runnerscale.model import GitHubRunner, JobState, Target
 from runnerscale.protocols import (
     DeleteOutcome,
@@ -221,7 +222,8 @@ class GitHubClient:
             "http_cache": False,
             "auto_retry": False,
             "async_transport": transport,
-            "ssl_verify": verify if isinstance(verify, bool) else _ssl_context(verify),
+            # One TLS context for every call (githubkit opens an httpx client per call).
+            "ssl_verify": tls_verify(verify if isinstance(verify, bool) else _ssl_context(verify)),
             # One limit across every installation's client.
             "throttler": LocalThrottler(MAX_CONCURRENT_REQUESTS),
         }
