@@ -22,6 +22,7 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
 import statistics
 import sys
 import tempfile
@@ -51,7 +52,10 @@ class Sample:
 @dataclass
 class Outcome:
     runs: int
-    samples: dict[str, list[Sample]] = field(default_factory=lambda: defaultdict(list))
+    #: The code started, by label: this checkout's, and the baseline's when given.
+    sources: dict[str, Path]
+    #: Samples by (source label, state case).
+    samples: dict[tuple[str, str], list[Sample]] = field(default_factory=lambda: defaultdict(list))
     #: (module, cumulative seconds), slowest first.
     imports: list[tuple[str, float]] = field(default_factory=list)
     #: (top-level package, cumulative seconds), slowest first.
@@ -59,8 +63,6 @@ class Outcome:
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
@@ -97,10 +99,10 @@ pools:
     return path
 
 
-def environment(directory: Path) -> dict[str, str]:
+def environment(directory: Path, src: Path) -> dict[str, str]:
     return {
         "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": str(ROOT / "src"),
+        "PYTHONPATH": str(src),
         "HOME": str(directory),
         "BENCH_TOKEN": TOKEN,
         "BENCH_WEBHOOK_SECRET": SECRET,
@@ -114,7 +116,12 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def start_once(
-    config: Path, port: int, *, python_flags: tuple[str, ...] = (), stderr: Path | None = None
+    config: Path,
+    port: int,
+    *,
+    src: Path = ROOT / "src",
+    python_flags: tuple[str, ...] = (),
+    stderr: Path | None = None,
 ) -> Sample:
     """Start the daemon, wait for a healthy ``/healthz``, stop it; its wall and CPU time."""
     url = f"http://127.0.0.1:{port}/healthz"
@@ -130,7 +137,7 @@ async def start_once(
             str(config),
             stdout=asyncio.subprocess.DEVNULL,
             stderr=errors,
-            env=environment(config.parent),
+            env=environment(config.parent, src),
         )
     try:
         async with httpx.AsyncClient(timeout=2.0) as client:
@@ -172,20 +179,28 @@ def slowest_imports(log: Path, top: int) -> tuple[list[tuple[str, float]], list[
     return by_time, sorted(packages.items(), key=lambda item: -item[1])[:top]
 
 
-async def run(runs: int, directory: Path, top: int = 15) -> Outcome:
-    outcome = Outcome(runs=runs)
+async def run(runs: int, directory: Path, baseline: Path | None = None, top: int = 15) -> Outcome:
+    """``runs`` starts per case, alternating the cases (and this checkout with ``baseline``,
+    another checkout's ``src``, when given: ratios taken side by side)."""
+    sources = {"this": ROOT / "src"}
+    if baseline is not None:
+        sources["baseline"] = baseline
+    outcome = Outcome(runs=runs, sources=sources)
     options = SimulatorOptions(tokens=(TOKEN,))
     async with SimulatorServer(options) as simulator:
         simulator.simulator.world.ensure_repo("acme/app")
         port = free_port()
         config = write_config(directory, simulator.url, port)
         state = directory / "state"
-        await start_once(config, port)  # warm the file cache and create the state once
+        for src in sources.values():  # warm the file cache and create the state once
+            await start_once(config, port, src=src)
         for _ in range(runs):
-            for case in CASES:
-                if case == "fresh":
-                    shutil.rmtree(state, ignore_errors=True)
-                outcome.samples[case].append(await start_once(config, port))
+            for label, src in sources.items():
+                for case in CASES:
+                    if case == "fresh":
+                        shutil.rmtree(state, ignore_errors=True)
+                    sample = await start_once(config, port, src=src)
+                    outcome.samples[label, case].append(sample)
         log = directory / "importtime.log"
         await start_once(config, port, python_flags=("-X", "importtime"), stderr=log)
         outcome.imports, outcome.packages = slowest_imports(log, top)
@@ -199,17 +214,24 @@ def render(outcome: Outcome, command: str) -> str:
         f"{outcome.runs} runs per case (alternating), {os.cpu_count()} cores, "
         f"Python {sys.version.split()[0]}.",
         "",
-        "| state | wall median (s) | wall min (s) | CPU median (s) | CPU min (s) |",
-        "|---|---:|---:|---:|---:|",
+        "| code | state | wall median (s) | wall min (s) | CPU median (s) | CPU min (s) |",
+        "|---|---|---:|---:|---:|---:|",
     ]
-    for case in CASES:
-        samples = outcome.samples[case]
+    for (label, case), samples in outcome.samples.items():
         walls = [sample.wall for sample in samples]
         cpus = [sample.cpu for sample in samples]
         lines.append(
-            f"| {case} | {statistics.median(walls):.3f} | {min(walls):.3f} | "
+            f"| {label} | {case} | {statistics.median(walls):.3f} | {min(walls):.3f} | "
             f"{statistics.median(cpus):.3f} | {min(cpus):.3f} |"
         )
+    if "baseline" in outcome.sources:
+        lines += ["", f"Baseline: `{outcome.sources['baseline']}`.", ""]
+        lines += ["| state | wall this/baseline | CPU this/baseline |", "|---|---:|---:|"]
+        for case in CASES:
+            this, base = outcome.samples["this", case], outcome.samples["baseline", case]
+            wall = statistics.median(s.wall for s in this) / statistics.median(s.wall for s in base)
+            cpu = statistics.median(s.cpu for s in this) / statistics.median(s.cpu for s in base)
+            lines.append(f"| {case} | {wall:.2f} | {cpu:.2f} |")
     lines += ["", "Slowest imports at start (`-X importtime`, cumulative):", ""]
     lines += ["| top-level package | s |", "|---|---:|"]
     lines += [f"| {name} | {seconds:.3f} |" for name, seconds in outcome.packages]
@@ -222,10 +244,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--baseline", type=Path, default=None, help="another checkout's src, started alternately"
+    )
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="rs-startup-") as scratch:
-        outcome = asyncio.run(run(arguments.runs, Path(scratch)))
-    text = render(outcome, f"python benchmarks/startup.py --runs {arguments.runs}")
+        outcome = asyncio.run(run(arguments.runs, Path(scratch), arguments.baseline))
+    command = f"python benchmarks/startup.py --runs {arguments.runs}"
+    if arguments.baseline is not None:
+        command += f" --baseline {arguments.baseline}"
+    text = render(outcome, command)
     print(text)
     if arguments.out is not None:
         arguments.out.write_text(text)

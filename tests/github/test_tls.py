@@ -4,6 +4,7 @@ per call, and a context of its own for each cost about 30 ms of CPU (issue 18)."
 from __future__ import annotations
 
 import ssl
+from typing import Any
 
 import httpx
 import pytest
@@ -19,9 +20,12 @@ def test_clients_share_one_context_built_once(monkeypatch: pytest.MonkeyPatch) -
     assert first.tls_verify is second.tls_verify is default_tls()
     built: list[object] = []
     real = ssl.create_default_context
-    monkeypatch.setattr(
-        ssl, "create_default_context", lambda *a, **k: built.append(a) or real(*a, **k)
-    )
+
+    def counted(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        built.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ssl, "create_default_context", counted)
     # What githubkit does per call: an httpx client verifying with the context given.
     httpx.AsyncClient(verify=first.tls_verify)
     assert built == []
