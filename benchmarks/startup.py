@@ -158,8 +158,17 @@ async def start_once(
             await process.wait()
 
 
+def package_of(module: str) -> str:
+    """Who a module's import time is charged to: its top-level package (runnerscale's own
+    by subpackage, to say which part of it)."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if parts[0] == "runnerscale" else parts[0]
+
+
 def slowest_imports(log: Path, top: int) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
-    """The slowest modules (cumulative) and top-level packages of an ``-X importtime`` log."""
+    """From an ``-X importtime`` log: the slowest modules (cumulative: with what they import)
+    and the packages whose own modules take the most (self time summed by :func:`package_of`:
+    the figures add up to the whole import time)."""
     modules: dict[str, float] = {}
     packages: dict[str, float] = defaultdict(float)
     for line in log.read_text(errors="replace").splitlines():
@@ -167,14 +176,12 @@ def slowest_imports(log: Path, top: int) -> tuple[list[tuple[str, float]], list[
             continue
         parts = line.removeprefix("import time:").split("|")
         try:
-            cumulative = int(parts[1]) / 1e6
+            own, cumulative = int(parts[0]) / 1e6, int(parts[1]) / 1e6
         except ValueError:
             continue  # the header
-        name = parts[2].rstrip()
-        module = name.strip()
+        module = parts[2].strip()
         modules[module] = max(modules.get(module, 0.0), cumulative)
-        if name == " " + module:  # imported at the top level (not nested under another)
-            packages[module.split(".")[0]] += cumulative
+        packages[package_of(module)] += own
     by_time = sorted(modules.items(), key=lambda item: -item[1])[:top]
     return by_time, sorted(packages.items(), key=lambda item: -item[1])[:top]
 
@@ -212,7 +219,9 @@ def render(outcome: Outcome, command: str) -> str:
         f"`{command}`",
         "",
         f"{outcome.runs} runs per case (alternating), {os.cpu_count()} cores, "
-        f"Python {sys.version.split()[0]}.",
+        f"Python {sys.version.split()[0]}; load average at the end "
+        f"{' / '.join(f'{load:.1f}' for load in os.getloadavg())} (other work on the machine "
+        "stretches the wall time, hardly the CPU time).",
         "",
         "| code | state | wall median (s) | wall min (s) | CPU median (s) | CPU min (s) |",
         "|---|---|---:|---:|---:|---:|",
@@ -232,10 +241,14 @@ def render(outcome: Outcome, command: str) -> str:
             wall = statistics.median(s.wall for s in this) / statistics.median(s.wall for s in base)
             cpu = statistics.median(s.cpu for s in this) / statistics.median(s.cpu for s in base)
             lines.append(f"| {case} | {wall:.2f} | {cpu:.2f} |")
-    lines += ["", "Slowest imports at start (`-X importtime`, cumulative):", ""]
-    lines += ["| top-level package | s |", "|---|---:|"]
+    total = sum(seconds for _, seconds in outcome.packages)
+    lines += ["", "Import time at start by package (`-X importtime`, own modules' self time; "]
+    lines[-1] += "its figures are inflated by the measuring, compare them with each other):"
+    lines += ["", "| package | s |", "|---|---:|"]
     lines += [f"| {name} | {seconds:.3f} |" for name, seconds in outcome.packages]
-    lines += ["", "| module | s |", "|---|---:|"]
+    lines += [f"| (these {len(outcome.packages)}) | {total:.3f} |"]
+    lines += ["", "Slowest modules (cumulative: with what they import):", ""]
+    lines += ["| module | s |", "|---|---:|"]
     lines += [f"| {name} | {seconds:.3f} |" for name, seconds in outcome.imports]
     return "\n".join(lines) + "\n"
 
