@@ -39,6 +39,10 @@ ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "ghp_benchmark_token_0123456789"
 SECRET = "benchmark-webhook-secret"
 CASES = ("fresh", "existing")
+#: Runs ``runnerscale run`` with a mark at each phase of its start.
+PHASES = ROOT / "benchmarks" / "startup_phases.py"
+#: Starts per source whose phases are measured (medians).
+PHASE_RUNS = 3
 #: Ticks of ``/proc/PID/stat``'s CPU times per second.
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -60,6 +64,8 @@ class Outcome:
     imports: list[tuple[str, float]] = field(default_factory=list)
     #: (top-level package, cumulative seconds), slowest first.
     packages: list[tuple[str, float]] = field(default_factory=list)
+    #: By source label: (phase, wall, CPU) at each mark of ``startup_phases.py``, medians.
+    phases: dict[str, list[tuple[str, float, float]]] = field(default_factory=dict)
 
 
 def free_port() -> int:
@@ -186,7 +192,13 @@ def slowest_imports(log: Path, top: int) -> tuple[list[tuple[str, float]], list[
     return by_time, sorted(packages.items(), key=lambda item: -item[1])[:top]
 
 
-async def run(runs: int, directory: Path, baseline: Path | None = None, top: int = 15) -> Outcome:
+async def run(
+    runs: int,
+    directory: Path,
+    baseline: Path | None = None,
+    top: int = 15,
+    phase_runs: int = PHASE_RUNS,
+) -> Outcome:
     """``runs`` starts per case, alternating the cases (and this checkout with ``baseline``,
     another checkout's ``src``, when given: ratios taken side by side)."""
     sources = {"this": ROOT / "src"}
@@ -208,10 +220,35 @@ async def run(runs: int, directory: Path, baseline: Path | None = None, top: int
                         shutil.rmtree(state, ignore_errors=True)
                     sample = await start_once(config, port, src=src)
                     outcome.samples[label, case].append(sample)
+        for label, src in sources.items():
+            outcome.phases[label] = await phases(config, port, src, directory, phase_runs)
         log = directory / "importtime.log"
         await start_once(config, port, python_flags=("-X", "importtime"), stderr=log)
         outcome.imports, outcome.packages = slowest_imports(log, top)
     return outcome
+
+
+async def phases(
+    config: Path, port: int, src: Path, directory: Path, runs: int
+) -> list[tuple[str, float, float]]:
+    """Wall and CPU seconds at each phase of the start (medians of ``runs`` starts on the
+    existing state), from :mod:`startup_phases`'s marks."""
+    marks: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for run_index in range(runs):
+        log = directory / f"phases-{run_index}.log"
+        await start_once(config, port, src=src, python_flags=(str(PHASES),), stderr=log)
+        for line in log.read_text(errors="replace").splitlines():
+            if line.startswith("phase "):
+                _, wall, cpu, name = line.split(" ", 3)
+                marks[name].append((float(wall), float(cpu)))
+    return [
+        (name, statistics.median(w for w, _ in seen), statistics.median(c for _, c in seen))
+        for name, seen in marks.items()
+    ]
+
+
+def _cell(mark: tuple[float, float] | None) -> str:
+    return "- | -" if mark is None else f"{mark[0]:.3f} | {mark[1]:.3f}"
 
 
 def render(outcome: Outcome, command: str) -> str:
@@ -241,6 +278,15 @@ def render(outcome: Outcome, command: str) -> str:
             wall = statistics.median(s.wall for s in this) / statistics.median(s.wall for s in base)
             cpu = statistics.median(s.cpu for s in this) / statistics.median(s.cpu for s in base)
             lines.append(f"| {case} | {wall:.2f} | {cpu:.2f} |")
+    labels = list(outcome.phases)
+    lines += ["", "Where the time goes (seconds since the process started, medians of "]
+    lines[-1] += f"{PHASE_RUNS} starts on the existing state, `benchmarks/startup_phases.py`):"
+    lines += ["", "| phase | " + " | ".join(f"{x} wall | {x} CPU" for x in labels) + " |"]
+    lines += ["|---|" + "---:|---:|" * len(labels)]
+    by_label = {label: {n: (w, c) for n, w, c in outcome.phases[label]} for label in labels}
+    for name, _, _ in outcome.phases[labels[0]]:
+        cells = [_cell(by_label[label].get(name)) for label in labels]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     total = sum(seconds for _, seconds in outcome.packages)
     lines += ["", "Import time at start by package (`-X importtime`, own modules' self time; "]
     lines[-1] += "its figures are inflated by the measuring, compare them with each other):"
