@@ -22,7 +22,6 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -33,11 +32,13 @@ from pathlib import Path
 
 import httpx
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the e2e helpers that write the config
+
+from tests.e2e.harness import ENV, TOKEN, free_port, write_config
+
 from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
 
-ROOT = Path(__file__).resolve().parents[1]
-TOKEN = "ghp_benchmark_token_0123456789"
-SECRET = "benchmark-webhook-secret"
 CASES = ("fresh", "existing")
 #: Runs ``runnerscale run`` with a mark at each phase of its start.
 PHASES = ROOT / "benchmarks" / "startup_phases.py"
@@ -68,50 +69,12 @@ class Outcome:
     phases: dict[str, list[tuple[str, float, float]]] = field(default_factory=dict)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def write_config(directory: Path, api_url: str, port: int) -> Path:
-    """One local pool (no runner wanted: min_idle 0), SQLite state under ``directory``."""
-    path = directory / "runnerscale.yaml"
-    path.write_text(
-        f"""\
-github:
-  api_url: {api_url}
-  token: ${{BENCH_TOKEN}}
-  webhook_secret: ${{BENCH_WEBHOOK_SECRET}}
-targets:
-  - org: acme
-server:
-  listen: 127.0.0.1:{port}
-state: sqlite:///{directory}/state/state.db
-poll_interval: 1h
-pools:
-  - name: linux-x64
-    labels: [self-hosted, linux, x64]
-    provider: local
-    max_runners: 2
-    min_idle: 0
-    local:
-      command: ["{sys.executable}", -m, runnerscale, sim-runner]
-      capacity: 2
-      work_root: {directory}/runners
-"""
-    )
-    return path
-
-
 def environment(directory: Path, src: Path) -> dict[str, str]:
     return {
         "PATH": "/usr/bin:/bin",
         "PYTHONPATH": str(src),
         "HOME": str(directory),
-        "BENCH_TOKEN": TOKEN,
-        "BENCH_WEBHOOK_SECRET": SECRET,
+        **ENV,
     }
 
 
@@ -209,7 +172,8 @@ async def run(
     async with SimulatorServer(options) as simulator:
         simulator.simulator.world.ensure_repo("acme/app")
         port = free_port()
-        config = write_config(directory, simulator.url, port)
+        # One local pool with no runner wanted (min_idle 0), SQLite state under ``directory``.
+        config = write_config(directory, simulator.url, port=port, poll_interval="1h")
         state = directory / "state"
         for src in sources.values():  # warm the file cache and create the state once
             await start_once(config, port, src=src)
