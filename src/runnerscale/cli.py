@@ -7,7 +7,6 @@ it runs: ``sim-runner`` is started once per runner and must not pay for the daem
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -205,6 +204,8 @@ def fake_github(
     ] = None,
 ) -> None:
     """Serve a simulated GitHub (REST API at / and /api/v3/, webhooks, control API under /_sim/)."""
+    import asyncio
+
     from runnerscale.fakegithub.server import SimulatorOptions
     from runnerscale.fakegithub.world import WorldSettings
 
@@ -329,6 +330,8 @@ def _server_tls(
 
 
 async def _serve_simulator(options: SimulatorOptions) -> None:
+    import asyncio
+
     from runnerscale.fakegithub.server import SimulatorServer
 
     server = SimulatorServer(options)
@@ -394,6 +397,8 @@ def sim_runner(
     ] = Path("."),
 ) -> None:
     """Stand-in for the official runner: take one job from the simulator, run it, exit."""
+    import asyncio
+
     from runnerscale.fakegithub.jitconfig import JitConfigError
     from runnerscale.fakegithub.runner import jitconfig_from_files, run_stand_in, take_jitconfig
 
@@ -560,6 +565,8 @@ def run(
     """Run the autoscaler daemon (webhooks, loops, /metrics, /healthz, the control API), from
     a config file (-c), or without one (--owner or --repo, and --max-runners: the zero-config
     start, which prints the config it runs)."""
+    import asyncio
+
     from runnerscale.daemon import StartupError
     from runnerscale.logs import setup_logging
     from runnerscale.zeroconfig.decide import Request
@@ -657,6 +664,8 @@ def _secrets_of(config: Config) -> list[str]:
 async def _run_daemon(path: Path | None, config: Config, redactor: RedactSecrets) -> None:
     """The daemon until SIGTERM or SIGINT; SIGHUP reloads the config file at ``path`` (None:
     the zero-config start's, which has no file to read again)."""
+    import asyncio
+
     from runnerscale.config.load import load_config
     from runnerscale.config.problems import ConfigError
     from runnerscale.daemon import Daemon, StartupError
@@ -771,6 +780,8 @@ def dashboard(
 ) -> None:
     """Show the status page in a browser: serve it on 127.0.0.1, through a read-only relay of
     the daemon's control API, at a link with a key of its own (printed); Ctrl-C stops."""
+    import asyncio
+
     from runnerscale.controlclient import ControlUnreachableError
     from runnerscale.dashboard import Dashboard, serve
     from runnerscale.logs import setup_logging
@@ -1074,6 +1085,8 @@ def hosts_check(config: ConfigOption, pool: PoolOption = None) -> None:
     engine (docker mode) or runner (process mode), free disk, CPUs and architecture (the
     labels auto stands for), clock skew. Exits 1 when a node is unusable (reasons below the
     table)."""
+    import asyncio
+
     from runnerscale.hosts.check import check_fleet
     from runnerscale.hosts.show import check_table
 
@@ -1134,6 +1147,8 @@ def hosts_bootstrap(
     """Prepare the nodes of the ssh pools over SSH, idempotently, printing what changed on
     each: the runner user (and the pool's key), its folders or the docker group, the image
     (docker mode) or the runner (process mode). Exits 1 when a node could not be prepared."""
+    import asyncio
+
     from runnerscale.hosts.bootstrap import (
         BootstrapOptions,
         bootstrap_fleet,
@@ -1166,6 +1181,8 @@ def demo(
     verbose: Annotated[bool, typer.Option(help="Show the daemon's log too.")] = False,
 ) -> None:
     """The whole system on embedded defaults: simulator, daemon, local runners, a workload."""
+    import asyncio
+
     from runnerscale.demo import run_demo
     from runnerscale.logs import setup_logging
 
@@ -1226,6 +1243,8 @@ def simulate(
     ] = False,
 ) -> None:
     """Replay a trace against a config on a virtual clock (deterministic, no GitHub)."""
+    import asyncio
+
     from runnerscale.logs import setup_logging
     from runnerscale.simulation.report import (
         comparison_table,
@@ -1488,6 +1507,7 @@ def _run_sweep(
 ) -> None:
     """Every combination of the swept values, applied to every pool; one table of the
     trade-off between queue wait and cost."""
+    import asyncio
     import itertools
 
     from pydantic import ValidationError
@@ -1548,6 +1568,8 @@ def _run_demand_sources(
 ) -> None:
     """Every demand-source variant on the trace (:mod:`runnerscale.simulation.demand`); one
     table, and the variants skipped with why."""
+    import asyncio
+
     from runnerscale.simulation.demand import compare_demand_sources
     from runnerscale.simulation.report import demand_table, render_html
 
@@ -1596,6 +1618,8 @@ def trace_export(
     ] = "https://api.github.com",
 ) -> None:
     """Write a repository's recent jobs as a trace (token from GITHUB_TOKEN)."""
+    import asyncio
+
     from githubkit import GitHub
     from rich.progress import Progress
 

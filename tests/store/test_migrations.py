@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
@@ -24,6 +27,7 @@ import runnerscale.store
 from runnerscale.model import JobLoss, JobState, RunnerState
 from runnerscale.protocols import ObservedJob, Store
 from runnerscale.store import SqlStore, StateVersionError, open_store
+from runnerscale.store.migrate import SCHEMA_REVISION
 from runnerscale.store.sql import engine_url
 from runnerscale.store.tables import metadata
 
@@ -276,3 +280,75 @@ def test_a_state_of_a_newer_runnerscale_is_refused_and_left_as_it_is(tmp_path: P
             connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0099"
         )
     engine.dispose()
+
+
+def test_the_schema_revision_constant_is_alembics_head() -> None:
+    """Opening compares the stored revision with the constant, not with Alembic's scripts: a
+    new migration must move it too."""
+    assert head_revision() == SCHEMA_REVISION
+
+
+def schema(engine: Engine) -> dict[str, Any]:
+    """Everything the database says about its tables (columns, keys, indexes, defaults)."""
+    found = inspect_db(engine)
+    described: dict[str, Any] = {}
+    for table in sorted(found.get_table_names()):
+        described[table] = {
+            "columns": {
+                column["name"]: (
+                    repr(column["type"]),
+                    column["nullable"],
+                    column.get("default"),
+                    column.get("autoincrement"),
+                )
+                for column in found.get_columns(table)
+            },
+            "primary key": found.get_pk_constraint(table),
+            "indexes": sorted(
+                (index["name"] or "", tuple(index["column_names"]), bool(index["unique"]))
+                for index in found.get_indexes(table)
+            ),
+            "unique": sorted(repr(unique) for unique in found.get_unique_constraints(table)),
+            "foreign keys": sorted(repr(key) for key in found.get_foreign_keys(table)),
+            "checks": sorted(repr(check) for check in found.get_check_constraints(table)),
+        }
+    return described
+
+
+def test_a_fresh_state_gets_the_schema_the_migrations_make(store_url: str) -> None:
+    """A fresh state is created from ``tables.py`` and stamped, without Alembic; that must be
+    the very schema the migrations build, on each backend."""
+    open_store(store_url).close()
+    with raw_engine(store_url) as engine:
+        created = schema(engine)
+        with engine.begin() as connection:
+            assert (
+                connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+                == SCHEMA_REVISION
+            )
+        metadata.drop_all(engine)
+        with engine.begin() as connection:
+            connection.execute(text("DROP TABLE alembic_version"))
+    migrate(store_url, "head")
+    with raw_engine(store_url) as engine:
+        migrated = schema(engine)
+    assert set(created) == TABLES
+    assert created == migrated
+
+
+def test_an_up_to_date_state_opens_without_alembic(tmp_path: Path) -> None:
+    """Alembic is a quarter of the daemon's start-up: a fresh state and a current one are
+    opened without importing it (an older one still migrates: the tests above)."""
+    url = f"sqlite:///{tmp_path}/state.db"
+    program = (
+        "import sys\n"
+        "from runnerscale.store import open_store\n"
+        f"open_store({url!r}).close()\n"
+        f"open_store({url!r}).close()\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('alembic', "
+        "'sqlalchemy.dialects.postgresql'))))\n"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert ran.stdout.strip() == "[]"

@@ -50,12 +50,6 @@ from githubkit.cache import MemCache, MemCacheStrategy
 from githubkit.exception import RequestError, RequestFailed, RequestTimeout
 from githubkit.response import Response
 from githubkit.throttling import LocalThrottler
-from githubkit_schemas.latest.models import (
-    AuthenticationToken,
-    OrgsOrgActionsRunnerGroupsGetResponse200,
-    OrgsOrgActionsRunnersGenerateJitconfigPostResponse201,
-    OrgsOrgActionsRunnersGetResponse200,
-)
 
 from runnerscale.github.budget import (
     APP_CREDENTIAL,
@@ -67,6 +61,7 @@ from runnerscale.github.budget import (
 )
 from runnerscale.github.poller import PER_PAGE, Poller, RunStatus
 from runnerscale.github.schedule import PROBE_RUNS, ListedRepo, PollHints
+from runnerscale.github.tls import tls_verify
 from runnerscale.model import GitHubRunner, JobState, Target
 from runnerscale.protocols import (
     DeleteOutcome,
@@ -86,6 +81,15 @@ DEFAULT_GROUP_ID = 1
 ETAG_CACHE_SIZE = 20_000
 
 T = TypeVar("T")
+
+
+def _model(name: str) -> Any:
+    """githubkit's response model ``name``, for the enterprise requests githubkit has no method
+    for. Imported when first asked: the module that indexes every model costs about 30 ms of
+    the daemon's start-up (issue 18), and only enterprise targets need these."""
+    from githubkit_schemas.latest import models  # noqa: PLC0415 - see the docstring
+
+    return getattr(models, name)
 
 
 def _listed_repos(response: Response[Any, Any]) -> list[ListedRepo]:
@@ -221,7 +225,8 @@ class GitHubClient:
             "http_cache": False,
             "auto_retry": False,
             "async_transport": transport,
-            "ssl_verify": verify if isinstance(verify, bool) else _ssl_context(verify),
+            # One TLS context for every call (githubkit opens an httpx client per call).
+            "ssl_verify": tls_verify(verify if isinstance(verify, bool) else _ssl_context(verify)),
             # One limit across every installation's client.
             "throttler": LocalThrottler(MAX_CONCURRENT_REQUESTS),
         }
@@ -570,7 +575,7 @@ class GitHubClient:
                     "GET",
                     f"/enterprises/{target.name}/actions/runner-groups",
                     params={"per_page": PER_PAGE},
-                    response_model=OrgsOrgActionsRunnerGroupsGetResponse200,
+                    response_model=_model("OrgsOrgActionsRunnerGroupsGetResponse200"),
                 ),
             )
         for group in response.parsed_data.runner_groups:
@@ -605,7 +610,7 @@ class GitHubClient:
                 "POST",
                 f"/enterprises/{target.name}/actions/runners/generate-jitconfig",
                 json=body,
-                response_model=OrgsOrgActionsRunnersGenerateJitconfigPostResponse201,
+                response_model=_model("OrgsOrgActionsRunnersGenerateJitconfigPostResponse201"),
             )
 
         response = await self._call("generate-jitconfig", owner, call)
@@ -631,7 +636,7 @@ class GitHubClient:
             return client.arequest(
                 "POST",
                 f"/enterprises/{target.name}/actions/runners/registration-token",
-                response_model=AuthenticationToken,
+                response_model=_model("AuthenticationToken"),
             )
 
         response = await self._call("create-registration-token", _owner_of(target), call)
@@ -715,7 +720,7 @@ class GitHubClient:
                 f"/enterprises/{target.name}/actions/runners",
                 params={"per_page": PER_PAGE, "page": page},
                 headers=headers,
-                response_model=OrgsOrgActionsRunnersGetResponse200,
+                response_model=_model("OrgsOrgActionsRunnersGetResponse200"),
             )
 
         return await self._all_pages(

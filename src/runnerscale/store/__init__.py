@@ -5,8 +5,9 @@ runner lifecycle writes each state *before* the side effect that leaves it, so t
 where a crashed daemon learns what it was in the middle of. SQLite (a file, WAL mode) is the
 default and needs no server; ``postgresql://`` URLs serve several daemons or managed setups.
 
-``open_store(url)`` creates the SQLite file's directory, applies the Alembic migrations that ship
-inside this package (``store/migrations``), and returns a :class:`SqlStore`. Secrets never pass
+``open_store(url)`` creates the SQLite file's directory, brings the schema up to date (the Alembic
+migrations that ship inside this package, ``store/migrations``, run only when it is behind: see
+:mod:`runnerscale.store.migrate`), and returns a :class:`SqlStore`. Secrets never pass
 through here: a runner's JIT config goes from GitHub to the backend and is not stored.
 """
 

@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 
 from sqlalchemy import Connection, create_engine, select, text
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
@@ -196,6 +195,8 @@ class PostgresLeadership:
         ).scalar_one()
         if not taken:
             return False
+        from sqlalchemy.dialects import postgresql  # noqa: PLC0415 - SQLite: never loaded
+
         mine = Leader(self.instance, self._now())
         statement = postgresql.insert(KeyValueRow).values(key=LEADER_KEY, value=mine.to_json())
         connection.execute(

@@ -28,17 +28,11 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Collection, Iterator, Sequence
-from importlib import resources
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, create_engine, delete, event, func, select, update
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
@@ -46,9 +40,13 @@ from sqlalchemy.pool import StaticPool
 from runnerscale.files import make_dirs, private_file
 from runnerscale.model import Job, JobLoss, JobState, Runner, RunnerState
 from runnerscale.protocols import ObservedJob
+from runnerscale.store.migrate import StateVersionError, bring_up_to_date
 from runnerscale.store.observations import merge_observation
 from runnerscale.store.tables import DeliveryRow, JobLossRow, JobRow, KeyValueRow, RunnerRow
 from runnerscale.store.transitions import checked_changes, expected_states
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql
 
 __all__ = ["DELIVERY_TTL", "SqlStore", "StateVersionError", "engine_url", "open_store"]
 
@@ -56,8 +54,6 @@ __all__ = ["DELIVERY_TTL", "SqlStore", "StateVersionError", "engine_url", "open_
 DELIVERY_TTL: Final = 24 * 3600.0
 #: How long a SQLite call waits for another process's write lock before failing.
 SQLITE_BUSY_TIMEOUT_MS: Final = 10_000
-#: Serializes concurrent migrations of one Postgres database (any constant unique to us).
-_PG_MIGRATION_LOCK: Final = 0x72756E6E6572  # "runner"
 #: Marks the engine facade whose transactions write (SQLite: BEGIN IMMEDIATE).
 _WRITE_OPTION: Final = "runnerscale_write"
 
@@ -112,48 +108,6 @@ def _make_engine(url: URL) -> Engine:
     return engine
 
 
-def _migrations_dir() -> contextlib.AbstractContextManager[Path]:
-    return resources.as_file(resources.files("runnerscale.store") / "migrations")
-
-
-def _upgrade(engine: Engine) -> None:
-    """Bring the schema to the newest migration, in one transaction that holds the lock."""
-    with (
-        _migrations_dir() as script_location,
-        engine.execution_options(**{_WRITE_OPTION: True}).begin() as connection,
-    ):
-        if connection.dialect.name == "postgresql":
-            # Two daemons starting at once must not both create the tables.
-            connection.execute(
-                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}
-            )
-        _refuse_newer(connection, ScriptDirectory(str(script_location)))
-        config = Config()
-        config.set_main_option("script_location", str(script_location))
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
-
-
-class StateVersionError(RuntimeError):
-    """The state's schema is of a newer runnerscale than this one: it must not be touched (a
-    rollback restores the state saved before the upgrade)."""
-
-
-def _refuse_newer(connection: Connection, scripts: ScriptDirectory) -> None:
-    current = MigrationContext.configure(connection).get_current_revision()
-    if current is None:
-        return
-    try:
-        scripts.get_revision(current)
-    except CommandError:
-        raise StateVersionError(
-            f"the state was written by a newer runnerscale: its schema is at revision "
-            f"{current}, which this version does not know (it knows up to "
-            f"{scripts.get_current_head()}). Run the newer runnerscale, or, to roll back, "
-            "restore the state saved before the upgrade (docs/deploy.md#rolling-back)"
-        ) from None
-
-
 def _private_sqlite(database: Path) -> None:
     """The database for runnerscale's user only: its folder made ``0700`` (when made here), the
     file ``0600`` before SQLite opens it (SQLite gives its ``-wal``, ``-shm`` and ``-journal``
@@ -169,7 +123,7 @@ def open_store(url: str) -> SqlStore:
 
     ``sqlite:///path/to/state.db`` (the parent directory is created) or ``postgresql://...``.
     Migrations run to the newest revision on every open; on an up-to-date database that is one
-    version check.
+    version check, without Alembic (:mod:`runnerscale.store.migrate`).
     """
     parsed = engine_url(url)
     if parsed.get_backend_name() == "sqlite" and not _is_sqlite_memory(parsed):
@@ -177,7 +131,7 @@ def open_store(url: str) -> SqlStore:
         _private_sqlite(Path(parsed.database).expanduser())
     engine = _make_engine(parsed)
     try:
-        _upgrade(engine)
+        bring_up_to_date(engine, _WRITE_OPTION)
     except BaseException:
         engine.dispose()
         raise
@@ -283,6 +237,8 @@ class SqlStore:
     def _insert(self, table: type[Any]) -> postgresql.Insert | sqlite.Insert:
         """An INSERT that can say ON CONFLICT (both supported backends have it)."""
         if self._dialect == "postgresql":
+            from sqlalchemy.dialects import postgresql  # noqa: PLC0415 - SQLite: never loaded
+
             return postgresql.insert(table)
         return sqlite.insert(table)
 
