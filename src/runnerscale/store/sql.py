@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final
@@ -45,7 +45,7 @@ from sqlalchemy.pool import StaticPool
 
 from runnerscale.files import make_dirs, private_file
 from runnerscale.model import Job, JobLoss, JobState, Runner, RunnerState
-from runnerscale.protocols import ObservedJob
+from runnerscale.protocols import Delivery, ObservedJob, Taken
 from runnerscale.store.observations import merge_observation
 from runnerscale.store.tables import DeliveryRow, JobLossRow, JobRow, KeyValueRow, RunnerRow
 from runnerscale.store.transitions import checked_changes, expected_states
@@ -56,6 +56,8 @@ __all__ = ["DELIVERY_TTL", "SqlStore", "StateVersionError", "engine_url", "open_
 DELIVERY_TTL: Final = 24 * 3600.0
 #: How long a SQLite call waits for another process's write lock before failing.
 SQLITE_BUSY_TIMEOUT_MS: Final = 10_000
+#: Job ids per ``IN (...)`` list (SQLite's default limit on bound parameters is far above).
+_CHUNK: Final = 500
 #: Serializes concurrent migrations of one Postgres database (any constant unique to us).
 _PG_MIGRATION_LOCK: Final = 0x72756E6E6572  # "runner"
 #: Marks the engine facade whose transactions write (SQLite: BEGIN IMMEDIATE).
@@ -291,35 +293,42 @@ class SqlStore:
     def observe_job(self, job: ObservedJob, now: float) -> Job:
         """Record an observation; states only move forward. Returns the stored job."""
         with self._write() as session:
-            inserted = (
-                session.connection()
-                .execute(
-                    self._insert(JobRow)
-                    .values(
-                        id=job.id,
-                        repo=job.repo,
-                        labels=list(job.labels),
-                        state=job.state.value,
-                        created_at=job.created_at,
-                        run_id=job.run_id,
-                        name=job.name,
-                        started_at=job.started_at,
-                        completed_at=job.completed_at,
-                        runner_name=job.runner_name,
-                        conclusion=job.conclusion,
-                        observed_at=now,
-                        pool=None,
-                    )
-                    .on_conflict_do_nothing(index_elements=["id"])
-                    .returning(JobRow.id)
+            return self._observe(session, job, now)[1]
+
+    def _observe(self, session: Session, job: ObservedJob, now: float) -> tuple[Job | None, Job]:
+        """Record an observation in ``session``'s transaction: the job before (None: new) and
+        after."""
+        inserted = (
+            session.connection()
+            .execute(
+                self._insert(JobRow)
+                .values(
+                    id=job.id,
+                    repo=job.repo,
+                    labels=list(job.labels),
+                    state=job.state.value,
+                    created_at=job.created_at,
+                    run_id=job.run_id,
+                    name=job.name,
+                    started_at=job.started_at,
+                    completed_at=job.completed_at,
+                    runner_name=job.runner_name,
+                    conclusion=job.conclusion,
+                    observed_at=now,
+                    pool=None,
                 )
-                .first()
+                .on_conflict_do_nothing(index_elements=["id"])
+                .returning(JobRow.id)
             )
-            row = session.scalars(select(JobRow).where(JobRow.id == job.id).with_for_update()).one()
-            if inserted is None:  # known already
-                row.state = merge_observation(row, JobState(row.state), job, now).value
-                session.flush()
-            return _to_job(row)
+            .first()
+        )
+        row = session.scalars(select(JobRow).where(JobRow.id == job.id).with_for_update()).one()
+        if inserted is not None:
+            return None, _to_job(row)
+        before = _to_job(row)
+        row.state = merge_observation(row, JobState(row.state), job, now).value
+        session.flush()
+        return before, _to_job(row)
 
     def get_job(self, job_id: int) -> Job | None:
         with self._read() as session:
@@ -347,6 +356,23 @@ class SqlStore:
             )
             if result.rowcount != 1:
                 raise KeyError(f"no job {job_id}")
+
+    def set_job_pools(self, pools: Mapping[int, str | None]) -> None:
+        """Remember the pool chosen for each job, in one transaction (one statement per
+        pool); jobs no longer stored are skipped."""
+        by_pool: dict[str | None, list[int]] = {}
+        for job_id, pool in pools.items():
+            by_pool.setdefault(pool, []).append(job_id)
+        if not by_pool:
+            return
+        with self._write() as session:
+            for pool, ids in by_pool.items():
+                for chunk in range(0, len(ids), _CHUNK):
+                    session.connection().execute(
+                        update(JobRow)
+                        .where(JobRow.id.in_(ids[chunk : chunk + _CHUNK]))
+                        .values(pool=pool)
+                    )
 
     def prune_jobs(self, completed_before: float) -> int:
         """Delete jobs completed before the given time (or, when GitHub never said when, last
@@ -494,20 +520,41 @@ class SqlStore:
     def remember_delivery(self, delivery_id: str, now: float) -> bool:
         """True the first time a delivery id is seen. Forgets ids older than a day."""
         with self._write() as session:
-            session.connection().execute(
-                delete(DeliveryRow).where(DeliveryRow.seen_at < now - DELIVERY_TTL)
+            self._forget_deliveries(session, now)
+            return self._remember(session, delivery_id, now)
+
+    def take_deliveries(self, batch: Sequence[Delivery], now: float) -> list[Taken]:
+        """Each delivery's id and the job of each new one, in one transaction (see
+        :meth:`~runnerscale.protocols.Store.take_deliveries`)."""
+        with self._write() as session:
+            self._forget_deliveries(session, now)
+            taken = []
+            for delivery in batch:
+                if delivery.id is not None and not self._remember(session, delivery.id, now):
+                    taken.append(Taken(False))
+                elif delivery.job is None:
+                    taken.append(Taken(True))
+                else:
+                    taken.append(Taken(True, *self._observe(session, delivery.job, now)))
+            return taken
+
+    def _forget_deliveries(self, session: Session, now: float) -> None:
+        session.connection().execute(
+            delete(DeliveryRow).where(DeliveryRow.seen_at < now - DELIVERY_TTL)
+        )
+
+    def _remember(self, session: Session, delivery_id: str, now: float) -> bool:
+        added = (
+            session.connection()
+            .execute(
+                self._insert(DeliveryRow)
+                .values(id=delivery_id, seen_at=now)
+                .on_conflict_do_nothing(index_elements=["id"])
+                .returning(DeliveryRow.id)
             )
-            added = (
-                session.connection()
-                .execute(
-                    self._insert(DeliveryRow)
-                    .values(id=delivery_id, seen_at=now)
-                    .on_conflict_do_nothing(index_elements=["id"])
-                    .returning(DeliveryRow.id)
-                )
-                .first()
-            )
-            return added is not None
+            .first()
+        )
+        return added is not None
 
     # -- key/value facts
 
