@@ -25,7 +25,7 @@ def queued(job_id: int) -> ObservedJob:
     )
 
 
-class Crash(Exception):
+class CrashError(Exception):
     """The process dying between the GUID's write and the job's."""
 
 
@@ -65,7 +65,8 @@ def test_no_guid_is_never_a_duplicate_and_no_job_records_the_guid_alone(store: S
     assert taken[0].before is None
     assert taken[1].before is not None  # the second saw the first
     taken = store.take_deliveries([Delivery("g-9")], 10.0)
-    assert taken[0].new and taken[0].after is None
+    assert taken[0].new
+    assert taken[0].after is None
     assert store.take_deliveries([Delivery("g-9")], 11.0)[0].new is False
 
 
@@ -77,7 +78,7 @@ def test_guids_older_than_a_day_are_forgotten(store: Store) -> None:
 
 def _crash_on_the_job_write(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     def crash(*args: Any, **kwargs: Any) -> Any:
-        raise Crash
+        raise CrashError
 
     monkeypatch.setattr(store, "_observe", crash)
 
@@ -88,7 +89,7 @@ def test_a_crash_before_the_job_is_written_loses_no_job(
     """The whole group is undone: the redelivery is taken, not dropped as a duplicate."""
     with monkeypatch.context() as patch:
         _crash_on_the_job_write(store, patch)
-        with pytest.raises(Crash):
+        with pytest.raises(CrashError):
             store.take_deliveries([Delivery("g-1", queued(1))], 10.0)
     if isinstance(store, MemoryStore):
         return  # nothing survives its process anyway: the SQL stores are what a crash tests
@@ -106,7 +107,7 @@ def test_a_restarted_store_holds_each_acknowledged_job(
     first.take_deliveries([Delivery(f"g-{n}", queued(n)) for n in range(1, 4)], 10.0)
     with monkeypatch.context() as patch:
         _crash_on_the_job_write(first, patch)
-        with pytest.raises(Crash):
+        with pytest.raises(CrashError):
             first.take_deliveries([Delivery("g-4", queued(4)), Delivery("g-5", queued(5))], 11.0)
     first.close()
     second = make_store()
