@@ -310,8 +310,12 @@ async def fake_github(scratch: Path) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def daemon(config: Path, port: int, core: int | None) -> AsyncIterator[Any]:
-    command = pinned(core, sys.executable, "-m", "runnerscale", "run", "-c", str(config))
+async def daemon(
+    config: Path, port: int, core: int | None, profile: Path | None = None
+) -> AsyncIterator[Any]:
+    """``runnerscale run`` (under cProfile, its event loop's thread, with ``profile``)."""
+    python = [sys.executable, *(["-m", "cProfile", "-o", str(profile)] if profile else [])]
+    command = pinned(core, *python, "-m", "runnerscale", "run", "-c", str(config))
     env = {**environment(), "HOME": str(config.parent)}
     async with process(command, config.parent / "daemon.log", env) as child:
         await listening(port)
@@ -337,7 +341,7 @@ async def measure_daemon(
     directory.mkdir()
     port = free_port()
     config = daemon_config(directory, api_url, port)
-    async with daemon(config, port, args.core):
+    async with daemon(config, port, args.core, args.profile):
         await send(port, requests[:200], args.connections)
         began = time.perf_counter()
         answers = await send(port, requests[200:], args.connections)
@@ -463,6 +467,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--kill-after", type=float, default=1.0)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--keep-logs", action="store_true")
+    parser.add_argument("--profile", type=Path, help="cProfile the daemon's run to this file")
     parser.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_bare:

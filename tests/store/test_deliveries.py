@@ -80,7 +80,10 @@ def _crash_on_the_job_write(store: Store, monkeypatch: pytest.MonkeyPatch) -> No
     def crash(*args: Any, **kwargs: Any) -> Any:
         raise CrashError
 
-    monkeypatch.setattr(store, "_observe", crash)
+    # (the SQL stores insert jobs first heard of in bulk, and merge the others one by one)
+    for write in ("_observe", "_insert_jobs"):
+        if hasattr(store, write):
+            monkeypatch.setattr(store, write, crash)
 
 
 def test_a_crash_before_the_job_is_written_loses_no_job(

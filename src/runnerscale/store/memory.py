@@ -193,7 +193,7 @@ class MemoryStore:
         self._forget_deliveries(now)
         taken = []
         for delivery in batch:
-            if delivery.id is not None and not self._remember(delivery.id, now):
+            if delivery.id and not self._remember(delivery.id, now):
                 taken.append(Taken(False))
             elif delivery.job is None:
                 taken.append(Taken(True))

@@ -204,6 +204,43 @@ def _to_job(row: JobRow) -> Job:
     )
 
 
+def _job_values(job: ObservedJob, now: float) -> dict[str, Any]:
+    """A job's row as its first observation makes it."""
+    return {
+        "id": job.id,
+        "repo": job.repo,
+        "labels": list(job.labels),
+        "state": job.state.value,
+        "created_at": job.created_at,
+        "run_id": job.run_id,
+        "name": job.name,
+        "started_at": job.started_at,
+        "completed_at": job.completed_at,
+        "runner_name": job.runner_name,
+        "conclusion": job.conclusion,
+        "observed_at": now,
+        "pool": None,
+    }
+
+
+def _new_job(job: ObservedJob, now: float) -> Job:
+    """The job :func:`_job_values` stores, without reading it back."""
+    return Job(
+        id=job.id,
+        repo=job.repo,
+        labels=tuple(job.labels),
+        state=job.state,
+        created_at=job.created_at,
+        run_id=job.run_id,
+        name=job.name,
+        started_at=job.started_at,
+        completed_at=job.completed_at,
+        runner_name=job.runner_name,
+        conclusion=job.conclusion,
+        observed_at=now,
+    )
+
+
 def _to_loss(row: JobLossRow) -> JobLoss:
     return JobLoss(
         job_id=row.job_id,
@@ -302,21 +339,7 @@ class SqlStore:
             session.connection()
             .execute(
                 self._insert(JobRow)
-                .values(
-                    id=job.id,
-                    repo=job.repo,
-                    labels=list(job.labels),
-                    state=job.state.value,
-                    created_at=job.created_at,
-                    run_id=job.run_id,
-                    name=job.name,
-                    started_at=job.started_at,
-                    completed_at=job.completed_at,
-                    runner_name=job.runner_name,
-                    conclusion=job.conclusion,
-                    observed_at=now,
-                    pool=None,
-                )
+                .values(_job_values(job, now))
                 .on_conflict_do_nothing(index_elements=["id"])
                 .returning(JobRow.id)
             )
@@ -525,18 +548,64 @@ class SqlStore:
 
     def take_deliveries(self, batch: Sequence[Delivery], now: float) -> list[Taken]:
         """Each delivery's id and the job of each new one, in one transaction (see
-        :meth:`~runnerscale.protocols.Store.take_deliveries`)."""
+        :meth:`~runnerscale.protocols.Store.take_deliveries`).
+
+        A few statements per group, not a few per delivery: the ids in one multi-row insert,
+        the jobs first heard of in another (their row is what was inserted: no read back);
+        only a job already stored (or twice in the group) is merged on its own."""
         with self._write() as session:
             self._forget_deliveries(session, now)
-            taken = []
+            remembered = self._remember_all(session, {d.id for d in batch if d.id}, now)
+            new: list[bool] = []
             for delivery in batch:
-                if delivery.id is not None and not self._remember(session, delivery.id, now):
+                first = not delivery.id or delivery.id in remembered
+                remembered.discard(delivery.id or "")  # its repeats in the group are not
+                new.append(first)
+            jobs = [d.job for d, fresh in zip(batch, new, strict=True) if fresh and d.job]
+            firsts = list({job.id: job for job in reversed(jobs)}.values())
+            inserted = self._insert_jobs(session, firsts, now)
+            taken = []
+            for delivery, fresh in zip(batch, new, strict=True):
+                if not fresh:
                     taken.append(Taken(False))
                 elif delivery.job is None:
                     taken.append(Taken(True))
+                elif (job := inserted.pop(delivery.job.id, None)) is not None:
+                    taken.append(Taken(True, None, job))
                 else:
                     taken.append(Taken(True, *self._observe(session, delivery.job, now)))
             return taken
+
+    def _remember_all(self, session: Session, ids: set[str], now: float) -> set[str]:
+        """Insert delivery ids; those not known before."""
+        added: set[str] = set()
+        ordered = sorted(ids)
+        for start in range(0, len(ordered), _CHUNK):
+            rows = [{"id": key, "seen_at": now} for key in ordered[start : start + _CHUNK]]
+            statement = self._insert(DeliveryRow).values(rows)
+            added.update(
+                session.connection().scalars(
+                    statement.on_conflict_do_nothing(index_elements=["id"]).returning(
+                        DeliveryRow.id
+                    )
+                )
+            )
+        return added
+
+    def _insert_jobs(self, session: Session, jobs: list[ObservedJob], now: float) -> dict[int, Job]:
+        """Insert the jobs not stored yet (one statement per chunk); those inserted, as
+        stored. A job stored already is left for :meth:`_observe` to merge."""
+        inserted: dict[int, Job] = {}
+        for start in range(0, len(jobs), _CHUNK):
+            chunk = {job.id: job for job in jobs[start : start + _CHUNK]}
+            statement = self._insert(JobRow).values(
+                [_job_values(job, now) for job in chunk.values()]
+            )
+            for job_id in session.connection().scalars(
+                statement.on_conflict_do_nothing(index_elements=["id"]).returning(JobRow.id)
+            ):
+                inserted[job_id] = _new_job(chunk[job_id], now)
+        return inserted
 
     def _forget_deliveries(self, session: Session, now: float) -> None:
         session.connection().execute(
