@@ -577,35 +577,33 @@ class SqlStore:
             return taken
 
     def _remember_all(self, session: Session, ids: set[str], now: float) -> set[str]:
-        """Insert delivery ids; those not known before."""
-        added: set[str] = set()
-        ordered = sorted(ids)
-        for start in range(0, len(ordered), _CHUNK):
-            rows = [{"id": key, "seen_at": now} for key in ordered[start : start + _CHUNK]]
-            statement = self._insert(DeliveryRow).values(rows)
-            added.update(
-                session.connection().scalars(
-                    statement.on_conflict_do_nothing(index_elements=["id"]).returning(
-                        DeliveryRow.id
-                    )
-                )
-            )
-        return added
+        """Insert delivery ids; those not known before. (An executemany: its statement is
+        compiled once and cached, whatever the group's size; SQLAlchemy sends it as
+        multi-row inserts.)"""
+        if not ids:
+            return set()
+        statement = (
+            self._insert(DeliveryRow)
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(DeliveryRow.id)
+        )
+        rows = [{"id": key, "seen_at": now} for key in ids]
+        return set(session.connection().scalars(statement, rows))
 
     def _insert_jobs(self, session: Session, jobs: list[ObservedJob], now: float) -> dict[int, Job]:
-        """Insert the jobs not stored yet (one statement per chunk); those inserted, as
-        stored. A job stored already is left for :meth:`_observe` to merge."""
-        inserted: dict[int, Job] = {}
-        for start in range(0, len(jobs), _CHUNK):
-            chunk = {job.id: job for job in jobs[start : start + _CHUNK]}
-            statement = self._insert(JobRow).values(
-                [_job_values(job, now) for job in chunk.values()]
-            )
-            for job_id in session.connection().scalars(
-                statement.on_conflict_do_nothing(index_elements=["id"]).returning(JobRow.id)
-            ):
-                inserted[job_id] = _new_job(chunk[job_id], now)
-        return inserted
+        """Insert the jobs not stored yet, in one executemany; those inserted, as stored. A
+        job stored already is left for :meth:`_observe` to merge."""
+        if not jobs:
+            return {}
+        statement = (
+            self._insert(JobRow).on_conflict_do_nothing(index_elements=["id"]).returning(JobRow.id)
+        )
+        by_id = {job.id: job for job in jobs}
+        rows = [_job_values(job, now) for job in jobs]
+        return {
+            job_id: _new_job(by_id[job_id], now)
+            for job_id in session.connection().scalars(statement, rows)
+        }
 
     def _forget_deliveries(self, session: Session, now: float) -> None:
         session.connection().execute(
