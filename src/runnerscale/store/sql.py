@@ -39,7 +39,7 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, create_engine, delete, event, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, Row, make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
@@ -186,7 +186,7 @@ def open_store(url: str) -> SqlStore:
     return SqlStore(engine)
 
 
-def _to_job(row: JobRow) -> Job:
+def _to_job(row: JobRow | Row[Any]) -> Job:
     return Job(
         id=row.id,
         repo=row.repo,
@@ -363,13 +363,15 @@ class SqlStore:
     ) -> list[Job]:
         """Jobs in any of ``states`` (all jobs when None), oldest first; with
         ``completed_since``, only those completed at or after it."""
-        query = select(JobRow).order_by(JobRow.created_at, JobRow.id)
+        # Plain rows, not ORM objects: a reconcile reads every active job, and building an
+        # ORM instance per row was most of what that cost.
+        query = select(*JobRow.__table__.columns).order_by(JobRow.created_at, JobRow.id)
         if states is not None:
             query = query.where(JobRow.state.in_([state.value for state in states]))
         if completed_since is not None:
             query = query.where(JobRow.completed_at >= completed_since)
         with self._read() as session:
-            return [_to_job(row) for row in session.scalars(query)]
+            return [_to_job(row) for row in session.connection().execute(query)]
 
     def set_job_pool(self, job_id: int, pool: str | None) -> None:
         """Remember the pool chosen for a job. Raises KeyError for an unknown job."""
