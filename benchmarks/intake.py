@@ -456,7 +456,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deliveries", type=int, default=10_000)
     parser.add_argument("--connections", type=int, default=8)
@@ -469,7 +469,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--keep-logs", action="store_true")
     parser.add_argument("--profile", type=Path, help="cProfile the daemon's run to this file")
     parser.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse(argv)
     if args.serve_bare:
         serve_bare(args.serve_bare)
         return {}
