@@ -39,7 +39,6 @@ import copy
 import json
 import os
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -51,29 +50,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-SRC = Path(__file__).resolve().parents[1] / "src"
-sys.path.insert(0, str(SRC))
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
+sys.path[:0] = [str(SRC), str(ROOT)]  # the code under test, and the tests' free_port
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from tests.e2e.harness import free_port
 
 from runnerscale.github.webhooks import sign, verify_signature
 from runnerscale.store import open_store
 
-CONTRACT = Path(__file__).resolve().parents[1] / ".." / "shared" / "github-contract"
+CONTRACT = ROOT / ".." / "shared" / "github-contract"
 QUEUED = CONTRACT / "webhooks" / "workflow_job" / "queued.payload.json"
 SECRET = "bench-webhook-secret-value"
 TOKEN = "ghp_bench_token_value_1234567890"
 LABELS = ["self-hosted", "linux", "x64"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 # ---------------------------------------------------------------------------- deliveries

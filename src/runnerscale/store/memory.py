@@ -17,7 +17,7 @@ from typing import Any
 
 from runnerscale.model import Job, JobLoss, JobState, Runner, RunnerState
 from runnerscale.protocols import Delivery, ObservedJob, Taken
-from runnerscale.store.observations import merge_observation
+from runnerscale.store.observations import first_seen, merge_observation
 from runnerscale.store.sql import DELIVERY_TTL
 from runnerscale.store.transitions import checked_changes, expected_states
 
@@ -40,20 +40,7 @@ class MemoryStore:
         """The job before (None: new) and after the observation."""
         stored = self._jobs.get(job.id)
         if stored is None:
-            stored = Job(
-                id=job.id,
-                repo=job.repo,
-                labels=tuple(job.labels),
-                state=job.state,
-                created_at=job.created_at,
-                run_id=job.run_id,
-                name=job.name,
-                started_at=job.started_at,
-                completed_at=job.completed_at,
-                runner_name=job.runner_name,
-                conclusion=job.conclusion,
-                observed_at=now,
-            )
+            stored = first_seen(job, now)
             self._jobs[job.id] = stored
             return None, copy.copy(stored)
         before = copy.copy(stored)

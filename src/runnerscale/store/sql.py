@@ -26,6 +26,7 @@ Postgres too, where another daemon's transaction may run at the same time).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from importlib import resources
@@ -46,7 +47,7 @@ from sqlalchemy.pool import StaticPool
 from runnerscale.files import make_dirs, private_file
 from runnerscale.model import Job, JobLoss, JobState, Runner, RunnerState
 from runnerscale.protocols import Delivery, ObservedJob, Taken
-from runnerscale.store.observations import merge_observation
+from runnerscale.store.observations import first_seen, merge_observation
 from runnerscale.store.tables import DeliveryRow, JobLossRow, JobRow, KeyValueRow, RunnerRow
 from runnerscale.store.transitions import checked_changes, expected_states
 
@@ -205,40 +206,9 @@ def _to_job(row: JobRow | Row[Any]) -> Job:
 
 
 def _job_values(job: ObservedJob, now: float) -> dict[str, Any]:
-    """A job's row as its first observation makes it."""
-    return {
-        "id": job.id,
-        "repo": job.repo,
-        "labels": list(job.labels),
-        "state": job.state.value,
-        "created_at": job.created_at,
-        "run_id": job.run_id,
-        "name": job.name,
-        "started_at": job.started_at,
-        "completed_at": job.completed_at,
-        "runner_name": job.runner_name,
-        "conclusion": job.conclusion,
-        "observed_at": now,
-        "pool": None,
-    }
-
-
-def _new_job(job: ObservedJob, now: float) -> Job:
-    """The job :func:`_job_values` stores, without reading it back."""
-    return Job(
-        id=job.id,
-        repo=job.repo,
-        labels=tuple(job.labels),
-        state=job.state,
-        created_at=job.created_at,
-        run_id=job.run_id,
-        name=job.name,
-        started_at=job.started_at,
-        completed_at=job.completed_at,
-        runner_name=job.runner_name,
-        conclusion=job.conclusion,
-        observed_at=now,
-    )
+    """A job's row as its first observation makes it (:func:`first_seen`, as columns)."""
+    values = dataclasses.asdict(first_seen(job, now))
+    return {**values, "labels": list(job.labels), "state": job.state.value}
 
 
 def _to_loss(row: JobLossRow) -> JobLoss:
@@ -603,7 +573,7 @@ class SqlStore:
         by_id = {job.id: job for job in jobs}
         rows = [_job_values(job, now) for job in jobs]
         return {
-            job_id: _new_job(by_id[job_id], now)
+            job_id: first_seen(by_id[job_id], now)
             for job_id in session.connection().scalars(statement, rows)
         }
 
