@@ -16,7 +16,6 @@ inline, at once, so that a simulated figure does not depend on a thread's timing
 from __future__ import annotations
 
 import asyncio
-import logging
 import queue
 import threading
 from collections.abc import Sequence
@@ -24,8 +23,6 @@ from dataclasses import dataclass
 from typing import Final
 
 from runnerscale.protocols import Clock, Delivery, Store, Taken
-
-log = logging.getLogger("runnerscale.controller")
 
 #: The most deliveries one transaction takes (a bound on one commit's length).
 MAX_BATCH: Final = 512
@@ -122,8 +119,7 @@ class DeliveryWriter:
         results: Sequence[Taken | BaseException]
         try:
             results = self.write([waiting.delivery for waiting in batch])
-        except Exception as error:  # the store failed: every route of the group says so
-            log.exception("webhook deliveries: writing %d failed", len(batch))
+        except Exception as error:  # the store failed: each route of the group logs it
             results = [error] * len(batch)
         for waiting, result in zip(batch, results, strict=True):
             try:
