@@ -434,9 +434,10 @@ class Daemon:
         if self.config.github.webhook_secret is None:
             log.warning("no github.webhook_secret: webhooks are refused, polling alone finds jobs")
         await self.check_access()
-        # Webhook deliveries are committed in groups by a thread of their own from now on.
-        self.controller.deliveries.start()
         await self.http.start()
+        # Webhook deliveries are committed in groups by a thread of their own from now on
+        # (started once the listener is: a start that fails leaves no thread behind).
+        self.controller.deliveries.start()
         # Leads at once when no other daemon does; else stands by (webhooks go to the store).
         await self.succession.start()
         if self.waiting:
