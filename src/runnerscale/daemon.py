@@ -25,7 +25,7 @@ from runnerscale.clock import Clock, SystemClock
 from runnerscale.config.paths import mask_url, url_secrets
 from runnerscale.config.schema import AppConfig, Config, GitHubConfig, PoolConfig
 from runnerscale.control import ControlError, Listeners, open_listeners
-from runnerscale.controller.loops import Controller
+from runnerscale.controller.loops import DAEMON_COALESCE, Controller
 from runnerscale.github.client import AppCredentials, GitHubClient
 from runnerscale.github.scaleset import ScaleSetClient
 from runnerscale.github.weburl import target_web_url
@@ -388,6 +388,8 @@ class Daemon:
             owner=controller_id,
         )
         holder["controller"] = controller
+        # Reconciles coalesce on the wall clock: a burst of deliveries costs a few, not one each.
+        controller.settings.reconcile_coalesce = DAEMON_COALESCE
         for runtime in controller.pools.values():
             if runtime.capped_by is not None:
                 log.warning("pool %s: max_runners %s", runtime.name, runtime.capped_by)
@@ -433,6 +435,9 @@ class Daemon:
             log.warning("no github.webhook_secret: webhooks are refused, polling alone finds jobs")
         await self.check_access()
         await self.http.start()
+        # Webhook deliveries are committed in groups by a thread of their own from now on
+        # (started once the listener is: a start that fails leaves no thread behind).
+        self.controller.deliveries.start()
         # Leads at once when no other daemon does; else stands by (webhooks go to the store).
         await self.succession.start()
         if self.waiting:
@@ -473,6 +478,7 @@ class Daemon:
                 await self._host_task
         await self.succession.stop()  # the loops first, then the lead: nobody acts twice
         await self.http.stop()
+        await self.controller.deliveries.stop()  # what is queued is written first
         if remove_runners:
             await self._remove_runners()
         for pool in self.controller.pools.values():

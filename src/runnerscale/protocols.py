@@ -30,6 +30,7 @@ from runnerscale.model import (
 __all__ = [
     "Clock",
     "DeleteOutcome",
+    "Delivery",
     "GitHubAPI",
     "GitHubError",
     "JitConfig",
@@ -42,6 +43,7 @@ __all__ = [
     "ProviderError",
     "RemovesAll",
     "Store",
+    "Taken",
 ]
 
 
@@ -94,6 +96,26 @@ class ObservedJob:
     completed_at: float | None = None
     runner_name: str | None = None
     conclusion: str | None = None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A webhook delivery to take: its ``X-GitHub-Delivery`` GUID (None: it has none, and is
+    never a duplicate) and the job observation it carries (None: nothing to record, a
+    repository outside the targets or an observation the controller already holds)."""
+
+    id: str | None
+    job: ObservedJob | None = None
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What :meth:`Store.take_deliveries` made of one delivery: whether it was new (False: a
+    duplicate, nothing recorded), and its job as stored before and after (None: no job)."""
+
+    new: bool
+    before: Job | None = None
+    after: Job | None = None
 
 
 @dataclass(frozen=True)
@@ -262,6 +284,11 @@ class Store(Protocol):
 
     def set_job_pool(self, job_id: int, pool: str | None) -> None: ...
 
+    def set_job_pools(self, pools: Mapping[int, str | None]) -> None:
+        """Remember the pool chosen for each job, in one transaction (jobs gone meanwhile,
+        pruned, are skipped)."""
+        ...
+
     def prune_jobs(self, completed_before: float) -> int:
         """Delete jobs completed before the given time, and their losses."""
         ...
@@ -324,6 +351,13 @@ class Store(Protocol):
     # -- webhook deliveries (duplicates are harmless)
     def remember_delivery(self, delivery_id: str, now: float) -> bool:
         """True the first time a delivery id is seen."""
+        ...
+
+    def take_deliveries(self, batch: Sequence[Delivery], now: float) -> list[Taken]:
+        """Remember each delivery's id and record the job of each new one, all in ONE
+        transaction: a delivery acknowledged after this returned survives a crash with its
+        job, and a crash before it leaves neither (a redelivery is then not a duplicate).
+        A GUID repeated within the batch is a duplicate from its second time on."""
         ...
 
     # -- small key/value facts (ETags, cursors)

@@ -100,7 +100,9 @@ class DaemonHTTP:
         self.role = role
         #: The per-instance tokens the ``instances`` group serves by (None: it serves none).
         self.instances = instances
-        self.intake = WebhookIntake(store, controller.covers, controller.clock)
+        self.intake = WebhookIntake(
+            store, controller.covers, controller.clock, fresh=controller.fresh
+        )
 
     def routes(self, group: Group, middleware: Sequence[Middleware] = ()) -> list[Route]:
         """One group of endpoints, each behind ``middleware``: ``webhook`` (GitHub's signed
@@ -157,7 +159,7 @@ class DaemonHTTP:
             return "ignored_event", Response(status_code=204)
         delivery = request.headers.get(HEADER_DELIVERY)
         try:
-            return self._take(body, delivery)
+            return await self._take(body, delivery)
         except WebhookPayloadError as error:
             log.warning("webhook: refused delivery %s: %s", untrusted(delivery or "-"), error)
             return "invalid", _message(400, str(error))
@@ -165,15 +167,20 @@ class DaemonHTTP:
             log.exception("webhook: delivery %s failed", untrusted(delivery or "-"))
             return "failed", _message(500, "the delivery could not be taken: see the daemon's log")
 
-    def _take(self, body: bytes, delivery: str | None) -> tuple[WebhookOutcome, Response]:
-        intake = self.intake.take(body, delivery)
+    async def _take(self, body: bytes, delivery: str | None) -> tuple[WebhookOutcome, Response]:
+        """Read the delivery, have its GUID and job committed together (grouped with others:
+        :class:`~runnerscale.controller.deliveries.DeliveryWriter`), then answer: a 202 only
+        once both are durable."""
+        reading = self.intake.read(body, delivery)
+        taken = await self.controller.deliveries.take(reading.delivery)
+        intake = self.intake.judge(reading, taken)
         if intake.verdict is Verdict.DUPLICATE:
             return "duplicate", JSONResponse({"message": intake.verdict.value}, status_code=200)
         if intake.verdict is Verdict.NOT_A_TARGET:
             message = {"message": intake.verdict.value}
             return "not_a_target", JSONResponse(message, status_code=202)
         assert intake.observed is not None
-        self.controller.submit(intake.observed)
+        self.controller.observe_webhook(intake.observed, taken)
         log.debug("webhook: job %s %s", intake.event.workflow_job.id, intake.event.action)
         return "accepted", JSONResponse({"message": "accepted"}, status_code=202)
 

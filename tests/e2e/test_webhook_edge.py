@@ -183,10 +183,11 @@ async def test_each_finding_is_a_400_naming_the_field_and_nothing_is_lost(
 async def test_a_failure_of_our_own_is_a_500_with_its_traceback_redacted(
     daemon: Daemon, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(delivery: str, now: float) -> bool:
+    def broken(batch: object, now: float) -> bool:
         raise RuntimeError(f"the database is gone (connected with {WEBHOOK_SECRET})")
 
-    monkeypatch.setattr(daemon.store, "remember_delivery", broken)
+    # (a delivery's GUID and job are written together: Store.take_deliveries)
+    monkeypatch.setattr(daemon.store, "take_deliveries", broken)
     body = json.dumps(QUEUED).encode()
     with daemon_log([WEBHOOK_SECRET]) as log:
         async with httpx.AsyncClient(base_url=daemon.url) as http:

@@ -34,14 +34,15 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from runnerscale.controller.actions import Actions, Events, PoolRuntime
+from runnerscale.controller.deliveries import DeliveryWriter
 from runnerscale.controller.draining import drain
 from runnerscale.controller.health import Heartbeat, assess
 from runnerscale.controller.janitor import Janitor, JanitorSettings
 from runnerscale.controller.observe import (
     REGISTERED,
     apply_instances,
-    apply_job,
     apply_runner_list,
+    mark_runner,
 )
 from runnerscale.controller.pooldrain import (
     DrainReport,
@@ -79,6 +80,7 @@ from runnerscale.protocols import (
     PollPacer,
     ProviderError,
     Store,
+    Taken,
 )
 from runnerscale.scaler import Decision, budget_reached, decide, manual_runners
 from runnerscale.scaleset_api import ScaleSetAPI
@@ -94,6 +96,11 @@ BOOTING_CHECK_AFTER = 60.0
 LOOP_BACKOFF_CAP = 600.0
 #: How long a run heard of is remembered for the poll (GitHub cancels a job queued a day).
 HEARD_RUN_MEMORY = 24 * 3600.0
+#: The longest coalescing wait of a kicked reconcile, as a fraction of ``reconcile_interval``.
+COALESCE_CAP = 0.2
+#: The daemon's ``reconcile_coalesce``: a kicked reconcile waits nine times the last one's
+#: length (it then takes at most a tenth of the core under a storm of deliveries).
+DAEMON_COALESCE = 9.0
 #: The longest wait between two re-checks of a job that looks stuck while webhooks arrive.
 RECHECK_BACKOFF_CAP = 3600.0
 
@@ -110,6 +117,11 @@ class ControllerSettings:
     webhook_poll_interval: float = 300.0
     webhook_trust: float = 3600.0
     reconcile_interval: float = 5.0
+    #: A kicked reconcile waits until this many times the previous reconcile's length has
+    #: passed since that one began (capped: :data:`COALESCE_CAP`), so reconciles are
+    #: coalesced, not one per delivery. 0: off (the default: the simulation and the tests on
+    #: a virtual clock decide at once); the daemon turns it on.
+    reconcile_coalesce: float = 0.0
     janitor_interval: float = 30.0
     #: A job that stays queued this long without being seen again is re-checked in the API.
     queued_recheck: float = 120.0
@@ -399,6 +411,8 @@ class Controller:
         self.last_webhook_at: float | None = None
         self._kick = asyncio.Event()
         self._inbox: asyncio.Queue[ObservedJob] = asyncio.Queue()
+        #: Webhook deliveries' writes (grouped in a thread once the daemon starts it).
+        self.deliveries = DeliveryWriter(store, clock)
         self._tasks: list[asyncio.Task[None]] = []
         self._reported_unmatched: set[int] = set()
         self._last_observed: dict[int, ObservedJob] = {}
@@ -470,10 +484,14 @@ class Controller:
         else:
             self.observe(observed)
 
-    def observe_webhook(self, observed: ObservedJob) -> None:
-        """A webhook observation, folded in at once (the simulation's synchronous path)."""
+    def observe_webhook(self, observed: ObservedJob, taken: Taken) -> None:
+        """A webhook observation the store has taken with its delivery
+        (:meth:`~runnerscale.protocols.Store.take_deliveries`): what follows it, at once, and
+        a kick of the reconcile loop (the simulation schedules its own reconcile)."""
         self.last_webhook_at = self.clock.now()
-        self.observe(observed)
+        if taken.after is not None:
+            self._observed(observed, taken.before, taken.after)
+        self.kick()
 
     def github_poll_interval(self) -> float:
         """The wait before GitHub is polled again: ``poll_interval``, or the safety-net
@@ -619,7 +637,8 @@ class Controller:
                 if wait:
                     await self.clock.sleep(wait)
                 continue
-            self.actions.events.tick(name, self.clock.now() - began)
+            length = self.clock.now() - began
+            self.actions.events.tick(name, length)
             interval = float(getattr(self.settings, interval_setting))
             wait = self.after_cycle(name, error, interval)
             beat.ended(self.clock.now() + (interval if wait is None else wait))
@@ -627,9 +646,25 @@ class Controller:
                 await self.clock.sleep(wait)
             elif name == "reconcile":
                 await wait_for(self.clock, self._kick, interval)
+                coalescing = self.coalescing_wait(began, length)
+                if coalescing:
+                    await self.clock.sleep(coalescing)
+                # Cleared only now: a kick during the wait is served by the step about to
+                # run (which reads the store after it); one during the step runs another.
                 self._kick.clear()
             else:
                 await self.clock.sleep(interval)
+
+    def coalescing_wait(self, began: float, length: float) -> float:
+        """How much longer a kicked reconcile waits, so that a burst of deliveries costs a few
+        reconciles rather than one each: until ``reconcile_coalesce`` times the length of the
+        previous one (which began at ``began``) has passed since it began, never more than
+        :data:`COALESCE_CAP` of ``reconcile_interval``. 0 when coalescing is off."""
+        factor = self.settings.reconcile_coalesce
+        if not factor:
+            return 0.0
+        cap = COALESCE_CAP * self.settings.reconcile_interval
+        return max(0.0, began + min(factor * length, cap) - self.clock.now())
 
     def after_cycle(
         self, name: str, error: BaseException | None, interval: float | None
@@ -677,8 +712,19 @@ class Controller:
         An observation identical to the last one of the same job changes nothing and is
         skipped: polling re-reads every active job each interval.
         """
-        if self._last_observed.get(observed.id) == observed:
+        if not self.fresh(observed):
             return
+        before = self.store.get_job(observed.id)
+        after = self.store.observe_job(observed, self.clock.now())
+        self._observed(observed, before, after)
+
+    def fresh(self, observed: ObservedJob) -> bool:
+        """Whether ``observed`` differs from the last observation of its job taken."""
+        return self._last_observed.get(observed.id) != observed
+
+    def _observed(self, observed: ObservedJob, before: Job | None, after: Job) -> None:
+        """What follows an observation the store has recorded (``before``: the job as it was,
+        None when new): the runner it names, the queue wait, what the poll must know."""
         repo = observed.repo.lower()
         self.newest_jobs[repo] = max(
             self.newest_jobs.get(repo, observed.created_at), observed.created_at
@@ -688,8 +734,7 @@ class Controller:
             self.heard_runs[run] = max(
                 self.heard_runs.get(run, observed.created_at), observed.created_at
             )
-        before = self.store.get_job(observed.id)
-        after, connected = apply_job(self.store, observed, self.clock.now())
+        connected = mark_runner(self.store, after, self.clock.now())
         self._last_observed[observed.id] = observed
         if connected is not None:
             self.actions.connected(connected)
@@ -929,22 +974,21 @@ class Controller:
         """The reconcile loop's step in the daemon: decide and write the decision; each pool's
         worker task acts on its part (never awaited here, so no pool waits for another). Then
         lost jobs that have ended are settled (re-run or not: a rare call to GitHub)."""
-        await self.confirm_stale_demand()
-        self.decide_once()
+        jobs = await self.confirm_stale_demand()
+        self.decide_once(jobs)
         await self.reruns.settle()
         self._refresh_status(self._decision(), self.store.runners(states=list(LIVE_STATES)))
 
-    def decide_once(self) -> Decision:
+    def decide_once(self, active: list[Job] | None = None) -> Decision:
         """Decide (the pure scaler, on what the store holds now) and write the decision: the
         pool chosen for each job, a ``pending`` runner for each creation (on the target the
         scaler chose), and each pool's removals handed to its worker. Nothing here chooses
-        anything the scaler did not; nothing here waits for GitHub or a backend."""
+        anything the scaler did not; nothing here waits for GitHub or a backend. ``active``:
+        the active jobs as just read (:meth:`confirm_stale_demand`), else read here."""
+        if active is None:
+            active = self.store.jobs(list(ACTIVE_JOB_STATES))
         # A stale queued job whose re-read failed is no demand until GitHub confirms it.
-        jobs = [
-            job
-            for job in self.store.jobs(list(ACTIVE_JOB_STATES))
-            if job.id not in self._unconfirmed
-        ]
+        jobs = [job for job in active if job.id not in self._unconfirmed]
         decision = self._decide(jobs)
         self.last_decision = decision
         self._jobs = jobs
@@ -975,7 +1019,7 @@ class Controller:
             spent={name: self.spend.today(name, now) for name in self.pools},
         )
 
-    async def confirm_stale_demand(self) -> None:
+    async def confirm_stale_demand(self) -> list[Job] | None:
         """Before a runner is created or kept for a job queued longer than ``queued_recheck``
         since GitHub last said so, ask GitHub again (a conditional request: free when
         unchanged). A job that finished meanwhile (a lost webhook, a poll that failed) would
@@ -983,7 +1027,10 @@ class Controller:
 
         Only where it matters, so a long queue costs nothing: per pool, the oldest stale jobs
         up to the runners the scaler would create plus the idle ones it keeps. A job whose
-        re-read fails counts as no demand until a later re-read or poll confirms it."""
+        re-read fails counts as no demand until a later re-read or poll confirms it.
+
+        Returns the active jobs it read when it re-read none (they are still what the store
+        holds: the decision needs not read them again), else None."""
         now = self.clock.now()
         stale_after = self.settings.queued_recheck
         self._unconfirmed.clear()
@@ -991,7 +1038,7 @@ class Controller:
         if not any(
             job.state is JobState.QUEUED and now - job.observed_at >= stale_after for job in jobs
         ):
-            return  # nothing stale: no need to know what the decision would serve
+            return jobs  # nothing stale: no need to know what the decision would serve
         decision = self._decide(jobs)
         idle = Counter(r.pool for r in self.store.runners(states=[RunnerState.IDLE]))
         for pool in decision.pools.values():
@@ -1014,6 +1061,7 @@ class Controller:
                 except GitHubError as error:
                     log.warning("job %s of %s: re-reading it failed: %s", job.id, job.repo, error)
                     self._unconfirmed.add(job.id)
+        return None
 
     async def _reread(self, job: Job) -> None:
         """Ask GitHub for one job and take its answer (gone: it needs nothing any more)."""
@@ -1045,11 +1093,13 @@ class Controller:
     def _record_matching(self, jobs: list[Job], decision: Decision) -> None:
         """Write the pool the scaler chose for each job (part of writing the decision: the
         poll's re-checks and the queue-wait metric read it); report unmatched jobs once."""
+        changed: dict[int, str | None] = {}
         for job in jobs:
             pool = decision.job_pools.get(job.id)
             if job.id in decision.job_pools and job.pool != pool:
-                self.store.set_job_pool(job.id, pool)
+                changed[job.id] = pool
                 job.pool = pool
+        self.store.set_job_pools(changed)  # one transaction, however many changed
         for job_id in decision.unmatched:
             if job_id not in self._reported_unmatched:
                 self._reported_unmatched.add(job_id)

@@ -74,11 +74,17 @@ def apply_job(store: Store, observed: ObservedJob, now: float) -> tuple[Job, Run
     stored, and the runner of ours whose first sign of life this is (it was being created or
     booting, and took the job), if any."""
     job = store.observe_job(observed, now)
+    return job, mark_runner(store, job, now)
+
+
+def mark_runner(store: Store, job: Job, now: float) -> Runner | None:
+    """Mark the runner that runs (or ran) a job just recorded. Returns the runner of ours
+    whose first sign of life this is (it was being created or booting, and took the job)."""
     if not job.runner_name:
-        return job, None
+        return None
     runner = store.get_runner(job.runner_name)
     if runner is None:
-        return job, None  # not one of ours
+        return None  # not one of ours
     if job.state is JobState.IN_PROGRESS and runner.state in (
         RunnerState.CREATING,
         RunnerState.BOOTING,
@@ -86,7 +92,7 @@ def apply_job(store: Store, observed: ObservedJob, now: float) -> tuple[Job, Run
     ):
         starting = runner.state is not RunnerState.IDLE
         if move(store, runner, RunnerState.BUSY, now, f"took job {job.id}", job_id=job.id):
-            return job, runner if starting else None
+            return runner if starting else None
     elif job.state is JobState.IN_PROGRESS and runner.job_id is None:
         # Already busy (GitHub's runner list said so first): now its job is known.
         amend(store, runner, f"runs job {job.id}", job_id=job.id)
@@ -99,7 +105,7 @@ def apply_job(store: Store, observed: ObservedJob, now: float) -> tuple[Job, Run
             f"job {job.id} {job.conclusion}",
             job_id=job.id,
         )
-    return job, None
+    return None
 
 
 def apply_runner_list(

@@ -9,8 +9,9 @@ possibly hostile) payload back into logs. Nothing past the parse can then fail o
 
 :class:`WebhookIntake` is the one intake of deliveries, used by the daemon's HTTP server and by
 the simulation alike: parse, drop a repeated delivery (its ``X-GitHub-Delivery`` GUID is
-remembered in the store), drop a repository outside the targets, and translate the rest into
-the controller's :class:`~runnerscale.protocols.ObservedJob` (:func:`observed_from_event`).
+remembered in the store, in the same transaction as the job it carries), drop a repository
+outside the targets, and translate the rest into the controller's
+:class:`~runnerscale.protocols.ObservedJob` (:func:`observed_from_event`).
 Repeated or reordered *transitions* of a job need no filter here: the store merges job
 observations forward only, and the controller skips an observation identical to the last.
 
@@ -42,7 +43,7 @@ from runnerscale.github.fields import (
     delivery_problem,
 )
 from runnerscale.model import JobState
-from runnerscale.protocols import Clock, ObservedJob, Store
+from runnerscale.protocols import Clock, Delivery, ObservedJob, Store, Taken
 
 __all__ = [
     "HEADER_DELIVERY",
@@ -57,6 +58,7 @@ __all__ = [
     "InstallationRef",
     "Intake",
     "OrganizationRef",
+    "Reading",
     "RepositoryRef",
     "Verdict",
     "WebhookIntake",
@@ -268,33 +270,71 @@ class Intake:
     event: WorkflowJobEvent
     #: The observation to hand over (``ACCEPTED`` only).
     observed: ObservedJob | None = None
+    #: What the store made of the delivery (its job before and after, when it recorded one).
+    taken: Taken | None = None
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A delivery read and checked, not yet recorded: what :meth:`WebhookIntake.judge` needs
+    once the store has taken ``delivery``."""
+
+    event: WorkflowJobEvent
+    delivery: Delivery
+    covered: bool
+    observed: ObservedJob
+
+
+def _always(observed: ObservedJob) -> bool:
+    return True
 
 
 @dataclass
 class WebhookIntake:
     """The one intake of ``workflow_job`` deliveries (the HTTP server and the simulation).
 
-    The delivery's GUID is remembered before the target check, so a repeated delivery is a
-    duplicate whatever its repository; a delivery without a GUID is never a duplicate.
+    The delivery's GUID is remembered whatever its repository, so a repeated delivery is a
+    duplicate whatever its repository; a delivery without a GUID is never a duplicate. The
+    GUID and the job are recorded in one transaction
+    (:meth:`~runnerscale.protocols.Store.take_deliveries`): a delivery is never remembered
+    without its job, so a redelivery after a crash is not dropped as a duplicate.
     """
 
     store: Store
     #: Whether a repository belongs to a target (``Controller.covers``).
     covers: Callable[[str], bool]
     clock: Clock
+    #: Whether an observation tells the controller something new (``Controller.fresh``): one
+    #: identical to the last it took is not written again.
+    fresh: Callable[[ObservedJob], bool] = _always
 
-    def take(self, body: bytes | str, delivery: str | None) -> Intake:
-        """Raises :class:`WebhookPayloadError` for a body that is not a ``workflow_job``, or a
-        ``delivery`` GUID that cannot be GitHub's; nothing is remembered then."""
+    def read(self, body: bytes | str, delivery: str | None) -> Reading:
+        """Parse and check a delivery. Raises :class:`WebhookPayloadError` for a body that is
+        not a ``workflow_job``, or a ``delivery`` GUID that cannot be GitHub's."""
         problem = delivery_problem(delivery) if delivery else None
         if problem is not None:
             raise WebhookPayloadError(problem)
         event = parse_workflow_job_event(body, now=self.clock.now())
-        if delivery and not self.store.remember_delivery(delivery, self.clock.now()):
-            return Intake(Verdict.DUPLICATE, event)
-        if not self.covers(event.repo_full_name):
-            return Intake(Verdict.NOT_A_TARGET, event)
-        return Intake(Verdict.ACCEPTED, event, observed_from_event(event))
+        observed = observed_from_event(event)
+        covered = self.covers(event.repo_full_name)
+        job = observed if covered and self.fresh(observed) else None
+        return Reading(event, Delivery(delivery or None, job), covered, observed)
+
+    def judge(self, reading: Reading, taken: Taken) -> Intake:
+        """The verdict on a delivery the store has taken."""
+        if not taken.new:
+            return Intake(Verdict.DUPLICATE, reading.event, taken=taken)
+        if not reading.covered:
+            return Intake(Verdict.NOT_A_TARGET, reading.event, taken=taken)
+        return Intake(Verdict.ACCEPTED, reading.event, reading.observed, taken)
+
+    def take(self, body: bytes | str, delivery: str | None) -> Intake:
+        """Read and record a delivery at once (the simulation's path; the daemon's groups its
+        writes: :mod:`runnerscale.controller.deliveries`). Raises as :meth:`read` does;
+        nothing is remembered then."""
+        reading = self.read(body, delivery)
+        taken = self.store.take_deliveries([reading.delivery], self.clock.now())[0]
+        return self.judge(reading, taken)
 
 
 def sign(secret: str, body: bytes) -> str:

@@ -174,7 +174,9 @@ class Engine:
             elif target.kind == "repo":
                 self.world.ensure_repo(target.name)
         self.world.add_listener(self._on_job_event)
-        self.intake = WebhookIntake(self.store, self.controller.covers, self.clock)
+        self.intake = WebhookIntake(
+            self.store, self.controller.covers, self.clock, fresh=self.controller.fresh
+        )
         self._servable = {
             index
             for index, job in enumerate(self.trace)
@@ -326,7 +328,8 @@ class Engine:
                 return
             assert intake.observed is not None
             # The daemon queues it for its events loop; here it is folded in at once.
-            self.controller.observe_webhook(intake.observed)
+            assert intake.taken is not None
+            self.controller.observe_webhook(intake.observed, intake.taken)
             self._reconcile_soon()
 
         return deliver

@@ -11,13 +11,13 @@ Nothing survives the process: the daemon never uses it.
 from __future__ import annotations
 
 import copy
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 from runnerscale.model import Job, JobLoss, JobState, Runner, RunnerState
-from runnerscale.protocols import ObservedJob
-from runnerscale.store.observations import merge_observation
+from runnerscale.protocols import Delivery, ObservedJob, Taken
+from runnerscale.store.observations import first_seen, merge_observation
 from runnerscale.store.sql import DELIVERY_TTL
 from runnerscale.store.transitions import checked_changes, expected_states
 
@@ -28,31 +28,24 @@ class MemoryStore:
         self._runners: dict[str, Runner] = {}
         self._losses: dict[int, JobLoss] = {}
         self._deliveries: dict[str, float] = {}
+        self._oldest_delivery = float("inf")
         self._values: dict[str, str] = {}
 
     # -- jobs
 
     def observe_job(self, job: ObservedJob, now: float) -> Job:
+        return self._observe(job, now)[1]
+
+    def _observe(self, job: ObservedJob, now: float) -> tuple[Job | None, Job]:
+        """The job before (None: new) and after the observation."""
         stored = self._jobs.get(job.id)
         if stored is None:
-            stored = Job(
-                id=job.id,
-                repo=job.repo,
-                labels=tuple(job.labels),
-                state=job.state,
-                created_at=job.created_at,
-                run_id=job.run_id,
-                name=job.name,
-                started_at=job.started_at,
-                completed_at=job.completed_at,
-                runner_name=job.runner_name,
-                conclusion=job.conclusion,
-                observed_at=now,
-            )
+            stored = first_seen(job, now)
             self._jobs[job.id] = stored
-            return copy.copy(stored)
+            return None, copy.copy(stored)
+        before = copy.copy(stored)
         stored.state = merge_observation(stored, stored.state, job, now)
-        return copy.copy(stored)
+        return before, copy.copy(stored)
 
     def get_job(self, job_id: int) -> Job | None:
         stored = self._jobs.get(job_id)
@@ -77,6 +70,11 @@ class MemoryStore:
         if job_id not in self._jobs:
             raise KeyError(f"no job {job_id}")
         self._jobs[job_id].pool = pool
+
+    def set_job_pools(self, pools: Mapping[int, str | None]) -> None:
+        for job_id, pool in pools.items():
+            if job_id in self._jobs:
+                self._jobs[job_id].pool = pool
 
     def prune_jobs(self, completed_before: float) -> int:
         old = [
@@ -175,12 +173,36 @@ class MemoryStore:
     # -- deliveries and values
 
     def remember_delivery(self, delivery_id: str, now: float) -> bool:
+        self._forget_deliveries(now)
+        return self._remember(delivery_id, now)
+
+    def take_deliveries(self, batch: Sequence[Delivery], now: float) -> list[Taken]:
+        self._forget_deliveries(now)
+        taken = []
+        for delivery in batch:
+            if delivery.id and not self._remember(delivery.id, now):
+                taken.append(Taken(False))
+            elif delivery.job is None:
+                taken.append(Taken(True))
+            else:
+                taken.append(Taken(True, *self._observe(delivery.job, now)))
+        return taken
+
+    def _forget_deliveries(self, now: float) -> None:
+        """Forget ids seen more than :data:`DELIVERY_TTL` ago: a scan only when the oldest
+        remembered is that old (a rebuild per call made a long run quadratic)."""
+        if self._oldest_delivery >= now - DELIVERY_TTL:
+            return
         self._deliveries = {
             key: seen for key, seen in self._deliveries.items() if seen >= now - DELIVERY_TTL
         }
+        self._oldest_delivery = min(self._deliveries.values(), default=float("inf"))
+
+    def _remember(self, delivery_id: str, now: float) -> bool:
         if delivery_id in self._deliveries:
             return False
         self._deliveries[delivery_id] = now
+        self._oldest_delivery = min(self._oldest_delivery, now)
         return True
 
     def get_value(self, key: str) -> str | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Final, Protocol
 
-from runnerscale.model import JobState
+from runnerscale.model import Job, JobState
 from runnerscale.protocols import ObservedJob
 
 #: Job fields an observation reports beyond id and state.
@@ -44,3 +44,21 @@ def merge_observation(
         stored.labels = type(stored.labels)(job.labels)
     stored.observed_at = max(stored.observed_at, now)
     return job.state if forward else stored_state
+
+
+def first_seen(job: ObservedJob, now: float) -> Job:
+    """A job as its first observation records it (no pool chosen yet)."""
+    return Job(
+        id=job.id,
+        repo=job.repo,
+        labels=tuple(job.labels),
+        state=job.state,
+        created_at=job.created_at,
+        run_id=job.run_id,
+        name=job.name,
+        started_at=job.started_at,
+        completed_at=job.completed_at,
+        runner_name=job.runner_name,
+        conclusion=job.conclusion,
+        observed_at=now,
+    )

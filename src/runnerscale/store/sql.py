@@ -26,22 +26,23 @@ Postgres too, where another daemon's transaction may run at the same time).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import Connection, Engine, create_engine, delete, event, func, select, update
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, Row, make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
 from runnerscale.files import make_dirs, private_file
 from runnerscale.model import Job, JobLoss, JobState, Runner, RunnerState
-from runnerscale.protocols import ObservedJob
+from runnerscale.protocols import Delivery, ObservedJob, Taken
 from runnerscale.store.migrate import StateVersionError, bring_up_to_date
-from runnerscale.store.observations import merge_observation
+from runnerscale.store.observations import first_seen, merge_observation
 from runnerscale.store.tables import DeliveryRow, JobLossRow, JobRow, KeyValueRow, RunnerRow
 from runnerscale.store.transitions import checked_changes, expected_states
 
@@ -54,6 +55,8 @@ __all__ = ["DELIVERY_TTL", "SqlStore", "StateVersionError", "engine_url", "open_
 DELIVERY_TTL: Final = 24 * 3600.0
 #: How long a SQLite call waits for another process's write lock before failing.
 SQLITE_BUSY_TIMEOUT_MS: Final = 10_000
+#: Job ids per ``IN (...)`` list (SQLite's default limit on bound parameters is far above).
+_CHUNK: Final = 500
 #: Marks the engine facade whose transactions write (SQLite: BEGIN IMMEDIATE).
 _WRITE_OPTION: Final = "runnerscale_write"
 
@@ -138,7 +141,7 @@ def open_store(url: str) -> SqlStore:
     return SqlStore(engine)
 
 
-def _to_job(row: JobRow) -> Job:
+def _to_job(row: JobRow | Row[Any]) -> Job:
     return Job(
         id=row.id,
         repo=row.repo,
@@ -154,6 +157,12 @@ def _to_job(row: JobRow) -> Job:
         observed_at=row.observed_at,
         pool=row.pool,
     )
+
+
+def _job_values(job: ObservedJob, now: float) -> dict[str, Any]:
+    """A job's row as its first observation makes it (:func:`first_seen`, as columns)."""
+    values = dataclasses.asdict(first_seen(job, now))
+    return {**values, "labels": list(job.labels), "state": job.state.value}
 
 
 def _to_loss(row: JobLossRow) -> JobLoss:
@@ -247,35 +256,28 @@ class SqlStore:
     def observe_job(self, job: ObservedJob, now: float) -> Job:
         """Record an observation; states only move forward. Returns the stored job."""
         with self._write() as session:
-            inserted = (
-                session.connection()
-                .execute(
-                    self._insert(JobRow)
-                    .values(
-                        id=job.id,
-                        repo=job.repo,
-                        labels=list(job.labels),
-                        state=job.state.value,
-                        created_at=job.created_at,
-                        run_id=job.run_id,
-                        name=job.name,
-                        started_at=job.started_at,
-                        completed_at=job.completed_at,
-                        runner_name=job.runner_name,
-                        conclusion=job.conclusion,
-                        observed_at=now,
-                        pool=None,
-                    )
-                    .on_conflict_do_nothing(index_elements=["id"])
-                    .returning(JobRow.id)
-                )
-                .first()
+            return self._observe(session, job, now)[1]
+
+    def _observe(self, session: Session, job: ObservedJob, now: float) -> tuple[Job | None, Job]:
+        """Record an observation in ``session``'s transaction: the job before (None: new) and
+        after."""
+        inserted = (
+            session.connection()
+            .execute(
+                self._insert(JobRow)
+                .values(_job_values(job, now))
+                .on_conflict_do_nothing(index_elements=["id"])
+                .returning(JobRow.id)
             )
-            row = session.scalars(select(JobRow).where(JobRow.id == job.id).with_for_update()).one()
-            if inserted is None:  # known already
-                row.state = merge_observation(row, JobState(row.state), job, now).value
-                session.flush()
-            return _to_job(row)
+            .first()
+        )
+        row = session.scalars(select(JobRow).where(JobRow.id == job.id).with_for_update()).one()
+        if inserted is not None:
+            return None, _to_job(row)
+        before = _to_job(row)
+        row.state = merge_observation(row, JobState(row.state), job, now).value
+        session.flush()
+        return before, _to_job(row)
 
     def get_job(self, job_id: int) -> Job | None:
         with self._read() as session:
@@ -287,13 +289,15 @@ class SqlStore:
     ) -> list[Job]:
         """Jobs in any of ``states`` (all jobs when None), oldest first; with
         ``completed_since``, only those completed at or after it."""
-        query = select(JobRow).order_by(JobRow.created_at, JobRow.id)
+        # Plain rows, not ORM objects: a reconcile reads every active job, and building an
+        # ORM instance per row was most of what that cost.
+        query = select(*JobRow.__table__.columns).order_by(JobRow.created_at, JobRow.id)
         if states is not None:
             query = query.where(JobRow.state.in_([state.value for state in states]))
         if completed_since is not None:
             query = query.where(JobRow.completed_at >= completed_since)
         with self._read() as session:
-            return [_to_job(row) for row in session.scalars(query)]
+            return [_to_job(row) for row in session.connection().execute(query)]
 
     def set_job_pool(self, job_id: int, pool: str | None) -> None:
         """Remember the pool chosen for a job. Raises KeyError for an unknown job."""
@@ -303,6 +307,23 @@ class SqlStore:
             )
             if result.rowcount != 1:
                 raise KeyError(f"no job {job_id}")
+
+    def set_job_pools(self, pools: Mapping[int, str | None]) -> None:
+        """Remember the pool chosen for each job, in one transaction (one statement per
+        pool); jobs no longer stored are skipped."""
+        by_pool: dict[str | None, list[int]] = {}
+        for job_id, pool in pools.items():
+            by_pool.setdefault(pool, []).append(job_id)
+        if not by_pool:
+            return
+        with self._write() as session:
+            for pool, ids in by_pool.items():
+                for chunk in range(0, len(ids), _CHUNK):
+                    session.connection().execute(
+                        update(JobRow)
+                        .where(JobRow.id.in_(ids[chunk : chunk + _CHUNK]))
+                        .values(pool=pool)
+                    )
 
     def prune_jobs(self, completed_before: float) -> int:
         """Delete jobs completed before the given time (or, when GitHub never said when, last
@@ -450,20 +471,85 @@ class SqlStore:
     def remember_delivery(self, delivery_id: str, now: float) -> bool:
         """True the first time a delivery id is seen. Forgets ids older than a day."""
         with self._write() as session:
-            session.connection().execute(
-                delete(DeliveryRow).where(DeliveryRow.seen_at < now - DELIVERY_TTL)
+            self._forget_deliveries(session, now)
+            return self._remember(session, delivery_id, now)
+
+    def take_deliveries(self, batch: Sequence[Delivery], now: float) -> list[Taken]:
+        """Each delivery's id and the job of each new one, in one transaction (see
+        :meth:`~runnerscale.protocols.Store.take_deliveries`).
+
+        A few statements per group, not a few per delivery: the ids in one multi-row insert,
+        the jobs first heard of in another (their row is what was inserted: no read back);
+        only a job already stored (or twice in the group) is merged on its own."""
+        with self._write() as session:
+            self._forget_deliveries(session, now)
+            remembered = self._remember_all(session, {d.id for d in batch if d.id}, now)
+            new: list[bool] = []
+            for delivery in batch:
+                first = not delivery.id or delivery.id in remembered
+                remembered.discard(delivery.id or "")  # its repeats in the group are not
+                new.append(first)
+            jobs = [d.job for d, fresh in zip(batch, new, strict=True) if fresh and d.job]
+            firsts = list({job.id: job for job in reversed(jobs)}.values())
+            inserted = self._insert_jobs(session, firsts, now)
+            taken = []
+            for delivery, fresh in zip(batch, new, strict=True):
+                if not fresh:
+                    taken.append(Taken(False))
+                elif delivery.job is None:
+                    taken.append(Taken(True))
+                elif (job := inserted.pop(delivery.job.id, None)) is not None:
+                    taken.append(Taken(True, None, job))
+                else:
+                    taken.append(Taken(True, *self._observe(session, delivery.job, now)))
+            return taken
+
+    def _remember_all(self, session: Session, ids: set[str], now: float) -> set[str]:
+        """Insert delivery ids; those not known before. (An executemany: its statement is
+        compiled once and cached, whatever the group's size; SQLAlchemy sends it as
+        multi-row inserts.)"""
+        if not ids:
+            return set()
+        statement = (
+            self._insert(DeliveryRow)
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(DeliveryRow.id)
+        )
+        rows = [{"id": key, "seen_at": now} for key in ids]
+        return set(session.connection().scalars(statement, rows))
+
+    def _insert_jobs(self, session: Session, jobs: list[ObservedJob], now: float) -> dict[int, Job]:
+        """Insert the jobs not stored yet, in one executemany; those inserted, as stored. A
+        job stored already is left for :meth:`_observe` to merge."""
+        if not jobs:
+            return {}
+        statement = (
+            self._insert(JobRow).on_conflict_do_nothing(index_elements=["id"]).returning(JobRow.id)
+        )
+        by_id = {job.id: job for job in jobs}
+        rows = [_job_values(job, now) for job in jobs]
+        return {
+            job_id: first_seen(by_id[job_id], now)
+            for job_id in session.connection().scalars(statement, rows)
+        }
+
+    def _forget_deliveries(self, session: Session, now: float) -> None:
+        session.connection().execute(
+            delete(DeliveryRow).where(DeliveryRow.seen_at < now - DELIVERY_TTL)
+        )
+
+    def _remember(self, session: Session, delivery_id: str, now: float) -> bool:
+        added = (
+            session.connection()
+            .execute(
+                self._insert(DeliveryRow)
+                .values(id=delivery_id, seen_at=now)
+                .on_conflict_do_nothing(index_elements=["id"])
+                .returning(DeliveryRow.id)
             )
-            added = (
-                session.connection()
-                .execute(
-                    self._insert(DeliveryRow)
-                    .values(id=delivery_id, seen_at=now)
-                    .on_conflict_do_nothing(index_elements=["id"])
-                    .returning(DeliveryRow.id)
-                )
-                .first()
-            )
-            return added is not None
+            .first()
+        )
+        return added is not None
 
     # -- key/value facts
 
