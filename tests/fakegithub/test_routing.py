@@ -111,6 +111,7 @@ def step(world: World, rng: random.Random, serial: int) -> None:
     elif action < 0.9 and runners:
         world.runner_shut_down(world.runners[rng.choice(runners)].credential)
     else:
+        assert isinstance(world.clock, VirtualClock)
         world.clock.advance(rng.choice((1.0, 10.0, 45.0, 200.0)))
         world.tick()
 
