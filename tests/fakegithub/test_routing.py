@@ -12,6 +12,7 @@ import pytest
 
 from runnerscale.clock import VirtualClock
 from runnerscale.fakegithub.entities import Conclusion, Job, JobStatus
+from runnerscale.fakegithub.scalesets import ScaleSets
 from runnerscale.fakegithub.world import ApiError, JobSpec, World, WorldSettings
 
 SETTINGS = WorldSettings(
@@ -44,11 +45,15 @@ def scanning_deadline(world: World) -> float | None:
     return min(deadlines, default=None)
 
 
-def new_world(events: list[tuple[str, int, int | None]], *, scanning: bool) -> World:
+def new_world(
+    events: list[tuple[str, int, int | None]], *, scanning: bool, scale_sets: bool = False
+) -> World:
     def record(action: str, job: Job) -> None:
         events.append((action, job.id, job.runner_id))
 
     world = World(VirtualClock(), SETTINGS, on_job_event=record)
+    if scale_sets:
+        ScaleSets(world)  # as fake-github has it: dormant while it has no scale set
     if scanning:
         world._dispatch = world._dispatch_by_scanning  # type: ignore[method-assign]
     for repo in REPOS:
@@ -116,12 +121,13 @@ def step(world: World, rng: random.Random, serial: int) -> None:
         world.tick()
 
 
+@pytest.mark.parametrize("scale_sets", [False, True], ids=["simulation", "fake-github"])
 @pytest.mark.parametrize("seed", range(12))
-def test_indexed_routing_assigns_as_scanning_does(seed: int) -> None:
+def test_indexed_routing_assigns_as_scanning_does(seed: int, scale_sets: bool) -> None:
     indexed_events: list[tuple[str, int, int | None]] = []
     scanned_events: list[tuple[str, int, int | None]] = []
-    indexed = new_world(indexed_events, scanning=False)
-    scanned = new_world(scanned_events, scanning=True)
+    indexed = new_world(indexed_events, scanning=False, scale_sets=scale_sets)
+    scanned = new_world(scanned_events, scanning=True, scale_sets=scale_sets)
     for serial in range(400):
         state = random.Random(f"{seed}:{serial}")
         step(indexed, random.Random(state.random()), serial)

@@ -195,6 +195,10 @@ class WorldExtension(Protocol):
     def may_take(self, runner: Runner, job: Job) -> bool:
         """Whether ``runner`` may take ``job`` when either belongs to a scale set."""
 
+    def dormant(self) -> bool:
+        """True while it would claim no job and restrict no runner (nothing to route to
+        and nothing routed yet): the world's index then routes alone."""
+
     def tick(self) -> None: ...
 
     def next_deadline(self) -> float | None: ...
@@ -1031,9 +1035,10 @@ class World:
     def _dispatch(self) -> None:
         """Hand queued jobs, oldest first, to online idle runners that match.
 
-        Without scale sets the index (:mod:`runnerscale.fakegithub.routing`) decides; the
-        scale sets' rules (which claim jobs and restrict runners) are asked by scanning."""
-        if not self.extensions:
+        Without scale sets the index (:mod:`runnerscale.fakegithub.routing`) decides; once
+        there are some, their rules (which claim jobs and restrict runners) are asked by
+        scanning."""
+        if all(extension.dormant() for extension in self.extensions):
             for job, runner in self._routing.pairs():
                 self._assign(job, runner)
             return
