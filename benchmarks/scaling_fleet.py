@@ -47,9 +47,14 @@ class Rung:
     jobs: int
     concurrent: int
     duration: float = 300.0
+    #: A burst: every job arrives within this many seconds (None: evenly, so that
+    #: ``concurrent`` run at once).
+    burst: float | None = None
 
     @property
     def name(self) -> str:
+        if self.burst is not None:
+            return f"{self.jobs:,}-job burst in {self.burst:.0f} s (cap {self.concurrent:,})"
         return f"{self.jobs:,} jobs / {self.concurrent:,} concurrent"
 
 
@@ -66,8 +71,9 @@ class Measured:
 
 
 def fleet_trace(rung: Rung) -> list[TraceJob]:
-    """``rung.jobs`` jobs arriving evenly so that ``rung.concurrent`` run at once."""
-    spacing = rung.duration / rung.concurrent
+    """``rung.jobs`` jobs arriving evenly, in a burst or so that ``rung.concurrent`` run at
+    once."""
+    spacing = rung.burst / rung.jobs if rung.burst is not None else rung.duration / rung.concurrent
     return [
         TraceJob(
             at=round(index * spacing, 3),
