@@ -10,6 +10,7 @@ wall-time limit stopped it. Run by ``benchmarks/scaling.py fleet``.
 from __future__ import annotations
 
 import resource
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,27 +100,33 @@ def peak_rss_mb() -> float:
 
 
 class _StoppedError(Exception):
-    """The wall-time limit passed (raised from the engine's progress report)."""
+    """The wall-time limit passed (raised by the timer signal)."""
 
 
 async def measure(rung: Rung, directory: Path, *, limit: float | None = None) -> Measured:
     """Simulate the rung; stop after ``limit`` wall seconds (None: run to the end).
 
-    The engine never yields while it has steps to run, so the limit is checked where it
-    reports progress (every virtual minute) rather than by a timeout around it."""
-    wall, cpu = time.monotonic(), time.process_time()
+    The engine does not yield while it has steps to run, and one virtual minute of a big
+    rung can take minutes, so the limit is a timer signal that interrupts whatever step runs
+    (the main thread only)."""
 
-    def check(_fraction: float) -> None:
-        if limit is not None and time.monotonic() - wall > limit:
-            raise _StoppedError
+    def stop(_signum: int, _frame: object) -> None:
+        raise _StoppedError
 
     config = fleet_config(rung.concurrent, directory)
-    engine = Engine(config, fleet_trace(rung), seed=1, progress=check)
+    engine = Engine(config, fleet_trace(rung), seed=1)
+    wall, cpu = time.monotonic(), time.process_time()
     finished = True
+    previous = signal.signal(signal.SIGALRM, stop)
+    if limit is not None:
+        signal.setitimer(signal.ITIMER_REAL, max(limit, 0.001))
     try:
         await engine.run()
     except _StoppedError:
         finished = False
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
     served = sum(1 for job in engine.world.jobs.values() if job.started_at is not None)
     return Measured(
         rung=rung,
