@@ -142,7 +142,7 @@ async def main() -> None:
         "",
     ]
     kept = args.out.read_text().partition(FLEET_SECTION) if args.out.exists() else ("", "", "")
-    args.out.write_text("\n".join(parts) + (kept[1] + kept[2] if kept[1] else ""))
+    args.out.write_text("\n".join(parts) + ("\n" + kept[1] + kept[2] if kept[1] else ""))
     print(f"wrote {args.out}")
 
 
