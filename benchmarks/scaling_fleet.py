@@ -45,6 +45,8 @@ pools:
 
 @dataclass(frozen=True)
 class Rung:
+    """One size of fleet: how many jobs, how many at once, how long each runs."""
+
     jobs: int
     concurrent: int
     duration: float = 300.0
