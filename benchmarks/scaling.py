@@ -4,6 +4,12 @@ Runs runnerscale, poll-60, static-N and the lower bound on each trace in ../shar
 writes benchmarks/scaling.md: one table per trace and the targets, each marked met or missed.
 
     .venv/bin/python benchmarks/scaling.py [--traces DIR] [--seed N] [--out FILE]
+
+Two more parts measure fleet scale (issue 18) and print a table for scaling.md's
+"Fleet scale" section, which the traces' run keeps:
+
+    .venv/bin/python benchmarks/scaling.py fleet [--limit SECONDS] [--rungs ...]
+    .venv/bin/python benchmarks/scaling.py fakegithub [--sizes 100 10000]
 """
 
 from __future__ import annotations
@@ -11,8 +17,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+import sys
+import tempfile
 import time
 from pathlib import Path
+
+from benchmarks import scaling_fakegithub, scaling_fleet
 
 from runnerscale.config import Config, load_config
 from runnerscale.simulation.report import markdown_table
@@ -22,6 +32,10 @@ from runnerscale.simulation.trace import read_trace
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACES = ("workday", "matrix-bursts", "nightly")
+#: Where the hand-kept fleet-scale part of scaling.md starts; the traces' run keeps it.
+FLEET_SECTION = "## Fleet scale"
+#: The rungs ``fleet`` runs by default: jobs/concurrent, and the bursts the issue profiled.
+FLEET_RUNGS = ("1000/1000/10", "10000/10000/10", "5000/1000", "50000/10000")
 
 
 def targets(result: SimulationResult) -> list[tuple[str, bool, str]]:
@@ -127,9 +141,42 @@ async def main() -> None:
         "behind a cap of 4.",
         "",
     ]
-    args.out.write_text("\n".join(parts))
+    kept = args.out.read_text().partition(FLEET_SECTION) if args.out.exists() else ("", "", "")
+    args.out.write_text("\n".join(parts) + ("\n" + kept[1] + kept[2] if kept[1] else ""))
     print(f"wrote {args.out}")
 
 
+def rung(text: str) -> scaling_fleet.Rung:
+    """``JOBS/CONCURRENT`` or ``JOBS/CAP/BURST-SECONDS``."""
+    jobs, concurrent, *burst = (float(part) for part in text.split("/"))
+    return scaling_fleet.Rung(int(jobs), int(concurrent), burst=burst[0] if burst else None)
+
+
+async def fleet(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description="fleet-scale rungs of the simulation")
+    parser.add_argument("--rungs", nargs="+", type=rung, default=[rung(r) for r in FLEET_RUNGS])
+    parser.add_argument("--limit", type=float, default=300.0, help="wall seconds per rung")
+    args = parser.parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory() as directory:
+        for each in args.rungs:
+            rows.append(await scaling_fleet.measure(each, Path(directory), limit=args.limit))
+            print(scaling_fleet.table(rows[-1:]).splitlines()[-1], flush=True)
+    print(scaling_fleet.table(rows))
+
+
+async def fakegithub(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description="fake-github at 100 and 10,000 runners")
+    parser.add_argument("--sizes", nargs="+", type=int, default=[100, 10_000])
+    parser.add_argument("--repeat", type=int, default=50)
+    args = parser.parse_args(argv)
+    rows = [await scaling_fakegithub.measure(size, args.repeat) for size in args.sizes]
+    print(scaling_fakegithub.table(rows))
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    modes = {"fleet": fleet, "fakegithub": fakegithub}
+    if len(sys.argv) > 1 and sys.argv[1] in modes:
+        asyncio.run(modes[sys.argv[1]](sys.argv[2:]))
+    else:
+        asyncio.run(main())

@@ -692,6 +692,10 @@ class ScaleSets:
             and route.state == "assigned"
         )
 
+    def dormant(self) -> bool:
+        """No scale set exists and no job was ever routed to one."""
+        return not self.scale_sets and not self._routes
+
     def tick(self) -> None:
         """Lapse silent sessions; cancel and reassign jobs no runner took in time."""
         for scale_set_id in list(self.sessions):

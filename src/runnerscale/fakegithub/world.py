@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from runnerscale.clock import Clock
+from runnerscale.fakegithub.deadlines import Deadlines
 from runnerscale.fakegithub.entities import (
     DEFAULT_RUNNER_LABELS,
     ENTERPRISE_SCOPE_PREFIX,
@@ -56,6 +57,7 @@ from runnerscale.fakegithub.entities import (
     WorkflowRun,
 )
 from runnerscale.fakegithub.jitconfig import JitConfig, encode
+from runnerscale.fakegithub.routing import Routing
 
 #: GitHub's words on a job whose runner went silent mid-job (shown as the job's check-run
 #: annotation; the job itself says only ``conclusion: failure``).
@@ -193,6 +195,10 @@ class WorldExtension(Protocol):
     def may_take(self, runner: Runner, job: Job) -> bool:
         """Whether ``runner`` may take ``job`` when either belongs to a scale set."""
 
+    def dormant(self) -> bool:
+        """True while it would claim no job and restrict no runner (nothing to route to
+        and nothing routed yet): the world's index then routes alone."""
+
     def tick(self) -> None: ...
 
     def next_deadline(self) -> float | None: ...
@@ -259,6 +265,14 @@ class World:
         #: Bumped on every change; long-polling runners wait for it to move.
         self.version = 0
         self.extensions: list[WorldExtension] = []
+        self._routing = Routing()
+        self._runner_deadlines = Deadlines(self._runner_due)
+        self._job_deadlines = Deadlines(self._job_due)
+        #: The settings the noted deadlines were computed with (tests replace them).
+        self._deadline_settings = self.settings
+        #: Runners by lower-cased scope, each in id order, and their lower-cased names.
+        self._by_scope: dict[str, dict[int, Runner]] = {}
+        self._names: dict[tuple[str, str], int] = {}
 
     # ------------------------------------------------------------------ plumbing
 
@@ -499,9 +513,7 @@ class World:
         return runner.scope.lower() == scope.lower()
 
     def runners_in(self, scope: str) -> list[Runner]:
-        return [
-            r for r in sorted(self.runners.values(), key=lambda r: r.id) if self._in_scope(r, scope)
-        ]
+        return list(self._by_scope.get(scope.lower(), {}).values())
 
     def runner_in(self, scope: str, runner_id: int) -> Runner:
         runner = self.runners.get(runner_id)
@@ -570,7 +582,7 @@ class World:
         jit: bool,
         scale_set_id: int | None = None,
     ) -> Runner:
-        if any(r.name.lower() == name.lower() for r in self.runners_in(scope)):
+        if (scope.lower(), name.lower()) in self._names:
             raise ApiError(409, f"A runner with the name {name!r} already exists.")
         # Scale-set runners get no default labels (live tests, runpool ADR 2026-08-29).
         implicit = (
@@ -592,6 +604,9 @@ class World:
         )
         self.runners[runner.id] = runner
         self._runners_by_credential[runner.credential] = runner.id
+        self._by_scope.setdefault(scope.lower(), {})[runner.id] = runner
+        self._names[scope.lower(), name.lower()] = runner.id
+        self._runner_deadlines.note(runner.id)
         self._changed()
         return runner
 
@@ -701,8 +716,12 @@ class World:
             self._complete(job, Conclusion.CANCELLED, reason)
 
     def _remove_runner(self, runner: Runner) -> None:
-        self.runners.pop(runner.id, None)
+        if self.runners.pop(runner.id, None) is not None:
+            self._by_scope[runner.scope.lower()].pop(runner.id, None)
+            self._names.pop((runner.scope.lower(), runner.name.lower()), None)
         self._runners_by_credential.pop(runner.credential, None)
+        self._routing.forget_runner(runner)
+        self._runner_deadlines.forget(runner.id)
         self._changed()
 
     def add_labels(self, scope: str, runner_id: int, body: object) -> Runner:
@@ -719,6 +738,7 @@ class World:
         if len(runner.labels) + len(new) > MAX_LABELS:
             raise rejected(f"a runner can have at most {MAX_LABELS} labels")
         runner.labels.extend(self._labels_for(new, read_only=False))
+        self._routing.offer_runner(runner)
         self._changed()
         self._dispatch()
         return runner
@@ -736,6 +756,8 @@ class World:
         if not runner.connected:
             runner.connected = True
             self._changed()
+        self._routing.offer_runner(runner)
+        self._runner_deadlines.note(runner.id)
 
     def runner_connect(self, credential: str) -> Runner:
         runner = self.runner_by_credential(credential)
@@ -786,6 +808,7 @@ class World:
         """
         runner = self.runner_by_credential(credential)
         runner.connected = False
+        self._runner_deadlines.note(runner.id)
         self._changed()
 
     def runner_shut_down(self, credential: str) -> None:
@@ -794,6 +817,7 @@ class World:
         offline (an ephemeral runner that ran a job is removed, as after any job)."""
         runner = self.runner_by_credential(credential)
         runner.connected = False
+        self._runner_deadlines.note(runner.id)
         job = self.jobs.get(runner.job_id) if runner.job_id is not None else None
         if job is None:
             self._changed()
@@ -806,6 +830,8 @@ class World:
         runner.job_id = None
         if runner.ephemeral:
             self._remove_runner(runner)
+        else:
+            self._freed(runner)
         self._changed()
         self._dispatch()
 
@@ -833,6 +859,8 @@ class World:
             run_attempt=run.run_attempt,
         )
         self.jobs[job.id] = job
+        self._routing.offer_job(job)
+        self._job_deadlines.note(job.id)
         run.job_ids.append(job.id)
         run.updated_at = self.now
         self._changed()
@@ -880,6 +908,8 @@ class World:
         if job.status is not JobStatus.WAITING:
             raise ApiError(409, f"job {job_id} is {job.status.value}, not waiting")
         job.status = JobStatus.QUEUED
+        self._routing.offer_job(job)
+        self._job_deadlines.note(job.id)
         self._changed()
         self._emit("queued", job)
         self._dispatch()
@@ -946,6 +976,7 @@ class World:
             # heartbeat and acknowledges it; an ephemeral runner is removed then (or, if it
             # never speaks again, once it has been silent for ``runner_offline_after``).
             runner.job_id = None
+            self._freed(runner)
         self._changed()
         self._dispatch()
 
@@ -1002,7 +1033,19 @@ class World:
         self._dispatch()
 
     def _dispatch(self) -> None:
-        """Hand queued jobs, oldest first, to online idle runners that match."""
+        """Hand queued jobs, oldest first, to online idle runners that match.
+
+        Without scale sets the index (:mod:`runnerscale.fakegithub.routing`) decides; once
+        there are some, their rules (which claim jobs and restrict runners) are asked by
+        scanning."""
+        if all(extension.dormant() for extension in self.extensions):
+            for job, runner in self._routing.pairs():
+                self._assign(job, runner)
+            return
+        self._dispatch_by_scanning()
+
+    def _dispatch_by_scanning(self) -> None:
+        """GitHub's rule applied to every queued job and idle runner, with the extensions."""
         queued = sorted(
             (job for job in self.jobs.values() if job.status is JobStatus.QUEUED),
             key=lambda j: (j.created_at, j.id),
@@ -1030,6 +1073,7 @@ class World:
         group = runner.runner_group
         job.runner_group_id = group.id if group else DEFAULT_GROUP_ID
         job.runner_group_name = group.name if group else "Default"
+        self._runner_deadlines.note(runner.id)
         if job.run.run_started_at is None:
             job.run.run_started_at = self.now
         job.run.updated_at = self.now
@@ -1051,6 +1095,14 @@ class World:
         """Apply every timeout that is due at the clock's current time."""
         now = self.now
         settings = self.settings
+        due = self._own_deadline()
+        if due is not None and due <= now:
+            self._apply_timeouts(now, settings)
+        for extension in self.extensions:
+            extension.tick()
+        self._dispatch()
+
+    def _apply_timeouts(self, now: float, settings: WorldSettings) -> None:
         for runner in list(self.runners.values()):
             if runner.last_seen is None:
                 if now - runner.created_at >= settings.unconnected_runner_ttl:
@@ -1069,30 +1121,60 @@ class World:
                     self._remove_runner(runner)  # its job was cancelled and it went away
                 elif runner.connected:
                     runner.connected = False
+                    self._runner_deadlines.note(runner.id)
                     self._changed()
         for job in list(self.jobs.values()):
             if job.status is JobStatus.QUEUED and now - job.created_at >= settings.queue_timeout:
                 self._complete(job, Conclusion.FAILURE, QUEUE_TIMEOUT_REASON)
-        for extension in self.extensions:
-            extension.tick()
-        self._dispatch()
+
+    def _freed(self, runner: Runner) -> None:
+        """A runner's job left it and it stays: it may take another, on a new deadline."""
+        self._routing.offer_runner(runner)
+        self._runner_deadlines.note(runner.id)
+
+    def _runner_due(self, runner_id: int) -> float | None:
+        """When :meth:`tick` has something to do with the runner (None: nothing)."""
+        runner = self.runners.get(runner_id)
+        if runner is None:
+            return None
+        settings = self.settings
+        if runner.last_seen is None:
+            return runner.created_at + settings.unconnected_runner_ttl
+        if runner.busy:
+            return runner.last_seen + settings.lost_runner_timeout
+        if runner.connected or (runner.ephemeral and runner.used):
+            return runner.last_seen + settings.runner_offline_after
+        return None
+
+    def _job_due(self, job_id: int) -> float | None:
+        """When a queued job times out (None: it is not queued)."""
+        job = self.jobs.get(job_id)
+        if job is None or job.status is not JobStatus.QUEUED:
+            return None
+        return job.created_at + self.settings.queue_timeout
+
+    def _own_deadline(self) -> float | None:
+        """The earliest runner or job deadline, from the noted ones (no scan unless the
+        timeouts were replaced, which moves every deadline)."""
+        if self.settings is not self._deadline_settings:
+            self._deadline_settings = self.settings
+            self._runner_deadlines = Deadlines(self._runner_due)
+            self._job_deadlines = Deadlines(self._job_due)
+            for runner_id in self.runners:
+                self._runner_deadlines.note(runner_id)
+            for job_id in self.jobs:
+                self._job_deadlines.note(job_id)
+        found = [
+            d
+            for d in (self._runner_deadlines.earliest(), self._job_deadlines.earliest())
+            if d is not None
+        ]
+        return min(found, default=None)
 
     def next_deadline(self) -> float | None:
         """The earliest time at which :meth:`tick` has something to do."""
-        settings = self.settings
-        deadlines: list[float] = []
-        for runner in self.runners.values():
-            if runner.last_seen is None:
-                deadlines.append(runner.created_at + settings.unconnected_runner_ttl)
-            elif runner.busy:
-                deadlines.append(runner.last_seen + settings.lost_runner_timeout)
-            elif runner.connected or (runner.ephemeral and runner.used):
-                deadlines.append(runner.last_seen + settings.runner_offline_after)
-        deadlines.extend(
-            job.created_at + settings.queue_timeout
-            for job in self.jobs.values()
-            if job.status is JobStatus.QUEUED
-        )
+        own = self._own_deadline()
+        deadlines: list[float] = [] if own is None else [own]
         for extension in self.extensions:
             deadline = extension.next_deadline()
             if deadline is not None:

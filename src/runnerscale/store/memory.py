@@ -6,14 +6,20 @@ virtual minute; SQLAlchemy's per-call cost would dominate it. This store keeps t
 settlements, once-only deliveries) and passes the same test suite
 (``tests/store`` runs against every backend), so the simulation exercises the same behaviour.
 Nothing survives the process: the daemon never uses it.
+
+At fleet scale (10,000 live runners, a week of finished jobs) a reconcile reads the live rows
+several times, so rows are indexed by state (runners also by pool) and a read touches only the
+states it asks for; rows are copied field by field rather than through :func:`copy.copy` or
+:func:`dataclasses.replace` (a tenth of the cost, the same shallow copy), and deliveries expire
+from a heap in the order they were seen rather than by rebuilding their dict per call.
 """
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Collection, Mapping, Sequence
+import heapq
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from runnerscale.model import Job, JobLoss, JobState, Runner, RunnerState
 from runnerscale.protocols import Delivery, ObservedJob, Taken
@@ -21,14 +27,30 @@ from runnerscale.store.observations import first_seen, merge_observation
 from runnerscale.store.sql import DELIVERY_TTL
 from runnerscale.store.transitions import checked_changes, expected_states
 
+Row = TypeVar("Row", Job, Runner)
+
+
+def _copy(row: Row) -> Row:
+    """A shallow copy of a stored row, so callers never change what is stored."""
+    fresh = object.__new__(type(row))
+    fresh.__dict__.update(row.__dict__)
+    return fresh
+
 
 class MemoryStore:
     def __init__(self) -> None:
         self._jobs: dict[int, Job] = {}
+        #: Jobs by state (the same objects as ``_jobs``).
+        self._jobs_in: dict[JobState, dict[int, Job]] = {state: {} for state in JobState}
         self._runners: dict[str, Runner] = {}
+        #: Runner names by state, then by pool.
+        self._runners_in: dict[RunnerState, dict[str, set[str]]] = {
+            state: {} for state in RunnerState
+        }
         self._losses: dict[int, JobLoss] = {}
         self._deliveries: dict[str, float] = {}
-        self._oldest_delivery = float("inf")
+        #: (seen at, id) of every remembered delivery, oldest first, to expire them in order.
+        self._delivery_times: list[tuple[float, str]] = []
         self._values: dict[str, str] = {}
 
     # -- jobs
@@ -42,29 +64,33 @@ class MemoryStore:
         if stored is None:
             stored = first_seen(job, now)
             self._jobs[job.id] = stored
-            return None, copy.copy(stored)
-        before = copy.copy(stored)
-        stored.state = merge_observation(stored, stored.state, job, now)
-        return before, copy.copy(stored)
+            self._jobs_in[stored.state][job.id] = stored
+            return None, _copy(stored)
+        before = _copy(stored)
+        state = merge_observation(stored, stored.state, job, now)
+        if state is not stored.state:
+            del self._jobs_in[stored.state][job.id]
+            self._jobs_in[state][job.id] = stored
+            stored.state = state
+        return before, _copy(stored)
 
     def get_job(self, job_id: int) -> Job | None:
         stored = self._jobs.get(job_id)
-        return copy.copy(stored) if stored is not None else None
+        return _copy(stored) if stored is not None else None
 
     def jobs(
         self, states: Sequence[JobState] | None = None, *, completed_since: float | None = None
     ) -> list[Job]:
-        wanted = None if states is None else set(states)
-        chosen = [
-            j
-            for j in self._jobs.values()
-            if (wanted is None or j.state in wanted)
-            and (
-                completed_since is None
-                or (j.completed_at is not None and j.completed_at >= completed_since)
+        rows: Iterable[Job] = (
+            self._jobs.values()
+            if states is None
+            else (job for state in set(states) for job in self._jobs_in[state].values())
+        )
+        if completed_since is not None:
+            rows = (
+                j for j in rows if j.completed_at is not None and j.completed_at >= completed_since
             )
-        ]
-        return [copy.copy(j) for j in sorted(chosen, key=lambda j: (j.created_at, j.id))]
+        return [_copy(j) for j in sorted(rows, key=lambda j: (j.created_at, j.id))]
 
     def set_job_pool(self, job_id: int, pool: str | None) -> None:
         if job_id not in self._jobs:
@@ -79,12 +105,12 @@ class MemoryStore:
     def prune_jobs(self, completed_before: float) -> int:
         old = [
             job_id
-            for job_id, job in self._jobs.items()
-            if job.state is JobState.COMPLETED
-            and (job.completed_at if job.completed_at is not None else job.observed_at)
+            for job_id, job in self._jobs_in[JobState.COMPLETED].items()
+            if (job.completed_at if job.completed_at is not None else job.observed_at)
             < completed_before
         ]
         for job_id in old:
+            del self._jobs_in[JobState.COMPLETED][job_id]
             del self._jobs[job_id]
             self._losses.pop(job_id, None)
         return len(old)
@@ -124,22 +150,33 @@ class MemoryStore:
     def add_runner(self, runner: Runner) -> None:
         if runner.name in self._runners:
             raise ValueError(f"a runner named {runner.name!r} already exists")
-        self._runners[runner.name] = replace(runner)
+        self._store_runner(replace(runner))
+
+    def _store_runner(self, runner: Runner) -> None:
+        """Store (or replace) a runner row and index it by its state and pool."""
+        old = self._runners.get(runner.name)
+        if old is not None:
+            self._runners_in[old.state][old.pool].discard(runner.name)
+        self._runners[runner.name] = runner
+        self._runners_in[runner.state].setdefault(runner.pool, set()).add(runner.name)
 
     def get_runner(self, name: str) -> Runner | None:
         stored = self._runners.get(name)
-        return replace(stored) if stored is not None else None
+        return _copy(stored) if stored is not None else None
 
     def runners(
         self, *, pool: str | None = None, states: Sequence[RunnerState] | None = None
     ) -> list[Runner]:
-        wanted = None if states is None else set(states)
-        chosen = [
-            r
-            for r in self._runners.values()
-            if (pool is None or r.pool == pool) and (wanted is None or r.state in wanted)
+        by_pool = [
+            self._runners_in[state] for state in (RunnerState if states is None else set(states))
         ]
-        return [replace(r) for r in sorted(chosen, key=lambda r: (r.created_at, r.name))]
+        names = (
+            (name for pools in by_pool for names in pools.values() for name in names)
+            if pool is None
+            else (name for pools in by_pool for name in pools.get(pool, ()))
+        )
+        chosen = [self._runners[name] for name in names]
+        return [_copy(r) for r in sorted(chosen, key=lambda r: (r.created_at, r.name))]
 
     def transition(
         self,
@@ -157,17 +194,19 @@ class MemoryStore:
             raise KeyError(f"no runner named {name!r}")
         if stored.state not in states:
             return False
-        self._runners[name] = replace(stored, state=new, **values)
+        self._store_runner(replace(stored, state=new, **values))
         return True
 
     def prune_runners(self, gone_before: float) -> int:
         old = [
             name
-            for name, r in self._runners.items()
-            if r.state is RunnerState.GONE and r.state_since < gone_before
+            for names in self._runners_in[RunnerState.GONE].values()
+            for name in names
+            if self._runners[name].state_since < gone_before
         ]
         for name in old:
-            del self._runners[name]
+            gone = self._runners.pop(name)
+            self._runners_in[gone.state][gone.pool].discard(name)
         return len(old)
 
     # -- deliveries and values
@@ -189,20 +228,19 @@ class MemoryStore:
         return taken
 
     def _forget_deliveries(self, now: float) -> None:
-        """Forget ids seen more than :data:`DELIVERY_TTL` ago: a scan only when the oldest
-        remembered is that old (a rebuild per call made a long run quadratic)."""
-        if self._oldest_delivery >= now - DELIVERY_TTL:
-            return
-        self._deliveries = {
-            key: seen for key, seen in self._deliveries.items() if seen >= now - DELIVERY_TTL
-        }
-        self._oldest_delivery = min(self._deliveries.values(), default=float("inf"))
+        """Forget ids seen more than :data:`DELIVERY_TTL` ago, oldest first from a heap (a
+        rebuild per call made a long run quadratic)."""
+        times = self._delivery_times
+        while times and times[0][0] < now - DELIVERY_TTL:
+            seen, expired = heapq.heappop(times)
+            if self._deliveries.get(expired) == seen:
+                del self._deliveries[expired]
 
     def _remember(self, delivery_id: str, now: float) -> bool:
         if delivery_id in self._deliveries:
             return False
         self._deliveries[delivery_id] = now
-        self._oldest_delivery = min(self._oldest_delivery, now)
+        heapq.heappush(self._delivery_times, (now, delivery_id))
         return True
 
     def get_value(self, key: str) -> str | None:

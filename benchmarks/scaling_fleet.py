@@ -1,0 +1,155 @@
+"""Fleet-scale rungs of the scaling benchmark: how long a big trace takes to simulate.
+
+Issue 18's target: a 50,000-job trace with 10,000 concurrent jobs simulated in under 5 minutes,
+in under 1 GB. A rung is a synthetic trace (jobs arriving evenly over a window, each running
+``duration`` seconds, so about ``concurrent`` run at once) against one pool whose cap is that
+concurrency; it reports wall time, CPU time, peak RSS and how far the virtual clock got when a
+wall-time limit stopped it. Run by ``benchmarks/scaling.py fleet``.
+"""
+
+from __future__ import annotations
+
+import resource
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from runnerscale.config import Config, load_config
+from runnerscale.simulation.engine import EPOCH, Engine
+from runnerscale.simulation.trace import TraceJob
+
+LABELS = ("self-hosted", "linux", "x64")
+REPOS = 50
+
+CONFIG = """\
+github:
+  api_url: http://127.0.0.1:9
+  token: unused-in-simulation
+targets:
+  - org: acme
+pools:
+  - name: x64
+    labels: [self-hosted, linux, x64]
+    provider: local
+    max_runners: {cap}
+    min_idle: 0
+    idle_timeout: 60s
+    local:
+      command: [runnerscale, sim-runner, --jitconfig, "{{jitconfig}}"]
+    simulation:
+      boot_time: 30s
+      cost_per_hour: 0.10
+"""
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One size of fleet: how many jobs, how many at once, how long each runs."""
+
+    jobs: int
+    concurrent: int
+    duration: float = 300.0
+    #: A burst: every job arrives within this many seconds (None: evenly, so that
+    #: ``concurrent`` run at once).
+    burst: float | None = None
+
+    @property
+    def name(self) -> str:
+        if self.burst is not None:
+            return f"{self.jobs:,}-job burst in {self.burst:.0f} s (cap {self.concurrent:,})"
+        return f"{self.jobs:,} jobs / {self.concurrent:,} concurrent"
+
+
+@dataclass(frozen=True)
+class Measured:
+    rung: Rung
+    wall: float
+    cpu: float
+    peak_rss_mb: float
+    #: Virtual seconds simulated (from the first arrival) when the run ended or was stopped.
+    virtual: float
+    finished: bool
+    served: int
+
+
+def fleet_trace(rung: Rung) -> list[TraceJob]:
+    """``rung.jobs`` jobs arriving evenly, in a burst or so that ``rung.concurrent`` run at
+    once."""
+    spacing = rung.burst / rung.jobs if rung.burst is not None else rung.duration / rung.concurrent
+    return [
+        TraceJob(
+            at=round(index * spacing, 3),
+            repo=f"acme/repo-{index % REPOS}",
+            labels=LABELS,
+            duration=rung.duration,
+            run_id=1000 + index,
+            job=f"job-{index}",
+        )
+        for index in range(rung.jobs)
+    ]
+
+
+def fleet_config(cap: int, directory: Path) -> Config:
+    path = directory / f"fleet-{cap}.yaml"
+    path.write_text(CONFIG.format(cap=cap))
+    return load_config(path, env={})
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set (Linux reports kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class _StoppedError(Exception):
+    """The wall-time limit passed (raised by the timer signal)."""
+
+
+async def measure(rung: Rung, directory: Path, *, limit: float | None = None) -> Measured:
+    """Simulate the rung; stop after ``limit`` wall seconds (None: run to the end).
+
+    The engine does not yield while it has steps to run, and one virtual minute of a big
+    rung can take minutes, so the limit is a timer signal that interrupts whatever step runs
+    (the main thread only)."""
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise _StoppedError
+
+    config = fleet_config(rung.concurrent, directory)
+    engine = Engine(config, fleet_trace(rung), seed=1)
+    wall, cpu = time.monotonic(), time.process_time()
+    finished = True
+    previous = signal.signal(signal.SIGALRM, stop)
+    if limit is not None:
+        signal.setitimer(signal.ITIMER_REAL, max(limit, 0.001))
+    try:
+        await engine.run()
+    except _StoppedError:
+        finished = False
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    served = sum(1 for job in engine.world.jobs.values() if job.started_at is not None)
+    return Measured(
+        rung=rung,
+        wall=time.monotonic() - wall,
+        cpu=time.process_time() - cpu,
+        peak_rss_mb=peak_rss_mb(),
+        virtual=engine.clock.now() - EPOCH,
+        finished=finished,
+        served=served,
+    )
+
+
+def table(rows: list[Measured]) -> str:
+    lines = [
+        "| rung | wall (s) | CPU (s) | peak RSS (MB) | virtual s reached | jobs served | done |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for m in rows:
+        lines.append(
+            f"| {m.rung.name} | {m.wall:.1f} | {m.cpu:.1f} | {m.peak_rss_mb:.0f} | "
+            f"{m.virtual:.0f} | {m.served:,} / {m.rung.jobs:,} | "
+            f"{'yes' if m.finished else '**stopped**'} |"
+        )
+    return "\n".join(lines)
