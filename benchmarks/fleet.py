@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import statistics
 import sys
 import tempfile
@@ -40,21 +41,22 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # tests.postgres starts the Postgres server
 
-from sqlalchemy import insert  # noqa: E402
+from sqlalchemy import insert
+from tests.postgres import PostgresServer
 
-from runnerscale.clock import SystemClock, VirtualClock  # noqa: E402
-from runnerscale.config import Config, parse_config  # noqa: E402
-from runnerscale.controller.actions import Events  # noqa: E402
-from runnerscale.controller.loops import Controller  # noqa: E402
-from runnerscale.fakegithub.faults import Faults  # noqa: E402
-from runnerscale.fakegithub.ratelimit import RateLimits  # noqa: E402
-from runnerscale.fakegithub.world import JobSpec, World, WorldSettings  # noqa: E402
-from runnerscale.model import Instance, InstanceSpec, JobState, RunnerState  # noqa: E402
-from runnerscale.protocols import Clock  # noqa: E402
-from runnerscale.simulation.github import SimulatedGitHub  # noqa: E402
-from runnerscale.store import SqlStore, open_store  # noqa: E402
-from runnerscale.store.tables import JobRow, RunnerRow  # noqa: E402
-from runnerscale.wiring import build_controller  # noqa: E402
+from runnerscale.clock import SystemClock, VirtualClock
+from runnerscale.config import Config, parse_config
+from runnerscale.controller.actions import Events
+from runnerscale.controller.loops import Controller
+from runnerscale.fakegithub.faults import Faults
+from runnerscale.fakegithub.ratelimit import RateLimits
+from runnerscale.fakegithub.world import JobSpec, World, WorldSettings
+from runnerscale.model import Instance, InstanceSpec, JobState, RunnerState
+from runnerscale.protocols import Clock
+from runnerscale.simulation.github import SimulatedGitHub
+from runnerscale.store import SqlStore, open_store
+from runnerscale.store.tables import JobRow, RunnerRow
+from runnerscale.wiring import build_controller
 
 POOL = "x64"
 LABELS = ["self-hosted", "linux", "x64"]
@@ -312,7 +314,8 @@ async def measure_ramp(
     database: str,
     runners: int,
     create_concurrency: int | None,
-    timeout: float,
+    *,
+    give_up_after: float,
     progress: Callable[[str], None],
 ) -> RampResult:
     """The daemon's loops on the wall clock, ``runners`` jobs queued at once."""
@@ -329,7 +332,7 @@ async def measure_ramp(
     await built.start()
     try:
         while len(provider.created) < runners:
-            if time.monotonic() - began > timeout:
+            if time.monotonic() - began > give_up_after:
                 break
             await asyncio.sleep(0.5)
             progress(f"  ramp {database}: {len(provider.created)}/{runners} created")
@@ -337,7 +340,7 @@ async def measure_ramp(
         await built.stop()
     seconds = time.monotonic() - began
     marks = [began, *tick_times]
-    gaps = [b - a for a, b in zip(marks, marks[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(marks)]
     created = len(provider.created)
     return RampResult(
         database,
@@ -368,8 +371,6 @@ def databases(names: Sequence[str]) -> Iterator[Callable[[str], SqlStore]]:
                 store = open_store(f"sqlite:///{directory}/fleet{count}.db")
             else:
                 if server is None:
-                    from tests.postgres import PostgresServer
-
                     server = PostgresServer.start()
                 store = open_store(server.url(server.create_database()))
             opened.append(store)
@@ -436,8 +437,8 @@ async def run(args: argparse.Namespace) -> tuple[list[TickResult], list[RampResu
                         database,
                         args.ramp,
                         args.create_concurrency,
-                        args.ramp_timeout,
-                        progress,
+                        give_up_after=args.ramp_timeout,
+                        progress=progress,
                     )
                 )
     return ticks, ramps
