@@ -201,3 +201,21 @@ async def test_a_pending_runner_given_up_on_while_waiting_for_a_slot_is_not_star
         RunnerState.BOOTING,
         RunnerState.GONE,
     }
+
+
+async def test_a_pool_creates_at_most_its_create_concurrency_at_once(make_world: MakeRig) -> None:
+    world = make_world(max_runners=5, create_concurrency=2)
+    world.provider.create_wait = lambda: world.clock.sleep(SLOW_CREATE)
+    await world.deliver(*(world.job(job_id) for job_id in range(5)))
+    reconcile = asyncio.create_task(world.reconcile())
+    await settle()
+    states = sorted(runner.state for runner in world.runners())
+    assert states.count(RunnerState.CREATING) == 2
+    assert states.count(RunnerState.PENDING) == 3
+    world.clock.advance(SLOW_CREATE)
+    await settle()
+    world.clock.advance(SLOW_CREATE)
+    await settle()
+    world.clock.advance(SLOW_CREATE)
+    await reconcile
+    assert {runner.state for runner in world.runners()} == {RunnerState.BOOTING}

@@ -31,6 +31,7 @@ from runnerscale.controller.online import OnlineNotices
 from runnerscale.controller.registrar import Registrar, RestRegistrar
 from runnerscale.controller.scaleset import ScaleSetState
 from runnerscale.model import (
+    CREATE_CONCURRENCY,
     InstanceSpec,
     JobState,
     LabelGroup,
@@ -77,6 +78,8 @@ class PoolRuntime:
     prefix: str
     #: Re-run a job once when its runner died mid-job (:mod:`runnerscale.controller.reruns`).
     rerun_lost_jobs: bool = False
+    #: Runners its worker creates at once (:mod:`runnerscale.controller.workers`).
+    create_concurrency: int = CREATE_CONCURRENCY
     #: ``min_idle`` over time, when the pool has warm windows (:mod:`runnerscale.warm`),
     #: held below the cap; ``spec.min_idle`` is then its base. None: ``spec.min_idle`` always.
     warm: MinIdleSchedule | None = None
