@@ -293,6 +293,11 @@ class Store(Protocol):
         """Insert a new runner (its name is unique; a duplicate raises ValueError)."""
         ...
 
+    def add_runners(self, runners: Sequence[Runner]) -> None:
+        """Insert new runners all together or none (a duplicate raises ValueError): a
+        decision's creations in one write, not one commit each."""
+        ...
+
     def get_runner(self, name: str) -> Runner | None: ...
 
     def runners(

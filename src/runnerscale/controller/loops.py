@@ -33,7 +33,7 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
-from runnerscale.controller.actions import Actions, Events, PoolRuntime
+from runnerscale.controller.actions import Actions, Events, Planned, PoolRuntime
 from runnerscale.controller.draining import drain
 from runnerscale.controller.health import Heartbeat, assess
 from runnerscale.controller.janitor import Janitor, JanitorSettings
@@ -949,14 +949,17 @@ class Controller:
         self.last_decision = decision
         self._jobs = jobs
         self._record_matching(jobs, decision)
+        planned: list[Planned] = []
         for pool_decision in decision.pools.values():
             pool = self.pools[pool_decision.pool]
             if pool_decision.create or pool_decision.remove or pool_decision.held_back:
                 log.info("pool %s: %s", pool.name, pool_decision.reason)
             groups = pool_decision.create_labels or (frozenset(),) * len(pool_decision.create_on)
             for key, extra in zip(pool_decision.create_on, groups, strict=True):
-                self.actions.plan_runner(pool, self.targets[key], pool.runner_labels(extra))
-            self.workers[pool.name].publish(pool_decision)
+                planned.append((pool, self.targets[key], pool.runner_labels(extra)))
+        self.actions.plan_runners(planned)  # every creation in one write
+        for pool_decision in decision.pools.values():
+            self.workers[pool_decision.pool].publish(pool_decision)
         if self.reconciled_at is None:
             self.reconciled_at = self.clock.now()
         return decision

@@ -128,6 +128,15 @@ class MemoryStore:
             raise ValueError(f"a runner named {runner.name!r} already exists")
         self._runners[runner.name] = replace(runner)
 
+    def add_runners(self, runners: Sequence[Runner]) -> None:
+        names = [runner.name for runner in runners]
+        if len(set(names)) != len(names):
+            raise ValueError(f"a runner named {names[0]!r} is given twice")
+        if taken := sorted(name for name in names if name in self._runners):
+            raise ValueError(f"a runner named {taken[0]!r} already exists")
+        for runner in runners:
+            self._runners[runner.name] = replace(runner)
+
     def get_runner(self, name: str) -> Runner | None:
         stored = self._runners.get(name)
         return replace(stored) if stored is not None else None

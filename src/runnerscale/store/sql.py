@@ -69,6 +69,8 @@ DELIVERY_TTL: Final = 24 * 3600.0
 SQLITE_BUSY_TIMEOUT_MS: Final = 10_000
 #: Serializes concurrent migrations of one Postgres database (any constant unique to us).
 _PG_MIGRATION_LOCK: Final = 0x72756E6E6572  # "runner"
+#: Rows per multi-row INSERT (SQLite caps the parameters of one statement).
+_ROWS_PER_INSERT: Final = 500
 #: Marks the engine facade whose transactions write (SQLite: BEGIN IMMEDIATE).
 _WRITE_OPTION: Final = "runnerscale_write"
 
@@ -442,6 +444,31 @@ class SqlStore:
             )
             if added is None:
                 raise ValueError(f"a runner named {runner.name!r} already exists")
+
+    def add_runners(self, runners: Sequence[Runner]) -> None:
+        """Insert new runners in one transaction (one commit, not one per runner: a
+        decision to create a thousand must not stall the loop); a duplicate name raises
+        ValueError and inserts none."""
+        names = [runner.name for runner in runners]
+        if len(set(names)) != len(names):
+            raise ValueError(f"a runner named {names[0]!r} is given twice")
+        with self._write() as session:
+            added: set[str] = set()
+            for start in range(0, len(runners), _ROWS_PER_INSERT):
+                chunk = runners[start : start + _ROWS_PER_INSERT]
+                added.update(
+                    session.connection()
+                    .execute(
+                        self._insert(RunnerRow)
+                        .values([_runner_values(runner) for runner in chunk])
+                        .on_conflict_do_nothing(index_elements=["name"])
+                        .returning(RunnerRow.name)
+                    )
+                    .scalars()
+                )
+            if missing := set(names) - added:
+                # Raised inside the transaction: it is rolled back, nothing is inserted.
+                raise ValueError(f"a runner named {min(missing)!r} already exists")
 
     def get_runner(self, name: str) -> Runner | None:
         with self._read() as session:
