@@ -452,6 +452,8 @@ class SqlStore:
         names = [runner.name for runner in runners]
         if len(set(names)) != len(names):
             raise ValueError(f"a runner named {names[0]!r} is given twice")
+        if not runners:
+            return  # no write at all: an empty commit still syncs to disk
         with self._write() as session:
             added: set[str] = set()
             for start in range(0, len(runners), _ROWS_PER_INSERT):
