@@ -326,6 +326,11 @@ class Store(Protocol):
 
     def prune_runners(self, gone_before: float) -> int: ...
 
+    def count_runners(self, states: Sequence[RunnerState]) -> dict[tuple[str, RunnerState], int]:
+        """How many runners in ``states`` each pool has, by (pool, state); counted where they
+        are kept (``GROUP BY``), for what needs only counts (the status), not every row."""
+        ...
+
     # -- webhook deliveries (duplicates are harmless)
     def remember_delivery(self, delivery_id: str, now: float) -> bool:
         """True the first time a delivery id is seen."""

@@ -145,3 +145,21 @@ def test_add_runners_with_a_taken_name_inserts_none(store: SqlStore) -> None:
     with pytest.raises(ValueError, match="twice"):
         store.add_runners([runner("rs-linux-7"), runner("rs-linux-7")])
     assert [r.name for r in store.runners()] == ["rs-linux-5"]
+
+
+def test_count_runners_counts_by_pool_and_state(store: SqlStore) -> None:
+    store.add_runners(
+        [
+            runner("a", state=RunnerState.IDLE),
+            runner("b", state=RunnerState.IDLE),
+            runner("c", state=RunnerState.BUSY),
+            runner("d", pool="big", state=RunnerState.IDLE),
+            runner("e", state=RunnerState.GONE),
+        ]
+    )
+    assert store.count_runners([RunnerState.IDLE, RunnerState.BUSY]) == {
+        ("linux", RunnerState.IDLE): 2,
+        ("linux", RunnerState.BUSY): 1,
+        ("big", RunnerState.IDLE): 1,
+    }
+    assert store.count_runners([RunnerState.FAILED]) == {}

@@ -11,6 +11,7 @@ Nothing survives the process: the daemon never uses it.
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 from typing import Any
@@ -180,6 +181,10 @@ class MemoryStore:
         for name in old:
             del self._runners[name]
         return len(old)
+
+    def count_runners(self, states: Sequence[RunnerState]) -> dict[tuple[str, RunnerState], int]:
+        wanted = set(states)
+        return dict(Counter((r.pool, r.state) for r in self._runners.values() if r.state in wanted))
 
     # -- deliveries and values
 

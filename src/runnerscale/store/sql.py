@@ -510,6 +510,18 @@ class SqlStore:
             rows = session.connection().execute(query)
             return [_to_runner(row, _labels(row.labels_text)) for row in rows]
 
+    def count_runners(self, states: Sequence[RunnerState]) -> dict[tuple[str, RunnerState], int]:
+        query = (
+            select(RunnerRow.pool, RunnerRow.state, func.count())
+            .where(RunnerRow.state.in_([state.value for state in states]))
+            .group_by(RunnerRow.pool, RunnerRow.state)
+        )
+        with self._read() as session:
+            return {
+                (pool, RunnerState(state)): count
+                for pool, state, count in session.connection().execute(query)
+            }
+
     def transition(
         self,
         name: str,
