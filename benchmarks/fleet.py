@@ -33,7 +33,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,7 @@ from runnerscale.controller.loops import Controller
 from runnerscale.fakegithub.faults import Faults
 from runnerscale.fakegithub.ratelimit import RateLimits
 from runnerscale.fakegithub.world import JobSpec, World, WorldSettings
-from runnerscale.model import Instance, InstanceSpec, JobState, RunnerState
+from runnerscale.model import Instance, InstanceSpec, JobState, Runner, RunnerState
 from runnerscale.protocols import Clock
 from runnerscale.simulation.github import SimulatedGitHub
 from runnerscale.store import SqlStore, open_store
@@ -187,21 +187,8 @@ def _job(job_id: int, state: JobState, at: float, **more: Any) -> dict[str, Any]
 
 
 def _runner(name: str, state: RunnerState, at: float, **more: Any) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        "name": name,
-        "pool": POOL,
-        "target": TARGET,
-        "state": state.value,
-        "created_at": at,
-        "state_since": at,
-        "github_id": None,
-        "instance_id": name,
-        "job_id": None,
-        "attempts": 1,
-        "last_error": None,
-        "idle_since": None,
-        "labels": LABELS,
-    }
+    runner = Runner(name, POOL, TARGET, state, at, at, instance_id=name, labels=tuple(LABELS))
+    values = asdict(runner) | {"state": state.value, "labels": LABELS}
     return values | more
 
 
