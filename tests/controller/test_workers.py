@@ -219,3 +219,21 @@ async def test_a_pool_creates_at_most_its_create_concurrency_at_once(make_world:
     world.clock.advance(SLOW_CREATE)
     await reconcile
     assert {runner.state for runner in world.runners()} == {RunnerState.BOOTING}
+
+
+async def test_a_reloaded_create_concurrency_applies_to_the_next_creations(
+    make_world: MakeRig,
+) -> None:
+    world = make_world(max_runners=4, create_concurrency=1)
+    world.pool.create_concurrency = 3  # what a reload does
+    world.provider.create_wait = lambda: world.clock.sleep(SLOW_CREATE)
+    await world.deliver(*(world.job(job_id) for job_id in range(4)))
+    reconcile = asyncio.create_task(world.reconcile())
+    await settle()
+    states = [runner.state for runner in world.runners()]
+    assert states.count(RunnerState.CREATING) == 3
+    for _ in range(2):
+        world.clock.advance(SLOW_CREATE)
+        await settle()
+    await reconcile
+    assert {runner.state for runner in world.runners()} == {RunnerState.BOOTING}

@@ -80,6 +80,7 @@ class PoolWorker:
         #: The latest decision's removals not yet handed to a task: name -> state decided on.
         self._removals: dict[str, RunnerState] = {}
         self._limit = asyncio.Semaphore(pool.create_concurrency)
+        self._limit_size = pool.create_concurrency
         self._wake = asyncio.Event()
 
     @property
@@ -131,7 +132,7 @@ class PoolWorker:
     # ------------------------------------------------------------------ doing it
 
     async def _create(self, name: str) -> Runner | None:
-        async with self._limit:
+        async with self._slots():
             runner = self.actions.store.get_runner(name)
             if runner is None or runner.state is not RunnerState.PENDING:
                 return None  # given up on while it waited for a free slot
@@ -141,6 +142,14 @@ class PoolWorker:
             ):
                 return None
             return await self.actions.start_runner(self.pool, runner)
+
+    def _slots(self) -> asyncio.Semaphore:
+        """The creation slots; a reload that changed the pool's ``create_concurrency`` gets
+        new ones (creations already in flight finish in the old)."""
+        if self._limit_size != self.pool.create_concurrency:
+            self._limit = asyncio.Semaphore(self.pool.create_concurrency)
+            self._limit_size = self.pool.create_concurrency
+        return self._limit
 
     async def _remove(self, name: str, decided: RunnerState) -> bool:
         runner = self.actions.store.get_runner(name)
