@@ -444,6 +444,20 @@ ERROR_CASES: dict[str, Case] = {
         "must be at least 1 (got 0)",
         "set max_runners to 1 or more",
     ),
+    "create_concurrency above its bound": (
+        edit("min_idle: 0", "min_idle: 0\n    create_concurrency: 65"),
+        17,
+        "pools[0].create_concurrency",
+        "must be at most 64 (got 65)",
+        "set create_concurrency to 64 or less",
+    ),
+    "create_concurrency 0": (
+        edit("min_idle: 0", "min_idle: 0\n    create_concurrency: 0"),
+        17,
+        "pools[0].create_concurrency",
+        "must be at least 1 (got 0)",
+        "set create_concurrency to 1 or more",
+    ),
     "min_idle above max_runners": (
         edit("min_idle: 0", "min_idle: 5"),
         16,

@@ -599,6 +599,9 @@ class Daemon:
             if updated.rerun_lost_jobs != runtime.rerun_lost_jobs:
                 changes.append(f"pool {pool_config.name}: rerun_lost_jobs updated")
                 runtime.rerun_lost_jobs = updated.rerun_lost_jobs
+            if updated.create_concurrency != runtime.create_concurrency:
+                changes.append(f"pool {pool_config.name}: create_concurrency updated")
+                runtime.create_concurrency = updated.create_concurrency
         apply_settings(self.controller.settings, config)
         self.config = config
         return changes

@@ -24,6 +24,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+#: Runners a pool creates at once by default (its ``create_concurrency``): GitHub asks for
+#: modest concurrency, and the GitHub client caps its requests in flight anyway.
+CREATE_CONCURRENCY = 8
+#: The most a pool may create at once (the GitHub client's requests in flight are capped below
+#: that; a higher figure would only queue there).
+MAX_CREATE_CONCURRENCY = 64
+
 
 class RunnerState(StrEnum):
     PENDING = "pending"  # decided; nothing asked of GitHub or the backend yet

@@ -320,6 +320,11 @@ class Store(Protocol):
         """Insert a new runner (its name is unique; a duplicate raises ValueError)."""
         ...
 
+    def add_runners(self, runners: Sequence[Runner]) -> None:
+        """Insert new runners all together or none (a duplicate raises ValueError): a
+        decision's creations in one write, not one commit each."""
+        ...
+
     def get_runner(self, name: str) -> Runner | None: ...
 
     def runners(
@@ -347,6 +352,11 @@ class Store(Protocol):
         ...
 
     def prune_runners(self, gone_before: float) -> int: ...
+
+    def count_runners(self, states: Sequence[RunnerState]) -> dict[tuple[str, RunnerState], int]:
+        """How many runners in ``states`` each pool has, by (pool, state); counted where they
+        are kept (``GROUP BY``), for what needs only counts (the status), not every row."""
+        ...
 
     # -- webhook deliveries (duplicates are harmless)
     def remember_delivery(self, delivery_id: str, now: float) -> bool:

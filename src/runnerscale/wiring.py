@@ -89,6 +89,7 @@ def pool_runtime(
         labels=tuple(pool.labels),
         prefix=pool.runner_prefix,
         rerun_lost_jobs=pool.rerun_lost_jobs,
+        create_concurrency=pool.create_concurrency,
         capped_by=capped_by,
         warm=None if schedule is None else schedule.capped(cap),
         scale_set=None

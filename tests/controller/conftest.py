@@ -21,7 +21,15 @@ from runnerscale.clock import VirtualClock
 from runnerscale.controller.actions import Events, PoolRuntime
 from runnerscale.controller.janitor import JanitorSettings
 from runnerscale.controller.loops import Controller, ControllerSettings
-from runnerscale.model import JobState, PoolSpec, Runner, RunnerState, Target, normalize_labels
+from runnerscale.model import (
+    CREATE_CONCURRENCY,
+    JobState,
+    PoolSpec,
+    Runner,
+    RunnerState,
+    Target,
+    normalize_labels,
+)
 from runnerscale.protocols import ObservedJob
 from runnerscale.store import SqlStore, open_store
 from tests.controller.fakes import (
@@ -59,6 +67,8 @@ class Rig:
     targets: list[Target]
     #: The pool's ``rerun_lost_jobs``.
     rerun_lost_jobs: bool = False
+    #: The pool's ``create_concurrency``.
+    create_concurrency: int = CREATE_CONCURRENCY
     stores: list[SqlStore] = field(default_factory=list)
     #: What the controller reported to its metric hooks: (hook, pool, kind).
     events: list[tuple[str, str, str]] = field(default_factory=list)
@@ -80,6 +90,7 @@ class Rig:
             labels=POOL_LABELS,
             prefix=PREFIX,
             rerun_lost_jobs=self.rerun_lost_jobs,
+            create_concurrency=self.create_concurrency,
         )
         events = Events(
             scaled=lambda pool, kind: self.events.append(("scaled", pool, kind)),
@@ -222,6 +233,7 @@ def make_world(tmp_path: Path) -> Iterator[MakeRig]:
         budget_per_day: float | None = None,
         online_aware: bool = False,
         removes_all: bool = False,
+        create_concurrency: int = CREATE_CONCURRENCY,
     ) -> Rig:
         """``nodes``: the pool's backend is a placing one over these hosts (a FakeFleet).
         ``budget_per_day``: the pool's ``budget.per_day``. ``online_aware``: its backend
@@ -254,6 +266,7 @@ def make_world(tmp_path: Path) -> Iterator[MakeRig]:
             spec=spec,
             targets=list(targets),
             rerun_lost_jobs=rerun_lost_jobs,
+            create_concurrency=create_concurrency,
         )
         worlds.append(world)
         return world

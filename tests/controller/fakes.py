@@ -558,6 +558,10 @@ class RecordingStore(SqlStore):
         super().add_runner(runner)
         self.journal.append(("store", runner.state.value, runner.name))
 
+    def add_runners(self, runners: Sequence[Runner]) -> None:
+        super().add_runners(runners)
+        self.journal.extend(("store", runner.state.value, runner.name) for runner in runners)
+
     def transition(
         self,
         name: str,

@@ -201,3 +201,39 @@ async def test_a_pending_runner_given_up_on_while_waiting_for_a_slot_is_not_star
         RunnerState.BOOTING,
         RunnerState.GONE,
     }
+
+
+async def test_a_pool_creates_at_most_its_create_concurrency_at_once(make_world: MakeRig) -> None:
+    world = make_world(max_runners=5, create_concurrency=2)
+    world.provider.create_wait = lambda: world.clock.sleep(SLOW_CREATE)
+    await world.deliver(*(world.job(job_id) for job_id in range(5)))
+    reconcile = asyncio.create_task(world.reconcile())
+    await settle()
+    states = sorted(runner.state for runner in world.runners())
+    assert states.count(RunnerState.CREATING) == 2
+    assert states.count(RunnerState.PENDING) == 3
+    world.clock.advance(SLOW_CREATE)
+    await settle()
+    world.clock.advance(SLOW_CREATE)
+    await settle()
+    world.clock.advance(SLOW_CREATE)
+    await reconcile
+    assert {runner.state for runner in world.runners()} == {RunnerState.BOOTING}
+
+
+async def test_a_reloaded_create_concurrency_applies_to_the_next_creations(
+    make_world: MakeRig,
+) -> None:
+    world = make_world(max_runners=4, create_concurrency=1)
+    world.pool.create_concurrency = 3  # what a reload does
+    world.provider.create_wait = lambda: world.clock.sleep(SLOW_CREATE)
+    await world.deliver(*(world.job(job_id) for job_id in range(4)))
+    reconcile = asyncio.create_task(world.reconcile())
+    await settle()
+    states = [runner.state for runner in world.runners()]
+    assert states.count(RunnerState.CREATING) == 3
+    for _ in range(2):
+        world.clock.advance(SLOW_CREATE)
+        await settle()
+    await reconcile
+    assert {runner.state for runner in world.runners()} == {RunnerState.BOOTING}

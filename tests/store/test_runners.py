@@ -127,3 +127,39 @@ def test_prune_runners_deletes_only_long_gone_ones(store: SqlStore) -> None:
     assert {r.name for r in store.runners()} == {"new-gone", "old-failed", "old-idle"}
     assert store.prune_runners(gone_before=200.0) == 0
     assert store.prune_runners(gone_before=301.0) == 1
+
+
+def test_add_runners_inserts_them_all_together(store: SqlStore) -> None:
+    many = [runner(f"rs-linux-{i}", created_at=1000.0 + i) for i in range(1200)]
+    store.add_runners(many)
+    assert store.runners() == many
+    store.add_runners([])
+    assert len(store.runners()) == 1200
+
+
+def test_add_runners_with_a_taken_name_inserts_none(store: SqlStore) -> None:
+    store.add_runner(runner("rs-linux-5"))
+    with pytest.raises(ValueError, match="rs-linux-5"):
+        store.add_runners([runner(f"rs-linux-{i}") for i in range(10)])
+    assert [r.name for r in store.runners()] == ["rs-linux-5"]
+    with pytest.raises(ValueError, match="twice"):
+        store.add_runners([runner("rs-linux-7"), runner("rs-linux-7")])
+    assert [r.name for r in store.runners()] == ["rs-linux-5"]
+
+
+def test_count_runners_counts_by_pool_and_state(store: SqlStore) -> None:
+    store.add_runners(
+        [
+            runner("a", state=RunnerState.IDLE),
+            runner("b", state=RunnerState.IDLE),
+            runner("c", state=RunnerState.BUSY),
+            runner("d", pool="big", state=RunnerState.IDLE),
+            runner("e", state=RunnerState.GONE),
+        ]
+    )
+    assert store.count_runners([RunnerState.IDLE, RunnerState.BUSY]) == {
+        ("linux", RunnerState.IDLE): 2,
+        ("linux", RunnerState.BUSY): 1,
+        ("big", RunnerState.IDLE): 1,
+    }
+    assert store.count_runners([RunnerState.FAILED]) == {}

@@ -62,7 +62,15 @@ from runnerscale.config.problems import fail
 from runnerscale.config.units import Duration, PollInterval, PositiveDuration
 from runnerscale.config.warm import MinIdleSetting, base_of, check_min_idle, schedule_of
 from runnerscale.hostlabels import normalize_arch
-from runnerscale.model import ARCH_LABELS, AUTO_LABEL, PoolSpec, Target, normalize_labels
+from runnerscale.model import (
+    ARCH_LABELS,
+    AUTO_LABEL,
+    CREATE_CONCURRENCY,
+    MAX_CREATE_CONCURRENCY,
+    PoolSpec,
+    Target,
+    normalize_labels,
+)
 from runnerscale.providers import registry
 from runnerscale.scaleset_api import ScaleSetSpec
 from runnerscale.warm import MinIdleSchedule
@@ -557,6 +565,14 @@ class PoolBase(ConfigModel):
         pattern=RUNNER_PREFIX_PATTERN,
         description="Start of the runners' names (default: rs-<name>-).",
         json_schema_extra=_drop_default,
+    )
+    create_concurrency: int = Field(
+        default=CREATE_CONCURRENCY,
+        ge=1,
+        le=MAX_CREATE_CONCURRENCY,
+        description="Create at most this many runners of the pool at once (1 to "
+        f"{MAX_CREATE_CONCURRENCY}); more ramps a large pool up faster, within GitHub's "
+        "registration budget.",
     )
     rerun_lost_jobs: bool = Field(
         default=False,

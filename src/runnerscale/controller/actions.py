@@ -31,6 +31,7 @@ from runnerscale.controller.online import OnlineNotices
 from runnerscale.controller.registrar import Registrar, RestRegistrar
 from runnerscale.controller.scaleset import ScaleSetState
 from runnerscale.model import (
+    CREATE_CONCURRENCY,
     InstanceSpec,
     JobState,
     LabelGroup,
@@ -77,6 +78,8 @@ class PoolRuntime:
     prefix: str
     #: Re-run a job once when its runner died mid-job (:mod:`runnerscale.controller.reruns`).
     rerun_lost_jobs: bool = False
+    #: Runners its worker creates at once (:mod:`runnerscale.controller.workers`).
+    create_concurrency: int = CREATE_CONCURRENCY
     #: ``min_idle`` over time, when the pool has warm windows (:mod:`runnerscale.warm`),
     #: held below the cap; ``spec.min_idle`` is then its base. None: ``spec.min_idle`` always.
     warm: MinIdleSchedule | None = None
@@ -239,6 +242,10 @@ class Events:
     refreshed: Callable[[], None] = lambda: None
 
 
+#: One creation a decision asks for: the pool, the target, the labels to register with.
+Planned = tuple[PoolRuntime, Target, Sequence[str]]
+
+
 @dataclass
 class Actions:
     store: Store
@@ -266,8 +273,21 @@ class Actions:
         """Write a new ``pending`` runner: the decision to create it, before anything is asked
         of GitHub or the backend (:meth:`start_runner` acts on it). ``labels``: those it is to
         register with (:meth:`PoolRuntime.runner_labels`; none: the pool's)."""
+        runner = self._pending(pool, target, labels)
+        self.store.add_runner(runner)
+        return runner
+
+    def plan_runners(self, planned: Sequence[Planned]) -> list[Runner]:
+        """:meth:`plan_runner` for each of a decision's creations, written in one transaction:
+        a ramp of a thousand is one commit, and the decision that asks for it is not held up
+        by a thousand."""
+        runners = [self._pending(pool, target, labels) for pool, target, labels in planned]
+        self.store.add_runners(runners)
+        return runners
+
+    def _pending(self, pool: PoolRuntime, target: Target, labels: Sequence[str]) -> Runner:
         now = self.clock.now()
-        runner = Runner(
+        return Runner(
             name=self.new_name(pool),
             pool=pool.name,
             target=target.key,
@@ -276,8 +296,6 @@ class Actions:
             state_since=now,
             labels=tuple(labels),
         )
-        self.store.add_runner(runner)
-        return runner
 
     async def start_runner(self, pool: PoolRuntime, runner: Runner) -> Runner | None:
         """Take a ``pending`` runner to ``booting``: register it with GitHub, start its

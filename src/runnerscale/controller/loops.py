@@ -33,7 +33,7 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
-from runnerscale.controller.actions import Actions, Events, PoolRuntime
+from runnerscale.controller.actions import Actions, Events, Planned, PoolRuntime
 from runnerscale.controller.deliveries import DeliveryWriter
 from runnerscale.controller.draining import drain
 from runnerscale.controller.health import Heartbeat, assess
@@ -966,7 +966,7 @@ class Controller:
             self.decide_once()
             freed_before = self._freed
             await asyncio.gather(*(worker.converge() for worker in self.workers.values()))
-            self._refresh_status(self._decision(), self.store.runners(states=list(LIVE_STATES)))
+            self._refresh_status(self._decision())
             if self._freed == freed_before:
                 return
 
@@ -977,7 +977,7 @@ class Controller:
         jobs = await self.confirm_stale_demand()
         self.decide_once(jobs)
         await self.reruns.settle()
-        self._refresh_status(self._decision(), self.store.runners(states=list(LIVE_STATES)))
+        self._refresh_status(self._decision())
 
     def decide_once(self, active: list[Job] | None = None) -> Decision:
         """Decide (the pure scaler, on what the store holds now) and write the decision: the
@@ -993,14 +993,17 @@ class Controller:
         self.last_decision = decision
         self._jobs = jobs
         self._record_matching(jobs, decision)
+        planned: list[Planned] = []
         for pool_decision in decision.pools.values():
             pool = self.pools[pool_decision.pool]
             if pool_decision.create or pool_decision.remove or pool_decision.held_back:
                 log.info("pool %s: %s", pool.name, pool_decision.reason)
             groups = pool_decision.create_labels or (frozenset(),) * len(pool_decision.create_on)
             for key, extra in zip(pool_decision.create_on, groups, strict=True):
-                self.actions.plan_runner(pool, self.targets[key], pool.runner_labels(extra))
-            self.workers[pool.name].publish(pool_decision)
+                planned.append((pool, self.targets[key], pool.runner_labels(extra)))
+        self.actions.plan_runners(planned)  # every creation in one write
+        for pool_decision in decision.pools.values():
+            self.workers[pool_decision.pool].publish(pool_decision)
         if self.reconciled_at is None:
             self.reconciled_at = self.clock.now()
         return decision
@@ -1040,7 +1043,9 @@ class Controller:
         ):
             return jobs  # nothing stale: no need to know what the decision would serve
         decision = self._decide(jobs)
-        idle = Counter(r.pool for r in self.store.runners(states=[RunnerState.IDLE]))
+        idle = Counter(
+            {pool: n for (pool, _), n in self.store.count_runners([RunnerState.IDLE]).items()}
+        )
         for pool in decision.pools.values():
             room = pool.create + idle[pool.pool]
             if not room or self.pools[pool.pool].scale_set is not None:
@@ -1118,13 +1123,26 @@ class Controller:
         now = self.clock.now()
         return explain_unmatched([pool.spec_at(now) for pool in self.pools.values()], labels)
 
-    def _refresh_status(self, decision: Decision, runners: list[Runner]) -> None:
+    def _draining(self, pool: PoolRuntime) -> list[DrainingRunner]:
+        """The pool's live runners whose instance drains, by name."""
+        found = (self.store.get_runner(name) for name in sorted(pool.draining))
+        return [
+            DrainingRunner(r.name, r.state.value, pool.draining[r.name])
+            for r in found
+            if r is not None and r.pool == pool.name and r.state.live
+        ]
+
+    def _refresh_status(self, decision: Decision) -> None:
+        """The status after a decision. Its runner counts come counted from the store (not
+        every live runner read only to be counted); the draining ones are read by name."""
         jobs = self._jobs
         now = self.clock.now()
+        counts = self.store.count_runners(LIVE_STATES)
         pools = []
         for pool in self.pools.values():
-            mine = [r for r in runners if r.pool == pool.name]
-            by_state = Counter(r.state for r in mine)
+            by_state = Counter(
+                {state: count for (name, state), count in counts.items() if name == pool.name}
+            )
             pool_decision = decision.pools.get(pool.name)
             pools.append(
                 PoolStatus(
@@ -1145,18 +1163,14 @@ class Controller:
                     warm=pool.min_idle_at(now) if pool.spec.ready else None,
                     reason=pool_decision.reason if pool_decision else "",
                     nodes=node_statuses(pool.placement()),
-                    draining=[
-                        DrainingRunner(r.name, r.state.value, pool.draining[r.name])
-                        for r in sorted(mine, key=lambda r: r.name)
-                        if r.name in pool.draining
-                    ],
+                    draining=self._draining(pool),
                     held_back=pool_decision.held_back if pool_decision else 0,
                     held_back_by=pool_decision.held_back_by if pool_decision else "",
                     spend_today=self.spend.today(pool.name, now),
                     cost_total=self.spend.total(pool.name),
                     budget_per_day=pool.spec.budget_per_day,
                     scale_set=scale_set_status(pool.scale_set),
-                    drain=drain_status(pool, mine),
+                    drain=drain_status(pool, by_state),
                 )
             )
         job_counts = Counter(job.state.value for job in jobs)

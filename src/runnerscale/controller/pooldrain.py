@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from runnerscale.controller.actions import Actions, PoolRuntime
-from runnerscale.model import Instance, PoolDrain, Runner, RunnerState
+from runnerscale.model import Instance, PoolDrain, RunnerState
 from runnerscale.protocols import ProviderError, RemovesAll, Store
 
 log = logging.getLogger("runnerscale.controller")
@@ -169,13 +169,14 @@ class DrainStatus:
     state: str
 
 
-def drain_status(pool: PoolRuntime, runners: Sequence[Runner]) -> DrainStatus | None:
-    """The pool's drain for the status (``runners``: its live ones); None: in service."""
+def drain_status(pool: PoolRuntime, live: Mapping[RunnerState, int]) -> DrainStatus | None:
+    """The pool's drain for the status (``live``: how many live runners it has, by state);
+    None: in service."""
     drain = pool.drained
     if drain is None:
         return None
-    busy = sum(1 for runner in runners if runner.state is RunnerState.BUSY)
-    leaving = sum(1 for runner in runners if runner.state.live) - busy
+    busy = live.get(RunnerState.BUSY, 0)
+    leaving = sum(count for state, count in live.items() if state.live) - busy
     if busy or leaving:
         state = f"draining: {busy} busy runner{'' if busy == 1 else 's'} left"
         if leaving:

@@ -16,7 +16,8 @@ What the worker converges on
   target, before anything is asked of GitHub or the backend: the next decision counts them, so
   nothing is created twice while the worker is still at it, and a crash leaves rows that
   ``Actions.recover`` repairs. The worker starts every ``pending`` runner of its pool it is not
-  already starting (at most :data:`CREATE_CONCURRENCY` at once; ``state_since`` is set again
+  already starting (at most the pool's ``create_concurrency`` at once, by default
+  :data:`~runnerscale.model.CREATE_CONCURRENCY`; ``state_since`` is set again
   when one's creation actually begins, so a runner that waited for a free slot still gets the
   whole create timeout for its creation).
 - **Removals** (idle runners to scale down, finished ones to reap) are the latest decision's
@@ -44,13 +45,12 @@ from typing import Any
 from runnerscale.controller.actions import Actions, PoolRuntime, RemovalReason
 from runnerscale.controller.observe import amend
 from runnerscale.controller.pooldrain import WHY as DRAINED_WHY
-from runnerscale.model import Runner, RunnerState
+from runnerscale.model import CREATE_CONCURRENCY, Runner, RunnerState
+
+__all__ = ["CREATE_CONCURRENCY", "PoolWorker"]
 from runnerscale.scaler import PoolDecision
 
 log = logging.getLogger("runnerscale.controller")
-
-#: Runners created at once per pool (GitHub asks for modest concurrency).
-CREATE_CONCURRENCY = 8
 
 #: Why the worker removes a runner (for the log, for the metrics), by the state the scaler
 #: decided on.
@@ -79,7 +79,8 @@ class PoolWorker:
         self._work: dict[str, asyncio.Task[Any]] = {}
         #: The latest decision's removals not yet handed to a task: name -> state decided on.
         self._removals: dict[str, RunnerState] = {}
-        self._limit = asyncio.Semaphore(CREATE_CONCURRENCY)
+        self._limit = asyncio.Semaphore(pool.create_concurrency)
+        self._limit_size = pool.create_concurrency
         self._wake = asyncio.Event()
 
     @property
@@ -131,7 +132,7 @@ class PoolWorker:
     # ------------------------------------------------------------------ doing it
 
     async def _create(self, name: str) -> Runner | None:
-        async with self._limit:
+        async with self._slots():
             runner = self.actions.store.get_runner(name)
             if runner is None or runner.state is not RunnerState.PENDING:
                 return None  # given up on while it waited for a free slot
@@ -141,6 +142,14 @@ class PoolWorker:
             ):
                 return None
             return await self.actions.start_runner(self.pool, runner)
+
+    def _slots(self) -> asyncio.Semaphore:
+        """The creation slots; a reload that changed the pool's ``create_concurrency`` gets
+        new ones (creations already in flight finish in the old)."""
+        if self._limit_size != self.pool.create_concurrency:
+            self._limit = asyncio.Semaphore(self.pool.create_concurrency)
+            self._limit_size = self.pool.create_concurrency
+        return self._limit
 
     async def _remove(self, name: str, decided: RunnerState) -> bool:
         runner = self.actions.store.get_runner(name)

@@ -160,6 +160,15 @@ class MemoryStore:
         self._runners[runner.name] = runner
         self._runners_in[runner.state].setdefault(runner.pool, set()).add(runner.name)
 
+    def add_runners(self, runners: Sequence[Runner]) -> None:
+        names = [runner.name for runner in runners]
+        if len(set(names)) != len(names):
+            raise ValueError(f"a runner named {names[0]!r} is given twice")
+        if taken := sorted(name for name in names if name in self._runners):
+            raise ValueError(f"a runner named {taken[0]!r} already exists")
+        for runner in runners:
+            self._store_runner(replace(runner))
+
     def get_runner(self, name: str) -> Runner | None:
         stored = self._runners.get(name)
         return _copy(stored) if stored is not None else None
@@ -208,6 +217,14 @@ class MemoryStore:
             gone = self._runners.pop(name)
             self._runners_in[gone.state][gone.pool].discard(name)
         return len(old)
+
+    def count_runners(self, states: Sequence[RunnerState]) -> dict[tuple[str, RunnerState], int]:
+        return {
+            (pool, state): len(names)
+            for state in set(states)
+            for pool, names in self._runners_in[state].items()
+            if names
+        }
 
     # -- deliveries and values
 

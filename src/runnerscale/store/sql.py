@@ -27,14 +27,29 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import json
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    Select,
+    Text,
+    cast,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.engine import URL, Row, make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
@@ -57,6 +72,8 @@ DELIVERY_TTL: Final = 24 * 3600.0
 SQLITE_BUSY_TIMEOUT_MS: Final = 10_000
 #: Job ids per ``IN (...)`` list (SQLite's default limit on bound parameters is far above).
 _CHUNK: Final = 500
+#: Rows per multi-row INSERT (SQLite caps the parameters of one statement).
+_ROWS_PER_INSERT: Final = 500
 #: Marks the engine facade whose transactions write (SQLite: BEGIN IMMEDIATE).
 _WRITE_OPTION: Final = "runnerscale_write"
 
@@ -141,11 +158,24 @@ def open_store(url: str) -> SqlStore:
     return SqlStore(engine)
 
 
-def _to_job(row: JobRow | Row[Any]) -> Job:
+@functools.lru_cache(maxsize=4096)
+def _labels(text: str) -> tuple[str, ...]:
+    """A label list as stored (JSON), decoded once per distinct text: a fleet's jobs and
+    runners share a handful of label sets, and decoding each row's was a third of a tick."""
+    return tuple(json.loads(text))
+
+
+def _plain(table: type[JobRow | RunnerRow]) -> Select[Any]:
+    """Every column as a plain row (no ORM entity), ``labels`` as its stored text."""
+    columns = [column for column in table.__table__.columns if column.name != "labels"]
+    return select(*columns, cast(table.__table__.c.labels, Text).label("labels_text"))
+
+
+def _to_job(row: JobRow | Row[Any], labels: tuple[str, ...] | None = None) -> Job:
     return Job(
         id=row.id,
         repo=row.repo,
-        labels=tuple(row.labels),
+        labels=tuple(row.labels) if labels is None else labels,
         state=JobState(row.state),
         created_at=row.created_at,
         run_id=row.run_id,
@@ -177,7 +207,7 @@ def _to_loss(row: JobLossRow) -> JobLoss:
     )
 
 
-def _to_runner(row: RunnerRow) -> Runner:
+def _to_runner(row: RunnerRow | Row[Any], labels: tuple[str, ...] | None = None) -> Runner:
     return Runner(
         name=row.name,
         pool=row.pool,
@@ -191,7 +221,7 @@ def _to_runner(row: RunnerRow) -> Runner:
         attempts=row.attempts,
         last_error=row.last_error,
         idle_since=row.idle_since,
-        labels=tuple(row.labels),
+        labels=tuple(row.labels) if labels is None else labels,
     )
 
 
@@ -289,15 +319,16 @@ class SqlStore:
     ) -> list[Job]:
         """Jobs in any of ``states`` (all jobs when None), oldest first; with
         ``completed_since``, only those completed at or after it."""
-        # Plain rows, not ORM objects: a reconcile reads every active job, and building an
-        # ORM instance per row was most of what that cost.
-        query = select(*JobRow.__table__.columns).order_by(JobRow.created_at, JobRow.id)
+        # Plain rows, not ORM entities: a tick reads every active job, and building (and
+        # tracking) an entity per row was most of its time at fleet size.
+        query = _plain(JobRow).order_by(JobRow.created_at, JobRow.id)
         if states is not None:
             query = query.where(JobRow.state.in_([state.value for state in states]))
         if completed_since is not None:
             query = query.where(JobRow.completed_at >= completed_since)
         with self._read() as session:
-            return [_to_job(row) for row in session.connection().execute(query)]
+            rows = session.connection().execute(query)
+            return [_to_job(row, _labels(row.labels_text)) for row in rows]
 
     def set_job_pool(self, job_id: int, pool: str | None) -> None:
         """Remember the pool chosen for a job. Raises KeyError for an unknown job."""
@@ -407,6 +438,33 @@ class SqlStore:
             if added is None:
                 raise ValueError(f"a runner named {runner.name!r} already exists")
 
+    def add_runners(self, runners: Sequence[Runner]) -> None:
+        """Insert new runners in one transaction (one commit, not one per runner: a
+        decision to create a thousand must not stall the loop); a duplicate name raises
+        ValueError and inserts none."""
+        names = [runner.name for runner in runners]
+        if len(set(names)) != len(names):
+            raise ValueError(f"a runner named {names[0]!r} is given twice")
+        if not runners:
+            return  # no write at all: an empty commit still syncs to disk
+        with self._write() as session:
+            added: set[str] = set()
+            for start in range(0, len(runners), _ROWS_PER_INSERT):
+                chunk = runners[start : start + _ROWS_PER_INSERT]
+                added.update(
+                    session.connection()
+                    .execute(
+                        self._insert(RunnerRow)
+                        .values([_runner_values(runner) for runner in chunk])
+                        .on_conflict_do_nothing(index_elements=["name"])
+                        .returning(RunnerRow.name)
+                    )
+                    .scalars()
+                )
+            if missing := set(names) - added:
+                # Raised inside the transaction: it is rolled back, nothing is inserted.
+                raise ValueError(f"a runner named {min(missing)!r} already exists")
+
     def get_runner(self, name: str) -> Runner | None:
         with self._read() as session:
             row = session.get(RunnerRow, name)
@@ -416,13 +474,27 @@ class SqlStore:
         self, *, pool: str | None = None, states: Sequence[RunnerState] | None = None
     ) -> list[Runner]:
         """Runners of ``pool`` (any when None) in ``states`` (any when None), oldest first."""
-        query = select(RunnerRow).order_by(RunnerRow.created_at, RunnerRow.name)
+        # Plain rows, not ORM entities (as in :meth:`jobs`).
+        query = _plain(RunnerRow).order_by(RunnerRow.created_at, RunnerRow.name)
         if pool is not None:
             query = query.where(RunnerRow.pool == pool)
         if states is not None:
             query = query.where(RunnerRow.state.in_([state.value for state in states]))
         with self._read() as session:
-            return [_to_runner(row) for row in session.scalars(query)]
+            rows = session.connection().execute(query)
+            return [_to_runner(row, _labels(row.labels_text)) for row in rows]
+
+    def count_runners(self, states: Sequence[RunnerState]) -> dict[tuple[str, RunnerState], int]:
+        query = (
+            select(RunnerRow.pool, RunnerRow.state, func.count())
+            .where(RunnerRow.state.in_([state.value for state in states]))
+            .group_by(RunnerRow.pool, RunnerRow.state)
+        )
+        with self._read() as session:
+            return {
+                (pool, RunnerState(state)): count
+                for pool, state, count in session.connection().execute(query)
+            }
 
     def transition(
         self,

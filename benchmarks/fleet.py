@@ -1,0 +1,463 @@
+"""The fleet benchmark: one reconcile tick at fleet size, and the creation rate of a ramp.
+
+Why: issue 18 asks for a tick under 100 ms with 10,000 runners, 10,000 queued jobs and a week
+of history in the store (SQLite and Postgres), and for at least 600 creations a minute into a
+backend that takes no time, with decisions ticking all along. This measures both, on the
+daemon's own wiring (:func:`runnerscale.wiring.build_controller`) over the simulation's
+in-process GitHub and a zero-time backend (:class:`ZeroTimeProvider`).
+
+* **tick**: the store holds ``rung`` busy runners (each on an in-progress job), ``rung`` queued
+  jobs, and a week of finished history: ``history_per_day * rung`` completed jobs and as many
+  gone runners a day. The pool's cap is the rung, so the decision is steady (it creates
+  nothing): a tick is the cost of deciding, not of acting. ``Controller.reconcile_once`` is
+  timed (wall) ``ticks`` times; median and p95.
+* **ramp**: the daemon's loops (``Controller.start``) on the wall clock, ``ramp`` jobs queued
+  in the in-process GitHub, a cap of ``ramp``: runners created per minute until every one is
+  created, and the largest gap between two reconcile ticks meanwhile.
+
+    .venv/bin/python benchmarks/fleet.py [--rungs 100,1000,10000] [--databases sqlite,postgres]
+        [--ticks 7] [--history-per-day 10] [--ramp 1000] [--create-concurrency N]
+
+Postgres is Debian's server started on a temporary directory and port (as the tests'
+``postgres_url`` fixture does, with durability off). Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # tests.postgres starts the Postgres server
+
+from sqlalchemy import insert
+from tests.postgres import PostgresServer
+
+from runnerscale.clock import SystemClock, VirtualClock
+from runnerscale.config import Config, parse_config
+from runnerscale.controller.actions import Events
+from runnerscale.controller.loops import Controller
+from runnerscale.fakegithub.faults import Faults
+from runnerscale.fakegithub.ratelimit import RateLimits
+from runnerscale.fakegithub.world import JobSpec, World, WorldSettings
+from runnerscale.model import Instance, InstanceSpec, JobState, Runner, RunnerState
+from runnerscale.protocols import Clock
+from runnerscale.simulation.github import SimulatedGitHub
+from runnerscale.store import SqlStore, open_store
+from runnerscale.store.tables import JobRow, RunnerRow
+from runnerscale.wiring import build_controller
+
+POOL = "x64"
+LABELS = ["self-hosted", "linux", "x64"]
+REPO = "acme/app"
+TARGET = "org:acme"
+WEEK = 7 * 24 * 3600.0
+#: Rows inserted per statement while filling the store.
+BATCH = 5_000
+
+
+def config(cap: int, create_concurrency: int | None = None) -> Config:
+    """One pool over the organisation ``acme``, capped at ``cap``."""
+    extra = "" if create_concurrency is None else f"\n    create_concurrency: {create_concurrency}"
+    return parse_config(
+        f"""
+github:
+  api_url: http://127.0.0.1:9
+  token: unused
+targets:
+  - org: acme
+pools:
+  - name: {POOL}
+    labels: [{", ".join(LABELS)}]
+    provider: local
+    max_runners: {cap}
+    min_idle: 0{extra}
+    local:
+      command: [runnerscale, sim-runner, --jitconfig, "{{jitconfig}}"]
+"""
+    )
+
+
+class ZeroTimeProvider:
+    """A backend whose instances exist the moment they are asked for (nothing runs)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.instances: dict[str, Instance] = {}
+        #: When each creation returned (the clock's time), in order.
+        self.created: list[float] = []
+
+    async def create(self, spec: InstanceSpec) -> Instance:
+        instance = Instance(
+            id=spec.runner_name,
+            runner_name=spec.runner_name,
+            pool=POOL,
+            running=True,
+            created_at=self.clock.now(),
+        )
+        self.instances[instance.id] = instance
+        self.created.append(self.clock.now())
+        return instance
+
+    async def delete(self, instance_id: str) -> None:
+        self.instances.pop(instance_id, None)
+
+    async def get(self, instance_id: str) -> Instance | None:
+        return self.instances.get(instance_id)
+
+    async def list(self) -> list[Instance]:
+        return list(self.instances.values())
+
+    async def close(self) -> None:
+        return None
+
+
+def in_process_github(clock: Clock) -> SimulatedGitHub:
+    world = World(clock, WorldSettings(server_url="http://github.benchmark.invalid"))
+    world.ensure_owner("acme")
+    world.ensure_repo(REPO)
+    return SimulatedGitHub(world, Faults(), RateLimits())
+
+
+def controller(
+    store: SqlStore,
+    clock: Clock,
+    cap: int,
+    events: Events | None = None,
+    create_concurrency: int | None = None,
+) -> tuple[Controller, ZeroTimeProvider, SimulatedGitHub]:
+    provider = ZeroTimeProvider(clock)
+    github = in_process_github(clock)
+    built = build_controller(
+        config(cap, create_concurrency),
+        store=store,
+        github=github,
+        clock=clock,
+        providers={POOL: provider},
+        capacity=lambda pool: None,
+        events=events,
+    )
+    # A tick at least every second, so a gap between two ticks shows a blocked loop.
+    built.settings.reconcile_interval = 1.0
+    return built, provider, github
+
+
+# ---------------------------------------------------------------------- filling the store
+
+
+def _batches(rows: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _job(job_id: int, state: JobState, at: float, **more: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "id": job_id,
+        "repo": REPO,
+        "labels": LABELS,
+        "state": state.value,
+        "created_at": at,
+        "run_id": job_id,
+        "name": "build",
+        "started_at": None,
+        "completed_at": None,
+        "runner_name": None,
+        "conclusion": None,
+        "observed_at": at,
+        "pool": POOL,
+    }
+    return values | more
+
+
+def _runner(name: str, state: RunnerState, at: float, **more: Any) -> dict[str, Any]:
+    runner = Runner(name, POOL, TARGET, state, at, at, instance_id=name, labels=tuple(LABELS))
+    values = asdict(runner) | {"state": state.value, "labels": LABELS}
+    return values | more
+
+
+def fill(store: SqlStore, rung: int, history_per_day: int, now: float) -> None:
+    """``rung`` busy runners on in-progress jobs, ``rung`` queued jobs, and a week of
+    history (``history_per_day * rung`` completed jobs and gone runners a day)."""
+    history = 7 * history_per_day * rung
+    step = WEEK / max(history, 1)
+
+    def jobs() -> Iterator[dict[str, Any]]:
+        for i in range(history):
+            at = now - WEEK + i * step
+            yield _job(
+                i + 1,
+                JobState.COMPLETED,
+                at,
+                started_at=at + 1,
+                completed_at=at + 60,
+                runner_name=f"rs-x64-h{i}",
+                conclusion="success",
+            )
+        for i in range(rung):
+            job_id = history + i + 1
+            yield _job(
+                job_id,
+                JobState.IN_PROGRESS,
+                now - 60,
+                started_at=now - 30,
+                runner_name=f"rs-x64-b{i}",
+                observed_at=now,
+            )
+        for i in range(rung):
+            yield _job(history + rung + i + 1, JobState.QUEUED, now - 10, observed_at=now)
+
+    def runners() -> Iterator[dict[str, Any]]:
+        for i in range(history):
+            at = now - WEEK + i * step
+            yield _runner(f"rs-x64-h{i}", RunnerState.GONE, at, github_id=i + 1)
+        for i in range(rung):
+            yield _runner(
+                f"rs-x64-b{i}",
+                RunnerState.BUSY,
+                now - 120,
+                github_id=history + i + 1,
+                job_id=history + i + 1,
+                state_since=now - 30,
+            )
+
+    with store.engine.begin() as connection:
+        for batch in _batches(jobs()):
+            connection.execute(insert(JobRow), batch)
+        for batch in _batches(runners()):
+            connection.execute(insert(RunnerRow), batch)
+
+
+# ---------------------------------------------------------------------- the measurements
+
+
+@dataclass
+class TickResult:
+    database: str
+    rung: int
+    history: int
+    ticks: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.ticks)
+
+    @property
+    def p95(self) -> float:
+        ordered = sorted(self.ticks)
+        return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+def percentile(values: Sequence[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+async def measure_ticks(
+    store: SqlStore, database: str, rung: int, history_per_day: int, ticks: int
+) -> TickResult:
+    clock = VirtualClock()
+    fill(store, rung, history_per_day, clock.now())
+    built, provider, _ = controller(store, clock, cap=rung)
+    result = TickResult(database, rung, 7 * history_per_day * rung)
+    await built.reconcile_once()  # the first writes each job's pool: not a steady tick
+    for _ in range(ticks):
+        began = time.perf_counter()
+        await built.reconcile_once()
+        result.ticks.append(time.perf_counter() - began)
+    assert not provider.created, "the steady tick created runners"
+    return result
+
+
+@dataclass
+class RampResult:
+    database: str
+    runners: int
+    seconds: float
+    per_minute: float
+    ticks: int
+    largest_gap: float
+    longest_tick: float
+    create_concurrency: int | None
+    #: Creations a minute from the first creation to the last (the loop's own rate).
+    steady_per_minute: float
+
+
+async def measure_ramp(
+    store: SqlStore,
+    database: str,
+    runners: int,
+    create_concurrency: int | None,
+    *,
+    give_up_after: float,
+    progress: Callable[[str], None],
+) -> RampResult:
+    """The daemon's loops on the wall clock, ``runners`` jobs queued at once."""
+    clock = SystemClock()
+    tick_times: list[float] = []
+    tick_lengths: list[float] = []
+
+    def ticked(loop: str, seconds: float) -> None:
+        if loop == "reconcile":
+            tick_times.append(time.monotonic())
+            tick_lengths.append(seconds)
+
+    events = Events(tick=ticked)
+    built, provider, github = controller(store, clock, runners, events, create_concurrency)
+    github.world.create_jobs(JobSpec(REPO, tuple(LABELS), 3600.0) for _ in range(runners))
+    began = time.monotonic()
+    await built.start()
+    try:
+        while len(provider.created) < runners:
+            if time.monotonic() - began > give_up_after:
+                break
+            await asyncio.sleep(0.5)
+            progress(f"  ramp {database}: {len(provider.created)}/{runners} created")
+    finally:
+        await built.stop()
+    seconds = time.monotonic() - began
+    # Between two ticks' ends (the start-up's first poll and recovery come before the first).
+    gaps = [b - a for a, b in itertools.pairwise(tick_times)]
+    created = len(provider.created)
+    return RampResult(
+        database,
+        created,
+        seconds,
+        created / seconds * 60.0,
+        len(tick_times),
+        max(gaps, default=seconds),
+        max(tick_lengths, default=0.0),
+        create_concurrency,
+        (created - 1) / (provider.created[-1] - provider.created[0]) * 60.0 if created > 1 else 0.0,
+    )
+
+
+# ---------------------------------------------------------------------- databases
+
+
+@contextmanager
+def databases(names: Sequence[str]) -> Iterator[Callable[[str], SqlStore]]:
+    """A factory of fresh stores by database name (``sqlite``, ``postgres``)."""
+    server = None
+    opened: list[SqlStore] = []
+    with tempfile.TemporaryDirectory(prefix="runnerscale-fleet-") as directory:
+        count = 0
+
+        def fresh(name: str) -> SqlStore:
+            nonlocal server, count
+            count += 1
+            if name == "sqlite":
+                store = open_store(f"sqlite:///{directory}/fleet{count}.db")
+            else:
+                if server is None:
+                    server = PostgresServer.start()
+                store = open_store(server.url(server.create_database()))
+            opened.append(store)
+            return store
+
+        try:
+            yield fresh
+        finally:
+            for store in opened:
+                store.close()
+            if server is not None:
+                server.stop()
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def tick_table(results: Sequence[TickResult]) -> str:
+    lines = [
+        "| database | runners | queued | finished jobs kept | tick median | tick p95 | ticks |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.database} | {r.rung:,} | {r.rung:,} | {r.history:,} | "
+            f"{r.median * 1000:.0f} ms | {r.p95 * 1000:.0f} ms | {len(r.ticks)} |"
+        )
+    return "\n".join(lines)
+
+
+def ramp_table(results: Sequence[RampResult]) -> str:
+    lines = [
+        "| database | create_concurrency | runners created | seconds | per minute "
+        "| per minute, first to last creation | reconcile ticks | largest gap between ticks "
+        "| longest tick |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        concurrency = "default" if r.create_concurrency is None else str(r.create_concurrency)
+        lines.append(
+            f"| {r.database} | {concurrency} | {r.runners:,} | {r.seconds:.1f} | "
+            f"{r.per_minute:.0f} | {r.steady_per_minute:.0f} | {r.ticks} | "
+            f"{r.largest_gap:.2f} s | {r.longest_tick:.2f} s |"
+        )
+    return "\n".join(lines)
+
+
+async def run(args: argparse.Namespace) -> tuple[list[TickResult], list[RampResult]]:
+    names = args.databases.split(",")
+    ticks: list[TickResult] = []
+    ramps: list[RampResult] = []
+    with databases(names) as fresh:
+        for database in names:
+            for rung in (int(r) for r in args.rungs.split(",") if r):
+                progress(f"tick {database} rung {rung:,}: filling")
+                result = await measure_ticks(
+                    fresh(database), database, rung, args.history_per_day, args.ticks
+                )
+                progress(f"tick {database} rung {rung:,}: median {result.median * 1000:.0f} ms")
+                ticks.append(result)
+            if args.ramp:
+                ramps.append(
+                    await measure_ramp(
+                        fresh(database),
+                        database,
+                        args.ramp,
+                        args.create_concurrency,
+                        give_up_after=args.ramp_timeout,
+                        progress=progress,
+                    )
+                )
+    return ticks, ramps
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rungs", default="100,1000,10000")
+    parser.add_argument("--databases", default="sqlite,postgres")
+    parser.add_argument("--ticks", type=int, default=7)
+    parser.add_argument("--history-per-day", type=int, default=10)
+    parser.add_argument("--ramp", type=int, default=1000, help="runners to ramp to (0: no ramp)")
+    parser.add_argument("--ramp-timeout", type=float, default=300.0)
+    parser.add_argument("--create-concurrency", type=int, default=None)
+    args = parser.parse_args(argv)
+    ticks, ramps = asyncio.run(run(args))
+    if ticks:
+        print(tick_table(ticks))
+    if ramps:
+        print()
+        print(ramp_table(ramps))
+
+
+if __name__ == "__main__":
+    main()
