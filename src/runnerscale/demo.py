@@ -182,7 +182,8 @@ class Demo:
                 if not pending and await self._settled(daemon, world, servable_labels):
                     break
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stop.wait(), 0.25)
+                    async with asyncio.timeout(0.25):
+                        await self.stop.wait()
             live.update(self._table(daemon, world, started))
         outcome.elapsed = time.monotonic() - started
         if self.stop.is_set():

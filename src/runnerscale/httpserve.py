@@ -80,7 +80,8 @@ class _EmbeddedServer(uvicorn.Server):
         ticks = 0
         while not await self.on_tick(ticks):
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._exit_requested.wait(), 1.0)
+                async with asyncio.timeout(1.0):
+                    await self._exit_requested.wait()
             ticks = (ticks + 10) % 864000
 
 

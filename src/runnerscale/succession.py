@@ -137,9 +137,11 @@ class Succession:
         """Whether this daemon holds the lock (taking it when free); a check that hangs
         counts as a loss."""
         try:
-            return await asyncio.wait_for(
-                asyncio.to_thread(self.leadership.try_acquire), CHECK_TIMEOUT
-            )
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation
+            # that lands as the check completes (cpython gh-86296), and stop() then waited
+            # forever for this task.
+            async with asyncio.timeout(CHECK_TIMEOUT):
+                return await asyncio.to_thread(self.leadership.try_acquire)
         except TimeoutError:
             log.warning("leadership: checking the lock took over %gs", CHECK_TIMEOUT)
             return False
@@ -184,9 +186,8 @@ class Succession:
 
     async def _learn_leader(self) -> None:
         try:
-            leader = await asyncio.wait_for(
-                asyncio.to_thread(self.leadership.leader), CHECK_TIMEOUT
-            )
+            async with asyncio.timeout(CHECK_TIMEOUT):
+                leader = await asyncio.to_thread(self.leadership.leader)
         except TimeoutError:
             leader = None
         if not self.leading and leader != self.leader:

@@ -178,7 +178,8 @@ class Simulator:
     async def wait_for_change(self, seconds: float) -> None:
         event = self._changed
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await event.wait()
 
 
 def error_response(error: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -209,7 +209,8 @@ class StandInRunner:
             if left <= 0:
                 return str(job["conclusion"])
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), min(self.heartbeat_seconds, left))
+                async with asyncio.timeout(min(self.heartbeat_seconds, left)):
+                    await self._stop.wait()
             if self._stop.is_set():
                 # Like the official runner on SIGTERM: the job ends as cancelled.
                 return "cancelled"

@@ -652,4 +652,5 @@ class WebhookHub:
                 continue
             timeout = REORDER_HOLD_SECONDS if outbox.held is not None else None
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(outbox.wakeup.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await outbox.wakeup.wait()

@@ -160,7 +160,8 @@ async def _drain(process: asyncio.subprocess.Process, readers: asyncio.Future[An
     """Finish reading, but not for longer than :data:`DRAIN_GRACE` (a child of the program
     may keep its pipes open: then our ends are closed, so that no descriptor stays behind)."""
     try:
-        await asyncio.wait_for(asyncio.shield(readers), DRAIN_GRACE)
+        async with asyncio.timeout(DRAIN_GRACE):
+            await asyncio.shield(readers)
     except TimeoutError:
         log.debug("a provider's child holds its output open: stopped reading it")
         readers.cancel()
