@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Sequence
 
 from runnerscale.model import JobState, RunnerState, Target
-from runnerscale.protocols import JitConfig
+from runnerscale.protocols import Instance, JitConfig
 from tests.controller.conftest import CREATE_TIMEOUT, Rig
 
 
@@ -139,3 +139,66 @@ async def test_a_runner_that_took_a_job_before_its_create_returned_is_kept(world
     assert kept.instance_id == instance.id
     assert "delete" not in world.journal.ops("provider")
     assert ("scaled", "linux", "create") in world.events
+
+
+async def test_a_half_made_instance_listed_as_stopped_does_not_end_its_runners_creation(
+    world: Rig,
+) -> None:
+    """A garm provider lists an instance its create is still making as stopped (it has no
+    state for it): while the create call is under way, the runner is the create's, not done."""
+
+    async def slow_create() -> None:
+        (runner,) = world.runners()
+        world.provider.add_instance(runner.name, running=False)
+        await world.clock.sleep(30)
+
+    world.provider.create_wait = slow_create
+    await world.queue(1)
+    reconcile = asyncio.create_task(world.reconcile())
+    await settle()
+    (runner,) = world.runners()
+    await world.poll()
+    assert world.runner(runner.name).state is RunnerState.CREATING
+
+    world.clock.advance(30)
+    await reconcile
+    assert world.runner(runner.name).state is RunnerState.BOOTING
+    assert world.journal.ops("provider").count("create") == 1
+
+
+async def test_a_listing_taken_before_a_create_returned_does_not_end_the_runner(
+    world: Rig,
+) -> None:
+    """The backend's list began while the runner was being created (its instance half-made,
+    stopped) and came back after the create did: what it says of the runner is stale."""
+
+    async def slow_create() -> None:
+        (runner,) = world.runners()
+        world.provider.add_instance(runner.name, running=False)
+        await world.clock.sleep(30)
+
+    listed = asyncio.Event()
+    release = asyncio.Event()
+    real_list = world.provider.list
+
+    async def slow_list() -> list[Instance]:
+        snapshot = await real_list()
+        listed.set()
+        await release.wait()
+        return snapshot
+
+    world.provider.create_wait = slow_create
+    world.provider.list = slow_list  # type: ignore[method-assign]
+    await world.queue(1)
+    reconcile = asyncio.create_task(world.reconcile())
+    await settle()
+    (runner,) = world.runners()
+    poll = asyncio.create_task(world.poll())
+    await listed.wait()
+
+    world.clock.advance(30)
+    await reconcile
+    assert world.runner(runner.name).state is RunnerState.BOOTING
+    release.set()
+    await poll
+    assert world.runner(runner.name).state is RunnerState.BOOTING

@@ -874,7 +874,7 @@ class Controller:
             self._missed_events_suspected = True
             self._next_github_poll = min(self._next_github_poll, self.clock.now())
         pool = self.pools.get(runner.pool)
-        if pool is not None and runner.state in (RunnerState.CREATING, RunnerState.BOOTING):
+        if pool is not None and runner.state is RunnerState.BOOTING:
             # It never came online: the pool's runners may all crash at start (a broken
             # image, a bad command). Back off as for a failed creation.
             first_line = instance.detail.strip().splitlines()[0] if instance.detail.strip() else ""

@@ -142,19 +142,26 @@ def apply_runner_list(
 def apply_instances(
     store: Store, pool: str, instances: Iterable[Instance], now: float
 ) -> list[tuple[Runner, Instance]]:
-    """The backend's view: an exited instance means its runner is done.
+    """The backend's view, as listed from ``now`` on: an exited instance means its runner is
+    done.
+
+    Not for a runner being created: its create call is under way and owns it (a half-made
+    instance may list as stopped: garm's providers have no state for it); a crash mid-create
+    is :meth:`Actions.recover`'s and the janitor's ``create_timeout``'s. Nor for a runner that
+    moved since the listing began: what the list says of it is stale (its create returned
+    meanwhile).
 
     Returns the runners whose instance failed (a non-zero exit code) while they were
-    registered or being created, with the state they were in: a runner killed mid-job, or one
-    that crashed before it came online. The caller counts and reports them."""
+    registered, with the state they were in: a runner killed mid-job, or one that crashed
+    before it came online. The caller counts and reports them."""
     failed: list[tuple[Runner, Instance]] = []
     for instance in instances:
         if instance.running:
             continue
         runner = store.get_runner(instance.runner_name)
-        if runner is None or runner.pool != pool:
+        if runner is None or runner.pool != pool or runner.state_since > now:
             continue
-        if runner.state in (*REGISTERED, RunnerState.CREATING):
+        if runner.state in REGISTERED:
             if instance.exit_code not in (None, 0):
                 failed.append((replace(runner), instance))
             detail = (
