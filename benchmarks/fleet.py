@@ -12,11 +12,18 @@ in-process GitHub and a zero-time backend (:class:`ZeroTimeProvider`).
   nothing): a tick is the cost of deciding, not of acting. ``Controller.reconcile_once`` is
   timed (wall) ``ticks`` times; median and p95.
 * **ramp**: the daemon's loops (``Controller.start``) on the wall clock, ``ramp`` jobs queued
-  in the in-process GitHub, a cap of ``ramp``: runners created per minute until every one is
-  created, and the largest gap between two reconcile ticks meanwhile.
+  in the simulated GitHub, a cap of ``ramp``: runners created per minute until every one is
+  created, and the largest gap between two reconcile ticks meanwhile. ``--github http`` puts
+  the daemon's own client (:class:`~runnerscale.github.client.GitHubClient`, with its
+  :class:`~runnerscale.github.budget.ApiBudget`) in front of the fake GitHub's HTTP app (in
+  process, an ASGI transport) instead of the in-process ``SimulatedGitHub``, which has no
+  budget of its own; ``--registration-limit N --registration-window S`` gives the simulated
+  GitHub a registration budget of ``N`` per ``S`` seconds (default: GitHub's 10,000 an hour),
+  so that the ramp is limited by it rather than by the loop.
 
     .venv/bin/python benchmarks/fleet.py [--rungs 100,1000,10000] [--databases sqlite,postgres]
         [--ticks 7] [--history-per-day 10] [--ramp 1000] [--create-concurrency N]
+        [--github in-process|http] [--registration-limit N] [--registration-window S]
 
 Postgres is Debian's server started on a temporary directory and port (as the tests'
 ``postgres_url`` fixture does, with durability off). Progress goes to stderr.
@@ -41,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # tests.postgres starts the Postgres server
 
+import httpx
 from sqlalchemy import insert
 from tests.postgres import PostgresServer
 
@@ -48,11 +56,14 @@ from runnerscale.clock import SystemClock, VirtualClock
 from runnerscale.config import Config, parse_config
 from runnerscale.controller.actions import Events
 from runnerscale.controller.loops import Controller
-from runnerscale.fakegithub.faults import Faults
-from runnerscale.fakegithub.ratelimit import RateLimits
+from runnerscale.fakegithub.app import create_app
+from runnerscale.fakegithub.faults import FaultPlan, Faults, RateLimitFaults
+from runnerscale.fakegithub.ratelimit import RUNNER_REGISTRATION, WINDOW_SECONDS, RateLimits
+from runnerscale.fakegithub.server import SimulatorOptions, build_simulator
 from runnerscale.fakegithub.world import JobSpec, World, WorldSettings
+from runnerscale.github.client import GitHubClient
 from runnerscale.model import Instance, InstanceSpec, JobState, Runner, RunnerState
-from runnerscale.protocols import Clock
+from runnerscale.protocols import Clock, GitHubAPI
 from runnerscale.simulation.github import SimulatedGitHub
 from runnerscale.store import SqlStore, open_store
 from runnerscale.store.tables import JobRow, RunnerRow
@@ -62,6 +73,8 @@ POOL = "x64"
 LABELS = ["self-hosted", "linux", "x64"]
 REPO = "acme/app"
 TARGET = "org:acme"
+GITHUB_URL = "http://github.benchmark.invalid"
+TOKEN = "benchmark-token"
 WEEK = 7 * 24 * 3600.0
 #: Rows inserted per statement while filling the store.
 BATCH = 5_000
@@ -124,10 +137,64 @@ class ZeroTimeProvider:
 
 
 def in_process_github(clock: Clock) -> SimulatedGitHub:
-    world = World(clock, WorldSettings(server_url="http://github.benchmark.invalid"))
+    world = World(clock, WorldSettings(server_url=GITHUB_URL))
     world.ensure_owner("acme")
     world.ensure_repo(REPO)
     return SimulatedGitHub(world, Faults(), RateLimits())
+
+
+@dataclass(frozen=True)
+class Quota:
+    """The simulated GitHub's registration budget: ``limit`` per ``window`` seconds."""
+
+    limit: int
+    window: float
+
+    @property
+    def per_minute(self) -> float:
+        return self.limit / self.window * 60.0
+
+    def plan(self) -> FaultPlan:
+        return FaultPlan(
+            rate_limit=RateLimitFaults(
+                limits={RUNNER_REGISTRATION: self.limit},
+                windows={RUNNER_REGISTRATION: self.window},
+            )
+        )
+
+    def __str__(self) -> str:
+        return f"{self.limit:,} / {self.window:g} s"
+
+
+@dataclass
+class SimulatedGitHubs:
+    """The GitHub the controller talks to, and the world behind it."""
+
+    api: GitHubAPI
+    world: World
+
+
+def simulated_github(clock: Clock, transport: str, quota: Quota | None) -> SimulatedGitHubs:
+    """``in-process``: ``SimulatedGitHub`` (no budget of its own: a refusal fails the
+    runner); ``http``: the daemon's ``GitHubClient`` over the fake GitHub's app."""
+    plan = quota.plan() if quota is not None else None
+    if transport == "in-process":
+        direct = in_process_github(clock)
+        if plan is not None:
+            direct.ledger.put_in_force(plan)
+        return SimulatedGitHubs(direct, direct.world)
+    simulator = build_simulator(SimulatorOptions(tokens=(TOKEN,)), clock, GITHUB_URL)
+    simulator.world.ensure_owner("acme")
+    simulator.world.ensure_repo(REPO)
+    if plan is not None:
+        simulator.set_faults(plan)
+    client = GitHubClient(
+        GITHUB_URL,
+        TOKEN,
+        transport=httpx.ASGITransport(app=create_app(simulator)),
+        clock=clock.now,
+    )
+    return SimulatedGitHubs(client, simulator.world)
 
 
 def controller(
@@ -136,9 +203,11 @@ def controller(
     cap: int,
     events: Events | None = None,
     create_concurrency: int | None = None,
-) -> tuple[Controller, ZeroTimeProvider, SimulatedGitHub]:
+    *,
+    github: GitHubAPI | None = None,
+) -> tuple[Controller, ZeroTimeProvider, GitHubAPI]:
     provider = ZeroTimeProvider(clock)
-    github = in_process_github(clock)
+    github = github or in_process_github(clock)
     built = build_controller(
         config(cap, create_concurrency),
         store=store,
@@ -297,6 +366,15 @@ class RampResult:
     create_concurrency: int | None
     #: Creations a minute from the first creation to the last (the loop's own rate).
     steady_per_minute: float
+    #: ``in-process`` or ``http`` (see the module docstring).
+    github: str = "in-process"
+    quota: Quota | None = None
+    #: Poll cycles while the ramp lasted.
+    polls: int = 0
+    #: Creations that failed (a registration GitHub refused, for one).
+    failed: int = 0
+    #: Registrations that waited for the budget's reset (the client's own count).
+    held: int = 0
 
 
 async def measure_ramp(
@@ -307,20 +385,33 @@ async def measure_ramp(
     *,
     give_up_after: float,
     progress: Callable[[str], None],
+    github: str = "in-process",
+    quota: Quota | None = None,
 ) -> RampResult:
     """The daemon's loops on the wall clock, ``runners`` jobs queued at once."""
     clock = SystemClock()
     tick_times: list[float] = []
     tick_lengths: list[float] = []
+    polls: list[float] = []
+    failed: list[str] = []
 
     def ticked(loop: str, seconds: float) -> None:
         if loop == "reconcile":
             tick_times.append(time.monotonic())
             tick_lengths.append(seconds)
+        elif loop == "poll":
+            polls.append(seconds)
 
-    events = Events(tick=ticked)
-    built, provider, github = controller(store, clock, runners, events, create_concurrency)
-    github.world.create_jobs(JobSpec(REPO, tuple(LABELS), 3600.0) for _ in range(runners))
+    def errored(pool: str, kind: str) -> None:
+        if kind == "create":
+            failed.append(pool)
+
+    events = Events(tick=ticked, error=errored)
+    simulated = simulated_github(clock, github, quota)
+    built, provider, _ = controller(
+        store, clock, runners, events, create_concurrency, github=simulated.api
+    )
+    simulated.world.create_jobs(JobSpec(REPO, tuple(LABELS), 3600.0) for _ in range(runners))
     began = time.monotonic()
     await built.start()
     try:
@@ -335,6 +426,10 @@ async def measure_ramp(
     # Between two ticks' ends (the start-up's first poll and recovery come before the first).
     gaps = [b - a for a, b in itertools.pairwise(tick_times)]
     created = len(provider.created)
+    held = 0
+    if isinstance(simulated.api, GitHubClient):
+        budgets = simulated.api.budget.by_credential.values()
+        held = sum(budget.held[RUNNER_REGISTRATION] for budget in budgets)
     return RampResult(
         database,
         created,
@@ -345,6 +440,11 @@ async def measure_ramp(
         max(tick_lengths, default=0.0),
         create_concurrency,
         (created - 1) / (provider.created[-1] - provider.created[0]) * 60.0 if created > 1 else 0.0,
+        github,
+        quota,
+        len(polls),
+        len(failed),
+        held,
     )
 
 
@@ -399,17 +499,24 @@ def tick_table(results: Sequence[TickResult]) -> str:
 
 def ramp_table(results: Sequence[RampResult]) -> str:
     lines = [
-        "| database | create_concurrency | runners created | seconds | per minute "
-        "| per minute, first to last creation | reconcile ticks | largest gap between ticks "
-        "| longest tick |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| github | registration budget | database | create_concurrency | runners created "
+        "| seconds | per minute | per minute, first to last creation | creations failed "
+        "| registrations held for the reset | reconcile ticks | polls "
+        "| largest gap between ticks | longest tick |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         concurrency = "default" if r.create_concurrency is None else str(r.create_concurrency)
+        quota = (
+            "GitHub's (10,000 / h)"
+            if r.quota is None
+            else f"{r.quota} ({r.quota.per_minute:,.0f}/min)"
+        )
         lines.append(
-            f"| {r.database} | {concurrency} | {r.runners:,} | {r.seconds:.1f} | "
-            f"{r.per_minute:.0f} | {r.steady_per_minute:.0f} | {r.ticks} | "
-            f"{r.largest_gap:.2f} s | {r.longest_tick:.2f} s |"
+            f"| {r.github} | {quota} | {r.database} | {concurrency} | {r.runners:,} | "
+            f"{r.seconds:.1f} | {r.per_minute:,.0f} | {r.steady_per_minute:,.0f} | {r.failed} | "
+            f"{r.held} | {r.ticks} | {r.polls} | {r.largest_gap:.2f} s | "
+            f"{r.longest_tick:.2f} s |"
         )
     return "\n".join(lines)
 
@@ -436,9 +543,18 @@ async def run(args: argparse.Namespace) -> tuple[list[TickResult], list[RampResu
                         args.create_concurrency,
                         give_up_after=args.ramp_timeout,
                         progress=progress,
+                        github=args.github,
+                        quota=quota(args),
                     )
                 )
     return ticks, ramps
+
+
+def quota(args: argparse.Namespace) -> Quota | None:
+    """The registration budget asked for; None: GitHub's (10,000 an hour)."""
+    if args.registration_limit is None:
+        return None
+    return Quota(args.registration_limit, args.registration_window)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -450,6 +566,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--ramp", type=int, default=1000, help="runners to ramp to (0: no ramp)")
     parser.add_argument("--ramp-timeout", type=float, default=300.0)
     parser.add_argument("--create-concurrency", type=int, default=None)
+    parser.add_argument(
+        "--github",
+        choices=("in-process", "http"),
+        default="in-process",
+        help="the in-process SimulatedGitHub, or the daemon's client over the fake's HTTP app",
+    )
+    parser.add_argument(
+        "--registration-limit",
+        type=int,
+        default=None,
+        help="registrations the simulated GitHub allows per window (default: GitHub's 10,000)",
+    )
+    parser.add_argument(
+        "--registration-window",
+        type=float,
+        default=WINDOW_SECONDS,
+        help="seconds of the registration budget's window (default: an hour)",
+    )
     args = parser.parse_args(argv)
     ticks, ramps = asyncio.run(run(args))
     if ticks:

@@ -168,6 +168,9 @@ async def test_a_registration_limit_can_be_injected_apart_from_core(
         ({"limits": {"cores": 5}}, "unknown rate-limit resource 'cores'"),
         ({"limits": {REGISTRATION: 0}}, "must be at least 1"),
         ({"limit": 5, "limits": {"core": 6}}, "give the core limit once"),
+        ({"windows": {"cores": 5}}, "unknown rate-limit resource 'cores'"),
+        ({"windows": {REGISTRATION: 0}}, "window must be above 0"),
+        ({"windows": {REGISTRATION: 7200}}, "at most 3600 seconds"),
     ],
 )
 async def test_bad_resource_limits_are_refused(

@@ -492,3 +492,58 @@ def test_status_and_metrics_show_each_resource_and_its_pause() -> None:
     ):
         line = f'runnerscale_github_{family}{{credential="token",resource="{REGISTRATION}"}}'
         assert f"{line} {value:.1f}" in metrics
+
+
+# -- registrations paced by their own budget (counted as sent)
+
+
+async def test_registrations_wait_for_the_reset_once_our_count_spends_the_budget() -> None:
+    clock = FakeClock()
+    budget = budget_at(clock)
+    budget.record(headers(3, limit=10, reset=T0 + 60, resource=REGISTRATION))
+    for _ in range(3):  # sent: their answers are not back yet
+        assert await budget.wait_if_paused(REGISTRATION) == 0.0
+        budget.count("generate-jitconfig")
+    assert budget.left(REGISTRATION) == 0
+    assert budget.spent_wait(REGISTRATION) == 60 + RESET_MARGIN
+    # An answer to one of them gives nothing back; the status shows GitHub's word.
+    budget.record(headers(2, limit=10, reset=T0 + 60, resource=REGISTRATION))
+    assert budget.left(REGISTRATION) == 0
+    assert budget.resources[REGISTRATION].remaining == 2
+    assert await budget.wait_if_paused(REGISTRATION) == 60 + RESET_MARGIN
+    assert clock.sleeps == [60 + RESET_MARGIN]
+    assert budget.held[REGISTRATION] == 1
+    # The window is over: nothing is known of the next one until GitHub answers.
+    assert budget.left(REGISTRATION) is None
+    assert await budget.wait_if_paused(REGISTRATION) == 0.0
+    budget.count("generate-jitconfig")
+    budget.record(headers(9, limit=10, reset=T0 + 120, resource=REGISTRATION))
+    assert budget.left(REGISTRATION) == 9
+
+
+async def test_a_spent_registration_budget_holds_nothing_else() -> None:
+    clock = FakeClock()
+    budget = budget_at(clock)
+    budget.record(headers(0, limit=10, reset=T0 + 60, resource=REGISTRATION))
+    budget.record(headers(1, reset=T0 + 60))
+    for _ in range(3):  # core is left to GitHub's answers (its 304s are free)
+        budget.count("list-runners")
+    assert budget.spent_wait(CORE) == 0.0
+    assert await budget.wait_if_paused(budget.resource_for("list-runners")) == 0.0
+    assert clock.sleeps == []
+    # A GitHub that charges registrations to core: they are not counted apart either.
+    budget.learn("generate-jitconfig", headers(4000, resource=CORE))
+    assert await budget.wait_if_paused(budget.resource_for("generate-jitconfig")) == 0.0
+
+
+def test_registrations_count_from_the_lowest_word_of_the_window() -> None:
+    budget = ApiBudget(lambda: T0)
+    assert budget.left(REGISTRATION) is None  # nothing known: the first calls go
+    budget.count("generate-jitconfig")
+    budget.record(headers(5, limit=10, reset=T0 + 60, resource=REGISTRATION))
+    budget.count("generate-jitconfig")
+    budget.count("generate-jitconfig")
+    assert budget.left(REGISTRATION) == 3
+    # Another client of the same credential spent more: GitHub's lower word wins.
+    budget.record(headers(1, limit=10, reset=T0 + 60, resource=REGISTRATION))
+    assert budget.left(REGISTRATION) == 1

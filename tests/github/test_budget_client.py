@@ -14,7 +14,7 @@ import pytest
 from runnerscale.controller.loops import Status
 from runnerscale.fakegithub.faults import FaultPlan, RateLimitFaults
 from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
-from runnerscale.github.budget import CORE, REGISTRATION, resource_of
+from runnerscale.github.budget import CORE, REGISTRATION, RESET_MARGIN, resource_of
 from runnerscale.github.client import MAX_CONCURRENT_REQUESTS, GitHubClient
 from runnerscale.metrics import Metrics
 from runnerscale.model import Target
@@ -210,3 +210,38 @@ async def test_at_most_a_few_dozen_requests_are_in_flight(simulator: SimulatorSe
     await asyncio.gather(*(client.get_job("acme/app", 1) for _ in range(100)))
     assert transport.peak == MAX_CONCURRENT_REQUESTS
     await transport.close_for_good()
+
+
+async def test_registrations_beyond_the_budget_wait_for_its_reset_instead_of_failing() -> None:
+    clock = virtual_clock()
+    async with SimulatorServer(SimulatorOptions(tokens=(TOKEN,)), clock) as simulator:
+        simulator.simulator.world.ensure_repo("acme/app")
+        simulator.simulator.set_faults(
+            FaultPlan(
+                rate_limit=RateLimitFaults(limits={REGISTRATION: 3}, windows={REGISTRATION: 60})
+            )
+        )
+        statuses = simulator.simulator.stats.statuses["actions/generate-runner-jitconfig-for-repo"]
+        # Time moves only when the test says: the waits sleep on the virtual clock.
+        client = GitHubClient(simulator.url, TOKEN, clock=clock.now, sleep=clock.sleep)
+        began = clock.now()
+        await client.generate_jitconfig(REPO, "rs-first", LABELS)  # the budget is known
+        names = [f"rs-ramp-{index}" for index in range(4)]
+        ramp = asyncio.gather(*(client.generate_jitconfig(REPO, name, LABELS) for name in names))
+        budget = client.budget.of("token")
+        for _ in range(500):  # two go at once, two wait for the reset
+            if statuses[201] == 3 and budget.held[REGISTRATION] == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert dict(statuses) == {201: 3}  # none was sent to be refused
+        assert budget.held[REGISTRATION] == 2
+        assert budget.spent_wait(REGISTRATION) == 60 + RESET_MARGIN
+        # Polling does not wait for it.
+        assert [runner.name for runner in await client.list_runners(REPO)] == [
+            "rs-first",
+            "rs-ramp-0",
+            "rs-ramp-1",
+        ]
+        clock.advance(began + 60 + RESET_MARGIN - clock.now())
+        await ramp
+        assert dict(statuses) == {201: 5}

@@ -134,11 +134,13 @@ class Ledger:
 
     def put_in_force(self, plan: FaultPlan) -> None:
         """Put a fault plan in force; it replaces the previous one entirely (its rate-limit
-        part included: limits, an exhausted primary budget, a secondary limit from now)."""
+        part included: limits, windows, an exhausted primary budget, a secondary limit from
+        now)."""
         self.faults.replace(plan)
         limits = plan.rate_limit
         now = self.now()
         self.rate_limits.set_limits(limits.resource_limits())
+        self.rate_limits.set_windows(limits.windows)
         if limits.exhaust_primary:
             self.rate_limits.exhaust_all(now)
         else:

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from runnerscale.fakegithub.ratelimit import CORE, check_limits
+from runnerscale.fakegithub.ratelimit import CORE, check_limits, check_windows
 
 
 class _Strict(BaseModel):
@@ -39,15 +39,26 @@ class RateLimitFaults(_Strict):
     #: The hourly ``core`` budget per credential (GitHub: 5,000 for a PAT or an App
     #: installation).
     limit: int | None = Field(None, ge=1)
-    #: Hourly budgets of other resources by name, e.g. ``{"actions_runner_registration": 2}``
-    #: (default: the figures of GitHub's published ``GET /rate_limit`` example).
+    #: Budgets of other resources by name, per window (an hour unless ``windows`` says),
+    #: e.g. ``{"actions_runner_registration": 2}`` (default: the figures of GitHub's
+    #: published ``GET /rate_limit`` example).
     limits: dict[str, int] = Field(default_factory=dict)
+    #: Seconds of a resource's window by name (default: an hour), e.g.
+    #: ``{"actions_runner_registration": 300}`` with a limit of 1,500: the Actions limits
+    #: page's "1500 runners / 5 minutes".
+    windows: dict[str, float] = Field(default_factory=dict)
 
     @field_validator("limits")
     @classmethod
     def _known_resources(cls, limits: dict[str, int]) -> dict[str, int]:
         check_limits(limits)
         return limits
+
+    @field_validator("windows")
+    @classmethod
+    def _known_windows(cls, windows: dict[str, float]) -> dict[str, float]:
+        check_windows(windows)
+        return windows
 
     @model_validator(mode="after")
     def _core_once(self) -> RateLimitFaults:

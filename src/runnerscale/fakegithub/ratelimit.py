@@ -11,11 +11,15 @@ Registering runners has a resource of its own, ``actions_runner_registration``. 
 not say which operations are charged to it; the simulator charges the registration-token,
 remove-token and JIT-config operations (:data:`RUNNER_REGISTRATION_OPERATIONS`), a named
 assumption documented in ``docs/simulator.md``.
+
+Every window is an hour unless told otherwise (:meth:`RateLimits.set_windows`): GitHub's
+Actions limits page also documents runner registrations as "1500 runners / 5 minutes", a
+shorter window, and a benchmark needs a registration budget that binds within a minute.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 WINDOW_SECONDS = 3600.0
@@ -71,16 +75,33 @@ def resource_for(operation_id: str) -> str:
     return RUNNER_REGISTRATION if operation_id in RUNNER_REGISTRATION_OPERATIONS else CORE
 
 
-def check_limits(limits: Mapping[str, int]) -> None:
-    """Refuse a limit for a resource GitHub does not have, or one below 1."""
-    for resource, limit in limits.items():
+def _check_resources(resources: Iterable[str]) -> None:
+    for resource in resources:
         if resource not in RESOURCE_LIMITS:
             raise ValueError(
                 f"unknown rate-limit resource {resource!r}: GitHub's are "
                 f"{', '.join(sorted(RESOURCE_LIMITS))}"
             )
+
+
+def check_limits(limits: Mapping[str, int]) -> None:
+    """Refuse a limit for a resource GitHub does not have, or one below 1."""
+    _check_resources(limits)
+    for resource, limit in limits.items():
         if limit < 1:
             raise ValueError(f"the {resource} limit must be at least 1, got {limit}")
+
+
+def check_windows(windows: Mapping[str, float]) -> None:
+    """Refuse a window for a resource GitHub does not have, or one not above 0 (or longer
+    than an hour: GitHub's longest)."""
+    _check_resources(windows)
+    for resource, seconds in windows.items():
+        if not 0 < seconds <= WINDOW_SECONDS:
+            raise ValueError(
+                f"the {resource} window must be above 0 and at most {WINDOW_SECONDS:.0f} "
+                f"seconds, got {seconds}"
+            )
 
 
 @dataclass
@@ -107,8 +128,10 @@ class RateLimits:
     """Buckets keyed by (identity, resource); a bucket's window starts at its first request."""
 
     def __init__(self) -> None:
-        #: An authenticated credential's hourly limit, by resource.
+        #: An authenticated credential's limit per window, by resource.
         self.limits = dict(RESOURCE_LIMITS)
+        #: Seconds of a resource's window when not an hour (:data:`WINDOW_SECONDS`).
+        self.windows: dict[str, float] = {}
         self._buckets: dict[tuple[str, str], Bucket] = {}
         self.secondary_until = 0.0
         self.secondary_retry_after = 60
@@ -125,7 +148,8 @@ class RateLimits:
         if bucket is None or now >= bucket.reset:
             limit = self._limit(identity, resource)
             spent = limit if now < self._exhausted_until else 0
-            bucket = Bucket(limit=limit, used=spent, reset=now + WINDOW_SECONDS)
+            window = self.windows.get(resource, WINDOW_SECONDS)
+            bucket = Bucket(limit=limit, used=spent, reset=now + window)
             self._buckets[key] = bucket
         return bucket
 
@@ -163,6 +187,12 @@ class RateLimits:
         self.limits = {**RESOURCE_LIMITS, **limits}
         for (identity, resource), bucket in self._buckets.items():
             bucket.limit = self._limit(identity, resource)
+
+    def set_windows(self, windows: Mapping[str, float]) -> None:
+        """Put these windows in force (seconds, by resource); a resource not named gets an
+        hour. A window in use keeps its reset; the next one is the new length."""
+        check_windows(windows)
+        self.windows = dict(windows)
 
     def secondary_active(self, now: float) -> int | None:
         """Seconds to wait when a secondary limit is in force, else None."""

@@ -28,6 +28,11 @@ and the simulation all share one tested set of rules:
   budget with ``x-ratelimit-reset``) into a pause of the resource, and
   :meth:`ApiBudget.wait_if_paused`, called before every request on that resource, makes each
   affected call wait instead of hammering GitHub.
+* Registering runners is paced by its own budget: each registration counts its unit as it is
+  sent (:data:`SPENT_AS_SENT`), and once none is left by that count, the next ones wait for
+  the window's reset (:meth:`ApiBudget.spent_wait`) rather than being refused one by one.
+  A ramp then runs at the registration budget's pace, and only registrations wait: polls and
+  decisions go on.
 Elsewhere, because a piece made for the job exists there: other failures are backed off by
 the controller's loops (``Controller.failure_delay``: exponential, with jitter), and requests
 in flight are capped by githubkit's throttler (``client.MAX_CONCURRENT_REQUESTS``).
@@ -75,6 +80,13 @@ OPERATION_RESOURCES: Mapping[str, str] = MappingProxyType(
         "create-remove-token": REGISTRATION,
     }
 )
+#: Resources whose every call is charged, whatever it answers (writes only: registering
+#: runners), so a call's unit is counted as spent when it is sent (:meth:`ApiBudget.count`):
+#: a ramp's concurrent creations stop where the budget ends and wait for its reset
+#: (:meth:`ApiBudget.wait_if_paused`), instead of each earning a refusal (a failed runner and
+#: its pool's backoff). ``core`` is left to GitHub's answers: its 304s are free, and polling
+#: is paced by :meth:`ApiBudget.poll_interval`.
+SPENT_AS_SENT: frozenset[str] = frozenset({REGISTRATION})
 #: The credentials of :class:`Budgets` besides installations (``installation ID``).
 TOKEN_CREDENTIAL = "token"  # noqa: S105 - a name, not a secret
 APP_CREDENTIAL = "app"
@@ -200,6 +212,11 @@ class ApiBudget:
         self.pauses: dict[str, float] = {}
         #: Pauses imposed by GitHub, by resource.
         self.paused: Counter[str] = Counter()
+        #: For a resource of :data:`SPENT_AS_SENT`: its window (reset) and what is left of it
+        #: by our own count (GitHub's last word less the calls sent since).
+        self._left: dict[str, tuple[float, int]] = {}
+        #: Waits for a budget spent by our own count, by resource (:meth:`spent_wait`).
+        self.held: Counter[str] = Counter()
         #: The last interval :meth:`poll_interval` returned, and its ratio to ``base``.
         self.interval = 0.0
         self.factor = 1.0
@@ -258,6 +275,36 @@ class ApiBudget:
         self.calls[operation] += 1
         if _POLLING.get():
             self.polled += 1
+        resource = self.resource_for(operation)
+        if resource in SPENT_AS_SENT:
+            left = self.left(resource)
+            bucket = self.resources.get(resource)
+            if left is not None and bucket is not None:
+                self._left[resource] = (bucket.reset, left - 1)
+
+    def left(self, resource: str, now: float | None = None) -> int | None:
+        """What is left of ``resource``'s budget in its running window: GitHub's last word,
+        less the calls sent since on a resource of :data:`SPENT_AS_SENT` (their answers may
+        not be back yet). None when no window is known to be running."""
+        bucket = self.resources.get(resource)
+        now = self._clock() if now is None else now
+        if bucket is None or bucket.reset <= now:
+            return None
+        reset, left = self._left.get(resource, (bucket.reset, bucket.remaining))
+        return min(left, bucket.remaining) if reset == bucket.reset else bucket.remaining
+
+    def spent_wait(self, resource: str, now: float | None = None) -> float:
+        """Seconds a call on ``resource`` (of :data:`SPENT_AS_SENT`) waits because our own
+        count says its budget is spent: until the window resets, plus :data:`RESET_MARGIN`
+        (``x-ratelimit-reset`` is whole seconds, and GitHub's clock is not ours). 0.0 when
+        something is left, when no window is known, or for another resource."""
+        if resource not in SPENT_AS_SENT:
+            return 0.0
+        now = self._clock() if now is None else now
+        left = self.left(resource, now)
+        if left is None or left > 0:
+            return 0.0
+        return self.resources[resource].reset + RESET_MARGIN - now
 
     def count_not_modified(self, operation: str) -> None:
         """One conditional request of ``operation`` answered 304: it cost nothing."""
@@ -401,13 +448,22 @@ class ApiBudget:
         return max(0.0, self.paused_until(resource) - now)
 
     async def wait_if_paused(self, resource: str = CORE) -> float:
-        """Sleep while ``resource`` is paused (a pause extended meanwhile is waited out too).
-        Call it before every request. Returns the seconds waited (by the injected clock)."""
+        """Sleep while ``resource`` is paused (a pause extended meanwhile is waited out too),
+        or while its budget is spent by our own count (:meth:`spent_wait`: registering
+        runners waits for the reset instead of being refused). Call it before every request,
+        and :meth:`count` right after it returns. Returns the seconds waited (by the injected
+        clock)."""
         waited = 0.0
-        while (seconds := self.pause_remaining(resource)) > 0:
+        while True:
+            paused = self.pause_remaining(resource)
+            spent = self.spent_wait(resource)
+            if paused <= 0 and spent <= 0:
+                return waited
+            if spent > paused:
+                self.held[resource] += 1
+            seconds = max(paused, spent)
             await self._sleep(seconds)
             waited += seconds
-        return waited
 
 
 class Budgets:
