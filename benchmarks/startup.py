@@ -10,15 +10,25 @@ cases, alternating run by run: a **fresh** state (no database: it is created) an
 under ``python -X importtime``, whose slowest imports (cumulative, top-level packages and the
 slowest modules) say where the import time goes.
 
+The code started is a copy of each checkout's ``src`` (without its ``__pycache__``) in the
+scratch directory, compiled ahead of the runs as ``pip install`` compiles an installed package
+(``--bytecode source``: not compiled, so each start compiles runnerscale's modules again, as
+a checkout run with ``PYTHONDONTWRITEBYTECODE=1`` and no cache does); every start runs with
+``PYTHONDONTWRITEBYTECODE=1``, so none writes a cache a later one would use, and nothing is
+written into a checkout. The installed libraries' bytecode is the virtual environment's own
+(compiled when pip installed them).
+
 Target (issue 18): under 1 s to healthy.
 
-    .venv/bin/python benchmarks/startup.py [--runs 10] [--out benchmarks/startup.md]
+    .venv/bin/python benchmarks/startup.py [--runs 10] [--baseline SRC] [--bytecode source]
+        [--out benchmarks/startup.md]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
 import os
 import shutil
 import signal
@@ -40,6 +50,9 @@ from tests.e2e.harness import ENV, TOKEN, free_port, write_config
 from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
 
 CASES = ("fresh", "existing")
+#: How the started code's bytecode is had: compiled ahead (an installed package's case), or
+#: compiled by every start (a checkout without a cache, run with PYTHONDONTWRITEBYTECODE=1).
+BYTECODE = ("compiled", "source")
 #: Runs ``runnerscale run`` with a mark at each phase of its start.
 PHASES = ROOT / "benchmarks" / "startup_phases.py"
 #: Starts per source whose phases are measured (medians).
@@ -51,12 +64,21 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 @dataclass
 class Sample:
     wall: float
+    #: The daemon's user + system CPU seconds by its first healthy answer.
     cpu: float
+    #: This process's (the simulator's and the polling's) CPU seconds meanwhile: what
+    #: competed with the daemon for the cores.
+    poller_cpu: float = 0.0
+    #: Seconds the daemon was ready to run but waited for a core (``/proc/PID/schedstat``):
+    #: the rest of ``wall - cpu`` it spent blocked (files, the network, the simulator).
+    runnable: float = 0.0
 
 
 @dataclass
 class Outcome:
     runs: int
+    #: One of :data:`BYTECODE`.
+    bytecode: str
     #: The code started, by label: this checkout's, and the baseline's when given.
     sources: dict[str, Path]
     #: Samples by (source label, state case).
@@ -70,18 +92,51 @@ class Outcome:
 
 
 def environment(directory: Path, src: Path) -> dict[str, str]:
+    """A start's environment: ``src``'s code, and no bytecode written (each start alike)."""
     return {
         "PATH": "/usr/bin:/bin",
         "PYTHONPATH": str(src),
+        "PYTHONDONTWRITEBYTECODE": "1",
         "HOME": str(directory),
         **ENV,
     }
 
 
+def prepare_source(src: Path, into: Path, bytecode: str) -> Path:
+    """A copy of the checkout's ``src`` at ``into``, without its ``__pycache__``, compiled
+    ahead when ``bytecode`` is ``compiled`` (as ``pip install`` compiles a package): every
+    start of it then loads the same files, whatever cache the checkout holds or lacks."""
+    shutil.copytree(src, into, ignore=shutil.ignore_patterns("__pycache__"))
+    if bytecode == "compiled" and not compileall.compile_dir(into, quiet=1):
+        raise RuntimeError(f"{src} does not compile")
+    return into
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` so far."""
+    """User + system CPU time of process ``pid`` so far (its own: it starts no child)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+async def listening(port: int) -> bool:
+    """Whether something accepts connections on ``port``: a bare connection, far cheaper than
+    an HTTP request, so that waiting for the daemon takes little of the cores it needs."""
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    writer.close()
+    await writer.wait_closed()
+    return True
+
+
+def runnable_seconds(pid: int) -> float:
+    """Seconds process ``pid``'s main thread has waited on a run queue so far (0 where the
+    kernel keeps no scheduler statistics)."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 async def start_once(
@@ -95,7 +150,7 @@ async def start_once(
     """Start the daemon, wait for a healthy ``/healthz``, stop it; its wall and CPU time."""
     url = f"http://127.0.0.1:{port}/healthz"
     with (stderr or Path(os.devnull)).open("wb") as errors:
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             *python_flags,
@@ -114,9 +169,11 @@ async def start_once(
                 if process.returncode is not None:
                     raise RuntimeError(f"the daemon ended with {process.returncode} at start")
                 try:
-                    if (await client.get(url)).status_code == 200:
+                    if await listening(port) and (await client.get(url)).status_code == 200:
                         wall = time.perf_counter() - began
-                        return Sample(wall=wall, cpu=cpu_seconds(process.pid))
+                        poller = time.process_time() - began_cpu
+                        pid = process.pid
+                        return Sample(wall, cpu_seconds(pid), poller, runnable_seconds(pid))
                 except httpx.TransportError:
                     pass
                 await asyncio.sleep(0.005)
@@ -159,15 +216,21 @@ async def run(
     runs: int,
     directory: Path,
     baseline: Path | None = None,
+    *,
     top: int = 15,
     phase_runs: int = PHASE_RUNS,
+    bytecode: str = "compiled",
 ) -> Outcome:
     """``runs`` starts per case, alternating the cases (and this checkout with ``baseline``,
     another checkout's ``src``, when given: ratios taken side by side)."""
     sources = {"this": ROOT / "src"}
     if baseline is not None:
         sources["baseline"] = baseline
-    outcome = Outcome(runs=runs, sources=sources)
+    outcome = Outcome(runs=runs, bytecode=bytecode, sources=sources)
+    started = {
+        label: prepare_source(src, directory / "code" / label, bytecode)
+        for label, src in sources.items()
+    }
     options = SimulatorOptions(tokens=(TOKEN,))
     async with SimulatorServer(options) as simulator:
         simulator.simulator.world.ensure_repo("acme/app")
@@ -175,19 +238,20 @@ async def run(
         # One local pool with no runner wanted (min_idle 0), SQLite state under ``directory``.
         config = write_config(directory, simulator.url, port=port, poll_interval="1h")
         state = directory / "state"
-        for src in sources.values():  # warm the file cache and create the state once
+        for src in started.values():  # warm the file cache and create the state once
             await start_once(config, port, src=src)
         for _ in range(runs):
-            for label, src in sources.items():
+            for label, src in started.items():
                 for case in CASES:
                     if case == "fresh":
                         shutil.rmtree(state, ignore_errors=True)
                     sample = await start_once(config, port, src=src)
                     outcome.samples[label, case].append(sample)
-        for label, src in sources.items():
+        for label, src in started.items():
             outcome.phases[label] = await phases(config, port, src, directory, phase_runs)
         log = directory / "importtime.log"
-        await start_once(config, port, python_flags=("-X", "importtime"), stderr=log)
+        flags = ("-X", "importtime")
+        await start_once(config, port, src=started["this"], python_flags=flags, stderr=log)
         outcome.imports, outcome.packages = slowest_imports(log, top)
     return outcome
 
@@ -222,17 +286,25 @@ def render(outcome: Outcome, command: str) -> str:
         f"{outcome.runs} runs per case (alternating), {os.cpu_count()} cores, "
         f"Python {sys.version.split()[0]}; load average at the end "
         f"{' / '.join(f'{load:.1f}' for load in os.getloadavg())} (other work on the machine "
-        "stretches the wall time, hardly the CPU time).",
+        "stretches the wall time, hardly the CPU time). Bytecode: "
+        + (
+            "compiled ahead, as an installed package's."
+            if outcome.bytecode == "compiled"
+            else "none cached: every start compiles runnerscale's modules."
+        ),
         "",
-        "| code | state | wall median (s) | wall min (s) | CPU median (s) | CPU min (s) |",
-        "|---|---|---:|---:|---:|---:|",
+        "| code | state | wall median (s) | wall min (s) | CPU median (s) | CPU min (s) "
+        "| waiting for a core, median (s) | benchmark's CPU meanwhile, median (s) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for (label, case), samples in outcome.samples.items():
         walls = [sample.wall for sample in samples]
         cpus = [sample.cpu for sample in samples]
+        runnable = statistics.median(sample.runnable for sample in samples)
+        poller = statistics.median(sample.poller_cpu for sample in samples)
         lines.append(
             f"| {label} | {case} | {statistics.median(walls):.3f} | {min(walls):.3f} | "
-            f"{statistics.median(cpus):.3f} | {min(cpus):.3f} |"
+            f"{statistics.median(cpus):.3f} | {min(cpus):.3f} | {runnable:.3f} | {poller:.3f} |"
         )
     if "baseline" in outcome.sources:
         lines += ["", f"Baseline: `{outcome.sources['baseline']}`.", ""]
@@ -270,12 +342,22 @@ def main() -> None:
     parser.add_argument(
         "--baseline", type=Path, default=None, help="another checkout's src, started alternately"
     )
+    parser.add_argument(
+        "--bytecode",
+        choices=BYTECODE,
+        default="compiled",
+        help="compiled: ahead, as pip installs a package; source: compiled by every start",
+    )
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="rs-startup-") as scratch:
-        outcome = asyncio.run(run(arguments.runs, Path(scratch), arguments.baseline))
+        outcome = asyncio.run(
+            run(arguments.runs, Path(scratch), arguments.baseline, bytecode=arguments.bytecode)
+        )
     command = f"python benchmarks/startup.py --runs {arguments.runs}"
     if arguments.baseline is not None:
         command += f" --baseline {arguments.baseline}"
+    if arguments.bytecode != "compiled":
+        command += f" --bytecode {arguments.bytecode}"
     text = render(outcome, command)
     print(text)
     if arguments.out is not None:

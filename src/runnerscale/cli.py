@@ -8,22 +8,25 @@ it runs: ``sim-runner`` is started once per runner and must not pay for the daem
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
 import signal
 import sys
+import types
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
 from runnerscale import __version__
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from runnerscale.config.problems import Problem
     from runnerscale.config.schema import Config, ControlConfig
     from runnerscale.fakegithub.faults import FaultPlan
@@ -35,6 +38,27 @@ if TYPE_CHECKING:
     from runnerscale.service.layout import Layout
     from runnerscale.zeroconfig.decide import Request
 
+
+def _httpx_cli_unloaded() -> None:
+    """Where httpx's command line would be: it is not loaded in runnerscale's process."""
+    raise SystemExit("httpx's command line is not loaded in runnerscale: run the httpx command")
+
+
+def _skip_httpx_cli() -> None:
+    """httpx imports its own command line (``httpx._main``: click, rich's progress bars and
+    syntax highlighting, pygments' lexers) whenever those are installed, and typer's
+    dependencies install them: tens of milliseconds of every daemon start, for a command
+    runnerscale never runs. A stand-in registered before httpx is first imported takes its
+    place; nothing else of httpx changes. Done here, by the program, not by the library's
+    modules: a process that imported httpx first keeps it whole."""
+    if "httpx" not in sys.modules:
+        stand_in = types.ModuleType("httpx._main", "httpx's command line, not loaded (runnerscale)")
+        stand_in.main = _httpx_cli_unloaded  # type: ignore[attr-defined]
+        sys.modules.setdefault("httpx._main", stand_in)
+
+
+_skip_httpx_cli()
+
 app = typer.Typer(
     name="runnerscale",
     help="Autoscaler for GitHub Actions self-hosted runners, with a GitHub simulator.",
@@ -42,11 +66,24 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
+
+
+def _console(**options: Any) -> Console:
+    """A rich console; rich is imported when a command prints with one (``run`` does not on a
+    good start: it is not loaded before ``/healthz``)."""
+    from rich.console import Console
+
+    return Console(**options)
+
+
+@functools.cache
+def _err() -> Console:
+    """The console of error messages, on standard error."""
+    return _console(stderr=True)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    _err().print(f"[bold red]error:[/] {message}", highlight=False)
     return typer.Exit(code)
 
 
@@ -336,14 +373,14 @@ async def _serve_simulator(options: SimulatorOptions) -> None:
 
     server = SimulatorServer(options)
     await server.start()
-    err.print(
+    _err().print(
         f"fake GitHub listening on [bold]{server.url}[/] "
         f"(control API: {server.url}/_sim/, stop with Ctrl-C)",
         highlight=False,
         soft_wrap=True,
     )
     for line in _layout_lines(server.url, options.tls):
-        err.print(line, highlight=False, soft_wrap=True)
+        _err().print(line, highlight=False, soft_wrap=True)
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -764,9 +801,9 @@ def status(
         if as_json:
             typer.echo(json.dumps(read(), indent=2))
         elif watch:
-            watch_status(read, interval, Console(), unavailable=(ControlClientError,))
+            watch_status(read, interval, _console(), unavailable=(ControlClientError,))
         else:
-            print_status(Console(), read(), time.time())
+            print_status(_console(), read(), time.time())
     except ControlClientError as error:
         raise fail(str(error), code=1) from None
 
@@ -791,7 +828,7 @@ def dashboard(
 
     def announce(relay: Dashboard) -> None:
         port = relay.port
-        err.print(
+        _err().print(
             "runnerscale dashboard: the daemon's status page, read-only, for a browser on this "
             f"machine (from another: ssh -L {port}:127.0.0.1:{port} THIS-HOST); open this link, "
             "whose key works until this stops (Ctrl-C):",
@@ -1091,7 +1128,7 @@ def hosts_check(config: ConfigOption, pool: PoolOption = None) -> None:
     from runnerscale.hosts.show import check_table
 
     reports = asyncio.run(check_fleet(_fleet(config, pool)))
-    Console(width=max(Console().width, 160)).print(check_table(reports))
+    _console(width=max(_console().width, 160)).print(check_table(reports))
     if not all(report.usable for report in reports):
         raise typer.Exit(1)
 
@@ -1166,7 +1203,7 @@ def hosts_bootstrap(
         runner_tarball=runner_tarball,
     )
     outcomes = asyncio.run(bootstrap_fleet(nodes, options))
-    console = Console(width=max(Console().width, 160), highlight=False)
+    console = _console(width=max(_console().width, 160), highlight=False)
     for line in bootstrap_lines(outcomes):
         console.print(line)
     if monitoring:
@@ -1187,7 +1224,7 @@ def demo(
     from runnerscale.logs import setup_logging
 
     setup_logging("info" if verbose else "error")
-    raise typer.Exit(asyncio.run(run_demo(Console())))
+    raise typer.Exit(asyncio.run(run_demo(_console())))
 
 
 # ---------------------------------------------------------------------- simulation
@@ -1309,7 +1346,8 @@ def simulate(
     rows = [(result.result.policy, result.result.figures)]
     rows += [(p.policy, p.figures) for p in result.compared]
     rows.append(("lower bound", result.limit))
-    wide = Console(width=None if sys.stdout.isatty() else 220)  # files and pipes get the full table
+    # Files and pipes get the full table.
+    wide = _console(width=None if sys.stdout.isatty() else 220)
     wide.print(comparison_table(rows, title=f"{trace.name} with {config.name}"))
     for name, figures in rows:  # which pool made each policy's waits and cost
         if figures.pools:
@@ -1353,7 +1391,7 @@ def _progress_bars() -> Iterator[Callable[[str, float], None]]:
     done, so that only the tables stay."""
     from rich.progress import Progress
 
-    with Progress(console=Console(stderr=True), transient=True) as bar:
+    with Progress(console=_console(stderr=True), transient=True) as bar:
         tasks: dict[str, Any] = {}
 
         def progress(name: str, fraction: float) -> None:
@@ -1527,7 +1565,7 @@ def _run_sweep(
         )
     points = []
     combinations = list(itertools.product(*(options for _, options in grid)))
-    with Progress(console=Console(stderr=True), transient=True) as bar:
+    with Progress(console=_console(stderr=True), transient=True) as bar:
         task = bar.add_task(f"sweeping {len(combinations)} settings", total=len(combinations))
         for combination in combinations:
             values = dict(zip((key for key, _ in grid), combination, strict=True))
@@ -1550,7 +1588,7 @@ def _run_sweep(
             )
             points.append((values, result.figures))
             bar.advance(task)
-    wide = Console(width=None if sys.stdout.isatty() else 220)
+    wide = _console(width=None if sys.stdout.isatty() else 220)
     wide.print(sweep_table(points, title=f"{trace_name}: queue wait against cost"))
 
 
@@ -1586,7 +1624,7 @@ def _run_demand_sources(
             )
         )
     rows = [(result.policy, result.figures) for result in comparison.results]
-    wide = Console(width=None if sys.stdout.isatty() else 220)
+    wide = _console(width=None if sys.stdout.isatty() else 220)
     wide.print(demand_table(rows, title=f"{title}: demand sources"))
     for variant, reason in comparison.skipped.items():
         typer.echo(f"skipped {variant}: {reason}")
@@ -1634,7 +1672,7 @@ def trace_export(
     except ValueError as error:
         raise fail(str(error)) from None
     client = GitHub(token, base_url=api_url.rstrip("/") + "/", auto_retry=False, http_cache=False)
-    with Progress(console=Console(stderr=True), transient=True) as bar:
+    with Progress(console=_console(stderr=True), transient=True) as bar:
         task = bar.add_task(f"reading {repo}", total=None)
 
         def progress(done: int, total: int) -> None:

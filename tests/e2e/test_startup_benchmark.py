@@ -18,6 +18,8 @@ async def test_one_start_per_case_reaches_a_healthy_daemon_and_is_reported(
     for case in CASES:
         (sample,) = outcome.samples["this", case]
         assert 0 < sample.cpu < sample.wall + 1
+        assert 0 <= sample.runnable < sample.wall
+        assert sample.poller_cpu >= 0
     assert (tmp_path / "state" / "state.db").is_file()
     assert any(name.startswith("runnerscale") for name, _ in outcome.imports)
     marked = [name for name, _, _ in outcome.phases["this"]]
@@ -27,3 +29,6 @@ async def test_one_start_per_case_reaches_a_healthy_daemon_and_is_reported(
     text = render(outcome, "python benchmarks/startup.py --runs 1")
     assert "| this | fresh |" in text
     assert "| this | existing |" in text
+    assert "Bytecode: compiled ahead" in text
+    # The code started is a copy, compiled ahead.
+    assert (tmp_path / "code" / "this" / "runnerscale" / "__pycache__").is_dir()
