@@ -27,21 +27,6 @@ def test_importing_the_command_loads_nothing_heavy() -> None:
     assert ran.stdout.strip() == "[]"
 
 
-def test_the_daemon_loads_no_terminal_formatting() -> None:
-    """rich is for the commands that print tables, and httpx's own command line (which would
-    bring rich and pygments with it) is left out: the daemon's start loads neither."""
-    program = (
-        "import sys\n"
-        "import runnerscale.cli\n"
-        "import runnerscale.daemon\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'rich', 'pygments'}))\n"
-    )
-    ran = subprocess.run(
-        [sys.executable, "-c", program], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert ran.stdout.strip() == "[]"
-
-
 def test_help_lists_every_command() -> None:
     result = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output

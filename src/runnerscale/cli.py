@@ -14,7 +14,6 @@ import logging
 import os
 import signal
 import sys
-import types
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,26 +37,6 @@ if TYPE_CHECKING:
     from runnerscale.service.layout import Layout
     from runnerscale.zeroconfig.decide import Request
 
-
-def _httpx_cli_unloaded() -> None:
-    """Where httpx's command line would be: it is not loaded in runnerscale's process."""
-    raise SystemExit("httpx's command line is not loaded in runnerscale: run the httpx command")
-
-
-def _skip_httpx_cli() -> None:
-    """httpx imports its own command line (``httpx._main``: click, rich's progress bars and
-    syntax highlighting, pygments' lexers) whenever those are installed, and typer's
-    dependencies install them: tens of milliseconds of every daemon start, for a command
-    runnerscale never runs. A stand-in registered before httpx is first imported takes its
-    place; nothing else of httpx changes. Done here, by the program, not by the library's
-    modules: a process that imported httpx first keeps it whole."""
-    if "httpx" not in sys.modules:
-        stand_in = types.ModuleType("httpx._main", "httpx's command line, not loaded (runnerscale)")
-        stand_in.main = _httpx_cli_unloaded  # type: ignore[attr-defined]
-        sys.modules.setdefault("httpx._main", stand_in)
-
-
-_skip_httpx_cli()
 
 app = typer.Typer(
     name="runnerscale",
