@@ -15,6 +15,7 @@ from runnerscale.model import Job, JobState, Runner, RunnerState
 from runnerscale.protocols import Delivery, ObservedJob
 from runnerscale.store import SqlStore
 from runnerscale.store.view import ACTIVE_JOB_STATES, LIVE_RUNNER_STATES
+from tests.store.test_transitions import runner as a_runner
 
 ACTIVE = sorted(ACTIVE_JOB_STATES)
 LIVE = sorted(LIVE_RUNNER_STATES)
@@ -28,16 +29,8 @@ def observed(job_id: int, state: JobState = JobState.QUEUED, **fields: object) -
 
 
 def runner(name: str, state: RunnerState = RunnerState.PENDING, **fields: object) -> Runner:
-    made = Runner(
-        name=name,
-        pool="linux",
-        target="org:acme",
-        state=state,
-        created_at=1000.0,
-        state_since=1000.0,
-        labels=("linux", "x64"),
-    )
-    return replace(made, **fields)  # type: ignore[arg-type]
+    """A runner of the transitions' tests, ``pending`` unless said, with labels of its own."""
+    return a_runner(name, state=state, **{"labels": ("linux", "x64"), **fields})
 
 
 def in_sql(store: SqlStore) -> tuple[list[Job], list[Runner]]:
