@@ -340,10 +340,11 @@ class SqlStore:
                 changes = _Changes(session)
                 yield changes
                 generation = self._count_write(session)
-            # Ours follows the count the view was at: nobody else wrote in between.
+            changes.apply(self._view)
+            # Ours follows the count the view was at: nobody else wrote in between. (Said
+            # after the view has the change: a reader never takes it for current without.)
             known = self._generation
             self._generation = generation if known is not None and generation == known + 1 else None
-            changes.apply(self._view)
 
     def _count_write(self, session: Session) -> int:
         """Add this write to ``view_generation``; the count after it."""
