@@ -212,3 +212,28 @@ async def test_a_leader_that_cannot_start_gives_the_lock_back_and_tries_again(
     world.clock.advance(CHECK_INTERVAL)
     await until(lambda: world.controller.running, "the next try to lead")
     assert lock.holder == "b:2"
+
+
+async def test_taking_the_lead_rereads_the_store_first(
+    world: Rig, daemons: list[Succession]
+) -> None:
+    """``on_lead`` (the daemon's store rereading its view of the active rows) runs before the
+    loops start, each time the lead is taken."""
+    seen: list[bool] = []
+    lock = Lock(holder="other:1")
+    switch = Switch(lock, "b:2")
+    daemon = Succession(
+        switch,
+        world.controller,
+        world.clock,
+        controller_id="rs-test",
+        on_lead=lambda: seen.append(world.controller.running),
+    )
+    daemons.append(daemon)
+    await daemon.start()
+    await settle()
+    assert seen == []
+    lock.holder = None
+    world.clock.advance(CHECK_INTERVAL)
+    await until(lambda: world.controller.running, "the standby to lead")
+    assert seen == [False]

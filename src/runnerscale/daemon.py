@@ -394,7 +394,11 @@ class Daemon:
             if runtime.capped_by is not None:
                 log.warning("pool %s: max_runners %s", runtime.name, runtime.capped_by)
         succession = Succession(
-            open_leadership(url, instance_id()), controller, clock, controller_id=controller_id
+            open_leadership(url, instance_id()),
+            controller,
+            clock,
+            controller_id=controller_id,
+            on_lead=store.resync,
         )
         secret = github_config.webhook_secret
         http = DaemonHTTP(

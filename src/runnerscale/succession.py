@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
@@ -85,12 +86,16 @@ class Succession:
         *,
         controller_id: str,
         interval: float = CHECK_INTERVAL,
+        on_lead: Callable[[], None] | None = None,
     ) -> None:
         self.leadership = leadership
         self.controller = controller
         self.clock = clock
         self.controller_id = controller_id
         self.interval = interval
+        #: Run (in a thread) before the loops start on taking the lead: the daemon rereads its
+        #: store's view of the active rows, which a standby's writes did not keep.
+        self.on_lead = on_lead
         self.leading = False
         self.leader: Leader | None = None
         self._decided = False
@@ -177,6 +182,8 @@ class Succession:
                 return
         log.info("leadership: %s leads: starting the loops", instance)
         try:
+            if self.on_lead is not None:
+                await asyncio.to_thread(self.on_lead)
             await self.controller.start()
         except BaseException:
             await self.controller.stop()

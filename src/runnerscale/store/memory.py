@@ -19,22 +19,14 @@ from __future__ import annotations
 import heapq
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any
 
 from runnerscale.model import Job, JobLoss, JobState, Runner, RunnerState
 from runnerscale.protocols import Delivery, ObservedJob, Taken
 from runnerscale.store.observations import first_seen, merge_observation
 from runnerscale.store.sql import DELIVERY_TTL
 from runnerscale.store.transitions import checked_changes, expected_states
-
-Row = TypeVar("Row", Job, Runner)
-
-
-def _copy(row: Row) -> Row:
-    """A shallow copy of a stored row, so callers never change what is stored."""
-    fresh = object.__new__(type(row))
-    fresh.__dict__.update(row.__dict__)
-    return fresh
+from runnerscale.store.view import copy_row as _copy
 
 
 class MemoryStore:

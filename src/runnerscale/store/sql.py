@@ -21,6 +21,18 @@ Runner rows are never written whole once inserted: every change is a compare-and
 ``transition`` (see :mod:`runnerscale.store.transitions`), one ``UPDATE`` whose ``WHERE`` names
 the state the writer believes the row is in, so the database itself refuses a stale write (on
 Postgres too, where another daemon's transaction may run at the same time).
+
+The active jobs and the live runners are also kept in memory (:mod:`runnerscale.store.view`),
+so a reconcile tick reads them without SQL. The rule that keeps that view equal to the
+database: every write of this process to jobs or runners is applied to the view once its
+transaction has committed (a rolled-back one changes nothing), all such writes of the process
+one at a time, and each counts itself in the ``kv`` row ``view_generation`` (an increment in
+the same transaction). A read the view serves first reads that number: when it is not the one
+this process's own writes made it, another process (a standby's webhooks, another daemon, a
+CLI command) wrote meanwhile, and the view is reread whole (a row read by key then simply
+goes to SQL). It is also reread when :meth:`SqlStore.resync` is called (on taking the lead)
+and every :data:`RESYNC_INTERVAL` seconds, for writers that do not count themselves (an older
+version, a hand-made SQL change).
 """
 
 from __future__ import annotations
@@ -30,11 +42,13 @@ import dataclasses
 import functools
 import json
 import threading
+import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import (
+    BigInteger,
     Connection,
     Engine,
     Row,
@@ -60,11 +74,19 @@ from runnerscale.store.migrate import StateVersionError, bring_up_to_date
 from runnerscale.store.observations import first_seen, merge_observation
 from runnerscale.store.tables import DeliveryRow, JobLossRow, JobRow, KeyValueRow, RunnerRow
 from runnerscale.store.transitions import checked_changes, expected_states
+from runnerscale.store.view import ACTIVE_JOB_STATES, LIVE_RUNNER_STATES, ActiveView
 
 if TYPE_CHECKING:
     from sqlalchemy.dialects import postgresql
 
-__all__ = ["DELIVERY_TTL", "SqlStore", "StateVersionError", "engine_url", "open_store"]
+__all__ = [
+    "DELIVERY_TTL",
+    "RESYNC_INTERVAL",
+    "SqlStore",
+    "StateVersionError",
+    "engine_url",
+    "open_store",
+]
 
 #: How long a webhook delivery id is remembered (GitHub redelivers within hours, not days).
 DELIVERY_TTL: Final = 24 * 3600.0
@@ -76,6 +98,12 @@ _CHUNK: Final = 500
 _ROWS_PER_INSERT: Final = 500
 #: Marks the engine facade whose transactions write (SQLite: BEGIN IMMEDIATE).
 _WRITE_OPTION: Final = "runnerscale_write"
+#: Seconds between two rereads of the active view whatever the writes counted (a safety net
+#: for writers that do not count themselves; a reread at 10,000 runners costs about what one
+#: tick without the view did, so once a minute is under 1 % of a process's time).
+RESYNC_INTERVAL: Final = 60.0
+#: The ``kv`` row counting the writes to jobs and runners (see the module docstring).
+GENERATION_KEY: Final = "view_generation"
 
 
 def engine_url(url: str) -> URL:
@@ -165,10 +193,33 @@ def _labels(text: str) -> tuple[str, ...]:
     return tuple(json.loads(text))
 
 
+def _columns(table: type[JobRow | RunnerRow]) -> list[Any]:
+    """Every column, ``labels`` as its stored text (``labels_text``)."""
+    columns: list[Any] = [c for c in table.__table__.columns if c.name != "labels"]
+    return [*columns, cast(table.__table__.c.labels, Text).label("labels_text")]
+
+
 def _plain(table: type[JobRow | RunnerRow]) -> Select[Any]:
     """Every column as a plain row (no ORM entity), ``labels`` as its stored text."""
-    columns = [column for column in table.__table__.columns if column.name != "labels"]
-    return select(*columns, cast(table.__table__.c.labels, Text).label("labels_text"))
+    return select(*_columns(table))
+
+
+@dataclasses.dataclass
+class _Changes:
+    """What one write changed of the rows the view keeps, applied once it has committed."""
+
+    session: Session
+    jobs: list[Job] = dataclasses.field(default_factory=list)
+    pools: dict[int, str | None] = dataclasses.field(default_factory=dict)
+    runners: list[Runner] = dataclasses.field(default_factory=list)
+    gone: list[str] = dataclasses.field(default_factory=list)
+
+    def apply(self, view: ActiveView) -> None:
+        view.put_jobs(self.jobs)
+        view.set_pools(self.pools)
+        view.put_runners(self.runners)
+        for name in self.gone:
+            view.drop_runner(name)
 
 
 def _to_job(row: JobRow | Row[Any], labels: tuple[str, ...] | None = None) -> Job:
@@ -249,7 +300,7 @@ class SqlStore:
     Build it with :func:`open_store`, which migrates the schema first.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, resync_interval: float = RESYNC_INTERVAL) -> None:
         self._engine = engine
         self._writer = engine.execution_options(**{_WRITE_OPTION: True})
         self._dialect = engine.dialect.name
@@ -257,6 +308,14 @@ class SqlStore:
         self._lock: contextlib.AbstractContextManager[Any] = (
             threading.Lock() if _is_sqlite_memory(engine.url) else contextlib.nullcontext()
         )
+        self._view = ActiveView()
+        #: Held from a write's first statement until the view has its change (and by a
+        #: reread): the view takes this process's writes in the order they committed.
+        self._view_writes = threading.Lock()
+        #: The write count the view is equal to (None: unknown, reread before use).
+        self._generation: int | None = None
+        self._synced_at = -float("inf")
+        self._resync_interval = resync_interval
 
     @property
     def engine(self) -> Engine:
@@ -273,6 +332,67 @@ class SqlStore:
         with self._lock, Session(self._writer) as session, session.begin():
             yield session
 
+    @contextlib.contextmanager
+    def _write_through(self) -> Iterator[_Changes]:
+        """A write to jobs or runners: its changes reach the view once it has committed."""
+        with self._view_writes:
+            with self._write() as session:
+                changes = _Changes(session)
+                yield changes
+                generation = self._count_write(session)
+            changes.apply(self._view)
+            # Ours follows the count the view was at: nobody else wrote in between. (Said
+            # after the view has the change: a reader never takes it for current without.)
+            known = self._generation
+            self._generation = generation if known is not None and generation == known + 1 else None
+
+    def _count_write(self, session: Session) -> int:
+        """Add this write to ``view_generation``; the count after it."""
+        statement = self._insert(KeyValueRow).values(key=GENERATION_KEY, value="1")
+        count = cast(cast(KeyValueRow.value, BigInteger) + 1, Text)
+        written = session.connection().execute(
+            statement.on_conflict_do_update(
+                index_elements=["key"], set_={"value": count}
+            ).returning(KeyValueRow.value)
+        )
+        return int(written.scalar_one())
+
+    def _view_current(self, connection: Connection) -> bool:
+        """Whether the view equals the database: no write counted but this process's since it
+        was last read whole, and not due for its periodic reread."""
+        if self._generation is None:
+            return False
+        if time.monotonic() - self._synced_at >= self._resync_interval:
+            return False
+        stored = connection.execute(
+            select(KeyValueRow.value).where(KeyValueRow.key == GENERATION_KEY)
+        ).scalar()
+        return (0 if stored is None else int(stored)) == self._generation
+
+    def _current_view(self) -> ActiveView:
+        """The view, reread first when it is not current."""
+        with self._read() as session:
+            current = self._view_current(session.connection())
+        if not current:
+            self.resync()
+        return self._view
+
+    def resync(self) -> None:
+        """Reread the active jobs and live runners into the view (others' writes; the daemon
+        calls it on taking the lead)."""
+        with self._view_writes:
+            with self._read() as session:
+                connection = session.connection()
+                # The count first: rows read after it are at least as new as it says.
+                stored = connection.execute(
+                    select(KeyValueRow.value).where(KeyValueRow.key == GENERATION_KEY)
+                ).scalar()
+                jobs = self._select_jobs(connection, ACTIVE_JOB_STATES, None)
+                runners = self._select_runners(connection, None, LIVE_RUNNER_STATES)
+            self._view.load(jobs, runners)
+            self._generation = 0 if stored is None else int(stored)
+            self._synced_at = time.monotonic()
+
     def _insert(self, table: type[Any]) -> postgresql.Insert | sqlite.Insert:
         """An INSERT that can say ON CONFLICT (both supported backends have it)."""
         if self._dialect == "postgresql":
@@ -285,8 +405,10 @@ class SqlStore:
 
     def observe_job(self, job: ObservedJob, now: float) -> Job:
         """Record an observation; states only move forward. Returns the stored job."""
-        with self._write() as session:
-            return self._observe(session, job, now)[1]
+        with self._write_through() as changes:
+            stored = self._observe(changes.session, job, now)[1]
+            changes.jobs.append(stored)
+        return stored
 
     def _observe(self, session: Session, job: ObservedJob, now: float) -> tuple[Job | None, Job]:
         """Record an observation in ``session``'s transaction: the job before (None: new) and
@@ -311,6 +433,11 @@ class SqlStore:
 
     def get_job(self, job_id: int) -> Job | None:
         with self._read() as session:
+            if (
+                self._view_current(session.connection())
+                and (job := self._view.job(job_id)) is not None
+            ):
+                return job
             row = session.get(JobRow, job_id)
             return None if row is None else _to_job(row)
 
@@ -319,25 +446,35 @@ class SqlStore:
     ) -> list[Job]:
         """Jobs in any of ``states`` (all jobs when None), oldest first; with
         ``completed_since``, only those completed at or after it."""
-        # Plain rows, not ORM entities: a tick reads every active job, and building (and
-        # tracking) an entity per row was most of its time at fleet size.
+        if states is not None and completed_since is None and ACTIVE_JOB_STATES.issuperset(states):
+            return self._current_view().jobs(states)
+        with self._read() as session:
+            return self._select_jobs(session.connection(), states, completed_since)
+
+    def _select_jobs(
+        self,
+        connection: Connection,
+        states: Collection[JobState] | None,
+        completed_since: float | None,
+    ) -> list[Job]:
+        # Plain rows, not ORM entities: building (and tracking) an entity per row was most of
+        # a tick's time at fleet size, when a tick still read every active job here.
         query = _plain(JobRow).order_by(JobRow.created_at, JobRow.id)
         if states is not None:
-            query = query.where(JobRow.state.in_([state.value for state in states]))
+            query = query.where(JobRow.state.in_(sorted(state.value for state in states)))
         if completed_since is not None:
             query = query.where(JobRow.completed_at >= completed_since)
-        with self._read() as session:
-            rows = session.connection().execute(query)
-            return [_to_job(row, _labels(row.labels_text)) for row in rows]
+        return [_to_job(row, _labels(row.labels_text)) for row in connection.execute(query)]
 
     def set_job_pool(self, job_id: int, pool: str | None) -> None:
         """Remember the pool chosen for a job. Raises KeyError for an unknown job."""
-        with self._write() as session:
-            result = session.connection().execute(
+        with self._write_through() as changes:
+            result = changes.session.connection().execute(
                 update(JobRow).where(JobRow.id == job_id).values(pool=pool)
             )
             if result.rowcount != 1:
                 raise KeyError(f"no job {job_id}")
+            changes.pools[job_id] = pool
 
     def set_job_pools(self, pools: Mapping[int, str | None]) -> None:
         """Remember the pool chosen for each job, in one transaction (one statement per
@@ -347,14 +484,15 @@ class SqlStore:
             by_pool.setdefault(pool, []).append(job_id)
         if not by_pool:
             return
-        with self._write() as session:
+        with self._write_through() as changes:
             for pool, ids in by_pool.items():
                 for chunk in range(0, len(ids), _CHUNK):
-                    session.connection().execute(
+                    changes.session.connection().execute(
                         update(JobRow)
                         .where(JobRow.id.in_(ids[chunk : chunk + _CHUNK]))
                         .values(pool=pool)
                     )
+            changes.pools.update(pools)
 
     def prune_jobs(self, completed_before: float) -> int:
         """Delete jobs completed before the given time (or, when GitHub never said when, last
@@ -424,9 +562,9 @@ class SqlStore:
 
     def add_runner(self, runner: Runner) -> None:
         """Insert a new runner; a duplicate name raises ValueError."""
-        with self._write() as session:
+        with self._write_through() as changes:
             added = (
-                session.connection()
+                changes.session.connection()
                 .execute(
                     self._insert(RunnerRow)
                     .values(**_runner_values(runner))
@@ -437,6 +575,7 @@ class SqlStore:
             )
             if added is None:
                 raise ValueError(f"a runner named {runner.name!r} already exists")
+            changes.runners.append(dataclasses.replace(runner, labels=tuple(runner.labels)))
 
     def add_runners(self, runners: Sequence[Runner]) -> None:
         """Insert new runners in one transaction (one commit, not one per runner: a
@@ -447,12 +586,12 @@ class SqlStore:
             raise ValueError(f"a runner named {names[0]!r} is given twice")
         if not runners:
             return  # no write at all: an empty commit still syncs to disk
-        with self._write() as session:
+        with self._write_through() as changes:
             added: set[str] = set()
             for start in range(0, len(runners), _ROWS_PER_INSERT):
                 chunk = runners[start : start + _ROWS_PER_INSERT]
                 added.update(
-                    session.connection()
+                    changes.session.connection()
                     .execute(
                         self._insert(RunnerRow)
                         .values([_runner_values(runner) for runner in chunk])
@@ -464,9 +603,15 @@ class SqlStore:
             if missing := set(names) - added:
                 # Raised inside the transaction: it is rolled back, nothing is inserted.
                 raise ValueError(f"a runner named {min(missing)!r} already exists")
+            changes.runners.extend(dataclasses.replace(r, labels=tuple(r.labels)) for r in runners)
 
     def get_runner(self, name: str) -> Runner | None:
         with self._read() as session:
+            if (
+                self._view_current(session.connection())
+                and (runner := self._view.runner(name)) is not None
+            ):
+                return runner
             row = session.get(RunnerRow, name)
             return None if row is None else _to_runner(row)
 
@@ -474,17 +619,25 @@ class SqlStore:
         self, *, pool: str | None = None, states: Sequence[RunnerState] | None = None
     ) -> list[Runner]:
         """Runners of ``pool`` (any when None) in ``states`` (any when None), oldest first."""
-        # Plain rows, not ORM entities (as in :meth:`jobs`).
+        if states is not None and LIVE_RUNNER_STATES.issuperset(states):
+            return self._current_view().runners(pool, states)
+        with self._read() as session:
+            return self._select_runners(session.connection(), pool, states)
+
+    def _select_runners(
+        self, connection: Connection, pool: str | None, states: Collection[RunnerState] | None
+    ) -> list[Runner]:
+        # Plain rows, not ORM entities (as in :meth:`_select_jobs`).
         query = _plain(RunnerRow).order_by(RunnerRow.created_at, RunnerRow.name)
         if pool is not None:
             query = query.where(RunnerRow.pool == pool)
         if states is not None:
-            query = query.where(RunnerRow.state.in_([state.value for state in states]))
-        with self._read() as session:
-            rows = session.connection().execute(query)
-            return [_to_runner(row, _labels(row.labels_text)) for row in rows]
+            query = query.where(RunnerRow.state.in_(sorted(state.value for state in states)))
+        return [_to_runner(row, _labels(row.labels_text)) for row in connection.execute(query)]
 
     def count_runners(self, states: Sequence[RunnerState]) -> dict[tuple[str, RunnerState], int]:
+        if LIVE_RUNNER_STATES.issuperset(states):
+            return self._current_view().count_runners(states)
         query = (
             select(RunnerRow.pool, RunnerRow.state, func.count())
             .where(RunnerRow.state.in_([state.value for state in states]))
@@ -510,22 +663,28 @@ class SqlStore:
         values = checked_changes(changes)
         if "labels" in values:
             values["labels"] = list(values["labels"])
-        with self._write() as session:
-            connection = session.connection()
-            result = connection.execute(
+        with self._write_through() as written:
+            connection = written.session.connection()
+            moved = connection.execute(
                 update(RunnerRow)
                 .where(
                     RunnerRow.name == name,
                     RunnerRow.state.in_(sorted(state.value for state in states)),
                 )
                 .values(state=new.value, **values)
+                .returning(*_columns(RunnerRow))
+            ).first()
+            # Not moved: the row as it is (the view may have missed another's write), or none.
+            row = (
+                moved or connection.execute(_plain(RunnerRow).where(RunnerRow.name == name)).first()
             )
-            if result.rowcount == 1:
-                return True
-            # Not moved: tell a runner in another state from one that does not exist.
-            if connection.execute(select(RunnerRow.name).where(RunnerRow.name == name)).first():
-                return False
+            if row is None:
+                written.gone.append(name)
+            else:
+                written.runners.append(_to_runner(row, _labels(row.labels_text)))
+        if row is None:
             raise KeyError(f"no runner named {name!r}")
+        return moved is not None
 
     def prune_runners(self, gone_before: float) -> int:
         """Delete runners that have been ``gone`` since before the given time."""
@@ -553,7 +712,8 @@ class SqlStore:
         A few statements per group, not a few per delivery: the ids in one multi-row insert,
         the jobs first heard of in another (their row is what was inserted: no read back);
         only a job already stored (or twice in the group) is merged on its own."""
-        with self._write() as session:
+        with self._write_through() as changes:
+            session = changes.session
             self._forget_deliveries(session, now)
             remembered = self._remember_all(session, {d.id for d in batch if d.id}, now)
             new: list[bool] = []
@@ -574,7 +734,8 @@ class SqlStore:
                     taken.append(Taken(True, None, job))
                 else:
                     taken.append(Taken(True, *self._observe(session, delivery.job, now)))
-            return taken
+            changes.jobs.extend(t.after for t in taken if t.after is not None)
+        return taken
 
     def _remember_all(self, session: Session, ids: set[str], now: float) -> set[str]:
         """Insert delivery ids; those not known before. (An executemany: its statement is
