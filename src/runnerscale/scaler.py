@@ -138,6 +138,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from operator import attrgetter
 from typing import Literal
 
 from runnerscale.model import (
@@ -166,7 +167,11 @@ __all__ = [
 
 #: Live runners that leave by themselves: they hold a slot under the cap but are no excess.
 _LEAVING = frozenset({RunnerState.FINISHED, RunnerState.DELETING})
+_STATE = attrgetter("state")
+_ID = attrgetter("id")
 _ON_THE_WAY = frozenset({RunnerState.PENDING, RunnerState.CREATING, RunnerState.BOOTING})
+#: Job states routed to a pool: queued jobs are its demand, waiting ones only routed.
+_ROUTED = frozenset({JobState.QUEUED, JobState.WAITING})
 
 
 #: What holds a pool's creations back (``PoolDecision.held_back_by``).
@@ -247,20 +252,7 @@ def decide(
         duplicates = sorted({name for name in names if names.count(name) > 1})
         raise ValueError(f"pool names must be unique, repeated: {', '.join(duplicates)}")
 
-    job_pools: dict[int, str | None] = {}
-    queued: dict[str, list[Job]] = {name: [] for name in names}
-    unmatched: set[int] = set()
-    for job in sorted(jobs, key=lambda job: job.id):
-        if job.state not in (JobState.QUEUED, JobState.WAITING):
-            continue
-        pool = match_pool(pools, job.labels)
-        job_pools[job.id] = pool.name if pool is not None else None
-        if job.state is not JobState.QUEUED:
-            continue
-        if pool is None:
-            unmatched.add(job.id)
-        else:
-            queued[pool.name].append(job)
+    job_pools, queued, unmatched = _route(pools, jobs)
 
     by_pool: dict[str, list[Runner]] = {name: [] for name in names}
     for runner in runners:
@@ -280,18 +272,47 @@ def decide(
         decided = _within_budget(decided, pool, spent.get(pool.name, 0.0), now)
         decided = _hold_back(decided, backoff.get(pool.name, 0.0), now)
         create_on = _targets_for(
-            _pool_targets(pool, targets),
-            decided.create,
-            pool_jobs,
-            _not_draining(pool, by_pool[pool.name]),
+            _pool_targets(pool, targets), decided.create, pool_jobs, pool, by_pool[pool.name]
         )
-        reap = tuple(
-            runner.name
-            for runner in sorted(by_pool[pool.name], key=lambda r: (r.created_at, r.name))
-            if runner.state is RunnerState.FINISHED
-        )
-        decisions[pool.name] = replace(decided, create_on=create_on, reap=reap)
-    return Decision(pools=decisions, job_pools=job_pools, unmatched=tuple(sorted(unmatched)))
+        decisions[pool.name] = replace(decided, create_on=create_on, reap=_reap(by_pool[pool.name]))
+    return Decision(pools=decisions, job_pools=job_pools, unmatched=unmatched)
+
+
+def _route(
+    pools: Sequence[PoolSpec], jobs: Iterable[Job]
+) -> tuple[dict[int, str | None], dict[str, list[Job]], tuple[int, ...]]:
+    """Route every queued or waiting job as GitHub does (``match_pool``): the pool chosen
+    for each (``Decision.job_pools``), each pool's queued jobs (by id) and the queued ones
+    no pool serves (ascending).
+
+    Each label set is matched once per call: at fleet scale thousands of jobs share a
+    handful of label sets, and matching every job made the decision grow with the queue
+    times the pools. What is left per job is a dictionary look-up."""
+    matched: dict[tuple[str, ...], PoolSpec | None] = {}
+    job_pools: dict[int, str | None] = {}
+    queued: dict[str, list[Job]] = {pool.name: [] for pool in pools}
+    unmatched: set[int] = set()
+    for job in sorted((job for job in jobs if job.state in _ROUTED), key=_ID):
+        labels = tuple(job.labels)
+        if labels in matched:
+            pool = matched[labels]
+        else:
+            pool = matched[labels] = match_pool(pools, labels)
+        job_pools[job.id] = pool.name if pool is not None else None
+        if job.state is not JobState.QUEUED:
+            continue
+        if pool is None:
+            unmatched.add(job.id)
+        else:
+            queued[pool.name].append(job)
+    return job_pools, queued, tuple(sorted(unmatched))
+
+
+def _reap(runners: Iterable[Runner]) -> tuple[str, ...]:
+    """The finished runners, oldest first (only they are sorted: the pool may hold
+    thousands of live ones)."""
+    finished = (runner for runner in runners if runner.state is RunnerState.FINISHED)
+    return tuple(runner.name for runner in sorted(finished, key=lambda r: (r.created_at, r.name)))
 
 
 def _drained(decided: PoolDecision, runners: Sequence[Runner]) -> PoolDecision:
@@ -369,20 +390,26 @@ def _pool_targets(pool: PoolSpec, targets: Sequence[Target]) -> Sequence[Target]
 
 
 def _targets_for(
-    targets: Sequence[Target], count: int, queued: Sequence[Job], runners: Sequence[Runner]
+    targets: Sequence[Target],
+    count: int,
+    queued: Sequence[Job],
+    pool: PoolSpec,
+    runners: Sequence[Runner],
 ) -> tuple[str, ...]:
-    """Where the pool's new runners register: where its queued jobs are, most first."""
+    """Where the pool's new runners register: where its queued jobs are, most first.
+    ``runners``: the pool's (those whose instance drains take no job, so count nowhere)."""
     if not targets or not count:
         return ()
     keys = [target.key for target in targets]
     if len(keys) == 1:
         return (keys[0],) * count
     demand: Counter[str] = Counter()
-    for job in queued:
-        target = next((t for t in targets if t.covers(job.repo)), None)
+    # Counted by repository: a queue holds few of them, each covered by one target.
+    for repo, jobs in Counter(job.repo for job in queued).items():
+        target = next((t for t in targets if t.covers(repo)), None)
         if target is not None:
-            demand[target.key] += 1
-    for runner in runners:
+            demand[target.key] += jobs
+    for runner in _not_draining(pool, runners):
         if runner.state.free:
             demand[runner.target] -= 1
     chosen: list[str] = []
@@ -405,9 +432,24 @@ def _idle_longest_first(runners: Iterable[Runner]) -> list[Runner]:
     )
 
 
-def _staying(runners: Iterable[Runner]) -> int:
+def _by_state(runners: Iterable[Runner]) -> Counter[RunnerState]:
+    """How many runners in each state (one pass, in C: ``map`` over an attribute getter)."""
+    return Counter(map(_STATE, runners))
+
+
+def _live(by_state: Mapping[RunnerState, int]) -> int:
+    """Runners counting against the cap (``RunnerState.live``)."""
+    return sum(count for state, count in by_state.items() if state.live)
+
+
+def _free(by_state: Mapping[RunnerState, int]) -> int:
+    """Runners that can take a job now or soon (``RunnerState.free``)."""
+    return sum(count for state, count in by_state.items() if state.free)
+
+
+def _staying(by_state: Mapping[RunnerState, int]) -> int:
     """Live runners that do not leave by themselves (what an excess over the cap counts)."""
-    return sum(1 for runner in runners if runner.state.live and runner.state not in _LEAVING)
+    return sum(count for state, count in by_state.items() if state.live and state not in _LEAVING)
 
 
 @dataclass(frozen=True)
@@ -444,12 +486,12 @@ def _removal(
     return _Removal(names, by_timeout, by_cap, over_cap)
 
 
-def _counts(queued: int, runners: Iterable[Runner]) -> tuple[int, int, int, str]:
-    """Busy, on the way and idle runners, and the reason's sentence of them and the queue."""
-    by_state = Counter(runner.state for runner in runners)
-    busy = by_state[RunnerState.BUSY]
-    on_the_way = sum(by_state[state] for state in _ON_THE_WAY)
-    idle = by_state[RunnerState.IDLE]
+def _counts(queued: int, by_state: Mapping[RunnerState, int]) -> tuple[int, int, int, str]:
+    """Busy, on the way and idle runners (of ``by_state``: how many in each state), and the
+    reason's sentence of them and the queue."""
+    busy = by_state.get(RunnerState.BUSY, 0)
+    on_the_way = sum(by_state.get(state, 0) for state in _ON_THE_WAY)
+    idle = by_state.get(RunnerState.IDLE, 0)
     return (
         busy,
         on_the_way,
@@ -496,23 +538,21 @@ def _decide_pool(
 ) -> PoolDecision:
     if pool.groups is not None:
         return _decide_placed(pool, jobs, runners, now)
+    tally = _Tally.of(pool, runners)
     if pool.assigned_jobs is not None:
         # A scale-set pool: GitHub says how many jobs it holds for the pool, waiting or
         # running; the busy runners run some of them, the rest wait for a runner.
-        busy_now = sum(1 for r in runners if r.state is RunnerState.BUSY)
-        queued = max(0, pool.assigned_jobs - busy_now)
+        queued = max(0, pool.assigned_jobs - tally.every[RunnerState.BUSY])
     else:
         # A runner GitHub shows busy before its job's move to in_progress was observed has
         # taken one of the queued jobs: that job needs no other runner.
-        taken = sum(1 for r in runners if r.state is RunnerState.BUSY and r.job_id is None)
-        queued = max(0, len(jobs) - taken)
-    available = _not_draining(pool, runners)
-    free = sum(1 for runner in available if runner.state.free)
-    live = sum(1 for runner in runners if runner.state.live)
-    busy, _, _, counts = _counts(queued, runners)
+        queued = max(0, len(jobs) - tally.taken)
+    free = _free(tally.available)
+    live = _live(tally.every)
+    busy, _, _, counts = _counts(queued, tally.every)
     if pool.assigned_jobs is not None:
         counts = f"{pool.assigned_jobs} assigned to the scale set, {counts}"
-    draining = _draining(pool, runners)
+    draining = _live(tally.draining)
     if draining:
         counts += f", {draining} draining"
 
@@ -520,11 +560,16 @@ def _decide_pool(
     room = pool.max_runners - live
     create = max(0, min(needed_free - free, room))
 
-    idle = _idle_longest_first(available)
     surplus = max(0, free - needed_free)
-    removal = _removal(
-        pool, idle, eligible=len(idle), surplus=surplus, staying=_staying(runners), now=now
+    staying = _staying(tally.every)
+    # Idle runners are sorted only when some may go (a surplus, or more than the cap): a
+    # pool that ramps up or is fully busy removes none.
+    idle = (
+        _idle_longest_first(_not_draining(pool, runners))
+        if surplus or staying > pool.max_runners
+        else []
     )
+    removal = _removal(pool, idle, eligible=len(idle), surplus=surplus, staying=staying, now=now)
     short = max(0, needed_free - free - create)
     return PoolDecision(
         pool=pool.name,
@@ -538,6 +583,34 @@ def _decide_pool(
         reason=f"{counts}: {_action(pool, create, short, removal, surplus)}",
         draining=draining,
     )
+
+
+@dataclass(frozen=True)
+class _Tally:
+    """An ordinary pool's runners counted by state, each counter made in one pass: a pool
+    of thousands of runners is counted, not walked once per figure."""
+
+    #: Every runner of the pool, by state.
+    every: Counter[RunnerState]
+    #: Those whose instance does not drain (they may take a job), by state.
+    available: Counter[RunnerState]
+    #: Those whose instance drains, by state.
+    draining: Counter[RunnerState]
+    #: Busy runners whose job is not known yet (each has taken a queued job).
+    taken: int
+
+    @classmethod
+    def of(cls, pool: PoolSpec, runners: Sequence[Runner]) -> _Tally:
+        every = _by_state(runners)
+        draining: Counter[RunnerState] = Counter()
+        if pool.draining:
+            draining = _by_state(r for r in runners if r.name in pool.draining)
+        taken = (
+            sum(1 for r in runners if r.job_id is None and r.state is RunnerState.BUSY)
+            if every[RunnerState.BUSY]
+            else 0
+        )
+        return cls(every, every - draining if draining else every, draining, taken)
 
 
 def _not_draining(pool: PoolSpec, runners: Iterable[Runner]) -> list[Runner]:
@@ -669,11 +742,11 @@ def _decide_placed(
         [] if filling.creates else unmatched_idle + matched_idle,
         eligible=len(unmatched_idle),
         surplus=surplus,
-        staying=_staying(runners),
+        staying=_staying(_by_state(runners)),
         now=now,
     )
     away = sum(1 for r in runners if r.name in pool.unreachable and r.state.live)
-    busy, _, _, counts = _counts(len(waiting), filling.reachable)
+    busy, _, _, counts = _counts(len(waiting), _by_state(filling.reachable))
     if away:
         counts += f", {away} on down nodes"
     draining = _draining(pool, filling.reachable)

@@ -322,17 +322,14 @@ def _first_seen_started(before: Job | None, after: Job) -> bool:
 
 def _oldest_queued(jobs: list[Job], decision: Decision) -> list[QueuedJob]:
     """The queued jobs a pool serves, oldest first, at most :data:`QUEUED_SHOWN`."""
-    # The few shown picked from a heap, not every served job built and sorted: at 10,000
-    # queued that was a tenth of a tick.
-    pools = decision.job_pools
+    served = (
+        (job, pool)
+        for job in jobs
+        if job.state is JobState.QUEUED and (pool := decision.job_pools.get(job.id)) is not None
+    )
+    # Only the shown ones are made: a fleet's queue holds thousands.
     oldest = heapq.nsmallest(
-        QUEUED_SHOWN,
-        (
-            (job, pool)
-            for job in jobs
-            if job.state is JobState.QUEUED and (pool := pools.get(job.id)) is not None
-        ),
-        key=lambda served: (served[0].created_at, served[0].id),
+        QUEUED_SHOWN, served, key=lambda pair: (pair[0].created_at, pair[0].id)
     )
     return [
         QueuedJob(job.id, job.repo, tuple(job.labels), pool, job.created_at) for job, pool in oldest
@@ -971,7 +968,7 @@ class Controller:
         reconcile loop instead). Lost jobs that have ended are settled first (re-run or not)."""
         await self.reruns.settle()
         while True:
-            self.decide_once(await self.confirm_stale_demand())
+            self.decide_once(*await self.confirm_stale_demand())
             freed_before = self._freed
             await asyncio.gather(*(worker.converge() for worker in self.workers.values()))
             self._refresh_status(self._decision())
@@ -982,22 +979,24 @@ class Controller:
         """The reconcile loop's step in the daemon: decide and write the decision; each pool's
         worker task acts on its part (never awaited here, so no pool waits for another). Then
         lost jobs that have ended are settled (re-run or not: a rare call to GitHub)."""
-        jobs = await self.confirm_stale_demand()
-        self.decide_once(jobs)
+        self.decide_once(*await self.confirm_stale_demand())
         await self.reruns.settle()
         self._refresh_status(self._decision())
 
-    def decide_once(self, active: list[Job] | None = None) -> Decision:
+    def decide_once(
+        self, active: list[Job] | None = None, decided: Decision | None = None
+    ) -> Decision:
         """Decide (the pure scaler, on what the store holds now) and write the decision: the
         pool chosen for each job, a ``pending`` runner for each creation (on the target the
         scaler chose), and each pool's removals handed to its worker. Nothing here chooses
         anything the scaler did not; nothing here waits for GitHub or a backend. ``active``:
-        the active jobs as just read (:meth:`confirm_stale_demand`), else read here."""
+        the active jobs as just read (:meth:`confirm_stale_demand`), else read here;
+        ``decided``: the decision already made on them and the store as it still is."""
         if active is None:
             active = self.store.jobs(list(ACTIVE_JOB_STATES))
         # A stale queued job whose re-read failed is no demand until GitHub confirms it.
         jobs = [job for job in active if job.id not in self._unconfirmed]
-        decision = self._decide(jobs)
+        decision = decided if decided is not None else self._decide(jobs)
         self.last_decision = decision
         self._jobs = jobs
         self._record_matching(jobs, decision)
@@ -1030,7 +1029,7 @@ class Controller:
             spent={name: self.spend.today(name, now) for name in self.pools},
         )
 
-    async def confirm_stale_demand(self) -> list[Job] | None:
+    async def confirm_stale_demand(self) -> tuple[list[Job] | None, Decision | None]:
         """Before a runner is created or kept for a job queued longer than ``queued_recheck``
         since GitHub last said so, ask GitHub again (a conditional request: free when
         unchanged). A job that finished meanwhile (a lost webhook, a poll that failed) would
@@ -1040,8 +1039,9 @@ class Controller:
         up to the runners the scaler would create plus the idle ones it keeps. A job whose
         re-read fails counts as no demand until a later re-read or poll confirms it.
 
-        Returns the active jobs it read when it re-read none (they are still what the store
-        holds: the decision needs not read them again), else None."""
+        Returns the active jobs it read, and the decision it made on them (None: it needed
+        none), when it re-read no job: the store is as it read it (nothing was awaited), so
+        the decision needs neither read nor decide again. Else ``(None, None)``."""
         now = self.clock.now()
         stale_after = self.settings.queued_recheck
         self._unconfirmed.clear()
@@ -1049,8 +1049,9 @@ class Controller:
         if not any(
             job.state is JobState.QUEUED and now - job.observed_at >= stale_after for job in jobs
         ):
-            return jobs  # nothing stale: no need to know what the decision would serve
+            return jobs, None  # nothing stale: no need to know what the decision would serve
         decision = self._decide(jobs)
+        reread = False
         idle = Counter(
             {pool: n for (pool, _), n in self.store.count_runners([RunnerState.IDLE]).items()}
         )
@@ -1069,12 +1070,13 @@ class Controller:
                 key=lambda job: (job.created_at, job.id),
             )
             for job in stale[:room]:
+                reread = True
                 try:
                     await self._reread(job)
                 except GitHubError as error:
                     log.warning("job %s of %s: re-reading it failed: %s", job.id, job.repo, error)
                     self._unconfirmed.add(job.id)
-        return None
+        return (None, None) if reread else (jobs, decision)
 
     async def _reread(self, job: Job) -> None:
         """Ask GitHub for one job and take its answer (gone: it needs nothing any more)."""
@@ -1182,7 +1184,8 @@ class Controller:
                 )
             )
         job_counts = Counter(job.state.value for job in jobs)
-        by_id = {job.id: job for job in jobs}
+        shown = set(decision.unmatched[:UNMATCHED_SHOWN])
+        by_id = {job.id: job for job in jobs if job.id in shown} if shown else {}
         unmatched = [
             UnmatchedJob(
                 id=job.id,
