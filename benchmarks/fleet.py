@@ -62,6 +62,7 @@ from runnerscale.fakegithub.ratelimit import RUNNER_REGISTRATION, WINDOW_SECONDS
 from runnerscale.fakegithub.server import SimulatorOptions, build_simulator
 from runnerscale.fakegithub.world import JobSpec, World, WorldSettings
 from runnerscale.github.client import GitHubClient
+from runnerscale.heap import HeapKeeper
 from runnerscale.model import Instance, InstanceSpec, JobState, Runner, RunnerState
 from runnerscale.protocols import Clock, GitHubAPI
 from runnerscale.simulation.github import SimulatedGitHub
@@ -339,17 +340,29 @@ def percentile(values: Sequence[float], share: float) -> float:
 
 
 async def measure_ticks(
-    store: SqlStore, database: str, rung: int, history_per_day: int, ticks: int
+    store: SqlStore,
+    database: str,
+    rung: int,
+    history_per_day: int,
+    ticks: int,
+    *,
+    settle_heap: bool = True,
 ) -> TickResult:
+    """Steady ticks; with ``settle_heap``, once the heap is settled as the daemon settles it
+    after its start (:class:`~runnerscale.heap.HeapKeeper`)."""
     clock = VirtualClock()
     fill(store, rung, history_per_day, clock.now())
     built, provider, _ = controller(store, clock, cap=rung)
     result = TickResult(database, rung, 7 * history_per_day * rung)
     await built.reconcile_once()  # the first writes each job's pool: not a steady tick
+    keeper = HeapKeeper()
+    if settle_heap:
+        keeper.settle()
     for _ in range(ticks):
         began = time.perf_counter()
         await built.reconcile_once()
         result.ticks.append(time.perf_counter() - began)
+    await keeper.stop()  # everything given back to the collector
     assert not provider.created, "the steady tick created runners"
     return result
 
@@ -530,7 +543,12 @@ async def run(args: argparse.Namespace) -> tuple[list[TickResult], list[RampResu
             for rung in (int(r) for r in args.rungs.split(",") if r):
                 progress(f"tick {database} rung {rung:,}: filling")
                 result = await measure_ticks(
-                    fresh(database), database, rung, args.history_per_day, args.ticks
+                    fresh(database),
+                    database,
+                    rung,
+                    args.history_per_day,
+                    args.ticks,
+                    settle_heap=not args.no_heap_settling,
                 )
                 progress(f"tick {database} rung {rung:,}: median {result.median * 1000:.0f} ms")
                 ticks.append(result)
@@ -563,6 +581,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--databases", default="sqlite,postgres")
     parser.add_argument("--ticks", type=int, default=7)
     parser.add_argument("--history-per-day", type=int, default=10)
+    parser.add_argument(
+        "--no-heap-settling",
+        action="store_true",
+        help="tick without settling the heap first (the daemon settles it: runnerscale.heap)",
+    )
     parser.add_argument("--ramp", type=int, default=1000, help="runners to ramp to (0: no ramp)")
     parser.add_argument("--ramp-timeout", type=float, default=300.0)
     parser.add_argument("--create-concurrency", type=int, default=None)

@@ -29,6 +29,7 @@ from runnerscale.controller.loops import DAEMON_COALESCE, Controller
 from runnerscale.github.client import AppCredentials, GitHubClient
 from runnerscale.github.scaleset import ScaleSetClient
 from runnerscale.github.weburl import target_web_url
+from runnerscale.heap import HeapKeeper
 from runnerscale.hostlabels import HostFacts, HostLabelError, expand_labels
 from runnerscale.instance_access import InstanceAccess
 from runnerscale.instancemeta import InstanceRegistry
@@ -310,6 +311,8 @@ class Daemon:
     scale_sets: dict[str, ScaleSetAPI] = field(default_factory=dict)
     #: The per-instance tokens of backends whose instances boot by the daemon's endpoints.
     instances: InstanceRegistry | None = None
+    #: Keeps the cyclic collector off settled objects (:mod:`runnerscale.heap`).
+    heap: HeapKeeper = field(default_factory=HeapKeeper)
     _host_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -446,6 +449,7 @@ class Daemon:
         await self.succession.start()
         if self.waiting:
             self._host_task = asyncio.create_task(self._await_hosts(), name="hosts")
+        self.heap.start()
         log.info(
             "runnerscale listening on %s (%d pools, %d targets)",
             self.url,
@@ -476,6 +480,7 @@ class Daemon:
 
         ``remove_runners`` (the demo's, whose runners must end with it) stops and removes
         every runner of every pool once the loops have stopped, so none is started after."""
+        await self.heap.stop()
         if self._host_task is not None:
             self._host_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
