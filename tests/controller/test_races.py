@@ -202,3 +202,23 @@ async def test_a_listing_taken_before_a_create_returned_does_not_end_the_runner(
     release.set()
     await poll
     assert world.runner(runner.name).state is RunnerState.BOOTING
+
+
+async def test_the_janitor_does_not_retry_a_removal_under_way(world: Rig) -> None:
+    """An operator's removal waits on a slow backend delete; a sweep meanwhile leaves it to
+    that call (a retry would finish it first, and the operator would be told it was kept)."""
+    name = await world.booting_runner()
+    world.provider.delete_wait = lambda: world.clock.sleep(30)
+    removal = asyncio.create_task(world.controller.scale_down(runner_name=name))
+    await settle()
+    assert world.runner(name).state is RunnerState.DELETING
+
+    world.clock.advance(10)
+    sweep = asyncio.create_task(world.sweep())
+    await settle()
+    assert sweep.done(), "the sweep retried the removal under way (and waits on its delete)"
+    assert world.journal.ops("provider").count("delete") == 1
+
+    world.clock.advance(20)
+    assert await removal == [name]
+    assert world.runner(name).state is RunnerState.GONE

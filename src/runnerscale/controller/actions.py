@@ -261,6 +261,10 @@ class Actions:
     #: Per pool, where its runners are registered when not over GitHub's REST API (a
     #: scale-set pool's scale set).
     registrars: dict[str, Registrar] = field(default_factory=dict)
+    #: Runners whose removal a call of this process is carrying out now (the janitor does not
+    #: retry those: a slow backend's delete would otherwise be finished by the retry, and the
+    #: first call, an operator's, would report its runner as kept).
+    removing: set[str] = field(default_factory=set)
 
     def registrar(self, pool: str) -> Registrar:
         """Where the pool's runners are registered and unregistered."""
@@ -425,6 +429,19 @@ class Actions:
         ``why`` is for the log, ``reason`` for the metrics (None: a retry of a removal begun
         before, already reported). ``claimed`` is called once the runner is ``deleting`` on
         this call's behalf (what the caller counts: a timeout, an orphan)."""
+        self.removing.add(runner.name)
+        try:
+            return await self._remove(runner, why, reason, claimed)
+        finally:
+            self.removing.discard(runner.name)
+
+    async def _remove(
+        self,
+        runner: Runner,
+        why: str,
+        reason: RemovalReason | None,
+        claimed: Callable[[], None] | None,
+    ) -> bool:
         previous = runner.state
         if not move(self.store, runner, RunnerState.DELETING, self.clock.now(), why):
             return False

@@ -119,7 +119,8 @@ class Janitor:
             elif runner.state is RunnerState.DELETING:
                 if waited >= self.settings.delete_timeout:
                     log.warning("runner %s: removal pending for %.0fs", runner.name, waited)
-                await actions.remove_runner(runner, "retrying removal", None)
+                if runner.name not in actions.removing:  # (else: under way, not retried over)
+                    await actions.remove_runner(runner, "retrying removal", None)
             elif runner.state is RunnerState.FINISHED:
                 await actions.remove_runner(runner, "reaping a finished runner", "job_done")
 
