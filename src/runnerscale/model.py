@@ -92,6 +92,11 @@ _JOB_RANK = {
     JobState.COMPLETED: 3,
 }
 
+#: Job states that still need or hold a runner (a completed job is history).
+ACTIVE_JOB_STATES = (JobState.WAITING, JobState.QUEUED, JobState.IN_PROGRESS)
+#: Runner states that count (``RunnerState.live``: ``gone`` and ``failed`` runners are history).
+LIVE_RUNNER_STATES = tuple(state for state in RunnerState if state.live)
+
 
 def normalize_labels(labels: Iterable[str]) -> frozenset[str]:
     """Labels compare case-insensitively, as GitHub routes them."""

@@ -61,6 +61,8 @@ from runnerscale.controller.spend import SpendBook
 from runnerscale.controller.workers import PoolWorker
 from runnerscale.logs import untrusted
 from runnerscale.model import (
+    ACTIVE_JOB_STATES,
+    LIVE_RUNNER_STATES,
     Instance,
     Job,
     JobLoss,
@@ -89,8 +91,6 @@ from runnerscale.warm import InForce
 
 log = logging.getLogger("runnerscale.controller")
 
-ACTIVE_JOB_STATES = (JobState.WAITING, JobState.QUEUED, JobState.IN_PROGRESS)
-LIVE_STATES = tuple(state for state in RunnerState if state.live)
 #: Between GitHub polls, runners booting this long are looked up in GitHub's runner list.
 BOOTING_CHECK_AFTER = 60.0
 #: The longest wait between two failing cycles of a loop.
@@ -1022,7 +1022,7 @@ class Controller:
             # The min_idle in force now: a warm window's count, or the base.
             [pool.spec_at(now) for pool in self.pools.values()],
             jobs,
-            self.store.runners(states=list(LIVE_STATES)),
+            self.store.runners(states=list(LIVE_RUNNER_STATES)),
             now,
             targets=list(self.targets.values()),
             backoff={pool.name: pool.backoff_until for pool in self.pools.values()},
@@ -1147,7 +1147,7 @@ class Controller:
         every live runner read only to be counted); the draining ones are read by name."""
         jobs = self._jobs
         now = self.clock.now()
-        counts = self.store.count_runners(LIVE_STATES)
+        counts = self.store.count_runners(LIVE_RUNNER_STATES)
         pools = []
         for pool in self.pools.values():
             by_state = Counter(
@@ -1239,7 +1239,7 @@ class Controller:
                 + ", so no runner can be started now; runnerscale status says why each node "
                 "is down"
             )
-        runners = self.store.runners(pool=pool_name, states=list(LIVE_STATES))
+        runners = self.store.runners(pool=pool_name, states=list(LIVE_RUNNER_STATES))
         groups = manual_runners(spec, runners, count)
         target = (
             self.targets[spec.target]

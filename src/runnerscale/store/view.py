@@ -21,14 +21,14 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from typing import Final, TypeVar
 
+from runnerscale import model
 from runnerscale.model import Job, JobState, Runner, RunnerState
 
 __all__ = ["ACTIVE_JOB_STATES", "LIVE_RUNNER_STATES", "ActiveView", "copy_row"]
 
-#: The job states the view keeps (a completed job is history).
-ACTIVE_JOB_STATES: Final = frozenset(state for state in JobState if state is not JobState.COMPLETED)
-#: The runner states the view keeps (``gone`` and ``failed`` runners are history).
-LIVE_RUNNER_STATES: Final = frozenset(state for state in RunnerState if state.live)
+#: The job states the view keeps, and the runner states (:mod:`runnerscale.model`'s, as sets).
+ACTIVE_JOB_STATES: Final = frozenset(model.ACTIVE_JOB_STATES)
+LIVE_RUNNER_STATES: Final = frozenset(model.LIVE_RUNNER_STATES)
 
 Row = TypeVar("Row", Job, Runner)
 Key = TypeVar("Key", int, str)
