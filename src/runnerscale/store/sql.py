@@ -204,6 +204,14 @@ def _plain(table: type[JobRow | RunnerRow]) -> Select[Any]:
     return select(*_columns(table))
 
 
+def _stored_generation(connection: Connection) -> int:
+    """The writes to jobs and runners counted so far (``view_generation``; 0 before any)."""
+    stored = connection.execute(
+        select(KeyValueRow.value).where(KeyValueRow.key == GENERATION_KEY)
+    ).scalar()
+    return 0 if stored is None else int(stored)
+
+
 @dataclasses.dataclass
 class _Changes:
     """What one write changed of the rows the view keeps, applied once it has committed."""
@@ -364,10 +372,7 @@ class SqlStore:
             return False
         if time.monotonic() - self._synced_at >= self._resync_interval:
             return False
-        stored = connection.execute(
-            select(KeyValueRow.value).where(KeyValueRow.key == GENERATION_KEY)
-        ).scalar()
-        return (0 if stored is None else int(stored)) == self._generation
+        return _stored_generation(connection) == self._generation
 
     def _current_view(self) -> ActiveView:
         """The view, reread first when it is not current."""
@@ -384,13 +389,11 @@ class SqlStore:
             with self._read() as session:
                 connection = session.connection()
                 # The count first: rows read after it are at least as new as it says.
-                stored = connection.execute(
-                    select(KeyValueRow.value).where(KeyValueRow.key == GENERATION_KEY)
-                ).scalar()
+                stored = _stored_generation(connection)
                 jobs = self._select_jobs(connection, ACTIVE_JOB_STATES, None)
                 runners = self._select_runners(connection, None, LIVE_RUNNER_STATES)
             self._view.load(jobs, runners)
-            self._generation = 0 if stored is None else int(stored)
+            self._generation = stored
             self._synced_at = time.monotonic()
 
     def _insert(self, table: type[Any]) -> postgresql.Insert | sqlite.Insert:
