@@ -736,7 +736,8 @@ def _judge(outcome: Outcome, every: list[Job], scratch: Path) -> None:
         if job.run_attempt > 1
     )
     outcome.unserved = sorted(
-        f"{job.name} (attempt {job.run_attempt}: {job.status.value}, {job.conclusion})"
+        f"{job.name} (job {job.id}, attempt {job.run_attempt}: {job.status.value}, "
+        f"{job.conclusion})"
         for job in failed
         if job not in lost
     )

@@ -22,6 +22,7 @@ from runnerscale.daemon import Daemon
 from runnerscale.fakegithub.entities import Job, Runner
 from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
 from runnerscale.fakegithub.world import LOST_COMMUNICATION, JobSpec, World, WorldSettings
+from runnerscale.protocols import Store
 
 TOKEN = "ghp_e2e_token_value_1234567890"
 WEBHOOK_SECRET = "e2e-webhook-secret-value"
@@ -177,21 +178,36 @@ async def rerun_after_loss(world: World, job: Job, runner: str) -> Job:
 
 
 async def wait_until(
-    predicate: Callable[[], Any], timeout: float, what: str, poll: float = 0.2
+    predicate: Callable[[], Any],
+    timeout: float,
+    what: str,
+    poll: float = 0.2,
+    *,
+    explain: Callable[[], Any] | None = None,
 ) -> None:
+    """Wait for ``predicate`` (sync or async) to hold; on timeout fail, saying what was
+    awaited and, with ``explain`` (sync or async), what there was instead: a timeout seen only
+    in CI must be diagnosable from its log."""
     try:
         async with asyncio.timeout(timeout):
             while not await _evaluate(predicate):
                 await asyncio.sleep(poll)
     except TimeoutError:
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
+        message = f"timed out after {timeout}s waiting for {what}"
+        if explain is not None:
+            message += f"; instead: {await _result(explain)}"
+        raise AssertionError(message) from None
+
+
+async def _result(call: Callable[[], Any]) -> Any:
+    result = call()
+    if asyncio.iscoroutine(result):
+        result = await result
+    return result
 
 
 async def _evaluate(predicate: Callable[[], Any]) -> bool:
-    result = predicate()
-    if asyncio.iscoroutine(result):
-        result = await result
-    return bool(result)
+    return bool(await _result(predicate))
 
 
 async def leftovers(simulator: SimulatorServer, work_root: Path) -> dict[str, int]:
@@ -204,8 +220,17 @@ async def nothing_left(simulator: SimulatorServer, daemon: Daemon, work_root: Pa
     """Nothing left behind: no runner registered in the simulator, no runner directory
     (process) under ``work_root``, no live runner in the daemon's store."""
     left = await leftovers(simulator, work_root)
-    live = [r for r in daemon.store.runners() if r.state.live]
-    return not any(left.values()) and not live
+    return not any(left.values()) and not live_runners(daemon.store)
+
+
+def live_runners(store: Store) -> list[str]:
+    """The store's live runners, as ``name (state, job, last error)``: what a clean-up wait
+    says it saw."""
+    return [
+        f"{r.name} ({r.state.value}, job {r.job_id}, {r.last_error})"
+        for r in store.runners()
+        if r.state.live
+    ]
 
 
 def runner_directories(work_root: Path) -> list[Path]:

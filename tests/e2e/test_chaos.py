@@ -8,11 +8,14 @@ declares a VOLUME). ``benchmarks/chaos.py`` runs the long ones and writes
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
-from benchmarks.chaos import Plan, render, run
+from benchmarks.chaos import Outcome, Plan, render, run
 from rich.console import Console
+
+from runnerscale.store import open_store
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]
 
@@ -24,7 +27,7 @@ async def test_a_short_storm_with_ten_daemon_kills_serves_every_job_and_leaves_n
     outcome = await run(plan, tmp_path, Console(stderr=True))
     print(render(plan, outcome))
     assert outcome.daemon_kills == plan.kills
-    assert outcome.passed, render(plan, outcome)
+    assert outcome.passed, render(plan, outcome) + diagnosis(outcome, tmp_path)
 
 
 @pytest.mark.docker  # it starts a dockerd of its own, as the benchmark does
@@ -35,4 +38,23 @@ async def test_a_short_storm_on_docker_serves_every_job_and_leaves_no_container_
     outcome = await run(plan, tmp_path, Console(stderr=True))
     print(render(plan, outcome))
     assert outcome.daemon_kills == plan.kills
-    assert outcome.passed, render(plan, outcome)
+    assert outcome.passed, render(plan, outcome) + diagnosis(outcome, tmp_path)
+
+
+def diagnosis(outcome: Outcome, scratch: Path) -> str:
+    """For a failed storm: what the daemon's store holds of each job not served and of every
+    live runner, and its log's lines naming those jobs (a storm failing only in CI is then
+    diagnosable from its output)."""
+    ids = [int(found) for entry in outcome.unserved for found in re.findall(r"job (\d+)", entry)]
+    said = ["", "### The daemon's store and log on the jobs not served", ""]
+    store = open_store(f"sqlite:///{scratch}/state/state.db")
+    try:
+        for job_id in ids:
+            said.append(f"- store: job {job_id}: {store.get_job(job_id)}")
+        said.extend(f"- store: live runner {r}" for r in store.runners() if r.state.live)
+    finally:
+        store.close()
+    log = (scratch / "daemon.log").read_text(errors="replace").splitlines()
+    said.extend(f"- log: {line}" for line in log if any(str(i) in line for i in ids))
+    said.extend(f"- log tail: {line}" for line in log[-40:])
+    return "\n".join(said)

@@ -28,6 +28,7 @@ from tests.e2e.harness import (
     all_done,
     free_port,
     leftovers,
+    live_runners,
     local_pool,
     queue_jobs,
     record_jit_configs,
@@ -126,12 +127,14 @@ async def test_the_standby_takes_over_from_a_killed_leader_and_nothing_is_lost_o
             store = open_store(postgres_url)
             try:
 
-                async def nothing_left() -> bool:
+                async def what_is_left() -> list[str]:
                     left = await leftovers(simulator, tmp_path / "runners")
-                    live = [r for r in store.runners() if r.state.live]
-                    return not any(left.values()) and not live
+                    return [f"{what}: {n}" for what, n in left.items() if n] + live_runners(store)
 
-                await wait_until(nothing_left, 90, "nothing left behind")
+                async def nothing_left() -> bool:
+                    return not await what_is_left()
+
+                await wait_until(nothing_left, 90, "nothing left behind", explain=what_is_left)
                 names = [r.name for r in store.runners()]
             finally:
                 store.close()

@@ -4,11 +4,11 @@ Why: a ``kill -9`` of the daemon between two steps of a create (a runner folder 
 record not yet written, a container created but not started) leaves something behind that the
 backend must still list and the janitor remove. The tests prove it with a real SIGKILL at each
 step, so the process must stop exactly there: with ``RUNNERSCALE_PAUSE_CREATE`` set to
-``"STEP FILE"``, the create that reaches ``STEP`` writes ``FILE`` (to say it is there) and then
-waits forever, until it is killed. Each backend names its steps where it calls
-:func:`pause_after`. Unset, it costs one environment lookup; the variable never reaches a
-runner (the local backend scrubs every ``RUNNERSCALE_`` variable, containers get none of the
-daemon's environment).
+``"STEP FILE"``, each create that reaches ``STEP`` adds a line to ``FILE`` (to say it is there:
+a test of several creates counts the lines) and then waits forever, until it is killed. Each
+backend names its steps where it calls :func:`pause_after`. Unset, it costs one environment
+lookup; the variable never reaches a runner (the local backend scrubs every ``RUNNERSCALE_``
+variable, containers get none of the daemon's environment).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import os
 import threading
 from pathlib import Path
 
-#: ``"STEP FILE"``: the create reaching ``STEP`` writes ``FILE``, then waits to be killed.
+#: ``"STEP FILE"``: each create reaching ``STEP`` adds a line to ``FILE``, then waits to be killed.
 PAUSE_ENV = "RUNNERSCALE_PAUSE_CREATE"
 
 
@@ -29,5 +29,6 @@ def pause_after(step: str) -> None:
     name, _, marker = wanted.partition(" ")
     if name != step:
         return
-    Path(marker).write_text(f"{os.getpid()}\n")
+    with Path(marker).open("a") as said:
+        said.write(f"{os.getpid()} {threading.get_ident()}\n")
     threading.Event().wait()  # until SIGKILL: what a crash right here leaves is the point
