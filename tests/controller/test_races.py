@@ -222,3 +222,32 @@ async def test_the_janitor_does_not_retry_a_removal_under_way(world: Rig) -> Non
     world.clock.advance(20)
     assert await removal == [name]
     assert world.runner(name).state is RunnerState.GONE
+
+
+async def test_the_janitor_retries_a_removal_whose_call_hangs_past_the_delete_timeout(
+    world: Rig,
+) -> None:
+    """A removal under way is its call's only for ``delete_timeout``: one that hangs (a backend
+    call that never returns) must not keep its runner for ever."""
+    name = await world.booting_runner()
+    hang = asyncio.Event()
+    waits = [hang.wait, None]  # the first delete never returns; the retry's does at once
+
+    async def delete_wait() -> None:
+        wait = waits.pop(0)
+        if wait is not None:
+            await wait()
+
+    world.provider.delete_wait = delete_wait
+    removal = asyncio.create_task(world.controller.scale_down(runner_name=name))
+    await settle()
+    assert world.runner(name).state is RunnerState.DELETING
+
+    world.clock.advance(60)
+    await world.sweep()
+    assert world.runner(name).state is RunnerState.DELETING  # left to its call
+    world.clock.advance(60)
+    await world.sweep()
+    assert world.runner(name).state is RunnerState.GONE
+    assert world.journal.ops("provider").count("delete") == 2
+    removal.cancel()

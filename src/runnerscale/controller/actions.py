@@ -261,10 +261,12 @@ class Actions:
     #: Per pool, where its runners are registered when not over GitHub's REST API (a
     #: scale-set pool's scale set).
     registrars: dict[str, Registrar] = field(default_factory=dict)
-    #: Runners whose removal a call of this process is carrying out now (the janitor does not
-    #: retry those: a slow backend's delete would otherwise be finished by the retry, and the
-    #: first call, an operator's, would report its runner as kept).
-    removing: set[str] = field(default_factory=set)
+    #: Runners whose removal a call of this process is carrying out now, and when it began
+    #: (the controller's clock). The janitor leaves those to their call for up to its
+    #: ``delete_timeout``: a slow backend's delete would otherwise be finished by the retry,
+    #: and the first call, an operator's, would report its runner as kept; past it, a call
+    #: that hangs must not keep the runner for ever, and the janitor retries.
+    removing: dict[str, float] = field(default_factory=dict)
 
     def registrar(self, pool: str) -> Registrar:
         """Where the pool's runners are registered and unregistered."""
@@ -429,11 +431,11 @@ class Actions:
         ``why`` is for the log, ``reason`` for the metrics (None: a retry of a removal begun
         before, already reported). ``claimed`` is called once the runner is ``deleting`` on
         this call's behalf (what the caller counts: a timeout, an orphan)."""
-        self.removing.add(runner.name)
+        self.removing[runner.name] = self.clock.now()
         try:
             return await self._remove(runner, why, reason, claimed)
         finally:
-            self.removing.discard(runner.name)
+            self.removing.pop(runner.name, None)
 
     async def _remove(
         self,

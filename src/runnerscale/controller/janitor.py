@@ -119,7 +119,9 @@ class Janitor:
             elif runner.state is RunnerState.DELETING:
                 if waited >= self.settings.delete_timeout:
                     log.warning("runner %s: removal pending for %.0fs", runner.name, waited)
-                if runner.name not in actions.removing:  # (else: under way, not retried over)
+                began = actions.removing.get(runner.name)
+                # A removal under way is left to its call, unless that has taken too long.
+                if began is None or now - began >= self.settings.delete_timeout:
                     await actions.remove_runner(runner, "retrying removal", None)
             elif runner.state is RunnerState.FINISHED:
                 await actions.remove_runner(runner, "reaping a finished runner", "job_done")
