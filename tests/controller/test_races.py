@@ -251,3 +251,49 @@ async def test_the_janitor_retries_a_removal_whose_call_hangs_past_the_delete_ti
     assert world.runner(name).state is RunnerState.GONE
     assert world.journal.ops("provider").count("delete") == 2
     removal.cancel()
+
+
+async def test_a_janitor_listing_that_missed_a_new_instance_does_not_lose_its_runner(
+    world: Rig,
+) -> None:
+    """The janitor's listing began before a create returned (the instance not made yet), or
+    just after (a backend listing new instances late): missing from it, the runner is not
+    taken for lost, finished and replaced (CI saw a sixth EC2 instance for five runners)."""
+    world.provider.create_wait = lambda: world.clock.sleep(30)
+    listed = asyncio.Event()
+    release = asyncio.Event()
+    real_list = world.provider.list
+
+    async def slow_list() -> list[Instance]:
+        snapshot = await real_list()
+        listed.set()
+        await release.wait()
+        return snapshot
+
+    await world.queue(1)
+    reconcile = asyncio.create_task(world.reconcile())
+    await settle()
+    (runner,) = world.runners()
+    world.provider.list = slow_list  # type: ignore[method-assign]
+    sweep = asyncio.create_task(world.controller.janitor.remove_instance_orphans())
+    await listed.wait()
+    world.clock.advance(30)
+    await reconcile
+    assert world.runner(runner.name).state is RunnerState.BOOTING
+    release.set()
+    await sweep
+    assert world.runner(runner.name).state is RunnerState.BOOTING
+
+    # A listing begun a moment after the create returned that misses the instance (listed
+    # late): still not lost.
+    world.provider.list = real_list  # type: ignore[method-assign]
+    instance = world.provider.instances.pop(world.runner(runner.name).instance_id or "")
+    world.clock.advance(1)
+    await world.controller.janitor.remove_instance_orphans()
+    assert world.runner(runner.name).state is RunnerState.BOOTING
+    # Missing from a listing long after: lost.
+    world.clock.advance(60)
+    await world.controller.janitor.remove_instance_orphans()
+    assert world.runner(runner.name).state is RunnerState.FINISHED
+    assert instance.runner_name == runner.name
+    assert len([op for op in world.journal.ops("provider") if op == "create"]) == 1

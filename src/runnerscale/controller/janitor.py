@@ -38,6 +38,10 @@ log = logging.getLogger("runnerscale.janitor")
 
 #: Rows of finished history kept in the store.
 KEEP_HISTORY_SECONDS = 7 * 24 * 3600.0
+#: Seconds a backend may take to list a new instance (EC2's listing is eventually
+#: consistent): a runner that got its instance more recently is not taken for lost when the
+#: listing misses it.
+LISTING_LAG = 10.0
 
 
 @dataclass
@@ -156,6 +160,7 @@ class Janitor:
         """Backend instances whose runner is unknown or already gone."""
         actions = self.actions
         for pool in actions.pools.values():
+            listed_at = actions.clock.now()
             try:
                 instances = await pool.provider.list()
             except ProviderError as error:
@@ -168,6 +173,10 @@ class Janitor:
                 if (
                     runner.instance_id is not None
                     and runner.name not in held
+                    # Not a runner whose instance the listing may not show yet: its create
+                    # returned after the listing began, or a moment before (EC2 lists a new
+                    # instance seconds late).
+                    and runner.state_since <= listed_at - LISTING_LAG
                     and move(actions.store, runner, RunnerState.FINISHED, actions.clock.now(), why)
                 ):
                     self._count(pool.name, "instance_lost")
