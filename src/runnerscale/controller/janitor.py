@@ -44,6 +44,13 @@ KEEP_HISTORY_SECONDS = 7 * 24 * 3600.0
 LISTING_LAG = 10.0
 
 
+def _lag(runner: Runner) -> float:
+    """How long before a listing a runner must have been in its state for the listing to
+    show its instance: :data:`LISTING_LAG` for a booting one (its create has just returned),
+    nothing for one that came online since."""
+    return LISTING_LAG if runner.state is RunnerState.BOOTING else 0.0
+
+
 @dataclass
 class JanitorSettings:
     create_timeout: float = 120.0
@@ -173,10 +180,10 @@ class Janitor:
                 if (
                     runner.instance_id is not None
                     and runner.name not in held
-                    # Not a runner whose instance the listing may not show yet: its create
-                    # returned after the listing began, or a moment before (EC2 lists a new
-                    # instance seconds late).
-                    and runner.state_since <= listed_at - LISTING_LAG
+                    # Not a runner whose instance the listing may not show yet: one that
+                    # changed after the listing began (its create returned meanwhile), or
+                    # that got its instance a moment before (EC2 lists one seconds late).
+                    and runner.state_since <= listed_at - _lag(runner)
                     and move(actions.store, runner, RunnerState.FINISHED, actions.clock.now(), why)
                 ):
                     self._count(pool.name, "instance_lost")
