@@ -4,10 +4,11 @@ nothing and undoes only what it alone knows of (architecture.md section 8, now f
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
-from runnerscale.model import JobState, RunnerState, Target
-from runnerscale.protocols import Instance, JitConfig
+from runnerscale.model import Instance, JobState, RunnerState, Target
+from runnerscale.protocols import JitConfig
 from tests.controller.conftest import CREATE_TIMEOUT, Rig
 
 
@@ -15,6 +16,45 @@ async def settle() -> None:
     """Let every task run until all of them wait on the virtual clock."""
     for _ in range(100):
         await asyncio.sleep(0)
+
+
+def hold_listings(world: Rig) -> tuple[asyncio.Event, asyncio.Event]:
+    """From now on the backend's list takes its snapshot, sets the first event, and answers
+    only once the second is set (``del world.provider.list`` ends it)."""
+    listed = asyncio.Event()
+    release = asyncio.Event()
+    real_list = world.provider.list
+
+    async def slow_list() -> list[Instance]:
+        snapshot = await real_list()
+        listed.set()
+        await release.wait()
+        return snapshot
+
+    world.provider.list = slow_list  # type: ignore[method-assign]
+    return listed, release
+
+
+async def a_listing_across_a_create(
+    world: Rig, listing: Callable[[], Coroutine[Any, Any, None]]
+) -> str:
+    """A job's runner created (by the create the test set up, taking 30 s) while ``listing``
+    lists the backend: the listing begins during the create and ends after it returned. The
+    runner is booting after the create and still after the listing; its name."""
+    await world.queue(1)
+    reconcile = asyncio.create_task(world.reconcile())
+    await settle()
+    (runner,) = world.runners()
+    listed, release = hold_listings(world)
+    task = asyncio.create_task(listing())
+    await listed.wait()
+    world.clock.advance(30)
+    await reconcile
+    assert world.runner(runner.name).state is RunnerState.BOOTING
+    release.set()
+    await task
+    assert world.runner(runner.name).state is RunnerState.BOOTING
+    return runner.name
 
 
 async def test_a_create_that_ends_after_the_janitor_gave_up_does_not_resurrect_it(
@@ -177,31 +217,8 @@ async def test_a_listing_taken_before_a_create_returned_does_not_end_the_runner(
         world.provider.add_instance(runner.name, running=False)
         await world.clock.sleep(30)
 
-    listed = asyncio.Event()
-    release = asyncio.Event()
-    real_list = world.provider.list
-
-    async def slow_list() -> list[Instance]:
-        snapshot = await real_list()
-        listed.set()
-        await release.wait()
-        return snapshot
-
     world.provider.create_wait = slow_create
-    world.provider.list = slow_list  # type: ignore[method-assign]
-    await world.queue(1)
-    reconcile = asyncio.create_task(world.reconcile())
-    await settle()
-    (runner,) = world.runners()
-    poll = asyncio.create_task(world.poll())
-    await listed.wait()
-
-    world.clock.advance(30)
-    await reconcile
-    assert world.runner(runner.name).state is RunnerState.BOOTING
-    release.set()
-    await poll
-    assert world.runner(runner.name).state is RunnerState.BOOTING
+    await a_listing_across_a_create(world, world.poll)
 
 
 async def test_the_janitor_does_not_retry_a_removal_under_way(world: Rig) -> None:
@@ -260,33 +277,13 @@ async def test_a_janitor_listing_that_missed_a_new_instance_does_not_lose_its_ru
     just after (a backend listing new instances late): missing from it, the runner is not
     taken for lost, finished and replaced (CI saw a sixth EC2 instance for five runners)."""
     world.provider.create_wait = lambda: world.clock.sleep(30)
-    listed = asyncio.Event()
-    release = asyncio.Event()
-    real_list = world.provider.list
-
-    async def slow_list() -> list[Instance]:
-        snapshot = await real_list()
-        listed.set()
-        await release.wait()
-        return snapshot
-
-    await world.queue(1)
-    reconcile = asyncio.create_task(world.reconcile())
-    await settle()
-    (runner,) = world.runners()
-    world.provider.list = slow_list  # type: ignore[method-assign]
-    sweep = asyncio.create_task(world.controller.janitor.remove_instance_orphans())
-    await listed.wait()
-    world.clock.advance(30)
-    await reconcile
-    assert world.runner(runner.name).state is RunnerState.BOOTING
-    release.set()
-    await sweep
-    assert world.runner(runner.name).state is RunnerState.BOOTING
+    runner = world.runner(
+        await a_listing_across_a_create(world, world.controller.janitor.remove_instance_orphans)
+    )
 
     # A listing begun a moment after the create returned that misses the instance (listed
     # late): still not lost.
-    world.provider.list = real_list  # type: ignore[method-assign]
+    del world.provider.list  # answering at once again
     instance = world.provider.instances.pop(world.runner(runner.name).instance_id or "")
     world.clock.advance(1)
     await world.controller.janitor.remove_instance_orphans()
