@@ -212,15 +212,20 @@ async def test_at_most_a_few_dozen_requests_are_in_flight(simulator: SimulatorSe
     await transport.close_for_good()
 
 
+def limit_registrations(simulator: SimulatorServer, limit: int, window: float) -> None:
+    """The simulator's repository, and a registration budget of ``limit`` a ``window``."""
+    simulator.simulator.world.ensure_repo("acme/app")
+    simulator.simulator.set_faults(
+        FaultPlan(
+            rate_limit=RateLimitFaults(limits={REGISTRATION: limit}, windows={REGISTRATION: window})
+        )
+    )
+
+
 async def test_registrations_beyond_the_budget_wait_for_its_reset_instead_of_failing() -> None:
     clock = virtual_clock()
     async with SimulatorServer(SimulatorOptions(tokens=(TOKEN,)), clock) as simulator:
-        simulator.simulator.world.ensure_repo("acme/app")
-        simulator.simulator.set_faults(
-            FaultPlan(
-                rate_limit=RateLimitFaults(limits={REGISTRATION: 3}, windows={REGISTRATION: 60})
-            )
-        )
+        limit_registrations(simulator, 3, 60)
         statuses = simulator.simulator.stats.statuses["actions/generate-runner-jitconfig-for-repo"]
         # Time moves only when the test says: the waits sleep on the virtual clock.
         client = GitHubClient(simulator.url, TOKEN, clock=clock.now, sleep=clock.sleep)
@@ -252,12 +257,7 @@ async def test_the_wait_for_the_registration_budget_is_asked_before_a_registrati
     client's own wait, without sending anything."""
     clock = virtual_clock()
     async with SimulatorServer(SimulatorOptions(tokens=(TOKEN,)), clock) as simulator:
-        simulator.simulator.world.ensure_repo("acme/app")
-        simulator.simulator.set_faults(
-            FaultPlan(
-                rate_limit=RateLimitFaults(limits={REGISTRATION: 2}, windows={REGISTRATION: 600})
-            )
-        )
+        limit_registrations(simulator, 2, 600)
         client = GitHubClient(simulator.url, TOKEN, clock=clock.now, sleep=clock.sleep)
         assert client.registration_wait(REPO) == 0.0
         await client.registration_ready(REPO)
