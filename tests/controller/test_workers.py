@@ -306,6 +306,7 @@ async def test_a_runner_removed_while_it_waits_for_the_budget_is_never_registere
     (runner,) = world.runners()
     assert world.controller.actions.waiting == {runner.name: "registration_budget"}
     assert await world.controller.scale_down(runner_name=runner.name) == [runner.name]
+    assert world.controller.workers["linux"].waiting()["registration_budget"] == 0
 
     world.clock.advance(BUDGET_RESET)
     await reconcile

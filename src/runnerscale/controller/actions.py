@@ -271,7 +271,8 @@ class Actions:
     removing: set[str] = field(default_factory=set)
     #: ``pending`` runners their pool's worker holds back before it begins their creation,
     #: and what for: they are not being created yet, so the janitor's create timeout leaves
-    #: them alone (a row no worker holds is not here, and times out).
+    #: them alone (a row no worker holds is not here, and times out). A removal takes its
+    #: runner out at once (the worker's wait then ends with nothing done).
     waiting: dict[str, WaitingFor] = field(default_factory=dict)
 
     def registrar(self, pool: str) -> Registrar:
@@ -465,6 +466,8 @@ class Actions:
         previous = runner.state
         if not move(self.store, runner, RunnerState.DELETING, self.clock.now(), why):
             return False
+        # No longer waiting to be created (its worker's task finds it gone when it wakes).
+        self.waiting.pop(runner.name, None)
         if reason is not None and previous is not RunnerState.DELETING:
             self.events.removing(runner.pool, reason)
         if claimed is not None:

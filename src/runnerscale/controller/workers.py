@@ -158,6 +158,8 @@ class PoolWorker:
             while True:
                 actions.waiting[name] = "registration_budget"
                 await actions.registration_ready(planned)
+                if name not in actions.waiting:
+                    return None  # removed while it waited (a removal takes it out)
                 actions.waiting[name] = "create_slot"
                 async with self._slots():
                     runner = actions.store.get_runner(name)
