@@ -19,11 +19,14 @@ in-process GitHub and a zero-time backend (:class:`ZeroTimeProvider`).
   process, an ASGI transport) instead of the in-process ``SimulatedGitHub``, which has no
   budget of its own; ``--registration-limit N --registration-window S`` gives the simulated
   GitHub a registration budget of ``N`` per ``S`` seconds (default: GitHub's 10,000 an hour),
-  so that the ramp is limited by it rather than by the loop.
+  so that the ramp is limited by it rather than by the loop. ``--create-timeout S`` sets the
+  janitor's ``timeouts.create`` (swept every ``S / 2``): a window that outlasts it shows
+  whether the runners waiting for the budget are given up on (cleanup ``create_timeout``).
 
     .venv/bin/python benchmarks/fleet.py [--rungs 100,1000,10000] [--databases sqlite,postgres]
         [--ticks 7] [--history-per-day 10] [--ramp 1000] [--create-concurrency N]
         [--github in-process|http] [--registration-limit N] [--registration-window S]
+        [--create-timeout S]
 
 Postgres is Debian's server started on a temporary directory and port (as the tests'
 ``postgres_url`` fixture does, with durability off). Progress goes to stderr.
@@ -55,6 +58,7 @@ from tests.postgres import PostgresServer
 from runnerscale.clock import SystemClock, VirtualClock
 from runnerscale.config import Config, parse_config
 from runnerscale.controller.actions import Events
+from runnerscale.controller.janitor import JanitorSettings
 from runnerscale.controller.loops import Controller
 from runnerscale.fakegithub.app import create_app
 from runnerscale.fakegithub.faults import FaultPlan, Faults, RateLimitFaults
@@ -79,13 +83,22 @@ TOKEN = "benchmark-token"
 WEEK = 7 * 24 * 3600.0
 #: Rows inserted per statement while filling the store.
 BATCH = 5_000
+#: ``timeouts.create`` when ``--create-timeout`` is not given.
+DEFAULT_CREATE_TIMEOUT = JanitorSettings().create_timeout
 
 
-def config(cap: int, create_concurrency: int | None = None) -> Config:
-    """One pool over the organisation ``acme``, capped at ``cap``."""
+def config(
+    cap: int, create_concurrency: int | None = None, create_timeout: float | None = None
+) -> Config:
+    """One pool over the organisation ``acme``, capped at ``cap``; with ``create_timeout``,
+    the janitor's ``timeouts.create`` (and a sweep every half of it)."""
     extra = "" if create_concurrency is None else f"\n    create_concurrency: {create_concurrency}"
+    timeouts = ""
+    if create_timeout is not None:
+        sweep = create_timeout / 2
+        timeouts = f"timeouts:\n  create: {create_timeout:g}s\n  janitor_interval: {sweep:g}s\n"
     return parse_config(
-        f"""
+        f"""{timeouts}
 github:
   api_url: http://127.0.0.1:9
   token: unused
@@ -206,11 +219,12 @@ def controller(
     create_concurrency: int | None = None,
     *,
     github: GitHubAPI | None = None,
+    create_timeout: float | None = None,
 ) -> tuple[Controller, ZeroTimeProvider, GitHubAPI]:
     provider = ZeroTimeProvider(clock)
     github = github or in_process_github(clock)
     built = build_controller(
-        config(cap, create_concurrency),
+        config(cap, create_concurrency, create_timeout),
         store=store,
         github=github,
         clock=clock,
@@ -388,6 +402,10 @@ class RampResult:
     failed: int = 0
     #: Registrations that waited for the budget's reset (the client's own count).
     held: int = 0
+    #: The janitor's ``timeouts.create`` (None: its default, 120 s).
+    create_timeout: float | None = None
+    #: Runners the janitor gave up on (cleanup ``create_timeout``).
+    given_up: int = 0
 
 
 async def measure_ramp(
@@ -400,6 +418,7 @@ async def measure_ramp(
     progress: Callable[[str], None],
     github: str = "in-process",
     quota: Quota | None = None,
+    create_timeout: float | None = None,
 ) -> RampResult:
     """The daemon's loops on the wall clock, ``runners`` jobs queued at once."""
     clock = SystemClock()
@@ -407,6 +426,7 @@ async def measure_ramp(
     tick_lengths: list[float] = []
     polls: list[float] = []
     failed: list[str] = []
+    given_up: list[str] = []
 
     def ticked(loop: str, seconds: float) -> None:
         if loop == "reconcile":
@@ -419,10 +439,20 @@ async def measure_ramp(
         if kind == "create":
             failed.append(pool)
 
-    events = Events(tick=ticked, error=errored)
+    def cleaned(pool: str, kind: str) -> None:
+        if kind == "create_timeout":
+            given_up.append(pool)
+
+    events = Events(tick=ticked, error=errored, cleaned=cleaned)
     simulated = simulated_github(clock, github, quota)
     built, provider, _ = controller(
-        store, clock, runners, events, create_concurrency, github=simulated.api
+        store,
+        clock,
+        runners,
+        events,
+        create_concurrency,
+        github=simulated.api,
+        create_timeout=create_timeout,
     )
     simulated.world.create_jobs(JobSpec(REPO, tuple(LABELS), 3600.0) for _ in range(runners))
     began = time.monotonic()
@@ -458,6 +488,8 @@ async def measure_ramp(
         len(polls),
         len(failed),
         held,
+        create_timeout,
+        len(given_up),
     )
 
 
@@ -515,11 +547,13 @@ def ramp_table(results: Sequence[RampResult]) -> str:
         "| github | registration budget | database | create_concurrency | runners created "
         "| seconds | per minute | per minute, first to last creation | creations failed "
         "| registrations held for the reset | reconcile ticks | polls "
-        "| largest gap between ticks | longest tick |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| largest gap between ticks | longest tick | create timeout "
+        "| given up (create timeout) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         concurrency = "default" if r.create_concurrency is None else str(r.create_concurrency)
+        timeout = DEFAULT_CREATE_TIMEOUT if r.create_timeout is None else r.create_timeout
         quota = (
             "GitHub's (10,000 / h)"
             if r.quota is None
@@ -529,7 +563,7 @@ def ramp_table(results: Sequence[RampResult]) -> str:
             f"| {r.github} | {quota} | {r.database} | {concurrency} | {r.runners:,} | "
             f"{r.seconds:.1f} | {r.per_minute:,.0f} | {r.steady_per_minute:,.0f} | {r.failed} | "
             f"{r.held} | {r.ticks} | {r.polls} | {r.largest_gap:.2f} s | "
-            f"{r.longest_tick:.2f} s |"
+            f"{r.longest_tick:.2f} s | {timeout:g} s | {r.given_up} |"
         )
     return "\n".join(lines)
 
@@ -563,6 +597,7 @@ async def run(args: argparse.Namespace) -> tuple[list[TickResult], list[RampResu
                         progress=progress,
                         github=args.github,
                         quota=quota(args),
+                        create_timeout=args.create_timeout,
                     )
                 )
     return ticks, ramps
@@ -606,6 +641,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         type=float,
         default=WINDOW_SECONDS,
         help="seconds of the registration budget's window (default: an hour)",
+    )
+    parser.add_argument(
+        "--create-timeout",
+        type=float,
+        default=None,
+        help="the janitor's timeouts.create in seconds, swept every half of it (default: 2m, "
+        "every 30 s): shorter than the registration window, it shows whether runners waiting "
+        "for the budget are given up on",
     )
     args = parser.parse_args(argv)
     ticks, ramps = asyncio.run(run(args))

@@ -68,6 +68,20 @@ def test_every_pool_and_kind_starts_at_zero_and_no_created_series_is_exposed() -
     assert not [name for name, _ in seen if name.endswith("_created")]
 
 
+def test_runners_waiting_to_be_created_are_counted_by_what_they_wait_for() -> None:
+    waiting = pool(booting=4)
+    waiting.waiting = {"registration_budget": 3, "create_slot": 1}
+    metrics = Metrics(lambda: Status(pools=[waiting, pool("gpu")]), lambda: None, pools=[])
+    seen = samples(metrics)
+
+    def count(name: str, reason: str) -> float:
+        return seen[("runnerscale_pool_waiting_runners", (("pool", name), ("reason", reason)))]
+
+    assert count("linux", "registration_budget") == 3
+    assert count("linux", "create_slot") == 1
+    assert count("gpu", "registration_budget") == count("gpu", "create_slot") == 0
+
+
 def test_hooks_feed_their_families() -> None:
     metrics = Metrics(lambda: Status(pools=[]), lambda: None, pools=["linux"])
     events = metrics.events()

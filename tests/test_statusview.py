@@ -159,6 +159,18 @@ def test_what_a_pool_spends_is_shown_against_its_budget() -> None:
     assert "spent" not in printed(a_status())
 
 
+def test_runners_waiting_to_be_created_say_what_they_wait_for() -> None:
+    body = a_status()
+    body["pools"][0].update(booting=5, waiting={"registration_budget": 3, "create_slot": 2})
+    assert (
+        "pool linux-x64: runners waiting to be created: 3 for GitHub's runner registration "
+        "budget to reset, 2 for a free creation slot"
+    ) in printed(body)
+    body["pools"][0]["waiting"] = {"registration_budget": 0, "create_slot": 0}
+    assert "waiting to be created" not in printed(body)
+    assert "waiting to be created" not in printed(a_status())  # an older daemon's status
+
+
 class UnreachableError(Exception):
     pass
 

@@ -46,6 +46,7 @@ from runnerscale.controller.actions import (
     Events,
     RemovalReason,
     ScaleOperation,
+    WaitingFor,
 )
 from runnerscale.controller.loops import PoolStatus, Status
 from runnerscale.github.budget import Budgets
@@ -160,6 +161,7 @@ class _StatusCollector(Collector):
                 family.add_metric([pool.name], figure(pool))
             yield family
         yield from _node_families(status)
+        yield _waiting_family(status)
         yield from _spend_families(status)
         yield from _scale_set_families(status)
         yield GaugeMetricFamily(
@@ -191,6 +193,21 @@ def _node_families(status: Status) -> Iterator[Metric]:
             slots.add_metric([pool.name, node.name], node.slots)
     yield up
     yield slots
+
+
+def _waiting_family(status: Status) -> Metric:
+    """Each pool's ``pending`` runners whose creation has not begun, by what they wait for
+    (every kind, 0 included, so a dashboard sees the series from the start)."""
+    waiting = GaugeMetricFamily(
+        "runnerscale_pool_waiting_runners",
+        "Runners decided on whose creation has not begun: they wait for GitHub's runner "
+        "registration budget, or for a free creation slot",
+        labels=["pool", "reason"],
+    )
+    for pool in status.pools:
+        for reason in get_args(WaitingFor):
+            waiting.add_metric([pool.name, reason], pool.waiting.get(reason, 0))
+    return waiting
 
 
 def _spend_families(status: Status) -> Iterator[Metric]:

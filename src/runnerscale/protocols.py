@@ -144,6 +144,20 @@ class GitHubAPI(Protocol):
         self, target: Target, name: str, labels: Sequence[str]
     ) -> JitConfig: ...
 
+    def registration_wait(self, target: Target) -> float:
+        """Seconds a runner's registration at ``target`` (:meth:`generate_jitconfig`) sent
+        now would wait before it goes out: GitHub's registration budget spent by our own
+        count, or a pause GitHub asked for. 0.0: it would go at once (a client that keeps no
+        budget always answers so)."""
+        ...
+
+    async def registration_ready(self, target: Target) -> None:
+        """Return once a registration at ``target`` would go out at once (waits out what
+        :meth:`registration_wait` says). The controller waits here before it begins a
+        runner's creation, so a spent budget holds no creation slot and no create timeout
+        runs meanwhile."""
+        ...
+
     async def delete_runner(self, target: Target, runner_id: int) -> DeleteOutcome: ...
 
     async def list_runners(self, target: Target) -> list[GitHubRunner]: ...

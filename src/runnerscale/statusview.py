@@ -41,6 +41,7 @@ __all__ = [
     "render",
     "scale_set_lines",
     "spend_lines",
+    "waiting_lines",
     "watch",
 ]
 
@@ -180,6 +181,27 @@ def scale_set_lines(pools: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
+#: What a pool's runners wait for before their creation begins (``waiting`` in the status).
+_WAITING_FOR = {
+    "registration_budget": "for GitHub's runner registration budget to reset",
+    "create_slot": "for a free creation slot",
+}
+
+
+def waiting_lines(pools: Sequence[dict[str, Any]]) -> list[str]:
+    """A line per pool with runners decided on whose creation has not begun, and why: they
+    are not being created yet (no create timeout runs), and are created once the wait ends."""
+    lines = []
+    for pool in pools:
+        waiting = pool.get("waiting") or {}
+        parts = [
+            f"{waiting[kind]} {words}" for kind, words in _WAITING_FOR.items() if waiting.get(kind)
+        ]
+        if parts:
+            lines.append(f"pool {pool['name']}: runners waiting to be created: {', '.join(parts)}")
+    return lines
+
+
 def spend_lines(pools: Sequence[dict[str, Any]]) -> list[str]:
     """What each pool with a price or a budget spent: today (UTC) against its budget, and in
     all. (Whether its budget holds creations back is in its reason.)"""
@@ -298,12 +320,14 @@ def github_lines(github: dict[str, Any], now: float) -> list[str]:
 def render(body: Status, now: float) -> list[RenderableType]:
     """The status as the terminal shows it: the pools' table, then lines (who leads, why
     queued jobs wait, the hosts of pools over several, the pools an operator drained, the
-    runners whose instance drains,
-    what pools spend, the jobs no pool serves, the recent queue waits, the API budget)."""
+    runners whose instance drains, the runners waiting to be created (GitHub's registration
+    budget, a free creation slot), what pools spend, the jobs no pool serves, the recent queue
+    waits, the API budget)."""
     pools = body.get("pools") or []
     lines = _capped_lines(pools) + leadership_lines(body) + _reason_lines(pools)
     lines += node_lines(pools, now)
     lines += drain_lines(pools, now) + draining_lines(pools)
+    lines += waiting_lines(pools)
     lines += spend_lines(pools)
     lines += scale_set_lines(pools)
     lines += _queued_lines(body, now)

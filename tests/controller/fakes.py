@@ -31,6 +31,7 @@ from runnerscale.model import (
     normalize_labels,
 )
 from runnerscale.protocols import (
+    Clock,
     DeleteOutcome,
     GitHubError,
     JitConfig,
@@ -143,6 +144,11 @@ class FakeGitHub:
     #: The annotation messages of a job's check run, by job id (none when not set).
     annotations: dict[int, list[str]] = field(default_factory=dict)
     faults: _Faults = field(default_factory=_Faults)
+    #: The registration budget, as the production client keeps it: per target key, when
+    #: the budget spent by our own count resets (registrations wait until then, on
+    #: ``clock``; set with :meth:`spend_registrations`).
+    registration_resets: dict[str, float] = field(default_factory=dict)
+    clock: Clock | None = None
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1001))
     _job_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(900_001))
     #: Every name ever registered, by id (deleted ones too), for the journal.
@@ -168,9 +174,21 @@ class FakeGitHub:
 
     # -- the GitHubAPI protocol
 
+    def registration_wait(self, target: Target) -> float:
+        reset = self.registration_resets.get(target.key)
+        if reset is None or self.clock is None:
+            return 0.0
+        return max(0.0, reset - self.clock.now())
+
+    async def registration_ready(self, target: Target) -> None:
+        while (wait := self.registration_wait(target)) > 0:
+            assert self.clock is not None
+            await self.clock.sleep(wait)
+
     async def generate_jitconfig(
         self, target: Target, name: str, labels: Sequence[str]
     ) -> JitConfig:
+        await self.registration_ready(target)  # as the client's call waits for its budget
         self.journal.append(("github", "generate_jitconfig", name))
         self._reach(target, "generate_jitconfig")
         if self.find(name) is not None:
@@ -257,6 +275,12 @@ class FakeGitHub:
         self.faults.check(operation, after=False)
 
     # -- test controls
+
+    def spend_registrations(self, target: Target, clock: Clock, reset: float) -> None:
+        """Registrations at ``target`` wait until ``reset`` (the client's count says its
+        registration budget is spent until its window resets then)."""
+        self.clock = clock
+        self.registration_resets[target.key] = reset
 
     def find(self, name: str) -> Registration | None:
         return next((r for r in self.registrations.values() if r.name == name), None)

@@ -15,10 +15,10 @@ from runnerscale.clock import VirtualClock
 from runnerscale.controller.actions import Events, PoolRuntime
 from runnerscale.controller.loops import Controller
 from runnerscale.controller.workers import CREATE_CONCURRENCY
-from runnerscale.model import JobState, PoolSpec, RunnerState, normalize_labels
+from runnerscale.model import JobState, PoolSpec, RunnerState, Target, normalize_labels
 from runnerscale.protocols import ObservedJob
 from runnerscale.store import open_store
-from tests.controller.conftest import REPO_A, MakeRig, Rig
+from tests.controller.conftest import CREATE_TIMEOUT, REPO_A, REPO_B, MakeRig, Rig
 from tests.controller.fakes import FakeGitHub, FakeProvider, Journal, RecordingStore
 
 SLOW_CREATE = 60.0
@@ -237,3 +237,99 @@ async def test_a_reloaded_create_concurrency_applies_to_the_next_creations(
         await settle()
     await reconcile
     assert {runner.state for runner in world.runners()} == {RunnerState.BOOTING}
+
+
+#: A registration budget spent until its window resets ten minutes away: five create timeouts.
+BUDGET_RESET = 600.0
+
+
+def states_at(world: Rig, target: Target) -> list[RunnerState]:
+    return sorted(runner.state for runner in world.runners() if runner.target == target.key)
+
+
+async def test_a_runner_waiting_for_its_registration_budget_holds_no_slot_and_never_times_out(
+    make_world: MakeRig,
+) -> None:
+    """Registrations at REPO_A wait ten minutes for their budget (the client's count says it
+    is spent); REPO_B's credential has budget left. The pool has one creation slot: REPO_B's
+    runners are created meanwhile, new decisions included, while REPO_A's stay ``pending``,
+    and the janitor, sweeping all along, gives up on none of them. (Before, the first REPO_A
+    runner took the slot and waited in its registration, holding up every other creation of
+    the pool, and the janitor removed it after the create timeout.)"""
+    world = make_world(max_runners=4, targets=(REPO_A, REPO_B), create_concurrency=1)
+    reset = world.clock.now() + BUDGET_RESET
+    world.github.spend_registrations(REPO_A, world.clock, reset)
+    await world.deliver(world.job(1), world.job(2), world.job(3, repo=REPO_B.name))
+    reconcile = asyncio.create_task(world.reconcile())
+    await settle()
+    held = {runner.name for runner in world.runners() if runner.target == REPO_A.key}
+    assert len(held) == 2
+    assert states_at(world, REPO_B) == [RunnerState.BOOTING]
+    assert {world.runner(name).state for name in held} == {RunnerState.PENDING}
+
+    # The decisions go on: a job at REPO_B gets its runner at once.
+    await world.deliver(world.job(4, repo=REPO_B.name))
+    await world.controller.reconcile_step()  # the daemon's decision (its status too)
+    world.controller.workers["linux"].dispatch()  # what the worker's task does when woken
+    await settle()
+    assert states_at(world, REPO_B) == [RunnerState.BOOTING, RunnerState.BOOTING]
+    assert world.controller.actions.waiting == dict.fromkeys(held, "registration_budget")
+    (status,) = world.controller.status.pools
+    assert status.waiting == {"registration_budget": 2, "create_slot": 0}
+    for runner in world.runners(RunnerState.BOOTING):
+        world.github.set_runner(runner.name, online=True)
+    await world.poll()  # online: no boot timeout for them in the sweeps below
+
+    while world.clock.now() + 30 < reset:
+        world.clock.advance(30)
+        await world.sweep()
+        assert {world.runner(name).state for name in held} == {RunnerState.PENDING}
+    assert world.controller.janitor.cleaned == {}
+    assert world.journal.ops("github", subject=next(iter(held))) == []  # nothing sent
+
+    # The window resets: they are created, each with its whole create timeout.
+    world.clock.advance(reset - world.clock.now())
+    await reconcile
+    assert {world.runner(name).state for name in held} == {RunnerState.BOOTING}
+    assert world.controller.actions.waiting == {}
+    assert world.controller.janitor.cleaned == {}
+    assert not [event for event in world.events if event[0] in ("cleaned", "error")]
+
+
+async def test_a_runner_removed_while_it_waits_for_the_budget_is_never_registered(
+    world: Rig,
+) -> None:
+    world.github.spend_registrations(REPO_A, world.clock, world.clock.now() + BUDGET_RESET)
+    await world.queue(1)
+    reconcile = asyncio.create_task(world.reconcile())
+    await settle()
+    (runner,) = world.runners()
+    assert world.controller.actions.waiting == {runner.name: "registration_budget"}
+    assert await world.controller.scale_down(runner_name=runner.name) == [runner.name]
+    assert world.controller.workers["linux"].waiting()["registration_budget"] == 0
+
+    world.clock.advance(BUDGET_RESET)
+    await reconcile
+    assert world.runner(runner.name).state is RunnerState.GONE
+    assert world.journal.ops(subject=runner.name) == ["pending", "deleting", "gone"]
+    assert world.controller.actions.waiting == {}
+
+
+async def test_a_pending_runner_no_worker_holds_any_more_times_out(world: Rig) -> None:
+    """The create timeout spares only the runners a worker holds back: once its worker
+    stopped (its task ended), a ``pending`` runner times out from the decision as before."""
+    world.github.spend_registrations(REPO_A, world.clock, world.clock.now() + BUDGET_RESET)
+    await world.queue(1)
+    reconcile = asyncio.create_task(world.reconcile())
+    await settle()
+    (runner,) = world.runners()
+    world.clock.advance(CREATE_TIMEOUT)
+    await world.sweep()
+    assert world.runner(runner.name).state is RunnerState.PENDING  # held back: spared
+
+    await world.controller.workers["linux"].stop()
+    await reconcile
+    assert world.controller.actions.waiting == {}
+    await world.sweep()
+    assert world.runner(runner.name).state is RunnerState.GONE
+    assert world.controller.janitor.cleaned == {"create_timeout": 1}

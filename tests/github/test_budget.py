@@ -521,6 +521,23 @@ async def test_registrations_wait_for_the_reset_once_our_count_spends_the_budget
     assert budget.left(REGISTRATION) == 9
 
 
+def test_the_wait_before_a_call_is_the_longer_of_its_pause_and_its_spent_budget() -> None:
+    """What the controller asks before it begins a creation (its registration would wait)."""
+    clock = FakeClock()
+    budget = budget_at(clock)
+    assert budget.wait_before(REGISTRATION) == 0.0  # nothing known: it goes
+    budget.record(headers(1, limit=10, reset=T0 + 600, resource=REGISTRATION))
+    assert budget.wait_before(REGISTRATION) == 0.0
+    budget.count("generate-jitconfig")
+    assert budget.wait_before(REGISTRATION) == 600 + RESET_MARGIN
+    assert budget.wait_before(CORE) == 0.0  # only registrations wait
+    budget.pause_from(429, {"retry-after": "900"}, REGISTRATION)
+    assert budget.wait_before(REGISTRATION) == 900.0
+    assert budget.held == {}  # asking is not waiting
+    clock.t = T0 + 901
+    assert budget.wait_before(REGISTRATION) == 0.0
+
+
 async def test_a_spent_registration_budget_holds_nothing_else() -> None:
     clock = FakeClock()
     budget = budget_at(clock)

@@ -212,15 +212,20 @@ async def test_at_most_a_few_dozen_requests_are_in_flight(simulator: SimulatorSe
     await transport.close_for_good()
 
 
+def limit_registrations(simulator: SimulatorServer, limit: int, window: float) -> None:
+    """The simulator's repository, and a registration budget of ``limit`` a ``window``."""
+    simulator.simulator.world.ensure_repo("acme/app")
+    simulator.simulator.set_faults(
+        FaultPlan(
+            rate_limit=RateLimitFaults(limits={REGISTRATION: limit}, windows={REGISTRATION: window})
+        )
+    )
+
+
 async def test_registrations_beyond_the_budget_wait_for_its_reset_instead_of_failing() -> None:
     clock = virtual_clock()
     async with SimulatorServer(SimulatorOptions(tokens=(TOKEN,)), clock) as simulator:
-        simulator.simulator.world.ensure_repo("acme/app")
-        simulator.simulator.set_faults(
-            FaultPlan(
-                rate_limit=RateLimitFaults(limits={REGISTRATION: 3}, windows={REGISTRATION: 60})
-            )
-        )
+        limit_registrations(simulator, 3, 60)
         statuses = simulator.simulator.stats.statuses["actions/generate-runner-jitconfig-for-repo"]
         # Time moves only when the test says: the waits sleep on the virtual clock.
         client = GitHubClient(simulator.url, TOKEN, clock=clock.now, sleep=clock.sleep)
@@ -245,3 +250,29 @@ async def test_registrations_beyond_the_budget_wait_for_its_reset_instead_of_fai
         clock.advance(began + 60 + RESET_MARGIN - clock.now())
         await ramp
         assert dict(statuses) == {201: 5}
+
+
+async def test_the_wait_for_the_registration_budget_is_asked_before_a_registration() -> None:
+    """What the controller's pool worker asks before it begins a runner's creation: the
+    client's own wait, without sending anything."""
+    clock = virtual_clock()
+    async with SimulatorServer(SimulatorOptions(tokens=(TOKEN,)), clock) as simulator:
+        limit_registrations(simulator, 2, 600)
+        client = GitHubClient(simulator.url, TOKEN, clock=clock.now, sleep=clock.sleep)
+        assert client.registration_wait(REPO) == 0.0
+        await client.registration_ready(REPO)
+        assert client.budget.by_credential == {}  # asking made no budget, sent nothing
+        began = clock.now()
+        for index in range(2):
+            await client.generate_jitconfig(REPO, f"rs-ask-{index}", LABELS)
+        assert client.registration_wait(REPO) == began + 600 + RESET_MARGIN - clock.now()
+        budget = client.budget.of("token")
+        waiting = asyncio.ensure_future(client.registration_ready(REPO))
+        await asyncio.sleep(0)
+        assert budget.held[REGISTRATION] == 1
+        assert not waiting.done()
+        clock.advance(began + 600 + RESET_MARGIN - clock.now())
+        await waiting
+        assert client.registration_wait(REPO) == 0.0
+        requests = simulator.simulator.stats.requests
+        assert requests["actions/generate-runner-jitconfig-for-repo"] == 2

@@ -889,7 +889,9 @@ class Timeouts(ConfigModel):
         default=120.0,
         description="Give up on a backend creation after this long; what a creation "
         "interrupted by a crash left (a folder without its record, a container never "
-        "started) is removed once this old.",
+        "started) is removed once this old. It counts from the moment the creation begins: a "
+        "runner waiting for GitHub's registration budget or a free creation slot is not given "
+        "up on meanwhile.",
     )
     delete: PositiveDuration = Field(
         default=120.0, description="Give up on (and retry) a deletion after this long."

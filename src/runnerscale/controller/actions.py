@@ -207,6 +207,10 @@ CleanupKind = Literal[
     "instance_orphan",
     "interrupted_create",
 ]
+#: What a ``pending`` runner's worker holds it back for before its creation begins: GitHub's
+#: runner registration budget (spent by our own count, or paused), or a free one of its
+#: pool's ``create_concurrency`` slots (:mod:`runnerscale.controller.workers`).
+WaitingFor = Literal["registration_budget", "create_slot"]
 #: Why a runner is taken out of service, as ``Events.removing`` reports it.
 RemovalReason = Literal[
     "job_done", "idle", "boot_timeout", "create_timeout", "operator", "interrupted"
@@ -267,10 +271,27 @@ class Actions:
     #: and the first call, an operator's, would report its runner as kept; past it, a call
     #: that hangs must not keep the runner for ever, and the janitor retries.
     removing: dict[str, float] = field(default_factory=dict)
+    #: ``pending`` runners their pool's worker holds back before it begins their creation,
+    #: and what for: they are not being created yet, so the janitor's create timeout leaves
+    #: them alone (a row no worker holds is not here, and times out). A removal takes its
+    #: runner out at once (the worker's wait then ends with nothing done).
+    waiting: dict[str, WaitingFor] = field(default_factory=dict)
 
     def registrar(self, pool: str) -> Registrar:
         """Where the pool's runners are registered and unregistered."""
         return self.registrars.get(pool) or RestRegistrar(self.github)
+
+    def registration_wait(self, runner: Runner) -> float:
+        """Seconds the runner's registration, begun now, would wait for GitHub's budget
+        (0.0: none, or its target is not configured: :meth:`start_runner` fails it)."""
+        target = self.targets.get(runner.target)
+        return 0.0 if target is None else self.registrar(runner.pool).registration_wait(target)
+
+    async def registration_ready(self, runner: Runner) -> None:
+        """Return once the runner's registration would be sent at once."""
+        target = self.targets.get(runner.target)
+        if target is not None:
+            await self.registrar(runner.pool).registration_ready(target)
 
     def new_name(self, pool: PoolRuntime) -> str:
         return f"{pool.prefix}{self.suffix()}"
@@ -447,6 +468,8 @@ class Actions:
         previous = runner.state
         if not move(self.store, runner, RunnerState.DELETING, self.clock.now(), why):
             return False
+        # No longer waiting to be created (its worker's task finds it gone when it wakes).
+        self.waiting.pop(runner.name, None)
         if reason is not None and previous is not RunnerState.DELETING:
             self.events.removing(runner.pool, reason)
         if claimed is not None:

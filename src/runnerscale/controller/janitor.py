@@ -8,6 +8,16 @@ carrying a pool's name prefix that runnerscale does not track, and backend insta
 runner is unknown or already gone. Each clean-up is counted by kind. A runner whose instance
 vanished while it was busy lost its job: that is recorded (:mod:`runnerscale.controller.reruns`).
 
+The create timeout (``timeouts.create``) is for a runner *being created*: ``creating``, and
+``pending`` once its pool's worker has begun its creation (it took a slot and asks GitHub for
+its JIT config: ``state_since`` is set then). A ``pending`` runner its worker holds back
+before that, waiting for GitHub's registration budget to reset or for a free creation slot
+(:attr:`Actions.waiting <runnerscale.controller.actions.Actions.waiting>`), is not being
+created: it never times out, however long the wait (a registration window may reset an hour
+away), and it is counted in the status instead. Every other ``pending`` row times out from
+its ``state_since`` as before: one no worker holds (its worker stopped or its task failed,
+or its pool is not one this daemon runs), so no row stays ``pending`` for good.
+
 A crash in the middle of a create leaves something the create never finished (a runner folder
 without its record, a container never started): backends list it as ``incomplete``. Such a
 leftover is removed like any orphan, but only once it is older than the create timeout
@@ -120,6 +130,7 @@ class Janitor:
             elif (
                 runner.state in (RunnerState.PENDING, RunnerState.CREATING)
                 and waited >= self.settings.create_timeout
+                and runner.name not in actions.waiting
             ):
                 await actions.remove_runner(
                     runner,

@@ -231,6 +231,11 @@ class PoolStatus:
     #: the two holds them (``budget``, ``failure_backoff``; "" when nothing does).
     held_back: int = 0
     held_back_by: str = ""
+    #: Its ``pending`` runners (counted in ``booting``) whose creation has not begun, by what
+    #: they wait for: ``registration_budget`` (GitHub's runner registration budget, spent
+    #: until its window resets, or paused), ``create_slot`` (a free one of its
+    #: ``create_concurrency``). No create timeout runs while they wait.
+    waiting: dict[str, int] = field(default_factory=dict)
     #: US dollars its instances cost today (UTC) and since it was first counted (from the
     #: prices its backend lists; 0 for a backend that tells none).
     spend_today: float = 0.0
@@ -1176,6 +1181,7 @@ class Controller:
                     draining=self._draining(pool),
                     held_back=pool_decision.held_back if pool_decision else 0,
                     held_back_by=pool_decision.held_back_by if pool_decision else "",
+                    waiting=self.workers[pool.name].waiting(),
                     spend_today=self.spend.today(pool.name, now),
                     cost_total=self.spend.total(pool.name),
                     budget_per_day=pool.spec.budget_per_day,

@@ -2,7 +2,9 @@
 or the pool's runner scale set (scale-set pools).
 
 The rest of the controller asks a pool's :class:`Registrar` for a runner's JIT configuration
-and for its removal, whichever demand source the pool has. Removal answers ``BUSY`` when the
+and for its removal, whichever demand source the pool has, and whether a registration begun
+now would wait for GitHub's registration budget (the pool's worker waits for it before it
+begins a creation: :mod:`runnerscale.controller.workers`). Removal answers ``BUSY`` when the
 service refuses a runner that runs a job (REST: 422; a scale set: ``JobStillRunning``): that
 refusal is the safe-delete check, and the runner is kept.
 """
@@ -22,6 +24,15 @@ __all__ = ["Registrar", "RestRegistrar", "ScaleSetRegistrar"]
 
 
 class Registrar(Protocol):
+    def registration_wait(self, target: Target) -> float:
+        """Seconds a :meth:`register` begun now would wait for a rate-limit budget before it
+        is sent (0.0: none)."""
+        ...
+
+    async def registration_ready(self, target: Target) -> None:
+        """Return once a :meth:`register` would be sent at once."""
+        ...
+
     async def register(self, target: Target, name: str, labels: Sequence[str]) -> JitConfig:
         """A JIT configuration for a new runner ``name`` at ``target``."""
         ...
@@ -38,6 +49,12 @@ class RestRegistrar:
 
     github: GitHubAPI
 
+    def registration_wait(self, target: Target) -> float:
+        return self.github.registration_wait(target)
+
+    async def registration_ready(self, target: Target) -> None:
+        await self.github.registration_ready(target)
+
     async def register(self, target: Target, name: str, labels: Sequence[str]) -> JitConfig:
         return await self.github.generate_jitconfig(target, name, labels)
 
@@ -52,6 +69,13 @@ class ScaleSetRegistrar:
 
     api: ScaleSetAPI
     state: ScaleSetState
+
+    def registration_wait(self, target: Target) -> float:
+        """0.0: the Actions service charges no REST budget for a scale set's JIT configs."""
+        return 0.0
+
+    async def registration_ready(self, target: Target) -> None:
+        """Nothing to wait for (:meth:`registration_wait`)."""
 
     async def register(self, target: Target, name: str, labels: Sequence[str]) -> JitConfig:
         scale_set = self.state.scale_set

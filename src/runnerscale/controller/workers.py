@@ -20,6 +20,18 @@ What the worker converges on
   :data:`~runnerscale.model.CREATE_CONCURRENCY`; ``state_since`` is set again
   when one's creation actually begins, so a runner that waited for a free slot still gets the
   whole create timeout for its creation).
+- **Waiting is not creating.** A runner whose registration would wait for GitHub's
+  registration budget (spent by our own count until its window resets, or paused by GitHub)
+  waits for it *before* it takes a slot: a wait of minutes holds no slot (the pool's other
+  runners, for a target whose credential has budget left, go ahead) and runs no create
+  timeout. Having taken a slot, the runner asks again, without an await in between, and lets
+  the slot go to wait once more when the creations ahead of it spent what was left; from there
+  to the registration being counted as sent nothing else runs (the runner group and the App
+  installation are cached after a target's first call), so a registration does not wait in a
+  slot. While it waits for the budget or for a slot, the runner is in
+  :attr:`Actions.waiting <runnerscale.controller.actions.Actions.waiting>`: the janitor's
+  create timeout leaves it alone, and the status counts it. A ``pending`` row no worker holds
+  there (its worker stopped, its pool is not run by this daemon) still times out.
 - **Removals** (idle runners to scale down, finished ones to reap) are the latest decision's
   names, handed over in memory (:meth:`PoolWorker.publish`); a newer decision replaces an older
   one not yet acted on. Each runner is read again and removed only if it is still in the state
@@ -39,10 +51,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any
+from typing import Any, get_args
 
-from runnerscale.controller.actions import Actions, PoolRuntime, RemovalReason
+from runnerscale.controller.actions import Actions, PoolRuntime, RemovalReason, WaitingFor
 from runnerscale.controller.observe import amend
 from runnerscale.controller.pooldrain import WHY as DRAINED_WHY
 from runnerscale.model import CREATE_CONCURRENCY, Runner, RunnerState
@@ -99,6 +112,12 @@ class PoolWorker:
     def wake(self) -> None:
         self._wake.set()
 
+    def waiting(self) -> dict[str, int]:
+        """How many of its ``pending`` runners wait before their creation begins, by what
+        they wait for (every kind named, 0 included): the status and the metrics show it."""
+        held = Counter(self.actions.waiting.get(name) for name in self._work)
+        return {kind: held[kind] for kind in get_args(WaitingFor)}
+
     def dispatch(self) -> list[asyncio.Task[Any]]:
         """Start a task for every runner the decision asks for and no task acts on yet: the
         pool's ``pending`` runners, and the removals of the latest decision. Returns them."""
@@ -106,7 +125,7 @@ class PoolWorker:
         store = self.actions.store
         for runner in store.runners(pool=self.name, states=[RunnerState.PENDING]):
             if runner.name not in self._work:
-                started.append(self._spawn(runner.name, self._create(runner.name)))
+                started.append(self._spawn(runner.name, self._create(runner)))
         removals, self._removals = self._removals, {}
         for name, state in removals.items():
             if name not in self._work:
@@ -131,17 +150,32 @@ class PoolWorker:
 
     # ------------------------------------------------------------------ doing it
 
-    async def _create(self, name: str) -> Runner | None:
-        async with self._slots():
-            runner = self.actions.store.get_runner(name)
-            if runner is None or runner.state is not RunnerState.PENDING:
-                return None  # given up on while it waited for a free slot
-            # Its creation starts now: the create timeout counts from here.
-            if not amend(
-                self.actions.store, runner, "creation starts", state_since=self.actions.clock.now()
-            ):
-                return None
-            return await self.actions.start_runner(self.pool, runner)
+    async def _create(self, planned: Runner) -> Runner | None:
+        """Create a ``pending`` runner once GitHub's registration budget and a free slot
+        allow; meanwhile it is held in :attr:`Actions.waiting` (not being created yet)."""
+        actions, name = self.actions, planned.name
+        try:
+            while True:
+                actions.waiting[name] = "registration_budget"
+                await actions.registration_ready(planned)
+                if name not in actions.waiting:
+                    return None  # removed while it waited (a removal takes it out)
+                actions.waiting[name] = "create_slot"
+                async with self._slots():
+                    runner = actions.store.get_runner(name)
+                    if runner is None or runner.state is not RunnerState.PENDING:
+                        return None  # given up on while it waited
+                    if actions.registration_wait(runner) > 0:
+                        continue  # the creations ahead of it spent the budget: slot let go
+                    del actions.waiting[name]
+                    # Its creation starts now: the create timeout counts from here.
+                    if not amend(
+                        actions.store, runner, "creation starts", state_since=actions.clock.now()
+                    ):
+                        return None
+                    return await actions.start_runner(self.pool, runner)
+        finally:
+            actions.waiting.pop(name, None)
 
     def _slots(self) -> asyncio.Semaphore:
         """The creation slots; a reload that changed the pool's ``create_concurrency`` gets

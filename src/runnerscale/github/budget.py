@@ -32,7 +32,9 @@ and the simulation all share one tested set of rules:
   sent (:data:`SPENT_AS_SENT`), and once none is left by that count, the next ones wait for
   the window's reset (:meth:`ApiBudget.spent_wait`) rather than being refused one by one.
   A ramp then runs at the registration budget's pace, and only registrations wait: polls and
-  decisions go on.
+  decisions go on. :meth:`ApiBudget.wait_before` says how long a call sent now would wait:
+  the controller waits for it before it begins a runner's creation, so the wait holds no
+  creation slot and runs no create timeout.
 Elsewhere, because a piece made for the job exists there: other failures are backed off by
 the controller's loops (``Controller.failure_delay``: exponential, with jitter), and requests
 in flight are capped by githubkit's throttler (``client.MAX_CONCURRENT_REQUESTS``).
@@ -447,6 +449,14 @@ class ApiBudget:
         now = self._clock() if now is None else now
         return max(0.0, self.paused_until(resource) - now)
 
+    def wait_before(self, resource: str = CORE, now: float | None = None) -> float:
+        """Seconds a call on ``resource`` sent now would wait in :meth:`wait_if_paused` (its
+        pause, or its budget spent by our own count); 0.0: it would be sent at once. The
+        controller asks it before it starts creating a runner, so that a registration waits
+        for the budget before it takes one of its pool's creation slots."""
+        now = self._clock() if now is None else now
+        return max(self.pause_remaining(resource, now), self.spent_wait(resource, now))
+
     async def wait_if_paused(self, resource: str = CORE) -> float:
         """Sleep while ``resource`` is paused (a pause extended meanwhile is waited out too),
         or while its budget is spent by our own count (:meth:`spent_wait`: registering
@@ -454,16 +464,12 @@ class ApiBudget:
         and :meth:`count` right after it returns. Returns the seconds waited (by the injected
         clock)."""
         waited = 0.0
-        while True:
-            paused = self.pause_remaining(resource)
-            spent = self.spent_wait(resource)
-            if paused <= 0 and spent <= 0:
-                return waited
-            if spent > paused:
+        while (seconds := self.wait_before(resource)) > 0:
+            if self.spent_wait(resource) > self.pause_remaining(resource):
                 self.held[resource] += 1
-            seconds = max(paused, spent)
             await self._sleep(seconds)
             waited += seconds
+        return waited
 
 
 class Budgets:

@@ -617,6 +617,28 @@ class GitHubClient:
         data = response.parsed_data
         return JitConfig(runner_id=int(data.runner.id), encoded=data.encoded_jit_config)
 
+    def _registration_budget(self, target: Target) -> tuple[ApiBudget, str] | None:
+        """The budget a registration at ``target`` is charged to, and its resource; None
+        while that credential has made no call (nothing is known of its budget yet)."""
+        budget = self.budget.by_credential.get(self._credential(_owner_of(target)))
+        if budget is None:
+            return None
+        return budget, budget.resource_for("generate-jitconfig")
+
+    def registration_wait(self, target: Target) -> float:
+        """Seconds a registration at ``target`` sent now would wait for its credential's
+        registration budget (spent by our own count, or paused by GitHub); 0.0: none."""
+        found = self._registration_budget(target)
+        return 0.0 if found is None else found[0].wait_before(found[1])
+
+    async def registration_ready(self, target: Target) -> None:
+        """Return once a registration at ``target`` would be sent at once: the same wait as
+        the registration's own (:meth:`ApiBudget.wait_if_paused`, counted in ``held``), taken
+        before the registration is begun."""
+        found = self._registration_budget(target)
+        if found is not None:
+            await found[0].wait_if_paused(found[1])
+
     def learn_secret(self, secret: str) -> None:
         """Tell the log redactor a secret some other client got with these credentials (the
         scale-set client's admin and queue tokens)."""

@@ -246,6 +246,14 @@ class SimulatedGitHub:
             )
         return JitConfig(runner_id=runner.id, encoded=encoded)
 
+    def registration_wait(self, target: Target) -> float:
+        """Always 0.0: this transport keeps no budget of its own (a spent registration budget
+        is GitHub's refusal here, and fails the runner)."""
+        return 0.0
+
+    async def registration_ready(self, target: Target) -> None:
+        """Nothing to wait for (:meth:`registration_wait`)."""
+
     async def delete_runner(self, target: Target, runner_id: int) -> DeleteOutcome:
         with self._request("delete-runner", level=self._level(target), read=False):
             try:
