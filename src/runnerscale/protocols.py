@@ -282,6 +282,12 @@ class Store(Protocol):
         only those completed at or after it (an index serves it: the store keeps a week)."""
         ...
 
+    def count_jobs(self, states: Sequence[JobState]) -> dict[JobState, int]:
+        """How many jobs are in each of ``states`` (a state with none is left out), in the
+        order given; counted where they are kept, for what needs only counts (the status
+        counts the in-progress jobs, at fleet scale nearly all active ones), not every row."""
+        ...
+
     def set_job_pool(self, job_id: int, pool: str | None) -> None: ...
 
     def set_job_pools(self, pools: Mapping[int, str | None]) -> None:

@@ -134,6 +134,18 @@ def test_jobs_filters_by_state(store: SqlStore) -> None:
     assert store.jobs([]) == []
 
 
+def test_count_jobs_counts_by_state_in_the_order_asked(store: SqlStore) -> None:
+    for job_id, state in enumerate([Q, P, P, C, W, P, Q], start=1):
+        store.observe_job(observed(state, job_id=job_id, created_at=float(job_id)), now=1.0)
+    store.observe_job(observed(P, job_id=1), now=2.0)  # queued -> in progress
+    assert store.count_jobs([P, Q, W]) == {P: 4, Q: 1, W: 1}
+    assert list(store.count_jobs([W, Q, P])) == [W, Q, P]
+    assert store.count_jobs([C, Q, Q]) == {C: 1, Q: 1}  # the database's rows too
+    store.observe_job(observed(C, job_id=7), now=3.0)
+    assert store.count_jobs([Q, W]) == {W: 1}  # a state with none is left out
+    assert store.count_jobs([]) == {}
+
+
 def test_set_job_pool(store: SqlStore) -> None:
     store.observe_job(observed(Q), now=1.0)
     store.set_job_pool(BIG_ID, "linux-x64")

@@ -114,6 +114,10 @@ class MemoryStore:
             )
         return [_copy(j) for j in rows]
 
+    def count_jobs(self, states: Sequence[JobState]) -> dict[JobState, int]:
+        """The sizes of the state indexes (kept as rows come and go): nothing is walked."""
+        return {state: n for state in dict.fromkeys(states) if (n := len(self._jobs_in[state]))}
+
     def set_job_pool(self, job_id: int, pool: str | None) -> None:
         if job_id not in self._jobs:
             raise KeyError(f"no job {job_id}")

@@ -469,6 +469,18 @@ class SqlStore:
             query = query.where(JobRow.completed_at >= completed_since)
         return [_to_job(row, _labels(row.labels_text)) for row in connection.execute(query)]
 
+    def count_jobs(self, states: Sequence[JobState]) -> dict[JobState, int]:
+        if ACTIVE_JOB_STATES.issuperset(states):
+            return self._current_view().count_jobs(states)
+        query = (
+            select(JobRow.state, func.count())
+            .where(JobRow.state.in_([state.value for state in states]))
+            .group_by(JobRow.state)
+        )
+        with self._read() as session:
+            counted = {JobState(state): n for state, n in session.connection().execute(query)}
+        return {state: counted[state] for state in dict.fromkeys(states) if state in counted}
+
     def set_job_pool(self, job_id: int, pool: str | None) -> None:
         """Remember the pool chosen for a job. Raises KeyError for an unknown job."""
         with self._write_through() as changes:

@@ -101,6 +101,13 @@ class ActiveView:
                 if runner.state in wanted and (pool is None or runner.pool == pool)
             ]
 
+    def count_jobs(self, states: Collection[JobState]) -> dict[JobState, int]:
+        """How many jobs in ``states`` (active ones) there are, by state, in the order given
+        (counted, not copied)."""
+        with self._lock:
+            counted = Counter(job.state for job in self._jobs.values())
+        return {state: counted[state] for state in dict.fromkeys(states) if counted[state]}
+
     def count_runners(self, states: Collection[RunnerState]) -> dict[tuple[str, RunnerState], int]:
         """How many runners in ``states`` (live ones) each pool has, by (pool, state)."""
         wanted = frozenset(states)
