@@ -1058,7 +1058,8 @@ class Controller:
             # The min_idle in force now: a warm window's count, or the base.
             [pool.spec_at(now) for pool in self.pools.values()],
             jobs,
-            self.store.runners(states=list(LIVE_RUNNER_STATES)),
+            # Only read (the scaler is pure): the rows as kept, not copies.
+            self.store.runners(states=list(LIVE_RUNNER_STATES), shared=True),
             now,
             targets=list(self.targets.values()),
             backoff={pool.name: pool.backoff_until for pool in self.pools.values()},

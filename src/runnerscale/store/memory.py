@@ -183,7 +183,9 @@ class MemoryStore:
         self._store_runner(replace(runner))
 
     def _store_runner(self, runner: Runner) -> None:
-        """Store (or replace) a runner row and index it by its state and pool."""
+        """Store (or replace) a runner row and index it by its state and pool. A kept row is
+        only ever replaced, so rows handed out shared (``runners(shared=True)``) never
+        change under their reader."""
         old = self._runners.get(runner.name)
         if old is not None:
             _unindex(self._runners_in[old.state][old.pool], (old.created_at, old.name))
@@ -207,7 +209,11 @@ class MemoryStore:
         return _copy(stored) if stored is not None else None
 
     def runners(
-        self, *, pool: str | None = None, states: Sequence[RunnerState] | None = None
+        self,
+        *,
+        pool: str | None = None,
+        states: Sequence[RunnerState] | None = None,
+        shared: bool = False,
     ) -> list[Runner]:
         by_pool = [
             self._runners_in[state] for state in (RunnerState if states is None else set(states))
@@ -218,6 +224,8 @@ class MemoryStore:
             else (pools[pool] for pools in by_pool if pool in pools)
         )
         runners = self._runners
+        if shared:  # (kept rows are replaced, never changed: see ``_store_runner``)
+            return [runners[name] for _, name in _merged(orders)]
         return [_copy(runners[name]) for _, name in _merged(orders)]
 
     def transition(

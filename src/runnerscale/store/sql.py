@@ -631,11 +631,17 @@ class SqlStore:
             return None if row is None else _to_runner(row)
 
     def runners(
-        self, *, pool: str | None = None, states: Sequence[RunnerState] | None = None
+        self,
+        *,
+        pool: str | None = None,
+        states: Sequence[RunnerState] | None = None,
+        shared: bool = False,
     ) -> list[Runner]:
-        """Runners of ``pool`` (any when None) in ``states`` (any when None), oldest first."""
+        """Runners of ``pool`` (any when None) in ``states`` (any when None), oldest first
+        (``shared``: see :meth:`runnerscale.protocols.Store.runners`; rows read from SQL are
+        new ones anyway)."""
         if states is not None and LIVE_RUNNER_STATES.issuperset(states):
-            return self._current_view().runners(pool, states)
+            return self._current_view().runners(pool, states, shared=shared)
         with self._read() as session:
             return self._select_runners(session.connection(), pool, states)
 

@@ -11,7 +11,8 @@ from memory; it decides when the view must be reread from the database (see its 
 Thread safety: the webhook writer thread writes while the event loop reads. Every call takes
 the view's lock once, so a batch (a group of deliveries, a reread) is seen whole or not at all.
 Rows are handed out as copies, so a caller that changes one (the reconcile sets ``job.pool``)
-never changes what is kept.
+never changes what is kept; runners also as kept (``shared``), to a caller that only reads
+them: a kept runner is replaced when it changes, never changed in place.
 """
 
 from __future__ import annotations
@@ -88,18 +89,23 @@ class ActiveView:
                 return [copy_row(job) for job in rows]
             return [copy_row(job) for job in rows if job.state in wanted]
 
-    def runners(self, pool: str | None, states: Collection[RunnerState]) -> list[Runner]:
-        """The runners of ``pool`` (any when None) in ``states`` (live ones), oldest first."""
+    def runners(
+        self, pool: str | None, states: Collection[RunnerState], *, shared: bool = False
+    ) -> list[Runner]:
+        """The runners of ``pool`` (any when None) in ``states`` (live ones), oldest first;
+        ``shared``: the kept rows themselves, for a caller that only reads them (a kept
+        runner is replaced when it changes, never changed in place)."""
         wanted = frozenset(states)
         with self._lock:
             if self._runner_order is None:
                 by_name = self._runners
                 self._runner_order = sorted(by_name, key=lambda n: (by_name[n].created_at, n))
-            return [
-                copy_row(runner)
+            chosen = [
+                runner
                 for runner in (self._runners[name] for name in self._runner_order)
                 if runner.state in wanted and (pool is None or runner.pool == pool)
             ]
+        return chosen if shared else [copy_row(runner) for runner in chosen]
 
     def count_jobs(self, states: Collection[JobState]) -> dict[JobState, int]:
         """How many jobs in ``states`` (active ones) there are, by state, in the order given
