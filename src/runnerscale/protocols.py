@@ -276,10 +276,17 @@ class Store(Protocol):
     def get_job(self, job_id: int) -> Job | None: ...
 
     def jobs(
-        self, states: Sequence[JobState] | None = None, *, completed_since: float | None = None
+        self,
+        states: Sequence[JobState] | None = None,
+        *,
+        completed_since: float | None = None,
+        shared: bool = False,
     ) -> list[Job]:
-        """Jobs in any of ``states`` (all when None), oldest first; with ``completed_since``,
-        only those completed at or after it (an index serves it: the store keeps a week)."""
+        """Jobs in any of ``states`` (all when None), oldest first (by creation, then id); with
+        ``completed_since``, only those completed at or after it (an index serves it: the
+        store keeps a week). Copies, the caller's to change; ``shared``: the rows as kept,
+        for a caller that only reads them (as :meth:`runners`: a kept row is replaced when
+        its job changes, never changed in place, so a shared row stays as it was read)."""
         ...
 
     def count_jobs(self, states: Sequence[JobState]) -> dict[JobState, int]:

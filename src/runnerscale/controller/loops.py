@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
+import itertools
 import logging
 import random
 from collections import Counter, deque
@@ -340,18 +340,17 @@ def _first_seen_started(before: Job | None, after: Job) -> bool:
 
 
 def _oldest_queued(jobs: list[Job], decision: Decision) -> list[QueuedJob]:
-    """The queued jobs a pool serves, oldest first, at most :data:`QUEUED_SHOWN`."""
+    """The queued jobs a pool serves, oldest first, at most :data:`QUEUED_SHOWN`. ``jobs``:
+    oldest first (by creation, then id), as the store reads them."""
     served = (
         (job, pool)
         for job in jobs
         if job.state is JobState.QUEUED and (pool := decision.job_pools.get(job.id)) is not None
     )
-    # Only the shown ones are made: a fleet's queue holds thousands.
-    oldest = heapq.nsmallest(
-        QUEUED_SHOWN, served, key=lambda pair: (pair[0].created_at, pair[0].id)
-    )
+    # Only the shown ones are made, and looked for: a fleet's queue holds thousands.
     return [
-        QueuedJob(job.id, job.repo, tuple(job.labels), pool, job.created_at) for job, pool in oldest
+        QueuedJob(job.id, job.repo, tuple(job.labels), pool, job.created_at)
+        for job, pool in itertools.islice(served, QUEUED_SHOWN)
     ]
 
 
@@ -1014,7 +1013,8 @@ class Controller:
 
     def _read_demand(self) -> Demand:
         return Demand(
-            self.store.jobs(list(ROUTED_JOB_STATES)),
+            # Only read (routed, shown): the rows as kept, not copies.
+            self.store.jobs(list(ROUTED_JOB_STATES), shared=True),
             self.store.count_jobs(list(ACTIVE_JOB_STATES)),
         )
 
@@ -1151,7 +1151,6 @@ class Controller:
             pool = decision.job_pools.get(job.id)
             if job.id in decision.job_pools and job.pool != pool:
                 changed[job.id] = pool
-                job.pool = pool
         self.store.set_job_pools(changed)  # one transaction, however many changed
         for job_id in decision.unmatched:
             if job_id not in self._reported_unmatched:

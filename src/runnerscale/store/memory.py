@@ -85,23 +85,33 @@ class MemoryStore:
             self._jobs_in[stored.state][job.id] = stored
             insort(self._job_order[stored.state], (stored.created_at, job.id))
             return None, _copy(stored)
-        before = _copy(stored)
-        state = merge_observation(stored, stored.state, job, now)
-        if state is not stored.state:
-            key = (stored.created_at, job.id)  # (the creation time never changes)
-            del self._jobs_in[stored.state][job.id]
-            _unindex(self._job_order[stored.state], key)
-            self._jobs_in[state][job.id] = stored
-            insort(self._job_order[state], key)
-            stored.state = state
-        return before, _copy(stored)
+        fresh = _copy(stored)
+        fresh.state = merge_observation(fresh, stored.state, job, now)
+        self._replace_job(stored, fresh)
+        return _copy(stored), _copy(fresh)
+
+    def _replace_job(self, old: Job, new: Job) -> None:
+        """Keep ``new`` in place of ``old`` (the same job), indexed by its state. A kept row is
+        only ever replaced, never changed, so rows handed out shared (``jobs(shared=True)``)
+        never change under their reader."""
+        self._jobs[new.id] = new
+        if new.state is not old.state:
+            key = (old.created_at, old.id)  # (the creation time never changes)
+            del self._jobs_in[old.state][old.id]
+            _unindex(self._job_order[old.state], key)
+            insort(self._job_order[new.state], key)
+        self._jobs_in[new.state][new.id] = new
 
     def get_job(self, job_id: int) -> Job | None:
         stored = self._jobs.get(job_id)
         return _copy(stored) if stored is not None else None
 
     def jobs(
-        self, states: Sequence[JobState] | None = None, *, completed_since: float | None = None
+        self,
+        states: Sequence[JobState] | None = None,
+        *,
+        completed_since: float | None = None,
+        shared: bool = False,
     ) -> list[Job]:
         chosen = JobState if states is None else set(states)
         jobs = self._jobs
@@ -112,7 +122,7 @@ class MemoryStore:
             rows = (
                 j for j in rows if j.completed_at is not None and j.completed_at >= completed_since
             )
-        return [_copy(j) for j in rows]
+        return list(rows) if shared else [_copy(j) for j in rows]
 
     def count_jobs(self, states: Sequence[JobState]) -> dict[JobState, int]:
         """The sizes of the state indexes (kept as rows come and go): nothing is walked."""
@@ -121,12 +131,15 @@ class MemoryStore:
     def set_job_pool(self, job_id: int, pool: str | None) -> None:
         if job_id not in self._jobs:
             raise KeyError(f"no job {job_id}")
-        self._jobs[job_id].pool = pool
+        self.set_job_pools({job_id: pool})
 
     def set_job_pools(self, pools: Mapping[int, str | None]) -> None:
         for job_id, pool in pools.items():
-            if job_id in self._jobs:
-                self._jobs[job_id].pool = pool
+            stored = self._jobs.get(job_id)
+            if stored is not None:
+                fresh = _copy(stored)
+                fresh.pool = pool
+                self._replace_job(stored, fresh)
 
     def prune_jobs(self, completed_before: float) -> int:
         old = [

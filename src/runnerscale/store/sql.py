@@ -445,12 +445,17 @@ class SqlStore:
             return None if row is None else _to_job(row)
 
     def jobs(
-        self, states: Sequence[JobState] | None = None, *, completed_since: float | None = None
+        self,
+        states: Sequence[JobState] | None = None,
+        *,
+        completed_since: float | None = None,
+        shared: bool = False,
     ) -> list[Job]:
         """Jobs in any of ``states`` (all jobs when None), oldest first; with
-        ``completed_since``, only those completed at or after it."""
+        ``completed_since``, only those completed at or after it (``shared``: see
+        :meth:`runnerscale.protocols.Store.jobs`; rows read from SQL are new ones anyway)."""
         if states is not None and completed_since is None and ACTIVE_JOB_STATES.issuperset(states):
-            return self._current_view().jobs(states)
+            return self._current_view().jobs(states, shared=shared)
         with self._read() as session:
             return self._select_jobs(session.connection(), states, completed_since)
 
