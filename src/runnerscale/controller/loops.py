@@ -1012,6 +1012,7 @@ class Controller:
         self._refresh_status(self._decision())
 
     def _read_demand(self) -> Demand:
+        """The routed jobs (shared: this controller never changes them) and the counts."""
         return Demand(
             # Only read (routed, shown): the rows as kept, not copies.
             self.store.jobs(list(ROUTED_JOB_STATES), shared=True),

@@ -15,6 +15,8 @@ sorted lists of key tuples (in C) instead of sorting thousands of rows by a Pyth
 are copied field by field rather than through :func:`copy.copy` or
 :func:`dataclasses.replace` (a tenth of the cost, the same shallow copy), and deliveries
 expire from a heap in the order they were seen rather than by rebuilding their dict per call.
+A kept row is replaced whenever it changes, never changed in place, so a caller that only reads
+(the decision, ``shared=True``) is handed the kept rows themselves, without a copy.
 """
 
 from __future__ import annotations
