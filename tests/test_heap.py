@@ -47,6 +47,22 @@ def test_settling_freezes_what_survived_and_a_release_collects_a_frozen_cycle() 
     assert alive() is None
 
 
+def test_a_stepping_caller_settles_when_due_and_gives_everything_back() -> None:
+    now = [0.0]
+    keeper = HeapKeeper(settle_every=10, first_after=2, timer=lambda: now[0])
+    assert not keeper.settle_when_due()
+    now[0] = 2
+    assert keeper.settle_when_due()
+    assert gc.get_freeze_count() > 0
+    now[0] = 11
+    assert not keeper.settle_when_due()  # ten seconds after the last settling, not before
+    now[0] = 12
+    assert keeper.settle_when_due()
+    assert keeper.settled == 2
+    keeper.give_back()
+    assert gc.get_freeze_count() == 0
+
+
 async def test_the_task_settles_on_schedule_and_stopping_gives_everything_back() -> None:
     keeper = HeapKeeper(settle_every=0.01, release_every=3600, first_after=0)
     keeper.start()

@@ -14,6 +14,12 @@ frozen while alive that later dies inside a reference cycle would never be colle
 ``release_every`` seconds everything is given back (:func:`gc.unfreeze`) and collected once in
 full before being frozen again. A stopped daemon gives everything back: a process that runs
 daemons one after another (the tests, the demo) is left as it was.
+
+The simulation settles its heap too (:mod:`runnerscale.simulation.engine`): a fleet-scale run
+is minutes of CPU spent in the same reconcile, with a world of tens of thousands of jobs
+alive. It has no event loop that sleeps between its steps, so it asks between two steps
+(:meth:`HeapKeeper.settle_when_due`) and gives everything back when it ends
+(:meth:`HeapKeeper.give_back`).
 """
 
 from __future__ import annotations
@@ -59,6 +65,8 @@ class HeapKeeper:
         self.first_after = first_after
         self._timer = timer
         self._released_at = timer()
+        #: When :meth:`settle_when_due` settles next (on ``timer``).
+        self._due_at = self._released_at + first_after
         self._task: asyncio.Task[None] | None = None
         #: Settlings done, and full releases among them (for tests and the log).
         self.settled = 0
@@ -75,25 +83,40 @@ class HeapKeeper:
         gc.collect()
         gc.freeze()
         self.settled += 1
+        self._due_at = now + self.settle_every
         log.debug("heap settled: %d objects frozen", gc.get_freeze_count())
+
+    def settle_when_due(self) -> bool:
+        """Settle when ``first_after`` has passed since this keeper was made, then every
+        ``settle_every``: for a caller that runs steps one after another rather than sleeping
+        (the simulation). Whether it settled now. One clock read when not due."""
+        if self._timer() < self._due_at:
+            return False
+        self.settle()
+        return True
+
+    def give_back(self) -> None:
+        """Give every frozen object back to the collector (the process as it was before),
+        collecting once if this keeper froze anything: what died while frozen is finalized
+        now, not at some later collection (in a process that runs daemons or simulations one
+        after another, as the tests do, a finalizer's warning would otherwise surface in
+        whatever runs then)."""
+        gc.unfreeze()
+        if self.settled:
+            gc.collect()
 
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="heap")
 
     async def stop(self) -> None:
-        """Stop settling and give every frozen object back to the collector, collecting once
-        if anything was frozen: what died while frozen is finalized now, not at some later
-        collection (in a process that runs daemons one after another, as the tests do, a
-        finalizer's warning would otherwise surface in whatever runs then)."""
+        """Stop settling and give every frozen object back (:meth:`give_back`)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        gc.unfreeze()
-        if self.settled:
-            gc.collect()
+        self.give_back()
 
     async def _run(self) -> None:
         await asyncio.sleep(self.first_after)

@@ -290,10 +290,23 @@ class Store(Protocol):
     def get_job(self, job_id: int) -> Job | None: ...
 
     def jobs(
-        self, states: Sequence[JobState] | None = None, *, completed_since: float | None = None
+        self,
+        states: Sequence[JobState] | None = None,
+        *,
+        completed_since: float | None = None,
+        shared: bool = False,
     ) -> list[Job]:
-        """Jobs in any of ``states`` (all when None), oldest first; with ``completed_since``,
-        only those completed at or after it (an index serves it: the store keeps a week)."""
+        """Jobs in any of ``states`` (all when None), oldest first (by creation, then id); with
+        ``completed_since``, only those completed at or after it (an index serves it: the
+        store keeps a week). Copies, the caller's to change; ``shared``: the rows as kept,
+        for a caller that only reads them (as :meth:`runners`: a kept row is replaced when
+        its job changes, never changed in place, so a shared row stays as it was read)."""
+        ...
+
+    def count_jobs(self, states: Sequence[JobState]) -> dict[JobState, int]:
+        """How many jobs are in each of ``states`` (a state with none is left out), in the
+        order given; counted where they are kept, for what needs only counts (the status
+        counts the in-progress jobs, at fleet scale nearly all active ones), not every row."""
         ...
 
     def set_job_pool(self, job_id: int, pool: str | None) -> None: ...
@@ -342,8 +355,19 @@ class Store(Protocol):
     def get_runner(self, name: str) -> Runner | None: ...
 
     def runners(
-        self, *, pool: str | None = None, states: Sequence[RunnerState] | None = None
-    ) -> list[Runner]: ...
+        self,
+        *,
+        pool: str | None = None,
+        states: Sequence[RunnerState] | None = None,
+        shared: bool = False,
+    ) -> list[Runner]:
+        """Runners of ``pool`` (any when None) in ``states`` (any when None), oldest first:
+        copies, the caller's to change. ``shared``: the rows as the store keeps them, for a
+        caller that only reads them (the decision: 10,000 live runners copied out on every
+        reconcile were a fifth of a fleet-scale simulation's time). A kept row is replaced
+        when its runner changes, never changed in place, so a shared row stays as it was
+        read; a caller that changes the rows it holds (``observe.move``) must not share."""
+        ...
 
     def transition(
         self,

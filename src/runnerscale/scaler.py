@@ -139,7 +139,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from operator import attrgetter
-from typing import Literal
+from typing import Final, Literal
 
 from runnerscale.model import (
     Job,
@@ -157,6 +157,7 @@ from runnerscale.model import (
 )
 
 __all__ = [
+    "ROUTED_JOB_STATES",
     "Decision",
     "HeldBackBy",
     "PoolDecision",
@@ -170,8 +171,10 @@ _LEAVING = frozenset({RunnerState.FINISHED, RunnerState.DELETING})
 _STATE = attrgetter("state")
 _ID = attrgetter("id")
 _ON_THE_WAY = frozenset({RunnerState.PENDING, RunnerState.CREATING, RunnerState.BOOTING})
-#: Job states routed to a pool: queued jobs are its demand, waiting ones only routed.
-_ROUTED = frozenset({JobState.QUEUED, JobState.WAITING})
+#: Job states routed to a pool: queued jobs are its demand, waiting ones only routed. The
+#: decision looks at no other job (the controller reads only these rows for it).
+ROUTED_JOB_STATES: Final = (JobState.QUEUED, JobState.WAITING)
+_ROUTED = frozenset(ROUTED_JOB_STATES)
 
 
 #: What holds a pool's creations back (``PoolDecision.held_back_by``).

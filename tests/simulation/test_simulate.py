@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import itertools
 import json
 import os
 import sys
@@ -15,6 +17,7 @@ from runnerscale.fakegithub.faults import FaultPlan
 from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
 from runnerscale.fakegithub.world import JobSpec
 from runnerscale.github.budget import REGISTRATION
+from runnerscale.heap import HeapKeeper
 from runnerscale.hostlabels import detect_local_host
 from runnerscale.simulation.engine import POLL_60, WEBHOOK_DELAY, Engine
 from runnerscale.simulation.occupancy import MOST_BUCKETS
@@ -111,6 +114,18 @@ async def test_same_inputs_and_seed_give_identical_json() -> None:
         assert key in body
     assert set(body["queue_wait_s"]) == {"p50", "p95", "p99", "max"}
     assert set(body["compared"]) == {"poll-60", "static-50/20/4"}
+
+
+async def test_settling_the_heap_between_steps_changes_no_figure_and_is_undone() -> None:
+    jobs = trace(*((i * 7.0, 40.0) for i in range(12)))
+    plain = await Engine(config(), jobs).run()
+    # A keeper due at every step (its clock moves a second per read).
+    ticks = itertools.count()
+    keeper = HeapKeeper(settle_every=1, first_after=0, timer=lambda: float(next(ticks)))
+    settled = await Engine(config(), jobs, heap=keeper).run()
+    assert keeper.settled > 10
+    assert settled == plain
+    assert gc.get_freeze_count() == 0  # everything given back when the run ended
 
 
 TWO_POOLS = (

@@ -134,6 +134,33 @@ def test_jobs_filters_by_state(store: SqlStore) -> None:
     assert store.jobs([]) == []
 
 
+def test_count_jobs_counts_by_state_in_the_order_asked(store: SqlStore) -> None:
+    for job_id, state in enumerate([Q, P, P, C, W, P, Q], start=1):
+        store.observe_job(observed(state, job_id=job_id, created_at=float(job_id)), now=1.0)
+    store.observe_job(observed(P, job_id=1), now=2.0)  # queued -> in progress
+    assert store.count_jobs([P, Q, W]) == {P: 4, Q: 1, W: 1}
+    assert list(store.count_jobs([W, Q, P])) == [W, Q, P]
+    assert store.count_jobs([C, Q, Q]) == {C: 1, Q: 1}  # the database's rows too
+    store.observe_job(observed(C, job_id=7), now=3.0)
+    assert store.count_jobs([Q, W]) == {W: 1}  # a state with none is left out
+    assert store.count_jobs([]) == {}
+
+
+def test_shared_rows_are_the_rows_read_and_stay_as_read(store: SqlStore) -> None:
+    store.observe_job(observed(Q, job_id=1, created_at=10.0), now=1.0)
+    store.observe_job(observed(W, job_id=2, created_at=20.0), now=1.0)
+    shared = store.jobs([Q, W], shared=True)
+    assert shared == store.jobs([Q, W])
+    # Later changes replace the kept rows: what a reader holds stays as it read it.
+    store.set_job_pools({1: "linux", 2: "linux"})
+    store.observe_job(observed(P, job_id=1), now=2.0)
+    assert [(job.id, job.state, job.pool) for job in shared] == [(1, Q, None), (2, W, None)]
+    assert [(job.id, job.state, job.pool) for job in store.jobs([P, W], shared=True)] == [
+        (1, P, "linux"),
+        (2, W, "linux"),
+    ]
+
+
 def test_set_job_pool(store: SqlStore) -> None:
     store.observe_job(observed(Q), now=1.0)
     store.set_job_pool(BIG_ID, "linux-x64")

@@ -163,3 +163,23 @@ def test_count_runners_counts_by_pool_and_state(store: SqlStore) -> None:
         ("big", RunnerState.IDLE): 1,
     }
     assert store.count_runners([RunnerState.FAILED]) == {}
+
+
+def test_shared_rows_are_the_rows_read_and_stay_as_read(store: SqlStore) -> None:
+    store.add_runners(
+        [
+            runner("a", state=RunnerState.IDLE),
+            runner("b", state=RunnerState.BUSY),
+            runner("c", state=RunnerState.GONE),
+        ]
+    )
+    live = [RunnerState.IDLE, RunnerState.BUSY]
+    shared = store.runners(states=live, shared=True)
+    assert shared == store.runners(states=live)
+    assert store.runners(pool="linux", shared=True) == store.runners(pool="linux")
+    # A later change replaces the kept row: what a reader holds stays as it read it.
+    assert store.transition("a", RunnerState.IDLE, RunnerState.DELETING, last_error="gone")
+    assert (shared[0].name, shared[0].state, shared[0].last_error) == ("a", RunnerState.IDLE, None)
+    assert [r.state for r in store.runners(states=[RunnerState.DELETING], shared=True)] == [
+        RunnerState.DELETING
+    ]

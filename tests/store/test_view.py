@@ -5,6 +5,7 @@ reread), and after a write that failed (unchanged)."""
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -48,6 +49,7 @@ def assert_view_is_sql(store: SqlStore) -> None:
     view = store._view
     assert view.jobs(ACTIVE) == jobs
     assert view.runners(None, LIVE) == runners
+    assert view.count_jobs(ACTIVE) == Counter(job.state for job in jobs)
     for job in jobs:
         assert view.job(job.id) == job
     for one in runners:
@@ -96,6 +98,7 @@ def test_each_kind_of_write_reaches_the_view(sql: SqlStore) -> None:
         assert_view_is_sql(sql)
     assert [job.id for job in sql.jobs(ACTIVE)] == [3, 2]
     assert [r.name for r in sql.runners(states=LIVE)] == ["r-1", "r-3", "r-old"]
+    assert sql.count_jobs(ACTIVE) == {JobState.IN_PROGRESS: 1, JobState.WAITING: 1}
     assert sql.count_runners(LIVE) == {
         ("linux", RunnerState.BUSY): 1,
         ("linux", RunnerState.PENDING): 1,

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
+import itertools
 import logging
 import random
 from collections import Counter, deque
@@ -85,7 +85,13 @@ from runnerscale.protocols import (
     Store,
     Taken,
 )
-from runnerscale.scaler import Decision, budget_reached, decide, manual_runners
+from runnerscale.scaler import (
+    ROUTED_JOB_STATES,
+    Decision,
+    budget_reached,
+    decide,
+    manual_runners,
+)
 from runnerscale.scaleset_api import ScaleSetAPI
 from runnerscale.warm import InForce
 
@@ -311,6 +317,19 @@ class Status:
     updated_at: float = 0.0
 
 
+@dataclass(frozen=True)
+class Demand:
+    """The jobs a decision is made on, read together: those the scaler routes (queued and
+    waiting), as rows, and every active job counted by state (the status's counts).
+
+    Why not every active row: the in-progress jobs, at fleet scale nearly all of them, are
+    neither routed nor shown; copying each out of the store on every reconcile only to count
+    it was most of a 10,000-job simulation's time."""
+
+    jobs: list[Job]
+    counts: dict[JobState, int]
+
+
 def _first_seen_started(before: Job | None, after: Job) -> bool:
     """Whether this observation is the first to show that a runner started the job: it is in
     progress now, or done by a runner while it was last seen waiting for one (it ran between
@@ -326,19 +345,26 @@ def _first_seen_started(before: Job | None, after: Job) -> bool:
 
 
 def _oldest_queued(jobs: list[Job], decision: Decision) -> list[QueuedJob]:
-    """The queued jobs a pool serves, oldest first, at most :data:`QUEUED_SHOWN`."""
+    """The queued jobs a pool serves, oldest first, at most :data:`QUEUED_SHOWN`. ``jobs``:
+    oldest first (by creation, then id), as the store reads them."""
     served = (
         (job, pool)
         for job in jobs
         if job.state is JobState.QUEUED and (pool := decision.job_pools.get(job.id)) is not None
     )
-    # Only the shown ones are made: a fleet's queue holds thousands.
-    oldest = heapq.nsmallest(
-        QUEUED_SHOWN, served, key=lambda pair: (pair[0].created_at, pair[0].id)
-    )
+    # Only the shown ones are made, and looked for: a fleet's queue holds thousands.
     return [
-        QueuedJob(job.id, job.repo, tuple(job.labels), pool, job.created_at) for job, pool in oldest
+        QueuedJob(job.id, job.repo, tuple(job.labels), pool, job.created_at)
+        for job, pool in itertools.islice(served, QUEUED_SHOWN)
     ]
+
+
+def _counted_without(demand: Demand, left_out: set[int]) -> dict[str, int]:
+    """The active jobs by state (its ``value``) but those ``left_out`` (their rows are among
+    the routed ones read), a state with none left out of the counts."""
+    gone = Counter(job.state for job in demand.jobs if job.id in left_out)
+    counts = ((state, count - gone[state]) for state, count in demand.counts.items())
+    return {state.value: count for state, count in counts if count}
 
 
 async def wait_for(clock: Clock, event: asyncio.Event, seconds: float) -> None:
@@ -411,6 +437,8 @@ class Controller:
         #: Runners the workers removed (slots freed): ``reconcile_once`` decides again.
         self._freed = 0
         self._jobs: list[Job] = []
+        #: The active jobs by state (their ``value``) as last decided on, for the status.
+        self._job_counts: dict[str, int] = {}
         self._on_job_started = on_job_started or (lambda pool, wait: None)
         #: Paces the poll: the GitHub client stretches the interval when the rate-limit
         #: budget runs low, from what the calls made inside its ``polling()`` cost.
@@ -988,22 +1016,31 @@ class Controller:
         await self.reruns.settle()
         self._refresh_status(self._decision())
 
+    def _read_demand(self) -> Demand:
+        """The routed jobs (shared: this controller never changes them) and the counts."""
+        return Demand(
+            # Only read (routed, shown): the rows as kept, not copies.
+            self.store.jobs(list(ROUTED_JOB_STATES), shared=True),
+            self.store.count_jobs(list(ACTIVE_JOB_STATES)),
+        )
+
     def decide_once(
-        self, active: list[Job] | None = None, decided: Decision | None = None
+        self, demand: Demand | None = None, decided: Decision | None = None
     ) -> Decision:
         """Decide (the pure scaler, on what the store holds now) and write the decision: the
         pool chosen for each job, a ``pending`` runner for each creation (on the target the
         scaler chose), and each pool's removals handed to its worker. Nothing here chooses
-        anything the scaler did not; nothing here waits for GitHub or a backend. ``active``:
-        the active jobs as just read (:meth:`confirm_stale_demand`), else read here;
-        ``decided``: the decision already made on them and the store as it still is."""
-        if active is None:
-            active = self.store.jobs(list(ACTIVE_JOB_STATES))
+        anything the scaler did not; nothing here waits for GitHub or a backend. ``demand``:
+        the jobs as just read (:meth:`confirm_stale_demand`), else read here; ``decided``:
+        the decision already made on them and the store as it still is."""
+        if demand is None:
+            demand = self._read_demand()
         # A stale queued job whose re-read failed is no demand until GitHub confirms it.
-        jobs = [job for job in active if job.id not in self._unconfirmed]
+        jobs = [job for job in demand.jobs if job.id not in self._unconfirmed]
         decision = decided if decided is not None else self._decide(jobs)
         self.last_decision = decision
         self._jobs = jobs
+        self._job_counts = _counted_without(demand, self._unconfirmed)
         self._record_matching(jobs, decision)
         planned: list[Planned] = []
         for pool_decision in decision.pools.values():
@@ -1027,14 +1064,15 @@ class Controller:
             # The min_idle in force now: a warm window's count, or the base.
             [pool.spec_at(now) for pool in self.pools.values()],
             jobs,
-            self.store.runners(states=list(LIVE_RUNNER_STATES)),
+            # Only read (the scaler is pure): the rows as kept, not copies.
+            self.store.runners(states=list(LIVE_RUNNER_STATES), shared=True),
             now,
             targets=list(self.targets.values()),
             backoff={pool.name: pool.backoff_until for pool in self.pools.values()},
             spent={name: self.spend.today(name, now) for name in self.pools},
         )
 
-    async def confirm_stale_demand(self) -> tuple[list[Job] | None, Decision | None]:
+    async def confirm_stale_demand(self) -> tuple[Demand | None, Decision | None]:
         """Before a runner is created or kept for a job queued longer than ``queued_recheck``
         since GitHub last said so, ask GitHub again (a conditional request: free when
         unchanged). A job that finished meanwhile (a lost webhook, a poll that failed) would
@@ -1044,17 +1082,18 @@ class Controller:
         up to the runners the scaler would create plus the idle ones it keeps. A job whose
         re-read fails counts as no demand until a later re-read or poll confirms it.
 
-        Returns the active jobs it read, and the decision it made on them (None: it needed
-        none), when it re-read no job: the store is as it read it (nothing was awaited), so
-        the decision needs neither read nor decide again. Else ``(None, None)``."""
+        Returns the jobs it read, and the decision it made on them (None: it needed none),
+        when it re-read no job: the store is as it read it (nothing was awaited), so the
+        decision needs neither read nor decide again. Else ``(None, None)``."""
         now = self.clock.now()
         stale_after = self.settings.queued_recheck
         self._unconfirmed.clear()
-        jobs = self.store.jobs(list(ACTIVE_JOB_STATES))
+        demand = self._read_demand()
+        jobs = demand.jobs
         if not any(
             job.state is JobState.QUEUED and now - job.observed_at >= stale_after for job in jobs
         ):
-            return jobs, None  # nothing stale: no need to know what the decision would serve
+            return demand, None  # nothing stale: no need to know what the decision would serve
         decision = self._decide(jobs)
         reread = False
         idle = Counter(
@@ -1081,7 +1120,7 @@ class Controller:
                 except GitHubError as error:
                     log.warning("job %s of %s: re-reading it failed: %s", job.id, job.repo, error)
                     self._unconfirmed.add(job.id)
-        return (None, None) if reread else (jobs, decision)
+        return (None, None) if reread else (demand, decision)
 
     async def _reread(self, job: Job) -> None:
         """Ask GitHub for one job and take its answer (gone: it needs nothing any more)."""
@@ -1118,7 +1157,6 @@ class Controller:
             pool = decision.job_pools.get(job.id)
             if job.id in decision.job_pools and job.pool != pool:
                 changed[job.id] = pool
-                job.pool = pool
         self.store.set_job_pools(changed)  # one transaction, however many changed
         for job_id in decision.unmatched:
             if job_id not in self._reported_unmatched:
@@ -1189,7 +1227,6 @@ class Controller:
                     drain=drain_status(pool, by_state),
                 )
             )
-        job_counts = Counter(job.state.value for job in jobs)
         shown = set(decision.unmatched[:UNMATCHED_SHOWN])
         by_id = {job.id: job for job in jobs if job.id in shown} if shown else {}
         unmatched = [
@@ -1207,7 +1244,7 @@ class Controller:
             unmatched=unmatched,
             queued=_oldest_queued(jobs, decision),
             queue_waits=list(self._waits),
-            jobs=dict(job_counts),
+            jobs=dict(self._job_counts),
             cleaned=dict(self.janitor.cleaned),
             lost_jobs=self.reruns.shown(),
             updated_at=now,

@@ -9,6 +9,12 @@ step is the daemon's own code (``Controller.observe``, ``reconcile_once``, ``pol
 Nothing runs concurrently and every random draw comes from the seed, so the same trace, config
 and seed give the same result, byte for byte.
 
+At fleet scale a run is minutes of CPU with tens of thousands of jobs alive (the world's, the
+store's); the heap is settled between steps as the daemon settles its own
+(:mod:`runnerscale.heap`: a collection, then what survived frozen out of the collector's
+reach), on the wall clock, and everything is given back when the run ends. The collector never
+changes a result, only the time it takes.
+
 The ``poll-60`` reference policy is the same machinery with webhooks off and a poll every
 60 seconds, deciding only after each poll: the approach of simple polling autoscalers.
 """
@@ -33,6 +39,7 @@ from runnerscale.fakegithub.scalesets import ScaleSets
 from runnerscale.fakegithub.webhooks import Delivery, WebhookHub
 from runnerscale.fakegithub.world import JobSpec, World, WorldSettings
 from runnerscale.github.webhooks import Verdict, WebhookIntake, WebhookPayloadError
+from runnerscale.heap import HeapKeeper
 from runnerscale.model import RERUN, match_pool, normalize_labels
 from runnerscale.protocols import GitHubError, ProviderError
 from runnerscale.scaleset_api import ScaleSetAPI
@@ -69,6 +76,10 @@ DRAIN = 3600.0
 #: act on it until each waits again: a listener woken runs to its next wait in one round;
 #: the spare rounds cover a wait that resumes another.
 SETTLE_ROUNDS = 3
+#: Wall-clock seconds before the heap is first settled (a small run never is), then between two
+#: settlings (what became long-lived since: the jobs that arrived, the runners made).
+HEAP_FIRST_SETTLE = 2.0
+HEAP_SETTLE_EVERY = 10.0
 
 Step = Callable[[], Awaitable[None] | None]
 
@@ -101,11 +112,18 @@ class Engine:
         faults: FaultPlan | None = None,
         progress: Callable[[float], None] | None = None,
         start: float = EPOCH,
+        heap: HeapKeeper | None = None,
     ) -> None:
+        """``heap``: what settles the heap between steps (None: every
+        :data:`HEAP_SETTLE_EVERY` seconds of the wall clock, the first after
+        :data:`HEAP_FIRST_SETTLE`)."""
         self.config = config
         self.trace = list(trace)
         self.policy = policy
         self.progress = progress
+        self.heap = heap or HeapKeeper(
+            settle_every=HEAP_SETTLE_EVERY, first_after=HEAP_FIRST_SETTLE
+        )
         #: When the trace's ``at: 0`` is, on the virtual clock.
         self.start = start
         self.clock = VirtualClock(start)
@@ -441,6 +459,7 @@ class Engine:
                 self._after_step()
                 if self._finished():
                     break
+                self.heap.settle_when_due()
             self._sample()
             return PolicyResult(
                 self.policy.name, self._figures(), tuple(self._timeline), self._occupancy()
@@ -448,6 +467,8 @@ class Engine:
         finally:
             await self._stop_listeners()
             self.store.close()
+            if self.heap.settled:
+                self.heap.give_back()  # the process as it was (a test runs many engines)
 
     async def _stop_listeners(self) -> None:
         """Stop the listeners as the daemon does on shutdown (each closes its session)."""

@@ -15,6 +15,8 @@ sorted lists of key tuples (in C) instead of sorting thousands of rows by a Pyth
 are copied field by field rather than through :func:`copy.copy` or
 :func:`dataclasses.replace` (a tenth of the cost, the same shallow copy), and deliveries
 expire from a heap in the order they were seen rather than by rebuilding their dict per call.
+A kept row is replaced whenever it changes, never changed in place, so a caller that only reads
+(the decision, ``shared=True``) is handed the kept rows themselves, without a copy.
 """
 
 from __future__ import annotations
@@ -85,23 +87,33 @@ class MemoryStore:
             self._jobs_in[stored.state][job.id] = stored
             insort(self._job_order[stored.state], (stored.created_at, job.id))
             return None, _copy(stored)
-        before = _copy(stored)
-        state = merge_observation(stored, stored.state, job, now)
-        if state is not stored.state:
-            key = (stored.created_at, job.id)  # (the creation time never changes)
-            del self._jobs_in[stored.state][job.id]
-            _unindex(self._job_order[stored.state], key)
-            self._jobs_in[state][job.id] = stored
-            insort(self._job_order[state], key)
-            stored.state = state
-        return before, _copy(stored)
+        fresh = _copy(stored)
+        fresh.state = merge_observation(fresh, stored.state, job, now)
+        self._replace_job(stored, fresh)
+        return _copy(stored), _copy(fresh)
+
+    def _replace_job(self, old: Job, new: Job) -> None:
+        """Keep ``new`` in place of ``old`` (the same job), indexed by its state. A kept row is
+        only ever replaced, never changed, so rows handed out shared (``jobs(shared=True)``)
+        never change under their reader."""
+        self._jobs[new.id] = new
+        if new.state is not old.state:
+            key = (old.created_at, old.id)  # (the creation time never changes)
+            del self._jobs_in[old.state][old.id]
+            _unindex(self._job_order[old.state], key)
+            insort(self._job_order[new.state], key)
+        self._jobs_in[new.state][new.id] = new
 
     def get_job(self, job_id: int) -> Job | None:
         stored = self._jobs.get(job_id)
         return _copy(stored) if stored is not None else None
 
     def jobs(
-        self, states: Sequence[JobState] | None = None, *, completed_since: float | None = None
+        self,
+        states: Sequence[JobState] | None = None,
+        *,
+        completed_since: float | None = None,
+        shared: bool = False,
     ) -> list[Job]:
         chosen = JobState if states is None else set(states)
         jobs = self._jobs
@@ -112,17 +124,24 @@ class MemoryStore:
             rows = (
                 j for j in rows if j.completed_at is not None and j.completed_at >= completed_since
             )
-        return [_copy(j) for j in rows]
+        return list(rows) if shared else [_copy(j) for j in rows]
+
+    def count_jobs(self, states: Sequence[JobState]) -> dict[JobState, int]:
+        """The sizes of the state indexes (kept as rows come and go): nothing is walked."""
+        return {state: n for state in dict.fromkeys(states) if (n := len(self._jobs_in[state]))}
 
     def set_job_pool(self, job_id: int, pool: str | None) -> None:
         if job_id not in self._jobs:
             raise KeyError(f"no job {job_id}")
-        self._jobs[job_id].pool = pool
+        self.set_job_pools({job_id: pool})
 
     def set_job_pools(self, pools: Mapping[int, str | None]) -> None:
         for job_id, pool in pools.items():
-            if job_id in self._jobs:
-                self._jobs[job_id].pool = pool
+            stored = self._jobs.get(job_id)
+            if stored is not None:
+                fresh = _copy(stored)
+                fresh.pool = pool
+                self._replace_job(stored, fresh)
 
     def prune_jobs(self, completed_before: float) -> int:
         old = [
@@ -179,7 +198,9 @@ class MemoryStore:
         self._store_runner(replace(runner))
 
     def _store_runner(self, runner: Runner) -> None:
-        """Store (or replace) a runner row and index it by its state and pool."""
+        """Store (or replace) a runner row and index it by its state and pool. A kept row is
+        only ever replaced, so rows handed out shared (``runners(shared=True)``) never
+        change under their reader."""
         old = self._runners.get(runner.name)
         if old is not None:
             _unindex(self._runners_in[old.state][old.pool], (old.created_at, old.name))
@@ -203,7 +224,11 @@ class MemoryStore:
         return _copy(stored) if stored is not None else None
 
     def runners(
-        self, *, pool: str | None = None, states: Sequence[RunnerState] | None = None
+        self,
+        *,
+        pool: str | None = None,
+        states: Sequence[RunnerState] | None = None,
+        shared: bool = False,
     ) -> list[Runner]:
         by_pool = [
             self._runners_in[state] for state in (RunnerState if states is None else set(states))
@@ -214,6 +239,8 @@ class MemoryStore:
             else (pools[pool] for pools in by_pool if pool in pools)
         )
         runners = self._runners
+        if shared:  # (kept rows are replaced, never changed: see ``_store_runner``)
+            return [runners[name] for _, name in _merged(orders)]
         return [_copy(runners[name]) for _, name in _merged(orders)]
 
     def transition(

@@ -445,12 +445,17 @@ class SqlStore:
             return None if row is None else _to_job(row)
 
     def jobs(
-        self, states: Sequence[JobState] | None = None, *, completed_since: float | None = None
+        self,
+        states: Sequence[JobState] | None = None,
+        *,
+        completed_since: float | None = None,
+        shared: bool = False,
     ) -> list[Job]:
         """Jobs in any of ``states`` (all jobs when None), oldest first; with
-        ``completed_since``, only those completed at or after it."""
+        ``completed_since``, only those completed at or after it (``shared``: see
+        :meth:`runnerscale.protocols.Store.jobs`; rows read from SQL are new ones anyway)."""
         if states is not None and completed_since is None and ACTIVE_JOB_STATES.issuperset(states):
-            return self._current_view().jobs(states)
+            return self._current_view().jobs(states, shared=shared)
         with self._read() as session:
             return self._select_jobs(session.connection(), states, completed_since)
 
@@ -468,6 +473,18 @@ class SqlStore:
         if completed_since is not None:
             query = query.where(JobRow.completed_at >= completed_since)
         return [_to_job(row, _labels(row.labels_text)) for row in connection.execute(query)]
+
+    def count_jobs(self, states: Sequence[JobState]) -> dict[JobState, int]:
+        if ACTIVE_JOB_STATES.issuperset(states):
+            return self._current_view().count_jobs(states)
+        query = (
+            select(JobRow.state, func.count())
+            .where(JobRow.state.in_([state.value for state in states]))
+            .group_by(JobRow.state)
+        )
+        with self._read() as session:
+            counted = {JobState(state): n for state, n in session.connection().execute(query)}
+        return {state: counted[state] for state in dict.fromkeys(states) if state in counted}
 
     def set_job_pool(self, job_id: int, pool: str | None) -> None:
         """Remember the pool chosen for a job. Raises KeyError for an unknown job."""
@@ -619,11 +636,17 @@ class SqlStore:
             return None if row is None else _to_runner(row)
 
     def runners(
-        self, *, pool: str | None = None, states: Sequence[RunnerState] | None = None
+        self,
+        *,
+        pool: str | None = None,
+        states: Sequence[RunnerState] | None = None,
+        shared: bool = False,
     ) -> list[Runner]:
-        """Runners of ``pool`` (any when None) in ``states`` (any when None), oldest first."""
+        """Runners of ``pool`` (any when None) in ``states`` (any when None), oldest first
+        (``shared``: see :meth:`runnerscale.protocols.Store.runners`; rows read from SQL are
+        new ones anyway)."""
         if states is not None and LIVE_RUNNER_STATES.issuperset(states):
-            return self._current_view().runners(pool, states)
+            return self._current_view().runners(pool, states, shared=shared)
         with self._read() as session:
             return self._select_runners(session.connection(), pool, states)
 

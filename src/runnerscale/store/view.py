@@ -11,7 +11,8 @@ from memory; it decides when the view must be reread from the database (see its 
 Thread safety: the webhook writer thread writes while the event loop reads. Every call takes
 the view's lock once, so a batch (a group of deliveries, a reread) is seen whole or not at all.
 Rows are handed out as copies, so a caller that changes one (the reconcile sets ``job.pool``)
-never changes what is kept.
+never changes what is kept; or as kept (``shared``), to a caller that only reads them: a
+kept row is replaced when it changes, never changed in place.
 """
 
 from __future__ import annotations
@@ -77,29 +78,45 @@ class ActiveView:
             runner = self._runners.get(name)
             return None if runner is None else copy_row(runner)
 
-    def jobs(self, states: Collection[JobState]) -> list[Job]:
-        """The jobs in ``states`` (active ones), oldest first."""
+    def jobs(self, states: Collection[JobState], *, shared: bool = False) -> list[Job]:
+        """The jobs in ``states`` (active ones), oldest first; ``shared``: the kept rows
+        themselves, for a caller that only reads them (a kept job is replaced when it
+        changes, never changed in place)."""
         wanted = frozenset(states)
         with self._lock:
             if self._job_order is None:
                 self._job_order = sorted(self._jobs, key=lambda i: (self._jobs[i].created_at, i))
             rows = (self._jobs[job_id] for job_id in self._job_order)
             if wanted >= ACTIVE_JOB_STATES:
-                return [copy_row(job) for job in rows]
-            return [copy_row(job) for job in rows if job.state in wanted]
+                chosen = list(rows)
+            else:
+                chosen = [job for job in rows if job.state in wanted]
+        return chosen if shared else [copy_row(job) for job in chosen]
 
-    def runners(self, pool: str | None, states: Collection[RunnerState]) -> list[Runner]:
-        """The runners of ``pool`` (any when None) in ``states`` (live ones), oldest first."""
+    def runners(
+        self, pool: str | None, states: Collection[RunnerState], *, shared: bool = False
+    ) -> list[Runner]:
+        """The runners of ``pool`` (any when None) in ``states`` (live ones), oldest first;
+        ``shared``: the kept rows themselves, for a caller that only reads them (a kept
+        runner is replaced when it changes, never changed in place)."""
         wanted = frozenset(states)
         with self._lock:
             if self._runner_order is None:
                 by_name = self._runners
                 self._runner_order = sorted(by_name, key=lambda n: (by_name[n].created_at, n))
-            return [
-                copy_row(runner)
+            chosen = [
+                runner
                 for runner in (self._runners[name] for name in self._runner_order)
                 if runner.state in wanted and (pool is None or runner.pool == pool)
             ]
+        return chosen if shared else [copy_row(runner) for runner in chosen]
+
+    def count_jobs(self, states: Collection[JobState]) -> dict[JobState, int]:
+        """How many jobs in ``states`` (active ones) there are, by state, in the order given
+        (counted, not copied)."""
+        with self._lock:
+            counted = Counter(job.state for job in self._jobs.values())
+        return {state: counted[state] for state in dict.fromkeys(states) if counted[state]}
 
     def count_runners(self, states: Collection[RunnerState]) -> dict[tuple[str, RunnerState], int]:
         """How many runners in ``states`` (live ones) each pool has, by (pool, state)."""
@@ -137,7 +154,10 @@ class ActiveView:
             for job_id, pool in pools.items():
                 job = self._jobs.get(job_id)
                 if job is not None:
-                    job.pool = pool  # kept rows are never handed out: changed in place
+                    # Replaced, not changed: a row handed out shared stays as it was read.
+                    fresh = copy_row(job)
+                    fresh.pool = pool
+                    self._jobs[job_id] = fresh
 
     def put_runners(self, runners: Iterable[Runner]) -> None:
         """Runners as stored now: a live one is kept, any other forgotten."""
