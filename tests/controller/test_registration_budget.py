@@ -21,14 +21,13 @@ from runnerscale.controller.janitor import JanitorSettings
 from runnerscale.controller.loops import Controller, ControllerSettings
 from runnerscale.fakegithub.api import Simulator
 from runnerscale.fakegithub.app import create_app
-from runnerscale.fakegithub.faults import FaultPlan, RateLimitFaults
-from runnerscale.fakegithub.server import SimulatorOptions, build_simulator
 from runnerscale.fakegithub.world import JobSpec
 from runnerscale.github.budget import REGISTRATION, RESET_MARGIN
 from runnerscale.github.client import GitHubClient
 from runnerscale.model import PoolSpec, RunnerState, Target, normalize_labels
 from runnerscale.store import SqlStore, open_store
 from tests.controller.fakes import FakeProvider
+from tests.fakegithub.test_registration_window import registration_limited
 
 URL = "http://github.test.invalid"
 TOKEN = "ghp_registration_budget_test"
@@ -85,15 +84,7 @@ async def make_ramp(tmp_path: Path) -> AsyncIterator[Callable[[float], Ramp]]:
 
     def make(window: float) -> Ramp:
         clock = VirtualClock()
-        simulator = build_simulator(SimulatorOptions(tokens=(TOKEN,)), clock, URL)
-        simulator.world.ensure_repo("acme/app")
-        simulator.set_faults(
-            FaultPlan(
-                rate_limit=RateLimitFaults(
-                    limits={REGISTRATION: LIMIT}, windows={REGISTRATION: window}
-                )
-            )
-        )
+        simulator = registration_limited(clock, URL, TOKEN, LIMIT, window)
         simulator.world.create_jobs(JobSpec("acme/app", LABELS, 3600.0) for _ in range(JOBS))
         github = GitHubClient(
             URL,

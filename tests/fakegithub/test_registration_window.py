@@ -32,18 +32,26 @@ def clock() -> VirtualClock:
     return VirtualClock(START)
 
 
-@pytest.fixture
-def simulator(clock: VirtualClock) -> Simulator:
-    simulator = build_simulator(SimulatorOptions(tokens=(TOKEN,)), clock, URL)
+def registration_limited(
+    clock: VirtualClock, url: str, token: str, limit: int, window: float
+) -> Simulator:
+    """A simulator at ``url`` knowing ``token``, with repository ``acme/app``, whose runner
+    registration budget is ``limit`` per ``window`` seconds."""
+    simulator = build_simulator(SimulatorOptions(tokens=(token,)), clock, url)
     simulator.world.ensure_repo("acme/app")
     simulator.set_faults(
         FaultPlan(
             rate_limit=RateLimitFaults(
-                limits={RUNNER_REGISTRATION: LIMIT}, windows={RUNNER_REGISTRATION: WINDOW}
+                limits={RUNNER_REGISTRATION: limit}, windows={RUNNER_REGISTRATION: window}
             )
         )
     )
     return simulator
+
+
+@pytest.fixture
+def simulator(clock: VirtualClock) -> Simulator:
+    return registration_limited(clock, URL, TOKEN, LIMIT, WINDOW)
 
 
 @pytest.fixture
