@@ -101,31 +101,21 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-class _StoppedError(Exception):
-    """The wall-time limit passed (raised by the timer signal)."""
-
-
 async def measure(rung: Rung, directory: Path, *, limit: float | None = None) -> Measured:
     """Simulate the rung; stop after ``limit`` wall seconds (None: run to the end).
 
     The engine does not yield while it has steps to run, and one virtual minute of a big
-    rung can take minutes, so the limit is a timer signal that interrupts whatever step runs
-    (the main thread only)."""
-
-    def stop(_signum: int, _frame: object) -> None:
-        raise _StoppedError
-
+    rung can take minutes, so the limit is a timer signal; its handler asks the engine to
+    stop after the step under way (raising from the handler would land in whatever code
+    runs then, a garbage collector callback included, which swallows it)."""
     config = fleet_config(rung.concurrent, directory)
     engine = Engine(config, fleet_trace(rung), seed=1)
     wall, cpu = time.monotonic(), time.process_time()
-    finished = True
-    previous = signal.signal(signal.SIGALRM, stop)
+    previous = signal.signal(signal.SIGALRM, lambda _signum, _frame: engine.request_stop())
     if limit is not None:
         signal.setitimer(signal.ITIMER_REAL, max(limit, 0.001))
     try:
         await engine.run()
-    except _StoppedError:
-        finished = False
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
@@ -136,7 +126,7 @@ async def measure(rung: Rung, directory: Path, *, limit: float | None = None) ->
         cpu=time.process_time() - cpu,
         peak_rss_mb=peak_rss_mb(),
         virtual=engine.clock.now() - EPOCH,
-        finished=finished,
+        finished=not engine.stopped,
         served=served,
     )
 

@@ -207,6 +207,14 @@ class Engine:
         self._timeline: list[TimelinePoint] = []
         last_end = max((job.at + job.duration for job in self.trace), default=0.0)
         self.horizon = self.start + last_end + DRAIN
+        self._stop_requested = False
+        self.stopped = False  # the run ended at request_stop(), before its end
+
+    def request_stop(self) -> None:
+        """End the run after the step under way (safe from a signal handler: it only sets
+        a flag the loop reads between steps, so no exception lands in foreign code such as
+        a garbage collector callback)."""
+        self._stop_requested = True
 
     def _scale_set_apis(self, config: Config) -> dict[str, ScaleSetAPI]:
         """The in-process Actions service for the scale-set pools (none: no scale sets in
@@ -440,6 +448,9 @@ class Engine:
         try:
             await self._settle()
             while self._queue:
+                if self._stop_requested:
+                    self.stopped = True
+                    break
                 at = self._queue[0][0]
                 due = self._listeners_due()
                 if due is not None and due <= min(at, self.horizon):
