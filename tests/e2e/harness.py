@@ -56,10 +56,13 @@ def write_config(
     target: str = "org: acme",
     state: str | None = None,
     pools: str | None = None,
+    create_timeout: str | None = None,
 ) -> Path:
     """A config like the issue's example: one local pool running the stand-in runner (or the
-    ``pools:`` items given, as YAML indented by two spaces)."""
+    ``pools:`` items given, as YAML indented by two spaces). ``create_timeout``: a test that
+    kills a daemon mid-create waits for the leftover, removed once this old (default 120s)."""
     path = directory / "runnerscale.yaml"
+    create = "" if create_timeout is None else f"  create: {create_timeout}\n"
     pools = pools or local_pool(directory, max_runners, idle_timeout)
     path.write_text(
         f"""\
@@ -74,7 +77,7 @@ server:
 state: {state or f"sqlite:///{directory}/state/state.db"}
 poll_interval: {poll_interval}
 timeouts:
-  janitor_interval: 2s
+{create}  janitor_interval: 2s
   queued_recheck: 5s
 pools:
 {pools}"""

@@ -52,8 +52,9 @@ STEPS: dict[str, bool | None] = {"folder": True, "record": True, "process": None
 async def test_a_daemon_killed_mid_create_leaves_nothing_after_a_restart(
     simulator: SimulatorServer, tmp_path: Path, step: str
 ) -> None:
-    config = write_config(tmp_path, simulator.url, poll_interval="2s", max_runners=2)
-    config.write_text(config.read_text().replace("timeouts:\n", "timeouts:\n  create: 4s\n"))
+    config = write_config(
+        tmp_path, simulator.url, poll_interval="2s", max_runners=2, create_timeout="4s"
+    )
     port = int(config.read_text().split("listen: 127.0.0.1:")[1].split()[0])
     simulator.simulator.webhooks.add_hook(f"http://127.0.0.1:{port}/webhook", WEBHOOK_SECRET)
     world = simulator.simulator.world

@@ -103,9 +103,20 @@ def issue_pool(
     return text
 
 
-def ec2_config(directory: Path, simulator: SimulatorServer, setup: Ec2Setup, **pool: Any) -> Path:
+def ec2_config(
+    directory: Path,
+    simulator: SimulatorServer,
+    setup: Ec2Setup,
+    *,
+    create_timeout: str | None = None,
+    **pool: Any,
+) -> Path:
     return write_config(
-        directory, simulator.url, poll_interval="1s", pools=issue_pool(setup, **pool)
+        directory,
+        simulator.url,
+        poll_interval="1s",
+        pools=issue_pool(setup, **pool),
+        create_timeout=create_timeout,
     )
 
 
@@ -379,8 +390,7 @@ async def test_a_daemon_killed_mid_launch_leaks_nothing_after_a_restart(
     tmp_path: Path,
     step: str,
 ) -> None:
-    config = ec2_config(tmp_path, simulator, ec2_setup, boot_timeout="10s")
-    config.write_text(config.read_text().replace("timeouts:\n", "timeouts:\n  create: 4s\n"))
+    config = ec2_config(tmp_path, simulator, ec2_setup, boot_timeout="10s", create_timeout="4s")
     port = listening_port(config)
     simulator.simulator.webhooks.add_hook(f"http://127.0.0.1:{port}/webhook", WEBHOOK_SECRET)
     world = simulator.simulator.world

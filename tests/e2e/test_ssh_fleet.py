@@ -402,8 +402,7 @@ async def test_a_node_whose_host_key_changed_is_refused_named_and_given_no_runne
 async def test_a_daemon_killed_mid_create_leaves_nothing_on_the_nodes_after_a_restart(
     fleet: Fleet, simulator: SimulatorServer, tmp_path: Path, step: str
 ) -> None:
-    config = write_config(tmp_path, simulator.url, pools=process_pool(fleet))
-    config.write_text(config.read_text().replace("timeouts:\n", "timeouts:\n  create: 4s\n"))
+    config = write_config(tmp_path, simulator.url, pools=process_pool(fleet), create_timeout="4s")
     port = int(config.read_text().split("listen: 127.0.0.1:")[1].split()[0])
     simulator.simulator.webhooks.add_hook(f"http://127.0.0.1:{port}/webhook", WEBHOOK_SECRET)
     world = simulator.simulator.world

@@ -70,8 +70,9 @@ async def test_the_standby_takes_over_from_a_killed_leader_and_nothing_is_lost_o
     for name, port in ports.items():
         folder = tmp_path / name
         folder.mkdir()
+        # A create the kill interrupts leaves a folder removed once create_timeout old.
         configs[name] = write_config(
-            folder, simulator.url, port=port, state=postgres_url, pools=pools
+            folder, simulator.url, port=port, state=postgres_url, pools=pools, create_timeout="20s"
         )
         simulator.simulator.webhooks.add_hook(f"http://127.0.0.1:{port}/webhook", WEBHOOK_SECRET)
 
