@@ -126,8 +126,9 @@ class ControllerSettings:
     reconcile_interval: float = 5.0
     #: A kicked reconcile waits until this many times the previous reconcile's length has
     #: passed since that one began (capped: :data:`COALESCE_CAP`), so reconciles are
-    #: coalesced, not one per delivery. 0: off (the default: the simulation and the tests on
-    #: a virtual clock decide at once); the daemon turns it on.
+    #: coalesced, not one per delivery. 0: off (the default: tests on a virtual clock decide
+    #: at once); the daemon turns it on, and the simulation (on a modelled length: its
+    #: reconciles take no virtual time).
     reconcile_coalesce: float = 0.0
     janitor_interval: float = 30.0
     #: A job that stays queued this long without being seen again is re-checked in the API.

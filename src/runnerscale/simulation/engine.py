@@ -9,6 +9,13 @@ step is the daemon's own code (``Controller.observe``, ``reconcile_once``, ``pol
 Nothing runs concurrently and every random draw comes from the seed, so the same trace, config
 and seed give the same result, byte for byte.
 
+Reconciles coalesce as the daemon's do (``Controller.coalescing_wait``: a kicked reconcile
+waits until nine times the previous one's length has passed since it began, at most a fifth of
+``reconcile_interval``). A simulated reconcile takes no virtual time, so the rule is applied to
+a modelled length (:mod:`runnerscale.simulation.reconcile_cost`: proportional to the rows it
+reads, calibrated on the daemon's measured ticks): a small world waits a fraction of a
+millisecond, a fleet of 10,000 runners about half a second, as the daemon does.
+
 At fleet scale a run is minutes of CPU with tens of thousands of jobs alive (the world's, the
 store's); the heap is settled between steps as the daemon settles its own
 (:mod:`runnerscale.heap`: a collection, then what survived frozen out of the collector's
@@ -31,6 +38,7 @@ from dataclasses import dataclass
 
 from runnerscale.clock import VirtualClock
 from runnerscale.config.schema import Config, PoolConfig
+from runnerscale.controller.loops import DAEMON_COALESCE
 from runnerscale.fakegithub.accounting import Api
 from runnerscale.fakegithub.entities import Job
 from runnerscale.fakegithub.faults import FaultPlan, Faults
@@ -47,6 +55,7 @@ from runnerscale.simulation.backend import SimulatedBackend
 from runnerscale.simulation.github import SimulatedGitHub
 from runnerscale.simulation.occupancy import Buckets, Span, bucketed
 from runnerscale.simulation.pools import backend_models
+from runnerscale.simulation.reconcile_cost import reconcile_length, rows_read
 from runnerscale.simulation.results import (
     Figures,
     MarketFigures,
@@ -180,6 +189,8 @@ class Engine:
             scale_sets=scale_sets,
             owner="runnerscale-simulation",
         )
+        # The daemon's coalescing of kicked reconciles, on the modelled lengths (_reconcile_soon).
+        self.controller.settings.reconcile_coalesce = DAEMON_COALESCE
         self._listener_tasks: list[asyncio.Task[None]] = []
         # The trace's repositories exist before the replay starts, last pushed to a while
         # before it (within a day, so the first poll still probes them): a push at the very
@@ -203,6 +214,10 @@ class Engine:
         self._open_jobs = 0
         self._arrived = 0
         self._reconcile_at: float | None = None
+        #: When the last reconcile began, and its modelled length (None: none yet).
+        self._last_reconcile: tuple[float, float] | None = None
+        #: How many reconciles ran (the kicks a coalescing wait gathered count once).
+        self.reconciles = 0
         self._tick_at: float | None = None
         self._timeline: list[TimelinePoint] = []
         last_end = max((job.at + job.duration for job in self.trace), default=0.0)
@@ -287,15 +302,25 @@ class Engine:
         self.schedule(first, repeat)
 
     def _reconcile_soon(self) -> None:
-        now = self.clock.now()
-        if self._reconcile_at is None or self._reconcile_at > now:
-            self._reconcile_at = now
-            self.schedule(now, self._reconcile)
+        """A kick of the reconciler: a reconcile after the daemon's coalescing wait (the same
+        rule, on the last reconcile's modelled length); one already due by then serves it,
+        as a kick during the daemon's wait is served by the reconcile about to run. The
+        periodic reconcile's kicks too: they keep their schedule, and wait only within a
+        coalescing window, where the daemon, kicked meanwhile, has no periodic reconcile."""
+        at = self.clock.now()
+        if self._last_reconcile is not None:
+            at += self.controller.coalescing_wait(*self._last_reconcile)
+        if self._reconcile_at is None or self._reconcile_at > at:
+            self._reconcile_at = at
+            self.schedule(at, self._reconcile)
 
     async def _reconcile(self) -> None:
-        if self._reconcile_at is None or self._reconcile_at > self.clock.now():
+        now = self.clock.now()
+        if self._reconcile_at is None or self._reconcile_at > now:
             return  # superseded
         self._reconcile_at = None
+        self.reconciles += 1
+        self._last_reconcile = (now, reconcile_length(rows_read(self.store)))
         try:
             await self.controller.reconcile_once()
         except (GitHubError, ProviderError):
