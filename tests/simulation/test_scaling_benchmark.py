@@ -32,6 +32,7 @@ async def test_a_tiny_fleet_rung_is_simulated_to_the_end(tmp_path: Path) -> None
     assert measured.served == 30
     assert measured.cpu > 0
     assert measured.peak_rss_mb > 0
+    assert measured.reconciles > 0
     assert "30 / 30" in fleet_table([measured])
 
 
