@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, cast
 
 from runnerscale.config import Config, parse_config
+from runnerscale.controller.loops import DAEMON_COALESCE
 from runnerscale.protocols import GitHubError, Provider
 from runnerscale.simulation.engine import POLL_60, Engine, no_host_cap
 from runnerscale.store.memory import MemoryStore
@@ -92,7 +94,11 @@ def test_the_simulation_runs_the_same_wiring() -> None:
     cfg = config()
     engine = Engine(cfg, [], policy=POLL_60)
     controller = engine.controller
-    assert controller.settings == controller_settings(cfg, poll_interval=60.0)
+    # Reconciles coalesce as the daemon's do (which sets DAEMON_COALESCE after building).
+    settings = replace(
+        controller_settings(cfg, poll_interval=60.0), reconcile_coalesce=DAEMON_COALESCE
+    )
+    assert controller.settings == settings
     expected = pool_runtime(
         cfg.pools[0], cfg.pool_specs()[0], engine.backends["x64"], capacity=no_host_cap
     )
