@@ -110,6 +110,21 @@ def no_host_cap(pool: PoolConfig) -> int | None:
     return None
 
 
+def unique_suffixes(draws: random.Random) -> Callable[[], str]:
+    """Seeded runner-name suffixes, 32 random bits as the daemon's, never one twice: a run of
+    tens of thousands of runners would otherwise repeat one (the birthday bound: about one
+    chance in five by 40,000), and the store refuses a decision naming a runner it holds."""
+    drawn: set[str] = set()
+
+    def suffix() -> str:
+        while (value := f"{draws.getrandbits(32):08x}") in drawn:
+            pass
+        drawn.add(value)
+        return value
+
+    return suffix
+
+
 class Engine:
     def __init__(
         self,
@@ -170,7 +185,7 @@ class Engine:
                 self.schedule,
                 random.Random(rng.random()),  # noqa: S311
             )
-        names = random.Random(rng.random())  # noqa: S311
+        names = unique_suffixes(random.Random(rng.random()))  # noqa: S311
         #: Long polls (and session waits) of the scale-set listeners, woken by any change.
         self._waiters: list[tuple[float, asyncio.Future[None]]] = []
         scale_sets = self._scale_set_apis(config)
@@ -185,7 +200,7 @@ class Engine:
             providers=self.backends,
             capacity=no_host_cap,
             poll_interval=policy.poll_interval,
-            runner_suffix=lambda: f"{names.getrandbits(32):08x}",
+            runner_suffix=names,
             scale_sets=scale_sets,
             owner="runnerscale-simulation",
         )
