@@ -16,11 +16,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runnerscale.config import Config, load_config
+from runnerscale.fakegithub.faults import FaultPlan, RateLimitFaults
+from runnerscale.fakegithub.ratelimit import RUNNER_REGISTRATION
 from runnerscale.simulation.engine import EPOCH, Engine
 from runnerscale.simulation.trace import TraceJob
 
 LABELS = ("self-hosted", "linux", "x64")
 REPOS = 50
+#: GitHub's runner registration budget, raised for the rungs. A runner is registered per job
+#: (a JIT configuration), and at GitHub's 10,000 an hour per credential (the simulated
+#: GitHub's default) the 50,000-job rung's half hour of arrivals gets 10,000 runners an hour:
+#: the rung would measure refused registrations, not a fleet of 10,000 at work.
+REGISTRATIONS_PER_HOUR = 200_000
+FAULTS = FaultPlan(rate_limit=RateLimitFaults(limits={RUNNER_REGISTRATION: REGISTRATIONS_PER_HOUR}))
 
 CONFIG = """\
 github:
@@ -116,7 +124,7 @@ async def measure(rung: Rung, directory: Path, *, limit: float | None = None) ->
     stop after the step under way (raising from the handler would land in whatever code
     runs then, a garbage collector callback included, which swallows it)."""
     config = fleet_config(rung.concurrent, directory)
-    engine = Engine(config, fleet_trace(rung), seed=1)
+    engine = Engine(config, fleet_trace(rung), seed=1, faults=FAULTS)
     # Counted around the controller's step, not by the engine, so that a build whose engine
     # does not count (an older one, measured side by side) is counted the same way.
     reconciles = 0
