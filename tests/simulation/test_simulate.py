@@ -7,6 +7,7 @@ import gc
 import itertools
 import json
 import os
+import random
 import sys
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from runnerscale.fakegithub.world import JobSpec
 from runnerscale.github.budget import REGISTRATION
 from runnerscale.heap import HeapKeeper
 from runnerscale.hostlabels import detect_local_host
-from runnerscale.simulation.engine import POLL_60, WEBHOOK_DELAY, Engine
+from runnerscale.simulation.engine import POLL_60, WEBHOOK_DELAY, Engine, unique_suffixes
 from runnerscale.simulation.occupancy import MOST_BUCKETS
 from runnerscale.simulation.run import simulate
 from runnerscale.simulation.trace import TraceJob, read_trace
@@ -549,3 +550,18 @@ async def test_auto_in_a_simulated_pool_is_this_machines_labels(tmp_path: Path) 
         results.append(json.loads((tmp_path / "r.json").read_text()))
     if arch == "x64":  # the reference's first pool is x64: `auto` serves the same jobs here
         assert results[1]["served"] == results[0]["served"]
+
+
+def test_seeded_runner_name_suffixes_never_repeat() -> None:
+    class Repeating(random.Random):
+        """Draws 1, 1, 2: the second draw repeats the first."""
+
+        def __init__(self) -> None:
+            super().__init__(0)
+            self.values = iter([1, 1, 2])
+
+        def getrandbits(self, k: int, /) -> int:
+            return next(self.values)
+
+    suffix = unique_suffixes(Repeating())
+    assert [suffix(), suffix()] == ["00000001", "00000002"]
