@@ -18,6 +18,7 @@ from runnerscale.github.poller import ends_the_poll
 from runnerscale.model import Target
 from runnerscale.protocols import GitHubError
 from runnerscale.simulation.github import SimulatedGitHub
+from tests.logcapture import daemon_log
 
 EPOCH = 1_767_225_600.0
 ORG = Target("org", "acme")
@@ -46,6 +47,19 @@ async def test_one_repository_failing_leaves_the_others_read_and_is_read_again()
     polled = await github.active_jobs(ORG)
     assert sorted(job.repo for job in polled.jobs) == sorted(REPOS)
     assert polled.unread == frozenset()
+
+
+async def test_a_failing_repository_is_told_of_once_while_it_fails_and_once_when_back() -> None:
+    github = busy_org(FaultPlan(repos={"acme/lib": ALWAYS}))
+    with daemon_log() as log:
+        for _ in range(3):
+            assert (await github.active_jobs(ORG)).unread == {"acme/lib"}
+        github.ledger.put_in_force(FaultPlan())
+        await github.active_jobs(ORG)
+    lines = log.getvalue().splitlines()
+    [failing] = [line for line in lines if "acme/lib could not be read" in line]
+    assert "GitHub answered 500" in failing  # the reason
+    assert sum("acme/lib is read again" in line for line in lines) == 1
 
 
 async def test_a_poll_that_reads_no_repository_fails_and_says_which_were_not_read() -> None:
