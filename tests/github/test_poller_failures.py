@@ -14,7 +14,7 @@ from runnerscale.fakegithub.faults import FaultPlan, Faults, OperationFaults, Ra
 from runnerscale.fakegithub.ratelimit import RateLimits
 from runnerscale.fakegithub.server import SimulatorOptions, build_simulator
 from runnerscale.fakegithub.world import JobSpec
-from runnerscale.github.poller import ends_the_poll
+from runnerscale.github.poller import HOPELESS_AFTER, ends_the_poll
 from runnerscale.model import Target
 from runnerscale.protocols import GitHubError
 from runnerscale.simulation.github import SimulatedGitHub
@@ -69,6 +69,18 @@ async def test_a_poll_that_reads_no_repository_fails_and_says_which_were_not_rea
     assert polled.unread == set(REPOS)
     assert polled.error is not None
     assert polled.error.status == 500
+
+
+async def test_a_poll_whose_first_reads_all_fail_leaves_the_rest_unread_untried() -> None:
+    """GitHub failing as a whole: not every repository waited for in turn."""
+    github = busy_org(FaultPlan(operations={"actions/list-workflow-runs-for-repo": ALWAYS}))
+    more = [f"acme/more-{index}" for index in range(4)]
+    for name in more:
+        github.world.ensure_repo(name)
+    polled = await github.active_jobs(ORG)
+    assert github.requests["list-workflow-runs"] == HOPELESS_AFTER
+    assert polled.unread == {*REPOS, *more}
+    assert polled.error is not None
 
 
 async def test_a_rate_limit_on_a_repository_read_ends_the_poll() -> None:

@@ -23,7 +23,8 @@ as unread (:class:`~runnerscale.protocols.PolledJobs`): its jobs are unknown, no
 schedule records no read of it. What concerns every read ends the poll as before
 (:func:`ends_the_poll`: a rate limit, bad credentials), as does a failed repository list
 (nothing to go on). A poll that read none of the repositories it tried failed: its result
-carries the error, for the poll loop to back off.
+carries the error, for the poll loop to back off; one whose first :data:`HOPELESS_AFTER` reads
+all failed leaves the rest unread without trying them (GitHub is failing as a whole).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from runnerscale.protocols import GitHubError, ObservedJob, PolledJobs
 
 __all__ = [
     "ACTIVE_RUN_STATUSES",
+    "HOPELESS_AFTER",
     "PER_PAGE",
     "PollReader",
     "Poller",
@@ -53,6 +55,9 @@ PER_PAGE = 100
 RunStatus = Literal["queued", "in_progress"]
 #: Statuses of workflow runs whose jobs may need a runner or hold one.
 ACTIVE_RUN_STATUSES: tuple[RunStatus, ...] = ("queued", "in_progress")
+#: A poll whose first this many repository reads all failed reads no further: GitHub is
+#: failing as a whole (each read would wait out the client's retries and timeouts).
+HOPELESS_AFTER = 3
 
 
 class PollReader(Protocol):
@@ -136,7 +141,22 @@ class Poller:
             plan = self._schedule.plan(target.key, listed, hints, now)
         by_name = {repo.name: repo for repo in listed}
         reads = _Reads()
-        for repo in plan.full + plan.probe:
+        planned = plan.full + plan.probe
+        for index, repo in enumerate(planned):
+            if reads.hopeless():
+                # GitHub answered none of this poll's first reads (down, or unreachable):
+                # the others are left unread rather than each tried and waited for.
+                log.warning(
+                    "poll: %s: the first %d repository reads failed; %d more are left for "
+                    "the next poll",
+                    target.name,
+                    HOPELESS_AFTER,
+                    len(planned) - index,
+                )
+                for left in planned[index:]:
+                    reads.unread.add(left.lower())
+                    self._schedule.failed(left)
+                break
             try:
                 run_ids = await self._probe(repo) if repo in plan.probe else None
                 if run_ids is None:
@@ -153,8 +173,8 @@ class Poller:
                 continue
             self._read(repo, reads)
             self._schedule.record(by_name[repo], bool(run_ids), now)
-        if target.kind == "org":
-            read = [repo for repo in plan.full + plan.probe if repo.lower() not in reads.unread]
+        if target.kind == "org" and not reads.hopeless():
+            read = [repo for repo in planned if repo.lower() not in reads.unread]
             due = self._schedule.runs_to_confirm(hints, by_name, read, now, unread=reads.unread)
             for repo, run_id in due:
                 try:
@@ -261,6 +281,10 @@ class _Reads:
     def failed(self, repo: str, error: GitHubError) -> None:
         self.unread.add(repo.lower())
         self.first_error = self.first_error or error
+
+    def hopeless(self) -> bool:
+        """Whether the first :data:`HOPELESS_AFTER` repositories tried all failed."""
+        return self.succeeded == 0 and len(self.unread) >= HOPELESS_AFTER
 
     def result(self) -> PolledJobs:
         """The poll's result; it failed (``error``) when it read nothing it tried."""
