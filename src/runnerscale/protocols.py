@@ -39,6 +39,7 @@ __all__ = [
     "OnlineAware",
     "Placement",
     "PlacingProvider",
+    "PolledJobs",
     "Provider",
     "ProviderError",
     "RemovesAll",
@@ -96,6 +97,24 @@ class ObservedJob:
     completed_at: float | None = None
     runner_name: str | None = None
     conclusion: str | None = None
+
+
+@dataclass(frozen=True)
+class PolledJobs:
+    """What one poll of a target found (:meth:`GitHubAPI.active_jobs`).
+
+    A poll reads a target's repositories one by one, and one of them may fail (a 5xx, a
+    timeout, a repository deleted meanwhile or no longer visible to the credential) while the
+    others answer. Its jobs are then unknown, not gone: whoever reads the result must keep
+    what it knew of the ``unread`` repositories' jobs as it was."""
+
+    #: The queued and in-progress jobs of the repositories read.
+    jobs: list[ObservedJob] = field(default_factory=list)
+    #: Repositories (lower case ``owner/name``) some read of which failed in this poll.
+    unread: frozenset[str] = frozenset()
+    #: Set (the first failure) when the poll read none of the repositories it tried: the
+    #: poll counts as failed (the poll loop backs off), though its result stays usable.
+    error: GitHubError | None = None
 
 
 @dataclass(frozen=True)
@@ -162,8 +181,10 @@ class GitHubAPI(Protocol):
 
     async def list_runners(self, target: Target) -> list[GitHubRunner]: ...
 
-    async def active_jobs(self, target: Target) -> list[ObservedJob]:
-        """Queued and in-progress jobs of the target's repositories (conditional requests)."""
+    async def active_jobs(self, target: Target) -> PolledJobs:
+        """Queued and in-progress jobs of the target's repositories (conditional requests),
+        and the repositories whose read failed. Raises :class:`GitHubError` when the poll
+        cannot go on at all (its repository list failed, a rate limit, bad credentials)."""
         ...
 
     async def get_job(self, repo: str, job_id: int) -> ObservedJob | None: ...

@@ -38,6 +38,7 @@ from runnerscale.protocols import (
     NodeState,
     ObservedJob,
     Placement,
+    PolledJobs,
     ProviderError,
 )
 from runnerscale.store import SqlStore
@@ -139,6 +140,9 @@ class FakeGitHub:
     #: Keys of targets every call about raises GitHubError (an org that lost the App, an
     #: enterprise the client does not support).
     unreachable: set[str] = field(default_factory=set)
+    #: Repositories (lower case ``owner/name``) whose read fails in a poll: the poll goes on
+    #: without their jobs and says they were not read (a failed poll when that is all of it).
+    unreadable: set[str] = field(default_factory=set)
     #: Every job re-run, in order, with the id of the new attempt GitHub queued for it.
     reruns: list[tuple[int, int]] = field(default_factory=list)
     #: The annotation messages of a job's check run, by job id (none when not set).
@@ -223,16 +227,22 @@ class FakeGitHub:
             if r.target == target.key
         ]
 
-    async def active_jobs(self, target: Target) -> list[ObservedJob]:
+    async def active_jobs(self, target: Target) -> PolledJobs:
         self.journal.append(("github", "active_jobs", target.key))
         self._reach(target, "active_jobs")
-        return [
+        jobs = [
             job
             for job in self.jobs.values()
             if target.covers(job.repo)
             and job.state in (JobState.QUEUED, JobState.IN_PROGRESS)
             and job.id not in self.unlisted
+            and job.repo.lower() not in self.unreadable
         ]
+        unread = frozenset(repo for repo in self.unreadable if target.covers(repo))
+        # A repo target's one repository unread: the poll read nothing (as the Poller says).
+        nothing = target.kind == "repo" and unread
+        error = GitHubError(f"poll of {target.name}: 502 bad gateway") if nothing else None
+        return PolledJobs(jobs, unread, error)
 
     async def get_job(self, repo: str, job_id: int) -> ObservedJob | None:
         self.journal.append(("github", "get_job", str(job_id)))

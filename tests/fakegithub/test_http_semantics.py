@@ -334,6 +334,16 @@ async def test_injected_errors_hit_only_the_named_operation(api: httpx.AsyncClie
     assert (await api.get(RUNNERS, headers=AUTH)).status_code == 200
 
 
+async def test_injected_errors_hit_only_the_named_repository(api: httpx.AsyncClient) -> None:
+    await api.post("/_sim/repos", json={"repo": "acme/lib"})
+    plan = {"repos": {"Acme/App": {"error_rate": 1.0, "error_status": 502}}}
+    await api.post("/_sim/faults", json=plan)
+    assert (await api.get(RUNNERS, headers=AUTH)).status_code == 502
+    assert (await api.get("/repos/acme/app/actions/runs", headers=AUTH)).status_code == 502
+    assert (await api.get("/repos/acme/lib/actions/runs", headers=AUTH)).status_code == 200
+    assert (await api.get("/orgs/acme/repos", headers=AUTH)).status_code == 200
+
+
 async def test_injected_errors_repeat_with_the_same_seed(api: httpx.AsyncClient) -> None:
     async def sequence() -> list[int]:
         await api.post("/_sim/faults", json={"seed": 7, "error_rate": 0.5})

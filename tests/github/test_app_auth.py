@@ -92,13 +92,13 @@ async def test_one_client_serves_several_installations(simulator: SimulatorServe
     }
     # Jobs of an organisation's repositories come through its installation's repository list.
     world.create_jobs([JobSpec("beta/site", LABELS, 5.0, None, "build")])
-    jobs = await client.active_jobs(BETA)
+    jobs = (await client.active_jobs(BETA)).jobs
     assert [job.repo for job in jobs] == ["beta/site"]
     assert await client.get_job("beta/site", jobs[0].id) is not None
     # The next poll takes news of pushes from the organisation's list (most recently pushed
     # first), which the installation token may read too.
     world.create_jobs([JobSpec("beta/site", LABELS, 5.0, None, "test")])
-    jobs = await client.active_jobs(BETA)
+    jobs = (await client.active_jobs(BETA)).jobs
     assert {job.name for job in jobs} == {"build", "test"}
     assert operations(simulator)["repos/list-for-org"] == {"200": 1}
     assert token_requests(simulator) == 2  # the cached tokens were reused

@@ -14,6 +14,7 @@ from runnerscale.fakegithub.faults import FaultPlan
 from runnerscale.fakegithub.server import SimulatorOptions, SimulatorServer
 from runnerscale.fakegithub.world import QUEUE_TIMEOUT_REASON, JobSpec
 from runnerscale.github.client import GitHubClient, _failure
+from runnerscale.github.poller import ends_the_poll
 from runnerscale.github.schedule import PollHints
 from runnerscale.model import JobState, Target
 from runnerscale.protocols import DeleteOutcome, GitHubError
@@ -43,20 +44,20 @@ async def test_active_jobs_are_read_with_conditional_requests(
     world.create_jobs(
         [JobSpec("acme/app", LABELS, 10, 11, "a"), JobSpec("acme/app", LABELS, 10, 11, "b")]
     )
-    first = await client.active_jobs(REPO)
+    first = (await client.active_jobs(REPO)).jobs
     assert sorted((job.name, job.state) for job in first) == [
         ("a", JobState.QUEUED),
         ("b", JobState.QUEUED),
     ]
     used = client.budget.resources["core"].used
-    again = await client.active_jobs(REPO)
+    again = (await client.active_jobs(REPO)).jobs
     assert again == first
     assert client.budget.resources["core"].used == used  # every re-read was a free 304
     assert client.budget.not_modified >= 3
     stats = simulator.simulator.stats.public()
     assert stats["not_modified"] == client.budget.not_modified
     # Organisation targets read every repository of the organisation.
-    assert {job.id for job in await client.active_jobs(ORG)} == {job.id for job in first}
+    assert {job.id for job in (await client.active_jobs(ORG)).jobs} == {job.id for job in first}
 
 
 async def test_jit_config_list_and_delete_outcomes(
@@ -193,7 +194,8 @@ async def test_enterprise_targets_register_list_and_delete_runners(
     jit = await client.generate_jitconfig(enterprise, "ent-1", LABELS)
     [listed] = await client.list_runners(enterprise)
     assert (listed.id, listed.name) == (jit.runner_id, "ent-1")
-    assert await client.active_jobs(enterprise) == []  # jobs of an enterprise come by webhook
+    polled = await client.active_jobs(enterprise)
+    assert polled.jobs == []  # jobs of an enterprise come by webhook
     assert await client.delete_runner(enterprise, jit.runner_id) is DeleteOutcome.DELETED
     assert await client.delete_runner(enterprise, jit.runner_id) is DeleteOutcome.GONE
     with pytest.raises(GitHubError, match="runner group 'nope' does not exist in enterprise"):
@@ -210,7 +212,7 @@ async def test_an_organisation_poll_reads_hot_repositories_in_full_and_probes_a_
     client = GitHubClient(simulator.url, TOKEN)
     client.poll_hints = lambda: PollHints(active_repos=frozenset({"acme/app"}))
     stats = simulator.simulator.stats.requests
-    jobs = await client.active_jobs(ORG)
+    jobs = (await client.active_jobs(ORG)).jobs
     assert [job.repo for job in jobs] == ["acme/app"]
     # 40 repositories: the hot one in full (two run lists) and a slice of the 39 others
     # (a sweep every 20 polls: 1.95 a poll) probed with one request each.
@@ -235,8 +237,26 @@ async def test_an_organisation_poll_reads_a_repository_pushed_to_since_the_last_
     # list is read again, the push shows and that repository is read at once, in full.
     world.create_jobs([JobSpec("acme/quiet-3", LABELS, 60.0, None, "build")])
     now[0] += 601.0
-    jobs = await client.active_jobs(ORG)
+    jobs = (await client.active_jobs(ORG)).jobs
     assert [job.repo for job in jobs] == ["acme/quiet-3"]
+
+
+async def test_a_rate_limit_answer_naming_no_wait_carries_the_pause_it_caused() -> None:
+    """GitHub may answer a secondary limit with neither ``retry-after`` nor a spent budget: the
+    client pauses a minute, and says so in the error, so that a poll ends on it rather than
+    reading on as past one repository's failure."""
+
+    def limited(request: httpx.Request) -> httpx.Response:
+        body = {"message": "You have exceeded a secondary rate limit."}
+        return httpx.Response(403, json=body, request=request)
+
+    client = GitHubClient(
+        "https://github.invalid/api/v3", TOKEN, transport=httpx.MockTransport(limited)
+    )
+    with pytest.raises(GitHubError) as caught:
+        await client.list_runners(REPO)
+    assert caught.value.retry_after == 60.0
+    assert ends_the_poll(caught.value)
 
 
 def test_a_retry_after_given_as_an_http_date_is_honoured() -> None:

@@ -81,7 +81,7 @@ async def polls_until_found(confirm_heard_runs: bool) -> tuple[float | None, lis
     clock.advance(POLL - 100.0)
     for _ in range(4):
         before = github.requests
-        seen = {job.id for job in await poller.active_jobs(TARGET)}
+        seen = {job.id for job in (await poller.active_jobs(TARGET)).jobs}
         requests.append(github.requests - before)
         if lost.id in seen:
             return clock.now() - lost.created_at, requests

@@ -185,3 +185,27 @@ def test_the_first_page_brings_newer_pushes_and_new_repositories() -> None:
     assert next(r for r in merged if r.name == "acme/r05").pushed_at == NOW
     # An App sees only its installation's repositories: a new one waits for the whole list.
     assert len(RepoSchedule.merge_recent(REPOS, recent, add_new=False)) == len(REPOS)
+
+
+def test_a_repository_whose_read_failed_is_read_at_the_next_poll_not_a_sweep_later() -> None:
+    schedule = RepoSchedule(sweep_polls=5)
+    read_all(schedule)
+    swept = schedule.plan("org:acme", REPOS, PollHints(), NOW).probe
+    schedule.failed(swept[0])  # its read failed: recorded as no read
+    again = schedule.plan("org:acme", REPOS, PollHints(), NOW).probe
+    assert swept[0] in again
+    assert len(again) == len(set(again)) > 1  # besides the sweep's own slice, once
+    assert swept[0] not in schedule.plan("org:acme", REPOS, PollHints(), NOW).probe
+
+
+def test_a_heard_run_of_a_repository_whose_read_failed_is_not_taken_as_confirmed() -> None:
+    schedule = RepoSchedule()
+    run = ("acme/r01", 7)
+    hints = PollHints(webhooks=True, heard_runs={run: NOW - 2 * WEBHOOK_GRACE})
+    # The repository's read failed in this poll: its run waits, unconfirmed.
+    assert schedule.runs_to_confirm(hints, NAMES, [], NOW, unread={"acme/r01"}) == []
+    assert schedule.runs_to_confirm(hints, NAMES, [], NOW) == [run]
+    # The run's own read failed: due again at the next poll.
+    schedule.unconfirmed(run)
+    assert schedule.runs_to_confirm(hints, NAMES, [], NOW + 60) == [run]
+    assert schedule.runs_to_confirm(hints, NAMES, [], NOW + 120) == []

@@ -79,6 +79,7 @@ from runnerscale.protocols import (
     GitHubError,
     ObservedJob,
     Placement,
+    PolledJobs,
     PollHints,
     PollPacer,
     ProviderError,
@@ -474,6 +475,9 @@ class Controller:
         self.reconciled_at: float | None = None
         #: Stale queued jobs whose re-read failed in this cycle: no demand until confirmed.
         self._unconfirmed: set[int] = set()
+        #: Repositories (lower case) the last GitHub poll could not read: their jobs are
+        #: unknown, kept as they were (:class:`~runnerscale.protocols.PolledJobs`).
+        self._unread_repos: frozenset[str] = frozenset()
         self.errors: Counter[str] = Counter()
         #: The latest queue waits, for the status (the metric has them all, in buckets).
         self._waits: deque[QueueWait] = deque(maxlen=RECENT_WAITS)
@@ -812,17 +816,29 @@ class Controller:
 
     async def poll_once(self) -> None:
         """Poll every target and backend; one that fails does not stop the others. The first
-        failure is raised at the end, for the loop to count (and honour ``retry_after``)."""
+        failure is raised at the end, for the loop to count (and honour ``retry_after``).
+
+        A target's poll may leave repositories unread (their read failed): counted in
+        ``errors["poll_repository"]``, and their jobs are unknown, not gone (kept as they
+        were: neither re-checked as unseen nor taken out of demand). A target's poll that read
+        none of its repositories counts as failed."""
         now = self.clock.now()
         seen: set[int] = set()
+        unread: set[str] = set()
         failed: list[Target] = []
         errors: list[GitHubError | ProviderError] = []
         for target in self.targets.values():
             try:
                 # Scale-set pools' jobs come from their listeners: no job is read for them.
-                for observed in await self.github.active_jobs(target) if self.polls_jobs else []:
+                polled = await self.github.active_jobs(target) if self.polls_jobs else PolledJobs()
+                for observed in polled.jobs:
                     seen.add(observed.id)
                     self.observe(observed)
+                if polled.unread:
+                    unread |= polled.unread
+                    self.errors["poll_repository"] += len(polled.unread)
+                if polled.error is not None:
+                    errors.append(polled.error)  # it read nothing it tried: a failed cycle
                 listed = await self.github.list_runners(target)
             except GitHubError as error:
                 log.warning("poll: target %s: %s", target.name, error)
@@ -834,11 +850,18 @@ class Controller:
         backend_error = await self._list_backends()
         if backend_error is not None:
             errors.append(backend_error)
+        # What a target that failed outright could not tell is as unknown as before.
+        self._unread_repos = frozenset(
+            unread | {repo for repo in self._unread_repos if any(t.covers(repo) for t in failed)}
+        )
         if not failed:
             # Forget jobs the poll no longer returns (it re-reads every active one).
             self._last_observed = {k: v for k, v in self._last_observed.items() if k in seen}
-            self._missed_events_suspected = False
-        recheck_error = await self._recheck_unseen(seen, failed) if self.polls_jobs else None
+            # Some repository unread: the poll did not read all it would have.
+            self._missed_events_suspected = self._missed_events_suspected and bool(unread)
+        recheck_error = (
+            await self._recheck_unseen(seen, failed, unread) if self.polls_jobs else None
+        )
         if recheck_error is not None:
             errors.append(recheck_error)
         self.kick()
@@ -924,15 +947,18 @@ class Controller:
                 f"online ({first_line})",
             )
 
-    async def _recheck_unseen(self, seen: set[int], failed: list[Target]) -> GitHubError | None:
+    async def _recheck_unseen(
+        self, seen: set[int], failed: list[Target], unread: set[str]
+    ) -> GitHubError | None:
         """Jobs the store holds as active that the poll did not show: ask for each; the first
         failed request is returned, after trying the others.
 
         Without webhooks a poll reads every repository with active jobs, so a job it did not
-        show has moved on; but one that only a target whose listing failed could have shown is
-        not unseen: skipped. While webhooks arrive, polls leave such repositories to them, and
-        a job is asked for only when it looks stuck (see :meth:`_recheck_due`), whether or not
-        its target's listing failed (under a storm of errors, some call of a poll nearly
+        show has moved on; but one that only a target whose listing failed could have shown,
+        or one of a repository whose read failed (``unread``), is not unseen: skipped. While
+        webhooks arrive, polls leave such repositories to them, and a job is asked for only
+        when it looks stuck (see :meth:`_recheck_due`), whether or not its target's listing
+        or its repository's read failed (under a storm of errors, some call of a poll nearly
         always fails: a stuck job must still be asked for)."""
         now = self.clock.now()
         trusting = self.webhooks_flow()
@@ -953,6 +979,8 @@ class Controller:
             if job.id in seen or now - job.observed_at < self.settings.queued_recheck:
                 continue
             if not any(t.covers(job.repo) for t in polled):
+                continue
+            if not trusting and job.repo.lower() in unread:
                 continue
             if trusting and not self._recheck_due(job, now, idle_pools):
                 continue
@@ -1081,7 +1109,9 @@ class Controller:
 
         Only where it matters, so a long queue costs nothing: per pool, the oldest stale jobs
         up to the runners the scaler would create plus the idle ones it keeps. A job whose
-        re-read fails counts as no demand until a later re-read or poll confirms it.
+        re-read fails counts as no demand until a later re-read or poll confirms it, unless the
+        last poll could not read its repository either: its state is then unknown, not stale,
+        and it stays demand as it was known.
 
         Returns the jobs it read, and the decision it made on them (None: it needed none),
         when it re-read no job: the store is as it read it (nothing was awaited), so the
@@ -1120,7 +1150,8 @@ class Controller:
                     await self._reread(job)
                 except GitHubError as error:
                     log.warning("job %s of %s: re-reading it failed: %s", job.id, job.repo, error)
-                    self._unconfirmed.add(job.id)
+                    if job.repo.lower() not in self._unread_repos:
+                        self._unconfirmed.add(job.id)
         return (None, None) if reread else (demand, decision)
 
     async def _reread(self, job: Job) -> None:

@@ -152,9 +152,12 @@ class Ledger:
         """Count a request as it arrives, before anything is known about it."""
         self.stats.requests[operation] += 1
 
-    def admit(self, operation: str, identity: str, *, read: bool) -> Bucket | None:
+    def admit(
+        self, operation: str, identity: str, *, read: bool, repo: str | None = None
+    ) -> Bucket | None:
         """Steps before the operation runs (the module docstring's 2.). Returns the bucket a
-        write was charged to (None for a read: it is charged once answered)."""
+        write was charged to (None for a read: it is charged once answered). ``repo``: the
+        repository the request is about (``owner/name``), if any (its faults apply)."""
         charged: Bucket | None = None
         if _rate_limited(operation):
             retry_after = self.rate_limits.secondary_active(self.now())
@@ -162,7 +165,7 @@ class Ledger:
                 raise SecondaryLimitError(self._limited_status, retry_after)
             if not read:
                 charged = self._charge(operation, identity)
-        plan = self.faults.plan.for_operation(operation)
+        plan = self.faults.plan.for_operation(operation, repo)
         if self.faults.chance(plan.error_rate):
             raise InjectedFaultError(plan.error_status)
         return charged

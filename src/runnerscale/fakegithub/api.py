@@ -281,6 +281,12 @@ def _owner_of_request(request: Request) -> str | None:
     return params.get("owner") or params.get("org")
 
 
+def _repo_of_request(request: Request) -> str | None:
+    """The repository (``owner/name``) a request's path names, if any."""
+    params = request.path_params
+    return f"{params['owner']}/{params['repo']}" if "repo" in params else None
+
+
 def _check_access(caller: Caller, mode: AuthMode, request: Request, operation_id: str) -> None:
     """Refuse a caller the operation does not accept: the wrong kind of credential, an
     installation of another owner, or a classic token without a scope the operation needs."""
@@ -333,7 +339,8 @@ async def serve(
     accounting steps are :class:`~runnerscale.fakegithub.accounting.Ledger`'s)."""
     ledger = sim.ledger
     ledger.asked(operation_id)
-    faults = sim.faults.plan.for_operation(operation_id)
+    repo = _repo_of_request(request)
+    faults = sim.faults.plan.for_operation(operation_id, repo)
     if faults.latency:
         await sim.clock.sleep(faults.latency)
     # Headers on every answer, whatever it is; more join as the request is understood.
@@ -350,7 +357,7 @@ async def serve(
         resource, bucket = ledger.bucket(operation_id, caller.identity)
         rate_headers = bucket.headers(resource)
         _check_access(caller, auth, request, operation_id)
-        charged = ledger.admit(operation_id, caller.identity, read=is_read)
+        charged = ledger.admit(operation_id, caller.identity, read=is_read, repo=repo)
         if charged is not None:
             rate_headers = charged.headers(resource)
         reply = await handler(sim, request, caller)

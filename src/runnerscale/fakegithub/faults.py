@@ -86,10 +86,23 @@ class FaultPlan(_Strict):
     error_status: Literal[500, 502, 503, 504] = 500
     latency: float = Field(0.0, ge=0.0, le=60.0)
     operations: dict[str, OperationFaults] = Field(default_factory=dict)
+    #: Faults of every request about one repository (``owner/name``, any case), in place of
+    #: the others: one repository failing while the rest of the organisation answers.
+    repos: dict[str, OperationFaults] = Field(default_factory=dict)
     rate_limit: RateLimitFaults = Field(default_factory=RateLimitFaults)
     webhooks: WebhookFaults = Field(default_factory=WebhookFaults)
 
-    def for_operation(self, operation_id: str) -> OperationFaults:
+    @field_validator("repos")
+    @classmethod
+    def _repo_names(cls, repos: dict[str, OperationFaults]) -> dict[str, OperationFaults]:
+        return {name.lower(): faults for name, faults in repos.items()}
+
+    def for_operation(self, operation_id: str, repo: str | None = None) -> OperationFaults:
+        """The faults of a request: its repository's (``repo``, when it names one), else its
+        operation's, else the plan's own."""
+        by_repo = None if repo is None else self.repos.get(repo.lower())
+        if by_repo is not None:
+            return by_repo
         specific = self.operations.get(operation_id)
         if specific is not None:
             return specific

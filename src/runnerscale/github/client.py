@@ -27,7 +27,9 @@ Three concerns live here and nowhere else:
   Several installations (several organisations) live in one client.
 
 Errors surface as :class:`GitHubError` carrying ``retry_after`` when GitHub said how long to
-wait. No message ever carries a token or a JIT configuration.
+wait, or answered a rate limit without saying (the pause the budget took then): a poll tells a
+rate limit, which ends it, from one repository's failure, which it reads past. No message ever
+carries a token or a JIT configuration.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ from runnerscale.protocols import (
     GitHubError,
     JitConfig,
     ObservedJob,
+    PolledJobs,
 )
 
 log = logging.getLogger("runnerscale.github")
@@ -474,6 +477,10 @@ class GitHubClient:
             paused = budget.pause_from(
                 raw.status_code, raw.headers, resource, message=failure.github_message
             )
+            if paused and failure.retry_after is None:
+                # A limit that named no wait (a 429, a 403 saying "rate limit"): the pause
+                # taken is its wait, so that callers know it for a rate limit.
+                failure.retry_after = paused
             if paused:
                 log.warning(
                     "GitHub asked to slow down: pausing API calls on %s (%s) for %.0fs",
@@ -751,7 +758,7 @@ class GitHubClient:
 
     # ------------------------------------------------------------------ jobs: the poll's reads
 
-    async def active_jobs(self, target: Target) -> list[ObservedJob]:
+    async def active_jobs(self, target: Target) -> PolledJobs:
         return await self._poller.active_jobs(target)
 
     @property

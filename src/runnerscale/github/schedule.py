@@ -33,13 +33,18 @@ while webhooks arrive a poll also reads the jobs of each **heard run** once (one
 heard (:meth:`RepoSchedule.runs_to_confirm`): a lost job of a heard run is found within
 ``WEBHOOK_GRACE`` and a poll interval, for about one request per run.
 
+A read that failed (:meth:`RepoSchedule.failed`) is no read: nothing is recorded of the
+repository (it is neither quiet nor caught up with its pushes), and the next poll reads it
+again, probed unless a rule above reads it in full, rather than a whole sweep later. A heard
+run is confirmed only by a read that succeeded.
+
 Pure: no I/O, no clock (``now`` is given, on GitHub's clock like ``pushed_at``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -123,6 +128,8 @@ class RepoSchedule:
     #: Per heard run (``PollHints.heard_runs``' key): when its jobs were last read, less
     #: :data:`PUSHED_AT_RESOLUTION`; a job of it created later is news.
     _confirmed: dict[tuple[str, int], float] = field(default_factory=dict)
+    #: Repositories (lower case) whose read failed at the last poll: read at the next.
+    _retry: set[str] = field(default_factory=set)
 
     def plan(self, org: str, repos: Sequence[ListedRepo], hints: PollHints, now: float) -> PollPlan:
         """The repositories this poll reads: suspects and hot ones in full, a slice probed."""
@@ -144,7 +151,13 @@ class RepoSchedule:
         # a busy organisation does not burst into GitHub's secondary limits.
         cold.sort(key=lambda repo: -(repo.pushed_at or 0.0))
         cold = cold[:MAX_COLD_READS]
+        # A read that failed is no read: tried again (probed, when nothing above reads it in
+        # full) rather than after a whole sweep.
         taken = {repo.name.lower() for repo in full + cold}
+        retried = [repo for repo in repos if repo.name.lower() in self._retry - taken]
+        self._retry -= {repo.name.lower() for repo in repos}
+        cold += retried
+        taken |= {repo.name.lower() for repo in retried}
         rest = [repo for repo in repos if repo.name.lower() not in taken]
         awake = [repo for repo in rest if not self._dormant(repo, now)]
         polls = self.sweep_polls * (self.webhook_slowdown if hints.webhooks else 1)
@@ -157,18 +170,28 @@ class RepoSchedule:
         )
 
     def runs_to_confirm(
-        self, hints: PollHints, listed: Iterable[str], read: Iterable[str], now: float
+        self,
+        hints: PollHints,
+        listed: Iterable[str],
+        read: Iterable[str],
+        now: float,
+        *,
+        unread: Collection[str] = (),
     ) -> list[tuple[str, int]]:
         """The heard runs of the ``listed`` repositories whose jobs this poll reads, one
         request each (see the module docstring), besides the repositories it ``read``s (whose
         active runs it reads anyway). Without webhooks none: a repository with active jobs is
-        hot, read in full every poll."""
+        hot, read in full every poll. The runs of ``unread`` repositories (lower case: their
+        read failed in this poll) wait for the next poll, and are not taken as confirmed
+        (nor are those of a run whose read fails: :meth:`unconfirmed`)."""
         listed_keys = {repo.lower() for repo in listed}
         covered = {repo.lower() for repo in read}
         due: list[tuple[str, int]] = []
         for run, newest in hints.heard_runs.items():
             repo = run[0].lower()
             if repo not in listed_keys or self._confirmed.get(run, -math.inf) >= newest:
+                continue
+            if repo in unread:
                 continue
             if hints.webhooks and now - newest < WEBHOOK_GRACE:
                 continue  # its siblings' webhooks may still come
@@ -180,6 +203,15 @@ class RepoSchedule:
             run: newest for run, newest in self._confirmed.items() if run in hints.heard_runs
         }
         return due
+
+    def unconfirmed(self, run: tuple[str, int]) -> None:
+        """The read of a run :meth:`runs_to_confirm` gave failed: due again at the next poll."""
+        self._confirmed.pop(run, None)
+
+    def failed(self, repo: str) -> None:
+        """A read of ``repo`` failed: nothing is recorded of it (it is neither quiet nor caught
+        up with its pushes), and the next poll reads it again."""
+        self._retry.add(repo.lower())
 
     @staticmethod
     def list_read(hints: PollHints, age: float | None) -> ListRead:
@@ -225,6 +257,7 @@ class RepoSchedule:
         keep = {repo.lower() for repo in repos}
         self._hot &= keep
         self._read_pushed = {k: v for k, v in self._read_pushed.items() if k in keep}
+        self._retry &= keep
 
     def _pushed_unread(self, repo: ListedRepo, hints: PollHints, now: float) -> bool:
         """Pushed to since its last read (or since polling began). While webhooks arrive: only

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -43,6 +43,7 @@ from runnerscale.protocols import (
     GitHubError,
     JitConfig,
     ObservedJob,
+    PolledJobs,
 )
 
 IDENTITY = "simulation"
@@ -145,20 +146,26 @@ class SimulatedGitHub:
 
     @contextmanager
     def _request(
-        self, operation: str, *, level: str | None = None, read: bool = True
+        self,
+        operation: str,
+        *,
+        level: str | None = None,
+        read: bool = True,
+        repo: str | None = None,
     ) -> Iterator[_Answer]:
         """One request of the client's ``operation`` (the REST operation at ``level``: repo or
         org), through the fake GitHub's :class:`Ledger` in GitHub's order: admitted (limits,
         a write's charge, injected errors), answered by the world in the ``with`` body, then
         a read charged unless its content is the one already read (a free 304). Raises
         :class:`GitHubError` as the real client does. An operation the table does not name
-        is its own ``operationId`` (the Actions service's: :meth:`actions_service`)."""
+        is its own ``operationId`` (the Actions service's: :meth:`actions_service`). ``repo``:
+        the repository its path names (``owner/name``), whose faults apply to it."""
         operation_id = _OPERATION_IDS.get(operation, operation).format(level=level)
         self.requests[operation] += 1
         self.ledger.asked(operation_id)
         answer = _Answer()
         try:
-            if self.ledger.admit(operation_id, IDENTITY, read=read) is not None:
+            if self.ledger.admit(operation_id, IDENTITY, read=read, repo=repo) is not None:
                 self.charged[operation] += 1
             yield answer
             if read:
@@ -195,16 +202,17 @@ class SimulatedGitHub:
         read: Callable[[], tuple[Sequence[Hashable], R]],
         *,
         level: str | None = None,
+        repo: str | None = None,
     ) -> R:
         """A whole list read as the client reads it: page by page (:data:`PER_PAGE` a page,
         each one a conditional request) until the total count GitHub gives with every page is
         reached. ``read`` looks the list up in the world (the snapshot whose pages are
         compared, and what the call returns)."""
-        with self._request(operation, level=level) as answer:
+        with self._request(operation, level=level, repo=repo) as answer:
             snapshot, result = read()
             answer.page(key, snapshot, 1)
         for page in range(2, -(-len(snapshot) // PER_PAGE) + 1):
-            with self._request(operation, level=level) as answer:
+            with self._request(operation, level=level, repo=repo) as answer:
                 answer.page(key, snapshot, page)
         return result
 
@@ -213,6 +221,16 @@ class SimulatedGitHub:
         if target.kind == "repo":
             return self.world.repo(*target.name.split("/", 1)).full_name
         return self.world.org(target.name).login
+
+    @staticmethod
+    def _repo_of(target: Target) -> str | None:
+        """The repository a target's requests name in their path (a ``repo:`` target's)."""
+        return target.name if target.kind == "repo" else None
+
+    def _at(self, operation: str, target: Target) -> AbstractContextManager[_Answer]:
+        """A write of ``operation`` about ``target``, at its level (repo or org)."""
+        level, repo = self._level(target), self._repo_of(target)
+        return self._request(operation, level=level, read=False, repo=repo)
 
     @staticmethod
     def _level(target: Target) -> str:
@@ -229,7 +247,7 @@ class SimulatedGitHub:
 
     async def registration_token(self, target: Target) -> tuple[str, float]:
         """A registration token of the target (the first step of the scale sets' chain)."""
-        with self._request("registration-token", level=self._level(target), read=False):
+        with self._at("registration-token", target):
             token = self.world.create_token(self._scope(target), "registration")
         return token.token, token.expires_at
 
@@ -238,7 +256,7 @@ class SimulatedGitHub:
     async def generate_jitconfig(
         self, target: Target, name: str, labels: Sequence[str]
     ) -> JitConfig:
-        with self._request("generate-jitconfig", level=self._level(target), read=False):
+        with self._at("generate-jitconfig", target):
             body = {"name": name, "labels": list(labels), "runner_group_id": DEFAULT_GROUP_ID}
             org_level = target.kind == "org"
             runner, encoded = self.world.generate_jitconfig(
@@ -255,7 +273,7 @@ class SimulatedGitHub:
         """Nothing to wait for (:meth:`registration_wait`)."""
 
     async def delete_runner(self, target: Target, runner_id: int) -> DeleteOutcome:
-        with self._request("delete-runner", level=self._level(target), read=False):
+        with self._at("delete-runner", target):
             try:
                 self.world.delete_runner(self._scope(target), runner_id)
             except ApiError as error:
@@ -275,9 +293,10 @@ class SimulatedGitHub:
             return runners, runners
 
         key = ("runners", target.kind, target.name.lower())
-        return self._read_list("list-runners", key, read, level=self._level(target))
+        level = self._level(target)
+        return self._read_list("list-runners", key, read, level=level, repo=self._repo_of(target))
 
-    async def active_jobs(self, target: Target) -> list[ObservedJob]:
+    async def active_jobs(self, target: Target) -> PolledJobs:
         return await self._poller.active_jobs(target)
 
     # ------------------------------------------------------------------ PollReader
@@ -304,7 +323,7 @@ class SimulatedGitHub:
         raise GitHubError("the simulation has no GitHub App installations")
 
     async def newest_runs(self, repo: str) -> list[tuple[int, str]]:
-        with self._request("list-workflow-runs") as answer:
+        with self._request("list-workflow-runs", repo=repo) as answer:
             found = self._repo(repo)
             runs = self.world.runs_of(found)[:PROBE_RUNS]
             answer.content = tuple((run.id, run.updated_at) for run in runs)
@@ -316,7 +335,8 @@ class SimulatedGitHub:
             runs = self.world.runs_of(self._repo(repo), status)
             return [(run.id, run.updated_at) for run in runs], [run.id for run in runs]
 
-        return self._read_list("list-workflow-runs", ("runs", repo.lower(), status), read)
+        key = ("runs", repo.lower(), status)
+        return self._read_list("list-workflow-runs", key, read, repo=repo)
 
     async def jobs_of_run(self, repo: str, run_id: int) -> list[ObservedJob]:
         def read() -> tuple[list[tuple[int, JobStatus, int | None]], list[ObservedJob]]:
@@ -327,7 +347,7 @@ class SimulatedGitHub:
             snapshot = [(j.id, j.status, j.runner_id) for j in latest]
             return snapshot, [observed(job) for job in latest]
 
-        return self._read_list("list-jobs-for-run", ("jobs", run_id), read)
+        return self._read_list("list-jobs-for-run", ("jobs", run_id), read, repo=repo)
 
     def _repo(self, name: str) -> Repo:
         owner, _, repo = name.partition("/")
@@ -335,7 +355,7 @@ class SimulatedGitHub:
 
     async def get_job(self, repo: str, job_id: int) -> ObservedJob | None:
         try:
-            with self._request("get-job") as answer:
+            with self._request("get-job", repo=repo) as answer:
                 job = self.world.jobs.get(job_id)
                 if job is None or job.repo.full_name.lower() != repo.lower():
                     raise not_found()
@@ -348,14 +368,14 @@ class SimulatedGitHub:
         return found
 
     async def rerun_job(self, repo: str, job_id: int) -> None:
-        with self._request("rerun-job", read=False):
+        with self._request("rerun-job", read=False, repo=repo):
             self.world.rerun_job(self.world.job_in(self._repo(repo), job_id))
 
     async def job_annotations(self, repo: str, job_id: int) -> list[str]:
         try:
             # Not conditional (the production client reads annotations once, without an
             # ETag): every read is charged.
-            with self._request("list-annotations"):
+            with self._request("list-annotations", repo=repo):
                 job = self.world.job_in(self._repo(repo), job_id)
                 reasons = [job.failure_reason] if job.failure_reason is not None else []
         except GitHubError as error:
