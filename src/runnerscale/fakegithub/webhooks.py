@@ -609,6 +609,10 @@ class WebhookHub:
 
     # ------------------------------------------------------------------ sending
 
+    def holds(self, delivery: Delivery) -> bool:
+        """Whether ``delivery`` is held back to leave later (a reordered one)."""
+        return self._outbox.held is delivery
+
     def take_ready(self) -> list[Delivery]:
         """Everything that may leave now, in order (a held delivery leaves after its hold)."""
         outbox = self._outbox
