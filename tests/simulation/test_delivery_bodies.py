@@ -6,35 +6,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from runnerscale.config import parse_config
 from runnerscale.fakegithub.faults import FaultPlan, WebhookFaults
 from runnerscale.github.webhooks import WebhookPayloadError
 from runnerscale.simulation.engine import Engine
 from runnerscale.simulation.trace import TraceJob
+from tests.simulation.test_simulate import X64, config
 
-CONFIG = """\
-github: {api_url: "http://127.0.0.1:9", token: t}
-targets: [{org: acme}]
-pools:
-  - name: x64
-    labels: [self-hosted, linux, x64]
-    provider: local
-    max_runners: 10
-    idle_timeout: 60s
-    local: {command: [run.sh]}
-    simulation: {boot_time: 5s}
-"""
-
-TRACE = [
-    TraceJob(i * 0.5, "acme/app", ("self-hosted", "linux", "x64"), 10.0, 1000 + i, f"j{i}")
-    for i in range(12)
-]
+TRACE = [TraceJob(i * 0.5, "acme/app", X64, 10.0, 1000 + i, f"j{i}") for i in range(12)]
 
 
 async def run(faults: WebhookFaults) -> tuple[Engine, list[str]]:
     """The engine after its run, and the verdict on every body the intake was handed."""
-    config = parse_config(CONFIG, source="test.yaml", env={"HOME": "/tmp"})
-    engine = Engine(config, TRACE, seed=3, faults=FaultPlan(webhooks=faults))
+    engine = Engine(config(), TRACE, seed=3, faults=FaultPlan(webhooks=faults))
     verdicts: list[str] = []
     take = engine.intake.take
 
