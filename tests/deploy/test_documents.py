@@ -33,6 +33,12 @@ from tests.deploy.documents import (
             {"runnerscale_pool_booting_runners", "runnerscale_runner_startup_seconds_count"},
         ),
         (
+            "max by (pool) (min_over_time((sum by (pool) (runnerscale_pool_booting_runners) - "
+            "sum by (pool) (runnerscale_pool_waiting_runners) or sum by (pool) "
+            "(runnerscale_pool_booting_runners))[10m:])) > 0",
+            {"runnerscale_pool_booting_runners", "runnerscale_pool_waiting_runners"},
+        ),
+        (
             'sum by (pool) (increase(runnerscale_runner_seconds_total{pool=~"$pool"}'
             "[$__range])) / 3600 * ${price_per_runner_hour}",
             {"runnerscale_runner_seconds_total"},
