@@ -26,7 +26,13 @@ from runnerscale.controller.pooldrain import DrainStatus
 from runnerscale.fakegithub.server import SimulatorServer
 from runnerscale.httpserve import LoopbackServer
 from runnerscale.statuspage import HEADERS, PAGE
-from runnerscale.statusview import draining_lines, node_lines, scale_set_lines, spend_lines
+from runnerscale.statusview import (
+    draining_lines,
+    node_lines,
+    scale_set_lines,
+    spend_lines,
+    waiting_lines,
+)
 from tests.chromium import headless
 from tests.e2e.control import control_client
 from tests.e2e.harness import in_process_daemon
@@ -327,3 +333,75 @@ async def test_the_page_shows_each_scale_set_as_runnerscale_status_does(tmp_path
         "pool gpu: scale set rs-gpu: 0 jobs assigned; session backing off (last error: session "
         "conflict: another listener holds it)",
     ]
+
+
+#: A pool whose runners wait to be created (GitHub's registration budget is spent; one more
+#: waits for a creation slot) beside one where none waits, as the status API answers (every
+#: kind is counted, 0 included).
+WAITING_STATUS = asdict(
+    Status(
+        [
+            PoolStatus(
+                "linux",
+                10,
+                0,
+                desired=7,
+                booting=5,
+                busy=2,
+                queued=4,
+                reason="creates 4 runners for 4 queued jobs",
+                waiting={"registration_budget": 3, "create_slot": 1},
+            ),
+            PoolStatus(
+                "gpu", 2, 0, booting=1, waiting={"registration_budget": 0, "create_slot": 0}
+            ),
+        ],
+        updated_at=1_300.0,
+    )
+)
+
+WAITING_ROWS = """(() => {
+  const rows = [...document.querySelectorAll("#pools tbody tr[data-pool]")];
+  if (rows.length === 0) return null;
+  return rows.map((row) => {
+    const cell = row.querySelector('[data-field="waiting"]');
+    const said = row.nextElementSibling.querySelector(".waiting");
+    return {
+      booting: row.querySelector('[data-field="booting"]').textContent,
+      waiting: cell.textContent,
+      for: cell.dataset.waitingFor,
+      title: cell.title,
+      bar: [...row.querySelectorAll(".bar span")].map((part) => part.title),
+      said: said ? said.textContent : null,
+    };
+  });
+})()"""
+
+
+@pytest.mark.chromium
+async def test_the_page_shows_the_runners_waiting_to_be_created_and_why(tmp_path: Path) -> None:
+    shown = await shown_on_the_page(tmp_path, WAITING_STATUS, WAITING_ROWS)
+    said = (
+        "runners waiting to be created: 3 for GitHub's runner registration budget to reset, "
+        "1 for a free creation slot"
+    )
+    assert shown == [
+        {
+            "booting": "5",  # the waiting ones are counted in booting, as everywhere
+            "waiting": "4",
+            "for": "registration_budget create_slot",
+            "title": said,
+            "bar": ["busy: 2", "idle: 0", "booting: 1", "waiting: 4"],
+            "said": said,
+        },
+        {
+            "booting": "1",
+            "waiting": "0",
+            "for": "",
+            "title": "",
+            "bar": ["busy: 0", "idle: 0", "booting: 1", "waiting: 0"],
+            "said": None,
+        },
+    ]
+    # The command line says the same of them.
+    assert waiting_lines(WAITING_STATUS["pools"]) == [f"pool linux: {said}"]

@@ -73,25 +73,51 @@
     else where.textContent = "stands by; nobody leads right now";
   }
 
+  // What a pool's runners wait for before their creation begins, in the words of
+  // `runnerscale status` (its `waiting` counts them by kind).
+  const WAITING_FOR = [
+    ["registration_budget", "for GitHub's runner registration budget to reset"],
+    ["create_slot", "for a free creation slot"],
+  ];
+
+  // The pool's runners decided on (counted in booting) whose creation has not begun: how many,
+  // the kinds they wait for, and the sentence `runnerscale status` says of them ("" if none).
+  function waitingOf(pool) {
+    const counts = pool.waiting || {};
+    const kinds = WAITING_FOR.filter(([kind]) => counts[kind] > 0);
+    return {
+      count: kinds.reduce((sum, [kind]) => sum + counts[kind], 0),
+      kinds: kinds.map(([kind]) => kind).join(" "),
+      sentence: kinds.length ? "runners waiting to be created: " +
+        kinds.map(([kind, words]) => counts[kind] + " " + words).join(", ") : "",
+    };
+  }
+
   function renderPools(pools) {
     const rows = [];
     for (const pool of pools) {
       const live = pool.busy + pool.idle + pool.booting;
+      const waiting = waitingOf(pool);
       const health = pool.healthy
         ? el("span", { class: "healthy" }, "healthy")
         : el("span", { class: "unhealthy" }, "failing: " + (pool.last_error || "see the log"));
       const runners = el("td", {}, live + " of " + pool.max_runners,
-        bar([["busy", pool.busy], ["idle", pool.idle], ["booting", pool.booting]], pool.max_runners));
+        bar([["busy", pool.busy], ["idle", pool.idle], ["booting", pool.booting - waiting.count],
+          ["waiting", waiting.count]], pool.max_runners));
       // A pool an operator drained (`runnerscale pools drain`): how far it is, by its name.
       const name = pool.drain
         ? el("td", {}, pool.name, " ", el("span", { class: "drained", "data-drain": pool.drain.state }, pool.drain.state))
         : el("td", {}, pool.name);
       const cells = [name, el("td", {}, health), runners];
-      for (const field of ["busy", "idle", "booting", "queued", "desired", "min_idle", "max_runners"]) {
-        cells.push(el("td", { class: "n", "data-field": field }, pool[field]));
+      for (const field of ["busy", "idle", "booting", "waiting", "queued", "desired", "min_idle", "max_runners"]) {
+        cells.push(field === "waiting"
+          ? el("td", { class: "n", "data-field": field, "data-waiting-for": waiting.kinds, title: waiting.sentence }, waiting.count)
+          : el("td", { class: "n", "data-field": field }, pool[field]));
       }
       rows.push(el("tr", { "data-pool": pool.name }, ...cells));
-      rows.push(el("tr", { class: "reason" }, el("td", { colspan: 10 }, pool.reason || "")));
+      const reason = el("td", { colspan: 11 }, pool.reason || "");
+      if (waiting.sentence) reason.append(el("span", { class: "waiting" }, waiting.sentence));
+      rows.push(el("tr", { class: "reason" }, reason));
     }
     document.querySelector("#pools tbody").replaceChildren(...rows);
   }
