@@ -1,9 +1,10 @@
 """Webhook deliveries committed in groups by a writer thread, and reconciles coalesced.
 
-The writer: nobody is answered before its delivery is committed, whatever is queued while a
-commit runs goes into the next one (one transaction), and a store error reaches every route
-of the group. Coalescing: a kicked reconcile waits a multiple of the last one's length, never
-more than a fraction of ``reconcile_interval``, and a kick is never lost.
+The writer: nobody is answered before its delivery is committed, a group gathers what arrives
+over a few turns of the event loop (a bounded number), whatever is queued while a commit runs
+goes into the next one (one transaction), and a store error reaches every route of the group.
+Coalescing: a kicked reconcile waits a multiple of the last one's length, never more than a
+fraction of ``reconcile_interval``, and a kick is never lost.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from runnerscale.controller.deliveries import DeliveryWriter
+from runnerscale.controller.deliveries import GATHER_TURNS, DeliveryWriter
 from runnerscale.controller.loops import COALESCE_CAP
 from runnerscale.model import JobState
 from runnerscale.protocols import Delivery, ObservedJob, Taken
@@ -85,6 +86,46 @@ async def test_what_queues_during_a_commit_is_the_next_group() -> None:
     assert store.groups == [["guid-1"], [f"guid-{n}" for n in range(2, 12)]]
     assert [job.id for job in store.jobs()] == list(range(1, 12))
     assert not writer.threaded
+
+
+async def _take_after(writer: DeliveryWriter, job_id: int, turns: int) -> Taken:
+    """``take`` once the event loop has turned ``turns`` times."""
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    return await writer.take(queued(job_id))
+
+
+async def test_deliveries_arriving_over_a_few_turns_of_the_loop_are_one_group() -> None:
+    store = GatedStore()
+    store.release.set()
+    writer = DeliveryWriter(store, FixedClock())
+    writer.start()
+    try:
+        results = await asyncio.gather(*(_take_after(writer, n, n) for n in range(1, 6)))
+    finally:
+        await writer.stop()
+    assert all(taken.new for taken in results)
+    assert store.groups == [[f"guid-{n}" for n in range(1, 6)]]
+
+
+async def test_a_group_waits_a_bounded_number_of_turns_for_more() -> None:
+    store = GatedStore()
+    store.release.set()
+    writer = DeliveryWriter(store, FixedClock())
+    writer.start()
+    arrivals = 4 * GATHER_TURNS
+    try:
+        results = await asyncio.gather(*(_take_after(writer, n, n) for n in range(arrivals)))
+    finally:
+        await writer.stop()
+    assert all(taken.new for taken in results)
+    # A steady trickle does not hold the first group back for ever (later groups also take
+    # what arrived while the one before was being committed).
+    assert len(store.groups) > 1
+    assert len(store.groups[0]) <= GATHER_TURNS + 1
+    assert [guid for group in store.groups for guid in group] == [
+        f"guid-{n}" for n in range(arrivals)
+    ]
 
 
 async def test_a_store_error_reaches_every_delivery_of_the_group() -> None:

@@ -43,7 +43,7 @@ import functools
 import json
 import threading
 import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -54,6 +54,7 @@ from sqlalchemy import (
     Row,
     Select,
     Text,
+    bindparam,
     cast,
     create_engine,
     delete,
@@ -250,8 +251,15 @@ def _to_job(row: JobRow | Row[Any], labels: tuple[str, ...] | None = None) -> Jo
 
 def _job_values(job: ObservedJob, now: float) -> dict[str, Any]:
     """A job's row as its first observation makes it (:func:`first_seen`, as columns)."""
-    values = dataclasses.asdict(first_seen(job, now))
-    return {**values, "labels": list(job.labels), "state": job.state.value}
+    stored = first_seen(job, now)
+    values = {name: getattr(stored, name) for name in _JOB_FIELDS}
+    values["labels"] = list(job.labels)
+    values["state"] = job.state.value
+    return values
+
+
+#: The columns of a job's row (:class:`~runnerscale.model.Job`'s fields).
+_JOB_FIELDS: Final = tuple(field.name for field in dataclasses.fields(Job))
 
 
 def _to_loss(row: JobLossRow) -> JobLoss:
@@ -302,6 +310,31 @@ def _runner_values(runner: Runner) -> dict[str, Any]:
     }
 
 
+class _Statements:
+    """The statements of the hottest writes, built once (building one costs more than
+    running it: webhook intake runs them for every group of deliveries)."""
+
+    def __init__(self, insert: Callable[[type[Any]], postgresql.Insert | sqlite.Insert]) -> None:
+        self.remember_deliveries = (
+            insert(DeliveryRow)
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(DeliveryRow.id)
+        )
+        self.insert_jobs = (
+            insert(JobRow).on_conflict_do_nothing(index_elements=["id"]).returning(JobRow.id)
+        )
+        self.forget_deliveries = delete(DeliveryRow).where(
+            DeliveryRow.seen_at < bindparam("before")
+        )
+        count = cast(cast(KeyValueRow.value, BigInteger) + 1, Text)
+        self.count_write = (
+            insert(KeyValueRow)
+            .values(key=GENERATION_KEY, value="1")
+            .on_conflict_do_update(index_elements=["key"], set_={"value": count})
+            .returning(KeyValueRow.value)
+        )
+
+
 class SqlStore:
     """Persistent state on SQLite or Postgres; see the module docstring for the guarantees.
 
@@ -324,6 +357,7 @@ class SqlStore:
         self._generation: int | None = None
         self._synced_at = -float("inf")
         self._resync_interval = resync_interval
+        self._statements = _Statements(self._insert)
 
     @property
     def engine(self) -> Engine:
@@ -356,13 +390,7 @@ class SqlStore:
 
     def _count_write(self, session: Session) -> int:
         """Add this write to ``view_generation``; the count after it."""
-        statement = self._insert(KeyValueRow).values(key=GENERATION_KEY, value="1")
-        count = cast(cast(KeyValueRow.value, BigInteger) + 1, Text)
-        written = session.connection().execute(
-            statement.on_conflict_do_update(
-                index_elements=["key"], set_={"value": count}
-            ).returning(KeyValueRow.value)
-        )
+        written = session.connection().execute(self._statements.count_write)
         return int(written.scalar_one())
 
     def _view_current(self, connection: Connection) -> bool:
@@ -769,11 +797,7 @@ class SqlStore:
         multi-row inserts.)"""
         if not ids:
             return set()
-        statement = (
-            self._insert(DeliveryRow)
-            .on_conflict_do_nothing(index_elements=["id"])
-            .returning(DeliveryRow.id)
-        )
+        statement = self._statements.remember_deliveries
         rows = [{"id": key, "seen_at": now} for key in ids]
         return set(session.connection().scalars(statement, rows))
 
@@ -782,9 +806,7 @@ class SqlStore:
         job stored already is left for :meth:`_observe` to merge."""
         if not jobs:
             return {}
-        statement = (
-            self._insert(JobRow).on_conflict_do_nothing(index_elements=["id"]).returning(JobRow.id)
-        )
+        statement = self._statements.insert_jobs
         by_id = {job.id: job for job in jobs}
         rows = [_job_values(job, now) for job in jobs]
         return {
@@ -794,20 +816,12 @@ class SqlStore:
 
     def _forget_deliveries(self, session: Session, now: float) -> None:
         session.connection().execute(
-            delete(DeliveryRow).where(DeliveryRow.seen_at < now - DELIVERY_TTL)
+            self._statements.forget_deliveries, {"before": now - DELIVERY_TTL}
         )
 
     def _remember(self, session: Session, delivery_id: str, now: float) -> bool:
-        added = (
-            session.connection()
-            .execute(
-                self._insert(DeliveryRow)
-                .values(id=delivery_id, seen_at=now)
-                .on_conflict_do_nothing(index_elements=["id"])
-                .returning(DeliveryRow.id)
-            )
-            .first()
-        )
+        row = {"id": delivery_id, "seen_at": now}
+        added = session.connection().execute(self._statements.remember_deliveries, row).first()
         return added is not None
 
     # -- key/value facts
