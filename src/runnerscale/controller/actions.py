@@ -260,6 +260,9 @@ class Events:
     tick: Callable[[str, float], None] = lambda loop, seconds: None
     #: The controller's status was recomputed (its runner counts hold from now on).
     refreshed: Callable[[], None] = lambda: None
+    #: A GitHub poll left this many repositories unread (a read of theirs failed, or was
+    #: not tried after the first ones all failed): their jobs are unknown until read again.
+    unread: Callable[[int], None] = lambda repositories: None
 
 
 #: One creation a decision asks for: the pool, the target, the labels to register with.
