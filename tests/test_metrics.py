@@ -101,6 +101,20 @@ def test_hooks_feed_their_families() -> None:
     assert seen[("runnerscale_webhook_deliveries_total", (("outcome", "accepted"),))] == 1
 
 
+def test_repositories_a_poll_left_unread_are_counted_from_zero_without_a_label() -> None:
+    metrics = Metrics(lambda: Status(pools=[]), lambda: None, pools=["linux"])
+    assert samples(metrics)[("runnerscale_poll_repository_errors_total", ())] == 0
+    events = metrics.events()
+    events.unread(3)
+    events.unread(1)
+    seen = samples(metrics)
+    assert seen[("runnerscale_poll_repository_errors_total", ())] == 4
+    # No series per target or repository: the one series is all there is.
+    assert [key for key in seen if key[0].startswith("runnerscale_poll_repository")] == [
+        ("runnerscale_poll_repository_errors_total", ())
+    ]
+
+
 def test_the_hosts_of_a_pool_over_several_are_up_or_down_with_their_slots() -> None:
     nodes = [
         NodeStatus("node1.example.net", up=True, slots=4, labels=(), runners=3),

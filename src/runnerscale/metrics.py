@@ -356,6 +356,11 @@ class Metrics:
             "pool",
             "state",
         )
+        self.poll_repository_errors = counter(
+            "runnerscale_poll_repository_errors",
+            "Repositories a GitHub poll left unread (a read failed): their jobs are unknown "
+            "until a poll reads them",
+        )
         self.webhook_deliveries = counter(
             "runnerscale_webhook_deliveries",
             "Webhook deliveries received, by what became of them",
@@ -452,6 +457,7 @@ class Metrics:
             job_ran=lambda pool, seconds: self.job_run.labels(pool or UNMATCHED).observe(seconds),
             tick=lambda loop, seconds: self.tick.labels(loop).observe(seconds),
             refreshed=self.count_runner_time,
+            unread=self.poll_repository_errors.inc,
         )
 
     def backend_recorder(self, pool: str) -> Callable[[str, str], None]:

@@ -8,7 +8,7 @@ substitute any of them.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -43,6 +43,7 @@ __all__ = [
     "Provider",
     "ProviderError",
     "RemovesAll",
+    "RunnerNameTaken",
     "Store",
     "Taken",
 ]
@@ -65,6 +66,15 @@ class GitHubError(Exception):
 
 class ProviderError(Exception):
     """A backend could not do what was asked (the message names the pool and the cause)."""
+
+
+class RunnerNameTaken(ValueError):  # noqa: N818 - a refusal, as KeyError is
+    """A new runner's name is held by the store already, or given twice in one write: the
+    write inserted nothing. Its writer draws those runners' names again (``names``)."""
+
+    def __init__(self, message: str, names: Iterable[str]) -> None:
+        super().__init__(message)
+        self.names = frozenset(names)
 
 
 class DeleteOutcome(StrEnum):
@@ -365,11 +375,11 @@ class Store(Protocol):
 
     # -- runners
     def add_runner(self, runner: Runner) -> None:
-        """Insert a new runner (its name is unique; a duplicate raises ValueError)."""
+        """Insert a new runner (its name is unique; a duplicate raises RunnerNameTaken)."""
         ...
 
     def add_runners(self, runners: Sequence[Runner]) -> None:
-        """Insert new runners all together or none (a duplicate raises ValueError): a
+        """Insert new runners all together or none (a duplicate raises RunnerNameTaken): a
         decision's creations in one write, not one commit each."""
         ...
 

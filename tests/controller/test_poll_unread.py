@@ -41,6 +41,22 @@ async def test_the_other_repositories_jobs_are_found_and_the_unread_ones_kept(
     assert world.controller.errors["poll_repository"] == 1
 
 
+async def test_each_poll_tells_its_metric_hook_how_many_repositories_it_left_unread(
+    make_world: MakeRig,
+) -> None:
+    world = make_world(targets=(ORG,))
+    told: list[int] = []
+    world.controller.actions.events.unread = told.append
+    await world.poll()
+    assert told == []  # every repository read: nothing told
+    world.github.unreadable.add(REPO_A.name)
+    await world.poll()
+    world.clock.advance(QUEUED_RECHECK)
+    await world.poll()
+    assert told == [1, 1]
+    assert sum(told) == world.controller.errors["poll_repository"]
+
+
 async def test_a_stale_job_of_an_unread_repository_stays_demand_when_its_re_read_fails(
     make_world: MakeRig,
 ) -> None:

@@ -7,7 +7,7 @@ from dataclasses import fields, replace
 import pytest
 
 from runnerscale.model import Runner, RunnerState
-from runnerscale.protocols import Store
+from runnerscale.protocols import RunnerNameTaken, Store
 from runnerscale.store import SqlStore
 
 
@@ -145,6 +145,21 @@ def test_add_runners_with_a_taken_name_inserts_none(store: SqlStore) -> None:
     with pytest.raises(ValueError, match="twice"):
         store.add_runners([runner("rs-linux-7"), runner("rs-linux-7")])
     assert [r.name for r in store.runners()] == ["rs-linux-5"]
+
+
+def test_a_taken_name_is_refused_naming_the_taken_ones(store: Store) -> None:
+    """Its writer names those runners again (``Actions``): the refusal says which."""
+    store.add_runners([runner("rs-linux-1"), runner("rs-linux-2")])
+    with pytest.raises(RunnerNameTaken) as one:
+        store.add_runner(runner("rs-linux-2"))
+    assert one.value.names == {"rs-linux-2"}
+    with pytest.raises(RunnerNameTaken) as several:
+        store.add_runners([runner(f"rs-linux-{i}") for i in range(4)])
+    assert several.value.names == {"rs-linux-1", "rs-linux-2"}
+    with pytest.raises(RunnerNameTaken) as twice:
+        store.add_runners([runner("rs-linux-7"), runner("rs-linux-8"), runner("rs-linux-7")])
+    assert twice.value.names == {"rs-linux-7"}
+    assert [r.name for r in store.runners()] == ["rs-linux-1", "rs-linux-2"]
 
 
 def test_count_runners_counts_by_pool_and_state(store: SqlStore) -> None:

@@ -52,6 +52,7 @@ from runnerscale.protocols import (
     PlacingProvider,
     Provider,
     ProviderError,
+    RunnerNameTaken,
     Store,
 )
 from runnerscale.warm import InForce, MinIdleSchedule, ScheduleCache
@@ -61,6 +62,21 @@ log = logging.getLogger("runnerscale.controller")
 #: Where a runner can be when its instance's creation returns, other than ``creating``, and
 #: still be wanted: it came online (and maybe ran its job) before the backend answered.
 _AT_WORK = frozenset({RunnerState.IDLE, RunnerState.BUSY, RunnerState.FINISHED})
+
+#: Random bytes in a runner's name (16 hex digits). GitHub takes names of at most 64
+#: characters and a ``runner_prefix`` has at most 40, so 16 fit. At 100,000 runners a day
+#: with a week of their rows kept, a new name meets a kept one 100,000 * 700,000 / 2^64 times
+#: a day: once in about 700,000 years (32 bits: about 16 times a day).
+SUFFIX_BYTES = 8
+#: Writes of a decision's new runners tried before a taken name is given up on: each retry
+#: draws new names for the taken ones alone (one retry is all a random suffix ever needs).
+NAME_ATTEMPTS = 5
+
+
+def random_suffix() -> str:
+    """The unique part of a runner's name: :data:`SUFFIX_BYTES` random bytes, in hex."""
+    return secrets.token_hex(SUFFIX_BYTES)
+
 
 #: Backoff after a failed creation: base * 2^(failures-1), capped.
 BACKOFF_BASE = 5.0
@@ -244,6 +260,9 @@ class Events:
     tick: Callable[[str, float], None] = lambda loop, seconds: None
     #: The controller's status was recomputed (its runner counts hold from now on).
     refreshed: Callable[[], None] = lambda: None
+    #: A GitHub poll left this many repositories unread (a read of theirs failed, or was
+    #: not tried after the first ones all failed): their jobs are unknown until read again.
+    unread: Callable[[int], None] = lambda repositories: None
 
 
 #: One creation a decision asks for: the pool, the target, the labels to register with.
@@ -259,7 +278,7 @@ class Actions:
     pools: dict[str, PoolRuntime]
     events: Events = field(default_factory=Events)
     #: The unique part of runner names (the simulation passes a seeded one).
-    suffix: Callable[[], str] = field(default=lambda: secrets.token_hex(4))
+    suffix: Callable[[], str] = field(default=random_suffix)
     #: Tells the backends that want to know which runners came online (:mod:`.online`).
     online: OnlineNotices = field(default_factory=OnlineNotices)
     #: Per pool, where its runners are registered when not over GitHub's REST API (a
@@ -300,16 +319,39 @@ class Actions:
         """Write a new ``pending`` runner: the decision to create it, before anything is asked
         of GitHub or the backend (:meth:`start_runner` acts on it). ``labels``: those it is to
         register with (:meth:`PoolRuntime.runner_labels`; none: the pool's)."""
-        runner = self._pending(pool, target, labels)
-        self.store.add_runner(runner)
+        (runner,) = self._write_named(
+            [(pool, target, labels)], lambda new: self.store.add_runner(new[0])
+        )
         return runner
 
     def plan_runners(self, planned: Sequence[Planned]) -> list[Runner]:
         """:meth:`plan_runner` for each of a decision's creations, written in one transaction:
         a ramp of a thousand is one commit, and the decision that asks for it is not held up
         by a thousand."""
+        return self._write_named(planned, self.store.add_runners)
+
+    def _write_named(
+        self, planned: Sequence[Planned], write: Callable[[list[Runner]], None]
+    ) -> list[Runner]:
+        """Write the planned runners with ``write``; a name the store holds already (or one
+        drawn twice) fails the whole write, so those runners alone are named again and the
+        write retried, up to :data:`NAME_ATTEMPTS` writes: a repeated suffix costs a retry,
+        never the decision."""
         runners = [self._pending(pool, target, labels) for pool, target, labels in planned]
-        self.store.add_runners(runners)
+        for _ in range(NAME_ATTEMPTS - 1):
+            try:
+                write(runners)
+            except RunnerNameTaken as taken:
+                log.warning("%s: naming %d runner(s) again", taken, len(taken.names))
+                runners = [
+                    replace(runner, name=self.new_name(pool))
+                    if runner.name in taken.names
+                    else runner
+                    for (pool, _, _), runner in zip(planned, runners, strict=True)
+                ]
+            else:
+                return runners
+        write(runners)  # the last attempt: a name still taken fails the decision's write
         return runners
 
     def _pending(self, pool: PoolRuntime, target: Target, labels: Sequence[str]) -> Runner:

@@ -819,9 +819,9 @@ class Controller:
         failure is raised at the end, for the loop to count (and honour ``retry_after``).
 
         A target's poll may leave repositories unread (their read failed): counted in
-        ``errors["poll_repository"]``, and their jobs are unknown, not gone (kept as they
-        were: neither re-checked as unseen nor taken out of demand). A target's poll that read
-        none of its repositories counts as failed."""
+        ``errors["poll_repository"]`` (and told to ``Events.unread``: a metric), and their
+        jobs are unknown, not gone (kept as they were: neither re-checked as unseen nor taken
+        out of demand). A target's poll that read none of its repositories counts as failed."""
         now = self.clock.now()
         seen: set[int] = set()
         unread: set[str] = set()
@@ -837,6 +837,7 @@ class Controller:
                 if polled.unread:
                     unread |= polled.unread
                     self.errors["poll_repository"] += len(polled.unread)
+                    self.actions.events.unread(len(polled.unread))
                 if polled.error is not None:
                     errors.append(polled.error)  # it read nothing it tried: a failed cycle
                 listed = await self.github.list_runners(target)

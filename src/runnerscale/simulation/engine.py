@@ -111,9 +111,10 @@ def no_host_cap(pool: PoolConfig) -> int | None:
 
 
 def unique_suffixes(draws: random.Random) -> Callable[[], str]:
-    """Seeded runner-name suffixes, 32 random bits as the daemon's, never one twice: a run of
-    tens of thousands of runners would otherwise repeat one (the birthday bound: about one
-    chance in five by 40,000), and the store refuses a decision naming a runner it holds."""
+    """Seeded runner-name suffixes of 32 random bits, never one twice: a run of tens of
+    thousands of runners would otherwise repeat one (the birthday bound: about one chance in
+    five by 40,000). The daemon draws 64 bits (``actions.SUFFIX_BYTES``); 32 stay here so a
+    seeded run names its runners, and draws its numbers, as it always did."""
     drawn: set[str] = set()
 
     def suffix() -> str:

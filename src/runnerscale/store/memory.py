@@ -28,9 +28,9 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from runnerscale.model import Job, JobLoss, JobState, Runner, RunnerState
-from runnerscale.protocols import Delivery, ObservedJob, Taken
+from runnerscale.protocols import Delivery, ObservedJob, RunnerNameTaken, Taken
 from runnerscale.store.observations import first_seen, merge_observation
-from runnerscale.store.sql import DELIVERY_TTL
+from runnerscale.store.sql import DELIVERY_TTL, given_twice
 from runnerscale.store.transitions import checked_changes, expected_states
 from runnerscale.store.view import copy_row as _copy
 
@@ -194,7 +194,7 @@ class MemoryStore:
 
     def add_runner(self, runner: Runner) -> None:
         if runner.name in self._runners:
-            raise ValueError(f"a runner named {runner.name!r} already exists")
+            raise RunnerNameTaken(f"a runner named {runner.name!r} already exists", [runner.name])
         self._store_runner(replace(runner))
 
     def _store_runner(self, runner: Runner) -> None:
@@ -212,10 +212,9 @@ class MemoryStore:
 
     def add_runners(self, runners: Sequence[Runner]) -> None:
         names = [runner.name for runner in runners]
-        if len(set(names)) != len(names):
-            raise ValueError(f"a runner named {names[0]!r} is given twice")
+        given_twice(names)
         if taken := sorted(name for name in names if name in self._runners):
-            raise ValueError(f"a runner named {taken[0]!r} already exists")
+            raise RunnerNameTaken(f"a runner named {taken[0]!r} already exists", taken)
         for runner in runners:
             self._store_runner(replace(runner))
 

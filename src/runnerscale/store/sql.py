@@ -43,6 +43,7 @@ import functools
 import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -70,7 +71,7 @@ from sqlalchemy.pool import StaticPool
 
 from runnerscale.files import make_dirs, private_file
 from runnerscale.model import Job, JobLoss, JobState, Runner, RunnerState
-from runnerscale.protocols import Delivery, ObservedJob, Taken
+from runnerscale.protocols import Delivery, ObservedJob, RunnerNameTaken, Taken
 from runnerscale.store.migrate import StateVersionError, bring_up_to_date
 from runnerscale.store.observations import first_seen, merge_observation
 from runnerscale.store.tables import DeliveryRow, JobLossRow, JobRow, KeyValueRow, RunnerRow
@@ -290,6 +291,13 @@ def _to_runner(row: RunnerRow | Row[Any], labels: tuple[str, ...] | None = None)
         idle_since=row.idle_since,
         labels=tuple(row.labels) if labels is None else labels,
     )
+
+
+def given_twice(names: Sequence[str]) -> None:
+    """Refuse new runners that name one runner twice (each store's check before it writes)."""
+    if len(set(names)) != len(names):
+        twice = sorted(name for name, count in Counter(names).items() if count > 1)
+        raise RunnerNameTaken(f"a runner named {twice[0]!r} is given twice", twice)
 
 
 def _runner_values(runner: Runner) -> dict[str, Any]:
@@ -609,7 +617,7 @@ class SqlStore:
     # -- runners
 
     def add_runner(self, runner: Runner) -> None:
-        """Insert a new runner; a duplicate name raises ValueError."""
+        """Insert a new runner; a duplicate name raises RunnerNameTaken."""
         with self._write_through() as changes:
             added = (
                 changes.session.connection()
@@ -622,16 +630,17 @@ class SqlStore:
                 .first()
             )
             if added is None:
-                raise ValueError(f"a runner named {runner.name!r} already exists")
+                raise RunnerNameTaken(
+                    f"a runner named {runner.name!r} already exists", [runner.name]
+                )
             changes.runners.append(dataclasses.replace(runner, labels=tuple(runner.labels)))
 
     def add_runners(self, runners: Sequence[Runner]) -> None:
         """Insert new runners in one transaction (one commit, not one per runner: a
         decision to create a thousand must not stall the loop); a duplicate name raises
-        ValueError and inserts none."""
+        RunnerNameTaken and inserts none."""
         names = [runner.name for runner in runners]
-        if len(set(names)) != len(names):
-            raise ValueError(f"a runner named {names[0]!r} is given twice")
+        given_twice(names)
         if not runners:
             return  # no write at all: an empty commit still syncs to disk
         with self._write_through() as changes:
@@ -650,7 +659,7 @@ class SqlStore:
                 )
             if missing := set(names) - added:
                 # Raised inside the transaction: it is rolled back, nothing is inserted.
-                raise ValueError(f"a runner named {min(missing)!r} already exists")
+                raise RunnerNameTaken(f"a runner named {min(missing)!r} already exists", missing)
             changes.runners.extend(dataclasses.replace(r, labels=tuple(r.labels)) for r in runners)
 
     def get_runner(self, name: str) -> Runner | None:
