@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from runnerscale.model import Runner, RunnerState
-from runnerscale.protocols import DeleteOutcome
+from runnerscale.model import JobState, Runner, RunnerState
+from runnerscale.protocols import DeleteOutcome, GitHubError
 from tests.controller.conftest import BOOT_TIMEOUT, CREATE_TIMEOUT, PREFIX, REPO_A, Rig
 
 
@@ -83,6 +83,37 @@ async def test_a_removal_is_retried_until_github_and_the_backend_both_succeed(
     world.clock.advance(30)
     await world.sweep()
     assert world.runner(name).state is RunnerState.GONE
+    assert world.provider.find(name) is None
+
+
+async def test_a_retried_removal_makes_no_call_once_the_runners_job_is_known_done(
+    world: Rig,
+) -> None:
+    # The runner's process ended with its job before the job's end was heard of, and GitHub
+    # refused the delete (the core rate limit spent). Once the job's end is heard of, GitHub
+    # has removed the JIT runner itself: the retry needs no call, so it does not wait for
+    # GitHub's rate limit to reset (up to an hour).
+    await world.queue(7)
+    await world.reconcile()
+    (runner,) = world.runners()
+    name = runner.name
+    world.github.set_runner(name, online=True, busy=True)
+    await world.deliver(world.github.update_job(7, state=JobState.IN_PROGRESS, runner_name=name))
+    assert world.runner(name).state is RunnerState.BUSY
+    world.github.fail("delete_runner", GitHubError("rate limit exhausted (core)", status=403))
+    world.provider.exit(name, code=0)
+    await world.poll()
+    await world.reconcile()
+    assert world.runner(name).state is RunnerState.DELETING
+    assert world.provider.find(name) is not None  # GitHub first: the instance waits
+
+    world.github.deregister(name)
+    await world.deliver(world.github.update_job(7, state=JobState.COMPLETED, conclusion="success"))
+    world.journal.clear()
+    world.clock.advance(30)
+    await world.sweep()  # GitHub still refuses deletes
+    assert world.runner(name).state is RunnerState.GONE
+    assert world.journal.ops(subject=name) == ["delete", "gone"]
     assert world.provider.find(name) is None
 
 
