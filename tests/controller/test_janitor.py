@@ -117,6 +117,32 @@ async def test_a_retried_removal_makes_no_call_once_the_runners_job_is_known_don
     assert world.provider.find(name) is None
 
 
+async def test_an_overdue_removal_is_warned_of_once_and_its_end_is_said(
+    world: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A dead runner GitHub still holds busy stays ``deleting`` sweep after sweep.
+    name = await world.busy_runner()
+    world.github.delete_outcomes[name] = DeleteOutcome.BUSY
+    world.provider.exit(name, code=137, detail="killed")
+    await world.poll()
+    await world.reconcile()
+    assert world.runner(name).state is RunnerState.DELETING
+    with caplog.at_level(logging.INFO, logger="runnerscale.janitor"):
+        for _ in range(6):
+            world.clock.advance(60)
+            await world.sweep()
+        assert world.runner(name).state is RunnerState.DELETING
+        del world.github.delete_outcomes[name]  # GitHub lets go of the job
+        world.clock.advance(60)
+        await world.sweep()
+    assert world.runner(name).state is RunnerState.GONE
+    said = [r.getMessage() for r in caplog.records if r.name == "runnerscale.janitor"]
+    assert [m for m in said if "removal pending" in m] == [
+        f"runner {name}: removal pending for 120s (retried at every sweep until it is done)"
+    ]
+    assert said[-1] == f"runner {name}: overdue removal ended after 420s: gone"
+
+
 @dataclass(frozen=True)
 class Orphan:
     id: str
