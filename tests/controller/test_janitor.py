@@ -93,13 +93,9 @@ async def test_a_retried_removal_makes_no_call_once_the_runners_job_is_known_don
     # refused the delete (the core rate limit spent). Once the job's end is heard of, GitHub
     # has removed the JIT runner itself: the retry needs no call, so it does not wait for
     # GitHub's rate limit to reset (up to an hour).
-    await world.queue(7)
-    await world.reconcile()
-    (runner,) = world.runners()
-    name = runner.name
-    world.github.set_runner(name, online=True, busy=True)
-    await world.deliver(world.github.update_job(7, state=JobState.IN_PROGRESS, runner_name=name))
-    assert world.runner(name).state is RunnerState.BUSY
+    name = await world.busy_runner()
+    await world.deliver(world.github.put_job(world.job(7, JobState.IN_PROGRESS, runner_name=name)))
+    assert world.runner(name).job_id == 7
     world.github.fail("delete_runner", GitHubError("rate limit exhausted (core)", status=403))
     world.provider.exit(name, code=0)
     await world.poll()
