@@ -9,15 +9,19 @@ wall-time limit stopped it, and how many reconciles ran. Run by ``benchmarks/sca
 
 from __future__ import annotations
 
+import logging
 import resource
 import signal
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from runnerscale.config import Config, load_config
 from runnerscale.fakegithub.faults import FaultPlan, RateLimitFaults
 from runnerscale.fakegithub.ratelimit import RUNNER_REGISTRATION
+from runnerscale.model import RunnerState
 from runnerscale.simulation.engine import EPOCH, Engine
 from runnerscale.simulation.trace import TraceJob
 
@@ -80,12 +84,59 @@ class Measured:
     finished: bool
     served: int
     reconciles: int
+    #: The longest a runner stayed ``deleting`` (one still there at the end: until then).
+    longest_deleting: float = 0.0
+    #: The janitor's "removal pending" warnings (an overdue removal).
+    overdue_warnings: int = 0
 
     @property
     def virtual_per_cpu(self) -> float:
         """Virtual seconds simulated per CPU second (the target: about 6 for the 50,000-job
         rung's 1,830 virtual seconds in 300 s)."""
         return self.virtual / self.cpu if self.cpu > 0 else 0.0
+
+
+class Removals(logging.Handler):
+    """How removals went: the longest stay in ``deleting``, timed around the store's
+    compare-and-set (every runner write goes through it, so a build that does not time it is
+    timed the same way), and the janitor's warnings of an overdue removal."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(logging.WARNING)
+        self.longest = 0.0
+        self.warnings = 0
+        self._clock = engine.clock
+        self._since: dict[str, float] = {}
+        store = engine.store
+        transition = store.transition
+
+        def timed(
+            name: str,
+            expected: RunnerState | Collection[RunnerState],
+            new: RunnerState,
+            **changes: Any,
+        ) -> bool:
+            written = transition(name, expected, new, **changes)
+            if written:
+                self._moved(name, new)
+            return written
+
+        store.transition = timed  # type: ignore[method-assign]
+
+    def _moved(self, name: str, state: RunnerState) -> None:
+        if state is RunnerState.DELETING:
+            self._since.setdefault(name, self._clock.now())
+        elif (since := self._since.pop(name, None)) is not None:
+            self.longest = max(self.longest, self._clock.now() - since)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "removal pending" in str(record.msg):
+            self.warnings += 1
+
+    def longest_deleting(self) -> float:
+        """The longest stay in ``deleting``, counting the runners still there."""
+        now = self._clock.now()
+        return max([self.longest, *(now - since for since in self._since.values())])
 
 
 def fleet_trace(rung: Rung) -> list[TraceJob]:
@@ -136,6 +187,9 @@ async def measure(rung: Rung, directory: Path, *, limit: float | None = None) ->
         await reconcile_once()
 
     engine.controller.reconcile_once = counted  # type: ignore[method-assign]
+    removals = Removals(engine)
+    janitor_log = logging.getLogger("runnerscale.janitor")
+    janitor_log.addHandler(removals)
     wall, cpu = time.monotonic(), time.process_time()
     previous = signal.signal(signal.SIGALRM, lambda _signum, _frame: engine.request_stop())
     if limit is not None:
@@ -145,6 +199,7 @@ async def measure(rung: Rung, directory: Path, *, limit: float | None = None) ->
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        janitor_log.removeHandler(removals)
     served = sum(1 for job in engine.world.jobs.values() if job.started_at is not None)
     return Measured(
         rung=rung,
@@ -155,20 +210,22 @@ async def measure(rung: Rung, directory: Path, *, limit: float | None = None) ->
         finished=not engine.stopped,
         served=served,
         reconciles=reconciles,
+        longest_deleting=removals.longest_deleting(),
+        overdue_warnings=removals.warnings,
     )
 
 
 def table(rows: list[Measured]) -> str:
     lines = [
         "| rung | wall (s) | CPU (s) | peak RSS (MB) | virtual s reached | jobs served | done "
-        "| virtual s per CPU s | reconciles |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
+        "| virtual s per CPU s | reconciles | longest deleting (s) | removal pending warnings |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
     ]
     for m in rows:
         lines.append(
             f"| {m.rung.name} | {m.wall:.1f} | {m.cpu:.1f} | {m.peak_rss_mb:.0f} | "
             f"{m.virtual:.0f} | {m.served:,} / {m.rung.jobs:,} | "
             f"{'yes' if m.finished else '**stopped**'} | {m.virtual_per_cpu:.2f} | "
-            f"{m.reconciles:,} |"
+            f"{m.reconciles:,} | {m.longest_deleting:,.0f} | {m.overdue_warnings:,} |"
         )
     return "\n".join(lines)

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from runnerscale.model import Runner, RunnerState
-from runnerscale.protocols import DeleteOutcome
+from runnerscale.model import JobState, Runner, RunnerState
+from runnerscale.protocols import DeleteOutcome, GitHubError
 from tests.controller.conftest import BOOT_TIMEOUT, CREATE_TIMEOUT, PREFIX, REPO_A, Rig
 
 
@@ -84,6 +84,59 @@ async def test_a_removal_is_retried_until_github_and_the_backend_both_succeed(
     await world.sweep()
     assert world.runner(name).state is RunnerState.GONE
     assert world.provider.find(name) is None
+
+
+async def test_a_retried_removal_makes_no_call_once_the_runners_job_is_known_done(
+    world: Rig,
+) -> None:
+    # The runner's process ended with its job before the job's end was heard of, and GitHub
+    # refused the delete (the core rate limit spent). Once the job's end is heard of, GitHub
+    # has removed the JIT runner itself: the retry needs no call, so it does not wait for
+    # GitHub's rate limit to reset (up to an hour).
+    name = await world.busy_runner()
+    await world.deliver(world.github.put_job(world.job(7, JobState.IN_PROGRESS, runner_name=name)))
+    assert world.runner(name).job_id == 7
+    world.github.fail("delete_runner", GitHubError("rate limit exhausted (core)", status=403))
+    world.provider.exit(name, code=0)
+    await world.poll()
+    await world.reconcile()
+    assert world.runner(name).state is RunnerState.DELETING
+    assert world.provider.find(name) is not None  # GitHub first: the instance waits
+
+    world.github.deregister(name)
+    await world.deliver(world.github.update_job(7, state=JobState.COMPLETED, conclusion="success"))
+    world.journal.clear()
+    world.clock.advance(30)
+    await world.sweep()  # GitHub still refuses deletes
+    assert world.runner(name).state is RunnerState.GONE
+    assert world.journal.ops(subject=name) == ["delete", "gone"]
+    assert world.provider.find(name) is None
+
+
+async def test_an_overdue_removal_is_warned_of_once_and_its_end_is_said(
+    world: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A dead runner GitHub still holds busy stays ``deleting`` sweep after sweep.
+    name = await world.busy_runner()
+    world.github.delete_outcomes[name] = DeleteOutcome.BUSY
+    world.provider.exit(name, code=137, detail="killed")
+    await world.poll()
+    await world.reconcile()
+    assert world.runner(name).state is RunnerState.DELETING
+    with caplog.at_level(logging.INFO, logger="runnerscale.janitor"):
+        for _ in range(6):
+            world.clock.advance(60)
+            await world.sweep()
+        assert world.runner(name).state is RunnerState.DELETING
+        del world.github.delete_outcomes[name]  # GitHub lets go of the job
+        world.clock.advance(60)
+        await world.sweep()
+    assert world.runner(name).state is RunnerState.GONE
+    said = [r.getMessage() for r in caplog.records if r.name == "runnerscale.janitor"]
+    assert [m for m in said if "removal pending" in m] == [
+        f"runner {name}: removal pending for 120s (retried at every sweep until it is done)"
+    ]
+    assert said[-1] == f"runner {name}: overdue removal ended after 420s: gone"
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,9 @@ async def test_a_tiny_fleet_rung_is_simulated_to_the_end(tmp_path: Path) -> None
     assert measured.cpu > 0
     assert measured.peak_rss_mb > 0
     assert measured.reconciles > 0
+    # Every runner was removed, none of them late.
+    assert 0 <= measured.longest_deleting < 120
+    assert measured.overdue_warnings == 0
     assert "30 / 30" in fleet_table([measured])
 
 

@@ -516,9 +516,13 @@ class Actions:
             self.events.removing(runner.pool, reason)
         if claimed is not None:
             claimed()
-        if previous is RunnerState.FINISHED and self._job_completed(runner):
-            # GitHub removes a just-in-time runner itself once its job is done: no call. If
-            # it has not yet, the janitor's orphan sweep deletes the leftover registration.
+        if previous in (RunnerState.FINISHED, RunnerState.DELETING) and self._job_completed(runner):
+            # GitHub removes a just-in-time runner itself once its job is done: no call. Nor
+            # on a retry: a removal begun before the job's end was heard of (its instance
+            # exited first) whose delete failed needs none once it is, so it does not wait
+            # for GitHub (a spent rate limit holds deletes until the window resets, up to an
+            # hour). If GitHub has not removed it yet, the janitor's orphan sweep deletes the
+            # leftover registration.
             return await self.remove_instance(runner)
         outcome = await self._unregister(runner)
         if outcome is None:

@@ -75,6 +75,9 @@ class Janitor:
         self.settings = settings or JanitorSettings()
         self.cleaned: Counter[str] = Counter()
         self._next_orphan_sweep = 0.0
+        #: Runners whose removal was said to be overdue, with the ``state_since`` of that
+        #: ``deleting`` (a later removal of the same runner is another).
+        self._overdue: dict[str, float] = {}
 
     def _count(self, pool: str, kind: CleanupKind) -> None:
         self.cleaned[kind] += 1
@@ -140,13 +143,42 @@ class Janitor:
                 )
             elif runner.state is RunnerState.DELETING:
                 if waited >= self.settings.delete_timeout:
-                    log.warning("runner %s: removal pending for %.0fs", runner.name, waited)
+                    self._overdue_removal(runner, waited)
                 began = actions.removing.get(runner.name)
                 # A removal under way is left to its call, unless that has taken too long.
                 if began is None or now - began >= self.settings.delete_timeout:
                     await actions.remove_runner(runner, "retrying removal", None)
             elif runner.state is RunnerState.FINISHED:
                 await actions.remove_runner(runner, "reaping a finished runner", "job_done")
+        self._overdue_ended()
+
+    def _overdue_removal(self, runner: Runner, waited: float) -> None:
+        """Warn once per removal that it is overdue, not at every sweep that retries it (one
+        held by a spent rate limit waits for its window's reset, up to an hour)."""
+        if self._overdue.get(runner.name) == runner.state_since:
+            return
+        self._overdue[runner.name] = runner.state_since
+        log.warning(
+            "runner %s: removal pending for %.0fs (retried at every sweep until it is done)",
+            runner.name,
+            waited,
+        )
+
+    def _overdue_ended(self) -> None:
+        """Say how long each overdue removal took once its runner is no longer in that
+        ``deleting`` (gone, or busy again), and forget it."""
+        for name, since in list(self._overdue.items()):
+            runner = self.actions.store.get_runner(name)
+            if runner is None:
+                del self._overdue[name]  # its row was pruned
+            elif runner.state is not RunnerState.DELETING or runner.state_since != since:
+                del self._overdue[name]
+                log.info(
+                    "runner %s: overdue removal ended after %.0fs: %s",
+                    name,
+                    runner.state_since - since,
+                    runner.state,
+                )
 
     async def remove_github_orphans(self) -> None:
         """GitHub runners with a pool's prefix that runnerscale does not hold live."""
