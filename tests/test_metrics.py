@@ -115,6 +115,24 @@ def test_repositories_a_poll_left_unread_are_counted_from_zero_without_a_label()
     ]
 
 
+def test_failed_cycles_are_counted_by_loop_and_every_loop_starts_at_zero() -> None:
+    metrics = Metrics(lambda: Status(pools=[]), lambda: None, pools=[])
+
+    def loops() -> dict[str, float]:
+        return {
+            dict(labels)["loop"]: value
+            for (name, labels), value in samples(metrics).items()
+            if name == "runnerscale_loop_errors_total"
+        }
+
+    assert loops() == dict.fromkeys(("events", "reconcile", "poll", "janitor", "worker"), 0)
+    events = metrics.events()
+    events.failed("poll")
+    events.failed("poll")
+    events.failed("worker")
+    assert loops() == {"events": 0, "reconcile": 0, "poll": 2, "janitor": 0, "worker": 1}
+
+
 def test_the_hosts_of_a_pool_over_several_are_up_or_down_with_their_slots() -> None:
     nodes = [
         NodeStatus("node1.example.net", up=True, slots=4, labels=(), runners=3),

@@ -44,6 +44,7 @@ from runnerscale.controller.actions import (
     CleanupKind,
     ErrorKind,
     Events,
+    LoopName,
     RemovalReason,
     ScaleOperation,
     WaitingFor,
@@ -361,6 +362,12 @@ class Metrics:
             "Repositories a GitHub poll left unread (a read failed): their jobs are unknown "
             "until a poll reads them",
         )
+        self.loop_errors = counter(
+            "runnerscale_loop_errors",
+            "Failed cycles of the controller's loops (an error escaped the cycle; the loop "
+            "goes on after its backoff)",
+            "loop",
+        )
         self.webhook_deliveries = counter(
             "runnerscale_webhook_deliveries",
             "Webhook deliveries received, by what became of them",
@@ -427,6 +434,8 @@ class Metrics:
         """Create the series of every configured pool and every kind, at zero."""
         for outcome in get_args(WebhookOutcome):
             self.webhook_deliveries.labels(outcome)
+        for loop in get_args(LoopName):
+            self.loop_errors.labels(loop)
         for route in get_args(MetadataRoute):
             # Every route can answer these two; an alert on refused tokens sees the first one.
             for answer in ("ok", "unauthorized"):
@@ -458,6 +467,7 @@ class Metrics:
             tick=lambda loop, seconds: self.tick.labels(loop).observe(seconds),
             refreshed=self.count_runner_time,
             unread=self.poll_repository_errors.inc,
+            failed=lambda loop: self.loop_errors.labels(loop).inc(),
         )
 
     def backend_recorder(self, pool: str) -> Callable[[str, str], None]:
