@@ -96,8 +96,13 @@ RUNNER_TIME_STATES = ("booting", "idle", "busy")
 
 
 def busy_ratio(pool: PoolStatus) -> float:
-    """The share of the pool's runners (booting, idle or busy) that run a job; 0 with none."""
-    runners = pool.booting + pool.idle + pool.busy
+    """The share of the pool's runners (booting, idle or busy) that run a job; 0 with none.
+
+    Runners waiting to be created (GitHub's registration budget, a creation slot: counted in
+    ``booting``) are left out: they have no instance yet and can take no job, so counting them
+    would pull the ratio down during a budget wait while every runner the pool has is busy."""
+    created = max(0, pool.booting - sum(pool.waiting.values()))
+    runners = created + pool.idle + pool.busy
     return pool.busy / runners if runners else 0.0
 
 
@@ -133,7 +138,8 @@ _POOL_GAUGES: tuple[tuple[str, str, Callable[[PoolStatus], float]], ...] = (
     ),
     (
         "runnerscale_pool_busy_ratio",
-        "Busy runners over all the pool's runners (booting, idle, busy); 0 with none",
+        "Busy runners over the pool's runners (booting, idle, busy; not those waiting to be "
+        "created); 0 with none",
         busy_ratio,
     ),
     (
