@@ -58,6 +58,22 @@ def test_the_busy_ratio_is_busy_over_every_runner_of_the_pool() -> None:
     assert busy_ratio(pool()) == 0.0
 
 
+def test_the_busy_ratio_leaves_out_the_runners_waiting_to_be_created() -> None:
+    # Every runner the pool has is busy; four more wait for GitHub's registration budget or
+    # a creation slot (counted in booting): they do not exist yet, and pull nothing down.
+    saturated = pool(booting=4, busy=2)
+    saturated.waiting = {"registration_budget": 3, "create_slot": 1}
+    assert busy_ratio(saturated) == 1.0
+    # One of three booting is still waiting: the two being created count.
+    mixed = pool(booting=3, idle=1, busy=2)
+    mixed.waiting = {"registration_budget": 1, "create_slot": 0}
+    assert busy_ratio(mixed) == 0.4
+    # Only waiting runners: none exists, 0 as with none at all.
+    waiting_only = pool(booting=2)
+    waiting_only.waiting = {"registration_budget": 2}
+    assert busy_ratio(waiting_only) == 0.0
+
+
 def test_every_pool_and_kind_starts_at_zero_and_no_created_series_is_exposed() -> None:
     metrics = Metrics(lambda: Status(pools=[]), lambda: None, pools=["linux", "gpu"])
     seen = samples(metrics)
@@ -113,6 +129,24 @@ def test_repositories_a_poll_left_unread_are_counted_from_zero_without_a_label()
     assert [key for key in seen if key[0].startswith("runnerscale_poll_repository")] == [
         ("runnerscale_poll_repository_errors_total", ())
     ]
+
+
+def test_failed_cycles_are_counted_by_loop_and_every_loop_starts_at_zero() -> None:
+    metrics = Metrics(lambda: Status(pools=[]), lambda: None, pools=[])
+
+    def loops() -> dict[str, float]:
+        return {
+            dict(labels)["loop"]: value
+            for (name, labels), value in samples(metrics).items()
+            if name == "runnerscale_loop_errors_total"
+        }
+
+    assert loops() == dict.fromkeys(("events", "reconcile", "poll", "janitor", "worker"), 0)
+    events = metrics.events()
+    events.failed("poll")
+    events.failed("poll")
+    events.failed("worker")
+    assert loops() == {"events": 0, "reconcile": 0, "poll": 2, "janitor": 0, "worker": 1}
 
 
 def test_the_hosts_of_a_pool_over_several_are_up_or_down_with_their_slots() -> None:

@@ -44,6 +44,7 @@ from runnerscale.controller.actions import (
     CleanupKind,
     ErrorKind,
     Events,
+    LoopName,
     RemovalReason,
     ScaleOperation,
     WaitingFor,
@@ -95,8 +96,13 @@ RUNNER_TIME_STATES = ("booting", "idle", "busy")
 
 
 def busy_ratio(pool: PoolStatus) -> float:
-    """The share of the pool's runners (booting, idle or busy) that run a job; 0 with none."""
-    runners = pool.booting + pool.idle + pool.busy
+    """The share of the pool's runners (booting, idle or busy) that run a job; 0 with none.
+
+    Runners waiting to be created (GitHub's registration budget, a creation slot: counted in
+    ``booting``) are left out: they have no instance yet and can take no job, so counting them
+    would pull the ratio down during a budget wait while every runner the pool has is busy."""
+    created = max(0, pool.booting - sum(pool.waiting.values()))
+    runners = created + pool.idle + pool.busy
     return pool.busy / runners if runners else 0.0
 
 
@@ -132,7 +138,8 @@ _POOL_GAUGES: tuple[tuple[str, str, Callable[[PoolStatus], float]], ...] = (
     ),
     (
         "runnerscale_pool_busy_ratio",
-        "Busy runners over all the pool's runners (booting, idle, busy); 0 with none",
+        "Busy runners over the pool's runners (booting, idle, busy; not those waiting to be "
+        "created); 0 with none",
         busy_ratio,
     ),
     (
@@ -361,6 +368,12 @@ class Metrics:
             "Repositories a GitHub poll left unread (a read failed): their jobs are unknown "
             "until a poll reads them",
         )
+        self.loop_errors = counter(
+            "runnerscale_loop_errors",
+            "Failed cycles of the controller's loops (an error escaped the cycle; the loop "
+            "goes on after its backoff)",
+            "loop",
+        )
         self.webhook_deliveries = counter(
             "runnerscale_webhook_deliveries",
             "Webhook deliveries received, by what became of them",
@@ -427,6 +440,8 @@ class Metrics:
         """Create the series of every configured pool and every kind, at zero."""
         for outcome in get_args(WebhookOutcome):
             self.webhook_deliveries.labels(outcome)
+        for loop in get_args(LoopName):
+            self.loop_errors.labels(loop)
         for route in get_args(MetadataRoute):
             # Every route can answer these two; an alert on refused tokens sees the first one.
             for answer in ("ok", "unauthorized"):
@@ -458,6 +473,7 @@ class Metrics:
             tick=lambda loop, seconds: self.tick.labels(loop).observe(seconds),
             refreshed=self.count_runner_time,
             unread=self.poll_repository_errors.inc,
+            failed=lambda loop: self.loop_errors.labels(loop).inc(),
         )
 
     def backend_recorder(self, pool: str) -> Callable[[str, str], None]:

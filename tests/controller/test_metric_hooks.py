@@ -1,8 +1,11 @@
 """The controller tells its metric hooks each fact once, where it learns it: a runner's first
-sign of life (and how long it took), a job's run time, why a runner is removed, a loop's tick,
-a recomputed status. (What the metrics make of them: ``tests/test_metrics.py``.)"""
+sign of life (and how long it took), a job's run time, why a runner is removed, a loop's tick
+and each failed cycle, a recomputed status. (What the metrics make of them:
+``tests/test_metrics.py``.)"""
 
 from __future__ import annotations
+
+from collections import Counter
 
 from runnerscale.model import JobState, RunnerState
 from tests.controller.conftest import BOOT_TIMEOUT, IDLE_TIMEOUT, Rig, settle
@@ -134,3 +137,23 @@ async def test_loops_with_an_interval_tell_their_ticks_and_the_events_loop_does_
     assert loops == {"reconcile", "poll", "janitor"}
     # The virtual clock stands still while a step runs.
     assert {seconds for _, seconds in only(heard, "tick")} == {0.0}
+
+
+async def test_each_failed_cycle_is_told_as_it_is_counted_a_failed_worker_task_too(
+    world: Rig,
+) -> None:
+    failed: list[str] = []
+    world.controller.actions.events.failed = failed.append
+    await world.controller.start()
+    try:
+        await settle()
+        world.provider.fail("list", times=1)  # the poll's read of the backend's inventory
+        world.clock.advance(world.controller.settings.poll_interval)
+        await settle()
+        world.provider.fail("create", RuntimeError("a bug"), times=1)  # no ProviderError
+        world.controller.submit(world.github.put_job(world.job(1)))
+        await settle()
+    finally:
+        await world.controller.stop()
+    assert failed == ["poll", "worker"]
+    assert Counter(failed) == world.controller.errors  # the status API's counts

@@ -227,6 +227,9 @@ CleanupKind = Literal[
 #: runner registration budget (spent by our own count, or paused), or a free one of its
 #: pool's ``create_concurrency`` slots (:mod:`runnerscale.controller.workers`).
 WaitingFor = Literal["registration_budget", "create_slot"]
+#: The controller's loops that count their failed cycles (``Controller.errors``, as
+#: ``Events.failed`` reports them): ``worker`` is a pool worker's task.
+LoopName = Literal["events", "reconcile", "poll", "janitor", "worker"]
 #: Why a runner is taken out of service, as ``Events.removing`` reports it.
 RemovalReason = Literal[
     "job_done", "idle", "boot_timeout", "create_timeout", "operator", "interrupted"
@@ -263,6 +266,9 @@ class Events:
     #: A GitHub poll left this many repositories unread (a read of theirs failed, or was
     #: not tried after the first ones all failed): their jobs are unknown until read again.
     unread: Callable[[int], None] = lambda repositories: None
+    #: A cycle of a loop failed (an error escaped its step, or a pool worker's task failed
+    #: unexpectedly: ``worker``), also counted in ``Controller.errors[loop]``.
+    failed: Callable[[str], None] = lambda loop: None
 
 
 #: One creation a decision asks for: the pool, the target, the labels to register with.

@@ -34,7 +34,7 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
-from runnerscale.controller.actions import Actions, Events, Planned, PoolRuntime
+from runnerscale.controller.actions import Actions, Events, LoopName, Planned, PoolRuntime
 from runnerscale.controller.deliveries import DeliveryWriter
 from runnerscale.controller.draining import drain
 from runnerscale.controller.health import Heartbeat, assess
@@ -655,7 +655,7 @@ class Controller:
                 log.exception("a webhook observation could not be stored on stopping")
 
     async def _forever(
-        self, name: str, step: Callable[[], Awaitable[None]], interval_setting: str | None
+        self, name: LoopName, step: Callable[[], Awaitable[None]], interval_setting: str | None
     ) -> None:
         """Run ``step`` forever; the interval is read from the settings each cycle, so a
         reloaded configuration takes effect at the next one."""
@@ -722,7 +722,7 @@ class Controller:
         if error is None:
             self._failures[name] = 0
             return None
-        self.errors[name] += 1
+        self.count_failure(name)
         self._failures[name] += 1
         retry = error.retry_after if isinstance(error, GitHubError) and error.retry_after else 0.0
         if interval is None:
@@ -735,6 +735,12 @@ class Controller:
             delay,
         )
         return retry + delay
+
+    def count_failure(self, loop: str) -> None:
+        """One failed cycle of ``loop``: counted in ``errors`` (the status API) and told to
+        ``Events.failed`` (the metric) in one place, so that the two never disagree."""
+        self.errors[loop] += 1
+        self.actions.events.failed(loop)
 
     def failure_delay(self, interval: float, failures: int) -> float:
         """After ``failures`` failed cycles in a row: the interval doubled per failure, capped
@@ -1180,7 +1186,7 @@ class Controller:
 
     def _worker_failed(self, error: BaseException) -> None:
         """An unexpected error in a worker's task (already logged with its traceback)."""
-        self.errors["worker"] += 1
+        self.count_failure("worker")
 
     def _record_matching(self, jobs: list[Job], decision: Decision) -> None:
         """Write the pool the scaler chose for each job (part of writing the decision: the

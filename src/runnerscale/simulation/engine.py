@@ -342,7 +342,7 @@ class Engine:
         try:
             await self.controller.reconcile_once()
         except (GitHubError, ProviderError):
-            self.controller.errors["reconcile"] += 1
+            self.controller.count_failure("reconcile")
 
     # ------------------------------------------------------------------ what happens
 
