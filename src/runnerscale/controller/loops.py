@@ -1110,9 +1110,13 @@ class Controller:
 
         Only where it matters, so a long queue costs nothing: per pool, the oldest stale jobs
         up to the runners the scaler would create plus the idle ones it keeps. A job whose
-        re-read fails counts as no demand until a later re-read or poll confirms it, unless the
-        last poll could not read its repository either: its state is then unknown, not stale,
-        and it stays demand as it was known.
+        re-read fails counts as no demand until a later re-read or poll confirms it, unless its
+        state is unknown rather than stale, and it then stays demand as it was known: the last
+        poll could not read its repository either, or GitHub's rate limit holds the re-read.
+        The step never waits for a rate limit: a re-read that would wait for a paused or spent
+        budget (:meth:`~runnerscale.protocols.GitHubAPI.call_wait`; up to an hour) is not
+        made, and one GitHub refuses with a rate limit (``retry_after``) is not held against
+        the job. Both are asked again at a later reconcile.
 
         Returns the jobs it read, and the decision it made on them (None: it needed none),
         when it re-read no job: the store is as it read it (nothing was awaited), so the
@@ -1146,12 +1150,14 @@ class Controller:
                 key=lambda job: (job.created_at, job.id),
             )
             for job in stale[:room]:
+                if self.github.call_wait("get-job", Target("repo", job.repo)) > 0:
+                    continue  # held by a rate limit: unknown, not stale (stays demand)
                 reread = True
                 try:
                     await self._reread(job)
                 except GitHubError as error:
                     log.warning("job %s of %s: re-reading it failed: %s", job.id, job.repo, error)
-                    if job.repo.lower() not in self._unread_repos:
+                    if error.retry_after is None and job.repo.lower() not in self._unread_repos:
                         self._unconfirmed.add(job.id)
         return (None, None) if reread else (demand, decision)
 
