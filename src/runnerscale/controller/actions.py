@@ -54,6 +54,7 @@ from runnerscale.protocols import (
     ProviderError,
     RunnerNameTaken,
     Store,
+    WaitedCall,
 )
 from runnerscale.warm import InForce, MinIdleSchedule, ScheduleCache
 
@@ -585,15 +586,23 @@ class Actions:
         self.events.scaled(runner.pool, "delete")
         return True
 
+    def rate_limited(self, operation: WaitedCall, key: str) -> bool:
+        """Whether a call of ``operation`` about the target ``key``, sent now, would wait for
+        a paused or spent rate limit (up to an hour): a loop with other duties does not make
+        it, and tries again at its next cycle."""
+        target = self.targets.get(key)
+        return target is not None and self.github.call_wait(operation, target) > 0
+
     async def refresh_runner_lists(self, keys: Iterable[str]) -> list[GitHubError]:
         """Read GitHub's runner lists of these targets and apply them; runners seen online for
-        the first time mark their pool as working. Every target is tried; the errors are
+        the first time mark their pool as working. Every target is tried but one whose list
+        a rate limit holds (:meth:`rate_limited`: not read, no error); the errors are
         returned."""
         errors: list[GitHubError] = []
         now = self.clock.now()
         for key in sorted(set(keys)):
             target = self.targets.get(key)
-            if target is None:
+            if target is None or self.rate_limited("list-runners", key):
                 continue
             try:
                 listed = await self.github.list_runners(target)

@@ -42,7 +42,7 @@ from runnerscale.controller.actions import Actions, CleanupKind, pool_by_runner_
 from runnerscale.controller.observe import REGISTERED, move
 from runnerscale.controller.reruns import record_loss
 from runnerscale.model import Instance, Runner, RunnerState
-from runnerscale.protocols import GitHubError, ProviderError, WaitedCall
+from runnerscale.protocols import GitHubError, ProviderError
 
 log = logging.getLogger("runnerscale.janitor")
 
@@ -96,12 +96,6 @@ class Janitor:
         self.actions.store.prune_runners(now - KEEP_HISTORY_SECONDS)
         self.actions.store.prune_jobs(now - KEEP_HISTORY_SECONDS)
 
-    def _held(self, operation: WaitedCall, key: str) -> bool:
-        """Whether a call of ``operation`` about the target ``key`` would wait for a paused
-        or spent rate limit (up to an hour): the sweep skips it and tries again next time."""
-        target = self.actions.targets.get(key)
-        return target is not None and self.actions.github.call_wait(operation, target) > 0
-
     async def _refresh_timed_out_boots(self) -> frozenset[str]:
         """Before a booting runner is given up on, ask GitHub whether it came online after
         all (between GitHub polls, that may not have been seen yet). Returns the targets
@@ -114,9 +108,8 @@ class Janitor:
             if runner.pool in actions.pools
             and now - runner.state_since >= actions.pools[runner.pool].spec.boot_timeout
         }
-        held = frozenset(key for key in targets if self._held("list-runners", key))
-        await actions.refresh_runner_lists(targets - held)
-        return held
+        await actions.refresh_runner_lists(targets)  # (skips those a rate limit holds)
+        return frozenset(key for key in targets if actions.rate_limited("list-runners", key))
 
     async def expire_stuck_runners(self) -> None:
         """Act on each runner past its state's deadline. No step waits for GitHub's rate
@@ -210,7 +203,7 @@ class Janitor:
         actions = self.actions
         complete = True
         for target in actions.targets.values():
-            if self._held("list-runners", target.key):
+            if actions.rate_limited("list-runners", target.key):
                 log.info("janitor: runners of %s not listed: a rate limit holds it", target.name)
                 complete = False
                 continue
