@@ -204,7 +204,7 @@ class Janitor:
         complete = True
         for target in actions.targets.values():
             if actions.rate_limited("list-runners", target.key):
-                log.info("janitor: runners of %s not listed: a rate limit holds it", target.name)
+                log.debug("janitor: runners of %s not listed: a rate limit holds it", target.name)
                 complete = False
                 continue
             try:
