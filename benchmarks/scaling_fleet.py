@@ -23,6 +23,7 @@ from runnerscale.fakegithub.faults import FaultPlan, RateLimitFaults
 from runnerscale.fakegithub.ratelimit import RUNNER_REGISTRATION
 from runnerscale.model import RunnerState
 from runnerscale.simulation.engine import EPOCH, Engine
+from runnerscale.simulation.results import percentile
 from runnerscale.simulation.trace import TraceJob
 
 LABELS = ("self-hosted", "linux", "x64")
@@ -88,6 +89,9 @@ class Measured:
     longest_deleting: float = 0.0
     #: The janitor's "removal pending" warnings (an overdue removal).
     overdue_warnings: int = 0
+    #: Queue wait of the jobs served (start less creation, virtual seconds): p95 and max.
+    wait_p95: float = 0.0
+    wait_max: float = 0.0
 
     @property
     def virtual_per_cpu(self) -> float:
@@ -200,7 +204,11 @@ async def measure(rung: Rung, directory: Path, *, limit: float | None = None) ->
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
         janitor_log.removeHandler(removals)
-    served = sum(1 for job in engine.world.jobs.values() if job.started_at is not None)
+    waits = [
+        job.started_at - job.created_at
+        for job in engine.world.jobs.values()
+        if job.started_at is not None
+    ]
     return Measured(
         rung=rung,
         wall=time.monotonic() - wall,
@@ -208,24 +216,29 @@ async def measure(rung: Rung, directory: Path, *, limit: float | None = None) ->
         peak_rss_mb=peak_rss_mb(),
         virtual=engine.clock.now() - EPOCH,
         finished=not engine.stopped,
-        served=served,
+        served=len(waits),
         reconciles=reconciles,
         longest_deleting=removals.longest_deleting(),
         overdue_warnings=removals.warnings,
+        wait_p95=percentile(waits, 0.95),
+        wait_max=max(waits, default=0.0),
     )
 
 
 def table(rows: list[Measured]) -> str:
     lines = [
         "| rung | wall (s) | CPU (s) | peak RSS (MB) | virtual s reached | jobs served | done "
-        "| virtual s per CPU s | reconciles | longest deleting (s) | removal pending warnings |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
+        "| virtual s per CPU s | reconciles | longest deleting (s) | removal pending warnings "
+        "| p95 wait (s) | max wait (s) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: "
+        "| ---: | ---: |",
     ]
     for m in rows:
         lines.append(
             f"| {m.rung.name} | {m.wall:.1f} | {m.cpu:.1f} | {m.peak_rss_mb:.0f} | "
             f"{m.virtual:.0f} | {m.served:,} / {m.rung.jobs:,} | "
             f"{'yes' if m.finished else '**stopped**'} | {m.virtual_per_cpu:.2f} | "
-            f"{m.reconciles:,} | {m.longest_deleting:,.0f} | {m.overdue_warnings:,} |"
+            f"{m.reconciles:,} | {m.longest_deleting:,.0f} | {m.overdue_warnings:,} | "
+            f"{m.wait_p95:,.1f} | {m.wait_max:,.1f} |"
         )
     return "\n".join(lines)

@@ -12,7 +12,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from runnerscale.clock import Clock
 from runnerscale.model import (
@@ -46,7 +46,12 @@ __all__ = [
     "RunnerNameTaken",
     "Store",
     "Taken",
+    "WaitedCall",
 ]
+
+#: The calls :meth:`GitHubAPI.call_wait` can be asked about (the client's operation names):
+#: those a loop makes that must not wait for a paused or spent rate limit.
+WaitedCall = Literal["get-job", "list-runners", "delete-runner"]
 
 
 class GitHubError(Exception):
@@ -185,6 +190,14 @@ class GitHubAPI(Protocol):
         :meth:`registration_wait` says). The controller waits here before it begins a
         runner's creation, so a spent budget holds no creation slot and no create timeout
         runs meanwhile."""
+        ...
+
+    def call_wait(self, operation: WaitedCall, target: Target) -> float:
+        """Seconds a call of ``operation`` about ``target`` (for a job: its repository as a
+        ``repo`` target) sent now would wait before it goes out: a pause GitHub asked for on
+        its resource, or that budget spent by our own count. 0.0: it would go at once (a
+        client that keeps no budget always answers so). A loop with other duties asks it
+        first and skips a call that would wait (the client's call waits up to an hour)."""
         ...
 
     async def delete_runner(self, target: Target, runner_id: int) -> DeleteOutcome: ...

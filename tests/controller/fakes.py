@@ -40,6 +40,7 @@ from runnerscale.protocols import (
     Placement,
     PolledJobs,
     ProviderError,
+    WaitedCall,
 )
 from runnerscale.store import SqlStore
 
@@ -153,6 +154,10 @@ class FakeGitHub:
     #: ``clock``; set with :meth:`spend_registrations`).
     registration_resets: dict[str, float] = field(default_factory=dict)
     clock: Clock | None = None
+    #: GitHub's ``core`` budget paused until then (epoch seconds on ``clock``), as the
+    #: production client keeps it: reads and deletes wait until then (set with
+    #: :meth:`pause_core`).
+    core_paused_until: float | None = None
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1001))
     _job_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(900_001))
     #: Every name ever registered, by id (deleted ones too), for the journal.
@@ -185,9 +190,24 @@ class FakeGitHub:
         return max(0.0, reset - self.clock.now())
 
     async def registration_ready(self, target: Target) -> None:
-        while (wait := self.registration_wait(target)) > 0:
+        await self._waited(lambda: self.registration_wait(target))
+
+    def call_wait(self, operation: WaitedCall, target: Target) -> float:
+        return self._core_wait()
+
+    def _core_wait(self) -> float:
+        if self.core_paused_until is None or self.clock is None:
+            return 0.0
+        return max(0.0, self.core_paused_until - self.clock.now())
+
+    async def _core_ready(self) -> None:
+        """As the client's core calls: wait out the pause (:meth:`call_wait`)."""
+        await self._waited(self._core_wait)
+
+    async def _waited(self, wait: Callable[[], float]) -> None:
+        while (seconds := wait()) > 0:
             assert self.clock is not None
-            await self.clock.sleep(wait)
+            await self.clock.sleep(seconds)
 
     async def generate_jitconfig(
         self, target: Target, name: str, labels: Sequence[str]
@@ -206,6 +226,7 @@ class FakeGitHub:
         return JitConfig(runner_id=registration.id, encoded=encoded)
 
     async def delete_runner(self, target: Target, runner_id: int) -> DeleteOutcome:
+        await self._core_ready()
         registration = self.registrations.get(runner_id)
         subject = self._names.get(runner_id, str(runner_id))
         self.journal.append(("github", "delete_runner", subject))
@@ -219,6 +240,7 @@ class FakeGitHub:
         return forced or DeleteOutcome.DELETED
 
     async def list_runners(self, target: Target) -> list[GitHubRunner]:
+        await self._core_ready()
         self.journal.append(("github", "list_runners", target.key))
         self._reach(target, "list_runners")
         return [
@@ -228,6 +250,7 @@ class FakeGitHub:
         ]
 
     async def active_jobs(self, target: Target) -> PolledJobs:
+        await self._core_ready()
         self.journal.append(("github", "active_jobs", target.key))
         self._reach(target, "active_jobs")
         jobs = [
@@ -245,6 +268,7 @@ class FakeGitHub:
         return PolledJobs(jobs, unread, error)
 
     async def get_job(self, repo: str, job_id: int) -> ObservedJob | None:
+        await self._core_ready()
         self.journal.append(("github", "get_job", str(job_id)))
         self.faults.check("get_job", after=False)
         job = self.jobs.get(job_id)
@@ -291,6 +315,12 @@ class FakeGitHub:
         registration budget is spent until its window resets then)."""
         self.clock = clock
         self.registration_resets[target.key] = reset
+
+    def pause_core(self, clock: Clock, until: float) -> None:
+        """GitHub's ``core`` budget is paused until ``until`` (a secondary limit, or
+        ``remaining: 0`` until the window resets): the client's core calls wait until then."""
+        self.clock = clock
+        self.core_paused_until = until
 
     def find(self, name: str) -> Registration | None:
         return next((r for r in self.registrations.values() if r.name == name), None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -9,7 +10,7 @@ import pytest
 
 from runnerscale.model import JobState, Runner, RunnerState
 from runnerscale.protocols import DeleteOutcome, GitHubError
-from tests.controller.conftest import BOOT_TIMEOUT, CREATE_TIMEOUT, PREFIX, REPO_A, Rig
+from tests.controller.conftest import BOOT_TIMEOUT, CREATE_TIMEOUT, PREFIX, REPO_A, Rig, settle
 
 
 async def test_a_runner_that_never_comes_online_is_removed_after_boot_timeout(
@@ -287,3 +288,44 @@ async def test_a_runner_online_but_not_yet_seen_is_not_given_up_at_its_boot_time
     await world.sweep()
     assert world.runner(name).state is RunnerState.IDLE
     assert world.github.find(name) is not None
+
+
+async def test_a_paused_core_budget_holds_no_sweep(world: Rig) -> None:
+    """GitHub paused the core budget for an hour: each GitHub call of the sweep (a timed-out
+    boot's runner list, a delete, the orphan sweep's lists) would wait for it, holding the
+    backend's clean-up meanwhile. The sweep skips what would wait, does the rest, and does
+    the skipped part once the pause is over."""
+    booting = await world.booting_runner()
+    deleting = await world.booting_runner()
+    world.provider.exit(deleting)
+    world.github.fail("delete_runner", times=1)
+    await world.poll()
+    await world.reconcile()
+    assert world.runner(deleting).state is RunnerState.DELETING
+    orphan = world.github.add_registration(REPO_A, f"{PREFIX}orphan")
+    stray = world.provider.add_instance(f"{PREFIX}never-heard-of")
+    world.clock.advance(BOOT_TIMEOUT)
+    world.github.pause_core(world.clock, world.clock.now() + 3600.0)
+    world.journal.clear()
+
+    sweep = asyncio.create_task(world.sweep())
+    await settle()
+    assert sweep.done(), "the sweep waits for the paused budget"
+    await sweep
+    assert world.clock.next_wakeup() is None  # nobody sleeps for the pause
+    assert world.journal.ops("github") == []
+    assert stray.id not in world.provider.instances  # the backend's clean-up went on
+    assert world.runner(booting).state is RunnerState.BOOTING  # its list is held: not given up
+    assert world.runner(deleting).state is RunnerState.DELETING
+    assert world.github.find(orphan.name) is not None
+
+    world.clock.advance(3600.0)
+    await world.sweep()
+    assert world.runner(booting).state is RunnerState.GONE
+    assert world.runner(deleting).state is RunnerState.GONE
+    assert world.github.find(orphan.name) is None
+    assert world.controller.janitor.cleaned == {
+        "instance_orphan": 1,
+        "boot_timeout": 1,
+        "github_orphan": 1,
+    }

@@ -3,6 +3,7 @@ forward-only job states whatever order observations arrive in."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from runnerscale.controller.loops import HEARD_RUN_MEMORY
 from runnerscale.model import JobState, RunnerState
 from runnerscale.protocols import GitHubError
-from tests.controller.conftest import QUEUED_RECHECK, Rig
+from tests.controller.conftest import QUEUED_RECHECK, Rig, settle
 
 
 async def test_the_poll_records_active_jobs_and_the_next_reconcile_serves_them(
@@ -278,3 +279,26 @@ async def test_with_webhooks_a_stuck_job_is_asked_for_though_the_listing_failed(
     assert world.journal.ops("github").count("get_job") == 2
     states = [world.store.get_job(job_id).state for job_id in (7, 8)]  # type: ignore[union-attr]
     assert sorted(states) == sorted([JobState.IN_PROGRESS, JobState.COMPLETED])
+
+
+async def test_a_paused_core_budget_holds_no_poll(world: Rig) -> None:
+    """GitHub paused the core budget for an hour: a poll's GitHub calls (the target's jobs
+    and runners, a booting runner's list between polls, a stuck job's re-read) would wait
+    for it, and the backends' listing after them. The poll reads nothing GitHub would hold
+    it for (its jobs stay as known), and the backends are listed."""
+    await world.idle_runner()  # while it idles, a queued job not heard of is re-read
+    name = await world.booting_runner()
+    await world.queue(1)
+    world.provider.exit(name)
+    world.clock.advance(QUEUED_RECHECK + 1)  # the job is stale; the runner is due a look-up
+    world.github.pause_core(world.clock, world.clock.now() + 3600.0)
+    world.journal.clear()
+    for step in (world.controller.poll_once, world.controller.poll_backends):
+        task = asyncio.create_task(step())
+        await settle()
+        assert task.done(), f"{step.__name__} waits for the paused budget"
+        await task
+    assert world.clock.next_wakeup() is None  # nobody sleeps for the pause
+    assert world.journal.ops("github") == []
+    assert world.runner(name).state is RunnerState.FINISHED  # its instance's exit was seen
+    assert world.store.get_job(1).state is JobState.QUEUED  # type: ignore[union-attr]

@@ -4,10 +4,12 @@ failed made the daemon boot a runner that idled until its timeout)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 from runnerscale.model import JobState, RunnerState
-from tests.controller.conftest import QUEUED_RECHECK, MakeRig, Rig
+from runnerscale.protocols import GitHubError
+from tests.controller.conftest import QUEUED_RECHECK, MakeRig, Rig, settle
 
 
 def _get_jobs(world: Rig) -> list[str]:
@@ -66,3 +68,37 @@ async def test_a_long_queue_behind_the_cap_is_not_re_read_while_nothing_can_star
     world.journal.clear()
     await world.reconcile()
     assert _get_jobs(world) == []  # the cap is full: nothing to create, nothing to ask
+
+
+async def test_a_paused_core_budget_holds_no_reconcile(world: Rig) -> None:
+    """GitHub paused the core budget for an hour (a secondary limit, or ``remaining: 0``):
+    re-reading the stale job would wait for that inside the reconcile step, and no decision
+    would be made meanwhile. The step does not wait: the stale job's state is unknown, so it
+    stays demand as known, and the fresh one gets its runner at once."""
+    await world.queue(1)
+    world.clock.advance(QUEUED_RECHECK + 1)
+    await world.queue(2)
+    world.github.pause_core(world.clock, world.clock.now() + 3600.0)
+    step = asyncio.create_task(world.reconcile())
+    await settle()
+    assert step.done(), "the reconcile step waits for the paused budget"
+    await step
+    assert world.clock.next_wakeup() is None  # nobody sleeps for the pause
+    assert _get_jobs(world) == []
+    # Both jobs are demand: the fresh one's runner and the stale one's as it was known.
+    assert len(world.runners(RunnerState.BOOTING)) == 2
+
+
+async def test_a_stale_job_whose_re_read_is_refused_by_a_rate_limit_stays_demand(
+    world: Rig,
+) -> None:
+    """A refusal that says when to come back (``retry_after``: a spent budget, a secondary
+    limit) says nothing of the job: it is served as it was known, not held until the reset."""
+    await world.queue(1)
+    world.clock.advance(QUEUED_RECHECK + 1)
+    world.github.fail(
+        "get_job", GitHubError("get-job: rate limit exhausted (core)", retry_after=600), times=1
+    )
+    await world.reconcile()
+    assert _get_jobs(world) == ["1"]
+    assert len(world.runners(RunnerState.BOOTING)) == 1

@@ -18,7 +18,7 @@ from runnerscale.github.budget import CORE, REGISTRATION, RESET_MARGIN, resource
 from runnerscale.github.client import MAX_CONCURRENT_REQUESTS, GitHubClient
 from runnerscale.metrics import Metrics
 from runnerscale.model import Target
-from runnerscale.protocols import GitHubError
+from runnerscale.protocols import GitHubError, WaitedCall
 from runnerscale.statusview import github_lines
 from tests.virtual_time import SkipAhead, virtual_clock
 
@@ -276,3 +276,27 @@ async def test_the_wait_for_the_registration_budget_is_asked_before_a_registrati
         assert client.registration_wait(REPO) == 0.0
         requests = simulator.simulator.stats.requests
         assert requests["actions/generate-runner-jitconfig-for-repo"] == 2
+
+
+async def test_the_wait_of_a_paused_core_call_is_asked_without_sending_it() -> None:
+    """What the controller's loops ask before a call they must not wait for (a job's
+    re-read, a runner list, a delete): the pause a secondary limit took on ``core``, and
+    none for registrations, whose resource is apart."""
+    clock = virtual_clock()
+    async with SimulatorServer(SimulatorOptions(tokens=(TOKEN,)), clock) as simulator:
+        simulator.simulator.world.ensure_repo("acme/app")
+        client = GitHubClient(simulator.url, TOKEN, clock=clock.now, sleep=clock.sleep)
+        assert client.call_wait("get-job", REPO) == 0.0  # nothing known yet: no wait
+        simulator.simulator.set_faults(
+            FaultPlan(rate_limit=RateLimitFaults(secondary_for=100, retry_after=90, status=429))
+        )
+        with pytest.raises(GitHubError):
+            await client.list_runners(REPO)
+        requests = dict(simulator.simulator.stats.requests)
+        operations: tuple[WaitedCall, ...] = ("get-job", "list-runners", "delete-runner")
+        for operation in operations:
+            assert client.call_wait(operation, REPO) == 90
+        assert client.registration_wait(REPO) == 0.0
+        assert dict(simulator.simulator.stats.requests) == requests  # asking sent nothing
+        clock.advance(90)
+        assert client.call_wait("list-runners", REPO) == 0.0

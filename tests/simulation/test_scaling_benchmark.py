@@ -36,6 +36,8 @@ async def test_a_tiny_fleet_rung_is_simulated_to_the_end(tmp_path: Path) -> None
     # Every runner was removed, none of them late.
     assert 0 <= measured.longest_deleting < 120
     assert measured.overdue_warnings == 0
+    # Each job waited at least its runner's boot (30 s), and the p95 is one of the waits.
+    assert 30 <= measured.wait_p95 <= measured.wait_max
     assert "30 / 30" in fleet_table([measured])
 
 

@@ -54,6 +54,7 @@ from runnerscale.protocols import (
     ProviderError,
     RunnerNameTaken,
     Store,
+    WaitedCall,
 )
 from runnerscale.warm import InForce, MinIdleSchedule, ScheduleCache
 
@@ -318,6 +319,14 @@ class Actions:
         if target is not None:
             await self.registrar(runner.pool).registration_ready(target)
 
+    def unregister_wait(self, runner: Runner) -> float:
+        """Seconds deleting the runner's registration, begun now, would wait for a rate limit
+        (0.0: none, or it has no registration or target to delete at)."""
+        target = self.targets.get(runner.target)
+        if runner.github_id is None or target is None:
+            return 0.0
+        return self.registrar(runner.pool).unregister_wait(target)
+
     def new_name(self, pool: PoolRuntime) -> str:
         return f"{pool.prefix}{self.suffix()}"
 
@@ -493,16 +502,20 @@ class Actions:
         reason: RemovalReason | None,
         *,
         claimed: Callable[[], None] | None = None,
+        wait_for_github: bool = True,
     ) -> bool:
         """Take a runner out of service, from the state it was read in. False when it is
         kept: GitHub says it is busy, or another writer moved it first (it took a job, another
         removal got there first), or the removal is left unfinished for the janitor to retry.
         ``why`` is for the log, ``reason`` for the metrics (None: a retry of a removal begun
         before, already reported). ``claimed`` is called once the runner is ``deleting`` on
-        this call's behalf (what the caller counts: a timeout, an orphan)."""
+        this call's behalf (what the caller counts: a timeout, an orphan). Without
+        ``wait_for_github`` (the janitor, whose sweep has other duties), a delete that would
+        wait for a paused or spent rate limit is not sent: the removal is left unfinished, as
+        when the delete fails."""
         self.removing[runner.name] = self.clock.now()
         try:
-            return await self._remove(runner, why, reason, claimed)
+            return await self._remove(runner, why, reason, claimed, wait_for_github)
         finally:
             self.removing.pop(runner.name, None)
 
@@ -512,6 +525,7 @@ class Actions:
         why: str,
         reason: RemovalReason | None,
         claimed: Callable[[], None] | None,
+        wait_for_github: bool,
     ) -> bool:
         previous = runner.state
         if not move(self.store, runner, RunnerState.DELETING, self.clock.now(), why):
@@ -530,6 +544,9 @@ class Actions:
             # hour). If GitHub has not removed it yet, the janitor's orphan sweep deletes the
             # leftover registration.
             return await self.remove_instance(runner)
+        if not wait_for_github and (held := self.unregister_wait(runner)) > 0:
+            log.debug("runner %s: its delete would wait %.0fs for a rate limit", runner.name, held)
+            return False  # retried by the janitor while the runner stays ``deleting``
         outcome = await self._unregister(runner)
         if outcome is None:
             return False  # retried by the janitor while the runner stays ``deleting``
@@ -575,15 +592,23 @@ class Actions:
         self.events.scaled(runner.pool, "delete")
         return True
 
+    def rate_limited(self, operation: WaitedCall, key: str) -> bool:
+        """Whether a call of ``operation`` about the target ``key``, sent now, would wait for
+        a paused or spent rate limit (up to an hour): a loop with other duties does not make
+        it, and tries again at its next cycle."""
+        target = self.targets.get(key)
+        return target is not None and self.github.call_wait(operation, target) > 0
+
     async def refresh_runner_lists(self, keys: Iterable[str]) -> list[GitHubError]:
         """Read GitHub's runner lists of these targets and apply them; runners seen online for
-        the first time mark their pool as working. Every target is tried; the errors are
+        the first time mark their pool as working. Every target is tried but one whose list
+        a rate limit holds (:meth:`rate_limited`: not read, no error); the errors are
         returned."""
         errors: list[GitHubError] = []
         now = self.clock.now()
         for key in sorted(set(keys)):
             target = self.targets.get(key)
-            if target is None:
+            if target is None or self.rate_limited("list-runners", key):
                 continue
             try:
                 listed = await self.github.list_runners(target)

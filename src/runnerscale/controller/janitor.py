@@ -89,15 +89,17 @@ class Janitor:
         if now >= self._next_orphan_sweep:
             # GitHub's runner lists change with every runner: read them only now and then.
             self._next_orphan_sweep = now + self.settings.github_orphan_interval
-            await self.remove_github_orphans()
+            if not await self.remove_github_orphans():
+                self._next_orphan_sweep = now  # a rate limit held some of it: next sweep
         await self.remove_instance_orphans()
         now = self.actions.clock.now()
         self.actions.store.prune_runners(now - KEEP_HISTORY_SECONDS)
         self.actions.store.prune_jobs(now - KEEP_HISTORY_SECONDS)
 
-    async def _refresh_timed_out_boots(self) -> None:
+    async def _refresh_timed_out_boots(self) -> frozenset[str]:
         """Before a booting runner is given up on, ask GitHub whether it came online after
-        all (between GitHub polls, that may not have been seen yet)."""
+        all (between GitHub polls, that may not have been seen yet). Returns the targets
+        whose list a rate limit holds: their runners are not given up on in this sweep."""
         actions = self.actions
         now = actions.clock.now()
         targets = {
@@ -106,11 +108,14 @@ class Janitor:
             if runner.pool in actions.pools
             and now - runner.state_since >= actions.pools[runner.pool].spec.boot_timeout
         }
-        await actions.refresh_runner_lists(targets)
+        await actions.refresh_runner_lists(targets)  # (skips those a rate limit holds)
+        return frozenset(key for key in targets if actions.rate_limited("list-runners", key))
 
     async def expire_stuck_runners(self) -> None:
+        """Act on each runner past its state's deadline. No step waits for GitHub's rate
+        limit: a call it would wait for is left for a later sweep (``wait_for_github``)."""
         actions = self.actions
-        await self._refresh_timed_out_boots()
+        held = await self._refresh_timed_out_boots()
         now = actions.clock.now()
         for runner in actions.store.runners(
             states=[
@@ -123,12 +128,18 @@ class Janitor:
         ):
             pool = actions.pools.get(runner.pool)
             waited = now - runner.state_since
-            if runner.state is RunnerState.BOOTING and pool and waited >= pool.spec.boot_timeout:
+            if (
+                runner.state is RunnerState.BOOTING
+                and pool
+                and waited >= pool.spec.boot_timeout
+                and runner.target not in held
+            ):
                 await actions.remove_runner(
                     runner,
                     f"did not come online within {pool.spec.boot_timeout:.0f}s",
                     "boot_timeout",
                     claimed=partial(self._count, runner.pool, "boot_timeout"),
+                    wait_for_github=False,
                 )
             elif (
                 runner.state in (RunnerState.PENDING, RunnerState.CREATING)
@@ -140,6 +151,7 @@ class Janitor:
                     "creation did not finish in time",
                     "create_timeout",
                     claimed=partial(self._count, runner.pool, "create_timeout"),
+                    wait_for_github=False,
                 )
             elif runner.state is RunnerState.DELETING:
                 if waited >= self.settings.delete_timeout:
@@ -147,9 +159,13 @@ class Janitor:
                 began = actions.removing.get(runner.name)
                 # A removal under way is left to its call, unless that has taken too long.
                 if began is None or now - began >= self.settings.delete_timeout:
-                    await actions.remove_runner(runner, "retrying removal", None)
+                    await actions.remove_runner(
+                        runner, "retrying removal", None, wait_for_github=False
+                    )
             elif runner.state is RunnerState.FINISHED:
-                await actions.remove_runner(runner, "reaping a finished runner", "job_done")
+                await actions.remove_runner(
+                    runner, "reaping a finished runner", "job_done", wait_for_github=False
+                )
         self._overdue_ended()
 
     def _overdue_removal(self, runner: Runner, waited: float) -> None:
@@ -180,10 +196,17 @@ class Janitor:
                     runner.state,
                 )
 
-    async def remove_github_orphans(self) -> None:
-        """GitHub runners with a pool's prefix that runnerscale does not hold live."""
+    async def remove_github_orphans(self) -> bool:
+        """GitHub runners with a pool's prefix that runnerscale does not hold live. False when
+        a rate limit held a list or a delete (not sent: the sweep would wait for it, up to an
+        hour), so that the next sweep tries again."""
         actions = self.actions
+        complete = True
         for target in actions.targets.values():
+            if actions.rate_limited("list-runners", target.key):
+                log.debug("janitor: runners of %s not listed: a rate limit holds it", target.name)
+                complete = False
+                continue
             try:
                 listed = await actions.github.list_runners(target)
             except GitHubError as error:
@@ -196,15 +219,20 @@ class Janitor:
                 known = actions.store.get_runner(seen.name)
                 if known is not None and known.state.live:
                     continue
+                registrar = actions.registrar(pool.name)
+                if registrar.unregister_wait(target) > 0:
+                    complete = False
+                    continue
                 log.info(
                     "janitor: %s is registered in GitHub but not tracked: deleting it", seen.name
                 )
                 try:
-                    await actions.registrar(pool.name).unregister(target, seen.id)
+                    await registrar.unregister(target, seen.id)
                 except GitHubError as error:
                     log.warning("janitor: deleting orphan %s failed: %s", seen.name, error)
                     continue
                 self._count(pool.name, "github_orphan")
+        return complete
 
     async def remove_instance_orphans(self) -> None:
         """Backend instances whose runner is unknown or already gone."""

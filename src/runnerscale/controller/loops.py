@@ -827,13 +827,22 @@ class Controller:
         A target's poll may leave repositories unread (their read failed): counted in
         ``errors["poll_repository"]`` (and told to ``Events.unread``: a metric), and their
         jobs are unknown, not gone (kept as they were: neither re-checked as unseen nor taken
-        out of demand). A target's poll that read none of its repositories counts as failed."""
+        out of demand). A target's poll that read none of its repositories counts as failed.
+        A target whose calls would wait for a paused or spent rate limit is not read (no
+        call, no error: read at the next poll), its jobs unknown as a failed target's, so
+        that the poll never waits for a rate limit and the backends are listed meanwhile."""
         now = self.clock.now()
         seen: set[int] = set()
         unread: set[str] = set()
         failed: list[Target] = []
         errors: list[GitHubError | ProviderError] = []
         for target in self.targets.values():
+            if self.actions.rate_limited("list-runners", target.key):
+                # Its calls (all on core, the credential's) would wait for a rate limit, up to
+                # an hour, and the backends' listing with them: read at the next poll.
+                log.info("poll: target %s not read: GitHub's rate limit holds it", target.name)
+                failed.append(target)
+                continue
             try:
                 # Scale-set pools' jobs come from their listeners: no job is read for them.
                 polled = await self.github.active_jobs(target) if self.polls_jobs else PolledJobs()
@@ -991,6 +1000,8 @@ class Controller:
                 continue
             if trusting and not self._recheck_due(job, now, idle_pools):
                 continue
+            if self._reread_held(job):
+                continue  # asked at a later poll
             try:
                 await self._reread(job)
             except GitHubError as error:
@@ -1116,9 +1127,13 @@ class Controller:
 
         Only where it matters, so a long queue costs nothing: per pool, the oldest stale jobs
         up to the runners the scaler would create plus the idle ones it keeps. A job whose
-        re-read fails counts as no demand until a later re-read or poll confirms it, unless the
-        last poll could not read its repository either: its state is then unknown, not stale,
-        and it stays demand as it was known.
+        re-read fails counts as no demand until a later re-read or poll confirms it, unless its
+        state is unknown rather than stale, and it then stays demand as it was known: the last
+        poll could not read its repository either, or GitHub's rate limit holds the re-read.
+        The step never waits for a rate limit: a re-read that would wait for a paused or spent
+        budget (:meth:`~runnerscale.protocols.GitHubAPI.call_wait`; up to an hour) is not
+        made, and one GitHub refuses with a rate limit (``retry_after``) is not held against
+        the job. Both are asked again at a later reconcile.
 
         Returns the jobs it read, and the decision it made on them (None: it needed none),
         when it re-read no job: the store is as it read it (nothing was awaited), so the
@@ -1152,14 +1167,21 @@ class Controller:
                 key=lambda job: (job.created_at, job.id),
             )
             for job in stale[:room]:
+                if self._reread_held(job):
+                    continue  # unknown, not stale: stays demand
                 reread = True
                 try:
                     await self._reread(job)
                 except GitHubError as error:
                     log.warning("job %s of %s: re-reading it failed: %s", job.id, job.repo, error)
-                    if job.repo.lower() not in self._unread_repos:
+                    if error.retry_after is None and job.repo.lower() not in self._unread_repos:
                         self._unconfirmed.add(job.id)
         return (None, None) if reread else (demand, decision)
+
+    def _reread_held(self, job: Job) -> bool:
+        """Whether re-reading ``job`` now would wait for a paused or spent rate limit (up to
+        an hour): the loop asking does not wait, and asks again at its next cycle."""
+        return self.github.call_wait("get-job", Target("repo", job.repo)) > 0
 
     async def _reread(self, job: Job) -> None:
         """Ask GitHub for one job and take its answer (gone: it needs nothing any more)."""

@@ -37,6 +37,11 @@ class Registrar(Protocol):
         """A JIT configuration for a new runner ``name`` at ``target``."""
         ...
 
+    def unregister_wait(self, target: Target) -> float:
+        """Seconds an :meth:`unregister` begun now would wait for a rate-limit budget before
+        it is sent (0.0: none)."""
+        ...
+
     async def unregister(self, target: Target, runner_id: int) -> DeleteOutcome:
         """Remove the runner's registration: DELETED, GONE, or BUSY (it runs a job: kept)."""
         ...
@@ -57,6 +62,9 @@ class RestRegistrar:
 
     async def register(self, target: Target, name: str, labels: Sequence[str]) -> JitConfig:
         return await self.github.generate_jitconfig(target, name, labels)
+
+    def unregister_wait(self, target: Target) -> float:
+        return self.github.call_wait("delete-runner", target)
 
     async def unregister(self, target: Target, runner_id: int) -> DeleteOutcome:
         return await self.github.delete_runner(target, runner_id)
@@ -85,6 +93,10 @@ class ScaleSetRegistrar:
                 f"{self.state.session})"
             )
         return await self.api.generate_jitconfig(scale_set, name)
+
+    def unregister_wait(self, target: Target) -> float:
+        """0.0: removing a runner from its scale set is the Actions service's, not REST's."""
+        return 0.0
 
     async def unregister(self, target: Target, runner_id: int) -> DeleteOutcome:
         return await self.api.remove_runner(runner_id)

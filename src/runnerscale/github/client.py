@@ -71,6 +71,7 @@ from runnerscale.protocols import (
     JitConfig,
     ObservedJob,
     PolledJobs,
+    WaitedCall,
 )
 
 log = logging.getLogger("runnerscale.github")
@@ -624,19 +625,32 @@ class GitHubClient:
         data = response.parsed_data
         return JitConfig(runner_id=int(data.runner.id), encoded=data.encoded_jit_config)
 
-    def _registration_budget(self, target: Target) -> tuple[ApiBudget, str] | None:
-        """The budget a registration at ``target`` is charged to, and its resource; None
-        while that credential has made no call (nothing is known of its budget yet)."""
+    def _budget_for(self, operation: str, target: Target) -> tuple[ApiBudget, str] | None:
+        """The budget a call of ``operation`` about ``target`` is charged to, and its
+        resource; None while that credential has made no call (nothing is known of its
+        budget yet)."""
         budget = self.budget.by_credential.get(self._credential(_owner_of(target)))
         if budget is None:
             return None
-        return budget, budget.resource_for("generate-jitconfig")
+        return budget, budget.resource_for(operation)
+
+    def _registration_budget(self, target: Target) -> tuple[ApiBudget, str] | None:
+        return self._budget_for("generate-jitconfig", target)
+
+    def _wait_for(self, operation: str, target: Target) -> float:
+        """Seconds a call of ``operation`` about ``target`` sent now would wait in
+        :meth:`ApiBudget.wait_if_paused` (its credential's pause, or budget spent by our own
+        count); 0.0: none."""
+        found = self._budget_for(operation, target)
+        return 0.0 if found is None else found[0].wait_before(found[1])
+
+    def call_wait(self, operation: WaitedCall, target: Target) -> float:
+        return self._wait_for(operation, target)
 
     def registration_wait(self, target: Target) -> float:
         """Seconds a registration at ``target`` sent now would wait for its credential's
         registration budget (spent by our own count, or paused by GitHub); 0.0: none."""
-        found = self._registration_budget(target)
-        return 0.0 if found is None else found[0].wait_before(found[1])
+        return self._wait_for("generate-jitconfig", target)
 
     async def registration_ready(self, target: Target) -> None:
         """Return once a registration at ``target`` would be sent at once: the same wait as

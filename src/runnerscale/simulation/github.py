@@ -44,6 +44,7 @@ from runnerscale.protocols import (
     JitConfig,
     ObservedJob,
     PolledJobs,
+    WaitedCall,
 )
 
 IDENTITY = "simulation"
@@ -271,6 +272,11 @@ class SimulatedGitHub:
 
     async def registration_ready(self, target: Target) -> None:
         """Nothing to wait for (:meth:`registration_wait`)."""
+
+    def call_wait(self, operation: WaitedCall, target: Target) -> float:
+        """Always 0.0: no budget kept here either (a spent one is GitHub's refusal, with its
+        ``retry_after``)."""
+        return 0.0
 
     async def delete_runner(self, target: Target, runner_id: int) -> DeleteOutcome:
         with self._at("delete-runner", target):
