@@ -18,6 +18,8 @@ from runnerscale.model import RunnerState, Target
 from runnerscale.protocols import JitConfig
 from tests.controller.conftest import CREATE_TIMEOUT, MakeRig, Rig, settle
 
+#: A runner's journal up to its backend's create call.
+UP_TO_CREATE = ["pending", "generate_jitconfig", "creating", "create"]
 #: The delete timeout of the test rig (``JanitorSettings(delete_timeout=...)``).
 DELETE_TIMEOUT = 120.0
 
@@ -63,8 +65,10 @@ async def test_a_create_that_never_returns_frees_its_slot_after_the_create_timeo
     assert not world.pool.healthy
     assert world.pool.consecutive_failures == 1
     (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
-    said = warning.getMessage()
-    assert hung.name in said and "pool linux" in said and "abandoned" in said
+    assert warning.getMessage() == (
+        f"pool linux: creating {hung.name} failed: backend could not start it: "
+        f"no answer within {CREATE_TIMEOUT + GRACE:.0f}s: abandoned"
+    )
     assert world.provider.specs[0].jitconfig not in caplog.text
 
     world.clock.advance(BACKOFF_BASE)
@@ -72,13 +76,8 @@ async def test_a_create_that_never_returns_frees_its_slot_after_the_create_timeo
     (new,) = world.runners(RunnerState.BOOTING)
     assert new.name != hung.name
     assert world.journal.ops(subject=hung.name) == [
-        "pending",
-        "generate_jitconfig",
-        "creating",
-        "create",
-        "deleting",  # the janitor
-        "delete_runner",
-        "gone",
+        *UP_TO_CREATE,
+        *("deleting", "delete_runner", "gone"),  # the janitor
     ]
     assert world.events == [
         ("cleaned", "linux", "create_timeout"),
@@ -102,14 +101,8 @@ async def test_an_abandoned_create_leaves_no_registration_and_no_instance(world:
     await reconcile
     assert world.runner(hung.name).state is RunnerState.FAILED
     assert world.github.find(hung.name) is None
-    assert world.journal.ops(subject=hung.name) == [
-        "pending",
-        "generate_jitconfig",
-        "creating",
-        "create",
-        "failed",
-        "delete_runner",
-    ]
+    # As a create that failed: the create undoes the registration.
+    assert world.journal.ops(subject=hung.name) == [*UP_TO_CREATE, "failed", "delete_runner"]
     assert world.events == [("error", "linux", "create")]
 
     made = world.provider.add_instance(hung.name)
@@ -174,3 +167,17 @@ async def test_a_delete_that_never_returns_holds_neither_the_janitor_nor_the_run
     assert world.runner(name).state is RunnerState.GONE
     assert world.provider.instances == {}
     assert world.journal.ops("provider").count("delete") == 2
+
+
+async def test_a_reloaded_create_timeout_bounds_the_next_calls(world: Rig) -> None:
+    """The bound is the janitor's timeout as it is now (a reload changes it in place)."""
+    assert world.controller.actions.timeouts is world.controller.settings.janitor
+    world.controller.settings.janitor.create_timeout = 30.0  # what a reload does
+    world.provider.create_wait = hang_first(world)
+    await world.queue(1)
+    reconcile = asyncio.create_task(world.reconcile())
+    await settle()
+    (hung,) = world.runners()
+    world.clock.advance(30.0 + GRACE)
+    await reconcile
+    assert world.runner(hung.name).state is RunnerState.FAILED

@@ -372,7 +372,8 @@ class Actions:
 
     async def start_runner(self, pool: PoolRuntime, runner: Runner) -> Runner | None:
         """Take a ``pending`` runner to ``booting``: register it with GitHub, start its
-        instance. None when it failed (backoff set), or when another writer gave up on it
+        instance, each call abandoned past ``timeouts.create`` and the grace (then it failed
+        too). None when it failed (backoff set), or when another writer gave up on it
         meanwhile (the janitor's ``create_timeout``, an operator): then what this call made
         and nobody else knows of (the registration, the instance) is undone here, and the
         runner stays as the other writer left it."""
