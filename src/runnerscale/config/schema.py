@@ -891,10 +891,15 @@ class Timeouts(ConfigModel):
         "interrupted by a crash left (a folder without its record, a container never "
         "started) is removed once this old. It counts from the moment the creation begins: a "
         "runner waiting for GitHub's registration budget or a free creation slot is not given "
-        "up on meanwhile.",
+        "up on meanwhile. A call of the creation (the registration with GitHub, the backend's "
+        "create) still unanswered a minute after this is abandoned: its creation slot is free "
+        "again, it counts as a failed creation (the pool backs off), and whatever it made "
+        "anyway is removed as an orphan.",
     )
     delete: PositiveDuration = Field(
-        default=120.0, description="Give up on (and retry) a deletion after this long."
+        default=120.0,
+        description="Give up on (and retry) a deletion after this long; a backend delete still "
+        "unanswered a minute after this is abandoned, and retried by the janitor.",
     )
     queued_recheck: PositiveDuration = Field(
         default=120.0,

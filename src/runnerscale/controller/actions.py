@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from runnerscale.controller.bounded import Overdue, Timeouts, within
 from runnerscale.controller.observe import amend, apply_runner_list, move
 from runnerscale.controller.online import OnlineNotices
 from runnerscale.controller.registrar import Registrar, RestRegistrar
@@ -302,6 +303,9 @@ class Actions:
     #: them alone (a row no worker holds is not here, and times out). A removal takes its
     #: runner out at once (the worker's wait then ends with nothing done).
     waiting: dict[str, WaitingFor] = field(default_factory=dict)
+    #: How long a creation's and a removal's calls may take (the janitor's timeouts, shared
+    #: with it): a call past its limit is abandoned (:mod:`runnerscale.controller.bounded`).
+    timeouts: Timeouts = field(default_factory=Timeouts)
 
     def registrar(self, pool: str) -> Registrar:
         """Where the pool's runners are registered and unregistered."""
@@ -383,7 +387,8 @@ class Actions:
 
     async def start_runner(self, pool: PoolRuntime, runner: Runner) -> Runner | None:
         """Take a ``pending`` runner to ``booting``: register it with GitHub, start its
-        instance. None when it failed (backoff set), or when another writer gave up on it
+        instance, each call abandoned past ``timeouts.create`` and the grace (then it failed
+        too). None when it failed (backoff set), or when another writer gave up on it
         meanwhile (the janitor's ``create_timeout``, an operator): then what this call made
         and nobody else knows of (the registration, the instance) is undone here, and the
         runner stays as the other writer left it."""
@@ -393,10 +398,18 @@ class Actions:
             return None
         # Its own labels (a node group's beyond the pool's), else the pool's.
         labels = runner.labels or pool.labels
+        limit = self.timeouts.create_limit
         try:
-            jit = await self.registrar(pool.name).register(target, runner.name, labels)
+            jit = await within(
+                self.clock, limit, self.registrar(pool.name).register(target, runner.name, labels)
+            )
         except GitHubError as error:
             self._creation_failed(pool, runner, f"GitHub refused the JIT config: {error}")
+            return None
+        except Overdue as error:
+            # A registration GitHub made meanwhile is recorded nowhere, and not live in the
+            # store: the janitor's GitHub orphan sweep deletes it.
+            self._creation_failed(pool, runner, f"GitHub did not issue its JIT config: {error}")
             return None
         if not move(
             self.store,
@@ -414,10 +427,13 @@ class Actions:
             runner_name=runner.name, pool=pool.name, jitconfig=jit.encoded, labels=labels
         )
         try:
-            instance = await pool.provider.create(spec)
-        except ProviderError as error:
-            self._creation_failed(pool, runner, f"backend could not start it: {error}")
-            await self._unregister(runner)
+            instance = await within(self.clock, limit, pool.provider.create(spec))
+        except (ProviderError, Overdue) as error:
+            # What an abandoned create made anyway (an instance of no live runner, listed now
+            # or later) is removed by the janitor's instance orphan sweep.
+            if self._creation_failed(pool, runner, f"backend could not start it: {error}"):
+                await self._unregister(runner)
+            # else its remover (the janitor's create timeout, an operator) unregistered it
             return None
         if not move(
             self.store,
@@ -453,11 +469,16 @@ class Actions:
         await self._discard_instance(pool, runner, instance_id)
         return None
 
-    def _creation_failed(self, pool: PoolRuntime, runner: Runner, error: str) -> None:
+    def _creation_failed(self, pool: PoolRuntime, runner: Runner, error: str) -> bool:
+        """Count a failed creation (the pool backs off) and mark its runner ``failed``; False
+        when another writer had moved the runner first (it undoes what it knows of)."""
         log.warning("pool %s: creating %s failed: %s", pool.name, runner.name, error)
         pool.failed(self.clock.now(), error)
-        move(self.store, runner, RunnerState.FAILED, self.clock.now(), error, last_error=error)
+        moved = move(
+            self.store, runner, RunnerState.FAILED, self.clock.now(), error, last_error=error
+        )
         self.events.error(pool.name, "create")
+        return moved
 
     async def _delete_registration(self, runner: Runner, target: Target, runner_id: int) -> None:
         try:
@@ -475,7 +496,7 @@ class Actions:
             instance_id,
         )
         try:
-            await pool.provider.delete(instance_id)
+            await self.delete_instance(pool, instance_id)
         except ProviderError as error:
             # Its runner is not live once gone: the janitor's instance orphan sweep removes it.
             log.warning("runner %s: removing its instance failed: %s", runner.name, error)
@@ -582,7 +603,7 @@ class Actions:
         pool = self.pools.get(runner.pool)
         if runner.instance_id is not None and pool is not None:
             try:
-                await pool.provider.delete(runner.instance_id)
+                await self.delete_instance(pool, runner.instance_id)
             except ProviderError as error:
                 log.warning("runner %s: removing its instance failed: %s", runner.name, error)
                 self.events.error(runner.pool, "delete")
@@ -598,6 +619,16 @@ class Actions:
         it, and tries again at its next cycle."""
         target = self.targets.get(key)
         return target is not None and self.github.call_wait(operation, target) > 0
+
+    async def delete_instance(self, pool: PoolRuntime, instance_id: str) -> None:
+        """The backend's ``delete``, abandoned past ``timeouts.delete`` and the grace: one
+        that hangs then fails (:class:`ProviderError`), so that it holds neither its caller
+        (a worker's removal, the janitor's sweep) nor its runner, which stays ``deleting``
+        for the janitor to retry; an orphan's delete is tried again by the next sweep."""
+        try:
+            await within(self.clock, self.timeouts.delete_limit, pool.provider.delete(instance_id))
+        except Overdue as error:
+            raise ProviderError(f"pool {pool.name}: deleting {instance_id}: {error}") from None
 
     async def refresh_runner_lists(self, keys: Iterable[str]) -> list[GitHubError]:
         """Read GitHub's runner lists of these targets and apply them; runners seen online for

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from runnerscale.controller.actions import Actions, CleanupKind, pool_by_runner_name
+from runnerscale.controller.bounded import Timeouts
 from runnerscale.controller.observe import REGISTERED, move
 from runnerscale.controller.reruns import record_loss
 from runnerscale.model import Instance, Runner, RunnerState
@@ -62,9 +63,10 @@ def _lag(runner: Runner) -> float:
 
 
 @dataclass
-class JanitorSettings:
-    create_timeout: float = 120.0
-    delete_timeout: float = 120.0
+class JanitorSettings(Timeouts):
+    """Its timeouts (which bound the controller's calls too: ``Actions.timeouts`` is this
+    object) and how often it searches GitHub."""
+
     #: How often GitHub's runner lists are searched for registrations nobody tracks.
     github_orphan_interval: float = 600.0
 
@@ -265,7 +267,7 @@ class Janitor:
                 if kind is None:
                     continue
                 try:
-                    await pool.provider.delete(instance.id)
+                    await actions.delete_instance(pool, instance.id)
                 except ProviderError as error:
                     log.warning("janitor: removing instance %s failed: %s", instance.id, error)
                     continue

@@ -421,7 +421,15 @@ class Controller:
         self.targets = {target.key: target for target in targets}
         self.pools = {pool.name: pool for pool in pools}
         self._read_drains(store)
-        self.actions = Actions(store, github, clock, self.targets, self.pools, events or Events())
+        self.actions = Actions(
+            store,
+            github,
+            clock,
+            self.targets,
+            self.pools,
+            events or Events(),
+            timeouts=self.settings.janitor,
+        )
         if runner_suffix is not None:
             self.actions.suffix = runner_suffix
         self.janitor = Janitor(self.actions, self.settings.janitor)

@@ -8,7 +8,8 @@ creations together, a slow pool held up every other pool's next cycle. Deciding 
 from doing (as ARC publishes a desired state and garm runs a small actor per instance): the
 reconcile decides for every pool at once (the pure scaler) and writes the decision, and each
 pool's worker acts on its own part in tasks of its own. A pool whose backend is slow, or hangs,
-delays only itself.
+delays only itself; and a call that hangs holds its creation slot only until it is abandoned,
+``timeouts.create`` and a minute after it began (:mod:`runnerscale.controller.bounded`).
 
 What the worker converges on
 ----------------------------

@@ -152,8 +152,9 @@ class ExternalProvider:
         try:
             found = await self._create(spec, grant, tools)
         except asyncio.CancelledError:
-            # The daemon is stopping: no new run now. What the provider made is listed for the
-            # pool, runner-less, so the janitor removes it.
+            # The daemon is stopping, or the controller abandoned a create past its timeout:
+            # no new run now. What the provider made is listed for the pool, runner-less, so
+            # the janitor removes it.
             self._revoke(spec.runner_name)
             raise
         except Exception:
