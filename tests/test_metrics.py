@@ -184,6 +184,25 @@ def test_failed_cycles_are_counted_by_loop_and_every_loop_starts_at_zero() -> No
     assert loops() == {"events": 0, "reconcile": 0, "poll": 2, "janitor": 0, "worker": 1}
 
 
+def test_the_scale_set_listeners_failures_start_at_zero_only_with_a_scale_set_pool() -> None:
+    """Without a scale-set pool no listener runs: no ``scaleset`` series, as every other
+    scale-set figure has none; with one, it starts at 0 as the other loops' do."""
+
+    def loops(metrics: Metrics) -> dict[str, float]:
+        return {
+            dict(labels)["loop"]: value
+            for (name, labels), value in samples(metrics).items()
+            if name == "runnerscale_loop_errors_total"
+        }
+
+    webhooks = Metrics(lambda: Status(pools=[]), lambda: None, pools=["linux"])
+    assert "scaleset" not in loops(webhooks)
+    scale_sets = Metrics(lambda: Status(pools=[]), lambda: None, pools=["ss"], scale_sets=True)
+    assert loops(scale_sets)["scaleset"] == 0
+    scale_sets.events().failed("scaleset")
+    assert loops(scale_sets)["scaleset"] == 1
+
+
 def test_the_hosts_of_a_pool_over_several_are_up_or_down_with_their_slots() -> None:
     nodes = [
         NodeStatus("node1.example.net", up=True, slots=4, labels=(), runners=3),

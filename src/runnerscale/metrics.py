@@ -344,9 +344,13 @@ class Metrics:
         budget: Callable[[], Budgets | None],
         pools: Iterable[str] = (),
         backend_events: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
+        *,
+        scale_sets: bool = False,
     ) -> None:
         """``pools``: the configured pools, whose series start at zero. ``backend_events``:
-        per pool, the events its backend declares and their outcomes (started at zero too)."""
+        per pool, the events its backend declares and their outcomes (started at zero too).
+        ``scale_sets``: some pool is a scale-set pool, so its listener's loop (``scaleset``)
+        runs and that loop's failures start at zero too (without one it never runs)."""
         self._status = status
         self.registry = CollectorRegistry()
         counter = self._counter
@@ -437,7 +441,7 @@ class Metrics:
         #: The status the runner-seconds were last counted up to.
         self._counted: Status | None = None
         self.registry.register(_StatusCollector(status, budget))
-        self._start_at_zero(list(pools))
+        self._start_at_zero(list(pools), scale_sets=scale_sets)
         for pool, events in (backend_events or {}).items():
             for event, outcomes in events.items():
                 for outcome in outcomes:
@@ -449,12 +453,13 @@ class Metrics:
     def _histogram(self, name: str, doc: str, label: str, buckets: tuple[float, ...]) -> Histogram:
         return Histogram(name, doc, [label], buckets=buckets, registry=self.registry)
 
-    def _start_at_zero(self, pools: list[str]) -> None:
+    def _start_at_zero(self, pools: list[str], *, scale_sets: bool) -> None:
         """Create the series of every configured pool and every kind, at zero."""
         for outcome in get_args(WebhookOutcome):
             self.webhook_deliveries.labels(outcome)
         for loop in get_args(LoopName):
-            self.loop_errors.labels(loop)
+            if scale_sets or loop != "scaleset":
+                self.loop_errors.labels(loop)
         for route in get_args(MetadataRoute):
             # Every route can answer these two; an alert on refused tokens sees the first one.
             for answer in ("ok", "unauthorized"):
