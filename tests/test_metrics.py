@@ -53,6 +53,41 @@ def test_runner_seconds_count_each_state_for_as_long_as_the_counts_held() -> Non
     assert seconds("idle") == 1 * 2
 
 
+def waiting_for_budget(status: Status, runners: int) -> Status:
+    """``status`` with ``runners`` of its pool's booting ones waiting for GitHub's
+    registration budget (``pending``, no instance yet)."""
+    (only,) = status.pools
+    only.waiting = {"registration_budget": runners, "create_slot": 0}
+    return status
+
+
+def test_a_runner_waiting_to_be_created_costs_nothing_until_its_creation_begins() -> None:
+    """A runner waits ten minutes for GitHub's registration budget (counted in booting), its
+    creation then begins and it boots for 30 s, comes online and runs a job for 60 s: its
+    booting seconds are the 30 s from its creation's start, not the 630 s since the decision.
+    (Before, the wait was charged as booting: the cost panels overstated a budget wait.)"""
+    statuses = [
+        waiting_for_budget(Status(pools=[pool(booting=1)], updated_at=100.0), 1),
+        waiting_for_budget(Status(pools=[pool(booting=1)], updated_at=400.0), 1),
+        waiting_for_budget(Status(pools=[pool(booting=1)], updated_at=700.0), 0),
+        Status(pools=[pool(busy=1)], updated_at=730.0),
+        Status(pools=[pool()], updated_at=790.0),
+    ]
+    current: list[Status] = []
+    metrics = Metrics(lambda: current[-1], lambda: None, pools=["linux"])
+    for one in statuses:
+        current.append(one)
+        metrics.events().refreshed()
+    seen = samples(metrics)
+
+    def seconds(state: str) -> float:
+        return seen[("runnerscale_runner_seconds_total", (("pool", "linux"), ("state", state)))]
+
+    assert seconds("booting") == 30.0
+    assert seconds("busy") == 60.0
+    assert seconds("idle") == 0.0
+
+
 def test_the_busy_ratio_is_busy_over_every_runner_of_the_pool() -> None:
     assert busy_ratio(pool(booting=1, idle=1, busy=2)) == 0.5
     assert busy_ratio(pool()) == 0.0
@@ -147,6 +182,25 @@ def test_failed_cycles_are_counted_by_loop_and_every_loop_starts_at_zero() -> No
     events.failed("poll")
     events.failed("worker")
     assert loops() == {"events": 0, "reconcile": 0, "poll": 2, "janitor": 0, "worker": 1}
+
+
+def test_the_scale_set_listeners_failures_start_at_zero_only_with_a_scale_set_pool() -> None:
+    """Without a scale-set pool no listener runs: no ``scaleset`` series, as every other
+    scale-set figure has none; with one, it starts at 0 as the other loops' do."""
+
+    def loops(metrics: Metrics) -> dict[str, float]:
+        return {
+            dict(labels)["loop"]: value
+            for (name, labels), value in samples(metrics).items()
+            if name == "runnerscale_loop_errors_total"
+        }
+
+    webhooks = Metrics(lambda: Status(pools=[]), lambda: None, pools=["linux"])
+    assert "scaleset" not in loops(webhooks)
+    scale_sets = Metrics(lambda: Status(pools=[]), lambda: None, pools=["ss"], scale_sets=True)
+    assert loops(scale_sets)["scaleset"] == 0
+    scale_sets.events().failed("scaleset")
+    assert loops(scale_sets)["scaleset"] == 1
 
 
 def test_the_hosts_of_a_pool_over_several_are_up_or_down_with_their_slots() -> None:

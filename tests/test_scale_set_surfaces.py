@@ -16,7 +16,7 @@ from runnerscale.cli import app
 from runnerscale.clock import VirtualClock
 from runnerscale.config import Config, parse_config
 from runnerscale.controller.loops import PoolStatus, ScaleSetStatus, Status
-from runnerscale.daemon import scale_set_apis
+from runnerscale.daemon import Daemon, scale_set_apis
 from runnerscale.metrics import Metrics
 from runnerscale.statusview import scale_set_lines
 
@@ -164,3 +164,22 @@ def test_simulate_takes_a_config_with_scale_set_pools(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     body = json.loads((tmp_path / "r.json").read_text())
     assert (body["jobs"], body["served"]) == (1, 1)
+
+
+async def test_the_daemons_metrics_count_listener_failures_only_with_scale_set_pools(
+    tmp_path: Path,
+) -> None:
+    """The ``scaleset`` loop's failures start at 0 in a daemon with scale-set pools (whose
+    listeners it runs), and a daemon without any has no such series."""
+    webhooks_only = (
+        CONFIG[: CONFIG.index("  - name: scaleset-x64")] + CONFIG[CONFIG.index("  - name: hooks") :]
+    )
+    for text, present in ((CONFIG, True), (webhooks_only, False)):
+        state = f"state: sqlite:///{tmp_path}/{present}.db\n"
+        built = Daemon.build(parse_config(text + state, source="rs.yaml", env={}))
+        try:
+            exposed = built.metrics.render().decode()
+        finally:
+            await built.stop()
+        assert ('runnerscale_loop_errors_total{loop="scaleset"} 0.0' in exposed) is present
+        assert 'runnerscale_loop_errors_total{loop="worker"} 0.0' in exposed

@@ -351,6 +351,7 @@ class Daemon:
             lambda: github.budget,
             pools=[pool.name for pool in config.pools],
             backend_events=declared_backend_events(config),
+            scale_sets=any(pool.scale_set is not None for pool in config.pools),
         )
         # One registry of instance tokens for the daemon; its URLs are known once the
         # listener is bound (below), before any backend grants (at create, after start).

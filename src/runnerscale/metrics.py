@@ -95,14 +95,26 @@ UNMATCHED = "unmatched"
 RUNNER_TIME_STATES = ("booting", "idle", "busy")
 
 
+def booting_created(pool: PoolStatus) -> int:
+    """The pool's booting runners whose creation has begun: those waiting to be created
+    (GitHub's registration budget, a creation slot: ``pending`` rows counted in ``booting``)
+    are left out, as they have no instance yet, cost nothing and can take no job."""
+    return max(0, pool.booting - sum(pool.waiting.values()))
+
+
+def runner_time_counts(pool: PoolStatus) -> dict[str, int]:
+    """The pool's runners by the state their time is counted in (:data:`RUNNER_TIME_STATES`):
+    a runner costs from when its creation begins, not while it waits for it, so a wait of
+    minutes for GitHub's registration budget adds nothing to the cost panels."""
+    return {"booting": booting_created(pool), "idle": pool.idle, "busy": pool.busy}
+
+
 def busy_ratio(pool: PoolStatus) -> float:
     """The share of the pool's runners (booting, idle or busy) that run a job; 0 with none.
 
-    Runners waiting to be created (GitHub's registration budget, a creation slot: counted in
-    ``booting``) are left out: they have no instance yet and can take no job, so counting them
+    Runners waiting to be created are left out (:func:`booting_created`): counting them
     would pull the ratio down during a budget wait while every runner the pool has is busy."""
-    created = max(0, pool.booting - sum(pool.waiting.values()))
-    runners = created + pool.idle + pool.busy
+    runners = sum(runner_time_counts(pool).values())
     return pool.busy / runners if runners else 0.0
 
 
@@ -332,9 +344,13 @@ class Metrics:
         budget: Callable[[], Budgets | None],
         pools: Iterable[str] = (),
         backend_events: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
+        *,
+        scale_sets: bool = False,
     ) -> None:
         """``pools``: the configured pools, whose series start at zero. ``backend_events``:
-        per pool, the events its backend declares and their outcomes (started at zero too)."""
+        per pool, the events its backend declares and their outcomes (started at zero too).
+        ``scale_sets``: some pool is a scale-set pool, so its listener's loop (``scaleset``)
+        runs and that loop's failures start at zero too (without one it never runs)."""
         self._status = status
         self.registry = CollectorRegistry()
         counter = self._counter
@@ -359,7 +375,8 @@ class Metrics:
         )
         self.runner_seconds = counter(
             "runnerscale_runner_seconds",
-            "Seconds the pool's runners spent booting, idle or busy (cost = these x price)",
+            "Seconds the pool's runners spent booting (from their creation's start, not while "
+            "they wait for it), idle or busy (cost = these x price)",
             "pool",
             "state",
         )
@@ -424,7 +441,7 @@ class Metrics:
         #: The status the runner-seconds were last counted up to.
         self._counted: Status | None = None
         self.registry.register(_StatusCollector(status, budget))
-        self._start_at_zero(list(pools))
+        self._start_at_zero(list(pools), scale_sets=scale_sets)
         for pool, events in (backend_events or {}).items():
             for event, outcomes in events.items():
                 for outcome in outcomes:
@@ -436,12 +453,13 @@ class Metrics:
     def _histogram(self, name: str, doc: str, label: str, buckets: tuple[float, ...]) -> Histogram:
         return Histogram(name, doc, [label], buckets=buckets, registry=self.registry)
 
-    def _start_at_zero(self, pools: list[str]) -> None:
+    def _start_at_zero(self, pools: list[str], *, scale_sets: bool) -> None:
         """Create the series of every configured pool and every kind, at zero."""
         for outcome in get_args(WebhookOutcome):
             self.webhook_deliveries.labels(outcome)
         for loop in get_args(LoopName):
-            self.loop_errors.labels(loop)
+            if scale_sets or loop != "scaleset":
+                self.loop_errors.labels(loop)
         for route in get_args(MetadataRoute):
             # Every route can answer these two; an alert on refused tokens sees the first one.
             for answer in ("ok", "unauthorized"):
@@ -530,8 +548,7 @@ class Metrics:
             return
         elapsed = max(0.0, status.updated_at - last.updated_at)
         for pool in last.pools:
-            for state in RUNNER_TIME_STATES:
-                runners: int = getattr(pool, state)
+            for state, runners in runner_time_counts(pool).items():
                 if runners:
                     self.runner_seconds.labels(pool.name, state).inc(runners * elapsed)
 

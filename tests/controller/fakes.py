@@ -383,6 +383,9 @@ class FakeProvider:
     delete_wait: Callable[[], Awaitable[None]] | None = None
     #: What each new instance costs an hour (``Instance.price_per_hour``; None: no price).
     price: float | None = None
+    #: When each new instance was made (``Instance.created_at``, as EC2's launch time):
+    #: the test's clock; None: not told.
+    made_at: Callable[[], float] | None = None
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def fail(
@@ -416,6 +419,7 @@ class FakeProvider:
             runner_name=spec.runner_name,
             pool=spec.pool,
             running=True,
+            created_at=None if self.made_at is None else self.made_at(),
             price_per_hour=self.price,
         )
         self.instances[instance.id] = instance

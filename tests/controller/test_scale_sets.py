@@ -326,6 +326,40 @@ async def test_github_errors_are_backed_off_from_keeping_the_demand(rig: ScaleSe
     assert rig.service.sessions_closed == 1
 
 
+async def test_each_failure_backed_off_from_is_a_failed_cycle_of_the_scaleset_loop(
+    rig: ScaleSetRig,
+) -> None:
+    """The Actions service fails twice, then the scale set is gone: three failures, each
+    counted as it is backed off from (the status API's ``errors`` and ``Events.failed``, the
+    metric), as a failed cycle of the other loops is. Before, only the log told of them."""
+    failed: list[str] = []
+    rig.controller.actions.events.failed = failed.append
+    await rig.connect()
+    rig.service.fail("next_message", GitHubError("502 Bad Gateway", status=502), times=2)
+    listening = asyncio.create_task(rig.listener.run())
+    for wait in (1.0, 2.0):
+        await settle()
+        assert rig.state.session == "backing off"
+        rig.clock.advance(wait)
+    await settle()
+    assert rig.state.session == "open"
+    assert failed == ["scaleset", "scaleset"]
+    scale_set = rig.state.scale_set
+    assert scale_set is not None
+    await rig.service.delete_scale_set(scale_set.id)
+    await settle()
+    assert rig.state.session == "backing off"
+    wake = rig.clock.next_wakeup()
+    assert wake is not None
+    rig.clock.advance(wake - rig.clock.now())
+    await settle()
+    assert rig.state.session == "open"
+    listening.cancel()
+    await asyncio.gather(listening, return_exceptions=True)
+    assert failed == ["scaleset"] * 3
+    assert rig.controller.errors == {"scaleset": 3}
+
+
 async def test_the_session_state_is_in_the_status_and_no_secret_is(rig: ScaleSetRig) -> None:
     await rig.connect()
     rig.service.send(SET, assigned=1)

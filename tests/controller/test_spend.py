@@ -3,6 +3,7 @@ budget that holds a pool's launches back until the next UTC day (issue 15)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -12,7 +13,7 @@ from runnerscale.controller.spend import SpendBook, key
 from runnerscale.metrics import Metrics
 from runnerscale.model import DAY, Instance, RunnerState
 from runnerscale.store.memory import MemoryStore
-from tests.controller.conftest import MakeRig, Rig
+from tests.controller.conftest import REPO_A, MakeRig, Rig, settle
 
 #: 2026-01-01 00:00 UTC, where the virtual clock starts.
 MIDNIGHT = 1_767_225_600.0
@@ -185,3 +186,43 @@ async def test_the_figures_reach_the_metrics(world: Rig) -> None:
     assert 'runnerscale_pool_budget_per_day_dollars{pool="linux"} 1.0' in text
     assert 'runnerscale_pool_held_back_runners{pool="linux",reason="budget"} 1.0' in text
     assert 'runnerscale_pool_held_back_runners{pool="linux",reason="failure_backoff"} 0.0' in text
+
+
+async def test_a_runner_waiting_for_the_registration_budget_costs_from_its_creations_start(
+    make_world: MakeRig,
+) -> None:
+    """A busy runner runs all along; a second one, decided on for a queued job, waits ten
+    minutes for GitHub's registration budget, is then created and boots for 100 s. The pool's
+    spend (what its budget reads) and ``runnerscale_runner_seconds_total`` charge the second
+    one only from its creation's start: the spend because it lists instances (a waiting
+    runner has none), the runner-seconds because they leave the waiting runners out of
+    booting (before, its wait was charged as 600 s of booting)."""
+    world = make_world(max_runners=5, budget_per_day=100.0)
+    world.provider.price = PRICE
+    world.provider.made_at = world.clock.now
+    metrics = Metrics(lambda: world.controller.status, lambda: None, pools=["linux"])
+    world.controller.actions.events = metrics.events()
+    await world.busy_runner()
+    await world.controller.reconcile_step()  # the status the runner-seconds count from
+    reset = world.clock.now() + 600
+    world.github.spend_registrations(REPO_A, world.clock, reset)
+    await world.queue(1)  # taken for the busy runner's job
+    await world.queue(2)
+    reconcile = asyncio.create_task(world.reconcile())
+    await settle()
+    (waiting,) = world.runners(RunnerState.PENDING)
+    assert world.controller.actions.waiting == {waiting.name: "registration_budget"}
+    for _ in range(20):  # ten minutes of waiting, polled and reconciled all along
+        world.clock.advance(30)
+        await world.poll()
+        await world.controller.reconcile_step()
+    await reconcile  # the window reset: its creation begins now
+    assert world.runner(waiting.name).state is RunnerState.BOOTING
+    assert world.controller.spend.total("linux") == pytest.approx(0.6)  # the busy one's
+
+    await spend(world, 100)
+    await world.controller.reconcile_step()
+    assert world.controller.spend.total("linux") == pytest.approx(0.7 + 0.1)
+    text = metrics.render().decode()
+    assert 'runnerscale_runner_seconds_total{pool="linux",state="busy"} 700.0' in text
+    assert 'runnerscale_runner_seconds_total{pool="linux",state="booting"} 100.0' in text

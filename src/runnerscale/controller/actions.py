@@ -230,8 +230,9 @@ CleanupKind = Literal[
 #: pool's ``create_concurrency`` slots (:mod:`runnerscale.controller.workers`).
 WaitingFor = Literal["registration_budget", "create_slot"]
 #: The controller's loops that count their failed cycles (``Controller.errors``, as
-#: ``Events.failed`` reports them): ``worker`` is a pool worker's task.
-LoopName = Literal["events", "reconcile", "poll", "janitor", "worker"]
+#: ``Events.failed`` reports them): ``worker`` is a pool worker's task, ``scaleset`` a
+#: scale-set pool's listener (run only with scale-set pools).
+LoopName = Literal["events", "reconcile", "poll", "janitor", "worker", "scaleset"]
 #: Why a runner is taken out of service, as ``Events.removing`` reports it.
 RemovalReason = Literal[
     "job_done", "idle", "boot_timeout", "create_timeout", "operator", "interrupted"

@@ -517,6 +517,7 @@ class Controller:
                 capacity=_cap_of(pool),
                 observe=self.observe,
                 changed=self.kick,
+                failed=lambda: self.count_failure("scaleset"),
             )
         return listeners
 

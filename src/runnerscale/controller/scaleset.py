@@ -157,7 +157,11 @@ class ScaleSetListener:
     set is gone (deleted behind our back, or collected by GitHub after days offline), it is
     found or created again and a new session opened. Any other failure of the Actions
     service is backed off from (1 s doubling to 60 s, or the service's Retry-After), keeping
-    the last assigned count. On shutdown the session is closed (deleted), so that a
+    the last assigned count. Every failure backed off from, a scale set gone included, is told
+    to ``failed`` (the controller counts it as a failed cycle of its ``scaleset`` loop: the
+    status API's ``errors`` and ``runnerscale_loop_errors_total``), as a failed cycle of
+    the other loops is; the log alone would leave a listener failing for hours unseen. On
+    shutdown the session is closed (deleted), so that a
     successor does not wait for it to expire.
     """
 
@@ -172,6 +176,7 @@ class ScaleSetListener:
         capacity: Callable[[], int],
         observe: Callable[[ObservedJob], None],
         changed: Callable[[], None],
+        failed: Callable[[], None],
     ) -> None:
         self.state = state
         self.api = api
@@ -181,6 +186,7 @@ class ScaleSetListener:
         self._capacity = capacity
         self._observe = observe
         self._changed = changed
+        self._failed = failed
         self._session: ScaleSetSession | None = None
         self._statistics: ScaleSetStatistics | None = None
         self._stored_scale_set_id: int | None = None
@@ -314,6 +320,7 @@ class ScaleSetListener:
             self._changed()
 
     async def _back_off(self, error: Exception) -> None:
+        self._failed()
         self._failures += 1
         delay = min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** min(self._failures - 1, 16))
         if isinstance(error, GitHubError):
