@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
 
 import pytest
 
 from runnerscale.controller.actions import BACKOFF_BASE
 from runnerscale.controller.bounded import GRACE
 from runnerscale.model import RunnerState, Target
-from runnerscale.protocols import DeleteOutcome, JitConfig, ProviderError
+from runnerscale.protocols import JitConfig, ProviderError
 from tests.controller.conftest import CREATE_TIMEOUT, MakeRig, Rig, settle
 
 #: A runner's journal up to its backend's create call.
@@ -183,6 +184,19 @@ async def test_a_reloaded_create_timeout_bounds_the_next_calls(world: Rig) -> No
     assert world.runner(hung.name).state is RunnerState.FAILED
 
 
+async def abandoned_listing(world: Rig, step: Coroutine[Any, Any, None]) -> None:
+    """Run ``step`` while the backend's listing hangs: it waits until the listing's bound,
+    then fails as when the backend cannot list."""
+    task = asyncio.create_task(step)
+    await settle()
+    assert not task.done()
+    world.clock.advance(world.controller.actions.timeouts.list_limit)
+    await settle()
+    assert task.done(), "a hung listing still holds the step"
+    with pytest.raises(ProviderError, match="pool linux: listing its instances: no answer"):
+        await task
+
+
 def hang_always() -> Callable[[], Awaitable[None]]:
     """A ``read_wait``: the backend's ``list`` and ``get`` never answer."""
 
@@ -242,14 +256,7 @@ async def test_a_listing_that_never_returns_does_not_stop_the_poll(world: Rig) -
     world.github.set_runner(name, online=True)
     world.clock.advance(60.0)  # a booting runner is looked up in GitHub after a minute
     world.provider.read_wait = hang_always()
-    poll = asyncio.create_task(world.poll())
-    await settle()
-    assert not poll.done()
-    world.clock.advance(world.controller.actions.timeouts.list_limit)
-    await settle()
-    assert poll.done(), "a hung listing still holds the poll"
-    with pytest.raises(ProviderError, match="pool linux: listing its instances: no answer"):
-        await poll
+    await abandoned_listing(world, world.poll())
     assert world.runner(name).state is RunnerState.IDLE
 
 
@@ -259,12 +266,7 @@ async def test_a_get_that_never_returns_is_taken_as_a_backend_that_cannot_say(
     """A removal GitHub refuses (the runner still busy there) asks the backend whether the
     instance still runs; that ``get`` hangs. It is abandoned at the same bound and taken as
     when the backend cannot say (it runs: the runner is busy again), with a warning."""
-    name = await world.busy_runner()
-    world.github.delete_outcomes[name] = DeleteOutcome.BUSY
-    world.provider.exit(name, code=137, detail="killed")
-    await world.poll()
-    await world.reconcile()
-    assert world.runner(name).state is RunnerState.DELETING
+    name = await world.dead_runner_github_holds_busy()
     world.provider.read_wait = hang_always()
     limit = world.controller.actions.timeouts.list_limit
 
@@ -297,12 +299,5 @@ async def test_a_listing_that_never_returns_fails_startup_recovery_as_a_failed_o
     (hung,) = world.runners(RunnerState.CREATING)
     reconcile.cancel()  # the daemon died here
     world.provider.read_wait = hang_always()
-    recover = asyncio.create_task(world.restart().actions.recover())
-    await settle()
-    assert not recover.done()
-    world.clock.advance(world.controller.actions.timeouts.list_limit)
-    await settle()
-    assert recover.done(), "a hung listing still holds startup recovery"
-    with pytest.raises(ProviderError, match="pool linux: listing its instances: no answer"):
-        await recover
+    await abandoned_listing(world, world.restart().actions.recover())
     assert world.runner(hung.name).state is RunnerState.CREATING
