@@ -30,7 +30,7 @@ from runnerscale.model import (
     Target,
     normalize_labels,
 )
-from runnerscale.protocols import ObservedJob
+from runnerscale.protocols import DeleteOutcome, ObservedJob
 from runnerscale.store import SqlStore, open_store
 from tests.controller.fakes import (
     FakeFleet,
@@ -207,6 +207,17 @@ class Rig:
         self.github.set_runner(name, online=True, busy=True)
         await self.poll()
         assert self.runner(name).state is RunnerState.BUSY
+        return name
+
+    async def dead_runner_github_holds_busy(self) -> str:
+        """A busy runner whose instance died while GitHub still holds its job: its removal
+        is refused (422), so it stays ``deleting``, retried sweep after sweep."""
+        name = await self.busy_runner()
+        self.github.delete_outcomes[name] = DeleteOutcome.BUSY  # GitHub still holds its job
+        self.provider.exit(name, code=137, detail="killed")
+        await self.poll()
+        await self.reconcile()  # GitHub still shows it busy (it has not noticed the loss yet)
+        assert self.runner(name).state is RunnerState.DELETING
         return name
 
 

@@ -381,6 +381,8 @@ class FakeProvider:
     create_wait: Callable[[], Awaitable[None]] | None = None
     #: Awaited by ``delete`` before the instance is gone.
     delete_wait: Callable[[], Awaitable[None]] | None = None
+    #: Awaited by ``list`` and ``get`` before they answer.
+    read_wait: Callable[[], Awaitable[None]] | None = None
     #: What each new instance costs an hour (``Instance.price_per_hour``; None: no price).
     price: float | None = None
     #: When each new instance was made (``Instance.created_at``, as EC2's launch time):
@@ -437,11 +439,15 @@ class FakeProvider:
         self.instances.pop(instance_id, None)
 
     async def get(self, instance_id: str) -> Instance | None:
+        if self.read_wait is not None:
+            await self.read_wait()
         return self.instances.get(instance_id)
 
     async def list(self) -> list[Instance]:
         self.journal.append(("provider", "list", self.pool))
         self.faults.check("list", after=False)
+        if self.read_wait is not None:
+            await self.read_wait()
         return list(self.instances.values())
 
     async def close(self) -> None:

@@ -102,6 +102,9 @@ async def test_healthz_is_503_while_a_loop_hangs_and_200_once_it_moves_again(
     hanging = HangingList(world)
     world.provider.list = hanging  # type: ignore[method-assign]
     controller = world.controller
+    # A listing is abandoned past the delete timeout and a minute: here, long after the
+    # loop is reported stuck (a cycle held by any other call that hangs looks the same).
+    controller.settings.janitor.delete_timeout = 2 * STALL_AFTER
     await controller.start()
     await settle()
     try:
@@ -118,6 +121,29 @@ async def test_healthz_is_503_while_a_loop_hangs_and_200_once_it_moves_again(
         assert any(
             reason.startswith("the poll loop has been in one cycle") for reason in body["reasons"]
         )
+    finally:
+        await controller.stop()
+
+
+async def test_a_hung_listing_is_abandoned_before_its_loop_counts_as_stuck(
+    world: Rig, daemon_http: httpx.AsyncClient
+) -> None:
+    """With the default timeouts, a listing that never answers is given up on at the delete
+    timeout and a minute: the poll and the janitor go on, and ``/healthz`` stays 200."""
+    hanging = HangingList(world)
+    world.provider.list = hanging  # type: ignore[method-assign]
+    controller = world.controller
+    await controller.start()
+    await settle()
+    try:
+        hanging.hang.set()
+        assert controller.actions.timeouts.list_limit < STALL_AFTER
+        for _ in range(int(2 * STALL_AFTER) // 10):
+            world.clock.advance(10.0)
+            await settle()
+        answer = await daemon_http.get("/healthz")
+        assert answer.status_code == 200, answer.json()
+        assert controller.errors["poll"] >= 1
     finally:
         await controller.stop()
 

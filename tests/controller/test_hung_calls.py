@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
 
 import pytest
 
 from runnerscale.controller.actions import BACKOFF_BASE
 from runnerscale.controller.bounded import GRACE
 from runnerscale.model import RunnerState, Target
-from runnerscale.protocols import JitConfig
+from runnerscale.protocols import JitConfig, ProviderError
 from tests.controller.conftest import CREATE_TIMEOUT, MakeRig, Rig, settle
 
 #: A runner's journal up to its backend's create call.
@@ -181,3 +182,122 @@ async def test_a_reloaded_create_timeout_bounds_the_next_calls(world: Rig) -> No
     world.clock.advance(30.0 + GRACE)
     await reconcile
     assert world.runner(hung.name).state is RunnerState.FAILED
+
+
+async def abandoned_listing(world: Rig, step: Coroutine[Any, Any, None]) -> None:
+    """Run ``step`` while the backend's listing hangs: it waits until the listing's bound,
+    then fails as when the backend cannot list."""
+    task = asyncio.create_task(step)
+    await settle()
+    assert not task.done()
+    world.clock.advance(world.controller.actions.timeouts.list_limit)
+    await settle()
+    assert task.done(), "a hung listing still holds the step"
+    with pytest.raises(ProviderError, match="pool linux: listing its instances: no answer"):
+        await task
+
+
+def hang_always() -> Callable[[], Awaitable[None]]:
+    """A ``read_wait``: the backend's ``list`` and ``get`` never answer."""
+
+    async def wait() -> None:
+        await asyncio.Event().wait()
+
+    return wait
+
+
+async def test_a_listing_that_never_returns_holds_neither_the_janitor_nor_its_other_duties(
+    world: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The backend's ``list`` hangs for good. Each sweep's listing is abandoned at the delete
+    timeout and the grace, as a listing that failed: with no inventory, nothing is removed as
+    an orphan (an instance of no runner stays) and no runner is taken for lost; the sweep ends,
+    so the next one still gives up on a runner past its boot timeout."""
+    name = await world.booting_runner()
+    orphan = world.provider.add_instance("linux-orphan")
+    world.provider.read_wait = hang_always()
+    limit = world.controller.actions.timeouts.list_limit
+    assert limit == DELETE_TIMEOUT + GRACE
+
+    sweep = asyncio.create_task(world.sweep())
+    await settle()
+    assert not sweep.done()
+    world.clock.advance(limit)
+    await settle()
+    assert sweep.done(), "a hung listing still holds the janitor's sweep"
+    await sweep
+    assert orphan.id in world.provider.instances
+    assert world.runner(name).state is RunnerState.BOOTING
+    (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.getMessage() == (
+        "janitor: cannot list instances of pool linux: pool linux: listing its instances: "
+        f"no answer within {limit:.0f}s: abandoned"
+    )
+
+    world.clock.advance(world.spec.boot_timeout)
+    sweep = asyncio.create_task(world.sweep())
+    await settle()
+    assert world.runner(name).state is RunnerState.GONE  # before the listing, as ever
+    assert world.controller.janitor.cleaned["boot_timeout"] == 1
+    world.clock.advance(limit)
+    await sweep
+    assert orphan.id in world.provider.instances
+    assert world.controller.janitor.cleaned["instance_orphan"] == 0
+
+    world.provider.read_wait = None  # the backend answers again: the orphan goes
+    await world.sweep()
+    assert orphan.id not in world.provider.instances
+
+
+async def test_a_listing_that_never_returns_does_not_stop_the_poll(world: Rig) -> None:
+    """The poll's listing is abandoned as the janitor's is, and the poll goes on as when the
+    backend cannot list: GitHub's runner list is still read, and the poll reports the error."""
+    name = await world.booting_runner()
+    world.github.set_runner(name, online=True)
+    world.clock.advance(60.0)  # a booting runner is looked up in GitHub after a minute
+    world.provider.read_wait = hang_always()
+    await abandoned_listing(world, world.poll())
+    assert world.runner(name).state is RunnerState.IDLE
+
+
+async def test_a_get_that_never_returns_is_taken_as_a_backend_that_cannot_say(
+    world: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A removal GitHub refuses (the runner still busy there) asks the backend whether the
+    instance still runs; that ``get`` hangs. It is abandoned at the same bound and taken as
+    when the backend cannot say (it runs: the runner is busy again), with a warning."""
+    name = await world.dead_runner_github_holds_busy()
+    world.provider.read_wait = hang_always()
+    limit = world.controller.actions.timeouts.list_limit
+
+    sweep = asyncio.create_task(world.sweep())
+    await settle()
+    world.clock.advance(limit)
+    await settle()
+    assert world.runner(name).state is RunnerState.BUSY
+    world.clock.advance(limit)  # the sweep's listing
+    await settle()
+    assert sweep.done(), "hung reads still hold the janitor's sweep"
+    await sweep
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert (
+        f"runner {name}: cannot tell whether its instance runs: pool linux: reading "
+        f"{world.runner(name).instance_id}: no answer within {limit:.0f}s: abandoned"
+    ) in warnings
+
+
+async def test_a_listing_that_never_returns_fails_startup_recovery_as_a_failed_one(
+    world: Rig,
+) -> None:
+    """Startup recovery lists the backend for a runner a crash left ``creating``: a listing
+    that hangs is abandoned at the same bound and fails recovery as a failed listing does,
+    rather than holding the start for good."""
+    world.provider.create_wait = hang_first(world)
+    await world.queue(1)
+    reconcile = asyncio.create_task(world.reconcile())
+    await settle()
+    (hung,) = world.runners(RunnerState.CREATING)
+    reconcile.cancel()  # the daemon died here
+    world.provider.read_wait = hang_always()
+    await abandoned_listing(world, world.restart().actions.recover())
+    assert world.runner(hung.name).state is RunnerState.CREATING

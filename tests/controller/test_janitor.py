@@ -118,12 +118,7 @@ async def test_an_overdue_removal_is_warned_of_once_and_its_end_is_said(
     world: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:
     # A dead runner GitHub still holds busy stays ``deleting`` sweep after sweep.
-    name = await world.busy_runner()
-    world.github.delete_outcomes[name] = DeleteOutcome.BUSY
-    world.provider.exit(name, code=137, detail="killed")
-    await world.poll()
-    await world.reconcile()
-    assert world.runner(name).state is RunnerState.DELETING
+    name = await world.dead_runner_github_holds_busy()
     with caplog.at_level(logging.INFO, logger="runnerscale.janitor"):
         for _ in range(6):
             world.clock.advance(60)

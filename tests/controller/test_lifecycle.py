@@ -8,7 +8,6 @@ import pytest
 
 from runnerscale.controller.actions import BACKOFF_BASE
 from runnerscale.model import JobState, RunnerState
-from runnerscale.protocols import DeleteOutcome
 from tests.controller.conftest import Rig
 
 
@@ -145,12 +144,7 @@ async def test_a_runner_that_finishes_its_job_is_not_counted_as_dead(world: Rig)
 async def test_a_dead_runner_github_still_holds_busy_stays_deleting_and_is_counted_once(
     world: Rig,
 ) -> None:
-    name = await world.busy_runner()
-    world.github.delete_outcomes[name] = DeleteOutcome.BUSY  # GitHub still holds its job
-    world.provider.exit(name, code=137, detail="killed")
-    await world.poll()
-    await world.reconcile()  # GitHub still shows it busy (it has not noticed the loss yet)
-    assert world.runner(name).state is RunnerState.DELETING
+    name = await world.dead_runner_github_holds_busy()
     for _ in range(3):
         await world.sweep()  # retried: the instance is dead, so it is not "busy" again
         await world.poll()

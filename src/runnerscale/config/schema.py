@@ -899,7 +899,8 @@ class Timeouts(ConfigModel):
     delete: PositiveDuration = Field(
         default=120.0,
         description="Give up on (and retry) a deletion after this long; a backend delete still "
-        "unanswered a minute after this is abandoned, and retried by the janitor.",
+        "unanswered a minute after this is abandoned, and retried by the janitor; so is a "
+        "backend listing, taken as one that failed.",
     )
     queued_recheck: PositiveDuration = Field(
         default=120.0,

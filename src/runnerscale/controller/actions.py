@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Literal, TypeVar
 
 from runnerscale.controller.bounded import Overdue, Timeouts, within
 from runnerscale.controller.observe import amend, apply_runner_list, move
@@ -33,6 +33,7 @@ from runnerscale.controller.registrar import Registrar, RestRegistrar
 from runnerscale.controller.scaleset import ScaleSetState
 from runnerscale.model import (
     CREATE_CONCURRENCY,
+    Instance,
     InstanceSpec,
     JobState,
     LabelGroup,
@@ -60,6 +61,7 @@ from runnerscale.protocols import (
 from runnerscale.warm import InForce, MinIdleSchedule, ScheduleCache
 
 log = logging.getLogger("runnerscale.controller")
+T = TypeVar("T")
 
 #: Where a runner can be when its instance's creation returns, other than ``creating``, and
 #: still be wanted: it came online (and maybe ran its job) before the backend answered.
@@ -595,8 +597,9 @@ class Actions:
         if runner.instance_id is None or pool is None:
             return False
         try:
-            instance = await pool.provider.get(runner.instance_id)
-        except ProviderError:
+            instance = await self.get_instance(pool, runner.instance_id)
+        except ProviderError as error:
+            log.warning("runner %s: cannot tell whether its instance runs: %s", runner.name, error)
             return True
         return instance is not None and instance.running
 
@@ -626,10 +629,33 @@ class Actions:
         that hangs then fails (:class:`ProviderError`), so that it holds neither its caller
         (a worker's removal, the janitor's sweep) nor its runner, which stays ``deleting``
         for the janitor to retry; an orphan's delete is tried again by the next sweep."""
+        limit = self.timeouts.delete_limit
+        await self._backend(
+            pool, f"deleting {instance_id}", limit, pool.provider.delete(instance_id)
+        )
+
+    async def list_instances(self, pool: PoolRuntime) -> list[Instance]:
+        """The backend's ``list``, abandoned past ``timeouts.delete`` and the grace
+        (:attr:`Timeouts.list_limit`): one that hangs then fails (:class:`ProviderError`, as
+        a backend that cannot list), so that it holds neither the janitor's sweep nor the
+        poll."""
+        limit = self.timeouts.list_limit
+        return await self._backend(pool, "listing its instances", limit, pool.provider.list())
+
+    async def get_instance(self, pool: PoolRuntime, instance_id: str) -> Instance | None:
+        """The backend's ``get``, bounded as :meth:`list_instances` is."""
+        limit = self.timeouts.list_limit
+        return await self._backend(
+            pool, f"reading {instance_id}", limit, pool.provider.get(instance_id)
+        )
+
+    async def _backend(self, pool: PoolRuntime, what: str, limit: float, call: Awaitable[T]) -> T:
+        """A backend call bounded by ``limit``; past it, a :class:`ProviderError` naming the
+        pool and what was asked."""
         try:
-            await within(self.clock, self.timeouts.delete_limit, pool.provider.delete(instance_id))
+            return await within(self.clock, limit, call)
         except Overdue as error:
-            raise ProviderError(f"pool {pool.name}: deleting {instance_id}: {error}") from None
+            raise ProviderError(f"pool {pool.name}: {what}: {error}") from None
 
     async def refresh_runner_lists(self, keys: Iterable[str]) -> list[GitHubError]:
         """Read GitHub's runner lists of these targets and apply them; runners seen online for
@@ -680,7 +706,8 @@ class Actions:
             instance = None
             if pool is not None:
                 instance = next(
-                    (i for i in await pool.provider.list() if i.runner_name == runner.name), None
+                    (i for i in await self.list_instances(pool) if i.runner_name == runner.name),
+                    None,
                 )
             if (
                 runner.state is RunnerState.CREATING

@@ -9,6 +9,13 @@ call itself: by the timeout the janitor applies to the same step (``timeouts.cre
 ``timeouts.delete``) and :data:`GRACE` more, and abandons it past that (the call is
 cancelled; the caller undoes what it may have made the way it undoes a failed call).
 
+A backend's ``list`` and ``get`` (the janitor's and the poll's inventory, startup recovery, a
+removal asking whether an instance still runs) held their loop likewise: a hung listing
+stopped the janitor's sweeps (timeouts, reaping, orphan sweeps) or the poll for good. They
+get the delete's bound (:attr:`Timeouts.list_limit`), and one abandoned is a failed call
+(:class:`~runnerscale.protocols.ProviderError`): its caller does what it does when the
+backend cannot list (with no inventory, nothing is removed as an orphan).
+
 The grace is there so that the janitor, which sweeps every ``janitor_interval`` (30 s by
 default), usually gives the runner up first, in its usual way, and so that a call that
 returns a little late is still undone by its caller at once (an instance made after the
@@ -54,6 +61,14 @@ class Timeouts:
     def delete_limit(self) -> float:
         """Seconds a backend ``delete`` may take before it is abandoned."""
         return self.delete_timeout + GRACE
+
+    @property
+    def list_limit(self) -> float:
+        """Seconds a backend ``list`` or ``get`` may take before it is abandoned: a delete's
+        (no setting of its own: a read of the same backend gets as long as a removal, well
+        within what a healthy one needs, and under the ten minutes after which ``/healthz``
+        calls the loop that waits for it stuck)."""
+        return self.delete_limit
 
 
 class Overdue(Exception):  # noqa: N818 - a verdict on a call, as TimeoutError is

@@ -242,7 +242,7 @@ class Janitor:
         for pool in actions.pools.values():
             listed_at = actions.clock.now()
             try:
-                instances = await pool.provider.list()
+                instances = await actions.list_instances(pool)
             except ProviderError as error:
                 log.warning("janitor: cannot list instances of pool %s: %s", pool.name, error)
                 continue

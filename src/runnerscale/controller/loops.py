@@ -927,7 +927,7 @@ class Controller:
         first: ProviderError | None = None
         for pool in self.pools.values():
             try:
-                instances = await pool.provider.list()
+                instances = await self.actions.list_instances(pool)
             except ProviderError as error:
                 log.warning("poll: pool %s: %s", pool.name, error)
                 first = first or error
