@@ -521,6 +521,22 @@ async def test_registrations_wait_for_the_reset_once_our_count_spends_the_budget
     assert budget.left(REGISTRATION) == 9
 
 
+async def test_a_spent_window_is_waited_out_past_its_reset_second() -> None:
+    """``x-ratelimit-reset`` is whole seconds (the window may end later within that second)
+    and GitHub's clock is not ours: a call sent at the reset second, with the budget spent by
+    our count, would be refused (seen: registrations failed with a 403 under load)."""
+    clock = FakeClock()
+    budget = budget_at(clock)
+    budget.record(headers(1, limit=10, reset=T0 + 60, resource=REGISTRATION))
+    budget.count("generate-jitconfig")
+    clock.t = T0 + 60.5  # past the reset second: GitHub may not have reset yet
+    assert budget.left(REGISTRATION) == 0
+    assert budget.spent_wait(REGISTRATION) == pytest.approx(RESET_MARGIN - 0.5)
+    clock.t = T0 + 60 + RESET_MARGIN
+    assert budget.left(REGISTRATION) is None  # over: the next calls go
+    assert budget.spent_wait(REGISTRATION) == 0.0
+
+
 def test_the_wait_before_a_call_is_the_longer_of_its_pause_and_its_spent_budget() -> None:
     """What the controller asks before it begins a creation (its registration would wait)."""
     clock = FakeClock()

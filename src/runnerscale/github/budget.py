@@ -287,10 +287,13 @@ class ApiBudget:
     def left(self, resource: str, now: float | None = None) -> int | None:
         """What is left of ``resource``'s budget in its running window: GitHub's last word,
         less the calls sent since on a resource of :data:`SPENT_AS_SENT` (their answers may
-        not be back yet). None when no window is known to be running."""
+        not be back yet). None when no window is known to be running. A window runs until
+        :data:`RESET_MARGIN` past its reset: ``x-ratelimit-reset`` is whole seconds and GitHub's
+        clock is not ours, so a spent window's last moments are waited out, not spent on
+        calls GitHub would refuse."""
         bucket = self.resources.get(resource)
         now = self._clock() if now is None else now
-        if bucket is None or bucket.reset <= now:
+        if bucket is None or bucket.reset + RESET_MARGIN <= now:
             return None
         reset, left = self._left.get(resource, (bucket.reset, bucket.remaining))
         return min(left, bucket.remaining) if reset == bucket.reset else bucket.remaining
